@@ -1,0 +1,12 @@
+//! Build script: compiles the pvxs shim (build/pvxs.rs) and generates the
+//! gateway gRPC code from proto/ (build/proto.rs).
+
+#[path = "build/pvxs.rs"]
+mod pvxs;
+#[path = "build/proto.rs"]
+mod proto;
+
+fn main() {
+    pvxs::build();
+    proto::build();
+}

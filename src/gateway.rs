@@ -1,0 +1,1 @@
+//! The MXAccess Gateway client. (Filled in by the gateway issue.)

@@ -1,0 +1,12 @@
+//! mxpva: serve AVEVA System Platform attributes, reached through the MXAccess Gateway,
+//! as EPICS PVAccess PVs.
+//!
+//! # Layout
+//! - `config`: TOML schema and validation.
+//! - `pva`: the safe face of the cxx bridge over pvxs.
+//! - `gateway`: the tonic client of the MXAccess Gateway and its domain types.
+//! - `bridge`: mapping, alarms and the write path.
+//! - `sim`: the gateway simulator.
+
+pub mod gateway;
+pub mod sim;

@@ -1,0 +1,1 @@
+//! The MXAccess Gateway simulator. (Filled in by the gateway issue.)
