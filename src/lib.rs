@@ -9,4 +9,5 @@
 //! - `sim`: the gateway simulator.
 
 pub mod gateway;
+pub mod pva;
 pub mod sim;

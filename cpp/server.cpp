@@ -1,0 +1,77 @@
+#include "cpp/server.h"
+
+#include <string>
+#include <vector>
+
+#include <pvxs/client.h>
+#include <pvxs/log.h>
+
+#include "cpp/sharedpv.h"
+#include "mxpva/src/pva/ffi.rs.h"
+
+namespace mxpva {
+namespace {
+
+std::string to_std(rust::Str s) { return std::string(s.data(), s.size()); }
+
+std::vector<std::string> to_std(const rust::Vec<rust::String>& in) {
+    std::vector<std::string> out;
+    out.reserve(in.size());
+    for (const auto& s : in) out.emplace_back(s.data(), s.size());
+    return out;
+}
+
+rust::Vec<rust::String> to_rust(const std::vector<std::string>& in) {
+    rust::Vec<rust::String> out;
+    out.reserve(in.size());
+    for (const auto& s : in) out.push_back(rust::String(s.data(), s.size()));
+    return out;
+}
+
+}  // namespace
+
+std::unique_ptr<PvServer> server_new(const WireServerSettings& s) {
+    pvxs::server::Config config;
+    switch (s.base) {
+        case 1: config = pvxs::server::Config::fromEnv(); break;
+        case 2: config = pvxs::server::Config::isolated(); break;
+        default: break;
+    }
+    if (s.set_interfaces) config.interfaces = to_std(s.interfaces);
+    if (s.set_beacon_destinations) config.beaconDestinations = to_std(s.beacon_destinations);
+    if (s.set_tcp_port) config.tcp_port = s.tcp_port;
+    if (s.set_udp_port) config.udp_port = s.udp_port;
+    if (s.set_auto_beacon) config.auto_beacon = s.auto_beacon;
+    return std::unique_ptr<PvServer>(new PvServer(pvxs::server::Server(config)));
+}
+
+void PvServer::start() const { server_.start(); }
+
+void PvServer::stop() const { server_.stop(); }
+
+WireServerInfo PvServer::info() const {
+    const auto& c = server_.config();
+    WireServerInfo out{};
+    out.interfaces = to_rust(c.interfaces);
+    out.beacon_destinations = to_rust(c.beaconDestinations);
+    out.tcp_port = c.tcp_port;
+    out.udp_port = c.udp_port;
+    out.auto_beacon = c.auto_beacon;
+    pvxs::client::Config::defs_t defs;
+    server_.clientConfig().updateDefs(defs);
+    for (const auto& kv : defs) {
+        std::string line = kv.first + "=" + kv.second;
+        out.client_env.push_back(rust::String(line.data(), line.size()));
+    }
+    return out;
+}
+
+void PvServer::add_pv(rust::Str name, const PvHandle& pv) const {
+    server_.addPV(to_std(name), pv.shared_pv());
+}
+
+void PvServer::remove_pv(rust::Str name) const { server_.removePV(to_std(name)); }
+
+void configure_logging_from_env() { pvxs::logger_config_env(); }
+
+}  // namespace mxpva

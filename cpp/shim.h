@@ -1,0 +1,16 @@
+// The pvxs shim: the C++ side of src/pva/ffi.rs.
+//
+// Thin and typed: it turns the shared structs of the bridge into pvxs Values and back,
+// and forwards pvxs callbacks to Rust. Every function Rust calls either cannot throw or
+// is declared `Result` in the bridge, so an exception becomes a Rust error. Strings
+// cross as (data, size): the pvxs wheels use the old libstdc++ string ABI, and cxx's own
+// runtime the new one, so no std::string ever crosses the boundary.
+#pragma once
+
+#include "cpp/server.h"
+#include "cpp/sharedpv.h"
+#include "cpp/putop.h"
+
+namespace mxpva {
+void configure_logging_from_env();
+}

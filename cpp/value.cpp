@@ -1,0 +1,307 @@
+#include "cpp/value.h"
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include <pvxs/nt.h>
+
+#include "mxpva/src/pva/ffi.rs.h"
+
+namespace mxpva {
+namespace {
+
+using pvxs::TypeCode;
+using pvxs::Value;
+
+// display.form choices, in the order EPICS clients expect.
+const char* const kFormChoices[] = {"Default", "String", "Binary", "Decimal",
+                                    "Hex", "Exponential", "Engineering"};
+
+bool has(const WireUpdate& u, FieldBit bit) {
+    return (u.fields & static_cast<uint32_t>(bit)) != 0;
+}
+
+std::string to_std(const rust::String& s) { return std::string(s.data(), s.size()); }
+
+rust::String to_rust(const std::string& s) { return rust::String(s.data(), s.size()); }
+
+TypeCode scalar_code(ScalarKind kind) {
+    switch (kind) {
+        case ScalarKind::Bool: return TypeCode::Bool;
+        case ScalarKind::Int8: return TypeCode::Int8;
+        case ScalarKind::Int16: return TypeCode::Int16;
+        case ScalarKind::Int32: return TypeCode::Int32;
+        case ScalarKind::Int64: return TypeCode::Int64;
+        case ScalarKind::UInt8: return TypeCode::UInt8;
+        case ScalarKind::UInt16: return TypeCode::UInt16;
+        case ScalarKind::UInt32: return TypeCode::UInt32;
+        case ScalarKind::UInt64: return TypeCode::UInt64;
+        case ScalarKind::Float32: return TypeCode::Float32;
+        case ScalarKind::Float64: return TypeCode::Float64;
+        case ScalarKind::String: return TypeCode::String;
+    }
+    throw std::invalid_argument("unknown scalar kind");
+}
+
+ScalarKind kind_of(TypeCode code) {
+    switch (code.scalarOf().code) {
+        case TypeCode::Bool: return ScalarKind::Bool;
+        case TypeCode::Int8: return ScalarKind::Int8;
+        case TypeCode::Int16: return ScalarKind::Int16;
+        case TypeCode::Int32: return ScalarKind::Int32;
+        case TypeCode::Int64: return ScalarKind::Int64;
+        case TypeCode::UInt8: return ScalarKind::UInt8;
+        case TypeCode::UInt16: return ScalarKind::UInt16;
+        case TypeCode::UInt32: return ScalarKind::UInt32;
+        case TypeCode::UInt64: return ScalarKind::UInt64;
+        case TypeCode::Float32: return ScalarKind::Float32;
+        case TypeCode::Float64: return ScalarKind::Float64;
+        case TypeCode::String: return ScalarKind::String;
+        default: break;
+    }
+    throw std::invalid_argument("value field has an unsupported type");
+}
+
+// Assigns (and so marks) a field only where the structure has it.
+template <typename T>
+void set_if(Value&& fld, const T& x) {
+    if (fld.valid()) fld = x;
+}
+
+template <typename T>
+void get_if(const Value& fld, T& out) {
+    if (fld.valid()) out = fld.as<T>();
+}
+
+template <typename T, typename Src>
+void write_array(Value& fld, const rust::Vec<Src>& src) {
+    pvxs::shared_array<T> arr(src.size());
+    for (size_t i = 0; i < src.size(); i++) arr[i] = static_cast<T>(src[i]);
+    fld = arr.freeze();
+}
+
+template <typename T, typename Dst>
+void read_array(const Value& fld, rust::Vec<Dst>& out) {
+    auto arr = fld.as<pvxs::shared_array<const T>>();
+    out.reserve(arr.size());
+    for (const auto& x : arr) out.push_back(static_cast<Dst>(x));
+}
+
+pvxs::shared_array<const std::string> to_string_array(const rust::Vec<rust::String>& in) {
+    pvxs::shared_array<std::string> arr(in.size());
+    for (size_t i = 0; i < in.size(); i++) arr[i] = to_std(in[i]);
+    return arr.freeze();
+}
+
+void read_string_array(const Value& fld, rust::Vec<rust::String>& out) {
+    auto arr = fld.as<pvxs::shared_array<const std::string>>();
+    out.reserve(arr.size());
+    for (const auto& s : arr) out.push_back(to_rust(s));
+}
+
+void write_value(const WireShape& shape, const WireData& d, Value& top) {
+    if (shape.nt_enum) {
+        top["value.index"] = d.index;
+        return;
+    }
+    auto fld = top["value"];
+    if (!shape.array) {
+        switch (shape.kind) {
+            case ScalarKind::Bool: fld = d.b; break;
+            case ScalarKind::Int8:
+            case ScalarKind::Int16:
+            case ScalarKind::Int32:
+            case ScalarKind::Int64: fld = d.i; break;
+            case ScalarKind::UInt8:
+            case ScalarKind::UInt16:
+            case ScalarKind::UInt32:
+            case ScalarKind::UInt64: fld = d.u; break;
+            case ScalarKind::Float32:
+            case ScalarKind::Float64: fld = d.f; break;
+            case ScalarKind::String: fld = to_std(d.s); break;
+        }
+        return;
+    }
+    switch (shape.kind) {
+        case ScalarKind::Bool: write_array<bool>(fld, d.bools); break;
+        case ScalarKind::Int8: write_array<int8_t>(fld, d.ints); break;
+        case ScalarKind::Int16: write_array<int16_t>(fld, d.ints); break;
+        case ScalarKind::Int32: write_array<int32_t>(fld, d.ints); break;
+        case ScalarKind::Int64: write_array<int64_t>(fld, d.ints); break;
+        case ScalarKind::UInt8: write_array<uint8_t>(fld, d.uints); break;
+        case ScalarKind::UInt16: write_array<uint16_t>(fld, d.uints); break;
+        case ScalarKind::UInt32: write_array<uint32_t>(fld, d.uints); break;
+        case ScalarKind::UInt64: write_array<uint64_t>(fld, d.uints); break;
+        case ScalarKind::Float32: write_array<float>(fld, d.floats); break;
+        case ScalarKind::Float64: write_array<double>(fld, d.floats); break;
+        case ScalarKind::String: fld = to_string_array(d.strings); break;
+    }
+}
+
+// Reads `value` of an NTScalar, NTScalarArray or NTEnum, and says which it was.
+void read_value(const Value& top, WireData& d, ScalarKind& kind, bool& array, bool& nt_enum) {
+    auto index = top["value.index"];
+    if (index.valid()) {
+        nt_enum = true;
+        array = false;
+        kind = ScalarKind::Int32;
+        d.index = index.as<int32_t>();
+        return;
+    }
+    auto fld = top["value"];
+    if (!fld.valid()) throw std::invalid_argument("no value field");
+    nt_enum = false;
+    array = fld.type().isarray();
+    kind = kind_of(fld.type());
+    if (!array) {
+        switch (kind) {
+            case ScalarKind::Bool: d.b = fld.as<bool>(); break;
+            case ScalarKind::Int8:
+            case ScalarKind::Int16:
+            case ScalarKind::Int32:
+            case ScalarKind::Int64: d.i = fld.as<int64_t>(); break;
+            case ScalarKind::UInt8:
+            case ScalarKind::UInt16:
+            case ScalarKind::UInt32:
+            case ScalarKind::UInt64: d.u = fld.as<uint64_t>(); break;
+            case ScalarKind::Float32:
+            case ScalarKind::Float64: d.f = fld.as<double>(); break;
+            case ScalarKind::String: d.s = to_rust(fld.as<std::string>()); break;
+        }
+        return;
+    }
+    switch (kind) {
+        case ScalarKind::Bool: read_array<bool>(fld, d.bools); break;
+        case ScalarKind::Int8: read_array<int8_t>(fld, d.ints); break;
+        case ScalarKind::Int16: read_array<int16_t>(fld, d.ints); break;
+        case ScalarKind::Int32: read_array<int32_t>(fld, d.ints); break;
+        case ScalarKind::Int64: read_array<int64_t>(fld, d.ints); break;
+        case ScalarKind::UInt8: read_array<uint8_t>(fld, d.uints); break;
+        case ScalarKind::UInt16: read_array<uint16_t>(fld, d.uints); break;
+        case ScalarKind::UInt32: read_array<uint32_t>(fld, d.uints); break;
+        case ScalarKind::UInt64: read_array<uint64_t>(fld, d.uints); break;
+        case ScalarKind::Float32: read_array<float>(fld, d.floats); break;
+        case ScalarKind::Float64: read_array<double>(fld, d.floats); break;
+        case ScalarKind::String: read_string_array(fld, d.strings); break;
+    }
+}
+
+}  // namespace
+
+Value build_prototype(const WireShape& shape) {
+    if (shape.nt_enum) return pvxs::nt::NTEnum{}.create();
+    auto code = scalar_code(shape.kind);
+    if (shape.array) code = code.arrayOf();
+    // form=true adds display.precision and display.form, which display managers read.
+    return pvxs::nt::NTScalar{code, shape.display, shape.control, shape.value_alarm,
+                              shape.display}
+        .create();
+}
+
+void apply_update(const WireShape& shape, const WireUpdate& u, Value& v) {
+    if (has(u, FieldBit::Value)) write_value(shape, u.data, v);
+    if (has(u, FieldBit::Choices)) set_if(v["value.choices"], to_string_array(u.choices));
+    if (has(u, FieldBit::Alarm)) {
+        v["alarm.severity"] = u.alarm.severity;
+        v["alarm.status"] = u.alarm.status;
+        v["alarm.message"] = to_std(u.alarm.message);
+    }
+    if (has(u, FieldBit::TimeStamp)) {
+        v["timeStamp.secondsPastEpoch"] = u.time.seconds;
+        v["timeStamp.nanoseconds"] = u.time.nanos;
+        v["timeStamp.userTag"] = u.time.user_tag;
+    }
+    if (has(u, FieldBit::Display)) {
+        const auto& d = u.display;
+        set_if(v["display.limitLow"], d.limit_low);
+        set_if(v["display.limitHigh"], d.limit_high);
+        set_if(v["display.description"], to_std(d.description));
+        set_if(v["display.units"], to_std(d.units));
+        set_if(v["display.precision"], d.precision);
+        set_if(v["display.form.index"], d.form);
+        if (v["display.form.choices"].valid()) {
+            pvxs::shared_array<std::string> choices(std::begin(kFormChoices),
+                                                    std::end(kFormChoices));
+            v["display.form.choices"] = choices.freeze();
+        }
+    }
+    if (has(u, FieldBit::Control)) {
+        set_if(v["control.limitLow"], u.control.limit_low);
+        set_if(v["control.limitHigh"], u.control.limit_high);
+        set_if(v["control.minStep"], u.control.min_step);
+    }
+    if (has(u, FieldBit::ValueAlarm)) {
+        const auto& a = u.value_alarm;
+        set_if(v["valueAlarm.active"], a.active);
+        set_if(v["valueAlarm.lowAlarmLimit"], a.low_alarm_limit);
+        set_if(v["valueAlarm.lowWarningLimit"], a.low_warning_limit);
+        set_if(v["valueAlarm.highWarningLimit"], a.high_warning_limit);
+        set_if(v["valueAlarm.highAlarmLimit"], a.high_alarm_limit);
+        set_if(v["valueAlarm.lowAlarmSeverity"], a.low_alarm_severity);
+        set_if(v["valueAlarm.lowWarningSeverity"], a.low_warning_severity);
+        set_if(v["valueAlarm.highWarningSeverity"], a.high_warning_severity);
+        set_if(v["valueAlarm.highAlarmSeverity"], a.high_alarm_severity);
+        set_if(v["valueAlarm.hysteresis"], a.hysteresis);
+    }
+}
+
+void read_update(const Value& v, WireUpdate& out) {
+    ScalarKind kind;
+    bool array = false, nt_enum = false;
+    read_value(v, out.data, kind, array, nt_enum);
+    uint32_t fields = static_cast<uint32_t>(FieldBit::Value) |
+                      static_cast<uint32_t>(FieldBit::Alarm) |
+                      static_cast<uint32_t>(FieldBit::TimeStamp);
+    if (nt_enum) {
+        read_string_array(v["value.choices"], out.choices);
+        fields |= static_cast<uint32_t>(FieldBit::Choices);
+    }
+    get_if(v["alarm.severity"], out.alarm.severity);
+    get_if(v["alarm.status"], out.alarm.status);
+    if (auto m = v["alarm.message"]) out.alarm.message = to_rust(m.as<std::string>());
+    get_if(v["timeStamp.secondsPastEpoch"], out.time.seconds);
+    get_if(v["timeStamp.nanoseconds"], out.time.nanos);
+    get_if(v["timeStamp.userTag"], out.time.user_tag);
+    if (v["display"].valid()) {
+        fields |= static_cast<uint32_t>(FieldBit::Display);
+        get_if(v["display.limitLow"], out.display.limit_low);
+        get_if(v["display.limitHigh"], out.display.limit_high);
+        if (auto f = v["display.description"]) out.display.description = to_rust(f.as<std::string>());
+        if (auto f = v["display.units"]) out.display.units = to_rust(f.as<std::string>());
+        get_if(v["display.precision"], out.display.precision);
+        get_if(v["display.form.index"], out.display.form);
+    }
+    if (v["control"].valid()) {
+        fields |= static_cast<uint32_t>(FieldBit::Control);
+        get_if(v["control.limitLow"], out.control.limit_low);
+        get_if(v["control.limitHigh"], out.control.limit_high);
+        get_if(v["control.minStep"], out.control.min_step);
+    }
+    if (v["valueAlarm"].valid()) {
+        fields |= static_cast<uint32_t>(FieldBit::ValueAlarm);
+        auto& a = out.value_alarm;
+        get_if(v["valueAlarm.active"], a.active);
+        get_if(v["valueAlarm.lowAlarmLimit"], a.low_alarm_limit);
+        get_if(v["valueAlarm.lowWarningLimit"], a.low_warning_limit);
+        get_if(v["valueAlarm.highWarningLimit"], a.high_warning_limit);
+        get_if(v["valueAlarm.highAlarmLimit"], a.high_alarm_limit);
+        get_if(v["valueAlarm.lowAlarmSeverity"], a.low_alarm_severity);
+        get_if(v["valueAlarm.lowWarningSeverity"], a.low_warning_severity);
+        get_if(v["valueAlarm.highWarningSeverity"], a.high_warning_severity);
+        get_if(v["valueAlarm.highAlarmSeverity"], a.high_alarm_severity);
+        get_if(v["valueAlarm.hysteresis"], a.hysteresis);
+    }
+    out.fields = fields;
+}
+
+void read_put(const Value& value, WirePut& out) {
+    read_value(value, out.data, out.kind, out.array, out.nt_enum);
+    out.has_value = value["value"].isMarked(true, true);
+    for (auto fld : value.imarked()) {
+        const auto& name = value.nameOf(fld);
+        out.marked.push_back(to_rust(name));
+    }
+}
+
+}  // namespace mxpva

@@ -1,0 +1,242 @@
+//! The one `#[cxx::bridge]` of mxpva: the boundary to the pvxs shim in cpp/.
+//!
+//! Three sections, as in the cxx book: shared structs, the Rust functions pvxs callbacks
+//! call, and the C++ functions Rust calls. Everything here is crate-private; the safe
+//! face is in the sibling modules. Strings cross as `rust::Str` / `rust::String` and are
+//! turned into `std::string` from `(data, size)` on the C++ side, because the pvxs wheels
+//! use the old libstdc++ string ABI.
+
+#![allow(unsafe_code)]
+
+#[cxx::bridge(namespace = "mxpva")]
+pub(crate) mod bridge {
+    // ----------------------------------------------------------------- shared structs
+
+    /// Which parts of a `WireUpdate` are carried (bits of `WireUpdate::fields`).
+    #[repr(u32)]
+    enum FieldBit {
+        Value = 1,
+        Alarm = 2,
+        TimeStamp = 4,
+        Display = 8,
+        Control = 16,
+        ValueAlarm = 32,
+        Choices = 64,
+    }
+
+    /// The element type of a PV's `value` field.
+    #[derive(Debug, Hash)]
+    #[repr(u8)]
+    enum ScalarKind {
+        Bool,
+        Int8,
+        Int16,
+        Int32,
+        Int64,
+        UInt8,
+        UInt16,
+        UInt32,
+        UInt64,
+        Float32,
+        Float64,
+        String,
+    }
+
+    /// What structure a SharedPV is opened with.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    struct WireShape {
+        kind: ScalarKind,
+        /// NTScalarArray instead of NTScalar.
+        array: bool,
+        /// NTEnum (`kind` is ignored).
+        nt_enum: bool,
+        display: bool,
+        control: bool,
+        value_alarm: bool,
+    }
+
+    /// A value in transit. Which member is meaningful follows from the PV's shape:
+    /// `b`/`i`/`u`/`f`/`s` for scalars, the vectors for arrays, `index` for NTEnum.
+    /// Signed integers travel as i64, unsigned as u64, floats as f64.
+    #[derive(Debug, Clone, Default)]
+    struct WireData {
+        b: bool,
+        i: i64,
+        u: u64,
+        f: f64,
+        s: String,
+        bools: Vec<bool>,
+        ints: Vec<i64>,
+        uints: Vec<u64>,
+        floats: Vec<f64>,
+        strings: Vec<String>,
+        index: i32,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct WireAlarm {
+        severity: i32,
+        status: i32,
+        message: String,
+    }
+
+    #[derive(Debug, Clone, Copy, Default)]
+    struct WireTime {
+        seconds: i64,
+        nanos: i32,
+        user_tag: i32,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct WireDisplay {
+        limit_low: f64,
+        limit_high: f64,
+        description: String,
+        units: String,
+        precision: i32,
+        form: i32,
+    }
+
+    #[derive(Debug, Clone, Copy, Default)]
+    struct WireControl {
+        limit_low: f64,
+        limit_high: f64,
+        min_step: f64,
+    }
+
+    #[derive(Debug, Clone, Copy, Default)]
+    struct WireValueAlarm {
+        active: bool,
+        low_alarm_limit: f64,
+        low_warning_limit: f64,
+        high_warning_limit: f64,
+        high_alarm_limit: f64,
+        low_alarm_severity: i32,
+        low_warning_severity: i32,
+        high_warning_severity: i32,
+        high_alarm_severity: i32,
+        hysteresis: f64,
+    }
+
+    /// One post: `fields` says which of the members below are carried (`FieldBit`s);
+    /// the others are ignored and stay unmarked.
+    #[derive(Debug, Clone, Default)]
+    struct WireUpdate {
+        fields: u32,
+        data: WireData,
+        choices: Vec<String>,
+        alarm: WireAlarm,
+        time: WireTime,
+        display: WireDisplay,
+        control: WireControl,
+        value_alarm: WireValueAlarm,
+    }
+
+    /// What a client's put carried, read on the pvxs worker thread.
+    #[derive(Debug, Clone)]
+    struct WirePut {
+        /// The structure the client's value has (the PV's type when the put was made).
+        kind: ScalarKind,
+        array: bool,
+        nt_enum: bool,
+        /// The client marked `value` (or `value.index` of an NTEnum).
+        has_value: bool,
+        data: WireData,
+        /// Every field the client marked, by full name (`value`, `alarm.severity`, ...).
+        marked: Vec<String>,
+        peer: String,
+        iface: String,
+        method: String,
+        account: String,
+    }
+
+    /// How to configure a server. `base` is 0 for pvxs defaults, 1 for `EPICS_PVAS_*`,
+    /// 2 for an isolated loopback server on random ports; each `set_*` overrides one
+    /// setting on top of the base.
+    #[derive(Debug, Clone, Default)]
+    struct WireServerSettings {
+        base: u8,
+        set_interfaces: bool,
+        interfaces: Vec<String>,
+        set_beacon_destinations: bool,
+        beacon_destinations: Vec<String>,
+        set_tcp_port: bool,
+        tcp_port: u16,
+        set_udp_port: bool,
+        udp_port: u16,
+        set_auto_beacon: bool,
+        auto_beacon: bool,
+    }
+
+    /// The configuration a server actually uses (ports resolved after bind).
+    #[derive(Debug, Clone, Default)]
+    struct WireServerInfo {
+        interfaces: Vec<String>,
+        beacon_destinations: Vec<String>,
+        tcp_port: u16,
+        udp_port: u16,
+        auto_beacon: bool,
+        /// `NAME=VALUE` settings for a client of this server (EPICS_PVA_*).
+        client_env: Vec<String>,
+    }
+
+    // ------------------------------------------------- Rust called from pvxs callbacks
+
+    extern "Rust" {
+        /// Per-PV state that the C++ callbacks carry: the PV name and the event sender.
+        type PvContext;
+
+        /// A client's put arrived. Must not block: it hands the op to a channel.
+        fn on_put(ctx: &PvContext, put: WirePut, op: UniquePtr<PutOp>);
+
+        /// The first client attached (`true`) or the last one left (`false`).
+        fn on_connection(ctx: &PvContext, connected: bool);
+    }
+
+    // ---------------------------------------------------------------- C++ the shim offers
+
+    unsafe extern "C++" {
+        include!("cpp/shim.h");
+
+        /// A pvxs::server::Server.
+        type PvServer;
+        /// A pvxs::server::SharedPV with the prototype value it posts.
+        type PvHandle;
+        /// One client put awaiting its reply. Dropping it unanswered replies with an error.
+        type PutOp;
+
+        fn server_new(settings: &WireServerSettings) -> Result<UniquePtr<PvServer>>;
+        fn start(self: &PvServer) -> Result<()>;
+        fn stop(self: &PvServer) -> Result<()>;
+        fn info(self: &PvServer) -> Result<WireServerInfo>;
+        fn add_pv(self: &PvServer, name: &str, pv: &PvHandle) -> Result<()>;
+        fn remove_pv(self: &PvServer, name: &str) -> Result<()>;
+
+        fn pv_new(ctx: Box<PvContext>) -> Result<UniquePtr<PvHandle>>;
+        fn open(self: &PvHandle, shape: &WireShape, initial: &WireUpdate) -> Result<()>;
+        fn post(self: &PvHandle, update: &WireUpdate) -> Result<()>;
+        fn close(self: &PvHandle) -> Result<()>;
+        fn is_open(self: &PvHandle) -> bool;
+        /// The current value as the shim holds it (for tests and diagnostics).
+        fn current(self: &PvHandle) -> Result<WireUpdate>;
+
+        fn reply_ok(self: Pin<&mut PutOp>) -> Result<()>;
+        fn reply_error(self: Pin<&mut PutOp>, message: &str) -> Result<()>;
+        /// The client cancelled or went away before the reply.
+        fn is_cancelled(self: &PutOp) -> bool;
+
+        /// Apply `PVXS_LOG` (pvxs logger levels) from the environment.
+        fn configure_logging_from_env() -> Result<()>;
+    }
+}
+
+// The C++ objects are handles whose methods pvxs makes safe to call from any thread:
+// a put reply is dispatched onto the server's event loop, and the shim guards its own
+// state with a mutex it never holds across a pvxs call.
+unsafe impl Send for bridge::PvServer {}
+unsafe impl Sync for bridge::PvServer {}
+unsafe impl Send for bridge::PvHandle {}
+unsafe impl Sync for bridge::PvHandle {}
+unsafe impl Send for bridge::PutOp {}
+
+pub(crate) use super::shared_pv::{on_connection, on_put, PvContext};

@@ -1,0 +1,49 @@
+//! The safe Rust face of pvxs: a PVAccess [`Server`] serving [`SharedPv`]s.
+//!
+//! - [`ffi`](self) holds the one `#[cxx::bridge]`; nothing outside this module touches it.
+//! - [`Server`] is a pvxs server built from explicit settings, from `EPICS_PVAS_*`, or
+//!   isolated on loopback for tests.
+//! - [`SharedPv`] is one PV: open it with a type and an initial [`Update`], then post
+//!   updates that carry any subset of value, alarm, timeStamp, display, control and
+//!   valueAlarm.
+//! - A client's put on a writable PV arrives as [`PvEvent::Put`] with a [`PutRequest`] on
+//!   the receiver given by [`event_channel`]; complete it later, from any thread, through
+//!   its [`PutCompletion`]. First-connect and last-disconnect arrive on the same channel.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mxpva::pva::PvaError> {
+//! use mxpva::pva::*;
+//! let server = Server::new(&ServerConfig::from_env())?;
+//! let (events, mut rx) = event_channel();
+//! let mut pv = SharedPv::new("PLANT:PUMP1:SPEED", Access::ReadWrite, &events)?;
+//! pv.open(PvType::Scalar(ScalarType::Float64), &Update::value(NtValue::Float64(0.0)))?;
+//! server.add_pv(&pv)?;
+//! server.start()?;
+//! while let Some(PvEvent::Put(put)) = rx.recv().await {
+//!     // ... write it somewhere, then:
+//!     put.completion.complete(Ok(()));
+//! }
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod ffi;
+mod put;
+mod server;
+mod shared_pv;
+mod value;
+
+pub use error::PvaError;
+pub use put::{Credentials, PutCompletion, PutRequest};
+pub use server::{Server, ServerConfig, ServerInfo};
+pub use shared_pv::{event_channel, Access, EventReceiver, EventSender, PvEvent, SharedPv};
+pub use value::{
+    Alarm, AlarmStatus, Control, Display, DisplayForm, NtValue, PvType, ScalarType, Severity,
+    Shape, TimeStamp, Update, ValueAlarm,
+};
+
+/// Applies `PVXS_LOG` (for example `PVXS_LOG=pvxs.server.*=DEBUG`) to pvxs's own loggers,
+/// next to tracing's `RUST_LOG`.
+pub fn configure_logging_from_env() -> Result<(), PvaError> {
+    ffi::bridge::configure_logging_from_env().map_err(|e| PvaError::native("configure logging", e))
+}
