@@ -35,3 +35,15 @@ fn post_and_read_back_every_field() {
     assert_ne!(info.tcp_port, 0);
     assert_eq!(info.interfaces, vec!["127.0.0.1".to_string()]);
 }
+
+#[test]
+fn client_env_names_the_isolated_server() {
+    let server = Server::new(&ServerConfig::isolated()).unwrap();
+    server.start().unwrap();
+    let info = server.info().unwrap();
+    let env: std::collections::HashMap<_, _> = info.client_env.into_iter().collect();
+    assert_eq!(env["EPICS_PVA_ADDR_LIST"], "127.0.0.1");
+    assert_eq!(env["EPICS_PVA_AUTO_ADDR_LIST"], "NO");
+    assert_eq!(env["EPICS_PVA_BROADCAST_PORT"], info.udp_port.to_string());
+    assert_eq!(env["EPICS_PVA_SERVER_PORT"], info.tcp_port.to_string());
+}
