@@ -94,7 +94,10 @@ pub fn build() {
         "cargo:rustc-env=MXPVA_PVXS_INCLUDE_DIRS={}",
         join(&pvxs.include_dirs)
     );
-    println!("cargo:rustc-env=MXPVA_PVXS_LIB_DIRS={}", join(&pvxs.lib_dirs));
+    println!(
+        "cargo:rustc-env=MXPVA_PVXS_LIB_DIRS={}",
+        join(&pvxs.lib_dirs)
+    );
     println!(
         "cargo:rustc-env=MXPVA_PVXS_OLD_ABI={}",
         if pvxs.old_string_abi { "1" } else { "0" }

@@ -106,7 +106,11 @@ fn sample(ty: PvType, i: i64) -> Update {
         },
     };
     let mut update = Update::value(value)
-        .with_alarm(Alarm::new(Severity::Minor, AlarmStatus::Device, format!("msg {ty}")))
+        .with_alarm(Alarm::new(
+            Severity::Minor,
+            AlarmStatus::Device,
+            format!("msg {ty}"),
+        ))
         .with_time(TimeStamp {
             seconds: 1_700_000_000 + i,
             nanos: 123_456_789,
@@ -225,8 +229,7 @@ fn expected_json(ty: PvType, u: &Update) -> Json {
         out["display"]["limitHigh"] = Json::from(d.limit_high);
         out["display"]["precision"] = Json::from(d.precision);
         out["display"]["form"] = Json::from(d.form as i32);
-        out["control"] =
-            serde_json::json!({"limitLow": c.limit_low, "limitHigh": c.limit_high, "minStep": c.min_step});
+        out["control"] = serde_json::json!({"limitLow": c.limit_low, "limitHigh": c.limit_high, "minStep": c.min_step});
         let a = u.value_alarm.unwrap();
         out["valueAlarm"] = serde_json::json!({
             "active": a.active,
@@ -317,7 +320,9 @@ fn assert_subset(want: &Json, got: &Json, path: &str) {
             }
         }
         Json::Array(items) => {
-            let g = got.as_array().unwrap_or_else(|| panic!("{path}: {got} is not a list"));
+            let g = got
+                .as_array()
+                .unwrap_or_else(|| panic!("{path}: {got} is not a list"));
             assert_eq!(items.len(), g.len(), "{path}: length");
             for (i, (w, g)) in items.iter().zip(g).enumerate() {
                 assert_subset(w, g, &format!("{path}[{i}]"));
@@ -390,12 +395,19 @@ async fn every_type_reads_back_exactly_in_p4p_pvapy_pvget_and_pvinfo() {
             PvType::Array(t) => format!("{}[] value", t.pv_name()),
             PvType::Enum => "enum_t value".to_string(),
         };
-        assert!(text.contains(&value_line), "pvinfo {ty}: no '{value_line}' in\n{text}");
+        assert!(
+            text.contains(&value_line),
+            "pvinfo {ty}: no '{value_line}' in\n{text}"
+        );
     }
 
     // pvget -v prints values and metadata as pvAccessCPP decodes them.
     let run = clients()
-        .run("pvget", &fx.env, &["-v", "T:TYPE:double", "T:TYPE:string", "T:TYPE:enum"])
+        .run(
+            "pvget",
+            &fx.env,
+            &["-v", "T:TYPE:double", "T:TYPE:string", "T:TYPE:enum"],
+        )
         .await;
     let text = run.text();
     // (pvget prints doubles with 6 significant digits; p4p and pvapy checked them all.)
@@ -432,7 +444,12 @@ fn monitor_values(lines: &[String], name: &str) -> Vec<f64> {
 async fn monitors_see_every_post_in_order() {
     let mut fx = Fixture::new();
     let ty = PvType::Scalar(ScalarType::Float64);
-    let pv = fx.serve("T:MON", Access::ReadOnly, ty, &Update::value(NtValue::Float64(0.0)));
+    let pv = fx.serve(
+        "T:MON",
+        Access::ReadOnly,
+        ty,
+        &Update::value(NtValue::Float64(0.0)),
+    );
 
     let (mut pvmonitor, mut lines) = clients().spawn_lines("pvmonitor", &fx.env, &["T:MON"]);
     let p4p = tokio::spawn({
@@ -459,10 +476,14 @@ print(' '.join(str(x) for x in seen))
         }
     });
     // Both clients attach; the first one raises Connected.
-    assert!(matches!(fx.next_connection().await, PvEvent::Connected { .. }));
+    assert!(matches!(
+        fx.next_connection().await,
+        PvEvent::Connected { .. }
+    ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for i in 1..=20 {
-        pv.post(&Update::value(NtValue::Float64(f64::from(i)))).unwrap();
+        pv.post(&Update::value(NtValue::Float64(f64::from(i))))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -508,7 +529,11 @@ async fn a_put_waits_for_the_delayed_reply_then_succeeds() {
     assert_eq!(&*put.pv, "T:PUT:DELAY");
     assert_eq!(put.value, Some(NtValue::Float64(42.5)));
     assert!(put.marked.iter().any(|m| m == "value"), "{:?}", put.marked);
-    assert!(put.credentials.peer.starts_with("127.0.0.1:"), "{:?}", put.credentials);
+    assert!(
+        put.credentials.peer.starts_with("127.0.0.1:"),
+        "{:?}",
+        put.credentials
+    );
     assert!(!put.credentials.method.is_empty());
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -609,7 +634,10 @@ async fn a_string_put_into_a_float64_pv_is_a_clear_error() {
     let run = clients().run("pvput", &fx.env, &["T:PUT:NUM", "abc"]).await;
     let text = run.text();
     // pvput converts the text itself, against the type it read from the server.
-    assert!(text.contains("Error: parseToPOD: No digits to convert"), "pvput: {text}");
+    assert!(
+        text.contains("Error: parseToPOD: No digits to convert"),
+        "pvput: {text}"
+    );
 
     let run = clients()
         .python(
@@ -621,7 +649,10 @@ async fn a_string_put_into_a_float64_pv_is_a_clear_error() {
         )
         .await;
     let text = run.text();
-    assert!(!text.contains("no error") && text.contains("abc"), "p4p: {text}");
+    assert!(
+        !text.contains("no error") && text.contains("abc"),
+        "p4p: {text}"
+    );
 
     fx.assert_no_put();
     assert_eq!(pv.current().unwrap().value, Some(NtValue::Float64(0.0)));
@@ -633,7 +664,10 @@ async fn a_put_to_a_read_only_pv_is_refused() {
     let pv = float_pv(&fx, "T:RO", Access::ReadOnly);
     let run = clients().run("pvput", &fx.env, &["T:RO", "5"]).await;
     let text = run.text();
-    assert!(text.contains("Error") && text.contains("T:RO is read-only"), "pvput: {text}");
+    assert!(
+        text.contains("Error") && text.contains("T:RO is read-only"),
+        "pvput: {text}"
+    );
 
     let run = clients()
         .python(
@@ -646,7 +680,8 @@ async fn a_put_to_a_read_only_pv_is_refused() {
         )
         .await;
     assert!(
-        run.stdout.contains("RemoteError: T:RO is read-only: put refused"),
+        run.stdout
+            .contains("RemoteError: T:RO is read-only: put refused"),
         "p4p: {}",
         run.text()
     );
@@ -670,7 +705,9 @@ async fn an_unanswered_put_fails_instead_of_hanging() {
     );
 
     // Nobody listening any more: the shim still answers.
-    let Fixture { server, env, rx, .. } = fx;
+    let Fixture {
+        server, env, rx, ..
+    } = fx;
     drop(rx);
     let run = clients().run("pvput", &env, &["T:PUT:DROP", "2"]).await;
     assert!(run.text().contains("put abandoned"), "{}", run.text());
@@ -705,7 +742,10 @@ async fn a_client_that_gives_up_early_is_handled_and_the_server_keeps_serving() 
     while !put.completion.is_cancelled() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(put.completion.is_cancelled(), "the shim did not see the cancel");
+    assert!(
+        put.completion.is_cancelled(),
+        "the shim did not see the cancel"
+    );
     put.completion.complete(Ok(()));
 
     pv.post(&Update::value(NtValue::Float64(11.0))).unwrap();

@@ -163,18 +163,19 @@ impl SharedPv {
 
     /// Posts the fields `update` carries; the others keep their values.
     pub fn post(&self, update: &Update) -> Result<(), PvaError> {
-        let shape = match self.shape {
-            Some(shape) if self.is_open() => shape,
-            _ => {
-                return Err(PvaError::NotOpen {
-                    pv: self.name.to_string(),
-                })
-            }
+        let not_open = || PvaError::NotOpen {
+            pv: self.name.to_string(),
         };
+        let shape = self.shape.ok_or_else(not_open)?;
         self.check(shape, update)?;
-        self.handle
-            .post(&update.to_wire())
-            .map_err(|e| PvaError::native(format!("post to {}", self.name), e))
+        // pvxs refuses a post to a closed PV, so no separate (locking) is-open call here.
+        self.handle.post(&update.to_wire()).map_err(|e| {
+            if self.is_open() {
+                PvaError::native(format!("post to {}", self.name), e)
+            } else {
+                not_open()
+            }
+        })
     }
 
     /// Closes the PV: clients are disconnected and new ones wait for the next open.

@@ -60,7 +60,9 @@ pub fn clients() -> &'static Clients {
             let _ = fs::remove_dir_all(&venv);
             let python = std::env::var("MXPVA_PYTHON").unwrap_or_else(|_| "python3".into());
             run_setup(
-                std::process::Command::new(&python).args(["-m", "venv"]).arg(&venv),
+                std::process::Command::new(&python)
+                    .args(["-m", "venv"])
+                    .arg(&venv),
                 "creating the test clients' virtual environment",
             );
             run_setup(
@@ -119,7 +121,10 @@ impl Clients {
         tool: &str,
         env: &[(String, String)],
         args: &[&str],
-    ) -> (tokio::process::Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    ) -> (
+        tokio::process::Child,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
         let mut cmd = self.command(tool, env);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn client");
