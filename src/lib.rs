@@ -8,5 +8,6 @@
 //! - `bridge`: mapping, alarms and the write path.
 //! - `sim`: the gateway simulator.
 
+pub mod config;
 pub mod gateway;
 pub mod sim;

@@ -1,0 +1,150 @@
+//! The summary and mapping table that `mxpva check` prints.
+
+use std::fmt::Write as _;
+
+use super::{Config, Pv, PvType, ScalarType, TimestampSource, WriteMode};
+
+fn fmt_limit(x: Option<f64>) -> String {
+    x.map_or_else(String::new, |x| x.to_string())
+}
+
+fn type_text(pv: &Pv) -> String {
+    match pv.pv_type {
+        Some(PvType::Scalar(ScalarType::Enum)) => {
+            format!("enum[{}|{}]", pv.choices[0], pv.choices[1])
+        }
+        Some(t) => t.to_string(),
+        None => "auto".into(),
+    }
+}
+
+fn write_text(pv: &Pv) -> String {
+    match &pv.write {
+        None => "-".into(),
+        Some(WriteMode::Write { user: None }) => "write".into(),
+        Some(WriteMode::Write2 { user: None }) => "write2".into(),
+        Some(WriteMode::Write { user: Some(u) }) => format!("write({})", u.key),
+        Some(WriteMode::Write2 { user: Some(u) }) => format!("write2({})", u.key),
+        Some(WriteMode::Secured { user }) => format!("secured({})", user.key),
+        Some(WriteMode::Verified { user, verifier }) => {
+            format!("verified({}+{})", user.key, verifier.key)
+        }
+    }
+}
+
+fn limits_text(pv: &Pv) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = pv.display {
+        parts.push(format!(
+            "display {}..{}",
+            fmt_limit(d.low),
+            fmt_limit(d.high)
+        ));
+    }
+    if let Some(c) = pv.control {
+        parts.push(format!(
+            "control {}..{}",
+            fmt_limit(c.low),
+            fmt_limit(c.high)
+        ));
+    }
+    if let Some(a) = pv.value_alarm {
+        parts.push(format!(
+            "alarm {}/{}/{}/{}",
+            fmt_limit(a.lolo),
+            fmt_limit(a.low),
+            fmt_limit(a.high),
+            fmt_limit(a.hihi)
+        ));
+    }
+    parts.join(", ")
+}
+
+/// A header with the gateway and server settings, then one row per PV.
+pub(super) fn mapping_table(c: &Config) -> String {
+    let mut out = String::new();
+    let g = &c.gateway;
+    let opt = |o: Option<String>| o.unwrap_or_else(|| "from EPICS_PVAS_* or default".into());
+    let _ = writeln!(out, "config:    {}", c.path.display());
+    let _ = writeln!(
+        out,
+        "gateway:   {} (tls {}, api key {}, client {})",
+        g.endpoint,
+        if g.tls.enabled { "on" } else { "off" },
+        g.api_key,
+        g.client_name
+    );
+    let _ = writeln!(
+        out,
+        "timeouts:  connect {:?}, request {:?}, write {:?}; subscribe chunk {}; reconnect {:?}..{:?}",
+        g.connect_timeout,
+        g.request_timeout,
+        g.write_timeout,
+        g.subscribe_chunk,
+        g.reconnect_initial,
+        g.reconnect_max
+    );
+    let s = &c.server;
+    let _ = writeln!(
+        out,
+        "server:    interfaces {}; tcp port {}; udp port {}",
+        opt(s.interfaces.as_ref().map(|l| {
+            l.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })),
+        opt(s.tcp_port.map(|p| p.to_string())),
+        opt(s.udp_port.map(|p| p.to_string())),
+    );
+    let _ = writeln!(out, "pvs:       {}", c.pvs.len());
+    out.push('\n');
+
+    let header = [
+        "PV", "TAG", "TYPE", "ACCESS", "WRITE", "TIME", "UNITS", "LIMITS",
+    ];
+    let rows: Vec<[String; 8]> = c
+        .pvs
+        .iter()
+        .map(|pv| {
+            [
+                pv.name.to_string(),
+                pv.tag.to_string(),
+                type_text(pv),
+                if pv.writable() { "rw" } else { "ro" }.into(),
+                write_text(pv),
+                match pv.timestamp {
+                    TimestampSource::Source => "source",
+                    TimestampSource::Receive => "receive",
+                }
+                .into(),
+                pv.units.clone().unwrap_or_default(),
+                limits_text(pv),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
