@@ -64,7 +64,7 @@ fn limits_text(pv: &Pv) -> String {
 pub(super) fn mapping_table(c: &Config) -> String {
     let mut out = String::new();
     let g = &c.gateway;
-    let opt = |o: Option<String>| o.unwrap_or_else(|| "from EPICS_PVAS_* or default".into());
+    let opt = |o: Option<String>, env: &str| o.unwrap_or_else(|| format!("from {env}"));
     let _ = writeln!(out, "config:    {}", c.path.display());
     let _ = writeln!(
         out,
@@ -85,17 +85,30 @@ pub(super) fn mapping_table(c: &Config) -> String {
         g.reconnect_max
     );
     let s = &c.server;
+    let join = |l: &Vec<String>| l.join(" ");
     let _ = writeln!(
         out,
-        "server:    interfaces {}; tcp port {}; udp port {}",
-        opt(s.interfaces.as_ref().map(|l| {
-            l.iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })),
-        opt(s.tcp_port.map(|p| p.to_string())),
-        opt(s.udp_port.map(|p| p.to_string())),
+        "server:    interfaces {}; tcp port {}; udp port {}; beacons {}; auto beacon {}",
+        opt(
+            s.interfaces
+                .as_ref()
+                .map(|l| join(&l.iter().map(|a| a.to_string()).collect())),
+            "EPICS_PVAS_INTF_ADDR_LIST"
+        ),
+        opt(s.tcp_port.map(|p| p.to_string()), "EPICS_PVAS_SERVER_PORT"),
+        opt(
+            s.udp_port.map(|p| p.to_string()),
+            "EPICS_PVAS_BROADCAST_PORT"
+        ),
+        opt(
+            s.beacon_destinations.as_ref().map(join),
+            "EPICS_PVAS_BEACON_ADDR_LIST"
+        ),
+        opt(
+            s.auto_beacon
+                .map(|b| if b { "yes" } else { "no" }.to_string()),
+            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST"
+        ),
     );
     let _ = writeln!(out, "pvs:       {}", c.pvs.len());
     out.push('\n');

@@ -89,6 +89,8 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     if v.diags.is_empty() {
         Ok(config)
     } else {
+        // In file order; problems at one position keep the order they were found in.
+        v.diags.sort_by_key(|d| (d.line, d.column));
         Err(ConfigError {
             diagnostics: v.diags,
         })
@@ -170,6 +172,12 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
     }
 }
 
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn unknown_user(key: &str) -> String {
     format!("unknown user `{key}`: define it in a [users.{key}] table")
 }
@@ -194,14 +202,20 @@ fn gateway(v: &mut Validator<'_>, g: super::raw::RawGateway) -> Gateway {
         }
         (Some(e), None) => {
             let name = e.get_ref();
-            if name.is_empty()
-                || name.contains(['=', '\0'])
-                || name.chars().any(char::is_whitespace)
-            {
+            // Never repeat the value: it may be a key pasted into the wrong field.
+            if name.starts_with("mxgw_") {
                 v.err(
                     e.span(),
                     "gateway.api_key_env",
-                    format!("`{name}` is not an environment variable name"),
+                    "`api_key_env` holds what looks like an API key: it takes the name of an \
+                     environment variable that holds the key",
+                );
+            } else if !is_env_name(name) {
+                v.err(
+                    e.span(),
+                    "gateway.api_key_env",
+                    "`api_key_env` is not an environment variable name (ASCII letters, digits \
+                     and `_`, not starting with a digit)",
                 );
             }
             ApiKeySource::Env(name.clone())
@@ -393,7 +407,18 @@ fn user(v: &mut Validator<'_>, key: String, u: Spanned<RawUser>) -> Option<User>
             );
             return None;
         }
-        (Some(e), None) => Some(PasswordSource::Env(e.get_ref().clone())),
+        (Some(e), None) => {
+            if !is_env_name(e.get_ref()) {
+                v.err(
+                    e.span(),
+                    format!("{path}.password_env"),
+                    "`password_env` is not an environment variable name (ASCII letters, digits \
+                     and `_`, not starting with a digit)",
+                );
+                return None;
+            }
+            Some(PasswordSource::Env(e.get_ref().clone()))
+        }
         (None, Some(f)) => Some(PasswordSource::File(v.resolve(f.get_ref()))),
         (None, None) => None,
     };
