@@ -2,10 +2,21 @@
 
 use std::fmt::Write as _;
 
-use super::{Config, Pv, PvType, ScalarType, TimestampSource, WriteMode};
+use super::{ApiKeySource, Config, Pv, PvType, ScalarType, TimestampSource, WriteMode};
 
 fn fmt_limit(x: Option<f64>) -> String {
     x.map_or_else(String::new, |x| x.to_string())
+}
+
+/// The key's source and whether it is there now; never the key.
+fn api_key_text(k: &ApiKeySource) -> String {
+    match k {
+        ApiKeySource::None => "none".into(),
+        ApiKeySource::Env(v) if std::env::var_os(v).is_some() => format!("{k} (set)"),
+        ApiKeySource::Env(_) => format!("{k} (not set)"),
+        ApiKeySource::File(p) if p.is_file() => format!("{k} (present)"),
+        ApiKeySource::File(_) => format!("{k} (missing)"),
+    }
 }
 
 fn type_text(pv: &Pv) -> String {
@@ -71,7 +82,7 @@ pub(super) fn mapping_table(c: &Config) -> String {
         "gateway:   {} (tls {}, api key {}, client {})",
         g.endpoint,
         if g.tls.enabled { "on" } else { "off" },
-        g.api_key,
+        api_key_text(&g.api_key),
         g.client_name
     );
     let _ = writeln!(
