@@ -52,14 +52,14 @@ impl<'a> SourceMap<'a> {
         for line in 0..=target {
             let text = self.line_text(line).trim_start();
             if let Some(rest) = text.strip_prefix("[[") {
-                let name = header_name(rest, "]]");
+                let name = header_name(rest);
                 match arrays.iter_mut().find(|(n, _)| *n == name) {
                     Some((_, count)) => *count += 1,
                     None => arrays.push((name.clone(), 1)),
                 }
                 table = header_path(&name, &arrays);
             } else if let Some(rest) = text.strip_prefix('[') {
-                let name = header_name(rest, "]");
+                let name = header_name(rest);
                 table = header_path(&name, &arrays);
             }
         }
@@ -92,8 +92,9 @@ impl<'a> SourceMap<'a> {
     }
 }
 
-fn header_name(rest: &str, close: &str) -> String {
-    let inner = rest.split(close).next().unwrap_or("");
+fn header_name(rest: &str) -> String {
+    // Up to the first `]`, so that an unclosed `[[pv]` still names `pv`.
+    let inner = rest.split(']').next().unwrap_or("");
     inner
         .split('.')
         .map(|s| s.trim().trim_matches('"').trim_matches('\''))
@@ -204,5 +205,7 @@ mod tests {
         assert_eq!(at("1\n").as_deref(), Some("pv[2].control.low"));
         assert_eq!(at("\"a\"").as_deref(), Some("pv[2].control.choices"));
         assert_eq!(at("[pv.control]").as_deref(), Some("pv[2].control"));
+        let broken = SourceMap::new("[[pv]\nname = 1\n");
+        assert_eq!(broken.key_path(5).as_deref(), Some("pv[1]"));
     }
 }
