@@ -1,0 +1,211 @@
+//! From byte offsets to `line:column` and to the dotted key at that place.
+
+/// A config file's text, indexed by line.
+pub(crate) struct SourceMap<'a> {
+    src: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> SourceMap<'a> {
+    pub(crate) fn new(src: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+        SourceMap { src, line_starts }
+    }
+
+    fn line_index(&self, offset: usize) -> usize {
+        match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        }
+    }
+
+    /// 1-based line and column; the column counts characters, not bytes.
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.src.len());
+        let line = self.line_index(offset);
+        let start = self.line_starts[line];
+        let col = self.src.get(start..offset).map_or(0, |s| s.chars().count());
+        (line + 1, col + 1)
+    }
+
+    fn line_text(&self, line: usize) -> &'a str {
+        let start = self.line_starts[line];
+        let end = self
+            .line_starts
+            .get(line + 1)
+            .copied()
+            .unwrap_or(self.src.len());
+        self.src[start..end].trim_end_matches(['\n', '\r'])
+    }
+
+    /// The dotted key path of the value or key at `offset`, such as `gateway.endpoint` or
+    /// `pv[3].display.low` (`pv[N]` is the N-th `[[pv]]` table, counting from 1).
+    ///
+    /// This reads the text, not the parse tree, so it is best effort: it is used only to
+    /// name the key in messages that come from the TOML parser.
+    pub(crate) fn key_path(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.src.len());
+        let target = self.line_index(offset);
+        let mut arrays: Vec<(String, usize)> = Vec::new();
+        let mut table: Vec<String> = Vec::new();
+        for line in 0..=target {
+            let text = self.line_text(line).trim_start();
+            if let Some(rest) = text.strip_prefix("[[") {
+                let name = header_name(rest);
+                match arrays.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, count)) => *count += 1,
+                    None => arrays.push((name.clone(), 1)),
+                }
+                table = header_path(&name, &arrays);
+            } else if let Some(rest) = text.strip_prefix('[') {
+                let name = header_name(rest);
+                table = header_path(&name, &arrays);
+            }
+        }
+        let text = self.line_text(target);
+        let is_header = text.trim_start().starts_with('[');
+        let mut keys = if is_header {
+            Vec::new()
+        } else {
+            let col = offset - self.line_starts[target];
+            let mut keys = line_keys(text, col);
+            let mut back = target;
+            while keys.is_empty() && back > 0 {
+                // A continuation line of a multi-line array: the key is on an earlier line.
+                back -= 1;
+                let t = self.line_text(back);
+                if t.trim_start().starts_with('[') {
+                    break;
+                }
+                keys = line_keys(t, 0).into_iter().take(1).collect();
+            }
+            keys
+        };
+        let mut path = table;
+        path.append(&mut keys);
+        if path.is_empty() {
+            None
+        } else {
+            Some(path.join("."))
+        }
+    }
+}
+
+fn header_name(rest: &str) -> String {
+    // Up to the first `]`, so that an unclosed `[[pv]` still names `pv`.
+    let inner = rest.split(']').next().unwrap_or("");
+    inner
+        .split('.')
+        .map(|s| s.trim().trim_matches('"').trim_matches('\''))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn header_path(name: &str, arrays: &[(String, usize)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut prefix = String::new();
+    for seg in name.split('.') {
+        if !prefix.is_empty() {
+            prefix.push('.');
+        }
+        prefix.push_str(seg);
+        match arrays.iter().find(|(n, _)| *n == prefix) {
+            Some((_, count)) => out.push(format!("{seg}[{count}]")),
+            None => out.push(seg.to_string()),
+        }
+    }
+    out
+}
+
+/// The keys that enclose byte `col` of one line: outer inline-table keys first.
+fn line_keys(line: &str, col: usize) -> Vec<String> {
+    let bytes = line.as_bytes();
+    let mut stack: Vec<Option<String>> = Vec::new();
+    let mut current: Option<String> = None;
+    let mut i = 0;
+    while i < bytes.len() && i <= col {
+        let b = bytes[i];
+        let (token, end) = match b {
+            b'#' => break,
+            b'"' | b'\'' => {
+                let mut j = i + 1;
+                while j < bytes.len() && bytes[j] != b {
+                    if b == b'"' && bytes[j] == b'\\' {
+                        j += 1;
+                    }
+                    j += 1;
+                }
+                (
+                    Some(line.get(i + 1..j.min(bytes.len())).unwrap_or("")),
+                    j + 1,
+                )
+            }
+            b'{' => {
+                stack.push(current.take());
+                (None, i + 1)
+            }
+            b'}' => {
+                current = stack.pop().flatten();
+                (None, i + 1)
+            }
+            b',' => {
+                if !stack.is_empty() {
+                    current = None;
+                }
+                (None, i + 1)
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
+                let mut j = i;
+                while j < bytes.len()
+                    && (bytes[j].is_ascii_alphanumeric() || b"_-.".contains(&bytes[j]))
+                {
+                    j += 1;
+                }
+                (Some(&line[i..j]), j)
+            }
+            _ => (None, i + 1),
+        };
+        if let Some(tok) = token {
+            let rest = line.get(end.min(line.len())..).unwrap_or("");
+            if rest.trim_start().starts_with('=') {
+                current = Some(tok.to_string());
+            }
+        }
+        i = end.max(i + 1);
+    }
+    let mut keys: Vec<String> = stack.into_iter().flatten().collect();
+    keys.extend(current);
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let m = SourceMap::new("a = 1\nbé = 2\n");
+        assert_eq!(m.line_col(0), (1, 1));
+        assert_eq!(m.line_col(6), (2, 1));
+        assert_eq!(m.line_col(11), (2, 5));
+    }
+
+    #[test]
+    fn key_paths() {
+        let src = "[gateway]\nendpoint = \"x\"\n[[pv]]\nname = \"A\"\n[[pv]]\ntype = \"f\"\ndisplay = { low = 0, high = \"x\" }\n[pv.control]\nlow = 1\nchoices = [\n  \"a\",\n]\n";
+        let m = SourceMap::new(src);
+        let at = |needle: &str| m.key_path(src.find(needle).unwrap());
+        assert_eq!(at("\"x\"\n[[").as_deref(), Some("gateway.endpoint"));
+        assert_eq!(at("\"A\"").as_deref(), Some("pv[1].name"));
+        assert_eq!(at("\"f\"").as_deref(), Some("pv[2].type"));
+        assert_eq!(at("type").as_deref(), Some("pv[2].type"));
+        assert_eq!(at("\"x\" }").as_deref(), Some("pv[2].display.high"));
+        assert_eq!(at("0,").as_deref(), Some("pv[2].display.low"));
+        assert_eq!(at("1\n").as_deref(), Some("pv[2].control.low"));
+        assert_eq!(at("\"a\"").as_deref(), Some("pv[2].control.choices"));
+        assert_eq!(at("[pv.control]").as_deref(), Some("pv[2].control"));
+        let broken = SourceMap::new("[[pv]\nname = 1\n");
+        assert_eq!(broken.key_path(5).as_deref(), Some("pv[1]"));
+    }
+}

@@ -1,0 +1,470 @@
+//! The TOML configuration: schema, defaults and validation.
+//!
+//! # Use
+//! ```no_run
+//! let config = mxpva::config::Config::load("config/demo.toml")?;
+//! for pv in &config.pvs {
+//!     println!("{} <- {}", pv.name, pv.tag);
+//! }
+//! # Ok::<(), mxpva::config::ConfigError>(())
+//! ```
+//! [`Config::load`] reads the file, deserializes it (each value checks itself: [`PvName`],
+//! [`Tag`], [`PvType`], durations), then runs one validation pass that collects every
+//! cross-field problem at once. On failure, [`ConfigError`] displays one line per problem:
+//!
+//! ```text
+//! config/site.toml:12:1: pv[3].tga: unknown field `tga`, expected one of `name`, `tag`, ...
+//! config/site.toml:20:15: pv[4].control: control.low (10) is greater than control.high (5)
+//! ```
+//! The position is `file:line:column` (1-based, columns in characters), then the key path
+//! (`pv[N]` is the N-th `[[pv]]` table, counting from 1), then the problem. A config error
+//! exits `mxpva` with [`EXIT_CONFIG`] (78, `EX_CONFIG` from sysexits.h), and so does a
+//! missing or unreadable config file.
+//!
+//! # The file
+//! Every table refuses unknown keys. `config/example.toml` shows every key, commented.
+//!
+//! - `[gateway]`: `endpoint` (default `http://localhost:5000`; `https://` turns TLS on),
+//!   `api_key_env` (name of an environment variable) or `api_key_file` (path of a file
+//!   holding the key; surrounding whitespace is trimmed). An API key written in the file
+//!   itself (`api_key = ...`) is refused. `tls` (default: from the scheme; it must agree with
+//!   it), `ca_file`, `server_name` (TLS name override), `client_name`, `connect_timeout`,
+//!   `request_timeout`, `write_timeout` (how long a put waits for OnWriteComplete),
+//!   `subscribe_chunk` (entries per SubscribeBulk), `reconnect_initial`, `reconnect_max`
+//!   (capped exponential backoff).
+//! - Durations are strings with a unit: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`. A bare
+//!   number is refused.
+//! - Relative paths (`api_key_file`, `ca_file`, `password_file`) are relative to the
+//!   directory of the config file.
+//! - `[server]`: `interfaces` (IP addresses), `tcp_port`, `udp_port`, `beacon_destinations`
+//!   (IP or IP:port), `auto_beacon`. Each is optional: when absent, the PVAccess server takes
+//!   the value from `EPICS_PVAS_INTF_ADDR_LIST`, `EPICS_PVAS_SERVER_PORT`,
+//!   `EPICS_PVAS_BROADCAST_PORT`, `EPICS_PVAS_BEACON_ADDR_LIST` and
+//!   `EPICS_PVAS_AUTO_BEACON_ADDR_LIST`, then from the pvxs defaults. The config only holds
+//!   the `Option`s; the bridge applies the fallback.
+//! - `[defaults]`: `prefix` (joined in front of every `[[pv]] name`), `writable` (false),
+//!   `write_mode` (`write`), `user`, `verifier`, `timestamp` (`source`), `boolean`
+//!   (`enum`: NTEnum, or `bool`: NTScalar bool), `boolean_choices` (`["False", "True"]`,
+//!   the words System Platform itself shows for a Boolean).
+//! - `[users.KEY]`: an identity for secured and verified writes, referred to by `KEY` from
+//!   `user = "KEY"` and `verifier = "KEY"`. Either `name` (an ArchestrA user, authenticated
+//!   with `password_env` or `password_file`) or `id` (an MXAccess user id already known).
+//! - `[[pv]]`: `name`, `tag` (`Object.Attribute`, `Object.Attribute[]` for a whole array,
+//!   `Object.Attribute[N]` for element N from 1), `type` (see [`PvType`]; absent means "as
+//!   the gateway reports it"), `units`, `precision`, `description`, `display = { low, high }`,
+//!   `control = { low, high, min_step }`, `value_alarm = { active, lolo, low, high, hihi,
+//!   hysteresis, lolo_severity, low_severity, high_severity, hihi_severity }`, `writable`,
+//!   `write_mode` (`write`, `write2` (with the PV's timestamp), `secured` (needs `user`),
+//!   `verified` (needs `user` and a different `verifier`)), `timestamp` (`source` or
+//!   `receive`), `choices` (two NTEnum choices for a Boolean, false first).
+
+mod location;
+mod raw;
+mod report;
+mod types;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use types::{PvName, PvType, ScalarType, SecretString, Tag, TagIndex};
+
+/// The exit code of `mxpva` for any configuration error (`EX_CONFIG`).
+pub const EXIT_CONFIG: i32 = 78;
+
+/// `[gateway] endpoint` when absent.
+pub const DEFAULT_ENDPOINT: &str = "http://localhost:5000";
+/// `[gateway] client_name` when absent.
+pub const DEFAULT_CLIENT_NAME: &str = "mxpva";
+/// `[gateway] connect_timeout` when absent.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `[gateway] request_timeout` when absent.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[gateway] write_timeout` when absent.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[gateway] subscribe_chunk` when absent.
+pub const DEFAULT_SUBSCRIBE_CHUNK: usize = 500;
+/// `[gateway] reconnect_initial` when absent.
+pub const DEFAULT_RECONNECT_INITIAL: Duration = Duration::from_millis(500);
+/// `[gateway] reconnect_max` when absent.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// `[defaults] boolean_choices` when absent: the false choice, then the true one.
+pub const DEFAULT_BOOLEAN_CHOICES: [&str; 2] = ["False", "True"];
+
+/// A loaded and validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub gateway: Gateway,
+    pub server: Server,
+    pub defaults: Defaults,
+    /// `[users.KEY]` tables, by key.
+    pub users: BTreeMap<String, User>,
+    /// `[[pv]]` tables, in file order, with `[defaults]` applied.
+    pub pvs: Vec<Pv>,
+}
+
+/// `[gateway]`: how to reach the MXAccess Gateway.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// `http://host:port` or `https://host:port`.
+    pub endpoint: String,
+    pub api_key: ApiKeySource,
+    pub tls: Tls,
+    /// The name given to OpenSession and Register.
+    pub client_name: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// How long a put waits for OnWriteComplete before it fails.
+    pub write_timeout: Duration,
+    /// Entries per SubscribeBulk call.
+    pub subscribe_chunk: NonZeroUsize,
+    /// First reconnect delay; doubled after each failure up to `reconnect_max`.
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+}
+
+/// Where the API key comes from. The key itself is read only by [`ApiKeySource::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// No key: for a gateway with authentication disabled (development only).
+    None,
+    /// The name of an environment variable.
+    Env(String),
+    /// A file holding the key (resolved against the config file's directory).
+    File(PathBuf),
+}
+
+/// Why an API key or a password could not be read. Never holds the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvMissing(String),
+    #[error("environment variable {0} is empty")]
+    EnvEmpty(String),
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is empty")]
+    FileEmpty(PathBuf),
+}
+
+fn read_secret_env(var: &str) -> Result<SecretString, SecretError> {
+    match std::env::var(var) {
+        Ok(v) if v.trim().is_empty() => Err(SecretError::EnvEmpty(var.to_string())),
+        Ok(v) => Ok(SecretString::new(v.trim())),
+        Err(_) => Err(SecretError::EnvMissing(var.to_string())),
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<SecretString, SecretError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Err(SecretError::FileEmpty(path.to_path_buf()));
+    }
+    Ok(SecretString::new(text.trim()))
+}
+
+impl ApiKeySource {
+    /// Reads the key now. `Ok(None)` for [`ApiKeySource::None`].
+    pub fn load(&self) -> Result<Option<SecretString>, SecretError> {
+        match self {
+            ApiKeySource::None => Ok(None),
+            ApiKeySource::Env(var) => read_secret_env(var).map(Some),
+            ApiKeySource::File(path) => read_secret_file(path).map(Some),
+        }
+    }
+}
+
+impl fmt::Display for ApiKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiKeySource::None => f.write_str("none"),
+            ApiKeySource::Env(v) => write!(f, "env {v}"),
+            ApiKeySource::File(p) => write!(f, "file {}", p.display()),
+        }
+    }
+}
+
+/// TLS toward the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// On for `https://` endpoints.
+    pub enabled: bool,
+    /// A CA bundle (PEM) to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// The name to verify in the server certificate, instead of the endpoint's host.
+    pub server_name: Option<String>,
+}
+
+/// `[server]`: the PVAccess server. `None` means "from `EPICS_PVAS_*`, then pvxs defaults".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Server {
+    /// `EPICS_PVAS_INTF_ADDR_LIST`.
+    pub interfaces: Option<Vec<std::net::IpAddr>>,
+    /// `EPICS_PVAS_SERVER_PORT`.
+    pub tcp_port: Option<u16>,
+    /// `EPICS_PVAS_BROADCAST_PORT`.
+    pub udp_port: Option<u16>,
+    /// `EPICS_PVAS_BEACON_ADDR_LIST`: `IP` or `IP:port`.
+    pub beacon_destinations: Option<Vec<String>>,
+    /// `EPICS_PVAS_AUTO_BEACON_ADDR_LIST`.
+    pub auto_beacon: Option<bool>,
+}
+
+/// `[defaults]`, as applied to every `[[pv]]`. Kept for display; [`Pv`] already has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    pub prefix: String,
+    pub writable: bool,
+    pub timestamp: TimestampSource,
+    pub boolean: BooleanRepr,
+    pub boolean_choices: [String; 2],
+}
+
+/// Where a PV's `timeStamp` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimestampSource {
+    /// The source time that MXAccess reports with the value.
+    Source,
+    /// The time the bridge received the value.
+    Receive,
+}
+
+/// How a Boolean attribute is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BooleanRepr {
+    /// NTEnum with two choices.
+    Enum,
+    /// NTScalar bool.
+    Bool,
+}
+
+/// An alarm severity for `value_alarm` limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    None,
+    Minor,
+    Major,
+    Invalid,
+}
+
+/// `[users.KEY]`: an identity that secured and verified writes act as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The `KEY` of `[users.KEY]`.
+    pub key: String,
+    pub identity: Identity,
+}
+
+/// How the bridge obtains an MXAccess user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// AuthenticateUser(name, password) at session start.
+    Credentials {
+        name: String,
+        password: PasswordSource,
+    },
+    /// A user id already known.
+    Id(i32),
+}
+
+/// Where a password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl PasswordSource {
+    /// Reads the password now.
+    pub fn load(&self) -> Result<SecretString, SecretError> {
+        match self {
+            PasswordSource::Env(v) => read_secret_env(v),
+            PasswordSource::File(p) => read_secret_file(p),
+        }
+    }
+}
+
+/// One `[[pv]]`, with `[defaults]` applied.
+#[derive(Debug, Clone)]
+pub struct Pv {
+    /// The full PV name: prefix and name.
+    pub name: PvName,
+    pub tag: Tag,
+    /// The type override; `None` serves the type the gateway reports.
+    pub pv_type: Option<PvType>,
+    /// How a Boolean is served when `pv_type` is `None` (from `[defaults] boolean`).
+    pub boolean: BooleanRepr,
+    /// NTEnum choices for a Boolean: false first.
+    pub choices: [String; 2],
+    pub units: Option<String>,
+    pub precision: Option<u8>,
+    pub description: Option<String>,
+    pub display: Option<Range>,
+    pub control: Option<Control>,
+    pub value_alarm: Option<ValueAlarm>,
+    /// `None` for a read-only PV.
+    pub write: Option<WriteMode>,
+    pub timestamp: TimestampSource,
+    /// Where the `[[pv]]` table is: `file:line:column`.
+    pub location: String,
+}
+
+impl Pv {
+    /// True when a put is accepted.
+    pub fn writable(&self) -> bool {
+        self.write.is_some()
+    }
+}
+
+/// `display` limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+}
+
+/// `control` limits: puts outside `low..=high` are refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Control {
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub min_step: Option<f64>,
+}
+
+/// `value_alarm` limits and severities (NTScalar `valueAlarm`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValueAlarm {
+    pub active: bool,
+    pub lolo: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub hihi: Option<f64>,
+    pub hysteresis: f64,
+    pub lolo_severity: Severity,
+    pub low_severity: Severity,
+    pub high_severity: Severity,
+    pub hihi_severity: Severity,
+}
+
+/// How a put is sent, with the identities it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Write(value, user_id); no user means user id 0 (no security).
+    Write { user: Option<User> },
+    /// Write2(value, timestamp of the put, user_id).
+    Write2 { user: Option<User> },
+    /// WriteSecured(value, user, verifier = user).
+    Secured { user: User },
+    /// WriteSecured(value, user, verifier), two different users.
+    Verified { user: User, verifier: User },
+}
+
+impl WriteMode {
+    /// `write`, `write2`, `secured` or `verified`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WriteMode::Write { .. } => "write",
+            WriteMode::Write2 { .. } => "write2",
+            WriteMode::Secured { .. } => "secured",
+            WriteMode::Verified { .. } => "verified",
+        }
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no position (a missing file).
+    pub line: usize,
+    pub column: usize,
+    /// The dotted key path, such as `pv[3].control.low`, when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Everything wrong with a config file. Displays one [`Diagnostic`] per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, deserializes and validates the file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            diagnostics: vec![Diagnostic {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: None,
+                message: match e.kind() {
+                    std::io::ErrorKind::NotFound => "cannot read config file: no such file".into(),
+                    _ => format!("cannot read config file: {e}"),
+                },
+            }],
+        })?;
+        Config::from_str_at(&text, path)
+    }
+
+    /// Deserializes and validates `text`, naming `path` in messages and resolving relative
+    /// paths against its directory.
+    pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        validate::parse(text, path)
+    }
+
+    /// The PV with this full name.
+    pub fn pv(&self, name: &str) -> Option<&Pv> {
+        self.pvs.iter().find(|p| p.name.as_str() == name)
+    }
+
+    /// The mapping table that `mxpva check` prints.
+    pub fn mapping_table(&self) -> String {
+        report::mapping_table(self)
+    }
+}

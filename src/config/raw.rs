@@ -1,0 +1,302 @@
+//! The file as serde reads it: every table denies unknown keys, every default is a named
+//! function, and the positions that validation needs are kept as [`Spanned`].
+//!
+//! Nothing outside `config` sees these types: `validate` turns them into the public model.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::types::{Discarded, DurationValue, PvName, PvPrefix, PvType, Tag};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub gateway: RawGateway,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default)]
+    pub users: BTreeMap<String, Spanned<RawUser>>,
+    #[serde(default)]
+    pub pv: Vec<Spanned<RawPv>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    #[serde(default = "default_endpoint")]
+    pub endpoint: Spanned<String>,
+    /// Refused in validation, without repeating the value.
+    #[serde(default)]
+    pub api_key: Option<Spanned<Discarded>>,
+    #[serde(default)]
+    pub api_key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub api_key_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub tls: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub server_name: Option<Spanned<String>>,
+    #[serde(default = "default_client_name")]
+    pub client_name: Spanned<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Spanned<DurationValue>,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Spanned<DurationValue>,
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: Spanned<DurationValue>,
+    #[serde(default = "default_subscribe_chunk")]
+    pub subscribe_chunk: Spanned<i64>,
+    #[serde(default = "default_reconnect_initial")]
+    pub reconnect_initial: Spanned<DurationValue>,
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max: Spanned<DurationValue>,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        RawGateway {
+            endpoint: default_endpoint(),
+            api_key: None,
+            api_key_env: None,
+            api_key_file: None,
+            tls: None,
+            ca_file: None,
+            server_name: None,
+            client_name: default_client_name(),
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_request_timeout(),
+            write_timeout: default_write_timeout(),
+            subscribe_chunk: default_subscribe_chunk(),
+            reconnect_initial: default_reconnect_initial(),
+            reconnect_max: default_reconnect_max(),
+        }
+    }
+}
+
+/// Defaults carry an empty span: they are never the subject of a message about a position.
+fn unspanned<T>(v: T) -> Spanned<T> {
+    Spanned::new(0..0, v)
+}
+
+fn default_endpoint() -> Spanned<String> {
+    unspanned(super::DEFAULT_ENDPOINT.to_string())
+}
+fn default_client_name() -> Spanned<String> {
+    unspanned(super::DEFAULT_CLIENT_NAME.to_string())
+}
+fn default_connect_timeout() -> Spanned<DurationValue> {
+    unspanned(DurationValue(super::DEFAULT_CONNECT_TIMEOUT))
+}
+fn default_request_timeout() -> Spanned<DurationValue> {
+    unspanned(DurationValue(super::DEFAULT_REQUEST_TIMEOUT))
+}
+fn default_write_timeout() -> Spanned<DurationValue> {
+    unspanned(DurationValue(super::DEFAULT_WRITE_TIMEOUT))
+}
+fn default_subscribe_chunk() -> Spanned<i64> {
+    unspanned(super::DEFAULT_SUBSCRIBE_CHUNK as i64)
+}
+fn default_reconnect_initial() -> Spanned<DurationValue> {
+    unspanned(DurationValue(super::DEFAULT_RECONNECT_INITIAL))
+}
+fn default_reconnect_max() -> Spanned<DurationValue> {
+    unspanned(DurationValue(super::DEFAULT_RECONNECT_MAX))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    #[serde(default)]
+    pub interfaces: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub tcp_port: Option<u16>,
+    #[serde(default)]
+    pub udp_port: Option<u16>,
+    #[serde(default)]
+    pub beacon_destinations: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub auto_beacon: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawWriteMode {
+    Write,
+    Write2,
+    Secured,
+    Verified,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    #[serde(default = "default_prefix")]
+    pub prefix: PvPrefix,
+    #[serde(default = "default_writable")]
+    pub writable: bool,
+    #[serde(default = "default_write_mode")]
+    pub write_mode: Spanned<RawWriteMode>,
+    #[serde(default)]
+    pub user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub verifier: Option<Spanned<String>>,
+    #[serde(default = "default_timestamp")]
+    pub timestamp: super::TimestampSource,
+    #[serde(default = "default_boolean")]
+    pub boolean: super::BooleanRepr,
+    #[serde(default = "default_choices")]
+    pub boolean_choices: Spanned<Vec<String>>,
+}
+
+impl Default for RawDefaults {
+    fn default() -> Self {
+        RawDefaults {
+            prefix: default_prefix(),
+            writable: default_writable(),
+            write_mode: default_write_mode(),
+            user: None,
+            verifier: None,
+            timestamp: default_timestamp(),
+            boolean: default_boolean(),
+            boolean_choices: default_choices(),
+        }
+    }
+}
+
+fn default_prefix() -> PvPrefix {
+    PvPrefix(PvName::empty())
+}
+fn default_writable() -> bool {
+    false
+}
+fn default_write_mode() -> Spanned<RawWriteMode> {
+    unspanned(RawWriteMode::Write)
+}
+fn default_timestamp() -> super::TimestampSource {
+    super::TimestampSource::Source
+}
+fn default_boolean() -> super::BooleanRepr {
+    super::BooleanRepr::Enum
+}
+fn default_choices() -> Spanned<Vec<String>> {
+    unspanned(
+        super::DEFAULT_BOOLEAN_CHOICES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_file: Option<Spanned<PathBuf>>,
+    /// Refused in validation, without repeating the value.
+    #[serde(default)]
+    pub password: Option<Spanned<Discarded>>,
+    #[serde(default)]
+    pub id: Option<Spanned<i32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPv {
+    #[serde(default)]
+    pub name: Option<Spanned<PvName>>,
+    #[serde(default)]
+    pub tag: Option<Spanned<Tag>>,
+    #[serde(default, rename = "type")]
+    pub pv_type: Option<Spanned<PvType>>,
+    #[serde(default)]
+    pub units: Option<String>,
+    #[serde(default)]
+    pub precision: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub display: Option<Spanned<RawRange>>,
+    #[serde(default)]
+    pub control: Option<Spanned<RawControl>>,
+    #[serde(default)]
+    pub value_alarm: Option<Spanned<RawValueAlarm>>,
+    #[serde(default)]
+    pub writable: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub write_mode: Option<Spanned<RawWriteMode>>,
+    #[serde(default)]
+    pub user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub verifier: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timestamp: Option<super::TimestampSource>,
+    #[serde(default)]
+    pub choices: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRange {
+    #[serde(default)]
+    pub low: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub high: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    #[serde(default)]
+    pub low: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub high: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub min_step: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawValueAlarm {
+    #[serde(default = "default_alarm_active")]
+    pub active: bool,
+    #[serde(default)]
+    pub lolo: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub low: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub high: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub hihi: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub hysteresis: Option<Spanned<f64>>,
+    #[serde(default = "default_major")]
+    pub lolo_severity: super::Severity,
+    #[serde(default = "default_minor")]
+    pub low_severity: super::Severity,
+    #[serde(default = "default_minor")]
+    pub high_severity: super::Severity,
+    #[serde(default = "default_major")]
+    pub hihi_severity: super::Severity,
+}
+
+fn default_alarm_active() -> bool {
+    true
+}
+fn default_major() -> super::Severity {
+    super::Severity::Major
+}
+fn default_minor() -> super::Severity {
+    super::Severity::Minor
+}

@@ -1,0 +1,174 @@
+//! The summary and mapping table that `mxpva check` prints.
+
+use std::fmt::Write as _;
+
+use super::{ApiKeySource, Config, Pv, PvType, ScalarType, TimestampSource, WriteMode};
+
+fn fmt_limit(x: Option<f64>) -> String {
+    x.map_or_else(String::new, |x| x.to_string())
+}
+
+/// The key's source and whether it is there now; never the key.
+fn api_key_text(k: &ApiKeySource) -> String {
+    match k {
+        ApiKeySource::None => "none".into(),
+        ApiKeySource::Env(v) if std::env::var_os(v).is_some() => format!("{k} (set)"),
+        ApiKeySource::Env(_) => format!("{k} (not set)"),
+        ApiKeySource::File(p) if p.is_file() => format!("{k} (present)"),
+        ApiKeySource::File(_) => format!("{k} (missing)"),
+    }
+}
+
+fn type_text(pv: &Pv) -> String {
+    match pv.pv_type {
+        Some(PvType::Scalar(ScalarType::Enum)) => {
+            format!("enum[{}|{}]", pv.choices[0], pv.choices[1])
+        }
+        Some(t) => t.to_string(),
+        None => "auto".into(),
+    }
+}
+
+fn write_text(pv: &Pv) -> String {
+    match &pv.write {
+        None => "-".into(),
+        Some(WriteMode::Write { user: None }) => "write".into(),
+        Some(WriteMode::Write2 { user: None }) => "write2".into(),
+        Some(WriteMode::Write { user: Some(u) }) => format!("write({})", u.key),
+        Some(WriteMode::Write2 { user: Some(u) }) => format!("write2({})", u.key),
+        Some(WriteMode::Secured { user }) => format!("secured({})", user.key),
+        Some(WriteMode::Verified { user, verifier }) => {
+            format!("verified({}+{})", user.key, verifier.key)
+        }
+    }
+}
+
+fn limits_text(pv: &Pv) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = pv.display {
+        parts.push(format!(
+            "display {}..{}",
+            fmt_limit(d.low),
+            fmt_limit(d.high)
+        ));
+    }
+    if let Some(c) = pv.control {
+        parts.push(format!(
+            "control {}..{}",
+            fmt_limit(c.low),
+            fmt_limit(c.high)
+        ));
+    }
+    if let Some(a) = pv.value_alarm {
+        parts.push(format!(
+            "alarm {}/{}/{}/{}",
+            fmt_limit(a.lolo),
+            fmt_limit(a.low),
+            fmt_limit(a.high),
+            fmt_limit(a.hihi)
+        ));
+    }
+    parts.join(", ")
+}
+
+/// A header with the gateway and server settings, then one row per PV.
+pub(super) fn mapping_table(c: &Config) -> String {
+    let mut out = String::new();
+    let g = &c.gateway;
+    let opt = |o: Option<String>, env: &str| o.unwrap_or_else(|| format!("from {env}"));
+    let _ = writeln!(out, "config:    {}", c.path.display());
+    let _ = writeln!(
+        out,
+        "gateway:   {} (tls {}, api key {}, client {})",
+        g.endpoint,
+        if g.tls.enabled { "on" } else { "off" },
+        api_key_text(&g.api_key),
+        g.client_name
+    );
+    let _ = writeln!(
+        out,
+        "timeouts:  connect {:?}, request {:?}, write {:?}; subscribe chunk {}; reconnect {:?}..{:?}",
+        g.connect_timeout,
+        g.request_timeout,
+        g.write_timeout,
+        g.subscribe_chunk,
+        g.reconnect_initial,
+        g.reconnect_max
+    );
+    let s = &c.server;
+    let join = |l: &Vec<String>| l.join(" ");
+    let _ = writeln!(
+        out,
+        "server:    interfaces {}; tcp port {}; udp port {}; beacons {}; auto beacon {}",
+        opt(
+            s.interfaces
+                .as_ref()
+                .map(|l| join(&l.iter().map(|a| a.to_string()).collect())),
+            "EPICS_PVAS_INTF_ADDR_LIST"
+        ),
+        opt(s.tcp_port.map(|p| p.to_string()), "EPICS_PVAS_SERVER_PORT"),
+        opt(
+            s.udp_port.map(|p| p.to_string()),
+            "EPICS_PVAS_BROADCAST_PORT"
+        ),
+        opt(
+            s.beacon_destinations.as_ref().map(join),
+            "EPICS_PVAS_BEACON_ADDR_LIST"
+        ),
+        opt(
+            s.auto_beacon
+                .map(|b| if b { "yes" } else { "no" }.to_string()),
+            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST"
+        ),
+    );
+    let _ = writeln!(out, "pvs:       {}", c.pvs.len());
+    out.push('\n');
+
+    let header = [
+        "PV", "TAG", "TYPE", "ACCESS", "WRITE", "TIME", "UNITS", "LIMITS",
+    ];
+    let rows: Vec<[String; 8]> = c
+        .pvs
+        .iter()
+        .map(|pv| {
+            [
+                pv.name.to_string(),
+                pv.tag.to_string(),
+                type_text(pv),
+                if pv.writable() { "rw" } else { "ro" }.into(),
+                write_text(pv),
+                match pv.timestamp {
+                    TimestampSource::Source => "source",
+                    TimestampSource::Receive => "receive",
+                }
+                .into(),
+                pv.units.clone().unwrap_or_default(),
+                limits_text(pv),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}

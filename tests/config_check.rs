@@ -1,0 +1,240 @@
+//! `mxpva check` run as a real process: exact messages and exit code 78 on bad configs,
+//! and success on every shipped config/*.toml.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const EXIT_CONFIG: i32 = 78;
+
+fn check(config: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mxpva"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["check", "--config", config])
+        .output()
+        .expect("run mxpva")
+}
+
+/// Runs `check` on a fixture and returns its stderr, asserting exit 78 and empty stdout.
+fn check_fails(fixture: &str) -> String {
+    let path = format!("tests/fixtures/config/{fixture}");
+    let out = check(&path);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{fixture}: {stderr}");
+    assert!(out.stdout.is_empty(), "{fixture}: stdout not empty");
+    stderr
+}
+
+#[test]
+fn unknown_key() {
+    assert_eq!(
+        check_fails("unknown_key.toml"),
+        "tests/fixtures/config/unknown_key.toml:10:1: pv[2].tga: unknown field `tga`, expected \
+         one of `name`, `tag`, `type`, `units`, `precision`, `description`, `display`, \
+         `control`, `value_alarm`, `writable`, `write_mode`, `user`, `verifier`, `timestamp`, \
+         `choices`\n"
+    );
+}
+
+#[test]
+fn unknown_table() {
+    assert_eq!(
+        check_fails("unknown_table.toml"),
+        "tests/fixtures/config/unknown_table.toml:4:2: gatway: unknown field `gatway`, expected \
+         one of `gateway`, `server`, `defaults`, `users`, `pv`\n"
+    );
+}
+
+#[test]
+fn duplicate_pv_names_both_locations() {
+    assert_eq!(
+        check_fails("duplicate_pv.toml"),
+        "tests/fixtures/config/duplicate_pv.toml:13:8: pv[3].name: duplicate PV name `T:Speed`, \
+         first defined at tests/fixtures/config/duplicate_pv.toml:5:8 (pv[1].name)\n"
+    );
+}
+
+#[test]
+fn bad_type() {
+    assert_eq!(
+        check_fails("bad_type.toml"),
+        "tests/fixtures/config/bad_type.toml:4:8: pv[1].type: unknown type `double`, expected \
+         one of `bool`, `int8`, `int16`, `int32`, `int64`, `uint8`, `uint16`, `uint32`, \
+         `uint64`, `float32`, `float64`, `string`, `enum`, or an array of one of them such as \
+         `float64[]` (no `enum[]`)\n"
+    );
+}
+
+#[test]
+fn bad_tag() {
+    assert_eq!(
+        check_fails("bad_tag.toml"),
+        "tests/fixtures/config/bad_tag.toml:3:7: pv[1].tag: tag `Pump001` has no attribute \
+         part; expected `Object.Attribute`, `Object.Attribute[]` or `Object.Attribute[N]`\n"
+    );
+}
+
+#[test]
+fn missing_tag() {
+    assert_eq!(
+        check_fails("missing_tag.toml"),
+        "tests/fixtures/config/missing_tag.toml:5:1: pv[2]: missing key `tag`\n"
+    );
+}
+
+#[test]
+fn inline_api_key_is_refused_without_echo() {
+    let stderr = check_fails("inline_api_key.toml");
+    assert_eq!(
+        stderr,
+        "tests/fixtures/config/inline_api_key.toml:3:11: gateway.api_key: an API key must not \
+         be written in the config file: name an environment variable with `api_key_env` or a \
+         file with `api_key_file`\n"
+    );
+    assert!(!stderr.contains("s3cr3t"));
+    assert!(!stderr.contains("mxgw_7"));
+}
+
+#[test]
+fn api_key_in_env_field_is_refused_without_echo() {
+    let stderr = check_fails("api_key_in_env_field.toml");
+    assert_eq!(
+        stderr,
+        "tests/fixtures/config/api_key_in_env_field.toml:2:15: gateway.api_key_env: \
+         `api_key_env` holds what looks like an API key: it takes the name of an environment \
+         variable that holds the key\n"
+    );
+    assert!(!stderr.contains("s3cr3t"));
+}
+
+#[test]
+fn write_modes_need_their_users() {
+    assert_eq!(
+        check_fails("secured_without_user.toml"),
+        "tests/fixtures/config/secured_without_user.toml:9:14: pv[1].write_mode: write_mode \
+         `secured` needs `user` (the key of a [users.KEY] table)\n\
+         tests/fixtures/config/secured_without_user.toml:15:14: pv[2].write_mode: write_mode \
+         `verified` needs two different users, but user and verifier are both `operator`\n\
+         tests/fixtures/config/secured_without_user.toml:24:8: pv[3].user: unknown user \
+         `nobody`: define it in a [users.nobody] table\n\
+         tests/fixtures/config/secured_without_user.toml:32:12: pv[4].verifier: `verifier` \
+         applies only to write_mode `verified`, not `secured`\n\
+         tests/fixtures/config/secured_without_user.toml:37:14: pv[5].write_mode: `write_mode` \
+         is set but the PV is not writable: add `writable = true`\n"
+    );
+}
+
+#[test]
+fn bad_limits_all_reported_at_once() {
+    assert_eq!(
+        check_fails("bad_limits.toml"),
+        "tests/fixtures/config/bad_limits.toml:5:11: pv[1].display: display.low (10) is \
+         greater than display.high (0)\n\
+         tests/fixtures/config/bad_limits.toml:6:11: pv[1].control: control.low (5) is greater \
+         than control.high (1)\n\
+         tests/fixtures/config/bad_limits.toml:6:47: pv[1].control.min_step: min_step is -1: \
+         it must not be negative\n\
+         tests/fixtures/config/bad_limits.toml:7:15: pv[1].value_alarm: value_alarm.low (5) is \
+         greater than value_alarm.high (3)\n\
+         tests/fixtures/config/bad_limits.toml:7:59: pv[1].value_alarm.hihi: limit is NaN: \
+         limits must be finite numbers\n\
+         tests/fixtures/config/bad_limits.toml:13:11: pv[2].display: `display` applies only to \
+         numeric types, not `string`\n\
+         tests/fixtures/config/bad_limits.toml:19:11: pv[3].choices: a Boolean needs exactly 2 \
+         choices (false first, then true), found 1\n"
+    );
+}
+
+#[test]
+fn type_and_tag_disagree() {
+    assert_eq!(
+        check_fails("array_mismatch.toml"),
+        "tests/fixtures/config/array_mismatch.toml:4:8: pv[1].type: type `float64[]` is an \
+         array, but tag `Line001.Profile` is not: write the tag as `Line001.Profile[]`\n\
+         tests/fixtures/config/array_mismatch.toml:9:8: pv[2].type: tag `Line001.Profile[]` is \
+         a whole array, but type `float64` is a scalar: write `float64[]`\n"
+    );
+}
+
+#[test]
+fn gateway_settings() {
+    assert_eq!(
+        check_fails("bad_gateway.toml"),
+        "tests/fixtures/config/bad_gateway.toml:2:12: gateway.endpoint: endpoint \
+         `localhost:5000` must start with `http://` or `https://`\n\
+         tests/fixtures/config/bad_gateway.toml:3:11: gateway.ca_file: `ca_file` applies only \
+         with TLS (an `https://` endpoint)\n\
+         tests/fixtures/config/bad_gateway.toml:4:19: gateway.subscribe_chunk: subscribe_chunk \
+         is 0, expected 1 to 100000\n\
+         tests/fixtures/config/bad_gateway.toml:6:17: gateway.reconnect_max: reconnect_max \
+         (100ms) is shorter than reconnect_initial (2s)\n"
+    );
+}
+
+#[test]
+fn duration_without_unit() {
+    assert_eq!(
+        check_fails("duration_without_unit.toml"),
+        "tests/fixtures/config/duration_without_unit.toml:2:19: gateway.connect_timeout: a \
+         duration needs a unit: write \"5000ms\" or \"5000s\", not 5000\n"
+    );
+}
+
+#[test]
+fn toml_syntax_error_has_line_and_column() {
+    assert_eq!(
+        check_fails("syntax_error.toml"),
+        "tests/fixtures/config/syntax_error.toml:6:13: pv[1].tag: invalid basic string, \
+         expected `\"`\n"
+    );
+}
+
+#[test]
+fn missing_file() {
+    let out = check("tests/fixtures/config/does_not_exist.toml");
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "tests/fixtures/config/does_not_exist.toml: cannot read config file: no such file\n"
+    );
+}
+
+/// Every shipped config passes `check` and prints a table naming each of its PVs.
+#[test]
+fn every_shipped_config_checks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let rel = format!("config/{}", path.file_name().unwrap().to_str().unwrap());
+        let out = check(&rel);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{rel}: {stderr}");
+        assert!(stderr.is_empty(), "{rel}: {stderr}");
+        assert!(stdout.contains("PV "), "{rel}: no table in\n{stdout}");
+        seen += 1;
+    }
+    assert!(seen >= 2, "expected demo.toml and example.toml in config/");
+}
+
+#[test]
+fn demo_config_maps_the_demo_pvs() {
+    let out = check("config/demo.toml");
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for row in [
+        "DEMO:Pump001:Speed ",
+        "DEMO:Pump001:SpeedSP ",
+        "DEMO:Pump001:Running ",
+        "DEMO:Pump001:Mode ",
+        "DEMO:Pump001:Starts ",
+        "DEMO:Tank001:Level ",
+        "DEMO:Line001:Profile ",
+        "DEMO:Valve001:Position ",
+    ] {
+        assert!(stdout.contains(row), "{row} missing from\n{stdout}");
+    }
+}
