@@ -1,0 +1,455 @@
+//! The bridge: serves mapped System Platform attributes as PVAccess PVs.
+//!
+//! One task owns all state. It keeps a link to the gateway (connect, open a session,
+//! Register, SubscribeBulk in chunks, one event stream demultiplexed by item handle),
+//! posts each data change to its PV with the quality as `alarm` and the source time as
+//! `timeStamp`, and turns puts into gateway writes that complete on OnWriteComplete.
+//!
+//! When the gateway is lost every PV goes INVALID ("gateway connection lost"), keeping
+//! its last value; puts then fail at once. The link comes back with capped exponential
+//! backoff, a new session and one new subscription of every tag.
+//!
+//! - `convert.rs`: MXAccess values <-> PV values.
+//! - `quality.rs`: quality -> `alarm`.
+//! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
+
+mod convert;
+mod pv;
+mod quality;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+use crate::gateway::{
+    ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle,
+    Session, SessionEvent, TlsOptions, UserId, WriteEntry, WriteKind,
+};
+use crate::pva::{self, PutRequest, PvEvent, Server, ServerConfig};
+
+pub use convert::{default_pv_type, iso8601, to_mx, to_nt};
+pub use quality::quality_alarm;
+
+use pv::{MappedPv, PendingWrite};
+
+/// Why the bridge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("PVAccess server: {0}")]
+    Pva(#[from] pva::PvaError),
+    #[error("gateway API key: {0}")]
+    ApiKey(String),
+}
+
+/// How the bridge reaches the gateway, resolved from `[gateway]`.
+fn client_options(gw: &config::Gateway) -> Result<ClientOptions, BridgeError> {
+    let mut opts = ClientOptions::plaintext(gw.endpoint.clone());
+    opts.connect_timeout = gw.connect_timeout;
+    opts.request_timeout = gw.request_timeout;
+    if let Some(key) = gw.api_key.load().map_err(|e| BridgeError::ApiKey(e.to_string()))? {
+        let key = ApiKey::new(key.expose()).map_err(|e| BridgeError::ApiKey(e.to_string()))?;
+        opts = opts.with_api_key(key);
+    }
+    if gw.tls.enabled {
+        opts.tls = Some(TlsOptions {
+            ca_file: gw.tls.ca_file.clone(),
+            server_name: gw.tls.server_name.clone(),
+        });
+    }
+    Ok(opts)
+}
+
+/// The PVAccess server settings: `[server]`, falling back to `EPICS_PVAS_*`.
+pub fn server_config(s: &config::Server) -> ServerConfig {
+    let mut c = ServerConfig::from_env();
+    if let Some(ifs) = &s.interfaces {
+        c = c.interfaces(ifs.iter().map(|a| a.to_string()));
+    }
+    if let Some(p) = s.tcp_port {
+        c = c.tcp_port(p);
+    }
+    if let Some(p) = s.udp_port {
+        c = c.udp_port(p);
+    }
+    if let Some(b) = &s.beacon_destinations {
+        c = c.beacon_destinations(b.iter().cloned());
+    }
+    if let Some(a) = s.auto_beacon {
+        c = c.auto_beacon(a);
+    }
+    c
+}
+
+/// A live gateway link.
+struct Link {
+    session: Session,
+    server: ServerHandle,
+    /// User ids for the secured write modes, by `[users]` key.
+    users: HashMap<String, UserId>,
+}
+
+/// What the connect task hands back.
+type Connected = Result<(Link, EventStream, Vec<(usize, Result<ItemHandle, String>)>), String>;
+
+/// Messages from helper tasks to the bridge task.
+enum Internal {
+    /// The gateway accepted (Ok) or refused (Err) the write call for `id`.
+    WriteSent { pv: usize, id: u64, result: Result<(), String> },
+    /// `id` had no OnWriteComplete within the write timeout.
+    WriteTimeout { pv: usize, id: u64 },
+}
+
+/// Runs the bridge until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    pva_config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BridgeError> {
+    let opts = client_options(&config.gateway)?;
+    let server = Server::new(&pva_config)?;
+    let (events_tx, mut pv_events) = pva::event_channel();
+    let mut pvs = Vec::with_capacity(config.pvs.len());
+    let mut by_name = HashMap::new();
+    for (i, cfg) in config.pvs.iter().enumerate() {
+        let mapped = MappedPv::new(cfg.clone(), &config.defaults, &events_tx)?;
+        server.add_pv(&mapped.pv)?;
+        by_name.insert(Arc::<str>::from(cfg.name.as_str()), i);
+        pvs.push(mapped);
+    }
+    server.start()?;
+    let info = server.info()?;
+    info!(
+        pvs = pvs.len(),
+        tcp_port = info.tcp_port,
+        udp_port = info.udp_port,
+        interfaces = ?info.interfaces,
+        "serving PVs"
+    );
+    let mut bridge = Bridge {
+        config,
+        opts,
+        pvs,
+        by_name,
+        by_item: HashMap::new(),
+        link: None,
+        next_write: 0,
+        internal: mpsc::unbounded_channel(),
+    };
+    bridge.serve(&mut pv_events, shutdown).await;
+    drop(server);
+    Ok(())
+}
+
+struct Bridge {
+    config: Config,
+    opts: ClientOptions,
+    pvs: Vec<MappedPv>,
+    by_name: HashMap<Arc<str>, usize>,
+    /// Item handle -> index in `pvs`, for the current session.
+    by_item: HashMap<i32, usize>,
+    link: Option<Link>,
+    next_write: u64,
+    /// Results of write calls and write timeouts, from helper tasks.
+    internal: (
+        mpsc::UnboundedSender<Internal>,
+        mpsc::UnboundedReceiver<Internal>,
+    ),
+}
+
+impl Bridge {
+    async fn serve(&mut self, pv_events: &mut pva::EventReceiver, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = self.config.gateway.reconnect_initial;
+        let mut connecting: Option<tokio::task::JoinHandle<Connected>> = Some(self.spawn_connect());
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut events: Option<EventStream> = None;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(ev) = pv_events.recv() => self.on_pv_event(ev),
+                Some(msg) = self.internal.1.recv() => self.on_internal(msg),
+                done = async { connecting.as_mut().unwrap().await }, if connecting.is_some() => {
+                    connecting = None;
+                    match done {
+                        Ok(Ok((link, stream, items))) => {
+                            self.on_connected(link, items);
+                            events = Some(stream);
+                            backoff = self.config.gateway.reconnect_initial;
+                        }
+                        Ok(Err(reason)) => {
+                            self.on_lost(&reason);
+                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                            backoff = (backoff * 2).min(self.config.gateway.reconnect_max);
+                        }
+                        Err(e) => {
+                            self.on_lost(&format!("connect task failed: {e}"));
+                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                        }
+                    }
+                }
+                _ = async { tokio::time::sleep_until(retry_at.unwrap()).await }, if retry_at.is_some() => {
+                    retry_at = None;
+                    connecting = Some(self.spawn_connect());
+                }
+                ev = async { events.as_mut().unwrap().next().await }, if events.is_some() => {
+                    match ev {
+                        Some(Ok(ev)) => self.on_session_event(ev),
+                        Some(Err(e)) => {
+                            events = None;
+                            self.close_link(&format!("event stream failed: {e}"));
+                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                        }
+                        None => {
+                            events = None;
+                            self.close_link("the gateway ended the event stream");
+                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(link) = self.link.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), link.session.close()).await;
+        }
+    }
+
+    /// Connects, opens a session, registers and subscribes every tag, in a task of its
+    /// own so puts keep being answered meanwhile.
+    fn spawn_connect(&self) -> tokio::task::JoinHandle<Connected> {
+        let opts = self.opts.clone();
+        let gw = self.config.gateway.clone();
+        let tags: Vec<String> = self.pvs.iter().map(|p| p.cfg.tag.as_str().to_string()).collect();
+        let users: Vec<(String, config::User)> = self
+            .config
+            .users
+            .iter()
+            .map(|(k, u)| (k.clone(), u.clone()))
+            .collect();
+        tokio::spawn(async move {
+            let fail = |what: &str, e: GatewayError| format!("{what}: {e}");
+            let client = GatewayClient::connect(&opts)
+                .await
+                .map_err(|e| fail("cannot connect", e))?;
+            let session = client
+                .open_session(&gw.client_name)
+                .await
+                .map_err(|e| fail("cannot open a session", e))?;
+            let server = session
+                .register(&gw.client_name)
+                .await
+                .map_err(|e| fail("Register failed", e))?;
+            let mut user_ids = HashMap::new();
+            for (key, user) in users {
+                let id = match &user.identity {
+                    config::Identity::Id(id) => UserId(*id),
+                    config::Identity::Credentials { name, password } => {
+                        let password = password.load().map_err(|e| format!("user {key}: {e}"))?;
+                        session
+                            .authenticate_user(server, name, password.expose())
+                            .await
+                            .map_err(|e| fail(&format!("cannot authenticate user {key}"), e))?
+                    }
+                };
+                user_ids.insert(key, id);
+            }
+            let results = session
+                .subscribe_bulk_chunked(server, &tags, gw.subscribe_chunk.get())
+                .await
+                .map_err(|e| fail("SubscribeBulk failed", e))?;
+            let items = results
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (i, r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string())))
+                .collect();
+            let events = session
+                .events(None)
+                .await
+                .map_err(|e| fail("cannot attach the event stream", e))?;
+            Ok((
+                Link {
+                    session,
+                    server,
+                    users: user_ids,
+                },
+                events,
+                items,
+            ))
+        })
+    }
+
+    fn on_connected(&mut self, link: Link, items: Vec<(usize, Result<ItemHandle, String>)>) {
+        self.by_item.clear();
+        let mut failed = 0;
+        for (i, item) in items {
+            let pv = &mut self.pvs[i];
+            match item {
+                Ok(handle) => {
+                    pv.item = Some(handle);
+                    self.by_item.insert(handle.0, i);
+                }
+                Err(reason) => {
+                    failed += 1;
+                    warn!(pv = %pv.cfg.name.as_str(), tag = %pv.cfg.tag.as_str(), %reason, "subscribe failed");
+                    pv.item = None;
+                    pv.subscribe_failed(&reason);
+                }
+            }
+        }
+        info!(
+            session = %link.session.id(),
+            subscribed = self.by_item.len(),
+            failed,
+            "gateway session up"
+        );
+        self.link = Some(link);
+    }
+
+    /// The link is gone: every PV goes INVALID, pending writes fail.
+    fn close_link(&mut self, reason: &str) {
+        if let Some(link) = self.link.take() {
+            let session = link.session.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
+            });
+        }
+        self.on_lost(reason);
+    }
+
+    fn on_lost(&mut self, reason: &str) {
+        warn!(%reason, "gateway connection lost");
+        self.link = None;
+        self.by_item.clear();
+        let message = format!("gateway connection lost: {reason}");
+        for pv in &mut self.pvs {
+            pv.item = None;
+            pv.connection_lost(&message);
+        }
+    }
+
+    fn on_session_event(&mut self, ev: SessionEvent) {
+        match ev {
+            SessionEvent::DataChange(dc) => {
+                if let Some(&i) = self.by_item.get(&dc.item_handle.0) {
+                    self.pvs[i].data_change(&dc.value, dc.quality, dc.source_time);
+                }
+            }
+            SessionEvent::WriteComplete(wc) => {
+                if let Some(&i) = self.by_item.get(&wc.item_handle.0) {
+                    let outcome = match wc.failure() {
+                        None => Ok(()),
+                        Some(status) => Err(format!(
+                            "System Platform refused the write: {}",
+                            status
+                                .detail_name()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| status.to_string())
+                        )),
+                    };
+                    self.pvs[i].write_complete(outcome);
+                }
+            }
+            SessionEvent::ReplayGap(_) => {
+                warn!("event replay gap: values refresh with the next data changes");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_pv_event(&mut self, ev: PvEvent) {
+        match ev {
+            PvEvent::Put(put) => self.on_put(put),
+            PvEvent::Connected { .. } | PvEvent::Disconnected { .. } => {}
+        }
+    }
+
+    fn on_put(&mut self, put: PutRequest) {
+        let Some(&i) = self.by_name.get(&put.pv) else {
+            put.completion.complete(Err(format!("{}: unknown PV", put.pv)));
+            return;
+        };
+        let Some(link) = &self.link else {
+            put.completion
+                .complete(Err(format!("{}: gateway unavailable: write not sent", put.pv)));
+            return;
+        };
+        let pv = &mut self.pvs[i];
+        let entry = match pv.prepare_write(&put) {
+            Ok(entry) => entry,
+            Err(message) => {
+                put.completion.complete(Err(message));
+                return;
+            }
+        };
+        let (kind, user, verifier) = match pv.cfg.write.as_ref() {
+            Some(config::WriteMode::Write { user }) => (WriteKind::Write, user.clone(), None),
+            Some(config::WriteMode::Write2 { user }) => (WriteKind::Write2, user.clone(), None),
+            Some(config::WriteMode::Secured { user }) => {
+                (WriteKind::WriteSecured, Some(user.clone()), Some(user.clone()))
+            }
+            Some(config::WriteMode::Verified { user, verifier }) => (
+                WriteKind::WriteSecured,
+                Some(user.clone()),
+                Some(verifier.clone()),
+            ),
+            None => {
+                put.completion
+                    .complete(Err(format!("{} is read-only: put refused", put.pv)));
+                return;
+            }
+        };
+        let id_of = |u: Option<config::User>| u.and_then(|u| link.users.get(&u.key).copied());
+        let mut entry = WriteEntry {
+            user: id_of(user).unwrap_or(UserId(0)),
+            verifier: id_of(verifier).unwrap_or(UserId(0)),
+            ..entry
+        };
+        if kind == WriteKind::Write2 {
+            entry.timestamp = Some(std::time::SystemTime::now());
+        }
+        self.next_write += 1;
+        let id = self.next_write;
+        info!(pv = %put.pv, tag = %pv.cfg.tag.as_str(), value = %entry.value, account = %put.credentials.account, peer = %put.credentials.peer, "write");
+        pv.pending.push_back(PendingWrite {
+            id,
+            started: Instant::now(),
+            completion: put.completion,
+        });
+        let session = link.session.clone();
+        let server = link.server;
+        let tx = self.internal.0.clone();
+        let timeout = self.config.gateway.write_timeout;
+        tokio::spawn(async move {
+            let result = session
+                .write(server, kind, &entry)
+                .await
+                .map_err(|e| format!("the gateway refused the write: {e}"));
+            let sent = result.is_ok();
+            let _ = tx.send(Internal::WriteSent { pv: i, id, result });
+            if sent {
+                tokio::time::sleep(timeout).await;
+                let _ = tx.send(Internal::WriteTimeout { pv: i, id });
+            }
+        });
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::WriteSent { pv, id, result: Err(message) } => {
+                self.pvs[pv].fail_write(id, &message);
+            }
+            Internal::WriteSent { .. } => {}
+            Internal::WriteTimeout { pv, id } => {
+                let t = humantime::format_duration(self.config.gateway.write_timeout);
+                self.pvs[pv].fail_write(
+                    id,
+                    &format!("no write confirmation from System Platform within {t}"),
+                );
+            }
+        }
+    }
+}

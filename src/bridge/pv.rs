@@ -1,0 +1,343 @@
+//! One mapped PV: its SharedPv, its structure and metadata, and its pending writes.
+
+use std::collections::VecDeque;
+use std::time::{Instant, SystemTime};
+
+use tracing::warn;
+
+use super::convert::{pv_type_of, to_mx, to_nt};
+use super::quality::quality_alarm;
+use crate::config;
+use crate::gateway::{ItemHandle, MxDataType, MxValue, Quality, WriteEntry};
+use crate::pva::{
+    Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutCompletion,
+    PutRequest, PvType, ScalarType, Severity, SharedPv, TimeStamp, Update, ValueAlarm,
+};
+
+/// A put sent to the gateway, waiting for its OnWriteComplete.
+pub(super) struct PendingWrite {
+    pub id: u64,
+    pub started: Instant,
+    pub completion: PutCompletion,
+}
+
+pub(super) struct MappedPv {
+    pub cfg: config::Pv,
+    pub pv: SharedPv,
+    /// The item handle in the current session.
+    pub item: Option<ItemHandle>,
+    /// The attribute's type and arrayness, from its last data change.
+    attr_type: Option<(MxDataType, bool)>,
+    /// Writes in the order they were sent; OnWriteComplete answers the oldest.
+    pub pending: VecDeque<PendingWrite>,
+    bool_as_enum: bool,
+}
+
+fn pva_scalar(t: config::ScalarType) -> Option<ScalarType> {
+    use config::ScalarType as C;
+    Some(match t {
+        C::Bool => ScalarType::Bool,
+        C::Int8 => ScalarType::Int8,
+        C::Int16 => ScalarType::Int16,
+        C::Int32 => ScalarType::Int32,
+        C::Int64 => ScalarType::Int64,
+        C::UInt8 => ScalarType::UInt8,
+        C::UInt16 => ScalarType::UInt16,
+        C::UInt32 => ScalarType::UInt32,
+        C::UInt64 => ScalarType::UInt64,
+        C::Float32 => ScalarType::Float32,
+        C::Float64 => ScalarType::Float64,
+        C::String => ScalarType::String,
+        C::Enum => return None,
+    })
+}
+
+fn configured_type(cfg: &config::Pv) -> Option<PvType> {
+    Some(match cfg.pv_type? {
+        config::PvType::Scalar(config::ScalarType::Enum) => PvType::Enum,
+        config::PvType::Scalar(t) => PvType::Scalar(pva_scalar(t)?),
+        config::PvType::Array(t) => PvType::Array(pva_scalar(t)?),
+    })
+}
+
+fn severity(s: config::Severity) -> Severity {
+    match s {
+        config::Severity::None => Severity::NoAlarm,
+        config::Severity::Minor => Severity::Minor,
+        config::Severity::Major => Severity::Major,
+        config::Severity::Invalid => Severity::Invalid,
+    }
+}
+
+/// The MXAccess type a PV type writes as, before the attribute has reported its own.
+fn attr_type_for(ty: PvType) -> (MxDataType, bool) {
+    let scalar = |t: ScalarType| match t {
+        ScalarType::Bool => MxDataType::Boolean,
+        ScalarType::Float32 => MxDataType::Float,
+        ScalarType::Float64 => MxDataType::Double,
+        ScalarType::String => MxDataType::String,
+        ScalarType::Int64 | ScalarType::UInt32 | ScalarType::UInt64 => MxDataType::LongInteger,
+        _ => MxDataType::Integer,
+    };
+    match ty {
+        PvType::Enum => (MxDataType::Boolean, false),
+        PvType::Scalar(t) => (scalar(t), false),
+        PvType::Array(t) => (scalar(t), true),
+    }
+}
+
+impl MappedPv {
+    pub fn new(
+        cfg: config::Pv,
+        _defaults: &config::Defaults,
+        events: &EventSender,
+    ) -> Result<Self, crate::pva::PvaError> {
+        let access = if cfg.write.is_some() {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+        let pv = SharedPv::new(cfg.name.as_str(), access, events)?;
+        let bool_as_enum = cfg.boolean == config::BooleanRepr::Enum;
+        let mut mapped = MappedPv {
+            cfg,
+            pv,
+            item: None,
+            attr_type: None,
+            pending: VecDeque::new(),
+            bool_as_enum,
+        };
+        // With a configured type the PV is served at once, INVALID until data arrives;
+        // otherwise clients wait until the attribute reports its type.
+        if let Some(ty) = configured_type(&mapped.cfg) {
+            let alarm = Alarm::new(
+                Severity::Invalid,
+                AlarmStatus::Undefined,
+                "waiting for initial data from System Platform",
+            );
+            mapped.open(ty, None, alarm, TimeStamp::now());
+        }
+        Ok(mapped)
+    }
+
+    fn name(&self) -> &str {
+        self.cfg.name.as_str()
+    }
+
+    /// Metadata for a PV of type `ty`, from the config.
+    fn metadata(&self, ty: PvType, update: &mut Update) {
+        let numeric = matches!(ty, PvType::Scalar(t) | PvType::Array(t) if t.is_numeric());
+        let mut display = Display {
+            description: self.cfg.description.clone().unwrap_or_default(),
+            units: self.cfg.units.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        if numeric {
+            if let Some(r) = &self.cfg.display {
+                display.limit_low = r.low.unwrap_or(0.0);
+                display.limit_high = r.high.unwrap_or(0.0);
+            }
+            display.precision = self.cfg.precision.map(i32::from).unwrap_or(0);
+            if let Some(c) = &self.cfg.control {
+                update.control = Some(Control {
+                    limit_low: c.low.unwrap_or(0.0),
+                    limit_high: c.high.unwrap_or(0.0),
+                    min_step: c.min_step.unwrap_or(0.0),
+                });
+            }
+            if let (Some(a), PvType::Scalar(_)) = (&self.cfg.value_alarm, ty) {
+                update.value_alarm = Some(ValueAlarm {
+                    active: a.active,
+                    low_alarm_limit: a.lolo.unwrap_or(f64::NAN),
+                    low_warning_limit: a.low.unwrap_or(f64::NAN),
+                    high_warning_limit: a.high.unwrap_or(f64::NAN),
+                    high_alarm_limit: a.hihi.unwrap_or(f64::NAN),
+                    low_alarm_severity: severity(a.lolo_severity),
+                    low_warning_severity: severity(a.low_severity),
+                    high_warning_severity: severity(a.high_severity),
+                    high_alarm_severity: severity(a.hihi_severity),
+                    hysteresis: a.hysteresis,
+                });
+            }
+        }
+        update.display = Some(display);
+        if ty == PvType::Enum {
+            update.choices = Some(self.cfg.choices.to_vec());
+        }
+    }
+
+    /// (Re)opens the PV as `ty`.
+    fn open(&mut self, ty: PvType, value: Option<NtValue>, alarm: Alarm, time: TimeStamp) {
+        if self.pv.is_open() {
+            let _ = self.pv.close();
+        }
+        let mut initial = Update {
+            value,
+            alarm: Some(alarm),
+            time: Some(time),
+            ..Default::default()
+        };
+        self.metadata(ty, &mut initial);
+        if let Err(e) = self.pv.open(ty, &initial) {
+            warn!(pv = %self.name(), error = %e, "cannot open PV");
+        }
+    }
+
+    fn post(&self, update: &Update) {
+        if let Err(e) = self.pv.post(update) {
+            warn!(pv = %self.name(), error = %e, "post failed");
+        }
+    }
+
+    /// An alarm on an open PV (value kept); a PV never opened opens as a string.
+    fn post_alarm(&mut self, alarm: Alarm) {
+        if self.pv.is_open() {
+            self.post(&Update::default().with_alarm(alarm).with_time(TimeStamp::now()));
+        } else {
+            let ty = PvType::Scalar(ScalarType::String);
+            self.open(ty, Some(NtValue::String(String::new())), alarm, TimeStamp::now());
+        }
+    }
+
+    pub fn subscribe_failed(&mut self, reason: &str) {
+        self.post_alarm(Alarm::new(
+            Severity::Invalid,
+            AlarmStatus::Conf,
+            format!("cannot subscribe {}: {reason}", self.cfg.tag.as_str()),
+        ));
+    }
+
+    pub fn connection_lost(&mut self, message: &str) {
+        for w in self.pending.drain(..) {
+            w.completion.complete(Err(format!(
+                "{}: {message}; the write may or may not have been applied",
+                self.cfg.name.as_str()
+            )));
+        }
+        if self.pv.is_open() {
+            self.post_alarm(Alarm::new(Severity::Invalid, AlarmStatus::Driver, message));
+        }
+    }
+
+    pub fn data_change(&mut self, value: &MxValue, quality: Quality, source: Option<SystemTime>) {
+        if !matches!(value, MxValue::Null) {
+            self.attr_type = Some(match value {
+                MxValue::Array(a) => (a.element_type(), true),
+                v => (v.data_type(), false),
+            });
+        }
+        let time = match (self.cfg.timestamp, source) {
+            (config::TimestampSource::Source, Some(t)) => TimeStamp::from(t),
+            _ => TimeStamp::now(),
+        };
+        let mut alarm = quality_alarm(quality);
+        let ty = configured_type(&self.cfg).or_else(|| pv_type_of(value, self.bool_as_enum));
+        let nt = match (ty, value) {
+            (_, MxValue::Null) => None,
+            (Some(ty), v) => match to_nt(v, ty) {
+                Ok(nt) => Some(nt),
+                Err(e) => {
+                    alarm = Alarm::new(
+                        Severity::Invalid,
+                        AlarmStatus::Conf,
+                        format!("{} cannot be served as {ty}: {e}", value),
+                    );
+                    None
+                }
+            },
+            (None, v) => {
+                alarm = Alarm::new(
+                    Severity::Invalid,
+                    AlarmStatus::Conf,
+                    format!("values of type {} cannot be served", v.data_type()),
+                );
+                None
+            }
+        };
+        match (ty, self.pv.shape()) {
+            (Some(ty), Some(shape)) if shape.pv_type == ty && self.pv.is_open() => {
+                let mut update = Update::default().with_alarm(alarm).with_time(time);
+                update.value = nt;
+                self.post(&update);
+            }
+            (Some(ty), old) => {
+                if let Some(old) = old {
+                    warn!(pv = %self.name(), tag = %self.cfg.tag.as_str(), from = %old.pv_type, to = %ty, "attribute changed type; PV re-opened");
+                }
+                self.open(ty, nt, alarm, time);
+            }
+            (None, _) => self.post_alarm(alarm),
+        }
+    }
+
+    /// Checks a put and turns it into a write of the attribute's type.
+    pub fn prepare_write(&self, put: &PutRequest) -> Result<WriteEntry, String> {
+        let name = self.name();
+        let Some(value) = &put.value else {
+            return Err(format!("{name}: the put carries no value"));
+        };
+        let Some(item) = self.item else {
+            return Err(format!(
+                "{name}: {} is not subscribed: write not sent",
+                self.cfg.tag.as_str()
+            ));
+        };
+        if let Some(c) = &self.cfg.control {
+            if let Some(x) = numeric(value) {
+                if x.is_finite() {
+                    let low = c.low.unwrap_or(f64::NEG_INFINITY);
+                    let high = c.high.unwrap_or(f64::INFINITY);
+                    if x < low || x > high {
+                        return Err(format!(
+                            "{name}: {x} is outside the control limits {} to {}",
+                            fmt_limit(c.low),
+                            fmt_limit(c.high)
+                        ));
+                    }
+                }
+            }
+        }
+        let (t, array) = self
+            .attr_type
+            .or_else(|| self.pv.shape().map(|s| attr_type_for(s.pv_type)))
+            .ok_or_else(|| format!("{name}: the attribute's type is not known yet"))?;
+        let mx = to_mx(value, t, array).map_err(|e| format!("{name}: {e}"))?;
+        Ok(WriteEntry::new(item, mx))
+    }
+
+    pub fn write_complete(&mut self, outcome: Result<(), String>) {
+        if let Some(w) = self.pending.pop_front() {
+            tracing::info!(pv = %self.name(), ms = w.started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "write complete");
+            let outcome = outcome.map_err(|e| format!("{}: {e}", self.name()));
+            w.completion.complete(outcome);
+        }
+    }
+
+    pub fn fail_write(&mut self, id: u64, message: &str) {
+        if let Some(pos) = self.pending.iter().position(|w| w.id == id) {
+            let w = self.pending.remove(pos).unwrap();
+            warn!(pv = %self.name(), %message, "write failed");
+            w.completion.complete(Err(format!("{}: {message}", self.name())));
+        }
+    }
+}
+
+fn fmt_limit(l: Option<f64>) -> String {
+    l.map(|x| x.to_string()).unwrap_or_else(|| "unbounded".into())
+}
+
+fn numeric(v: &NtValue) -> Option<f64> {
+    Some(match v {
+        NtValue::Int8(x) => (*x).into(),
+        NtValue::Int16(x) => (*x).into(),
+        NtValue::Int32(x) => (*x).into(),
+        NtValue::Int64(x) => *x as f64,
+        NtValue::UInt8(x) => (*x).into(),
+        NtValue::UInt16(x) => (*x).into(),
+        NtValue::UInt32(x) => (*x).into(),
+        NtValue::UInt64(x) => *x as f64,
+        NtValue::Float32(x) => (*x).into(),
+        NtValue::Float64(x) => *x,
+        _ => return None,
+    })
+}
