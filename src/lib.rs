@@ -9,6 +9,7 @@
 //! - `sim`: the gateway simulator.
 
 pub mod config;
+pub mod bridge;
 pub mod gateway;
 pub mod pva;
 pub mod sim;

@@ -1,1 +1,0 @@
-//! The MXAccess Gateway client. (Filled in by the gateway issue.)

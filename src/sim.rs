@@ -1,1 +1,0 @@
-//! The MXAccess Gateway simulator. (Filled in by the gateway issue.)
