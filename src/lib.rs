@@ -8,8 +8,8 @@
 //! - `bridge`: mapping, alarms and the write path.
 //! - `sim`: the gateway simulator.
 
-pub mod config;
 pub mod bridge;
+pub mod config;
 pub mod gateway;
 pub mod pva;
 pub mod sim;

@@ -16,6 +16,12 @@ struct Cli {
 enum Command {
     /// Run the gateway simulator.
     Sim,
+    /// Run the bridge: serve the PVs mapped in a config file.
+    Run {
+        /// The TOML config file.
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
     /// Validate a config file and print its mapping table. Exit 78 on a config error.
     Check {
         /// The TOML config file.
@@ -42,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Sim => anyhow::bail!("not implemented yet"),
         Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
     }
 }
 
@@ -57,4 +64,32 @@ fn check(path: &std::path::Path) -> ! {
             std::process::exit(mxpva::config::EXIT_CONFIG)
         }
     }
+}
+
+/// Loads a config, or exits 78 with every problem on stderr.
+fn load_config(path: &std::path::Path) -> mxpva::config::Config {
+    mxpva::config::Config::load(path).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(mxpva::config::EXIT_CONFIG)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// `mxpva run`: the bridge until Ctrl-C or SIGTERM.
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load_config(path);
+    let pva = mxpva::bridge::server_config(&config.server);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(mxpva::bridge::run(config, pva, shutdown_signal()))?;
+    Ok(())
 }

@@ -100,10 +100,7 @@ fn as_int(s: &Scalar) -> Result<i64, String> {
         Scalar::Int(i) => Ok(*i),
         Scalar::Float(f) if f.is_finite() && f.fract() == 0.0 => Ok(*f as i64),
         Scalar::Float(f) => Err(format!("{f} is not an integer")),
-        Scalar::Text(t) => t
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{t}' is not an integer")),
+        Scalar::Text(t) => t.trim().parse().map_err(|_| format!("'{t}' is not an integer")),
     }
 }
 
@@ -112,10 +109,7 @@ fn as_float(s: &Scalar) -> Result<f64, String> {
         Scalar::Bool(b) => Ok(f64::from(u8::from(*b))),
         Scalar::Int(i) => Ok(*i as f64),
         Scalar::Float(f) => Ok(*f),
-        Scalar::Text(t) => t
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{t}' is not a number")),
+        Scalar::Text(t) => t.trim().parse().map_err(|_| format!("'{t}' is not a number")),
     }
 }
 
@@ -174,7 +168,12 @@ pub fn to_nt(value: &MxValue, ty: PvType) -> Result<NtValue, String> {
             };
             macro_rules! collect {
                 ($variant:ident, $conv:expr) => {
-                    V::$variant(items.iter().map($conv).collect::<Result<Vec<_>, String>>()?)
+                    V::$variant(
+                        items
+                            .iter()
+                            .map($conv)
+                            .collect::<Result<Vec<_>, String>>()?,
+                    )
                 };
             }
             Ok(match t {
@@ -274,8 +273,7 @@ fn mx_scalar(s: &Scalar, t: MxDataType) -> Result<MxValue, String> {
         }
         MxDataType::Time => {
             let text = as_text(s);
-            let t = humantime::parse_rfc3339_weak(&text)
-                .map_err(|_| format!("'{text}' is not an ISO 8601 time"))?;
+            let t = humantime::parse_rfc3339_weak(&text).map_err(|_| format!("'{text}' is not an ISO 8601 time"))?;
             MxValue::Time(t)
         }
         MxDataType::String
@@ -358,8 +356,11 @@ mod tests {
             NtValue::String("2023-11-14T22:13:20.250Z".into())
         );
         assert_eq!(
-            to_nt(&MxValue::Elapsed(Duration::from_millis(1500)), PvType::Scalar(ScalarType::Float64))
-                .unwrap(),
+            to_nt(
+                &MxValue::Elapsed(Duration::from_millis(1500)),
+                PvType::Scalar(ScalarType::Float64)
+            )
+            .unwrap(),
             NtValue::Float64(1.5)
         );
         assert_eq!(to_nt(&MxValue::Bool(true), PvType::Enum).unwrap(), NtValue::Enum(1));

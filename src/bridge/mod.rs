@@ -27,8 +27,8 @@ use tracing::{info, warn};
 
 use crate::config::{self, Config};
 use crate::gateway::{
-    ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle,
-    Session, SessionEvent, TlsOptions, UserId, WriteEntry, WriteKind,
+    ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle, Session, SessionEvent,
+    TlsOptions, UserId, WriteEntry, WriteKind,
 };
 use crate::pva::{self, PutRequest, PvEvent, Server, ServerConfig};
 
@@ -99,7 +99,11 @@ type Connected = Result<(Link, EventStream, Vec<(usize, Result<ItemHandle, Strin
 /// Messages from helper tasks to the bridge task.
 enum Internal {
     /// The gateway accepted (Ok) or refused (Err) the write call for `id`.
-    WriteSent { pv: usize, id: u64, result: Result<(), String> },
+    WriteSent {
+        pv: usize,
+        id: u64,
+        result: Result<(), String>,
+    },
     /// `id` had no OnWriteComplete within the write timeout.
     WriteTimeout { pv: usize, id: u64 },
 }
@@ -137,6 +141,7 @@ pub async fn run(
         by_name,
         by_item: HashMap::new(),
         link: None,
+        lost_reason: None,
         next_write: 0,
         internal: mpsc::unbounded_channel(),
     };
@@ -153,12 +158,11 @@ struct Bridge {
     /// Item handle -> index in `pvs`, for the current session.
     by_item: HashMap<i32, usize>,
     link: Option<Link>,
+    /// Why the link is down, as last posted to the PVs.
+    lost_reason: Option<String>,
     next_write: u64,
     /// Results of write calls and write timeouts, from helper tasks.
-    internal: (
-        mpsc::UnboundedSender<Internal>,
-        mpsc::UnboundedReceiver<Internal>,
-    ),
+    internal: (mpsc::UnboundedSender<Internal>, mpsc::UnboundedReceiver<Internal>),
 }
 
 impl Bridge {
@@ -224,12 +228,8 @@ impl Bridge {
         let opts = self.opts.clone();
         let gw = self.config.gateway.clone();
         let tags: Vec<String> = self.pvs.iter().map(|p| p.cfg.tag.as_str().to_string()).collect();
-        let users: Vec<(String, config::User)> = self
-            .config
-            .users
-            .iter()
-            .map(|(k, u)| (k.clone(), u.clone()))
-            .collect();
+        let users: Vec<(String, config::User)> =
+            self.config.users.iter().map(|(k, u)| (k.clone(), u.clone())).collect();
         tokio::spawn(async move {
             let fail = |what: &str, e: GatewayError| format!("{what}: {e}");
             let client = GatewayClient::connect(&opts)
@@ -284,6 +284,7 @@ impl Bridge {
 
     fn on_connected(&mut self, link: Link, items: Vec<(usize, Result<ItemHandle, String>)>) {
         self.by_item.clear();
+        self.lost_reason = None;
         let mut failed = 0;
         for (i, item) in items {
             let pv = &mut self.pvs[i];
@@ -321,9 +322,15 @@ impl Bridge {
     }
 
     fn on_lost(&mut self, reason: &str) {
-        warn!(%reason, "gateway connection lost");
         self.link = None;
         self.by_item.clear();
+        // Retries that fail the same way change nothing a client can see.
+        if self.lost_reason.as_deref() == Some(reason) {
+            tracing::debug!(%reason, "gateway still unavailable");
+            return;
+        }
+        warn!(%reason, "gateway connection lost");
+        self.lost_reason = Some(reason.to_string());
         let message = format!("gateway connection lost: {reason}");
         for pv in &mut self.pvs {
             pv.item = None;
@@ -391,11 +398,9 @@ impl Bridge {
             Some(config::WriteMode::Secured { user }) => {
                 (WriteKind::WriteSecured, Some(user.clone()), Some(user.clone()))
             }
-            Some(config::WriteMode::Verified { user, verifier }) => (
-                WriteKind::WriteSecured,
-                Some(user.clone()),
-                Some(verifier.clone()),
-            ),
+            Some(config::WriteMode::Verified { user, verifier }) => {
+                (WriteKind::WriteSecured, Some(user.clone()), Some(verifier.clone()))
+            }
             None => {
                 put.completion
                     .complete(Err(format!("{} is read-only: put refused", put.pv)));
@@ -439,16 +444,17 @@ impl Bridge {
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::WriteSent { pv, id, result: Err(message) } => {
+            Internal::WriteSent {
+                pv,
+                id,
+                result: Err(message),
+            } => {
                 self.pvs[pv].fail_write(id, &message);
             }
             Internal::WriteSent { .. } => {}
             Internal::WriteTimeout { pv, id } => {
                 let t = humantime::format_duration(self.config.gateway.write_timeout);
-                self.pvs[pv].fail_write(
-                    id,
-                    &format!("no write confirmation from System Platform within {t}"),
-                );
+                self.pvs[pv].fail_write(id, &format!("no write confirmation from System Platform within {t}"));
             }
         }
     }

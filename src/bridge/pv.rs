@@ -10,8 +10,8 @@ use super::quality::quality_alarm;
 use crate::config;
 use crate::gateway::{ItemHandle, MxDataType, MxValue, Quality, WriteEntry};
 use crate::pva::{
-    Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutCompletion,
-    PutRequest, PvType, ScalarType, Severity, SharedPv, TimeStamp, Update, ValueAlarm,
+    Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutCompletion, PutRequest, PvType, ScalarType,
+    Severity, SharedPv, TimeStamp, Update, ValueAlarm,
 };
 
 /// A put sent to the gateway, waiting for its OnWriteComplete.

@@ -60,9 +60,7 @@ pub fn clients() -> &'static Clients {
             let _ = fs::remove_dir_all(&venv);
             let python = std::env::var("MXPVA_PYTHON").unwrap_or_else(|_| "python3".into());
             run_setup(
-                std::process::Command::new(&python)
-                    .args(["-m", "venv"])
-                    .arg(&venv),
+                std::process::Command::new(&python).args(["-m", "venv"]).arg(&venv),
                 "creating the test clients' virtual environment",
             );
             run_setup(
@@ -81,9 +79,7 @@ pub fn clients() -> &'static Clients {
             fs::write(&stamp, &wanted).unwrap();
         }
         lock.unlock().unwrap();
-        Clients {
-            bin: venv.join("bin"),
-        }
+        Clients { bin: venv.join("bin") }
     })
 }
 
@@ -121,10 +117,7 @@ impl Clients {
         tool: &str,
         env: &[(String, String)],
         args: &[&str],
-    ) -> (
-        tokio::process::Child,
-        tokio::sync::mpsc::UnboundedReceiver<String>,
-    ) {
+    ) -> (tokio::process::Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
         let mut cmd = self.command(tool, env);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn client");
@@ -172,4 +165,31 @@ impl Run {
     pub fn text(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+}
+
+/// A TCP and a UDP port on 127.0.0.1 that were free a moment ago.
+pub fn free_ports() -> (u16, u16) {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    (tcp.local_addr().unwrap().port(), udp.local_addr().unwrap().port())
+}
+
+/// Server (`EPICS_PVAS_*`) and client (`EPICS_PVA_*`) settings for loopback on the
+/// given ports.
+pub fn pva_env(tcp: u16, udp: u16) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let s = |k: &str, v: String| (k.to_string(), v);
+    let server = vec![
+        s("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1".into()),
+        s("EPICS_PVAS_SERVER_PORT", tcp.to_string()),
+        s("EPICS_PVAS_BROADCAST_PORT", udp.to_string()),
+        s("EPICS_PVAS_BEACON_ADDR_LIST", "127.0.0.1".into()),
+        s("EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
+    ];
+    let client = vec![
+        s("EPICS_PVA_ADDR_LIST", "127.0.0.1".into()),
+        s("EPICS_PVA_AUTO_ADDR_LIST", "NO".into()),
+        s("EPICS_PVA_BROADCAST_PORT", udp.to_string()),
+        s("EPICS_PVA_SERVER_PORT", tcp.to_string()),
+    ];
+    (server, client)
 }

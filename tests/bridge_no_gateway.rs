@@ -1,0 +1,105 @@
+//! `mxpva run` with no gateway to reach: the PVs are served INVALID with the reason, and
+//! puts fail at once instead of being queued. Read with pvget, pvput and p4p.
+
+mod clients;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use clients::{clients, free_ports, pva_env};
+
+const CONFIG: &str = r#"
+[gateway]
+endpoint = "http://127.0.0.1:1"
+reconnect_initial = "100ms"
+reconnect_max = "500ms"
+
+[defaults]
+prefix = "NOGW:"
+
+[[pv]]
+name = "SP"
+tag = "Pump001.SpeedSP"
+type = "float64"
+units = "rpm"
+writable = true
+control = { low = 0.0, high = 3000.0 }
+
+[[pv]]
+name = "RO"
+tag = "Pump001.Speed"
+type = "float64"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_gateway_pvs_are_invalid_and_puts_fail_at_once() {
+    let dir = std::env::temp_dir().join(format!("mxpva-nogw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bridge.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let (tcp, udp) = free_ports();
+    let (server_env, client_env) = pva_env(tcp, udp);
+    let mut bridge = tokio::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .envs(server_env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // The PV exists, with the reason the value cannot be trusted.
+    let mut text = String::new();
+    for _ in 0..50 {
+        let run = clients().run("pvget", &client_env, &["-v", "NOGW:SP"]).await;
+        text = run.text();
+        if text.contains("gateway connection lost") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(text.contains("int severity 3"), "{text}");
+    assert!(text.contains("int status 2"), "{text}");
+    assert!(
+        text.contains("gateway connection lost: cannot connect") && text.contains("refused"),
+        "{text}"
+    );
+    assert!(text.contains("string units rpm"), "{text}");
+
+    let run = clients().run("pvput", &client_env, &["NOGW:SP", "5"]).await;
+    assert!(
+        run.text()
+            .contains("Error: NOGW:SP: gateway unavailable: write not sent"),
+        "{}",
+        run.text()
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "the put was not answered at once"
+    );
+
+    let run = clients()
+        .python(
+            &client_env,
+            "from p4p.client.thread import Context\n\
+             from p4p.client.raw import RemoteError\n\
+             try:\n    Context('pva').put('NOGW:RO', 1.0, timeout=10)\n\
+             except RemoteError as e:\n    print('RemoteError:', e)",
+            &[],
+        )
+        .await;
+    assert!(
+        run.stdout.contains("RemoteError: NOGW:RO is read-only: put refused"),
+        "{}",
+        run.text()
+    );
+
+    // Still serving after all that.
+    assert!(bridge.try_wait().unwrap().is_none(), "the bridge exited");
+    let run = clients().run("pvget", &client_env, &["NOGW:RO"]).await;
+    assert!(run.stdout.contains("NOGW:RO"), "{}", run.text());
+    bridge.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
