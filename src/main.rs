@@ -2,7 +2,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "mxpva", version, about = "Serve AVEVA System Platform attributes as EPICS PVAccess PVs")]
+#[command(
+    name = "mxpva",
+    version,
+    about = "Serve AVEVA System Platform attributes as EPICS PVAccess PVs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -10,13 +14,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway simulator.
-    Sim,
+    /// Run the gateway simulator (MXAccess Gateway contract on a simulated Galaxy).
+    Sim {
+        /// Address to serve on.
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        listen: std::net::SocketAddr,
+        /// Galaxy file (TOML); the built-in demo plant (config/sim-galaxy.toml) when absent.
+        #[arg(long)]
+        galaxy: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Sim => anyhow::bail!("not implemented yet"),
+        Command::Sim { listen, galaxy } => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+                )
+                .try_init();
+            mxpva::sim::run_standalone(listen, galaxy.as_deref())?;
+            Ok(())
+        }
     }
 }
