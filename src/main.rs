@@ -14,8 +14,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway simulator.
-    Sim,
+    /// Run the gateway simulator (MXAccess Gateway contract on a simulated Galaxy).
+    Sim {
+        /// Address to serve on.
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        listen: std::net::SocketAddr,
+        /// Galaxy file (TOML); the built-in demo plant (config/sim-galaxy.toml) when absent.
+        #[arg(long)]
+        galaxy: Option<std::path::PathBuf>,
+    },
     /// Run the bridge: serve the PVs mapped in a config file.
     Run {
         /// The TOML config file.
@@ -28,6 +35,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
     },
+    /// The simulator and the bridge in one process: the demo plant as DEMO:* PVs.
+    /// PVAccess interfaces and ports follow EPICS_PVAS_*.
+    Demo,
 }
 
 fn init_logging() {
@@ -46,9 +56,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Sim => anyhow::bail!("not implemented yet"),
+        Command::Sim { listen, galaxy } => {
+            mxpva::sim::run_standalone(listen, galaxy.as_deref())?;
+            Ok(())
+        }
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
+        Command::Demo => demo(),
     }
 }
 
@@ -92,4 +106,34 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(mxpva::bridge::run(config, pva, shutdown_signal()))?;
     Ok(())
+}
+
+/// The demo mapping, built in so `mxpva demo` works from any directory.
+const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+
+/// `mxpva demo`: the simulator on a free loopback port and the bridge pointed at it.
+fn demo() -> anyhow::Result<()> {
+    let mut config =
+        mxpva::config::Config::from_str_at(DEMO_CONFIG, std::path::Path::new("config/demo.toml"))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        config.gateway.endpoint = format!("http://{addr}");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let sim = tokio::spawn(mxpva::sim::serve(
+            listener,
+            mxpva::sim::Galaxy::demo(),
+            mxpva::sim::SimOptions::default(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        tracing::info!(%addr, "demo: gateway simulator started");
+        let pva = mxpva::bridge::server_config(&config.server);
+        mxpva::bridge::run(config, pva, shutdown_signal()).await?;
+        let _ = stop_tx.send(());
+        let _ = sim.await;
+        anyhow::Ok(())
+    })
 }

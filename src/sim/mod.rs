@@ -1,1 +1,349 @@
-pub mod placeholder {}
+//! The MXAccess Gateway simulator (`mxpva sim`).
+//!
+//! A tonic server of the same contract as the real gateway
+//! (proto/mxaccess_gateway/v1, proto/galaxy_repository/v1), backed by a
+//! simulated Galaxy described in TOML ([`Galaxy`], config/sim-galaxy.toml).
+//! It enforces the gateway's documented rules (API key scopes, session lease,
+//! one event subscriber, bounded event queue that faults the session on
+//! overflow, replay buffer with `replay_gap`, advise-before-write, MXAccess
+//! statuses for failed writes) and never bends them for a client.
+//!
+//! Tests and tools drive it at run time through [`SimHandle`] (in process) or
+//! the `mxpva_sim.v1.SimControl` gRPC service (proto/mxpva_sim/v1), which is
+//! served on the same port and is not part of the gateway contract.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use mxpva::sim::{Galaxy, SimHandle, SimOptions};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! let sim = SimHandle::new(Galaxy::demo(), SimOptions::default());
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(sim.clone().serve(listener, async { let _ = stopped.await; }));
+//! // ... connect a mxpva::gateway::GatewayClient to addr, drive faults with `sim` ...
+//! let _ = stop.send(());
+//! server.await??;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `config.rs`: the TOML Galaxy schema and its validation.
+//! - `world.rs`: live values, dynamics, quality cycles, alarms, write coercion.
+//! - `session.rs`: sessions, handles, event queue and replay buffer.
+//! - `gateway_svc.rs`: the MxAccessGateway service (commands, events, alarms).
+//! - `galaxy_svc.rs`: the GalaxyRepository service.
+//! - `control.rs`: [`SimHandle`] methods and the SimControl service.
+
+mod config;
+mod control;
+mod galaxy_svc;
+mod gateway_svc;
+mod session;
+mod world;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+
+pub use config::{AlarmKind, AuthMode, Dynamics, Galaxy, GalaxyError, DEMO_GALAXY, SCOPES};
+pub use control::{Faults, SessionStats};
+
+use crate::gateway::pb::galaxy as gpb;
+use crate::gateway::pb::gw as pb;
+use crate::gateway::AlarmTransition;
+use session::SimSession;
+use world::World;
+
+/// Session and event-pipeline settings. Defaults are the real gateway's.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Session lease, extended by every call; an attached stream keeps it alive.
+    pub lease: Duration,
+    /// How often expired sessions are swept.
+    pub sweep_interval: Duration,
+    /// Per-session event queue bound; overflow faults the session.
+    pub event_queue_capacity: usize,
+    /// Events kept for resume.
+    pub replay_capacity: usize,
+    pub replay_retention: Duration,
+    pub max_sessions: usize,
+    /// Overrides the Galaxy's `first_update_delay_ms`.
+    pub first_update_delay: Option<Duration>,
+    /// Overrides the Galaxy's `tick_ms`.
+    pub tick: Option<Duration>,
+    /// ReadBulk snapshot timeout when the request says 0.
+    pub default_read_timeout: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            lease: Duration::from_secs(1800),
+            sweep_interval: Duration::from_secs(30),
+            event_queue_capacity: 10_000,
+            replay_capacity: 1024,
+            replay_retention: Duration::from_secs(300),
+            max_sessions: 64,
+            first_update_delay: None,
+            tick: None,
+            default_read_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Errors of [`serve`] and [`run_standalone`].
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("the simulator's gRPC server failed: {0}")]
+    Server(String),
+    #[error(transparent)]
+    Galaxy(#[from] GalaxyError),
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// `mxpva sim`: serve `galaxy` (the shipped demo plant when None) on `listen`
+/// until Ctrl-C / SIGTERM.
+pub fn run_standalone(listen: std::net::SocketAddr, galaxy: Option<&std::path::Path>) -> Result<(), SimError> {
+    let galaxy = match galaxy {
+        Some(p) => Galaxy::load(p)?,
+        None => Galaxy::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml (built in)")?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(SimError::Runtime)?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|error| SimError::Bind { addr: listen, error })?;
+        tracing::info!(
+            addr = %listener.local_addr().unwrap_or(listen),
+            galaxy = %galaxy.name,
+            objects = galaxy.objects.len(),
+            attributes = galaxy.attributes.len(),
+            auth = ?galaxy.auth_mode,
+            "mxpva sim serving the MXAccess Gateway contract"
+        );
+        serve(listener, galaxy, SimOptions::default(), shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A message for StreamAlarms subscribers.
+#[derive(Clone, Debug)]
+pub(crate) enum AlarmNews {
+    Transition(AlarmTransition),
+    /// The simulated gateway restarted: streams end.
+    Restart,
+}
+
+pub(crate) struct DeployState {
+    pub sequence: u64,
+    pub time: SystemTime,
+}
+
+/// State shared by the services and the handle.
+pub(crate) struct Core {
+    pub galaxy: Galaxy,
+    pub opts: SimOptions,
+    pub first_update_delay: Duration,
+    pub tick: Duration,
+    /// Lock order: world, then a session's handles, then its log.
+    pub world: Mutex<World>,
+    pub sessions: Mutex<HashMap<String, Arc<SimSession>>>,
+    pub faults: Mutex<Faults>,
+    /// Mirrors `faults.stall_events` for the hot path of the event streams.
+    pub stalled: AtomicBool,
+    pub alarm_tx: broadcast::Sender<AlarmNews>,
+    pub deploy: Mutex<DeployState>,
+    pub deploy_tx: broadcast::Sender<gpb::DeployEvent>,
+    /// Bumped by a restart; streams that are not per-session watch it.
+    pub epoch: watch::Sender<u64>,
+    pub next_session: AtomicU64,
+    pub started: Instant,
+}
+
+/// In-process control of a simulator; cheap to clone.
+#[derive(Clone)]
+pub struct SimHandle {
+    core: Arc<Core>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("galaxy", &self.core.galaxy.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// Build a simulator (not yet serving).
+    pub fn new(galaxy: Galaxy, opts: SimOptions) -> Self {
+        let first_update_delay = opts
+            .first_update_delay
+            .unwrap_or(Duration::from_millis(galaxy.first_update_delay_ms));
+        let tick = opts.tick.unwrap_or(Duration::from_millis(galaxy.tick_ms));
+        let world = World::new(&galaxy);
+        let (alarm_tx, _) = broadcast::channel(4096);
+        let (deploy_tx, _) = broadcast::channel(64);
+        let (epoch, _) = watch::channel(0);
+        SimHandle {
+            core: Arc::new(Core {
+                galaxy,
+                opts,
+                first_update_delay,
+                tick,
+                world: Mutex::new(world),
+                sessions: Mutex::new(HashMap::new()),
+                faults: Mutex::new(Faults::default()),
+                stalled: AtomicBool::new(false),
+                alarm_tx,
+                deploy: Mutex::new(DeployState {
+                    sequence: 1,
+                    time: SystemTime::now(),
+                }),
+                deploy_tx,
+                epoch,
+                next_session: AtomicU64::new(1),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// Serve the gateway, the Galaxy Repository and the control service on
+    /// `listener` until `shutdown` completes. Runs the value dynamics too.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), SimError> {
+        let core = self.core.clone();
+        let ticker = tokio::spawn(run_dynamics(core.clone()));
+        let sweeper = tokio::spawn(run_sweeper(core.clone()));
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let max = crate::gateway::MAX_MESSAGE_BYTES;
+        let result = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(Some(4 * 1024 * 1024))
+            .initial_connection_window_size(Some(8 * 1024 * 1024))
+            .add_service(
+                pb::mx_access_gateway_server::MxAccessGatewayServer::new(gateway_svc::GatewaySvc {
+                    core: core.clone(),
+                })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            )
+            .add_service(
+                gpb::galaxy_repository_server::GalaxyRepositoryServer::new(galaxy_svc::GalaxySvc::new(core.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(crate::gateway::pb::control::sim_control_server::SimControlServer::new(
+                control::ControlSvc { handle: self.clone() },
+            ))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        ticker.abort();
+        sweeper.abort();
+        // End whatever streams are still attached.
+        self.restart();
+        result.map_err(|e| SimError::Server(e.to_string()))
+    }
+}
+
+/// Serve a simulator of `galaxy` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    galaxy: Galaxy,
+    opts: SimOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SimError> {
+    SimHandle::new(galaxy, opts).serve(listener, shutdown).await
+}
+
+async fn run_dynamics(core: Arc<Core>) {
+    let mut interval = tokio::time::interval(core.tick.min(core.first_update_delay.max(Duration::from_millis(10))));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_dynamics = Instant::now() - core.tick;
+    loop {
+        interval.tick().await;
+        if last_dynamics.elapsed() >= core.tick {
+            last_dynamics = Instant::now();
+            // Publish under the world lock: StreamAlarms snapshots under it too.
+            let mut world = core.world.lock().unwrap();
+            for t in world.tick(&core.galaxy) {
+                let _ = core.alarm_tx.send(AlarmNews::Transition(t));
+            }
+        }
+        gateway_svc::deliver_updates(&core);
+    }
+}
+
+async fn run_sweeper(core: Arc<Core>) {
+    let mut interval = tokio::time::interval(core.opts.sweep_interval);
+    loop {
+        interval.tick().await;
+        let expired: Vec<Arc<SimSession>> = core
+            .sessions
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| {
+                let attached = s.log.lock().unwrap().subscriber.is_some();
+                !attached && s.handles.lock().unwrap().last_used.elapsed() > core.opts.lease
+            })
+            .cloned()
+            .collect();
+        for s in expired {
+            tracing::info!(session = %s.id, "session lease expired");
+            s.handles.lock().unwrap().state = session::State::Closed;
+            core.sessions.lock().unwrap().remove(&s.id);
+        }
+    }
+}
+
+impl Core {
+    pub(crate) fn faults(&self) -> Faults {
+        self.faults.lock().unwrap().clone()
+    }
+
+    pub(crate) fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.lock().unwrap().len()
+    }
+
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+}

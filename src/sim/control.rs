@@ -1,0 +1,467 @@
+//! Run-time control of the simulator: [`SimHandle`] methods for Rust tests,
+//! and the `mxpva_sim.v1.SimControl` gRPC service for everything else.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tonic::{Request, Response, Status};
+
+use super::gateway_svc::{authorize, data_change, push_outcome};
+use super::session::{SimSession, State};
+use super::world::{coerce, parse_text};
+use super::{AlarmNews, Galaxy, SimHandle};
+use crate::gateway::pb::control as cpb;
+use crate::gateway::{MxDataType, MxStatus, MxValue, Quality};
+
+/// Faults injected into the simulator. The default injects nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// OpenSession answers WORKER_UNAVAILABLE.
+    pub refuse_sessions: bool,
+    /// Event streams deliver nothing (queues fill up; overflow faults sessions).
+    pub stall_events: bool,
+    /// OnWriteComplete comes this much later.
+    pub write_delay: Duration,
+    /// Every write fails with this MxStatusDetail code.
+    pub fail_writes_detail: Option<i32>,
+    /// Only writes to references with this prefix are delayed or failed ("" = all).
+    pub write_fault_prefix: String,
+}
+
+/// What the simulator knows about a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionStats {
+    pub session_id: String,
+    pub client_session_name: String,
+    /// "Ready", "Faulted: <reason>" or "Closed".
+    pub state: String,
+    pub queued_events: usize,
+    pub last_worker_sequence: u64,
+    pub subscriber_attached: bool,
+    pub item_count: usize,
+}
+
+impl SimHandle {
+    /// The Galaxy being simulated.
+    pub fn galaxy(&self) -> &Galaxy {
+        &self.core.galaxy
+    }
+
+    fn attr(&self, reference: &str) -> Result<usize, String> {
+        self.core
+            .galaxy
+            .attribute_index(reference)
+            .ok_or_else(|| format!("{reference} is not an attribute of the simulated Galaxy"))
+    }
+
+    /// Set an attribute's value and hold it there (dynamics pause) until
+    /// [`SimHandle::release_value`]. The value is converted to the attribute's type.
+    pub fn set_value(&self, reference: &str, value: MxValue) -> Result<(), String> {
+        let a = self.attr(reference)?;
+        let def = &self.core.galaxy.attributes[a];
+        let v = coerce(&value, def.data_type, def.array_length).map_err(|s: MxStatus| s.diagnostic_text)?;
+        let mut w = self.core.world.lock().unwrap();
+        w.attrs[a].held_value = true;
+        w.store(a, v, SystemTime::now());
+        Ok(())
+    }
+
+    /// Like [`SimHandle::set_value`], from text (arrays: comma-separated).
+    pub fn set_value_text(&self, reference: &str, text: &str) -> Result<(), String> {
+        let a = self.attr(reference)?;
+        let def = &self.core.galaxy.attributes[a];
+        let v = parse_text(text, def.data_type, def.array_length)?;
+        self.set_value(reference, v)
+    }
+
+    /// Let the attribute's dynamics drive it again.
+    pub fn release_value(&self, reference: &str) -> Result<(), String> {
+        let a = self.attr(reference)?;
+        self.core.world.lock().unwrap().attrs[a].held_value = false;
+        Ok(())
+    }
+
+    /// Hold an attribute's quality (None: back to the configured behaviour).
+    pub fn set_quality(&self, reference: &str, quality: Option<Quality>) -> Result<(), String> {
+        let a = self.attr(reference)?;
+        self.core.world.lock().unwrap().set_quality(a, quality);
+        Ok(())
+    }
+
+    fn force_alarm(&self, reference: &str, forced: Option<bool>) -> Result<(), String> {
+        let g = &self.core.galaxy;
+        let i = g
+            .alarm_index(reference)
+            .ok_or_else(|| format!("{reference} is not an alarm of the simulated Galaxy"))?;
+        let mut w = self.core.world.lock().unwrap();
+        for t in w.force_alarm(g, i, forced) {
+            let _ = self.core.alarm_tx.send(AlarmNews::Transition(t));
+        }
+        Ok(())
+    }
+
+    /// Force an alarm active (until cleared or released).
+    pub fn raise_alarm(&self, reference: &str) -> Result<(), String> {
+        self.force_alarm(reference, Some(true))
+    }
+
+    /// Hold an alarm clear (until raised or released).
+    pub fn clear_alarm(&self, reference: &str) -> Result<(), String> {
+        self.force_alarm(reference, Some(false))
+    }
+
+    /// Return an alarm to its limit evaluation.
+    pub fn release_alarm(&self, reference: &str) -> Result<(), String> {
+        self.force_alarm(reference, None)
+    }
+
+    /// A new deploy: bumps the deploy time and emits a DeployEvent. Returns its sequence.
+    pub fn deploy(&self) -> u64 {
+        let mut d = self.core.deploy.lock().unwrap();
+        d.sequence += 1;
+        d.time = SystemTime::now();
+        let ev = super::galaxy_svc::deploy_event(&self.core, d.sequence, d.time);
+        let _ = self.core.deploy_tx.send(ev);
+        d.sequence
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.core.stalled.store(faults.stall_events, Ordering::Relaxed);
+        *self.core.faults.lock().unwrap() = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.core.faults()
+    }
+
+    fn sessions_matching(&self, id: Option<&str>) -> Vec<Arc<SimSession>> {
+        self.core
+            .sessions
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| id.is_none_or(|i| s.id == i))
+            .cloned()
+            .collect()
+    }
+
+    /// End attached event streams (UNAVAILABLE) of one session or all; the
+    /// sessions survive. Returns how many streams were ended.
+    pub fn drop_event_streams(&self, session_id: Option<&str>) -> usize {
+        self.sessions_matching(session_id)
+            .iter()
+            .filter(|s| s.kill_subscriber(Status::unavailable("the event stream was dropped")))
+            .count()
+    }
+
+    /// Fault a session as a worker crash would.
+    pub fn fault_session(&self, session_id: &str, reason: &str) -> Result<(), String> {
+        let s = self.sessions_matching(Some(session_id));
+        let s = s.first().ok_or_else(|| format!("no session {session_id}"))?;
+        s.fault(if reason.is_empty() {
+            "worker process exited (injected fault)"
+        } else {
+            reason
+        });
+        Ok(())
+    }
+
+    /// Act as a gateway restart: every session is forgotten and every stream ends.
+    pub fn restart(&self) {
+        let sessions: Vec<Arc<SimSession>> = self.core.sessions.lock().unwrap().drain().map(|(_, s)| s).collect();
+        for s in sessions {
+            s.handles.lock().unwrap().state = State::Closed;
+            s.kill_subscriber(Status::unavailable("the gateway restarted"));
+        }
+        let _ = self.core.alarm_tx.send(AlarmNews::Restart);
+        self.core.epoch.send_modify(|e| *e += 1);
+        self.core.deploy.lock().unwrap().sequence = 1;
+    }
+
+    /// The sessions the simulator holds.
+    pub fn sessions(&self) -> Vec<SessionStats> {
+        let mut v: Vec<SessionStats> = self
+            .sessions_matching(None)
+            .iter()
+            .map(|s| {
+                let (state, items) = {
+                    let h = s.handles.lock().unwrap();
+                    (
+                        match &h.state {
+                            State::Ready => "Ready".to_string(),
+                            State::Faulted(r) => format!("Faulted: {r}"),
+                            State::Closed => "Closed".into(),
+                        },
+                        h.items.len(),
+                    )
+                };
+                let log = s.log.lock().unwrap();
+                SessionStats {
+                    session_id: s.id.clone(),
+                    client_session_name: s.name.clone(),
+                    state,
+                    queued_events: log.queue.len(),
+                    last_worker_sequence: log.next_seq - 1,
+                    subscriber_attached: log.subscriber.is_some(),
+                    item_count: items,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        v
+    }
+
+    /// Emit `count` OnDataChange events, round robin over the session's
+    /// advised items, with synthetic Double values (0, 1, 2, ...). `paced`:
+    /// wait for queue room (to measure the stream); otherwise push regardless
+    /// and let the bounded-queue policy act. Returns the last worker sequence.
+    pub async fn burst(&self, session_id: &str, count: u64, paced: bool) -> Result<u64, String> {
+        let sess = self
+            .sessions_matching(Some(session_id))
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no session {session_id}"))?;
+        let items: Vec<(i32, i32)> = {
+            let h = sess.handles.lock().unwrap();
+            let mut v: Vec<(i32, i32)> = h
+                .items
+                .iter()
+                .filter(|(_, i)| i.advised)
+                .map(|(k, i)| (i.server, *k))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        if items.is_empty() {
+            return Err(format!("session {session_id} has no advised items"));
+        }
+        let template: Vec<_> = items
+            .iter()
+            .map(|(s, i)| {
+                data_change(
+                    &sess.id,
+                    *s,
+                    *i,
+                    &MxValue::Double(0.0),
+                    MxDataType::Double,
+                    Quality::GOOD,
+                    SystemTime::now(),
+                    &[MxStatus::ok()],
+                )
+            })
+            .collect();
+        let cap = sess.limits.queue_capacity;
+        let chunk = 512usize.min(cap.max(1));
+        let mut sent = 0u64;
+        while sent < count {
+            let n = chunk.min((count - sent) as usize);
+            if paced {
+                while sess.queued() + n > cap {
+                    if sess.state() != State::Ready {
+                        return Err("the session is not ready".into());
+                    }
+                    let _ = tokio::time::timeout(Duration::from_millis(20), sess.room.notified()).await;
+                }
+            }
+            let now = crate::gateway::convert::time_to_pb(SystemTime::now());
+            let base = sent;
+            let mut k = 0u64;
+            let outcome = sess.push_with(n, |_| {
+                let idx = ((base + k) % template.len() as u64) as usize;
+                let mut e = template[idx].clone();
+                if let Some(v) = e.value.as_mut() {
+                    v.kind = Some(crate::gateway::pb::gw::mx_value::Kind::DoubleValue((base + k) as f64));
+                }
+                e.source_timestamp = Some(now);
+                k += 1;
+                e
+            });
+            push_outcome(outcome)?;
+            sent += n as u64;
+            if !paced {
+                tokio::task::yield_now().await;
+            }
+        }
+        let last = sess.log.lock().unwrap().next_seq - 1;
+        Ok(last)
+    }
+}
+
+pub(crate) struct ControlSvc {
+    pub handle: SimHandle,
+}
+
+fn ok(message: impl Into<String>) -> Result<Response<cpb::ControlReply>, Status> {
+    Ok(Response::new(cpb::ControlReply {
+        message: message.into(),
+    }))
+}
+
+fn quality_arg(q: u32) -> Result<Quality, Status> {
+    u16::try_from(q)
+        .map(Quality)
+        .map_err(|_| Status::invalid_argument(format!("quality {q} is not 16 bits")))
+}
+
+impl ControlSvc {
+    fn auth<T>(&self, r: &Request<T>) -> Result<(), Status> {
+        authorize(&self.handle.core, r.metadata(), "admin").map(drop)
+    }
+}
+
+#[tonic::async_trait]
+impl cpb::sim_control_server::SimControl for ControlSvc {
+    async fn set_value(&self, request: Request<cpb::SetValueRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        let r = request.into_inner();
+        if r.release {
+            self.handle
+                .release_value(&r.reference)
+                .map_err(Status::invalid_argument)?;
+            return ok(format!("{} released", r.reference));
+        }
+        self.handle
+            .set_value_text(&r.reference, &r.value)
+            .map_err(Status::invalid_argument)?;
+        if r.quality != 0 {
+            self.handle
+                .set_quality(&r.reference, Some(quality_arg(r.quality)?))
+                .map_err(Status::invalid_argument)?;
+        }
+        ok(format!("{} = {}", r.reference, r.value))
+    }
+
+    async fn set_quality(
+        &self,
+        request: Request<cpb::SetQualityRequest>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        let r = request.into_inner();
+        let q = if r.release { None } else { Some(quality_arg(r.quality)?) };
+        self.handle
+            .set_quality(&r.reference, q)
+            .map_err(Status::invalid_argument)?;
+        ok(match q {
+            Some(q) => format!("{} quality {q}", r.reference),
+            None => format!("{} quality released", r.reference),
+        })
+    }
+
+    async fn raise_alarm(&self, request: Request<cpb::AlarmRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        let r = request.into_inner();
+        self.handle
+            .raise_alarm(&r.reference)
+            .map_err(Status::invalid_argument)?;
+        ok(format!("{} raised", r.reference))
+    }
+
+    async fn clear_alarm(&self, request: Request<cpb::AlarmRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        let r = request.into_inner();
+        if r.release {
+            self.handle
+                .release_alarm(&r.reference)
+                .map_err(Status::invalid_argument)?;
+            return ok(format!("{} released", r.reference));
+        }
+        self.handle
+            .clear_alarm(&r.reference)
+            .map_err(Status::invalid_argument)?;
+        ok(format!("{} cleared", r.reference))
+    }
+
+    async fn deploy(&self, request: Request<cpb::DeployRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        ok(format!("deploy {}", self.handle.deploy()))
+    }
+
+    async fn set_faults(&self, request: Request<cpb::FaultSettings>) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        let f = request.into_inner();
+        if f.fail_writes_detail != 0 && crate::gateway::detail::name(f.fail_writes_detail).is_none() {
+            return Err(Status::invalid_argument(format!(
+                "{} is not an MxStatusDetail code",
+                f.fail_writes_detail
+            )));
+        }
+        self.handle.set_faults(Faults {
+            refuse_sessions: f.refuse_sessions,
+            stall_events: f.stall_events,
+            write_delay: Duration::from_millis(u64::from(f.write_delay_ms)),
+            fail_writes_detail: (f.fail_writes_detail != 0).then_some(f.fail_writes_detail),
+            write_fault_prefix: f.write_fault_prefix,
+        });
+        ok("faults set")
+    }
+
+    async fn get_faults(&self, request: Request<cpb::Empty>) -> Result<Response<cpb::FaultSettings>, Status> {
+        self.auth(&request)?;
+        let f = self.handle.faults();
+        Ok(Response::new(cpb::FaultSettings {
+            refuse_sessions: f.refuse_sessions,
+            stall_events: f.stall_events,
+            write_delay_ms: f.write_delay.as_millis().min(u128::from(u32::MAX)) as u32,
+            fail_writes_detail: f.fail_writes_detail.unwrap_or(0),
+            write_fault_prefix: f.write_fault_prefix,
+        }))
+    }
+
+    async fn drop_event_streams(
+        &self,
+        request: Request<cpb::SessionSelector>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        let id = request.into_inner().session_id;
+        let n = self.handle.drop_event_streams((!id.is_empty()).then_some(id.as_str()));
+        ok(format!("{n} event streams dropped"))
+    }
+
+    async fn fault_session(
+        &self,
+        request: Request<cpb::FaultSessionRequest>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        let r = request.into_inner();
+        self.handle
+            .fault_session(&r.session_id, &r.reason)
+            .map_err(Status::not_found)?;
+        ok(format!("session {} faulted", r.session_id))
+    }
+
+    async fn restart(&self, request: Request<cpb::Empty>) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        self.handle.restart();
+        ok("restarted")
+    }
+
+    async fn burst(&self, request: Request<cpb::BurstRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        let r = request.into_inner();
+        let last = self
+            .handle
+            .burst(&r.session_id, r.count, r.paced)
+            .await
+            .map_err(Status::failed_precondition)?;
+        ok(format!("{} events queued; last worker_sequence {last}", r.count))
+    }
+
+    async fn list_sessions(&self, request: Request<cpb::Empty>) -> Result<Response<cpb::ListSessionsReply>, Status> {
+        self.auth(&request)?;
+        let sessions = self
+            .handle
+            .sessions()
+            .into_iter()
+            .map(|s| cpb::SessionInfo {
+                session_id: s.session_id,
+                client_session_name: s.client_session_name,
+                state: s.state,
+                queued_events: s.queued_events as u32,
+                last_worker_sequence: s.last_worker_sequence,
+                subscriber_attached: s.subscriber_attached,
+                item_count: s.item_count as u32,
+            })
+            .collect();
+        Ok(Response::new(cpb::ListSessionsReply { sessions }))
+    }
+}

@@ -1,0 +1,441 @@
+//! The simulated `galaxy_repository.v1.GalaxyRepository` service.
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use tonic::{Request, Response, Status};
+
+use super::gateway_svc::authorize;
+use super::Core;
+use crate::gateway::convert::{galaxy_object_to_pb, time_from_pb, time_to_pb};
+use crate::gateway::pb::galaxy as gpb;
+use crate::gateway::{GalaxyAttribute, GalaxyObject, MxDataType, SecurityClassification};
+
+const CATEGORY_AREA: i32 = 13;
+const CATEGORY_APPLICATION_OBJECT: i32 = 10;
+
+pub(crate) struct GalaxySvc {
+    core: Arc<Core>,
+    /// Every object (areas included), in hierarchy order (depth-first,
+    /// children areas first then by name).
+    objects: Vec<GalaxyObject>,
+    /// Depth of each object in `objects` (roots 0).
+    depth: Vec<usize>,
+}
+
+fn sort_key(o: &GalaxyObject) -> (bool, String) {
+    (!o.is_area, o.contained_name.to_ascii_lowercase())
+}
+
+impl GalaxySvc {
+    pub fn new(core: Arc<Core>) -> Self {
+        let g = &core.galaxy;
+        let id_of = |i: Option<usize>| i.map(|i| g.objects[i].gobject_id).unwrap_or(0);
+        let all: Vec<GalaxyObject> = g
+            .objects
+            .iter()
+            .map(|o| {
+                let mut attributes: Vec<GalaxyAttribute> = o
+                    .attributes
+                    .iter()
+                    .map(|&a| {
+                        let d = &g.attributes[a];
+                        GalaxyAttribute {
+                            name: d.name.clone(),
+                            full_tag_reference: d.reference.clone(),
+                            data_type: d.data_type,
+                            is_array: d.array_length.is_some(),
+                            array_dimension: d.array_length.map(|n| n as i32).unwrap_or(0),
+                            security: d.security,
+                            is_historized: d.historized,
+                            is_alarm: false,
+                            eng_units: d.eng_units.clone(),
+                            description: d.description.clone(),
+                        }
+                    })
+                    .collect();
+                attributes.extend(o.alarms.iter().map(|&al| {
+                    let d = &g.alarms[al];
+                    GalaxyAttribute {
+                        name: d.name.clone(),
+                        full_tag_reference: d.short_reference.clone(),
+                        data_type: MxDataType::Boolean,
+                        is_array: false,
+                        array_dimension: 0,
+                        security: SecurityClassification::ViewOnly,
+                        is_historized: false,
+                        is_alarm: true,
+                        eng_units: String::new(),
+                        description: d.description.clone(),
+                    }
+                }));
+                GalaxyObject {
+                    gobject_id: o.gobject_id,
+                    tag_name: o.tag_name.clone(),
+                    contained_name: o.contained_name.clone(),
+                    hierarchical_name: o.hierarchical_name.clone(),
+                    parent_gobject_id: id_of(o.parent),
+                    area_gobject_id: id_of(o.area),
+                    category_id: if o.is_area {
+                        CATEGORY_AREA
+                    } else {
+                        CATEGORY_APPLICATION_OBJECT
+                    },
+                    is_area: o.is_area,
+                    template_chain: o.template_chain.clone(),
+                    attributes,
+                }
+            })
+            .collect();
+        let mut objects = Vec::with_capacity(all.len());
+        let mut depth = Vec::with_capacity(all.len());
+        fn visit(all: &[GalaxyObject], parent: i32, d: usize, out: &mut Vec<GalaxyObject>, depth: &mut Vec<usize>) {
+            let mut kids: Vec<&GalaxyObject> = all.iter().filter(|o| o.parent_gobject_id == parent).collect();
+            kids.sort_by_key(|o| sort_key(o));
+            for k in kids {
+                out.push(k.clone());
+                depth.push(d);
+                visit(all, k.gobject_id, d + 1, out, depth);
+            }
+        }
+        visit(&all, 0, 0, &mut objects, &mut depth);
+        GalaxySvc { core, objects, depth }
+    }
+
+    fn has_children(&self, id: i32) -> bool {
+        self.objects.iter().any(|o| o.parent_gobject_id == id)
+    }
+
+    fn deploy_sequence(&self) -> u64 {
+        self.core.deploy.lock().unwrap().sequence
+    }
+
+    fn find(&self, pred: impl Fn(&GalaxyObject) -> bool, what: String) -> Result<usize, Status> {
+        self.objects
+            .iter()
+            .position(pred)
+            .ok_or_else(|| Status::not_found(format!("{what} is not in the Galaxy")))
+    }
+
+    fn resolve_path(&self, path: &str) -> Result<usize, Status> {
+        // A contained path: area names and contained names joined by '.' or '/'.
+        let mut parent = 0;
+        let mut found = None;
+        for part in path.split(['.', '/']).filter(|p| !p.is_empty()) {
+            let i = self.find(
+                |o| o.parent_gobject_id == parent && o.contained_name.eq_ignore_ascii_case(part),
+                format!("contained path {path}"),
+            )?;
+            parent = self.objects[i].gobject_id;
+            found = Some(i);
+        }
+        found.ok_or_else(|| Status::invalid_argument("empty contained path"))
+    }
+}
+
+/// Anchored, case-insensitive glob with `*` and `?`.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+struct Filters<'a> {
+    category_ids: &'a [i32],
+    template_chain_contains: &'a [String],
+    tag_name_glob: &'a str,
+    alarm_bearing_only: bool,
+    historized_only: bool,
+}
+
+impl Filters<'_> {
+    fn keep(&self, o: &GalaxyObject) -> bool {
+        (self.category_ids.is_empty() || self.category_ids.contains(&o.category_id))
+            && (self.template_chain_contains.is_empty()
+                || self
+                    .template_chain_contains
+                    .iter()
+                    .any(|t| o.template_chain.iter().any(|c| c.eq_ignore_ascii_case(t))))
+            && (self.tag_name_glob.is_empty() || glob_match(self.tag_name_glob, &o.tag_name))
+            && (!self.alarm_bearing_only || o.attributes.iter().any(|a| a.is_alarm))
+            && (!self.historized_only || o.attributes.iter().any(|a| a.is_historized))
+    }
+
+    fn fingerprint(&self, extra: &str) -> u64 {
+        // FNV-1a over the filters, so a token cannot be replayed with other filters.
+        let text = format!(
+            "{:?}|{:?}|{}|{}|{}|{extra}",
+            self.category_ids,
+            self.template_chain_contains,
+            self.tag_name_glob,
+            self.alarm_bearing_only,
+            self.historized_only
+        );
+        text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    }
+}
+
+/// Page through `items` with a token bound to the deploy, the request and the filters.
+fn page<T: Clone>(
+    items: &[T],
+    page_size: i32,
+    default: i32,
+    token: &str,
+    kind: &str,
+    seq: u64,
+    fp: u64,
+) -> Result<(Vec<T>, String), Status> {
+    if page_size < 0 {
+        return Err(Status::invalid_argument("page_size must not be negative"));
+    }
+    let size = if page_size == 0 { default } else { page_size.min(5000) } as usize;
+    let offset = if token.is_empty() {
+        0
+    } else {
+        let parts: Vec<&str> = token.split(':').collect();
+        match parts.as_slice() {
+            [k, s, f, o] if *k == kind && s.parse() == Ok(seq) && u64::from_str_radix(f, 16) == Ok(fp) => o
+                .parse::<usize>()
+                .map_err(|_| Status::invalid_argument("malformed page_token"))?,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "page_token does not belong to this request, these filters or the current deploy",
+                ))
+            }
+        }
+    };
+    if offset > items.len() {
+        return Err(Status::invalid_argument("page_token is past the end"));
+    }
+    let end = (offset + size).min(items.len());
+    let next = if end < items.len() {
+        format!("{kind}:{seq}:{fp:x}:{end}")
+    } else {
+        String::new()
+    };
+    Ok((items[offset..end].to_vec(), next))
+}
+
+#[tonic::async_trait]
+impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
+    async fn test_connection(
+        &self,
+        request: Request<gpb::TestConnectionRequest>,
+    ) -> Result<Response<gpb::TestConnectionReply>, Status> {
+        authorize(&self.core, request.metadata(), "metadata:read")?;
+        Ok(Response::new(gpb::TestConnectionReply { ok: true }))
+    }
+
+    async fn get_last_deploy_time(
+        &self,
+        request: Request<gpb::GetLastDeployTimeRequest>,
+    ) -> Result<Response<gpb::GetLastDeployTimeReply>, Status> {
+        authorize(&self.core, request.metadata(), "metadata:read")?;
+        let t = self.core.deploy.lock().unwrap().time;
+        Ok(Response::new(gpb::GetLastDeployTimeReply {
+            time_of_last_deploy: Some(time_to_pb(t)),
+        }))
+    }
+
+    async fn discover_hierarchy(
+        &self,
+        request: Request<gpb::DiscoverHierarchyRequest>,
+    ) -> Result<Response<gpb::DiscoverHierarchyReply>, Status> {
+        use gpb::discover_hierarchy_request::Root;
+        authorize(&self.core, request.metadata(), "metadata:read")?;
+        let r = request.into_inner();
+        let (start, end, base_depth) = match &r.root {
+            None => (0, self.objects.len(), 0),
+            Some(root) => {
+                let i = match root {
+                    Root::RootGobjectId(id) => self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?,
+                    Root::RootTagName(t) => self.find(|o| o.tag_name.eq_ignore_ascii_case(t), format!("object {t}"))?,
+                    Root::RootContainedPath(p) => self.resolve_path(p)?,
+                };
+                let d = self.depth[i];
+                let end = (i + 1..self.objects.len())
+                    .find(|&j| self.depth[j] <= d)
+                    .unwrap_or(self.objects.len());
+                (i, end, d)
+            }
+        };
+        let max_depth = r.max_depth.map(|d| d.max(0) as usize);
+        let f = Filters {
+            category_ids: &r.category_ids,
+            template_chain_contains: &r.template_chain_contains,
+            tag_name_glob: &r.tag_name_glob,
+            alarm_bearing_only: r.alarm_bearing_only,
+            historized_only: r.historized_only,
+        };
+        let selected: Vec<gpb::GalaxyObject> = (start..end)
+            .filter(|&i| max_depth.is_none_or(|m| self.depth[i] - base_depth <= m))
+            .map(|i| &self.objects[i])
+            .filter(|o| f.keep(o))
+            .map(|o| galaxy_object_to_pb(o, r.include_attributes))
+            .collect();
+        let fp = f.fingerprint(&format!("{:?}{:?}{}", r.root, r.max_depth, r.include_attributes));
+        let (objects, next) = page(
+            &selected,
+            r.page_size,
+            1000,
+            &r.page_token,
+            "dh",
+            self.deploy_sequence(),
+            fp,
+        )?;
+        Ok(Response::new(gpb::DiscoverHierarchyReply {
+            objects,
+            next_page_token: next,
+            total_object_count: selected.len() as i32,
+        }))
+    }
+
+    type WatchDeployEventsStream = Pin<Box<dyn Stream<Item = Result<gpb::DeployEvent, Status>> + Send + 'static>>;
+
+    async fn watch_deploy_events(
+        &self,
+        request: Request<gpb::WatchDeployEventsRequest>,
+    ) -> Result<Response<Self::WatchDeployEventsStream>, Status> {
+        authorize(&self.core, request.metadata(), "metadata:read")?;
+        let last_seen = request.into_inner().last_seen_deploy_time.as_ref().map(time_from_pb);
+        let (current, rx) = {
+            let d = self.core.deploy.lock().unwrap();
+            (self.deploy_event(d.sequence, d.time), self.core.deploy_tx.subscribe())
+        };
+        let mut epoch = self.core.epoch.subscribe();
+        let _ = epoch.borrow_and_update();
+        let first = if last_seen.is_some_and(|t| current.time_of_last_deploy.as_ref().map(time_from_pb) == Some(t)) {
+            None
+        } else {
+            Some(current)
+        };
+        let stream = futures_util::stream::unfold((first, rx, false), move |(first, mut rx, done)| {
+            let mut epoch = epoch.clone();
+            async move {
+                if let Some(e) = first {
+                    return Some((Ok(e), (None, rx, done)));
+                }
+                if done {
+                    return None;
+                }
+                loop {
+                    tokio::select! {
+                        r = rx.recv() => match r {
+                            Ok(e) => return Some((Ok(e), (None, rx, false))),
+                            // Dropped events show as a gap in `sequence`.
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => return None,
+                        },
+                        _ = epoch.changed() => {
+                            return Some((Err(Status::unavailable("the gateway is restarting")), (None, rx, true)));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn browse_children(
+        &self,
+        request: Request<gpb::BrowseChildrenRequest>,
+    ) -> Result<Response<gpb::BrowseChildrenReply>, Status> {
+        use gpb::browse_children_request::Parent;
+        authorize(&self.core, request.metadata(), "metadata:read")?;
+        let r = request.into_inner();
+        let parent_id = match &r.parent {
+            None | Some(Parent::ParentGobjectId(0)) => 0,
+            Some(Parent::ParentGobjectId(id)) => {
+                self.objects[self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?].gobject_id
+            }
+            Some(Parent::ParentTagName(t)) => {
+                self.objects[self.find(|o| o.tag_name.eq_ignore_ascii_case(t), format!("object {t}"))?].gobject_id
+            }
+            Some(Parent::ParentContainedPath(p)) => self.objects[self.resolve_path(p)?].gobject_id,
+        };
+        let f = Filters {
+            category_ids: &r.category_ids,
+            template_chain_contains: &r.template_chain_contains,
+            tag_name_glob: &r.tag_name_glob,
+            alarm_bearing_only: r.alarm_bearing_only,
+            historized_only: r.historized_only,
+        };
+        let include = r.include_attributes.unwrap_or(true);
+        // self.objects is already areas-first, then by name, within each parent.
+        let children: Vec<(gpb::GalaxyObject, bool)> = self
+            .objects
+            .iter()
+            .filter(|o| o.parent_gobject_id == parent_id && f.keep(o))
+            .map(|o| (galaxy_object_to_pb(o, include), self.has_children(o.gobject_id)))
+            .collect();
+        let fp = f.fingerprint(&format!("{parent_id}{include}"));
+        let (page_items, next) = page(
+            &children,
+            r.page_size,
+            500,
+            &r.page_token,
+            "bc",
+            self.deploy_sequence(),
+            fp,
+        )?;
+        let (children, flags) = page_items.into_iter().unzip();
+        Ok(Response::new(gpb::BrowseChildrenReply {
+            children,
+            next_page_token: next,
+            child_has_children: flags,
+        }))
+    }
+}
+
+impl GalaxySvc {
+    fn deploy_event(&self, sequence: u64, time: std::time::SystemTime) -> gpb::DeployEvent {
+        deploy_event(&self.core, sequence, time)
+    }
+}
+
+pub(crate) fn deploy_event(core: &Core, sequence: u64, time: std::time::SystemTime) -> gpb::DeployEvent {
+    let g = &core.galaxy;
+    gpb::DeployEvent {
+        sequence,
+        time_of_last_deploy: Some(time_to_pb(time)),
+        time_of_last_deploy_present: true,
+        object_count: g.objects.len() as i32,
+        attribute_count: (g.attributes.len() + g.alarms.len()) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("pump*", "Pump001"));
+        assert!(glob_match("P?mp00?", "Pump001"));
+        assert!(!glob_match("Pump", "Pump001"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("*01", "Tank001"));
+    }
+}

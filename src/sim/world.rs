@@ -1,0 +1,636 @@
+//! The live state of the simulated Galaxy: attribute values, qualities and
+//! alarm states, moved on by [`World::tick`].
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::config::{array_of, AlarmKind, Dynamics, Galaxy};
+use crate::gateway::{
+    detail, ActiveAlarm, AlarmState, AlarmTransition, AlarmTransitionKind, MxArray, MxDataType, MxStatus,
+    MxStatusCategory, MxValue, Quality,
+};
+
+/// Live state of one attribute.
+#[derive(Debug, Clone)]
+pub(crate) struct AttrRt {
+    pub value: MxValue,
+    pub quality: Quality,
+    pub time: SystemTime,
+    /// Bumped on every change of value or quality.
+    pub version: u64,
+    /// Set by the control API: dynamics do not move the value.
+    pub held_value: bool,
+    /// Set by the control API: overrides the quality cycle.
+    pub held_quality: Option<Quality>,
+    prev_enable: bool,
+    walk: f64,
+}
+
+/// Live state of one alarm.
+#[derive(Debug, Clone)]
+pub(crate) struct AlarmRt {
+    pub state: AlarmState,
+    pub raised_at: Option<SystemTime>,
+    pub last_transition_at: Option<SystemTime>,
+    pub operator: String,
+    pub comment: String,
+    /// Set by the control API: Some(true) raised, Some(false) held clear.
+    pub forced: Option<bool>,
+    pub version: u64,
+    pub time: SystemTime,
+}
+
+pub(crate) struct World {
+    pub attrs: Vec<AttrRt>,
+    pub alarms: Vec<AlarmRt>,
+    start: Instant,
+    last_tick: Instant,
+    rng: u64,
+}
+
+fn status(category: MxStatusCategory, d: i32, text: impl Into<String>) -> MxStatus {
+    MxStatus::failure(category, d, text)
+}
+
+impl World {
+    pub fn new(g: &Galaxy) -> Self {
+        let now = SystemTime::now();
+        let attrs = g
+            .attributes
+            .iter()
+            .map(|a| AttrRt {
+                value: a.initial.clone(),
+                quality: Quality::GOOD,
+                time: now,
+                version: 1,
+                held_value: false,
+                held_quality: None,
+                prev_enable: false,
+                walk: a.initial.as_f64().unwrap_or(0.0),
+            })
+            .collect();
+        let alarms = g
+            .alarms
+            .iter()
+            .map(|_| AlarmRt {
+                state: AlarmState::AckRtn,
+                raised_at: None,
+                last_transition_at: None,
+                operator: String::new(),
+                comment: String::new(),
+                forced: None,
+                version: 1,
+                time: now,
+            })
+            .collect();
+        let mut w = World {
+            attrs,
+            alarms,
+            start: Instant::now(),
+            last_tick: Instant::now(),
+            rng: 0x9E37_79B9_7F4A_7C15,
+        };
+        // Settle dynamics and alarms once so the first reads are meaningful.
+        let _ = w.tick(g);
+        w
+    }
+
+    fn random(&mut self) -> f64 {
+        // xorshift64*: deterministic, good enough for a random walk.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn bool_of(&self, i: Option<usize>) -> bool {
+        match i.map(|i| &self.attrs[i].value) {
+            Some(MxValue::Bool(b)) => *b,
+            Some(v) => v.as_f64().unwrap_or(0.0) != 0.0,
+            None => true,
+        }
+    }
+
+    /// Advance the dynamics; returns the alarm transitions that happened.
+    pub fn tick(&mut self, g: &Galaxy) -> Vec<AlarmTransition> {
+        let now = Instant::now();
+        let sys = SystemTime::now();
+        let dt = now.duration_since(self.last_tick).as_secs_f64();
+        self.last_tick = now;
+        let t = now.duration_since(self.start).as_secs_f64();
+        for (i, def) in g.attributes.iter().enumerate() {
+            let old_value = self.attrs[i].value.clone();
+            let old_quality = self.attrs[i].quality;
+            if !self.attrs[i].held_value {
+                let new = self.next_value(g, i, &def.dynamics, t, dt, sys);
+                if let Some(v) = new {
+                    self.attrs[i].value = v;
+                }
+                if let Some(e) = def.enable {
+                    self.attrs[i].prev_enable = self.bool_of(Some(e));
+                }
+            }
+            let q = match (&self.attrs[i].held_quality, &def.quality) {
+                (Some(q), _) => *q,
+                (None, Some(c)) => {
+                    let phase = t % c.period_s;
+                    if phase >= c.period_s - c.bad_s {
+                        c.bad
+                    } else if phase >= c.period_s - c.bad_s - c.uncertain_s {
+                        c.uncertain
+                    } else {
+                        Quality::GOOD
+                    }
+                }
+                (None, None) => Quality::GOOD,
+            };
+            self.attrs[i].quality = q;
+            if self.attrs[i].value != old_value || q != old_quality {
+                self.attrs[i].version += 1;
+                self.attrs[i].time = sys;
+            }
+        }
+        self.evaluate_alarms(g, sys)
+    }
+
+    fn next_value(&mut self, g: &Galaxy, i: usize, d: &Dynamics, t: f64, dt: f64, sys: SystemTime) -> Option<MxValue> {
+        let def = &g.attributes[i];
+        let cur = self.attrs[i].value.as_f64().unwrap_or(0.0);
+        let x = match d {
+            Dynamics::Constant => return None,
+            Dynamics::Ramp { min, max, rate } => {
+                let v = cur + rate * dt;
+                if v > *max || v < *min {
+                    *min
+                } else {
+                    v
+                }
+            }
+            Dynamics::Sine {
+                center,
+                amplitude,
+                period_s,
+            } => center + amplitude * (std::f64::consts::TAU * t / period_s).sin(),
+            Dynamics::RandomWalk { min, max, step } => {
+                let r = self.random();
+                let w = (self.attrs[i].walk + (r * 2.0 - 1.0) * step).clamp(*min, *max);
+                self.attrs[i].walk = w;
+                w
+            }
+            Dynamics::Toggle { period_s } => ((t / period_s).floor() as i64 % 2) as f64,
+            Dynamics::Follow { tau_s, noise, .. } => {
+                let target = if self.bool_of(def.enable) {
+                    def.source.and_then(|s| self.attrs[s].value.as_f64()).unwrap_or(0.0)
+                } else {
+                    0.0
+                };
+                let n = if *noise > 0.0 && target != 0.0 {
+                    (self.random() * 2.0 - 1.0) * noise
+                } else {
+                    0.0
+                };
+                cur + (target - cur) * (1.0 - (-dt / tau_s).exp()) + n
+            }
+            Dynamics::Clock => {
+                let secs = sys.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                return Some(MxValue::Time(UNIX_EPOCH + Duration::from_secs(secs)));
+            }
+            Dynamics::Elapsed { .. } => {
+                let MxValue::Elapsed(e) = self.attrs[i].value else {
+                    return None;
+                };
+                if !self.bool_of(def.enable) {
+                    return None;
+                }
+                let total = e.as_secs_f64() + dt;
+                // Whole tenths of a second, so it changes at a steady pace.
+                return Some(MxValue::Elapsed(Duration::from_millis((total * 1000.0) as u64)));
+            }
+            Dynamics::Counter { .. } => {
+                let now_on = self.bool_of(def.enable);
+                if now_on && !self.attrs[i].prev_enable {
+                    cur + 1.0
+                } else {
+                    return None;
+                }
+            }
+            Dynamics::Wave {
+                center,
+                amplitude,
+                period_s,
+            } => {
+                let n = def.array_length.unwrap_or(1);
+                let vals: Vec<f64> = (0..n)
+                    .map(|k| center + amplitude * (std::f64::consts::TAU * (t / period_s + k as f64 / n as f64)).sin())
+                    .collect();
+                return Some(MxValue::Array(match def.data_type {
+                    MxDataType::Float => MxArray::Float(vals.iter().map(|v| *v as f32).collect()),
+                    _ => MxArray::Double(vals),
+                }));
+            }
+        };
+        Some(match def.data_type {
+            MxDataType::Boolean => MxValue::Bool(x != 0.0),
+            MxDataType::Integer => MxValue::Int32(x.round().clamp(i32::MIN as f64, i32::MAX as f64) as i32),
+            MxDataType::LongInteger => MxValue::Int64(x.round() as i64),
+            MxDataType::Float => MxValue::Float(x as f32),
+            _ => MxValue::Double(x),
+        })
+    }
+
+    fn alarm_condition(&self, g: &Galaxy, i: usize) -> bool {
+        let def = &g.alarms[i];
+        let rt = &self.alarms[i];
+        if let Some(f) = rt.forced {
+            return f;
+        }
+        let attr = &self.attrs[def.attribute];
+        if attr.quality.is_bad() {
+            // A bad value keeps the alarm where it is.
+            return rt.state.is_active();
+        }
+        let active = rt.state.is_active();
+        let v = attr.value.as_f64().unwrap_or(0.0);
+        let limit = def.limit.unwrap_or(0.0);
+        let db = if active { def.deadband } else { 0.0 };
+        match def.kind {
+            AlarmKind::HiHi | AlarmKind::Hi => v >= limit - db,
+            AlarmKind::Lo | AlarmKind::LoLo => v <= limit + db,
+            AlarmKind::Discrete => matches!(attr.value, MxValue::Bool(true)),
+        }
+    }
+
+    fn evaluate_alarms(&mut self, g: &Galaxy, sys: SystemTime) -> Vec<AlarmTransition> {
+        let mut out = Vec::new();
+        for i in 0..g.alarms.len() {
+            let cond = self.alarm_condition(g, i);
+            let state = self.alarms[i].state;
+            let (next, kind) = match (cond, state) {
+                (true, AlarmState::AckRtn) => (AlarmState::UnackAlm, AlarmTransitionKind::Raise),
+                (true, AlarmState::UnackRtn) => (AlarmState::UnackAlm, AlarmTransitionKind::Retrigger),
+                (false, AlarmState::UnackAlm) => (AlarmState::UnackRtn, AlarmTransitionKind::Clear),
+                (false, AlarmState::AckAlm) => (AlarmState::AckRtn, AlarmTransitionKind::Clear),
+                _ => continue,
+            };
+            let rt = &mut self.alarms[i];
+            rt.state = next;
+            if matches!(kind, AlarmTransitionKind::Raise | AlarmTransitionKind::Retrigger) {
+                rt.raised_at = Some(sys);
+                rt.operator.clear();
+                rt.comment.clear();
+            }
+            out.push(self.transition(g, i, kind, sys));
+        }
+        out
+    }
+
+    fn transition(&mut self, g: &Galaxy, i: usize, kind: AlarmTransitionKind, sys: SystemTime) -> AlarmTransition {
+        let rt = &mut self.alarms[i];
+        rt.last_transition_at = Some(sys);
+        rt.version += 1;
+        rt.time = sys;
+        let rt = &self.alarms[i];
+        let def = &g.alarms[i];
+        AlarmTransition {
+            reference: def.reference.clone(),
+            source_object: g.objects[def.object].tag_name.clone(),
+            alarm_type: alarm_type_name(def.kind).into(),
+            kind,
+            state: rt.state,
+            priority: def.priority,
+            raised_at: rt.raised_at,
+            at: Some(sys),
+            operator: rt.operator.clone(),
+            comment: rt.comment.clone(),
+            category: def.area.clone(),
+            description: def.description.clone(),
+            current_value: Some(self.attrs[def.attribute].value.clone()),
+            limit_value: def.limit.map(MxValue::Double),
+        }
+    }
+
+    /// Acknowledge an alarm.
+    pub fn acknowledge(
+        &mut self,
+        g: &Galaxy,
+        i: usize,
+        comment: &str,
+        operator: &str,
+    ) -> Result<AlarmTransition, MxStatus> {
+        let next = match self.alarms[i].state {
+            AlarmState::UnackAlm => AlarmState::AckAlm,
+            AlarmState::UnackRtn => AlarmState::AckRtn,
+            AlarmState::AckAlm | AlarmState::AckRtn => {
+                return Err(status(
+                    MxStatusCategory::OperationalError,
+                    detail::ALARM_ACKED_ALREADY,
+                    "the alarm is already acknowledged",
+                ))
+            }
+        };
+        let rt = &mut self.alarms[i];
+        rt.state = next;
+        rt.operator = operator.to_string();
+        rt.comment = comment.to_string();
+        Ok(self.transition(g, i, AlarmTransitionKind::Acknowledge, SystemTime::now()))
+    }
+
+    /// Force an alarm (control API); returns the transition it caused, if any.
+    pub fn force_alarm(&mut self, g: &Galaxy, i: usize, forced: Option<bool>) -> Vec<AlarmTransition> {
+        self.alarms[i].forced = forced;
+        self.evaluate_alarms(g, SystemTime::now())
+    }
+
+    /// The alarms that are not in ACK_RTN.
+    pub fn active_alarms(&self, g: &Galaxy) -> Vec<ActiveAlarm> {
+        g.alarms
+            .iter()
+            .zip(&self.alarms)
+            .filter(|(_, rt)| rt.state != AlarmState::AckRtn)
+            .map(|(def, rt)| ActiveAlarm {
+                reference: def.reference.clone(),
+                source_object: g.objects[def.object].tag_name.clone(),
+                alarm_type: alarm_type_name(def.kind).into(),
+                state: rt.state,
+                priority: def.priority,
+                raised_at: rt.raised_at,
+                last_transition_at: rt.last_transition_at,
+                operator: rt.operator.clone(),
+                comment: rt.comment.clone(),
+                category: def.area.clone(),
+                description: def.description.clone(),
+                current_value: Some(self.attrs[def.attribute].value.clone()),
+                limit_value: def.limit.map(MxValue::Double),
+            })
+            .collect()
+    }
+
+    /// Store a value (writes and the control API). The caller has checked it.
+    pub fn store(&mut self, i: usize, value: MxValue, time: SystemTime) {
+        let a = &mut self.attrs[i];
+        if a.value != value {
+            a.walk = value.as_f64().unwrap_or(a.walk);
+            a.value = value;
+            a.version += 1;
+            a.time = time;
+        }
+    }
+
+    pub fn set_quality(&mut self, i: usize, q: Option<Quality>) {
+        let a = &mut self.attrs[i];
+        a.held_quality = q;
+        if let Some(q) = q {
+            if a.quality != q {
+                a.quality = q;
+                a.version += 1;
+                a.time = SystemTime::now();
+            }
+        }
+    }
+}
+
+pub(crate) fn alarm_type_name(k: AlarmKind) -> &'static str {
+    match k {
+        AlarmKind::HiHi => "HiHi",
+        AlarmKind::Hi => "Hi",
+        AlarmKind::Lo => "Lo",
+        AlarmKind::LoLo => "LoLo",
+        AlarmKind::Discrete => "Discrete",
+    }
+}
+
+/// Convert a written value to an attribute's type the way MXAccess does,
+/// or say why it cannot be.
+pub(crate) fn coerce(v: &MxValue, t: MxDataType, array_length: Option<usize>) -> Result<MxValue, MxStatus> {
+    let cat = MxStatusCategory::OperationalError;
+    if let Some(n) = array_length {
+        let MxValue::Array(a) = v else {
+            return Err(status(
+                cat,
+                detail::WRONG_NUMBER_OF_DIMENSIONS,
+                "a scalar cannot be written to a whole array",
+            ));
+        };
+        if a.len() != n {
+            return Err(status(
+                cat,
+                detail::INDEX_OUT_OF_RANGE,
+                format!("the array has {n} elements, the value {}", a.len()),
+            ));
+        }
+        let items: Vec<MxValue> = (0..a.len())
+            .map(|i| coerce(&a.get(i).unwrap_or(MxValue::Null), t, None))
+            .collect::<Result<_, _>>()?;
+        return array_of(t, &items)
+            .map(MxValue::Array)
+            .map_err(|e| status(cat, detail::WRONG_DATA_TYPE, e));
+    }
+    if let MxValue::Array(_) = v {
+        return Err(status(
+            cat,
+            detail::WRONG_NUMBER_OF_DIMENSIONS,
+            "an array cannot be written to a scalar",
+        ));
+    }
+    let wrong = || {
+        status(
+            cat,
+            detail::WRONG_DATA_TYPE,
+            format!("a {} value cannot be written to a {t} attribute", v.data_type()),
+        )
+    };
+    let no_parse = |s: &str| status(cat, detail::UNABLE_TO_CONVERT_STRING, format!("{s:?} is not a {t}"));
+    let overflow = || status(cat, detail::OVERFLOW, format!("{v} does not fit a {t}"));
+    let num = match v {
+        MxValue::Bool(_) | MxValue::Int32(_) | MxValue::Int64(_) | MxValue::Float(_) | MxValue::Double(_) => v.as_f64(),
+        _ => None,
+    };
+    Ok(match t {
+        MxDataType::Boolean => match v {
+            MxValue::Bool(b) => MxValue::Bool(*b),
+            MxValue::Int32(_) | MxValue::Int64(_) => match num {
+                Some(x) if x == 0.0 || x == 1.0 => MxValue::Bool(x == 1.0),
+                _ => return Err(status(cat, detail::DATA_OUT_OF_RANGE, format!("{v} is not 0 or 1"))),
+            },
+            MxValue::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "on" => MxValue::Bool(true),
+                "false" | "0" | "off" => MxValue::Bool(false),
+                _ => return Err(no_parse(s)),
+            },
+            _ => return Err(wrong()),
+        },
+        MxDataType::Integer | MxDataType::LongInteger | MxDataType::Float | MxDataType::Double => {
+            let x = match (v, num) {
+                (_, Some(x)) => x,
+                (MxValue::String(s), _) => s.trim().parse::<f64>().map_err(|_| no_parse(s))?,
+                _ => return Err(wrong()),
+            };
+            if !x.is_finite() {
+                return Err(status(
+                    cat,
+                    detail::DATA_OUT_OF_RANGE,
+                    "NaN and infinities are not values",
+                ));
+            }
+            match t {
+                MxDataType::Integer => {
+                    if x.round() < i32::MIN as f64 || x.round() > i32::MAX as f64 {
+                        return Err(overflow());
+                    }
+                    MxValue::Int32(x.round() as i32)
+                }
+                MxDataType::LongInteger => MxValue::Int64(match v {
+                    MxValue::Int64(i) => *i,
+                    _ => x.round() as i64,
+                }),
+                MxDataType::Float => {
+                    if x.abs() > f64::from(f32::MAX) {
+                        return Err(overflow());
+                    }
+                    MxValue::Float(x as f32)
+                }
+                _ => MxValue::Double(x),
+            }
+        }
+        MxDataType::String => match v {
+            MxValue::String(s) => MxValue::String(s.clone()),
+            MxValue::Bool(_) | MxValue::Int32(_) | MxValue::Int64(_) | MxValue::Float(_) | MxValue::Double(_) => {
+                MxValue::String(v.to_string())
+            }
+            _ => return Err(wrong()),
+        },
+        MxDataType::Time => match v {
+            MxValue::Time(t) => MxValue::Time(*t),
+            MxValue::String(s) => MxValue::Time(parse_time_text(s).ok_or_else(|| no_parse(s))?),
+            _ => return Err(wrong()),
+        },
+        MxDataType::ElapsedTime => match (v, num) {
+            (MxValue::Elapsed(d), _) => MxValue::Elapsed(*d),
+            (MxValue::Bool(_), _) => return Err(wrong()),
+            (_, Some(x)) if x >= 0.0 && x.is_finite() => MxValue::Elapsed(Duration::from_secs_f64(x)),
+            (_, Some(_)) => {
+                return Err(status(
+                    cat,
+                    detail::DATA_OUT_OF_RANGE,
+                    "elapsed time cannot be negative",
+                ))
+            }
+            _ => return Err(wrong()),
+        },
+        _ => return Err(wrong()),
+    })
+}
+
+/// Parse text as a value of a type (control API). Arrays: comma-separated.
+pub(crate) fn parse_text(text: &str, t: MxDataType, array_length: Option<usize>) -> Result<MxValue, String> {
+    if array_length.is_some() {
+        let items: Vec<MxValue> = text
+            .split(',')
+            .map(|s| parse_text(s.trim(), t, None))
+            .collect::<Result<_, _>>()?;
+        return array_of(t, &items).map(MxValue::Array);
+    }
+    coerce(&MxValue::String(text.to_string()), t, None).map_err(|s| s.diagnostic_text)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parse an RFC 3339 time ("2026-05-01T12:00:00Z", "2026-05-01 12:00:00.5+02:00").
+pub(crate) fn parse_time_text(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() {
+            return None;
+        }
+        let padded = format!("{:0<9}", &digits[..digits.len().min(9)]);
+        nanos = padded.parse().ok()?;
+        rest = &frac[digits.len()..];
+    }
+    let offset = match rest {
+        "Z" | "z" | "" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600 + o.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset;
+    if secs >= 0 {
+        Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
+    } else {
+        Some(UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(u64::from(nanos)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_text() {
+        assert_eq!(
+            parse_time_text("1970-01-01T00:00:10Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_time_text("2000-03-01T01:00:00.5+01:00"),
+            Some(UNIX_EPOCH + Duration::from_millis(951_868_800_500))
+        );
+        assert_eq!(parse_time_text("yesterday"), None);
+    }
+
+    #[test]
+    fn coercion_follows_mxaccess() {
+        assert_eq!(
+            coerce(&MxValue::Int32(3), MxDataType::Double, None).unwrap(),
+            MxValue::Double(3.0)
+        );
+        assert_eq!(
+            coerce(&MxValue::String("12".into()), MxDataType::Integer, None).unwrap(),
+            MxValue::Int32(12)
+        );
+        assert_eq!(
+            coerce(&MxValue::String("x".into()), MxDataType::Double, None)
+                .unwrap_err()
+                .detail,
+            detail::UNABLE_TO_CONVERT_STRING
+        );
+        assert_eq!(
+            coerce(&MxValue::Double(1e10), MxDataType::Integer, None)
+                .unwrap_err()
+                .detail,
+            detail::OVERFLOW
+        );
+        assert_eq!(
+            coerce(&MxValue::Bool(true), MxDataType::Time, None).unwrap_err().detail,
+            detail::WRONG_DATA_TYPE
+        );
+        assert_eq!(
+            coerce(&MxValue::Double(1.0), MxDataType::Double, Some(3))
+                .unwrap_err()
+                .detail,
+            detail::WRONG_NUMBER_OF_DIMENSIONS
+        );
+    }
+}
