@@ -113,8 +113,7 @@ const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 
 /// `mxpva demo`: the simulator on a free loopback port and the bridge pointed at it.
 fn demo() -> anyhow::Result<()> {
-    let mut config =
-        mxpva::config::Config::from_str_at(DEMO_CONFIG, std::path::Path::new("config/demo.toml"))?;
+    let mut config = mxpva::config::Config::from_str_at(DEMO_CONFIG, std::path::Path::new("config/demo.toml"))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -1,0 +1,89 @@
+//! `mxpva demo` as a user runs it: the simulator and the bridge in one process, read and
+//! written with pvget, pvput and p4p.
+
+mod clients;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use clients::{clients, free_ports, pva_env};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_live_values_and_confirmed_writes() {
+    let (tcp, udp) = free_ports();
+    let (server_env, env) = pva_env(tcp, udp);
+    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
+        .arg("demo")
+        .envs(server_env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // Speed moves and carries its metadata.
+    let mut first = String::new();
+    for _ in 0..50 {
+        let run = clients().run("pvget", &env, &["-v", "DEMO:Pump001:Speed"]).await;
+        first = run.text();
+        if first.contains("NO_ALARM") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(first.contains("string units rpm"), "{first}");
+    assert!(first.contains("double limitHigh 3000"), "{first}");
+
+    // A put round trip: confirmed by the simulator, then read back.
+    let run = clients().run("pvput", &env, &["DEMO:Pump001:SpeedSP", "1234.5"]).await;
+    assert!(!run.text().contains("Error"), "{}", run.text());
+    let mut value = String::new();
+    for _ in 0..20 {
+        value = clients().run("pvget", &env, &["DEMO:Pump001:SpeedSP"]).await.stdout;
+        if value.contains("1234.5") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(value.contains("1234.5"), "{value}");
+
+    // System Platform refuses a ViewOnly attribute; the client sees why.
+    let run = clients().run("pvput", &env, &["DEMO:Valve001:Position", "5"]).await;
+    assert!(
+        run.text()
+            .contains("Error: DEMO:Valve001:Position: System Platform refused the write: WriteAccessDenied"),
+        "{}",
+        run.text()
+    );
+    // Refused by the bridge before anything is sent.
+    let run = clients().run("pvput", &env, &["DEMO:Pump001:SpeedSP", "5000"]).await;
+    assert!(
+        run.text()
+            .contains("Error: DEMO:Pump001:SpeedSP: 5000 is outside the control limits 0 to 3000"),
+        "{}",
+        run.text()
+    );
+    let run = clients()
+        .python(
+            &env,
+            "from p4p.client.thread import Context\n\
+             from p4p.client.raw import RemoteError\n\
+             try:\n    Context('pva').put('DEMO:Pump001:SpeedSP', float('nan'), timeout=10)\n\
+             except RemoteError as e:\n    print('RemoteError:', e)",
+            &[],
+        )
+        .await;
+    assert!(
+        run.stdout
+            .contains("RemoteError: DEMO:Pump001:SpeedSP: NaN cannot be written"),
+        "{}",
+        run.text()
+    );
+
+    // A boolean served as NTEnum, written by index.
+    let run = clients().run("pvput", &env, &["DEMO:Pump001:Running", "0"]).await;
+    assert!(!run.text().contains("Error"), "{}", run.text());
+
+    assert!(demo.try_wait().unwrap().is_none(), "the demo exited");
+    demo.kill().await.unwrap();
+}
