@@ -198,7 +198,8 @@ fn missing_file() {
     );
 }
 
-/// Every shipped config passes `check` and prints a table naming each of its PVs.
+/// Every shipped bridge config passes `check` and prints a table naming each of its PVs;
+/// every shipped simulator Galaxy (`*-galaxy.toml`) loads in the simulator.
 #[test]
 fn every_shipped_config_checks() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
@@ -206,6 +207,12 @@ fn every_shipped_config_checks() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        if path.to_str().unwrap().ends_with("-galaxy.toml") {
+            if let Err(e) = mxpva::sim::Galaxy::load(&path) {
+                panic!("{}: {e}", path.display());
+            }
             continue;
         }
         let rel = format!("config/{}", path.file_name().unwrap().to_str().unwrap());
