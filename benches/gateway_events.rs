@@ -72,7 +72,9 @@ async fn run() {
         };
         let mut received = 0u64;
         while received < EVENTS {
-            match tokio::time::timeout(ROUND_LIMIT.saturating_sub(t0.elapsed()), events.next()).await {
+            match tokio::time::timeout(ROUND_LIMIT.saturating_sub(t0.elapsed()), events.next())
+                .await
+            {
                 Ok(Some(Ok(SessionEvent::DataChange(dc)))) => {
                     if dc.worker_sequence > start_seq {
                         received += 1;
@@ -80,7 +82,9 @@ async fn run() {
                 }
                 Ok(Some(Ok(_))) => {}
                 Ok(other) => panic!("event stream ended: {other:?}"),
-                Err(_) => panic!("round {round}: only {received} of {EVENTS} events within {ROUND_LIMIT:?}"),
+                Err(_) => panic!(
+                    "round {round}: only {received} of {EVENTS} events within {ROUND_LIMIT:?}"
+                ),
             }
         }
         let elapsed = t0.elapsed();

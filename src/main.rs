@@ -31,7 +31,8 @@ fn main() -> anyhow::Result<()> {
         Command::Sim { listen, galaxy } => {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
                 )
                 .try_init();
             mxpva::sim::run_standalone(listen, galaxy.as_deref())?;

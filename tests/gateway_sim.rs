@@ -73,7 +73,10 @@ async fn session(h: &Harness) -> (GatewayClient, Session, ServerHandle) {
 }
 
 /// The next event that `pred` accepts, within WAIT.
-async fn wait_for(events: &mut EventStream, mut pred: impl FnMut(&SessionEvent) -> bool) -> SessionEvent {
+async fn wait_for(
+    events: &mut EventStream,
+    mut pred: impl FnMut(&SessionEvent) -> bool,
+) -> SessionEvent {
     let deadline = Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -169,7 +172,11 @@ async fn single_item_lifecycle() {
     s.unadvise(server, sp).await.unwrap();
     // Writing after UnAdvise is refused: advise before write.
     let e = s
-        .write(server, WriteKind::Write, &WriteEntry::new(sp, MxValue::Double(5.0)))
+        .write(
+            server,
+            WriteKind::Write,
+            &WriteEntry::new(sp, MxValue::Double(5.0)),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.mx_failure().unwrap().hresult as u32, 0x8007_0057, "{e}");
@@ -211,7 +218,11 @@ async fn events_arrive_in_worker_sequence_order() {
             .unwrap()
             .unwrap()
             .unwrap();
-        assert!(ev.worker_sequence() > last, "{} after {last}", ev.worker_sequence());
+        assert!(
+            ev.worker_sequence() > last,
+            "{} after {last}",
+            ev.worker_sequence()
+        );
         last = ev.worker_sequence();
     }
 }
@@ -235,12 +246,19 @@ async fn writes_complete_with_status() {
     let mut events = s.events(None).await.unwrap();
     data_change(&mut events, sp).await;
 
-    s.write(server, WriteKind::Write, &WriteEntry::new(sp, MxValue::Double(1500.0)))
-        .await
-        .unwrap();
+    s.write(
+        server,
+        WriteKind::Write,
+        &WriteEntry::new(sp, MxValue::Double(1500.0)),
+    )
+    .await
+    .unwrap();
     let wc = write_complete(&mut events, sp).await;
     assert!(wc.failure().is_none(), "{wc:?}");
-    assert_eq!(data_change(&mut events, sp).await.value, MxValue::Double(1500.0));
+    assert_eq!(
+        data_change(&mut events, sp).await.value,
+        MxValue::Double(1500.0)
+    );
 
     // Write2 carries the value's timestamp.
     let ts = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -249,14 +267,27 @@ async fn writes_complete_with_status() {
     s.write(server, WriteKind::Write2, &e).await.unwrap();
     assert!(write_complete(&mut events, mode).await.failure().is_none());
     let dc = data_change(&mut events, mode).await;
-    assert_eq!((dc.value, dc.source_time), (MxValue::String("Manual".into()), Some(ts)));
+    assert_eq!(
+        (dc.value, dc.source_time),
+        (MxValue::String("Manual".into()), Some(ts))
+    );
 
     // One array element, converted from Int64 to the element type.
-    s.write(server, WriteKind::Write, &WriteEntry::new(recipe2, MxValue::Int64(99)))
+    s.write(
+        server,
+        WriteKind::Write,
+        &WriteEntry::new(recipe2, MxValue::Int64(99)),
+    )
+    .await
+    .unwrap();
+    assert!(write_complete(&mut events, recipe2)
         .await
-        .unwrap();
-    assert!(write_complete(&mut events, recipe2).await.failure().is_none());
-    assert_eq!(data_change(&mut events, recipe2).await.value, MxValue::Int32(99));
+        .failure()
+        .is_none());
+    assert_eq!(
+        data_change(&mut events, recipe2).await.value,
+        MxValue::Int32(99)
+    );
 
     // A string converts to Boolean as MXAccess converts it.
     s.write(
@@ -266,7 +297,10 @@ async fn writes_complete_with_status() {
     )
     .await
     .unwrap();
-    assert!(write_complete(&mut events, running).await.failure().is_none());
+    assert!(write_complete(&mut events, running)
+        .await
+        .failure()
+        .is_none());
 }
 
 #[tokio::test]
@@ -288,17 +322,33 @@ async fn write_failures_carry_mxaccess_status() {
         unreachable!()
     };
     let mut events = s.events(None).await.unwrap();
-    let user = s.authenticate_user(server, "operator", "operator").await.unwrap();
-    let supervisor = s.authenticate_user(server, "supervisor", "supervisor").await.unwrap();
-    let engineer = s.authenticate_user(server, "engineer", "engineer").await.unwrap();
-    let e = s.authenticate_user(server, "operator", "wrong").await.unwrap_err();
+    let user = s
+        .authenticate_user(server, "operator", "operator")
+        .await
+        .unwrap();
+    let supervisor = s
+        .authenticate_user(server, "supervisor", "supervisor")
+        .await
+        .unwrap();
+    let engineer = s
+        .authenticate_user(server, "engineer", "engineer")
+        .await
+        .unwrap();
+    let e = s
+        .authenticate_user(server, "operator", "wrong")
+        .await
+        .unwrap_err();
     assert_eq!(mx_detail(&e), Some("UserNotHavingAccessRights"));
 
     let mut expect = async |kind: WriteKind, entry: WriteEntry, want: Option<&str>| {
         let item = entry.item_handle;
         s.write(server, kind, &entry).await.unwrap();
         let wc = write_complete(&mut events, item).await;
-        assert_eq!(wc.failure().and_then(|f| f.detail_name()), want, "{entry:?}: {wc:?}");
+        assert_eq!(
+            wc.failure().and_then(|f| f.detail_name()),
+            want,
+            "{entry:?}: {wc:?}"
+        );
     };
     let w = |item, v| WriteEntry::new(item, v);
     expect(
@@ -313,14 +363,24 @@ async fn write_failures_carry_mxaccess_status() {
         Some("UnableToConvertString"),
     )
     .await;
-    expect(WriteKind::Write, w(sp, MxValue::Double(5000.0)), Some("DataOutOfRange")).await;
+    expect(
+        WriteKind::Write,
+        w(sp, MxValue::Double(5000.0)),
+        Some("DataOutOfRange"),
+    )
+    .await;
     expect(
         WriteKind::Write,
         w(sp, MxValue::Array(MxArray::Double(vec![1.0]))),
         Some("WrongNumberOfDimensions"),
     )
     .await;
-    expect(WriteKind::Write, w(speed, MxValue::Double(1.0)), Some("NotWriteable")).await;
+    expect(
+        WriteKind::Write,
+        w(speed, MxValue::Double(1.0)),
+        Some("NotWriteable"),
+    )
+    .await;
     expect(
         WriteKind::Write,
         w(valve, MxValue::Double(1.0)),
@@ -333,7 +393,12 @@ async fn write_failures_carry_mxaccess_status() {
         Some("InvalidReference"),
     )
     .await;
-    expect(WriteKind::Write, w(alarm, MxValue::Bool(false)), Some("NotWriteable")).await;
+    expect(
+        WriteKind::Write,
+        w(alarm, MxValue::Bool(false)),
+        Some("NotWriteable"),
+    )
+    .await;
     // SecuredWrite needs WriteSecured with an authenticated user.
     expect(
         WriteKind::Write,
@@ -343,7 +408,12 @@ async fn write_failures_carry_mxaccess_status() {
     .await;
     let mut e = w(interlock, MxValue::Bool(true));
     e.user = UserId(77);
-    expect(WriteKind::WriteSecured, e.clone(), Some("UserNotHavingAccessRights")).await;
+    expect(
+        WriteKind::WriteSecured,
+        e.clone(),
+        Some("UserNotHavingAccessRights"),
+    )
+    .await;
     e.user = user;
     expect(WriteKind::WriteSecured, e, None).await;
     // VerifiedWrite needs a different verifier with Verify permission.
@@ -403,7 +473,11 @@ async fn write_failures_carry_mxaccess_status() {
     assert!(matches!(e, GatewayError::InvalidArgument { .. }), "{e}");
     // Unknown handle: the call itself fails.
     let e = s
-        .write(server, WriteKind::Write, &w(ItemHandle(9999), MxValue::Double(1.0)))
+        .write(
+            server,
+            WriteKind::Write,
+            &w(ItemHandle(9999), MxValue::Double(1.0)),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.mx_failure().unwrap().hresult as u32, 0x8007_0057);
@@ -424,7 +498,10 @@ async fn bulk_family_results_in_order() {
     .map(|t| t.to_string())
     .collect();
     let added = s.add_item_bulk(server, &tags).await.unwrap();
-    assert_eq!(added.iter().map(|r| r.tag.as_str()).collect::<Vec<_>>(), tags);
+    assert_eq!(
+        added.iter().map(|r| r.tag.as_str()).collect::<Vec<_>>(),
+        tags
+    );
     // An unknown tag resolves late (bad quality on advise); a malformed one fails at once.
     assert!(added[0].outcome.is_ok() && added[1].outcome.is_ok() && added[3].outcome.is_err());
     let handles: Vec<ItemHandle> = added
@@ -437,7 +514,10 @@ async fn bulk_family_results_in_order() {
         .await
         .unwrap();
     assert_eq!(
-        advised.iter().map(|r| r.outcome.is_ok()).collect::<Vec<_>>(),
+        advised
+            .iter()
+            .map(|r| r.outcome.is_ok())
+            .collect::<Vec<_>>(),
         [true, false, true]
     );
     let mut events = s.events(None).await.unwrap();
@@ -447,36 +527,61 @@ async fn bulk_family_results_in_order() {
         WriteEntry::new(handles[0], MxValue::Double(100.0)),
         WriteEntry::new(ItemHandle(4242), MxValue::Double(1.0)),
     ];
-    let r = s.write_bulk(server, WriteKind::Write, &entries).await.unwrap();
-    assert_eq!(r.iter().map(|r| r.outcome.is_ok()).collect::<Vec<_>>(), [true, false]);
-    assert!(write_complete(&mut events, handles[0]).await.failure().is_none());
+    let r = s
+        .write_bulk(server, WriteKind::Write, &entries)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.iter().map(|r| r.outcome.is_ok()).collect::<Vec<_>>(),
+        [true, false]
+    );
+    assert!(write_complete(&mut events, handles[0])
+        .await
+        .failure()
+        .is_none());
     entries.truncate(1);
     entries[0].value = MxValue::Double(101.0);
-    assert!(s.write_bulk(server, WriteKind::Write2, &entries).await.unwrap()[0]
+    assert!(s
+        .write_bulk(server, WriteKind::Write2, &entries)
+        .await
+        .unwrap()[0]
         .outcome
         .is_ok());
-    assert!(
-        s.write_bulk(server, WriteKind::WriteSecured, &entries).await.unwrap()[0]
-            .outcome
-            .is_ok()
-    );
-    assert!(
-        s.write_bulk(server, WriteKind::WriteSecured2, &entries).await.unwrap()[0]
-            .outcome
-            .is_ok()
-    );
+    assert!(s
+        .write_bulk(server, WriteKind::WriteSecured, &entries)
+        .await
+        .unwrap()[0]
+        .outcome
+        .is_ok());
+    assert!(s
+        .write_bulk(server, WriteKind::WriteSecured2, &entries)
+        .await
+        .unwrap()[0]
+        .outcome
+        .is_ok());
     for _ in 0..3 {
-        assert!(write_complete(&mut events, handles[0]).await.failure().is_none());
+        assert!(write_complete(&mut events, handles[0])
+            .await
+            .failure()
+            .is_none());
     }
 
-    assert!(s.unadvise_item_bulk(server, &handles[..1]).await.unwrap()[0]
-        .outcome
-        .is_ok());
+    assert!(
+        s.unadvise_item_bulk(server, &handles[..1]).await.unwrap()[0]
+            .outcome
+            .is_ok()
+    );
     assert!(s.remove_item_bulk(server, &handles[..1]).await.unwrap()[0]
         .outcome
         .is_ok());
-    let un = s.unsubscribe_bulk(server, &[handles[2], handles[0]]).await.unwrap();
-    assert_eq!(un.iter().map(|r| r.outcome.is_ok()).collect::<Vec<_>>(), [true, false]);
+    let un = s
+        .unsubscribe_bulk(server, &[handles[2], handles[0]])
+        .await
+        .unwrap();
+    assert_eq!(
+        un.iter().map(|r| r.outcome.is_ok()).collect::<Vec<_>>(),
+        [true, false]
+    );
 
     // Chunked subscribe keeps the order across chunks.
     let many: Vec<String> = [
@@ -543,7 +648,10 @@ read_prefixes = ["Pump001."]
     .into_iter()
     .map(|(i, v)| WriteEntry::new(i, v))
     .collect();
-    let r = s.write_bulk(server, WriteKind::Write, &entries).await.unwrap();
+    let r = s
+        .write_bulk(server, WriteKind::Write, &entries)
+        .await
+        .unwrap();
     assert_eq!(r.iter().map(|r| r.item_handle).collect::<Vec<_>>(), items);
     assert_eq!(
         r.iter().map(|r| r.outcome.is_ok()).collect::<Vec<_>>(),
@@ -555,7 +663,12 @@ read_prefixes = ["Pump001."]
         .unwrap_err()
         .message
         .contains("may not write Valve001.Position"));
-    assert!(r[2].outcome.as_ref().unwrap_err().message.contains("up to Operate"));
+    assert!(r[2]
+        .outcome
+        .as_ref()
+        .unwrap_err()
+        .message
+        .contains("up to Operate"));
     // Secured writes need invoke:secure, which this key lacks.
     let e = s
         .write_bulk(server, WriteKind::WriteSecured, &entries[..1])
@@ -572,11 +685,19 @@ async fn read_bulk_cached_and_snapshot() {
     let mut events = s.events(None).await.unwrap();
     data_change(&mut events, sp).await;
     let before = h.sim.sessions()[0].item_count;
-    let tags: Vec<String> = ["Pump001.SpeedSP", "Pump001.MaxSpeed", "Nope.Attr", "Line001.Profile[3]"]
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
-    let r = s.read_bulk(server, &tags, Duration::from_secs(2)).await.unwrap();
+    let tags: Vec<String> = [
+        "Pump001.SpeedSP",
+        "Pump001.MaxSpeed",
+        "Nope.Attr",
+        "Line001.Profile[3]",
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect();
+    let r = s
+        .read_bulk(server, &tags, Duration::from_secs(2))
+        .await
+        .unwrap();
     let cached = r[0].outcome.as_ref().unwrap();
     assert!(cached.was_cached);
     assert_eq!(cached.value, MxValue::Double(1200.0));
@@ -584,7 +705,10 @@ async fn read_bulk_cached_and_snapshot() {
     assert!(!snap.was_cached);
     assert_eq!(snap.value, MxValue::Double(2800.0));
     assert!(r[2].outcome.is_err());
-    assert!(matches!(r[3].outcome.as_ref().unwrap().value, MxValue::Double(_)));
+    assert!(matches!(
+        r[3].outcome.as_ref().unwrap().value,
+        MxValue::Double(_)
+    ));
     assert_eq!(
         h.sim.sessions()[0].item_count,
         before,
@@ -650,7 +774,9 @@ async fn arrays_quality_and_unresolved_references() {
         unreachable!()
     };
     assert_eq!(dc.quality.description(), "Bad: communication failure");
-    h.sim.set_value("Tank001.Temperature", MxValue::Double(42.0)).unwrap();
+    h.sim
+        .set_value("Tank001.Temperature", MxValue::Double(42.0))
+        .unwrap();
     h.sim
         .set_quality("Tank001.Temperature", Some(Quality::UNCERTAIN_EU_EXCEEDED))
         .unwrap();
@@ -688,7 +814,11 @@ description = "Boiler pressure high high"
 }
 
 async fn next_feed(feed: &mut AlarmFeed) -> AlarmFeedItem {
-    tokio::time::timeout(WAIT, feed.next()).await.unwrap().unwrap().unwrap()
+    tokio::time::timeout(WAIT, feed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
 }
 
 async fn next_transition(feed: &mut AlarmFeed) -> AlarmTransition {
@@ -704,15 +834,25 @@ async fn alarms_snapshot_then_transitions_and_acknowledge() {
     let c = client(&h, None).await;
     const REF: &str = "Galaxy!Plant.Boiler001.Pressure.HiHi";
     assert!(c.query_active_alarms("").await.unwrap().is_empty());
-    h.sim.set_value("Boiler001.Pressure", MxValue::Double(60.0)).unwrap();
+    h.sim
+        .set_value("Boiler001.Pressure", MxValue::Double(60.0))
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let active = c.query_active_alarms("Galaxy!Plant").await.unwrap();
     assert_eq!(active.len(), 1);
     assert_eq!(
-        (active[0].reference.as_str(), active[0].state, active[0].priority),
+        (
+            active[0].reference.as_str(),
+            active[0].state,
+            active[0].priority
+        ),
         (REF, AlarmState::UnackAlm, 100)
     );
-    assert!(c.query_active_alarms("Galaxy!Other").await.unwrap().is_empty());
+    assert!(c
+        .query_active_alarms("Galaxy!Other")
+        .await
+        .unwrap()
+        .is_empty());
 
     let mut feed = c.stream_alarms("").await.unwrap();
     match next_feed(&mut feed).await {
@@ -725,10 +865,14 @@ async fn alarms_snapshot_then_transitions_and_acknowledge() {
     }
     assert_eq!(
         next_feed(&mut feed).await,
-        AlarmFeedItem::SnapshotComplete { active_alarm_count: 1 }
+        AlarmFeedItem::SnapshotComplete {
+            active_alarm_count: 1
+        }
     );
 
-    c.acknowledge_alarm(REF, "seen, venting", "operator1").await.unwrap();
+    c.acknowledge_alarm(REF, "seen, venting", "operator1")
+        .await
+        .unwrap();
     let t = next_transition(&mut feed).await;
     assert_eq!(
         (t.kind, t.state),
@@ -745,28 +889,48 @@ async fn alarms_snapshot_then_transitions_and_acknowledge() {
         .await
         .unwrap_err();
     assert_eq!(mx_detail(&e), Some("InvalidReference"));
-    let e = c.acknowledge_alarm(REF, &"x".repeat(257), "x").await.unwrap_err();
+    let e = c
+        .acknowledge_alarm(REF, &"x".repeat(257), "x")
+        .await
+        .unwrap_err();
     assert!(matches!(e, GatewayError::InvalidArgument { .. }));
 
     // Value back below the limit: CLEAR to ACK_RTN (no longer active).
-    h.sim.set_value("Boiler001.Pressure", MxValue::Double(20.0)).unwrap();
+    h.sim
+        .set_value("Boiler001.Pressure", MxValue::Double(20.0))
+        .unwrap();
     let t = next_transition(&mut feed).await;
-    assert_eq!((t.kind, t.state), (AlarmTransitionKind::Clear, AlarmState::AckRtn));
+    assert_eq!(
+        (t.kind, t.state),
+        (AlarmTransitionKind::Clear, AlarmState::AckRtn)
+    );
     assert_eq!(t.current_value, Some(MxValue::Double(20.0)));
     assert!(c.query_active_alarms("").await.unwrap().is_empty());
 
     // Raise, clear unacknowledged (UNACK_RTN), raise again: RETRIGGER.
     h.sim.raise_alarm(REF).unwrap();
     let t = next_transition(&mut feed).await;
-    assert_eq!((t.kind, t.state), (AlarmTransitionKind::Raise, AlarmState::UnackAlm));
+    assert_eq!(
+        (t.kind, t.state),
+        (AlarmTransitionKind::Raise, AlarmState::UnackAlm)
+    );
     h.sim.clear_alarm(REF).unwrap();
     let t = next_transition(&mut feed).await;
-    assert_eq!((t.kind, t.state), (AlarmTransitionKind::Clear, AlarmState::UnackRtn));
+    assert_eq!(
+        (t.kind, t.state),
+        (AlarmTransitionKind::Clear, AlarmState::UnackRtn)
+    );
     h.sim.raise_alarm(REF).unwrap();
-    assert_eq!(next_transition(&mut feed).await.kind, AlarmTransitionKind::Retrigger);
+    assert_eq!(
+        next_transition(&mut feed).await.kind,
+        AlarmTransitionKind::Retrigger
+    );
     h.sim.release_alarm(REF).unwrap();
     let t = next_transition(&mut feed).await;
-    assert_eq!((t.kind, t.state), (AlarmTransitionKind::Clear, AlarmState::UnackRtn));
+    assert_eq!(
+        (t.kind, t.state),
+        (AlarmTransitionKind::Clear, AlarmState::UnackRtn)
+    );
     c.acknowledge_alarm(REF, "ok", "op").await.unwrap();
     let t = next_transition(&mut feed).await;
     assert_eq!(
@@ -818,11 +982,21 @@ async fn galaxy_repository_paging_and_deploys() {
         ),
         ("Pump001.Speed", MxDataType::Double, "rpm")
     );
-    assert!(pump.attributes.iter().any(|a| a.is_alarm && a.name == "PumpFault"));
-    let profile = all[1].attributes.iter().find(|a| a.name == "Profile").unwrap();
+    assert!(pump
+        .attributes
+        .iter()
+        .any(|a| a.is_alarm && a.name == "PumpFault"));
+    let profile = all[1]
+        .attributes
+        .iter()
+        .find(|a| a.name == "Profile")
+        .unwrap();
     assert!(profile.is_array && profile.array_dimension == 8);
     let valve = all.iter().find(|o| o.tag_name == "Valve001").unwrap();
-    assert_eq!(valve.attributes[0].security, SecurityClassification::ViewOnly);
+    assert_eq!(
+        valve.attributes[0].security,
+        SecurityClassification::ViewOnly
+    );
     assert_eq!(pump.area_gobject_id, all[0].gobject_id);
 
     // Pages of two.
@@ -881,7 +1055,10 @@ async fn galaxy_repository_paging_and_deploys() {
         .await
         .unwrap();
     assert_eq!(
-        alarmed.iter().map(|o| o.tag_name.as_str()).collect::<Vec<_>>(),
+        alarmed
+            .iter()
+            .map(|o| o.tag_name.as_str())
+            .collect::<Vec<_>>(),
         ["Pump001", "Tank001"]
     );
     let sub = g
@@ -904,7 +1081,10 @@ async fn galaxy_repository_paging_and_deploys() {
     let roots = g.browse_children(None, 0, "", false).await.unwrap();
     assert_eq!(roots.children.len(), 1);
     assert!(roots.children[0].0.is_area && roots.children[0].1);
-    let kids = g.browse_children(Some("Area001"), 3, "", false).await.unwrap();
+    let kids = g
+        .browse_children(Some("Area001"), 3, "", false)
+        .await
+        .unwrap();
     assert_eq!(
         kids.children
             .iter()
@@ -926,7 +1106,10 @@ async fn galaxy_repository_paging_and_deploys() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!((first.sequence, first.time_of_last_deploy), (1, Some(deployed)));
+    assert_eq!(
+        (first.sequence, first.time_of_last_deploy),
+        (1, Some(deployed))
+    );
     let seq = h.sim.deploy();
     let next = tokio::time::timeout(WAIT, watch.next())
         .await
@@ -936,7 +1119,10 @@ async fn galaxy_repository_paging_and_deploys() {
     assert_eq!(next.sequence, seq);
     assert!(next.time_of_last_deploy.unwrap() > deployed);
     // Up to date: no bootstrap event, the next one is the next deploy.
-    let mut watch = g.watch_deploy_events(next.time_of_last_deploy).await.unwrap();
+    let mut watch = g
+        .watch_deploy_events(next.time_of_last_deploy)
+        .await
+        .unwrap();
     let seq = h.sim.deploy();
     assert_eq!(
         tokio::time::timeout(WAIT, watch.next())
@@ -1059,7 +1245,10 @@ async fn session_faults_overflow_restart_and_lease() {
         "{e}"
     );
     assert!(e.is_session_lost());
-    assert_eq!(s.events(None).await.unwrap_err().rpc_code(), Some(RpcCode::Aborted));
+    assert_eq!(
+        s.events(None).await.unwrap_err().rpc_code(),
+        Some(RpcCode::Aborted)
+    );
     assert_eq!(s.close().await.unwrap(), SessionState::Closed);
 
     // A worker crash ends the attached stream.
@@ -1072,8 +1261,14 @@ async fn session_faults_overflow_restart_and_lease() {
     // A restart forgets every session.
     let (s, _sp, mut events) = quiet_session(&h).await;
     h.sim.restart();
-    assert_eq!(stream_error(&mut events).await.rpc_code(), Some(RpcCode::Unavailable));
-    assert_eq!(s.register("x").await.unwrap_err().rpc_code(), Some(RpcCode::NotFound));
+    assert_eq!(
+        stream_error(&mut events).await.rpc_code(),
+        Some(RpcCode::Unavailable)
+    );
+    assert_eq!(
+        s.register("x").await.unwrap_err().rpc_code(),
+        Some(RpcCode::NotFound)
+    );
 
     // Refused sessions.
     h.sim.set_faults(Faults {
@@ -1102,9 +1297,11 @@ async fn session_faults_overflow_restart_and_lease() {
         ..Faults::default()
     });
     h.sim.burst(s.id(), 20, false).await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(150), events.next())
-        .await
-        .is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(150), events.next())
+            .await
+            .is_err()
+    );
     h.sim.set_faults(Faults::default());
     data_change(&mut events, sp).await;
 
@@ -1120,7 +1317,10 @@ async fn session_faults_overflow_restart_and_lease() {
     .await;
     let (_c, s, _server) = session(&h).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(s.register("x").await.unwrap_err().rpc_code(), Some(RpcCode::NotFound));
+    assert_eq!(
+        s.register("x").await.unwrap_err().rpc_code(),
+        Some(RpcCode::NotFound)
+    );
 }
 
 #[tokio::test]
@@ -1161,7 +1361,12 @@ async fn unauthenticated_and_permission_denied() {
     assert_eq!(e.rpc_code(), Some(RpcCode::Unauthenticated));
     assert!(!e.to_string().contains("wrongsecret"), "{e}");
     assert_eq!(
-        wrong.galaxy().test_connection().await.unwrap_err().rpc_code(),
+        wrong
+            .galaxy()
+            .test_connection()
+            .await
+            .unwrap_err()
+            .rpc_code(),
         Some(RpcCode::Unauthenticated)
     );
 
@@ -1170,7 +1375,11 @@ async fn unauthenticated_and_permission_denied() {
     let server = s.register("viewer").await.unwrap();
     let sp = subscribe(&s, server, &["Pump001.SpeedSP"]).await[0];
     let e = s
-        .write(server, WriteKind::Write, &WriteEntry::new(sp, MxValue::Double(1.0)))
+        .write(
+            server,
+            WriteKind::Write,
+            &WriteEntry::new(sp, MxValue::Double(1.0)),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.rpc_code(), Some(RpcCode::PermissionDenied));
@@ -1188,7 +1397,11 @@ async fn unauthenticated_and_permission_denied() {
 
     let desk = client(&h, Some(PUMPDESK_KEY)).await;
     assert_eq!(
-        desk.galaxy().test_connection().await.unwrap_err().rpc_code(),
+        desk.galaxy()
+            .test_connection()
+            .await
+            .unwrap_err()
+            .rpc_code(),
         Some(RpcCode::PermissionDenied)
     );
     let s = desk.open_session("desk").await.unwrap();
@@ -1199,9 +1412,13 @@ async fn unauthenticated_and_permission_denied() {
     let server = s.register("op").await.unwrap();
     let sp = subscribe(&s, server, &["Pump001.SpeedSP"]).await[0];
     let mut events = s.events(None).await.unwrap();
-    s.write(server, WriteKind::Write, &WriteEntry::new(sp, MxValue::Double(800.0)))
-        .await
-        .unwrap();
+    s.write(
+        server,
+        WriteKind::Write,
+        &WriteEntry::new(sp, MxValue::Double(800.0)),
+    )
+    .await
+    .unwrap();
     assert!(write_complete(&mut events, sp).await.failure().is_none());
 }
 

@@ -144,7 +144,8 @@ impl MxDataType {
             BigString,
             LongInteger,
         ];
-        ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
+        ALL.into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -275,7 +276,10 @@ impl MxValue {
             _ => false,
         };
         if found {
-            Err("NaN and infinite values have no MXAccess representation and cannot be written".into())
+            Err(
+                "NaN and infinite values have no MXAccess representation and cannot be written"
+                    .into(),
+            )
         } else {
             Ok(())
         }
@@ -658,7 +662,11 @@ impl fmt::Display for MxStatus {
             Some(n) => write!(f, "{n} ({})", self.detail)?,
             None => write!(f, "detail {}", self.detail)?,
         }
-        write!(f, ", {:?} detected by {:?}", self.category, self.detected_by)?;
+        write!(
+            f,
+            ", {:?} detected by {:?}",
+            self.category, self.detected_by
+        )?;
         if !self.diagnostic_text.is_empty() {
             write!(f, ": {}", self.diagnostic_text)?;
         }
@@ -830,7 +838,9 @@ impl SessionEvent {
             SessionEvent::WriteComplete(e) => e.worker_sequence,
             SessionEvent::OperationComplete(e) => e.worker_sequence,
             SessionEvent::BufferedDataChange(e) => e.worker_sequence,
-            SessionEvent::AlarmTransition { worker_sequence, .. } => *worker_sequence,
+            SessionEvent::AlarmTransition {
+                worker_sequence, ..
+            } => *worker_sequence,
             SessionEvent::ReplayGap(_) => 0,
         }
     }

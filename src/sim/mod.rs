@@ -114,7 +114,10 @@ pub enum SimError {
 
 /// `mxpva sim`: serve `galaxy` (the shipped demo plant when None) on `listen`
 /// until Ctrl-C / SIGTERM.
-pub fn run_standalone(listen: std::net::SocketAddr, galaxy: Option<&std::path::Path>) -> Result<(), SimError> {
+pub fn run_standalone(
+    listen: std::net::SocketAddr,
+    galaxy: Option<&std::path::Path>,
+) -> Result<(), SimError> {
     let galaxy = match galaxy {
         Some(p) => Galaxy::load(p)?,
         None => Galaxy::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml (built in)")?,
@@ -126,7 +129,10 @@ pub fn run_standalone(listen: std::net::SocketAddr, galaxy: Option<&std::path::P
     rt.block_on(async move {
         let listener = TcpListener::bind(listen)
             .await
-            .map_err(|error| SimError::Bind { addr: listen, error })?;
+            .map_err(|error| SimError::Bind {
+                addr: listen,
+                error,
+            })?;
         tracing::info!(
             addr = %listener.local_addr().unwrap_or(listen),
             galaxy = %galaxy.name,
@@ -142,13 +148,14 @@ pub fn run_standalone(listen: std::net::SocketAddr, galaxy: Option<&std::path::P
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -163,7 +170,7 @@ async fn shutdown_signal() {
 /// A message for StreamAlarms subscribers.
 #[derive(Clone, Debug)]
 pub(crate) enum AlarmNews {
-    Transition(AlarmTransition),
+    Transition(Box<AlarmTransition>),
     /// The simulated gateway restarted: streams end.
     Restart,
 }
@@ -244,7 +251,11 @@ impl SimHandle {
 
     /// Serve the gateway, the Galaxy Repository and the control service on
     /// `listener` until `shutdown` completes. Runs the value dynamics too.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), SimError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), SimError> {
         let core = self.core.clone();
         let ticker = tokio::spawn(run_dynamics(core.clone()));
         let sweeper = tokio::spawn(run_sweeper(core.clone()));
@@ -262,13 +273,19 @@ impl SimHandle {
                 .max_encoding_message_size(max),
             )
             .add_service(
-                gpb::galaxy_repository_server::GalaxyRepositoryServer::new(galaxy_svc::GalaxySvc::new(core.clone()))
-                    .max_decoding_message_size(max)
-                    .max_encoding_message_size(max),
+                gpb::galaxy_repository_server::GalaxyRepositoryServer::new(
+                    galaxy_svc::GalaxySvc::new(core.clone()),
+                )
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
             )
-            .add_service(crate::gateway::pb::control::sim_control_server::SimControlServer::new(
-                control::ControlSvc { handle: self.clone() },
-            ))
+            .add_service(
+                crate::gateway::pb::control::sim_control_server::SimControlServer::new(
+                    control::ControlSvc {
+                        handle: self.clone(),
+                    },
+                ),
+            )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         ticker.abort();
@@ -290,7 +307,10 @@ pub async fn serve(
 }
 
 async fn run_dynamics(core: Arc<Core>) {
-    let mut interval = tokio::time::interval(core.tick.min(core.first_update_delay.max(Duration::from_millis(10))));
+    let mut interval = tokio::time::interval(
+        core.tick
+            .min(core.first_update_delay.max(Duration::from_millis(10))),
+    );
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_dynamics = Instant::now() - core.tick;
     loop {
@@ -300,7 +320,7 @@ async fn run_dynamics(core: Arc<Core>) {
             // Publish under the world lock: StreamAlarms snapshots under it too.
             let mut world = core.world.lock().unwrap();
             for t in world.tick(&core.galaxy) {
-                let _ = core.alarm_tx.send(AlarmNews::Transition(t));
+                let _ = core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
             }
         }
         gateway_svc::deliver_updates(&core);

@@ -177,7 +177,9 @@ impl SimSession {
             overflow
         };
         if overflow {
-            self.fault("EventQueueOverflow: the event queue is full (backpressure policy FailFast)");
+            self.fault(
+                "EventQueueOverflow: the event queue is full (backpressure policy FailFast)",
+            );
             return Pushed::Overflow;
         }
         self.wake.notify_one();
@@ -198,7 +200,10 @@ impl SimSession {
             }
             h.state = State::Faulted(reason.to_string());
         }
-        self.kill_subscriber(tonic::Status::aborted(format!("session {} faulted: {reason}", self.id)));
+        self.kill_subscriber(tonic::Status::aborted(format!(
+            "session {} faulted: {reason}",
+            self.id
+        )));
     }
 
     /// End the attached stream (if any) with `status`.
@@ -219,7 +224,10 @@ impl SimSession {
 
     /// Attach a subscriber. `after`: resume after this worker sequence.
     /// Returns the subscriber id and the events to send first.
-    pub fn attach(&self, after: Option<u64>) -> Result<(u64, VecDeque<pb::MxEvent>), tonic::Status> {
+    pub fn attach(
+        &self,
+        after: Option<u64>,
+    ) -> Result<(u64, VecDeque<pb::MxEvent>), tonic::Status> {
         let mut log = self.log.lock().unwrap();
         if log.subscriber.is_some() {
             return Err(tonic::Status::failed_precondition(format!(
@@ -287,7 +295,12 @@ impl SimSession {
     }
 
     /// Take up to `max` queued events for subscriber `id`; Err if it must end.
-    pub fn take(&self, id: u64, max: usize, out: &mut VecDeque<pb::MxEvent>) -> Result<(), tonic::Status> {
+    pub fn take(
+        &self,
+        id: u64,
+        max: usize,
+        out: &mut VecDeque<pb::MxEvent>,
+    ) -> Result<(), tonic::Status> {
         let mut log = self.log.lock().unwrap();
         match log.subscriber.as_mut() {
             Some(s) if s.id == id => {
@@ -296,7 +309,11 @@ impl SimSession {
                     return Err(k);
                 }
             }
-            _ => return Err(tonic::Status::cancelled("the event subscriber was replaced")),
+            _ => {
+                return Err(tonic::Status::cancelled(
+                    "the event subscriber was replaced",
+                ))
+            }
         }
         let n = log.queue.len().min(max);
         out.extend(log.queue.drain(..n));
