@@ -33,11 +33,13 @@
 //! - `gateway_svc.rs`: the MxAccessGateway service (commands, events, alarms).
 //! - `galaxy_svc.rs`: the GalaxyRepository service.
 //! - `control.rs`: [`SimHandle`] methods and the SimControl service.
+//! - `remote.rs`: [`RemoteSim`], a client of SimControl for a standalone simulator.
 
 mod config;
 mod control;
 mod galaxy_svc;
 mod gateway_svc;
+mod remote;
 mod session;
 mod world;
 
@@ -52,6 +54,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use config::{AlarmKind, AuthMode, Dynamics, Galaxy, GalaxyError, DEMO_GALAXY, SCOPES};
 pub use control::{Faults, SessionStats};
+pub use remote::{RemoteSim, RemoteSimError};
 
 use crate::gateway::pb::galaxy as gpb;
 use crate::gateway::pb::gw as pb;
