@@ -1473,3 +1473,49 @@ async fn connection_errors_are_typed() {
     let e = GatewayClient::connect(&tls).await.unwrap_err();
     assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
 }
+
+#[tokio::test]
+async fn tls_with_custom_ca_and_server_name_override() {
+    let ck = rcgen::generate_simple_self_signed(vec!["gateway.test".to_string()]).unwrap();
+    let tls = mxpva::sim::SimTls {
+        cert_pem: ck.cert.pem().into_bytes(),
+        key_pem: ck.signing_key.serialize_pem().into_bytes(),
+    };
+    let h = start(
+        Galaxy::demo(),
+        SimOptions {
+            tls: Some(tls),
+            ..fast()
+        },
+    )
+    .await;
+    let ca = std::env::temp_dir().join(format!("mxpva-test-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, ck.cert.pem()).unwrap();
+    let with = |server_name: Option<&str>| ClientOptions {
+        tls: Some(TlsOptions {
+            ca_file: Some(ca.clone()),
+            server_name: server_name.map(String::from),
+        }),
+        ..ClientOptions::plaintext(h.addr.to_string())
+    };
+
+    let c = GatewayClient::connect(&with(Some("gateway.test")))
+        .await
+        .unwrap();
+    let s = c.open_session("tls").await.unwrap();
+    assert_eq!(s.close().await.unwrap(), SessionState::Closed);
+
+    // Without the override the certificate does not match 127.0.0.1.
+    let failed = match GatewayClient::connect(&with(None)).await {
+        Err(e) => Some(e),
+        Ok(c) => c.open_session("x").await.err(),
+    };
+    assert!(failed.is_some(), "a name mismatch must fail");
+    // A plaintext client cannot talk to a TLS gateway.
+    let failed = match GatewayClient::connect(&ClientOptions::plaintext(h.addr.to_string())).await {
+        Err(e) => Some(e),
+        Ok(c) => c.open_session("x").await.err(),
+    };
+    assert!(failed.is_some());
+    std::fs::remove_file(&ca).unwrap();
+}

@@ -81,6 +81,34 @@ pub struct SimOptions {
     pub tick: Option<Duration>,
     /// ReadBulk snapshot timeout when the request says 0.
     pub default_read_timeout: Duration,
+    /// Serve TLS with this identity instead of plaintext.
+    pub tls: Option<SimTls>,
+}
+
+/// A TLS server identity (PEM certificate chain and private key).
+#[derive(Clone)]
+pub struct SimTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for SimTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimTls(<identity>)")
+    }
+}
+
+impl SimTls {
+    /// Read the certificate and key PEM files.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, SimError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| SimError::Tls(format!("cannot read {}: {e}", p.display())))
+        };
+        Ok(SimTls {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        })
+    }
 }
 
 impl Default for SimOptions {
@@ -95,6 +123,7 @@ impl Default for SimOptions {
             first_update_delay: None,
             tick: None,
             default_read_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -113,14 +142,22 @@ pub enum SimError {
     },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// `mxpva sim`: serve `galaxy` (the shipped demo plant when None) on `listen`
-/// until Ctrl-C / SIGTERM.
+/// until Ctrl-C / SIGTERM. `tls`: certificate and key PEM files to serve TLS
+/// instead of plaintext.
 pub fn run_standalone(
     listen: std::net::SocketAddr,
     galaxy: Option<&std::path::Path>,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
 ) -> Result<(), SimError> {
+    let opts = SimOptions {
+        tls: tls.map(|(c, k)| SimTls::load(c, k)).transpose()?,
+        ..SimOptions::default()
+    };
     let galaxy = match galaxy {
         Some(p) => Galaxy::load(p)?,
         None => Galaxy::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml (built in)")?,
@@ -142,9 +179,10 @@ pub fn run_standalone(
             objects = galaxy.objects.len(),
             attributes = galaxy.attributes.len(),
             auth = ?galaxy.auth_mode,
+            tls = opts.tls.is_some(),
             "mxpva sim serving the MXAccess Gateway contract"
         );
-        serve(listener, galaxy, SimOptions::default(), shutdown_signal()).await
+        serve(listener, galaxy, opts, shutdown_signal()).await
     })
 }
 
@@ -260,11 +298,18 @@ impl SimHandle {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), SimError> {
         let core = self.core.clone();
-        let ticker = tokio::spawn(run_dynamics(core.clone()));
-        let sweeper = tokio::spawn(run_sweeper(core.clone()));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let max = crate::gateway::MAX_MESSAGE_BYTES;
-        let result = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &core.opts.tls {
+            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| SimError::Tls(e.to_string()))?;
+        }
+        let ticker = tokio::spawn(run_dynamics(core.clone()));
+        let sweeper = tokio::spawn(run_sweeper(core.clone()));
+        let result = builder
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(4 * 1024 * 1024))
             .initial_connection_window_size(Some(8 * 1024 * 1024))
