@@ -1077,80 +1077,10 @@ impl GatewaySvc {
             Payload::UnAdvise(c) => {
                 Self::unadvise(sess, c.server_handle, c.item_handle).map(|_| None)
             }
-            Payload::Write(c) => {
-                let m = WriteMode {
-                    secured: false,
-                    user: c.user_id,
-                    verifier: 0,
-                    timestamp: None,
-                };
-                start_write(
-                    core,
-                    sess,
-                    who,
-                    c.server_handle,
-                    c.item_handle,
-                    c.value.as_ref(),
-                    m,
-                )
-                .map(|_| None)
-            }
-            Payload::Write2(c) => {
-                let ts = c.timestamp_value.as_ref().map(time_from_pb);
-                let m = WriteMode {
-                    secured: false,
-                    user: c.user_id,
-                    verifier: 0,
-                    timestamp: ts,
-                };
-                start_write(
-                    core,
-                    sess,
-                    who,
-                    c.server_handle,
-                    c.item_handle,
-                    c.value.as_ref(),
-                    m,
-                )
-                .map(|_| None)
-            }
-            Payload::WriteSecured(c) => {
-                let m = WriteMode {
-                    secured: true,
-                    user: c.current_user_id,
-                    verifier: c.verifier_user_id,
-                    timestamp: None,
-                };
-                start_write(
-                    core,
-                    sess,
-                    who,
-                    c.server_handle,
-                    c.item_handle,
-                    c.value.as_ref(),
-                    m,
-                )
-                .map(|_| None)
-            }
-            Payload::WriteSecured2(c) => {
-                let ts = c.timestamp_value.as_ref().map(time_from_pb);
-                let m = WriteMode {
-                    secured: true,
-                    user: c.current_user_id,
-                    verifier: c.verifier_user_id,
-                    timestamp: ts,
-                };
-                start_write(
-                    core,
-                    sess,
-                    who,
-                    c.server_handle,
-                    c.item_handle,
-                    c.value.as_ref(),
-                    m,
-                )
-                .map(|_| None)
-            }
+            Payload::Write(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::Write2(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::WriteSecured(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::WriteSecured2(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::AuthenticateUser(c) => {
                 if !sess
                     .handles
@@ -1284,7 +1214,18 @@ impl GatewaySvc {
             .collect()
     }
 
-    fn write_bulk<E: WriteBulkEntry>(
+    fn write_one(
+        &self,
+        sess: &Arc<SimSession>,
+        who: &Principal,
+        server: i32,
+        cmd: &impl WriteParts,
+    ) -> Result<Option<Reply>, Refusal> {
+        let (item, value, mode) = cmd.parts();
+        start_write(&self.core, sess, who, server, item, value, mode).map(|_| None)
+    }
+
+    fn write_bulk<E: WriteParts>(
         &self,
         entries: &[E],
         server: i32,
@@ -1305,59 +1246,32 @@ impl GatewaySvc {
     }
 }
 
-/// The four bulk write entry shapes, seen as (item, value, mode).
-trait WriteBulkEntry {
+/// The eight write shapes (four commands, four bulk entries), seen as (item, value, mode).
+trait WriteParts {
     fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode);
 }
 
-impl WriteBulkEntry for pb::WriteBulkEntry {
-    fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode) {
-        let mode = WriteMode {
-            secured: false,
-            user: self.user_id,
-            verifier: 0,
-            timestamp: None,
-        };
-        (self.item_handle, self.value.as_ref(), mode)
-    }
+macro_rules! write_parts {
+    ($($t:ty => |$e:ident| ($secured:expr, $user:expr, $verifier:expr, $ts:expr);)*) => {
+        $(impl WriteParts for $t {
+            fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode) {
+                let $e = self;
+                let mode = WriteMode { secured: $secured, user: $user, verifier: $verifier, timestamp: $ts };
+                ($e.item_handle, $e.value.as_ref(), mode)
+            }
+        })*
+    };
 }
 
-impl WriteBulkEntry for pb::Write2BulkEntry {
-    fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode) {
-        let ts = self.timestamp_value.as_ref().map(time_from_pb);
-        let mode = WriteMode {
-            secured: false,
-            user: self.user_id,
-            verifier: 0,
-            timestamp: ts,
-        };
-        (self.item_handle, self.value.as_ref(), mode)
-    }
-}
-
-impl WriteBulkEntry for pb::WriteSecuredBulkEntry {
-    fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode) {
-        let mode = WriteMode {
-            secured: true,
-            user: self.current_user_id,
-            verifier: self.verifier_user_id,
-            timestamp: None,
-        };
-        (self.item_handle, self.value.as_ref(), mode)
-    }
-}
-
-impl WriteBulkEntry for pb::WriteSecured2BulkEntry {
-    fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode) {
-        let ts = self.timestamp_value.as_ref().map(time_from_pb);
-        let mode = WriteMode {
-            secured: true,
-            user: self.current_user_id,
-            verifier: self.verifier_user_id,
-            timestamp: ts,
-        };
-        (self.item_handle, self.value.as_ref(), mode)
-    }
+write_parts! {
+    pb::WriteCommand => |e| (false, e.user_id, 0, None);
+    pb::Write2Command => |e| (false, e.user_id, 0, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::WriteSecuredCommand => |e| (true, e.current_user_id, e.verifier_user_id, None);
+    pb::WriteSecured2Command => |e| (true, e.current_user_id, e.verifier_user_id, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::WriteBulkEntry => |e| (false, e.user_id, 0, None);
+    pb::Write2BulkEntry => |e| (false, e.user_id, 0, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::WriteSecuredBulkEntry => |e| (true, e.current_user_id, e.verifier_user_id, None);
+    pb::WriteSecured2BulkEntry => |e| (true, e.current_user_id, e.verifier_user_id, e.timestamp_value.as_ref().map(time_from_pb));
 }
 
 // ---------------------------------------------------------------------------
