@@ -1519,3 +1519,47 @@ async fn tls_with_custom_ca_and_server_name_override() {
     assert!(failed.is_some());
     std::fs::remove_file(&ca).unwrap();
 }
+
+#[tokio::test]
+async fn buffered_items_deliver_batches() {
+    let h = demo().await;
+    let (_c, s, server) = session(&h).await;
+    let level = s.add_buffered_item(server, "Tank001.Level").await.unwrap();
+    assert!(s
+        .set_buffered_update_interval(server, Duration::ZERO)
+        .await
+        .is_err());
+    s.set_buffered_update_interval(server, Duration::from_millis(150))
+        .await
+        .unwrap();
+    s.advise(server, level).await.unwrap();
+    let mut events = s.events(None).await.unwrap();
+    let mut most = 0;
+    for _ in 0..4 {
+        // A buffered item never produces a plain OnDataChange.
+        let ev = wait_for(&mut events, |e| match e {
+            SessionEvent::DataChange(d) => {
+                assert_ne!(
+                    d.item_handle, level,
+                    "plain OnDataChange for a buffered item"
+                );
+                false
+            }
+            SessionEvent::BufferedDataChange(b) => b.item_handle == level,
+            _ => false,
+        })
+        .await;
+        let SessionEvent::BufferedDataChange(b) = ev else {
+            unreachable!()
+        };
+        assert!(b
+            .samples
+            .iter()
+            .all(|(v, _, t)| matches!(v, MxValue::Double(_)) && t.is_some()));
+        most = most.max(b.samples.len());
+    }
+    assert!(
+        most >= 2,
+        "a batch should hold several samples, most was {most}"
+    );
+}

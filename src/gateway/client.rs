@@ -687,6 +687,52 @@ impl Session {
         Self::item_handle(CALL, reply)
     }
 
+    /// `AddBufferedItem(server, reference)`: after Advise, changes arrive as
+    /// [`BufferedDataChange`] batches every buffered update interval.
+    pub async fn add_buffered_item(
+        &self,
+        server: ServerHandle,
+        reference: &str,
+    ) -> Result<ItemHandle, GatewayError> {
+        const CALL: &str = "AddBufferedItem";
+        let reply = self
+            .invoke(
+                CALL,
+                pb::MxCommandKind::AddBufferedItem,
+                Payload::AddBufferedItem(pb::AddBufferedItemCommand {
+                    server_handle: server.0,
+                    item_definition: reference.into(),
+                }),
+            )
+            .await?;
+        Self::item_handle(CALL, reply)
+    }
+
+    /// `SetBufferedUpdateInterval(server, interval)` for the buffered items of `server`.
+    pub async fn set_buffered_update_interval(
+        &self,
+        server: ServerHandle,
+        interval: Duration,
+    ) -> Result<(), GatewayError> {
+        const CALL: &str = "SetBufferedUpdateInterval";
+        let interval_ms =
+            u32::try_from(interval.as_millis()).map_err(|_| GatewayError::InvalidArgument {
+                call: CALL,
+                message: "interval too long".into(),
+            })?;
+        let c = pb::SetBufferedUpdateIntervalCommand {
+            server_handle: server.0,
+            interval_ms,
+        };
+        self.invoke(
+            CALL,
+            pb::MxCommandKind::SetBufferedUpdateInterval,
+            Payload::SetBufferedUpdateInterval(c),
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn remove_item(
         &self,
         server: ServerHandle,

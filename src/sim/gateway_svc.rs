@@ -9,7 +9,9 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::config::KeyDef;
-use super::session::{Item, Pushed, SimSession, State, Target};
+use super::session::{
+    Item, Pushed, SimSession, State, Target, DEFAULT_BUFFER_INTERVAL, MAX_BUFFERED_SAMPLES,
+};
 use super::world::{coerce, World};
 use super::{AlarmNews, AuthMode, Core};
 use crate::gateway::convert::*;
@@ -422,7 +424,68 @@ pub(crate) fn data_change(
     }
 }
 
-/// Send due OnDataChange events to every session (called after each tick).
+/// The next OnDataChange payload of an advised item, if one is due: the
+/// first after Advise, then one per change of value or quality.
+fn next_sample(
+    core: &Core,
+    world: &World,
+    item: &mut Item,
+    now: Instant,
+) -> Option<(MxValue, MxDataType, Quality, SystemTime, Vec<MxStatus>)> {
+    let first = match item.first_due {
+        Some(d) if now >= d => true,
+        Some(_) => return None,
+        None => false,
+    };
+    let (value, dt, q, time, version, statuses) = read_target(core, world, &item.target);
+    if !first && version <= item.last_version {
+        return None;
+    }
+    item.last_version = version;
+    if !first
+        && item
+            .cached
+            .as_ref()
+            .is_some_and(|(cv, cq, _)| *cv == value && *cq == q)
+    {
+        return None;
+    }
+    item.first_due = None;
+    item.cached = Some((value.clone(), q, time));
+    Some((value, dt, q, time, statuses))
+}
+
+fn buffered_data_change(
+    session: &str,
+    server: i32,
+    item: i32,
+    declared: Option<MxDataType>,
+    samples: Vec<(MxValue, Quality, SystemTime)>,
+) -> pb::MxEvent {
+    let data_type = declared.unwrap_or(MxDataType::Unknown);
+    let mut body = pb::OnBufferedDataChangeEvent {
+        data_type: data_type_to_pb(data_type) as i32,
+        ..Default::default()
+    };
+    for (v, q, t) in samples {
+        body.values.push(value_to_pb(&v, declared));
+        body.qualities.push(i32::from(q.0));
+        body.timestamps.push(time_to_pb(t));
+    }
+    pb::MxEvent {
+        session_id: session.to_string(),
+        family: pb::MxEventFamily::OnBufferedDataChange as i32,
+        server_handle: server,
+        item_handle: item,
+        statuses: vec![status_to_pb(&MxStatus::ok())],
+        worker_timestamp: Some(time_to_pb(SystemTime::now())),
+        body: Some(pb::mx_event::Body::OnBufferedDataChange(body)),
+        ..Default::default()
+    }
+}
+
+/// Send due OnDataChange / OnBufferedDataChange events to every session
+/// (called after each tick).
 pub(crate) fn deliver_updates(core: &Core) {
     let sessions: Vec<Arc<SimSession>> = core.sessions.lock().unwrap().values().cloned().collect();
     let world = core.world.lock().unwrap();
@@ -442,39 +505,46 @@ pub(crate) fn deliver_updates(core: &Core) {
                 .collect();
             handles.sort_unstable();
             for ih in handles {
+                let Some(server) = h.items.get(&ih).map(|i| i.server) else {
+                    continue;
+                };
+                let interval = h
+                    .buffer_intervals
+                    .get(&server)
+                    .copied()
+                    .unwrap_or(DEFAULT_BUFFER_INTERVAL);
                 let Some(item) = h.items.get_mut(&ih) else {
                     continue;
                 };
-                let due = match item.first_due {
-                    Some(d) if now >= d => true,
-                    Some(_) => continue,
-                    None => false,
-                };
-                let (value, dt, q, time, version, statuses) =
-                    read_target(core, &world, &item.target);
-                if !due && version <= item.last_version {
-                    continue;
-                }
-                item.last_version = version;
-                if !due {
-                    if let Some((cv, cq, _)) = &item.cached {
-                        if *cv == value && *cq == q {
-                            continue;
+                if let Some((value, dt, q, time, statuses)) = next_sample(core, &world, item, now) {
+                    if item.buffered {
+                        if item.samples.len() >= MAX_BUFFERED_SAMPLES {
+                            item.samples.remove(0);
                         }
+                        item.samples.push((value, q, time));
+                    } else {
+                        events.push(data_change(
+                            &s.id, server, ih, &value, dt, q, time, &statuses,
+                        ));
                     }
                 }
-                item.first_due = None;
-                item.cached = Some((value.clone(), q, time));
-                events.push(data_change(
-                    &s.id,
-                    item.server,
-                    ih,
-                    &value,
-                    dt,
-                    q,
-                    time,
-                    &statuses,
-                ));
+                if item.buffered
+                    && !item.samples.is_empty()
+                    && now.duration_since(item.last_flush) >= interval
+                {
+                    item.last_flush = now;
+                    let declared = item
+                        .target
+                        .attribute()
+                        .map(|a| core.galaxy.attributes[a].data_type);
+                    events.push(buffered_data_change(
+                        &s.id,
+                        server,
+                        ih,
+                        declared,
+                        std::mem::take(&mut item.samples),
+                    ));
+                }
             }
         }
         if !events.is_empty() {
@@ -805,6 +875,7 @@ impl GatewaySvc {
         who: &Principal,
         server: i32,
         reference: &str,
+        buffered: bool,
     ) -> Result<i32, Refusal> {
         who.check_read(reference).map_err(Refusal::Denied)?;
         let target = resolve(&self.core, reference).map_err(invalid_arg)?;
@@ -825,6 +896,9 @@ impl GatewaySvc {
                 first_due: None,
                 last_version: 0,
                 cached: None,
+                buffered,
+                samples: Vec::new(),
+                last_flush: Instant::now(),
             },
         );
         Ok(handle)
@@ -1058,11 +1132,11 @@ impl GatewaySvc {
                 Ok(None)
             }
             Payload::AddItem(c) => {
-                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition)?;
+                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, false)?;
                 Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
             }
             Payload::AddItem2(c) => {
-                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition)?;
+                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, false)?;
                 Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
             }
             Payload::RemoveItem(c) => {
@@ -1116,19 +1190,23 @@ impl GatewaySvc {
             Payload::AddItemBulk(c) => bulk(
                 c.tag_addresses
                     .iter()
-                    .map(|t| match self.add_item(sess, who, c.server_handle, t) {
-                        Ok(ih) => Self::subscribe_result(c.server_handle, t, ih, Ok(())),
-                        Err(e) => Self::subscribe_result(c.server_handle, t, 0, Err(e)),
-                    })
+                    .map(
+                        |t| match self.add_item(sess, who, c.server_handle, t, false) {
+                            Ok(ih) => Self::subscribe_result(c.server_handle, t, ih, Ok(())),
+                            Err(e) => Self::subscribe_result(c.server_handle, t, 0, Err(e)),
+                        },
+                    )
                     .collect(),
             ),
             Payload::SubscribeBulk(c) => bulk(
                 c.tag_addresses
                     .iter()
                     .map(|t| {
-                        let r = self.add_item(sess, who, c.server_handle, t).and_then(|ih| {
-                            self.advise(sess, c.server_handle, ih, false).map(|_| ih)
-                        });
+                        let r = self
+                            .add_item(sess, who, c.server_handle, t, false)
+                            .and_then(|ih| {
+                                self.advise(sess, c.server_handle, ih, false).map(|_| ih)
+                            });
                         match r {
                             Ok(ih) => Self::subscribe_result(c.server_handle, t, ih, Ok(())),
                             Err(e) => Self::subscribe_result(c.server_handle, t, 0, Err(e)),
@@ -1183,10 +1261,26 @@ impl GatewaySvc {
                 let events = log.queue.drain(..n).collect();
                 Ok(Some(Reply::DrainEvents(pb::DrainEventsReply { events })))
             }
-            Payload::AddBufferedItem(_) | Payload::SetBufferedUpdateInterval(_) => {
-                Err(Refusal::Invalid(
-                    "buffered items (OnBufferedDataChange) are not simulated by mxpva sim".into(),
-                ))
+            Payload::AddBufferedItem(c) => {
+                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, true)?;
+                Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
+            }
+            Payload::SetBufferedUpdateInterval(c) => {
+                if c.interval_ms == 0 {
+                    return Err(invalid_arg("the buffered update interval must be > 0 ms"));
+                }
+                let mut h = sess.handles.lock().unwrap();
+                if !h.servers.contains_key(&c.server_handle) {
+                    return Err(invalid_arg(format!(
+                        "unknown server handle {}",
+                        c.server_handle
+                    )));
+                }
+                h.buffer_intervals.insert(
+                    c.server_handle,
+                    Duration::from_millis(u64::from(c.interval_ms)),
+                );
+                Ok(None)
             }
         }
     }

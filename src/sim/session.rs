@@ -47,7 +47,18 @@ pub(crate) struct Item {
     pub last_version: u64,
     /// The last OnDataChange payload (for ReadBulk's cached answer).
     pub cached: Option<(MxValue, Quality, SystemTime)>,
+    /// Added with AddBufferedItem: changes are collected and delivered as
+    /// OnBufferedDataChange every buffered update interval.
+    pub buffered: bool,
+    pub samples: Vec<(MxValue, Quality, SystemTime)>,
+    pub last_flush: Instant,
 }
+
+/// Most samples one buffered item keeps between flushes (oldest dropped).
+pub(crate) const MAX_BUFFERED_SAMPLES: usize = 1000;
+
+/// Buffered update interval when SetBufferedUpdateInterval was not called.
+pub(crate) const DEFAULT_BUFFER_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum State {
@@ -64,6 +75,8 @@ pub(crate) struct Handles {
     pub items: HashMap<i32, Item>,
     pub next_item: i32,
     pub last_used: Instant,
+    /// SetBufferedUpdateInterval per server handle.
+    pub buffer_intervals: HashMap<i32, Duration>,
 }
 
 /// A subscriber slot: which stream owns the session's events, and why it must end.
@@ -124,6 +137,7 @@ impl SimSession {
                 items: HashMap::new(),
                 next_item: 1,
                 last_used: Instant::now(),
+                buffer_intervals: HashMap::new(),
             }),
             log: Mutex::new(Log {
                 next_seq: 1,
