@@ -33,7 +33,7 @@ pub struct Faults {
 pub struct SessionStats {
     pub session_id: String,
     pub client_session_name: String,
-    /// "Ready", "Faulted: <reason>" or "Closed".
+    /// `Ready`, `Faulted: <reason>` or `Closed`.
     pub state: String,
     pub queued_events: usize,
     pub last_worker_sequence: u64,
