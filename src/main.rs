@@ -2,11 +2,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "mxpva",
-    version,
-    about = "Serve AVEVA System Platform attributes as EPICS PVAccess PVs"
-)]
+#[command(name = "mxpva", version, about = "Serve AVEVA System Platform attributes as EPICS PVAccess PVs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
