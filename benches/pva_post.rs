@@ -30,7 +30,9 @@ fn build_reference() -> PathBuf {
     let exe = out.join("pvxs_post");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/cpp/pvxs_post.cpp");
     let mut cmd = Command::new(std::env::var("CXX").unwrap_or_else(|_| "c++".into()));
-    cmd.args(["-O2", "-std=c++17", "-pthread", "-o"]).arg(&exe).arg(&src);
+    cmd.args(["-O2", "-std=c++17", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src);
     if env!("MXPVA_PVXS_OLD_ABI") == "1" {
         cmd.arg("-D_GLIBCXX_USE_CXX11_ABI=0");
     }
@@ -68,11 +70,18 @@ impl Proc {
         let mut child = cmd.spawn().expect("spawn reference program");
         let stdin = child.stdin.take();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Proc { child, stdin, lines }
+        Proc {
+            child,
+            stdin,
+            lines,
+        }
     }
 
     fn line(&mut self) -> String {
-        self.lines.next().expect("reference program ended early").unwrap()
+        self.lines
+            .next()
+            .expect("reference program ended early")
+            .unwrap()
     }
 
     fn expect(&mut self, word: &str) -> Vec<String> {
@@ -155,7 +164,11 @@ fn run_rust(exe: &Path, n: usize, seconds: f64) -> Sample {
 }
 
 fn run_cpp(exe: &Path, n: usize, seconds: f64) -> Sample {
-    let mut server = Proc::spawn(exe, &["serve".into(), n.to_string(), seconds.to_string()], &[]);
+    let mut server = Proc::spawn(
+        exe,
+        &["serve".into(), n.to_string(), seconds.to_string()],
+        &[],
+    );
     let env: Vec<(String, String)> = server
         .expect("READY")
         .iter()
@@ -211,7 +224,13 @@ fn main() {
     println!("pva_post: {rounds} rounds x {seconds} s, one pvxs monitor client per run, loopback");
     println!(
         "{:>6} | {:>14} {:>14} {:>7} | {:>16} {:>16} | {:>9}",
-        "PVs", "rust posts/s", "c++ posts/s", "ratio", "rust delivered/s", "c++ delivered/s", "spread %"
+        "PVs",
+        "rust posts/s",
+        "c++ posts/s",
+        "ratio",
+        "rust delivered/s",
+        "c++ delivered/s",
+        "spread %"
     );
     let mut json = Vec::new();
     for n in SIZES {

@@ -10,7 +10,9 @@ const PROTOS: &[&str] = &[
 ];
 
 pub fn build() {
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("proto");
+    let root =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("proto");
     println!("cargo:rerun-if-changed=build/proto.rs");
     for p in PROTOS {
         println!("cargo:rerun-if-changed={}", root.join(p).display());

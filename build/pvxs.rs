@@ -23,7 +23,12 @@ const PVXSLIBS_VERSION: &str = "1.5.3";
 const EPICSCORELIBS_VERSION: &str = "7.0.10.99.0.2";
 
 /// The C++ sources of the shim, one per concern.
-const SHIM_SOURCES: &[&str] = &["cpp/server.cpp", "cpp/sharedpv.cpp", "cpp/value.cpp", "cpp/putop.cpp"];
+const SHIM_SOURCES: &[&str] = &[
+    "cpp/server.cpp",
+    "cpp/sharedpv.cpp",
+    "cpp/value.cpp",
+    "cpp/putop.cpp",
+];
 
 /// Where pvxs was found and how to compile against it.
 struct Pvxs {
@@ -85,8 +90,14 @@ pub fn build() {
             .collect::<Vec<_>>()
             .join(":")
     };
-    println!("cargo:rustc-env=MXPVA_PVXS_INCLUDE_DIRS={}", join(&pvxs.include_dirs));
-    println!("cargo:rustc-env=MXPVA_PVXS_LIB_DIRS={}", join(&pvxs.lib_dirs));
+    println!(
+        "cargo:rustc-env=MXPVA_PVXS_INCLUDE_DIRS={}",
+        join(&pvxs.include_dirs)
+    );
+    println!(
+        "cargo:rustc-env=MXPVA_PVXS_LIB_DIRS={}",
+        join(&pvxs.lib_dirs)
+    );
     println!(
         "cargo:rustc-env=MXPVA_PVXS_OLD_ABI={}",
         if pvxs.old_string_abi { "1" } else { "0" }

@@ -22,6 +22,12 @@ enum Command {
         /// Galaxy file (TOML); the built-in demo plant (config/sim-galaxy.toml) when absent.
         #[arg(long)]
         galaxy: Option<std::path::PathBuf>,
+        /// Serve TLS with this certificate (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// Private key (PEM) of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
     },
     /// Run the bridge: serve the PVs mapped in a config file.
     Run {
@@ -56,8 +62,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Sim { listen, galaxy } => {
-            mxpva::sim::run_standalone(listen, galaxy.as_deref())?;
+        Command::Sim {
+            listen,
+            galaxy,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = tls_cert.as_deref().zip(tls_key.as_deref());
+            mxpva::sim::run_standalone(listen, galaxy.as_deref(), tls)?;
             Ok(())
         }
         Command::Check { config } => check(&config),
@@ -90,8 +102,8 @@ fn load_config(path: &std::path::Path) -> mxpva::config::Config {
 
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -113,7 +125,8 @@ const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 
 /// `mxpva demo`: the simulator on a free loopback port and the bridge pointed at it.
 fn demo() -> anyhow::Result<()> {
-    let mut config = mxpva::config::Config::from_str_at(DEMO_CONFIG, std::path::Path::new("config/demo.toml"))?;
+    let mut config =
+        mxpva::config::Config::from_str_at(DEMO_CONFIG, std::path::Path::new("config/demo.toml"))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

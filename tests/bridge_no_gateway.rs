@@ -53,7 +53,9 @@ async fn without_a_gateway_pvs_are_invalid_and_puts_fail_at_once() {
     // The PV exists, with the reason the value cannot be trusted.
     let mut text = String::new();
     for _ in 0..50 {
-        let run = clients().run("pvget", &client_env, &["-v", "NOGW:SP"]).await;
+        let run = clients()
+            .run("pvget", &client_env, &["-v", "NOGW:SP"])
+            .await;
         text = run.text();
         if text.contains("gateway connection lost") {
             break;
@@ -91,7 +93,8 @@ async fn without_a_gateway_pvs_are_invalid_and_puts_fail_at_once() {
         )
         .await;
     assert!(
-        run.stdout.contains("RemoteError: NOGW:RO is read-only: put refused"),
+        run.stdout
+            .contains("RemoteError: NOGW:RO is read-only: put refused"),
         "{}",
         run.text()
     );

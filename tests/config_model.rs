@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use mxpva::config::{
-    ApiKeySource, BooleanRepr, Config, Identity, PasswordSource, PvType, ScalarType, Severity, TagIndex,
-    TimestampSource, WriteMode,
+    ApiKeySource, BooleanRepr, Config, Identity, PasswordSource, PvType, ScalarType, Severity,
+    TagIndex, TimestampSource, WriteMode,
 };
 
 fn parse(text: &str) -> Result<Config, String> {
@@ -60,7 +60,10 @@ fn demo_config_has_the_demo_pvs() {
 
     let running = c.pv("DEMO:Pump001:Running").unwrap();
     assert_eq!(running.boolean, BooleanRepr::Enum);
-    assert_eq!(running.choices, ["Stopped".to_string(), "Running".to_string()]);
+    assert_eq!(
+        running.choices,
+        ["Stopped".to_string(), "Running".to_string()]
+    );
     assert!(running.writable());
 
     let mode = c.pv("DEMO:Pump001:Mode").unwrap();
@@ -84,7 +87,10 @@ fn example_config_users_and_write_modes() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
     let c = Config::load(&path).unwrap();
     assert!(c.gateway.tls.enabled);
-    assert_eq!(c.gateway.api_key, ApiKeySource::Env("MXPVA_GATEWAY_API_KEY".into()));
+    assert_eq!(
+        c.gateway.api_key,
+        ApiKeySource::Env("MXPVA_GATEWAY_API_KEY".into())
+    );
     // Relative paths are resolved against the config file's directory.
     assert_eq!(
         c.gateway.tls.ca_file.as_deref(),
@@ -160,7 +166,10 @@ type = "enum"
 
 #[test]
 fn tls_follows_the_scheme() {
-    let c = parse(&format!("[gateway]\nendpoint = \"https://gw:5001\"\n{ONE_PV}")).unwrap();
+    let c = parse(&format!(
+        "[gateway]\nendpoint = \"https://gw:5001\"\n{ONE_PV}"
+    ))
+    .unwrap();
     assert!(c.gateway.tls.enabled);
     assert_eq!(
         parse(&format!(
@@ -186,18 +195,29 @@ fn api_key_sources() {
         "/etc/mxpva/site.toml:2:15: gateway.api_key_env: set `api_key_env` or `api_key_file`, \
          not both"
     );
-    let c = parse(&format!("[gateway]\napi_key_file = \"keys/gw.key\"\n{ONE_PV}")).unwrap();
-    assert_eq!(c.gateway.api_key, ApiKeySource::File("/etc/mxpva/keys/gw.key".into()));
+    let c = parse(&format!(
+        "[gateway]\napi_key_file = \"keys/gw.key\"\n{ONE_PV}"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.gateway.api_key,
+        ApiKeySource::File("/etc/mxpva/keys/gw.key".into())
+    );
 
     // Loading reads the file, trims it, and the result never prints the key.
     let dir = std::env::temp_dir().join(format!("mxpva-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("gw.key"), "mxgw_1_abcdef\n").unwrap();
-    let key = ApiKeySource::File(dir.join("gw.key")).load().unwrap().unwrap();
+    let key = ApiKeySource::File(dir.join("gw.key"))
+        .load()
+        .unwrap()
+        .unwrap();
     assert_eq!(key.expose(), "mxgw_1_abcdef");
     assert!(!format!("{key} {key:?}").contains("abcdef"));
     std::fs::write(dir.join("empty.key"), "  \n").unwrap();
-    let err = ApiKeySource::File(dir.join("empty.key")).load().unwrap_err();
+    let err = ApiKeySource::File(dir.join("empty.key"))
+        .load()
+        .unwrap_err();
     assert!(err.to_string().ends_with("empty.key is empty"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
     let err = ApiKeySource::Env("MXPVA_TEST_SURELY_UNSET_VARIABLE".into())
@@ -233,7 +253,8 @@ fn server_options() {
 #[test]
 fn choices_need_an_enum() {
     assert_eq!(
-        parse("[[pv]]\nname = \"A\"\ntag = \"O.A\"\ntype = \"bool\"\nchoices = [\"a\", \"b\"]\n").unwrap_err(),
+        parse("[[pv]]\nname = \"A\"\ntag = \"O.A\"\ntype = \"bool\"\nchoices = [\"a\", \"b\"]\n")
+            .unwrap_err(),
         "/etc/mxpva/site.toml:5:11: pv[1].choices: `choices` apply only to a Boolean served as \
          NTEnum, not `bool`"
     );
@@ -285,7 +306,8 @@ fn names_and_precision() {
         "/etc/mxpva/site.toml:4:13: pv[1].precision: precision is 40, expected 0 to 17"
     );
     assert_eq!(
-        parse("[[pv]]\nname = \"A\"\ntag = \"O.A\"\ntype = \"string\"\nprecision = 2\n").unwrap_err(),
+        parse("[[pv]]\nname = \"A\"\ntag = \"O.A\"\ntype = \"string\"\nprecision = 2\n")
+            .unwrap_err(),
         "/etc/mxpva/site.toml:5:13: pv[1].precision: `precision` applies only to numeric \
          types, not `string`"
     );

@@ -24,7 +24,9 @@ async fn the_demo_serves_live_values_and_confirmed_writes() {
     // Speed moves and carries its metadata.
     let mut first = String::new();
     for _ in 0..50 {
-        let run = clients().run("pvget", &env, &["-v", "DEMO:Pump001:Speed"]).await;
+        let run = clients()
+            .run("pvget", &env, &["-v", "DEMO:Pump001:Speed"])
+            .await;
         first = run.text();
         if first.contains("NO_ALARM") {
             break;
@@ -35,11 +37,16 @@ async fn the_demo_serves_live_values_and_confirmed_writes() {
     assert!(first.contains("double limitHigh 3000"), "{first}");
 
     // A put round trip: confirmed by the simulator, then read back.
-    let run = clients().run("pvput", &env, &["DEMO:Pump001:SpeedSP", "1234.5"]).await;
+    let run = clients()
+        .run("pvput", &env, &["DEMO:Pump001:SpeedSP", "1234.5"])
+        .await;
     assert!(!run.text().contains("Error"), "{}", run.text());
     let mut value = String::new();
     for _ in 0..20 {
-        value = clients().run("pvget", &env, &["DEMO:Pump001:SpeedSP"]).await.stdout;
+        value = clients()
+            .run("pvget", &env, &["DEMO:Pump001:SpeedSP"])
+            .await
+            .stdout;
         if value.contains("1234.5") {
             break;
         }
@@ -48,15 +55,20 @@ async fn the_demo_serves_live_values_and_confirmed_writes() {
     assert!(value.contains("1234.5"), "{value}");
 
     // System Platform refuses a ViewOnly attribute; the client sees why.
-    let run = clients().run("pvput", &env, &["DEMO:Valve001:Position", "5"]).await;
+    let run = clients()
+        .run("pvput", &env, &["DEMO:Valve001:Position", "5"])
+        .await;
     assert!(
-        run.text()
-            .contains("Error: DEMO:Valve001:Position: System Platform refused the write: WriteAccessDenied"),
+        run.text().contains(
+            "Error: DEMO:Valve001:Position: System Platform refused the write: WriteAccessDenied"
+        ),
         "{}",
         run.text()
     );
     // Refused by the bridge before anything is sent.
-    let run = clients().run("pvput", &env, &["DEMO:Pump001:SpeedSP", "5000"]).await;
+    let run = clients()
+        .run("pvput", &env, &["DEMO:Pump001:SpeedSP", "5000"])
+        .await;
     assert!(
         run.text()
             .contains("Error: DEMO:Pump001:SpeedSP: 5000 is outside the control limits 0 to 3000"),
@@ -81,7 +93,9 @@ async fn the_demo_serves_live_values_and_confirmed_writes() {
     );
 
     // A boolean served as NTEnum, written by index.
-    let run = clients().run("pvput", &env, &["DEMO:Pump001:Running", "0"]).await;
+    let run = clients()
+        .run("pvput", &env, &["DEMO:Pump001:Running", "0"])
+        .await;
     assert!(!run.text().contains("Error"), "{}", run.text());
 
     assert!(demo.try_wait().unwrap().is_none(), "the demo exited");

@@ -26,7 +26,8 @@ fn post_and_read_back_every_field() {
             limit_high: 5.0,
             min_step: 0.5,
         });
-    pv.open(PvType::Scalar(ScalarType::Float64), &initial).unwrap();
+    pv.open(PvType::Scalar(ScalarType::Float64), &initial)
+        .unwrap();
     server.add_pv(&pv).unwrap();
     server.start().unwrap();
     assert_eq!(pv.current().unwrap().display, initial.display);

@@ -100,7 +100,10 @@ fn as_int(s: &Scalar) -> Result<i64, String> {
         Scalar::Int(i) => Ok(*i),
         Scalar::Float(f) if f.is_finite() && f.fract() == 0.0 => Ok(*f as i64),
         Scalar::Float(f) => Err(format!("{f} is not an integer")),
-        Scalar::Text(t) => t.trim().parse().map_err(|_| format!("'{t}' is not an integer")),
+        Scalar::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{t}' is not an integer")),
     }
 }
 
@@ -109,7 +112,10 @@ fn as_float(s: &Scalar) -> Result<f64, String> {
         Scalar::Bool(b) => Ok(f64::from(u8::from(*b))),
         Scalar::Int(i) => Ok(*i as f64),
         Scalar::Float(f) => Ok(*f),
-        Scalar::Text(t) => t.trim().parse().map_err(|_| format!("'{t}' is not a number")),
+        Scalar::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{t}' is not a number")),
     }
 }
 
@@ -243,7 +249,9 @@ fn finite(f: f64) -> Result<f64, String> {
     if f.is_finite() {
         Ok(f)
     } else {
-        Err(format!("{f} cannot be written: System Platform has no NaN or infinity"))
+        Err(format!(
+            "{f} cannot be written: System Platform has no NaN or infinity"
+        ))
     }
 }
 
@@ -273,7 +281,8 @@ fn mx_scalar(s: &Scalar, t: MxDataType) -> Result<MxValue, String> {
         }
         MxDataType::Time => {
             let text = as_text(s);
-            let t = humantime::parse_rfc3339_weak(&text).map_err(|_| format!("'{text}' is not an ISO 8601 time"))?;
+            let t = humantime::parse_rfc3339_weak(&text)
+                .map_err(|_| format!("'{text}' is not an ISO 8601 time"))?;
             MxValue::Time(t)
         }
         MxDataType::String
@@ -337,7 +346,10 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_table() {
-        assert_eq!(default_pv_type(MxDataType::Boolean, false, true), Some(PvType::Enum));
+        assert_eq!(
+            default_pv_type(MxDataType::Boolean, false, true),
+            Some(PvType::Enum)
+        );
         assert_eq!(
             default_pv_type(MxDataType::Time, false, true),
             Some(PvType::Scalar(ScalarType::String))
@@ -363,7 +375,10 @@ mod tests {
             .unwrap(),
             NtValue::Float64(1.5)
         );
-        assert_eq!(to_nt(&MxValue::Bool(true), PvType::Enum).unwrap(), NtValue::Enum(1));
+        assert_eq!(
+            to_nt(&MxValue::Bool(true), PvType::Enum).unwrap(),
+            NtValue::Enum(1)
+        );
         assert!(to_nt(&MxValue::Int32(300), PvType::Scalar(ScalarType::Int8)).is_err());
         assert_eq!(
             to_mx(&NtValue::Enum(1), MxDataType::Boolean, false).unwrap(),
@@ -374,7 +389,12 @@ mod tests {
         assert!(nan.contains("NaN"), "{nan}");
         assert!(to_mx(&NtValue::Float64(f64::INFINITY), MxDataType::Float, false).is_err());
         assert_eq!(
-            to_mx(&NtValue::Float64Array(vec![1.0, 2.0]), MxDataType::Double, true).unwrap(),
+            to_mx(
+                &NtValue::Float64Array(vec![1.0, 2.0]),
+                MxDataType::Double,
+                true
+            )
+            .unwrap(),
             MxValue::Array(MxArray::Double(vec![1.0, 2.0]))
         );
     }

@@ -27,8 +27,8 @@ use tracing::{info, warn};
 
 use crate::config::{self, Config};
 use crate::gateway::{
-    ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle, Session, SessionEvent,
-    TlsOptions, UserId, WriteEntry, WriteKind,
+    ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle,
+    Session, SessionEvent, TlsOptions, UserId, WriteEntry, WriteKind,
 };
 use crate::pva::{self, PutRequest, PvEvent, Server, ServerConfig};
 
@@ -51,7 +51,11 @@ fn client_options(gw: &config::Gateway) -> Result<ClientOptions, BridgeError> {
     let mut opts = ClientOptions::plaintext(gw.endpoint.clone());
     opts.connect_timeout = gw.connect_timeout;
     opts.request_timeout = gw.request_timeout;
-    if let Some(key) = gw.api_key.load().map_err(|e| BridgeError::ApiKey(e.to_string()))? {
+    if let Some(key) = gw
+        .api_key
+        .load()
+        .map_err(|e| BridgeError::ApiKey(e.to_string()))?
+    {
         let key = ApiKey::new(key.expose()).map_err(|e| BridgeError::ApiKey(e.to_string()))?;
         opts = opts.with_api_key(key);
     }
@@ -162,11 +166,18 @@ struct Bridge {
     lost_reason: Option<String>,
     next_write: u64,
     /// Results of write calls and write timeouts, from helper tasks.
-    internal: (mpsc::UnboundedSender<Internal>, mpsc::UnboundedReceiver<Internal>),
+    internal: (
+        mpsc::UnboundedSender<Internal>,
+        mpsc::UnboundedReceiver<Internal>,
+    ),
 }
 
 impl Bridge {
-    async fn serve(&mut self, pv_events: &mut pva::EventReceiver, shutdown: impl Future<Output = ()>) {
+    async fn serve(
+        &mut self,
+        pv_events: &mut pva::EventReceiver,
+        shutdown: impl Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         let mut backoff = self.config.gateway.reconnect_initial;
         let mut connecting: Option<tokio::task::JoinHandle<Connected>> = Some(self.spawn_connect());
@@ -227,9 +238,17 @@ impl Bridge {
     fn spawn_connect(&self) -> tokio::task::JoinHandle<Connected> {
         let opts = self.opts.clone();
         let gw = self.config.gateway.clone();
-        let tags: Vec<String> = self.pvs.iter().map(|p| p.cfg.tag.as_str().to_string()).collect();
-        let users: Vec<(String, config::User)> =
-            self.config.users.iter().map(|(k, u)| (k.clone(), u.clone())).collect();
+        let tags: Vec<String> = self
+            .pvs
+            .iter()
+            .map(|p| p.cfg.tag.as_str().to_string())
+            .collect();
+        let users: Vec<(String, config::User)> = self
+            .config
+            .users
+            .iter()
+            .map(|(k, u)| (k.clone(), u.clone()))
+            .collect();
         tokio::spawn(async move {
             let fail = |what: &str, e: GatewayError| format!("{what}: {e}");
             let client = GatewayClient::connect(&opts)
@@ -264,7 +283,12 @@ impl Bridge {
             let items = results
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| (i, r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string())))
+                .map(|(i, r)| {
+                    (
+                        i,
+                        r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string()),
+                    )
+                })
                 .collect();
             let events = session
                 .events(None)
@@ -376,12 +400,15 @@ impl Bridge {
 
     fn on_put(&mut self, put: PutRequest) {
         let Some(&i) = self.by_name.get(&put.pv) else {
-            put.completion.complete(Err(format!("{}: unknown PV", put.pv)));
+            put.completion
+                .complete(Err(format!("{}: unknown PV", put.pv)));
             return;
         };
         let Some(link) = &self.link else {
-            put.completion
-                .complete(Err(format!("{}: gateway unavailable: write not sent", put.pv)));
+            put.completion.complete(Err(format!(
+                "{}: gateway unavailable: write not sent",
+                put.pv
+            )));
             return;
         };
         let pv = &mut self.pvs[i];
@@ -395,12 +422,16 @@ impl Bridge {
         let (kind, user, verifier) = match pv.cfg.write.as_ref() {
             Some(config::WriteMode::Write { user }) => (WriteKind::Write, user.clone(), None),
             Some(config::WriteMode::Write2 { user }) => (WriteKind::Write2, user.clone(), None),
-            Some(config::WriteMode::Secured { user }) => {
-                (WriteKind::WriteSecured, Some(user.clone()), Some(user.clone()))
-            }
-            Some(config::WriteMode::Verified { user, verifier }) => {
-                (WriteKind::WriteSecured, Some(user.clone()), Some(verifier.clone()))
-            }
+            Some(config::WriteMode::Secured { user }) => (
+                WriteKind::WriteSecured,
+                Some(user.clone()),
+                Some(user.clone()),
+            ),
+            Some(config::WriteMode::Verified { user, verifier }) => (
+                WriteKind::WriteSecured,
+                Some(user.clone()),
+                Some(verifier.clone()),
+            ),
             None => {
                 put.completion
                     .complete(Err(format!("{} is read-only: put refused", put.pv)));
@@ -454,7 +485,10 @@ impl Bridge {
             Internal::WriteSent { .. } => {}
             Internal::WriteTimeout { pv, id } => {
                 let t = humantime::format_duration(self.config.gateway.write_timeout);
-                self.pvs[pv].fail_write(id, &format!("no write confirmation from System Platform within {t}"));
+                self.pvs[pv].fail_write(
+                    id,
+                    &format!("no write confirmation from System Platform within {t}"),
+                );
             }
         }
     }

@@ -10,8 +10,8 @@ use super::quality::quality_alarm;
 use crate::config;
 use crate::gateway::{ItemHandle, MxDataType, MxValue, Quality, WriteEntry};
 use crate::pva::{
-    Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutCompletion, PutRequest, PvType, ScalarType,
-    Severity, SharedPv, TimeStamp, Update, ValueAlarm,
+    Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutCompletion, PutRequest,
+    PvType, ScalarType, Severity, SharedPv, TimeStamp, Update, ValueAlarm,
 };
 
 /// A put sent to the gateway, waiting for its OnWriteComplete.
@@ -192,10 +192,19 @@ impl MappedPv {
     /// An alarm on an open PV (value kept); a PV never opened opens as a string.
     fn post_alarm(&mut self, alarm: Alarm) {
         if self.pv.is_open() {
-            self.post(&Update::default().with_alarm(alarm).with_time(TimeStamp::now()));
+            self.post(
+                &Update::default()
+                    .with_alarm(alarm)
+                    .with_time(TimeStamp::now()),
+            );
         } else {
             let ty = PvType::Scalar(ScalarType::String);
-            self.open(ty, Some(NtValue::String(String::new())), alarm, TimeStamp::now());
+            self.open(
+                ty,
+                Some(NtValue::String(String::new())),
+                alarm,
+                TimeStamp::now(),
+            );
         }
     }
 
@@ -317,13 +326,15 @@ impl MappedPv {
         if let Some(pos) = self.pending.iter().position(|w| w.id == id) {
             let w = self.pending.remove(pos).unwrap();
             warn!(pv = %self.name(), %message, "write failed");
-            w.completion.complete(Err(format!("{}: {message}", self.name())));
+            w.completion
+                .complete(Err(format!("{}: {message}", self.name())));
         }
     }
 }
 
 fn fmt_limit(l: Option<f64>) -> String {
-    l.map(|x| x.to_string()).unwrap_or_else(|| "unbounded".into())
+    l.map(|x| x.to_string())
+        .unwrap_or_else(|| "unbounded".into())
 }
 
 fn numeric(v: &NtValue) -> Option<f64> {

@@ -60,9 +60,19 @@ mod tests {
     fn the_documented_table_holds() {
         let table = [
             (0xC0, Severity::NoAlarm, AlarmStatus::None, "Good"),
-            (0xD8, Severity::NoAlarm, AlarmStatus::None, "Good: local override"),
+            (
+                0xD8,
+                Severity::NoAlarm,
+                AlarmStatus::None,
+                "Good: local override",
+            ),
             (0x40, Severity::Minor, AlarmStatus::None, "Uncertain"),
-            (0x44, Severity::Minor, AlarmStatus::None, "Uncertain: last usable value"),
+            (
+                0x44,
+                Severity::Minor,
+                AlarmStatus::None,
+                "Uncertain: last usable value",
+            ),
             (
                 0x50,
                 Severity::Minor,
@@ -70,17 +80,42 @@ mod tests {
                 "Uncertain: sensor not accurate",
             ),
             (0x00, Severity::Invalid, AlarmStatus::None, "Bad"),
-            (0x04, Severity::Invalid, AlarmStatus::Conf, "Bad: configuration error"),
-            (0x08, Severity::Invalid, AlarmStatus::Driver, "Bad: not connected"),
-            (0x0C, Severity::Invalid, AlarmStatus::Device, "Bad: device failure"),
-            (0x10, Severity::Invalid, AlarmStatus::Device, "Bad: sensor failure"),
+            (
+                0x04,
+                Severity::Invalid,
+                AlarmStatus::Conf,
+                "Bad: configuration error",
+            ),
+            (
+                0x08,
+                Severity::Invalid,
+                AlarmStatus::Driver,
+                "Bad: not connected",
+            ),
+            (
+                0x0C,
+                Severity::Invalid,
+                AlarmStatus::Device,
+                "Bad: device failure",
+            ),
+            (
+                0x10,
+                Severity::Invalid,
+                AlarmStatus::Device,
+                "Bad: sensor failure",
+            ),
             (
                 0x18,
                 Severity::Invalid,
                 AlarmStatus::Driver,
                 "Bad: communication failure",
             ),
-            (0x1C, Severity::Invalid, AlarmStatus::Db, "Bad: out of service"),
+            (
+                0x1C,
+                Severity::Invalid,
+                AlarmStatus::Db,
+                "Bad: out of service",
+            ),
             (
                 0x20,
                 Severity::Invalid,
@@ -90,7 +125,10 @@ mod tests {
         ];
         for (code, severity, status, message) in table {
             let a = quality_alarm(Quality(code));
-            assert_eq!((a.severity, a.status, a.message.as_str()), (severity, status, message));
+            assert_eq!(
+                (a.severity, a.status, a.message.as_str()),
+                (severity, status, message)
+            );
         }
         assert_eq!(
             quality_alarm(Quality(0x55)).message,

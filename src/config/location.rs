@@ -31,7 +31,11 @@ impl<'a> SourceMap<'a> {
 
     fn line_text(&self, line: usize) -> &'a str {
         let start = self.line_starts[line];
-        let end = self.line_starts.get(line + 1).copied().unwrap_or(self.src.len());
+        let end = self
+            .line_starts
+            .get(line + 1)
+            .copied()
+            .unwrap_or(self.src.len());
         self.src[start..end].trim_end_matches(['\n', '\r'])
     }
 
@@ -132,7 +136,10 @@ fn line_keys(line: &str, col: usize) -> Vec<String> {
                     }
                     j += 1;
                 }
-                (Some(line.get(i + 1..j.min(bytes.len())).unwrap_or("")), j + 1)
+                (
+                    Some(line.get(i + 1..j.min(bytes.len())).unwrap_or("")),
+                    j + 1,
+                )
             }
             b'{' => {
                 stack.push(current.take());
@@ -150,7 +157,9 @@ fn line_keys(line: &str, col: usize) -> Vec<String> {
             }
             c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
                 let mut j = i;
-                while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || b"_-.".contains(&bytes[j])) {
+                while j < bytes.len()
+                    && (bytes[j].is_ascii_alphanumeric() || b"_-.".contains(&bytes[j]))
+                {
                     j += 1;
                 }
                 (Some(&line[i..j]), j)

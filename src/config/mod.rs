@@ -149,7 +149,10 @@ pub enum SecretError {
     #[error("environment variable {0} is empty")]
     EnvEmpty(String),
     #[error("cannot read {path}: {source}")]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0} is empty")]
     FileEmpty(PathBuf),
 }
@@ -272,7 +275,10 @@ pub struct User {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// AuthenticateUser(name, password) at session start.
-    Credentials { name: String, password: PasswordSource },
+    Credentials {
+        name: String,
+        password: PasswordSource,
+    },
     /// A user id already known.
     Id(i32),
 }

@@ -187,7 +187,12 @@ fn default_boolean() -> super::BooleanRepr {
     super::BooleanRepr::Enum
 }
 fn default_choices() -> Spanned<Vec<String>> {
-    unspanned(super::DEFAULT_BOOLEAN_CHOICES.iter().map(|s| s.to_string()).collect())
+    unspanned(
+        super::DEFAULT_BOOLEAN_CHOICES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
 }
 
 #[derive(Debug, Deserialize)]

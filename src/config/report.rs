@@ -46,10 +46,18 @@ fn write_text(pv: &Pv) -> String {
 fn limits_text(pv: &Pv) -> String {
     let mut parts = Vec::new();
     if let Some(d) = pv.display {
-        parts.push(format!("display {}..{}", fmt_limit(d.low), fmt_limit(d.high)));
+        parts.push(format!(
+            "display {}..{}",
+            fmt_limit(d.low),
+            fmt_limit(d.high)
+        ));
     }
     if let Some(c) = pv.control {
-        parts.push(format!("control {}..{}", fmt_limit(c.low), fmt_limit(c.high)));
+        parts.push(format!(
+            "control {}..{}",
+            fmt_limit(c.low),
+            fmt_limit(c.high)
+        ));
     }
     if let Some(a) = pv.value_alarm {
         parts.push(format!(
@@ -94,17 +102,26 @@ pub(super) fn mapping_table(c: &Config) -> String {
             "EPICS_PVAS_INTF_ADDR_LIST"
         ),
         opt(s.tcp_port.map(|p| p.to_string()), "EPICS_PVAS_SERVER_PORT"),
-        opt(s.udp_port.map(|p| p.to_string()), "EPICS_PVAS_BROADCAST_PORT"),
-        opt(s.beacon_destinations.as_ref().map(join), "EPICS_PVAS_BEACON_ADDR_LIST"),
         opt(
-            s.auto_beacon.map(|b| if b { "yes" } else { "no" }.to_string()),
+            s.udp_port.map(|p| p.to_string()),
+            "EPICS_PVAS_BROADCAST_PORT"
+        ),
+        opt(
+            s.beacon_destinations.as_ref().map(join),
+            "EPICS_PVAS_BEACON_ADDR_LIST"
+        ),
+        opt(
+            s.auto_beacon
+                .map(|b| if b { "yes" } else { "no" }.to_string()),
             "EPICS_PVAS_AUTO_BEACON_ADDR_LIST"
         ),
     );
     let _ = writeln!(out, "pvs:       {}", c.pvs.len());
     out.push('\n');
 
-    let header = ["PV", "TAG", "TYPE", "ACCESS", "WRITE", "TIME", "UNITS", "LIMITS"];
+    let header = [
+        "PV", "TAG", "TYPE", "ACCESS", "WRITE", "TIME", "UNITS", "LIMITS",
+    ];
     let rows: Vec<[String; 8]> = c
         .pvs
         .iter()

@@ -184,8 +184,12 @@ impl TryFrom<String> for Tag {
                     (&s[..open], TagIndexRepr::Whole)
                 } else if let Some(num) = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
                     match num.parse::<u32>() {
-                        Ok(0) => return bad("has index 0, but MXAccess counts array elements from 1"),
-                        Ok(n) if num.bytes().all(|b| b.is_ascii_digit()) => (&s[..open], TagIndexRepr::Element(n)),
+                        Ok(0) => {
+                            return bad("has index 0, but MXAccess counts array elements from 1")
+                        }
+                        Ok(n) if num.bytes().all(|b| b.is_ascii_digit()) => {
+                            (&s[..open], TagIndexRepr::Element(n))
+                        }
                         _ => return bad("has a bad array index"),
                     }
                 } else {
@@ -244,8 +248,8 @@ pub enum ScalarType {
 impl ScalarType {
     /// Every type name accepted in `type = "..."`, in the order shown in messages.
     pub const NAMES: [&'static str; 13] = [
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64",
-        "string", "enum",
+        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+        "float32", "float64", "string", "enum",
     ];
 
     /// The name used in the config file.
@@ -270,7 +274,10 @@ impl ScalarType {
 
     /// Integers and floats: the types that limits, units and precision apply to.
     pub fn is_numeric(self) -> bool {
-        !matches!(self, ScalarType::Bool | ScalarType::String | ScalarType::Enum)
+        !matches!(
+            self,
+            ScalarType::Bool | ScalarType::String | ScalarType::Enum
+        )
     }
 }
 
@@ -362,9 +369,9 @@ impl TryFrom<toml::Value> for DurationValue {
     fn try_from(v: toml::Value) -> Result<Self, String> {
         match v {
             toml::Value::String(s) => parse_duration(&s).map(DurationValue),
-            toml::Value::Integer(_) | toml::Value::Float(_) => {
-                Err(format!("a duration needs a unit: write \"{v}ms\" or \"{v}s\", not {v}"))
-            }
+            toml::Value::Integer(_) | toml::Value::Float(_) => Err(format!(
+                "a duration needs a unit: write \"{v}ms\" or \"{v}s\", not {v}"
+            )),
             other => Err(format!(
                 "expected a duration such as \"5s\" or \"250ms\", found {}",
                 other.type_str()
@@ -375,10 +382,13 @@ impl TryFrom<toml::Value> for DurationValue {
 
 /// Parses `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad =
-        || format!("bad duration \"{s}\": expected a number and a unit (ms, s, m or h), such as \"5s\" or \"250ms\"");
+    let bad = || {
+        format!("bad duration \"{s}\": expected a number and a unit (ms, s, m or h), such as \"5s\" or \"250ms\"")
+    };
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit.trim() {
@@ -442,7 +452,10 @@ mod tests {
             PvName::try_from("A B".to_string()).unwrap_err(),
             "PV name `A B` contains a space: use ASCII letters, digits and `_-+:.;[]<>{}/`"
         );
-        assert_eq!(PvName::try_from(String::new()).unwrap_err(), "PV name is empty");
+        assert_eq!(
+            PvName::try_from(String::new()).unwrap_err(),
+            "PV name is empty"
+        );
         assert!(PvPrefix::try_from(String::new()).is_ok());
     }
 

@@ -12,8 +12,8 @@ use super::location::SourceMap;
 use super::raw::{RawConfig, RawControl, RawPv, RawRange, RawUser, RawValueAlarm, RawWriteMode};
 use super::types::{PvName, PvType, ScalarType};
 use super::{
-    ApiKeySource, BooleanRepr, Config, ConfigError, Control, Defaults, Diagnostic, Gateway, Identity, PasswordSource,
-    Pv, Range, Server, Tls, User, ValueAlarm, WriteMode,
+    ApiKeySource, BooleanRepr, Config, ConfigError, Control, Defaults, Diagnostic, Gateway,
+    Identity, PasswordSource, Pv, Range, Server, Tls, User, ValueAlarm, WriteMode,
 };
 
 /// The largest `subscribe_chunk` accepted.
@@ -49,7 +49,9 @@ impl Validator<'_> {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
-            self.file.parent().map_or_else(|| p.to_path_buf(), |dir| dir.join(p))
+            self.file
+                .parent()
+                .map_or_else(|| p.to_path_buf(), |dir| dir.join(p))
         }
     }
 }
@@ -89,7 +91,9 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     } else {
         // In file order; problems at one position keep the order they were found in.
         v.diags.sort_by_key(|d| (d.line, d.column));
-        Err(ConfigError { diagnostics: v.diags })
+        Err(ConfigError {
+            diagnostics: v.diags,
+        })
     }
 }
 
@@ -119,7 +123,10 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         verifier: d.verifier,
         users: &users,
     };
-    for (key, span) in [("defaults.user", &ctx.user), ("defaults.verifier", &ctx.verifier)] {
+    for (key, span) in [
+        ("defaults.user", &ctx.user),
+        ("defaults.verifier", &ctx.verifier),
+    ] {
         if let Some(u) = span {
             if !users.contains_key(u.get_ref()) {
                 v.err(u.span(), key, unknown_user(u.get_ref()));
@@ -241,7 +248,11 @@ fn gateway(v: &mut Validator<'_>, g: super::raw::RawGateway) -> Gateway {
     };
     let enabled = match &g.tls {
         Some(t) if *t.get_ref() && !https => {
-            v.err(t.span(), "gateway.tls", "`tls = true` needs an `https://` endpoint");
+            v.err(
+                t.span(),
+                "gateway.tls",
+                "`tls = true` needs an `https://` endpoint",
+            );
             true
         }
         Some(t) if !*t.get_ref() && https => {
@@ -281,7 +292,11 @@ fn gateway(v: &mut Validator<'_>, g: super::raw::RawGateway) -> Gateway {
         server_name: g.server_name.map(Spanned::into_inner),
     };
     if g.client_name.get_ref().trim().is_empty() {
-        v.err(g.client_name.span(), "gateway.client_name", "`client_name` is empty");
+        v.err(
+            g.client_name.span(),
+            "gateway.client_name",
+            "`client_name` is empty",
+        );
     }
     for (key, d) in [
         ("gateway.connect_timeout", &g.connect_timeout),
@@ -409,7 +424,11 @@ fn user(v: &mut Validator<'_>, key: String, u: Spanned<RawUser>) -> Option<User>
     };
     let identity = match (&u.name, &u.id, password) {
         (Some(_), Some(id), _) => {
-            v.err(id.span(), format!("{path}.id"), "set `name` or `id`, not both");
+            v.err(
+                id.span(),
+                format!("{path}.id"),
+                "set `name` or `id`, not both",
+            );
             return None;
         }
         (Some(n), None, Some(password)) => {
@@ -504,8 +523,17 @@ fn finite(v: &mut Validator<'_>, key: &str, x: &Option<Spanned<f64>>) -> Option<
 }
 
 /// Reports the first pair out of order among `(name, value)` in ascending order.
-fn ordered(v: &mut Validator<'_>, span: Span<usize>, key: &str, what: &str, values: &[(&str, Option<f64>)]) {
-    let present: Vec<(&str, f64)> = values.iter().filter_map(|(n, x)| x.map(|x| (*n, x))).collect();
+fn ordered(
+    v: &mut Validator<'_>,
+    span: Span<usize>,
+    key: &str,
+    what: &str,
+    values: &[(&str, Option<f64>)],
+) {
+    let present: Vec<(&str, f64)> = values
+        .iter()
+        .filter_map(|(n, x)| x.map(|x| (*n, x)))
+        .collect();
     for pair in present.windows(2) {
         let ((a, x), (b, y)) = (pair[0], pair[1]);
         if x > y {
@@ -547,10 +575,18 @@ fn control(v: &mut Validator<'_>, p: &str, c: Option<Spanned<RawControl>>) -> Op
             );
         }
     }
-    Some(Control { low, high, min_step })
+    Some(Control {
+        low,
+        high,
+        min_step,
+    })
 }
 
-fn value_alarm(v: &mut Validator<'_>, p: &str, a: Option<Spanned<RawValueAlarm>>) -> Option<ValueAlarm> {
+fn value_alarm(
+    v: &mut Validator<'_>,
+    p: &str,
+    a: Option<Spanned<RawValueAlarm>>,
+) -> Option<ValueAlarm> {
     let a = a?;
     let span = a.span();
     let key = format!("{p}.value_alarm");
@@ -590,7 +626,12 @@ fn value_alarm(v: &mut Validator<'_>, p: &str, a: Option<Spanned<RawValueAlarm>>
     })
 }
 
-fn pv(v: &mut Validator<'_>, ctx: &PvContext<'_>, n: usize, entry: Spanned<RawPv>) -> Option<(Pv, Span<usize>)> {
+fn pv(
+    v: &mut Validator<'_>,
+    ctx: &PvContext<'_>,
+    n: usize,
+    entry: Spanned<RawPv>,
+) -> Option<(Pv, Span<usize>)> {
     let table_span = entry.span();
     let location = v.at(&table_span);
     let p = format!("pv[{n}]");
@@ -627,7 +668,9 @@ fn pv(v: &mut Validator<'_>, ctx: &PvContext<'_>, n: usize, entry: Spanned<RawPv
             v.err(
                 t.span(),
                 format!("{p}.type"),
-                format!("tag `{tag}` is a whole array, but type `{ty}` is a scalar: write `{ty}[]`"),
+                format!(
+                    "tag `{tag}` is a whole array, but type `{ty}` is a scalar: write `{ty}[]`"
+                ),
             );
         }
     }
@@ -650,7 +693,8 @@ fn pv(v: &mut Validator<'_>, ctx: &PvContext<'_>, n: usize, entry: Spanned<RawPv
     }
     if let Some(a) = &raw.value_alarm {
         numeric_only(v, "value_alarm", a.span());
-        if pv_type.is_some_and(PvType::is_array) || tag.as_ref().is_some_and(|t| t.is_whole_array()) {
+        if pv_type.is_some_and(PvType::is_array) || tag.as_ref().is_some_and(|t| t.is_whole_array())
+        {
             v.err(
                 a.span(),
                 format!("{p}.value_alarm"),
@@ -668,7 +712,10 @@ fn pv(v: &mut Validator<'_>, ctx: &PvContext<'_>, n: usize, entry: Spanned<RawPv
                     v.err(
                         s.span(),
                         format!("{p}.precision"),
-                        format!("precision is {}, expected 0 to {MAX_PRECISION}", s.get_ref()),
+                        format!(
+                            "precision is {}, expected 0 to {MAX_PRECISION}",
+                            s.get_ref()
+                        ),
                     );
                     None
                 }
@@ -705,13 +752,17 @@ fn pv(v: &mut Validator<'_>, ctx: &PvContext<'_>, n: usize, entry: Spanned<RawPv
                 );
                 ctx.defaults.boolean_choices.clone()
             } else {
-                choices(v, c, &format!("{p}.choices")).unwrap_or_else(|| ctx.defaults.boolean_choices.clone())
+                choices(v, c, &format!("{p}.choices"))
+                    .unwrap_or_else(|| ctx.defaults.boolean_choices.clone())
             }
         }
     };
 
     // Writes.
-    let writable = raw.writable.as_ref().map_or(ctx.defaults.writable, |w| *w.get_ref());
+    let writable = raw
+        .writable
+        .as_ref()
+        .map_or(ctx.defaults.writable, |w| *w.get_ref());
     let write = if !writable {
         for (what, span) in [
             ("write_mode", raw.write_mode.as_ref().map(Spanned::span)),
@@ -772,7 +823,10 @@ fn write_mode(
     raw: &RawPv,
     table_span: Span<usize>,
 ) -> Option<WriteMode> {
-    let mode = raw.write_mode.as_ref().map_or(ctx.write_mode, |m| *m.get_ref());
+    let mode = raw
+        .write_mode
+        .as_ref()
+        .map_or(ctx.write_mode, |m| *m.get_ref());
     let mode_span = raw.write_mode.as_ref().map_or(table_span, |m| m.span());
     let mode_name = match mode {
         RawWriteMode::Write => "write",

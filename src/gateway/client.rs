@@ -49,7 +49,9 @@ impl ApiKey {
     pub fn from_env(var: &str) -> Result<Self, GatewayError> {
         match std::env::var(var) {
             Ok(v) => Self::new(v).map_err(|_| {
-                GatewayError::Config(format!("environment variable {var} does not hold a usable API key"))
+                GatewayError::Config(format!(
+                    "environment variable {var} does not hold a usable API key"
+                ))
             }),
             Err(_) => Err(GatewayError::Config(format!(
                 "environment variable {var} (API key) is not set"
@@ -59,10 +61,15 @@ impl ApiKey {
 
     /// Read the key from a file (surrounding whitespace ignored).
     pub fn from_file(path: &Path) -> Result<Self, GatewayError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| GatewayError::Config(format!("cannot read API key file {}: {e}", path.display())))?;
-        Self::new(text)
-            .map_err(|_| GatewayError::Config(format!("API key file {} does not hold a usable key", path.display())))
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            GatewayError::Config(format!("cannot read API key file {}: {e}", path.display()))
+        })?;
+        Self::new(text).map_err(|_| {
+            GatewayError::Config(format!(
+                "API key file {} does not hold a usable key",
+                path.display()
+            ))
+        })
     }
 
     /// The key id part (`<id>` of `mxgw_<id>_<secret>`), safe to log.
@@ -242,8 +249,9 @@ impl GatewayClient {
             let mut cfg = ClientTlsConfig::new();
             match &tls.ca_file {
                 Some(path) => {
-                    let pem = std::fs::read(path)
-                        .map_err(|e| GatewayError::Config(format!("cannot read CA file {}: {e}", path.display())))?;
+                    let pem = std::fs::read(path).map_err(|e| {
+                        GatewayError::Config(format!("cannot read CA file {}: {e}", path.display()))
+                    })?;
                     cfg = cfg.ca_certificate(Certificate::from_pem(pem));
                 }
                 None => cfg = cfg.with_native_roots(),
@@ -261,9 +269,10 @@ impl GatewayClient {
         })?;
         let auth = match &opts.api_key {
             Some(k) => {
-                let mut v: MetadataValue<Ascii> = format!("Bearer {}", k.expose())
-                    .parse()
-                    .map_err(|_| GatewayError::Config("the API key cannot be sent as a header".into()))?;
+                let mut v: MetadataValue<Ascii> =
+                    format!("Bearer {}", k.expose()).parse().map_err(|_| {
+                        GatewayError::Config("the API key cannot be sent as a header".into())
+                    })?;
                 v.set_sensitive(true);
                 Auth(Some(v))
             }
@@ -326,7 +335,10 @@ impl GatewayClient {
     }
 
     /// Snapshot of the active alarms (session-less).
-    pub async fn query_active_alarms(&self, filter_prefix: &str) -> Result<Vec<ActiveAlarm>, GatewayError> {
+    pub async fn query_active_alarms(
+        &self,
+        filter_prefix: &str,
+    ) -> Result<Vec<ActiveAlarm>, GatewayError> {
         const CALL: &str = "QueryActiveAlarms";
         let mut stream = self
             .gw
@@ -343,8 +355,17 @@ impl GatewayClient {
             .map_err(|s| GatewayError::from_status(CALL, s))?
             .into_inner();
         let mut out = Vec::new();
-        while let Some(a) = stream.message().await.map_err(|s| GatewayError::from_status(CALL, s))? {
-            out.push(active_alarm_from_pb(&a).map_err(|message| GatewayError::Protocol { call: CALL, message })?);
+        while let Some(a) = stream
+            .message()
+            .await
+            .map_err(|s| GatewayError::from_status(CALL, s))?
+        {
+            out.push(
+                active_alarm_from_pb(&a).map_err(|message| GatewayError::Protocol {
+                    call: CALL,
+                    message,
+                })?,
+            );
         }
         Ok(out)
     }
@@ -370,7 +391,12 @@ impl GatewayClient {
 
     /// Acknowledge an alarm by reference (`Galaxy!Area.Object.Alarm`), with a
     /// comment (at most 256 characters) and the operator's name.
-    pub async fn acknowledge_alarm(&self, reference: &str, comment: &str, operator: &str) -> Result<(), GatewayError> {
+    pub async fn acknowledge_alarm(
+        &self,
+        reference: &str,
+        comment: &str,
+        operator: &str,
+    ) -> Result<(), GatewayError> {
         const CALL: &str = "AcknowledgeAlarm";
         if comment.chars().count() > 256 {
             return Err(GatewayError::InvalidArgument {
@@ -394,7 +420,11 @@ impl GatewayClient {
             .map_err(|s| GatewayError::from_status(CALL, s))?
             .into_inner();
         let statuses: Vec<MxStatus> = reply.status.iter().map(status_from_pb).collect();
-        match reply.protocol_status.as_ref().map(|p| ProtocolCode::from_pb(p.code)) {
+        match reply
+            .protocol_status
+            .as_ref()
+            .map(|p| ProtocolCode::from_pb(p.code))
+        {
             Some(ProtocolCode::MxAccessFailure) => Err(GatewayError::MxAccess {
                 call: CALL,
                 failure: MxAccessFailure {
@@ -553,7 +583,13 @@ impl Session {
                 })
             }
         }
-        if reply.hresult < 0 || reply.statuses.iter().map(status_from_pb).any(|s| !s.is_ok()) {
+        if reply.hresult < 0
+            || reply
+                .statuses
+                .iter()
+                .map(status_from_pb)
+                .any(|s| !s.is_ok())
+        {
             return Err(GatewayError::MxAccess {
                 call,
                 failure: mx_failure(&reply),
@@ -595,7 +631,10 @@ impl Session {
         .map(drop)
     }
 
-    fn item_handle(call: &'static str, reply: pb::MxCommandReply) -> Result<ItemHandle, GatewayError> {
+    fn item_handle(
+        call: &'static str,
+        reply: pb::MxCommandReply,
+    ) -> Result<ItemHandle, GatewayError> {
         match reply.reply {
             Some(Reply::AddItem(r)) => Ok(ItemHandle(r.item_handle)),
             _ => Err(GatewayError::Protocol {
@@ -607,7 +646,11 @@ impl Session {
 
     /// `AddItem(server, reference)`. References: `Obj.Attr`, `Obj.Attr[]` (a
     /// whole array), `Obj.Attr[N]` (1-based element).
-    pub async fn add_item(&self, server: ServerHandle, reference: &str) -> Result<ItemHandle, GatewayError> {
+    pub async fn add_item(
+        &self,
+        server: ServerHandle,
+        reference: &str,
+    ) -> Result<ItemHandle, GatewayError> {
         const CALL: &str = "AddItem";
         let reply = self
             .invoke(
@@ -644,14 +687,68 @@ impl Session {
         Self::item_handle(CALL, reply)
     }
 
-    pub async fn remove_item(&self, server: ServerHandle, item: ItemHandle) -> Result<(), GatewayError> {
+    /// `AddBufferedItem(server, reference)`: after Advise, changes arrive as
+    /// [`BufferedDataChange`] batches every buffered update interval.
+    pub async fn add_buffered_item(
+        &self,
+        server: ServerHandle,
+        reference: &str,
+    ) -> Result<ItemHandle, GatewayError> {
+        const CALL: &str = "AddBufferedItem";
+        let reply = self
+            .invoke(
+                CALL,
+                pb::MxCommandKind::AddBufferedItem,
+                Payload::AddBufferedItem(pb::AddBufferedItemCommand {
+                    server_handle: server.0,
+                    item_definition: reference.into(),
+                }),
+            )
+            .await?;
+        Self::item_handle(CALL, reply)
+    }
+
+    /// `SetBufferedUpdateInterval(server, interval)` for the buffered items of `server`.
+    pub async fn set_buffered_update_interval(
+        &self,
+        server: ServerHandle,
+        interval: Duration,
+    ) -> Result<(), GatewayError> {
+        const CALL: &str = "SetBufferedUpdateInterval";
+        let interval_ms =
+            u32::try_from(interval.as_millis()).map_err(|_| GatewayError::InvalidArgument {
+                call: CALL,
+                message: "interval too long".into(),
+            })?;
+        let c = pb::SetBufferedUpdateIntervalCommand {
+            server_handle: server.0,
+            interval_ms,
+        };
+        self.invoke(
+            CALL,
+            pb::MxCommandKind::SetBufferedUpdateInterval,
+            Payload::SetBufferedUpdateInterval(c),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn remove_item(
+        &self,
+        server: ServerHandle,
+        item: ItemHandle,
+    ) -> Result<(), GatewayError> {
         let c = pb::RemoveItemCommand {
             server_handle: server.0,
             item_handle: item.0,
         };
-        self.invoke("RemoveItem", pb::MxCommandKind::RemoveItem, Payload::RemoveItem(c))
-            .await
-            .map(drop)
+        self.invoke(
+            "RemoveItem",
+            pb::MxCommandKind::RemoveItem,
+            Payload::RemoveItem(c),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn advise(&self, server: ServerHandle, item: ItemHandle) -> Result<(), GatewayError> {
@@ -664,7 +761,11 @@ impl Session {
             .map(drop)
     }
 
-    pub async fn advise_supervisory(&self, server: ServerHandle, item: ItemHandle) -> Result<(), GatewayError> {
+    pub async fn advise_supervisory(
+        &self,
+        server: ServerHandle,
+        item: ItemHandle,
+    ) -> Result<(), GatewayError> {
         let c = pb::AdviseSupervisoryCommand {
             server_handle: server.0,
             item_handle: item.0,
@@ -678,14 +779,22 @@ impl Session {
         .map(drop)
     }
 
-    pub async fn unadvise(&self, server: ServerHandle, item: ItemHandle) -> Result<(), GatewayError> {
+    pub async fn unadvise(
+        &self,
+        server: ServerHandle,
+        item: ItemHandle,
+    ) -> Result<(), GatewayError> {
         let c = pb::UnAdviseCommand {
             server_handle: server.0,
             item_handle: item.0,
         };
-        self.invoke("UnAdvise", pb::MxCommandKind::UnAdvise, Payload::UnAdvise(c))
-            .await
-            .map(drop)
+        self.invoke(
+            "UnAdvise",
+            pb::MxCommandKind::UnAdvise,
+            Payload::UnAdvise(c),
+        )
+        .await
+        .map(drop)
     }
 
     /// `AuthenticateUser(server, user, password)`: a user id for secured writes.
@@ -728,7 +837,12 @@ impl Session {
     /// `entry.user` is the user id (the current user for the secured kinds),
     /// `entry.verifier` the verifier (secured kinds), `entry.timestamp` the
     /// value's time (the *2 kinds; None = now).
-    pub async fn write(&self, server: ServerHandle, kind: WriteKind, entry: &WriteEntry) -> Result<(), GatewayError> {
+    pub async fn write(
+        &self,
+        server: ServerHandle,
+        kind: WriteKind,
+        entry: &WriteEntry,
+    ) -> Result<(), GatewayError> {
         let call = match kind {
             WriteKind::Write => "Write",
             WriteKind::Write2 => "Write2",
@@ -783,7 +897,10 @@ impl Session {
         self.invoke(call, k, payload).await.map(drop)
     }
 
-    fn subscribe_results(call: &'static str, reply: pb::MxCommandReply) -> Result<Vec<SubscribeResult>, GatewayError> {
+    fn subscribe_results(
+        call: &'static str,
+        reply: pb::MxCommandReply,
+    ) -> Result<Vec<SubscribeResult>, GatewayError> {
         match reply.reply {
             Some(Reply::BulkSubscribe(r)) => Ok(r
                 .results
@@ -843,18 +960,24 @@ impl Session {
     ) -> Result<Vec<SubscribeResult>, GatewayError> {
         let (s, h): (i32, Vec<i32>) = (server.0, items.iter().map(|i| i.0).collect());
         let payload = match kind {
-            pb::MxCommandKind::AdviseItemBulk => Payload::AdviseItemBulk(pb::AdviseItemBulkCommand {
-                server_handle: s,
-                item_handles: h,
-            }),
-            pb::MxCommandKind::RemoveItemBulk => Payload::RemoveItemBulk(pb::RemoveItemBulkCommand {
-                server_handle: s,
-                item_handles: h,
-            }),
-            pb::MxCommandKind::UnAdviseItemBulk => Payload::UnAdviseItemBulk(pb::UnAdviseItemBulkCommand {
-                server_handle: s,
-                item_handles: h,
-            }),
+            pb::MxCommandKind::AdviseItemBulk => {
+                Payload::AdviseItemBulk(pb::AdviseItemBulkCommand {
+                    server_handle: s,
+                    item_handles: h,
+                })
+            }
+            pb::MxCommandKind::RemoveItemBulk => {
+                Payload::RemoveItemBulk(pb::RemoveItemBulkCommand {
+                    server_handle: s,
+                    item_handles: h,
+                })
+            }
+            pb::MxCommandKind::UnAdviseItemBulk => {
+                Payload::UnAdviseItemBulk(pb::UnAdviseItemBulkCommand {
+                    server_handle: s,
+                    item_handles: h,
+                })
+            }
             _ => Payload::UnsubscribeBulk(pb::UnsubscribeBulkCommand {
                 server_handle: s,
                 item_handles: h,
@@ -888,8 +1011,13 @@ impl Session {
         server: ServerHandle,
         tags: &[String],
     ) -> Result<Vec<SubscribeResult>, GatewayError> {
-        self.bulk_by_tag("SubscribeBulk", pb::MxCommandKind::SubscribeBulk, server, tags)
-            .await
+        self.bulk_by_tag(
+            "SubscribeBulk",
+            pb::MxCommandKind::SubscribeBulk,
+            server,
+            tags,
+        )
+        .await
     }
 
     /// SubscribeBulk in chunks of at most `chunk` tags (one round trip each),
@@ -913,8 +1041,13 @@ impl Session {
         server: ServerHandle,
         items: &[ItemHandle],
     ) -> Result<Vec<SubscribeResult>, GatewayError> {
-        self.bulk_by_handle("AdviseItemBulk", pb::MxCommandKind::AdviseItemBulk, server, items)
-            .await
+        self.bulk_by_handle(
+            "AdviseItemBulk",
+            pb::MxCommandKind::AdviseItemBulk,
+            server,
+            items,
+        )
+        .await
     }
 
     pub async fn remove_item_bulk(
@@ -922,8 +1055,13 @@ impl Session {
         server: ServerHandle,
         items: &[ItemHandle],
     ) -> Result<Vec<SubscribeResult>, GatewayError> {
-        self.bulk_by_handle("RemoveItemBulk", pb::MxCommandKind::RemoveItemBulk, server, items)
-            .await
+        self.bulk_by_handle(
+            "RemoveItemBulk",
+            pb::MxCommandKind::RemoveItemBulk,
+            server,
+            items,
+        )
+        .await
     }
 
     pub async fn unadvise_item_bulk(
@@ -931,8 +1069,13 @@ impl Session {
         server: ServerHandle,
         items: &[ItemHandle],
     ) -> Result<Vec<SubscribeResult>, GatewayError> {
-        self.bulk_by_handle("UnAdviseItemBulk", pb::MxCommandKind::UnAdviseItemBulk, server, items)
-            .await
+        self.bulk_by_handle(
+            "UnAdviseItemBulk",
+            pb::MxCommandKind::UnAdviseItemBulk,
+            server,
+            items,
+        )
+        .await
     }
 
     /// UnsubscribeBulk (UnAdvise + RemoveItem per item).
@@ -941,8 +1084,13 @@ impl Session {
         server: ServerHandle,
         items: &[ItemHandle],
     ) -> Result<Vec<SubscribeResult>, GatewayError> {
-        self.bulk_by_handle("UnsubscribeBulk", pb::MxCommandKind::UnsubscribeBulk, server, items)
-            .await
+        self.bulk_by_handle(
+            "UnsubscribeBulk",
+            pb::MxCommandKind::UnsubscribeBulk,
+            server,
+            items,
+        )
+        .await
     }
 
     /// WriteBulk / Write2Bulk / WriteSecuredBulk / WriteSecured2Bulk: one
@@ -962,10 +1110,12 @@ impl Session {
         };
         let mut values = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            e.value.check_sendable().map_err(|m| GatewayError::InvalidArgument {
-                call,
-                message: format!("entry {i}: {m}"),
-            })?;
+            e.value
+                .check_sendable()
+                .map_err(|m| GatewayError::InvalidArgument {
+                    call,
+                    message: format!("entry {i}: {m}"),
+                })?;
             values.push(Some(value_to_pb(&e.value, None)));
         }
         let ts = |e: &WriteEntry| Some(time_to_pb(e.timestamp.unwrap_or_else(SystemTime::now)));
@@ -1072,10 +1222,11 @@ impl Session {
         timeout: Duration,
     ) -> Result<Vec<BulkReadResult>, GatewayError> {
         const CALL: &str = "ReadBulk";
-        let timeout_ms = u32::try_from(timeout.as_millis()).map_err(|_| GatewayError::InvalidArgument {
-            call: CALL,
-            message: "timeout too long".into(),
-        })?;
+        let timeout_ms =
+            u32::try_from(timeout.as_millis()).map_err(|_| GatewayError::InvalidArgument {
+                call: CALL,
+                message: "timeout too long".into(),
+            })?;
         let reply = self
             .invoke(
                 CALL,
@@ -1105,7 +1256,10 @@ impl Session {
                 let outcome = if r.was_successful {
                     let value = match &r.value {
                         Some(v) => {
-                            value_from_pb(v, false).map_err(|message| GatewayError::Protocol { call: CALL, message })?
+                            value_from_pb(v, false).map_err(|message| GatewayError::Protocol {
+                                call: CALL,
+                                message,
+                            })?
                         }
                         None => MxValue::Null,
                     };
@@ -1144,7 +1298,12 @@ impl Session {
         };
         r.events
             .into_iter()
-            .map(|e| event_from_pb(e).map_err(|message| GatewayError::Protocol { call: CALL, message }))
+            .map(|e| {
+                event_from_pb(e).map_err(|message| GatewayError::Protocol {
+                    call: CALL,
+                    message,
+                })
+            })
             .collect()
     }
 
@@ -1204,14 +1363,20 @@ impl EventStream {
                             if seq <= self.last_sequence && self.last_sequence != 0 {
                                 return Some(Err(GatewayError::Protocol {
                                     call: CALL,
-                                    message: format!("worker_sequence went from {} to {seq}", self.last_sequence),
+                                    message: format!(
+                                        "worker_sequence went from {} to {seq}",
+                                        self.last_sequence
+                                    ),
                                 }));
                             }
                             self.last_sequence = seq;
                         }
                         Some(Ok(ev))
                     }
-                    Err(message) => Some(Err(GatewayError::Protocol { call: CALL, message })),
+                    Err(message) => Some(Err(GatewayError::Protocol {
+                        call: CALL,
+                        message,
+                    })),
                 }
             }
             Ok(None) => None,
@@ -1244,14 +1409,21 @@ impl AlarmFeed {
         match self.inner.message().await {
             Ok(Some(m)) => Some(
                 match m.kind {
-                    Some(Kind::ActiveAlarm(a)) => active_alarm_from_pb(&a).map(AlarmFeedItem::Active),
+                    Some(Kind::ActiveAlarm(a)) => {
+                        active_alarm_from_pb(&a).map(AlarmFeedItem::Active)
+                    }
                     Some(Kind::SnapshotComplete(c)) => Ok(AlarmFeedItem::SnapshotComplete {
                         active_alarm_count: c.active_alarm_count,
                     }),
-                    Some(Kind::Transition(t)) => transition_from_pb(&t).map(AlarmFeedItem::Transition),
+                    Some(Kind::Transition(t)) => {
+                        transition_from_pb(&t).map(AlarmFeedItem::Transition)
+                    }
                     None => Err("empty alarm feed message".to_string()),
                 }
-                .map_err(|message| GatewayError::Protocol { call: CALL, message }),
+                .map_err(|message| GatewayError::Protocol {
+                    call: CALL,
+                    message,
+                }),
             ),
             Ok(None) => None,
             Err(s) => Some(Err(GatewayError::from_status(CALL, s))),

@@ -32,7 +32,8 @@ pub(crate) fn time_from_pb(t: &prost_types::Timestamp) -> SystemTime {
         UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos as u32)
     } else {
         // normalize() keeps nanos in 0..1e9, so seconds*1e9 + nanos is the offset.
-        UNIX_EPOCH - Duration::from_secs(t.seconds.unsigned_abs()) + Duration::from_nanos(t.nanos as u64)
+        UNIX_EPOCH - Duration::from_secs(t.seconds.unsigned_abs())
+            + Duration::from_nanos(t.nanos as u64)
     }
 }
 
@@ -47,7 +48,10 @@ pub(crate) fn duration_from_pb(d: &prost_types::Duration) -> Result<Duration, St
     let mut d = *d;
     d.normalize();
     if d.seconds < 0 || d.nanos < 0 {
-        return Err(format!("negative elapsed time {}s is not supported", d.seconds));
+        return Err(format!(
+            "negative elapsed time {}s is not supported",
+            d.seconds
+        ));
     }
     Ok(Duration::new(d.seconds as u64, d.nanos as u32))
 }
@@ -147,8 +151,12 @@ pub(crate) fn value_to_pb(v: &MxValue, declared: Option<MxDataType>) -> pb::MxVa
                 MxArray::Float(v) => arr.float_values = v.clone(),
                 MxArray::Double(v) => arr.double_values = v.clone(),
                 MxArray::String(v) => arr.string_values = v.clone(),
-                MxArray::Time(v) => arr.timestamp_values = v.iter().map(|t| time_to_pb(*t)).collect(),
-                MxArray::Elapsed(v) => arr.elapsed_values = v.iter().map(|d| duration_to_pb(*d)).collect(),
+                MxArray::Time(v) => {
+                    arr.timestamp_values = v.iter().map(|t| time_to_pb(*t)).collect()
+                }
+                MxArray::Elapsed(v) => {
+                    arr.elapsed_values = v.iter().map(|d| duration_to_pb(*d)).collect()
+                }
             }
             Some(Kind::ArrayValue(arr))
         }
@@ -213,7 +221,10 @@ fn array_from_pb(a: &pb::MxArray) -> Result<MxArray, String> {
     };
     let declared: u64 = a.dimensions.iter().map(|d| u64::from(*d)).product();
     if !a.dimensions.is_empty() && declared != arr.len() as u64 {
-        return Err(format!("array declares {declared} elements but carries {}", arr.len()));
+        return Err(format!(
+            "array declares {declared} elements but carries {}",
+            arr.len()
+        ));
     }
     Ok(arr)
 }
@@ -238,12 +249,17 @@ fn expand_sparse(s: &pb::MxSparseArray) -> Result<MxArray, String> {
     for e in &s.elements {
         let i = e.index as usize;
         if i >= n {
-            return Err(format!("sparse element index {i} is not below total_length {n}"));
+            return Err(format!(
+                "sparse element index {i} is not below total_length {n}"
+            ));
         }
         if std::mem::replace(&mut seen[i], true) {
             return Err(format!("sparse element index {i} appears twice"));
         }
-        let v = value_from_pb(e.value.as_ref().ok_or("sparse element without value")?, false)?;
+        let v = value_from_pb(
+            e.value.as_ref().ok_or("sparse element without value")?,
+            false,
+        )?;
         let ok = match (&mut arr, v) {
             (MxArray::Bool(a), MxValue::Bool(x)) => {
                 a[i] = x;
@@ -276,7 +292,9 @@ fn expand_sparse(s: &pb::MxSparseArray) -> Result<MxArray, String> {
             _ => false,
         };
         if !ok {
-            return Err(format!("sparse element {i} does not match element type {et}"));
+            return Err(format!(
+                "sparse element {i} does not match element type {et}"
+            ));
         }
     }
     Ok(arr)
@@ -341,7 +359,8 @@ pub(crate) fn status_from_pb(s: &pb::MxStatusProxy) -> MxStatus {
         C::OtherError => Some(MxStatusCategory::OtherError),
         C::Unknown => Some(MxStatusCategory::Unknown),
     };
-    let category = from_enum_cat.unwrap_or_else(|| MxStatusCategory::from_native_code(s.raw_category));
+    let category =
+        from_enum_cat.unwrap_or_else(|| MxStatusCategory::from_native_code(s.raw_category));
     let detected_by = match S::try_from(s.detected_by).unwrap_or(S::Unspecified) {
         S::Unspecified => MxStatusSource::from_native_code(s.raw_detected_by),
         S::Unknown => MxStatusSource::Unknown,
@@ -448,13 +467,20 @@ pub(crate) fn active_alarm_to_pb(a: &ActiveAlarm) -> pb::ActiveAlarmSnapshot {
     }
 }
 
-pub(crate) fn transition_from_pb(t: &pb::OnAlarmTransitionEvent) -> Result<AlarmTransition, String> {
+pub(crate) fn transition_from_pb(
+    t: &pb::OnAlarmTransitionEvent,
+) -> Result<AlarmTransition, String> {
     let kind = match pb::AlarmTransitionKind::try_from(t.transition_kind) {
         Ok(pb::AlarmTransitionKind::Raise) => AlarmTransitionKind::Raise,
         Ok(pb::AlarmTransitionKind::Acknowledge) => AlarmTransitionKind::Acknowledge,
         Ok(pb::AlarmTransitionKind::Clear) => AlarmTransitionKind::Clear,
         Ok(pb::AlarmTransitionKind::Retrigger) => AlarmTransitionKind::Retrigger,
-        _ => return Err(format!("unknown alarm transition kind {}", t.transition_kind)),
+        _ => {
+            return Err(format!(
+                "unknown alarm transition kind {}",
+                t.transition_kind
+            ))
+        }
     };
     Ok(AlarmTransition {
         reference: t.alarm_full_reference.clone(),
@@ -540,12 +566,14 @@ pub(crate) fn event_from_pb(e: pb::MxEvent) -> Result<SessionEvent, String> {
             item_handle,
             statuses,
         }),
-        (pb::MxEventFamily::OperationComplete, _) => SessionEvent::OperationComplete(OperationComplete {
-            worker_sequence: seq,
-            server_handle,
-            item_handle,
-            statuses,
-        }),
+        (pb::MxEventFamily::OperationComplete, _) => {
+            SessionEvent::OperationComplete(OperationComplete {
+                worker_sequence: seq,
+                server_handle,
+                item_handle,
+                statuses,
+            })
+        }
         (pb::MxEventFamily::OnBufferedDataChange, Some(Body::OnBufferedDataChange(b))) => {
             if b.values.len() != b.qualities.len() || b.values.len() != b.timestamps.len() {
                 return Err(format!(
@@ -568,10 +596,12 @@ pub(crate) fn event_from_pb(e: pb::MxEvent) -> Result<SessionEvent, String> {
                 statuses,
             })
         }
-        (pb::MxEventFamily::OnAlarmTransition, Some(Body::OnAlarmTransition(t))) => SessionEvent::AlarmTransition {
-            worker_sequence: seq,
-            transition: transition_from_pb(&t)?,
-        },
+        (pb::MxEventFamily::OnAlarmTransition, Some(Body::OnAlarmTransition(t))) => {
+            SessionEvent::AlarmTransition {
+                worker_sequence: seq,
+                transition: transition_from_pb(&t)?,
+            }
+        }
         (f, _) => return Err(format!("event {seq}: family {f:?} without a usable body")),
     })
 }

@@ -209,12 +209,17 @@ impl GatewayError {
             GatewayError::Rpc { code, .. } => {
                 matches!(
                     code,
-                    RpcCode::NotFound | RpcCode::Aborted | RpcCode::Unavailable | RpcCode::FailedPrecondition
+                    RpcCode::NotFound
+                        | RpcCode::Aborted
+                        | RpcCode::Unavailable
+                        | RpcCode::FailedPrecondition
                 )
             }
             GatewayError::Refused { code, .. } => matches!(
                 code,
-                ProtocolCode::SessionNotFound | ProtocolCode::SessionNotReady | ProtocolCode::WorkerUnavailable
+                ProtocolCode::SessionNotFound
+                    | ProtocolCode::SessionNotReady
+                    | ProtocolCode::WorkerUnavailable
             ),
             GatewayError::Connect { .. } => true,
             _ => false,
@@ -236,7 +241,9 @@ impl GatewayError {
             GatewayError::Refused { code, .. } => {
                 matches!(
                     code,
-                    ProtocolCode::WorkerUnavailable | ProtocolCode::Timeout | ProtocolCode::SessionNotReady
+                    ProtocolCode::WorkerUnavailable
+                        | ProtocolCode::Timeout
+                        | ProtocolCode::SessionNotReady
                 )
             }
             _ => false,

@@ -35,7 +35,10 @@ impl GalaxyClient {
         let inner = GalaxyRepositoryClient::with_interceptor(channel, auth)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        GalaxyClient { inner, request_timeout }
+        GalaxyClient {
+            inner,
+            request_timeout,
+        }
     }
 
     /// Can the gateway reach the Galaxy Repository database?
@@ -57,11 +60,17 @@ impl GalaxyClient {
             .get_last_deploy_time(req(gpb::GetLastDeployTimeRequest {}, self.request_timeout))
             .await
             .map_err(|s| GatewayError::from_status("GetLastDeployTime", s))?;
-        Ok(r.into_inner().time_of_last_deploy.as_ref().map(time_from_pb))
+        Ok(r.into_inner()
+            .time_of_last_deploy
+            .as_ref()
+            .map(time_from_pb))
     }
 
     /// One page of DiscoverHierarchy.
-    pub async fn discover_hierarchy(&self, q: &HierarchyQuery) -> Result<HierarchyPage, GatewayError> {
+    pub async fn discover_hierarchy(
+        &self,
+        q: &HierarchyQuery,
+    ) -> Result<HierarchyPage, GatewayError> {
         let request = gpb::DiscoverHierarchyRequest {
             page_size: q.page_size,
             page_token: q.page_token.clone(),
@@ -92,7 +101,10 @@ impl GalaxyClient {
     }
 
     /// Every page of DiscoverHierarchy, concatenated.
-    pub async fn discover_all(&self, q: &HierarchyQuery) -> Result<Vec<GalaxyObject>, GatewayError> {
+    pub async fn discover_all(
+        &self,
+        q: &HierarchyQuery,
+    ) -> Result<Vec<GalaxyObject>, GatewayError> {
         let mut q = q.clone();
         let mut out = Vec::new();
         loop {
@@ -114,7 +126,8 @@ impl GalaxyClient {
         include_attributes: bool,
     ) -> Result<ChildrenPage, GatewayError> {
         let request = gpb::BrowseChildrenRequest {
-            parent: parent.map(|p| gpb::browse_children_request::Parent::ParentTagName(p.to_string())),
+            parent: parent
+                .map(|p| gpb::browse_children_request::Parent::ParentTagName(p.to_string())),
             page_size,
             page_token: page_token.to_string(),
             include_attributes: Some(include_attributes),
@@ -146,7 +159,10 @@ impl GalaxyClient {
 
     /// Deploy events: the current state first (unless `last_seen` matches it),
     /// then one per deploy.
-    pub async fn watch_deploy_events(&self, last_seen: Option<SystemTime>) -> Result<DeployEvents, GatewayError> {
+    pub async fn watch_deploy_events(
+        &self,
+        last_seen: Option<SystemTime>,
+    ) -> Result<DeployEvents, GatewayError> {
         let s = self
             .inner
             .clone()

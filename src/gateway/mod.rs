@@ -54,8 +54,8 @@ pub(crate) mod pb;
 mod types;
 
 pub use client::{
-    AlarmFeed, ApiKey, Backoff, ClientOptions, EventStream, GatewayClient, Session, TlsOptions, DEFAULT_ENDPOINT,
-    MAX_MESSAGE_BYTES,
+    AlarmFeed, ApiKey, Backoff, ClientOptions, EventStream, GatewayClient, Session, TlsOptions,
+    DEFAULT_ENDPOINT, MAX_MESSAGE_BYTES,
 };
 pub use error::{hresult_name, GatewayError, MxAccessFailure, ProtocolCode, RpcCode};
 pub use galaxy::{DeployEvents, GalaxyClient};

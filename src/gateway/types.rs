@@ -144,7 +144,8 @@ impl MxDataType {
             BigString,
             LongInteger,
         ];
-        ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
+        ALL.into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -275,7 +276,10 @@ impl MxValue {
             _ => false,
         };
         if found {
-            Err("NaN and infinite values have no MXAccess representation and cannot be written".into())
+            Err(
+                "NaN and infinite values have no MXAccess representation and cannot be written"
+                    .into(),
+            )
         } else {
             Ok(())
         }
@@ -658,7 +662,11 @@ impl fmt::Display for MxStatus {
             Some(n) => write!(f, "{n} ({})", self.detail)?,
             None => write!(f, "detail {}", self.detail)?,
         }
-        write!(f, ", {:?} detected by {:?}", self.category, self.detected_by)?;
+        write!(
+            f,
+            ", {:?} detected by {:?}",
+            self.category, self.detected_by
+        )?;
         if !self.diagnostic_text.is_empty() {
             write!(f, ": {}", self.diagnostic_text)?;
         }
@@ -830,7 +838,9 @@ impl SessionEvent {
             SessionEvent::WriteComplete(e) => e.worker_sequence,
             SessionEvent::OperationComplete(e) => e.worker_sequence,
             SessionEvent::BufferedDataChange(e) => e.worker_sequence,
-            SessionEvent::AlarmTransition { worker_sequence, .. } => *worker_sequence,
+            SessionEvent::AlarmTransition {
+                worker_sequence, ..
+            } => *worker_sequence,
             SessionEvent::ReplayGap(_) => 0,
         }
     }
@@ -1064,4 +1074,77 @@ pub struct DeployEvent {
     pub time_of_last_deploy: Option<SystemTime>,
     pub object_count: i32,
     pub attribute_count: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quality_in_words() {
+        assert!(Quality::GOOD.is_good() && Quality(0xD8).is_good());
+        assert!(Quality(0x54).is_uncertain());
+        assert!(Quality(0x18).is_bad() && Quality(0x80).is_bad());
+        assert_eq!(Quality(0x19).description(), "Bad: communication failure");
+        assert_eq!(Quality(0x19).limit(), QualityLimit::Low);
+        assert_eq!(
+            Quality(0x57).to_string(),
+            "Uncertain: engineering units exceeded (0x57), limit Constant"
+        );
+        assert_eq!(Quality(0x48).description(), "Uncertain: other");
+    }
+
+    #[test]
+    fn status_detail_names() {
+        assert_eq!(detail::name(1008), Some("WriteAccessDenied"));
+        assert_eq!(detail::name(13), Some("WrongDataType"));
+        assert_eq!(detail::name(999), None);
+        for code in (0..=26).chain(1000..=1017).chain([8000]) {
+            assert_eq!(detail::from_name(detail::name(code).unwrap()), Some(code));
+        }
+        let s = MxStatus::failure(MxStatusCategory::SecurityError, 1008, "ViewOnly");
+        assert!(!s.is_ok());
+        assert_eq!(s.to_string(), "WriteAccessDenied (1008), SecurityError detected by RespondingAutomationObject: ViewOnly");
+        assert!(MxStatus {
+            category: MxStatusCategory::Warning,
+            ..MxStatus::ok()
+        }
+        .is_ok());
+    }
+
+    #[test]
+    fn native_codes_round_trip() {
+        for c in -1..=16 {
+            assert_eq!(MxDataType::from_native_code(c).native_code(), c);
+        }
+        for c in -1..=8 {
+            assert_eq!(MxStatusCategory::from_native_code(c).native_code(), c);
+        }
+        for c in -1..=5 {
+            assert_eq!(MxStatusSource::from_native_code(c).native_code(), c);
+        }
+        for c in -1..=6 {
+            assert_eq!(SecurityClassification::from_native_code(c).native_code(), c);
+        }
+        assert_eq!(
+            MxDataType::from_name("elapsedtime"),
+            Some(MxDataType::ElapsedTime)
+        );
+        assert_eq!(
+            SecurityClassification::from_name("ViewOnly"),
+            Some(SecurityClassification::ViewOnly)
+        );
+    }
+
+    #[test]
+    fn non_finite_values_are_not_sendable() {
+        assert!(MxValue::Double(f64::NAN).check_sendable().is_err());
+        assert!(MxValue::Float(f32::INFINITY).check_sendable().is_err());
+        assert!(
+            MxValue::Array(MxArray::Double(vec![1.0, f64::NEG_INFINITY]))
+                .check_sendable()
+                .is_err()
+        );
+        assert!(MxValue::Double(1.0).check_sendable().is_ok());
+    }
 }

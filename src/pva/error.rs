@@ -8,7 +8,11 @@ pub enum PvaError {
     #[error("pvxs: {op} failed: {message}")]
     Native { op: String, message: String },
     #[error("{pv}: value of type {got} posted to a PV of type {expected}")]
-    TypeMismatch { pv: String, expected: PvType, got: PvType },
+    TypeMismatch {
+        pv: String,
+        expected: PvType,
+        got: PvType,
+    },
     #[error("{pv}: PV is not open")]
     NotOpen { pv: String },
     #[error("{pv}: PV is already open; close it before opening it again")]

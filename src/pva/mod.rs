@@ -38,8 +38,8 @@ pub use put::{Credentials, PutCompletion, PutRequest};
 pub use server::{Server, ServerConfig, ServerInfo};
 pub use shared_pv::{event_channel, Access, EventReceiver, EventSender, PvEvent, SharedPv};
 pub use value::{
-    Alarm, AlarmStatus, Control, Display, DisplayForm, NtValue, PvType, ScalarType, Severity, Shape, TimeStamp, Update,
-    ValueAlarm,
+    Alarm, AlarmStatus, Control, Display, DisplayForm, NtValue, PvType, ScalarType, Severity,
+    Shape, TimeStamp, Update, ValueAlarm,
 };
 
 /// Applies `PVXS_LOG` (for example `PVXS_LOG=pvxs.server.*=DEBUG`) to pvxs's own loggers,

@@ -60,7 +60,10 @@ impl ServerConfig {
         self
     }
 
-    pub fn beacon_destinations(mut self, addrs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn beacon_destinations(
+        mut self,
+        addrs: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         self.beacon_destinations = Some(addrs.into_iter().map(Into::into).collect());
         self
     }
@@ -129,16 +132,21 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Builds (binds) a server; it serves nothing until [`Server::start`].
     pub fn new(config: &ServerConfig) -> Result<Self, PvaError> {
-        let inner = bridge::server_new(&config.to_wire()).map_err(|e| PvaError::native("create server", e))?;
+        let inner = bridge::server_new(&config.to_wire())
+            .map_err(|e| PvaError::native("create server", e))?;
         Ok(Server { inner })
     }
 
     pub fn start(&self) -> Result<(), PvaError> {
-        self.inner.start().map_err(|e| PvaError::native("start server", e))
+        self.inner
+            .start()
+            .map_err(|e| PvaError::native("start server", e))
     }
 
     pub fn stop(&self) -> Result<(), PvaError> {
-        self.inner.stop().map_err(|e| PvaError::native("stop server", e))
+        self.inner
+            .stop()
+            .map_err(|e| PvaError::native("stop server", e))
     }
 
     pub fn info(&self) -> Result<ServerInfo, PvaError> {

@@ -122,7 +122,8 @@ impl SharedPv {
             access,
             events: events.clone(),
         });
-        let handle = bridge::pv_new(ctx).map_err(|e| PvaError::native(format!("create PV {name}"), e))?;
+        let handle =
+            bridge::pv_new(ctx).map_err(|e| PvaError::native(format!("create PV {name}"), e))?;
         Ok(SharedPv {
             name,
             handle,

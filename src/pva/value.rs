@@ -3,8 +3,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ffi::bridge::{
-    FieldBit, ScalarKind, WireAlarm, WireControl, WireData, WireDisplay, WireShape, WireTime, WireUpdate,
-    WireValueAlarm,
+    FieldBit, ScalarKind, WireAlarm, WireControl, WireData, WireDisplay, WireShape, WireTime,
+    WireUpdate, WireValueAlarm,
 };
 
 /// The element type of a PV's `value`.
@@ -146,7 +146,9 @@ fn widen<T: Copy, U>(v: &[T], f: impl Fn(T) -> U) -> Vec<U> {
 /// Narrows wire elements back; the C++ side read them from a field of exactly this
 /// element type, so every element fits.
 fn narrow<T: Copy, U: TryFrom<T> + Default>(v: &[T]) -> Vec<U> {
-    v.iter().map(|x| U::try_from(*x).unwrap_or_default()).collect()
+    v.iter()
+        .map(|x| U::try_from(*x).unwrap_or_default())
+        .collect()
 }
 
 impl NtValue {
@@ -260,7 +262,11 @@ pub(crate) fn pv_type_of(kind: ScalarKind, array: bool, nt_enum: bool) -> Option
         return Some(PvType::Enum);
     }
     let t = ScalarType::from_kind(kind)?;
-    Some(if array { PvType::Array(t) } else { PvType::Scalar(t) })
+    Some(if array {
+        PvType::Array(t)
+    } else {
+        PvType::Scalar(t)
+    })
 }
 
 /// `alarm.severity`, as EPICS defines it.

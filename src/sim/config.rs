@@ -401,7 +401,10 @@ pub enum GalaxyError {
     #[error("{origin}: {error}")]
     Parse { origin: String, error: String },
     #[error("{origin}: {}", .problems.join("; "))]
-    Invalid { origin: String, problems: Vec<String> },
+    Invalid {
+        origin: String,
+        problems: Vec<String>,
+    },
 }
 
 fn parse_initial(v: &toml::Value, t: MxDataType, len: Option<usize>) -> Result<MxValue, String> {
@@ -432,17 +435,21 @@ fn parse_initial(v: &toml::Value, t: MxDataType, len: Option<usize>) -> Result<M
             MxValue::Int32(i32::try_from(*i).map_err(|_| format!("{i} does not fit an Integer"))?)
         }
         (MxDataType::LongInteger, toml::Value::Integer(i)) => MxValue::Int64(*i),
-        (MxDataType::Float, v) if num(v).is_some() => MxValue::Float(num(v).unwrap_or_default() as f32),
+        (MxDataType::Float, v) if num(v).is_some() => {
+            MxValue::Float(num(v).unwrap_or_default() as f32)
+        }
         (MxDataType::Double, v) if num(v).is_some() => MxValue::Double(num(v).unwrap_or_default()),
-        (MxDataType::String | MxDataType::BigString | MxDataType::ReferenceType, toml::Value::String(s)) => {
-            MxValue::String(s.clone())
-        }
-        (MxDataType::Time, toml::Value::Datetime(d)) => {
-            MxValue::Time(super::world::parse_time_text(&d.to_string()).ok_or_else(|| format!("cannot use time {d}"))?)
-        }
-        (MxDataType::ElapsedTime, v) if num(v).is_some() => {
-            MxValue::Elapsed(std::time::Duration::from_secs_f64(num(v).unwrap_or_default().max(0.0)))
-        }
+        (
+            MxDataType::String | MxDataType::BigString | MxDataType::ReferenceType,
+            toml::Value::String(s),
+        ) => MxValue::String(s.clone()),
+        (MxDataType::Time, toml::Value::Datetime(d)) => MxValue::Time(
+            super::world::parse_time_text(&d.to_string())
+                .ok_or_else(|| format!("cannot use time {d}"))?,
+        ),
+        (MxDataType::ElapsedTime, v) if num(v).is_some() => MxValue::Elapsed(
+            std::time::Duration::from_secs_f64(num(v).unwrap_or_default().max(0.0)),
+        ),
         (t, v) => return Err(format!("initial value {v} does not suit type {t}")),
     })
 }
@@ -479,7 +486,9 @@ pub(crate) fn array_of(t: MxDataType, items: &[MxValue]) -> Result<MxArray, Stri
 pub(crate) fn default_value(t: MxDataType, len: Option<usize>) -> MxValue {
     if let Some(n) = len {
         let z = default_value(t, None);
-        return array_of(t, &vec![z; n]).map(MxValue::Array).unwrap_or(MxValue::Null);
+        return array_of(t, &vec![z; n])
+            .map(MxValue::Array)
+            .unwrap_or(MxValue::Null);
     }
     match t {
         MxDataType::Boolean => MxValue::Bool(false),
@@ -487,7 +496,9 @@ pub(crate) fn default_value(t: MxDataType, len: Option<usize>) -> MxValue {
         MxDataType::LongInteger => MxValue::Int64(0),
         MxDataType::Float => MxValue::Float(0.0),
         MxDataType::Double => MxValue::Double(0.0),
-        MxDataType::String | MxDataType::BigString | MxDataType::ReferenceType => MxValue::String(String::new()),
+        MxDataType::String | MxDataType::BigString | MxDataType::ReferenceType => {
+            MxValue::String(String::new())
+        }
         MxDataType::Time => MxValue::Time(std::time::UNIX_EPOCH),
         MxDataType::ElapsedTime => MxValue::Elapsed(std::time::Duration::ZERO),
         _ => MxValue::Null,
@@ -508,7 +519,8 @@ const SIMULATED_TYPES: &[MxDataType] = &[
 impl Galaxy {
     /// The shipped demo plant.
     pub fn demo() -> Self {
-        Self::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml").expect("the shipped demo galaxy is valid")
+        Self::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml")
+            .expect("the shipped demo galaxy is valid")
     }
 
     /// Load and validate a Galaxy file.
@@ -548,19 +560,25 @@ impl Galaxy {
     /// Find an alarm by full (`Galaxy!Area.Obj.Alarm`) or short (`Obj.Alarm`) reference.
     pub fn alarm_index(&self, reference: &str) -> Option<usize> {
         self.alarms.iter().position(|a| {
-            a.reference.eq_ignore_ascii_case(reference) || a.short_reference.eq_ignore_ascii_case(reference)
+            a.reference.eq_ignore_ascii_case(reference)
+                || a.short_reference.eq_ignore_ascii_case(reference)
         })
     }
 
     pub fn object_index(&self, tag: &str) -> Option<usize> {
-        self.objects.iter().position(|o| o.tag_name.eq_ignore_ascii_case(tag))
+        self.objects
+            .iter()
+            .position(|o| o.tag_name.eq_ignore_ascii_case(tag))
     }
 }
 
 fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
     let mut p = |s: String| problems.push(s);
     if file.galaxy.tick_ms == 0 || file.galaxy.tick_ms > 60_000 {
-        p(format!("galaxy.tick_ms must be 1..=60000, not {}", file.galaxy.tick_ms));
+        p(format!(
+            "galaxy.tick_ms must be 1..=60000, not {}",
+            file.galaxy.tick_ms
+        ));
     }
     if file.galaxy.name.is_empty() || file.galaxy.name.contains(['!', '.']) {
         p(format!(
@@ -572,7 +590,9 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
     let mut seen_keys = HashSet::new();
     for (i, k) in file.auth.keys.iter().enumerate() {
         if k.key.is_empty() || !k.key.bytes().all(|b| b.is_ascii_graphic()) {
-            p(format!("auth.keys[{i}].key must be printable ASCII without spaces"));
+            p(format!(
+                "auth.keys[{i}].key must be printable ASCII without spaces"
+            ));
         }
         if !seen_keys.insert(k.key.clone()) {
             p(format!("auth.keys[{i}] repeats a key"));
@@ -588,7 +608,9 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         let max = k.max_write_classification.as_deref().and_then(|c| {
             let r = SecurityClassification::from_name(c);
             if r.is_none() {
-                p(format!("auth.keys[{i}]: unknown security classification {c:?}"));
+                p(format!(
+                    "auth.keys[{i}]: unknown security classification {c:?}"
+                ));
             }
             r
         });
@@ -658,7 +680,10 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                     objects[me].parent = Some(pi);
                     objects[me].area = Some(pi);
                 }
-                _ => p(format!("area {}: parent area {parent} is not defined", a.name)),
+                _ => p(format!(
+                    "area {}: parent area {parent} is not defined",
+                    a.name
+                )),
             }
         }
     }
@@ -671,7 +696,10 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
             ));
         }
         if by_tag.contains_key(&o.tag.to_ascii_lowercase()) {
-            p(format!("object {} is defined twice (or clashes with an area)", o.tag));
+            p(format!(
+                "object {} is defined twice (or clashes with an area)",
+                o.tag
+            ));
             continue;
         }
         by_tag.insert(o.tag.to_ascii_lowercase(), objects.len());
@@ -708,7 +736,10 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
             Some(pt) => match by_tag.get(&pt.to_ascii_lowercase()) {
                 Some(&pi) if pi != me && !objects[pi].is_area => Some(pi),
                 _ => {
-                    p(format!("object {}: parent object {pt} is not defined", o.tag));
+                    p(format!(
+                        "object {}: parent object {pt} is not defined",
+                        o.tag
+                    ));
                     None
                 }
             },
@@ -749,16 +780,24 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         for a in &o.attributes {
             let ctx = format!("{}.{}", o.tag, a.name);
             if !valid_name(&a.name) {
-                p(format!("{ctx}: attribute names are letters, digits and '_'"));
+                p(format!(
+                    "{ctx}: attribute names are letters, digits and '_'"
+                ));
             }
             if !names.insert(a.name.to_ascii_lowercase()) {
                 p(format!("{ctx}: attribute defined twice"));
             }
-            let Some(t) = MxDataType::from_name(&a.data_type).filter(|t| SIMULATED_TYPES.contains(t)) else {
+            let Some(t) =
+                MxDataType::from_name(&a.data_type).filter(|t| SIMULATED_TYPES.contains(t))
+            else {
                 p(format!(
                     "{ctx}: type {:?} is not simulated; use one of {}",
                     a.data_type,
-                    SIMULATED_TYPES.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+                    SIMULATED_TYPES
+                        .iter()
+                        .map(|t| t.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
                 continue;
             };
@@ -766,7 +805,10 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                 p(format!("{ctx}: array_length must be > 0"));
             }
             let Some(security) = SecurityClassification::from_name(&a.security) else {
-                p(format!("{ctx}: unknown security classification {:?}", a.security));
+                p(format!(
+                    "{ctx}: unknown security classification {:?}",
+                    a.security
+                ));
                 continue;
             };
             let initial = match &a.initial {
@@ -779,8 +821,14 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
             let dynamics = a.dynamics.clone().unwrap_or(Dynamics::Constant);
             check_dynamics(&ctx, &dynamics, t, a.array_length.is_some(), &mut p);
             let quality = a.quality.as_ref().map(|q| {
-                if q.period_s <= 0.0 || q.uncertain_s < 0.0 || q.bad_s < 0.0 || q.uncertain_s + q.bad_s >= q.period_s {
-                    p(format!("{ctx}: quality needs period_s > uncertain_s + bad_s >= 0"));
+                if q.period_s <= 0.0
+                    || q.uncertain_s < 0.0
+                    || q.bad_s < 0.0
+                    || q.uncertain_s + q.bad_s >= q.period_s
+                {
+                    p(format!(
+                        "{ctx}: quality needs period_s > uncertain_s + bad_s >= 0"
+                    ));
                 }
                 let (u, b) = (Quality(q.uncertain), Quality(q.bad));
                 if !u.is_uncertain() {
@@ -790,7 +838,10 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                     ));
                 }
                 if !b.is_bad() {
-                    p(format!("{ctx}: quality.bad 0x{:02X} is not a bad quality", q.bad));
+                    p(format!(
+                        "{ctx}: quality.bad 0x{:02X} is not a bad quality",
+                        q.bad
+                    ));
                 }
                 QualityCycle {
                     period_s: q.period_s,
@@ -852,7 +903,10 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                         p(format!("{ctx}: a Discrete alarm needs a Boolean attribute"));
                     }
                 } else if al.limit.is_none()
-                    || !matches!(t, MxDataType::Integer | MxDataType::Float | MxDataType::Double)
+                    || !matches!(
+                        t,
+                        MxDataType::Integer | MxDataType::Float | MxDataType::Double
+                    )
                 {
                     p(format!(
                         "{ctx}: alarm {} needs a limit and a numeric attribute",
@@ -860,7 +914,10 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                     ));
                 }
                 if !(1..=999).contains(&al.priority) {
-                    p(format!("{ctx}: alarm priority {} is not in 1..=999", al.priority));
+                    p(format!(
+                        "{ctx}: alarm priority {} is not in 1..=999",
+                        al.priority
+                    ));
                 }
                 if al.name.is_empty() || al.name.contains(['!', ' ']) {
                     p(format!("{ctx}: alarm name {:?} is not usable", al.name));
@@ -891,7 +948,9 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         let obj = objects[attributes[ai].object].tag_name.clone();
         let find = |name: &str| {
             let r = format!("{obj}.{name}");
-            attributes.iter().position(|x| x.reference.eq_ignore_ascii_case(&r))
+            attributes
+                .iter()
+                .position(|x| x.reference.eq_ignore_ascii_case(&r))
         };
         let (src_i, en_i) = (src.as_deref().map(find), en.as_deref().map(find));
         if let (Some(s), Some(found)) = (&src, src_i) {
@@ -905,7 +964,10 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         }
         if let (Some(e), Some(found)) = (&en, en_i) {
             match found {
-                Some(i) if attributes[i].data_type == MxDataType::Boolean && attributes[i].array_length.is_none() => {
+                Some(i)
+                    if attributes[i].data_type == MxDataType::Boolean
+                        && attributes[i].array_length.is_none() =>
+                {
                     attributes[ai].enable = Some(i)
                 }
                 _ => p(format!(
@@ -931,10 +993,19 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 329 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    !s.is_empty()
+        && s.len() <= 329
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
-fn check_dynamics(ctx: &str, d: &Dynamics, t: MxDataType, is_array: bool, p: &mut impl FnMut(String)) {
+fn check_dynamics(
+    ctx: &str,
+    d: &Dynamics,
+    t: MxDataType,
+    is_array: bool,
+    p: &mut impl FnMut(String),
+) {
     let numeric = matches!(
         t,
         MxDataType::Integer | MxDataType::LongInteger | MxDataType::Float | MxDataType::Double
@@ -944,11 +1015,17 @@ fn check_dynamics(ctx: &str, d: &Dynamics, t: MxDataType, is_array: bool, p: &mu
         Dynamics::Ramp { min, max, rate } => numeric && !is_array && min < max && *rate > 0.0,
         Dynamics::Sine { period_s, .. } => numeric && !is_array && *period_s > 0.0,
         Dynamics::RandomWalk { min, max, step } => numeric && !is_array && min < max && *step > 0.0,
-        Dynamics::Toggle { period_s } => (t == MxDataType::Boolean || numeric) && !is_array && *period_s > 0.0,
-        Dynamics::Follow { tau_s, noise, .. } => numeric && !is_array && *tau_s > 0.0 && *noise >= 0.0,
+        Dynamics::Toggle { period_s } => {
+            (t == MxDataType::Boolean || numeric) && !is_array && *period_s > 0.0
+        }
+        Dynamics::Follow { tau_s, noise, .. } => {
+            numeric && !is_array && *tau_s > 0.0 && *noise >= 0.0
+        }
         Dynamics::Clock => t == MxDataType::Time && !is_array,
         Dynamics::Elapsed { .. } => t == MxDataType::ElapsedTime && !is_array,
-        Dynamics::Counter { .. } => matches!(t, MxDataType::Integer | MxDataType::LongInteger) && !is_array,
+        Dynamics::Counter { .. } => {
+            matches!(t, MxDataType::Integer | MxDataType::LongInteger) && !is_array
+        }
         Dynamics::Wave { period_s, .. } => {
             is_array && matches!(t, MxDataType::Float | MxDataType::Double) && *period_s > 0.0
         }

@@ -33,7 +33,7 @@ pub struct Faults {
 pub struct SessionStats {
     pub session_id: String,
     pub client_session_name: String,
-    /// "Ready", "Faulted: <reason>" or "Closed".
+    /// `Ready`, `Faulted: <reason>` or `Closed`.
     pub state: String,
     pub queued_events: usize,
     pub last_worker_sequence: u64,
@@ -59,7 +59,8 @@ impl SimHandle {
     pub fn set_value(&self, reference: &str, value: MxValue) -> Result<(), String> {
         let a = self.attr(reference)?;
         let def = &self.core.galaxy.attributes[a];
-        let v = coerce(&value, def.data_type, def.array_length).map_err(|s: MxStatus| s.diagnostic_text)?;
+        let v = coerce(&value, def.data_type, def.array_length)
+            .map_err(|s: MxStatus| s.diagnostic_text)?;
         let mut w = self.core.world.lock().unwrap();
         w.attrs[a].held_value = true;
         w.store(a, v, SystemTime::now());
@@ -95,7 +96,7 @@ impl SimHandle {
             .ok_or_else(|| format!("{reference} is not an alarm of the simulated Galaxy"))?;
         let mut w = self.core.world.lock().unwrap();
         for t in w.force_alarm(g, i, forced) {
-            let _ = self.core.alarm_tx.send(AlarmNews::Transition(t));
+            let _ = self.core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
         }
         Ok(())
     }
@@ -126,7 +127,9 @@ impl SimHandle {
     }
 
     pub fn set_faults(&self, faults: Faults) {
-        self.core.stalled.store(faults.stall_events, Ordering::Relaxed);
+        self.core
+            .stalled
+            .store(faults.stall_events, Ordering::Relaxed);
         *self.core.faults.lock().unwrap() = faults;
     }
 
@@ -157,7 +160,9 @@ impl SimHandle {
     /// Fault a session as a worker crash would.
     pub fn fault_session(&self, session_id: &str, reason: &str) -> Result<(), String> {
         let s = self.sessions_matching(Some(session_id));
-        let s = s.first().ok_or_else(|| format!("no session {session_id}"))?;
+        let s = s
+            .first()
+            .ok_or_else(|| format!("no session {session_id}"))?;
         s.fault(if reason.is_empty() {
             "worker process exited (injected fault)"
         } else {
@@ -168,7 +173,14 @@ impl SimHandle {
 
     /// Act as a gateway restart: every session is forgotten and every stream ends.
     pub fn restart(&self) {
-        let sessions: Vec<Arc<SimSession>> = self.core.sessions.lock().unwrap().drain().map(|(_, s)| s).collect();
+        let sessions: Vec<Arc<SimSession>> = self
+            .core
+            .sessions
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
         for s in sessions {
             s.handles.lock().unwrap().state = State::Closed;
             s.kill_subscriber(Status::unavailable("the gateway restarted"));
@@ -260,7 +272,8 @@ impl SimHandle {
                     if sess.state() != State::Ready {
                         return Err("the session is not ready".into());
                     }
-                    let _ = tokio::time::timeout(Duration::from_millis(20), sess.room.notified()).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(20), sess.room.notified()).await;
                 }
             }
             let now = crate::gateway::convert::time_to_pb(SystemTime::now());
@@ -270,7 +283,9 @@ impl SimHandle {
                 let idx = ((base + k) % template.len() as u64) as usize;
                 let mut e = template[idx].clone();
                 if let Some(v) = e.value.as_mut() {
-                    v.kind = Some(crate::gateway::pb::gw::mx_value::Kind::DoubleValue((base + k) as f64));
+                    v.kind = Some(crate::gateway::pb::gw::mx_value::Kind::DoubleValue(
+                        (base + k) as f64,
+                    ));
                 }
                 e.source_timestamp = Some(now);
                 k += 1;
@@ -311,7 +326,10 @@ impl ControlSvc {
 
 #[tonic::async_trait]
 impl cpb::sim_control_server::SimControl for ControlSvc {
-    async fn set_value(&self, request: Request<cpb::SetValueRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+    async fn set_value(
+        &self,
+        request: Request<cpb::SetValueRequest>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         let r = request.into_inner();
         if r.release {
@@ -337,7 +355,11 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
     ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         let r = request.into_inner();
-        let q = if r.release { None } else { Some(quality_arg(r.quality)?) };
+        let q = if r.release {
+            None
+        } else {
+            Some(quality_arg(r.quality)?)
+        };
         self.handle
             .set_quality(&r.reference, q)
             .map_err(Status::invalid_argument)?;
@@ -347,7 +369,10 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
         })
     }
 
-    async fn raise_alarm(&self, request: Request<cpb::AlarmRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+    async fn raise_alarm(
+        &self,
+        request: Request<cpb::AlarmRequest>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         let r = request.into_inner();
         self.handle
@@ -356,7 +381,10 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
         ok(format!("{} raised", r.reference))
     }
 
-    async fn clear_alarm(&self, request: Request<cpb::AlarmRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+    async fn clear_alarm(
+        &self,
+        request: Request<cpb::AlarmRequest>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         let r = request.into_inner();
         if r.release {
@@ -371,15 +399,22 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
         ok(format!("{} cleared", r.reference))
     }
 
-    async fn deploy(&self, request: Request<cpb::DeployRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+    async fn deploy(
+        &self,
+        request: Request<cpb::DeployRequest>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         ok(format!("deploy {}", self.handle.deploy()))
     }
 
-    async fn set_faults(&self, request: Request<cpb::FaultSettings>) -> Result<Response<cpb::ControlReply>, Status> {
+    async fn set_faults(
+        &self,
+        request: Request<cpb::FaultSettings>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         let f = request.into_inner();
-        if f.fail_writes_detail != 0 && crate::gateway::detail::name(f.fail_writes_detail).is_none() {
+        if f.fail_writes_detail != 0 && crate::gateway::detail::name(f.fail_writes_detail).is_none()
+        {
             return Err(Status::invalid_argument(format!(
                 "{} is not an MxStatusDetail code",
                 f.fail_writes_detail
@@ -395,7 +430,10 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
         ok("faults set")
     }
 
-    async fn get_faults(&self, request: Request<cpb::Empty>) -> Result<Response<cpb::FaultSettings>, Status> {
+    async fn get_faults(
+        &self,
+        request: Request<cpb::Empty>,
+    ) -> Result<Response<cpb::FaultSettings>, Status> {
         self.auth(&request)?;
         let f = self.handle.faults();
         Ok(Response::new(cpb::FaultSettings {
@@ -413,7 +451,9 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
     ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         let id = request.into_inner().session_id;
-        let n = self.handle.drop_event_streams((!id.is_empty()).then_some(id.as_str()));
+        let n = self
+            .handle
+            .drop_event_streams((!id.is_empty()).then_some(id.as_str()));
         ok(format!("{n} event streams dropped"))
     }
 
@@ -429,13 +469,19 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
         ok(format!("session {} faulted", r.session_id))
     }
 
-    async fn restart(&self, request: Request<cpb::Empty>) -> Result<Response<cpb::ControlReply>, Status> {
+    async fn restart(
+        &self,
+        request: Request<cpb::Empty>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         self.handle.restart();
         ok("restarted")
     }
 
-    async fn burst(&self, request: Request<cpb::BurstRequest>) -> Result<Response<cpb::ControlReply>, Status> {
+    async fn burst(
+        &self,
+        request: Request<cpb::BurstRequest>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         let r = request.into_inner();
         let last = self
@@ -443,10 +489,16 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
             .burst(&r.session_id, r.count, r.paced)
             .await
             .map_err(Status::failed_precondition)?;
-        ok(format!("{} events queued; last worker_sequence {last}", r.count))
+        ok(format!(
+            "{} events queued; last worker_sequence {last}",
+            r.count
+        ))
     }
 
-    async fn list_sessions(&self, request: Request<cpb::Empty>) -> Result<Response<cpb::ListSessionsReply>, Status> {
+    async fn list_sessions(
+        &self,
+        request: Request<cpb::Empty>,
+    ) -> Result<Response<cpb::ListSessionsReply>, Status> {
         self.auth(&request)?;
         let sessions = self
             .handle

@@ -89,8 +89,17 @@ impl GalaxySvc {
             .collect();
         let mut objects = Vec::with_capacity(all.len());
         let mut depth = Vec::with_capacity(all.len());
-        fn visit(all: &[GalaxyObject], parent: i32, d: usize, out: &mut Vec<GalaxyObject>, depth: &mut Vec<usize>) {
-            let mut kids: Vec<&GalaxyObject> = all.iter().filter(|o| o.parent_gobject_id == parent).collect();
+        fn visit(
+            all: &[GalaxyObject],
+            parent: i32,
+            d: usize,
+            out: &mut Vec<GalaxyObject>,
+            depth: &mut Vec<usize>,
+        ) {
+            let mut kids: Vec<&GalaxyObject> = all
+                .iter()
+                .filter(|o| o.parent_gobject_id == parent)
+                .collect();
             kids.sort_by_key(|o| sort_key(o));
             for k in kids {
                 out.push(k.clone());
@@ -99,7 +108,11 @@ impl GalaxySvc {
             }
         }
         visit(&all, 0, 0, &mut objects, &mut depth);
-        GalaxySvc { core, objects, depth }
+        GalaxySvc {
+            core,
+            objects,
+            depth,
+        }
     }
 
     fn has_children(&self, id: i32) -> bool {
@@ -160,6 +173,19 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     pi == p.len()
 }
 
+/// The filters DiscoverHierarchy and BrowseChildren share (same field names).
+macro_rules! filters {
+    ($r:expr) => {
+        Filters {
+            category_ids: &$r.category_ids,
+            template_chain_contains: &$r.template_chain_contains,
+            tag_name_glob: &$r.tag_name_glob,
+            alarm_bearing_only: $r.alarm_bearing_only,
+            historized_only: $r.historized_only,
+        }
+    };
+}
+
 struct Filters<'a> {
     category_ids: &'a [i32],
     template_chain_contains: &'a [String],
@@ -210,20 +236,25 @@ fn page<T: Clone>(
     if page_size < 0 {
         return Err(Status::invalid_argument("page_size must not be negative"));
     }
-    let size = if page_size == 0 { default } else { page_size.min(5000) } as usize;
+    let size = if page_size == 0 {
+        default
+    } else {
+        page_size.min(5000)
+    } as usize;
     let offset = if token.is_empty() {
         0
     } else {
         let parts: Vec<&str> = token.split(':').collect();
         match parts.as_slice() {
-            [k, s, f, o] if *k == kind && s.parse() == Ok(seq) && u64::from_str_radix(f, 16) == Ok(fp) => o
-                .parse::<usize>()
-                .map_err(|_| Status::invalid_argument("malformed page_token"))?,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "page_token does not belong to this request, these filters or the current deploy",
-                ))
+            [k, s, f, o]
+                if *k == kind && s.parse() == Ok(seq) && u64::from_str_radix(f, 16) == Ok(fp) =>
+            {
+                o.parse::<usize>()
+                    .map_err(|_| Status::invalid_argument("malformed page_token"))?
             }
+            _ => return Err(Status::invalid_argument(
+                "page_token does not belong to this request, these filters or the current deploy",
+            )),
         }
     };
     if offset > items.len() {
@@ -270,8 +301,13 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
             None => (0, self.objects.len(), 0),
             Some(root) => {
                 let i = match root {
-                    Root::RootGobjectId(id) => self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?,
-                    Root::RootTagName(t) => self.find(|o| o.tag_name.eq_ignore_ascii_case(t), format!("object {t}"))?,
+                    Root::RootGobjectId(id) => {
+                        self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?
+                    }
+                    Root::RootTagName(t) => self.find(
+                        |o| o.tag_name.eq_ignore_ascii_case(t),
+                        format!("object {t}"),
+                    )?,
                     Root::RootContainedPath(p) => self.resolve_path(p)?,
                 };
                 let d = self.depth[i];
@@ -282,20 +318,17 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
             }
         };
         let max_depth = r.max_depth.map(|d| d.max(0) as usize);
-        let f = Filters {
-            category_ids: &r.category_ids,
-            template_chain_contains: &r.template_chain_contains,
-            tag_name_glob: &r.tag_name_glob,
-            alarm_bearing_only: r.alarm_bearing_only,
-            historized_only: r.historized_only,
-        };
+        let f = filters!(r);
         let selected: Vec<gpb::GalaxyObject> = (start..end)
             .filter(|&i| max_depth.is_none_or(|m| self.depth[i] - base_depth <= m))
             .map(|i| &self.objects[i])
             .filter(|o| f.keep(o))
             .map(|o| galaxy_object_to_pb(o, r.include_attributes))
             .collect();
-        let fp = f.fingerprint(&format!("{:?}{:?}{}", r.root, r.max_depth, r.include_attributes));
+        let fp = f.fingerprint(&format!(
+            "{:?}{:?}{}",
+            r.root, r.max_depth, r.include_attributes
+        ));
         let (objects, next) = page(
             &selected,
             r.page_size,
@@ -312,49 +345,62 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         }))
     }
 
-    type WatchDeployEventsStream = Pin<Box<dyn Stream<Item = Result<gpb::DeployEvent, Status>> + Send + 'static>>;
+    type WatchDeployEventsStream =
+        Pin<Box<dyn Stream<Item = Result<gpb::DeployEvent, Status>> + Send + 'static>>;
 
     async fn watch_deploy_events(
         &self,
         request: Request<gpb::WatchDeployEventsRequest>,
     ) -> Result<Response<Self::WatchDeployEventsStream>, Status> {
         authorize(&self.core, request.metadata(), "metadata:read")?;
-        let last_seen = request.into_inner().last_seen_deploy_time.as_ref().map(time_from_pb);
+        let last_seen = request
+            .into_inner()
+            .last_seen_deploy_time
+            .as_ref()
+            .map(time_from_pb);
         let (current, rx) = {
             let d = self.core.deploy.lock().unwrap();
-            (self.deploy_event(d.sequence, d.time), self.core.deploy_tx.subscribe())
+            (
+                self.deploy_event(d.sequence, d.time),
+                self.core.deploy_tx.subscribe(),
+            )
         };
         let mut epoch = self.core.epoch.subscribe();
         let _ = epoch.borrow_and_update();
-        let first = if last_seen.is_some_and(|t| current.time_of_last_deploy.as_ref().map(time_from_pb) == Some(t)) {
+        let first = if last_seen
+            .is_some_and(|t| current.time_of_last_deploy.as_ref().map(time_from_pb) == Some(t))
+        {
             None
         } else {
             Some(current)
         };
-        let stream = futures_util::stream::unfold((first, rx, false), move |(first, mut rx, done)| {
-            let mut epoch = epoch.clone();
-            async move {
-                if let Some(e) = first {
-                    return Some((Ok(e), (None, rx, done)));
-                }
-                if done {
-                    return None;
-                }
-                loop {
-                    tokio::select! {
-                        r = rx.recv() => match r {
-                            Ok(e) => return Some((Ok(e), (None, rx, false))),
-                            // Dropped events show as a gap in `sequence`.
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                            Err(_) => return None,
-                        },
-                        _ = epoch.changed() => {
-                            return Some((Err(Status::unavailable("the gateway is restarting")), (None, rx, true)));
+        let stream = futures_util::stream::unfold(
+            (first, rx, false),
+            move |(first, mut rx, done)| {
+                let mut epoch = epoch.clone();
+                async move {
+                    if let Some(e) = first {
+                        return Some((Ok(e), (None, rx, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    loop {
+                        tokio::select! {
+                            r = rx.recv() => match r {
+                                Ok(e) => return Some((Ok(e), (None, rx, false))),
+                                // Dropped events show as a gap in `sequence`.
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                                Err(_) => return None,
+                            },
+                            _ = epoch.changed() => {
+                                return Some((Err(Status::unavailable("the gateway is restarting")), (None, rx, true)));
+                            }
                         }
                     }
                 }
-            }
-        });
+            },
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -368,27 +414,31 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         let parent_id = match &r.parent {
             None | Some(Parent::ParentGobjectId(0)) => 0,
             Some(Parent::ParentGobjectId(id)) => {
-                self.objects[self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?].gobject_id
+                self.objects[self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?]
+                    .gobject_id
             }
             Some(Parent::ParentTagName(t)) => {
-                self.objects[self.find(|o| o.tag_name.eq_ignore_ascii_case(t), format!("object {t}"))?].gobject_id
+                self.objects[self.find(
+                    |o| o.tag_name.eq_ignore_ascii_case(t),
+                    format!("object {t}"),
+                )?]
+                .gobject_id
             }
             Some(Parent::ParentContainedPath(p)) => self.objects[self.resolve_path(p)?].gobject_id,
         };
-        let f = Filters {
-            category_ids: &r.category_ids,
-            template_chain_contains: &r.template_chain_contains,
-            tag_name_glob: &r.tag_name_glob,
-            alarm_bearing_only: r.alarm_bearing_only,
-            historized_only: r.historized_only,
-        };
+        let f = filters!(r);
         let include = r.include_attributes.unwrap_or(true);
         // self.objects is already areas-first, then by name, within each parent.
         let children: Vec<(gpb::GalaxyObject, bool)> = self
             .objects
             .iter()
             .filter(|o| o.parent_gobject_id == parent_id && f.keep(o))
-            .map(|o| (galaxy_object_to_pb(o, include), self.has_children(o.gobject_id)))
+            .map(|o| {
+                (
+                    galaxy_object_to_pb(o, include),
+                    self.has_children(o.gobject_id),
+                )
+            })
             .collect();
         let fp = f.fingerprint(&format!("{parent_id}{include}"));
         let (page_items, next) = page(
@@ -415,7 +465,11 @@ impl GalaxySvc {
     }
 }
 
-pub(crate) fn deploy_event(core: &Core, sequence: u64, time: std::time::SystemTime) -> gpb::DeployEvent {
+pub(crate) fn deploy_event(
+    core: &Core,
+    sequence: u64,
+    time: std::time::SystemTime,
+) -> gpb::DeployEvent {
     let g = &core.galaxy;
     gpb::DeployEvent {
         sequence,

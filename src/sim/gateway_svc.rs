@@ -9,7 +9,9 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::config::KeyDef;
-use super::session::{Item, Pushed, SimSession, State, Target};
+use super::session::{
+    Item, Pushed, SimSession, State, Target, DEFAULT_BUFFER_INTERVAL, MAX_BUFFERED_SAMPLES,
+};
 use super::world::{coerce, World};
 use super::{AlarmNews, AuthMode, Core};
 use crate::gateway::convert::*;
@@ -17,7 +19,8 @@ use crate::gateway::pb::gw as pb;
 use crate::gateway::pb::gw::mx_command::Payload;
 use crate::gateway::pb::gw::mx_command_reply::Reply;
 use crate::gateway::{
-    detail, MxArray, MxDataType, MxStatus, MxStatusCategory, MxValue, Quality, SecurityClassification,
+    detail, MxArray, MxDataType, MxStatus, MxStatusCategory, MxValue, Quality,
+    SecurityClassification,
 };
 
 pub(crate) const E_INVALIDARG: i32 = 0x8007_0057_u32 as i32;
@@ -77,7 +80,11 @@ impl Principal {
     }
 
     /// May this key write `reference` (of classification `sec`, if known)?
-    fn check_write(&self, reference: &str, sec: Option<SecurityClassification>) -> Result<(), String> {
+    fn check_write(
+        &self,
+        reference: &str,
+        sec: Option<SecurityClassification>,
+    ) -> Result<(), String> {
         let Some(k) = &self.key else { return Ok(()) };
         if !prefix_allows(&k.write_prefixes, reference) {
             return Err(format!("API key {} may not write {reference}", self.name()));
@@ -100,9 +107,9 @@ pub(crate) fn authorize(core: &Core, md: &MetadataMap, scope: &str) -> Result<Pr
     if core.galaxy.auth_mode == AuthMode::Open {
         return Ok(Principal { key: None });
     }
-    let header = md
-        .get("authorization")
-        .ok_or_else(|| Status::unauthenticated("missing authorization metadata (expected \"Bearer <api-key>\")"))?;
+    let header = md.get("authorization").ok_or_else(|| {
+        Status::unauthenticated("missing authorization metadata (expected \"Bearer <api-key>\")")
+    })?;
     let text = header
         .to_str()
         .map_err(|_| Status::unauthenticated("malformed authorization metadata"))?;
@@ -127,14 +134,18 @@ pub(crate) fn authorize(core: &Core, md: &MetadataMap, scope: &str) -> Result<Pr
             key_id(&def.key)
         )));
     }
-    Ok(Principal { key: Some(def.clone()) })
+    Ok(Principal {
+        key: Some(def.clone()),
+    })
 }
 
 fn scope_for(kind: pb::MxCommandKind) -> &'static str {
     use pb::MxCommandKind as K;
     match kind {
         K::Write | K::Write2 | K::WriteBulk | K::Write2Bulk => "invoke:write",
-        K::WriteSecured | K::WriteSecured2 | K::WriteSecuredBulk | K::WriteSecured2Bulk => "invoke:secure",
+        K::WriteSecured | K::WriteSecured2 | K::WriteSecuredBulk | K::WriteSecured2Bulk => {
+            "invoke:secure"
+        }
         K::DrainEvents => "events:read",
         K::Unspecified => "admin",
         _ => "invoke:read",
@@ -178,7 +189,10 @@ fn payload_kind(p: &Payload) -> pb::MxCommandKind {
 // Replies
 // ---------------------------------------------------------------------------
 
-fn protocol(code: pb::ProtocolStatusCode, message: impl Into<String>) -> Option<pb::ProtocolStatus> {
+fn protocol(
+    code: pb::ProtocolStatusCode,
+    message: impl Into<String>,
+) -> Option<pb::ProtocolStatus> {
     Some(pb::ProtocolStatus {
         code: code as i32,
         message: message.into(),
@@ -199,7 +213,11 @@ pub(crate) enum Refusal {
 fn invalid_arg(text: impl Into<String>) -> Refusal {
     Refusal::Mx(
         E_INVALIDARG,
-        MxStatus::failure(MxStatusCategory::OperationalError, detail::UNKNOWN_ERROR, text),
+        MxStatus::failure(
+            MxStatusCategory::OperationalError,
+            detail::UNKNOWN_ERROR,
+            text,
+        ),
     )
 }
 
@@ -226,7 +244,10 @@ impl ReplyBuilder {
     fn refused(mut self, r: Refusal) -> Result<pb::MxCommandReply, Status> {
         match r {
             Refusal::Mx(hr, st) => {
-                self.0.protocol_status = protocol(pb::ProtocolStatusCode::MxaccessFailure, st.diagnostic_text.clone());
+                self.0.protocol_status = protocol(
+                    pb::ProtocolStatusCode::MxaccessFailure,
+                    st.diagnostic_text.clone(),
+                );
                 self.0.hresult = hr;
                 self.0.diagnostic_message = st.diagnostic_text.clone();
                 self.0.statuses = vec![status_to_pb(&st)];
@@ -298,9 +319,15 @@ pub(crate) fn resolve(core: &Core, reference: &str) -> Result<Target, String> {
     }
     let object = base.split('.').next().unwrap_or_default();
     Ok(if g.object_index(object).is_none() {
-        Target::Unresolved(detail::INVALID_REFERENCE, format!("object {object} does not exist"))
+        Target::Unresolved(
+            detail::INVALID_REFERENCE,
+            format!("object {object} does not exist"),
+        )
     } else {
-        Target::Unresolved(detail::INVALID_REFERENCE, format!("{base}: no such attribute"))
+        Target::Unresolved(
+            detail::INVALID_REFERENCE,
+            format!("{base}: no such attribute"),
+        )
     })
 }
 
@@ -364,6 +391,7 @@ pub(crate) fn read_target(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the OnDataChange callback's own arguments
 pub(crate) fn data_change(
     session: &str,
     server: i32,
@@ -396,7 +424,68 @@ pub(crate) fn data_change(
     }
 }
 
-/// Send due OnDataChange events to every session (called after each tick).
+/// The next OnDataChange payload of an advised item, if one is due: the
+/// first after Advise, then one per change of value or quality.
+fn next_sample(
+    core: &Core,
+    world: &World,
+    item: &mut Item,
+    now: Instant,
+) -> Option<(MxValue, MxDataType, Quality, SystemTime, Vec<MxStatus>)> {
+    let first = match item.first_due {
+        Some(d) if now >= d => true,
+        Some(_) => return None,
+        None => false,
+    };
+    let (value, dt, q, time, version, statuses) = read_target(core, world, &item.target);
+    if !first && version <= item.last_version {
+        return None;
+    }
+    item.last_version = version;
+    if !first
+        && item
+            .cached
+            .as_ref()
+            .is_some_and(|(cv, cq, _)| *cv == value && *cq == q)
+    {
+        return None;
+    }
+    item.first_due = None;
+    item.cached = Some((value.clone(), q, time));
+    Some((value, dt, q, time, statuses))
+}
+
+fn buffered_data_change(
+    session: &str,
+    server: i32,
+    item: i32,
+    declared: Option<MxDataType>,
+    samples: Vec<(MxValue, Quality, SystemTime)>,
+) -> pb::MxEvent {
+    let data_type = declared.unwrap_or(MxDataType::Unknown);
+    let mut body = pb::OnBufferedDataChangeEvent {
+        data_type: data_type_to_pb(data_type) as i32,
+        ..Default::default()
+    };
+    for (v, q, t) in samples {
+        body.values.push(value_to_pb(&v, declared));
+        body.qualities.push(i32::from(q.0));
+        body.timestamps.push(time_to_pb(t));
+    }
+    pb::MxEvent {
+        session_id: session.to_string(),
+        family: pb::MxEventFamily::OnBufferedDataChange as i32,
+        server_handle: server,
+        item_handle: item,
+        statuses: vec![status_to_pb(&MxStatus::ok())],
+        worker_timestamp: Some(time_to_pb(SystemTime::now())),
+        body: Some(pb::mx_event::Body::OnBufferedDataChange(body)),
+        ..Default::default()
+    }
+}
+
+/// Send due OnDataChange / OnBufferedDataChange events to every session
+/// (called after each tick).
 pub(crate) fn deliver_updates(core: &Core) {
     let sessions: Vec<Arc<SimSession>> = core.sessions.lock().unwrap().values().cloned().collect();
     let world = core.world.lock().unwrap();
@@ -408,30 +497,54 @@ pub(crate) fn deliver_updates(core: &Core) {
             if h.state != State::Ready {
                 continue;
             }
-            let mut handles: Vec<i32> = h.items.iter().filter(|(_, i)| i.advised).map(|(k, _)| *k).collect();
+            let mut handles: Vec<i32> = h
+                .items
+                .iter()
+                .filter(|(_, i)| i.advised)
+                .map(|(k, _)| *k)
+                .collect();
             handles.sort_unstable();
             for ih in handles {
-                let Some(item) = h.items.get_mut(&ih) else { continue };
-                let due = match item.first_due {
-                    Some(d) if now >= d => true,
-                    Some(_) => continue,
-                    None => false,
-                };
-                let (value, dt, q, time, version, statuses) = read_target(core, &world, &item.target);
-                if !due && version <= item.last_version {
+                let Some(server) = h.items.get(&ih).map(|i| i.server) else {
                     continue;
-                }
-                item.last_version = version;
-                if !due {
-                    if let Some((cv, cq, _)) = &item.cached {
-                        if *cv == value && *cq == q {
-                            continue;
+                };
+                let interval = h
+                    .buffer_intervals
+                    .get(&server)
+                    .copied()
+                    .unwrap_or(DEFAULT_BUFFER_INTERVAL);
+                let Some(item) = h.items.get_mut(&ih) else {
+                    continue;
+                };
+                if let Some((value, dt, q, time, statuses)) = next_sample(core, &world, item, now) {
+                    if item.buffered {
+                        if item.samples.len() >= MAX_BUFFERED_SAMPLES {
+                            item.samples.remove(0);
                         }
+                        item.samples.push((value, q, time));
+                    } else {
+                        events.push(data_change(
+                            &s.id, server, ih, &value, dt, q, time, &statuses,
+                        ));
                     }
                 }
-                item.first_due = None;
-                item.cached = Some((value.clone(), q, time));
-                events.push(data_change(&s.id, item.server, ih, &value, dt, q, time, &statuses));
+                if item.buffered
+                    && !item.samples.is_empty()
+                    && now.duration_since(item.last_flush) >= interval
+                {
+                    item.last_flush = now;
+                    let declared = item
+                        .target
+                        .attribute()
+                        .map(|a| core.galaxy.attributes[a].data_type);
+                    events.push(buffered_data_change(
+                        &s.id,
+                        server,
+                        ih,
+                        declared,
+                        std::mem::take(&mut item.samples),
+                    ));
+                }
             }
         }
         if !events.is_empty() {
@@ -490,13 +603,19 @@ pub(crate) fn start_write(
         }
         (item.reference.clone(), item.target.clone())
     };
-    let sec = target.attribute().map(|a| core.galaxy.attributes[a].security);
+    let sec = target
+        .attribute()
+        .map(|a| core.galaxy.attributes[a].security);
     who.check_write(&reference, sec).map_err(Refusal::Denied)?;
     let faults = core.faults();
     let hit = reference
         .to_ascii_lowercase()
         .starts_with(&faults.write_fault_prefix.to_ascii_lowercase());
-    let delay = if hit { faults.write_delay } else { Duration::ZERO };
+    let delay = if hit {
+        faults.write_delay
+    } else {
+        Duration::ZERO
+    };
     let forced = if hit { faults.fail_writes_detail } else { None };
     let (core, sess) = (core.clone(), sess.clone());
     let finish = move || {
@@ -523,7 +642,9 @@ pub(crate) fn start_write(
             item_handle,
             statuses: statuses.iter().map(status_to_pb).collect(),
             worker_timestamp: Some(time_to_pb(SystemTime::now())),
-            body: Some(pb::mx_event::Body::OnWriteComplete(pb::OnWriteCompleteEvent {})),
+            body: Some(pb::mx_event::Body::OnWriteComplete(
+                pb::OnWriteCompleteEvent {},
+            )),
             ..Default::default()
         });
     };
@@ -538,7 +659,11 @@ pub(crate) fn start_write(
     Ok(())
 }
 
-fn check_security(core: &Core, sec: SecurityClassification, mode: WriteMode) -> Result<(), MxStatus> {
+fn check_security(
+    core: &Core,
+    sec: SecurityClassification,
+    mode: WriteMode,
+) -> Result<(), MxStatus> {
     use SecurityClassification as S;
     let g = &core.galaxy;
     if !g.security_enabled {
@@ -621,7 +746,12 @@ fn check_security(core: &Core, sec: SecurityClassification, mode: WriteMode) -> 
 }
 
 /// What System Platform does with a write: the status of OnWriteComplete.
-pub(crate) fn apply_write(core: &Core, target: &Target, value: &MxValue, mode: WriteMode) -> Result<(), MxStatus> {
+pub(crate) fn apply_write(
+    core: &Core,
+    target: &Target,
+    value: &MxValue,
+    mode: WriteMode,
+) -> Result<(), MxStatus> {
     let g = &core.galaxy;
     let cfg = MxStatusCategory::ConfigurationError;
     let a = match target {
@@ -650,7 +780,10 @@ pub(crate) fn apply_write(core: &Core, target: &Target, value: &MxValue, mode: W
         def.array_length
     };
     let v = coerce(value, def.data_type, elem_len)?;
-    if let (Some(x), MxValue::Double(_) | MxValue::Float(_) | MxValue::Int32(_) | MxValue::Int64(_)) = (v.as_f64(), &v)
+    if let (
+        Some(x),
+        MxValue::Double(_) | MxValue::Float(_) | MxValue::Int32(_) | MxValue::Int64(_),
+    ) = (v.as_f64(), &v)
     {
         if def.min.is_some_and(|m| x < m) || def.max.is_some_and(|m| x > m) {
             return Err(failure(
@@ -669,7 +802,11 @@ pub(crate) fn apply_write(core: &Core, target: &Target, value: &MxValue, mode: W
     let new = match target {
         Target::Element(_, i) => {
             let MxValue::Array(arr) = &w.attrs[a].value else {
-                return Err(failure(cfg, detail::WRONG_NUMBER_OF_DIMENSIONS, "not an array"));
+                return Err(failure(
+                    cfg,
+                    detail::WRONG_NUMBER_OF_DIMENSIONS,
+                    "not an array",
+                ));
             };
             let mut arr = arr.clone();
             set_element(&mut arr, *i, v)?;
@@ -698,7 +835,9 @@ fn set_element(arr: &mut MxArray, i: usize, v: MxValue) -> Result<(), MxStatus> 
     };
     macro_rules! put {
         ($vec:expr, $pat:ident) => {{
-            let MxValue::$pat(x) = v else { return Err(bad()) };
+            let MxValue::$pat(x) = v else {
+                return Err(bad());
+            };
             *$vec.get_mut(i).ok_or_else(oob)? = x;
         }};
     }
@@ -730,7 +869,14 @@ impl GatewaySvc {
             .ok_or_else(|| Status::not_found(format!("session {id:?} not found")))
     }
 
-    fn add_item(&self, sess: &SimSession, who: &Principal, server: i32, reference: &str) -> Result<i32, Refusal> {
+    fn add_item(
+        &self,
+        sess: &SimSession,
+        who: &Principal,
+        server: i32,
+        reference: &str,
+        buffered: bool,
+    ) -> Result<i32, Refusal> {
         who.check_read(reference).map_err(Refusal::Denied)?;
         let target = resolve(&self.core, reference).map_err(invalid_arg)?;
         let mut h = sess.handles.lock().unwrap();
@@ -750,12 +896,20 @@ impl GatewaySvc {
                 first_due: None,
                 last_version: 0,
                 cached: None,
+                buffered,
+                samples: Vec::new(),
+                last_flush: Instant::now(),
             },
         );
         Ok(handle)
     }
 
-    fn with_item<T>(sess: &SimSession, server: i32, item: i32, f: impl FnOnce(&mut Item) -> T) -> Result<T, Refusal> {
+    fn with_item<T>(
+        sess: &SimSession,
+        server: i32,
+        item: i32,
+        f: impl FnOnce(&mut Item) -> T,
+    ) -> Result<T, Refusal> {
         let mut h = sess.handles.lock().unwrap();
         if !h.servers.contains_key(&server) {
             return Err(invalid_arg(format!("unknown server handle {server}")));
@@ -766,7 +920,13 @@ impl GatewaySvc {
         }
     }
 
-    fn advise(&self, sess: &SimSession, server: i32, item: i32, supervisory: bool) -> Result<(), Refusal> {
+    fn advise(
+        &self,
+        sess: &SimSession,
+        server: i32,
+        item: i32,
+        supervisory: bool,
+    ) -> Result<(), Refusal> {
         let due = Instant::now() + self.core.first_update_delay;
         Self::with_item(sess, server, item, |i| {
             if !i.advised {
@@ -792,7 +952,12 @@ impl GatewaySvc {
         Ok(())
     }
 
-    fn subscribe_result(server: i32, tag: &str, item: i32, r: Result<(), Refusal>) -> pb::SubscribeResult {
+    fn subscribe_result(
+        server: i32,
+        tag: &str,
+        item: i32,
+        r: Result<(), Refusal>,
+    ) -> pb::SubscribeResult {
         let mut out = pb::SubscribeResult {
             server_handle: server,
             tag_address: tag.to_string(),
@@ -833,8 +998,17 @@ impl GatewaySvc {
         who: &Principal,
         c: pb::ReadBulkCommand,
     ) -> Result<Reply, Refusal> {
-        if !sess.handles.lock().unwrap().servers.contains_key(&c.server_handle) {
-            return Err(invalid_arg(format!("unknown server handle {}", c.server_handle)));
+        if !sess
+            .handles
+            .lock()
+            .unwrap()
+            .servers
+            .contains_key(&c.server_handle)
+        {
+            return Err(invalid_arg(format!(
+                "unknown server handle {}",
+                c.server_handle
+            )));
         }
         let timeout = if c.timeout_ms == 0 {
             self.core.opts.default_read_timeout
@@ -858,11 +1032,15 @@ impl GatewaySvc {
                 let h = sess.handles.lock().unwrap();
                 h.items
                     .values()
-                    .find(|i| i.advised && i.reference.eq_ignore_ascii_case(tag) && i.cached.is_some())
+                    .find(|i| {
+                        i.advised && i.reference.eq_ignore_ascii_case(tag) && i.cached.is_some()
+                    })
                     .and_then(|i| i.cached.clone().map(|c| (c, i.target.clone())))
             };
             if let Some(((v, q, t), target)) = cached {
-                let dt = target.attribute().map(|a| self.core.galaxy.attributes[a].data_type);
+                let dt = target
+                    .attribute()
+                    .map(|a| self.core.galaxy.attributes[a].data_type);
                 results.push(pb::BulkReadResult {
                     tag_address: tag.clone(),
                     was_successful: true,
@@ -897,9 +1075,13 @@ impl GatewaySvc {
                 continue;
             }
             tokio::time::sleep(wait).await;
-            let (v, dt, q, t, _, statuses) = read_target(&self.core, &self.core.world.lock().unwrap(), &target);
+            let (v, dt, q, t, _, statuses) =
+                read_target(&self.core, &self.core.world.lock().unwrap(), &target);
             if let Target::Unresolved(..) = target {
-                results.push(fail(format!("{tag} does not resolve"), statuses.first().cloned()));
+                results.push(fail(
+                    format!("{tag} does not resolve"),
+                    statuses.first().cloned(),
+                ));
                 continue;
             }
             results.push(pb::BulkReadResult {
@@ -916,78 +1098,75 @@ impl GatewaySvc {
         Ok(Reply::BulkRead(pb::BulkReadReply { results }))
     }
 
-    async fn run(&self, sess: &Arc<SimSession>, who: &Principal, payload: Payload) -> Result<Option<Reply>, Refusal> {
+    async fn run(
+        &self,
+        sess: &Arc<SimSession>,
+        who: &Principal,
+        payload: Payload,
+    ) -> Result<Option<Reply>, Refusal> {
         let core = &self.core;
-        let bulk = |results| Ok(Some(Reply::BulkSubscribe(pb::BulkSubscribeReply { results })));
+        let bulk = |results| {
+            Ok(Some(Reply::BulkSubscribe(pb::BulkSubscribeReply {
+                results,
+            })))
+        };
         match payload {
             Payload::Register(c) => {
                 let mut h = sess.handles.lock().unwrap();
                 let s = h.next_server;
                 h.next_server += 1;
                 h.servers.insert(s, c.client_name);
-                Ok(Some(Reply::Register(pb::RegisterReply { server_handle: s })))
+                Ok(Some(Reply::Register(pb::RegisterReply {
+                    server_handle: s,
+                })))
             }
             Payload::Unregister(c) => {
                 let mut h = sess.handles.lock().unwrap();
                 if h.servers.remove(&c.server_handle).is_none() {
-                    return Err(invalid_arg(format!("unknown server handle {}", c.server_handle)));
+                    return Err(invalid_arg(format!(
+                        "unknown server handle {}",
+                        c.server_handle
+                    )));
                 }
                 h.items.retain(|_, i| i.server != c.server_handle);
                 Ok(None)
             }
             Payload::AddItem(c) => {
-                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition)?;
+                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, false)?;
                 Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
             }
             Payload::AddItem2(c) => {
-                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition)?;
+                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, false)?;
                 Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
             }
-            Payload::RemoveItem(c) => Self::remove_item(sess, c.server_handle, c.item_handle).map(|_| None),
-            Payload::Advise(c) => self.advise(sess, c.server_handle, c.item_handle, false).map(|_| None),
-            Payload::AdviseSupervisory(c) => self.advise(sess, c.server_handle, c.item_handle, true).map(|_| None),
-            Payload::UnAdvise(c) => Self::unadvise(sess, c.server_handle, c.item_handle).map(|_| None),
-            Payload::Write(c) => {
-                let m = WriteMode {
-                    secured: false,
-                    user: c.user_id,
-                    verifier: 0,
-                    timestamp: None,
-                };
-                start_write(core, sess, who, c.server_handle, c.item_handle, c.value.as_ref(), m).map(|_| None)
+            Payload::RemoveItem(c) => {
+                Self::remove_item(sess, c.server_handle, c.item_handle).map(|_| None)
             }
-            Payload::Write2(c) => {
-                let ts = c.timestamp_value.as_ref().map(time_from_pb);
-                let m = WriteMode {
-                    secured: false,
-                    user: c.user_id,
-                    verifier: 0,
-                    timestamp: ts,
-                };
-                start_write(core, sess, who, c.server_handle, c.item_handle, c.value.as_ref(), m).map(|_| None)
+            Payload::Advise(c) => self
+                .advise(sess, c.server_handle, c.item_handle, false)
+                .map(|_| None),
+            Payload::AdviseSupervisory(c) => self
+                .advise(sess, c.server_handle, c.item_handle, true)
+                .map(|_| None),
+            Payload::UnAdvise(c) => {
+                Self::unadvise(sess, c.server_handle, c.item_handle).map(|_| None)
             }
-            Payload::WriteSecured(c) => {
-                let m = WriteMode {
-                    secured: true,
-                    user: c.current_user_id,
-                    verifier: c.verifier_user_id,
-                    timestamp: None,
-                };
-                start_write(core, sess, who, c.server_handle, c.item_handle, c.value.as_ref(), m).map(|_| None)
-            }
-            Payload::WriteSecured2(c) => {
-                let ts = c.timestamp_value.as_ref().map(time_from_pb);
-                let m = WriteMode {
-                    secured: true,
-                    user: c.current_user_id,
-                    verifier: c.verifier_user_id,
-                    timestamp: ts,
-                };
-                start_write(core, sess, who, c.server_handle, c.item_handle, c.value.as_ref(), m).map(|_| None)
-            }
+            Payload::Write(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::Write2(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::WriteSecured(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::WriteSecured2(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::AuthenticateUser(c) => {
-                if !sess.handles.lock().unwrap().servers.contains_key(&c.server_handle) {
-                    return Err(invalid_arg(format!("unknown server handle {}", c.server_handle)));
+                if !sess
+                    .handles
+                    .lock()
+                    .unwrap()
+                    .servers
+                    .contains_key(&c.server_handle)
+                {
+                    return Err(invalid_arg(format!(
+                        "unknown server handle {}",
+                        c.server_handle
+                    )));
                 }
                 match core
                     .galaxy
@@ -1011,10 +1190,12 @@ impl GatewaySvc {
             Payload::AddItemBulk(c) => bulk(
                 c.tag_addresses
                     .iter()
-                    .map(|t| match self.add_item(sess, who, c.server_handle, t) {
-                        Ok(ih) => Self::subscribe_result(c.server_handle, t, ih, Ok(())),
-                        Err(e) => Self::subscribe_result(c.server_handle, t, 0, Err(e)),
-                    })
+                    .map(
+                        |t| match self.add_item(sess, who, c.server_handle, t, false) {
+                            Ok(ih) => Self::subscribe_result(c.server_handle, t, ih, Ok(())),
+                            Err(e) => Self::subscribe_result(c.server_handle, t, 0, Err(e)),
+                        },
+                    )
                     .collect(),
             ),
             Payload::SubscribeBulk(c) => bulk(
@@ -1022,8 +1203,10 @@ impl GatewaySvc {
                     .iter()
                     .map(|t| {
                         let r = self
-                            .add_item(sess, who, c.server_handle, t)
-                            .and_then(|ih| self.advise(sess, c.server_handle, ih, false).map(|_| ih));
+                            .add_item(sess, who, c.server_handle, t, false)
+                            .and_then(|ih| {
+                                self.advise(sess, c.server_handle, ih, false).map(|_| ih)
+                            });
                         match r {
                             Ok(ih) => Self::subscribe_result(c.server_handle, t, ih, Ok(())),
                             Err(e) => Self::subscribe_result(c.server_handle, t, 0, Err(e)),
@@ -1031,85 +1214,43 @@ impl GatewaySvc {
                     })
                     .collect(),
             ),
-            Payload::AdviseItemBulk(c) => bulk(self.by_handle(sess, c.server_handle, &c.item_handles, |s, i| {
-                self.advise(sess, s, i, false)
-            })),
-            Payload::UnAdviseItemBulk(c) => bulk(self.by_handle(sess, c.server_handle, &c.item_handles, |s, i| {
-                Self::unadvise(sess, s, i)
-            })),
-            Payload::RemoveItemBulk(c) => bulk(self.by_handle(sess, c.server_handle, &c.item_handles, |s, i| {
-                Self::remove_item(sess, s, i)
-            })),
-            Payload::UnsubscribeBulk(c) => bulk(self.by_handle(sess, c.server_handle, &c.item_handles, |s, i| {
-                Self::unadvise(sess, s, i).and_then(|_| Self::remove_item(sess, s, i))
-            })),
-            Payload::WriteBulk(c) => self.write_bulk(
-                c.entries.iter().map(|e| {
-                    (
-                        e.item_handle,
-                        e.value.as_ref(),
-                        WriteMode {
-                            secured: false,
-                            user: e.user_id,
-                            verifier: 0,
-                            timestamp: None,
-                        },
-                    )
-                }),
-                c.server_handle,
+            Payload::AdviseItemBulk(c) => bulk(self.by_handle(
                 sess,
-                who,
-            ),
-            Payload::Write2Bulk(c) => self.write_bulk(
-                c.entries.iter().map(|e| {
-                    let ts = e.timestamp_value.as_ref().map(time_from_pb);
-                    (
-                        e.item_handle,
-                        e.value.as_ref(),
-                        WriteMode {
-                            secured: false,
-                            user: e.user_id,
-                            verifier: 0,
-                            timestamp: ts,
-                        },
-                    )
-                }),
                 c.server_handle,
+                &c.item_handles,
+                |s, i| self.advise(sess, s, i, false),
+            )),
+            Payload::UnAdviseItemBulk(c) => bulk(self.by_handle(
                 sess,
-                who,
-            ),
-            Payload::WriteSecuredBulk(c) => self.write_bulk(
-                c.entries.iter().map(|e| {
-                    let m = WriteMode {
-                        secured: true,
-                        user: e.current_user_id,
-                        verifier: e.verifier_user_id,
-                        timestamp: None,
-                    };
-                    (e.item_handle, e.value.as_ref(), m)
-                }),
                 c.server_handle,
+                &c.item_handles,
+                |s, i| Self::unadvise(sess, s, i),
+            )),
+            Payload::RemoveItemBulk(c) => bulk(self.by_handle(
                 sess,
-                who,
-            ),
-            Payload::WriteSecured2Bulk(c) => self.write_bulk(
-                c.entries.iter().map(|e| {
-                    let ts = e.timestamp_value.as_ref().map(time_from_pb);
-                    let m = WriteMode {
-                        secured: true,
-                        user: e.current_user_id,
-                        verifier: e.verifier_user_id,
-                        timestamp: ts,
-                    };
-                    (e.item_handle, e.value.as_ref(), m)
-                }),
                 c.server_handle,
+                &c.item_handles,
+                |s, i| Self::remove_item(sess, s, i),
+            )),
+            Payload::UnsubscribeBulk(c) => bulk(self.by_handle(
                 sess,
-                who,
-            ),
+                c.server_handle,
+                &c.item_handles,
+                |s, i| Self::unadvise(sess, s, i).and_then(|_| Self::remove_item(sess, s, i)),
+            )),
+            Payload::WriteBulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
+            Payload::Write2Bulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
+            Payload::WriteSecuredBulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
+            Payload::WriteSecured2Bulk(c) => {
+                self.write_bulk(&c.entries, c.server_handle, sess, who)
+            }
             Payload::ReadBulk(c) => self.read_bulk(sess, who, c).await.map(Some),
             Payload::DrainEvents(c) => {
-                let max = if c.max_events == 0 { 1000 } else { c.max_events as usize };
+                let max = if c.max_events == 0 {
+                    1000
+                } else {
+                    c.max_events as usize
+                };
                 let mut log = sess.log.lock().unwrap();
                 if log.subscriber.is_some() {
                     return Err(Refusal::Invalid(
@@ -1120,9 +1261,27 @@ impl GatewaySvc {
                 let events = log.queue.drain(..n).collect();
                 Ok(Some(Reply::DrainEvents(pb::DrainEventsReply { events })))
             }
-            Payload::AddBufferedItem(_) | Payload::SetBufferedUpdateInterval(_) => Err(Refusal::Invalid(
-                "buffered items (OnBufferedDataChange) are not simulated by mxpva sim".into(),
-            )),
+            Payload::AddBufferedItem(c) => {
+                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, true)?;
+                Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
+            }
+            Payload::SetBufferedUpdateInterval(c) => {
+                if c.interval_ms == 0 {
+                    return Err(invalid_arg("the buffered update interval must be > 0 ms"));
+                }
+                let mut h = sess.handles.lock().unwrap();
+                if !h.servers.contains_key(&c.server_handle) {
+                    return Err(invalid_arg(format!(
+                        "unknown server handle {}",
+                        c.server_handle
+                    )));
+                }
+                h.buffer_intervals.insert(
+                    c.server_handle,
+                    Duration::from_millis(u64::from(c.interval_ms)),
+                );
+                Ok(None)
+            }
         }
     }
 
@@ -1149,20 +1308,64 @@ impl GatewaySvc {
             .collect()
     }
 
-    fn write_bulk<'a>(
+    fn write_one(
         &self,
-        entries: impl Iterator<Item = (i32, Option<&'a pb::MxValue>, WriteMode)>,
+        sess: &Arc<SimSession>,
+        who: &Principal,
+        server: i32,
+        cmd: &impl WriteParts,
+    ) -> Result<Option<Reply>, Refusal> {
+        let (item, value, mode) = cmd.parts();
+        start_write(&self.core, sess, who, server, item, value, mode).map(|_| None)
+    }
+
+    fn write_bulk<E: WriteParts>(
+        &self,
+        entries: &[E],
         server: i32,
         sess: &Arc<SimSession>,
         who: &Principal,
     ) -> Result<Option<Reply>, Refusal> {
         let results = entries
-            .map(|(item, value, mode)| {
-                Self::write_result(item, start_write(&self.core, sess, who, server, item, value, mode))
+            .iter()
+            .map(|e| {
+                let (item, value, mode) = e.parts();
+                Self::write_result(
+                    item,
+                    start_write(&self.core, sess, who, server, item, value, mode),
+                )
             })
             .collect();
         Ok(Some(Reply::BulkWrite(pb::BulkWriteReply { results })))
     }
+}
+
+/// The eight write shapes (four commands, four bulk entries), seen as (item, value, mode).
+trait WriteParts {
+    fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode);
+}
+
+macro_rules! write_parts {
+    ($($t:ty => |$e:ident| ($secured:expr, $user:expr, $verifier:expr, $ts:expr);)*) => {
+        $(impl WriteParts for $t {
+            fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode) {
+                let $e = self;
+                let mode = WriteMode { secured: $secured, user: $user, verifier: $verifier, timestamp: $ts };
+                ($e.item_handle, $e.value.as_ref(), mode)
+            }
+        })*
+    };
+}
+
+write_parts! {
+    pb::WriteCommand => |e| (false, e.user_id, 0, None);
+    pb::Write2Command => |e| (false, e.user_id, 0, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::WriteSecuredCommand => |e| (true, e.current_user_id, e.verifier_user_id, None);
+    pb::WriteSecured2Command => |e| (true, e.current_user_id, e.verifier_user_id, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::WriteBulkEntry => |e| (false, e.user_id, 0, None);
+    pb::Write2BulkEntry => |e| (false, e.user_id, 0, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::WriteSecuredBulkEntry => |e| (true, e.current_user_id, e.verifier_user_id, None);
+    pb::WriteSecured2BulkEntry => |e| (true, e.current_user_id, e.verifier_user_id, e.timestamp_value.as_ref().map(time_from_pb));
 }
 
 // ---------------------------------------------------------------------------
@@ -1246,7 +1449,9 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
                 core.opts.max_sessions
             )));
         }
-        let n = core.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = core
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!(
             "session-{:016x}{:016x}",
             core.uptime().as_nanos() as u64 ^ 0x5EED_5EED,
@@ -1288,7 +1493,10 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
         }))
     }
 
-    async fn invoke(&self, request: Request<pb::MxCommandRequest>) -> Result<Response<pb::MxCommandReply>, Status> {
+    async fn invoke(
+        &self,
+        request: Request<pb::MxCommandRequest>,
+    ) -> Result<Response<pb::MxCommandReply>, Status> {
         let md = request.metadata().clone();
         let r = request.into_inner();
         let kind = r
@@ -1338,8 +1546,18 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
         let sess = self.session(&r.session_id)?;
         match sess.state() {
             State::Ready => {}
-            State::Faulted(reason) => return Err(Status::aborted(format!("session {} faulted: {reason}", sess.id))),
-            State::Closed => return Err(Status::not_found(format!("session {:?} not found", sess.id))),
+            State::Faulted(reason) => {
+                return Err(Status::aborted(format!(
+                    "session {} faulted: {reason}",
+                    sess.id
+                )))
+            }
+            State::Closed => {
+                return Err(Status::not_found(format!(
+                    "session {:?} not found",
+                    sess.id
+                )))
+            }
         }
         let (id, first) = sess.attach(r.after_worker_sequence)?;
         sess.touch();
@@ -1350,7 +1568,9 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
             buf: first,
             done: false,
         };
-        let stream = futures_util::stream::unfold(feed, |mut f| async move { f.next().await.map(|item| (item, f)) });
+        let stream = futures_util::stream::unfold(feed, |mut f| async move {
+            f.next().await.map(|item| (item, f))
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -1386,21 +1606,30 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
             return reply(mx_fail, &st.diagnostic_text.clone(), E_INVALIDARG, Some(st));
         };
         if g.security_enabled {
-            if let Some(u) = g.users.iter().find(|u| u.name.eq_ignore_ascii_case(&r.operator_user)) {
+            if let Some(u) = g
+                .users
+                .iter()
+                .find(|u| u.name.eq_ignore_ascii_case(&r.operator_user))
+            {
                 if !u.permissions.contains("AckAlarms") {
                     let st = failure(
                         MxStatusCategory::SecurityError,
                         detail::NO_ALARM_ACK_PRIVILEGE,
                         format!("{} may not acknowledge alarms", u.name),
                     );
-                    return reply(mx_fail, &st.diagnostic_text.clone(), E_ACCESSDENIED, Some(st));
+                    return reply(
+                        mx_fail,
+                        &st.diagnostic_text.clone(),
+                        E_ACCESSDENIED,
+                        Some(st),
+                    );
                 }
             }
         }
         let mut w = self.core.world.lock().unwrap();
         match w.acknowledge(g, i, &r.comment, &r.operator_user) {
             Ok(t) => {
-                let _ = self.core.alarm_tx.send(AlarmNews::Transition(t));
+                let _ = self.core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
                 reply(pb::ProtocolStatusCode::Ok, "", 0, Some(MxStatus::ok()))
             }
             Err(st) => reply(mx_fail, &st.diagnostic_text.clone(), E_FAIL, Some(st)),
@@ -1420,7 +1649,10 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
         // is both in the snapshot and in the feed, or in neither.
         let (active, rx) = {
             let w = self.core.world.lock().unwrap();
-            (w.active_alarms(&self.core.galaxy), self.core.alarm_tx.subscribe())
+            (
+                w.active_alarms(&self.core.galaxy),
+                self.core.alarm_tx.subscribe(),
+            )
         };
         let mut first: VecDeque<pb::AlarmFeedMessage> = active
             .iter()
@@ -1457,7 +1689,8 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
                         return Some((Ok(m), s));
                     }
                     Ok(AlarmNews::Transition(_)) => continue,
-                    Ok(AlarmNews::Restart) | Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    Ok(AlarmNews::Restart)
+                    | Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                         s.done = true;
                         return Some((Err(Status::unavailable("the gateway is restarting")), s));
                     }
@@ -1482,7 +1715,12 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
     ) -> Result<Response<Self::QueryActiveAlarmsStream>, Status> {
         authorize(&self.core, request.metadata(), "events:read")?;
         let prefix = request.into_inner().alarm_filter_prefix;
-        let active = self.core.world.lock().unwrap().active_alarms(&self.core.galaxy);
+        let active = self
+            .core
+            .world
+            .lock()
+            .unwrap()
+            .active_alarms(&self.core.galaxy);
         let items: Vec<Result<pb::ActiveAlarmSnapshot, Status>> = active
             .iter()
             .filter(|a| matches_prefix(&a.reference, &prefix))

@@ -33,11 +33,13 @@
 //! - `gateway_svc.rs`: the MxAccessGateway service (commands, events, alarms).
 //! - `galaxy_svc.rs`: the GalaxyRepository service.
 //! - `control.rs`: [`SimHandle`] methods and the SimControl service.
+//! - `remote.rs`: [`RemoteSim`], a client of SimControl for a standalone simulator.
 
 mod config;
 mod control;
 mod galaxy_svc;
 mod gateway_svc;
+mod remote;
 mod session;
 mod world;
 
@@ -52,6 +54,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use config::{AlarmKind, AuthMode, Dynamics, Galaxy, GalaxyError, DEMO_GALAXY, SCOPES};
 pub use control::{Faults, SessionStats};
+pub use remote::{RemoteSim, RemoteSimError};
 
 use crate::gateway::pb::galaxy as gpb;
 use crate::gateway::pb::gw as pb;
@@ -78,6 +81,34 @@ pub struct SimOptions {
     pub tick: Option<Duration>,
     /// ReadBulk snapshot timeout when the request says 0.
     pub default_read_timeout: Duration,
+    /// Serve TLS with this identity instead of plaintext.
+    pub tls: Option<SimTls>,
+}
+
+/// A TLS server identity (PEM certificate chain and private key).
+#[derive(Clone)]
+pub struct SimTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for SimTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimTls(<identity>)")
+    }
+}
+
+impl SimTls {
+    /// Read the certificate and key PEM files.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, SimError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| SimError::Tls(format!("cannot read {}: {e}", p.display())))
+        };
+        Ok(SimTls {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        })
+    }
 }
 
 impl Default for SimOptions {
@@ -92,6 +123,7 @@ impl Default for SimOptions {
             first_update_delay: None,
             tick: None,
             default_read_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -110,11 +142,22 @@ pub enum SimError {
     },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// `mxpva sim`: serve `galaxy` (the shipped demo plant when None) on `listen`
-/// until Ctrl-C / SIGTERM.
-pub fn run_standalone(listen: std::net::SocketAddr, galaxy: Option<&std::path::Path>) -> Result<(), SimError> {
+/// until Ctrl-C / SIGTERM. `tls`: certificate and key PEM files to serve TLS
+/// instead of plaintext.
+pub fn run_standalone(
+    listen: std::net::SocketAddr,
+    galaxy: Option<&std::path::Path>,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<(), SimError> {
+    let opts = SimOptions {
+        tls: tls.map(|(c, k)| SimTls::load(c, k)).transpose()?,
+        ..SimOptions::default()
+    };
     let galaxy = match galaxy {
         Some(p) => Galaxy::load(p)?,
         None => Galaxy::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml (built in)")?,
@@ -126,29 +169,34 @@ pub fn run_standalone(listen: std::net::SocketAddr, galaxy: Option<&std::path::P
     rt.block_on(async move {
         let listener = TcpListener::bind(listen)
             .await
-            .map_err(|error| SimError::Bind { addr: listen, error })?;
+            .map_err(|error| SimError::Bind {
+                addr: listen,
+                error,
+            })?;
         tracing::info!(
             addr = %listener.local_addr().unwrap_or(listen),
             galaxy = %galaxy.name,
             objects = galaxy.objects.len(),
             attributes = galaxy.attributes.len(),
             auth = ?galaxy.auth_mode,
+            tls = opts.tls.is_some(),
             "mxpva sim serving the MXAccess Gateway contract"
         );
-        serve(listener, galaxy, SimOptions::default(), shutdown_signal()).await
+        serve(listener, galaxy, opts, shutdown_signal()).await
     })
 }
 
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -163,7 +211,7 @@ async fn shutdown_signal() {
 /// A message for StreamAlarms subscribers.
 #[derive(Clone, Debug)]
 pub(crate) enum AlarmNews {
-    Transition(AlarmTransition),
+    Transition(Box<AlarmTransition>),
     /// The simulated gateway restarted: streams end.
     Restart,
 }
@@ -244,13 +292,24 @@ impl SimHandle {
 
     /// Serve the gateway, the Galaxy Repository and the control service on
     /// `listener` until `shutdown` completes. Runs the value dynamics too.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), SimError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), SimError> {
         let core = self.core.clone();
-        let ticker = tokio::spawn(run_dynamics(core.clone()));
-        let sweeper = tokio::spawn(run_sweeper(core.clone()));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let max = crate::gateway::MAX_MESSAGE_BYTES;
-        let result = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &core.opts.tls {
+            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| SimError::Tls(e.to_string()))?;
+        }
+        let ticker = tokio::spawn(run_dynamics(core.clone()));
+        let sweeper = tokio::spawn(run_sweeper(core.clone()));
+        let result = builder
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(4 * 1024 * 1024))
             .initial_connection_window_size(Some(8 * 1024 * 1024))
@@ -262,13 +321,19 @@ impl SimHandle {
                 .max_encoding_message_size(max),
             )
             .add_service(
-                gpb::galaxy_repository_server::GalaxyRepositoryServer::new(galaxy_svc::GalaxySvc::new(core.clone()))
-                    .max_decoding_message_size(max)
-                    .max_encoding_message_size(max),
+                gpb::galaxy_repository_server::GalaxyRepositoryServer::new(
+                    galaxy_svc::GalaxySvc::new(core.clone()),
+                )
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
             )
-            .add_service(crate::gateway::pb::control::sim_control_server::SimControlServer::new(
-                control::ControlSvc { handle: self.clone() },
-            ))
+            .add_service(
+                crate::gateway::pb::control::sim_control_server::SimControlServer::new(
+                    control::ControlSvc {
+                        handle: self.clone(),
+                    },
+                ),
+            )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         ticker.abort();
@@ -290,7 +355,10 @@ pub async fn serve(
 }
 
 async fn run_dynamics(core: Arc<Core>) {
-    let mut interval = tokio::time::interval(core.tick.min(core.first_update_delay.max(Duration::from_millis(10))));
+    let mut interval = tokio::time::interval(
+        core.tick
+            .min(core.first_update_delay.max(Duration::from_millis(10))),
+    );
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_dynamics = Instant::now() - core.tick;
     loop {
@@ -300,7 +368,7 @@ async fn run_dynamics(core: Arc<Core>) {
             // Publish under the world lock: StreamAlarms snapshots under it too.
             let mut world = core.world.lock().unwrap();
             for t in world.tick(&core.galaxy) {
-                let _ = core.alarm_tx.send(AlarmNews::Transition(t));
+                let _ = core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
             }
         }
         gateway_svc::deliver_updates(&core);

@@ -47,7 +47,18 @@ pub(crate) struct Item {
     pub last_version: u64,
     /// The last OnDataChange payload (for ReadBulk's cached answer).
     pub cached: Option<(MxValue, Quality, SystemTime)>,
+    /// Added with AddBufferedItem: changes are collected and delivered as
+    /// OnBufferedDataChange every buffered update interval.
+    pub buffered: bool,
+    pub samples: Vec<(MxValue, Quality, SystemTime)>,
+    pub last_flush: Instant,
 }
+
+/// Most samples one buffered item keeps between flushes (oldest dropped).
+pub(crate) const MAX_BUFFERED_SAMPLES: usize = 1000;
+
+/// Buffered update interval when SetBufferedUpdateInterval was not called.
+pub(crate) const DEFAULT_BUFFER_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum State {
@@ -64,6 +75,8 @@ pub(crate) struct Handles {
     pub items: HashMap<i32, Item>,
     pub next_item: i32,
     pub last_used: Instant,
+    /// SetBufferedUpdateInterval per server handle.
+    pub buffer_intervals: HashMap<i32, Duration>,
 }
 
 /// A subscriber slot: which stream owns the session's events, and why it must end.
@@ -124,6 +137,7 @@ impl SimSession {
                 items: HashMap::new(),
                 next_item: 1,
                 last_used: Instant::now(),
+                buffer_intervals: HashMap::new(),
             }),
             log: Mutex::new(Log {
                 next_seq: 1,
@@ -177,7 +191,9 @@ impl SimSession {
             overflow
         };
         if overflow {
-            self.fault("EventQueueOverflow: the event queue is full (backpressure policy FailFast)");
+            self.fault(
+                "EventQueueOverflow: the event queue is full (backpressure policy FailFast)",
+            );
             return Pushed::Overflow;
         }
         self.wake.notify_one();
@@ -198,7 +214,10 @@ impl SimSession {
             }
             h.state = State::Faulted(reason.to_string());
         }
-        self.kill_subscriber(tonic::Status::aborted(format!("session {} faulted: {reason}", self.id)));
+        self.kill_subscriber(tonic::Status::aborted(format!(
+            "session {} faulted: {reason}",
+            self.id
+        )));
     }
 
     /// End the attached stream (if any) with `status`.
@@ -219,7 +238,10 @@ impl SimSession {
 
     /// Attach a subscriber. `after`: resume after this worker sequence.
     /// Returns the subscriber id and the events to send first.
-    pub fn attach(&self, after: Option<u64>) -> Result<(u64, VecDeque<pb::MxEvent>), tonic::Status> {
+    pub fn attach(
+        &self,
+        after: Option<u64>,
+    ) -> Result<(u64, VecDeque<pb::MxEvent>), tonic::Status> {
         let mut log = self.log.lock().unwrap();
         if log.subscriber.is_some() {
             return Err(tonic::Status::failed_precondition(format!(
@@ -287,7 +309,12 @@ impl SimSession {
     }
 
     /// Take up to `max` queued events for subscriber `id`; Err if it must end.
-    pub fn take(&self, id: u64, max: usize, out: &mut VecDeque<pb::MxEvent>) -> Result<(), tonic::Status> {
+    pub fn take(
+        &self,
+        id: u64,
+        max: usize,
+        out: &mut VecDeque<pb::MxEvent>,
+    ) -> Result<(), tonic::Status> {
         let mut log = self.log.lock().unwrap();
         match log.subscriber.as_mut() {
             Some(s) if s.id == id => {
@@ -296,7 +323,11 @@ impl SimSession {
                     return Err(k);
                 }
             }
-            _ => return Err(tonic::Status::cancelled("the event subscriber was replaced")),
+            _ => {
+                return Err(tonic::Status::cancelled(
+                    "the event subscriber was replaced",
+                ))
+            }
         }
         let n = log.queue.len().min(max);
         out.extend(log.queue.drain(..n));

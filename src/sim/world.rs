@@ -4,8 +4,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::config::{array_of, AlarmKind, Dynamics, Galaxy};
 use crate::gateway::{
-    detail, ActiveAlarm, AlarmState, AlarmTransition, AlarmTransitionKind, MxArray, MxDataType, MxStatus,
-    MxStatusCategory, MxValue, Quality,
+    detail, ActiveAlarm, AlarmState, AlarmTransition, AlarmTransitionKind, MxArray, MxDataType,
+    MxStatus, MxStatusCategory, MxValue, Quality,
 };
 
 /// Live state of one attribute.
@@ -152,7 +152,15 @@ impl World {
         self.evaluate_alarms(g, sys)
     }
 
-    fn next_value(&mut self, g: &Galaxy, i: usize, d: &Dynamics, t: f64, dt: f64, sys: SystemTime) -> Option<MxValue> {
+    fn next_value(
+        &mut self,
+        g: &Galaxy,
+        i: usize,
+        d: &Dynamics,
+        t: f64,
+        dt: f64,
+        sys: SystemTime,
+    ) -> Option<MxValue> {
         let def = &g.attributes[i];
         let cur = self.attrs[i].value.as_f64().unwrap_or(0.0);
         let x = match d {
@@ -179,7 +187,9 @@ impl World {
             Dynamics::Toggle { period_s } => ((t / period_s).floor() as i64 % 2) as f64,
             Dynamics::Follow { tau_s, noise, .. } => {
                 let target = if self.bool_of(def.enable) {
-                    def.source.and_then(|s| self.attrs[s].value.as_f64()).unwrap_or(0.0)
+                    def.source
+                        .and_then(|s| self.attrs[s].value.as_f64())
+                        .unwrap_or(0.0)
                 } else {
                     0.0
                 };
@@ -191,7 +201,10 @@ impl World {
                 cur + (target - cur) * (1.0 - (-dt / tau_s).exp()) + n
             }
             Dynamics::Clock => {
-                let secs = sys.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let secs = sys
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
                 return Some(MxValue::Time(UNIX_EPOCH + Duration::from_secs(secs)));
             }
             Dynamics::Elapsed { .. } => {
@@ -203,7 +216,9 @@ impl World {
                 }
                 let total = e.as_secs_f64() + dt;
                 // Whole tenths of a second, so it changes at a steady pace.
-                return Some(MxValue::Elapsed(Duration::from_millis((total * 1000.0) as u64)));
+                return Some(MxValue::Elapsed(Duration::from_millis(
+                    (total * 1000.0) as u64,
+                )));
             }
             Dynamics::Counter { .. } => {
                 let now_on = self.bool_of(def.enable);
@@ -220,7 +235,12 @@ impl World {
             } => {
                 let n = def.array_length.unwrap_or(1);
                 let vals: Vec<f64> = (0..n)
-                    .map(|k| center + amplitude * (std::f64::consts::TAU * (t / period_s + k as f64 / n as f64)).sin())
+                    .map(|k| {
+                        center
+                            + amplitude
+                                * (std::f64::consts::TAU * (t / period_s + k as f64 / n as f64))
+                                    .sin()
+                    })
                     .collect();
                 return Some(MxValue::Array(match def.data_type {
                     MxDataType::Float => MxArray::Float(vals.iter().map(|v| *v as f32).collect()),
@@ -230,7 +250,9 @@ impl World {
         };
         Some(match def.data_type {
             MxDataType::Boolean => MxValue::Bool(x != 0.0),
-            MxDataType::Integer => MxValue::Int32(x.round().clamp(i32::MIN as f64, i32::MAX as f64) as i32),
+            MxDataType::Integer => {
+                MxValue::Int32(x.round().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+            }
             MxDataType::LongInteger => MxValue::Int64(x.round() as i64),
             MxDataType::Float => MxValue::Float(x as f32),
             _ => MxValue::Double(x),
@@ -266,14 +288,19 @@ impl World {
             let state = self.alarms[i].state;
             let (next, kind) = match (cond, state) {
                 (true, AlarmState::AckRtn) => (AlarmState::UnackAlm, AlarmTransitionKind::Raise),
-                (true, AlarmState::UnackRtn) => (AlarmState::UnackAlm, AlarmTransitionKind::Retrigger),
+                (true, AlarmState::UnackRtn) => {
+                    (AlarmState::UnackAlm, AlarmTransitionKind::Retrigger)
+                }
                 (false, AlarmState::UnackAlm) => (AlarmState::UnackRtn, AlarmTransitionKind::Clear),
                 (false, AlarmState::AckAlm) => (AlarmState::AckRtn, AlarmTransitionKind::Clear),
                 _ => continue,
             };
             let rt = &mut self.alarms[i];
             rt.state = next;
-            if matches!(kind, AlarmTransitionKind::Raise | AlarmTransitionKind::Retrigger) {
+            if matches!(
+                kind,
+                AlarmTransitionKind::Raise | AlarmTransitionKind::Retrigger
+            ) {
                 rt.raised_at = Some(sys);
                 rt.operator.clear();
                 rt.comment.clear();
@@ -283,7 +310,13 @@ impl World {
         out
     }
 
-    fn transition(&mut self, g: &Galaxy, i: usize, kind: AlarmTransitionKind, sys: SystemTime) -> AlarmTransition {
+    fn transition(
+        &mut self,
+        g: &Galaxy,
+        i: usize,
+        kind: AlarmTransitionKind,
+        sys: SystemTime,
+    ) -> AlarmTransition {
         let rt = &mut self.alarms[i];
         rt.last_transition_at = Some(sys);
         rt.version += 1;
@@ -335,7 +368,12 @@ impl World {
     }
 
     /// Force an alarm (control API); returns the transition it caused, if any.
-    pub fn force_alarm(&mut self, g: &Galaxy, i: usize, forced: Option<bool>) -> Vec<AlarmTransition> {
+    pub fn force_alarm(
+        &mut self,
+        g: &Galaxy,
+        i: usize,
+        forced: Option<bool>,
+    ) -> Vec<AlarmTransition> {
         self.alarms[i].forced = forced;
         self.evaluate_alarms(g, SystemTime::now())
     }
@@ -400,7 +438,11 @@ pub(crate) fn alarm_type_name(k: AlarmKind) -> &'static str {
 
 /// Convert a written value to an attribute's type the way MXAccess does,
 /// or say why it cannot be.
-pub(crate) fn coerce(v: &MxValue, t: MxDataType, array_length: Option<usize>) -> Result<MxValue, MxStatus> {
+pub(crate) fn coerce(
+    v: &MxValue,
+    t: MxDataType,
+    array_length: Option<usize>,
+) -> Result<MxValue, MxStatus> {
     let cat = MxStatusCategory::OperationalError;
     if let Some(n) = array_length {
         let MxValue::Array(a) = v else {
@@ -435,13 +477,26 @@ pub(crate) fn coerce(v: &MxValue, t: MxDataType, array_length: Option<usize>) ->
         status(
             cat,
             detail::WRONG_DATA_TYPE,
-            format!("a {} value cannot be written to a {t} attribute", v.data_type()),
+            format!(
+                "a {} value cannot be written to a {t} attribute",
+                v.data_type()
+            ),
         )
     };
-    let no_parse = |s: &str| status(cat, detail::UNABLE_TO_CONVERT_STRING, format!("{s:?} is not a {t}"));
+    let no_parse = |s: &str| {
+        status(
+            cat,
+            detail::UNABLE_TO_CONVERT_STRING,
+            format!("{s:?} is not a {t}"),
+        )
+    };
     let overflow = || status(cat, detail::OVERFLOW, format!("{v} does not fit a {t}"));
     let num = match v {
-        MxValue::Bool(_) | MxValue::Int32(_) | MxValue::Int64(_) | MxValue::Float(_) | MxValue::Double(_) => v.as_f64(),
+        MxValue::Bool(_)
+        | MxValue::Int32(_)
+        | MxValue::Int64(_)
+        | MxValue::Float(_)
+        | MxValue::Double(_) => v.as_f64(),
         _ => None,
     };
     Ok(match t {
@@ -449,7 +504,13 @@ pub(crate) fn coerce(v: &MxValue, t: MxDataType, array_length: Option<usize>) ->
             MxValue::Bool(b) => MxValue::Bool(*b),
             MxValue::Int32(_) | MxValue::Int64(_) => match num {
                 Some(x) if x == 0.0 || x == 1.0 => MxValue::Bool(x == 1.0),
-                _ => return Err(status(cat, detail::DATA_OUT_OF_RANGE, format!("{v} is not 0 or 1"))),
+                _ => {
+                    return Err(status(
+                        cat,
+                        detail::DATA_OUT_OF_RANGE,
+                        format!("{v} is not 0 or 1"),
+                    ))
+                }
             },
             MxValue::String(s) => match s.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "on" => MxValue::Bool(true),
@@ -493,9 +554,11 @@ pub(crate) fn coerce(v: &MxValue, t: MxDataType, array_length: Option<usize>) ->
         }
         MxDataType::String => match v {
             MxValue::String(s) => MxValue::String(s.clone()),
-            MxValue::Bool(_) | MxValue::Int32(_) | MxValue::Int64(_) | MxValue::Float(_) | MxValue::Double(_) => {
-                MxValue::String(v.to_string())
-            }
+            MxValue::Bool(_)
+            | MxValue::Int32(_)
+            | MxValue::Int64(_)
+            | MxValue::Float(_)
+            | MxValue::Double(_) => MxValue::String(v.to_string()),
             _ => return Err(wrong()),
         },
         MxDataType::Time => match v {
@@ -506,7 +569,9 @@ pub(crate) fn coerce(v: &MxValue, t: MxDataType, array_length: Option<usize>) ->
         MxDataType::ElapsedTime => match (v, num) {
             (MxValue::Elapsed(d), _) => MxValue::Elapsed(*d),
             (MxValue::Bool(_), _) => return Err(wrong()),
-            (_, Some(x)) if x >= 0.0 && x.is_finite() => MxValue::Elapsed(Duration::from_secs_f64(x)),
+            (_, Some(x)) if x >= 0.0 && x.is_finite() => {
+                MxValue::Elapsed(Duration::from_secs_f64(x))
+            }
             (_, Some(_)) => {
                 return Err(status(
                     cat,
@@ -521,7 +586,11 @@ pub(crate) fn coerce(v: &MxValue, t: MxDataType, array_length: Option<usize>) ->
 }
 
 /// Parse text as a value of a type (control API). Arrays: comma-separated.
-pub(crate) fn parse_text(text: &str, t: MxDataType, array_length: Option<usize>) -> Result<MxValue, String> {
+pub(crate) fn parse_text(
+    text: &str,
+    t: MxDataType,
+    array_length: Option<usize>,
+) -> Result<MxValue, String> {
     if array_length.is_some() {
         let items: Vec<MxValue> = text
             .split(',')
@@ -549,8 +618,20 @@ pub(crate) fn parse_time_text(s: &str) -> Option<SystemTime> {
         return None;
     }
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    let (y, mo, d, h, mi, se) = (
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
@@ -571,7 +652,8 @@ pub(crate) fn parse_time_text(s: &str) -> Option<SystemTime> {
         "Z" | "z" | "" => 0,
         o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
             let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600 + o.get(4..6)?.parse::<i64>().ok()? * 60)
+            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600
+                + o.get(4..6)?.parse::<i64>().ok()? * 60)
         }
         _ => return None,
     };
@@ -579,7 +661,10 @@ pub(crate) fn parse_time_text(s: &str) -> Option<SystemTime> {
     if secs >= 0 {
         Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
     } else {
-        Some(UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(u64::from(nanos)))
+        Some(
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+                + Duration::from_nanos(u64::from(nanos)),
+        )
     }
 }
 
@@ -623,7 +708,9 @@ mod tests {
             detail::OVERFLOW
         );
         assert_eq!(
-            coerce(&MxValue::Bool(true), MxDataType::Time, None).unwrap_err().detail,
+            coerce(&MxValue::Bool(true), MxDataType::Time, None)
+                .unwrap_err()
+                .detail,
             detail::WRONG_DATA_TYPE
         );
         assert_eq!(

@@ -60,7 +60,9 @@ pub fn clients() -> &'static Clients {
             let _ = fs::remove_dir_all(&venv);
             let python = std::env::var("MXPVA_PYTHON").unwrap_or_else(|_| "python3".into());
             run_setup(
-                std::process::Command::new(&python).args(["-m", "venv"]).arg(&venv),
+                std::process::Command::new(&python)
+                    .args(["-m", "venv"])
+                    .arg(&venv),
                 "creating the test clients' virtual environment",
             );
             run_setup(
@@ -79,7 +81,9 @@ pub fn clients() -> &'static Clients {
             fs::write(&stamp, &wanted).unwrap();
         }
         lock.unlock().unwrap();
-        Clients { bin: venv.join("bin") }
+        Clients {
+            bin: venv.join("bin"),
+        }
     })
 }
 
@@ -117,7 +121,10 @@ impl Clients {
         tool: &str,
         env: &[(String, String)],
         args: &[&str],
-    ) -> (tokio::process::Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    ) -> (
+        tokio::process::Child,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
         let mut cmd = self.command(tool, env);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn client");
@@ -171,7 +178,10 @@ impl Run {
 pub fn free_ports() -> (u16, u16) {
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    (tcp.local_addr().unwrap().port(), udp.local_addr().unwrap().port())
+    (
+        tcp.local_addr().unwrap().port(),
+        udp.local_addr().unwrap().port(),
+    )
 }
 
 /// Server (`EPICS_PVAS_*`) and client (`EPICS_PVA_*`) settings for loopback on the
