@@ -1,6 +1,8 @@
 #include "cpp/value.h"
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -189,7 +191,9 @@ void read_value(const Value& top, WireData& d, ScalarKind& kind, bool& array, bo
 
 }  // namespace
 
-Value build_prototype(const WireShape& shape) {
+namespace {
+
+Value make_prototype(const WireShape& shape) {
     if (shape.nt_enum) return pvxs::nt::NTEnum{}.create();
     auto code = scalar_code(shape.kind);
     if (shape.array) code = code.arrayOf();
@@ -197,6 +201,23 @@ Value build_prototype(const WireShape& shape) {
     return pvxs::nt::NTScalar{code, shape.display, shape.control, shape.value_alarm,
                               shape.display}
         .create();
+}
+
+}  // namespace
+
+Value build_prototype(const WireShape& shape) {
+    // PVs of one shape share one prototype (and so one type description), as a
+    // hand-written pvxs server would: posts to many PVs then clone from one cache-hot
+    // structure. Prototypes are only ever cloned, never modified.
+    static std::mutex lock;
+    static std::map<uint32_t, Value> cache;
+    const uint32_t key = static_cast<uint32_t>(shape.kind) | (shape.array ? 1u << 8 : 0) |
+                         (shape.nt_enum ? 1u << 9 : 0) | (shape.display ? 1u << 10 : 0) |
+                         (shape.control ? 1u << 11 : 0) | (shape.value_alarm ? 1u << 12 : 0);
+    std::lock_guard<std::mutex> guard(lock);
+    auto it = cache.find(key);
+    if (it == cache.end()) it = cache.emplace(key, make_prototype(shape)).first;
+    return it->second;
 }
 
 void apply_update(const WireShape& shape, const WireUpdate& u, Value& v) {
