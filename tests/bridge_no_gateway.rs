@@ -3,10 +3,9 @@
 
 mod clients;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use clients::{clients, free_ports, pva_env};
+use clients::{clients, free_ports, pva_env, spawn_mxpva};
 
 const CONFIG: &str = r#"
 [gateway]
@@ -39,29 +38,15 @@ async fn without_a_gateway_pvs_are_invalid_and_puts_fail_at_once() {
     std::fs::write(&config, CONFIG).unwrap();
     let (tcp, udp) = free_ports();
     let (server_env, client_env) = pva_env(tcp, udp);
-    let mut bridge = tokio::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .envs(server_env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut bridge = spawn_mxpva(
+        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
+        &server_env,
+    );
 
     // The PV exists, with the reason the value cannot be trusted.
-    let mut text = String::new();
-    for _ in 0..50 {
-        let run = clients()
-            .run("pvget", &client_env, &["-v", "NOGW:SP"])
-            .await;
-        text = run.text();
-        if text.contains("gateway connection lost") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let text = clients()
+        .pvget_until(&client_env, &["-v", "NOGW:SP"], "gateway connection lost")
+        .await;
     assert!(text.contains("int severity 3"), "{text}");
     assert!(text.contains("int status 2"), "{text}");
     assert!(

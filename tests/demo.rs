@@ -3,36 +3,18 @@
 
 mod clients;
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use clients::{clients, free_ports, pva_env};
+use clients::{clients, free_ports, pva_env, spawn_mxpva};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_serves_live_values_and_confirmed_writes() {
     let (tcp, udp) = free_ports();
     let (server_env, env) = pva_env(tcp, udp);
-    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
-        .arg("demo")
-        .envs(server_env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut demo = spawn_mxpva(&["demo".as_ref()], &server_env);
 
     // Speed moves and carries its metadata.
-    let mut first = String::new();
-    for _ in 0..50 {
-        let run = clients()
-            .run("pvget", &env, &["-v", "DEMO:Pump001:Speed"])
-            .await;
-        first = run.text();
-        if first.contains("NO_ALARM") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let first = clients()
+        .pvget_until(&env, &["-v", "DEMO:Pump001:Speed"], "NO_ALARM")
+        .await;
     assert!(first.contains("string units rpm"), "{first}");
     assert!(first.contains("double limitHigh 3000"), "{first}");
 
@@ -41,17 +23,9 @@ async fn the_demo_serves_live_values_and_confirmed_writes() {
         .run("pvput", &env, &["DEMO:Pump001:SpeedSP", "1234.5"])
         .await;
     assert!(!run.text().contains("Error"), "{}", run.text());
-    let mut value = String::new();
-    for _ in 0..20 {
-        value = clients()
-            .run("pvget", &env, &["DEMO:Pump001:SpeedSP"])
-            .await
-            .stdout;
-        if value.contains("1234.5") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let value = clients()
+        .pvget_until(&env, &["DEMO:Pump001:SpeedSP"], "1234.5")
+        .await;
     assert!(value.contains("1234.5"), "{value}");
 
     // System Platform refuses a ViewOnly attribute; the client sees why.

@@ -203,3 +203,40 @@ pub fn pva_env(tcp: u16, udp: u16) -> (Vec<(String, String)>, Vec<(String, Strin
     ];
     (server, client)
 }
+
+/// Starts the `mxpva` binary with `args` and the given PVAccess server settings; it is
+/// killed when the handle drops.
+pub fn spawn_mxpva(
+    args: &[&std::ffi::OsStr],
+    server_env: &[(String, String)],
+) -> tokio::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_mxpva"))
+        .args(args)
+        .envs(server_env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mxpva")
+}
+
+impl Clients {
+    /// Runs `pvget args` until its output contains `needle` (for at most 10 s) and
+    /// returns the last output, whether or not it got there.
+    pub async fn pvget_until(
+        &self,
+        env: &[(String, String)],
+        args: &[&str],
+        needle: &str,
+    ) -> String {
+        let mut text = String::new();
+        for _ in 0..50 {
+            text = self.run("pvget", env, args).await.text();
+            if text.contains(needle) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        text
+    }
+}
