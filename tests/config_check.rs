@@ -166,7 +166,9 @@ fn gateway_settings() {
          tests/fixtures/config/bad_gateway.toml:4:19: gateway.subscribe_chunk: subscribe_chunk \
          is 0, expected 1 to 100000\n\
          tests/fixtures/config/bad_gateway.toml:6:17: gateway.reconnect_max: reconnect_max \
-         (100ms) is shorter than reconnect_initial (2s)\n"
+         (100ms) is shorter than reconnect_initial (2s)\n\
+         tests/fixtures/config/bad_gateway.toml:7:21: gateway.keepalive_timeout: must be longer \
+         than zero\n"
     );
 }
 

@@ -19,7 +19,7 @@ mod quality;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -51,6 +51,8 @@ fn client_options(gw: &config::Gateway) -> Result<ClientOptions, BridgeError> {
     let mut opts = ClientOptions::plaintext(gw.endpoint.clone());
     opts.connect_timeout = gw.connect_timeout;
     opts.request_timeout = gw.request_timeout;
+    opts.keepalive_interval = gw.keepalive_interval;
+    opts.keepalive_timeout = gw.keepalive_timeout;
     if let Some(key) = gw
         .api_key
         .load()
@@ -103,13 +105,32 @@ type Connected = Result<(Link, EventStream, Vec<(usize, Result<ItemHandle, Strin
 /// Messages from helper tasks to the bridge task.
 enum Internal {
     /// The gateway accepted (Ok) or refused (Err) the write call for `id`.
-    WriteSent {
+    Sent {
         pv: usize,
         id: u64,
         result: Result<(), String>,
     },
     /// `id` had no OnWriteComplete within the write timeout.
-    WriteTimeout { pv: usize, id: u64 },
+    TimedOut { pv: usize, id: u64 },
+    /// `id` was confirmed [`pv::WRITE_SETTLE`] ago and no data change followed.
+    Settled { pv: usize, id: u64 },
+}
+
+/// Closes the sessions of lost links. One the gateway no longer knows counts as closed;
+/// one it cannot answer for now stays for the next connect.
+async fn close_stale_sessions(client: &GatewayClient, stale: &Mutex<Vec<String>>) {
+    let ids = stale.lock().unwrap().clone();
+    for id in ids {
+        match client.close_session(&id).await {
+            Err(e) if e.is_transient() => {
+                warn!(session = %id, error = %e, "cannot close the session of the lost link yet");
+                continue;
+            }
+            Ok(state) => info!(session = %id, ?state, "closed the session of the lost link"),
+            Err(e) => info!(session = %id, error = %e, "the session of the lost link is gone"),
+        }
+        stale.lock().unwrap().retain(|s| *s != id);
+    }
 }
 
 /// Runs the bridge until `shutdown` resolves.
@@ -146,6 +167,7 @@ pub async fn run(
         by_item: HashMap::new(),
         link: None,
         lost_reason: None,
+        stale_sessions: Arc::default(),
         next_write: 0,
         internal: mpsc::unbounded_channel(),
     };
@@ -164,6 +186,9 @@ struct Bridge {
     link: Option<Link>,
     /// Why the link is down, as last posted to the PVs.
     lost_reason: Option<String>,
+    /// Sessions of lost links not yet closed at the gateway: the next connect closes them
+    /// before it opens a new one, so the gateway never holds two subscriptions of a tag.
+    stale_sessions: Arc<Mutex<Vec<String>>>,
     next_write: u64,
     /// Results of write calls and write timeouts, from helper tasks.
     internal: (
@@ -230,6 +255,11 @@ impl Bridge {
         }
         if let Some(link) = self.link.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), link.session.close()).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                close_stale_sessions(link.session.client(), &self.stale_sessions),
+            )
+            .await;
         }
     }
 
@@ -243,6 +273,7 @@ impl Bridge {
             .iter()
             .map(|p| p.cfg.tag.as_str().to_string())
             .collect();
+        let stale = self.stale_sessions.clone();
         let users: Vec<(String, config::User)> = self
             .config
             .users
@@ -254,46 +285,60 @@ impl Bridge {
             let client = GatewayClient::connect(&opts)
                 .await
                 .map_err(|e| fail("cannot connect", e))?;
+            close_stale_sessions(&client, &stale).await;
             let session = client
                 .open_session(&gw.client_name)
                 .await
                 .map_err(|e| fail("cannot open a session", e))?;
-            let server = session
-                .register(&gw.client_name)
-                .await
-                .map_err(|e| fail("Register failed", e))?;
-            let mut user_ids = HashMap::new();
-            for (key, user) in users {
-                let id = match &user.identity {
-                    config::Identity::Id(id) => UserId(*id),
-                    config::Identity::Credentials { name, password } => {
-                        let password = password.load().map_err(|e| format!("user {key}: {e}"))?;
-                        session
-                            .authenticate_user(server, name, password.expose())
-                            .await
-                            .map_err(|e| fail(&format!("cannot authenticate user {key}"), e))?
-                    }
-                };
-                user_ids.insert(key, id);
+            let setup = async {
+                let server = session
+                    .register(&gw.client_name)
+                    .await
+                    .map_err(|e| fail("Register failed", e))?;
+                let mut user_ids = HashMap::new();
+                for (key, user) in users {
+                    let id = match &user.identity {
+                        config::Identity::Id(id) => UserId(*id),
+                        config::Identity::Credentials { name, password } => {
+                            let password =
+                                password.load().map_err(|e| format!("user {key}: {e}"))?;
+                            session
+                                .authenticate_user(server, name, password.expose())
+                                .await
+                                .map_err(|e| fail(&format!("cannot authenticate user {key}"), e))?
+                        }
+                    };
+                    user_ids.insert(key, id);
+                }
+                let results = session
+                    .subscribe_bulk_chunked(server, &tags, gw.subscribe_chunk.get())
+                    .await
+                    .map_err(|e| fail("SubscribeBulk failed", e))?;
+                let items = results
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        (
+                            i,
+                            r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string()),
+                        )
+                    })
+                    .collect();
+                let events = session
+                    .events(None)
+                    .await
+                    .map_err(|e| fail("cannot attach the event stream", e))?;
+                Ok::<_, String>((server, user_ids, items, events))
             }
-            let results = session
-                .subscribe_bulk_chunked(server, &tags, gw.subscribe_chunk.get())
-                .await
-                .map_err(|e| fail("SubscribeBulk failed", e))?;
-            let items = results
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    (
-                        i,
-                        r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string()),
-                    )
-                })
-                .collect();
-            let events = session
-                .events(None)
-                .await
-                .map_err(|e| fail("cannot attach the event stream", e))?;
+            .await;
+            let (server, user_ids, items, events) = match setup {
+                Ok(done) => done,
+                Err(e) => {
+                    // The session exists at the gateway: the next connect closes it.
+                    stale.lock().unwrap().push(session.id().to_string());
+                    return Err(e);
+                }
+            };
             Ok((
                 Link {
                     session,
@@ -334,13 +379,12 @@ impl Bridge {
         self.link = Some(link);
     }
 
-    /// The link is gone: every PV goes INVALID, pending writes fail.
+    /// The link is gone: every PV goes INVALID, pending writes fail. Its session, which
+    /// may live on at the gateway, is closed by the next connect.
     fn close_link(&mut self, reason: &str) {
         if let Some(link) = self.link.take() {
-            let session = link.session.clone();
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
-            });
+            let id = link.session.id().to_string();
+            self.stale_sessions.lock().unwrap().push(id);
         }
         self.on_lost(reason);
     }
@@ -381,7 +425,13 @@ impl Bridge {
                                 .unwrap_or_else(|| status.to_string())
                         )),
                     };
-                    self.pvs[i].write_complete(outcome);
+                    if let Some(id) = self.pvs[i].write_complete(outcome) {
+                        let tx = self.internal.0.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(pv::WRITE_SETTLE).await;
+                            let _ = tx.send(Internal::Settled { pv: i, id });
+                        });
+                    }
                 }
             }
             SessionEvent::ReplayGap(_) => {
@@ -454,6 +504,7 @@ impl Bridge {
             id,
             started: Instant::now(),
             completion: put.completion,
+            changed: false,
         });
         let session = link.session.clone();
         let server = link.server;
@@ -465,25 +516,26 @@ impl Bridge {
                 .await
                 .map_err(|e| format!("the gateway refused the write: {e}"));
             let sent = result.is_ok();
-            let _ = tx.send(Internal::WriteSent { pv: i, id, result });
+            let _ = tx.send(Internal::Sent { pv: i, id, result });
             if sent {
                 tokio::time::sleep(timeout).await;
-                let _ = tx.send(Internal::WriteTimeout { pv: i, id });
+                let _ = tx.send(Internal::TimedOut { pv: i, id });
             }
         });
     }
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::WriteSent {
+            Internal::Sent {
                 pv,
                 id,
                 result: Err(message),
             } => {
                 self.pvs[pv].fail_write(id, &message);
             }
-            Internal::WriteSent { .. } => {}
-            Internal::WriteTimeout { pv, id } => {
+            Internal::Sent { .. } => {}
+            Internal::Settled { pv, id } => self.pvs[pv].settle(id),
+            Internal::TimedOut { pv, id } => {
                 let t = humantime::format_duration(self.config.gateway.write_timeout);
                 self.pvs[pv].fail_write(
                     id,

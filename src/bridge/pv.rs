@@ -19,7 +19,14 @@ pub(super) struct PendingWrite {
     pub id: u64,
     pub started: Instant,
     pub completion: PutCompletion,
+    /// A data change of the attribute arrived after the write was sent.
+    pub changed: bool,
 }
+
+/// How long a confirmed put waits for the data change that shows the written value,
+/// so that a client reading back at once (pvput's "New :") sees it. A write of the
+/// value the attribute already holds brings no data change; it completes after this.
+pub(super) const WRITE_SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(super) struct MappedPv {
     pub cfg: config::Pv,
@@ -30,6 +37,8 @@ pub(super) struct MappedPv {
     attr_type: Option<(MxDataType, bool)>,
     /// Writes in the order they were sent; OnWriteComplete answers the oldest.
     pub pending: VecDeque<PendingWrite>,
+    /// Confirmed writes waiting for the data change that shows them (see [`WRITE_SETTLE`]).
+    settling: Vec<PendingWrite>,
     bool_as_enum: bool,
 }
 
@@ -105,6 +114,7 @@ impl MappedPv {
             item: None,
             attr_type: None,
             pending: VecDeque::new(),
+            settling: Vec::new(),
             bool_as_enum,
         };
         // With a configured type the PV is served at once, INVALID until data arrives;
@@ -217,6 +227,10 @@ impl MappedPv {
     }
 
     pub fn connection_lost(&mut self, message: &str) {
+        // Confirmed already: only the read-back is lost.
+        for w in self.settling.drain(..) {
+            w.completion.complete(Ok(()));
+        }
         for w in self.pending.drain(..) {
             w.completion.complete(Err(format!(
                 "{}: {message}; the write may or may not have been applied",
@@ -277,6 +291,12 @@ impl MappedPv {
             }
             (None, _) => self.post_alarm(alarm),
         }
+        for w in &mut self.pending {
+            w.changed = true;
+        }
+        for w in self.settling.drain(..) {
+            w.completion.complete(Ok(()));
+        }
     }
 
     /// Checks a put and turns it into a write of the attribute's type.
@@ -314,11 +334,33 @@ impl MappedPv {
         Ok(WriteEntry::new(item, mx))
     }
 
-    pub fn write_complete(&mut self, outcome: Result<(), String>) {
-        if let Some(w) = self.pending.pop_front() {
-            tracing::info!(pv = %self.name(), ms = w.started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "write complete");
-            let outcome = outcome.map_err(|e| format!("{}: {e}", self.name()));
-            w.completion.complete(outcome);
+    /// OnWriteComplete for the oldest pending write. A success whose data change has not
+    /// arrived yet waits for it; the id returned is then to be settled after
+    /// [`WRITE_SETTLE`] with [`MappedPv::settle`].
+    pub fn write_complete(&mut self, outcome: Result<(), String>) -> Option<u64> {
+        let w = self.pending.pop_front()?;
+        tracing::info!(pv = %self.name(), ms = w.started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "write complete");
+        match outcome {
+            Ok(()) if !w.changed => {
+                let id = w.id;
+                self.settling.push(w);
+                Some(id)
+            }
+            Ok(()) => {
+                w.completion.complete(Ok(()));
+                None
+            }
+            Err(e) => {
+                w.completion.complete(Err(format!("{}: {e}", self.name())));
+                None
+            }
+        }
+    }
+
+    /// A confirmed write whose data change did not come: it completes as it is.
+    pub fn settle(&mut self, id: u64) {
+        if let Some(pos) = self.settling.iter().position(|w| w.id == id) {
+            self.settling.swap_remove(pos).completion.complete(Ok(()));
         }
     }
 

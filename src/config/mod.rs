@@ -31,7 +31,8 @@
 //!   it), `ca_file`, `server_name` (TLS name override), `client_name`, `connect_timeout`,
 //!   `request_timeout`, `write_timeout` (how long a put waits for OnWriteComplete),
 //!   `subscribe_chunk` (entries per SubscribeBulk), `reconnect_initial`, `reconnect_max`
-//!   (capped exponential backoff).
+//!   (capped exponential backoff), `keepalive_interval` and `keepalive_timeout` (HTTP/2
+//!   pings that find a gateway gone silent).
 //! - Durations are strings with a unit: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`. A bare
 //!   number is refused.
 //! - Relative paths (`api_key_file`, `ca_file`, `password_file`) are relative to the
@@ -93,6 +94,11 @@ pub const DEFAULT_SUBSCRIBE_CHUNK: usize = 500;
 pub const DEFAULT_RECONNECT_INITIAL: Duration = Duration::from_millis(500);
 /// `[gateway] reconnect_max` when absent.
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// `[gateway] keepalive_interval` when absent.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_millis(250);
+/// `[gateway] keepalive_timeout` when absent. With the interval, a gateway that stops
+/// answering is found within 1.25 s.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 /// `[defaults] boolean_choices` when absent: the false choice, then the true one.
 pub const DEFAULT_BOOLEAN_CHOICES: [&str; 2] = ["False", "True"];
 
@@ -128,6 +134,10 @@ pub struct Gateway {
     /// First reconnect delay; doubled after each failure up to `reconnect_max`.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
+    /// How often to ping the gateway's connection (HTTP/2 PING).
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection counts as lost.
+    pub keepalive_timeout: Duration,
 }
 
 /// Where the API key comes from. The key itself is read only by [`ApiKeySource::load`].

@@ -58,6 +58,10 @@ pub(crate) struct RawGateway {
     pub reconnect_initial: Spanned<DurationValue>,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max: Spanned<DurationValue>,
+    #[serde(default = "default_keepalive_interval")]
+    pub keepalive_interval: Spanned<DurationValue>,
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: Spanned<DurationValue>,
 }
 
 impl Default for RawGateway {
@@ -77,6 +81,8 @@ impl Default for RawGateway {
             subscribe_chunk: default_subscribe_chunk(),
             reconnect_initial: default_reconnect_initial(),
             reconnect_max: default_reconnect_max(),
+            keepalive_interval: default_keepalive_interval(),
+            keepalive_timeout: default_keepalive_timeout(),
         }
     }
 }
@@ -109,6 +115,12 @@ fn default_reconnect_initial() -> Spanned<DurationValue> {
 }
 fn default_reconnect_max() -> Spanned<DurationValue> {
     unspanned(DurationValue(super::DEFAULT_RECONNECT_MAX))
+}
+fn default_keepalive_interval() -> Spanned<DurationValue> {
+    unspanned(DurationValue(super::DEFAULT_KEEPALIVE_INTERVAL))
+}
+fn default_keepalive_timeout() -> Spanned<DurationValue> {
+    unspanned(DurationValue(super::DEFAULT_KEEPALIVE_TIMEOUT))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -87,8 +87,8 @@ pub(super) fn mapping_table(c: &Config) -> String {
     );
     let _ = writeln!(
         out,
-        "timeouts:  connect {:?}, request {:?}, write {:?}; subscribe chunk {}; reconnect {:?}..{:?}",
-        g.connect_timeout, g.request_timeout, g.write_timeout, g.subscribe_chunk, g.reconnect_initial, g.reconnect_max
+        "timeouts:  connect {:?}, request {:?}, write {:?}; subscribe chunk {}; reconnect {:?}..{:?}; keepalive {:?}/{:?}",
+        g.connect_timeout, g.request_timeout, g.write_timeout, g.subscribe_chunk, g.reconnect_initial, g.reconnect_max, g.keepalive_interval, g.keepalive_timeout
     );
     let s = &c.server;
     let join = |l: &Vec<String>| l.join(" ");

@@ -304,6 +304,8 @@ fn gateway(v: &mut Validator<'_>, g: super::raw::RawGateway) -> Gateway {
         ("gateway.write_timeout", &g.write_timeout),
         ("gateway.reconnect_initial", &g.reconnect_initial),
         ("gateway.reconnect_max", &g.reconnect_max),
+        ("gateway.keepalive_interval", &g.keepalive_interval),
+        ("gateway.keepalive_timeout", &g.keepalive_timeout),
     ] {
         if d.get_ref().0.is_zero() {
             v.err(d.span(), key, "must be longer than zero");
@@ -343,6 +345,8 @@ fn gateway(v: &mut Validator<'_>, g: super::raw::RawGateway) -> Gateway {
         subscribe_chunk,
         reconnect_initial: g.reconnect_initial.into_inner().0,
         reconnect_max: g.reconnect_max.into_inner().0,
+        keepalive_interval: g.keepalive_interval.into_inner().0,
+        keepalive_timeout: g.keepalive_timeout.into_inner().0,
     }
 }
 

@@ -116,6 +116,10 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Deadline of unary calls. Streams have none.
     pub request_timeout: Duration,
+    /// HTTP/2 PING interval on the connection, idle or not.
+    pub keepalive_interval: Duration,
+    /// A PING unanswered this long ends the connection, and every call and stream on it.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -126,6 +130,8 @@ impl Default for ClientOptions {
             api_key: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -243,7 +249,8 @@ impl GatewayClient {
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(4 * 1024 * 1024))
             .initial_connection_window_size(Some(8 * 1024 * 1024))
-            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_interval(opts.keepalive_interval)
+            .keep_alive_timeout(opts.keepalive_timeout)
             .keep_alive_while_idle(true);
         if let Some(tls) = &opts.tls {
             let mut cfg = ClientTlsConfig::new();
@@ -298,6 +305,26 @@ impl GatewayClient {
     /// The Galaxy Repository service on the same connection.
     pub fn galaxy(&self) -> &GalaxyClient {
         &self.galaxy
+    }
+
+    /// Close a session by id, for example one opened on a connection since lost.
+    /// Returns the final state the gateway reports.
+    pub async fn close_session(&self, session_id: &str) -> Result<SessionState, GatewayError> {
+        const CALL: &str = "CloseSession";
+        let reply = self
+            .gw
+            .clone()
+            .close_session(req(
+                pb::CloseSessionRequest {
+                    session_id: session_id.to_string(),
+                },
+                Some(self.request_timeout),
+            ))
+            .await
+            .map_err(|s| GatewayError::from_status(CALL, s))?
+            .into_inner();
+        protocol_ok(CALL, reply.protocol_status.as_ref())?;
+        Ok(session_state_from_pb(reply.final_state))
     }
 
     /// Open a session (the gateway starts a worker for it).
@@ -519,22 +546,7 @@ impl Session {
 
     /// Close the session; returns the final state the gateway reports.
     pub async fn close(&self) -> Result<SessionState, GatewayError> {
-        const CALL: &str = "CloseSession";
-        let reply = self
-            .client
-            .gw
-            .clone()
-            .close_session(req(
-                pb::CloseSessionRequest {
-                    session_id: self.info.session_id.clone(),
-                },
-                Some(self.client.request_timeout),
-            ))
-            .await
-            .map_err(|s| GatewayError::from_status(CALL, s))?
-            .into_inner();
-        protocol_ok(CALL, reply.protocol_status.as_ref())?;
-        Ok(session_state_from_pb(reply.final_state))
+        self.client.close_session(&self.info.session_id).await
     }
 
     /// Run one command and check all three layers of the reply.

@@ -598,7 +598,12 @@ pub(crate) fn parse_text(
             .collect::<Result<_, _>>()?;
         return array_of(t, &items).map(MxValue::Array);
     }
-    coerce(&MxValue::String(text.to_string()), t, None).map_err(|s| s.diagnostic_text)
+    // An elapsed time is given in seconds.
+    let value = match (t, text.trim().parse::<f64>()) {
+        (MxDataType::ElapsedTime, Ok(seconds)) => MxValue::Double(seconds),
+        _ => MxValue::String(text.to_string()),
+    };
+    coerce(&value, t, None).map_err(|s| s.diagnostic_text)
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {

@@ -174,19 +174,36 @@ impl Run {
     }
 }
 
+/// Environment settings for a process, as (name, value).
+pub type Env = Vec<(String, String)>;
+
 /// A TCP and a UDP port on 127.0.0.1 that were free a moment ago.
+///
+/// They are taken below the kernel's ephemeral range (32768 and up on Linux): a port
+/// from that range, once released, can be handed to any client's socket, and a client
+/// UDP socket bound to a server's search port steals its searches. Each test process
+/// walks its own stretch of the range, so parallel tests do not pick the same pair.
 pub fn free_ports() -> (u16, u16) {
-    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    (
-        tcp.local_addr().unwrap().port(),
-        udp.local_addr().unwrap().port(),
-    )
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() % 600) * 20;
+    for _ in 0..SPAN / 2 {
+        let n = NEXT.fetch_add(2, Ordering::Relaxed);
+        let tcp = (LOW + (start + n) % SPAN) as u16;
+        let udp = tcp + 1;
+        let tcp_free = std::net::TcpListener::bind(("127.0.0.1", tcp)).is_ok();
+        if tcp_free && std::net::UdpSocket::bind(("127.0.0.1", udp)).is_ok() {
+            return (tcp, udp);
+        }
+    }
+    panic!("no free port pair between {LOW} and {}", LOW + SPAN);
 }
 
 /// Server (`EPICS_PVAS_*`) and client (`EPICS_PVA_*`) settings for loopback on the
 /// given ports.
-pub fn pva_env(tcp: u16, udp: u16) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn pva_env(tcp: u16, udp: u16) -> (Env, Env) {
     let s = |k: &str, v: String| (k.to_string(), v);
     let server = vec![
         s("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1".into()),
@@ -210,11 +227,31 @@ pub fn spawn_mxpva(
     args: &[&std::ffi::OsStr],
     server_env: &[(String, String)],
 ) -> tokio::process::Child {
+    spawn_mxpva_logged(args, server_env, None)
+}
+
+/// [`spawn_mxpva`], with its log (stderr) appended to `log` when given.
+pub fn spawn_mxpva_logged(
+    args: &[&std::ffi::OsStr],
+    server_env: &[(String, String)],
+    log: Option<&Path>,
+) -> tokio::process::Child {
+    let stderr = match log {
+        Some(path) => Stdio::from(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open the log file"),
+        ),
+        None => Stdio::null(),
+    };
     Command::new(env!("CARGO_BIN_EXE_mxpva"))
         .args(args)
         .envs(server_env.iter().map(|(k, v)| (k, v)))
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("spawn mxpva")
@@ -238,5 +275,135 @@ impl Clients {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         text
+    }
+}
+
+/// p4p script: prints one JSON object, PV name -> the whole structure (`todict()`, with
+/// `_id` the type ID), or -> `{"error": ...}` when the get fails.
+const P4P_GET: &str = r#"
+import json, sys
+from p4p.client.thread import Context
+ctx = Context('pva', nt=False)
+out = {}
+for name in sys.argv[1:]:
+    try:
+        v = ctx.get(name, timeout=5)
+        d = v.todict()
+        d['_id'] = v.getID()
+        out[name] = d
+    except Exception as e:
+        out[name] = {'error': '%s: %s' % (type(e).__name__, e)}
+print(json.dumps(out, default=lambda o: o.tolist()))
+"#;
+
+/// p4p script: monitors every PV named and prints one JSON line per update,
+/// `{"pv", "v": todict() | "error", "t": receipt time (Unix seconds)}`. Exits by itself
+/// after five minutes.
+const P4P_WATCH: &str = r#"
+import json, sys, time
+from p4p.client.thread import Context
+ctx = Context('pva', nt=False)
+def cb(name):
+    def f(v):
+        line = {'pv': name, 't': time.time()}
+        if isinstance(v, Exception):
+            line['error'] = '%s: %s' % (type(v).__name__, v)
+        else:
+            line['v'] = v.todict()
+            line['v']['_id'] = v.getID()
+        print(json.dumps(line, default=lambda o: o.tolist()), flush=True)
+    return f
+subs = [ctx.monitor(n, cb(n), notify_disconnect=True) for n in sys.argv[1:]]
+time.sleep(300)
+"#;
+
+impl Clients {
+    /// Gets each PV with p4p; see [`P4P_GET`].
+    pub async fn p4p_get(&self, env: &[(String, String)], pvs: &[&str]) -> serde_json::Value {
+        let run = self.python(env, P4P_GET, pvs).await;
+        serde_json::from_str(run.stdout.trim())
+            .unwrap_or_else(|e| panic!("p4p get printed no JSON ({e}): {}", run.text()))
+    }
+
+    /// Monitors the PVs with p4p until the watch is dropped.
+    pub fn p4p_watch(&self, env: &[(String, String)], pvs: &[&str]) -> Watch {
+        let mut args = vec!["-c", P4P_WATCH];
+        args.extend_from_slice(pvs);
+        let (child, lines) = self.spawn_lines("python", env, &args);
+        Watch {
+            _child: child,
+            lines,
+            latest: std::collections::HashMap::new(),
+        }
+    }
+}
+
+/// What a p4p monitor saw of one PV: the structure of an update, or an error.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// The whole structure, with `_id`; `Null` on a disconnect or error.
+    pub v: serde_json::Value,
+    pub error: Option<String>,
+    /// When the client received it.
+    pub at: std::time::SystemTime,
+}
+
+impl Seen {
+    pub fn severity(&self) -> Option<i64> {
+        self.v["alarm"]["severity"].as_i64()
+    }
+    pub fn status(&self) -> Option<i64> {
+        self.v["alarm"]["status"].as_i64()
+    }
+    pub fn message(&self) -> &str {
+        self.v["alarm"]["message"].as_str().unwrap_or("")
+    }
+}
+
+/// A running p4p monitor of several PVs (see [`Clients::p4p_watch`]).
+pub struct Watch {
+    _child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    latest: std::collections::HashMap<String, Seen>,
+}
+
+impl Watch {
+    /// Waits (at most `within`) until an update of `pv` satisfies `pred`, the latest one
+    /// already received included; panics saying `what` was expected otherwise.
+    pub async fn until(
+        &mut self,
+        pv: &str,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&Seen) -> bool,
+    ) -> Seen {
+        if let Some(seen) = self.latest.get(pv).filter(|s| pred(s)) {
+            return seen.clone();
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let line = match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => line,
+                Ok(None) => panic!("the p4p monitor ended while waiting for {pv}: {what}"),
+                Err(_) => panic!(
+                    "{pv}: no update within {within:?} where {what}; last seen {:?}",
+                    self.latest.get(pv)
+                ),
+            };
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let name = json["pv"].as_str().unwrap_or_default().to_string();
+            let secs = json["t"].as_f64().unwrap_or_default();
+            let seen = Seen {
+                v: json["v"].clone(),
+                error: json["error"].as_str().map(str::to_string),
+                at: std::time::UNIX_EPOCH + Duration::from_secs_f64(secs),
+            };
+            self.latest.insert(name.clone(), seen.clone());
+            if name == pv && pred(&seen) {
+                return seen;
+            }
+        }
     }
 }
