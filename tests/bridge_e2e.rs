@@ -419,7 +419,7 @@ async fn quality_changes_show_as_alarms_with_the_quality_in_words() {
     let c = &plant.control;
     c.set_value("Pump001.Speed", "1500", None).await.unwrap();
     let mut watch = plant.watch(&["E2E:Speed"]);
-    let (mut pvmonitor, mut lines) = clients().spawn_lines("pvmonitor", &plant.env, &["E2E:Speed"]);
+    let (pvmonitor, _, mut lines) = clients().pvmonitor(&plant.env, "E2E:Speed").await;
     watch
         .until("E2E:Speed", "good at 1500", Duration::from_secs(15), |s| {
             is_good(s) && s.v["value"] == 1500.0
@@ -472,7 +472,7 @@ async fn quality_changes_show_as_alarms_with_the_quality_in_words() {
     })
     .await;
     assert_eq!(saw_invalid, Ok(true), "pvmonitor printed {printed:#?}");
-    pvmonitor.kill().await.unwrap();
+    pvmonitor.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -451,7 +451,7 @@ async fn monitors_see_every_post_in_order() {
         &Update::value(NtValue::Float64(0.0)),
     );
 
-    let (mut pvmonitor, mut lines) = clients().spawn_lines("pvmonitor", &fx.env, &["T:MON"]);
+    let (pvmonitor, first, mut lines) = clients().pvmonitor(&fx.env, "T:MON").await;
     let p4p = tokio::spawn({
         let env = fx.env.clone();
         async move {
@@ -487,7 +487,7 @@ print(' '.join(str(x) for x in seen))
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let mut seen = Vec::new();
+    let mut seen = vec![first];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while monitor_values(&seen, "T:MON").last() != Some(&20.0) {
         match tokio::time::timeout_at(deadline, lines.recv()).await {
@@ -495,7 +495,7 @@ print(' '.join(str(x) for x in seen))
             _ => panic!("pvmonitor did not reach 20: {seen:?}"),
         }
     }
-    pvmonitor.kill().await.unwrap();
+    pvmonitor.kill();
     let want: Vec<f64> = (0..=20).map(f64::from).collect();
     assert_eq!(monitor_values(&seen, "T:MON"), want, "pvmonitor: {seen:?}");
 

@@ -97,7 +97,9 @@ impl Clients {
             }
         }
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(Stdio::null()).kill_on_drop(true);
+        // The tools are Python wrappers around the EPICS binaries: a group of their own
+        // lets the tests end the whole tree, not just the wrapper.
+        cmd.stdin(Stdio::null()).kill_on_drop(true).process_group(0);
         cmd
     }
 
@@ -121,10 +123,7 @@ impl Clients {
         tool: &str,
         env: &[(String, String)],
         args: &[&str],
-    ) -> (
-        tokio::process::Child,
-        tokio::sync::mpsc::UnboundedReceiver<String>,
-    ) {
+    ) -> (ClientChild, tokio::sync::mpsc::UnboundedReceiver<String>) {
         let mut cmd = self.command(tool, env);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn client");
@@ -138,8 +137,68 @@ impl Clients {
                 }
             }
         });
-        (child, rx)
+        (ClientChild(child), rx)
     }
+}
+
+impl Clients {
+    /// Starts `pvmonitor pv` and waits (at most 20 s) for its first update, which is
+    /// returned with the rest of its output.
+    ///
+    /// pvmonitor (pvAccessCPP 7.0.8) often fails as it starts (one start in four to a
+    /// half here): its monitor callback throws `bad_weak_ptr`, a shared_from_this on an
+    /// object not yet owned, so the first event came before it was ready. It prints
+    /// "Unhandled exception ... bad_weak_ptr" and shows nothing more; it is then started
+    /// again, up to eight times.
+    pub async fn pvmonitor(
+        &self,
+        env: &[(String, String)],
+        pv: &str,
+    ) -> (
+        ClientChild,
+        String,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        let mut printed = Vec::new();
+        for _ in 0..8 {
+            let (child, mut lines) = self.spawn_lines("pvmonitor", env, &[pv]);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while let Ok(Some(line)) = tokio::time::timeout_at(deadline, lines.recv()).await {
+                if line.starts_with(pv) {
+                    return (child, line, lines);
+                }
+                let lost = line.contains("Unhandled exception");
+                printed.push(line);
+                if lost {
+                    break;
+                }
+            }
+        }
+        panic!("pvmonitor {pv} showed no update: {printed:#?}");
+    }
+}
+
+/// A long-running client; it ends, with every process it started, when dropped.
+pub struct ClientChild(tokio::process::Child);
+
+impl ClientChild {
+    pub fn kill(self) {}
+}
+
+impl Drop for ClientChild {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            kill_group(pid);
+        }
+    }
+}
+
+/// Ends the process group `pid` leads.
+fn kill_group(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// What a finished client printed.
@@ -156,9 +215,15 @@ impl Run {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let start = std::time::Instant::now();
         let child = cmd.spawn().expect("spawn client");
+        let pid = child.id();
         let out: Output = tokio::time::timeout(timeout, child.wait_with_output())
             .await
-            .unwrap_or_else(|_| panic!("client still running after {timeout:?}"))
+            .unwrap_or_else(|_| {
+                if let Some(pid) = pid {
+                    kill_group(pid);
+                }
+                panic!("client still running after {timeout:?}")
+            })
             .expect("client output");
         Run {
             ok: out.status.success(),
@@ -177,32 +242,36 @@ impl Run {
 /// Environment settings for a process, as (name, value).
 pub type Env = Vec<(String, String)>;
 
-/// A TCP and a UDP port on 127.0.0.1 that were free a moment ago.
+/// A TCP and a UDP port on 127.0.0.1 that were free a moment ago; `udp + 1` is free too,
+/// for the clients of [`pva_env`].
 ///
 /// They are taken below the kernel's ephemeral range (32768 and up on Linux): a port
-/// from that range, once released, can be handed to any client's socket, and a client
-/// UDP socket bound to a server's search port steals its searches. Each test process
-/// walks its own stretch of the range, so parallel tests do not pick the same pair.
+/// from that range, once released, can be handed to any client's socket. Each test
+/// process walks its own stretch of the range, so parallel tests do not pick the same.
 pub fn free_ports() -> (u16, u16) {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let start = (std::process::id() % 600) * 20;
-    for _ in 0..SPAN / 2 {
-        let n = NEXT.fetch_add(2, Ordering::Relaxed);
+    let udp_free = |port: u16| std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+    for _ in 0..SPAN / 4 {
+        let n = NEXT.fetch_add(4, Ordering::Relaxed);
         let tcp = (LOW + (start + n) % SPAN) as u16;
-        let udp = tcp + 1;
         let tcp_free = std::net::TcpListener::bind(("127.0.0.1", tcp)).is_ok();
-        if tcp_free && std::net::UdpSocket::bind(("127.0.0.1", udp)).is_ok() {
-            return (tcp, udp);
+        if tcp_free && udp_free(tcp + 1) && udp_free(tcp + 2) {
+            return (tcp, tcp + 1);
         }
     }
-    panic!("no free port pair between {LOW} and {}", LOW + SPAN);
+    panic!("no free ports between {LOW} and {}", LOW + SPAN);
 }
 
 /// Server (`EPICS_PVAS_*`) and client (`EPICS_PVA_*`) settings for loopback on the
-/// given ports.
+/// given ports (from [`free_ports`]).
+///
+/// The clients search `127.0.0.1:udp` but listen for beacons on `udp + 1`: pvxs servers
+/// bind their search port on 0.0.0.0, and a client bound to the same port after them
+/// would receive its own unicast searches instead of the server.
 pub fn pva_env(tcp: u16, udp: u16) -> (Env, Env) {
     let s = |k: &str, v: String| (k.to_string(), v);
     let server = vec![
@@ -213,9 +282,9 @@ pub fn pva_env(tcp: u16, udp: u16) -> (Env, Env) {
         s("EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
     ];
     let client = vec![
-        s("EPICS_PVA_ADDR_LIST", "127.0.0.1".into()),
+        s("EPICS_PVA_ADDR_LIST", format!("127.0.0.1:{udp}")),
         s("EPICS_PVA_AUTO_ADDR_LIST", "NO".into()),
-        s("EPICS_PVA_BROADCAST_PORT", udp.to_string()),
+        s("EPICS_PVA_BROADCAST_PORT", (udp + 1).to_string()),
         s("EPICS_PVA_SERVER_PORT", tcp.to_string()),
     ];
     (server, client)
@@ -300,9 +369,10 @@ print(json.dumps(out, default=lambda o: o.tolist()))
 /// `{"pv", "v": todict() | "error", "t": receipt time (Unix seconds)}`. Exits by itself
 /// after five minutes.
 const P4P_WATCH: &str = r#"
-import json, sys, time
+import json, sys, threading, time
 from p4p.client.thread import Context
 ctx = Context('pva', nt=False)
+lock = threading.Lock()  # callbacks run on several threads: one whole line at a time
 def cb(name):
     def f(v):
         line = {'pv': name, 't': time.time()}
@@ -311,7 +381,10 @@ def cb(name):
         else:
             line['v'] = v.todict()
             line['v']['_id'] = v.getID()
-        print(json.dumps(line, default=lambda o: o.tolist()), flush=True)
+        text = json.dumps(line, default=lambda o: o.tolist()) + '\n'
+        with lock:
+            sys.stdout.write(text)
+            sys.stdout.flush()
     return f
 subs = [ctx.monitor(n, cb(n), notify_disconnect=True) for n in sys.argv[1:]]
 time.sleep(300)
@@ -362,7 +435,7 @@ impl Seen {
 
 /// A running p4p monitor of several PVs (see [`Clients::p4p_watch`]).
 pub struct Watch {
-    _child: tokio::process::Child,
+    _child: ClientChild,
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
     latest: std::collections::HashMap<String, Seen>,
 }
@@ -390,9 +463,8 @@ impl Watch {
                     self.latest.get(pv)
                 ),
             };
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
+            let json: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("the p4p monitor printed {line:?}: {e}"));
             let name = json["pv"].as_str().unwrap_or_default().to_string();
             let secs = json["t"].as_f64().unwrap_or_default();
             let seen = Seen {
