@@ -46,7 +46,7 @@ pub(super) fn combine<'a>(
     base_plain: bool,
 ) -> Alarm {
     let mut all: Vec<&Alarm> = parts.into_iter().flatten().collect();
-    if !(base_plain && !all.is_empty()) {
+    if !base_plain || all.is_empty() {
         all.push(base);
     }
     let Some(top) = all.iter().copied().max_by_key(|a| a.severity) else {

@@ -666,7 +666,7 @@ fn pv(
     ctx: &PvContext<'_>,
     n: usize,
     entry: Spanned<RawPv>,
-) -> Option<(Pv, Span<usize>, Vec<(String, Span<usize>)>)> {
+) -> Option<(Pv, Span<usize>, alarms::AlarmRefs)> {
     let table_span = entry.span();
     let location = v.at(&table_span);
     let p = format!("pv[{n}]");

@@ -184,9 +184,12 @@ pub fn free_ports() -> (u16, u16) {
     )
 }
 
+/// Environment settings, `(NAME, VALUE)`.
+pub type Env = Vec<(String, String)>;
+
 /// Server (`EPICS_PVAS_*`) and client (`EPICS_PVA_*`) settings for loopback on the
 /// given ports.
-pub fn pva_env(tcp: u16, udp: u16) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn pva_env(tcp: u16, udp: u16) -> (Env, Env) {
     let s = |k: &str, v: String| (k.to_string(), v);
     let server = vec![
         s("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1".into()),

@@ -40,12 +40,11 @@ fn reference_problem(r: &str) -> Option<String> {
     }
 }
 
+/// Alarm references with where each is written.
+pub(super) type AlarmRefs = Vec<(String, Span<usize>)>;
+
 /// Checks a list of alarm references; returns the good ones with their spans.
-pub(super) fn references(
-    v: &mut Validator<'_>,
-    key: &str,
-    list: &[Spanned<String>],
-) -> Vec<(String, Span<usize>)> {
+pub(super) fn references(v: &mut Validator<'_>, key: &str, list: &[Spanned<String>]) -> AlarmRefs {
     list.iter()
         .filter_map(|r| match reference_problem(r.get_ref()) {
             Some(problem) => {
@@ -165,7 +164,7 @@ pub(super) fn alarm_pv(
     prefix: &PvName,
     n: usize,
     entry: Spanned<RawAlarmPv>,
-) -> Option<(AlarmPv, Span<usize>, Vec<(String, Span<usize>)>)> {
+) -> Option<(AlarmPv, Span<usize>, AlarmRefs)> {
     let span = entry.span();
     let location = v.at(&span);
     let p = format!("alarm_pv[{n}]");
