@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::types::{Discarded, DurationValue, PvName, PvPrefix, PvType, Tag};
+use super::types::{Discarded, DurationValue, PvName, PvNamePart, PvPrefix, PvType, Tag};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -322,9 +322,9 @@ pub(crate) struct RawAlarms {
     #[serde(default = "default_true")]
     pub acknowledge: bool,
     #[serde(default = "default_ack_suffix")]
-    pub ack_suffix: Spanned<PvPrefix>,
+    pub ack_suffix: Spanned<PvNamePart>,
     #[serde(default = "default_table")]
-    pub table: Spanned<PvPrefix>,
+    pub table: Spanned<PvNamePart>,
     #[serde(default = "default_returned_unacked")]
     pub returned_unacked: Spanned<super::Severity>,
     #[serde(default)]
@@ -348,13 +348,13 @@ impl Default for RawAlarms {
 fn default_true() -> bool {
     true
 }
-fn default_ack_suffix() -> Spanned<PvPrefix> {
-    unspanned(PvPrefix(
+fn default_ack_suffix() -> Spanned<PvNamePart> {
+    unspanned(PvNamePart(
         PvName::try_from(super::DEFAULT_ACK_SUFFIX.to_string()).expect("a valid suffix"),
     ))
 }
-fn default_table() -> Spanned<PvPrefix> {
-    unspanned(PvPrefix(
+fn default_table() -> Spanned<PvNamePart> {
+    unspanned(PvNamePart(
         PvName::try_from(super::DEFAULT_ALARM_TABLE.to_string()).expect("a valid name"),
     ))
 }

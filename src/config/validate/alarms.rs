@@ -285,7 +285,7 @@ pub(super) fn cross_check(v: &mut Validator<'_>, alarms: &Alarms, entries: &[Cla
             (0..0, "[alarms] table".into()),
         );
     }
-    if !alarms.acknowledge {
+    if !alarms.acknowledge || alarms.ack_suffix.is_empty() {
         return;
     }
     for e in entries.iter().filter(|e| e.acknowledge) {
