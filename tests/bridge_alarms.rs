@@ -531,3 +531,63 @@ async fn refused_acknowledgement_and_local_limits_with_hysteresis() {
     let text = h.pvget_until("T:Temp", "highAlarmLimit").await;
     assert!(text.contains("double highAlarmLimit 40"), "{text}");
 }
+
+/// `mxpva demo` as a user runs it: Tank001.Level crosses HiHi within a minute, shows on
+/// DEMO:Tank001:Level and DEMO:ALARMS:ACTIVE, and is acknowledged through its :ACK PV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_crosses_hihi_and_acknowledges_through_ack() {
+    let (tcp, udp) = free_ports();
+    let (server_env, env) = pva_env(tcp, udp);
+    let mut demo = clients::spawn_mxpva(&["demo".as_ref()], &server_env);
+    let run = clients()
+        .python(
+            &env,
+            "from p4p.client.thread import Context\n\
+             import time\n\
+             c = Context('pva')\n\
+             end = time.time() + 65\n\
+             while time.time() < end:\n\
+             \x20   v = c.get('DEMO:ALARMS:ACTIVE', timeout=10)\n\
+             \x20   refs = list(v.value.todict()['reference'])\n\
+             \x20   if any(r.endswith('Tank001.Level.HiHi') for r in refs):\n\
+             \x20       print('seen', refs)\n\
+             \x20       break\n\
+             \x20   time.sleep(0.5)\n",
+            &[],
+        )
+        .await;
+    assert!(
+        run.stdout.contains("seen"),
+        "no HiHi within 65 s: {}",
+        run.text()
+    );
+    let text = clients()
+        .pvget_until(&env, &["-v", "DEMO:Tank001:Level"], "HiHi alarm")
+        .await;
+    assert!(text.contains("HiHi alarm"), "{text}");
+    let out = clients()
+        .run("pvput", &env, &["DEMO:Tank001:Level:ACK", "demo ack"])
+        .await
+        .text();
+    // Refused only if the alarm was acknowledged in between (it was not) or returned and
+    // left; the demo's operator is the local account, not a Galaxy user.
+    assert!(!out.contains("Error"), "{out}");
+    // Acknowledged: still in alarm and so shown acknowledged, or (had it just returned)
+    // gone from the PV.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = clients()
+            .run("pvget", &env, &["-v", "DEMO:Tank001:Level"])
+            .await
+            .text();
+        if text.contains("HiHi alarm, acknowledged") || !text.contains("HiHi") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        text.contains("HiHi alarm, acknowledged") || !text.contains("HiHi"),
+        "{text}"
+    );
+    demo.kill().await.unwrap();
+}
