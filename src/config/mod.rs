@@ -56,7 +56,15 @@
 //!   hysteresis, lolo_severity, low_severity, high_severity, hihi_severity }`, `writable`,
 //!   `write_mode` (`write`, `write2` (with the PV's timestamp), `secured` (needs `user`),
 //!   `verified` (needs `user` and a different `verifier`)), `timestamp` (`source` or
-//!   `receive`), `choices` (two NTEnum choices for a Boolean, false first).
+//!   `receive`), `choices` (two NTEnum choices for a Boolean, false first), `alarms`
+//!   (System Platform alarm references the PV carries besides those found by name),
+//!   `acknowledge` (serve the `:ACK` companion PV; default true).
+//! - `[alarms]`: `enabled` (true), `filter_prefix` (""), `acknowledge` (true), `ack_suffix`
+//!   (`:ACK`), `table` (`ALARMS:ACTIVE` after the prefix; `""` for none),
+//!   `returned_unacked` (`none` or `minor`), `priorities` (`[{ from, to, severity }]`,
+//!   non-overlapping, within 0 to 999; default 1-500 major, 501-999 minor).
+//! - `[[alarm_pv]]`: `name`, `alarms` (references), `type` (`enum` or `int32`),
+//!   `description`, `acknowledge`.
 
 mod location;
 mod raw;
