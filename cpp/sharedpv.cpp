@@ -19,7 +19,14 @@ std::unique_ptr<PvHandle> pv_new(rust::Box<PvContext> box) {
         // On a pvxs worker: read what the client sent, hand it to Rust, return.
         WirePut put{};
         try {
-            read_put(value, put);
+            try {
+                read_put(value, put);
+            } catch (std::exception& e) {
+                // Rust decides: a read-only PV refuses any put, others report this.
+                std::string what = e.what();
+                put.has_value = false;
+                put.error = rust::String(what.data(), what.size());
+            }
             const auto& cred = *op->credentials();
             put.peer = rust::String(cred.peer.data(), cred.peer.size());
             put.iface = rust::String(cred.iface.data(), cred.iface.size());
@@ -65,6 +72,23 @@ void PvHandle::open(const WireShape& shape, const WireUpdate& initial) const {
         std::lock_guard<std::mutex> guard(lock_);
         prototype_ = prototype;
         shape_ = std::make_shared<const WireShape>(shape);
+        table_.reset();
+    }
+    pv_.open(value);
+}
+
+void PvHandle::open_table(rust::Slice<const WireColumn> columns,
+                          const WireUpdate& initial) const {
+    auto layout = std::make_shared<std::vector<TableColumn>>();
+    auto prototype = build_table_prototype(columns, *layout);
+    // A clone keeps the labels that create() filled in; cloneEmpty() would drop them.
+    auto value = prototype.clone();
+    apply_table_update(*layout, initial, value);
+    {
+        std::lock_guard<std::mutex> guard(lock_);
+        prototype_ = prototype;
+        shape_.reset();
+        table_ = std::move(layout);
     }
     pv_.open(value);
 }
@@ -72,14 +96,20 @@ void PvHandle::open(const WireShape& shape, const WireUpdate& initial) const {
 void PvHandle::post(const WireUpdate& update) const {
     pvxs::Value prototype;
     std::shared_ptr<const WireShape> shape;
+    std::shared_ptr<const std::vector<TableColumn>> table;
     {
         std::lock_guard<std::mutex> guard(lock_);
         prototype = prototype_;
         shape = shape_;
+        table = table_;
     }
-    if (!shape) throw std::logic_error("PV was never opened");
     auto value = prototype.cloneEmpty();
-    apply_update(*shape, update, value);
+    if (shape)
+        apply_update(*shape, update, value);
+    else if (table)
+        apply_table_update(*table, update, value);
+    else
+        throw std::logic_error("PV was never opened");
     pv_.post(value);
 }
 
@@ -89,13 +119,18 @@ bool PvHandle::is_open() const { return pv_.isOpen(); }
 
 WireUpdate PvHandle::current() const {
     std::shared_ptr<const WireShape> shape;
+    std::shared_ptr<const std::vector<TableColumn>> table;
     {
         std::lock_guard<std::mutex> guard(lock_);
         shape = shape_;
+        table = table_;
     }
-    if (!shape || !pv_.isOpen()) throw std::logic_error("PV is not open");
+    if (!(shape || table) || !pv_.isOpen()) throw std::logic_error("PV is not open");
     WireUpdate out{};
-    read_update(pv_.fetch(), out);
+    if (table)
+        read_table_update(*table, pv_.fetch(), out);
+    else
+        read_update(pv_.fetch(), out);
     return out;
 }
 

@@ -102,6 +102,24 @@ void read_string_array(const Value& fld, rust::Vec<rust::String>& out) {
     for (const auto& s : arr) out.push_back(to_rust(s));
 }
 
+// Writes the array member of `d` that `kind` uses into the array field `fld`.
+void write_array_field(ScalarKind kind, const WireData& d, Value& fld) {
+    switch (kind) {
+        case ScalarKind::Bool: write_array<bool>(fld, d.bools); break;
+        case ScalarKind::Int8: write_array<int8_t>(fld, d.ints); break;
+        case ScalarKind::Int16: write_array<int16_t>(fld, d.ints); break;
+        case ScalarKind::Int32: write_array<int32_t>(fld, d.ints); break;
+        case ScalarKind::Int64: write_array<int64_t>(fld, d.ints); break;
+        case ScalarKind::UInt8: write_array<uint8_t>(fld, d.uints); break;
+        case ScalarKind::UInt16: write_array<uint16_t>(fld, d.uints); break;
+        case ScalarKind::UInt32: write_array<uint32_t>(fld, d.uints); break;
+        case ScalarKind::UInt64: write_array<uint64_t>(fld, d.uints); break;
+        case ScalarKind::Float32: write_array<float>(fld, d.floats); break;
+        case ScalarKind::Float64: write_array<double>(fld, d.floats); break;
+        case ScalarKind::String: fld = to_string_array(d.strings); break;
+    }
+}
+
 void write_value(const WireShape& shape, const WireData& d, Value& top) {
     if (shape.nt_enum) {
         top["value.index"] = d.index;
@@ -125,19 +143,24 @@ void write_value(const WireShape& shape, const WireData& d, Value& top) {
         }
         return;
     }
-    switch (shape.kind) {
-        case ScalarKind::Bool: write_array<bool>(fld, d.bools); break;
-        case ScalarKind::Int8: write_array<int8_t>(fld, d.ints); break;
-        case ScalarKind::Int16: write_array<int16_t>(fld, d.ints); break;
-        case ScalarKind::Int32: write_array<int32_t>(fld, d.ints); break;
-        case ScalarKind::Int64: write_array<int64_t>(fld, d.ints); break;
-        case ScalarKind::UInt8: write_array<uint8_t>(fld, d.uints); break;
-        case ScalarKind::UInt16: write_array<uint16_t>(fld, d.uints); break;
-        case ScalarKind::UInt32: write_array<uint32_t>(fld, d.uints); break;
-        case ScalarKind::UInt64: write_array<uint64_t>(fld, d.uints); break;
-        case ScalarKind::Float32: write_array<float>(fld, d.floats); break;
-        case ScalarKind::Float64: write_array<double>(fld, d.floats); break;
-        case ScalarKind::String: fld = to_string_array(d.strings); break;
+    write_array_field(shape.kind, d, fld);
+}
+
+// Reads the array field `fld` of element type `kind` into the member of `d` it uses.
+void read_array_field(ScalarKind kind, const Value& fld, WireData& d) {
+    switch (kind) {
+        case ScalarKind::Bool: read_array<bool>(fld, d.bools); break;
+        case ScalarKind::Int8: read_array<int8_t>(fld, d.ints); break;
+        case ScalarKind::Int16: read_array<int16_t>(fld, d.ints); break;
+        case ScalarKind::Int32: read_array<int32_t>(fld, d.ints); break;
+        case ScalarKind::Int64: read_array<int64_t>(fld, d.ints); break;
+        case ScalarKind::UInt8: read_array<uint8_t>(fld, d.uints); break;
+        case ScalarKind::UInt16: read_array<uint16_t>(fld, d.uints); break;
+        case ScalarKind::UInt32: read_array<uint32_t>(fld, d.uints); break;
+        case ScalarKind::UInt64: read_array<uint64_t>(fld, d.uints); break;
+        case ScalarKind::Float32: read_array<float>(fld, d.floats); break;
+        case ScalarKind::Float64: read_array<double>(fld, d.floats); break;
+        case ScalarKind::String: read_string_array(fld, d.strings); break;
     }
 }
 
@@ -173,20 +196,30 @@ void read_value(const Value& top, WireData& d, ScalarKind& kind, bool& array, bo
         }
         return;
     }
-    switch (kind) {
-        case ScalarKind::Bool: read_array<bool>(fld, d.bools); break;
-        case ScalarKind::Int8: read_array<int8_t>(fld, d.ints); break;
-        case ScalarKind::Int16: read_array<int16_t>(fld, d.ints); break;
-        case ScalarKind::Int32: read_array<int32_t>(fld, d.ints); break;
-        case ScalarKind::Int64: read_array<int64_t>(fld, d.ints); break;
-        case ScalarKind::UInt8: read_array<uint8_t>(fld, d.uints); break;
-        case ScalarKind::UInt16: read_array<uint16_t>(fld, d.uints); break;
-        case ScalarKind::UInt32: read_array<uint32_t>(fld, d.uints); break;
-        case ScalarKind::UInt64: read_array<uint64_t>(fld, d.uints); break;
-        case ScalarKind::Float32: read_array<float>(fld, d.floats); break;
-        case ScalarKind::Float64: read_array<double>(fld, d.floats); break;
-        case ScalarKind::String: read_string_array(fld, d.strings); break;
+    read_array_field(kind, fld, d);
+}
+
+// The alarm and timeStamp members of an update, which every normative type has.
+void apply_alarm_time(const WireUpdate& u, Value& v) {
+    if (has(u, FieldBit::Alarm)) {
+        v["alarm.severity"] = u.alarm.severity;
+        v["alarm.status"] = u.alarm.status;
+        v["alarm.message"] = to_std(u.alarm.message);
     }
+    if (has(u, FieldBit::TimeStamp)) {
+        v["timeStamp.secondsPastEpoch"] = u.time.seconds;
+        v["timeStamp.nanoseconds"] = u.time.nanos;
+        v["timeStamp.userTag"] = u.time.user_tag;
+    }
+}
+
+void read_alarm_time(const Value& v, WireUpdate& out) {
+    get_if(v["alarm.severity"], out.alarm.severity);
+    get_if(v["alarm.status"], out.alarm.status);
+    if (auto m = v["alarm.message"]) out.alarm.message = to_rust(m.as<std::string>());
+    get_if(v["timeStamp.secondsPastEpoch"], out.time.seconds);
+    get_if(v["timeStamp.nanoseconds"], out.time.nanos);
+    get_if(v["timeStamp.userTag"], out.time.user_tag);
 }
 
 }  // namespace
@@ -223,16 +256,7 @@ Value build_prototype(const WireShape& shape) {
 void apply_update(const WireShape& shape, const WireUpdate& u, Value& v) {
     if (has(u, FieldBit::Value)) write_value(shape, u.data, v);
     if (has(u, FieldBit::Choices)) set_if(v["value.choices"], to_string_array(u.choices));
-    if (has(u, FieldBit::Alarm)) {
-        v["alarm.severity"] = u.alarm.severity;
-        v["alarm.status"] = u.alarm.status;
-        v["alarm.message"] = to_std(u.alarm.message);
-    }
-    if (has(u, FieldBit::TimeStamp)) {
-        v["timeStamp.secondsPastEpoch"] = u.time.seconds;
-        v["timeStamp.nanoseconds"] = u.time.nanos;
-        v["timeStamp.userTag"] = u.time.user_tag;
-    }
+    apply_alarm_time(u, v);
     if (has(u, FieldBit::Display)) {
         const auto& d = u.display;
         set_if(v["display.limitLow"], d.limit_low);
@@ -278,12 +302,7 @@ void read_update(const Value& v, WireUpdate& out) {
         read_string_array(v["value.choices"], out.choices);
         fields |= static_cast<uint32_t>(FieldBit::Choices);
     }
-    get_if(v["alarm.severity"], out.alarm.severity);
-    get_if(v["alarm.status"], out.alarm.status);
-    if (auto m = v["alarm.message"]) out.alarm.message = to_rust(m.as<std::string>());
-    get_if(v["timeStamp.secondsPastEpoch"], out.time.seconds);
-    get_if(v["timeStamp.nanoseconds"], out.time.nanos);
-    get_if(v["timeStamp.userTag"], out.time.user_tag);
+    read_alarm_time(v, out);
     if (v["display"].valid()) {
         fields |= static_cast<uint32_t>(FieldBit::Display);
         get_if(v["display.limitLow"], out.display.limit_low);
@@ -323,6 +342,49 @@ void read_put(const Value& value, WirePut& out) {
         const auto& name = value.nameOf(fld);
         out.marked.push_back(to_rust(name));
     }
+}
+
+Value build_table_prototype(rust::Slice<const WireColumn> columns,
+                            std::vector<TableColumn>& layout) {
+    pvxs::nt::NTTable table;
+    layout.clear();
+    for (const auto& c : columns) {
+        auto name = to_std(c.name);
+        auto label = to_std(c.label);
+        if (name.empty()) throw std::invalid_argument("a table column has no name");
+        for (const auto& seen : layout)
+            if (seen.name == name) throw std::invalid_argument("duplicate table column " + name);
+        table.add_column(scalar_code(c.kind), name.c_str(), label.c_str());
+        layout.push_back(TableColumn{name, c.kind});
+    }
+    return table.create();
+}
+
+void apply_table_update(const std::vector<TableColumn>& layout, const WireUpdate& u, Value& v) {
+    if (has(u, FieldBit::Table)) {
+        if (u.columns.size() != layout.size())
+            throw std::invalid_argument("the update has " + std::to_string(u.columns.size()) +
+                                        " columns, the table " + std::to_string(layout.size()));
+        auto value = v["value"];
+        for (size_t i = 0; i < layout.size(); i++) {
+            auto fld = value[layout[i].name];
+            write_array_field(layout[i].kind, u.columns[i], fld);
+        }
+    }
+    apply_alarm_time(u, v);
+}
+
+void read_table_update(const std::vector<TableColumn>& layout, const Value& v, WireUpdate& out) {
+    auto value = v["value"];
+    for (const auto& col : layout) {
+        WireData d{};
+        read_array_field(col.kind, value[col.name], d);
+        out.columns.push_back(std::move(d));
+    }
+    read_alarm_time(v, out);
+    out.fields = static_cast<uint32_t>(FieldBit::Table) |
+                 static_cast<uint32_t>(FieldBit::Alarm) |
+                 static_cast<uint32_t>(FieldBit::TimeStamp);
 }
 
 }  // namespace mxpva

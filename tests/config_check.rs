@@ -31,7 +31,7 @@ fn unknown_key() {
         "tests/fixtures/config/unknown_key.toml:10:1: pv[2].tga: unknown field `tga`, expected \
          one of `name`, `tag`, `type`, `units`, `precision`, `description`, `display`, \
          `control`, `value_alarm`, `writable`, `write_mode`, `user`, `verifier`, `timestamp`, \
-         `choices`\n"
+         `choices`, `alarms`, `acknowledge`\n"
     );
 }
 
@@ -40,7 +40,7 @@ fn unknown_table() {
     assert_eq!(
         check_fails("unknown_table.toml"),
         "tests/fixtures/config/unknown_table.toml:4:2: gatway: unknown field `gatway`, expected \
-         one of `gateway`, `server`, `defaults`, `users`, `pv`\n"
+         one of `gateway`, `server`, `defaults`, `users`, `pv`, `alarms`, `alarm_pv`\n"
     );
 }
 
@@ -246,4 +246,40 @@ fn demo_config_maps_the_demo_pvs() {
     ] {
         assert!(stdout.contains(row), "{row} missing from\n{stdout}");
     }
+}
+
+#[test]
+fn alarm_settings_every_problem_at_its_position() {
+    let f = "tests/fixtures/config/bad_alarms.toml";
+    let expected = [
+        "3:20: alarms.returned_unacked: returned_unacked must be `none` or `minor`",
+        "6:12: alarms.priorities[2]: priorities 400 to 999 overlap alarms.priorities[1] (1 to 500)",
+        "7:12: alarms.priorities[3]: from (900) is greater than to (100)",
+        "8:20: alarms.priorities[4].to: priority 1200 is outside 0 to 999",
+        "14:33: pv[1].alarms: alarm reference `Tank001` is not `Object.Alarm` (or \
+         `Galaxy!Area.Object.Alarm`)",
+        "17:8: pv[2].name: PV name `T:Level:ACK` is the acknowledgement PV of pv[1] (`T:Level`): \
+         rename one, change [alarms] ack_suffix, or set `acknowledge = false` on pv[1]",
+        "22:11: alarm_pv[1].alarms: alarm `Tank001.Level.HiHi` is already used by pv[1].alarms, \
+         at tests/fixtures/config/bad_alarms.toml:14:11",
+        "22:46: alarm_pv[1].alarms: alarm reference `Pump 1.Fault` contains a space",
+        "25:1: alarm_pv[2]: missing key `alarms` (the alarm references it shows)",
+    ]
+    .map(|l| format!("{f}:{l}\n"))
+    .concat();
+    assert_eq!(check_fails("bad_alarms.toml"), expected);
+}
+
+#[test]
+fn alarm_names_and_suffix() {
+    assert_eq!(
+        check_fails("empty_ack_suffix.toml"),
+        "tests/fixtures/config/empty_ack_suffix.toml:2:14: alarms.ack_suffix: ack_suffix is \
+         empty: the acknowledgement PV would have the PV's own name\n"
+    );
+    assert_eq!(
+        check_fails("bad_alarm_names.toml"),
+        "tests/fixtures/config/bad_alarm_names.toml:2:9: alarms.table: PV name `ALARMS LIST` \
+         contains a space: use ASCII letters, digits and `_-+:.;[]<>{}/`\n"
+    );
 }

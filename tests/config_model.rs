@@ -331,3 +331,61 @@ fn duplicate_after_prefix() {
          /etc/mxpva/site.toml:4:8 (pv[1].name)"
     );
 }
+
+#[test]
+fn alarm_keys_and_their_defaults() {
+    use mxpva::config::{AlarmPvType, Severity};
+    let text = r#"
+[defaults]
+prefix = "P:"
+
+[[pv]]
+name = "Level"
+tag = "Tank001.Level"
+alarms = ["Tank001.Level.HiHi"]
+
+[[pv]]
+name = "Temp"
+tag = "Tank001.Temp"
+acknowledge = false
+
+[[alarm_pv]]
+name = "Fault"
+alarms = ["Galaxy!Plant.Pump001.PumpFault"]
+type = "int32"
+"#;
+    let c = Config::from_str_at(text, std::path::Path::new("a.toml")).unwrap();
+    let a = &c.alarms;
+    assert!(a.enabled && a.acknowledge);
+    assert_eq!(a.ack_suffix, ":ACK");
+    assert_eq!(a.table.as_ref().unwrap().as_str(), "P:ALARMS:ACTIVE");
+    assert_eq!(a.returned_unacked, Severity::None);
+    assert_eq!(a.severity_of(1), Severity::Major);
+    assert_eq!(a.severity_of(500), Severity::Major);
+    assert_eq!(a.severity_of(501), Severity::Minor);
+    assert_eq!(a.severity_of(999), Severity::Minor);
+    assert_eq!(c.pvs[0].alarms, ["Tank001.Level.HiHi"]);
+    assert!(c.pvs[0].acknowledge && !c.pvs[1].acknowledge);
+    assert_eq!(c.alarm_pvs[0].name.as_str(), "P:Fault");
+    assert_eq!(c.alarm_pvs[0].pv_type, AlarmPvType::Int32);
+
+    let text = r#"
+[alarms]
+acknowledge = false
+table = ""
+returned_unacked = "minor"
+priorities = [{ from = 1, to = 250, severity = "major" }, { from = 251, to = 999, severity = "minor" }]
+
+[[pv]]
+name = "L"
+tag = "Tank001.Level"
+"#;
+    let c = Config::from_str_at(text, std::path::Path::new("b.toml")).unwrap();
+    assert!(c.alarms.table.is_none());
+    assert!(
+        !c.pvs[0].acknowledge,
+        "[alarms] acknowledge = false turns every :ACK off"
+    );
+    assert_eq!(c.alarms.returned_unacked, Severity::Minor);
+    assert_eq!(c.alarms.severity_of(300), Severity::Minor);
+}

@@ -12,8 +12,12 @@
 //! - `convert.rs`: MXAccess values <-> PV values.
 //! - `quality.rs`: quality -> `alarm`.
 //! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
+//! - `alarms.rs`: System Platform alarms: the feed, their PVs, `:ACK`, the table.
+//! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
 
+mod alarms;
 mod convert;
+mod limits;
 mod pv;
 mod quality;
 
@@ -140,7 +144,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BridgeError> {
     let opts = client_options(&config.gateway)?;
-    let server = Server::new(&pva_config)?;
+    let server = Arc::new(Server::new(&pva_config)?);
     let (events_tx, mut pv_events) = pva::event_channel();
     let mut pvs = Vec::with_capacity(config.pvs.len());
     let mut by_name = HashMap::new();
@@ -150,6 +154,7 @@ pub async fn run(
         by_name.insert(Arc::<str>::from(cfg.name.as_str()), i);
         pvs.push(mapped);
     }
+    let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events_tx, &pvs)?;
     server.start()?;
     let info = server.info()?;
     info!(
@@ -170,8 +175,10 @@ pub async fn run(
         stale_sessions: Arc::default(),
         next_write: 0,
         internal: mpsc::unbounded_channel(),
+        alarms,
     };
     bridge.serve(&mut pv_events, shutdown).await;
+    drop(bridge);
     drop(server);
     Ok(())
 }
@@ -195,6 +202,8 @@ struct Bridge {
         mpsc::UnboundedSender<Internal>,
         mpsc::UnboundedReceiver<Internal>,
     ),
+    /// System Platform alarms (their own feed, `:ACK` PVs, the table).
+    alarms: alarms::Alarms,
 }
 
 impl Bridge {
@@ -213,6 +222,7 @@ impl Bridge {
                 _ = &mut shutdown => break,
                 Some(ev) = pv_events.recv() => self.on_pv_event(ev),
                 Some(msg) = self.internal.1.recv() => self.on_internal(msg),
+                Some(msg) = self.alarms.feed.recv() => self.alarms.on_feed(msg, &mut self.pvs),
                 done = async { connecting.as_mut().unwrap().await }, if connecting.is_some() => {
                     connecting = None;
                     match done {
@@ -449,6 +459,9 @@ impl Bridge {
     }
 
     fn on_put(&mut self, put: PutRequest) {
+        let Some(put) = self.alarms.take_put(put, &self.pvs) else {
+            return;
+        };
         let Some(&i) = self.by_name.get(&put.pv) else {
             put.completion
                 .complete(Err(format!("{}: unknown PV", put.pv)));

@@ -5,7 +5,9 @@ use std::time::{Instant, SystemTime};
 
 use tracing::warn;
 
+use super::alarms::combine;
 use super::convert::{pv_type_of, to_mx, to_nt};
+use super::limits::{severity, Limits};
 use super::quality::quality_alarm;
 use crate::config;
 use crate::gateway::{ItemHandle, MxDataType, MxValue, Quality, WriteEntry};
@@ -40,6 +42,14 @@ pub(super) struct MappedPv {
     /// Confirmed writes waiting for the data change that shows them (see [`WRITE_SETTLE`]).
     settling: Vec<PendingWrite>,
     bool_as_enum: bool,
+    /// The alarm of the value itself (quality, conversion, link), before System Platform
+    /// alarms and local limits join it; and whether it is plain Good (nothing to say).
+    base_alarm: (Alarm, bool),
+    /// This PV's System Platform alarms as one part, set by `alarms.rs`.
+    pub sp_alarm: Option<Alarm>,
+    /// Local `value_alarm` limits and the part they give for the last value.
+    limits: Limits,
+    limit_alarm: Option<Alarm>,
 }
 
 fn pva_scalar(t: config::ScalarType) -> Option<ScalarType> {
@@ -67,15 +77,6 @@ fn configured_type(cfg: &config::Pv) -> Option<PvType> {
         config::PvType::Scalar(t) => PvType::Scalar(pva_scalar(t)?),
         config::PvType::Array(t) => PvType::Array(pva_scalar(t)?),
     })
-}
-
-fn severity(s: config::Severity) -> Severity {
-    match s {
-        config::Severity::None => Severity::NoAlarm,
-        config::Severity::Minor => Severity::Minor,
-        config::Severity::Major => Severity::Major,
-        config::Severity::Invalid => Severity::Invalid,
-    }
 }
 
 /// The MXAccess type a PV type writes as, before the attribute has reported its own.
@@ -108,6 +109,8 @@ impl MappedPv {
         };
         let pv = SharedPv::new(cfg.name.as_str(), access, events)?;
         let bool_as_enum = cfg.boolean == config::BooleanRepr::Enum;
+        // Limits apply to scalars only; validation refuses them on arrays.
+        let limits = Limits::new(cfg.value_alarm);
         let mut mapped = MappedPv {
             cfg,
             pv,
@@ -116,6 +119,10 @@ impl MappedPv {
             pending: VecDeque::new(),
             settling: Vec::new(),
             bool_as_enum,
+            base_alarm: (Alarm::none(), true),
+            sp_alarm: None,
+            limits,
+            limit_alarm: None,
         };
         // With a configured type the PV is served at once, INVALID until data arrives;
         // otherwise clients wait until the attribute reports its type.
@@ -199,8 +206,31 @@ impl MappedPv {
         }
     }
 
+    /// `base` with this PV's System Platform alarms and limit alarm joined to it.
+    fn combined(&self) -> Alarm {
+        let (base, plain) = &self.base_alarm;
+        combine(
+            [self.sp_alarm.as_ref(), self.limit_alarm.as_ref()],
+            base,
+            *plain,
+        )
+    }
+
+    /// The System Platform alarms changed (`sp_alarm`): post the alarm, value kept.
+    pub fn alarms_changed(&mut self) {
+        if self.pv.is_open() {
+            self.post(
+                &Update::default()
+                    .with_alarm(self.combined())
+                    .with_time(TimeStamp::now()),
+            );
+        }
+    }
+
     /// An alarm on an open PV (value kept); a PV never opened opens as a string.
     fn post_alarm(&mut self, alarm: Alarm) {
+        self.base_alarm = (alarm, false);
+        let alarm = self.combined();
         if self.pv.is_open() {
             self.post(
                 &Update::default()
@@ -254,6 +284,7 @@ impl MappedPv {
             _ => TimeStamp::now(),
         };
         let mut alarm = quality_alarm(quality);
+        let mut plain = quality.0 & 0xFC == 0xC0;
         let ty = configured_type(&self.cfg).or_else(|| pv_type_of(value, self.bool_as_enum));
         let nt = match (ty, value) {
             (_, MxValue::Null) => None,
@@ -277,6 +308,17 @@ impl MappedPv {
                 None
             }
         };
+        if nt.is_some() {
+            self.limit_alarm = nt
+                .as_ref()
+                .and_then(numeric)
+                .and_then(|x| self.limits.evaluate(x));
+        }
+        if alarm.severity == Severity::Invalid {
+            plain = false;
+        }
+        self.base_alarm = (alarm, plain);
+        let alarm = self.combined();
         match (ty, self.pv.shape()) {
             (Some(ty), Some(shape)) if shape.pv_type == ty && self.pv.is_open() => {
                 let mut update = Update::default().with_alarm(alarm).with_time(time);
@@ -289,7 +331,7 @@ impl MappedPv {
                 }
                 self.open(ty, nt, alarm, time);
             }
-            (None, _) => self.post_alarm(alarm),
+            (None, _) => self.post_alarm(self.base_alarm.0.clone()),
         }
         for w in &mut self.pending {
             w.changed = true;

@@ -57,7 +57,15 @@
 //!   hysteresis, lolo_severity, low_severity, high_severity, hihi_severity }`, `writable`,
 //!   `write_mode` (`write`, `write2` (with the PV's timestamp), `secured` (needs `user`),
 //!   `verified` (needs `user` and a different `verifier`)), `timestamp` (`source` or
-//!   `receive`), `choices` (two NTEnum choices for a Boolean, false first).
+//!   `receive`), `choices` (two NTEnum choices for a Boolean, false first), `alarms`
+//!   (System Platform alarm references the PV carries besides those found by name),
+//!   `acknowledge` (serve the `:ACK` companion PV; default true).
+//! - `[alarms]`: `enabled` (true), `filter_prefix` (""), `acknowledge` (true), `ack_suffix`
+//!   (`:ACK`), `table` (`ALARMS:ACTIVE` after the prefix; `""` for none),
+//!   `returned_unacked` (`none` or `minor`), `priorities` (`[{ from, to, severity }]`,
+//!   non-overlapping, within 0 to 999; default 1-500 major, 501-999 minor).
+//! - `[[alarm_pv]]`: `name`, `alarms` (references), `type` (`enum` or `int32`),
+//!   `description`, `acknowledge`.
 
 mod location;
 mod raw;
@@ -99,6 +107,26 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_millis(250);
 /// `[gateway] keepalive_timeout` when absent. With the interval, a gateway that stops
 /// answering is found within 1.25 s.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+/// `[alarms] ack_suffix` when absent: the companion PV that acknowledges a PV's alarms.
+pub const DEFAULT_ACK_SUFFIX: &str = ":ACK";
+/// `[alarms] table` when absent, after the `[defaults] prefix`.
+pub const DEFAULT_ALARM_TABLE: &str = "ALARMS:ACTIVE";
+/// `[alarms] priorities` when absent: priority 1 to 500 is MAJOR, 501 to 999 MINOR.
+pub const DEFAULT_PRIORITY_BANDS: [PriorityBand; 2] = [
+    PriorityBand {
+        from: 1,
+        to: 500,
+        severity: Severity::Major,
+    },
+    PriorityBand {
+        from: 501,
+        to: 999,
+        severity: Severity::Minor,
+    },
+];
+/// The priorities System Platform uses (1 is the most urgent; some pages allow 0).
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = 0..=999;
+
 /// `[defaults] boolean_choices` when absent: the false choice, then the true one.
 pub const DEFAULT_BOOLEAN_CHOICES: [&str; 2] = ["False", "True"];
 
@@ -114,6 +142,73 @@ pub struct Config {
     pub users: BTreeMap<String, User>,
     /// `[[pv]]` tables, in file order, with `[defaults]` applied.
     pub pvs: Vec<Pv>,
+    /// `[alarms]`.
+    pub alarms: Alarms,
+    /// `[[alarm_pv]]` tables, in file order.
+    pub alarm_pvs: Vec<AlarmPv>,
+}
+
+/// `[alarms]`: how System Platform alarms reach PVAccess.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alarms {
+    /// Follow the gateway's alarm feed (StreamAlarms).
+    pub enabled: bool,
+    /// StreamAlarms `alarm_filter_prefix` (on the full reference; empty = every alarm).
+    pub filter_prefix: String,
+    /// Serve `:ACK` companion PVs (each PV may turn its own off).
+    pub acknowledge: bool,
+    /// The companion PV's name is the PV's name and this suffix.
+    pub ack_suffix: String,
+    /// The active-alarm NTTable's full name; `None` when `table = ""`.
+    pub table: Option<PvName>,
+    /// The severity of an alarm that returned to normal but is not acknowledged yet:
+    /// `None` (NO_ALARM) or `Minor`.
+    pub returned_unacked: Severity,
+    /// Priority to severity; a priority no band covers is MAJOR.
+    pub priorities: Vec<PriorityBand>,
+}
+
+impl Alarms {
+    /// The severity an active alarm of `priority` shows.
+    pub fn severity_of(&self, priority: i32) -> Severity {
+        self.priorities
+            .iter()
+            .find(|b| (b.from..=b.to).contains(&priority))
+            .map_or(Severity::Major, |b| b.severity)
+    }
+}
+
+/// One band of `[alarms] priorities`: priorities `from..=to` show as `severity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriorityBand {
+    pub from: i32,
+    pub to: i32,
+    pub severity: Severity,
+}
+
+/// How an `[[alarm_pv]]` serves the alarm state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlarmPvType {
+    /// NTEnum with the choices `NORMAL`, `UNACK_ALM`, `ACK_ALM`, `UNACK_RTN`.
+    Enum,
+    /// NTScalar int: 0 normal, 1 UNACK_ALM, 2 ACK_ALM, 3 UNACK_RTN.
+    Int32,
+}
+
+/// `[[alarm_pv]]`: a PV of its own for alarms without a value PV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmPv {
+    /// The full PV name: prefix and name.
+    pub name: PvName,
+    /// The alarm references it carries (`Object.Alarm` or `Galaxy!Area.Object.Alarm`).
+    pub alarms: Vec<String>,
+    pub pv_type: AlarmPvType,
+    pub description: Option<String>,
+    /// Serve its `:ACK` companion PV.
+    pub acknowledge: bool,
+    /// Where the `[[alarm_pv]]` table is: `file:line:column`.
+    pub location: String,
 }
 
 /// `[gateway]`: how to reach the MXAccess Gateway.
@@ -263,7 +358,7 @@ pub enum BooleanRepr {
     Bool,
 }
 
-/// An alarm severity for `value_alarm` limits.
+/// An alarm severity (`value_alarm` limits, `[alarms]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -331,6 +426,10 @@ pub struct Pv {
     /// `None` for a read-only PV.
     pub write: Option<WriteMode>,
     pub timestamp: TimestampSource,
+    /// Alarm references named in the config (besides those found by the tag's name).
+    pub alarms: Vec<String>,
+    /// Serve the `:ACK` companion PV when the PV carries alarms.
+    pub acknowledge: bool,
     /// Where the `[[pv]]` table is: `file:line:column`.
     pub location: String,
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::types::{Discarded, DurationValue, PvName, PvPrefix, PvType, Tag};
+use super::types::{Discarded, DurationValue, PvName, PvNamePart, PvPrefix, PvType, Tag};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +24,10 @@ pub(crate) struct RawConfig {
     pub users: BTreeMap<String, Spanned<RawUser>>,
     #[serde(default)]
     pub pv: Vec<Spanned<RawPv>>,
+    #[serde(default)]
+    pub alarms: RawAlarms,
+    #[serde(default)]
+    pub alarm_pv: Vec<Spanned<RawAlarmPv>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,6 +260,12 @@ pub(crate) struct RawPv {
     pub timestamp: Option<super::TimestampSource>,
     #[serde(default)]
     pub choices: Option<Spanned<Vec<String>>>,
+    /// System Platform alarm references this PV carries, besides those found by name.
+    #[serde(default)]
+    pub alarms: Option<Vec<Spanned<String>>>,
+    /// Serve the `:ACK` companion PV (when the PV carries alarms).
+    #[serde(default)]
+    pub acknowledge: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -311,4 +321,80 @@ fn default_major() -> super::Severity {
 }
 fn default_minor() -> super::Severity {
     super::Severity::Minor
+}
+
+/// `[alarms]`: System Platform alarms, acknowledgement and the active-alarm table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlarms {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub filter_prefix: String,
+    #[serde(default = "default_true")]
+    pub acknowledge: bool,
+    #[serde(default = "default_ack_suffix")]
+    pub ack_suffix: Spanned<PvNamePart>,
+    #[serde(default = "default_table")]
+    pub table: Spanned<PvNamePart>,
+    #[serde(default = "default_returned_unacked")]
+    pub returned_unacked: Spanned<super::Severity>,
+    #[serde(default)]
+    pub priorities: Option<Spanned<Vec<Spanned<RawPriorityBand>>>>,
+}
+
+impl Default for RawAlarms {
+    fn default() -> Self {
+        RawAlarms {
+            enabled: default_true(),
+            filter_prefix: String::new(),
+            acknowledge: default_true(),
+            ack_suffix: default_ack_suffix(),
+            table: default_table(),
+            returned_unacked: default_returned_unacked(),
+            priorities: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_ack_suffix() -> Spanned<PvNamePart> {
+    unspanned(PvNamePart(
+        PvName::try_from(super::DEFAULT_ACK_SUFFIX.to_string()).expect("a valid suffix"),
+    ))
+}
+fn default_table() -> Spanned<PvNamePart> {
+    unspanned(PvNamePart(
+        PvName::try_from(super::DEFAULT_ALARM_TABLE.to_string()).expect("a valid name"),
+    ))
+}
+fn default_returned_unacked() -> Spanned<super::Severity> {
+    unspanned(super::Severity::None)
+}
+
+/// One row of `[alarms] priorities`: `{ from, to, severity }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPriorityBand {
+    pub from: Spanned<i64>,
+    pub to: Spanned<i64>,
+    pub severity: super::Severity,
+}
+
+/// `[[alarm_pv]]`: a PV of its own for alarms that have no value PV.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlarmPv {
+    #[serde(default)]
+    pub name: Option<Spanned<PvName>>,
+    #[serde(default)]
+    pub alarms: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default, rename = "type")]
+    pub pv_type: Option<Spanned<super::AlarmPvType>>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub acknowledge: Option<Spanned<bool>>,
 }

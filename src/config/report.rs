@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::{ApiKeySource, Config, Pv, PvType, ScalarType, TimestampSource, WriteMode};
+use super::{
+    AlarmPvType, ApiKeySource, Config, Pv, PvType, ScalarType, Severity, TimestampSource, WriteMode,
+};
 
 fn fmt_limit(x: Option<f64>) -> String {
     x.map_or_else(String::new, |x| x.to_string())
@@ -117,6 +119,7 @@ pub(super) fn mapping_table(c: &Config) -> String {
         ),
     );
     let _ = writeln!(out, "pvs:       {}", c.pvs.len());
+    let _ = writeln!(out, "alarms:    {}", alarms_text(c));
     out.push('\n');
 
     let header = [
@@ -165,5 +168,63 @@ pub(super) fn mapping_table(c: &Config) -> String {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         line(&cells);
     }
+    for pv in c.pvs.iter().filter(|p| !p.alarms.is_empty()) {
+        let _ = writeln!(out, "{} also carries {}", pv.name, pv.alarms.join(", "));
+    }
+    for pv in &c.alarm_pvs {
+        let _ = writeln!(
+            out,
+            "{} ({}) shows {}{}",
+            pv.name,
+            match pv.pv_type {
+                AlarmPvType::Enum => "enum",
+                AlarmPvType::Int32 => "int32",
+            },
+            pv.alarms.join(", "),
+            if pv.acknowledge {
+                ""
+            } else {
+                "; no acknowledgement PV"
+            }
+        );
+    }
     out
+}
+
+fn severity_text(s: Severity) -> &'static str {
+    match s {
+        Severity::None => "none",
+        Severity::Minor => "minor",
+        Severity::Major => "major",
+        Severity::Invalid => "invalid",
+    }
+}
+
+/// One line: the feed, the acknowledgement PVs, the table and the severities.
+fn alarms_text(c: &Config) -> String {
+    let a = &c.alarms;
+    if !a.enabled {
+        return "off (System Platform alarms are not followed)".into();
+    }
+    let bands: Vec<String> = a
+        .priorities
+        .iter()
+        .map(|b| format!("{}-{} {}", b.from, b.to, severity_text(b.severity)))
+        .collect();
+    format!(
+        "feed {}; acknowledge {}; table {}; returned unacknowledged {}; priorities {}",
+        if a.filter_prefix.is_empty() {
+            "all".to_string()
+        } else {
+            format!("prefix {}", a.filter_prefix)
+        },
+        if a.acknowledge {
+            format!("with `{}` PVs", a.ack_suffix)
+        } else {
+            "off".into()
+        },
+        a.table.as_ref().map_or("none".into(), |t| t.to_string()),
+        severity_text(a.returned_unacked),
+        bands.join(", ")
+    )
 }

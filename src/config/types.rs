@@ -91,6 +91,20 @@ impl TryFrom<String> for PvPrefix {
     }
 }
 
+/// A piece of a PV name that may be empty (`[alarms] table`, `ack_suffix`); messages say
+/// "PV name".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct PvNamePart(pub(crate) PvName);
+
+impl TryFrom<String> for PvNamePart {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        PvName::check(&s, true)?;
+        Ok(PvNamePart(PvName(s)))
+    }
+}
+
 fn describe_char(c: char) -> String {
     match c {
         ' ' => "a space".into(),

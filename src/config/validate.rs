@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+mod alarms;
+
 use super::location::SourceMap;
 use super::raw::{RawConfig, RawControl, RawPv, RawRange, RawUser, RawValueAlarm, RawWriteMode};
 use super::types::{PvName, PvType, ScalarType};
@@ -144,24 +146,55 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
             message: "no [[pv]] tables: the config maps nothing".into(),
         });
     }
+    let mut pv_alarms = Vec::new();
     for (i, entry) in raw.pv.into_iter().enumerate() {
         let n = i + 1;
-        if let Some(pv) = pv(v, &ctx, n, entry) {
-            let name_span = pv.1;
-            let pv = pv.0;
+        if let Some((pv, name_span, refs)) = pv(v, &ctx, n, entry) {
             if let Some((first, first_n)) = seen.get(&pv.name) {
                 let msg = format!(
                     "duplicate PV name `{}`, first defined at {} (pv[{first_n}].name)",
                     pv.name,
                     v.at(first)
                 );
-                v.err(name_span, format!("pv[{n}].name"), msg);
+                v.err(name_span.clone(), format!("pv[{n}].name"), msg);
             } else {
-                seen.insert(pv.name.clone(), (name_span, n));
+                seen.insert(pv.name.clone(), (name_span.clone(), n));
             }
+            pv_alarms.push((format!("pv[{n}]"), name_span, refs));
             pvs.push(pv);
         }
     }
+    let alarm_config = alarms::alarms(v, &ctx.prefix, raw.alarms);
+    let mut alarm_pvs = Vec::new();
+    let mut alarm_pv_claims = Vec::new();
+    for (i, entry) in raw.alarm_pv.into_iter().enumerate() {
+        if let Some((pv, name_span, refs)) = alarms::alarm_pv(v, &ctx.prefix, i + 1, entry) {
+            alarm_pv_claims.push((format!("alarm_pv[{}]", i + 1), name_span, refs));
+            alarm_pvs.push(pv);
+        }
+    }
+    let claimed: Vec<alarms::Claimed<'_>> = pvs
+        .iter()
+        .map(|p| (&p.name, p.acknowledge))
+        .zip(&pv_alarms)
+        .chain(
+            alarm_pvs
+                .iter()
+                .map(|p| (&p.name, p.acknowledge))
+                .zip(&alarm_pv_claims),
+        )
+        .map(
+            |((name, acknowledge), (key, name_span, refs))| alarms::Claimed {
+                key: key.clone(),
+                name,
+                name_span: name_span.clone(),
+                acknowledge,
+                alarms: refs,
+            },
+        )
+        .collect();
+    alarms::cross_check(v, &alarm_config, &claimed);
+    alarms::apply_acknowledge(&alarm_config, &mut pvs, &mut alarm_pvs);
     Config {
         path: v.file.to_path_buf(),
         gateway,
@@ -169,6 +202,8 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         defaults,
         users,
         pvs,
+        alarms: alarm_config,
+        alarm_pvs,
     }
 }
 
@@ -635,7 +670,7 @@ fn pv(
     ctx: &PvContext<'_>,
     n: usize,
     entry: Spanned<RawPv>,
-) -> Option<(Pv, Span<usize>)> {
+) -> Option<(Pv, Span<usize>, alarms::AlarmRefs)> {
     let table_span = entry.span();
     let location = v.at(&table_span);
     let p = format!("pv[{n}]");
@@ -726,6 +761,11 @@ fn pv(
             }
         }
     };
+    let alarm_refs = raw
+        .alarms
+        .as_deref()
+        .map(|list| alarms::references(v, &format!("{p}.alarms"), list))
+        .unwrap_or_default();
     let display = range(v, &p, raw.display.take());
     let control = control(v, &p, raw.control.take());
     let value_alarm = value_alarm(v, &p, raw.value_alarm.take());
@@ -814,9 +854,12 @@ fn pv(
             value_alarm,
             write,
             timestamp: raw.timestamp.unwrap_or(ctx.defaults.timestamp),
+            alarms: alarm_refs.iter().map(|(r, _)| r.clone()).collect(),
+            acknowledge: raw.acknowledge.as_ref().is_none_or(|a| *a.get_ref()),
             location,
         },
         name_spanned.span(),
+        alarm_refs,
     ))
 }
 

@@ -22,6 +22,8 @@ pub(crate) mod bridge {
         Control = 16,
         ValueAlarm = 32,
         Choices = 64,
+        /// `WireUpdate::columns`: the whole `value` of an NTTable.
+        Table = 128,
     }
 
     /// The element type of a PV's `value` field.
@@ -130,6 +132,17 @@ pub(crate) mod bridge {
         display: WireDisplay,
         control: WireControl,
         value_alarm: WireValueAlarm,
+        /// NTTable columns, in the table's column order; each holds the array member
+        /// (`bools`, `ints`, `uints`, `floats` or `strings`) its column's kind uses.
+        columns: Vec<WireData>,
+    }
+
+    /// One column of an NTTable: `value.<name>`, an array of `kind`, shown as `label`.
+    #[derive(Debug, Clone)]
+    struct WireColumn {
+        name: String,
+        label: String,
+        kind: ScalarKind,
     }
 
     /// What a client's put carried, read on the pvxs worker thread.
@@ -148,6 +161,9 @@ pub(crate) mod bridge {
         iface: String,
         method: String,
         account: String,
+        /// Why the shim could not read the value (empty when it could); a read-only PV
+        /// refuses the put before this matters.
+        error: String,
     }
 
     /// How to configure a server. `base` is 0 for pvxs defaults, 1 for `EPICS_PVAS_*`,
@@ -214,6 +230,8 @@ pub(crate) mod bridge {
 
         fn pv_new(ctx: Box<PvContext>) -> Result<UniquePtr<PvHandle>>;
         fn open(self: &PvHandle, shape: &WireShape, initial: &WireUpdate) -> Result<()>;
+        /// Opens the PV as an NTTable of `columns`; posts then carry `FieldBit::Table`.
+        fn open_table(self: &PvHandle, columns: &[WireColumn], initial: &WireUpdate) -> Result<()>;
         fn post(self: &PvHandle, update: &WireUpdate) -> Result<()>;
         fn close(self: &PvHandle) -> Result<()>;
         fn is_open(self: &PvHandle) -> bool;

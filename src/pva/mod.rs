@@ -6,6 +6,7 @@
 //! - [`SharedPv`] is one PV: open it with a type and an initial [`Update`], then post
 //!   updates that carry any subset of value, alarm, timeStamp, display, control and
 //!   valueAlarm.
+//! - [`TablePv`] is a read-only NTTable: labelled columns, posted as whole tables.
 //! - A client's put on a writable PV arrives as [`PvEvent::Put`] with a [`PutRequest`] on
 //!   the receiver given by [`event_channel`]; complete it later, from any thread, through
 //!   its [`PutCompletion`]. First-connect and last-disconnect arrive on the same channel.
@@ -31,12 +32,14 @@ mod ffi;
 mod put;
 mod server;
 mod shared_pv;
+mod table;
 mod value;
 
 pub use error::PvaError;
 pub use put::{Credentials, PutCompletion, PutRequest};
 pub use server::{Server, ServerConfig, ServerInfo};
 pub use shared_pv::{event_channel, Access, EventReceiver, EventSender, PvEvent, SharedPv};
+pub use table::{Column, TablePv, TableUpdate};
 pub use value::{
     Alarm, AlarmStatus, Control, Display, DisplayForm, NtValue, PvType, ScalarType, Severity,
     Shape, TimeStamp, Update, ValueAlarm,

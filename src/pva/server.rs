@@ -5,6 +5,7 @@ use cxx::UniquePtr;
 use super::error::PvaError;
 use super::ffi::bridge::{self, PvServer, WireServerSettings};
 use super::shared_pv::SharedPv;
+use super::table::TablePv;
 
 /// Where a server's settings start from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,9 +172,18 @@ impl Server {
 
     /// Serves `pv` under its name. A name already served is replaced.
     pub fn add_pv(&self, pv: &SharedPv) -> Result<(), PvaError> {
+        self.add(pv.name(), pv.handle())
+    }
+
+    /// Serves the table `pv` under its name. A name already served is replaced.
+    pub fn add_table(&self, pv: &TablePv) -> Result<(), PvaError> {
+        self.add(pv.name(), pv.handle())
+    }
+
+    fn add(&self, name: &str, handle: &bridge::PvHandle) -> Result<(), PvaError> {
         self.inner
-            .add_pv(pv.name(), pv.handle())
-            .map_err(|e| PvaError::native(format!("add PV {}", pv.name()), e))
+            .add_pv(name, handle)
+            .map_err(|e| PvaError::native(format!("add PV {name}"), e))
     }
 
     pub fn remove_pv(&self, name: &str) -> Result<(), PvaError> {

@@ -48,12 +48,29 @@ pub struct PvContext {
     events: EventSender,
 }
 
+impl PvContext {
+    pub(crate) fn new(name: Arc<str>, access: Access, events: &EventSender) -> Self {
+        PvContext {
+            name,
+            access,
+            events: events.clone(),
+        }
+    }
+}
+
 /// Called by pvxs on its worker thread: must not block, must not panic.
 pub(crate) fn on_put(ctx: &PvContext, put: WirePut, op: UniquePtr<PutOp>) {
     let completion = PutCompletion::new(op);
     if ctx.access == Access::ReadOnly {
         tracing::debug!(pv = %ctx.name, peer = %put.peer, "put to a read-only PV refused");
         completion.complete(Err(format!("{} is read-only: put refused", ctx.name)));
+        return;
+    }
+    if !put.error.is_empty() {
+        completion.complete(Err(format!(
+            "{}: cannot read the put: {}",
+            ctx.name, put.error
+        )));
         return;
     }
     let Some(ty) = pv_type_of(put.kind, put.array, put.nt_enum) else {
@@ -117,11 +134,7 @@ impl SharedPv {
             });
         }
         let name: Arc<str> = Arc::from(name);
-        let ctx = Box::new(PvContext {
-            name: name.clone(),
-            access,
-            events: events.clone(),
-        });
+        let ctx = Box::new(PvContext::new(name.clone(), access, events));
         let handle =
             bridge::pv_new(ctx).map_err(|e| PvaError::native(format!("create PV {name}"), e))?;
         Ok(SharedPv {

@@ -64,7 +64,7 @@ impl ScalarType {
         !matches!(self, ScalarType::Bool | ScalarType::String)
     }
 
-    fn kind(self) -> ScalarKind {
+    pub(crate) fn kind(self) -> ScalarKind {
         match self {
             ScalarType::Bool => ScalarKind::Bool,
             ScalarType::Int8 => ScalarKind::Int8,
@@ -183,6 +183,31 @@ impl NtValue {
             V::StringArray(_) => PvType::Array(S::String),
             V::Enum(_) => PvType::Enum,
         }
+    }
+
+    /// The number of elements: 1 for a scalar or an enum, the length of an array.
+    pub fn len(&self) -> usize {
+        use NtValue as V;
+        match self {
+            V::BoolArray(x) => x.len(),
+            V::Int8Array(x) => x.len(),
+            V::Int16Array(x) => x.len(),
+            V::Int32Array(x) => x.len(),
+            V::Int64Array(x) => x.len(),
+            V::UInt8Array(x) => x.len(),
+            V::UInt16Array(x) => x.len(),
+            V::UInt32Array(x) => x.len(),
+            V::UInt64Array(x) => x.len(),
+            V::Float32Array(x) => x.len(),
+            V::Float64Array(x) => x.len(),
+            V::StringArray(x) => x.len(),
+            _ => 1,
+        }
+    }
+
+    /// An empty array (never true for a scalar).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub(crate) fn to_wire(&self) -> WireData {
@@ -342,6 +367,22 @@ impl Alarm {
     pub fn none() -> Self {
         Alarm::default()
     }
+
+    pub(crate) fn to_wire(&self) -> WireAlarm {
+        WireAlarm {
+            severity: self.severity as i32,
+            status: self.status as i32,
+            message: self.message.clone(),
+        }
+    }
+
+    pub(crate) fn from_wire(w: &WireAlarm) -> Self {
+        Alarm {
+            severity: Severity::from_i32(w.severity).unwrap_or(Severity::Invalid),
+            status: AlarmStatus::from_i32(w.status).unwrap_or_default(),
+            message: w.message.clone(),
+        }
+    }
 }
 
 /// The `timeStamp` field: POSIX seconds, nanoseconds and a user tag.
@@ -355,6 +396,22 @@ pub struct TimeStamp {
 impl TimeStamp {
     pub fn now() -> Self {
         Self::from(SystemTime::now())
+    }
+
+    pub(crate) fn to_wire(self) -> WireTime {
+        WireTime {
+            seconds: self.seconds,
+            nanos: self.nanos,
+            user_tag: self.user_tag,
+        }
+    }
+
+    pub(crate) fn from_wire(w: &WireTime) -> Self {
+        TimeStamp {
+            seconds: w.seconds,
+            nanos: w.nanos,
+            user_tag: w.user_tag,
+        }
     }
 }
 
@@ -535,18 +592,10 @@ impl Update {
             w.choices.clone_from(c);
         }
         if let Some(a) = &self.alarm {
-            w.alarm = WireAlarm {
-                severity: a.severity as i32,
-                status: a.status as i32,
-                message: a.message.clone(),
-            };
+            w.alarm = a.to_wire();
         }
         if let Some(t) = self.time {
-            w.time = WireTime {
-                seconds: t.seconds,
-                nanos: t.nanos,
-                user_tag: t.user_tag,
-            };
+            w.time = t.to_wire();
         }
         if let Some(d) = &self.display {
             w.display = WireDisplay {
@@ -589,16 +638,8 @@ impl Update {
         Update {
             value: has(FieldBit::Value).then(|| NtValue::from_wire(ty, w.data.clone())),
             choices: has(FieldBit::Choices).then(|| w.choices.clone()),
-            alarm: has(FieldBit::Alarm).then(|| Alarm {
-                severity: severity(w.alarm.severity),
-                status: AlarmStatus::from_i32(w.alarm.status).unwrap_or_default(),
-                message: w.alarm.message.clone(),
-            }),
-            time: has(FieldBit::TimeStamp).then_some(TimeStamp {
-                seconds: w.time.seconds,
-                nanos: w.time.nanos,
-                user_tag: w.time.user_tag,
-            }),
+            alarm: has(FieldBit::Alarm).then(|| Alarm::from_wire(&w.alarm)),
+            time: has(FieldBit::TimeStamp).then(|| TimeStamp::from_wire(&w.time)),
             display: has(FieldBit::Display).then(|| Display {
                 limit_low: w.display.limit_low,
                 limit_high: w.display.limit_high,

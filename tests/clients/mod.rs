@@ -182,7 +182,13 @@ impl Clients {
 pub struct ClientChild(tokio::process::Child);
 
 impl ClientChild {
+    /// Ends the client now (dropping it does the same).
     pub fn kill(self) {}
+
+    /// True while the client's own process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for ClientChild {
