@@ -106,6 +106,11 @@ writable = true
 name = "Missing"
 tag = "Pump009.Speed"
 type = "float64"
+
+[[pv]]
+name = "BadIndex"
+tag = "Line001.Profile[99]"
+type = "float64"
 "#;
 
 /// Every PV of [`CONFIG`], and how many tags the bridge subscribes.
@@ -126,6 +131,7 @@ const PVS: &[&str] = &[
     "E2E:MaxSpeedText",
     "E2E:Position",
     "E2E:Missing",
+    "E2E:BadIndex",
 ];
 
 const NO_ALARM: i64 = 0;
@@ -364,14 +370,22 @@ async fn every_type_is_served_with_its_metadata_and_source_time() {
     assert_eq!(speed["display"]["limitHigh"], 3000.0);
     assert_eq!(pv("SpeedSP")["control"]["limitHigh"], 3000.0);
 
-    // A tag System Platform does not know: that PV alone is INVALID, with the reason.
-    let missing = pv("Missing");
-    assert_eq!(missing["alarm"]["severity"], INVALID, "{missing}");
-    assert_eq!(missing["alarm"]["status"], CONF, "{missing}");
-    assert_eq!(
-        missing["alarm"]["message"], "Bad: configuration error",
-        "{missing}"
-    );
+    // Tags System Platform cannot resolve: those PVs alone are INVALID, with the reason.
+    for (name, message) in [
+        (
+            "Missing",
+            "Bad: configuration error: InvalidReference: object Pump009 does not exist",
+        ),
+        (
+            "BadIndex",
+            "Bad: configuration error: IndexOutOfRange: Line001.Profile[99]: elements are 1..=8",
+        ),
+    ] {
+        let v = pv(name);
+        assert_eq!(v["alarm"]["severity"], INVALID, "{v}");
+        assert_eq!(v["alarm"]["status"], CONF, "{v}");
+        assert_eq!(v["alarm"]["message"], message, "{v}");
+    }
 
     // timeStamp is the source time System Platform reports, to the nanosecond...
     let source = plant.attribute("Pump001.Speed").await;
@@ -606,7 +620,10 @@ async fn all_back(plant: &Plant, watch: &mut Watch) {
         .until("E2E:Speed", "good again", Duration::from_secs(15), is_good)
         .await;
     let all = plant.get(PVS).await;
-    for pv in PVS.iter().filter(|p| **p != "E2E:Missing") {
+    for pv in PVS
+        .iter()
+        .filter(|p| !["E2E:Missing", "E2E:BadIndex"].contains(*p))
+    {
         let v = &all[*pv];
         assert_eq!(v["alarm"]["severity"], NO_ALARM, "{pv}: {v}");
     }

@@ -420,7 +420,7 @@ impl Bridge {
         match ev {
             SessionEvent::DataChange(dc) => {
                 if let Some(&i) = self.by_item.get(&dc.item_handle.0) {
-                    self.pvs[i].data_change(&dc.value, dc.quality, dc.source_time);
+                    self.pvs[i].data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses);
                 }
             }
             SessionEvent::WriteComplete(wc) => {

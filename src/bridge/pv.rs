@@ -10,7 +10,7 @@ use super::convert::{pv_type_of, to_mx, to_nt};
 use super::limits::{severity, Limits};
 use super::quality::quality_alarm;
 use crate::config;
-use crate::gateway::{ItemHandle, MxDataType, MxValue, Quality, WriteEntry};
+use crate::gateway::{ItemHandle, MxDataType, MxStatus, MxValue, Quality, WriteEntry};
 use crate::pva::{
     Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutCompletion, PutRequest,
     PvType, ScalarType, Severity, SharedPv, TimeStamp, Update, ValueAlarm,
@@ -272,7 +272,15 @@ impl MappedPv {
         }
     }
 
-    pub fn data_change(&mut self, value: &MxValue, quality: Quality, source: Option<SystemTime>) {
+    /// A data change of the attribute. A failed MXAccess status (an unresolved reference, a
+    /// wrong index) is added to the quality's message, so the PV says why it has no value.
+    pub fn data_change(
+        &mut self,
+        value: &MxValue,
+        quality: Quality,
+        source: Option<SystemTime>,
+        statuses: &[MxStatus],
+    ) {
         if !matches!(value, MxValue::Null) {
             self.attr_type = Some(match value {
                 MxValue::Array(a) => (a.element_type(), true),
@@ -284,6 +292,16 @@ impl MappedPv {
             _ => TimeStamp::now(),
         };
         let mut alarm = quality_alarm(quality);
+        if let Some(status) = statuses.iter().find(|s| !s.is_ok()) {
+            let reason = status.detail_name().map_or_else(
+                || format!("MXAccess status {}", status.detail),
+                str::to_string,
+            );
+            alarm.message = match status.diagnostic_text.as_str() {
+                "" => format!("{}: {reason}", alarm.message),
+                text => format!("{}: {reason}: {text}", alarm.message),
+            };
+        }
         let mut plain = quality.0 & 0xFC == 0xC0;
         let ty = configured_type(&self.cfg).or_else(|| pv_type_of(value, self.bool_as_enum));
         let nt = match (ty, value) {
