@@ -8,7 +8,7 @@ mod clients;
 use std::time::{Duration, Instant, SystemTime};
 
 use clients::{clients, free_ports, pva_env, spawn_mxpva_logged, Seen, Watch};
-use mxpva::gateway::{ClientOptions, GatewayClient, MxValue, Quality};
+use mxpva::gateway::{ApiKey, ClientOptions, GatewayClient, MxValue, Quality};
 use mxpva::sim::{Faults, RemoteSim, SessionStats};
 use serde_json::Value;
 
@@ -165,20 +165,31 @@ fn test_dir(name: &str) -> std::path::PathBuf {
 /// control service.
 async fn start_sim(name: &str, endpoint: &str) -> (tokio::process::Child, RemoteSim) {
     let galaxy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim-galaxy.toml");
+    start_sim_with(name, endpoint, galaxy.as_ref(), None).await
+}
+
+/// [`start_sim`] with a Galaxy file, and the admin key its control service needs when
+/// the Galaxy requires API keys.
+async fn start_sim_with(
+    name: &str,
+    endpoint: &str,
+    galaxy: &std::path::Path,
+    admin_key: Option<&ApiKey>,
+) -> (tokio::process::Child, RemoteSim) {
     let sim = spawn_mxpva_logged(
         &[
             "sim".as_ref(),
             "--listen".as_ref(),
             endpoint.as_ref(),
             "--galaxy".as_ref(),
-            galaxy.as_ref(),
+            galaxy.as_os_str(),
         ],
         &[],
         Some(&test_dir(name).join("sim.log")),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match RemoteSim::connect(endpoint, None).await {
+        match RemoteSim::connect(endpoint, admin_key).await {
             Ok(control) => return (sim, control),
             Err(e) if Instant::now() > deadline => panic!("mxpva sim did not come up: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -791,4 +802,104 @@ async fn a_refused_session_keeps_pvs_invalid_until_the_gateway_accepts() {
     );
     plant.control.set_faults(&Faults::default()).await.unwrap();
     all_back(&plant, &mut watch).await;
+}
+
+/// The keys of config/sim-galaxy.toml's `[auth]`, used when it requires them.
+const OPERATOR_KEY: &str = "mxgw_operator_3f9c2a7e41b8";
+const ADMIN_KEY: &str = "mxgw_admin_0a5f7c3e9b12";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_opens_the_gateway_and_never_reaches_logs_or_clients() {
+    let dir = test_dir("api-key");
+    // The demo Galaxy, with API keys required.
+    let shipped = include_str!("../config/sim-galaxy.toml");
+    assert!(shipped.contains("mode = \"open\""));
+    let galaxy = dir.join("galaxy.toml");
+    std::fs::write(
+        &galaxy,
+        shipped.replace("mode = \"open\"", "mode = \"api_key\""),
+    )
+    .unwrap();
+    let (gateway_port, _) = free_ports();
+    let gateway = format!("127.0.0.1:{gateway_port}");
+    let admin = ApiKey::new(ADMIN_KEY).unwrap();
+    let (_sim, _control) = start_sim_with("api-key", &gateway, &galaxy, Some(&admin)).await;
+
+    // Two bridges: one with the operator's key, one with a key the gateway does not know.
+    let mut bridges = Vec::new();
+    let mut envs = Vec::new();
+    for (prefix, key) in [
+        ("KEY:", OPERATOR_KEY),
+        ("NOKEY:", "mxgw_operator_000000000000"),
+    ] {
+        let config = dir.join(format!("{prefix}toml").replace(':', "."));
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nendpoint = \"http://{gateway}\"\napi_key_env = \"E2E_GATEWAY_KEY\"\n\
+                 reconnect_initial = \"100ms\"\nreconnect_max = \"400ms\"\n\
+                 [defaults]\nprefix = \"{prefix}\"\n\
+                 [[pv]]\nname = \"SpeedSP\"\ntag = \"Pump001.SpeedSP\"\ntype = \"float64\"\nwritable = true\n"
+            ),
+        )
+        .unwrap();
+        let (tcp, udp) = free_ports();
+        let (mut server_env, env) = pva_env(tcp, udp);
+        server_env.push(("E2E_GATEWAY_KEY".into(), key.into()));
+        server_env.push(("RUST_LOG".into(), "trace".into()));
+        let log = dir.join(format!("{prefix}log").replace(':', "."));
+        let _ = std::fs::remove_file(&log);
+        bridges.push(spawn_mxpva_logged(
+            &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
+            &server_env,
+            Some(&log),
+        ));
+        envs.push((env, log, key));
+    }
+
+    // With its key the bridge serves and writes.
+    let (env, _, _) = &envs[0];
+    let mut watch = clients().p4p_watch(env, &["KEY:SpeedSP"]);
+    watch
+        .until("KEY:SpeedSP", "served", Duration::from_secs(30), is_good)
+        .await;
+    let out = clients()
+        .run("pvput", env, &["KEY:SpeedSP", "1300"])
+        .await
+        .text();
+    assert!(!out.contains("Error"), "{out}");
+
+    // Without a valid key every PV says why, and puts fail at once.
+    let (env, _, bad_key) = &envs[1];
+    let mut watch = clients().p4p_watch(env, &["NOKEY:SpeedSP"]);
+    let refused = watch
+        .until("NOKEY:SpeedSP", "refused", Duration::from_secs(30), |s| {
+            s.message().starts_with("gateway connection lost: ")
+        })
+        .await;
+    assert_eq!(refused.severity(), Some(INVALID));
+    assert!(
+        refused.message().contains("nauthenticated"),
+        "{:?}",
+        refused.v
+    );
+    assert!(!refused.message().contains(bad_key), "{:?}", refused.v);
+    let out = clients()
+        .run("pvput", env, &["NOKEY:SpeedSP", "1300"])
+        .await
+        .text();
+    assert!(out.contains("gateway unavailable: write not sent"), "{out}");
+
+    // Neither key appears in the trace-level logs, whatever they printed.
+    drop(bridges);
+    for (_, log, key) in &envs {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(
+            text.len() > 10_000,
+            "trace logging was on: {} bytes",
+            text.len()
+        );
+        let secret = key.rsplit('_').next().unwrap();
+        assert!(!text.contains(secret), "{} shows the key", log.display());
+    }
 }
