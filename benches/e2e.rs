@@ -294,6 +294,26 @@ fn python() -> PathBuf {
     venv.join("bin/python")
 }
 
+/// The unix time (ns) of a "READY <ns>" line.
+fn ready_time(lines: &[String]) -> i64 {
+    let last = lines.last().unwrap();
+    last.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// When mxpva logged "gateway session up" (every tag subscribed), from its log.
+fn session_up_time(log: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains("gateway session up"))?;
+    // Without the colour codes: ESC [ ... m.
+    let mut parts = line.split('\u{1b}');
+    let mut plain = parts.next().unwrap_or_default().to_string();
+    for part in parts {
+        plain += part.split_once('m').map_or(part, |(_, rest)| rest);
+    }
+    let stamp = humantime::parse_rfc3339(plain.split_whitespace().next()?).ok()?;
+    Some(stamp.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i64)
+}
+
 fn rss_kb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -347,7 +367,10 @@ struct Served {
     pva: Pva,
     session: Option<String>,
     monitor: Proc,
+    /// From spawn until the client had a valid value of every PV.
     served_s: f64,
+    /// From spawn until the server had every tag subscribed (the limit: every PV open).
+    subscribed_s: f64,
     rss_kb: f64,
 }
 
@@ -381,19 +404,12 @@ impl Bench {
         let pva = pva_env();
         let log = self.dir.join(format!("logs/{}-{n}.log", sys.name()));
         let spawned = now_ns();
+        let mut server_ready = None;
         let mut proc = match sys {
             System::Limit => {
-                let mut p = Proc::spawn_with(
-                    {
-                        let mut c = Command::new(&self.e2e);
-                        c.args(["limit", PREFIX, &n.to_string()]);
-                        c
-                    },
-                    &pva.server,
-                    Some(&log),
-                );
-                p.expect("READY");
-                p
+                let mut c = Command::new(&self.e2e);
+                c.args(["limit", PREFIX, &n.to_string()]);
+                Proc::spawn_with(c, &pva.server, Some(&log))
             }
             System::Mxpva => {
                 let config = write_mxpva_config(&self.dir, n, &sim.unwrap().addr);
@@ -412,19 +428,24 @@ impl Bench {
                 Proc::spawn_with(c, &pva.server, Some(&log))
             }
         };
+        if sys == System::Limit {
+            server_ready = Some(ready_time(&proc.expect("READY")));
+        }
         wait_port(pva.tcp, Duration::from_secs(300));
         let mut monitor = Proc::spawn(
             &self.e2e,
             &["monitor".into(), PREFIX.into(), n.to_string()],
             &pva.client,
         );
-        let ready = monitor.expect("READY").pop().unwrap();
-        let ready_ns: i64 = ready.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let ready_ns = ready_time(&monitor.expect("READY"));
         let served_s = (ready_ns - spawned) as f64 / 1e9;
         let rss_kb = rss_kb(proc.child.id());
-        if sys == System::Peer {
-            proc.expect("READY");
+        match sys {
+            System::Peer => server_ready = Some(ready_time(&proc.expect("READY"))),
+            System::Mxpva => server_ready = session_up_time(&log),
+            System::Limit => {}
         }
+        let subscribed_s = server_ready.map_or(f64::NAN, |t| (t - spawned) as f64 / 1e9);
         let session = sys.session_name().map(|name| {
             let remote = &sim.unwrap().remote;
             let t0 = Instant::now();
@@ -446,6 +467,7 @@ impl Bench {
             session,
             monitor,
             served_s,
+            subscribed_s,
             rss_kb,
         }
     }
@@ -563,6 +585,7 @@ impl Bench {
                     "system": sys.name(),
                     "n": n,
                     "served_s": s.served_s,
+                    "subscribed_s": s.subscribed_s,
                     "rss_kb": s.rss_kb,
                     "rounds": rounds,
                 });
@@ -655,7 +678,18 @@ fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
         }
     }
     let big = *opts.sizes.last().unwrap();
-    v.push((format!("served N={big} (s)"), "/served_s".into(), big, 1.0));
+    v.push((
+        format!("served N={big}, client (s)"),
+        "/served_s".into(),
+        big,
+        1.0,
+    ));
+    v.push((
+        format!("subscribed N={big}, server (s)"),
+        "/subscribed_s".into(),
+        big,
+        1.0,
+    ));
     v.push((
         format!("RSS N={big} (MB)"),
         "/rss_kb".into(),

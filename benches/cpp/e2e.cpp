@@ -2,7 +2,7 @@
 // against pvxs. Server and client settings come from EPICS_PVAS_* / EPICS_PVA_*.
 //
 //   e2e limit PREFIX N     The limit: serve N writable float64 NTScalar PVs PREFIX0..
-//                          PREFIX<N-1> (valid value 0 from the start), print READY, then
+//                          PREFIX<N-1> (valid value 0 from the start), print "READY <unix ns>", then
 //                          obey stdin:
 //                            burst M      post values 0..M-1 round robin, as fast as
 //                                         possible, each stamped with the time of its
@@ -90,7 +90,7 @@ int limit(const std::string& prefix, size_t n) {
         lim.pvs.push_back(pv);
     }
     server.start();
-    say("READY");
+    say("READY " + std::to_string(unix_ns()));
     std::string line;
     while (std::getline(std::cin, line)) {
         std::istringstream words(line);
@@ -121,6 +121,7 @@ int limit(const std::string& prefix, size_t n) {
 struct Watch {
     std::mutex lock;
     std::condition_variable changed;
+    size_t connected = 0;    // channels connected
     size_t valid = 0;        // PVs that have shown a valid value
     uint64_t updates = 0;    // since the last `count`
     int64_t last_ns = 0;     // unix time of the last update
@@ -129,6 +130,9 @@ struct Watch {
     bool recording = false;  // `lat`
     std::vector<double> latencies_us;
 };
+
+// Channels the monitor creates before it waits for them to connect.
+constexpr size_t kBatch = 5000;
 
 int monitor(const std::string& prefix, size_t n) {
     auto ctxt = pvxs::client::Config::fromEnv().build();
@@ -139,11 +143,13 @@ int monitor(const std::string& prefix, size_t n) {
         auto seen = std::make_shared<bool>(false);
         subs.push_back(
             ctxt.monitor(prefix + std::to_string(i))
-                .maskConnected(true)
+                .maskConnected(false)
                 .maskDisconnected(true)
                 .event([&w, seen](pvxs::client::Subscription& sub) {
-                    try {
-                        while (auto v = sub.pop()) {
+                    for (;;) {
+                        try {
+                            auto v = sub.pop();
+                            if (!v) break;
                             const int64_t now = unix_ns();
                             std::lock_guard<std::mutex> g(w.lock);
                             if (!*seen) {
@@ -165,16 +171,28 @@ int monitor(const std::string& prefix, size_t n) {
                                 w.marker_seen = true;
                                 w.changed.notify_all();
                             }
+                        } catch (pvxs::client::Connected&) {
+                            std::lock_guard<std::mutex> g(w.lock);
+                            w.connected++;
+                            w.changed.notify_all();
+                        } catch (std::exception& e) {
+                            std::fprintf(stderr, "monitor error: %s\n", e.what());
+                            break;
                         }
-                    } catch (std::exception& e) {
-                        std::fprintf(stderr, "monitor error: %s\n", e.what());
                     }
                 })
                 .exec());
+        // pvxs searches all new channels at once; with tens of thousands, replies are
+        // lost and retried with backoff. Connect in batches instead.
+        if ((i + 1) % kBatch == 0) {
+            std::unique_lock<std::mutex> g(w.lock);
+            w.changed.wait_for(g, std::chrono::seconds(10), [&] { return w.connected > i; });
+        }
     }
     {
         std::unique_lock<std::mutex> g(w.lock);
-        w.changed.wait(g, [&] { return w.valid >= n; });
+        while (!w.changed.wait_for(g, std::chrono::seconds(5), [&] { return w.valid >= n; }))
+            std::fprintf(stderr, "monitor: %zu of %zu PVs valid\n", w.valid, n);
     }
     say("READY " + std::to_string(unix_ns()));
     std::string line;

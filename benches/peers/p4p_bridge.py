@@ -3,7 +3,7 @@ would write one today, for the end-to-end benchmark (benches/e2e.rs).
 
 - gRPC stubs generated from proto/ with grpc_tools.protoc (at start, into --stubs);
 - the gateway client in asyncio (grpc.aio): OpenSession, Register, SubscribeBulk in
-  chunks of 500, one StreamEvents stream, Write on a put, CloseSession at exit;
+  chunks of 500, one StreamEvents stream (attached before subscribing), Write on a put, CloseSession at exit;
 - p4p SharedPVs (asyncio flavour), one PV per tag, opened on the tag's first value;
   every OnDataChange is posted with the source time as timeStamp and the quality as
   alarm severity; a put is written to the gateway and completed on OnWriteComplete.
@@ -11,7 +11,7 @@ would write one today, for the end-to-end benchmark (benches/e2e.rs).
     python p4p_bridge.py --gateway 127.0.0.1:5000 --mapping FILE --stubs DIR
 
 FILE holds one "PV_NAME TAG" per line. PVAccess settings come from EPICS_PVAS_*.
-Prints READY once every tag is subscribed and the event stream is attached.
+Prints "READY <unix ns>" once every tag is subscribed and the event stream is attached.
 """
 
 import argparse
@@ -20,6 +20,7 @@ import collections
 import os
 import signal
 import sys
+import time
 
 
 def generate_stubs(proto_root, out_dir):
@@ -56,6 +57,8 @@ class Bridge:
         self.by_item = {}       # item handle -> SharedPV
         self.item_of = {}       # PV name -> item handle
         self.pending = collections.defaultdict(collections.deque)  # item -> futures
+        self.early = {}         # item handle -> first event, before SubscribeBulk answered
+        self.stream_task = None
 
     async def invoke(self, command):
         reply = await self.stub.Invoke(self.pb.MxCommandRequest(session_id=self.session, command=command))
@@ -70,6 +73,11 @@ class Bridge:
         reply = await self.invoke(pb.MxCommand(kind=pb.MX_COMMAND_KIND_REGISTER,
                                                register=pb.RegisterCommand(client_name="p4p-peer")))
         self.server_handle = reply.register.server_handle
+        # The gateway queues every advised tag's first value at once, and its event
+        # queue (10,000) faults the session when full: stream while subscribing.
+        attached = asyncio.Event()
+        self.stream_task = asyncio.create_task(self.events(attached))
+        await attached.wait()
         names = [name for name, _ in self.mapping]
         tags = [tag for _, tag in self.mapping]
         for i in range(0, len(tags), 500):
@@ -83,26 +91,34 @@ class Bridge:
                     continue
                 self.by_item[result.item_handle] = self.pvs[name]
                 self.item_of[name] = result.item_handle
+                early = self.early.pop(result.item_handle, None)
+                if early is not None:
+                    self.data_change(self.pvs[name], early)
 
-    async def events(self):
+    def data_change(self, pv, ev):
+        kind = ev.value.WhichOneof("kind")
+        if kind is None:
+            return
+        value = getattr(ev.value, kind)
+        ts = ev.source_timestamp
+        meta = dict(timestamp=(ts.seconds, ts.nanos), severity=severity(ev.quality))
+        if pv.isOpen():
+            pv.post(value, **meta)
+        else:
+            pv.open(value, **meta)
+
+    async def events(self, attached):
         pb = self.pb
         stream = self.stub.StreamEvents(pb.StreamEventsRequest(session_id=self.session))
-        print("READY", flush=True)
+        await stream.wait_for_connection()
+        attached.set()
         async for ev in stream:
             pv = self.by_item.get(ev.item_handle)
-            if pv is None:
-                continue
             if ev.family == pb.MX_EVENT_FAMILY_ON_DATA_CHANGE:
-                kind = ev.value.WhichOneof("kind")
-                if kind is None:
-                    continue
-                value = getattr(ev.value, kind)
-                ts = ev.source_timestamp
-                meta = dict(timestamp=(ts.seconds, ts.nanos), severity=severity(ev.quality))
-                if pv.isOpen():
-                    pv.post(value, **meta)
+                if pv is None:
+                    self.early[ev.item_handle] = ev  # its SubscribeBulk reply is on the way
                 else:
-                    pv.open(value, **meta)
+                    self.data_change(pv, ev)
             elif ev.family == pb.MX_EVENT_FAMILY_ON_WRITE_COMPLETE:
                 waiting = self.pending.get(ev.item_handle)
                 if waiting:
@@ -176,10 +192,10 @@ async def main():
     loop.add_signal_handler(signal.SIGINT, stop.set)
     with Server(providers=[bridge.pvs]):
         await bridge.start()
-        events = asyncio.create_task(bridge.events())
+        print(f"READY {time.time_ns()}", flush=True)
         stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait([events, stopped], return_when=asyncio.FIRST_COMPLETED)
-        events.cancel()
+        await asyncio.wait([bridge.stream_task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        bridge.stream_task.cancel()
         await bridge.close()
     await channel.close()
 
