@@ -9,8 +9,9 @@
 //                                         post; print "done"
 //                            rate M R     the same at R posts per second; print "done"
 //                          A put is posted and answered at once (the mailbox).
-//   e2e monitor PREFIX N   Monitor PREFIX0..PREFIX<N-1>; print "READY <unix ns>" once
-//                          every PV has shown a value that is not INVALID, then obey stdin:
+//   e2e monitor PREFIX N   Monitor PREFIX0..PREFIX<N-1>; print "READY <unix ns> <valid>" once
+//                          every PV has shown a value that is not INVALID (or after 180 s
+//                          with fewer valid), then obey stdin:
 //                            count M SECS wait (at most SECS) for the value M-1; print
 //                                         "done <updates> <unix ns of the last update>
 //                                         <1 if M-1 was seen, else 0>"
@@ -133,6 +134,8 @@ struct Watch {
 
 // Channels the monitor creates before it waits for them to connect.
 constexpr size_t kBatch = 5000;
+// How long the monitor waits for every PV before it reports READY with fewer.
+constexpr int kReadyLimitS = 180;
 
 int monitor(const std::string& prefix, size_t n) {
     auto ctxt = pvxs::client::Config::fromEnv().build();
@@ -191,10 +194,13 @@ int monitor(const std::string& prefix, size_t n) {
     }
     {
         std::unique_lock<std::mutex> g(w.lock);
-        while (!w.changed.wait_for(g, std::chrono::seconds(5), [&] { return w.valid >= n; }))
+        const auto give_up = steady::now() + std::chrono::seconds(kReadyLimitS);
+        while (!w.changed.wait_for(g, std::chrono::seconds(5), [&] { return w.valid >= n; })) {
             std::fprintf(stderr, "monitor: %zu of %zu PVs valid\n", w.valid, n);
+            if (steady::now() > give_up) break;
+        }
     }
-    say("READY " + std::to_string(unix_ns()));
+    say("READY " + std::to_string(unix_ns()) + " " + std::to_string(w.valid));
     std::string line;
     while (std::getline(std::cin, line)) {
         std::istringstream words(line);
