@@ -456,12 +456,14 @@ impl Bench {
         };
         let rss_kb = rss_kb(proc.child.id());
         match sys {
-            System::Peer => server_ready = Some(ready_time(&proc.expect("READY"))),
+            // A peer that gave up has ended: it has no READY to read.
+            System::Peer if valid == n => server_ready = Some(ready_time(&proc.expect("READY"))),
+            System::Peer => {}
             System::Mxpva => server_ready = session_up_time(&log),
             System::Limit => {}
         }
         let subscribed_s = server_ready.map_or(f64::NAN, |t| (t - spawned) as f64 / 1e9);
-        let session = sys.session_name().map(|name| {
+        let session = sys.session_name().filter(|_| valid == n).map(|name| {
             let remote = &sim.unwrap().remote;
             let t0 = Instant::now();
             loop {

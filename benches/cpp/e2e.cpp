@@ -10,7 +10,7 @@
 //                            rate M R     the same at R posts per second; print "done"
 //                          A put is posted and answered at once (the mailbox).
 //   e2e monitor PREFIX N   Monitor PREFIX0..PREFIX<N-1>; print "READY <unix ns> <valid>" once
-//                          every PV has shown a value that is not INVALID (or after 180 s
+//                          every PV has shown a value that is not INVALID (or after 60 s
 //                          with fewer valid), then obey stdin:
 //                            count M SECS wait (at most SECS) for the value M-1; print
 //                                         "done <updates> <unix ns of the last update>
@@ -135,7 +135,7 @@ struct Watch {
 // Channels the monitor creates before it waits for them to connect.
 constexpr size_t kBatch = 5000;
 // How long the monitor waits for every PV before it reports READY with fewer.
-constexpr int kReadyLimitS = 180;
+constexpr int kReadyLimitS = 60;
 
 int monitor(const std::string& prefix, size_t n) {
     auto ctxt = pvxs::client::Config::fromEnv().build();
