@@ -8,105 +8,15 @@
 //! Prints a table (median over rounds, and the spread) and writes
 //! target/bench/pva_post.json.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mxpva::pva::*;
 
+mod support;
+use support::{build_cpp, median, target_dir, Proc};
+
 const SIZES: [usize; 2] = [1, 1000];
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
-/// Compiles the C++ reference against the same pvxs the crate links.
-fn build_reference() -> PathBuf {
-    let out = target_dir().join("bench");
-    std::fs::create_dir_all(&out).unwrap();
-    let exe = out.join("pvxs_post");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/cpp/pvxs_post.cpp");
-    let mut cmd = Command::new(std::env::var("CXX").unwrap_or_else(|_| "c++".into()));
-    cmd.args(["-O2", "-std=c++17", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src);
-    if env!("MXPVA_PVXS_OLD_ABI") == "1" {
-        cmd.arg("-D_GLIBCXX_USE_CXX11_ABI=0");
-    }
-    for dir in env!("MXPVA_PVXS_INCLUDE_DIRS").split(':') {
-        cmd.arg(format!("-I{dir}"));
-    }
-    for dir in env!("MXPVA_PVXS_LIB_DIRS").split(':') {
-        cmd.arg(format!("-L{dir}")).arg(format!("-Wl,-rpath,{dir}"));
-    }
-    cmd.args(["-lpvxs", "-lCom"]);
-    let status = cmd.status().expect("run the C++ compiler");
-    assert!(status.success(), "building {} failed", src.display());
-    exe
-}
-
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl Proc {
-    fn spawn(exe: &Path, args: &[String], env: &[(String, String)]) -> Proc {
-        let mut cmd = Command::new(exe);
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("EPICS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(env.iter().map(|(k, v)| (k, v)));
-        let mut child = cmd.spawn().expect("spawn reference program");
-        let stdin = child.stdin.take();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Proc {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    fn line(&mut self) -> String {
-        self.lines
-            .next()
-            .expect("reference program ended early")
-            .unwrap()
-    }
-
-    fn expect(&mut self, word: &str) -> Vec<String> {
-        let mut before = Vec::new();
-        loop {
-            let line = self.line();
-            if line.starts_with(word) {
-                before.push(line);
-                return before;
-            }
-            before.push(line);
-        }
-    }
-
-    fn say(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{text}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -190,11 +100,6 @@ fn run_cpp(exe: &Path, n: usize, seconds: f64) -> Sample {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn spread(v: &[f64]) -> f64 {
     let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
     let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -220,7 +125,7 @@ fn main() {
         }
         i += 1;
     }
-    let exe = build_reference();
+    let exe = build_cpp("pvxs_post");
     println!("pva_post: {rounds} rounds x {seconds} s, one pvxs monitor client per run, loopback");
     println!(
         "{:>6} | {:>14} {:>14} {:>7} | {:>16} {:>16} | {:>9}",

@@ -103,8 +103,17 @@ struct Link {
     users: HashMap<String, UserId>,
 }
 
-/// What the connect task hands back.
-type Connected = Result<(Link, EventStream, Vec<(usize, Result<ItemHandle, String>)>), String>;
+/// What the connect task hands back: the link, its event stream, each tag's item
+/// handle (by index in `pvs`), and the events that came while subscribing.
+type Connected = Result<
+    (
+        Link,
+        EventStream,
+        Vec<(usize, Result<ItemHandle, String>)>,
+        Vec<SessionEvent>,
+    ),
+    String,
+>;
 
 /// Messages from helper tasks to the bridge task.
 enum Internal {
@@ -226,8 +235,11 @@ impl Bridge {
                 done = async { connecting.as_mut().unwrap().await }, if connecting.is_some() => {
                     connecting = None;
                     match done {
-                        Ok(Ok((link, stream, items))) => {
+                        Ok(Ok((link, stream, items, early))) => {
                             self.on_connected(link, items);
+                            for ev in early {
+                                self.on_session_event(ev);
+                            }
                             events = Some(stream);
                             backoff = self.config.gateway.reconnect_initial;
                         }
@@ -320,10 +332,31 @@ impl Bridge {
                     };
                     user_ids.insert(key, id);
                 }
-                let results = session
-                    .subscribe_bulk_chunked(server, &tags, gw.subscribe_chunk.get())
+                // The gateway queues the first value of every advised tag at once, in a
+                // bounded queue (10,000 events by default) that faults the session when it
+                // overflows: attach the stream first and drain it while subscribing.
+                let mut events = session
+                    .events(None)
                     .await
-                    .map_err(|e| fail("SubscribeBulk failed", e))?;
+                    .map_err(|e| fail("cannot attach the event stream", e))?;
+                let mut early = Vec::new();
+                let results = {
+                    let subscribe =
+                        session.subscribe_bulk_chunked(server, &tags, gw.subscribe_chunk.get());
+                    tokio::pin!(subscribe);
+                    loop {
+                        tokio::select! {
+                            results = &mut subscribe => {
+                                break results.map_err(|e| fail("SubscribeBulk failed", e))?;
+                            }
+                            ev = events.next() => match ev {
+                                Some(Ok(ev)) => early.push(ev),
+                                Some(Err(e)) => return Err(fail("event stream failed while subscribing", e)),
+                                None => return Err("the gateway ended the event stream while subscribing".into()),
+                            },
+                        }
+                    }
+                };
                 let items = results
                     .into_iter()
                     .enumerate()
@@ -334,14 +367,10 @@ impl Bridge {
                         )
                     })
                     .collect();
-                let events = session
-                    .events(None)
-                    .await
-                    .map_err(|e| fail("cannot attach the event stream", e))?;
-                Ok::<_, String>((server, user_ids, items, events))
+                Ok::<_, String>((server, user_ids, items, events, early))
             }
             .await;
-            let (server, user_ids, items, events) = match setup {
+            let (server, user_ids, items, events, early) = match setup {
                 Ok(done) => done,
                 Err(e) => {
                     // The session exists at the gateway: the next connect closes it.
@@ -357,6 +386,7 @@ impl Bridge {
                 },
                 events,
                 items,
+                early,
             ))
         })
     }

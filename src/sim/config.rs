@@ -391,6 +391,9 @@ pub struct Galaxy {
     pub objects: Vec<ObjectDef>,
     pub attributes: Vec<AttrDef>,
     pub alarms: Vec<AlarmDef>,
+    /// Index in `attributes` by lower-case reference: a subscription of 100,000 tags
+    /// must not scan the attribute list once per tag.
+    by_reference: HashMap<String, usize>,
 }
 
 /// Problems found in a Galaxy file.
@@ -552,9 +555,9 @@ impl Galaxy {
 
     /// Find an attribute by `Object.Attribute` (case-insensitive).
     pub fn attribute_index(&self, reference: &str) -> Option<usize> {
-        self.attributes
-            .iter()
-            .position(|a| a.reference.eq_ignore_ascii_case(reference))
+        self.by_reference
+            .get(&reference.to_ascii_lowercase())
+            .copied()
     }
 
     /// Find an alarm by full (`Galaxy!Area.Obj.Alarm`) or short (`Obj.Alarm`) reference.
@@ -978,6 +981,13 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         }
     }
     let _ = first_object;
+    // The first of equal references wins, as a scan in order would find it.
+    let mut by_reference = HashMap::with_capacity(attributes.len());
+    for (i, a) in attributes.iter().enumerate() {
+        by_reference
+            .entry(a.reference.to_ascii_lowercase())
+            .or_insert(i);
+    }
     Galaxy {
         name: file.galaxy.name,
         tick_ms: file.galaxy.tick_ms,
@@ -989,6 +999,7 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         objects,
         attributes,
         alarms,
+        by_reference,
     }
 }
 

@@ -228,6 +228,27 @@ impl SimHandle {
     /// wait for queue room (to measure the stream); otherwise push regardless
     /// and let the bounded-queue policy act. Returns the last worker sequence.
     pub async fn burst(&self, session_id: &str, count: u64, paced: bool) -> Result<u64, String> {
+        let pace = if paced { Pace::QueueRoom } else { Pace::None };
+        self.emit(session_id, count, pace).await
+    }
+
+    /// Like [`SimHandle::burst`], at a fixed rate: event k is queued at
+    /// k / `rate_per_s` seconds after the start and carries that moment as its
+    /// source time. Nothing waits for queue room: a consumer that falls behind
+    /// meets the bounded-queue policy, as with the real gateway.
+    pub async fn burst_at_rate(
+        &self,
+        session_id: &str,
+        count: u64,
+        rate_per_s: f64,
+    ) -> Result<u64, String> {
+        if !(rate_per_s.is_finite() && rate_per_s > 0.0) {
+            return Err(format!("rate {rate_per_s} is not a positive number"));
+        }
+        self.emit(session_id, count, Pace::Rate(rate_per_s)).await
+    }
+
+    async fn emit(&self, session_id: &str, count: u64, pace: Pace) -> Result<u64, String> {
         let sess = self
             .sessions_matching(Some(session_id))
             .into_iter()
@@ -264,17 +285,32 @@ impl SimHandle {
             .collect();
         let cap = sess.limits.queue_capacity;
         let chunk = 512usize.min(cap.max(1));
+        let start = tokio::time::Instant::now();
         let mut sent = 0u64;
         while sent < count {
-            let n = chunk.min((count - sent) as usize);
-            if paced {
-                while sess.queued() + n > cap {
-                    if sess.state() != State::Ready {
-                        return Err("the session is not ready".into());
+            let mut n = chunk.min((count - sent) as usize);
+            match pace {
+                Pace::QueueRoom => {
+                    while sess.queued() + n > cap {
+                        if sess.state() != State::Ready {
+                            return Err("the session is not ready".into());
+                        }
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(20), sess.room.notified())
+                                .await;
                     }
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(20), sess.room.notified()).await;
                 }
+                Pace::Rate(rate) => {
+                    // The events due by now; when none is, sleep until the next one is.
+                    let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(count);
+                    if due <= sent {
+                        let next = Duration::from_secs_f64(sent as f64 / rate);
+                        tokio::time::sleep_until(start + next).await;
+                        continue;
+                    }
+                    n = n.min((due - sent) as usize);
+                }
+                Pace::None => {}
             }
             let now = crate::gateway::convert::time_to_pb(SystemTime::now());
             let base = sent;
@@ -293,13 +329,24 @@ impl SimHandle {
             });
             push_outcome(outcome)?;
             sent += n as u64;
-            if !paced {
+            if pace == Pace::None {
                 tokio::task::yield_now().await;
             }
         }
         let last = sess.log.lock().unwrap().next_seq - 1;
         Ok(last)
     }
+}
+
+/// How [`SimHandle::emit`] spaces its events.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Pace {
+    /// As fast as possible, regardless of queue room.
+    None,
+    /// As fast as the consumer makes queue room.
+    QueueRoom,
+    /// Events per second.
+    Rate(f64),
 }
 
 pub(crate) struct ControlSvc {
@@ -484,11 +531,19 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
     ) -> Result<Response<cpb::ControlReply>, Status> {
         self.auth(&request)?;
         let r = request.into_inner();
-        let last = self
-            .handle
-            .burst(&r.session_id, r.count, r.paced)
-            .await
-            .map_err(Status::failed_precondition)?;
+        let last = if r.rate_per_s > 0.0 {
+            self.handle
+                .burst_at_rate(&r.session_id, r.count, r.rate_per_s)
+                .await
+        } else if r.rate_per_s == 0.0 {
+            self.handle.burst(&r.session_id, r.count, r.paced).await
+        } else {
+            return Err(Status::invalid_argument(format!(
+                "rate_per_s {} is negative",
+                r.rate_per_s
+            )));
+        }
+        .map_err(Status::failed_precondition)?;
         ok(format!(
             "{} events queued; last worker_sequence {last}",
             r.count

@@ -298,7 +298,17 @@ impl SimHandle {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), SimError> {
         let core = self.core.clone();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Kestrel, the real gateway's server, sends without Nagle's delay. tonic ignores
+        // `tcp_nodelay` for a given listener, so set it on each accepted connection.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| {
+                if let Ok(stream) = &conn {
+                    let _ = stream.set_nodelay(true);
+                }
+                conn
+            },
+        );
         let max = crate::gateway::MAX_MESSAGE_BYTES;
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &core.opts.tls {
@@ -310,7 +320,6 @@ impl SimHandle {
         let ticker = tokio::spawn(run_dynamics(core.clone()));
         let sweeper = tokio::spawn(run_sweeper(core.clone()));
         let result = builder
-            .tcp_nodelay(true)
             .initial_stream_window_size(Some(4 * 1024 * 1024))
             .initial_connection_window_size(Some(8 * 1024 * 1024))
             .add_service(

@@ -223,10 +223,32 @@ impl RemoteSim {
         count: u64,
         paced: bool,
     ) -> Result<(), RemoteSimError> {
+        self.send_burst(session_id, count, paced, 0.0).await
+    }
+
+    /// Queue `count` synthetic OnDataChange events at `rate_per_s` events per
+    /// second, each stamped with the moment it was queued.
+    pub async fn burst_at_rate(
+        &self,
+        session_id: &str,
+        count: u64,
+        rate_per_s: f64,
+    ) -> Result<(), RemoteSimError> {
+        self.send_burst(session_id, count, false, rate_per_s).await
+    }
+
+    async fn send_burst(
+        &self,
+        session_id: &str,
+        count: u64,
+        paced: bool,
+        rate_per_s: f64,
+    ) -> Result<(), RemoteSimError> {
         let m = cpb::BurstRequest {
             session_id: session_id.into(),
             count,
             paced,
+            rate_per_s,
         };
         self.inner
             .clone()

@@ -1,0 +1,329 @@
+// The pvxs side of the end-to-end benchmark (benches/e2e.rs), written directly
+// against pvxs. Server and client settings come from EPICS_PVAS_* / EPICS_PVA_*.
+//
+//   e2e limit PREFIX N     The limit: serve N writable float64 NTScalar PVs PREFIX0..
+//                          PREFIX<N-1> (valid value 0 from the start), print "READY <unix ns>", then
+//                          obey stdin:
+//                            burst M      post values 0..M-1 round robin, as fast as
+//                                         possible, each stamped with the time of its
+//                                         post; print "done"
+//                            rate M R     the same at R posts per second; print "done"
+//                          A put is posted and answered at once (the mailbox).
+//   e2e monitor PREFIX N   Monitor PREFIX0..PREFIX<N-1>; print "READY <unix ns> <valid>" once
+//                          every PV has shown a value that is not INVALID (or after 60 s
+//                          with fewer valid), then obey stdin:
+//                            count M SECS wait (at most SECS) for the value M-1; print
+//                                         "done <updates> <unix ns of the last update>
+//                                         <1 if M-1 was seen, else 0>"
+//                            lat          record now - timeStamp of every update from here
+//                            stop FILE    stop recording, write the latencies (us, one a
+//                                         line) to FILE, print "done <count>"
+//   e2e put PREFIX W SECS FILE
+//                          W writers, writer w putting to PREFIX<w> in a loop (one put in
+//                          flight each) for SECS; write each round trip (us, one a line)
+//                          to FILE; print "done <puts> <errors> <first error>".
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <pvxs/client.h>
+#include <pvxs/nt.h>
+#include <pvxs/server.h>
+#include <pvxs/sharedpv.h>
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+int64_t unix_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+void say(const std::string& line) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+}
+
+void write_lines(const std::string& file, const std::vector<double>& values) {
+    std::ofstream out(file);
+    for (double v : values) out << v << '\n';
+}
+
+// ---------------------------------------------------------------- limit server
+
+struct Limit {
+    pvxs::Value prototype = pvxs::nt::NTScalar{pvxs::TypeCode::Float64}.create();
+    std::vector<pvxs::server::SharedPV> pvs;
+
+    void post(size_t k) {
+        auto v = prototype.cloneEmpty();
+        const int64_t now = unix_ns();
+        v["value"] = double(k);
+        v["alarm.severity"] = 0;
+        v["alarm.status"] = 0;
+        v["alarm.message"] = "";
+        v["timeStamp.secondsPastEpoch"] = now / 1000000000;
+        v["timeStamp.nanoseconds"] = int32_t(now % 1000000000);
+        pvs[k % pvs.size()].post(v);
+    }
+};
+
+int limit(const std::string& prefix, size_t n) {
+    Limit lim;
+    auto server = pvxs::server::Config::fromEnv().build();
+    for (size_t i = 0; i < n; i++) {
+        auto pv = pvxs::server::SharedPV::buildMailbox();
+        auto initial = lim.prototype.cloneEmpty();
+        initial["value"] = 0.0;
+        pv.open(initial);
+        server.addPV(prefix + std::to_string(i), pv);
+        lim.pvs.push_back(pv);
+    }
+    server.start();
+    say("READY " + std::to_string(unix_ns()));
+    std::string line;
+    while (std::getline(std::cin, line)) {
+        std::istringstream words(line);
+        std::string cmd;
+        uint64_t m = 0;
+        double rate = 0;
+        words >> cmd >> m >> rate;
+        if (cmd == "burst") {
+            for (uint64_t k = 0; k < m; k++) lim.post(k);
+        } else if (cmd == "rate") {
+            const auto start = steady::now();
+            for (uint64_t k = 0; k < m; k++) {
+                std::this_thread::sleep_until(
+                    start + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(k / rate)));
+                lim.post(k);
+            }
+        } else {
+            continue;
+        }
+        say("done");
+    }
+    server.stop();
+    return 0;
+}
+
+// ---------------------------------------------------------------- monitor client
+
+struct Watch {
+    std::mutex lock;
+    std::condition_variable changed;
+    size_t connected = 0;    // channels connected
+    size_t valid = 0;        // PVs that have shown a valid value
+    uint64_t updates = 0;    // since the last `count`
+    int64_t last_ns = 0;     // unix time of the last update
+    double marker = -1;      // the value `count` waits for
+    bool marker_seen = false;
+    bool recording = false;  // `lat`
+    std::vector<double> latencies_us;
+};
+
+// Channels the monitor creates before it waits for them to connect.
+constexpr size_t kBatch = 5000;
+// How long the monitor waits for every PV before it reports READY with fewer.
+constexpr int kReadyLimitS = 60;
+
+int monitor(const std::string& prefix, size_t n) {
+    auto ctxt = pvxs::client::Config::fromEnv().build();
+    Watch w;
+    std::vector<std::shared_ptr<pvxs::client::Subscription>> subs;
+    subs.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+        auto seen = std::make_shared<bool>(false);
+        subs.push_back(
+            ctxt.monitor(prefix + std::to_string(i))
+                .maskConnected(false)
+                .maskDisconnected(true)
+                .event([&w, seen](pvxs::client::Subscription& sub) {
+                    for (;;) {
+                        try {
+                            auto v = sub.pop();
+                            if (!v) break;
+                            const int64_t now = unix_ns();
+                            std::lock_guard<std::mutex> g(w.lock);
+                            if (!*seen) {
+                                if (v["alarm.severity"].as<int32_t>() >= 3) continue;
+                                *seen = true;
+                                w.valid++;
+                                w.changed.notify_all();
+                                continue;
+                            }
+                            w.updates++;
+                            w.last_ns = now;
+                            if (w.recording) {
+                                const int64_t stamp =
+                                    v["timeStamp.secondsPastEpoch"].as<int64_t>() * 1000000000 +
+                                    v["timeStamp.nanoseconds"].as<int64_t>();
+                                w.latencies_us.push_back(double(now - stamp) / 1000.0);
+                            }
+                            if (v["value"].as<double>() == w.marker) {
+                                w.marker_seen = true;
+                                w.changed.notify_all();
+                            }
+                        } catch (pvxs::client::Connected&) {
+                            std::lock_guard<std::mutex> g(w.lock);
+                            w.connected++;
+                            w.changed.notify_all();
+                        } catch (std::exception& e) {
+                            std::fprintf(stderr, "monitor error: %s\n", e.what());
+                            break;
+                        }
+                    }
+                })
+                .exec());
+        // pvxs searches all new channels at once; with tens of thousands, replies are
+        // lost and retried with backoff. Connect in batches instead.
+        if ((i + 1) % kBatch == 0) {
+            std::unique_lock<std::mutex> g(w.lock);
+            w.changed.wait_for(g, std::chrono::seconds(10), [&] { return w.connected > i; });
+        }
+    }
+    {
+        std::unique_lock<std::mutex> g(w.lock);
+        const auto give_up = steady::now() + std::chrono::seconds(kReadyLimitS);
+        while (!w.changed.wait_for(g, std::chrono::seconds(5), [&] { return w.valid >= n; })) {
+            std::fprintf(stderr, "monitor: %zu of %zu PVs valid\n", w.valid, n);
+            if (steady::now() > give_up) break;
+        }
+    }
+    say("READY " + std::to_string(unix_ns()) + " " + std::to_string(w.valid));
+    std::string line;
+    while (std::getline(std::cin, line)) {
+        std::istringstream words(line);
+        std::string cmd;
+        words >> cmd;
+        if (cmd == "count") {
+            uint64_t m = 0;
+            double secs = 0;
+            words >> m >> secs;
+            std::unique_lock<std::mutex> g(w.lock);
+            w.updates = 0;
+            w.marker = double(m - 1);
+            w.marker_seen = false;
+            w.changed.wait_for(g, std::chrono::duration<double>(secs), [&] { return w.marker_seen; });
+            // Updates still in flight to other PVs: let them land.
+            g.unlock();
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            g.lock();
+            say("done " + std::to_string(w.updates) + " " + std::to_string(w.last_ns) + " " +
+                (w.marker_seen ? "1" : "0"));
+            w.marker = -1;
+        } else if (cmd == "lat") {
+            std::lock_guard<std::mutex> g(w.lock);
+            w.latencies_us.clear();
+            w.recording = true;
+        } else if (cmd == "stop") {
+            std::string file;
+            words >> file;
+            std::vector<double> got;
+            {
+                std::lock_guard<std::mutex> g(w.lock);
+                w.recording = false;
+                got.swap(w.latencies_us);
+            }
+            write_lines(file, got);
+            say("done " + std::to_string(got.size()));
+        }
+    }
+    // Tearing down tens of thousands of subscriptions (some still searching, when a server
+    // gave up) takes long and measures nothing.
+    std::_Exit(0);
+}
+
+// ---------------------------------------------------------------- put client
+
+struct Writers {
+    pvxs::client::Context ctxt;
+    std::string prefix;
+    steady::time_point end;
+    std::mutex lock;
+    std::condition_variable finished;
+    size_t running = 0;
+    uint64_t errors = 0;
+    std::string first_error;
+    std::vector<double> rtt_us;
+    // The put in flight per writer, and the one before it: a put's handle is released
+    // only after the put that followed it has completed, never inside its own callback.
+    std::vector<std::shared_ptr<pvxs::client::Operation>> ops, previous;
+
+    // One put on writer w's PV; the next starts from its completion.
+    void put(size_t w, double x) {
+        const auto t0 = steady::now();
+        auto op = ctxt.put(prefix + std::to_string(w))
+                      .set("value", x)
+                      .syncCancel(false)
+                      .result([this, w, x, t0](pvxs::client::Result&& r) {
+                          const double us =
+                              std::chrono::duration<double, std::micro>(steady::now() - t0).count();
+                          bool again;
+                          {
+                              std::lock_guard<std::mutex> g(lock);
+                              try {
+                                  r();
+                                  rtt_us.push_back(us);
+                              } catch (std::exception& e) {
+                                  if (errors++ == 0) first_error = e.what();
+                              }
+                              again = steady::now() < end;
+                              if (!again && --running == 0) finished.notify_all();
+                          }
+                          if (again) put(w, x + 1);
+                      })
+                      .exec();
+        std::lock_guard<std::mutex> g(lock);
+        previous[w] = std::move(ops[w]);
+        ops[w] = std::move(op);
+    }
+};
+
+int put(const std::string& prefix, size_t writers, double secs, const std::string& file) {
+    Writers w;
+    w.ctxt = pvxs::client::Config::fromEnv().build();
+    w.prefix = prefix;
+    w.ops.resize(writers);
+    w.previous.resize(writers);
+    // Connect every channel first, so the timed puts do not include searches.
+    for (size_t i = 0; i < writers; i++) w.ctxt.get(prefix + std::to_string(i)).exec()->wait(10.0);
+    w.end = steady::now() + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(secs));
+    w.running = writers;
+    for (size_t i = 0; i < writers; i++) w.put(i, double(i));
+    std::unique_lock<std::mutex> g(w.lock);
+    w.finished.wait_for(g, std::chrono::duration<double>(secs + 30), [&] { return w.running == 0; });
+    write_lines(file, w.rtt_us);
+    say("done " + std::to_string(w.rtt_us.size()) + " " + std::to_string(w.errors) + " " +
+        (w.first_error.empty() ? "-" : w.first_error));
+    std::fflush(stdout);
+    std::_Exit(0);  // operations may still be in flight on a timeout; do not wait for them
+}
+
+}  // namespace
+
+int main(int argc, char* argv[]) {
+    try {
+        const std::string mode = argc > 1 ? argv[1] : "";
+        if (mode == "limit" && argc == 4) return limit(argv[2], std::stoul(argv[3]));
+        if (mode == "monitor" && argc == 4) return monitor(argv[2], std::stoul(argv[3]));
+        if (mode == "put" && argc == 6)
+            return put(argv[2], std::stoul(argv[3]), std::stod(argv[4]), argv[5]);
+    } catch (std::exception& e) {
+        std::fprintf(stderr, "e2e: %s\n", e.what());
+        return 1;
+    }
+    std::fprintf(stderr,
+                 "usage: e2e limit PREFIX N | monitor PREFIX N | put PREFIX WRITERS SECS FILE\n");
+    return 2;
+}

@@ -1,0 +1,882 @@
+//! End-to-end benchmark (issue 6): mxpva against the pvxs limit and against a Python
+//! bridge, in the same run, on loopback, with the same simulator and the same clients.
+//!
+//!     cargo bench --bench e2e                      # full: N up to 100,000 (about 10 min)
+//!     cargo bench --bench e2e -- --quick           # N up to 10,000, shorter phases
+//!     cargo bench --bench e2e -- --max-n 1000 --runs 2 --no-peer
+//!
+//! Systems, each serving N float64 PVs B:0..B:<N-1>:
+//! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs
+//!   SharedPVs (no gateway at all);
+//! - mxpva: `mxpva run` on a generated config, against `mxpva sim` with a generated Galaxy;
+//! - peer: benches/peers/p4p_bridge.py (grpcio + asyncio + p4p), against the same simulator.
+//!
+//! Clients: benches/cpp/e2e.cpp `monitor` (one pvxs client monitoring every PV) and
+//! `put` (pvxs puts). Scenarios, per system:
+//! 1. throughput: N in 1, 1,000, 10,000, 100,000; M events round robin over the N tags
+//!    as fast as the system takes them (the simulator's paced burst; the limit posts in
+//!    a loop). stream/s = M / (time until the client sees the last value); delivered/s =
+//!    updates the client received / that time; squashed = 1 - delivered/M.
+//! 2. latency: 1,000 and 10,000 events/s over 1,000 tags; client receipt - timeStamp,
+//!    where timeStamp is the simulator's source time (the limit: the time of its post).
+//! 3. scale: from spawning the server until the client has a valid value of every
+//!    one of the largest N PVs; RSS per PV = (VmRSS at largest N - VmRSS at N = 1) / N.
+//! 4. put round trip: pvxs puts, 1 and 100 writers (one put in flight each), until
+//!    OnWriteComplete completes them (the limit: a mailbox PV answers at once).
+//!
+//! Prints a table; writes target/bench/e2e.json, the latency samples under
+//! target/bench/, and the plots into docs/performance/ (benches/plot.py, matplotlib).
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mxpva::sim::RemoteSim;
+use serde_json::{json, Value};
+
+mod support;
+use support::{bench_dir, build_cpp, median, Proc};
+
+/// Tags of the latency and put scenarios.
+const LAT_N: usize = 1000;
+const PREFIX: &str = "B:";
+/// Tags per simulated object.
+const PER_OBJECT: usize = 100;
+/// Python packages of the peer and the plots, pinned.
+const PACKAGES: &[&str] = &[
+    "p4p==4.3.0",
+    "pvxslibs==1.5.3",
+    "epicscorelibs==7.0.10.99.0.2",
+    "numpy==2.4.6",
+    "grpcio==1.85.1",
+    "grpcio-tools==1.85.1",
+    "protobuf==7.36.2",
+    "matplotlib==3.11.2",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum System {
+    Limit,
+    Mxpva,
+    Peer,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Limit => "limit",
+            System::Mxpva => "mxpva",
+            System::Peer => "peer",
+        }
+    }
+    /// The gateway session name, for systems that have one.
+    fn session_name(self) -> Option<&'static str> {
+        match self {
+            System::Limit => None,
+            System::Mxpva => Some("mxpva-bench"),
+            System::Peer => Some("p4p-peer"),
+        }
+    }
+}
+
+struct Opts {
+    sizes: Vec<usize>,
+    rounds: usize,
+    runs: usize,
+    lat_seconds: f64,
+    put_seconds: f64,
+    peer: bool,
+    plots: bool,
+}
+
+impl Opts {
+    fn parse() -> Opts {
+        let mut o = Opts {
+            sizes: vec![1, 1_000, 10_000, 100_000],
+            rounds: 3,
+            runs: 1,
+            lat_seconds: 5.0,
+            put_seconds: 3.0,
+            peer: true,
+            plots: true,
+        };
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut i = 0;
+        let value = |i: &mut usize| {
+            *i += 1;
+            args.get(*i).cloned().expect("option needs a value")
+        };
+        while i < args.len() {
+            match args[i].as_str() {
+                "--quick" => {
+                    o.sizes.retain(|&n| n <= 10_000);
+                    o.rounds = 2;
+                    o.lat_seconds = 3.0;
+                    o.put_seconds = 2.0;
+                }
+                "--max-n" => {
+                    let max: usize = value(&mut i).parse().unwrap();
+                    o.sizes.retain(|&n| n <= max);
+                }
+                "--rounds" => o.rounds = value(&mut i).parse().unwrap(),
+                "--runs" => o.runs = value(&mut i).parse().unwrap(),
+                "--no-peer" => o.peer = false,
+                "--no-plots" => o.plots = false,
+                _ => {} // cargo bench passes --bench
+            }
+            i += 1;
+        }
+        o
+    }
+
+    fn systems(&self) -> Vec<System> {
+        let mut v = vec![System::Limit, System::Mxpva];
+        if self.peer {
+            v.push(System::Peer);
+        }
+        v
+    }
+}
+
+/// Events per throughput round: a few seconds of work for each system.
+fn events_for(sys: System, n: usize) -> u64 {
+    match sys {
+        System::Peer => (n as u64).max(20_000),
+        _ => (2 * n as u64).max(200_000),
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16, limit: Duration) {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t0 = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        assert!(t0.elapsed() < limit, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// PVAccess settings for one system: a server and its clients on loopback ports.
+struct Pva {
+    tcp: u16,
+    server: Vec<(String, String)>,
+    client: Vec<(String, String)>,
+}
+
+fn pva_env() -> Pva {
+    let (tcp, udp) = (free_tcp_port(), free_udp_port());
+    let s = |k: &str, v: String| (k.to_string(), v);
+    Pva {
+        tcp,
+        server: vec![
+            s("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1".into()),
+            s("EPICS_PVAS_SERVER_PORT", tcp.to_string()),
+            s("EPICS_PVAS_BROADCAST_PORT", udp.to_string()),
+            s("EPICS_PVAS_BEACON_ADDR_LIST", "127.0.0.1".into()),
+            s("EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
+        ],
+        client: vec![
+            s("EPICS_PVA_ADDR_LIST", "127.0.0.1".into()),
+            s("EPICS_PVA_AUTO_ADDR_LIST", "NO".into()),
+            s("EPICS_PVA_BROADCAST_PORT", udp.to_string()),
+            s("EPICS_PVA_SERVER_PORT", tcp.to_string()),
+        ],
+    }
+}
+
+fn tag(i: usize) -> String {
+    format!("O{}.A{}", i / PER_OBJECT, i % PER_OBJECT)
+}
+
+/// A Galaxy of `n` Double attributes that never move on their own. The simulator walks
+/// every advised item on each dynamics tick; a 1 s tick keeps that walk (CPU taken
+/// from the systems under test; a real gateway has no such loop) small.
+fn write_galaxy(dir: &Path, n: usize) -> PathBuf {
+    let mut t = String::from(
+        "[galaxy]\nname = \"Bench\"\ntick_ms = 1000\nfirst_update_delay_ms = 10\nsecurity_enabled = false\n\n\
+         [[areas]]\nname = \"Area\"\n",
+    );
+    for i in 0..n {
+        if i % PER_OBJECT == 0 {
+            t += &format!(
+                "\n[[objects]]\ntag = \"O{}\"\narea = \"Area\"\n",
+                i / PER_OBJECT
+            );
+        }
+        t += &format!(
+            "[[objects.attributes]]\nname = \"A{}\"\ntype = \"Double\"\ninitial = 0.0\n",
+            i % PER_OBJECT
+        );
+    }
+    let path = dir.join(format!("galaxy-{n}.toml"));
+    std::fs::write(&path, t).unwrap();
+    path
+}
+
+/// mxpva's config: PV B:i on tag i, writable; PVAccess ports from EPICS_PVAS_*.
+fn write_mxpva_config(dir: &Path, n: usize, gateway: &str) -> PathBuf {
+    let mut t = format!(
+        "[gateway]\nendpoint = \"http://{gateway}\"\nclient_name = \"mxpva-bench\"\n\n\
+         [defaults]\nwritable = true\n"
+    );
+    for i in 0..n {
+        t += &format!("\n[[pv]]\nname = \"{PREFIX}{i}\"\ntag = \"{}\"\n", tag(i));
+    }
+    let path = dir.join(format!("mxpva-{n}.toml"));
+    std::fs::write(&path, t).unwrap();
+    path
+}
+
+/// The peer's mapping file: "PV TAG" lines.
+fn write_peer_mapping(dir: &Path, n: usize) -> PathBuf {
+    let t: String = (0..n)
+        .map(|i| format!("{PREFIX}{i} {}\n", tag(i)))
+        .collect();
+    let path = dir.join(format!("peer-{n}.txt"));
+    std::fs::write(&path, t).unwrap();
+    path
+}
+
+/// target/bench/venv with PACKAGES, made on first use.
+fn python() -> PathBuf {
+    let venv = bench_dir().join("venv");
+    let stamp = venv.join("mxpva-packages.txt");
+    let wanted = PACKAGES.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&venv);
+        let py = std::env::var("MXPVA_PYTHON").unwrap_or_else(|_| "python3".into());
+        println!(
+            "e2e: installing {} into {}",
+            PACKAGES.join(" "),
+            venv.display()
+        );
+        let ok = Command::new(py)
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/python"))
+                .args(
+                    "-m pip install --quiet --disable-pip-version-check --only-binary=:all:"
+                        .split(' '),
+                )
+                .args(PACKAGES)
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "could not make the Python environment {}",
+            venv.display()
+        );
+        std::fs::write(&stamp, wanted).unwrap();
+    }
+    venv.join("bin/python")
+}
+
+/// The unix time (ns) of a "READY <ns>" line.
+fn ready_time(lines: &[String]) -> i64 {
+    let last = lines.last().unwrap();
+    last.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// When mxpva logged "gateway session up" (every tag subscribed), from its log.
+fn session_up_time(log: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains("gateway session up"))?;
+    // Without the colour codes: ESC [ ... m.
+    let mut parts = line.split('\u{1b}');
+    let mut plain = parts.next().unwrap_or_default().to_string();
+    for part in parts {
+        plain += part.split_once('m').map_or(part, |(_, rest)| rest);
+    }
+    let stamp = humantime::parse_rfc3339(plain.split_whitespace().next()?).ok()?;
+    Some(stamp.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i64)
+}
+
+fn rss_kb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// p50, p99, max of samples written one a line.
+fn read_samples(path: &Path) -> Vec<f64> {
+    let mut v: Vec<f64> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+fn summary(sorted: &[f64]) -> Value {
+    json!({
+        "count": sorted.len(),
+        "p50": percentile(sorted, 0.5),
+        "p99": percentile(sorted, 0.99),
+        "max": sorted.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
+/// Everything shared by the scenarios of one run.
+struct Bench {
+    opts: Opts,
+    dir: PathBuf,
+    e2e: PathBuf,
+    python: Option<PathBuf>,
+    rt: tokio::runtime::Runtime,
+}
+
+/// One system serving N PVs, with its monitoring client.
+struct Served {
+    sys: System,
+    proc: Proc,
+    pva: Pva,
+    session: Option<String>,
+    monitor: Proc,
+    /// From spawn until the client had a valid value of every PV.
+    served_s: f64,
+    /// From spawn until the server had every tag subscribed (the limit: every PV open).
+    subscribed_s: f64,
+    rss_kb: f64,
+}
+
+/// A standalone simulator for one N.
+struct Sim {
+    proc: Proc,
+    addr: String,
+    remote: RemoteSim,
+}
+
+impl Bench {
+    fn start_sim(&self, n: usize) -> Sim {
+        let galaxy = write_galaxy(&self.dir, n);
+        let port = free_tcp_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxpva"));
+        cmd.args(["sim", "--listen", &addr, "--galaxy"])
+            .arg(&galaxy)
+            .env("RUST_LOG", "warn");
+        let log = self.dir.join(format!("logs/sim-{n}.log"));
+        let proc = Proc::spawn_with(cmd, &[], Some(&log));
+        wait_port(port, Duration::from_secs(120));
+        let remote = self
+            .rt
+            .block_on(RemoteSim::connect(&addr, None))
+            .expect("connect to the simulator's control service");
+        Sim { proc, addr, remote }
+    }
+
+    fn start(&self, sys: System, n: usize, sim: Option<&Sim>) -> Served {
+        let pva = pva_env();
+        let log = self.dir.join(format!("logs/{}-{n}.log", sys.name()));
+        let spawned = now_ns();
+        let mut server_ready = None;
+        let mut proc = match sys {
+            System::Limit => {
+                let mut c = Command::new(&self.e2e);
+                c.args(["limit", PREFIX, &n.to_string()]);
+                Proc::spawn_with(c, &pva.server, Some(&log))
+            }
+            System::Mxpva => {
+                let config = write_mxpva_config(&self.dir, n, &sim.unwrap().addr);
+                let mut c = Command::new(env!("CARGO_BIN_EXE_mxpva"));
+                c.args(["run", "--config"]).arg(config);
+                Proc::spawn_with(c, &pva.server, Some(&log))
+            }
+            System::Peer => {
+                let mapping = write_peer_mapping(&self.dir, n);
+                let mut c = Command::new(self.python.as_ref().unwrap());
+                c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/p4p_bridge.py"))
+                    .args(["--gateway", &sim.unwrap().addr, "--mapping"])
+                    .arg(mapping)
+                    .arg("--stubs")
+                    .arg(self.dir.join("peer-stubs"));
+                Proc::spawn_with(c, &pva.server, Some(&log))
+            }
+        };
+        if sys == System::Limit {
+            server_ready = Some(ready_time(&proc.expect("READY")));
+        }
+        wait_port(pva.tcp, Duration::from_secs(300));
+        let mut monitor = Proc::spawn(
+            &self.e2e,
+            &["monitor".into(), PREFIX.into(), n.to_string()],
+            &pva.client,
+        );
+        let ready = monitor.expect("READY");
+        let ready_ns = ready_time(&ready);
+        let valid: usize = ready[ready.len() - 1]
+            .split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if valid < n {
+            eprintln!("e2e: {} served {valid} of {n} PVs; see its log", sys.name());
+        }
+        let served_s = if valid < n {
+            f64::NAN
+        } else {
+            (ready_ns - spawned) as f64 / 1e9
+        };
+        let rss_kb = rss_kb(proc.child.id());
+        match sys {
+            // A peer that gave up has ended: it has no READY to read.
+            System::Peer if valid == n => server_ready = Some(ready_time(&proc.expect("READY"))),
+            System::Peer => {}
+            System::Mxpva => server_ready = session_up_time(&log),
+            System::Limit => {}
+        }
+        let subscribed_s = server_ready.map_or(f64::NAN, |t| (t - spawned) as f64 / 1e9);
+        let session = sys.session_name().filter(|_| valid == n).map(|name| {
+            let remote = &sim.unwrap().remote;
+            let t0 = Instant::now();
+            loop {
+                let sessions = self.rt.block_on(remote.sessions()).unwrap();
+                if let Some(s) = sessions.iter().find(|s| {
+                    s.client_session_name == name && s.state == "Ready" && s.item_count == n
+                }) {
+                    break s.session_id.clone();
+                }
+                assert!(t0.elapsed() < Duration::from_secs(60), "no {name} session");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Served {
+            sys,
+            proc,
+            pva,
+            session,
+            monitor,
+            served_s,
+            subscribed_s,
+            rss_kb,
+        }
+    }
+
+    fn stop(&self, s: Served) {
+        s.monitor.finish();
+        match s.sys {
+            // The limit ends when its stdin closes.
+            System::Limit => s.proc.finish(),
+            _ => s.proc.terminate(Duration::from_secs(10)),
+        }
+    }
+
+    /// One throughput round of `m` events.
+    fn throughput(&self, s: &mut Served, sim: Option<&Sim>, m: u64) -> Value {
+        s.monitor.say(&format!("count {m} 120"));
+        std::thread::sleep(Duration::from_millis(50));
+        let t0 = now_ns();
+        let burst = match s.sys {
+            System::Limit => {
+                s.proc.say(&format!("burst {m}"));
+                None
+            }
+            _ => {
+                let remote = sim.unwrap().remote.clone();
+                let id = s.session.clone().unwrap();
+                Some(
+                    self.rt
+                        .spawn(async move { remote.burst(&id, m, true).await }),
+                )
+            }
+        };
+        let done = s.monitor.expect("done").pop().unwrap();
+        let w: Vec<&str> = done.split_whitespace().collect();
+        let updates: f64 = w[1].parse().unwrap();
+        let last_ns: i64 = w[2].parse().unwrap();
+        let complete = w[3] == "1";
+        match burst {
+            None => {
+                s.proc.expect("done");
+            }
+            Some(b) => self.rt.block_on(b).unwrap().expect("burst"),
+        }
+        let secs = (last_ns - t0) as f64 / 1e9;
+        json!({
+            "events": m,
+            "complete": complete,
+            "seconds": secs,
+            "stream_per_s": if complete { m as f64 / secs } else { f64::NAN },
+            "delivered_per_s": updates / secs,
+            "squashed": 1.0 - updates / m as f64,
+        })
+    }
+
+    /// Latency at `rate` events/s; returns the sorted samples (us).
+    fn latency(&self, s: &mut Served, sim: Option<&Sim>, rate: f64) -> Vec<f64> {
+        let count = (rate * self.opts.lat_seconds) as u64;
+        s.monitor.say("lat");
+        std::thread::sleep(Duration::from_millis(50));
+        match s.sys {
+            System::Limit => {
+                s.proc.say(&format!("rate {count} {rate}"));
+                s.proc.expect("done");
+            }
+            _ => {
+                let remote = &sim.unwrap().remote;
+                let id = s.session.as_deref().unwrap();
+                self.rt
+                    .block_on(remote.burst_at_rate(id, count, rate))
+                    .expect("burst at rate");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let file = self
+            .dir
+            .join(format!("lat-{}-{}.txt", s.sys.name(), rate as u64));
+        s.monitor.say(&format!("stop {}", file.display()));
+        s.monitor.expect("done");
+        read_samples(&file)
+    }
+
+    /// Put round trips with `writers` concurrent writers; sorted samples (us) and errors.
+    fn puts(&self, s: &Served, writers: usize) -> (Vec<f64>, String) {
+        let file = self.dir.join(format!("put-{}-{writers}.txt", s.sys.name()));
+        let mut p = Proc::spawn(
+            &self.e2e,
+            &[
+                "put".into(),
+                PREFIX.into(),
+                writers.to_string(),
+                self.opts.put_seconds.to_string(),
+                file.display().to_string(),
+            ],
+            &s.pva.client,
+        );
+        let done = p.expect("done").pop().unwrap();
+        p.finish();
+        let errors = done.splitn(4, ' ').skip(2).collect::<Vec<_>>().join(" ");
+        (read_samples(&file), errors)
+    }
+
+    /// Every scenario for every system; one JSON object per system and N.
+    fn run_once(&self) -> Vec<Value> {
+        let mut results = Vec::new();
+        for &n in &self.opts.sizes {
+            let sim = self.start_sim(n);
+            for sys in self.opts.systems() {
+                let sim = (sys != System::Limit).then_some(&sim);
+                let mut s = self.start(sys, n, sim);
+                let mut rounds = Vec::new();
+                for _ in 0..self.opts.rounds * usize::from(!s.served_s.is_nan()) {
+                    rounds.push(self.throughput(&mut s, sim, events_for(sys, n)));
+                }
+                let mut r = json!({
+                    "system": sys.name(),
+                    "n": n,
+                    "served_s": s.served_s,
+                    "subscribed_s": s.subscribed_s,
+                    "rss_kb": s.rss_kb,
+                    "rounds": rounds,
+                });
+                let med = |key: &str| {
+                    let v: Vec<f64> = rounds
+                        .iter()
+                        .map(|x| x[key].as_f64().unwrap_or(f64::NAN))
+                        .collect();
+                    if v.is_empty() {
+                        f64::NAN
+                    } else {
+                        median(v)
+                    }
+                };
+                r["stream_per_s"] = json!(med("stream_per_s"));
+                r["delivered_per_s"] = json!(med("delivered_per_s"));
+                r["squashed"] = json!(med("squashed"));
+                if n == LAT_N && !s.served_s.is_nan() {
+                    for rate in [1000.0, 10000.0] {
+                        let samples = self.latency(&mut s, sim, rate);
+                        r[format!("latency_{}", rate as u64)] = summary(&samples);
+                    }
+                    for writers in [1, 100] {
+                        let (samples, errors) = self.puts(&s, writers);
+                        let mut sum = summary(&samples);
+                        sum["errors"] = json!(errors);
+                        sum["per_s"] = json!(samples.len() as f64 / self.opts.put_seconds);
+                        r[format!("put_{writers}")] = sum;
+                    }
+                }
+                println!("e2e: {r}");
+                results.push(r);
+                self.stop(s);
+            }
+            sim.proc.terminate(Duration::from_secs(5));
+        }
+        results
+    }
+}
+
+/// The value of `key` (a JSON pointer) for a system at N.
+fn pick(run: &[Value], sys: &str, n: usize, key: &str) -> Option<f64> {
+    run.iter()
+        .find(|r| r["system"] == sys && r["n"] == n)
+        .and_then(|r| r.pointer(key))
+        .and_then(Value::as_f64)
+}
+
+/// The table's rows: (label, JSON pointer, N, unit scale).
+fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
+    let mut v = Vec::new();
+    for &n in &opts.sizes {
+        v.push((
+            format!("stream N={n} (events/s)"),
+            "/stream_per_s".into(),
+            n,
+            1.0,
+        ));
+        v.push((
+            format!("delivered N={n} (updates/s)"),
+            "/delivered_per_s".into(),
+            n,
+            1.0,
+        ));
+        v.push((format!("squashed N={n} (%)"), "/squashed".into(), n, 100.0));
+    }
+    if opts.sizes.contains(&LAT_N) {
+        for rate in ["1000", "10000"] {
+            for p in ["p50", "p99", "max"] {
+                v.push((
+                    format!("latency {rate}/s {p} (us)"),
+                    format!("/latency_{rate}/{p}"),
+                    LAT_N,
+                    1.0,
+                ));
+            }
+        }
+        for w in ["1", "100"] {
+            for p in ["p50", "p99"] {
+                v.push((
+                    format!("put {w} writer(s) {p} (us)"),
+                    format!("/put_{w}/{p}"),
+                    LAT_N,
+                    1.0,
+                ));
+            }
+            v.push((
+                format!("put {w} writer(s) (puts/s)"),
+                format!("/put_{w}/per_s"),
+                LAT_N,
+                1.0,
+            ));
+        }
+    }
+    let big = *opts.sizes.last().unwrap();
+    v.push((
+        format!("served N={big}, client (s)"),
+        "/served_s".into(),
+        big,
+        1.0,
+    ));
+    v.push((
+        format!("subscribed N={big}, server (s)"),
+        "/subscribed_s".into(),
+        big,
+        1.0,
+    ));
+    v.push((
+        format!("RSS N={big} (MB)"),
+        "/rss_kb".into(),
+        big,
+        1.0 / 1024.0,
+    ));
+    v
+}
+
+fn cell(x: Option<f64>) -> String {
+    match x {
+        Some(x) if x.is_nan() => "-".into(),
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 1.0 => format!("{x:.2}"),
+        Some(x) => format!("{x:.3}"),
+        None => "-".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+/// RSS per PV in bytes: (RSS at the largest N - RSS at N = 1) / (N - 1).
+fn rss_per_pv(run: &[Value], sys: &str, sizes: &[usize]) -> Option<f64> {
+    let big = *sizes.last()?;
+    if big <= 1 || !sizes.contains(&1) {
+        return None;
+    }
+    let hi = pick(run, sys, big, "/rss_kb")?;
+    let lo = pick(run, sys, 1, "/rss_kb")?;
+    Some((hi - lo) * 1024.0 / (big - 1) as f64)
+}
+
+/// The markdown table of one run.
+fn table(opts: &Opts, run: &[Value]) -> String {
+    let mut t = String::from(
+        "| scenario | limit (pvxs) | mxpva | Python peer | mxpva/limit | mxpva/peer |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    let mut line = |label: &str, l: Option<f64>, m: Option<f64>, p: Option<f64>| {
+        t += &format!(
+            "| {label} | {} | {} | {} | {} | {} |\n",
+            cell(l),
+            cell(m),
+            cell(p),
+            cell(ratio(m, l)),
+            cell(ratio(m, p))
+        );
+    };
+    for (label, key, n, scale) in rows(opts) {
+        let get = |s: &str| pick(run, s, n, &key).map(|x| x * scale);
+        line(&label, get("limit"), get("mxpva"), get("peer"));
+    }
+    let per_pv = |s: &str| rss_per_pv(run, s, &opts.sizes);
+    line(
+        "RSS per PV (bytes)",
+        per_pv("limit"),
+        per_pv("mxpva"),
+        per_pv("peer"),
+    );
+    t
+}
+
+/// min..max of mxpva and of mxpva/limit over the runs, per row.
+fn spread(opts: &Opts, runs: &[Vec<Value>]) -> String {
+    let mut t = String::from(
+        "| scenario | mxpva min..max | mxpva/limit min..max | mxpva/peer min..max |\n\
+         |---|---:|---:|---:|\n",
+    );
+    let range = |v: Vec<Option<f64>>| {
+        let v: Vec<f64> = v.into_iter().flatten().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return "-".to_string();
+        }
+        let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        format!("{}..{}", cell(Some(lo)), cell(Some(hi)))
+    };
+    for (label, key, n, scale) in rows(opts) {
+        let get = |run: &Vec<Value>, s: &str| pick(run, s, n, &key).map(|x| x * scale);
+        t += &format!(
+            "| {label} | {} | {} | {} |\n",
+            range(runs.iter().map(|r| get(r, "mxpva")).collect()),
+            range(
+                runs.iter()
+                    .map(|r| ratio(get(r, "mxpva"), get(r, "limit")))
+                    .collect()
+            ),
+            range(
+                runs.iter()
+                    .map(|r| ratio(get(r, "mxpva"), get(r, "peer")))
+                    .collect()
+            ),
+        );
+    }
+    t
+}
+
+fn main() {
+    let opts = Opts::parse();
+    let dir = bench_dir();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let e2e = build_cpp("e2e");
+    let python = (opts.peer || opts.plots).then(python);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "e2e: N = {:?}, {} throughput rounds, latency {} s per rate over {LAT_N} PVs, puts {} s, {} run(s); \
+         systems {:?}; clients: pvxs C++ (benches/cpp/e2e.cpp); loopback, {} CPUs",
+        opts.sizes,
+        opts.rounds,
+        opts.lat_seconds,
+        opts.put_seconds,
+        opts.runs,
+        opts.systems(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    let bench = Bench {
+        opts,
+        dir,
+        e2e,
+        python,
+        rt,
+    };
+    let mut runs = Vec::new();
+    for k in 1..=bench.opts.runs {
+        let t0 = Instant::now();
+        let run = bench.run_once();
+        println!("\ne2e: run {k} took {:.0} s\n", t0.elapsed().as_secs_f64());
+        println!("{}", table(&bench.opts, &run));
+        runs.push(run);
+    }
+    if runs.len() > 1 {
+        println!(
+            "Spread over {} runs:\n\n{}",
+            runs.len(),
+            spread(&bench.opts, &runs)
+        );
+    }
+    let out = json!({
+        "sizes": bench.opts.sizes,
+        "rounds": bench.opts.rounds,
+        "lat_n": LAT_N,
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "runs": runs,
+        "table": table(&bench.opts, runs.last().unwrap()),
+        "spread": spread(&bench.opts, &runs),
+    });
+    let path = bench.dir.join("e2e.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
+    println!("wrote {}", path.display());
+    if let (true, Some(py)) = (bench.opts.plots, &bench.python) {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/performance");
+        let ok = Command::new(py)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/plot.py"))
+            .arg(&path)
+            .arg(&docs)
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            println!("wrote the plots into {}", docs.display());
+        } else {
+            eprintln!("e2e: plotting failed");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Pieces shared by the benchmarks: where target/ is, building a C++ program against
+//! the pvxs the crate links, and child processes spoken to by lines on stdin/stdout.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// target/bench/, created.
+pub fn bench_dir() -> PathBuf {
+    let out = target_dir().join("bench");
+    std::fs::create_dir_all(&out).unwrap();
+    out
+}
+
+/// Compiles benches/cpp/`name`.cpp against the same pvxs the crate links, into
+/// target/bench/`name`.
+pub fn build_cpp(name: &str) -> PathBuf {
+    let exe = bench_dir().join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("benches/cpp/{name}.cpp"));
+    let mut cmd = Command::new(std::env::var("CXX").unwrap_or_else(|_| "c++".into()));
+    cmd.args(["-O2", "-std=c++17", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src);
+    if env!("MXPVA_PVXS_OLD_ABI") == "1" {
+        cmd.arg("-D_GLIBCXX_USE_CXX11_ABI=0");
+    }
+    for dir in env!("MXPVA_PVXS_INCLUDE_DIRS").split(':') {
+        cmd.arg(format!("-I{dir}"));
+    }
+    for dir in env!("MXPVA_PVXS_LIB_DIRS").split(':') {
+        cmd.arg(format!("-L{dir}")).arg(format!("-Wl,-rpath,{dir}"));
+    }
+    cmd.args(["-lpvxs", "-lCom"]);
+    let status = cmd.status().expect("run the C++ compiler");
+    assert!(status.success(), "building {} failed", src.display());
+    exe
+}
+
+/// A child process driven by lines: commands on stdin, answers on stdout.
+pub struct Proc {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Proc {
+    /// Starts `exe` with no inherited EPICS_* variables, then `env`; stderr goes to
+    /// `stderr` (a file) or is inherited.
+    pub fn spawn_with(mut cmd: Command, env: &[(String, String)], stderr: Option<&Path>) -> Proc {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        match stderr {
+            Some(path) => cmd.stderr(std::fs::File::create(path).unwrap()),
+            None => cmd.stderr(Stdio::inherit()),
+        };
+        for (k, _) in std::env::vars() {
+            if k.starts_with("EPICS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let stdin = child.stdin.take();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Proc {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    pub fn spawn(exe: &Path, args: &[String], env: &[(String, String)]) -> Proc {
+        let mut cmd = Command::new(exe);
+        cmd.args(args);
+        Proc::spawn_with(cmd, env, None)
+    }
+
+    pub fn line(&mut self) -> String {
+        self.lines
+            .next()
+            .expect("benchmark program ended early")
+            .unwrap()
+    }
+
+    /// Lines up to and including the first that starts with `word`.
+    pub fn expect(&mut self, word: &str) -> Vec<String> {
+        let mut before = Vec::new();
+        loop {
+            let line = self.line();
+            let done = line.starts_with(word);
+            before.push(line);
+            if done {
+                return before;
+            }
+        }
+    }
+
+    pub fn say(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{text}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
+    pub fn terminate(mut self, grace: std::time::Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        drop(self.stdin.take());
+        let t0 = std::time::Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > grace {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
