@@ -591,3 +591,17 @@ async fn the_demo_crosses_hihi_and_acknowledges_through_ack() {
     );
     demo.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_pv_without_active_alarms_is_no_alarm_after_start_and_after_a_reconnect() {
+    let h = start("").await;
+    // No alarm of Pump001 is active: the snapshot makes the alarm PV NORMAL, NO_ALARM.
+    let text = h.pvget_until("T:Pump:Fault", "int severity 0").await;
+    assert!(!text.contains("waiting for the alarm feed"), "{text}");
+    h.relay.set_up(false);
+    h.pvget_until("T:Pump:Fault", "alarm feed lost").await;
+    h.relay.set_up(true);
+    h.table_until(|t| t.contains("severity 0")).await;
+    let text = h.pvget_until("T:Pump:Fault", "int severity 0").await;
+    assert!(!text.contains("alarm feed lost"), "{text}");
+}

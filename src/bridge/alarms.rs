@@ -552,10 +552,13 @@ impl Alarms {
                 let old = std::mem::replace(&mut self.active, new);
                 self.lost = None;
                 info!(active = self.active.len(), "alarm snapshot");
+                // Every alarm PV of its own, active alarms or not: each still says
+                // "waiting for the alarm feed" or "alarm feed lost" until re-posted.
                 let owners: Vec<Owner> = old
                     .values()
                     .chain(self.active.values())
                     .filter_map(|e| e.owner)
+                    .chain((0..self.own.len()).map(Owner::Own))
                     .collect();
                 self.refresh(owners, pvs);
             }
