@@ -100,10 +100,14 @@ fn spawn_feed(
                     if tx.send(FeedMsg::Attached(client)).is_err() {
                         return;
                     }
-                    delay = backoff.0;
                     loop {
                         match feed.next().await {
                             Some(Ok(item)) => {
+                                // The backoff resets only once a whole snapshot came: a
+                                // feed that attaches and then fails keeps backing off.
+                                if matches!(item, AlarmFeedItem::SnapshotComplete { .. }) {
+                                    delay = backoff.0;
+                                }
                                 if tx.send(FeedMsg::Item(item)).is_err() {
                                     return;
                                 }
