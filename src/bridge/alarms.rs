@@ -191,6 +191,26 @@ impl Entry {
     }
 }
 
+/// The alarm part of a PV from its alarms, the most urgent first: by severity, then
+/// unacknowledged before acknowledged, then by priority (1 is the most urgent). The
+/// severity and status are the first one's; the message names every alarm in that order.
+fn part_of(cfg: &config::Alarms, entries: &[&Entry]) -> Option<Alarm> {
+    let mut parts: Vec<(&Entry, Alarm)> = entries.iter().map(|e| (*e, e.part(cfg))).collect();
+    parts.sort_by(|(ea, a), (eb, b)| {
+        b.severity
+            .cmp(&a.severity)
+            .then(ea.state.is_acked().cmp(&eb.state.is_acked()))
+            .then(ea.priority.cmp(&eb.priority))
+    });
+    let ((_, first), rest) = parts.split_first()?;
+    let mut message = first.message.clone();
+    for (_, a) in rest {
+        message.push_str("; ");
+        message.push_str(&a.message);
+    }
+    Some(Alarm::new(first.severity, first.status, message))
+}
+
 /// `Galaxy!Area.Tank001.Level.HiHi` with source object `Tank001` -> `Tank001.Level.HiHi`.
 fn short_reference(reference: &str, source_object: &str) -> String {
     let local = reference.split_once('!').map_or(reference, |(_, r)| r);
@@ -670,17 +690,8 @@ impl Alarms {
         }
     }
 
-    /// The alarm part of a PV from its alarms: the worst first.
     fn part_of(&self, entries: &[&Entry]) -> Option<Alarm> {
-        let mut parts: Vec<(Alarm, i32)> = entries
-            .iter()
-            .map(|e| (e.part(&self.cfg), e.priority))
-            .collect();
-        parts.sort_by(|a, b| b.0.severity.cmp(&a.0.severity).then(a.1.cmp(&b.1)));
-        let mut parts = parts.into_iter().map(|(a, _)| a);
-        let first = parts.next()?;
-        let rest: Vec<Alarm> = parts.collect();
-        Some(combine(rest.iter().map(Some), &first, false))
+        part_of(&self.cfg, entries)
     }
 
     fn post_own(&self, i: usize, index: i32, part: Option<Alarm>) {
@@ -879,6 +890,55 @@ mod tests {
         );
         assert_eq!(combine([Some(&hihi)], &good, true).message, hihi.message);
         assert_eq!(combine([None], &good, true), good);
+    }
+
+    fn entry(name: &str, state: AlarmState, priority: i32) -> Entry {
+        Entry {
+            reference: format!("Galaxy!Area.Tank001.Level.{name}"),
+            short: format!("Tank001.Level.{name}"),
+            alarm_type: name.into(),
+            state,
+            priority,
+            raised_at: None,
+            acked_at: None,
+            operator: String::new(),
+            comment: String::new(),
+            value: String::new(),
+            limit: String::new(),
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn the_most_urgent_alarm_of_a_severity_is_named_first() {
+        use AlarmState::*;
+        let text = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n\
+                    [[pv]]\nname = \"L\"\ntag = \"Tank001.Level\"\n";
+        let cfg = config::Config::from_str_at(text, std::path::Path::new("a.toml"))
+            .unwrap()
+            .alarms;
+        // By default priorities up to 500 are MAJOR, 600 and on MINOR.
+        let (a, b, c, d) = (
+            entry("A", AckAlm, 10),
+            entry("B", UnackAlm, 200),
+            entry("C", UnackAlm, 50),
+            entry("D", UnackAlm, 700),
+        );
+        let part = part_of(&cfg, &[&a, &b, &c, &d]).unwrap();
+        assert_eq!(
+            (part.severity, part.status),
+            (Severity::Major, AlarmStatus::Record)
+        );
+        assert_eq!(
+            part.message,
+            "C alarm, unacknowledged (priority 50); B alarm, unacknowledged (priority 200); \
+             A alarm, acknowledged (priority 10); D alarm, unacknowledged (priority 700)"
+        );
+        assert_eq!(
+            part_of(&cfg, &[&b, &c]).unwrap().message,
+            "C alarm, unacknowledged (priority 50); B alarm, unacknowledged (priority 200)"
+        );
+        assert!(part_of(&cfg, &[]).is_none());
     }
 
     #[test]
