@@ -70,6 +70,9 @@ pub(super) fn combine<'a>(
     Alarm::new(top.severity, top.status, message)
 }
 
+/// The message of a PV while the alarm feed is down.
+const FEED_LOST: &str = "alarm feed lost";
+
 /// What the feed task tells the bridge task.
 pub(super) enum FeedMsg {
     /// The feed is (re)attached; a snapshot follows. The client serves AcknowledgeAlarm.
@@ -648,8 +651,24 @@ impl Alarms {
         }
     }
 
-    /// Re-posts the alarm of each owner in `owners`, and the table.
+    /// Re-posts the alarm of each owner in `owners`, and the table. While the feed is
+    /// down every value PV that carries alarms (or is configured to) gets a MINOR
+    /// "alarm feed lost" part: it cannot claim NO_ALARM while an alarm may be active.
     fn refresh(&mut self, mut owners: Vec<Owner>, pvs: &mut [MappedPv]) {
+        let lost_part = self
+            .lost
+            .as_ref()
+            .map(|_| Alarm::new(Severity::Minor, AlarmStatus::Driver, FEED_LOST));
+        for (i, pv) in pvs.iter_mut().enumerate() {
+            let owner = Owner::Value(i);
+            let carries = self.ack_done.contains_key(&owner)
+                || self.active.values().any(|e| e.owner == Some(owner));
+            let part = lost_part.clone().filter(|_| carries);
+            if pv.feed_lost != part {
+                pv.feed_lost = part;
+                owners.push(owner);
+            }
+        }
         owners.sort();
         owners.dedup();
         for owner in owners {
@@ -671,12 +690,9 @@ impl Alarms {
                 }
             }
         }
-        if let Some(reason) = self.lost.clone() {
-            let alarm = Alarm::new(
-                Severity::Invalid,
-                AlarmStatus::Driver,
-                format!("alarm feed lost: {reason}"),
-            );
+        if self.lost.is_some() {
+            // The reason (which may name hosts) is logged, not shown.
+            let alarm = Alarm::new(Severity::Invalid, AlarmStatus::Driver, FEED_LOST);
             for i in 0..self.own.len() {
                 let _ = self.own[i].pv.post(
                     &Update::default()
@@ -768,13 +784,9 @@ impl Alarms {
             None => return fail(put, "the put carries no value".into()),
         };
         let Some(client) = self.client.clone() else {
-            let why = self
-                .lost
-                .clone()
-                .unwrap_or_else(|| "the alarm feed is not attached".into());
             return fail(
                 put,
-                format!("alarm feed unavailable ({why}): nothing acknowledged"),
+                "the alarm feed is not attached: nothing acknowledged".into(),
             );
         };
         let mine: Vec<&Entry> = self

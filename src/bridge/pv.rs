@@ -47,6 +47,9 @@ pub(super) struct MappedPv {
     base_alarm: (Alarm, bool),
     /// This PV's System Platform alarms as one part, set by `alarms.rs`.
     pub sp_alarm: Option<Alarm>,
+    /// MINOR "alarm feed lost" while the alarm feed is down and this PV carries (or is
+    /// configured to carry) alarms, set by `alarms.rs`.
+    pub feed_lost: Option<Alarm>,
     /// Local `value_alarm` limits and the part they give for the last value.
     limits: Limits,
     limit_alarm: Option<Alarm>,
@@ -121,6 +124,7 @@ impl MappedPv {
             bool_as_enum,
             base_alarm: (Alarm::none(), true),
             sp_alarm: None,
+            feed_lost: None,
             limits,
             limit_alarm: None,
         };
@@ -213,7 +217,11 @@ impl MappedPv {
     fn combined(&self) -> Alarm {
         let (base, plain) = &self.base_alarm;
         combine(
-            [self.sp_alarm.as_ref(), self.limit_alarm.as_ref()],
+            [
+                self.sp_alarm.as_ref(),
+                self.limit_alarm.as_ref(),
+                self.feed_lost.as_ref(),
+            ],
             base,
             *plain,
         )
