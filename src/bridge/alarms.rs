@@ -70,6 +70,10 @@ pub(super) fn combine<'a>(
     Alarm::new(top.severity, top.status, message)
 }
 
+/// At most this many feed messages are taken in one batch before posting, so that the
+/// bridge task still serves puts and data changes during a flood.
+const MAX_BATCH: usize = 4096;
+
 /// The message of a PV while the alarm feed is down.
 const FEED_LOST: &str = "alarm feed lost";
 
@@ -553,12 +557,43 @@ impl Alarms {
         }
     }
 
-    /// One message of the feed task.
+    /// A message of the feed task, and every one queued behind it (up to [`MAX_BATCH`]):
+    /// the PVs and the table are posted once for the whole batch, not once per message,
+    /// so that an alarm flood does not rebuild and post the table for each transition.
     pub fn on_feed(&mut self, msg: FeedMsg, pvs: &mut [MappedPv]) {
+        self.on_batch(msg, pvs);
+    }
+
+    /// [`Alarms::on_feed`]; returns how many messages the batch took.
+    fn on_batch(&mut self, first: FeedMsg, pvs: &mut [MappedPv]) -> usize {
+        let mut owners = Vec::new();
+        let mut post = false;
+        let mut taken = 0;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            if let Some(o) = self.apply(msg) {
+                owners.extend(o);
+                post = true;
+            }
+            taken += 1;
+            if taken < MAX_BATCH {
+                next = self.feed.try_recv().ok();
+            }
+        }
+        if post {
+            self.refresh(owners, pvs);
+        }
+        taken
+    }
+
+    /// Takes one message into the state; the owners to re-post when something is to be
+    /// posted (the table at least), `None` when nothing is.
+    fn apply(&mut self, msg: FeedMsg) -> Option<Vec<Owner>> {
         match msg {
             FeedMsg::Attached(client) => {
                 self.client = Some(client);
                 self.pending = Some(BTreeMap::new());
+                None
             }
             FeedMsg::Item(AlarmFeedItem::Active(a)) => {
                 let mut e = Entry::from_active(&a);
@@ -566,6 +601,7 @@ impl Alarms {
                 self.pending
                     .get_or_insert_with(BTreeMap::new)
                     .insert(e.reference.clone(), e);
+                None
             }
             FeedMsg::Item(AlarmFeedItem::SnapshotComplete { active_alarm_count }) => {
                 let new = self.pending.take().unwrap_or_default();
@@ -581,28 +617,30 @@ impl Alarms {
                 info!(active = self.active.len(), "alarm snapshot");
                 // Every alarm PV of its own, active alarms or not: each still says
                 // "waiting for the alarm feed" or "alarm feed lost" until re-posted.
-                let owners: Vec<Owner> = old
-                    .values()
-                    .chain(self.active.values())
-                    .filter_map(|e| e.owner)
-                    .chain((0..self.own.len()).map(Owner::Own))
-                    .collect();
-                self.refresh(owners, pvs);
+                Some(
+                    old.values()
+                        .chain(self.active.values())
+                        .filter_map(|e| e.owner)
+                        .chain((0..self.own.len()).map(Owner::Own))
+                        .collect(),
+                )
             }
-            FeedMsg::Item(AlarmFeedItem::Transition(t)) => self.on_transition(&t, pvs),
+            FeedMsg::Item(AlarmFeedItem::Transition(t)) => self.on_transition(&t),
             FeedMsg::Lost(reason) => {
                 self.client = None;
                 self.pending = None;
-                if self.lost.as_deref() != Some(reason.as_str()) {
-                    warn!(%reason, "alarm feed lost");
-                    self.lost = Some(reason);
-                    self.refresh(Vec::new(), pvs);
+                if self.lost.as_deref() == Some(reason.as_str()) {
+                    return None;
                 }
+                warn!(%reason, "alarm feed lost");
+                self.lost = Some(reason);
+                Some(Vec::new())
             }
         }
     }
 
-    fn on_transition(&mut self, t: &AlarmTransition, pvs: &mut [MappedPv]) {
+    /// Applies a transition; the owner to re-post, unless a snapshot is being received.
+    fn on_transition(&mut self, t: &AlarmTransition) -> Option<Vec<Owner>> {
         let set = match self.pending.as_mut() {
             Some(p) => p,
             None => &mut self.active,
@@ -646,9 +684,7 @@ impl Alarms {
             };
         }
         tracing::debug!(reference = %t.reference, kind = ?t.kind, state = ?t.state, "alarm transition");
-        if self.pending.is_none() {
-            self.refresh(owner.into_iter().collect(), pvs);
-        }
+        self.pending.is_none().then(|| owner.into_iter().collect())
     }
 
     /// Re-posts the alarm of each owner in `owners`, and the table. While the feed is
@@ -951,6 +987,55 @@ mod tests {
             "C alarm, unacknowledged (priority 50); B alarm, unacknowledged (priority 200)"
         );
         assert!(part_of(&cfg, &[]).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_transitions_is_taken_as_one_batch() {
+        let text = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n\
+                    [[pv]]\nname = \"L\"\ntag = \"Tank001.Level\"\n";
+        let config = config::Config::from_str_at(text, std::path::Path::new("a.toml")).unwrap();
+        let server = Arc::new(Server::new(&crate::pva::ServerConfig::isolated()).unwrap());
+        let (events, _rx) = crate::pva::event_channel();
+        let opts = ClientOptions::plaintext("127.0.0.1:1");
+        let mut alarms = Alarms::new(&config, &opts, server, &events, &[]).unwrap();
+        // The test is the feed task.
+        alarms.task.take().unwrap().abort();
+        let (tx, rx) = mpsc::unbounded_channel();
+        alarms.feed = rx;
+        let transition = |i: usize, state| {
+            FeedMsg::Item(AlarmFeedItem::Transition(AlarmTransition {
+                reference: format!("Galaxy!Area.Tank{}.Level.HiHi", i % 10),
+                source_object: String::new(),
+                alarm_type: "HiHi".into(),
+                kind: AlarmTransitionKind::Raise,
+                state,
+                priority: 100,
+                raised_at: None,
+                at: None,
+                operator: String::new(),
+                comment: String::new(),
+                category: String::new(),
+                description: String::new(),
+                current_value: None,
+                limit_value: None,
+            }))
+        };
+        tx.send(FeedMsg::Item(AlarmFeedItem::SnapshotComplete {
+            active_alarm_count: 0,
+        }))
+        .unwrap();
+        for i in 1..1000 {
+            tx.send(transition(i, AlarmState::UnackAlm)).unwrap();
+        }
+        let first = alarms.feed.recv().await.unwrap();
+        assert_eq!(alarms.on_batch(first, &mut []), 1000);
+        assert_eq!(alarms.active.len(), 10);
+        assert!(alarms.feed.try_recv().is_err(), "all taken");
+        // Nothing queued: a batch of one.
+        assert_eq!(
+            alarms.on_batch(transition(0, AlarmState::AckAlm), &mut []),
+            1
+        );
     }
 
     #[test]
