@@ -695,10 +695,11 @@ impl Alarms {
             .lost
             .as_ref()
             .map(|_| Alarm::new(Severity::Minor, AlarmStatus::Driver, FEED_LOST));
+        let with_alarms: std::collections::HashSet<Owner> =
+            self.active.values().filter_map(|e| e.owner).collect();
         for (i, pv) in pvs.iter_mut().enumerate() {
             let owner = Owner::Value(i);
-            let carries = self.ack_done.contains_key(&owner)
-                || self.active.values().any(|e| e.owner == Some(owner));
+            let carries = self.ack_done.contains_key(&owner) || with_alarms.contains(&owner);
             let part = lost_part.clone().filter(|_| carries);
             if pv.feed_lost != part {
                 pv.feed_lost = part;
