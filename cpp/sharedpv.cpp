@@ -25,13 +25,15 @@ std::unique_ptr<PvHandle> pv_new(rust::Box<PvContext> box) {
                 // Rust decides: a read-only PV refuses any put, others report this.
                 std::string what = e.what();
                 put.has_value = false;
-                put.error = rust::String(what.data(), what.size());
+                put.error = rust::String::lossy(what.data(), what.size());
             }
+            // What the client reports need not be UTF-8 (an account name in a legacy
+            // encoding): invalid bytes become U+FFFD instead of refusing the put.
             const auto& cred = *op->credentials();
-            put.peer = rust::String(cred.peer.data(), cred.peer.size());
-            put.iface = rust::String(cred.iface.data(), cred.iface.size());
-            put.method = rust::String(cred.method.data(), cred.method.size());
-            put.account = rust::String(cred.account.data(), cred.account.size());
+            put.peer = rust::String::lossy(cred.peer.data(), cred.peer.size());
+            put.iface = rust::String::lossy(cred.iface.data(), cred.iface.size());
+            put.method = rust::String::lossy(cred.method.data(), cred.method.size());
+            put.account = rust::String::lossy(cred.account.data(), cred.account.size());
         } catch (std::exception& e) {
             op->error(std::string("cannot read the put: ") + e.what());
             return;

@@ -591,3 +591,69 @@ async fn the_demo_crosses_hihi_and_acknowledges_through_ack() {
     );
     demo.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_pv_without_active_alarms_is_no_alarm_after_start_and_after_a_reconnect() {
+    let h = start("").await;
+    // No alarm of Pump001 is active: the snapshot makes the alarm PV NORMAL, NO_ALARM.
+    let text = h.pvget_until("T:Pump:Fault", "int severity 0").await;
+    assert!(!text.contains("waiting for the alarm feed"), "{text}");
+    h.relay.set_up(false);
+    h.pvget_until("T:Pump:Fault", "alarm feed lost").await;
+    h.relay.set_up(true);
+    h.table_until(|t| t.contains("severity 0")).await;
+    let text = h.pvget_until("T:Pump:Fault", "int severity 0").await;
+    assert!(!text.contains("alarm feed lost"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_alarm_feed_shows_on_pvs_that_carry_alarms() {
+    let h = start("").await;
+    h.sim.raise_alarm(HIHI).unwrap();
+    h.pvget_until("T:Level", "HiHi alarm, unacknowledged").await;
+    let (mut monitor, mut lines) =
+        clients().spawn_lines("python", &h.env, &["-u", "-c", P4P_MONITOR]);
+    let next_update = async |lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+                             ok: &dyn Fn(&str) -> bool| loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no such update"))
+            .expect("monitor ended");
+        if line.starts_with("update ") && ok(&line) {
+            return line;
+        }
+    };
+    next_update(&mut lines, &|l| l.contains("HiHi alarm")).await;
+
+    // Only the feed ends: more transitions than the simulator's alarm channel holds make
+    // it drop the feed subscriber ("fell behind; resubscribe"); the data session stays.
+    for _ in 0..20_000 {
+        h.sim.clear_alarm(HI).unwrap();
+        h.sim.raise_alarm(HI).unwrap();
+    }
+    let line = next_update(&mut lines, &|l| l.contains("alarm feed lost")).await;
+    assert!(!line.contains("connection lost"), "{line}");
+    assert!(
+        line.contains(" 2 HiHi alarm, unacknowledged (priority 100)"),
+        "the alarms stay, MAJOR leads: {line}"
+    );
+    assert!(!line.contains("resubscribe"), "no transport detail: {line}");
+    // The next snapshot clears it.
+    let line = next_update(&mut lines, &|l| !l.contains("alarm feed lost")).await;
+    assert!(line.contains("HiHi alarm"), "{line}");
+
+    // The whole gateway unreachable: the value's own INVALID leads, the feed is named.
+    h.relay.set_up(false);
+    let text = h.pvget_until("T:Level", "alarm feed lost").await;
+    assert!(text.contains("gateway connection lost"), "{text}");
+    assert!(text.contains("int severity 3"), "{text}");
+    // A PV without alarms is not touched.
+    let text = h.pvget_until("T:Temp", "gateway connection lost").await;
+    assert!(!text.contains("alarm feed lost"), "{text}");
+    h.relay.set_up(true);
+    h.table_until(|t| t.contains("severity 0")).await;
+    let text = h.pvget_until("T:Level", "HiHi alarm, unacknowledged").await;
+    assert!(!text.contains("alarm feed lost"), "{text}");
+    assert!(monitor.is_running());
+    monitor.kill();
+}

@@ -70,6 +70,13 @@ pub(super) fn combine<'a>(
     Alarm::new(top.severity, top.status, message)
 }
 
+/// At most this many feed messages are taken in one batch before posting, so that the
+/// bridge task still serves puts and data changes during a flood.
+const MAX_BATCH: usize = 4096;
+
+/// The message of a PV while the alarm feed is down.
+const FEED_LOST: &str = "alarm feed lost";
+
 /// What the feed task tells the bridge task.
 pub(super) enum FeedMsg {
     /// The feed is (re)attached; a snapshot follows. The client serves AcknowledgeAlarm.
@@ -100,10 +107,14 @@ fn spawn_feed(
                     if tx.send(FeedMsg::Attached(client)).is_err() {
                         return;
                     }
-                    delay = backoff.0;
                     loop {
                         match feed.next().await {
                             Some(Ok(item)) => {
+                                // The backoff resets only once a whole snapshot came: a
+                                // feed that attaches and then fails keeps backing off.
+                                if matches!(item, AlarmFeedItem::SnapshotComplete { .. }) {
+                                    delay = backoff.0;
+                                }
                                 if tx.send(FeedMsg::Item(item)).is_err() {
                                     return;
                                 }
@@ -185,6 +196,26 @@ impl Entry {
             format!("{} {what} (priority {})", self.name(), self.priority),
         )
     }
+}
+
+/// The alarm part of a PV from its alarms, the most urgent first: by severity, then
+/// unacknowledged before acknowledged, then by priority (1 is the most urgent). The
+/// severity and status are the first one's; the message names every alarm in that order.
+fn part_of(cfg: &config::Alarms, entries: &[&Entry]) -> Option<Alarm> {
+    let mut parts: Vec<(&Entry, Alarm)> = entries.iter().map(|e| (*e, e.part(cfg))).collect();
+    parts.sort_by(|(ea, a), (eb, b)| {
+        b.severity
+            .cmp(&a.severity)
+            .then(ea.state.is_acked().cmp(&eb.state.is_acked()))
+            .then(ea.priority.cmp(&eb.priority))
+    });
+    let ((_, first), rest) = parts.split_first()?;
+    let mut message = first.message.clone();
+    for (_, a) in rest {
+        message.push_str("; ");
+        message.push_str(&a.message);
+    }
+    Some(Alarm::new(first.severity, first.status, message))
 }
 
 /// `Galaxy!Area.Tank001.Level.HiHi` with source object `Tank001` -> `Tank001.Level.HiHi`.
@@ -526,12 +557,43 @@ impl Alarms {
         }
     }
 
-    /// One message of the feed task.
+    /// A message of the feed task, and every one queued behind it (up to [`MAX_BATCH`]):
+    /// the PVs and the table are posted once for the whole batch, not once per message,
+    /// so that an alarm flood does not rebuild and post the table for each transition.
     pub fn on_feed(&mut self, msg: FeedMsg, pvs: &mut [MappedPv]) {
+        self.on_batch(msg, pvs);
+    }
+
+    /// [`Alarms::on_feed`]; returns how many messages the batch took.
+    fn on_batch(&mut self, first: FeedMsg, pvs: &mut [MappedPv]) -> usize {
+        let mut owners = Vec::new();
+        let mut post = false;
+        let mut taken = 0;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            if let Some(o) = self.apply(msg) {
+                owners.extend(o);
+                post = true;
+            }
+            taken += 1;
+            if taken < MAX_BATCH {
+                next = self.feed.try_recv().ok();
+            }
+        }
+        if post {
+            self.refresh(owners, pvs);
+        }
+        taken
+    }
+
+    /// Takes one message into the state; the owners to re-post when something is to be
+    /// posted (the table at least), `None` when nothing is.
+    fn apply(&mut self, msg: FeedMsg) -> Option<Vec<Owner>> {
         match msg {
             FeedMsg::Attached(client) => {
                 self.client = Some(client);
                 self.pending = Some(BTreeMap::new());
+                None
             }
             FeedMsg::Item(AlarmFeedItem::Active(a)) => {
                 let mut e = Entry::from_active(&a);
@@ -539,6 +601,7 @@ impl Alarms {
                 self.pending
                     .get_or_insert_with(BTreeMap::new)
                     .insert(e.reference.clone(), e);
+                None
             }
             FeedMsg::Item(AlarmFeedItem::SnapshotComplete { active_alarm_count }) => {
                 let new = self.pending.take().unwrap_or_default();
@@ -552,27 +615,32 @@ impl Alarms {
                 let old = std::mem::replace(&mut self.active, new);
                 self.lost = None;
                 info!(active = self.active.len(), "alarm snapshot");
-                let owners: Vec<Owner> = old
-                    .values()
-                    .chain(self.active.values())
-                    .filter_map(|e| e.owner)
-                    .collect();
-                self.refresh(owners, pvs);
+                // Every alarm PV of its own, active alarms or not: each still says
+                // "waiting for the alarm feed" or "alarm feed lost" until re-posted.
+                Some(
+                    old.values()
+                        .chain(self.active.values())
+                        .filter_map(|e| e.owner)
+                        .chain((0..self.own.len()).map(Owner::Own))
+                        .collect(),
+                )
             }
-            FeedMsg::Item(AlarmFeedItem::Transition(t)) => self.on_transition(&t, pvs),
+            FeedMsg::Item(AlarmFeedItem::Transition(t)) => self.on_transition(&t),
             FeedMsg::Lost(reason) => {
                 self.client = None;
                 self.pending = None;
-                if self.lost.as_deref() != Some(reason.as_str()) {
-                    warn!(%reason, "alarm feed lost");
-                    self.lost = Some(reason);
-                    self.refresh(Vec::new(), pvs);
+                if self.lost.as_deref() == Some(reason.as_str()) {
+                    return None;
                 }
+                warn!(%reason, "alarm feed lost");
+                self.lost = Some(reason);
+                Some(Vec::new())
             }
         }
     }
 
-    fn on_transition(&mut self, t: &AlarmTransition, pvs: &mut [MappedPv]) {
+    /// Applies a transition; the owner to re-post, unless a snapshot is being received.
+    fn on_transition(&mut self, t: &AlarmTransition) -> Option<Vec<Owner>> {
         let set = match self.pending.as_mut() {
             Some(p) => p,
             None => &mut self.active,
@@ -616,13 +684,28 @@ impl Alarms {
             };
         }
         tracing::debug!(reference = %t.reference, kind = ?t.kind, state = ?t.state, "alarm transition");
-        if self.pending.is_none() {
-            self.refresh(owner.into_iter().collect(), pvs);
-        }
+        self.pending.is_none().then(|| owner.into_iter().collect())
     }
 
-    /// Re-posts the alarm of each owner in `owners`, and the table.
+    /// Re-posts the alarm of each owner in `owners`, and the table. While the feed is
+    /// down every value PV that carries alarms (or is configured to) gets a MINOR
+    /// "alarm feed lost" part: it cannot claim NO_ALARM while an alarm may be active.
     fn refresh(&mut self, mut owners: Vec<Owner>, pvs: &mut [MappedPv]) {
+        let lost_part = self
+            .lost
+            .as_ref()
+            .map(|_| Alarm::new(Severity::Minor, AlarmStatus::Driver, FEED_LOST));
+        let with_alarms: std::collections::HashSet<Owner> =
+            self.active.values().filter_map(|e| e.owner).collect();
+        for (i, pv) in pvs.iter_mut().enumerate() {
+            let owner = Owner::Value(i);
+            let carries = self.ack_done.contains_key(&owner) || with_alarms.contains(&owner);
+            let part = lost_part.clone().filter(|_| carries);
+            if pv.feed_lost != part {
+                pv.feed_lost = part;
+                owners.push(owner);
+            }
+        }
         owners.sort();
         owners.dedup();
         for owner in owners {
@@ -644,12 +727,9 @@ impl Alarms {
                 }
             }
         }
-        if let Some(reason) = self.lost.clone() {
-            let alarm = Alarm::new(
-                Severity::Invalid,
-                AlarmStatus::Driver,
-                format!("alarm feed lost: {reason}"),
-            );
+        if self.lost.is_some() {
+            // The reason (which may name hosts) is logged, not shown.
+            let alarm = Alarm::new(Severity::Invalid, AlarmStatus::Driver, FEED_LOST);
             for i in 0..self.own.len() {
                 let _ = self.own[i].pv.post(
                     &Update::default()
@@ -663,17 +743,8 @@ impl Alarms {
         }
     }
 
-    /// The alarm part of a PV from its alarms: the worst first.
     fn part_of(&self, entries: &[&Entry]) -> Option<Alarm> {
-        let mut parts: Vec<(Alarm, i32)> = entries
-            .iter()
-            .map(|e| (e.part(&self.cfg), e.priority))
-            .collect();
-        parts.sort_by(|a, b| b.0.severity.cmp(&a.0.severity).then(a.1.cmp(&b.1)));
-        let mut parts = parts.into_iter().map(|(a, _)| a);
-        let first = parts.next()?;
-        let rest: Vec<Alarm> = parts.collect();
-        Some(combine(rest.iter().map(Some), &first, false))
+        part_of(&self.cfg, entries)
     }
 
     fn post_own(&self, i: usize, index: i32, part: Option<Alarm>) {
@@ -750,13 +821,9 @@ impl Alarms {
             None => return fail(put, "the put carries no value".into()),
         };
         let Some(client) = self.client.clone() else {
-            let why = self
-                .lost
-                .clone()
-                .unwrap_or_else(|| "the alarm feed is not attached".into());
             return fail(
                 put,
-                format!("alarm feed unavailable ({why}): nothing acknowledged"),
+                "the alarm feed is not attached: nothing acknowledged".into(),
             );
         };
         let mine: Vec<&Entry> = self
@@ -872,6 +939,104 @@ mod tests {
         );
         assert_eq!(combine([Some(&hihi)], &good, true).message, hihi.message);
         assert_eq!(combine([None], &good, true), good);
+    }
+
+    fn entry(name: &str, state: AlarmState, priority: i32) -> Entry {
+        Entry {
+            reference: format!("Galaxy!Area.Tank001.Level.{name}"),
+            short: format!("Tank001.Level.{name}"),
+            alarm_type: name.into(),
+            state,
+            priority,
+            raised_at: None,
+            acked_at: None,
+            operator: String::new(),
+            comment: String::new(),
+            value: String::new(),
+            limit: String::new(),
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn the_most_urgent_alarm_of_a_severity_is_named_first() {
+        use AlarmState::*;
+        let text = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n\
+                    [[pv]]\nname = \"L\"\ntag = \"Tank001.Level\"\n";
+        let cfg = config::Config::from_str_at(text, std::path::Path::new("a.toml"))
+            .unwrap()
+            .alarms;
+        // By default priorities up to 500 are MAJOR, 600 and on MINOR.
+        let (a, b, c, d) = (
+            entry("A", AckAlm, 10),
+            entry("B", UnackAlm, 200),
+            entry("C", UnackAlm, 50),
+            entry("D", UnackAlm, 700),
+        );
+        let part = part_of(&cfg, &[&a, &b, &c, &d]).unwrap();
+        assert_eq!(
+            (part.severity, part.status),
+            (Severity::Major, AlarmStatus::Record)
+        );
+        assert_eq!(
+            part.message,
+            "C alarm, unacknowledged (priority 50); B alarm, unacknowledged (priority 200); \
+             A alarm, acknowledged (priority 10); D alarm, unacknowledged (priority 700)"
+        );
+        assert_eq!(
+            part_of(&cfg, &[&b, &c]).unwrap().message,
+            "C alarm, unacknowledged (priority 50); B alarm, unacknowledged (priority 200)"
+        );
+        assert!(part_of(&cfg, &[]).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_transitions_is_taken_as_one_batch() {
+        let text = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n\
+                    [[pv]]\nname = \"L\"\ntag = \"Tank001.Level\"\n";
+        let config = config::Config::from_str_at(text, std::path::Path::new("a.toml")).unwrap();
+        let server = Arc::new(Server::new(&crate::pva::ServerConfig::isolated()).unwrap());
+        let (events, _rx) = crate::pva::event_channel();
+        let opts = ClientOptions::plaintext("127.0.0.1:1");
+        let mut alarms = Alarms::new(&config, &opts, server, &events, &[]).unwrap();
+        // The test is the feed task.
+        alarms.task.take().unwrap().abort();
+        let (tx, rx) = mpsc::unbounded_channel();
+        alarms.feed = rx;
+        let transition = |i: usize, state| {
+            FeedMsg::Item(AlarmFeedItem::Transition(AlarmTransition {
+                reference: format!("Galaxy!Area.Tank{}.Level.HiHi", i % 10),
+                source_object: String::new(),
+                alarm_type: "HiHi".into(),
+                kind: AlarmTransitionKind::Raise,
+                state,
+                priority: 100,
+                raised_at: None,
+                at: None,
+                operator: String::new(),
+                comment: String::new(),
+                category: String::new(),
+                description: String::new(),
+                current_value: None,
+                limit_value: None,
+            }))
+        };
+        tx.send(FeedMsg::Item(AlarmFeedItem::SnapshotComplete {
+            active_alarm_count: 0,
+        }))
+        .unwrap();
+        for i in 1..1000 {
+            tx.send(transition(i, AlarmState::UnackAlm)).unwrap();
+        }
+        let first = alarms.feed.recv().await.unwrap();
+        assert_eq!(alarms.on_batch(first, &mut []), 1000);
+        assert_eq!(alarms.active.len(), 10);
+        assert!(alarms.feed.try_recv().is_err(), "all taken");
+        // Nothing queued: a batch of one.
+        assert_eq!(
+            alarms.on_batch(transition(0, AlarmState::AckAlm), &mut []),
+            1
+        );
     }
 
     #[test]

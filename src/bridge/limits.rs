@@ -2,8 +2,8 @@
 //!
 //! In order HIHI, LOLO, HIGH, LOW: a limit whose severity is not `none` is in alarm when
 //! the value reaches it (`>=` for the high limits, `<=` for the low ones). An alarm stays
-//! until the value has moved `hysteresis` back past the limit that raised it (the
-//! record's LALM). The part this yields has status RECORD and a message like
+//! while the value is within `hysteresis` of the limit that raised it, the boundary
+//! included (`>= limit - hysteresis`, `<= limit + hysteresis`), as the record's LALM. The part this yields has status RECORD and a message like
 //! "HIHI limit alarm (>= 95)".
 
 use crate::config::{self, ValueAlarm};
@@ -78,9 +78,9 @@ impl Limits {
             }
             let held = self.last == Some(level);
             let inside = if level.is_high() {
-                x >= limit || (held && x > limit - cfg.hysteresis)
+                x >= limit || (held && x >= limit - cfg.hysteresis)
             } else {
-                x <= limit || (held && x < limit + cfg.hysteresis)
+                x <= limit || (held && x <= limit + cfg.hysteresis)
             };
             inside.then_some((level, limit, sev))
         });
@@ -149,6 +149,32 @@ mod tests {
         assert_eq!(sev(&mut l, 5.5).0, Severity::Major);
         assert_eq!(sev(&mut l, 6.5).0, Severity::Minor);
         assert_eq!(sev(&mut l, f64::NAN).0, Severity::NoAlarm);
+    }
+
+    #[test]
+    fn an_alarm_holds_at_exactly_the_hysteresis_boundary() {
+        let mut l = limits();
+        assert_eq!(sev(&mut l, 95.0).0, Severity::Major);
+        // 95 - 1 = 94: still HIHI, as an ai record (val >= limit - HYST keeps it).
+        assert_eq!(
+            sev(&mut l, 94.0),
+            (Severity::Major, "HIHI limit alarm (>= 95)".into())
+        );
+        assert_eq!(sev(&mut l, 93.99).0, Severity::Minor);
+        assert_eq!(sev(&mut l, 89.0).0, Severity::Minor);
+        assert_eq!(sev(&mut l, 88.99).0, Severity::NoAlarm);
+        // LOLO: 5 + 1 = 6 keeps it; just above falls back to LOW.
+        assert_eq!(sev(&mut l, 5.0).0, Severity::Major);
+        assert_eq!(
+            sev(&mut l, 6.0),
+            (Severity::Major, "LOLO limit alarm (<= 5)".into())
+        );
+        assert_eq!(
+            sev(&mut l, 6.01),
+            (Severity::Minor, "LOW limit alarm (<= 10)".into())
+        );
+        assert_eq!(sev(&mut l, 11.0).0, Severity::Minor);
+        assert_eq!(sev(&mut l, 11.01).0, Severity::NoAlarm);
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub(super) struct MappedPv {
     base_alarm: (Alarm, bool),
     /// This PV's System Platform alarms as one part, set by `alarms.rs`.
     pub sp_alarm: Option<Alarm>,
+    /// MINOR "alarm feed lost" while the alarm feed is down and this PV carries (or is
+    /// configured to carry) alarms, set by `alarms.rs`.
+    pub feed_lost: Option<Alarm>,
     /// Local `value_alarm` limits and the part they give for the last value.
     limits: Limits,
     limit_alarm: Option<Alarm>,
@@ -121,17 +124,21 @@ impl MappedPv {
             bool_as_enum,
             base_alarm: (Alarm::none(), true),
             sp_alarm: None,
+            feed_lost: None,
             limits,
             limit_alarm: None,
         };
         // With a configured type the PV is served at once, INVALID until data arrives;
         // otherwise clients wait until the attribute reports its type.
+        // Until then that INVALID is the base alarm, so that a System Platform alarm
+        // arriving before the first data change joins it instead of hiding it.
         if let Some(ty) = configured_type(&mapped.cfg) {
             let alarm = Alarm::new(
                 Severity::Invalid,
                 AlarmStatus::Undefined,
                 "waiting for initial data from System Platform",
             );
+            mapped.base_alarm = (alarm.clone(), false);
             mapped.open(ty, None, alarm, TimeStamp::now());
         }
         Ok(mapped)
@@ -210,7 +217,11 @@ impl MappedPv {
     fn combined(&self) -> Alarm {
         let (base, plain) = &self.base_alarm;
         combine(
-            [self.sp_alarm.as_ref(), self.limit_alarm.as_ref()],
+            [
+                self.sp_alarm.as_ref(),
+                self.limit_alarm.as_ref(),
+                self.feed_lost.as_ref(),
+            ],
             base,
             *plain,
         )
@@ -453,4 +464,39 @@ fn numeric(v: &NtValue) -> Option<f64> {
         NtValue::Float64(x) => *x,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alarm_before_the_first_data_change_keeps_the_pv_invalid() {
+        let text = r#"
+[gateway]
+endpoint = "http://127.0.0.1:1"
+[[pv]]
+name = "Level"
+tag = "Tank001.Level"
+type = "float64"
+"#;
+        let config =
+            config::Config::from_str_at(text, std::path::Path::new("pv_test.toml")).unwrap();
+        let (events, _rx) = crate::pva::event_channel();
+        let mut pv = MappedPv::new(config.pvs[0].clone(), &config.defaults, &events).unwrap();
+        pv.sp_alarm = Some(Alarm::new(
+            Severity::Major,
+            AlarmStatus::Record,
+            "HiHi alarm, unacknowledged (priority 100)",
+        ));
+        let a = pv.combined();
+        assert_eq!(
+            (a.severity, a.status, a.message.as_str()),
+            (
+                Severity::Invalid,
+                AlarmStatus::Undefined,
+                "waiting for initial data from System Platform; HiHi alarm, unacknowledged (priority 100)"
+            )
+        );
+    }
 }

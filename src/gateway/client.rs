@@ -413,7 +413,10 @@ impl GatewayClient {
             .await
             .map_err(|s| GatewayError::from_status(CALL, s))?
             .into_inner();
-        Ok(AlarmFeed { inner: stream })
+        Ok(AlarmFeed {
+            inner: stream,
+            decoder: FeedDecoder::default(),
+        })
     }
 
     /// Acknowledge an alarm by reference (`Galaxy!Area.Object.Alarm`), with a
@@ -1405,6 +1408,7 @@ impl EventStream {
 /// The StreamAlarms feed.
 pub struct AlarmFeed {
     inner: tonic::Streaming<pb::AlarmFeedMessage>,
+    decoder: FeedDecoder,
 }
 
 impl fmt::Debug for AlarmFeed {
@@ -1414,31 +1418,58 @@ impl fmt::Debug for AlarmFeed {
 }
 
 impl AlarmFeed {
-    /// The next feed message; `None` when the gateway ended the stream.
+    /// The next feed message; `None` when the gateway ended the stream. A message that
+    /// cannot be decoded (an unknown condition state, an unconvertible value) is skipped
+    /// with a warning, once per alarm reference: one odd alarm does not end the feed.
     pub async fn next(&mut self) -> Option<Result<AlarmFeedItem, GatewayError>> {
-        const CALL: &str = "StreamAlarms";
-        use pb::alarm_feed_message::Kind;
-        match self.inner.message().await {
-            Ok(Some(m)) => Some(
-                match m.kind {
-                    Some(Kind::ActiveAlarm(a)) => {
-                        active_alarm_from_pb(&a).map(AlarmFeedItem::Active)
+        loop {
+            match self.inner.message().await {
+                Ok(Some(m)) => {
+                    if let Some(item) = self.decoder.decode(m) {
+                        return Some(Ok(item));
                     }
-                    Some(Kind::SnapshotComplete(c)) => Ok(AlarmFeedItem::SnapshotComplete {
-                        active_alarm_count: c.active_alarm_count,
-                    }),
-                    Some(Kind::Transition(t)) => {
-                        transition_from_pb(&t).map(AlarmFeedItem::Transition)
-                    }
-                    None => Err("empty alarm feed message".to_string()),
                 }
-                .map_err(|message| GatewayError::Protocol {
-                    call: CALL,
-                    message,
-                }),
+                Ok(None) => return None,
+                Err(s) => return Some(Err(GatewayError::from_status("StreamAlarms", s))),
+            }
+        }
+    }
+}
+
+/// Decodes feed messages, skipping (and reporting once per reference) those it cannot.
+#[derive(Default)]
+struct FeedDecoder {
+    /// References whose undecodable messages were reported already.
+    reported: std::collections::HashSet<String>,
+}
+
+impl FeedDecoder {
+    fn decode(&mut self, m: pb::AlarmFeedMessage) -> Option<AlarmFeedItem> {
+        use pb::alarm_feed_message::Kind;
+        let (reference, decoded) = match m.kind {
+            Some(Kind::ActiveAlarm(a)) => (
+                a.alarm_full_reference.clone(),
+                active_alarm_from_pb(&a).map(AlarmFeedItem::Active),
             ),
-            Ok(None) => None,
-            Err(s) => Some(Err(GatewayError::from_status(CALL, s))),
+            Some(Kind::SnapshotComplete(c)) => {
+                return Some(AlarmFeedItem::SnapshotComplete {
+                    active_alarm_count: c.active_alarm_count,
+                })
+            }
+            Some(Kind::Transition(t)) => (
+                t.alarm_full_reference.clone(),
+                transition_from_pb(&t).map(AlarmFeedItem::Transition),
+            ),
+            None => (String::new(), Err("empty alarm feed message".to_string())),
+        };
+        match decoded {
+            Ok(item) => Some(item),
+            Err(message) => {
+                if self.reported.insert(reference.clone()) {
+                    tracing::warn!(%reference, %message, "undecodable alarm feed message skipped (reported once per reference)");
+                }
+                None
+            }
         }
     }
 }
@@ -1468,5 +1499,35 @@ impl Backoff {
     /// Call after a success.
     pub fn reset(&mut self) {
         self.next = Duration::from_millis(250);
+    }
+}
+
+#[cfg(test)]
+mod feed_tests {
+    use super::*;
+    use pb::alarm_feed_message::Kind;
+
+    fn transition(reference: &str, state: i32) -> pb::AlarmFeedMessage {
+        pb::AlarmFeedMessage {
+            kind: Some(Kind::Transition(pb::OnAlarmTransitionEvent {
+                alarm_full_reference: reference.into(),
+                transition_kind: pb::AlarmTransitionKind::Raise as i32,
+                condition_state: state,
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn an_undecodable_alarm_is_skipped_and_reported_once() {
+        let mut d = FeedDecoder::default();
+        let ok = pb::AlarmConditionState::UnackAlm as i32;
+        assert!(d.decode(transition("G!A.T.Odd", 99)).is_none());
+        assert!(d.decode(transition("G!A.T.Odd", 99)).is_none());
+        assert_eq!(d.reported.len(), 1);
+        match d.decode(transition("G!A.T.HiHi", ok)) {
+            Some(AlarmFeedItem::Transition(t)) => assert_eq!(t.reference, "G!A.T.HiHi"),
+            other => panic!("{other:?}"),
+        }
     }
 }
