@@ -246,15 +246,8 @@ impl Plant {
         clients().run("pvput", &self.env, &[pv, value]).await.text()
     }
 
-    /// A p4p put; returns "ok" or the RemoteError's text.
     async fn p4p_put(&self, pv: &str, python_value: &str) -> String {
-        let script = format!(
-            "from p4p.client.thread import Context\n\
-             from p4p.client.raw import RemoteError\n\
-             try:\n    Context('pva').put('{pv}', {python_value}, timeout=10); print('ok')\n\
-             except RemoteError as e:\n    print('RemoteError:', e)"
-        );
-        clients().python(&self.env, &script, &[]).await.text()
+        clients().p4p_put(&self.env, pv, python_value).await
     }
 
     /// The attribute as System Platform holds it, read by a session of the test's own.

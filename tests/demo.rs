@@ -49,21 +49,12 @@ async fn the_demo_serves_live_values_and_confirmed_writes() {
         "{}",
         run.text()
     );
-    let run = clients()
-        .python(
-            &env,
-            "from p4p.client.thread import Context\n\
-             from p4p.client.raw import RemoteError\n\
-             try:\n    Context('pva').put('DEMO:Pump001:SpeedSP', float('nan'), timeout=10)\n\
-             except RemoteError as e:\n    print('RemoteError:', e)",
-            &[],
-        )
+    let out = clients()
+        .p4p_put(&env, "DEMO:Pump001:SpeedSP", "float('nan')")
         .await;
     assert!(
-        run.stdout
-            .contains("RemoteError: DEMO:Pump001:SpeedSP: NaN cannot be written"),
-        "{}",
-        run.text()
+        out.contains("RemoteError: DEMO:Pump001:SpeedSP: NaN cannot be written"),
+        "{out}"
     );
 
     // A boolean served as NTEnum, written by index.

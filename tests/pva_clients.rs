@@ -666,21 +666,10 @@ async fn a_put_to_a_read_only_pv_is_refused() {
         "pvput: {text}"
     );
 
-    let run = clients()
-        .python(
-            &fx.env,
-            "from p4p.client.thread import Context\n\
-             from p4p.client.raw import RemoteError\n\
-             try:\n    Context('pva').put('T:RO', 5.0, timeout=10)\n    print('no error')\n\
-             except RemoteError as e:\n    print('RemoteError:', e)",
-            &[],
-        )
-        .await;
+    let out = clients().p4p_put(&fx.env, "T:RO", "5.0").await;
     assert!(
-        run.stdout
-            .contains("RemoteError: T:RO is read-only: put refused"),
-        "p4p: {}",
-        run.text()
+        out.contains("RemoteError: T:RO is read-only: put refused"),
+        "p4p: {out}"
     );
     fx.assert_no_put();
     assert_eq!(pv.current().unwrap().value, Some(NtValue::Float64(0.0)));

@@ -404,6 +404,19 @@ impl Clients {
             .unwrap_or_else(|e| panic!("p4p get printed no JSON ({e}): {}", run.text()))
     }
 
+    /// Puts `python_value` (a Python expression) to `pv` with p4p and returns what it
+    /// printed: "ok", or "RemoteError: " and the server's text.
+    pub async fn p4p_put(&self, env: &[(String, String)], pv: &str, python_value: &str) -> String {
+        let script = format!(
+            "import sys\n\
+             from p4p.client.thread import Context\n\
+             from p4p.client.raw import RemoteError\n\
+             try:\n    Context('pva').put(sys.argv[1], {python_value}, timeout=10); print('ok')\n\
+             except RemoteError as e:\n    print('RemoteError:', e)"
+        );
+        self.python(env, &script, &[pv]).await.text()
+    }
+
     /// Monitors the PVs with p4p until the watch is dropped.
     pub fn p4p_watch(&self, env: &[(String, String)], pvs: &[&str]) -> Watch {
         let mut args = vec!["-c", P4P_WATCH];
