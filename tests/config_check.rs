@@ -283,3 +283,16 @@ fn alarm_names_and_suffix() {
          contains a space: use ASCII letters, digits and `_-+:.;[]<>{}/`\n"
     );
 }
+
+#[test]
+fn caps_out_of_range_name_the_key_and_the_range() {
+    assert_eq!(
+        check_fails("bad_caps.toml"),
+        "tests/fixtures/config/bad_caps.toml:2:20: limits.max_array_length: max_array_length is 0, \
+         expected 1 to 100000000\n\
+         tests/fixtures/config/bad_caps.toml:3:19: limits.max_puts_per_pv: max_puts_per_pv is -3, \
+         expected 1 to 100000000\n\
+         tests/fixtures/config/bad_caps.toml:4:18: limits.max_table_rows: max_table_rows is \
+         100000001, expected 1 to 100000000\n"
+    );
+}

@@ -50,6 +50,9 @@
 //! - `[users.KEY]`: an identity for secured and verified writes, referred to by `KEY` from
 //!   `user = "KEY"` and `verifier = "KEY"`. Either `name` (an ArchestrA user, authenticated
 //!   with `password_env` or `password_file`) or `id` (an MXAccess user id already known).
+//! - `[limits]`: caps on what a peer sizes (see [`Limits`]): `max_array_length`,
+//!   `max_string_length`, `max_puts_queued`, `max_puts_per_pv`, `max_puts_in_flight`,
+//!   `max_alarms`, `max_table_rows`; each 1 to 100,000,000.
 //! - `[[pv]]`: `name`, `tag` (`Object.Attribute`, `Object.Attribute[]` for a whole array,
 //!   `Object.Attribute[N]` for element N from 1), `type` (see [`PvType`]; absent means "as
 //!   the gateway reports it"), `units`, `precision`, `description`, `display = { low, high }`,
@@ -146,6 +149,50 @@ pub struct Config {
     pub alarms: Alarms,
     /// `[[alarm_pv]]` tables, in file order.
     pub alarm_pvs: Vec<AlarmPv>,
+    /// `[limits]`.
+    pub limits: Limits,
+}
+
+/// `[limits]`: caps on everything a peer (a PVAccess client or the gateway) sizes. Past a
+/// cap the request or the value is refused with a message that names the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Elements in one array value: from the gateway (a sparse array's total length
+    /// included) or in a put.
+    pub max_array_length: usize,
+    /// Bytes (UTF-8) in one string value, from the gateway or in a put.
+    pub max_string_length: usize,
+    /// Puts received from PVAccess clients and not yet taken up by the bridge.
+    pub max_puts_queued: usize,
+    /// Puts waiting for System Platform's confirmation on one PV.
+    pub max_puts_per_pv: usize,
+    /// Puts waiting for System Platform's confirmation in all.
+    pub max_puts_in_flight: usize,
+    /// Active alarms held from the alarm feed.
+    pub max_alarms: usize,
+    /// Rows in the active-alarm table.
+    pub max_table_rows: usize,
+}
+
+impl Limits {
+    /// Every cap when `[limits]` does not set it.
+    pub const DEFAULT: Limits = Limits {
+        max_array_length: 100_000,
+        max_string_length: 65_536,
+        max_puts_queued: 4_096,
+        max_puts_per_pv: 64,
+        max_puts_in_flight: 1_024,
+        max_alarms: 100_000,
+        max_table_rows: 10_000,
+    };
+    /// The largest value any cap accepts.
+    pub const CEILING: usize = 100_000_000;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
 }
 
 /// `[alarms]`: how System Platform alarms reach PVAccess.

@@ -28,6 +28,64 @@ pub(crate) struct RawConfig {
     pub alarms: RawAlarms,
     #[serde(default)]
     pub alarm_pv: Vec<Spanned<RawAlarmPv>>,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[limits]`: caps on what a peer sizes. Each is a count; validation checks the range.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    #[serde(default = "default_max_array_length")]
+    pub max_array_length: Spanned<i64>,
+    #[serde(default = "default_max_string_length")]
+    pub max_string_length: Spanned<i64>,
+    #[serde(default = "default_max_puts_queued")]
+    pub max_puts_queued: Spanned<i64>,
+    #[serde(default = "default_max_puts_per_pv")]
+    pub max_puts_per_pv: Spanned<i64>,
+    #[serde(default = "default_max_puts_in_flight")]
+    pub max_puts_in_flight: Spanned<i64>,
+    #[serde(default = "default_max_alarms")]
+    pub max_alarms: Spanned<i64>,
+    #[serde(default = "default_max_table_rows")]
+    pub max_table_rows: Spanned<i64>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_array_length: default_max_array_length(),
+            max_string_length: default_max_string_length(),
+            max_puts_queued: default_max_puts_queued(),
+            max_puts_per_pv: default_max_puts_per_pv(),
+            max_puts_in_flight: default_max_puts_in_flight(),
+            max_alarms: default_max_alarms(),
+            max_table_rows: default_max_table_rows(),
+        }
+    }
+}
+
+fn default_max_array_length() -> Spanned<i64> {
+    unspanned(super::Limits::DEFAULT.max_array_length as i64)
+}
+fn default_max_string_length() -> Spanned<i64> {
+    unspanned(super::Limits::DEFAULT.max_string_length as i64)
+}
+fn default_max_puts_queued() -> Spanned<i64> {
+    unspanned(super::Limits::DEFAULT.max_puts_queued as i64)
+}
+fn default_max_puts_per_pv() -> Spanned<i64> {
+    unspanned(super::Limits::DEFAULT.max_puts_per_pv as i64)
+}
+fn default_max_puts_in_flight() -> Spanned<i64> {
+    unspanned(super::Limits::DEFAULT.max_puts_in_flight as i64)
+}
+fn default_max_alarms() -> Spanned<i64> {
+    unspanned(super::Limits::DEFAULT.max_alarms as i64)
+}
+fn default_max_table_rows() -> Spanned<i64> {
+    unspanned(super::Limits::DEFAULT.max_table_rows as i64)
 }
 
 #[derive(Debug, Deserialize)]

@@ -92,6 +92,12 @@ pub(super) fn mapping_table(c: &Config) -> String {
         "timeouts:  connect {:?}, request {:?}, write {:?}; subscribe chunk {}; reconnect {:?}..{:?}; keepalive {:?}/{:?}",
         g.connect_timeout, g.request_timeout, g.write_timeout, g.subscribe_chunk, g.reconnect_initial, g.reconnect_max, g.keepalive_interval, g.keepalive_timeout
     );
+    let l = &c.limits;
+    let _ = writeln!(
+        out,
+        "limits:    array {} elements, string {} bytes; puts queued {}, per PV {}, in flight {}; alarms {}, table rows {}",
+        l.max_array_length, l.max_string_length, l.max_puts_queued, l.max_puts_per_pv, l.max_puts_in_flight, l.max_alarms, l.max_table_rows
+    );
     let s = &c.server;
     let join = |l: &Vec<String>| l.join(" ");
     let _ = writeln!(

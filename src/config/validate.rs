@@ -15,7 +15,7 @@ use super::raw::{RawConfig, RawControl, RawPv, RawRange, RawUser, RawValueAlarm,
 use super::types::{PvName, PvType, ScalarType};
 use super::{
     ApiKeySource, BooleanRepr, Config, ConfigError, Control, Defaults, Diagnostic, Gateway,
-    Identity, PasswordSource, Pv, Range, Server, Tls, User, ValueAlarm, WriteMode,
+    Identity, Limits, PasswordSource, Pv, Range, Server, Tls, User, ValueAlarm, WriteMode,
 };
 
 /// The largest `subscribe_chunk` accepted.
@@ -102,6 +102,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
     let gateway = gateway(v, raw.gateway);
     let server = server(v, raw.server);
+    let limits = limits(v, raw.limits);
     let users = raw
         .users
         .into_iter()
@@ -204,6 +205,7 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         pvs,
         alarms: alarm_config,
         alarm_pvs,
+        limits,
     }
 }
 
@@ -382,6 +384,41 @@ fn gateway(v: &mut Validator<'_>, g: super::raw::RawGateway) -> Gateway {
         reconnect_max: g.reconnect_max.into_inner().0,
         keepalive_interval: g.keepalive_interval.into_inner().0,
         keepalive_timeout: g.keepalive_timeout.into_inner().0,
+    }
+}
+
+fn limits(v: &mut Validator<'_>, l: super::raw::RawLimits) -> Limits {
+    let mut cap = |key: &str, value: &Spanned<i64>, default: usize| {
+        let n = *value.get_ref();
+        match usize::try_from(n) {
+            Ok(n) if (1..=Limits::CEILING).contains(&n) => n,
+            _ => {
+                v.err(
+                    value.span(),
+                    format!("limits.{key}"),
+                    format!("{key} is {n}, expected 1 to {}", Limits::CEILING),
+                );
+                default
+            }
+        }
+    };
+    let d = Limits::DEFAULT;
+    Limits {
+        max_array_length: cap("max_array_length", &l.max_array_length, d.max_array_length),
+        max_string_length: cap(
+            "max_string_length",
+            &l.max_string_length,
+            d.max_string_length,
+        ),
+        max_puts_queued: cap("max_puts_queued", &l.max_puts_queued, d.max_puts_queued),
+        max_puts_per_pv: cap("max_puts_per_pv", &l.max_puts_per_pv, d.max_puts_per_pv),
+        max_puts_in_flight: cap(
+            "max_puts_in_flight",
+            &l.max_puts_in_flight,
+            d.max_puts_in_flight,
+        ),
+        max_alarms: cap("max_alarms", &l.max_alarms, d.max_alarms),
+        max_table_rows: cap("max_table_rows", &l.max_table_rows, d.max_table_rows),
     }
 }
 
