@@ -14,12 +14,14 @@
 //! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
 //! - `alarms.rs`: System Platform alarms: the feed, their PVs, `:ACK`, the table.
 //! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
+//! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
 
 mod alarms;
 mod convert;
 mod limits;
 mod pv;
 mod quality;
+mod strays;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,7 +34,7 @@ use tracing::{info, warn};
 use crate::config::{self, Config};
 use crate::gateway::{
     ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle,
-    Session, SessionEvent, TlsOptions, UserId, WriteEntry, WriteKind,
+    Session, SessionEvent, TlsOptions, UserId, ValueLimits, WriteEntry, WriteKind,
 };
 use crate::pva::{self, PutRequest, PvEvent, Server, ServerConfig};
 
@@ -50,9 +52,17 @@ pub enum BridgeError {
     ApiKey(String),
 }
 
-/// How the bridge reaches the gateway, resolved from `[gateway]`.
-fn client_options(gw: &config::Gateway) -> Result<ClientOptions, BridgeError> {
+/// How the bridge reaches the gateway, resolved from `[gateway]`, and the caps on what
+/// it decodes, from `[limits]`.
+fn client_options(
+    gw: &config::Gateway,
+    limits: &config::Limits,
+) -> Result<ClientOptions, BridgeError> {
     let mut opts = ClientOptions::plaintext(gw.endpoint.clone());
+    opts.limits = ValueLimits {
+        max_array_length: limits.max_array_length,
+        max_string_length: limits.max_string_length,
+    };
     opts.connect_timeout = gw.connect_timeout;
     opts.request_timeout = gw.request_timeout;
     opts.keepalive_interval = gw.keepalive_interval;
@@ -152,7 +162,7 @@ pub async fn run(
     pva_config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BridgeError> {
-    let opts = client_options(&config.gateway)?;
+    let opts = client_options(&config.gateway, &config.limits)?;
     let server = Arc::new(Server::new(&pva_config)?);
     let (events_tx, mut pv_events) = pva::event_channel();
     let mut pvs = Vec::with_capacity(config.pvs.len());
@@ -185,6 +195,7 @@ pub async fn run(
         next_write: 0,
         internal: mpsc::unbounded_channel(),
         alarms,
+        strays: strays::Strays::default(),
     };
     bridge.serve(&mut pv_events, shutdown).await;
     drop(bridge);
@@ -213,6 +224,8 @@ struct Bridge {
     ),
     /// System Platform alarms (their own feed, `:ACK` PVs, the table).
     alarms: alarms::Alarms,
+    /// Events ignored, so each kind is logged once per session.
+    strays: strays::Strays,
 }
 
 impl Bridge {
@@ -393,6 +406,7 @@ impl Bridge {
 
     fn on_connected(&mut self, link: Link, items: Vec<(usize, Result<ItemHandle, String>)>) {
         self.by_item.clear();
+        self.strays.reset();
         self.lost_reason = None;
         let mut failed = 0;
         for (i, item) in items {
@@ -451,27 +465,45 @@ impl Bridge {
             SessionEvent::DataChange(dc) => {
                 if let Some(&i) = self.by_item.get(&dc.item_handle.0) {
                     self.pvs[i].data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses);
+                } else {
+                    self.strays.unknown_item("data change", dc.item_handle.0);
                 }
             }
+            SessionEvent::Undecodable(u) => match self.by_item.get(&u.item_handle.0) {
+                Some(&i) if u.data_change => {
+                    self.strays
+                        .undecodable(&u, Some((i, self.pvs[i].cfg.name.as_str())));
+                    self.pvs[i].value_not_shown(&u.reason);
+                }
+                _ => self.strays.undecodable(&u, None),
+            },
             SessionEvent::WriteComplete(wc) => {
-                if let Some(&i) = self.by_item.get(&wc.item_handle.0) {
-                    let outcome = match wc.failure() {
-                        None => Ok(()),
-                        Some(status) => Err(format!(
-                            "System Platform refused the write: {}",
-                            status
-                                .detail_name()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| status.to_string())
-                        )),
-                    };
-                    if let Some(id) = self.pvs[i].write_complete(outcome) {
-                        let tx = self.internal.0.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(pv::WRITE_SETTLE).await;
-                            let _ = tx.send(Internal::Settled { pv: i, id });
-                        });
+                let pending = self.by_item.get(&wc.item_handle.0).copied();
+                let Some(i) = pending.filter(|&i| !self.pvs[i].pending.is_empty()) else {
+                    match pending {
+                        Some(i) => self.strays.unexpected_write(self.pvs[i].cfg.name.as_str()),
+                        None => self
+                            .strays
+                            .unknown_item("write completion", wc.item_handle.0),
                     }
+                    return;
+                };
+                let outcome = match wc.failure() {
+                    None => Ok(()),
+                    Some(status) => Err(format!(
+                        "System Platform refused the write: {}",
+                        status
+                            .detail_name()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| status.to_string())
+                    )),
+                };
+                if let Some(id) = self.pvs[i].write_complete(outcome) {
+                    let tx = self.internal.0.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(pv::WRITE_SETTLE).await;
+                        let _ = tx.send(Internal::Settled { pv: i, id });
+                    });
                 }
             }
             SessionEvent::ReplayGap(_) => {
