@@ -11,448 +11,18 @@
 //! bridge never needed a second gateway session.
 
 mod clients;
+mod hostile;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clients::{clients, free_ports, pva_env, spawn_mxpva_logged, Seen, Watch};
-use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
-use tonic::{Request, Response, Status};
-
-#[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
-mod pb {
-    tonic::include_proto!("mxaccess_gateway.v1");
-}
-
-use pb::mx_access_gateway_server::{MxAccessGateway, MxAccessGatewayServer};
+use clients::{clients, Seen};
+use hostile::pb;
+use hostile::{data_change, double, handle, value, write_complete, Rig, FILETIME_EPOCH};
 
 const INVALID: i64 = 3;
 const DRIVER: i64 = 2;
 const CONF: i64 = 5;
 const NO_ALARM: i64 = 0;
-
-/// The FILETIME epoch, 1601-01-01T00:00:00Z, in seconds from 1970.
-const FILETIME_EPOCH: i64 = -11_644_473_600;
-
-type BoxStream<T> =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-/// What the hostile gateway shares with the test.
-struct Shared {
-    /// The item handle it gives each tag (two tags share one).
-    handles: Vec<(&'static str, i32)>,
-    sessions_opened: AtomicUsize,
-    /// The sender of the attached event stream, once the bridge has subscribed.
-    events: watch::Sender<Option<mpsc::UnboundedSender<Result<pb::MxEvent, Status>>>>,
-    /// Writes received: (item handle, value).
-    writes: mpsc::UnboundedSender<(i32, Option<pb::MxValue>)>,
-    /// The stream attached by the bridge, until SubscribeBulk hands it over.
-    pending_stream: Mutex<Option<mpsc::UnboundedSender<Result<pb::MxEvent, Status>>>>,
-}
-
-#[derive(Clone)]
-struct Hostile(Arc<Shared>);
-
-fn ok() -> Option<pb::ProtocolStatus> {
-    Some(pb::ProtocolStatus {
-        code: pb::ProtocolStatusCode::Ok as i32,
-        message: String::new(),
-    })
-}
-
-#[tonic::async_trait]
-impl MxAccessGateway for Hostile {
-    async fn open_session(
-        &self,
-        _: Request<pb::OpenSessionRequest>,
-    ) -> Result<Response<pb::OpenSessionReply>, Status> {
-        let n = self.0.sessions_opened.fetch_add(1, Ordering::SeqCst);
-        Ok(Response::new(pb::OpenSessionReply {
-            protocol_status: ok(),
-            session_id: format!("hostile-{n}"),
-            backend_name: "hostile".into(),
-            ..Default::default()
-        }))
-    }
-
-    async fn close_session(
-        &self,
-        r: Request<pb::CloseSessionRequest>,
-    ) -> Result<Response<pb::CloseSessionReply>, Status> {
-        Ok(Response::new(pb::CloseSessionReply {
-            protocol_status: ok(),
-            session_id: r.into_inner().session_id,
-            final_state: pb::SessionState::Closed as i32,
-        }))
-    }
-
-    async fn invoke(
-        &self,
-        r: Request<pb::MxCommandRequest>,
-    ) -> Result<Response<pb::MxCommandReply>, Status> {
-        use pb::mx_command::Payload;
-        use pb::mx_command_reply::Reply;
-        let command = r.into_inner().command.unwrap_or_default();
-        let reply = match command.payload {
-            Some(Payload::Register(_)) => {
-                Some(Reply::Register(pb::RegisterReply { server_handle: 1 }))
-            }
-            Some(Payload::SubscribeBulk(s)) => {
-                let results = s
-                    .tag_addresses
-                    .iter()
-                    .map(|tag| {
-                        let handle = self.0.handles.iter().find(|(t, _)| t == tag);
-                        pb::SubscribeResult {
-                            server_handle: 1,
-                            tag_address: tag.clone(),
-                            item_handle: handle.map_or(0, |h| h.1),
-                            was_successful: handle.is_some(),
-                            error_message: if handle.is_some() {
-                                String::new()
-                            } else {
-                                format!("{tag} is not known")
-                            },
-                            ..Default::default()
-                        }
-                    })
-                    .collect();
-                // Subscribed: from now on the test may send events.
-                let stream = self.0.pending_stream.lock().unwrap().take();
-                self.0.events.send_replace(stream);
-                Some(Reply::BulkSubscribe(pb::BulkSubscribeReply { results }))
-            }
-            Some(Payload::Write(w)) => {
-                let _ = self.0.writes.send((w.item_handle, w.value));
-                None
-            }
-            _ => None,
-        };
-        Ok(Response::new(pb::MxCommandReply {
-            kind: command.kind,
-            protocol_status: ok(),
-            reply,
-            ..Default::default()
-        }))
-    }
-
-    type StreamEventsStream = BoxStream<pb::MxEvent>;
-
-    async fn stream_events(
-        &self,
-        _: Request<pb::StreamEventsRequest>,
-    ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        *self.0.pending_stream.lock().unwrap() = Some(tx);
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-        )))
-    }
-
-    async fn acknowledge_alarm(
-        &self,
-        _: Request<pb::AcknowledgeAlarmRequest>,
-    ) -> Result<Response<pb::AcknowledgeAlarmReply>, Status> {
-        Ok(Response::new(pb::AcknowledgeAlarmReply {
-            protocol_status: ok(),
-            ..Default::default()
-        }))
-    }
-
-    type StreamAlarmsStream = BoxStream<pb::AlarmFeedMessage>;
-
-    /// No alarms: the snapshot is empty and the feed stays open.
-    async fn stream_alarms(
-        &self,
-        _: Request<pb::StreamAlarmsRequest>,
-    ) -> Result<Response<Self::StreamAlarmsStream>, Status> {
-        let done = pb::AlarmFeedMessage {
-            kind: Some(pb::alarm_feed_message::Kind::SnapshotComplete(
-                pb::AlarmSnapshotComplete {
-                    active_alarm_count: 0,
-                },
-            )),
-        };
-        Ok(Response::new(Box::pin(
-            futures_util::stream::once(async { Ok(done) }).chain(futures_util::stream::pending()),
-        )))
-    }
-
-    type QueryActiveAlarmsStream = BoxStream<pb::ActiveAlarmSnapshot>;
-
-    async fn query_active_alarms(
-        &self,
-        _: Request<pb::QueryActiveAlarmsRequest>,
-    ) -> Result<Response<Self::QueryActiveAlarmsStream>, Status> {
-        Ok(Response::new(Box::pin(futures_util::stream::empty())))
-    }
-}
-
-/// The tags and the item handles the hostile gateway gives them.
-const HANDLES: &[(&str, i32)] = &[
-    ("Plant.Good", 1),
-    ("Plant.Huge[]", 2),
-    ("Plant.Sparse", 3),
-    ("Plant.LongText", 4),
-    ("Plant.Nan", 5),
-    ("Plant.OldSource", 6),
-    ("Plant.BadTime", 7),
-    ("Plant.BadNanos", 8),
-    ("Plant.BadQuality", 9),
-    ("Plant.UnknownType[]", 10),
-    ("Plant.OddStatus", 11),
-    ("Plant.Dup1", 50),
-    ("Plant.Dup2", 50),
-    ("Plant.SP1", 21),
-    ("Plant.SP2", 22),
-    ("Plant.Never", 30),
-];
-
-const CONFIG: &str = r#"
-[gateway]
-endpoint = "http://{gateway}"
-client_name = "mxpva-hostile"
-reconnect_initial = "100ms"
-reconnect_max = "400ms"
-write_timeout = "20s"
-
-[defaults]
-prefix = "HOSTILE:"
-
-[[pv]]
-name = "Good"
-tag = "Plant.Good"
-type = "float64"
-
-[[pv]]
-name = "Huge"
-tag = "Plant.Huge[]"
-type = "float64[]"
-
-[[pv]]
-name = "Sparse"
-tag = "Plant.Sparse"
-type = "float64"
-
-[[pv]]
-name = "LongText"
-tag = "Plant.LongText"
-type = "string"
-
-[[pv]]
-name = "Nan"
-tag = "Plant.Nan"
-type = "float64"
-
-[[pv]]
-name = "OldSource"
-tag = "Plant.OldSource"
-type = "float64"
-
-[[pv]]
-name = "BadTime"
-tag = "Plant.BadTime"
-type = "float64"
-
-[[pv]]
-name = "BadNanos"
-tag = "Plant.BadNanos"
-type = "float64"
-
-[[pv]]
-name = "BadQuality"
-tag = "Plant.BadQuality"
-type = "float64"
-
-[[pv]]
-name = "UnknownType"
-tag = "Plant.UnknownType[]"
-type = "float64[]"
-
-[[pv]]
-name = "OddStatus"
-tag = "Plant.OddStatus"
-type = "float64"
-
-[[pv]]
-name = "Dup1"
-tag = "Plant.Dup1"
-type = "float64"
-
-[[pv]]
-name = "Dup2"
-tag = "Plant.Dup2"
-type = "float64"
-
-[[pv]]
-name = "SP1"
-tag = "Plant.SP1"
-type = "float64"
-writable = true
-
-[[pv]]
-name = "SP2"
-tag = "Plant.SP2"
-type = "float64"
-writable = true
-
-[[pv]]
-name = "Never"
-tag = "Plant.Never"
-type = "string"
-"#;
-
-/// The hostile gateway, `mxpva run` against it, and the clients' settings.
-struct Rig {
-    shared: Arc<Shared>,
-    bridge: tokio::process::Child,
-    env: Vec<(String, String)>,
-    writes: mpsc::UnboundedReceiver<(i32, Option<pb::MxValue>)>,
-    events: mpsc::UnboundedSender<Result<pb::MxEvent, Status>>,
-    sequence: u64,
-}
-
-impl Rig {
-    async fn start(name: &str) -> Rig {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gateway: SocketAddr = listener.local_addr().unwrap();
-        let (writes_tx, writes) = mpsc::unbounded_channel();
-        let (events_tx, mut events_rx) = watch::channel(None);
-        let shared = Arc::new(Shared {
-            handles: HANDLES.to_vec(),
-            sessions_opened: AtomicUsize::new(0),
-            events: events_tx,
-            writes: writes_tx,
-            pending_stream: Mutex::new(None),
-        });
-        let svc = MxAccessGatewayServer::new(Hostile(shared.clone()));
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostile-{name}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("bridge.toml");
-        std::fs::write(&config, CONFIG.replace("{gateway}", &gateway.to_string())).unwrap();
-        let (tcp, udp) = free_ports();
-        let (server_env, env) = pva_env(tcp, udp);
-        let bridge = spawn_mxpva_logged(
-            &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-            &[server_env, vec![("RUST_LOG".into(), "mxpva=debug".into())]].concat(),
-            Some(&dir.join("bridge.log")),
-        );
-        let events = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if let Some(tx) = events_rx.borrow_and_update().clone() {
-                    return tx;
-                }
-                events_rx.changed().await.unwrap();
-            }
-        })
-        .await
-        .expect("the bridge subscribed within 30 s");
-        Rig {
-            shared,
-            bridge,
-            env,
-            writes,
-            events,
-            sequence: 0,
-        }
-    }
-
-    /// Sends an event with the next worker sequence.
-    fn send(&mut self, mut e: pb::MxEvent) {
-        self.sequence += 1;
-        e.worker_sequence = self.sequence;
-        self.events
-            .send(Ok(e))
-            .expect("the event stream is attached");
-    }
-
-    fn watch(&self, pvs: &[&str]) -> Watch {
-        clients().p4p_watch(&self.env, pvs)
-    }
-
-    /// `pvget -v pv` shows `value` and a NO_ALARM alarm "Good".
-    async fn assert_pvget(&self, pv: &str, value: &str) {
-        let text = clients()
-            .pvget_until(&self.env, &["-v", pv], &format!("double value {value}"))
-            .await;
-        assert!(text.contains(&format!("double value {value}")), "{text}");
-        assert!(text.contains("int severity 0"), "{text}");
-        assert!(text.contains("string message Good\n"), "{text}");
-    }
-
-    /// The bridge is still running and never opened a second session.
-    fn assert_alive_with_one_session(&mut self) {
-        assert!(
-            self.bridge.try_wait().unwrap().is_none(),
-            "mxpva run exited: {:?}",
-            self.bridge.try_wait()
-        );
-        assert_eq!(self.shared.sessions_opened.load(Ordering::SeqCst), 1);
-    }
-}
-
-fn now() -> prost_types::Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
-fn value(kind: pb::mx_value::Kind) -> pb::MxValue {
-    pb::MxValue {
-        kind: Some(kind),
-        ..Default::default()
-    }
-}
-
-fn double(x: f64) -> pb::MxValue {
-    pb::MxValue {
-        data_type: pb::MxDataType::Double as i32,
-        ..value(pb::mx_value::Kind::DoubleValue(x))
-    }
-}
-
-/// An OnDataChange of `item`, good quality, stamped now.
-fn data_change(item: i32, v: pb::MxValue) -> pb::MxEvent {
-    pb::MxEvent {
-        family: pb::MxEventFamily::OnDataChange as i32,
-        server_handle: 1,
-        item_handle: item,
-        value: Some(v),
-        quality: 0xC0,
-        source_timestamp: Some(now()),
-        body: Some(pb::mx_event::Body::OnDataChange(pb::OnDataChangeEvent {})),
-        ..Default::default()
-    }
-}
-
-fn write_complete(item: i32, statuses: Vec<pb::MxStatusProxy>) -> pb::MxEvent {
-    pb::MxEvent {
-        family: pb::MxEventFamily::OnWriteComplete as i32,
-        server_handle: 1,
-        item_handle: item,
-        statuses,
-        body: Some(pb::mx_event::Body::OnWriteComplete(
-            pb::OnWriteCompleteEvent {},
-        )),
-        ..Default::default()
-    }
-}
-
-fn handle(tag: &str) -> i32 {
-    HANDLES.iter().find(|(t, _)| *t == tag).unwrap().1
-}
 
 fn says(s: &Seen, severity: i64, status: i64, message: &str) -> bool {
     s.severity() == Some(severity) && s.status() == Some(status) && s.message() == message
@@ -770,5 +340,74 @@ async fn a_time_of_1601_is_served() {
         })
         .await;
     assert!(says(&never, NO_ALARM, 0, "Good"), "{:?}", never.v);
+    rig.assert_alive_with_one_session();
+}
+
+/// A flood of events that cannot be shown or used: each kind is logged once, nothing is
+/// kept per event, and the good PV is served right after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_hostile_events_is_logged_once_and_kept_nowhere() {
+    const ROUNDS: usize = 20_000;
+    let mut rig = Rig::start_logged("flood", "info").await;
+    let mut watch = rig.watch(&["HOSTILE:Good", "HOSTILE:Huge"]);
+    let within = Duration::from_secs(60);
+    let flood = |rig: &mut Rig, last: f64| {
+        for _ in 0..ROUNDS {
+            let huge = value(pb::mx_value::Kind::ArrayValue(pb::MxArray {
+                element_data_type: pb::MxDataType::Double as i32,
+                dimensions: vec![u32::MAX],
+                ..Default::default()
+            }));
+            rig.send(data_change(handle("Plant.Huge[]"), huge));
+            rig.send(data_change(9_999, double(1.0)));
+            let mut unknown = data_change(handle("Plant.Good"), double(-1.0));
+            unknown.family = 99;
+            rig.send(unknown);
+            rig.send(write_complete(9_998, vec![]));
+            rig.send(write_complete(handle("Plant.Good"), vec![]));
+        }
+        rig.send(data_change(handle("Plant.Good"), double(last)));
+    };
+    rig.send(data_change(handle("Plant.Good"), double(0.5)));
+    watch
+        .until("HOSTILE:Good", "0.5", within, |s| s.v["value"] == 0.5)
+        .await;
+    // Two floods as large as each other: the second may hold no more than the first left.
+    let mut rss = vec![rig.rss_kib()];
+    for last in [1.5, 2.5] {
+        flood(&mut rig, last);
+        watch
+            .until("HOSTILE:Good", "the value after a flood", within, |s| {
+                s.v["value"] == last
+            })
+            .await;
+        rss.push(rig.rss_kib());
+    }
+    let huge = watch
+        .until("HOSTILE:Huge", "its reason", within, |s| {
+            s.message()
+                .starts_with("value not shown: array of 4294967295")
+        })
+        .await;
+    assert_eq!(huge.severity(), Some(INVALID));
+    let events = ROUNDS * 5;
+    eprintln!(
+        "mxpva VmRSS: {} KiB before, {} KiB after {events} events, {} KiB after {events} more",
+        rss[0], rss[1], rss[2]
+    );
+    assert!(
+        rss[2] < rss[1] + 8 * 1024,
+        "mxpva grew from {} KiB to {} KiB in the second flood",
+        rss[1],
+        rss[2]
+    );
+    let log = std::fs::read_to_string(&rig.log).unwrap();
+    let strays = log
+        .lines()
+        .filter(|l| l.contains("mxpva::bridge::strays"))
+        .count();
+    // One line per kind (undecodable on Huge, unknown item, unknown family, write
+    // completion with nothing pending), not one per event.
+    assert_eq!(strays, 4, "{log}");
     rig.assert_alive_with_one_session();
 }
