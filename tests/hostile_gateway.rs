@@ -411,3 +411,35 @@ async fn a_flood_of_hostile_events_is_logged_once_and_kept_nowhere() {
     assert_eq!(strays, 4, "{log}");
     rig.assert_alive_with_one_session();
 }
+
+/// A worker sequence that goes back breaks the stream's order, which no event can be
+/// trusted after: it is a link fault like a lost stream. Every PV says so (keeping its
+/// value), the bridge opens one new session, and the PVs serve again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_that_goes_back_is_a_link_fault_the_bridge_recovers_from() {
+    let mut rig = Rig::start("sequence").await;
+    let mut watch = rig.watch(&["HOSTILE:Good"]);
+    let within = Duration::from_secs(20);
+    rig.send_as(5, data_change(handle("Plant.Good"), double(1.0)));
+    watch
+        .until("HOSTILE:Good", "1.0", within, |s| s.v["value"] == 1.0)
+        .await;
+    rig.send_as(5, data_change(handle("Plant.Good"), double(2.0)));
+    let lost = watch
+        .until("HOSTILE:Good", "the link fault", within, |s| {
+            s.severity() == Some(INVALID) && s.status() == Some(DRIVER)
+        })
+        .await;
+    assert_eq!(
+        lost.message(),
+        "gateway connection lost: event stream failed: StreamEvents: unexpected reply from the gateway: worker_sequence went from 5 to 5",
+    );
+    assert_eq!(lost.v["value"], 1.0, "the last value is kept");
+    rig.resubscribed().await;
+    assert_eq!(rig.sessions_opened(), 2);
+    rig.send(data_change(handle("Plant.Good"), double(3.0)));
+    let back = watch
+        .until("HOSTILE:Good", "3.0", within, |s| s.v["value"] == 3.0)
+        .await;
+    assert!(says(&back, NO_ALARM, 0, "Good"), "{:?}", back.v);
+}

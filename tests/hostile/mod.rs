@@ -301,7 +301,9 @@ pub struct Rig {
     pub env: Vec<(String, String)>,
     /// Writes the gateway received: (item handle, value).
     pub writes: mpsc::UnboundedReceiver<(i32, Option<pb::MxValue>)>,
+    /// The event stream of the current session, and the next ones.
     events: mpsc::UnboundedSender<Result<pb::MxEvent, Status>>,
+    streams: watch::Receiver<Option<mpsc::UnboundedSender<Result<pb::MxEvent, Status>>>>,
     sequence: u64,
 }
 
@@ -342,16 +344,7 @@ impl Rig {
             &[server_env, vec![("RUST_LOG".into(), log.into())]].concat(),
             Some(&dir.join("bridge.log")),
         );
-        let events = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if let Some(tx) = events_rx.borrow_and_update().clone() {
-                    return tx;
-                }
-                events_rx.changed().await.unwrap();
-            }
-        })
-        .await
-        .expect("the bridge subscribed within 30 s");
+        let events = next_stream(&mut events_rx).await;
         Rig {
             shared,
             log: dir.join("bridge.log"),
@@ -359,17 +352,38 @@ impl Rig {
             env,
             writes,
             events,
+            streams: events_rx,
             sequence: 0,
         }
     }
 
-    /// Sends an event with the next worker sequence.
-    pub fn send(&mut self, mut e: pb::MxEvent) {
-        self.sequence += 1;
-        e.worker_sequence = self.sequence;
+    /// Waits for the bridge to subscribe again (a new session, a new event stream).
+    pub async fn resubscribed(&mut self) {
+        tokio::time::timeout(Duration::from_secs(30), self.streams.changed())
+            .await
+            .expect("the bridge subscribed again within 30 s")
+            .unwrap();
+        self.events = next_stream(&mut self.streams).await;
+        self.sequence = 0;
+    }
+
+    /// Gateway sessions the bridge opened.
+    pub fn sessions_opened(&self) -> usize {
+        self.shared.sessions_opened.load(Ordering::SeqCst)
+    }
+
+    /// Sends an event with worker sequence `seq`, whatever came before.
+    pub fn send_as(&mut self, seq: u64, mut e: pb::MxEvent) {
+        e.worker_sequence = seq;
         self.events
             .send(Ok(e))
             .expect("the event stream is attached");
+    }
+
+    /// Sends an event with the next worker sequence.
+    pub fn send(&mut self, e: pb::MxEvent) {
+        self.sequence += 1;
+        self.send_as(self.sequence, e);
     }
 
     pub fn watch(&self, pvs: &[&str]) -> Watch {
@@ -404,8 +418,24 @@ impl Rig {
             "mxpva run exited: {:?}",
             self.bridge.try_wait()
         );
-        assert_eq!(self.shared.sessions_opened.load(Ordering::SeqCst), 1);
+        assert_eq!(self.sessions_opened(), 1);
     }
+}
+
+/// The next event stream the bridge subscribes on (within 30 s).
+async fn next_stream(
+    streams: &mut watch::Receiver<Option<mpsc::UnboundedSender<Result<pb::MxEvent, Status>>>>,
+) -> mpsc::UnboundedSender<Result<pb::MxEvent, Status>> {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(tx) = streams.borrow_and_update().clone() {
+                return tx;
+            }
+            streams.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the bridge subscribed within 30 s")
 }
 
 pub fn now() -> prost_types::Timestamp {
