@@ -7,9 +7,11 @@
 //! - `gateway`: the tonic client of the MXAccess Gateway and its domain types.
 //! - `bridge`: mapping, alarms and the write path.
 //! - `sim`: the gateway simulator.
+//! - `signals`: SIGINT/SIGTERM stop gracefully; SIGHUP never stops the process.
 
 pub mod bridge;
 pub mod config;
 pub mod gateway;
 pub mod pva;
+pub mod signals;
 pub mod sim;

@@ -167,6 +167,7 @@ pub fn run_standalone(
         .build()
         .map_err(SimError::Runtime)?;
     rt.block_on(async move {
+        let signals = crate::signals::Signals::install().map_err(SimError::Runtime)?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|error| SimError::Bind {
@@ -182,30 +183,8 @@ pub fn run_standalone(
             tls = opts.tls.is_some(),
             "mxpva sim serving the MXAccess Gateway contract"
         );
-        serve(listener, galaxy, opts, shutdown_signal()).await
+        serve(listener, galaxy, opts, signals.shutdown()).await
     })
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// A message for StreamAlarms subscribers.
