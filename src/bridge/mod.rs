@@ -17,6 +17,9 @@
 
 mod alarms;
 mod convert;
+#[cfg(test)]
+mod convert_props;
+mod isotime;
 mod limits;
 mod pv;
 mod quality;
