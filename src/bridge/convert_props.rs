@@ -112,7 +112,7 @@ fn any_pv_type() -> impl Strategy<Value = PvType> {
 }
 
 /// Any value a client can put, of any PV type.
-fn any_nt() -> impl Strategy<Value = NtValue> {
+pub(super) fn any_nt() -> impl Strategy<Value = NtValue> {
     let n = 0..6;
     prop_oneof![
         any::<bool>().prop_map(NtValue::Bool),
@@ -255,6 +255,55 @@ proptest! {
                 prop_assert!(a.abs_diff(*b) <= Duration::from_micros(1), "{:?} {:?}", a, b)
             }
             _ => prop_assert_eq!(&back, &v),
+        }
+    }
+}
+
+/// One writable PV whose attribute last reported the type of `sample`.
+fn writable_pv(sample: &MxValue) -> super::pv::MappedPv {
+    let text = r#"
+[gateway]
+endpoint = "http://127.0.0.1:1"
+[[pv]]
+name = "HOSTILE:X"
+tag = "Obj.Attr"
+writable = true
+"#;
+    let config =
+        crate::config::Config::from_str_at(text, std::path::Path::new("props.toml")).unwrap();
+    let (events, _rx) = crate::pva::event_channel();
+    let mut pv =
+        super::pv::MappedPv::new(config.pvs[0].clone(), &config.defaults, &events).unwrap();
+    pv.item = Some(crate::gateway::ItemHandle(1));
+    pv.data_change(sample, crate::gateway::Quality::GOOD, None, &[]);
+    pv
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES / 10))]
+
+    /// Through the bridge's put check: any put to an attribute of any type is written as
+    /// that type or refused with a message that starts with the PV's name.
+    #[test]
+    fn a_refused_put_names_the_pv(sample in any_mx(), v in any_nt()) {
+        prop_assume!(!matches!(sample, MxValue::Null));
+        let pv = writable_pv(&sample);
+        let put = crate::pva::PutRequest {
+            pv: "HOSTILE:X".into(),
+            value: Some(v),
+            marked: vec!["value".into()],
+            credentials: Default::default(),
+            completion: crate::pva::PutCompletion::new(cxx::UniquePtr::null()),
+        };
+        match pv.prepare_write(&put) {
+            Ok(entry) => {
+                let (t, array) = match &sample {
+                    MxValue::Array(a) => (a.element_type(), true),
+                    v => (v.data_type(), false),
+                };
+                check_written(&entry.value, t, array)?;
+            }
+            Err(e) => prop_assert!(e.starts_with("HOSTILE:X: "), "{}", e),
         }
     }
 }
