@@ -41,7 +41,7 @@ template = "$Hostile"
 [[objects.attributes]]
 name = "Dbl"
 type = "Double"
-initial = 1.5
+initial = 2.0
 
 [[objects.attributes]]
 name = "Flt"
@@ -126,6 +126,16 @@ prefix = "H:"
 name = "Dbl"
 tag = "Hostile.Dbl"
 writable = true
+
+[[pv]]
+name = "DblI32"
+tag = "Hostile.Dbl"
+type = "int32"
+
+[[pv]]
+name = "DblF32"
+tag = "Hostile.Dbl"
+type = "float32"
 
 [[pv]]
 name = "Flt"
@@ -648,6 +658,26 @@ async fn hostile_clients_never_stop_mxpva() {
         .await;
     for ((pv, value, _, expected), got) in accepted.iter().zip(&written) {
         assert_eq!(got, expected, "put {value} to {pv}");
+    }
+
+    // Gateway data a PV's configured type cannot show: that PV alone is INVALID, with
+    // the reason; the PV of the attribute's own type serves the value.
+    let got = plant.get(&["H:Dbl", "H:DblI32", "H:DblF32"]).await;
+    assert_eq!(got["H:Dbl"]["value"], -1e300, "{got}");
+    assert_eq!(got["H:Dbl"]["alarm"]["severity"], 0, "{got}");
+    for (pv, reason) in [
+        (
+            "H:DblI32",
+            "-1e300 cannot be served as int: -1e300 is out of range for int (accepted -2147483648 to 2147483647)",
+        ),
+        (
+            "H:DblF32",
+            "-1e300 cannot be served as float: -1e300 is out of range for float",
+        ),
+    ] {
+        assert_eq!(got[pv]["alarm"]["severity"], 3, "{got}");
+        let message = got[pv]["alarm"]["message"].as_str().unwrap();
+        assert!(message.starts_with(reason), "{pv}: {message}");
     }
 
     // 3. Issue 10's input 2: Times before 1970 from the gateway are values, served as

@@ -54,6 +54,41 @@ pub fn pv_type_of(value: &MxValue, bool_as_enum: bool) -> Option<PvType> {
 pub use super::isotime::iso8601;
 use super::isotime::{self, abbreviate};
 
+/// `value` as messages and logs show it: at most `max` characters of its text, then
+/// `...` and the full length; a long array or string never makes a long message.
+pub fn brief(value: &MxValue, max: usize) -> String {
+    struct Capped {
+        out: String,
+        max: usize,
+        total: usize,
+    }
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for c in s.chars() {
+                if self.total < self.max {
+                    self.out.push(c);
+                }
+                self.total += 1;
+            }
+            Ok(())
+        }
+    }
+    let mut w = Capped {
+        out: String::new(),
+        max,
+        total: 0,
+    };
+    let _ = match value {
+        MxValue::Double(f) => std::fmt::write(&mut w, format_args!("{}", num(*f))),
+        MxValue::Float(f) => std::fmt::write(&mut w, format_args!("{}", num(f64::from(*f)))),
+        other => std::fmt::write(&mut w, format_args!("{other}")),
+    };
+    if w.total > max {
+        w.out.push_str(&format!("... ({} characters)", w.total));
+    }
+    w.out
+}
+
 /// The longest ElapsedTime System Platform holds: `i64::MAX` ticks of 100 ns.
 pub const MAX_ELAPSED_SECS: f64 = 922_337_203_685.477_5;
 
@@ -243,15 +278,15 @@ pub fn to_nt(value: &MxValue, ty: PvType) -> Result<NtValue, String> {
             let s = scalar(value)?;
             Ok(match t {
                 S::Bool => V::Bool(is_true(&s)?),
-                S::Int8 => V::Int8(int_as(&s, "int8")?),
-                S::Int16 => V::Int16(int_as(&s, "int16")?),
-                S::Int32 => V::Int32(int_as(&s, "int32")?),
-                S::Int64 => V::Int64(int_as(&s, "int64")?),
-                S::UInt8 => V::UInt8(int_as(&s, "uint8")?),
-                S::UInt16 => V::UInt16(int_as(&s, "uint16")?),
-                S::UInt32 => V::UInt32(int_as(&s, "uint32")?),
-                S::UInt64 => V::UInt64(int_as(&s, "uint64")?),
-                S::Float32 => V::Float32(float32(&s, "float32")?),
+                S::Int8 => V::Int8(int_as(&s, t.pv_name())?),
+                S::Int16 => V::Int16(int_as(&s, t.pv_name())?),
+                S::Int32 => V::Int32(int_as(&s, t.pv_name())?),
+                S::Int64 => V::Int64(int_as(&s, t.pv_name())?),
+                S::UInt8 => V::UInt8(int_as(&s, t.pv_name())?),
+                S::UInt16 => V::UInt16(int_as(&s, t.pv_name())?),
+                S::UInt32 => V::UInt32(int_as(&s, t.pv_name())?),
+                S::UInt64 => V::UInt64(int_as(&s, t.pv_name())?),
+                S::Float32 => V::Float32(float32(&s, t.pv_name())?),
                 S::Float64 => V::Float64(as_float(&s)?),
                 S::String => V::String(as_text(&s)),
             })
@@ -274,15 +309,15 @@ pub fn to_nt(value: &MxValue, ty: PvType) -> Result<NtValue, String> {
             }
             Ok(match t {
                 S::Bool => collect!(BoolArray, is_true),
-                S::Int8 => collect!(Int8Array, |s| int_as(s, "int8")),
-                S::Int16 => collect!(Int16Array, |s| int_as(s, "int16")),
-                S::Int32 => collect!(Int32Array, |s| int_as(s, "int32")),
-                S::Int64 => collect!(Int64Array, |s| int_as(s, "int64")),
-                S::UInt8 => collect!(UInt8Array, |s| int_as(s, "uint8")),
-                S::UInt16 => collect!(UInt16Array, |s| int_as(s, "uint16")),
-                S::UInt32 => collect!(UInt32Array, |s| int_as(s, "uint32")),
-                S::UInt64 => collect!(UInt64Array, |s| int_as(s, "uint64")),
-                S::Float32 => collect!(Float32Array, |s| float32(s, "float32")),
+                S::Int8 => collect!(Int8Array, |s| int_as(s, t.pv_name())),
+                S::Int16 => collect!(Int16Array, |s| int_as(s, t.pv_name())),
+                S::Int32 => collect!(Int32Array, |s| int_as(s, t.pv_name())),
+                S::Int64 => collect!(Int64Array, |s| int_as(s, t.pv_name())),
+                S::UInt8 => collect!(UInt8Array, |s| int_as(s, t.pv_name())),
+                S::UInt16 => collect!(UInt16Array, |s| int_as(s, t.pv_name())),
+                S::UInt32 => collect!(UInt32Array, |s| int_as(s, t.pv_name())),
+                S::UInt64 => collect!(UInt64Array, |s| int_as(s, t.pv_name())),
+                S::Float32 => collect!(Float32Array, |s| float32(s, t.pv_name())),
                 S::Float64 => collect!(Float64Array, as_float),
                 S::String => V::StringArray(items.iter().map(as_text).collect()),
             })
@@ -458,6 +493,15 @@ mod tests {
             Ok(v) => panic!("{value:?} written to {t} as {v:?}"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn long_values_are_shown_briefly() {
+        let long = MxValue::Array(MxArray::Double(vec![0.5; 100_000]));
+        let shown = brief(&long, 20);
+        assert!(shown.starts_with("Double([0.5, 0.5, 0"), "{shown}");
+        assert!(shown.ends_with("... (500008 characters)"), "{shown}");
+        assert_eq!(brief(&MxValue::Int32(7), 20), "7");
     }
 
     #[test]

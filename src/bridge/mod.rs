@@ -573,7 +573,7 @@ impl Bridge {
         }
         self.next_write += 1;
         let id = self.next_write;
-        info!(pv = %put.pv, tag = %pv.cfg.tag.as_str(), value = %entry.value, account = %put.credentials.account, peer = %put.credentials.peer, "write");
+        info!(pv = %put.pv, tag = %pv.cfg.tag.as_str(), value = %convert::brief(&entry.value, 80), account = %put.credentials.account, peer = %put.credentials.peer, "write");
         pv.pending.push_back(PendingWrite {
             id,
             started: Instant::now(),

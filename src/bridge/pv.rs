@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use tracing::warn;
 
 use super::alarms::combine;
-use super::convert::{pv_type_of, to_mx, to_nt};
+use super::convert::{brief, pv_type_of, to_mx, to_nt};
 use super::limits::{severity, Limits};
 use super::quality::quality_alarm;
 use crate::config;
@@ -344,7 +344,7 @@ impl MappedPv {
                     alarm = Alarm::new(
                         Severity::Invalid,
                         AlarmStatus::Conf,
-                        format!("{} cannot be served as {ty}: {e}", value),
+                        format!("{} cannot be served as {ty}: {e}", brief(value, 80)),
                     );
                     None
                 }
