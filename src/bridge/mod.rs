@@ -9,7 +9,7 @@
 //! its last value; puts then fail at once. The link comes back with capped exponential
 //! backoff, a new session and one new subscription of every tag.
 //!
-//! - `convert.rs`: MXAccess values <-> PV values.
+//! - `convert.rs`: MXAccess values <-> PV values, exact or refused (`isotime.rs`: Time text).
 //! - `quality.rs`: quality -> `alarm`.
 //! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
 //! - `alarms.rs`: System Platform alarms: the feed, their PVs, `:ACK`, the table.

@@ -525,4 +525,17 @@ type = "float64"
             )
         );
     }
+
+    #[test]
+    fn a_write_counts_in_flight_until_it_is_gone_however_it_ends() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let a = InFlight::new(&count);
+        let b = InFlight::new(&count);
+        assert_eq!(count.load(Ordering::Acquire), 2);
+        drop(a);
+        assert_eq!(count.load(Ordering::Acquire), 1);
+        let moved = vec![b];
+        drop(moved);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+    }
 }
