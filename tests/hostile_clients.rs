@@ -715,6 +715,7 @@ async fn hostile_clients_never_stop_mxpva() {
     assert_eq!(results.len(), 1000);
     let mut ok = 0;
     let mut capped = 0;
+    let mut by_cap = std::collections::BTreeMap::<&str, usize>::new();
     for (i, r) in results.iter().enumerate() {
         let r = r.as_str().unwrap();
         let pv = burst_pvs[i % burst_pvs.len()];
@@ -726,12 +727,17 @@ async fn hostile_clients_never_stop_mxpva() {
                 || r.contains("([limits] max_puts_queued 256): put refused"))
         {
             capped += 1;
+            let cap = ["max_puts_per_pv", "max_puts_in_flight", "max_puts_queued"]
+                .into_iter()
+                .find(|c| r.contains(c))
+                .unwrap_or_default();
+            *by_cap.entry(cap).or_default() += 1;
         } else {
             panic!("put {i} to {pv}: neither written nor refused by a cap: {r}");
         }
     }
     assert!(ok >= burst_pvs.len() - 1, "{ok} of 1000 written");
-    eprintln!("1000 puts at once: {ok} written, {capped} refused by a cap");
+    eprintln!("1000 puts at once: {ok} written, {capped} refused by a cap: {by_cap:?}");
     plant.assert_serving("1000 puts at once").await;
 
     // 5. Clients that vanish mid-put: 8 puts on a PV whose writes System Platform
