@@ -61,7 +61,7 @@ impl SimHandle {
         let def = &self.core.galaxy.attributes[a];
         let v = coerce(&value, def.data_type, def.array_length)
             .map_err(|s: MxStatus| s.diagnostic_text)?;
-        let mut w = self.core.world.lock().unwrap();
+        let mut w = self.core.world.lock();
         w.attrs[a].held_value = true;
         w.store(a, v, SystemTime::now());
         Ok(())
@@ -78,14 +78,14 @@ impl SimHandle {
     /// Let the attribute's dynamics drive it again.
     pub fn release_value(&self, reference: &str) -> Result<(), String> {
         let a = self.attr(reference)?;
-        self.core.world.lock().unwrap().attrs[a].held_value = false;
+        self.core.world.lock().attrs[a].held_value = false;
         Ok(())
     }
 
     /// Hold an attribute's quality (None: back to the configured behaviour).
     pub fn set_quality(&self, reference: &str, quality: Option<Quality>) -> Result<(), String> {
         let a = self.attr(reference)?;
-        self.core.world.lock().unwrap().set_quality(a, quality);
+        self.core.world.lock().set_quality(a, quality);
         Ok(())
     }
 
@@ -94,7 +94,7 @@ impl SimHandle {
         let i = g
             .alarm_index(reference)
             .ok_or_else(|| format!("{reference} is not an alarm of the simulated Galaxy"))?;
-        let mut w = self.core.world.lock().unwrap();
+        let mut w = self.core.world.lock();
         for t in w.force_alarm(g, i, forced) {
             let _ = self.core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
         }
@@ -118,7 +118,7 @@ impl SimHandle {
 
     /// A new deploy: bumps the deploy time and emits a DeployEvent. Returns its sequence.
     pub fn deploy(&self) -> u64 {
-        let mut d = self.core.deploy.lock().unwrap();
+        let mut d = self.core.deploy.lock();
         d.sequence += 1;
         d.time = SystemTime::now();
         let ev = super::galaxy_svc::deploy_event(&self.core, d.sequence, d.time);
@@ -130,7 +130,7 @@ impl SimHandle {
         self.core
             .stalled
             .store(faults.stall_events, Ordering::Relaxed);
-        *self.core.faults.lock().unwrap() = faults;
+        *self.core.faults.lock() = faults;
     }
 
     pub fn faults(&self) -> Faults {
@@ -141,7 +141,6 @@ impl SimHandle {
         self.core
             .sessions
             .lock()
-            .unwrap()
             .values()
             .filter(|s| id.is_none_or(|i| s.id == i))
             .cloned()
@@ -173,21 +172,15 @@ impl SimHandle {
 
     /// Act as a gateway restart: every session is forgotten and every stream ends.
     pub fn restart(&self) {
-        let sessions: Vec<Arc<SimSession>> = self
-            .core
-            .sessions
-            .lock()
-            .unwrap()
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
+        let sessions: Vec<Arc<SimSession>> =
+            self.core.sessions.lock().drain().map(|(_, s)| s).collect();
         for s in sessions {
-            s.handles.lock().unwrap().state = State::Closed;
+            s.handles.lock().state = State::Closed;
             s.kill_subscriber(Status::unavailable("the gateway restarted"));
         }
         let _ = self.core.alarm_tx.send(AlarmNews::Restart);
         self.core.epoch.send_modify(|e| *e += 1);
-        self.core.deploy.lock().unwrap().sequence = 1;
+        self.core.deploy.lock().sequence = 1;
     }
 
     /// The sessions the simulator holds.
@@ -197,7 +190,7 @@ impl SimHandle {
             .iter()
             .map(|s| {
                 let (state, items) = {
-                    let h = s.handles.lock().unwrap();
+                    let h = s.handles.lock();
                     (
                         match &h.state {
                             State::Ready => "Ready".to_string(),
@@ -207,7 +200,7 @@ impl SimHandle {
                         h.items.len(),
                     )
                 };
-                let log = s.log.lock().unwrap();
+                let log = s.log.lock();
                 SessionStats {
                     session_id: s.id.clone(),
                     client_session_name: s.name.clone(),
@@ -255,7 +248,7 @@ impl SimHandle {
             .next()
             .ok_or_else(|| format!("no session {session_id}"))?;
         let items: Vec<(i32, i32)> = {
-            let h = sess.handles.lock().unwrap();
+            let h = sess.handles.lock();
             let mut v: Vec<(i32, i32)> = h
                 .items
                 .iter()
@@ -333,7 +326,7 @@ impl SimHandle {
                 tokio::task::yield_now().await;
             }
         }
-        let last = sess.log.lock().unwrap().next_seq - 1;
+        let last = sess.log.lock().next_seq - 1;
         Ok(last)
     }
 }

@@ -120,7 +120,7 @@ impl GalaxySvc {
     }
 
     fn deploy_sequence(&self) -> u64 {
-        self.core.deploy.lock().unwrap().sequence
+        self.core.deploy.lock().sequence
     }
 
     fn find(&self, pred: impl Fn(&GalaxyObject) -> bool, what: String) -> Result<usize, Status> {
@@ -284,7 +284,7 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         request: Request<gpb::GetLastDeployTimeRequest>,
     ) -> Result<Response<gpb::GetLastDeployTimeReply>, Status> {
         authorize(&self.core, request.metadata(), "metadata:read")?;
-        let t = self.core.deploy.lock().unwrap().time;
+        let t = self.core.deploy.lock().time;
         Ok(Response::new(gpb::GetLastDeployTimeReply {
             time_of_last_deploy: Some(time_to_pb(t)),
         }))
@@ -359,7 +359,7 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
             .as_ref()
             .map(time_from_pb);
         let (current, rx) = {
-            let d = self.core.deploy.lock().unwrap();
+            let d = self.core.deploy.lock();
             (
                 self.deploy_event(d.sequence, d.time),
                 self.core.deploy_tx.subscribe(),

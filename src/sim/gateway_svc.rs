@@ -487,13 +487,13 @@ fn buffered_data_change(
 /// Send due OnDataChange / OnBufferedDataChange events to every session
 /// (called after each tick).
 pub(crate) fn deliver_updates(core: &Core) {
-    let sessions: Vec<Arc<SimSession>> = core.sessions.lock().unwrap().values().cloned().collect();
-    let world = core.world.lock().unwrap();
+    let sessions: Vec<Arc<SimSession>> = core.sessions.lock().values().cloned().collect();
+    let world = core.world.lock();
     let now = Instant::now();
     for s in sessions {
         let mut events = Vec::new();
         {
-            let mut h = s.handles.lock().unwrap();
+            let mut h = s.handles.lock();
             if h.state != State::Ready {
                 continue;
             }
@@ -586,7 +586,7 @@ pub(crate) fn start_write(
     let value = value_from_pb(value, true).map_err(Refusal::Invalid)?;
     value.check_sendable().map_err(Refusal::Invalid)?;
     let (reference, target) = {
-        let h = sess.handles.lock().unwrap();
+        let h = sess.handles.lock();
         if !h.servers.contains_key(&server) {
             return Err(invalid_arg(format!("unknown server handle {server}")));
         }
@@ -798,7 +798,7 @@ pub(crate) fn apply_write(
         }
     }
     let time = mode.timestamp.unwrap_or_else(SystemTime::now);
-    let mut w = core.world.lock().unwrap();
+    let mut w = core.world.lock();
     let new = match target {
         Target::Element(_, i) => {
             let MxValue::Array(arr) = &w.attrs[a].value else {
@@ -863,7 +863,6 @@ impl GatewaySvc {
         self.core
             .sessions
             .lock()
-            .unwrap()
             .get(id)
             .cloned()
             .ok_or_else(|| Status::not_found(format!("session {id:?} not found")))
@@ -879,7 +878,7 @@ impl GatewaySvc {
     ) -> Result<i32, Refusal> {
         who.check_read(reference).map_err(Refusal::Denied)?;
         let target = resolve(&self.core, reference).map_err(invalid_arg)?;
-        let mut h = sess.handles.lock().unwrap();
+        let mut h = sess.handles.lock();
         if !h.servers.contains_key(&server) {
             return Err(invalid_arg(format!("unknown server handle {server}")));
         }
@@ -910,7 +909,7 @@ impl GatewaySvc {
         item: i32,
         f: impl FnOnce(&mut Item) -> T,
     ) -> Result<T, Refusal> {
-        let mut h = sess.handles.lock().unwrap();
+        let mut h = sess.handles.lock();
         if !h.servers.contains_key(&server) {
             return Err(invalid_arg(format!("unknown server handle {server}")));
         }
@@ -948,7 +947,7 @@ impl GatewaySvc {
 
     fn remove_item(sess: &SimSession, server: i32, item: i32) -> Result<(), Refusal> {
         Self::with_item(sess, server, item, |_| ())?;
-        sess.handles.lock().unwrap().items.remove(&item);
+        sess.handles.lock().items.remove(&item);
         Ok(())
     }
 
@@ -998,13 +997,7 @@ impl GatewaySvc {
         who: &Principal,
         c: pb::ReadBulkCommand,
     ) -> Result<Reply, Refusal> {
-        if !sess
-            .handles
-            .lock()
-            .unwrap()
-            .servers
-            .contains_key(&c.server_handle)
-        {
+        if !sess.handles.lock().servers.contains_key(&c.server_handle) {
             return Err(invalid_arg(format!(
                 "unknown server handle {}",
                 c.server_handle
@@ -1029,7 +1022,7 @@ impl GatewaySvc {
                 continue;
             }
             let cached = {
-                let h = sess.handles.lock().unwrap();
+                let h = sess.handles.lock();
                 h.items
                     .values()
                     .find(|i| {
@@ -1076,7 +1069,7 @@ impl GatewaySvc {
             }
             tokio::time::sleep(wait).await;
             let (v, dt, q, t, _, statuses) =
-                read_target(&self.core, &self.core.world.lock().unwrap(), &target);
+                read_target(&self.core, &self.core.world.lock(), &target);
             if let Target::Unresolved(..) = target {
                 results.push(fail(
                     format!("{tag} does not resolve"),
@@ -1112,7 +1105,7 @@ impl GatewaySvc {
         };
         match payload {
             Payload::Register(c) => {
-                let mut h = sess.handles.lock().unwrap();
+                let mut h = sess.handles.lock();
                 let s = h.next_server;
                 h.next_server += 1;
                 h.servers.insert(s, c.client_name);
@@ -1121,7 +1114,7 @@ impl GatewaySvc {
                 })))
             }
             Payload::Unregister(c) => {
-                let mut h = sess.handles.lock().unwrap();
+                let mut h = sess.handles.lock();
                 if h.servers.remove(&c.server_handle).is_none() {
                     return Err(invalid_arg(format!(
                         "unknown server handle {}",
@@ -1156,13 +1149,7 @@ impl GatewaySvc {
             Payload::WriteSecured(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::WriteSecured2(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::AuthenticateUser(c) => {
-                if !sess
-                    .handles
-                    .lock()
-                    .unwrap()
-                    .servers
-                    .contains_key(&c.server_handle)
-                {
+                if !sess.handles.lock().servers.contains_key(&c.server_handle) {
                     return Err(invalid_arg(format!(
                         "unknown server handle {}",
                         c.server_handle
@@ -1251,7 +1238,7 @@ impl GatewaySvc {
                 } else {
                     c.max_events as usize
                 };
-                let mut log = sess.log.lock().unwrap();
+                let mut log = sess.log.lock();
                 if log.subscriber.is_some() {
                     return Err(Refusal::Invalid(
                         "DrainEvents is not available while an event stream is attached".into(),
@@ -1269,7 +1256,7 @@ impl GatewaySvc {
                 if c.interval_ms == 0 {
                     return Err(invalid_arg("the buffered update interval must be > 0 ms"));
                 }
-                let mut h = sess.handles.lock().unwrap();
+                let mut h = sess.handles.lock();
                 if !h.servers.contains_key(&c.server_handle) {
                     return Err(invalid_arg(format!(
                         "unknown server handle {}",
@@ -1298,7 +1285,6 @@ impl GatewaySvc {
                 let tag = sess
                     .handles
                     .lock()
-                    .unwrap()
                     .items
                     .get(&i)
                     .map(|x| x.reference.clone())
@@ -1463,7 +1449,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
             replay_retention: core.opts.replay_retention,
         };
         let sess = Arc::new(SimSession::new(id.clone(), r.client_session_name, limits));
-        core.sessions.lock().unwrap().insert(id.clone(), sess);
+        core.sessions.lock().insert(id.clone(), sess);
         tracing::debug!(session = %id, "session opened");
         Ok(Response::new(pb::OpenSessionReply {
             protocol_status: protocol(pb::ProtocolStatusCode::Ok, ""),
@@ -1480,11 +1466,11 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
     ) -> Result<Response<pb::CloseSessionReply>, Status> {
         authorize(&self.core, request.metadata(), "session:close")?;
         let id = request.into_inner().session_id;
-        let sess = self.core.sessions.lock().unwrap().remove(&id);
+        let sess = self.core.sessions.lock().remove(&id);
         let Some(sess) = sess else {
             return Err(Status::not_found(format!("session {id:?} not found")));
         };
-        sess.handles.lock().unwrap().state = State::Closed;
+        sess.handles.lock().state = State::Closed;
         sess.kill_subscriber(Status::cancelled("the session was closed"));
         Ok(Response::new(pb::CloseSessionReply {
             protocol_status: protocol(pb::ProtocolStatusCode::Ok, ""),
@@ -1626,7 +1612,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
                 }
             }
         }
-        let mut w = self.core.world.lock().unwrap();
+        let mut w = self.core.world.lock();
         match w.acknowledge(g, i, &r.comment, &r.operator_user) {
             Ok(t) => {
                 let _ = self.core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
@@ -1648,7 +1634,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
         // Snapshot and subscribe under the world lock, so that no transition
         // is both in the snapshot and in the feed, or in neither.
         let (active, rx) = {
-            let w = self.core.world.lock().unwrap();
+            let w = self.core.world.lock();
             (
                 w.active_alarms(&self.core.galaxy),
                 self.core.alarm_tx.subscribe(),
@@ -1715,12 +1701,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
     ) -> Result<Response<Self::QueryActiveAlarmsStream>, Status> {
         authorize(&self.core, request.metadata(), "events:read")?;
         let prefix = request.into_inner().alarm_filter_prefix;
-        let active = self
-            .core
-            .world
-            .lock()
-            .unwrap()
-            .active_alarms(&self.core.galaxy);
+        let active = self.core.world.lock().active_alarms(&self.core.galaxy);
         let items: Vec<Result<pb::ActiveAlarmSnapshot, Status>> = active
             .iter()
             .filter(|a| matches_prefix(&a.reference, &prefix))
