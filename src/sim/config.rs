@@ -560,6 +560,12 @@ impl Galaxy {
             .copied()
     }
 
+    /// An attribute by reference, with its index (the index of its live state).
+    pub(crate) fn attribute(&self, reference: &str) -> Option<(usize, &AttrDef)> {
+        let i = self.attribute_index(reference)?;
+        Some((i, self.attributes.get(i)?))
+    }
+
     /// Find an alarm by full (`Galaxy!Area.Obj.Alarm`) or short (`Obj.Alarm`) reference.
     pub fn alarm_index(&self, reference: &str) -> Option<usize> {
         self.alarms.iter().position(|a| {

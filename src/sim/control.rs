@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tonic::{Request, Response, Status};
 
+use super::config::AttrDef;
 use super::gateway_svc::{authorize, data_change, push_outcome};
 use super::session::{SimSession, State};
 use super::world::{coerce, parse_text};
@@ -47,44 +48,42 @@ impl SimHandle {
         &self.core.galaxy
     }
 
-    fn attr(&self, reference: &str) -> Result<usize, String> {
+    fn attr(&self, reference: &str) -> Result<(usize, &AttrDef), String> {
         self.core
             .galaxy
-            .attribute_index(reference)
+            .attribute(reference)
             .ok_or_else(|| format!("{reference} is not an attribute of the simulated Galaxy"))
     }
 
     /// Set an attribute's value and hold it there (dynamics pause) until
     /// [`SimHandle::release_value`]. The value is converted to the attribute's type.
     pub fn set_value(&self, reference: &str, value: MxValue) -> Result<(), String> {
-        let a = self.attr(reference)?;
-        let def = &self.core.galaxy.attributes[a];
+        let (a, def) = self.attr(reference)?;
         let v = coerce(&value, def.data_type, def.array_length)
             .map_err(|s: MxStatus| s.diagnostic_text)?;
         let mut w = self.core.world.lock();
-        w.attrs[a].held_value = true;
+        w.hold_value(a, true);
         w.store(a, v, SystemTime::now());
         Ok(())
     }
 
     /// Like [`SimHandle::set_value`], from text (arrays: comma-separated).
     pub fn set_value_text(&self, reference: &str, text: &str) -> Result<(), String> {
-        let a = self.attr(reference)?;
-        let def = &self.core.galaxy.attributes[a];
+        let (_, def) = self.attr(reference)?;
         let v = parse_text(text, def.data_type, def.array_length)?;
         self.set_value(reference, v)
     }
 
     /// Let the attribute's dynamics drive it again.
     pub fn release_value(&self, reference: &str) -> Result<(), String> {
-        let a = self.attr(reference)?;
-        self.core.world.lock().attrs[a].held_value = false;
+        let (a, _) = self.attr(reference)?;
+        self.core.world.lock().hold_value(a, false);
         Ok(())
     }
 
     /// Hold an attribute's quality (None: back to the configured behaviour).
     pub fn set_quality(&self, reference: &str, quality: Option<Quality>) -> Result<(), String> {
-        let a = self.attr(reference)?;
+        let (a, _) = self.attr(reference)?;
         self.core.world.lock().set_quality(a, quality);
         Ok(())
     }
@@ -309,8 +308,9 @@ impl SimHandle {
             let base = sent;
             let mut k = 0u64;
             let outcome = sess.push_with(n, |_| {
+                // Never past the end: the index is taken modulo the (non-empty) length.
                 let idx = ((base + k) % template.len() as u64) as usize;
-                let mut e = template[idx].clone();
+                let mut e = template.get(idx).cloned().unwrap_or_default();
                 if let Some(v) = e.value.as_mut() {
                     v.kind = Some(crate::gateway::pb::gw::mx_value::Kind::DoubleValue(
                         (base + k) as f64,

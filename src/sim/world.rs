@@ -449,6 +449,13 @@ impl World {
         }
     }
 
+    /// Hold an attribute's value (the dynamics do not move it) or let it go.
+    pub fn hold_value(&mut self, i: usize, held: bool) {
+        if let Some(a) = self.attrs.get_mut(i) {
+            a.held_value = held;
+        }
+    }
+
     pub fn set_quality(&mut self, i: usize, q: Option<Quality>) {
         let Some(a) = self.attrs.get_mut(i) else {
             return;
