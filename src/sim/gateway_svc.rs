@@ -290,8 +290,7 @@ pub(crate) fn resolve(core: &Core, reference: &str) -> Result<Target, String> {
             format!("{reference} is not Object.Attribute"),
         ));
     }
-    if let Some(a) = g.attribute_index(base) {
-        let def = &g.attributes[a];
+    if let Some((a, def)) = g.attribute(base) {
         return Ok(match (def.array_length, index) {
             (None, None) => Target::Scalar(a),
             (None, Some(_)) => Target::Unresolved(
@@ -338,12 +337,34 @@ pub(crate) fn read_target(
     t: &Target,
 ) -> (MxValue, MxDataType, Quality, SystemTime, u64, Vec<MxStatus>) {
     let g = &core.galaxy;
+    let unresolved = |d: i32, text: String| {
+        (
+            MxValue::Null,
+            MxDataType::Unknown,
+            Quality::BAD_CONFIG_ERROR,
+            SystemTime::now(),
+            0,
+            vec![MxStatus::failure(
+                MxStatusCategory::ConfigurationError,
+                d,
+                text,
+            )],
+        )
+    };
+    let missing = |what: &str, i: usize| {
+        unresolved(
+            detail::INVALID_REFERENCE,
+            format!("{what} {i} is not in the simulated Galaxy"),
+        )
+    };
     match t {
         Target::Scalar(a) | Target::Whole(a) => {
-            let rt = &w.attrs[*a];
+            let (Some(rt), Some(def)) = (w.attrs.get(*a), g.attributes.get(*a)) else {
+                return missing("attribute", *a);
+            };
             (
                 rt.value.clone(),
-                g.attributes[*a].data_type,
+                def.data_type,
                 rt.quality,
                 rt.time,
                 rt.version,
@@ -351,14 +372,16 @@ pub(crate) fn read_target(
             )
         }
         Target::Element(a, i) => {
-            let rt = &w.attrs[*a];
+            let (Some(rt), Some(def)) = (w.attrs.get(*a), g.attributes.get(*a)) else {
+                return missing("attribute", *a);
+            };
             let v = match &rt.value {
                 MxValue::Array(arr) => arr.get(*i).unwrap_or(MxValue::Null),
                 _ => MxValue::Null,
             };
             (
                 v,
-                g.attributes[*a].data_type,
+                def.data_type,
                 rt.quality,
                 rt.time,
                 rt.version,
@@ -366,7 +389,9 @@ pub(crate) fn read_target(
             )
         }
         Target::Alarm(al) => {
-            let rt = &w.alarms[*al];
+            let Some(rt) = w.alarms.get(*al) else {
+                return missing("alarm", *al);
+            };
             (
                 MxValue::Bool(rt.state.is_active()),
                 MxDataType::Boolean,
@@ -376,18 +401,7 @@ pub(crate) fn read_target(
                 vec![MxStatus::ok()],
             )
         }
-        Target::Unresolved(d, text) => (
-            MxValue::Null,
-            MxDataType::Unknown,
-            Quality::BAD_CONFIG_ERROR,
-            SystemTime::now(),
-            0,
-            vec![MxStatus::failure(
-                MxStatusCategory::ConfigurationError,
-                *d,
-                text.clone(),
-            )],
-        ),
+        Target::Unresolved(d, text) => unresolved(*d, text.clone()),
     }
 }
 
@@ -536,7 +550,8 @@ pub(crate) fn deliver_updates(core: &Core) {
                     let declared = item
                         .target
                         .attribute()
-                        .map(|a| core.galaxy.attributes[a].data_type);
+                        .and_then(|a| core.galaxy.attributes.get(a))
+                        .map(|d| d.data_type);
                     events.push(buffered_data_change(
                         &s.id,
                         server,
@@ -605,7 +620,8 @@ pub(crate) fn start_write(
     };
     let sec = target
         .attribute()
-        .map(|a| core.galaxy.attributes[a].security);
+        .and_then(|a| core.galaxy.attributes.get(a))
+        .map(|d| d.security);
     who.check_write(&reference, sec).map_err(Refusal::Denied)?;
     let faults = core.faults();
     let hit = reference
@@ -765,7 +781,13 @@ pub(crate) fn apply_write(
         }
         Target::Scalar(a) | Target::Whole(a) | Target::Element(a, _) => *a,
     };
-    let def = &g.attributes[a];
+    let def = g.attributes.get(a).ok_or_else(|| {
+        failure(
+            cfg,
+            detail::INVALID_REFERENCE,
+            format!("attribute {a} is not in the simulated Galaxy"),
+        )
+    })?;
     if !def.writable {
         return Err(failure(
             cfg,
@@ -801,7 +823,7 @@ pub(crate) fn apply_write(
     let mut w = core.world.lock();
     let new = match target {
         Target::Element(_, i) => {
-            let MxValue::Array(arr) = &w.attrs[a].value else {
+            let Some(MxValue::Array(arr)) = w.attrs.get(a).map(|rt| &rt.value) else {
                 return Err(failure(
                     cfg,
                     detail::WRONG_NUMBER_OF_DIMENSIONS,
@@ -1033,7 +1055,8 @@ impl GatewaySvc {
             if let Some(((v, q, t), target)) = cached {
                 let dt = target
                     .attribute()
-                    .map(|a| self.core.galaxy.attributes[a].data_type);
+                    .and_then(|a| self.core.galaxy.attributes.get(a))
+                    .map(|d| d.data_type);
                 results.push(pb::BulkReadResult {
                     tag_address: tag.clone(),
                     was_successful: true,
