@@ -237,6 +237,12 @@ impl SimHandle {
         if !(rate_per_s.is_finite() && rate_per_s > 0.0) {
             return Err(format!("rate {rate_per_s} is not a positive number"));
         }
+        // The last event is due count / rate seconds after the start: that must be a time.
+        if Duration::try_from_secs_f64(count as f64 / rate_per_s).is_err() {
+            return Err(format!(
+                "rate {rate_per_s:e} is too low: {count} events would take longer than any timer"
+            ));
+        }
         self.emit(session_id, count, Pace::Rate(rate_per_s)).await
     }
 
@@ -296,8 +302,9 @@ impl SimHandle {
                     // The events due by now; when none is, sleep until the next one is.
                     let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(count);
                     if due <= sent {
-                        let next = Duration::from_secs_f64(sent as f64 / rate);
-                        tokio::time::sleep_until(start + next).await;
+                        let next = Duration::try_from_secs_f64(sent as f64 / rate)
+                            .unwrap_or(Duration::MAX);
+                        tokio::time::sleep(next.saturating_sub(start.elapsed())).await;
                         continue;
                     }
                     n = n.min((due - sent) as usize);
@@ -563,5 +570,27 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
             })
             .collect();
         Ok(Response::new(cpb::ListSessionsReply { sessions }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimOptions;
+
+    #[tokio::test]
+    async fn a_rate_too_low_for_any_timer_is_refused() {
+        let sim = SimHandle::new(Galaxy::demo(), SimOptions::default());
+        let e = sim.burst_at_rate("no-such-session", 10, 1e-300).await;
+        assert_eq!(
+            e,
+            Err("rate 1e-300 is too low: 10 events would take longer than any timer".into())
+        );
+        // A rate that is merely slow is taken; then the unknown session is the problem.
+        let e = sim.burst_at_rate("no-such-session", 10, 1e-6).await;
+        assert!(
+            e.as_ref().is_err_and(|e| e.contains("no-such-session")),
+            "{e:?}"
+        );
     }
 }

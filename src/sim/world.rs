@@ -622,16 +622,20 @@ pub(crate) fn coerce(
         MxDataType::ElapsedTime => match (v, num) {
             (MxValue::Elapsed(d), _) => MxValue::Elapsed(*d),
             (MxValue::Bool(_), _) => return Err(wrong()),
-            (_, Some(x)) if x >= 0.0 && x.is_finite() => {
-                MxValue::Elapsed(Duration::from_secs_f64(x))
-            }
-            (_, Some(_)) => {
+            (_, Some(x)) if x < 0.0 => {
                 return Err(status(
                     cat,
                     detail::DATA_OUT_OF_RANGE,
                     "elapsed time cannot be negative",
                 ))
             }
+            (_, Some(x)) => MxValue::Elapsed(Duration::try_from_secs_f64(x).map_err(|_| {
+                status(
+                    cat,
+                    detail::DATA_OUT_OF_RANGE,
+                    format!("{x} seconds is not an elapsed time"),
+                )
+            })?),
             _ => return Err(wrong()),
         },
         _ => return Err(wrong()),
@@ -796,6 +800,18 @@ mod tests {
                 .unwrap_err()
                 .detail,
             detail::OVERFLOW
+        );
+        for huge in [1e30, f64::MAX] {
+            let e = coerce(&MxValue::Double(huge), MxDataType::ElapsedTime, None).unwrap_err();
+            assert_eq!(e.detail, detail::DATA_OUT_OF_RANGE, "{huge}");
+            assert!(
+                e.diagnostic_text.contains("is not an elapsed time"),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            coerce(&MxValue::Double(1.5), MxDataType::ElapsedTime, None).unwrap(),
+            MxValue::Elapsed(Duration::from_millis(1500))
         );
         assert_eq!(
             coerce(&MxValue::Bool(true), MxDataType::Time, None)
