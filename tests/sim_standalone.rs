@@ -214,3 +214,34 @@ priority = 1000
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
 }
+
+#[test]
+fn galaxy_sizes_and_durations_out_of_range_are_problems_not_panics() {
+    let text = r#"
+[galaxy]
+name = "G"
+[[areas]]
+name = "A"
+[[objects]]
+tag = "Obj"
+area = "A"
+[[objects.attributes]]
+name = "Huge"
+type = "Double"
+array_length = 1000000000000
+[[objects.attributes]]
+name = "Forever"
+type = "ElapsedTime"
+initial = 1e300
+"#;
+    let Err(GalaxyError::Invalid { problems, .. }) = Galaxy::from_toml(text, "huge.toml") else {
+        panic!("expected validation problems")
+    };
+    let all = problems.join("\n");
+    for needle in [
+        "Obj.Huge: array_length 1000000000000 is above the simulator's 1000000",
+        "Obj.Forever: initial elapsed time 1e300 s is out of range",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}

@@ -450,9 +450,13 @@ fn parse_initial(v: &toml::Value, t: MxDataType, len: Option<usize>) -> Result<M
             super::world::parse_time_text(&d.to_string())
                 .ok_or_else(|| format!("cannot use time {d}"))?,
         ),
-        (MxDataType::ElapsedTime, v) if num(v).is_some() => MxValue::Elapsed(
-            std::time::Duration::from_secs_f64(num(v).unwrap_or_default().max(0.0)),
-        ),
+        (MxDataType::ElapsedTime, v) if num(v).is_some() => {
+            let seconds = num(v).unwrap_or_default().max(0.0);
+            MxValue::Elapsed(
+                std::time::Duration::try_from_secs_f64(seconds)
+                    .map_err(|_| format!("initial elapsed time {seconds:e} s is out of range"))?,
+            )
+        }
         (t, v) => return Err(format!("initial value {v} does not suit type {t}")),
     })
 }
@@ -508,6 +512,9 @@ pub(crate) fn default_value(t: MxDataType, len: Option<usize>) -> MxValue {
     }
 }
 
+/// The longest array the simulator holds (each attribute's value is built in memory).
+pub const MAX_ARRAY_LENGTH: usize = 1_000_000;
+
 const SIMULATED_TYPES: &[MxDataType] = &[
     MxDataType::Boolean,
     MxDataType::Integer,
@@ -521,6 +528,9 @@ const SIMULATED_TYPES: &[MxDataType] = &[
 
 impl Galaxy {
     /// The shipped demo plant.
+    // The compiled-in config/sim-galaxy.toml: shipped_galaxy_file_is_valid (tests/sim_standalone.rs)
+    // and the simulator unit tests load it, so this cannot fail at run time.
+    #[allow(clippy::expect_used)]
     pub fn demo() -> Self {
         Self::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml")
             .expect("the shipped demo galaxy is valid")
@@ -686,8 +696,10 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         if let Some(parent) = &a.parent {
             match by_tag.get(&parent.to_ascii_lowercase()) {
                 Some(&pi) if pi != me => {
-                    objects[me].parent = Some(pi);
-                    objects[me].area = Some(pi);
+                    if let Some(area) = objects.get_mut(me) {
+                        area.parent = Some(pi);
+                        area.area = Some(pi);
+                    }
                 }
                 _ => p(format!(
                     "area {}: parent area {parent} is not defined",
@@ -737,13 +749,17 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         let Some(&me) = by_tag.get(&o.tag.to_ascii_lowercase()) else {
             continue;
         };
-        match by_tag.get(&o.area.to_ascii_lowercase()) {
-            Some(&ai) if objects[ai].is_area => objects[me].area = Some(ai),
-            _ => p(format!("object {}: area {} is not defined", o.tag, o.area)),
-        }
+        let is_area = |i: usize| objects.get(i).map(|x| x.is_area);
+        let area = match by_tag.get(&o.area.to_ascii_lowercase()) {
+            Some(&ai) if is_area(ai) == Some(true) => Some(ai),
+            _ => {
+                p(format!("object {}: area {} is not defined", o.tag, o.area));
+                None
+            }
+        };
         let parent = match &o.parent {
             Some(pt) => match by_tag.get(&pt.to_ascii_lowercase()) {
-                Some(&pi) if pi != me && !objects[pi].is_area => Some(pi),
+                Some(&pi) if pi != me && is_area(pi) == Some(false) => Some(pi),
                 _ => {
                     p(format!(
                         "object {}: parent object {pt} is not defined",
@@ -752,29 +768,40 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                     None
                 }
             },
-            None => objects[me].area,
+            None => area.or_else(|| objects.get(me).and_then(|x| x.area)),
         };
-        objects[me].parent = parent;
+        if let Some(object) = objects.get_mut(me) {
+            if area.is_some() {
+                object.area = area;
+            }
+            object.parent = parent;
+        }
     }
     // Hierarchical names, with a cycle guard.
-    for i in 0..objects.len() {
-        let mut names = vec![objects[i].contained_name.clone()];
-        let mut cur = objects[i].parent;
-        let mut steps = 0;
-        while let Some(c) = cur {
-            steps += 1;
-            if steps > objects.len() {
-                p(format!("{}: containment cycle", objects[i].tag_name));
-                break;
+    let hierarchical_names: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            let mut names = vec![o.contained_name.clone()];
+            let mut cur = o.parent;
+            let mut steps = 0;
+            while let Some(c) = cur.and_then(|c| objects.get(c)) {
+                steps += 1;
+                if steps > objects.len() {
+                    p(format!("{}: containment cycle", o.tag_name));
+                    break;
+                }
+                if c.is_area {
+                    break;
+                }
+                names.push(c.contained_name.clone());
+                cur = c.parent;
             }
-            if objects[c].is_area {
-                break;
-            }
-            names.push(objects[c].contained_name.clone());
-            cur = objects[c].parent;
-        }
-        names.reverse();
-        objects[i].hierarchical_name = names.join(".");
+            names.reverse();
+            names.join(".")
+        })
+        .collect();
+    for (o, name) in objects.iter_mut().zip(hierarchical_names) {
+        o.hierarchical_name = name;
     }
 
     // Attributes and alarms.
@@ -810,8 +837,15 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                 ));
                 continue;
             };
-            if a.array_length == Some(0) {
-                p(format!("{ctx}: array_length must be > 0"));
+            match a.array_length {
+                Some(0) => p(format!("{ctx}: array_length must be > 0")),
+                Some(n) if n > MAX_ARRAY_LENGTH => {
+                    p(format!(
+                        "{ctx}: array_length {n} is above the simulator's {MAX_ARRAY_LENGTH}"
+                    ));
+                    continue;
+                }
+                _ => {}
             }
             let Some(security) = SecurityClassification::from_name(&a.security) else {
                 p(format!(
@@ -892,7 +926,9 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                 source: None,
                 enable: None,
             });
-            objects[oi].attributes.push(ai);
+            if let Some(object) = objects.get_mut(oi) {
+                object.attributes.push(ai);
+            }
             for al in &a.alarms {
                 let kind = match al.kind.as_str() {
                     "HiHi" => AlarmKind::HiHi,
@@ -931,9 +967,11 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                 if al.name.is_empty() || al.name.contains(['!', ' ']) {
                     p(format!("{ctx}: alarm name {:?} is not usable", al.name));
                 }
-                let area = objects[oi]
-                    .area
-                    .map(|a| objects[a].tag_name.clone())
+                let area = objects
+                    .get(oi)
+                    .and_then(|x| x.area)
+                    .and_then(|a| objects.get(a))
+                    .map(|a| a.tag_name.clone())
                     .unwrap_or_default();
                 let short = format!("{}.{}", o.tag, al.name);
                 alarms.push(AlarmDef {
@@ -949,41 +987,53 @@ fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
                     area,
                     description: al.description.clone(),
                 });
-                objects[oi].alarms.push(alarms.len() - 1);
+                let alarm = alarms.len() - 1;
+                if let Some(object) = objects.get_mut(oi) {
+                    object.alarms.push(alarm);
+                }
             }
         }
     }
     for (ai, src, en) in pending_refs {
-        let obj = objects[attributes[ai].object].tag_name.clone();
+        let Some(attr) = attributes.get(ai) else {
+            continue;
+        };
+        let obj = objects
+            .get(attr.object)
+            .map(|o| o.tag_name.as_str())
+            .unwrap_or_default();
         let find = |name: &str| {
             let r = format!("{obj}.{name}");
             attributes
                 .iter()
-                .position(|x| x.reference.eq_ignore_ascii_case(&r))
+                .enumerate()
+                .find(|(_, x)| x.reference.eq_ignore_ascii_case(&r))
         };
-        let (src_i, en_i) = (src.as_deref().map(find), en.as_deref().map(find));
-        if let (Some(s), Some(found)) = (&src, src_i) {
-            match found {
-                Some(i) if attributes[i].array_length.is_none() => attributes[ai].source = Some(i),
+        let mut source = None;
+        if let Some(s) = &src {
+            match find(s) {
+                Some((i, x)) if x.array_length.is_none() => source = Some(i),
                 _ => p(format!(
                     "{}: dynamics source {s} is not a scalar attribute of {obj}",
-                    attributes[ai].reference
+                    attr.reference
                 )),
             }
         }
-        if let (Some(e), Some(found)) = (&en, en_i) {
-            match found {
-                Some(i)
-                    if attributes[i].data_type == MxDataType::Boolean
-                        && attributes[i].array_length.is_none() =>
-                {
-                    attributes[ai].enable = Some(i)
+        let mut enable = None;
+        if let Some(e) = &en {
+            match find(e) {
+                Some((i, x)) if x.data_type == MxDataType::Boolean && x.array_length.is_none() => {
+                    enable = Some(i)
                 }
                 _ => p(format!(
                     "{}: {e} is not a Boolean attribute of {obj}",
-                    attributes[ai].reference
+                    attr.reference
                 )),
             }
+        }
+        if let Some(attr) = attributes.get_mut(ai) {
+            attr.source = source.or(attr.source);
+            attr.enable = enable.or(attr.enable);
         }
     }
     let _ = first_object;
