@@ -86,25 +86,23 @@ impl GalaxySvc {
             .collect();
         let mut objects = Vec::with_capacity(all.len());
         let mut depth = Vec::with_capacity(all.len());
-        fn visit(
-            all: &[GalaxyObject],
-            parent: i32,
-            d: usize,
-            out: &mut Vec<GalaxyObject>,
-            depth: &mut Vec<usize>,
-        ) {
+        // Depth first, children sorted; with an explicit stack, so that a deeply nested
+        // Galaxy file cannot overflow the thread's stack.
+        let children = |parent: i32| {
             let mut kids: Vec<&GalaxyObject> = all
                 .iter()
                 .filter(|o| o.parent_gobject_id == parent)
                 .collect();
             kids.sort_by_key(|o| sort_key(o));
-            for k in kids {
-                out.push(k.clone());
-                depth.push(d);
-                visit(all, k.gobject_id, d + 1, out, depth);
-            }
+            kids
+        };
+        let mut stack: Vec<(&GalaxyObject, usize)> =
+            children(0).into_iter().rev().map(|k| (k, 0)).collect();
+        while let Some((o, d)) = stack.pop() {
+            objects.push(o.clone());
+            depth.push(d);
+            stack.extend(children(o.gobject_id).into_iter().rev().map(|k| (k, d + 1)));
         }
-        visit(&all, 0, 0, &mut objects, &mut depth);
         GalaxySvc {
             core,
             objects,
