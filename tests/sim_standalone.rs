@@ -197,20 +197,28 @@ name = "W.Hi"
 kind = "Hi"
 priority = 1000
 "#;
+    assert_problems(
+        text,
+        &[
+            "unknown scope \"invoke:raed\"",
+            "area Nowhere is not defined",
+            "type \"Complex\" is not simulated",
+            "unknown security classification \"Secret\"",
+            "dynamics source Missing",
+            "initial value 3 does not suit type Boolean",
+            "needs a limit and a numeric attribute",
+            "priority 1000 is not in 1..=999",
+        ],
+    );
+}
+
+/// Loading `text` fails with Galaxy problems that include each of `needles`.
+fn assert_problems(text: &str, needles: &[&str]) {
     let Err(GalaxyError::Invalid { problems, .. }) = Galaxy::from_toml(text, "bad.toml") else {
         panic!("expected validation problems")
     };
     let all = problems.join("\n");
-    for needle in [
-        "unknown scope \"invoke:raed\"",
-        "area Nowhere is not defined",
-        "type \"Complex\" is not simulated",
-        "unknown security classification \"Secret\"",
-        "dynamics source Missing",
-        "initial value 3 does not suit type Boolean",
-        "needs a limit and a numeric attribute",
-        "priority 1000 is not in 1..=999",
-    ] {
+    for needle in needles {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
 }
@@ -235,15 +243,12 @@ name = "Forever"
 type = "ElapsedTime"
 initial = 1e300
 "#;
-    let Err(GalaxyError::Invalid { problems, .. }) = Galaxy::from_toml(text, "huge.toml") else {
-        panic!("expected validation problems")
-    };
-    let all = problems.join("\n");
-    for needle in [
-        "Obj.Huge: array_length 1000000000000 is above the simulator's 1000000",
-        "Obj.Forever: initial elapsed time 1e300 s is out of range",
-        "galaxy.first_update_delay_ms must be 0..=60000, not 9223372036854775807",
-    ] {
-        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-    }
+    assert_problems(
+        text,
+        &[
+            "Obj.Huge: array_length 1000000000000 is above the simulator's 1000000",
+            "Obj.Forever: initial elapsed time 1e300 s is out of range",
+            "galaxy.first_update_delay_ms must be 0..=60000, not 9223372036854775807",
+        ],
+    );
 }
