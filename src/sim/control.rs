@@ -299,10 +299,11 @@ impl SimHandle {
                     }
                 }
                 Pace::Rate(rate) => {
-                    // The events due by now; when none is, sleep until the next one is.
+                    // The events due by now; when none is, sleep until the next one is
+                    // (`due` passes `sent` at (sent + 1) / rate seconds).
                     let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(count);
                     if due <= sent {
-                        let next = Duration::try_from_secs_f64(sent as f64 / rate)
+                        let next = Duration::try_from_secs_f64((sent + 1) as f64 / rate)
                             .unwrap_or(Duration::MAX);
                         tokio::time::sleep(next.saturating_sub(start.elapsed())).await;
                         continue;
