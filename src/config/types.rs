@@ -437,7 +437,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(bad)?;
-    let (num, unit) = t.split_at(split);
+    let (num, unit) = t.split_at_checked(split).ok_or_else(bad)?;
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
