@@ -27,13 +27,15 @@
 //! ```
 //!
 //! # Layout
-//! - `config.rs`: the TOML Galaxy schema and its validation.
+//! - `config.rs`: the TOML Galaxy schema; `config/build.rs`: its validation and name
+//!   resolution.
 //! - `world.rs`: live values, dynamics, quality cycles, alarms, write coercion.
 //! - `session.rs`: sessions, handles, event queue and replay buffer.
 //! - `gateway_svc.rs`: the MxAccessGateway service (commands, events, alarms).
 //! - `galaxy_svc.rs`: the GalaxyRepository service.
 //! - `control.rs`: [`SimHandle`] methods and the SimControl service.
 //! - `remote.rs`: [`RemoteSim`], a client of SimControl for a standalone simulator.
+//! - `lock.rs`: the poison-tolerant mutex that guards the shared state.
 
 mod config;
 mod control;
