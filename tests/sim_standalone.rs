@@ -252,3 +252,33 @@ initial = 1e300
         ],
     );
 }
+
+#[test]
+fn galaxy_containment_too_deep_or_looping_is_a_problem() {
+    let mut text = String::from("[galaxy]\nname = \"G\"\n[[areas]]\nname = \"A\"\n");
+    // O1 in the area, O2 in O1, ... O150 in O149: deeper than the simulator takes.
+    for i in 1..=150 {
+        text += &format!("[[objects]]\ntag = \"O{i}\"\narea = \"A\"\n");
+        if i > 1 {
+            text += &format!("parent = \"O{}\"\n", i - 1);
+        }
+    }
+    // L1 in L2 in L1.
+    text += "[[objects]]\ntag = \"L1\"\narea = \"A\"\nparent = \"L2\"\n";
+    text += "[[objects]]\ntag = \"L2\"\narea = \"A\"\nparent = \"L1\"\n";
+    assert_problems(
+        &text,
+        &[
+            "O102: contained more than 100 objects deep",
+            "O150: contained more than 100 objects deep",
+            "L1: containment cycle",
+        ],
+    );
+    let Err(GalaxyError::Invalid { problems, .. }) = Galaxy::from_toml(&text, "deep.toml") else {
+        unreachable!()
+    };
+    assert!(
+        !problems.iter().any(|p| p.starts_with("O101:")),
+        "O101 is exactly 100 deep: {problems:?}"
+    );
+}

@@ -3,6 +3,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::*;
 
+/// How deep objects may contain one another.
+pub const MAX_CONTAINMENT_DEPTH: usize = 100;
+
 /// Check a parsed Galaxy file and resolve its names to indices; every problem found goes
 /// to `problems`.
 pub(super) fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
@@ -197,20 +200,27 @@ pub(super) fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
             object.parent = parent;
         }
     }
-    // Hierarchical names, with a cycle guard.
+    // Hierarchical names, with a guard against cycles and against chains so deep that
+    // the names alone (each as long as its chain) would fill the memory.
     let hierarchical_names: Vec<String> = objects
         .iter()
         .map(|o| {
             let mut names = vec![o.contained_name.clone()];
             let mut cur = o.parent;
-            let mut steps = 0;
-            while let Some(c) = cur.and_then(|c| objects.get(c)) {
-                steps += 1;
-                if steps > objects.len() {
+            let mut seen = HashSet::new();
+            while let Some((ci, c)) = cur.and_then(|ci| Some((ci, objects.get(ci)?))) {
+                if c.is_area {
+                    break;
+                }
+                if !seen.insert(ci) {
                     p(format!("{}: containment cycle", o.tag_name));
                     break;
                 }
-                if c.is_area {
+                if seen.len() > MAX_CONTAINMENT_DEPTH {
+                    p(format!(
+                        "{}: contained more than {MAX_CONTAINMENT_DEPTH} objects deep",
+                        o.tag_name
+                    ));
                     break;
                 }
                 names.push(c.contained_name.clone());
