@@ -16,12 +16,6 @@ pub(super) fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
             file.galaxy.tick_ms
         ));
     }
-    if file.galaxy.first_update_delay_ms > 60_000 {
-        p(format!(
-            "galaxy.first_update_delay_ms must be 0..=60000, not {}",
-            file.galaxy.first_update_delay_ms
-        ));
-    }
     if file.galaxy.name.is_empty() || file.galaxy.name.contains(['!', '.']) {
         p(format!(
             "galaxy.name {:?} must be non-empty without '!' or '.'",
