@@ -8,6 +8,15 @@
 //! - `bridge`: mapping, alarms and the write path.
 //! - `sim`: the gateway simulator.
 //! - `signals`: SIGINT/SIGTERM stop gracefully; SIGHUP never stops the process.
+// No input stops mxpva: nothing in the library or the binary may panic on data a peer or
+// the config controls. `#[cfg(test)]` code is exempt (clippy.toml); so are tests/ and
+// benches/, which these crate attributes do not reach. CI runs `cargo clippy --lib --bins`.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 pub mod bridge;
 pub mod config;

@@ -1,4 +1,11 @@
 //! The `mxpva` command line: parse arguments, set up logging, hand over to the library.
+// No input stops mxpva: see the same attribute in src/lib.rs.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -45,6 +45,13 @@
 //! - `client.rs`: connection, API key, [`Session`], [`EventStream`], [`AlarmFeed`].
 //! - `galaxy.rs`: [`GalaxyClient`].
 //! - `convert.rs`: protobuf <-> domain conversions (shared with the simulator).
+// TODO(lints): being made panic-free on other branches.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod client;
 pub(crate) mod convert;
