@@ -26,7 +26,15 @@ bool has(const WireUpdate& u, FieldBit bit) {
 
 std::string to_std(const rust::String& s) { return std::string(s.data(), s.size()); }
 
-rust::String to_rust(const std::string& s) { return rust::String(s.data(), s.size()); }
+// Text a client sent need not be UTF-8: say so in words (cxx's own message names its types).
+rust::String to_rust(const std::string& s) {
+    try {
+        return rust::String(s.data(), s.size());
+    } catch (std::invalid_argument&) {
+        throw std::invalid_argument("text of " + std::to_string(s.size()) +
+                                    " bytes is not valid UTF-8");
+    }
+}
 
 TypeCode scalar_code(ScalarKind kind) {
     switch (kind) {

@@ -7,9 +7,20 @@
 //! - `gateway`: the tonic client of the MXAccess Gateway and its domain types.
 //! - `bridge`: mapping, alarms and the write path.
 //! - `sim`: the gateway simulator.
+//! - `signals`: SIGINT/SIGTERM stop gracefully; SIGHUP never stops the process.
+// No input stops mxpva: nothing in the library or the binary may panic on data a peer or
+// the config controls. `#[cfg(test)]` code is exempt (clippy.toml); so are tests/ and
+// benches/, which these crate attributes do not reach. CI runs `cargo clippy --lib --bins`.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 pub mod bridge;
 pub mod config;
 pub mod gateway;
 pub mod pva;
+pub mod signals;
 pub mod sim;

@@ -1,4 +1,11 @@
 //! The `mxpva` command line: parse arguments, set up logging, hand over to the library.
+// No input stops mxpva: see the same attribute in src/lib.rs.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -104,17 +111,6 @@ fn load_config(path: &std::path::Path) -> mxpva::config::Config {
     })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-}
-
 /// `mxpva run`: the bridge until Ctrl-C or SIGTERM.
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load_config(path);
@@ -125,8 +121,11 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(mxpva::bridge::run(config, pva, shutdown_signal()))?;
-    Ok(())
+    runtime.block_on(async {
+        let signals = mxpva::signals::Signals::install()?;
+        mxpva::bridge::run(config, pva, signals.shutdown()).await?;
+        anyhow::Ok(())
+    })
 }
 
 /// The demo mapping, built in so `mxpva demo` works from any directory.
@@ -138,6 +137,7 @@ fn demo() -> anyhow::Result<()> {
         mxpva::config::Config::from_str_at(DEMO_CONFIG, std::path::Path::new("config/demo.toml"))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        let signals = mxpva::signals::Signals::install()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         config.gateway.endpoint = format!("http://{addr}");
@@ -152,7 +152,7 @@ fn demo() -> anyhow::Result<()> {
         ));
         tracing::info!(%addr, "demo: gateway simulator started");
         let pva = mxpva::bridge::server_config(&config.server);
-        mxpva::bridge::run(config, pva, shutdown_signal()).await?;
+        mxpva::bridge::run(config, pva, signals.shutdown()).await?;
         let _ = stop_tx.send(());
         let _ = sim.await;
         anyhow::Ok(())

@@ -195,6 +195,42 @@ async fn single_item_lifecycle() {
 }
 
 #[tokio::test]
+async fn an_elapsed_time_too_long_for_a_duration_fails_the_write_and_the_sim_goes_on() {
+    // A writable ElapsedTime attribute on the last object of the demo plant (Valve001).
+    let extra = "\n[[objects.attributes]]\nname = \"Dwell\"\ntype = \"ElapsedTime\"\n";
+    let h = start(
+        Galaxy::from_toml(&format!("{DEMO_GALAXY}{extra}"), "dwell").unwrap(),
+        fast(),
+    )
+    .await;
+    let (_c, s, server) = session(&h).await;
+    let [dwell] = subscribe(&s, server, &["Valve001.Dwell"]).await[..] else {
+        unreachable!()
+    };
+    let mut events = s.events(None).await.unwrap();
+    for huge in [1e30, f64::MAX] {
+        let entry = WriteEntry::new(dwell, MxValue::Double(huge));
+        s.write(server, WriteKind::Write, &entry).await.unwrap();
+        let wc = write_complete(&mut events, dwell).await;
+        let failure = wc.failure().expect("the write fails");
+        assert_eq!(failure.detail_name(), Some("DataOutOfRange"), "{wc:?}");
+        assert!(
+            failure.diagnostic_text.contains("is not an elapsed time"),
+            "{wc:?}"
+        );
+    }
+    // The simulator still takes a good write and reports the new value.
+    let entry = WriteEntry::new(dwell, MxValue::Double(2.5));
+    s.write(server, WriteKind::Write, &entry).await.unwrap();
+    assert!(write_complete(&mut events, dwell).await.failure().is_none());
+    wait_for(&mut events, |e| {
+        matches!(e, SessionEvent::DataChange(d)
+            if d.item_handle == dwell && d.value == MxValue::Elapsed(Duration::from_millis(2500)))
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn events_arrive_in_worker_sequence_order() {
     let h = demo().await;
     let (_c, s, server) = session(&h).await;

@@ -95,3 +95,18 @@ async fn burst_refuses_a_negative_rate() {
     let e = remote.burst_at_rate("nobody", 1, -5.0).await.unwrap_err();
     assert!(e.message.contains("negative"), "{e}");
 }
+
+#[tokio::test]
+async fn burst_refuses_a_rate_too_low_for_any_timer() {
+    let (_sim, addr, _stop) = start().await;
+    let remote = RemoteSim::connect(&addr, None).await.unwrap();
+    let e = remote
+        .burst_at_rate("nobody", 10, 1e-300)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("rate 1e-300 is too low: 10 events would take longer than any timer"),
+        "{e}"
+    );
+}

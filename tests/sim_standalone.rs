@@ -197,20 +197,86 @@ name = "W.Hi"
 kind = "Hi"
 priority = 1000
 "#;
+    assert_problems(
+        text,
+        &[
+            "unknown scope \"invoke:raed\"",
+            "area Nowhere is not defined",
+            "type \"Complex\" is not simulated",
+            "unknown security classification \"Secret\"",
+            "dynamics source Missing",
+            "initial value 3 does not suit type Boolean",
+            "needs a limit and a numeric attribute",
+            "priority 1000 is not in 1..=999",
+        ],
+    );
+}
+
+/// Loading `text` fails with Galaxy problems that include each of `needles`.
+fn assert_problems(text: &str, needles: &[&str]) {
     let Err(GalaxyError::Invalid { problems, .. }) = Galaxy::from_toml(text, "bad.toml") else {
         panic!("expected validation problems")
     };
     let all = problems.join("\n");
-    for needle in [
-        "unknown scope \"invoke:raed\"",
-        "area Nowhere is not defined",
-        "type \"Complex\" is not simulated",
-        "unknown security classification \"Secret\"",
-        "dynamics source Missing",
-        "initial value 3 does not suit type Boolean",
-        "needs a limit and a numeric attribute",
-        "priority 1000 is not in 1..=999",
-    ] {
+    for needle in needles {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
+}
+
+#[test]
+fn galaxy_sizes_and_durations_out_of_range_are_problems_not_panics() {
+    let text = r#"
+[galaxy]
+name = "G"
+[[areas]]
+name = "A"
+[[objects]]
+tag = "Obj"
+area = "A"
+[[objects.attributes]]
+name = "Huge"
+type = "Double"
+array_length = 1000000000000
+[[objects.attributes]]
+name = "Forever"
+type = "ElapsedTime"
+initial = 1e300
+"#;
+    assert_problems(
+        text,
+        &[
+            "Obj.Huge: array_length 1000000000000 is above the simulator's 1000000",
+            "Obj.Forever: initial elapsed time 1e300 s is out of range",
+        ],
+    );
+}
+
+#[test]
+fn galaxy_containment_too_deep_or_looping_is_a_problem() {
+    let mut text = String::from("[galaxy]\nname = \"G\"\n[[areas]]\nname = \"A\"\n");
+    // O1 in the area, O2 in O1, ... O150 in O149: deeper than the simulator takes.
+    for i in 1..=150 {
+        text += &format!("[[objects]]\ntag = \"O{i}\"\narea = \"A\"\n");
+        if i > 1 {
+            text += &format!("parent = \"O{}\"\n", i - 1);
+        }
+    }
+    // L1 in L2 in L1.
+    text += "[[objects]]\ntag = \"L1\"\narea = \"A\"\nparent = \"L2\"\n";
+    text += "[[objects]]\ntag = \"L2\"\narea = \"A\"\nparent = \"L1\"\n";
+    assert_problems(
+        &text,
+        &[
+            "O102: contained more than 100 objects deep",
+            "O150: contained more than 100 objects deep",
+            "L1: containment cycle",
+        ],
+    );
+    let Err(GalaxyError::Invalid { problems, .. }) = Galaxy::from_toml(&text, "deep.toml") else {
+        unreachable!()
+    };
+    assert!(
+        !problems.iter().any(|p| p.starts_with("O101:")),
+        "O101 is exactly 100 deep: {problems:?}"
+    );
 }

@@ -1,12 +1,14 @@
 //! One mapped PV: its SharedPv, its structure and metadata, and its pending writes.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tracing::warn;
 
 use super::alarms::combine;
-use super::convert::{pv_type_of, to_mx, to_nt};
+use super::convert::{brief, pv_type_of, to_mx, to_nt};
 use super::limits::{severity, Limits};
 use super::quality::quality_alarm;
 use crate::config;
@@ -23,6 +25,25 @@ pub(super) struct PendingWrite {
     pub completion: PutCompletion,
     /// A data change of the attribute arrived after the write was sent.
     pub changed: bool,
+    /// Counts this write among the bridge's puts in flight until it is dropped.
+    pub _in_flight: InFlight,
+}
+
+/// One count in a shared number of puts in flight, given back when dropped: however a
+/// pending write ends (answered, timed out, link lost), the count follows it.
+pub(super) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// How long a confirmed put waits for the data change that shows the written value,
@@ -333,7 +354,7 @@ impl MappedPv {
                     alarm = Alarm::new(
                         Severity::Invalid,
                         AlarmStatus::Conf,
-                        format!("{} cannot be served as {ty}: {e}", value),
+                        format!("{} cannot be served as {ty}: {e}", brief(value, 80)),
                     );
                     None
                 }
@@ -378,6 +399,11 @@ impl MappedPv {
         for w in self.settling.drain(..) {
             w.completion.complete(Ok(()));
         }
+    }
+
+    /// Writes sent and not yet answered, and confirmed ones waiting for their data change.
+    pub fn writes_waiting(&self) -> usize {
+        self.pending.len() + self.settling.len()
     }
 
     /// Checks a put and turns it into a write of the attribute's type.
@@ -508,5 +534,18 @@ type = "float64"
                 "waiting for initial data from System Platform; HiHi alarm, unacknowledged (priority 100)"
             )
         );
+    }
+
+    #[test]
+    fn a_write_counts_in_flight_until_it_is_gone_however_it_ends() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let a = InFlight::new(&count);
+        let b = InFlight::new(&count);
+        assert_eq!(count.load(Ordering::Acquire), 2);
+        drop(a);
+        assert_eq!(count.load(Ordering::Acquire), 1);
+        let moved = vec![b];
+        drop(moved);
+        assert_eq!(count.load(Ordering::Acquire), 0);
     }
 }

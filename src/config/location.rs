@@ -14,29 +14,35 @@ impl<'a> SourceMap<'a> {
     }
 
     fn line_index(&self, offset: usize) -> usize {
-        match self.line_starts.binary_search(&offset) {
-            Ok(i) => i,
-            Err(i) => i - 1,
-        }
+        // line_starts[0] is 0, so an offset that starts no line falls after line 0 at least.
+        self.line_starts
+            .binary_search(&offset)
+            .unwrap_or_else(|i| i.saturating_sub(1))
     }
 
     /// 1-based line and column; the column counts characters, not bytes.
     pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.src.len());
         let line = self.line_index(offset);
-        let start = self.line_starts[line];
+        let start = self.line_start(line);
         let col = self.src.get(start..offset).map_or(0, |s| s.chars().count());
         (line + 1, col + 1)
     }
 
-    fn line_text(&self, line: usize) -> &'a str {
-        let start = self.line_starts[line];
-        let end = self
-            .line_starts
-            .get(line + 1)
+    /// Byte offset where `line` (0-based) starts; the end of the text past the last line.
+    fn line_start(&self, line: usize) -> usize {
+        self.line_starts
+            .get(line)
             .copied()
-            .unwrap_or(self.src.len());
-        self.src[start..end].trim_end_matches(['\n', '\r'])
+            .unwrap_or(self.src.len())
+    }
+
+    fn line_text(&self, line: usize) -> &'a str {
+        let (start, end) = (self.line_start(line), self.line_start(line + 1));
+        self.src
+            .get(start..end)
+            .unwrap_or_default()
+            .trim_end_matches(['\n', '\r'])
     }
 
     /// The dotted key path of the value or key at `offset`, such as `gateway.endpoint` or
@@ -68,7 +74,7 @@ impl<'a> SourceMap<'a> {
         let mut keys = if is_header {
             Vec::new()
         } else {
-            let col = offset - self.line_starts[target];
+            let col = offset.saturating_sub(self.line_start(target));
             let mut keys = line_keys(text, col);
             let mut back = target;
             while keys.is_empty() && back > 0 {
@@ -124,14 +130,13 @@ fn line_keys(line: &str, col: usize) -> Vec<String> {
     let mut stack: Vec<Option<String>> = Vec::new();
     let mut current: Option<String> = None;
     let mut i = 0;
-    while i < bytes.len() && i <= col {
-        let b = bytes[i];
+    while let Some(&b) = bytes.get(i).filter(|_| i <= col) {
         let (token, end) = match b {
             b'#' => break,
             b'"' | b'\'' => {
                 let mut j = i + 1;
-                while j < bytes.len() && bytes[j] != b {
-                    if b == b'"' && bytes[j] == b'\\' {
+                while let Some(&c) = bytes.get(j).filter(|&&c| c != b) {
+                    if b == b'"' && c == b'\\' {
                         j += 1;
                     }
                     j += 1;
@@ -157,12 +162,13 @@ fn line_keys(line: &str, col: usize) -> Vec<String> {
             }
             c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
                 let mut j = i;
-                while j < bytes.len()
-                    && (bytes[j].is_ascii_alphanumeric() || b"_-.".contains(&bytes[j]))
+                while bytes
+                    .get(j)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || b"_-.".contains(c))
                 {
                     j += 1;
                 }
-                (Some(&line[i..j]), j)
+                (Some(line.get(i..j).unwrap_or_default()), j)
             }
             _ => (None, i + 1),
         };
@@ -189,6 +195,23 @@ mod tests {
         assert_eq!(m.line_col(0), (1, 1));
         assert_eq!(m.line_col(6), (2, 1));
         assert_eq!(m.line_col(11), (2, 5));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Any text (quotes left open, multi-byte characters, CR/LF) and any offset,
+        /// even past the end, give a position and a key path without panicking.
+        #[test]
+        fn any_text_and_offset_maps_without_panic(
+            src in "[\\[\\]{}=,#\"'\\\\a-z\\.é \r\n]{0,80}",
+            offset in 0usize..100,
+        ) {
+            let m = SourceMap::new(&src);
+            let (line, col) = m.line_col(offset);
+            proptest::prop_assert!(line >= 1 && col >= 1);
+            proptest::prop_assert!(line <= src.lines().count().max(1) + 1);
+            let _ = m.key_path(offset);
+        }
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_ACK_SUFFIX: &str = ":ACK";
 /// `[alarms] table` when absent, after the `[defaults] prefix`.
 pub const DEFAULT_ALARM_TABLE: &str = "ALARMS:ACTIVE";
+// The two defaults above are PV names: checked while compiling.
+const _: () =
+    assert!(PvName::is_valid(DEFAULT_ACK_SUFFIX) && PvName::is_valid(DEFAULT_ALARM_TABLE));
 /// `[alarms] priorities` when absent: priority 1 to 500 is MAJOR, 501 to 999 MINOR.
 pub const DEFAULT_PRIORITY_BANDS: [PriorityBand; 2] = [
     PriorityBand {

@@ -419,14 +419,10 @@ fn default_true() -> bool {
     true
 }
 fn default_ack_suffix() -> Spanned<PvNamePart> {
-    unspanned(PvNamePart(
-        PvName::try_from(super::DEFAULT_ACK_SUFFIX.to_string()).expect("a valid suffix"),
-    ))
+    unspanned(PvNamePart(PvName::from_const(super::DEFAULT_ACK_SUFFIX)))
 }
 fn default_table() -> Spanned<PvNamePart> {
-    unspanned(PvNamePart(
-        PvName::try_from(super::DEFAULT_ALARM_TABLE.to_string()).expect("a valid name"),
-    ))
+    unspanned(PvNamePart(PvName::from_const(super::DEFAULT_ALARM_TABLE)))
 }
 fn default_returned_unacked() -> Spanned<super::Severity> {
     unspanned(super::Severity::None)

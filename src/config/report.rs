@@ -163,7 +163,11 @@ pub(super) fn mapping_table(c: &Config) -> String {
             if i + 1 == cells.len() {
                 l.push_str(cell);
             } else {
-                let _ = write!(l, "{cell:<w$}  ");
+                // Padded by hand: a width in `{:<w$}` above u16::MAX panics, and a
+                // config may hold a cell that long.
+                l.push_str(cell);
+                let pad = w.saturating_sub(cell.chars().count()) + 2;
+                l.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(l.trim_end());

@@ -48,6 +48,29 @@ impl PvName {
         Ok(())
     }
 
+    /// Whether `s` passes [`PvName`]'s checks; `const`, so that a name fixed in the source
+    /// is checked while compiling (`const _: () = assert!(PvName::is_valid(NAME));`).
+    pub const fn is_valid(s: &str) -> bool {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return false;
+        }
+        let mut rest = s.as_bytes();
+        while let [c, tail @ ..] = rest {
+            if !(c.is_ascii_alphanumeric() || is_extra_char(*c)) {
+                return false;
+            }
+            rest = tail;
+        }
+        true
+    }
+
+    /// A name that is a constant of this crate, checked at compile time with
+    /// [`PvName::is_valid`] next to its definition (see `config::DEFAULT_ACK_SUFFIX`).
+    pub(crate) fn from_const(s: &'static str) -> PvName {
+        debug_assert!(Self::is_valid(s), "{s}");
+        PvName(s.to_string())
+    }
+
     /// Joins a prefix (which may be empty) and a name.
     pub fn with_prefix(prefix: &PvName, name: &PvName) -> PvName {
         PvName(format!("{}{}", prefix.0, name.0))
@@ -103,6 +126,17 @@ impl TryFrom<String> for PvNamePart {
         PvName::check(&s, true)?;
         Ok(PvNamePart(PvName(s)))
     }
+}
+
+const fn is_extra_char(c: u8) -> bool {
+    let mut rest = PvName::EXTRA_CHARS.as_bytes();
+    while let [x, tail @ ..] = rest {
+        if *x == c {
+            return true;
+        }
+        rest = tail;
+    }
+    false
 }
 
 fn describe_char(c: char) -> String {
@@ -403,7 +437,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(bad)?;
-    let (num, unit) = t.split_at(split);
+    let (num, unit) = t.split_at_checked(split).ok_or_else(bad)?;
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
@@ -471,6 +505,15 @@ mod tests {
             "PV name is empty"
         );
         assert!(PvPrefix::try_from(String::new()).is_ok());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+        /// The compile-time check and the deserializing check agree on every name.
+        #[test]
+        fn const_check_agrees_with_try_from(s in "[a-zA-Z0-9_+:.;<>{}/ ,\"é\\[\\]-]{0,260}") {
+            proptest::prop_assert_eq!(PvName::is_valid(&s), PvName::try_from(s.clone()).is_ok());
+        }
     }
 
     #[test]

@@ -549,7 +549,7 @@ fn user(v: &mut Validator<'_>, key: String, u: Spanned<RawUser>) -> Option<User>
 /// Checks a two-entry choice list.
 fn choices(v: &mut Validator<'_>, c: &Spanned<Vec<String>>, key: &str) -> Option<[String; 2]> {
     let list = c.get_ref();
-    if list.len() != 2 {
+    let [first, second] = list.as_slice() else {
         v.err(
             c.span(),
             key,
@@ -559,20 +559,20 @@ fn choices(v: &mut Validator<'_>, c: &Spanned<Vec<String>>, key: &str) -> Option
             ),
         );
         return None;
-    }
+    };
     if list.iter().any(|s| s.trim().is_empty()) {
         v.err(c.span(), key, "choices must not be empty strings");
         return None;
     }
-    if list[0] == list[1] {
+    if first == second {
         v.err(
             c.span(),
             key,
-            format!("both choices are `{}`: they must differ", list[0]),
+            format!("both choices are `{first}`: they must differ"),
         );
         return None;
     }
-    Some([list[0].clone(), list[1].clone()])
+    Some([first.clone(), second.clone()])
 }
 
 struct PvContext<'a> {
@@ -610,8 +610,7 @@ fn ordered(
         .iter()
         .filter_map(|(n, x)| x.map(|x| (*n, x)))
         .collect();
-    for pair in present.windows(2) {
-        let ((a, x), (b, y)) = (pair[0], pair[1]);
+    for (&(a, x), &(b, y)) in present.iter().zip(present.iter().skip(1)) {
         if x > y {
             v.err(
                 span.clone(),

@@ -10,6 +10,8 @@
 //! - A client's put on a writable PV arrives as [`PvEvent::Put`] with a [`PutRequest`] on
 //!   the receiver given by [`event_channel`]; complete it later, from any thread, through
 //!   its [`PutCompletion`]. First-connect and last-disconnect arrive on the same channel.
+//!   [`event_channel_with`] caps what puts may size ([`PutLimits`]): past a cap a put is
+//!   refused in the pvxs callback, which never blocks.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mxpva::pva::PvaError> {
@@ -38,7 +40,10 @@ mod value;
 pub use error::PvaError;
 pub use put::{Credentials, PutCompletion, PutRequest};
 pub use server::{Server, ServerConfig, ServerInfo};
-pub use shared_pv::{event_channel, Access, EventReceiver, EventSender, PvEvent, SharedPv};
+pub use shared_pv::{
+    event_channel, event_channel_with, Access, EventReceiver, EventSender, PutLimits, PvEvent,
+    SharedPv,
+};
 pub use table::{Column, TablePv, TableUpdate};
 pub use value::{
     Alarm, AlarmStatus, Control, Display, DisplayForm, NtValue, PvType, ScalarType, Severity,

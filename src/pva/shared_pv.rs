@@ -1,5 +1,6 @@
 //! One served PV, and the events pvxs callbacks send to Rust.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cxx::UniquePtr;
@@ -30,14 +31,132 @@ pub enum PvEvent {
     Disconnected { pv: Arc<str> },
 }
 
-/// Where PVs send their events; one sender may serve many PVs.
-pub type EventSender = mpsc::UnboundedSender<PvEvent>;
-pub type EventReceiver = mpsc::UnboundedReceiver<PvEvent>;
+/// Caps on what clients' puts may size, checked in the pvxs callback before a put is
+/// queued: past a cap the put is refused at once, without blocking the callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutLimits {
+    /// Puts received and not yet taken from the [`EventReceiver`].
+    pub max_queued: usize,
+    /// Elements in an array value.
+    pub max_array_length: usize,
+    /// Bytes (UTF-8) in a string value, or in any element of a string array.
+    pub max_string_length: usize,
+}
 
-/// A channel for [`PvEvent`]s. Unbounded, because pvxs callbacks must never block; it
-/// carries only puts and connection changes, which clients pace.
+impl Default for PutLimits {
+    fn default() -> Self {
+        PutLimits {
+            max_queued: 4_096,
+            max_array_length: 100_000,
+            max_string_length: 65_536,
+        }
+    }
+}
+
+/// Where PVs send their events; one sender (cloned) may serve many PVs.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    tx: mpsc::UnboundedSender<PvEvent>,
+    /// Puts sent and not yet received.
+    queued: Arc<AtomicUsize>,
+    limits: PutLimits,
+}
+
+/// Receives [`PvEvent`]s.
+#[derive(Debug)]
+pub struct EventReceiver {
+    rx: mpsc::UnboundedReceiver<PvEvent>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl EventReceiver {
+    /// The next event; `None` when every sender is gone. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<PvEvent> {
+        let ev = self.rx.recv().await?;
+        self.taken(&ev);
+        Some(ev)
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Result<PvEvent, mpsc::error::TryRecvError> {
+        let ev = self.rx.try_recv()?;
+        self.taken(&ev);
+        Ok(ev)
+    }
+
+    fn taken(&self, ev: &PvEvent) {
+        if matches!(ev, PvEvent::Put(_)) {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl EventSender {
+    /// Takes a place in the queue for one put; `false` when `max_queued` are waiting.
+    fn reserve_put(&self) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limits.max_queued).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Sends `ev`; `false` when the receiver is gone (the event is dropped).
+    fn send(&self, ev: PvEvent) -> bool {
+        self.tx.send(ev).is_ok()
+    }
+}
+
+/// A channel for [`PvEvent`]s with the default [`PutLimits`].
 pub fn event_channel() -> (EventSender, EventReceiver) {
-    mpsc::unbounded_channel()
+    event_channel_with(PutLimits::default())
+}
+
+/// A channel for [`PvEvent`]s. pvxs callbacks must never block: the channel itself is
+/// unbounded, and puts past `limits.max_queued` are refused in the callback instead.
+/// Connection changes always get through (one per PV per first connect / last leave).
+pub fn event_channel_with(limits: PutLimits) -> (EventSender, EventReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        EventSender {
+            tx,
+            queued: queued.clone(),
+            limits,
+        },
+        EventReceiver { rx, queued },
+    )
+}
+
+/// Why a put value is larger than `limits` allow, if it is.
+fn oversized(pv: &str, value: &NtValue, limits: &PutLimits) -> Option<String> {
+    let string_cap = |i: Option<usize>, s: &str| {
+        (s.len() > limits.max_string_length).then(|| {
+            let at = i.map(|i| format!("element {i}: ")).unwrap_or_default();
+            format!(
+                "{pv}: {at}string of {} bytes exceeds [limits] max_string_length {}: put refused",
+                s.len(),
+                limits.max_string_length
+            )
+        })
+    };
+    if let NtValue::String(s) = value {
+        return string_cap(None, s);
+    }
+    let n = value.len();
+    if n > limits.max_array_length {
+        return Some(format!(
+            "{pv}: array of {n} elements exceeds [limits] max_array_length {}: put refused",
+            limits.max_array_length
+        ));
+    }
+    match value {
+        NtValue::StringArray(v) => v
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| string_cap(Some(i), s)),
+        _ => None,
+    }
 }
 
 /// What the C++ callbacks of one PV carry back into Rust.
@@ -77,9 +196,26 @@ pub(crate) fn on_put(ctx: &PvContext, put: WirePut, op: UniquePtr<PutOp>) {
         completion.complete(Err(format!("{}: unsupported value type", ctx.name)));
         return;
     };
+    let value = put.has_value.then(|| NtValue::from_wire(ty, put.data));
+    if let Some(refusal) = value
+        .as_ref()
+        .and_then(|v| oversized(&ctx.name, v, &ctx.events.limits))
+    {
+        tracing::debug!(pv = %ctx.name, peer = %put.peer, %refusal, "put refused");
+        completion.complete(Err(refusal));
+        return;
+    }
+    if !ctx.events.reserve_put() {
+        let max = ctx.events.limits.max_queued;
+        completion.complete(Err(format!(
+            "{}: {max} puts already wait for the bridge ([limits] max_puts_queued {max}): put refused",
+            ctx.name
+        )));
+        return;
+    }
     let request = PutRequest {
         pv: ctx.name.clone(),
-        value: put.has_value.then(|| NtValue::from_wire(ty, put.data)),
+        value,
         marked: put.marked,
         credentials: Credentials {
             peer: put.peer,
@@ -91,7 +227,9 @@ pub(crate) fn on_put(ctx: &PvContext, put: WirePut, op: UniquePtr<PutOp>) {
     };
     // If nobody listens any more, the request (and its completion) is dropped here, which
     // answers the client with an error.
-    let _ = ctx.events.send(PvEvent::Put(request));
+    if !ctx.events.send(PvEvent::Put(request)) {
+        ctx.events.queued.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Called by pvxs on its worker thread: must not block, must not panic.
@@ -250,5 +388,66 @@ impl SharedPv {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(pv: &str) -> PvEvent {
+        PvEvent::Put(PutRequest {
+            pv: Arc::from(pv),
+            value: None,
+            marked: Vec::new(),
+            credentials: Credentials::default(),
+            completion: PutCompletion::new(UniquePtr::null()),
+        })
+    }
+
+    #[tokio::test]
+    async fn puts_past_max_queued_are_refused_and_connections_still_pass() {
+        let limits = PutLimits {
+            max_queued: 2,
+            ..PutLimits::default()
+        };
+        let (tx, mut rx) = event_channel_with(limits);
+        for _ in 0..2 {
+            assert!(tx.reserve_put());
+            assert!(tx.send(put("X")));
+        }
+        assert!(!tx.reserve_put(), "a third put fits in a queue of 2");
+        assert!(tx.send(PvEvent::Connected { pv: "X".into() }));
+        assert!(matches!(rx.recv().await, Some(PvEvent::Put(_))));
+        assert!(tx.reserve_put(), "a taken put frees its place");
+        assert!(!tx.reserve_put());
+        assert!(matches!(rx.try_recv(), Ok(PvEvent::Put(_))));
+        assert!(matches!(rx.recv().await, Some(PvEvent::Connected { .. })));
+        assert_eq!(tx.queued.load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn oversized_puts_name_the_pv_the_size_and_the_cap() {
+        let limits = PutLimits {
+            max_queued: 1,
+            max_array_length: 3,
+            max_string_length: 4,
+        };
+        let check = |v: NtValue| oversized("P", &v, &limits);
+        assert_eq!(check(NtValue::String("abcd".into())), None);
+        assert_eq!(
+            check(NtValue::String("abcdé".into())).unwrap(),
+            "P: string of 6 bytes exceeds [limits] max_string_length 4: put refused"
+        );
+        assert_eq!(check(NtValue::Float64Array(vec![0.0; 3])), None);
+        assert_eq!(
+            check(NtValue::Float64Array(vec![0.0; 4])).unwrap(),
+            "P: array of 4 elements exceeds [limits] max_array_length 3: put refused"
+        );
+        assert_eq!(
+            check(NtValue::StringArray(vec!["a".into(), "abcde".into()])).unwrap(),
+            "P: element 1: string of 5 bytes exceeds [limits] max_string_length 4: put refused"
+        );
+        assert_eq!(check(NtValue::Float64(1e300)), None);
     }
 }

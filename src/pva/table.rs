@@ -133,7 +133,7 @@ impl TablePv {
                     c.name
                 )));
             }
-            if columns[..i].iter().any(|o| o.name == c.name) {
+            if columns.iter().take(i).any(|o| o.name == c.name) {
                 return Err(invalid(format!("duplicate column `{}`", c.name)));
             }
         }

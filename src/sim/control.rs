@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tonic::{Request, Response, Status};
 
+use super::config::AttrDef;
 use super::gateway_svc::{authorize, data_change, push_outcome};
 use super::session::{SimSession, State};
 use super::world::{coerce, parse_text};
@@ -47,45 +48,43 @@ impl SimHandle {
         &self.core.galaxy
     }
 
-    fn attr(&self, reference: &str) -> Result<usize, String> {
+    fn attr(&self, reference: &str) -> Result<(usize, &AttrDef), String> {
         self.core
             .galaxy
-            .attribute_index(reference)
+            .attribute(reference)
             .ok_or_else(|| format!("{reference} is not an attribute of the simulated Galaxy"))
     }
 
     /// Set an attribute's value and hold it there (dynamics pause) until
     /// [`SimHandle::release_value`]. The value is converted to the attribute's type.
     pub fn set_value(&self, reference: &str, value: MxValue) -> Result<(), String> {
-        let a = self.attr(reference)?;
-        let def = &self.core.galaxy.attributes[a];
+        let (a, def) = self.attr(reference)?;
         let v = coerce(&value, def.data_type, def.array_length)
             .map_err(|s: MxStatus| s.diagnostic_text)?;
-        let mut w = self.core.world.lock().unwrap();
-        w.attrs[a].held_value = true;
+        let mut w = self.core.world.lock();
+        w.hold_value(a, true);
         w.store(a, v, SystemTime::now());
         Ok(())
     }
 
     /// Like [`SimHandle::set_value`], from text (arrays: comma-separated).
     pub fn set_value_text(&self, reference: &str, text: &str) -> Result<(), String> {
-        let a = self.attr(reference)?;
-        let def = &self.core.galaxy.attributes[a];
+        let (_, def) = self.attr(reference)?;
         let v = parse_text(text, def.data_type, def.array_length)?;
         self.set_value(reference, v)
     }
 
     /// Let the attribute's dynamics drive it again.
     pub fn release_value(&self, reference: &str) -> Result<(), String> {
-        let a = self.attr(reference)?;
-        self.core.world.lock().unwrap().attrs[a].held_value = false;
+        let (a, _) = self.attr(reference)?;
+        self.core.world.lock().hold_value(a, false);
         Ok(())
     }
 
     /// Hold an attribute's quality (None: back to the configured behaviour).
     pub fn set_quality(&self, reference: &str, quality: Option<Quality>) -> Result<(), String> {
-        let a = self.attr(reference)?;
-        self.core.world.lock().unwrap().set_quality(a, quality);
+        let (a, _) = self.attr(reference)?;
+        self.core.world.lock().set_quality(a, quality);
         Ok(())
     }
 
@@ -94,7 +93,7 @@ impl SimHandle {
         let i = g
             .alarm_index(reference)
             .ok_or_else(|| format!("{reference} is not an alarm of the simulated Galaxy"))?;
-        let mut w = self.core.world.lock().unwrap();
+        let mut w = self.core.world.lock();
         for t in w.force_alarm(g, i, forced) {
             let _ = self.core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
         }
@@ -118,7 +117,7 @@ impl SimHandle {
 
     /// A new deploy: bumps the deploy time and emits a DeployEvent. Returns its sequence.
     pub fn deploy(&self) -> u64 {
-        let mut d = self.core.deploy.lock().unwrap();
+        let mut d = self.core.deploy.lock();
         d.sequence += 1;
         d.time = SystemTime::now();
         let ev = super::galaxy_svc::deploy_event(&self.core, d.sequence, d.time);
@@ -130,7 +129,7 @@ impl SimHandle {
         self.core
             .stalled
             .store(faults.stall_events, Ordering::Relaxed);
-        *self.core.faults.lock().unwrap() = faults;
+        *self.core.faults.lock() = faults;
     }
 
     pub fn faults(&self) -> Faults {
@@ -141,7 +140,6 @@ impl SimHandle {
         self.core
             .sessions
             .lock()
-            .unwrap()
             .values()
             .filter(|s| id.is_none_or(|i| s.id == i))
             .cloned()
@@ -173,21 +171,15 @@ impl SimHandle {
 
     /// Act as a gateway restart: every session is forgotten and every stream ends.
     pub fn restart(&self) {
-        let sessions: Vec<Arc<SimSession>> = self
-            .core
-            .sessions
-            .lock()
-            .unwrap()
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
+        let sessions: Vec<Arc<SimSession>> =
+            self.core.sessions.lock().drain().map(|(_, s)| s).collect();
         for s in sessions {
-            s.handles.lock().unwrap().state = State::Closed;
+            s.handles.lock().state = State::Closed;
             s.kill_subscriber(Status::unavailable("the gateway restarted"));
         }
         let _ = self.core.alarm_tx.send(AlarmNews::Restart);
         self.core.epoch.send_modify(|e| *e += 1);
-        self.core.deploy.lock().unwrap().sequence = 1;
+        self.core.deploy.lock().sequence = 1;
     }
 
     /// The sessions the simulator holds.
@@ -197,7 +189,7 @@ impl SimHandle {
             .iter()
             .map(|s| {
                 let (state, items) = {
-                    let h = s.handles.lock().unwrap();
+                    let h = s.handles.lock();
                     (
                         match &h.state {
                             State::Ready => "Ready".to_string(),
@@ -207,7 +199,7 @@ impl SimHandle {
                         h.items.len(),
                     )
                 };
-                let log = s.log.lock().unwrap();
+                let log = s.log.lock();
                 SessionStats {
                     session_id: s.id.clone(),
                     client_session_name: s.name.clone(),
@@ -245,6 +237,12 @@ impl SimHandle {
         if !(rate_per_s.is_finite() && rate_per_s > 0.0) {
             return Err(format!("rate {rate_per_s} is not a positive number"));
         }
+        // The last event is due count / rate seconds after the start: that must be a time.
+        if Duration::try_from_secs_f64(count as f64 / rate_per_s).is_err() {
+            return Err(format!(
+                "rate {rate_per_s:e} is too low: {count} events would take longer than any timer"
+            ));
+        }
         self.emit(session_id, count, Pace::Rate(rate_per_s)).await
     }
 
@@ -255,7 +253,7 @@ impl SimHandle {
             .next()
             .ok_or_else(|| format!("no session {session_id}"))?;
         let items: Vec<(i32, i32)> = {
-            let h = sess.handles.lock().unwrap();
+            let h = sess.handles.lock();
             let mut v: Vec<(i32, i32)> = h
                 .items
                 .iter()
@@ -301,11 +299,13 @@ impl SimHandle {
                     }
                 }
                 Pace::Rate(rate) => {
-                    // The events due by now; when none is, sleep until the next one is.
+                    // The events due by now; when none is, sleep until the next one is
+                    // (`due` passes `sent` at (sent + 1) / rate seconds).
                     let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(count);
                     if due <= sent {
-                        let next = Duration::from_secs_f64(sent as f64 / rate);
-                        tokio::time::sleep_until(start + next).await;
+                        let next = Duration::try_from_secs_f64((sent + 1) as f64 / rate)
+                            .unwrap_or(Duration::MAX);
+                        tokio::time::sleep(next.saturating_sub(start.elapsed())).await;
                         continue;
                     }
                     n = n.min((due - sent) as usize);
@@ -316,8 +316,9 @@ impl SimHandle {
             let base = sent;
             let mut k = 0u64;
             let outcome = sess.push_with(n, |_| {
+                // Never past the end: the index is taken modulo the (non-empty) length.
                 let idx = ((base + k) % template.len() as u64) as usize;
-                let mut e = template[idx].clone();
+                let mut e = template.get(idx).cloned().unwrap_or_default();
                 if let Some(v) = e.value.as_mut() {
                     v.kind = Some(crate::gateway::pb::gw::mx_value::Kind::DoubleValue(
                         (base + k) as f64,
@@ -333,7 +334,7 @@ impl SimHandle {
                 tokio::task::yield_now().await;
             }
         }
-        let last = sess.log.lock().unwrap().next_seq - 1;
+        let last = sess.log.lock().next_seq - 1;
         Ok(last)
     }
 }
@@ -570,5 +571,27 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
             })
             .collect();
         Ok(Response::new(cpb::ListSessionsReply { sessions }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimOptions;
+
+    #[tokio::test]
+    async fn a_rate_too_low_for_any_timer_is_refused() {
+        let sim = SimHandle::new(Galaxy::demo(), SimOptions::default());
+        let e = sim.burst_at_rate("no-such-session", 10, 1e-300).await;
+        assert_eq!(
+            e,
+            Err("rate 1e-300 is too low: 10 events would take longer than any timer".into())
+        );
+        // A rate that is merely slow is taken; then the unknown session is the problem.
+        let e = sim.burst_at_rate("no-such-session", 10, 1e-6).await;
+        assert!(
+            e.as_ref().is_err_and(|e| e.contains("no-such-session")),
+            "{e:?}"
+        );
     }
 }

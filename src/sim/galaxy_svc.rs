@@ -30,7 +30,7 @@ fn sort_key(o: &GalaxyObject) -> (bool, String) {
 impl GalaxySvc {
     pub fn new(core: Arc<Core>) -> Self {
         let g = &core.galaxy;
-        let id_of = |i: Option<usize>| i.map(|i| g.objects[i].gobject_id).unwrap_or(0);
+        let id_of = |i: Option<usize>| i.and_then(|i| g.objects.get(i)).map_or(0, |o| o.gobject_id);
         let all: Vec<GalaxyObject> = g
             .objects
             .iter()
@@ -38,24 +38,21 @@ impl GalaxySvc {
                 let mut attributes: Vec<GalaxyAttribute> = o
                     .attributes
                     .iter()
-                    .map(|&a| {
-                        let d = &g.attributes[a];
-                        GalaxyAttribute {
-                            name: d.name.clone(),
-                            full_tag_reference: d.reference.clone(),
-                            data_type: d.data_type,
-                            is_array: d.array_length.is_some(),
-                            array_dimension: d.array_length.map(|n| n as i32).unwrap_or(0),
-                            security: d.security,
-                            is_historized: d.historized,
-                            is_alarm: false,
-                            eng_units: d.eng_units.clone(),
-                            description: d.description.clone(),
-                        }
+                    .filter_map(|&a| g.attributes.get(a))
+                    .map(|d| GalaxyAttribute {
+                        name: d.name.clone(),
+                        full_tag_reference: d.reference.clone(),
+                        data_type: d.data_type,
+                        is_array: d.array_length.is_some(),
+                        array_dimension: d.array_length.map(|n| n as i32).unwrap_or(0),
+                        security: d.security,
+                        is_historized: d.historized,
+                        is_alarm: false,
+                        eng_units: d.eng_units.clone(),
+                        description: d.description.clone(),
                     })
                     .collect();
-                attributes.extend(o.alarms.iter().map(|&al| {
-                    let d = &g.alarms[al];
+                attributes.extend(o.alarms.iter().filter_map(|&al| g.alarms.get(al)).map(|d| {
                     GalaxyAttribute {
                         name: d.name.clone(),
                         full_tag_reference: d.short_reference.clone(),
@@ -89,25 +86,23 @@ impl GalaxySvc {
             .collect();
         let mut objects = Vec::with_capacity(all.len());
         let mut depth = Vec::with_capacity(all.len());
-        fn visit(
-            all: &[GalaxyObject],
-            parent: i32,
-            d: usize,
-            out: &mut Vec<GalaxyObject>,
-            depth: &mut Vec<usize>,
-        ) {
+        // Depth first, children sorted; with an explicit stack, so that a deeply nested
+        // Galaxy file cannot overflow the thread's stack.
+        let children = |parent: i32| {
             let mut kids: Vec<&GalaxyObject> = all
                 .iter()
                 .filter(|o| o.parent_gobject_id == parent)
                 .collect();
             kids.sort_by_key(|o| sort_key(o));
-            for k in kids {
-                out.push(k.clone());
-                depth.push(d);
-                visit(all, k.gobject_id, d + 1, out, depth);
-            }
+            kids
+        };
+        let mut stack: Vec<(&GalaxyObject, usize)> =
+            children(0).into_iter().rev().map(|k| (k, 0)).collect();
+        while let Some((o, d)) = stack.pop() {
+            objects.push(o.clone());
+            depth.push(d);
+            stack.extend(children(o.gobject_id).into_iter().rev().map(|k| (k, d + 1)));
         }
-        visit(&all, 0, 0, &mut objects, &mut depth);
         GalaxySvc {
             core,
             objects,
@@ -120,27 +115,33 @@ impl GalaxySvc {
     }
 
     fn deploy_sequence(&self) -> u64 {
-        self.core.deploy.lock().unwrap().sequence
+        self.core.deploy.lock().sequence
     }
 
-    fn find(&self, pred: impl Fn(&GalaxyObject) -> bool, what: String) -> Result<usize, Status> {
+    /// The first object (in hierarchy order) that `pred` picks, with its index.
+    fn find(
+        &self,
+        pred: impl Fn(&GalaxyObject) -> bool,
+        what: String,
+    ) -> Result<(usize, &GalaxyObject), Status> {
         self.objects
             .iter()
-            .position(pred)
+            .enumerate()
+            .find(|(_, o)| pred(o))
             .ok_or_else(|| Status::not_found(format!("{what} is not in the Galaxy")))
     }
 
-    fn resolve_path(&self, path: &str) -> Result<usize, Status> {
+    fn resolve_path(&self, path: &str) -> Result<(usize, &GalaxyObject), Status> {
         // A contained path: area names and contained names joined by '.' or '/'.
         let mut parent = 0;
         let mut found = None;
         for part in path.split(['.', '/']).filter(|p| !p.is_empty()) {
-            let i = self.find(
+            let (i, o) = self.find(
                 |o| o.parent_gobject_id == parent && o.contained_name.eq_ignore_ascii_case(part),
                 format!("contained path {path}"),
             )?;
-            parent = self.objects[i].gobject_id;
-            found = Some(i);
+            parent = o.gobject_id;
+            found = Some((i, o));
         }
         found.ok_or_else(|| Status::invalid_argument("empty contained path"))
     }
@@ -151,23 +152,28 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.to_lowercase().chars().collect();
     let t: Vec<char> = text.to_lowercase().chars().collect();
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+    while let Some(&tc) = t.get(ti) {
+        match p.get(pi) {
+            Some(&pc) if pc == '?' || pc == tc => {
+                pi += 1;
+                ti += 1;
+            }
+            Some('*') => {
+                star = Some(pi);
+                mark = ti;
+                pi += 1;
+            }
+            _ => {
+                let Some(s) = star else {
+                    return false;
+                };
+                pi = s + 1;
+                mark += 1;
+                ti = mark;
+            }
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while p.get(pi) == Some(&'*') {
         pi += 1;
     }
     pi == p.len()
@@ -257,16 +263,16 @@ fn page<T: Clone>(
             )),
         }
     };
-    if offset > items.len() {
-        return Err(Status::invalid_argument("page_token is past the end"));
-    }
-    let end = (offset + size).min(items.len());
+    let end = offset.saturating_add(size).min(items.len());
+    let page = items
+        .get(offset..end)
+        .ok_or_else(|| Status::invalid_argument("page_token is past the end"))?;
     let next = if end < items.len() {
         format!("{kind}:{seq}:{fp:x}:{end}")
     } else {
         String::new()
     };
-    Ok((items[offset..end].to_vec(), next))
+    Ok((page.to_vec(), next))
 }
 
 #[tonic::async_trait]
@@ -284,7 +290,7 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         request: Request<gpb::GetLastDeployTimeRequest>,
     ) -> Result<Response<gpb::GetLastDeployTimeReply>, Status> {
         authorize(&self.core, request.metadata(), "metadata:read")?;
-        let t = self.core.deploy.lock().unwrap().time;
+        let t = self.core.deploy.lock().time;
         Ok(Response::new(gpb::GetLastDeployTimeReply {
             time_of_last_deploy: Some(time_to_pb(t)),
         }))
@@ -300,7 +306,7 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         let (start, end, base_depth) = match &r.root {
             None => (0, self.objects.len(), 0),
             Some(root) => {
-                let i = match root {
+                let (i, _) = match root {
                     Root::RootGobjectId(id) => {
                         self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?
                     }
@@ -310,18 +316,28 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
                     )?,
                     Root::RootContainedPath(p) => self.resolve_path(p)?,
                 };
-                let d = self.depth[i];
-                let end = (i + 1..self.objects.len())
-                    .find(|&j| self.depth[j] <= d)
-                    .unwrap_or(self.objects.len());
+                let d = self.depth.get(i).copied().unwrap_or_default();
+                // The subtree ends at the next object no deeper than the root.
+                let end = self
+                    .depth
+                    .iter()
+                    .enumerate()
+                    .skip(i + 1)
+                    .find(|&(_, &dj)| dj <= d)
+                    .map_or(self.objects.len(), |(j, _)| j);
                 (i, end, d)
             }
         };
         let max_depth = r.max_depth.map(|d| d.max(0) as usize);
         let f = filters!(r);
-        let selected: Vec<gpb::GalaxyObject> = (start..end)
-            .filter(|&i| max_depth.is_none_or(|m| self.depth[i] - base_depth <= m))
-            .map(|i| &self.objects[i])
+        let selected: Vec<gpb::GalaxyObject> = self
+            .objects
+            .iter()
+            .zip(&self.depth)
+            .take(end)
+            .skip(start)
+            .filter(|(_, &d)| max_depth.is_none_or(|m| d.saturating_sub(base_depth) <= m))
+            .map(|(o, _)| o)
             .filter(|o| f.keep(o))
             .map(|o| galaxy_object_to_pb(o, r.include_attributes))
             .collect();
@@ -361,7 +377,7 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
             .transpose()
             .map_err(|e| Status::invalid_argument(format!("last_seen_deploy_time: {e}")))?;
         let (current, rx) = {
-            let d = self.core.deploy.lock().unwrap();
+            let d = self.core.deploy.lock();
             (
                 self.deploy_event(d.sequence, d.time),
                 self.core.deploy_tx.subscribe(),
@@ -416,17 +432,19 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         let parent_id = match &r.parent {
             None | Some(Parent::ParentGobjectId(0)) => 0,
             Some(Parent::ParentGobjectId(id)) => {
-                self.objects[self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?]
+                self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?
+                    .1
                     .gobject_id
             }
             Some(Parent::ParentTagName(t)) => {
-                self.objects[self.find(
+                self.find(
                     |o| o.tag_name.eq_ignore_ascii_case(t),
                     format!("object {t}"),
-                )?]
+                )?
+                .1
                 .gobject_id
             }
-            Some(Parent::ParentContainedPath(p)) => self.objects[self.resolve_path(p)?].gobject_id,
+            Some(Parent::ParentContainedPath(p)) => self.resolve_path(p)?.1.gobject_id,
         };
         let f = filters!(r);
         let include = r.include_attributes.unwrap_or(true);
@@ -484,7 +502,7 @@ pub(crate) fn deploy_event(
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, page};
 
     #[test]
     fn globs() {
@@ -493,5 +511,25 @@ mod tests {
         assert!(!glob_match("Pump", "Pump001"));
         assert!(glob_match("*", ""));
         assert!(glob_match("*01", "Tank001"));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+        assert!(!glob_match("a*b", "aXc"));
+        assert!(glob_match("**?", "\u{e9}"));
+        assert!(!glob_match("?", ""));
+    }
+
+    #[test]
+    fn a_page_token_past_the_end_is_invalid_argument() {
+        let items = [1, 2, 3];
+        let (first, next) = page(&items, 2, 100, "", "k", 1, 0xab).unwrap();
+        assert_eq!((first, next.as_str()), (vec![1, 2], "k:1:ab:2"));
+        let (rest, next) = page(&items, 2, 100, "k:1:ab:2", "k", 1, 0xab).unwrap();
+        assert_eq!((rest, next.as_str()), (vec![3], ""));
+        for token in ["k:1:ab:4", &format!("k:1:ab:{}", usize::MAX)] {
+            let e = page(&items, 5000, 100, token, "k", 1, 0xab).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{token}");
+            assert_eq!(e.message(), "page_token is past the end");
+        }
+        let e = page(&items, 2, 100, "k:1:ab:-1", "k", 1, 0xab).unwrap_err();
+        assert_eq!(e.message(), "malformed page_token");
     }
 }

@@ -290,8 +290,7 @@ pub(crate) fn resolve(core: &Core, reference: &str) -> Result<Target, String> {
             format!("{reference} is not Object.Attribute"),
         ));
     }
-    if let Some(a) = g.attribute_index(base) {
-        let def = &g.attributes[a];
+    if let Some((a, def)) = g.attribute(base) {
         return Ok(match (def.array_length, index) {
             (None, None) => Target::Scalar(a),
             (None, Some(_)) => Target::Unresolved(
@@ -338,12 +337,34 @@ pub(crate) fn read_target(
     t: &Target,
 ) -> (MxValue, MxDataType, Quality, SystemTime, u64, Vec<MxStatus>) {
     let g = &core.galaxy;
+    let unresolved = |d: i32, text: String| {
+        (
+            MxValue::Null,
+            MxDataType::Unknown,
+            Quality::BAD_CONFIG_ERROR,
+            SystemTime::now(),
+            0,
+            vec![MxStatus::failure(
+                MxStatusCategory::ConfigurationError,
+                d,
+                text,
+            )],
+        )
+    };
+    let missing = |what: &str, i: usize| {
+        unresolved(
+            detail::INVALID_REFERENCE,
+            format!("{what} {i} is not in the simulated Galaxy"),
+        )
+    };
     match t {
         Target::Scalar(a) | Target::Whole(a) => {
-            let rt = &w.attrs[*a];
+            let (Some(rt), Some(def)) = (w.attrs.get(*a), g.attributes.get(*a)) else {
+                return missing("attribute", *a);
+            };
             (
                 rt.value.clone(),
-                g.attributes[*a].data_type,
+                def.data_type,
                 rt.quality,
                 rt.time,
                 rt.version,
@@ -351,14 +372,16 @@ pub(crate) fn read_target(
             )
         }
         Target::Element(a, i) => {
-            let rt = &w.attrs[*a];
+            let (Some(rt), Some(def)) = (w.attrs.get(*a), g.attributes.get(*a)) else {
+                return missing("attribute", *a);
+            };
             let v = match &rt.value {
                 MxValue::Array(arr) => arr.get(*i).unwrap_or(MxValue::Null),
                 _ => MxValue::Null,
             };
             (
                 v,
-                g.attributes[*a].data_type,
+                def.data_type,
                 rt.quality,
                 rt.time,
                 rt.version,
@@ -366,7 +389,9 @@ pub(crate) fn read_target(
             )
         }
         Target::Alarm(al) => {
-            let rt = &w.alarms[*al];
+            let Some(rt) = w.alarms.get(*al) else {
+                return missing("alarm", *al);
+            };
             (
                 MxValue::Bool(rt.state.is_active()),
                 MxDataType::Boolean,
@@ -376,18 +401,7 @@ pub(crate) fn read_target(
                 vec![MxStatus::ok()],
             )
         }
-        Target::Unresolved(d, text) => (
-            MxValue::Null,
-            MxDataType::Unknown,
-            Quality::BAD_CONFIG_ERROR,
-            SystemTime::now(),
-            0,
-            vec![MxStatus::failure(
-                MxStatusCategory::ConfigurationError,
-                *d,
-                text.clone(),
-            )],
-        ),
+        Target::Unresolved(d, text) => unresolved(*d, text.clone()),
     }
 }
 
@@ -487,13 +501,13 @@ fn buffered_data_change(
 /// Send due OnDataChange / OnBufferedDataChange events to every session
 /// (called after each tick).
 pub(crate) fn deliver_updates(core: &Core) {
-    let sessions: Vec<Arc<SimSession>> = core.sessions.lock().unwrap().values().cloned().collect();
-    let world = core.world.lock().unwrap();
+    let sessions: Vec<Arc<SimSession>> = core.sessions.lock().values().cloned().collect();
+    let world = core.world.lock();
     let now = Instant::now();
     for s in sessions {
         let mut events = Vec::new();
         {
-            let mut h = s.handles.lock().unwrap();
+            let mut h = s.handles.lock();
             if h.state != State::Ready {
                 continue;
             }
@@ -536,7 +550,8 @@ pub(crate) fn deliver_updates(core: &Core) {
                     let declared = item
                         .target
                         .attribute()
-                        .map(|a| core.galaxy.attributes[a].data_type);
+                        .and_then(|a| core.galaxy.attributes.get(a))
+                        .map(|d| d.data_type);
                     events.push(buffered_data_change(
                         &s.id,
                         server,
@@ -587,7 +602,7 @@ pub(crate) fn start_write(
     let value = value_from_pb(value, &ValueLimits::DEFAULT, true).map_err(Refusal::Invalid)?;
     value.check_sendable().map_err(Refusal::Invalid)?;
     let (reference, target) = {
-        let h = sess.handles.lock().unwrap();
+        let h = sess.handles.lock();
         if !h.servers.contains_key(&server) {
             return Err(invalid_arg(format!("unknown server handle {server}")));
         }
@@ -606,7 +621,8 @@ pub(crate) fn start_write(
     };
     let sec = target
         .attribute()
-        .map(|a| core.galaxy.attributes[a].security);
+        .and_then(|a| core.galaxy.attributes.get(a))
+        .map(|d| d.security);
     who.check_write(&reference, sec).map_err(Refusal::Denied)?;
     let faults = core.faults();
     let hit = reference
@@ -766,7 +782,13 @@ pub(crate) fn apply_write(
         }
         Target::Scalar(a) | Target::Whole(a) | Target::Element(a, _) => *a,
     };
-    let def = &g.attributes[a];
+    let def = g.attributes.get(a).ok_or_else(|| {
+        failure(
+            cfg,
+            detail::INVALID_REFERENCE,
+            format!("attribute {a} is not in the simulated Galaxy"),
+        )
+    })?;
     if !def.writable {
         return Err(failure(
             cfg,
@@ -799,10 +821,10 @@ pub(crate) fn apply_write(
         }
     }
     let time = mode.timestamp.unwrap_or_else(SystemTime::now);
-    let mut w = core.world.lock().unwrap();
+    let mut w = core.world.lock();
     let new = match target {
         Target::Element(_, i) => {
-            let MxValue::Array(arr) = &w.attrs[a].value else {
+            let Some(MxValue::Array(arr)) = w.attrs.get(a).map(|rt| &rt.value) else {
                 return Err(failure(
                     cfg,
                     detail::WRONG_NUMBER_OF_DIMENSIONS,
@@ -864,7 +886,6 @@ impl GatewaySvc {
         self.core
             .sessions
             .lock()
-            .unwrap()
             .get(id)
             .cloned()
             .ok_or_else(|| Status::not_found(format!("session {id:?} not found")))
@@ -880,7 +901,7 @@ impl GatewaySvc {
     ) -> Result<i32, Refusal> {
         who.check_read(reference).map_err(Refusal::Denied)?;
         let target = resolve(&self.core, reference).map_err(invalid_arg)?;
-        let mut h = sess.handles.lock().unwrap();
+        let mut h = sess.handles.lock();
         if !h.servers.contains_key(&server) {
             return Err(invalid_arg(format!("unknown server handle {server}")));
         }
@@ -911,7 +932,7 @@ impl GatewaySvc {
         item: i32,
         f: impl FnOnce(&mut Item) -> T,
     ) -> Result<T, Refusal> {
-        let mut h = sess.handles.lock().unwrap();
+        let mut h = sess.handles.lock();
         if !h.servers.contains_key(&server) {
             return Err(invalid_arg(format!("unknown server handle {server}")));
         }
@@ -949,7 +970,7 @@ impl GatewaySvc {
 
     fn remove_item(sess: &SimSession, server: i32, item: i32) -> Result<(), Refusal> {
         Self::with_item(sess, server, item, |_| ())?;
-        sess.handles.lock().unwrap().items.remove(&item);
+        sess.handles.lock().items.remove(&item);
         Ok(())
     }
 
@@ -999,13 +1020,7 @@ impl GatewaySvc {
         who: &Principal,
         c: pb::ReadBulkCommand,
     ) -> Result<Reply, Refusal> {
-        if !sess
-            .handles
-            .lock()
-            .unwrap()
-            .servers
-            .contains_key(&c.server_handle)
-        {
+        if !sess.handles.lock().servers.contains_key(&c.server_handle) {
             return Err(invalid_arg(format!(
                 "unknown server handle {}",
                 c.server_handle
@@ -1030,7 +1045,7 @@ impl GatewaySvc {
                 continue;
             }
             let cached = {
-                let h = sess.handles.lock().unwrap();
+                let h = sess.handles.lock();
                 h.items
                     .values()
                     .find(|i| {
@@ -1041,7 +1056,8 @@ impl GatewaySvc {
             if let Some(((v, q, t), target)) = cached {
                 let dt = target
                     .attribute()
-                    .map(|a| self.core.galaxy.attributes[a].data_type);
+                    .and_then(|a| self.core.galaxy.attributes.get(a))
+                    .map(|d| d.data_type);
                 results.push(pb::BulkReadResult {
                     tag_address: tag.clone(),
                     was_successful: true,
@@ -1077,7 +1093,7 @@ impl GatewaySvc {
             }
             tokio::time::sleep(wait).await;
             let (v, dt, q, t, _, statuses) =
-                read_target(&self.core, &self.core.world.lock().unwrap(), &target);
+                read_target(&self.core, &self.core.world.lock(), &target);
             if let Target::Unresolved(..) = target {
                 results.push(fail(
                     format!("{tag} does not resolve"),
@@ -1113,7 +1129,7 @@ impl GatewaySvc {
         };
         match payload {
             Payload::Register(c) => {
-                let mut h = sess.handles.lock().unwrap();
+                let mut h = sess.handles.lock();
                 let s = h.next_server;
                 h.next_server += 1;
                 h.servers.insert(s, c.client_name);
@@ -1122,7 +1138,7 @@ impl GatewaySvc {
                 })))
             }
             Payload::Unregister(c) => {
-                let mut h = sess.handles.lock().unwrap();
+                let mut h = sess.handles.lock();
                 if h.servers.remove(&c.server_handle).is_none() {
                     return Err(invalid_arg(format!(
                         "unknown server handle {}",
@@ -1157,13 +1173,7 @@ impl GatewaySvc {
             Payload::WriteSecured(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::WriteSecured2(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::AuthenticateUser(c) => {
-                if !sess
-                    .handles
-                    .lock()
-                    .unwrap()
-                    .servers
-                    .contains_key(&c.server_handle)
-                {
+                if !sess.handles.lock().servers.contains_key(&c.server_handle) {
                     return Err(invalid_arg(format!(
                         "unknown server handle {}",
                         c.server_handle
@@ -1252,7 +1262,7 @@ impl GatewaySvc {
                 } else {
                     c.max_events as usize
                 };
-                let mut log = sess.log.lock().unwrap();
+                let mut log = sess.log.lock();
                 if log.subscriber.is_some() {
                     return Err(Refusal::Invalid(
                         "DrainEvents is not available while an event stream is attached".into(),
@@ -1270,7 +1280,7 @@ impl GatewaySvc {
                 if c.interval_ms == 0 {
                     return Err(invalid_arg("the buffered update interval must be > 0 ms"));
                 }
-                let mut h = sess.handles.lock().unwrap();
+                let mut h = sess.handles.lock();
                 if !h.servers.contains_key(&c.server_handle) {
                     return Err(invalid_arg(format!(
                         "unknown server handle {}",
@@ -1299,7 +1309,6 @@ impl GatewaySvc {
                 let tag = sess
                     .handles
                     .lock()
-                    .unwrap()
                     .items
                     .get(&i)
                     .map(|x| x.reference.clone())
@@ -1472,7 +1481,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
             replay_retention: core.opts.replay_retention,
         };
         let sess = Arc::new(SimSession::new(id.clone(), r.client_session_name, limits));
-        core.sessions.lock().unwrap().insert(id.clone(), sess);
+        core.sessions.lock().insert(id.clone(), sess);
         tracing::debug!(session = %id, "session opened");
         Ok(Response::new(pb::OpenSessionReply {
             protocol_status: protocol(pb::ProtocolStatusCode::Ok, ""),
@@ -1489,11 +1498,11 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
     ) -> Result<Response<pb::CloseSessionReply>, Status> {
         authorize(&self.core, request.metadata(), "session:close")?;
         let id = request.into_inner().session_id;
-        let sess = self.core.sessions.lock().unwrap().remove(&id);
+        let sess = self.core.sessions.lock().remove(&id);
         let Some(sess) = sess else {
             return Err(Status::not_found(format!("session {id:?} not found")));
         };
-        sess.handles.lock().unwrap().state = State::Closed;
+        sess.handles.lock().state = State::Closed;
         sess.kill_subscriber(Status::cancelled("the session was closed"));
         Ok(Response::new(pb::CloseSessionReply {
             protocol_status: protocol(pb::ProtocolStatusCode::Ok, ""),
@@ -1635,7 +1644,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
                 }
             }
         }
-        let mut w = self.core.world.lock().unwrap();
+        let mut w = self.core.world.lock();
         match w.acknowledge(g, i, &r.comment, &r.operator_user) {
             Ok(t) => {
                 let _ = self.core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
@@ -1657,7 +1666,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
         // Snapshot and subscribe under the world lock, so that no transition
         // is both in the snapshot and in the feed, or in neither.
         let (active, rx) = {
-            let w = self.core.world.lock().unwrap();
+            let w = self.core.world.lock();
             (
                 w.active_alarms(&self.core.galaxy),
                 self.core.alarm_tx.subscribe(),
@@ -1724,12 +1733,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
     ) -> Result<Response<Self::QueryActiveAlarmsStream>, Status> {
         authorize(&self.core, request.metadata(), "events:read")?;
         let prefix = request.into_inner().alarm_filter_prefix;
-        let active = self
-            .core
-            .world
-            .lock()
-            .unwrap()
-            .active_alarms(&self.core.galaxy);
+        let active = self.core.world.lock().active_alarms(&self.core.galaxy);
         let items: Vec<Result<pb::ActiveAlarmSnapshot, Status>> = active
             .iter()
             .filter(|a| matches_prefix(&a.reference, &prefix))

@@ -27,18 +27,21 @@
 //! ```
 //!
 //! # Layout
-//! - `config.rs`: the TOML Galaxy schema and its validation.
+//! - `config.rs`: the TOML Galaxy schema; `config/build.rs`: its validation and name
+//!   resolution.
 //! - `world.rs`: live values, dynamics, quality cycles, alarms, write coercion.
 //! - `session.rs`: sessions, handles, event queue and replay buffer.
 //! - `gateway_svc.rs`: the MxAccessGateway service (commands, events, alarms).
 //! - `galaxy_svc.rs`: the GalaxyRepository service.
 //! - `control.rs`: [`SimHandle`] methods and the SimControl service.
 //! - `remote.rs`: [`RemoteSim`], a client of SimControl for a standalone simulator.
+//! - `lock.rs`: the poison-tolerant mutex that guards the shared state.
 
 mod config;
 mod control;
 mod galaxy_svc;
 mod gateway_svc;
+mod lock;
 mod remote;
 mod session;
 mod world;
@@ -46,7 +49,7 @@ mod world;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::TcpListener;
@@ -59,6 +62,7 @@ pub use remote::{RemoteSim, RemoteSimError};
 use crate::gateway::pb::galaxy as gpb;
 use crate::gateway::pb::gw as pb;
 use crate::gateway::AlarmTransition;
+use lock::Mutex;
 use session::SimSession;
 use world::World;
 
@@ -167,6 +171,7 @@ pub fn run_standalone(
         .build()
         .map_err(SimError::Runtime)?;
     rt.block_on(async move {
+        let signals = crate::signals::Signals::install().map_err(SimError::Runtime)?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|error| SimError::Bind {
@@ -182,30 +187,8 @@ pub fn run_standalone(
             tls = opts.tls.is_some(),
             "mxpva sim serving the MXAccess Gateway contract"
         );
-        serve(listener, galaxy, opts, shutdown_signal()).await
+        serve(listener, galaxy, opts, signals.shutdown()).await
     })
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// A message for StreamAlarms subscribers.
@@ -375,7 +358,7 @@ async fn run_dynamics(core: Arc<Core>) {
         if last_dynamics.elapsed() >= core.tick {
             last_dynamics = Instant::now();
             // Publish under the world lock: StreamAlarms snapshots under it too.
-            let mut world = core.world.lock().unwrap();
+            let mut world = core.world.lock();
             for t in world.tick(&core.galaxy) {
                 let _ = core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
             }
@@ -391,25 +374,24 @@ async fn run_sweeper(core: Arc<Core>) {
         let expired: Vec<Arc<SimSession>> = core
             .sessions
             .lock()
-            .unwrap()
             .values()
             .filter(|s| {
-                let attached = s.log.lock().unwrap().subscriber.is_some();
-                !attached && s.handles.lock().unwrap().last_used.elapsed() > core.opts.lease
+                let attached = s.log.lock().subscriber.is_some();
+                !attached && s.handles.lock().last_used.elapsed() > core.opts.lease
             })
             .cloned()
             .collect();
         for s in expired {
             tracing::info!(session = %s.id, "session lease expired");
-            s.handles.lock().unwrap().state = session::State::Closed;
-            core.sessions.lock().unwrap().remove(&s.id);
+            s.handles.lock().state = session::State::Closed;
+            core.sessions.lock().remove(&s.id);
         }
     }
 }
 
 impl Core {
     pub(crate) fn faults(&self) -> Faults {
-        self.faults.lock().unwrap().clone()
+        self.faults.lock().clone()
     }
 
     pub(crate) fn uptime(&self) -> Duration {
@@ -417,7 +399,7 @@ impl Core {
     }
 
     pub(crate) fn session_count(&self) -> usize {
-        self.sessions.lock().unwrap().len()
+        self.sessions.lock().len()
     }
 
     pub(crate) fn is_stalled(&self) -> bool {

@@ -1,7 +1,7 @@
 //! Simulated gateway sessions: MXAccess handles, the bounded event queue and
 //! the replay buffer.
+use super::lock::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
@@ -153,11 +153,11 @@ impl SimSession {
     }
 
     pub fn state(&self) -> State {
-        self.handles.lock().unwrap().state.clone()
+        self.handles.lock().state.clone()
     }
 
     pub fn touch(&self) {
-        self.handles.lock().unwrap().last_used = Instant::now();
+        self.handles.lock().last_used = Instant::now();
     }
 
     /// Publish events built by `make` (given their sequence numbers). Returns
@@ -167,7 +167,7 @@ impl SimSession {
             return Pushed::NotReady;
         }
         let overflow = {
-            let mut log = self.log.lock().unwrap();
+            let mut log = self.log.lock();
             let now = Instant::now();
             let mut overflow = false;
             for _ in 0..count {
@@ -208,7 +208,7 @@ impl SimSession {
     /// Fault the session: the stream ends, commands are refused.
     pub fn fault(&self, reason: &str) {
         {
-            let mut h = self.handles.lock().unwrap();
+            let mut h = self.handles.lock();
             if h.state != State::Ready {
                 return;
             }
@@ -223,7 +223,7 @@ impl SimSession {
     /// End the attached stream (if any) with `status`.
     pub fn kill_subscriber(&self, status: tonic::Status) -> bool {
         let killed = {
-            let mut log = self.log.lock().unwrap();
+            let mut log = self.log.lock();
             match log.subscriber.as_mut() {
                 Some(s) => {
                     s.kill = Some(status);
@@ -242,7 +242,7 @@ impl SimSession {
         &self,
         after: Option<u64>,
     ) -> Result<(u64, VecDeque<pb::MxEvent>), tonic::Status> {
-        let mut log = self.log.lock().unwrap();
+        let mut log = self.log.lock();
         if log.subscriber.is_some() {
             return Err(tonic::Status::failed_precondition(format!(
                 "EventSubscriberAlreadyActive: session {} already has an event subscriber",
@@ -302,7 +302,7 @@ impl SimSession {
     }
 
     pub fn detach(&self, id: u64) {
-        let mut log = self.log.lock().unwrap();
+        let mut log = self.log.lock();
         if log.subscriber.as_ref().is_some_and(|s| s.id == id) {
             log.subscriber = None;
         }
@@ -315,7 +315,7 @@ impl SimSession {
         max: usize,
         out: &mut VecDeque<pb::MxEvent>,
     ) -> Result<(), tonic::Status> {
-        let mut log = self.log.lock().unwrap();
+        let mut log = self.log.lock();
         match log.subscriber.as_mut() {
             Some(s) if s.id == id => {
                 if let Some(k) = s.kill.take() {
@@ -339,6 +339,6 @@ impl SimSession {
     }
 
     pub fn queued(&self) -> usize {
-        self.log.lock().unwrap().queue.len()
+        self.log.lock().queue.len()
     }
 }

@@ -102,11 +102,15 @@ impl World {
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Whether an enable attribute is on; no enable attribute means always on.
     fn bool_of(&self, i: Option<usize>) -> bool {
-        match i.map(|i| &self.attrs[i].value) {
+        let Some(i) = i else {
+            return true;
+        };
+        match self.attrs.get(i).map(|a| &a.value) {
             Some(MxValue::Bool(b)) => *b,
             Some(v) => v.as_f64().unwrap_or(0.0) != 0.0,
-            None => true,
+            None => false,
         }
     }
 
@@ -118,18 +122,25 @@ impl World {
         self.last_tick = now;
         let t = now.duration_since(self.start).as_secs_f64();
         for (i, def) in g.attributes.iter().enumerate() {
-            let old_value = self.attrs[i].value.clone();
-            let old_quality = self.attrs[i].quality;
-            if !self.attrs[i].held_value {
-                let new = self.next_value(g, i, &def.dynamics, t, dt, sys);
-                if let Some(v) = new {
-                    self.attrs[i].value = v;
+            let Some(rt) = self.attrs.get(i) else {
+                continue;
+            };
+            let (old_value, old_quality) = (rt.value.clone(), rt.quality);
+            let (held_value, held_quality) = (rt.held_value, rt.held_quality);
+            if !held_value {
+                if let Some(v) = self.next_value(g, i, t, dt, sys) {
+                    if let Some(rt) = self.attrs.get_mut(i) {
+                        rt.value = v;
+                    }
                 }
                 if let Some(e) = def.enable {
-                    self.attrs[i].prev_enable = self.bool_of(Some(e));
+                    let on = self.bool_of(Some(e));
+                    if let Some(rt) = self.attrs.get_mut(i) {
+                        rt.prev_enable = on;
+                    }
                 }
             }
-            let q = match (&self.attrs[i].held_quality, &def.quality) {
+            let q = match (&held_quality, &def.quality) {
                 (Some(q), _) => *q,
                 (None, Some(c)) => {
                     let phase = t % c.period_s;
@@ -143,10 +154,13 @@ impl World {
                 }
                 (None, None) => Quality::GOOD,
             };
-            self.attrs[i].quality = q;
-            if self.attrs[i].value != old_value || q != old_quality {
-                self.attrs[i].version += 1;
-                self.attrs[i].time = sys;
+            let Some(rt) = self.attrs.get_mut(i) else {
+                continue;
+            };
+            rt.quality = q;
+            if rt.value != old_value || q != old_quality {
+                rt.version += 1;
+                rt.time = sys;
             }
         }
         self.evaluate_alarms(g, sys)
@@ -156,14 +170,15 @@ impl World {
         &mut self,
         g: &Galaxy,
         i: usize,
-        d: &Dynamics,
         t: f64,
         dt: f64,
         sys: SystemTime,
     ) -> Option<MxValue> {
-        let def = &g.attributes[i];
-        let cur = self.attrs[i].value.as_f64().unwrap_or(0.0);
-        let x = match d {
+        let def = g.attributes.get(i)?;
+        let rt = self.attrs.get(i)?;
+        let cur = rt.value.as_f64().unwrap_or(0.0);
+        let (walk, prev_enable) = (rt.walk, rt.prev_enable);
+        let x = match &def.dynamics {
             Dynamics::Constant => return None,
             Dynamics::Ramp { min, max, rate } => {
                 let v = cur + rate * dt;
@@ -180,15 +195,18 @@ impl World {
             } => center + amplitude * (std::f64::consts::TAU * t / period_s).sin(),
             Dynamics::RandomWalk { min, max, step } => {
                 let r = self.random();
-                let w = (self.attrs[i].walk + (r * 2.0 - 1.0) * step).clamp(*min, *max);
-                self.attrs[i].walk = w;
+                let w = (walk + (r * 2.0 - 1.0) * step).clamp(*min, *max);
+                if let Some(rt) = self.attrs.get_mut(i) {
+                    rt.walk = w;
+                }
                 w
             }
             Dynamics::Toggle { period_s } => ((t / period_s).floor() as i64 % 2) as f64,
             Dynamics::Follow { tau_s, noise, .. } => {
                 let target = if self.bool_of(def.enable) {
                     def.source
-                        .and_then(|s| self.attrs[s].value.as_f64())
+                        .and_then(|s| self.attrs.get(s))
+                        .and_then(|a| a.value.as_f64())
                         .unwrap_or(0.0)
                 } else {
                     0.0
@@ -208,7 +226,7 @@ impl World {
                 return Some(MxValue::Time(UNIX_EPOCH + Duration::from_secs(secs)));
             }
             Dynamics::Elapsed { .. } => {
-                let MxValue::Elapsed(e) = self.attrs[i].value else {
+                let MxValue::Elapsed(e) = self.attrs.get(i)?.value else {
                     return None;
                 };
                 if !self.bool_of(def.enable) {
@@ -222,7 +240,7 @@ impl World {
             }
             Dynamics::Counter { .. } => {
                 let now_on = self.bool_of(def.enable);
-                if now_on && !self.attrs[i].prev_enable {
+                if now_on && !prev_enable {
                     cur + 1.0
                 } else {
                     return None;
@@ -260,12 +278,15 @@ impl World {
     }
 
     fn alarm_condition(&self, g: &Galaxy, i: usize) -> bool {
-        let def = &g.alarms[i];
-        let rt = &self.alarms[i];
+        let (Some(def), Some(rt)) = (g.alarms.get(i), self.alarms.get(i)) else {
+            return false;
+        };
         if let Some(f) = rt.forced {
             return f;
         }
-        let attr = &self.attrs[def.attribute];
+        let Some(attr) = self.attrs.get(def.attribute) else {
+            return rt.state.is_active();
+        };
         if attr.quality.is_bad() {
             // A bad value keeps the alarm where it is.
             return rt.state.is_active();
@@ -285,7 +306,9 @@ impl World {
         let mut out = Vec::new();
         for i in 0..g.alarms.len() {
             let cond = self.alarm_condition(g, i);
-            let state = self.alarms[i].state;
+            let Some(state) = self.alarms.get(i).map(|rt| rt.state) else {
+                continue;
+            };
             let (next, kind) = match (cond, state) {
                 (true, AlarmState::AckRtn) => (AlarmState::UnackAlm, AlarmTransitionKind::Raise),
                 (true, AlarmState::UnackRtn) => {
@@ -295,7 +318,9 @@ impl World {
                 (false, AlarmState::AckAlm) => (AlarmState::AckRtn, AlarmTransitionKind::Clear),
                 _ => continue,
             };
-            let rt = &mut self.alarms[i];
+            let Some(rt) = self.alarms.get_mut(i) else {
+                continue;
+            };
             rt.state = next;
             if matches!(
                 kind,
@@ -305,7 +330,7 @@ impl World {
                 rt.operator.clear();
                 rt.comment.clear();
             }
-            out.push(self.transition(g, i, kind, sys));
+            out.extend(self.transition(g, i, kind, sys));
         }
         out
     }
@@ -316,16 +341,15 @@ impl World {
         i: usize,
         kind: AlarmTransitionKind,
         sys: SystemTime,
-    ) -> AlarmTransition {
-        let rt = &mut self.alarms[i];
+    ) -> Option<AlarmTransition> {
+        let def = g.alarms.get(i)?;
+        let rt = self.alarms.get_mut(i)?;
         rt.last_transition_at = Some(sys);
         rt.version += 1;
         rt.time = sys;
-        let rt = &self.alarms[i];
-        let def = &g.alarms[i];
-        AlarmTransition {
+        Some(AlarmTransition {
             reference: def.reference.clone(),
-            source_object: g.objects[def.object].tag_name.clone(),
+            source_object: object_tag(g, def.object),
             alarm_type: alarm_type_name(def.kind).into(),
             kind,
             state: rt.state,
@@ -336,9 +360,9 @@ impl World {
             comment: rt.comment.clone(),
             category: def.area.clone(),
             description: def.description.clone(),
-            current_value: Some(self.attrs[def.attribute].value.clone()),
+            current_value: self.attrs.get(def.attribute).map(|a| a.value.clone()),
             limit_value: def.limit.map(MxValue::Double),
-        }
+        })
     }
 
     /// Acknowledge an alarm.
@@ -349,7 +373,14 @@ impl World {
         comment: &str,
         operator: &str,
     ) -> Result<AlarmTransition, MxStatus> {
-        let next = match self.alarms[i].state {
+        let no_alarm = || {
+            status(
+                MxStatusCategory::OperationalError,
+                detail::INDEX_OUT_OF_RANGE,
+                format!("alarm {i} is not defined"),
+            )
+        };
+        let next = match self.alarms.get(i).ok_or_else(no_alarm)?.state {
             AlarmState::UnackAlm => AlarmState::AckAlm,
             AlarmState::UnackRtn => AlarmState::AckRtn,
             AlarmState::AckAlm | AlarmState::AckRtn => {
@@ -360,11 +391,12 @@ impl World {
                 ))
             }
         };
-        let rt = &mut self.alarms[i];
+        let rt = self.alarms.get_mut(i).ok_or_else(no_alarm)?;
         rt.state = next;
         rt.operator = operator.to_string();
         rt.comment = comment.to_string();
-        Ok(self.transition(g, i, AlarmTransitionKind::Acknowledge, SystemTime::now()))
+        self.transition(g, i, AlarmTransitionKind::Acknowledge, SystemTime::now())
+            .ok_or_else(no_alarm)
     }
 
     /// Force an alarm (control API); returns the transition it caused, if any.
@@ -374,7 +406,9 @@ impl World {
         i: usize,
         forced: Option<bool>,
     ) -> Vec<AlarmTransition> {
-        self.alarms[i].forced = forced;
+        if let Some(rt) = self.alarms.get_mut(i) {
+            rt.forced = forced;
+        }
         self.evaluate_alarms(g, SystemTime::now())
     }
 
@@ -386,7 +420,7 @@ impl World {
             .filter(|(_, rt)| rt.state != AlarmState::AckRtn)
             .map(|(def, rt)| ActiveAlarm {
                 reference: def.reference.clone(),
-                source_object: g.objects[def.object].tag_name.clone(),
+                source_object: object_tag(g, def.object),
                 alarm_type: alarm_type_name(def.kind).into(),
                 state: rt.state,
                 priority: def.priority,
@@ -396,7 +430,7 @@ impl World {
                 comment: rt.comment.clone(),
                 category: def.area.clone(),
                 description: def.description.clone(),
-                current_value: Some(self.attrs[def.attribute].value.clone()),
+                current_value: self.attrs.get(def.attribute).map(|a| a.value.clone()),
                 limit_value: def.limit.map(MxValue::Double),
             })
             .collect()
@@ -404,7 +438,9 @@ impl World {
 
     /// Store a value (writes and the control API). The caller has checked it.
     pub fn store(&mut self, i: usize, value: MxValue, time: SystemTime) {
-        let a = &mut self.attrs[i];
+        let Some(a) = self.attrs.get_mut(i) else {
+            return;
+        };
         if a.value != value {
             a.walk = value.as_f64().unwrap_or(a.walk);
             a.value = value;
@@ -413,8 +449,17 @@ impl World {
         }
     }
 
+    /// Hold an attribute's value (the dynamics do not move it) or let it go.
+    pub fn hold_value(&mut self, i: usize, held: bool) {
+        if let Some(a) = self.attrs.get_mut(i) {
+            a.held_value = held;
+        }
+    }
+
     pub fn set_quality(&mut self, i: usize, q: Option<Quality>) {
-        let a = &mut self.attrs[i];
+        let Some(a) = self.attrs.get_mut(i) else {
+            return;
+        };
         a.held_quality = q;
         if let Some(q) = q {
             if a.quality != q {
@@ -424,6 +469,14 @@ impl World {
             }
         }
     }
+}
+
+/// The tag name of object `i`; empty when there is no such object.
+fn object_tag(g: &Galaxy, i: usize) -> String {
+    g.objects
+        .get(i)
+        .map(|o| o.tag_name.clone())
+        .unwrap_or_default()
 }
 
 pub(crate) fn alarm_type_name(k: AlarmKind) -> &'static str {
@@ -569,16 +622,20 @@ pub(crate) fn coerce(
         MxDataType::ElapsedTime => match (v, num) {
             (MxValue::Elapsed(d), _) => MxValue::Elapsed(*d),
             (MxValue::Bool(_), _) => return Err(wrong()),
-            (_, Some(x)) if x >= 0.0 && x.is_finite() => {
-                MxValue::Elapsed(Duration::from_secs_f64(x))
-            }
-            (_, Some(_)) => {
+            (_, Some(x)) if x < 0.0 => {
                 return Err(status(
                     cat,
                     detail::DATA_OUT_OF_RANGE,
                     "elapsed time cannot be negative",
                 ))
             }
+            (_, Some(x)) => MxValue::Elapsed(Duration::try_from_secs_f64(x).map_err(|_| {
+                status(
+                    cat,
+                    detail::DATA_OUT_OF_RANGE,
+                    format!("{x} seconds is not an elapsed time"),
+                )
+            })?),
             _ => return Err(wrong()),
         },
         _ => return Err(wrong()),
@@ -631,27 +688,29 @@ pub(crate) fn parse_time_text(s: &str) -> Option<SystemTime> {
         n(14..16)?,
         n(17..19)?,
     );
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
+    let at = |k: usize| b.get(k).copied();
+    if at(4) != Some(b'-')
+        || at(7) != Some(b'-')
+        || !matches!(at(10), Some(b'T' | b't' | b' '))
+        || at(13) != Some(b':')
+        || at(16) != Some(b':')
     {
         return None;
     }
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    let mut rest = &s[19..];
+    let mut rest = s.get(19..)?;
     let mut nanos = 0u32;
     if let Some(frac) = rest.strip_prefix('.') {
-        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
-        if digits.is_empty() {
+        let digits = frac.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
             return None;
         }
-        let padded = format!("{:0<9}", &digits[..digits.len().min(9)]);
+        // ASCII digits are one byte each; nanoseconds keep the first nine.
+        let padded = format!("{:0<9}", frac.get(..digits.min(9))?);
         nanos = padded.parse().ok()?;
-        rest = &frac[digits.len()..];
+        rest = frac.get(digits..)?;
     }
     let offset = match rest {
         "Z" | "z" | "" => 0,
@@ -691,6 +750,36 @@ mod tests {
     }
 
     #[test]
+    fn an_index_past_the_galaxy_is_an_error_not_a_panic() {
+        let g = Galaxy::demo();
+        let mut w = World::new(&g);
+        let past = g.alarms.len();
+        let e = w.acknowledge(&g, past, "c", "op").unwrap_err();
+        assert_eq!(e.detail, detail::INDEX_OUT_OF_RANGE);
+        assert!(e.diagnostic_text.contains("is not defined"), "{e:?}");
+        assert!(w.force_alarm(&g, past, Some(true)).is_empty());
+        let before = w.attrs.clone();
+        w.store(g.attributes.len(), MxValue::Int32(1), SystemTime::now());
+        w.set_quality(g.attributes.len(), Some(Quality::GOOD));
+        assert_eq!(
+            before.iter().map(|a| a.version).collect::<Vec<_>>(),
+            w.attrs.iter().map(|a| a.version).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn time_text_cut_inside_a_character_is_refused() {
+        for text in [
+            "2026-05-01T12:00:0\u{e9}",
+            "2026-05-01T12:00:00.\u{e9}",
+            "2026-05-01\u{e9}12:00:00Z",
+            "2026-05-01T12:00:00.1234567890123+01:0\u{e9}",
+        ] {
+            assert_eq!(parse_time_text(text), None, "{text}");
+        }
+    }
+
+    #[test]
     fn coercion_follows_mxaccess() {
         assert_eq!(
             coerce(&MxValue::Int32(3), MxDataType::Double, None).unwrap(),
@@ -711,6 +800,18 @@ mod tests {
                 .unwrap_err()
                 .detail,
             detail::OVERFLOW
+        );
+        for huge in [1e30, f64::MAX] {
+            let e = coerce(&MxValue::Double(huge), MxDataType::ElapsedTime, None).unwrap_err();
+            assert_eq!(e.detail, detail::DATA_OUT_OF_RANGE, "{huge}");
+            assert!(
+                e.diagnostic_text.contains("is not an elapsed time"),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            coerce(&MxValue::Double(1.5), MxDataType::ElapsedTime, None).unwrap(),
+            MxValue::Elapsed(Duration::from_millis(1500))
         );
         assert_eq!(
             coerce(&MxValue::Bool(true), MxDataType::Time, None)

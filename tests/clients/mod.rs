@@ -353,7 +353,24 @@ impl Clients {
     }
 }
 
-/// p4p script: prints one JSON object, PV name -> the whole structure (`todict()`, with
+/// Python: `plain(o)` makes a p4p structure JSON-safe: arrays become lists, and the
+/// floats JSON has no literal for become the strings `"NaN"`, `"Infinity"`, `"-Infinity"`
+/// (serde_json, like JSON itself, refuses Python's bare `NaN`).
+const PY_PLAIN: &str = r#"
+import math
+def plain(o):
+    if isinstance(o, dict):
+        return {k: plain(x) for k, x in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [plain(x) for x in o]
+    if hasattr(o, 'tolist'):
+        return plain(o.tolist())
+    if isinstance(o, float) and not math.isfinite(o):
+        return 'NaN' if o != o else ('Infinity' if o > 0 else '-Infinity')
+    return o
+"#;
+
+/// p4p script (after [`PY_PLAIN`]): prints one JSON object, PV name -> the whole structure (`todict()`, with
 /// `_id` the type ID), or -> `{"error": ...}` when the get fails.
 const P4P_GET: &str = r#"
 import json, sys
@@ -368,10 +385,10 @@ for name in sys.argv[1:]:
         out[name] = d
     except Exception as e:
         out[name] = {'error': '%s: %s' % (type(e).__name__, e)}
-print(json.dumps(out, default=lambda o: o.tolist()))
+print(json.dumps(plain(out)))
 "#;
 
-/// p4p script: monitors every PV named and prints one JSON line per update,
+/// p4p script (after [`PY_PLAIN`]): monitors every PV named and prints one JSON line per update,
 /// `{"pv", "v": todict() | "error", "t": receipt time (Unix seconds)}`. Exits by itself
 /// after five minutes.
 const P4P_WATCH: &str = r#"
@@ -387,7 +404,7 @@ def cb(name):
         else:
             line['v'] = v.todict()
             line['v']['_id'] = v.getID()
-        text = json.dumps(line, default=lambda o: o.tolist()) + '\n'
+        text = json.dumps(plain(line)) + '\n'
         with lock:
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -399,7 +416,7 @@ time.sleep(300)
 impl Clients {
     /// Gets each PV with p4p; see [`P4P_GET`].
     pub async fn p4p_get(&self, env: &[(String, String)], pvs: &[&str]) -> serde_json::Value {
-        let run = self.python(env, P4P_GET, pvs).await;
+        let run = self.python(env, &format!("{PY_PLAIN}{P4P_GET}"), pvs).await;
         serde_json::from_str(run.stdout.trim())
             .unwrap_or_else(|e| panic!("p4p get printed no JSON ({e}): {}", run.text()))
     }
@@ -419,7 +436,8 @@ impl Clients {
 
     /// Monitors the PVs with p4p until the watch is dropped.
     pub fn p4p_watch(&self, env: &[(String, String)], pvs: &[&str]) -> Watch {
-        let mut args = vec!["-c", P4P_WATCH];
+        let script = format!("{PY_PLAIN}{P4P_WATCH}");
+        let mut args = vec!["-c", script.as_str()];
         args.extend_from_slice(pvs);
         let (child, lines) = self.spawn_lines("python", env, &args);
         Watch {

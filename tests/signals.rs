@@ -1,0 +1,165 @@
+//! Signals a daemon meets in service: SIGHUP (systemd's `reload`, a closed terminal) is
+//! logged and never stops `mxpva run`, `mxpva sim` or `mxpva demo`; SIGTERM stops them
+//! gracefully with exit status 0. Checked with pvget and a p4p monitor.
+
+mod clients;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clients::{clients, free_ports, pva_env, spawn_mxpva_logged};
+
+const CONFIG: &str = r#"
+[gateway]
+endpoint = "http://127.0.0.1:1"
+reconnect_initial = "100ms"
+reconnect_max = "500ms"
+
+[defaults]
+prefix = "SIG:"
+
+[[pv]]
+name = "SP"
+tag = "Pump001.SpeedSP"
+type = "float64"
+units = "rpm"
+"#;
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mxpva-signals-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn send(signal: &str, child: &tokio::process::Child) {
+    let pid = child.id().expect("the process is running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Waits (at most 10 s) until `log` holds `count` lines containing `needle`.
+async fn logged(log: &Path, needle: &str, count: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {} of {count} lines with {needle:?}:\n{text}",
+            log.display(),
+            text.matches(needle).count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Three SIGHUPs leave the process running and logged; then SIGTERM ends it with 0.
+async fn survives_hangups_then_stops(child: &mut tokio::process::Child, log: &Path) {
+    for n in 1..=3 {
+        send("-HUP", child);
+        logged(log, "SIGHUP", n).await;
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the process"
+    );
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(
+        text.contains("SIGHUP received: reload is not implemented yet"),
+        "{text}"
+    );
+    send("-TERM", child);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("SIGTERM stops the process within 10 s")
+        .unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_never_stops_the_bridge() {
+    let dir = test_dir("run");
+    let config = dir.join("bridge.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let log = dir.join("bridge.log");
+    let (tcp, udp) = free_ports();
+    let (server_env, env) = pva_env(tcp, udp);
+    let mut bridge = spawn_mxpva_logged(
+        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
+        &server_env,
+        Some(&log),
+    );
+    let text = clients()
+        .pvget_until(&env, &["-v", "SIG:SP"], "units rpm")
+        .await;
+    assert!(text.contains("string units rpm"), "{text}");
+    for n in 1..=3 {
+        send("-HUP", &bridge);
+        logged(&log, "SIGHUP", n).await;
+    }
+    // Still serving, the same PV.
+    let text = clients()
+        .pvget_until(&env, &["-v", "SIG:SP"], "units rpm")
+        .await;
+    assert!(text.contains("string units rpm"), "{text}");
+    survives_hangups_then_stops(&mut bridge, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_never_stops_the_simulator() {
+    let dir = test_dir("sim");
+    let log = dir.join("sim.log");
+    let (port, _) = free_ports();
+    let endpoint = format!("127.0.0.1:{port}");
+    let mut sim = spawn_mxpva_logged(
+        &["sim".as_ref(), "--listen".as_ref(), endpoint.as_ref()],
+        &[],
+        Some(&log),
+    );
+    logged(&log, "serving the MXAccess Gateway contract", 1).await;
+    survives_hangups_then_stops(&mut sim, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_never_stops_the_demo_and_its_monitors_stay_connected() {
+    let dir = test_dir("demo");
+    let log = dir.join("demo.log");
+    let (tcp, udp) = free_ports();
+    let (server_env, env) = pva_env(tcp, udp);
+    let mut demo = spawn_mxpva_logged(&["demo".as_ref()], &server_env, Some(&log));
+    let mut watch = clients().p4p_watch(&env, &["DEMO:Pump001:Speed"]);
+    watch
+        .until(
+            "DEMO:Pump001:Speed",
+            "a Good value",
+            Duration::from_secs(30),
+            |s| s.message() == "Good",
+        )
+        .await;
+    for n in 1..=3 {
+        send("-HUP", &demo);
+        logged(&log, "SIGHUP", n).await;
+    }
+    // Updates keep coming on the same connection, and none was a disconnect.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let s = watch
+            .until(
+                "DEMO:Pump001:Speed",
+                "another update",
+                Duration::from_secs(10),
+                |s| !seen.contains(&s.v["timeStamp"].to_string()),
+            )
+            .await;
+        assert!(s.error.is_none(), "{:?}", s.error);
+        assert_eq!(s.message(), "Good");
+        seen.push(s.v["timeStamp"].to_string());
+    }
+    survives_hangups_then_stops(&mut demo, &log).await;
+}
