@@ -1,8 +1,8 @@
 //! A hostile gateway: a gRPC server of the test's own that speaks the MXAccess Gateway
 //! contract (the generated code of proto/, from OUT_DIR) and feeds `mxpva run` messages
 //! the real gateway should never send: arrays and sparse arrays claiming 4294967295
-//! elements, strings past the cap, NaN and infinities, times before 1601 and nanos past
-//! a second, qualities wider than 16 bits, unknown data types, families and status
+//! elements, strings past the cap, NaN and infinities, times before the year 1 and nanos
+//! past a second, qualities wider than 16 bits, unknown data types, families and status
 //! codes, one item handle given to two tags, events for items never subscribed, and
 //! write completions nobody waits for or in another order than the writes.
 //!
@@ -88,8 +88,9 @@ async fn hostile_gateway_data_shows_on_its_pv_alone() {
     });
     rig.send(old);
     let mut bad_time = data_change(handle("Plant.BadTime"), double(8.0));
+    // One second before 0001-01-01, the start of protobuf's Timestamp range.
     bad_time.source_timestamp = Some(prost_types::Timestamp {
-        seconds: FILETIME_EPOCH - 1,
+        seconds: -62_135_596_801,
         nanos: 0,
     });
     rig.send(bad_time);
@@ -171,11 +172,11 @@ async fn hostile_gateway_data_shows_on_its_pv_alone() {
         ),
         (
             "BadTime",
-            not_shown("source time -11644473601s 0ns is outside 1601-01-01 to 9999-12-31 or not a valid timestamp"),
+            not_shown("source time -62135596801s 0ns is outside 0001-01-01 to 9999-12-31 or not a valid timestamp"),
         ),
         (
             "BadNanos",
-            not_shown("source time 0s 1000000000ns is outside 1601-01-01 to 9999-12-31 or not a valid timestamp"),
+            not_shown("source time 0s 1000000000ns is outside 0001-01-01 to 9999-12-31 or not a valid timestamp"),
         ),
         (
             "BadQuality",

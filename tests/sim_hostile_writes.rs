@@ -149,14 +149,14 @@ async fn writes_past_the_caps_are_refused_and_the_simulator_keeps_serving() {
         kind: Some(Kind::StringValue("Manual".into())),
         ..Default::default()
     };
-    let before_1601 = prost_types::Timestamp {
-        seconds: -11_644_473_601,
+    let before_year_1 = prost_types::Timestamp {
+        seconds: -62_135_596_801,
         nanos: 0,
     };
     assert_eq!(
-        write(mode, manual, Some(before_1601)).await,
+        write(mode, manual, Some(before_year_1)).await,
         refused(
-            "time -11644473601s 0ns is outside 1601-01-01 to 9999-12-31 or not a valid timestamp"
+            "time -62135596801s 0ns is outside 0001-01-01 to 9999-12-31 or not a valid timestamp"
         )
     );
 

@@ -56,11 +56,12 @@ fn any_text() -> impl Strategy<Value = String> {
     prop_oneof![".{0,8}", ".{0,64}", "[a-z]{40,80}"]
 }
 
-/// Seconds around the range a time may have (1601 to 9999), and far outside it.
+/// Seconds around the range a time may have (0001 to 9999), 1601 and 1970, and far outside.
 fn any_timestamp() -> BoxedStrategy<prost_types::Timestamp> {
     let seconds = prop_oneof![
         2 => EARLIEST_SECONDS - 2..=EARLIEST_SECONDS + 2,
         2 => -2i64..=2,
+        2 => -11_644_473_602i64..=-11_644_473_598,
         2 => LATEST_SECONDS - 2..=LATEST_SECONDS + 2,
         8 => EARLIEST_SECONDS..=LATEST_SECONDS,
         1 => any::<i64>(),
@@ -420,7 +421,7 @@ proptest! {
         }
     }
 
-    /// Times: within 1601-01-01..=9999-12-31 and nanos below 1e9 they decode, to a time
+    /// Times: within 0001-01-01..=9999-12-31 and nanos below 1e9 they decode, to a time
     /// that encodes back to the same seconds and nanos; otherwise they are refused.
     #[test]
     fn times_decode_exactly_in_range(t in any_timestamp()) {

@@ -8,9 +8,9 @@ use super::super::pb::gw as pb;
 use super::super::types::*;
 use super::{data_type_from_pb, data_type_to_pb};
 
-/// The earliest time decoded, 1601-01-01T00:00:00Z: the FILETIME epoch, which System
-/// Platform reports for a Time attribute never set. Earlier times have no MXAccess form.
-pub(crate) const EARLIEST_SECONDS: i64 = -11_644_473_600;
+/// The earliest time decoded, 0001-01-01T00:00:00Z: the start of protobuf's Timestamp
+/// range (a VT_DATE reaches back to the year 100; System Platform's FILETIME to 1601).
+pub(crate) const EARLIEST_SECONDS: i64 = -62_135_596_800;
 /// The latest second decoded, 9999-12-31T23:59:59Z: the end of protobuf's Timestamp range.
 pub(crate) const LATEST_SECONDS: i64 = 253_402_300_799;
 
@@ -35,11 +35,11 @@ pub(crate) fn time_to_pb(t: SystemTime) -> prost_types::Timestamp {
 }
 
 /// A protobuf Timestamp as the time it names. A valid one has nanos in 0..1e9 (counting
-/// forward, also before 1970) and lies between 1601-01-01 and 9999-12-31.
+/// forward, also before 1970) and lies in protobuf's range, 0001-01-01 to 9999-12-31.
 pub(crate) fn time_from_pb(t: &prost_types::Timestamp) -> Result<SystemTime, String> {
     let out_of_range = || {
         format!(
-            "time {}s {}ns is outside 1601-01-01 to 9999-12-31 or not a valid timestamp",
+            "time {}s {}ns is outside 0001-01-01 to 9999-12-31 or not a valid timestamp",
             t.seconds, t.nanos
         )
     };
@@ -403,7 +403,7 @@ mod tests {
     fn the_filetime_epoch_decodes_to_1601_01_01() {
         let days_1601_to_1970: u64 = 134_774;
         let t = time_from_pb(&prost_types::Timestamp {
-            seconds: EARLIEST_SECONDS,
+            seconds: -11_644_473_600,
             nanos: 0,
         })
         .unwrap();
@@ -427,13 +427,19 @@ mod tests {
             (-1, i32::MIN),
         ] {
             let e = time_from_pb(&prost_types::Timestamp { seconds, nanos }).unwrap_err();
-            assert!(e.contains("outside 1601-01-01 to 9999-12-31"), "{e}");
+            assert!(e.contains("outside 0001-01-01 to 9999-12-31"), "{e}");
         }
-        let last = prost_types::Timestamp {
-            seconds: LATEST_SECONDS,
-            nanos: 999_999_999,
-        };
-        assert_eq!(time_to_pb(time_from_pb(&last).unwrap()), last);
+        // The ends of the range, and a time before 1601 (a VT_DATE can hold one), decode
+        // to exactly the instant they name.
+        let year_1500 = -14_818_680_000; // 1500-06-01T12:00:00Z
+        for (seconds, nanos) in [
+            (LATEST_SECONDS, 999_999_999),
+            (EARLIEST_SECONDS, 0),
+            (year_1500, 250_000_000),
+        ] {
+            let t = prost_types::Timestamp { seconds, nanos };
+            assert_eq!(time_to_pb(time_from_pb(&t).unwrap()), t);
+        }
     }
 
     /// Issue 10: a sparse total of u32::MAX made the decoder allocate that many
