@@ -50,13 +50,6 @@
 //!
 //! Decoding is total: an event that cannot be decoded, or whose value is past a cap,
 //! arrives as [`SessionEvent::Undecodable`] with the reason, and the stream goes on.
-// TODO(lints): being made panic-free on other branches.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod client;
 pub(crate) mod convert;
