@@ -488,19 +488,25 @@ impl Bridge {
                     self.strays.unknown_item("data change", dc.item_handle.0);
                 }
             }
-            SessionEvent::Undecodable(u) => match self.by_item.get(&u.item_handle.0) {
-                Some(&i) if u.data_change => {
-                    self.strays
-                        .undecodable(&u, Some((i, self.pvs[i].cfg.name.as_str())));
-                    self.pvs[i].value_not_shown(&u.reason);
+            SessionEvent::Undecodable(u) => {
+                let item = self.by_item.get(&u.item_handle.0).copied();
+                let pv = item
+                    .filter(|_| u.data_change)
+                    .and_then(|i| Some((i, self.pvs.get_mut(i)?)));
+                match pv {
+                    Some((i, pv)) => {
+                        self.strays.undecodable(&u, Some((i, pv.cfg.name.as_str())));
+                        pv.value_not_shown(&u.reason);
+                    }
+                    None => self.strays.undecodable(&u, None),
                 }
-                _ => self.strays.undecodable(&u, None),
-            },
+            }
             SessionEvent::WriteComplete(wc) => {
-                let pending = self.by_item.get(&wc.item_handle.0).copied();
-                let Some(i) = pending.filter(|&i| !self.pvs[i].pending.is_empty()) else {
-                    match pending {
-                        Some(i) => self.strays.unexpected_write(self.pvs[i].cfg.name.as_str()),
+                let item = self.by_item.get(&wc.item_handle.0).copied();
+                let waiting = |i: usize| self.pvs.get(i).is_some_and(|pv| !pv.pending.is_empty());
+                let Some(i) = item.filter(|&i| waiting(i)) else {
+                    match item.and_then(|i| self.pvs.get(i)) {
+                        Some(pv) => self.strays.unexpected_write(pv.cfg.name.as_str()),
                         None => self
                             .strays
                             .unknown_item("write completion", wc.item_handle.0),
