@@ -14,6 +14,7 @@
 //! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
 //! - `alarms.rs`: System Platform alarms: the feed, their PVs, `:ACK`, the table.
 //! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
+//! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
 // TODO(lints): being made panic-free on other branches.
 #![allow(
     clippy::unwrap_used,
@@ -30,6 +31,7 @@ mod isotime;
 mod limits;
 mod pv;
 mod quality;
+mod strays;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,7 +45,7 @@ use tracing::{info, warn};
 use crate::config::{self, Config};
 use crate::gateway::{
     ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle,
-    Session, SessionEvent, TlsOptions, UserId, WriteEntry, WriteKind,
+    Session, SessionEvent, TlsOptions, UserId, ValueLimits, WriteEntry, WriteKind,
 };
 use crate::pva::{self, PutRequest, PvEvent, Server, ServerConfig};
 
@@ -61,9 +63,17 @@ pub enum BridgeError {
     ApiKey(String),
 }
 
-/// How the bridge reaches the gateway, resolved from `[gateway]`.
-fn client_options(gw: &config::Gateway) -> Result<ClientOptions, BridgeError> {
+/// How the bridge reaches the gateway, resolved from `[gateway]`, and the caps on what
+/// it decodes, from `[limits]`.
+fn client_options(
+    gw: &config::Gateway,
+    limits: &config::Limits,
+) -> Result<ClientOptions, BridgeError> {
     let mut opts = ClientOptions::plaintext(gw.endpoint.clone());
+    opts.limits = ValueLimits {
+        max_array_length: limits.max_array_length,
+        max_string_length: limits.max_string_length,
+    };
     opts.connect_timeout = gw.connect_timeout;
     opts.request_timeout = gw.request_timeout;
     opts.keepalive_interval = gw.keepalive_interval;
@@ -163,7 +173,7 @@ pub async fn run(
     pva_config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BridgeError> {
-    let opts = client_options(&config.gateway)?;
+    let opts = client_options(&config.gateway, &config.limits)?;
     let server = Arc::new(Server::new(&pva_config)?);
     let (events_tx, mut pv_events) = pva::event_channel_with(pva::PutLimits {
         max_queued: config.limits.max_puts_queued,
@@ -201,6 +211,7 @@ pub async fn run(
         in_flight: Arc::default(),
         internal: mpsc::unbounded_channel(),
         alarms,
+        strays: strays::Strays::default(),
     };
     bridge.serve(&mut pv_events, shutdown).await;
     drop(bridge);
@@ -232,6 +243,8 @@ struct Bridge {
     ),
     /// System Platform alarms (their own feed, `:ACK` PVs, the table).
     alarms: alarms::Alarms,
+    /// Events ignored, so each kind is logged once per session.
+    strays: strays::Strays,
 }
 
 impl Bridge {
@@ -412,6 +425,7 @@ impl Bridge {
 
     fn on_connected(&mut self, link: Link, items: Vec<(usize, Result<ItemHandle, String>)>) {
         self.by_item.clear();
+        self.strays.reset();
         self.lost_reason = None;
         let mut failed = 0;
         for (i, item) in items {
@@ -470,27 +484,51 @@ impl Bridge {
             SessionEvent::DataChange(dc) => {
                 if let Some(&i) = self.by_item.get(&dc.item_handle.0) {
                     self.pvs[i].data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses);
+                } else {
+                    self.strays.unknown_item("data change", dc.item_handle.0);
+                }
+            }
+            SessionEvent::Undecodable(u) => {
+                let item = self.by_item.get(&u.item_handle.0).copied();
+                let pv = item
+                    .filter(|_| u.data_change)
+                    .and_then(|i| Some((i, self.pvs.get_mut(i)?)));
+                match pv {
+                    Some((i, pv)) => {
+                        self.strays.undecodable(&u, Some((i, pv.cfg.name.as_str())));
+                        pv.value_not_shown(&u.reason);
+                    }
+                    None => self.strays.undecodable(&u, None),
                 }
             }
             SessionEvent::WriteComplete(wc) => {
-                if let Some(&i) = self.by_item.get(&wc.item_handle.0) {
-                    let outcome = match wc.failure() {
-                        None => Ok(()),
-                        Some(status) => Err(format!(
-                            "System Platform refused the write: {}",
-                            status
-                                .detail_name()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| status.to_string())
-                        )),
-                    };
-                    if let Some(id) = self.pvs[i].write_complete(outcome) {
-                        let tx = self.internal.0.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(pv::WRITE_SETTLE).await;
-                            let _ = tx.send(Internal::Settled { pv: i, id });
-                        });
+                let item = self.by_item.get(&wc.item_handle.0).copied();
+                let waiting = |i: usize| self.pvs.get(i).is_some_and(|pv| !pv.pending.is_empty());
+                let Some(i) = item.filter(|&i| waiting(i)) else {
+                    match item.and_then(|i| self.pvs.get(i)) {
+                        Some(pv) => self.strays.unexpected_write(pv.cfg.name.as_str()),
+                        None => self
+                            .strays
+                            .unknown_item("write completion", wc.item_handle.0),
                     }
+                    return;
+                };
+                let outcome = match wc.failure() {
+                    None => Ok(()),
+                    Some(status) => Err(format!(
+                        "System Platform refused the write: {}",
+                        status
+                            .detail_name()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| status.to_string())
+                    )),
+                };
+                if let Some(id) = self.pvs[i].write_complete(outcome) {
+                    let tx = self.internal.0.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(pv::WRITE_SETTLE).await;
+                        let _ = tx.send(Internal::Settled { pv: i, id });
+                    });
                 }
             }
             SessionEvent::ReplayGap(_) => {

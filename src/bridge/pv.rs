@@ -288,6 +288,16 @@ impl MappedPv {
         ));
     }
 
+    /// A data change the gateway client could not decode (a value past a cap, a time
+    /// out of range, ...): the PV keeps its last value and says why.
+    pub fn value_not_shown(&mut self, reason: &str) {
+        self.post_alarm(Alarm::new(
+            Severity::Invalid,
+            AlarmStatus::Driver,
+            format!("value not shown: {reason}"),
+        ));
+    }
+
     pub fn connection_lost(&mut self, message: &str) {
         // Confirmed already: only the read-back is lost.
         for w in self.settling.drain(..) {

@@ -11,6 +11,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::convert::*;
 use super::error::*;
+use super::handles::refuse_shared_handles;
+use super::limits::{peer_text, ValueLimits};
 use super::pb::gw as pb;
 use super::pb::gw::mx_access_gateway_client::MxAccessGatewayClient;
 use super::pb::gw::mx_command::Payload;
@@ -120,6 +122,8 @@ pub struct ClientOptions {
     pub keepalive_interval: Duration,
     /// A PING unanswered this long ends the connection, and every call and stream on it.
     pub keepalive_timeout: Duration,
+    /// Caps on each value decoded from the gateway (`[limits]`).
+    pub limits: ValueLimits,
 }
 
 impl Default for ClientOptions {
@@ -132,6 +136,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),
+            limits: ValueLimits::DEFAULT,
         }
     }
 }
@@ -202,14 +207,20 @@ pub(crate) type AuthChannel = InterceptedService<Channel, Auth>;
 pub struct GatewayClient {
     gw: MxAccessGatewayClient<AuthChannel>,
     galaxy: GalaxyClient,
-    endpoint: String,
     request_timeout: Duration,
+    /// What clones share and seldom read: the endpoint, the caps on decoded values.
+    settings: Arc<Settings>,
+}
+
+struct Settings {
+    endpoint: String,
+    limits: ValueLimits,
 }
 
 impl fmt::Debug for GatewayClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GatewayClient")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.settings.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -234,7 +245,7 @@ fn protocol_ok(call: &'static str, ps: Option<&pb::ProtocolStatus>) -> Result<()
         code => Err(GatewayError::Refused {
             call,
             code,
-            message: ps.message.clone(),
+            message: peer_text(&ps.message),
         }),
     }
 }
@@ -292,14 +303,17 @@ impl GatewayClient {
         Ok(GatewayClient {
             gw,
             galaxy,
-            endpoint: opts.endpoint.clone(),
             request_timeout: opts.request_timeout,
+            settings: Arc::new(Settings {
+                endpoint: opts.endpoint.clone(),
+                limits: opts.limits,
+            }),
         })
     }
 
     /// The endpoint this client talks to.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.settings.endpoint
     }
 
     /// The Galaxy Repository service on the same connection.
@@ -388,9 +402,11 @@ impl GatewayClient {
             .map_err(|s| GatewayError::from_status(CALL, s))?
         {
             out.push(
-                active_alarm_from_pb(&a).map_err(|message| GatewayError::Protocol {
-                    call: CALL,
-                    message,
+                active_alarm_from_pb(&a, &self.settings.limits).map_err(|message| {
+                    GatewayError::Protocol {
+                        call: CALL,
+                        message,
+                    }
                 })?,
             );
         }
@@ -415,7 +431,7 @@ impl GatewayClient {
             .into_inner();
         Ok(AlarmFeed {
             inner: stream,
-            decoder: FeedDecoder::default(),
+            decoder: FeedDecoder::new(self.settings.limits),
         })
     }
 
@@ -460,7 +476,10 @@ impl GatewayClient {
                 failure: MxAccessFailure {
                     hresult: reply.hresult,
                     statuses,
-                    message: reply.protocol_status.map(|p| p.message).unwrap_or_default(),
+                    message: reply
+                        .protocol_status
+                        .map(|p| peer_text(&p.message))
+                        .unwrap_or_default(),
                 },
             }),
             _ => {
@@ -513,21 +532,20 @@ fn mx_failure(reply: &pb::MxCommandReply) -> MxAccessFailure {
     MxAccessFailure {
         hresult: reply.hresult,
         statuses: statuses_from_pb(&reply.statuses),
-        message: if reply.diagnostic_message.is_empty() {
+        message: peer_text(if reply.diagnostic_message.is_empty() {
             reply
                 .protocol_status
                 .as_ref()
-                .map(|p| p.message.clone())
-                .unwrap_or_default()
+                .map_or("", |p| p.message.as_str())
         } else {
-            reply.diagnostic_message.clone()
-        },
+            &reply.diagnostic_message
+        }),
     }
 }
 
 fn entry_error(message: String, hresult: i32, statuses: &[pb::MxStatusProxy]) -> BulkEntryError {
     BulkEntryError {
-        message,
+        message: peer_text(&message),
         hresult,
         statuses: statuses_from_pb(statuses),
     }
@@ -594,7 +612,7 @@ impl Session {
                 return Err(GatewayError::Refused {
                     call,
                     code,
-                    message: ps.message.clone(),
+                    message: peer_text(&ps.message),
                 })
             }
         }
@@ -956,13 +974,14 @@ impl Session {
             }),
         };
         let reply = self.invoke(call, kind, payload).await?;
-        let results = Self::subscribe_results(call, reply)?;
+        let mut results = Self::subscribe_results(call, reply)?;
         if results.len() != tags.len() {
             return Err(GatewayError::Protocol {
                 call,
                 message: format!("{} results for {} entries", results.len(), tags.len()),
             });
         }
+        refuse_shared_handles(&mut results);
         Ok(results)
     }
 
@@ -1048,6 +1067,7 @@ impl Session {
         for part in tags.chunks(chunk) {
             out.extend(self.subscribe_bulk(server, part).await?);
         }
+        refuse_shared_handles(&mut out);
         Ok(out)
     }
 
@@ -1265,34 +1285,26 @@ impl Session {
                 message: format!("{} results for {} tags", r.results.len(), tags.len()),
             });
         }
-        r.results
+        let limits = self.client.settings.limits;
+        Ok(r.results
             .into_iter()
             .map(|r| {
+                // A value that cannot be decoded fails its entry alone.
                 let outcome = if r.was_successful {
-                    let value = match &r.value {
-                        Some(v) => {
-                            value_from_pb(v, false).map_err(|message| GatewayError::Protocol {
-                                call: CALL,
-                                message,
-                            })?
-                        }
-                        None => MxValue::Null,
-                    };
-                    Ok(ReadValue {
-                        value,
-                        quality: Quality(r.quality as u16),
-                        source_time: r.source_timestamp.as_ref().map(time_from_pb),
-                        was_cached: r.was_cached,
+                    read_value_from_pb(&r, &limits).map_err(|message| BulkEntryError {
+                        message,
+                        hresult: 0,
+                        statuses: statuses_from_pb(&r.statuses),
                     })
                 } else {
                     Err(entry_error(r.error_message, 0, &r.statuses))
                 };
-                Ok(BulkReadResult {
+                BulkReadResult {
                     tag: r.tag_address,
                     outcome,
-                })
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// DrainEvents: take up to `max_events` queued events without a stream.
@@ -1311,15 +1323,11 @@ impl Session {
                 message: "DrainEvents reply without events".into(),
             });
         };
-        r.events
+        let limits = self.client.settings.limits;
+        Ok(r.events
             .into_iter()
-            .map(|e| {
-                event_from_pb(e).map_err(|message| GatewayError::Protocol {
-                    call: CALL,
-                    message,
-                })
-            })
-            .collect()
+            .map(|e| event_from_pb(e, &limits))
+            .collect())
     }
 
     /// Attach the session's event stream. `after` = Some(n) resumes after
@@ -1344,6 +1352,7 @@ impl Session {
         Ok(EventStream {
             inner: stream,
             last_sequence: after.unwrap_or(0),
+            limits: self.client.settings.limits,
         })
     }
 }
@@ -1352,6 +1361,8 @@ impl Session {
 pub struct EventStream {
     inner: tonic::Streaming<pb::MxEvent>,
     last_sequence: u64,
+    /// Caps on each decoded value.
+    limits: ValueLimits,
 }
 
 impl fmt::Debug for EventStream {
@@ -1365,34 +1376,26 @@ impl fmt::Debug for EventStream {
 impl EventStream {
     /// The next event; `None` when the gateway ended the stream cleanly.
     /// An `Err` ends the stream (resume with [`Session::events`] and
-    /// `Some(self.last_sequence())`).
+    /// `Some(self.last_sequence())`). An event that cannot be decoded is not an
+    /// error: it arrives as [`SessionEvent::Undecodable`].
     pub async fn next(&mut self) -> Option<Result<SessionEvent, GatewayError>> {
         const CALL: &str = "StreamEvents";
         match self.inner.message().await {
             Ok(Some(e)) => {
                 let seq = e.worker_sequence;
-                let gap = e.replay_gap.is_some();
-                match event_from_pb(e) {
-                    Ok(ev) => {
-                        if !gap {
-                            if seq <= self.last_sequence && self.last_sequence != 0 {
-                                return Some(Err(GatewayError::Protocol {
-                                    call: CALL,
-                                    message: format!(
-                                        "worker_sequence went from {} to {seq}",
-                                        self.last_sequence
-                                    ),
-                                }));
-                            }
-                            self.last_sequence = seq;
-                        }
-                        Some(Ok(ev))
+                if e.replay_gap.is_none() {
+                    if seq <= self.last_sequence && self.last_sequence != 0 {
+                        return Some(Err(GatewayError::Protocol {
+                            call: CALL,
+                            message: format!(
+                                "worker_sequence went from {} to {seq}",
+                                self.last_sequence
+                            ),
+                        }));
                     }
-                    Err(message) => Some(Err(GatewayError::Protocol {
-                        call: CALL,
-                        message,
-                    })),
+                    self.last_sequence = seq;
                 }
+                Some(Ok(event_from_pb(e, &self.limits)))
             }
             Ok(None) => None,
             Err(s) => Some(Err(GatewayError::from_status(CALL, s))),
@@ -1437,19 +1440,33 @@ impl AlarmFeed {
 }
 
 /// Decodes feed messages, skipping (and reporting once per reference) those it cannot.
-#[derive(Default)]
 struct FeedDecoder {
-    /// References whose undecodable messages were reported already.
+    /// Caps on each decoded value and string.
+    limits: ValueLimits,
+    /// References whose undecodable messages were reported already (at most
+    /// [`FeedDecoder::MAX_REPORTED`]; past that, one more warning says so).
     reported: std::collections::HashSet<String>,
+    /// The warning that no more references are reported was given.
+    reported_full: bool,
 }
 
 impl FeedDecoder {
+    const MAX_REPORTED: usize = 1024;
+
+    fn new(limits: ValueLimits) -> Self {
+        FeedDecoder {
+            limits,
+            reported: std::collections::HashSet::new(),
+            reported_full: false,
+        }
+    }
+
     fn decode(&mut self, m: pb::AlarmFeedMessage) -> Option<AlarmFeedItem> {
         use pb::alarm_feed_message::Kind;
         let (reference, decoded) = match m.kind {
             Some(Kind::ActiveAlarm(a)) => (
                 a.alarm_full_reference.clone(),
-                active_alarm_from_pb(&a).map(AlarmFeedItem::Active),
+                active_alarm_from_pb(&a, &self.limits).map(AlarmFeedItem::Active),
             ),
             Some(Kind::SnapshotComplete(c)) => {
                 return Some(AlarmFeedItem::SnapshotComplete {
@@ -1458,15 +1475,22 @@ impl FeedDecoder {
             }
             Some(Kind::Transition(t)) => (
                 t.alarm_full_reference.clone(),
-                transition_from_pb(&t).map(AlarmFeedItem::Transition),
+                transition_from_pb(&t, &self.limits).map(AlarmFeedItem::Transition),
             ),
             None => (String::new(), Err("empty alarm feed message".to_string())),
         };
         match decoded {
             Ok(item) => Some(item),
             Err(message) => {
-                if self.reported.insert(reference.clone()) {
-                    tracing::warn!(%reference, %message, "undecodable alarm feed message skipped (reported once per reference)");
+                let reference = peer_text(&reference);
+                if self.reported.len() < Self::MAX_REPORTED {
+                    if self.reported.insert(reference.clone()) {
+                        tracing::warn!(%reference, %message, "undecodable alarm feed message skipped (reported once per reference)");
+                    }
+                } else if !std::mem::replace(&mut self.reported_full, true) {
+                    tracing::warn!(
+                        "more undecodable alarm feed messages are skipped without a warning"
+                    );
                 }
                 None
             }
@@ -1520,7 +1544,7 @@ mod feed_tests {
 
     #[test]
     fn an_undecodable_alarm_is_skipped_and_reported_once() {
-        let mut d = FeedDecoder::default();
+        let mut d = FeedDecoder::new(ValueLimits::DEFAULT);
         let ok = pb::AlarmConditionState::UnackAlm as i32;
         assert!(d.decode(transition("G!A.T.Odd", 99)).is_none());
         assert!(d.decode(transition("G!A.T.Odd", 99)).is_none());

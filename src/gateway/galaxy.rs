@@ -60,10 +60,15 @@ impl GalaxyClient {
             .get_last_deploy_time(req(gpb::GetLastDeployTimeRequest {}, self.request_timeout))
             .await
             .map_err(|s| GatewayError::from_status("GetLastDeployTime", s))?;
-        Ok(r.into_inner()
+        r.into_inner()
             .time_of_last_deploy
             .as_ref()
-            .map(time_from_pb))
+            .map(time_from_pb)
+            .transpose()
+            .map_err(|message| GatewayError::Protocol {
+                call: "GetLastDeployTime",
+                message,
+            })
     }
 
     /// One page of DiscoverHierarchy.
@@ -190,16 +195,26 @@ impl fmt::Debug for DeployEvents {
 impl DeployEvents {
     pub async fn next(&mut self) -> Option<Result<DeployEvent, GatewayError>> {
         match self.inner.message().await {
-            Ok(Some(e)) => Some(Ok(DeployEvent {
-                sequence: e.sequence,
-                time_of_last_deploy: if e.time_of_last_deploy_present {
-                    e.time_of_last_deploy.as_ref().map(time_from_pb)
-                } else {
-                    None
-                },
-                object_count: e.object_count,
-                attribute_count: e.attribute_count,
-            })),
+            Ok(Some(e)) => {
+                let time = match (e.time_of_last_deploy_present, &e.time_of_last_deploy) {
+                    (true, Some(t)) => match time_from_pb(t) {
+                        Ok(t) => Some(t),
+                        Err(message) => {
+                            return Some(Err(GatewayError::Protocol {
+                                call: "WatchDeployEvents",
+                                message,
+                            }))
+                        }
+                    },
+                    _ => None,
+                };
+                Some(Ok(DeployEvent {
+                    sequence: e.sequence,
+                    time_of_last_deploy: time,
+                    object_count: e.object_count,
+                    attribute_count: e.attribute_count,
+                }))
+            }
             Ok(None) => None,
             Err(s) => Some(Err(GatewayError::from_status("WatchDeployEvents", s))),
         }

@@ -44,19 +44,19 @@
 //! - `error.rs`: [`GatewayError`] and friends.
 //! - `client.rs`: connection, API key, [`Session`], [`EventStream`], [`AlarmFeed`].
 //! - `galaxy.rs`: [`GalaxyClient`].
-//! - `convert.rs`: protobuf <-> domain conversions (shared with the simulator).
-// TODO(lints): being made panic-free on other branches.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+//! - `convert/`: protobuf <-> domain conversions (shared with the simulator).
+//! - `limits.rs`: [`ValueLimits`], the caps on what the wire sizes.
+//! - `handles.rs`: one item handle per tag.
+//!
+//! Decoding is total: an event that cannot be decoded, or whose value is past a cap,
+//! arrives as [`SessionEvent::Undecodable`] with the reason, and the stream goes on.
 
 mod client;
 pub(crate) mod convert;
 mod error;
 mod galaxy;
+mod handles;
+mod limits;
 pub(crate) mod pb;
 mod types;
 
@@ -66,4 +66,5 @@ pub use client::{
 };
 pub use error::{hresult_name, GatewayError, MxAccessFailure, ProtocolCode, RpcCode};
 pub use galaxy::{DeployEvents, GalaxyClient};
+pub use limits::{ValueLimits, MAX_PEER_TEXT};
 pub use types::*;

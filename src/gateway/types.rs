@@ -816,6 +816,20 @@ pub struct ReplayGap {
     pub oldest_available: u64,
 }
 
+/// An event that could not be decoded: a value past a cap, of an unknown type, a time
+/// out of range, a quality that is not 16 bits, an unknown family. It concerns its item
+/// alone; the stream goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undecodable {
+    pub worker_sequence: u64,
+    pub server_handle: ServerHandle,
+    pub item_handle: ItemHandle,
+    /// The event was a data change (plain or buffered): the item's new value is lost.
+    pub data_change: bool,
+    /// Why, e.g. "array of 4294967295 elements exceeds [limits] max_array_length 100000".
+    pub reason: String,
+}
+
 /// One event of a session's event stream.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SessionEvent {
@@ -828,6 +842,7 @@ pub enum SessionEvent {
         transition: AlarmTransition,
     },
     ReplayGap(ReplayGap),
+    Undecodable(Undecodable),
 }
 
 impl SessionEvent {
@@ -842,6 +857,7 @@ impl SessionEvent {
                 worker_sequence, ..
             } => *worker_sequence,
             SessionEvent::ReplayGap(_) => 0,
+            SessionEvent::Undecodable(e) => e.worker_sequence,
         }
     }
 }

@@ -373,7 +373,9 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
             .into_inner()
             .last_seen_deploy_time
             .as_ref()
-            .map(time_from_pb);
+            .map(time_from_pb)
+            .transpose()
+            .map_err(|e| Status::invalid_argument(format!("last_seen_deploy_time: {e}")))?;
         let (current, rx) = {
             let d = self.core.deploy.lock();
             (
@@ -384,7 +386,7 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         let mut epoch = self.core.epoch.subscribe();
         let _ = epoch.borrow_and_update();
         let first = if last_seen
-            .is_some_and(|t| current.time_of_last_deploy.as_ref().map(time_from_pb) == Some(t))
+            .is_some_and(|t| current.time_of_last_deploy.as_ref().map(time_from_pb) == Some(Ok(t)))
         {
             None
         } else {

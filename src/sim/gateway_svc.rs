@@ -20,7 +20,7 @@ use crate::gateway::pb::gw::mx_command::Payload;
 use crate::gateway::pb::gw::mx_command_reply::Reply;
 use crate::gateway::{
     detail, MxArray, MxDataType, MxStatus, MxStatusCategory, MxValue, Quality,
-    SecurityClassification,
+    SecurityClassification, ValueLimits,
 };
 
 pub(crate) const E_INVALIDARG: i32 = 0x8007_0057_u32 as i32;
@@ -598,7 +598,8 @@ pub(crate) fn start_write(
     mode: WriteMode,
 ) -> Result<(), Refusal> {
     let value = value.ok_or_else(|| Refusal::Invalid("the write carries no value".into()))?;
-    let value = value_from_pb(value, true).map_err(Refusal::Invalid)?;
+    // The gateway's own caps on what a client writes: the `[limits]` defaults.
+    let value = value_from_pb(value, &ValueLimits::DEFAULT, true).map_err(Refusal::Invalid)?;
     value.check_sendable().map_err(Refusal::Invalid)?;
     let (reference, target) = {
         let h = sess.handles.lock();
@@ -1325,6 +1326,7 @@ impl GatewaySvc {
         cmd: &impl WriteParts,
     ) -> Result<Option<Reply>, Refusal> {
         let (item, value, mode) = cmd.parts();
+        let mode = mode.map_err(Refusal::Invalid)?;
         start_write(&self.core, sess, who, server, item, value, mode).map(|_| None)
     }
 
@@ -1341,7 +1343,9 @@ impl GatewaySvc {
                 let (item, value, mode) = e.parts();
                 Self::write_result(
                     item,
-                    start_write(&self.core, sess, who, server, item, value, mode),
+                    mode.map_err(Refusal::Invalid).and_then(|mode| {
+                        start_write(&self.core, sess, who, server, item, value, mode)
+                    }),
                 )
             })
             .collect();
@@ -1349,17 +1353,22 @@ impl GatewaySvc {
     }
 }
 
-/// The eight write shapes (four commands, four bulk entries), seen as (item, value, mode).
+/// The eight write shapes (four commands, four bulk entries), seen as (item, value,
+/// mode); the mode is an error when the write's timestamp is not a valid time.
 trait WriteParts {
-    fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode);
+    fn parts(&self) -> (i32, Option<&pb::MxValue>, Result<WriteMode, String>);
 }
 
 macro_rules! write_parts {
     ($($t:ty => |$e:ident| ($secured:expr, $user:expr, $verifier:expr, $ts:expr);)*) => {
         $(impl WriteParts for $t {
-            fn parts(&self) -> (i32, Option<&pb::MxValue>, WriteMode) {
+            fn parts(&self) -> (i32, Option<&pb::MxValue>, Result<WriteMode, String>) {
                 let $e = self;
-                let mode = WriteMode { secured: $secured, user: $user, verifier: $verifier, timestamp: $ts };
+                let timestamp: Option<&prost_types::Timestamp> = $ts;
+                let mode = timestamp
+                    .map(time_from_pb)
+                    .transpose()
+                    .map(|timestamp| WriteMode { secured: $secured, user: $user, verifier: $verifier, timestamp });
                 ($e.item_handle, $e.value.as_ref(), mode)
             }
         })*
@@ -1368,13 +1377,13 @@ macro_rules! write_parts {
 
 write_parts! {
     pb::WriteCommand => |e| (false, e.user_id, 0, None);
-    pb::Write2Command => |e| (false, e.user_id, 0, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::Write2Command => |e| (false, e.user_id, 0, e.timestamp_value.as_ref());
     pb::WriteSecuredCommand => |e| (true, e.current_user_id, e.verifier_user_id, None);
-    pb::WriteSecured2Command => |e| (true, e.current_user_id, e.verifier_user_id, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::WriteSecured2Command => |e| (true, e.current_user_id, e.verifier_user_id, e.timestamp_value.as_ref());
     pb::WriteBulkEntry => |e| (false, e.user_id, 0, None);
-    pb::Write2BulkEntry => |e| (false, e.user_id, 0, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::Write2BulkEntry => |e| (false, e.user_id, 0, e.timestamp_value.as_ref());
     pb::WriteSecuredBulkEntry => |e| (true, e.current_user_id, e.verifier_user_id, None);
-    pb::WriteSecured2BulkEntry => |e| (true, e.current_user_id, e.verifier_user_id, e.timestamp_value.as_ref().map(time_from_pb));
+    pb::WriteSecured2BulkEntry => |e| (true, e.current_user_id, e.verifier_user_id, e.timestamp_value.as_ref());
 }
 
 // ---------------------------------------------------------------------------
