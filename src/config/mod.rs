@@ -213,6 +213,43 @@ pub struct Alarms {
     pub returned_unacked: Severity,
     /// Priority to severity; a priority no band covers is MAJOR.
     pub priorities: Vec<PriorityBand>,
+    /// How an active alarm's severity is chosen, unless a PV's `alarm_severity` says.
+    pub severity: SeverityScheme,
+}
+
+/// How the severity of an active System Platform alarm is chosen (`[alarms] severity`,
+/// `alarm_severity` on a `[[pv]]` or `[[alarm_pv]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeverityScheme {
+    /// From the priority, by `[alarms] priorities`.
+    #[default]
+    Priority,
+    /// From the alarm's kind as an EPICS record would: HiHi and LoLo MAJOR, Hi and Lo
+    /// MINOR, rate of change and deviation MINOR, discrete MAJOR; any other kind by its
+    /// priority.
+    Kind,
+}
+
+impl SeverityScheme {
+    /// The config words, in the order the schemes are listed.
+    pub const WORDS: [&'static str; 2] = ["priority", "kind"];
+
+    /// The scheme a config word names.
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "priority" => Some(SeverityScheme::Priority),
+            "kind" => Some(SeverityScheme::Kind),
+            _ => None,
+        }
+    }
+
+    /// Its config word.
+    pub fn word(self) -> &'static str {
+        match self {
+            SeverityScheme::Priority => "priority",
+            SeverityScheme::Kind => "kind",
+        }
+    }
 }
 
 impl Alarms {
@@ -254,6 +291,8 @@ pub struct AlarmPv {
     pub description: Option<String>,
     /// Serve its `:ACK` companion PV.
     pub acknowledge: bool,
+    /// Overrides `[alarms] severity` for its alarms.
+    pub alarm_severity: Option<SeverityScheme>,
     /// Where the `[[alarm_pv]]` table is: `file:line:column`.
     pub location: String,
 }
@@ -477,6 +516,8 @@ pub struct Pv {
     pub alarms: Vec<String>,
     /// Serve the `:ACK` companion PV when the PV carries alarms.
     pub acknowledge: bool,
+    /// Overrides `[alarms] severity` for its System Platform alarms.
+    pub alarm_severity: Option<SeverityScheme>,
     /// Where the `[[pv]]` table is: `file:line:column`.
     pub location: String,
 }
