@@ -271,21 +271,31 @@ async fn timestamps_never_go_back_through_alarm_raises_clears_and_acknowledgemen
     .await;
 
     // Quickly: the level across Hi and HiHi and back, the pump fault raised and cleared,
-    // and acknowledgements through System Platform, each step taken as soon as the
-    // simulator has answered the last.
+    // and acknowledgements through System Platform; each level is set as soon as the
+    // last one shows, so that its alarm transitions interleave with the next values.
     let gw = plant.gateway().await;
-    for round in 0..30 {
-        for level in ["85", "95", "60", "92", "70"] {
-            plant.set(level).await;
+    for round in 0..12 {
+        for level in [85.0, 95.0, 60.0, 92.0, 70.0] {
+            plant.set(&level.to_string()).await;
+            seen.extend(
+                updates_until(
+                    &mut lines,
+                    Duration::from_secs(20),
+                    "the level shows",
+                    |u| u.pv == "T:Level" && u.value == level,
+                )
+                .await,
+            );
+            if level == 95.0 {
+                for r in [HIHI, HI, FAULT] {
+                    // Refused when acknowledged already or not active: churn too.
+                    let _ = gw.acknowledge_alarm(r, "churn", "tester").await;
+                }
+            }
         }
-        if round % 3 == 0 {
+        if round % 2 == 0 {
             plant.control.raise_alarm(FAULT).await.unwrap();
-        }
-        for r in [HIHI, HI, FAULT] {
-            // Refused when already acknowledged or not active: that is the churn too.
-            let _ = gw.acknowledge_alarm(r, "churn", "tester").await;
-        }
-        if round % 3 == 1 {
+        } else {
             plant.control.clear_alarm(FAULT, false).await.unwrap();
         }
     }
@@ -360,7 +370,9 @@ async fn timestamps_never_go_back_through_alarm_raises_clears_and_acknowledgemen
         .filter(|l| l.starts_with("T:Level"))
         .filter_map(|l| pvmonitor_time(l))
         .collect();
-    assert!(times.len() >= 10, "{monitor_lines:#?}");
+    // A slow client gets squashed updates (pvAccess's overrun), so fewer lines than p4p.
+    eprintln!("pvmonitor: {} updates", times.len());
+    assert!(times.len() >= 3, "{monitor_lines:#?}");
     for w in times.windows(2) {
         assert!(w[1] >= w[0], "pvmonitor: {} then {}", w[0], w[1]);
     }
