@@ -62,13 +62,15 @@
 //!   `verified` (needs `user` and a different `verifier`)), `timestamp` (`source` or
 //!   `receive`), `choices` (two NTEnum choices for a Boolean, false first), `alarms`
 //!   (System Platform alarm references the PV carries besides those found by name),
-//!   `acknowledge` (serve the `:ACK` companion PV; default true).
+//!   `acknowledge` (serve the `:ACK` companion PV; default true), `alarm_severity`
+//!   (`priority` or `kind`: overrides `[alarms] severity` for the PV's alarms).
 //! - `[alarms]`: `enabled` (true), `filter_prefix` (""), `acknowledge` (true), `ack_suffix`
 //!   (`:ACK`), `table` (`ALARMS:ACTIVE` after the prefix; `""` for none),
 //!   `returned_unacked` (`none` or `minor`), `priorities` (`[{ from, to, severity }]`,
-//!   non-overlapping, within 0 to 999; default 1-500 major, 501-999 minor).
+//!   non-overlapping, within 0 to 999; default 1-500 major, 501-999 minor), `severity`
+//!   (see [`SeverityScheme`]: `priority`, the default, or `kind`).
 //! - `[[alarm_pv]]`: `name`, `alarms` (references), `type` (`enum` or `int32`),
-//!   `description`, `acknowledge`.
+//!   `description`, `acknowledge`, `alarm_severity`.
 
 mod location;
 mod raw;
