@@ -555,9 +555,11 @@ impl Alarms {
             }
             FeedMsg::Item(AlarmFeedItem::SnapshotComplete { active_alarm_count }) => {
                 let new = self.pending.take().unwrap_or_default();
-                if new.len() != active_alarm_count as usize {
+                // Those not held past max_alarms were received too.
+                let received = new.len() as u64 + self.pending_dropped;
+                if received != u64::from(active_alarm_count) {
                     warn!(
-                        received = new.len(),
+                        received,
                         announced = active_alarm_count,
                         "alarm snapshot count differs"
                     );

@@ -213,6 +213,39 @@ async fn past_max_alarms_raises_are_not_held_and_the_table_says_so() {
     // A snapshot that fits clears the report.
     alarms.on_batch(COMPLETE, &mut [], &mut dirty);
     assert_eq!(alarms.table_alarm(0).severity, Severity::NoAlarm);
+    // One that does not holds the first five and says how many it left.
+    for i in 0..7 {
+        let active = ActiveAlarm {
+            reference: format!("Galaxy!Area.Pump{i}.Fault"),
+            source_object: String::new(),
+            alarm_type: "Discrete".into(),
+            state: AlarmState::UnackAlm,
+            priority: 100,
+            raised_at: None,
+            last_transition_at: None,
+            operator: String::new(),
+            comment: String::new(),
+            category: String::new(),
+            description: String::new(),
+            current_value: None,
+            limit_value: None,
+        };
+        alarms.on_batch(
+            FeedMsg::Item(AlarmFeedItem::Active(active)),
+            &mut [],
+            &mut dirty,
+        );
+    }
+    alarms.on_batch(COMPLETE, &mut [], &mut dirty);
+    assert_eq!(alarms.active.len(), 5);
+    assert!(
+        alarms
+            .table_alarm(0)
+            .message
+            .starts_with("2 alarm raises not held"),
+        "{:?}",
+        alarms.table_alarm(0)
+    );
 }
 
 #[tokio::test]
