@@ -176,25 +176,7 @@ async fn start_sim_with(
     galaxy: &std::path::Path,
     admin_key: Option<&ApiKey>,
 ) -> (tokio::process::Child, RemoteSim) {
-    let sim = spawn_mxpva_logged(
-        &[
-            "sim".as_ref(),
-            "--listen".as_ref(),
-            endpoint.as_ref(),
-            "--galaxy".as_ref(),
-            galaxy.as_os_str(),
-        ],
-        &[],
-        Some(&test_dir(name).join("sim.log")),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match RemoteSim::connect(endpoint, admin_key).await {
-            Ok(control) => return (sim, control),
-            Err(e) if Instant::now() > deadline => panic!("mxpva sim did not come up: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    clients::start_sim(endpoint, galaxy, admin_key, &test_dir(name).join("sim.log")).await
 }
 
 impl Plant {
@@ -205,13 +187,7 @@ impl Plant {
         let dir = test_dir(name);
         let config = dir.join("bridge.toml");
         std::fs::write(&config, CONFIG.replace("{port}", &gateway_port.to_string())).unwrap();
-        let (tcp, udp) = free_ports();
-        let (server_env, env) = pva_env(tcp, udp);
-        let bridge = spawn_mxpva_logged(
-            &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-            &server_env,
-            Some(&dir.join("bridge.log")),
-        );
+        let (bridge, env) = clients::start_bridge(&config, &dir.join("bridge.log"));
         let plant = Plant {
             name,
             gateway,

@@ -31,7 +31,7 @@ fn unknown_key() {
         "tests/fixtures/config/unknown_key.toml:10:1: pv[2].tga: unknown field `tga`, expected \
          one of `name`, `tag`, `type`, `units`, `precision`, `description`, `display`, \
          `control`, `value_alarm`, `writable`, `write_mode`, `user`, `verifier`, `timestamp`, \
-         `choices`, `alarms`, `acknowledge`\n"
+         `choices`, `alarms`, `acknowledge`, `alarm_severity`\n"
     );
 }
 
@@ -253,19 +253,32 @@ fn alarm_settings_every_problem_at_its_position() {
     let f = "tests/fixtures/config/bad_alarms.toml";
     let expected = [
         "3:20: alarms.returned_unacked: returned_unacked must be `none` or `minor`",
-        "6:12: alarms.priorities[2]: priorities 400 to 999 overlap alarms.priorities[1] (1 to 500)",
-        "7:12: alarms.priorities[3]: from (900) is greater than to (100)",
-        "8:20: alarms.priorities[4].to: priority 1200 is outside 0 to 999",
-        "14:33: pv[1].alarms: alarm reference `Tank001` is not `Object.Alarm` (or \
+        "4:12: alarms.severity: SCHEME_epics",
+        "7:12: alarms.priorities[2]: priorities 400 to 999 overlap alarms.priorities[1] (1 to 500)",
+        "8:12: alarms.priorities[3]: from (900) is greater than to (100)",
+        "9:20: alarms.priorities[4].to: priority 1200 is outside 0 to 999",
+        "15:33: pv[1].alarms: alarm reference `Tank001` is not `Object.Alarm` (or \
          `Galaxy!Area.Object.Alarm`)",
-        "17:8: pv[2].name: PV name `T:Level:ACK` is the acknowledgement PV of pv[1] (`T:Level`): \
+        "16:18: pv[1].alarm_severity: SCHEME_Kind",
+        "19:8: pv[2].name: PV name `T:Level:ACK` is the acknowledgement PV of pv[1] (`T:Level`): \
          rename one, change [alarms] ack_suffix, or set `acknowledge = false` on pv[1]",
-        "22:11: alarm_pv[1].alarms: alarm `Tank001.Level.HiHi` is already used by pv[1].alarms, \
-         at tests/fixtures/config/bad_alarms.toml:14:11",
-        "22:46: alarm_pv[1].alarms: alarm reference `Pump 1.Fault` contains a space",
-        "25:1: alarm_pv[2]: missing key `alarms` (the alarm references it shows)",
+        "24:11: alarm_pv[1].alarms: alarm `Tank001.Level.HiHi` is already used by pv[1].alarms, \
+         at tests/fixtures/config/bad_alarms.toml:15:11",
+        "24:46: alarm_pv[1].alarms: alarm reference `Pump 1.Fault` contains a space",
+        "26:18: alarm_pv[1].alarm_severity: SCHEME_loud",
+        "28:1: alarm_pv[2]: missing key `alarms` (the alarm references it shows)",
     ]
-    .map(|l| format!("{f}:{l}\n"))
+    .map(|l| {
+        // The severity scheme's message names the word given and both schemes.
+        let l = match l.split_once("SCHEME_") {
+            Some((head, word)) => format!(
+                "{head}unknown severity scheme `{word}`, expected `priority` (by priority \
+                 band) or `kind` (HiHi and LoLo MAJOR, Hi and Lo MINOR, as an EPICS record)"
+            ),
+            None => l.to_string(),
+        };
+        format!("{f}:{l}\n")
+    })
     .concat();
     assert_eq!(check_fails("bad_alarms.toml"), expected);
 }

@@ -334,7 +334,7 @@ fn duplicate_after_prefix() {
 
 #[test]
 fn alarm_keys_and_their_defaults() {
-    use mxpva::config::{AlarmPvType, Severity};
+    use mxpva::config::{AlarmPvType, Severity, SeverityScheme};
     let text = r#"
 [defaults]
 prefix = "P:"
@@ -368,6 +368,9 @@ type = "int32"
     assert!(c.pvs[0].acknowledge && !c.pvs[1].acknowledge);
     assert_eq!(c.alarm_pvs[0].name.as_str(), "P:Fault");
     assert_eq!(c.alarm_pvs[0].pv_type, AlarmPvType::Int32);
+    assert_eq!(a.severity, SeverityScheme::Priority);
+    assert_eq!(c.pvs[0].alarm_severity, None);
+    assert_eq!(c.alarm_pvs[0].alarm_severity, None);
 
     let text = r#"
 [alarms]
@@ -375,10 +378,12 @@ acknowledge = false
 table = ""
 returned_unacked = "minor"
 priorities = [{ from = 1, to = 250, severity = "major" }, { from = 251, to = 999, severity = "minor" }]
+severity = "kind"
 
 [[pv]]
 name = "L"
 tag = "Tank001.Level"
+alarm_severity = "priority"
 "#;
     let c = Config::from_str_at(text, std::path::Path::new("b.toml")).unwrap();
     assert!(c.alarms.table.is_none());
@@ -388,4 +393,6 @@ tag = "Tank001.Level"
     );
     assert_eq!(c.alarms.returned_unacked, Severity::Minor);
     assert_eq!(c.alarms.severity_of(300), Severity::Minor);
+    assert_eq!(c.alarms.severity, SeverityScheme::Kind);
+    assert_eq!(c.pvs[0].alarm_severity, Some(SeverityScheme::Priority));
 }

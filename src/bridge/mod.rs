@@ -12,9 +12,11 @@
 //! - `convert.rs`: MXAccess values <-> PV values, exact or refused (`isotime.rs`: Time text).
 //! - `quality.rs`: quality -> `alarm`.
 //! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
-//! - `alarms.rs`: System Platform alarms: the feed, their PVs, `:ACK`, the table.
+//! - `alarms/`: System Platform alarms: the feed, their PVs, `:ACK`, the table
+//!   (`table.rs`), the `kind` severity scheme (`severity.rs`).
 //! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
 //! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
+//! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
 // TODO(lints): being made panic-free on other branches.
 #![allow(
     clippy::unwrap_used,
@@ -31,6 +33,7 @@ mod isotime;
 mod limits;
 mod pv;
 mod quality;
+mod stamp;
 mod strays;
 
 use std::collections::HashMap;
@@ -39,6 +42,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -212,6 +216,7 @@ pub async fn run(
         internal: mpsc::unbounded_channel(),
         alarms,
         strays: strays::Strays::default(),
+        dirty: Vec::new(),
     };
     bridge.serve(&mut pv_events, shutdown).await;
     drop(bridge);
@@ -245,7 +250,13 @@ struct Bridge {
     alarms: alarms::Alarms,
     /// Events ignored, so each kind is logged once per session.
     strays: strays::Strays,
+    /// PVs with news taken in this turn (indices into `pvs`), each posted once at its end.
+    dirty: Vec<usize>,
 }
+
+/// At most this many gateway events are taken in one turn, so that puts are still
+/// served during a flood.
+const MAX_TURN: usize = 4096;
 
 impl Bridge {
     async fn serve(
@@ -258,12 +269,17 @@ impl Bridge {
         let mut connecting: Option<tokio::task::JoinHandle<Connected>> = Some(self.spawn_connect());
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut events: Option<EventStream> = None;
+        // Why the event stream ended in this turn, if it did.
+        let mut ended: Option<String> = None;
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(ev) = pv_events.recv() => self.on_pv_event(ev),
                 Some(msg) = self.internal.1.recv() => self.on_internal(msg),
-                Some(msg) = self.alarms.feed.recv() => self.alarms.on_feed(msg, &mut self.pvs),
+                Some(msg) = self.alarms.feed.recv() => {
+                    self.alarms.on_feed(msg, &mut self.pvs, &mut self.dirty);
+                    ended = self.take_ready(&mut events).await;
+                }
                 done = async { connecting.as_mut().unwrap().await }, if connecting.is_some() => {
                     connecting = None;
                     match done {
@@ -291,20 +307,26 @@ impl Bridge {
                     connecting = Some(self.spawn_connect());
                 }
                 ev = async { events.as_mut().unwrap().next().await }, if events.is_some() => {
-                    match ev {
-                        Some(Ok(ev)) => self.on_session_event(ev),
-                        Some(Err(e)) => {
-                            events = None;
-                            self.close_link(&format!("event stream failed: {e}"));
-                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                    ended = match ev {
+                        Some(Ok(ev)) => {
+                            self.on_session_event(ev);
+                            self.take_ready(&mut events).await
                         }
-                        None => {
-                            events = None;
-                            self.close_link("the gateway ended the event stream");
-                            retry_at = Some(tokio::time::Instant::now() + backoff);
-                        }
-                    }
+                        Some(Err(e)) => Some(format!("event stream failed: {e}")),
+                        None => Some("the gateway ended the event stream".to_string()),
+                    };
                 }
+            }
+            // The end of the turn: each PV with news posts once.
+            for i in self.dirty.drain(..) {
+                if let Some(pv) = self.pvs.get_mut(i) {
+                    pv.flush();
+                }
+            }
+            if let Some(reason) = ended.take() {
+                events = None;
+                self.close_link(&reason);
+                retry_at = Some(tokio::time::Instant::now() + backoff);
             }
         }
         if let Some(link) = self.link.take() {
@@ -315,6 +337,35 @@ impl Bridge {
             )
             .await;
         }
+    }
+
+    /// The rest of a turn that began with a gateway event or an alarm message: everything
+    /// of the event stream and the alarm feed that is ready now (up to [`MAX_TURN`]
+    /// events). Data changes and alarm transitions of one PV taken together are then
+    /// posted as one update. Returns why the event stream ended, if it did.
+    async fn take_ready(&mut self, events: &mut Option<EventStream>) -> Option<String> {
+        // First let the tasks that read the gateway's connections run: what arrived
+        // together (a data change and the alarm it raised) is then taken together.
+        tokio::task::yield_now().await;
+        let mut ended = None;
+        if let Some(stream) = events.as_mut() {
+            for _ in 0..MAX_TURN {
+                match stream.next().now_or_never() {
+                    None => break,
+                    Some(Some(Ok(ev))) => self.on_session_event(ev),
+                    Some(Some(Err(e))) => {
+                        ended = Some(format!("event stream failed: {e}"));
+                        break;
+                    }
+                    Some(None) => {
+                        ended = Some("the gateway ended the event stream".to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        self.alarms.on_ready(&mut self.pvs, &mut self.dirty);
+        ended
     }
 
     /// Connects, opens a session, registers and subscribes every tag, in a task of its
@@ -483,7 +534,10 @@ impl Bridge {
         match ev {
             SessionEvent::DataChange(dc) => {
                 if let Some(&i) = self.by_item.get(&dc.item_handle.0) {
-                    self.pvs[i].data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses);
+                    if self.pvs[i].data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses)
+                    {
+                        self.dirty.push(i);
+                    }
                 } else {
                     self.strays.unknown_item("data change", dc.item_handle.0);
                 }

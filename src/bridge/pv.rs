@@ -11,6 +11,7 @@ use super::alarms::combine;
 use super::convert::{brief, pv_type_of, to_mx, to_nt};
 use super::limits::{severity, Limits};
 use super::quality::quality_alarm;
+use super::stamp::Stamps;
 use crate::config;
 use crate::gateway::{ItemHandle, MxDataType, MxStatus, MxValue, Quality, WriteEntry};
 use crate::pva::{
@@ -74,6 +75,35 @@ pub(super) struct MappedPv {
     /// Local `value_alarm` limits and the part they give for the last value.
     limits: Limits,
     limit_alarm: Option<Alarm>,
+    /// The last posted time: posted times never go back (see `stamp.rs`).
+    stamps: Stamps,
+    /// What the bridge took for this PV in the current turn and posts once at its end
+    /// ([`MappedPv::flush`]): a data change's value, and the latest own time of the facts
+    /// taken (data change, alarm transitions).
+    staged: Staged,
+}
+
+/// See [`MappedPv::staged`].
+#[derive(Default)]
+struct Staged {
+    /// Something is to be posted.
+    dirty: bool,
+    /// A data change is among it (its value may still be `None`: a Null value).
+    data: bool,
+    value: Option<NtValue>,
+    time: Option<TimeStamp>,
+}
+
+impl Staged {
+    /// Marks the PV to be posted; true when it was not yet (the caller lists it).
+    fn mark(&mut self, time: TimeStamp) -> bool {
+        let later = |a: &TimeStamp, b: &TimeStamp| (a.seconds, a.nanos) > (b.seconds, b.nanos);
+        match &self.time {
+            Some(t) if !later(&time, t) => {}
+            _ => self.time = Some(time),
+        }
+        !std::mem::replace(&mut self.dirty, true)
+    }
 }
 
 fn pva_scalar(t: config::ScalarType) -> Option<ScalarType> {
@@ -148,6 +178,8 @@ impl MappedPv {
             feed_lost: None,
             limits,
             limit_alarm: None,
+            stamps: Stamps::default(),
+            staged: Staged::default(),
         };
         // With a configured type the PV is served at once, INVALID until data arrives;
         // otherwise clients wait until the attribute reports its type.
@@ -213,6 +245,7 @@ impl MappedPv {
 
     /// (Re)opens the PV as `ty`.
     fn open(&mut self, ty: PvType, value: Option<NtValue>, alarm: Alarm, time: TimeStamp) {
+        let time = self.stamps.next(self.cfg.name.as_str(), time);
         if self.pv.is_open() {
             let _ = self.pv.close();
         }
@@ -248,27 +281,52 @@ impl MappedPv {
         )
     }
 
-    /// The System Platform alarms changed (`sp_alarm`): post the alarm, value kept.
-    pub fn alarms_changed(&mut self) {
+    /// The System Platform alarms changed (`sp_alarm`) at `at` (System Platform's time of
+    /// the transition; `None`: now). The alarm is posted with the turn's other news of
+    /// this PV by [`MappedPv::flush`]; true when the PV is newly marked for it.
+    pub fn alarms_changed(&mut self, at: Option<SystemTime>) -> bool {
+        if !self.pv.is_open() {
+            return false;
+        }
+        let time = match (self.cfg.timestamp, at) {
+            (config::TimestampSource::Source, Some(t)) => TimeStamp::from(t),
+            _ => TimeStamp::now(),
+        };
+        self.staged.mark(time)
+    }
+
+    /// Posts what the turn took for this PV as one update: the value of its data change
+    /// (if one came), the alarm as it is now, and the latest time among them (kept from
+    /// going back by [`Stamps`]). Then completes the writes that waited for the value.
+    pub fn flush(&mut self) {
+        let staged = std::mem::take(&mut self.staged);
+        if !staged.dirty {
+            return;
+        }
         if self.pv.is_open() {
-            self.post(
-                &Update::default()
-                    .with_alarm(self.combined())
-                    .with_time(TimeStamp::now()),
-            );
+            let own = staged.time.unwrap_or_else(TimeStamp::now);
+            let time = self.stamps.next(self.cfg.name.as_str(), own);
+            let mut update = Update::default()
+                .with_alarm(self.combined())
+                .with_time(time);
+            update.value = staged.value;
+            self.post(&update);
+        }
+        if staged.data {
+            for w in self.settling.drain(..) {
+                w.completion.complete(Ok(()));
+            }
         }
     }
 
     /// An alarm on an open PV (value kept); a PV never opened opens as a string.
     fn post_alarm(&mut self, alarm: Alarm) {
+        self.flush();
         self.base_alarm = (alarm, false);
         let alarm = self.combined();
         if self.pv.is_open() {
-            self.post(
-                &Update::default()
-                    .with_alarm(alarm)
-                    .with_time(TimeStamp::now()),
-            );
+            let time = self.stamps.now(self.cfg.name.as_str());
+            self.post(&Update::default().with_alarm(alarm).with_time(time));
         } else {
             let ty = PvType::Scalar(ScalarType::String);
             self.open(
@@ -316,13 +374,20 @@ impl MappedPv {
 
     /// A data change of the attribute. A failed MXAccess status (an unresolved reference, a
     /// wrong index) is added to the quality's message, so the PV says why it has no value.
+    ///
+    /// The update is staged for [`MappedPv::flush`] at the end of the bridge's turn, so that
+    /// alarm transitions taken in the same turn join it; true when the PV is newly marked
+    /// for that. A second data change in one turn posts the first: each is a sample.
     pub fn data_change(
         &mut self,
         value: &MxValue,
         quality: Quality,
         source: Option<SystemTime>,
         statuses: &[MxStatus],
-    ) {
+    ) -> bool {
+        if self.staged.data {
+            self.flush();
+        }
         if !matches!(value, MxValue::Null) {
             self.attr_type = Some(match value {
                 MxValue::Array(a) => (a.element_type(), true),
@@ -378,27 +443,29 @@ impl MappedPv {
             plain = false;
         }
         self.base_alarm = (alarm, plain);
-        let alarm = self.combined();
+        for w in &mut self.pending {
+            w.changed = true;
+        }
         match (ty, self.pv.shape()) {
             (Some(ty), Some(shape)) if shape.pv_type == ty && self.pv.is_open() => {
-                let mut update = Update::default().with_alarm(alarm).with_time(time);
-                update.value = nt;
-                self.post(&update);
+                self.staged.data = true;
+                self.staged.value = nt;
+                return self.staged.mark(time);
             }
             (Some(ty), old) => {
                 if let Some(old) = old {
                     warn!(pv = %self.name(), tag = %self.cfg.tag.as_str(), from = %old.pv_type, to = %ty, "attribute changed type; PV re-opened");
                 }
+                self.flush();
+                let alarm = self.combined();
                 self.open(ty, nt, alarm, time);
             }
             (None, _) => self.post_alarm(self.base_alarm.0.clone()),
         }
-        for w in &mut self.pending {
-            w.changed = true;
-        }
         for w in self.settling.drain(..) {
             w.completion.complete(Ok(()));
         }
+        false
     }
 
     /// Writes sent and not yet answered, and confirmed ones waiting for their data change.

@@ -62,13 +62,15 @@
 //!   `verified` (needs `user` and a different `verifier`)), `timestamp` (`source` or
 //!   `receive`), `choices` (two NTEnum choices for a Boolean, false first), `alarms`
 //!   (System Platform alarm references the PV carries besides those found by name),
-//!   `acknowledge` (serve the `:ACK` companion PV; default true).
+//!   `acknowledge` (serve the `:ACK` companion PV; default true), `alarm_severity`
+//!   (`priority` or `kind`: overrides `[alarms] severity` for the PV's alarms).
 //! - `[alarms]`: `enabled` (true), `filter_prefix` (""), `acknowledge` (true), `ack_suffix`
 //!   (`:ACK`), `table` (`ALARMS:ACTIVE` after the prefix; `""` for none),
 //!   `returned_unacked` (`none` or `minor`), `priorities` (`[{ from, to, severity }]`,
-//!   non-overlapping, within 0 to 999; default 1-500 major, 501-999 minor).
+//!   non-overlapping, within 0 to 999; default 1-500 major, 501-999 minor), `severity`
+//!   (see [`SeverityScheme`]: `priority`, the default, or `kind`).
 //! - `[[alarm_pv]]`: `name`, `alarms` (references), `type` (`enum` or `int32`),
-//!   `description`, `acknowledge`.
+//!   `description`, `acknowledge`, `alarm_severity`.
 
 mod location;
 mod raw;
@@ -216,6 +218,43 @@ pub struct Alarms {
     pub returned_unacked: Severity,
     /// Priority to severity; a priority no band covers is MAJOR.
     pub priorities: Vec<PriorityBand>,
+    /// How an active alarm's severity is chosen, unless a PV's `alarm_severity` says.
+    pub severity: SeverityScheme,
+}
+
+/// How the severity of an active System Platform alarm is chosen (`[alarms] severity`,
+/// `alarm_severity` on a `[[pv]]` or `[[alarm_pv]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeverityScheme {
+    /// From the priority, by `[alarms] priorities`.
+    #[default]
+    Priority,
+    /// From the alarm's kind as an EPICS record would: HiHi and LoLo MAJOR, Hi and Lo
+    /// MINOR, rate of change and deviation MINOR, discrete MAJOR; any other kind by its
+    /// priority.
+    Kind,
+}
+
+impl SeverityScheme {
+    /// The config words, in the order the schemes are listed.
+    pub const WORDS: [&'static str; 2] = ["priority", "kind"];
+
+    /// The scheme a config word names.
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "priority" => Some(SeverityScheme::Priority),
+            "kind" => Some(SeverityScheme::Kind),
+            _ => None,
+        }
+    }
+
+    /// Its config word.
+    pub fn word(self) -> &'static str {
+        match self {
+            SeverityScheme::Priority => "priority",
+            SeverityScheme::Kind => "kind",
+        }
+    }
 }
 
 impl Alarms {
@@ -257,6 +296,8 @@ pub struct AlarmPv {
     pub description: Option<String>,
     /// Serve its `:ACK` companion PV.
     pub acknowledge: bool,
+    /// Overrides `[alarms] severity` for its alarms.
+    pub alarm_severity: Option<SeverityScheme>,
     /// Where the `[[alarm_pv]]` table is: `file:line:column`.
     pub location: String,
 }
@@ -480,6 +521,8 @@ pub struct Pv {
     pub alarms: Vec<String>,
     /// Serve the `:ACK` companion PV when the PV carries alarms.
     pub acknowledge: bool,
+    /// Overrides `[alarms] severity` for its System Platform alarms.
+    pub alarm_severity: Option<SeverityScheme>,
     /// Where the `[[pv]]` table is: `file:line:column`.
     pub location: String,
 }

@@ -324,6 +324,9 @@ pub(crate) struct RawPv {
     /// Serve the `:ACK` companion PV (when the PV carries alarms).
     #[serde(default)]
     pub acknowledge: Option<Spanned<bool>>,
+    /// `priority` or `kind`: overrides `[alarms] severity` for this PV's alarms.
+    #[serde(default)]
+    pub alarm_severity: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -399,6 +402,9 @@ pub(crate) struct RawAlarms {
     pub returned_unacked: Spanned<super::Severity>,
     #[serde(default)]
     pub priorities: Option<Spanned<Vec<Spanned<RawPriorityBand>>>>,
+    /// `priority` or `kind`.
+    #[serde(default)]
+    pub severity: Option<Spanned<String>>,
 }
 
 impl Default for RawAlarms {
@@ -411,6 +417,7 @@ impl Default for RawAlarms {
             table: default_table(),
             returned_unacked: default_returned_unacked(),
             priorities: None,
+            severity: None,
         }
     }
 }
@@ -451,4 +458,7 @@ pub(crate) struct RawAlarmPv {
     pub description: Option<String>,
     #[serde(default)]
     pub acknowledge: Option<Spanned<bool>>,
+    /// `priority` or `kind`: overrides `[alarms] severity` for its alarms.
+    #[serde(default)]
+    pub alarm_severity: Option<Spanned<String>>,
 }

@@ -181,6 +181,16 @@ pub(super) fn mapping_table(c: &Config) -> String {
     for pv in c.pvs.iter().filter(|p| !p.alarms.is_empty()) {
         let _ = writeln!(out, "{} also carries {}", pv.name, pv.alarms.join(", "));
     }
+    let overrides = c
+        .pvs
+        .iter()
+        .map(|p| (&p.name, p.alarm_severity))
+        .chain(c.alarm_pvs.iter().map(|p| (&p.name, p.alarm_severity)));
+    for (name, scheme) in overrides {
+        if let Some(s) = scheme {
+            let _ = writeln!(out, "{name} alarm severity by {}", s.word());
+        }
+    }
     for pv in &c.alarm_pvs {
         let _ = writeln!(
             out,
@@ -222,7 +232,7 @@ fn alarms_text(c: &Config) -> String {
         .map(|b| format!("{}-{} {}", b.from, b.to, severity_text(b.severity)))
         .collect();
     format!(
-        "feed {}; acknowledge {}; table {}; returned unacknowledged {}; priorities {}",
+        "feed {}; acknowledge {}; table {}; returned unacknowledged {}; priorities {}; severity by {}",
         if a.filter_prefix.is_empty() {
             "all".to_string()
         } else {
@@ -235,6 +245,7 @@ fn alarms_text(c: &Config) -> String {
         },
         a.table.as_ref().map_or("none".into(), |t| t.to_string()),
         severity_text(a.returned_unacked),
-        bands.join(", ")
+        bands.join(", "),
+        a.severity.word()
     )
 }

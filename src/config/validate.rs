@@ -805,6 +805,11 @@ fn pv(
     let display = range(v, &p, raw.display.take());
     let control = control(v, &p, raw.control.take());
     let value_alarm = value_alarm(v, &p, raw.value_alarm.take());
+    let alarm_severity = alarms::scheme(
+        v,
+        &format!("{p}.alarm_severity"),
+        raw.alarm_severity.as_ref(),
+    );
 
     // Booleans.
     let boolean = match pv_type {
@@ -892,6 +897,7 @@ fn pv(
             timestamp: raw.timestamp.unwrap_or(ctx.defaults.timestamp),
             alarms: alarm_refs.iter().map(|(r, _)| r.clone()).collect(),
             acknowledge: raw.acknowledge.as_ref().is_none_or(|a| *a.get_ref()),
+            alarm_severity,
             location,
         },
         name_spanned.span(),

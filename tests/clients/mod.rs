@@ -516,3 +516,48 @@ impl Watch {
         }
     }
 }
+
+/// Starts `mxpva sim --listen endpoint --galaxy galaxy`, its log appended to `log`, and
+/// connects to its control service (at most 20 s), with `admin_key` when the Galaxy
+/// requires API keys.
+pub async fn start_sim(
+    endpoint: &str,
+    galaxy: &Path,
+    admin_key: Option<&mxpva::gateway::ApiKey>,
+    log: &Path,
+) -> (tokio::process::Child, mxpva::sim::RemoteSim) {
+    let sim = spawn_mxpva_logged(
+        &[
+            "sim".as_ref(),
+            "--listen".as_ref(),
+            endpoint.as_ref(),
+            "--galaxy".as_ref(),
+            galaxy.as_os_str(),
+        ],
+        &[],
+        Some(log),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match mxpva::sim::RemoteSim::connect(endpoint, admin_key).await {
+            Ok(control) => return (sim, control),
+            Err(e) if std::time::Instant::now() > deadline => {
+                panic!("mxpva sim did not come up: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Starts `mxpva run --config config` on PVAccess ports of its own, its log appended to
+/// `log`; returns it and the clients' settings to reach it.
+pub fn start_bridge(config: &Path, log: &Path) -> (tokio::process::Child, Env) {
+    let (tcp, udp) = free_ports();
+    let (server_env, env) = pva_env(tcp, udp);
+    let bridge = spawn_mxpva_logged(
+        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
+        &server_env,
+        Some(log),
+    );
+    (bridge, env)
+}

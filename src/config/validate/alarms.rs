@@ -9,9 +9,33 @@ use super::Validator;
 use crate::config::raw::{RawAlarmPv, RawAlarms, RawPriorityBand};
 use crate::config::types::PvName;
 use crate::config::{
-    AlarmPv, AlarmPvType, Alarms, PriorityBand, Pv, Severity, DEFAULT_PRIORITY_BANDS,
-    PRIORITY_RANGE,
+    AlarmPv, AlarmPvType, Alarms, PriorityBand, Pv, Severity, SeverityScheme,
+    DEFAULT_PRIORITY_BANDS, PRIORITY_RANGE,
 };
+
+/// Reads a severity scheme (`[alarms] severity`, `alarm_severity`).
+pub(super) fn scheme(
+    v: &mut Validator<'_>,
+    key: &str,
+    raw: Option<&Spanned<String>>,
+) -> Option<SeverityScheme> {
+    let raw = raw?;
+    let word = raw.get_ref();
+    let scheme = SeverityScheme::parse(word);
+    if scheme.is_none() {
+        v.err(
+            raw.span(),
+            key,
+            format!(
+                "unknown severity scheme `{word}`, expected `{}` (by priority band) or `{}` \
+                 (HiHi and LoLo MAJOR, Hi and Lo MINOR, as an EPICS record)",
+                SeverityScheme::WORDS[0],
+                SeverityScheme::WORDS[1]
+            ),
+        );
+    }
+    scheme
+}
 
 /// Checks one alarm reference: `Object.Alarm` (or `Object.Attr.Alarm`), or the full
 /// `Galaxy!Area.Object.Alarm`.
@@ -147,6 +171,7 @@ pub(super) fn alarms(v: &mut Validator<'_>, prefix: &PvName, raw: RawAlarms) -> 
         None => DEFAULT_PRIORITY_BANDS.to_vec(),
     };
     let table = raw.table.get_ref().0.as_str();
+    let severity = scheme(v, "alarms.severity", raw.severity.as_ref()).unwrap_or_default();
     Alarms {
         enabled: raw.enabled,
         filter_prefix: raw.filter_prefix,
@@ -155,6 +180,7 @@ pub(super) fn alarms(v: &mut Validator<'_>, prefix: &PvName, raw: RawAlarms) -> 
         table: (!table.is_empty()).then(|| PvName::with_prefix(prefix, &raw.table.get_ref().0)),
         returned_unacked,
         priorities,
+        severity,
     }
 }
 
@@ -194,6 +220,11 @@ pub(super) fn alarm_pv(
         pv_type: raw.pv_type.map_or(AlarmPvType::Enum, |t| *t.get_ref()),
         description: raw.description,
         acknowledge: raw.acknowledge.is_none_or(|a| *a.get_ref()),
+        alarm_severity: scheme(
+            v,
+            &format!("{p}.alarm_severity"),
+            raw.alarm_severity.as_ref(),
+        ),
         location,
     };
     Some((pv, name.span(), refs))

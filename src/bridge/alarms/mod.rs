@@ -20,21 +20,31 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::convert::iso8601;
+mod ack;
+mod feed;
+mod severity;
+mod table;
+
+use self::ack::AckPv;
+use self::feed::spawn_feed;
+pub(super) use self::feed::FeedMsg;
+use self::severity::kind_severity;
+use self::table::table_columns;
 use super::pv::MappedPv;
-use crate::config::{self, AlarmPvType};
+use super::stamp::Stamps;
+use crate::config::{self, AlarmPvType, SeverityScheme};
 use crate::gateway::{
     ActiveAlarm, AlarmFeedItem, AlarmState, AlarmTransition, AlarmTransitionKind, ClientOptions,
-    GatewayClient, GatewayError,
+    GatewayClient,
 };
 use crate::pva::{
-    Access, Alarm, AlarmStatus, Column, Display, EventSender, NtValue, PutRequest, PvType,
-    PvaError, ScalarType, Server, Severity, SharedPv, TablePv, TableUpdate, TimeStamp, Update,
+    Access, Alarm, AlarmStatus, Display, EventSender, NtValue, PvType, PvaError, ScalarType,
+    Server, Severity, SharedPv, TablePv, TableUpdate, TimeStamp, Update,
 };
 
 /// Joins the parts of a PV's alarm: the highest severity wins (the earlier part on a
@@ -76,64 +86,6 @@ const MAX_BATCH: usize = 4096;
 
 /// The message of a PV while the alarm feed is down.
 const FEED_LOST: &str = "alarm feed lost";
-
-/// What the feed task tells the bridge task.
-pub(super) enum FeedMsg {
-    /// The feed is (re)attached; a snapshot follows. The client serves AcknowledgeAlarm.
-    Attached(GatewayClient),
-    Item(AlarmFeedItem),
-    /// The feed ended or could not attach; the task retries after a backoff.
-    Lost(String),
-}
-
-/// Keeps a StreamAlarms call open until the receiver goes away.
-fn spawn_feed(
-    opts: ClientOptions,
-    prefix: String,
-    backoff: (Duration, Duration),
-    tx: mpsc::UnboundedSender<FeedMsg>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut delay = backoff.0;
-        loop {
-            let attached = async {
-                let client = GatewayClient::connect(&opts).await?;
-                let feed = client.stream_alarms(&prefix).await?;
-                Ok::<_, GatewayError>((client, feed))
-            }
-            .await;
-            let reason = match attached {
-                Ok((client, mut feed)) => {
-                    if tx.send(FeedMsg::Attached(client)).is_err() {
-                        return;
-                    }
-                    loop {
-                        match feed.next().await {
-                            Some(Ok(item)) => {
-                                // The backoff resets only once a whole snapshot came: a
-                                // feed that attaches and then fails keeps backing off.
-                                if matches!(item, AlarmFeedItem::SnapshotComplete { .. }) {
-                                    delay = backoff.0;
-                                }
-                                if tx.send(FeedMsg::Item(item)).is_err() {
-                                    return;
-                                }
-                            }
-                            Some(Err(e)) => break format!("alarm feed failed: {e}"),
-                            None => break "the gateway ended the alarm feed".to_string(),
-                        }
-                    }
-                }
-                Err(e) => format!("cannot attach the alarm feed: {e}"),
-            };
-            if tx.send(FeedMsg::Lost(reason)).is_err() {
-                return;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(backoff.1);
-        }
-    })
-}
 
 /// Which PV an alarm shows on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -177,10 +129,20 @@ impl Entry {
         }
     }
 
-    fn part(&self, cfg: &config::Alarms) -> Alarm {
+    /// The severity while active: by the scheme, or by priority for a kind the `kind`
+    /// scheme does not know.
+    fn active_severity(&self, cfg: &config::Alarms, scheme: SeverityScheme) -> config::Severity {
+        match scheme {
+            SeverityScheme::Kind => kind_severity(&self.alarm_type, self.name()),
+            SeverityScheme::Priority => None,
+        }
+        .unwrap_or_else(|| cfg.severity_of(self.priority))
+    }
+
+    fn part(&self, cfg: &config::Alarms, scheme: SeverityScheme) -> Alarm {
         let (severity, what) = match self.state {
-            AlarmState::UnackAlm => (cfg.severity_of(self.priority), "alarm, unacknowledged"),
-            AlarmState::AckAlm => (cfg.severity_of(self.priority), "alarm, acknowledged"),
+            AlarmState::UnackAlm => (self.active_severity(cfg, scheme), "alarm, unacknowledged"),
+            AlarmState::AckAlm => (self.active_severity(cfg, scheme), "alarm, acknowledged"),
             AlarmState::UnackRtn => (cfg.returned_unacked, "alarm returned, unacknowledged"),
             AlarmState::AckRtn => (config::Severity::None, "alarm returned, acknowledged"),
         };
@@ -201,8 +163,9 @@ impl Entry {
 /// The alarm part of a PV from its alarms, the most urgent first: by severity, then
 /// unacknowledged before acknowledged, then by priority (1 is the most urgent). The
 /// severity and status are the first one's; the message names every alarm in that order.
-fn part_of(cfg: &config::Alarms, entries: &[&Entry]) -> Option<Alarm> {
-    let mut parts: Vec<(&Entry, Alarm)> = entries.iter().map(|e| (*e, e.part(cfg))).collect();
+fn part_of(cfg: &config::Alarms, scheme: SeverityScheme, entries: &[&Entry]) -> Option<Alarm> {
+    let mut parts: Vec<(&Entry, Alarm)> =
+        entries.iter().map(|e| (*e, e.part(cfg, scheme))).collect();
     parts.sort_by(|(ea, a), (eb, b)| {
         b.severity
             .cmp(&a.severity)
@@ -284,7 +247,13 @@ impl Entry {
 struct OwnPv {
     cfg: config::AlarmPv,
     pv: SharedPv,
+    /// Its posted times never go back.
+    stamps: Stamps,
 }
+
+/// Owners to re-post, each with System Platform's time of its latest transition
+/// (`None`: now, as after a snapshot).
+type Changed = Vec<(Owner, Option<SystemTime>)>;
 
 /// Enum choices (and int values) of an `[[alarm_pv]]`, by state.
 const OWN_CHOICES: [&str; 4] = ["NORMAL", "UNACK_ALM", "ACK_ALM", "UNACK_RTN"];
@@ -305,24 +274,6 @@ fn own_index(states: impl Iterator<Item = AlarmState>) -> i32 {
             _ => 3,
         })
         .unwrap_or(0)
-}
-
-/// The alarm columns of the active-alarm table.
-fn table_columns() -> Vec<Column> {
-    let s = |n: &str, l: &str| Column::new(n, l, ScalarType::String);
-    vec![
-        s("reference", "Reference"),
-        s("pv", "PV"),
-        s("type", "Type"),
-        Column::new("priority", "Priority", ScalarType::Int32),
-        s("state", "State"),
-        s("raised", "Raised"),
-        s("acked", "Acknowledged"),
-        s("operator", "Operator"),
-        s("comment", "Comment"),
-        s("value", "Value"),
-        s("limit", "Limit"),
-    ]
 }
 
 /// The alarm side of the bridge.
@@ -349,10 +300,19 @@ pub(super) struct Alarms {
     lost: Option<String>,
     own: Vec<OwnPv>,
     /// `:ACK` PV name -> (owner, PV).
-    acks: HashMap<Arc<str>, (Owner, Arc<SharedPv>)>,
+    acks: HashMap<Arc<str>, (Owner, Arc<AckPv>)>,
     /// Owners whose `:ACK` PV exists (or that have none on purpose).
     ack_done: HashMap<Owner, bool>,
     table: Option<TablePv>,
+    /// The table's posted times never go back.
+    table_stamps: Stamps,
+    /// `[limits] max_alarms` and `max_table_rows`.
+    max_alarms: usize,
+    max_table_rows: usize,
+    /// Raises not held since the last complete snapshot, the active set being full
+    /// (`max_alarms`); and the same count for the snapshot being received.
+    dropped: u64,
+    pending_dropped: u64,
 }
 
 impl Drop for Alarms {
@@ -424,7 +384,6 @@ impl Alarms {
                     AlarmStatus::Undefined,
                     "waiting for the alarm feed",
                 ))
-                .with_time(TimeStamp::now())
                 .with_display(Display {
                     description: c.description.clone().unwrap_or_default(),
                     ..Default::default()
@@ -432,21 +391,28 @@ impl Alarms {
             if ty == PvType::Enum {
                 initial = initial.with_choices(OWN_CHOICES);
             }
+            let mut stamps = Stamps::default();
+            initial.time = Some(stamps.now(c.name.as_str()));
             pv.open(ty, &initial)?;
             server.add_pv(&pv)?;
-            own.push(OwnPv { cfg: c.clone(), pv });
+            own.push(OwnPv {
+                cfg: c.clone(),
+                pv,
+                stamps,
+            });
         }
+        let mut table_stamps = Stamps::default();
         let table = match &cfg.table {
             Some(name) if cfg.enabled => {
                 let mut t = TablePv::new(name.as_str(), table_columns(), events)?;
                 let empty = TableUpdate {
-                    columns: Some(Self::rows(&BTreeMap::new(), &[], &[])),
+                    columns: Some(Self::rows(&BTreeMap::new(), &[], &[], 0).0),
                     alarm: Some(Alarm::new(
                         Severity::Invalid,
                         AlarmStatus::Undefined,
                         "waiting for the alarm feed",
                     )),
-                    time: Some(TimeStamp::now()),
+                    time: Some(table_stamps.now(name.as_str())),
                 };
                 t.open(&empty)?;
                 server.add_table(&t)?;
@@ -470,6 +436,11 @@ impl Alarms {
             acks: HashMap::new(),
             ack_done: HashMap::new(),
             table,
+            table_stamps,
+            max_alarms: config.limits.max_alarms,
+            max_table_rows: config.limits.max_table_rows,
+            dropped: 0,
+            pending_dropped: 0,
         };
         if alarms.cfg.enabled {
             let known: Vec<Owner> = alarms.named.values().copied().collect();
@@ -520,52 +491,25 @@ impl Alarms {
         }
     }
 
-    /// Serves the owner's `:ACK` PV once.
-    fn ensure_ack(&mut self, owner: Owner, pvs: &[MappedPv]) {
-        if self.ack_done.contains_key(&owner) {
-            return;
-        }
-        let wanted = self.acknowledge_enabled(owner, pvs);
-        self.ack_done.insert(owner, wanted);
-        if !wanted {
-            return;
-        }
-        let target = self.owner_name(owner, pvs).to_string();
-        let name = format!("{target}{}", self.cfg.ack_suffix);
-        let made = (|| {
-            let mut pv = SharedPv::new(&name, Access::ReadWrite, &self.events)?;
-            pv.open(
-                PvType::Scalar(ScalarType::String),
-                &Update::value(NtValue::String(String::new()))
-                    .with_alarm(Alarm::none())
-                    .with_time(TimeStamp::now())
-                    .with_display(Display {
-                        description: format!("put a comment to acknowledge the alarms of {target}"),
-                        ..Default::default()
-                    }),
-            )?;
-            self.server.add_pv(&pv)?;
-            Ok::<_, PvaError>(pv)
-        })();
-        match made {
-            Ok(pv) => {
-                info!(pv = %name, "acknowledgement PV served");
-                self.acks
-                    .insert(Arc::from(name.as_str()), (owner, Arc::new(pv)));
-            }
-            Err(e) => warn!(pv = %name, error = %e, "cannot serve the acknowledgement PV"),
-        }
-    }
-
     /// A message of the feed task, and every one queued behind it (up to [`MAX_BATCH`]):
     /// the PVs and the table are posted once for the whole batch, not once per message,
     /// so that an alarm flood does not rebuild and post the table for each transition.
-    pub fn on_feed(&mut self, msg: FeedMsg, pvs: &mut [MappedPv]) {
-        self.on_batch(msg, pvs);
+    ///
+    /// The value PVs whose alarm changed are marked and listed in `dirty`: the bridge
+    /// posts each once at the end of its turn, with the data change of the same turn.
+    pub fn on_feed(&mut self, msg: FeedMsg, pvs: &mut [MappedPv], dirty: &mut Vec<usize>) {
+        self.on_batch(msg, pvs, dirty);
+    }
+
+    /// [`Alarms::on_feed`] for what is already queued, if anything is.
+    pub fn on_ready(&mut self, pvs: &mut [MappedPv], dirty: &mut Vec<usize>) {
+        if let Ok(msg) = self.feed.try_recv() {
+            self.on_batch(msg, pvs, dirty);
+        }
     }
 
     /// [`Alarms::on_feed`]; returns how many messages the batch took.
-    fn on_batch(&mut self, first: FeedMsg, pvs: &mut [MappedPv]) -> usize {
+    fn on_batch(&mut self, first: FeedMsg, pvs: &mut [MappedPv], dirty: &mut Vec<usize>) -> usize {
         let mut owners = Vec::new();
         let mut post = false;
         let mut taken = 0;
@@ -581,21 +525,27 @@ impl Alarms {
             }
         }
         if post {
-            self.refresh(owners, pvs);
+            self.refresh(owners, pvs, dirty);
         }
         taken
     }
 
     /// Takes one message into the state; the owners to re-post when something is to be
     /// posted (the table at least), `None` when nothing is.
-    fn apply(&mut self, msg: FeedMsg) -> Option<Vec<Owner>> {
+    fn apply(&mut self, msg: FeedMsg) -> Option<Changed> {
         match msg {
             FeedMsg::Attached(client) => {
                 self.client = Some(client);
                 self.pending = Some(BTreeMap::new());
+                self.pending_dropped = 0;
                 None
             }
             FeedMsg::Item(AlarmFeedItem::Active(a)) => {
+                let pending = self.pending.get_or_insert_with(BTreeMap::new);
+                if pending.len() >= self.max_alarms && !pending.contains_key(&a.reference) {
+                    self.pending_dropped += 1;
+                    return None;
+                }
                 let mut e = Entry::from_active(&a);
                 e.owner = self.owner_of(&e);
                 self.pending
@@ -605,16 +555,26 @@ impl Alarms {
             }
             FeedMsg::Item(AlarmFeedItem::SnapshotComplete { active_alarm_count }) => {
                 let new = self.pending.take().unwrap_or_default();
-                if new.len() != active_alarm_count as usize {
+                // Those not held past max_alarms were received too.
+                let received = new.len() as u64 + self.pending_dropped;
+                if received != u64::from(active_alarm_count) {
                     warn!(
-                        received = new.len(),
+                        received,
                         announced = active_alarm_count,
                         "alarm snapshot count differs"
                     );
                 }
                 let old = std::mem::replace(&mut self.active, new);
                 self.lost = None;
+                self.dropped = std::mem::take(&mut self.pending_dropped);
                 info!(active = self.active.len(), "alarm snapshot");
+                if self.dropped > 0 {
+                    warn!(
+                        max_alarms = self.max_alarms,
+                        not_held = self.dropped,
+                        "more active alarms than [limits] max_alarms: the rest are not held"
+                    );
+                }
                 // Every alarm PV of its own, active alarms or not: each still says
                 // "waiting for the alarm feed" or "alarm feed lost" until re-posted.
                 Some(
@@ -622,6 +582,7 @@ impl Alarms {
                         .chain(self.active.values())
                         .filter_map(|e| e.owner)
                         .chain((0..self.own.len()).map(Owner::Own))
+                        .map(|o| (o, None))
                         .collect(),
                 )
             }
@@ -640,7 +601,15 @@ impl Alarms {
     }
 
     /// Applies a transition; the owner to re-post, unless a snapshot is being received.
-    fn on_transition(&mut self, t: &AlarmTransition) -> Option<Vec<Owner>> {
+    fn on_transition(&mut self, t: &AlarmTransition) -> Option<Changed> {
+        let set = self.pending.as_ref().unwrap_or(&self.active);
+        // An alarm that leaves needs no room; a new one is not held past the cap.
+        if set.len() >= self.max_alarms
+            && t.state != AlarmState::AckRtn
+            && !set.contains_key(&t.reference)
+        {
+            return self.not_held(t);
+        }
         let set = match self.pending.as_mut() {
             Some(p) => p,
             None => &mut self.active,
@@ -684,13 +653,34 @@ impl Alarms {
             };
         }
         tracing::debug!(reference = %t.reference, kind = ?t.kind, state = ?t.state, "alarm transition");
-        self.pending.is_none().then(|| owner.into_iter().collect())
+        self.pending
+            .is_none()
+            .then(|| owner.into_iter().map(|o| (o, t.at)).collect())
+    }
+
+    /// The active set is full (`[limits] max_alarms`): the alarm of `t` is not held. The
+    /// first one is logged; the table says so until a complete snapshot fits.
+    fn not_held(&mut self, t: &AlarmTransition) -> Option<Changed> {
+        if self.pending.is_some() {
+            self.pending_dropped += 1;
+            return None;
+        }
+        self.dropped += 1;
+        if self.dropped == 1 {
+            warn!(
+                max_alarms = self.max_alarms,
+                reference = %t.reference,
+                "more active alarms than [limits] max_alarms: further raises are not held"
+            );
+        }
+        // The table shows it.
+        Some(Vec::new())
     }
 
     /// Re-posts the alarm of each owner in `owners`, and the table. While the feed is
     /// down every value PV that carries alarms (or is configured to) gets a MINOR
     /// "alarm feed lost" part: it cannot claim NO_ALARM while an alarm may be active.
-    fn refresh(&mut self, mut owners: Vec<Owner>, pvs: &mut [MappedPv]) {
+    fn refresh(&mut self, mut owners: Changed, pvs: &mut [MappedPv], dirty: &mut Vec<usize>) {
         let lost_part = self
             .lost
             .as_ref()
@@ -703,348 +693,80 @@ impl Alarms {
             let part = lost_part.clone().filter(|_| carries);
             if pv.feed_lost != part {
                 pv.feed_lost = part;
-                owners.push(owner);
+                owners.push((owner, None));
             }
         }
-        owners.sort();
-        owners.dedup();
-        for owner in owners {
+        // One per owner, with its latest transition time.
+        owners.sort_by_key(|(o, _)| *o);
+        owners.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 = a.1.max(b.1);
+            }
+            same
+        });
+        for (owner, at) in owners {
             self.ensure_ack(owner, pvs);
             let entries: Vec<&Entry> = self
                 .active
                 .values()
                 .filter(|e| e.owner == Some(owner))
                 .collect();
-            let part = self.part_of(&entries);
+            let part = part_of(&self.cfg, self.scheme_of(owner, pvs), &entries);
             match owner {
                 Owner::Value(i) => {
                     pvs[i].sp_alarm = part;
-                    pvs[i].alarms_changed();
+                    if pvs[i].alarms_changed(at) {
+                        dirty.push(i);
+                    }
                 }
                 Owner::Own(i) => {
                     let index = own_index(entries.iter().map(|e| e.state));
-                    self.post_own(i, index, part);
+                    self.post_own(i, index, part, at);
                 }
             }
         }
         if self.lost.is_some() {
             // The reason (which may name hosts) is logged, not shown.
             let alarm = Alarm::new(Severity::Invalid, AlarmStatus::Driver, FEED_LOST);
-            for i in 0..self.own.len() {
-                let _ = self.own[i].pv.post(
-                    &Update::default()
-                        .with_alarm(alarm.clone())
-                        .with_time(TimeStamp::now()),
-                );
+            for own in &mut self.own {
+                let time = own.stamps.now(own.cfg.name.as_str());
+                let _ = own
+                    .pv
+                    .post(&Update::default().with_alarm(alarm.clone()).with_time(time));
             }
-            self.post_table(alarm, pvs);
-        } else {
-            self.post_table(Alarm::none(), pvs);
         }
+        self.post_table(pvs);
     }
 
-    fn part_of(&self, entries: &[&Entry]) -> Option<Alarm> {
-        part_of(&self.cfg, entries)
+    /// How the severity of the owner's alarms is chosen.
+    fn scheme_of(&self, owner: Owner, pvs: &[MappedPv]) -> SeverityScheme {
+        match owner {
+            Owner::Value(i) => pvs[i].cfg.alarm_severity,
+            Owner::Own(i) => self.own[i].cfg.alarm_severity,
+        }
+        .unwrap_or(self.cfg.severity)
     }
 
-    fn post_own(&self, i: usize, index: i32, part: Option<Alarm>) {
-        let own = &self.own[i];
+    /// Posts an `[[alarm_pv]]` at System Platform's time of its latest transition.
+    fn post_own(&mut self, i: usize, index: i32, part: Option<Alarm>, at: Option<SystemTime>) {
+        let own = &mut self.own[i];
         let value = match own.cfg.pv_type {
             AlarmPvType::Enum => NtValue::Enum(index),
             AlarmPvType::Int32 => NtValue::Int32(index),
         };
+        let time = own.stamps.next(
+            own.cfg.name.as_str(),
+            at.map_or_else(TimeStamp::now, TimeStamp::from),
+        );
         let update = Update::value(value)
             .with_alarm(part.unwrap_or_else(Alarm::none))
-            .with_time(TimeStamp::now());
+            .with_time(time);
         if let Err(e) = own.pv.post(&update) {
             warn!(pv = %own.cfg.name, error = %e, "post failed");
         }
     }
-
-    /// Every column of the table for `active`, rows by priority then raise time.
-    fn rows(active: &BTreeMap<String, Entry>, names: &[&str], own: &[&str]) -> Vec<NtValue> {
-        let mut rows: Vec<&Entry> = active.values().collect();
-        rows.sort_by(|a, b| {
-            (a.priority, a.raised_at, &a.reference).cmp(&(b.priority, b.raised_at, &b.reference))
-        });
-        let col = |f: &dyn Fn(&Entry) -> String| {
-            NtValue::StringArray(rows.iter().map(|e| f(e)).collect())
-        };
-        let time = |t: Option<SystemTime>| t.map(iso8601).unwrap_or_default();
-        vec![
-            col(&|e| e.reference.clone()),
-            col(&|e| match e.owner {
-                Some(Owner::Value(i)) => names.get(i).copied().unwrap_or_default().to_string(),
-                Some(Owner::Own(i)) => own.get(i).copied().unwrap_or_default().to_string(),
-                None => String::new(),
-            }),
-            col(&|e| e.alarm_type.clone()),
-            NtValue::Int32Array(rows.iter().map(|e| e.priority).collect()),
-            col(&|e| e.state_word().to_string()),
-            col(&|e| time(e.raised_at)),
-            col(&|e| time(e.acked_at)),
-            col(&|e| e.operator.clone()),
-            col(&|e| e.comment.clone()),
-            col(&|e| e.value.clone()),
-            col(&|e| e.limit.clone()),
-        ]
-    }
-
-    fn post_table(&self, alarm: Alarm, pvs: &[MappedPv]) {
-        let Some(table) = &self.table else { return };
-        let names: Vec<&str> = pvs.iter().map(|p| p.cfg.name.as_str()).collect();
-        let own: Vec<&str> = self.own.iter().map(|o| o.cfg.name.as_str()).collect();
-        let update = TableUpdate {
-            columns: Some(Self::rows(&self.active, &names, &own)),
-            alarm: Some(alarm),
-            time: Some(TimeStamp::now()),
-        };
-        if let Err(e) = table.post(&update) {
-            warn!(pv = %table.name(), error = %e, "post failed");
-        }
-    }
-
-    /// A put to an `:ACK` PV is taken here; any other put is handed back.
-    pub fn take_put(&mut self, put: PutRequest, pvs: &[MappedPv]) -> Option<PutRequest> {
-        let Some((owner, ack_pv)) = self.acks.get(&put.pv).cloned() else {
-            return Some(put);
-        };
-        let pv = put.pv.clone();
-        // Answers the put with an error; the put was taken all the same.
-        let fail = |put: PutRequest, why: String| {
-            put.completion.complete(Err(format!("{pv}: {why}")));
-            None
-        };
-        let comment = match &put.value {
-            Some(NtValue::String(s)) => s.clone(),
-            Some(_) => return fail(put, "put a string (the comment)".into()),
-            None => return fail(put, "the put carries no value".into()),
-        };
-        let Some(client) = self.client.clone() else {
-            return fail(
-                put,
-                "the alarm feed is not attached: nothing acknowledged".into(),
-            );
-        };
-        let mine: Vec<&Entry> = self
-            .active
-            .values()
-            .filter(|e| e.owner == Some(owner))
-            .collect();
-        if mine.is_empty() {
-            return fail(
-                put,
-                format!(
-                    "{} has no active alarm to acknowledge",
-                    self.owner_name(owner, pvs)
-                ),
-            );
-        }
-        // The unacknowledged ones; when the bridge sees none, all of them, so that System
-        // Platform (which may know better) gives its own answer.
-        let unacked: Vec<String> = mine
-            .iter()
-            .filter(|e| !e.state.is_acked())
-            .map(|e| e.reference.clone())
-            .collect();
-        let refs = if unacked.is_empty() {
-            mine.iter().map(|e| e.reference.clone()).collect()
-        } else {
-            unacked
-        };
-        let operator = if put.credentials.account.is_empty() {
-            "anonymous".to_string()
-        } else {
-            put.credentials.account.clone()
-        };
-        info!(pv = %pv, %operator, peer = %put.credentials.peer, alarms = refs.len(), "acknowledge");
-        tokio::spawn(async move {
-            let mut refused = Vec::new();
-            for r in &refs {
-                if let Err(e) = client.acknowledge_alarm(r, &comment, &operator).await {
-                    let why = e
-                        .mx_failure()
-                        .and_then(|f| f.detail_name())
-                        .map_or_else(|| e.to_string(), str::to_string);
-                    warn!(reference = %r, reason = %why, "acknowledgement refused");
-                    refused.push(format!("{r}: {why}"));
-                }
-            }
-            if refused.is_empty() {
-                let _ = ack_pv
-                    .post(&Update::value(NtValue::String(comment)).with_time(TimeStamp::now()));
-                put.completion.complete(Ok(()));
-            } else {
-                put.completion.complete(Err(format!(
-                    "{pv}: System Platform refused the acknowledgement: {}",
-                    refused.join(", ")
-                )));
-            }
-        });
-        None
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_references() {
-        assert_eq!(
-            short_reference("Galaxy!Area001.Tank001.Level.HiHi", "Tank001"),
-            "Tank001.Level.HiHi"
-        );
-        assert_eq!(
-            short_reference("Galaxy!Area001.Pump001.PumpFault", ""),
-            "Pump001.PumpFault"
-        );
-        assert_eq!(
-            short_reference("Tank001.PVHiAlarm", "Tank001"),
-            "Tank001.PVHiAlarm"
-        );
-    }
-
-    #[test]
-    fn higher_severity_wins_and_messages_are_kept() {
-        let hihi = Alarm::new(
-            Severity::Major,
-            AlarmStatus::Record,
-            "HiHi alarm, unacknowledged (priority 100)",
-        );
-        let uncertain = Alarm::new(Severity::Minor, AlarmStatus::None, "Uncertain");
-        let bad = Alarm::new(
-            Severity::Invalid,
-            AlarmStatus::Driver,
-            "Bad: communication failure",
-        );
-        let good = Alarm::new(Severity::NoAlarm, AlarmStatus::None, "Good");
-        let a = combine([Some(&hihi)], &uncertain, false);
-        assert_eq!(
-            (a.severity, a.status, a.message.as_str()),
-            (
-                Severity::Major,
-                AlarmStatus::Record,
-                "HiHi alarm, unacknowledged (priority 100); Uncertain"
-            )
-        );
-        let a = combine([Some(&hihi)], &bad, false);
-        assert_eq!(
-            (a.severity, a.status, a.message.as_str()),
-            (
-                Severity::Invalid,
-                AlarmStatus::Driver,
-                "Bad: communication failure; HiHi alarm, unacknowledged (priority 100)"
-            )
-        );
-        assert_eq!(combine([Some(&hihi)], &good, true).message, hihi.message);
-        assert_eq!(combine([None], &good, true), good);
-    }
-
-    fn entry(name: &str, state: AlarmState, priority: i32) -> Entry {
-        Entry {
-            reference: format!("Galaxy!Area.Tank001.Level.{name}"),
-            short: format!("Tank001.Level.{name}"),
-            alarm_type: name.into(),
-            state,
-            priority,
-            raised_at: None,
-            acked_at: None,
-            operator: String::new(),
-            comment: String::new(),
-            value: String::new(),
-            limit: String::new(),
-            owner: None,
-        }
-    }
-
-    #[test]
-    fn the_most_urgent_alarm_of_a_severity_is_named_first() {
-        use AlarmState::*;
-        let text = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n\
-                    [[pv]]\nname = \"L\"\ntag = \"Tank001.Level\"\n";
-        let cfg = config::Config::from_str_at(text, std::path::Path::new("a.toml"))
-            .unwrap()
-            .alarms;
-        // By default priorities up to 500 are MAJOR, 600 and on MINOR.
-        let (a, b, c, d) = (
-            entry("A", AckAlm, 10),
-            entry("B", UnackAlm, 200),
-            entry("C", UnackAlm, 50),
-            entry("D", UnackAlm, 700),
-        );
-        let part = part_of(&cfg, &[&a, &b, &c, &d]).unwrap();
-        assert_eq!(
-            (part.severity, part.status),
-            (Severity::Major, AlarmStatus::Record)
-        );
-        assert_eq!(
-            part.message,
-            "C alarm, unacknowledged (priority 50); B alarm, unacknowledged (priority 200); \
-             A alarm, acknowledged (priority 10); D alarm, unacknowledged (priority 700)"
-        );
-        assert_eq!(
-            part_of(&cfg, &[&b, &c]).unwrap().message,
-            "C alarm, unacknowledged (priority 50); B alarm, unacknowledged (priority 200)"
-        );
-        assert!(part_of(&cfg, &[]).is_none());
-    }
-
-    #[tokio::test]
-    async fn a_flood_of_transitions_is_taken_as_one_batch() {
-        let text = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n\
-                    [[pv]]\nname = \"L\"\ntag = \"Tank001.Level\"\n";
-        let config = config::Config::from_str_at(text, std::path::Path::new("a.toml")).unwrap();
-        let server = Arc::new(Server::new(&crate::pva::ServerConfig::isolated()).unwrap());
-        let (events, _rx) = crate::pva::event_channel();
-        let opts = ClientOptions::plaintext("127.0.0.1:1");
-        let mut alarms = Alarms::new(&config, &opts, server, &events, &[]).unwrap();
-        // The test is the feed task.
-        alarms.task.take().unwrap().abort();
-        let (tx, rx) = mpsc::unbounded_channel();
-        alarms.feed = rx;
-        let transition = |i: usize, state| {
-            FeedMsg::Item(AlarmFeedItem::Transition(AlarmTransition {
-                reference: format!("Galaxy!Area.Tank{}.Level.HiHi", i % 10),
-                source_object: String::new(),
-                alarm_type: "HiHi".into(),
-                kind: AlarmTransitionKind::Raise,
-                state,
-                priority: 100,
-                raised_at: None,
-                at: None,
-                operator: String::new(),
-                comment: String::new(),
-                category: String::new(),
-                description: String::new(),
-                current_value: None,
-                limit_value: None,
-            }))
-        };
-        tx.send(FeedMsg::Item(AlarmFeedItem::SnapshotComplete {
-            active_alarm_count: 0,
-        }))
-        .unwrap();
-        for i in 1..1000 {
-            tx.send(transition(i, AlarmState::UnackAlm)).unwrap();
-        }
-        let first = alarms.feed.recv().await.unwrap();
-        assert_eq!(alarms.on_batch(first, &mut []), 1000);
-        assert_eq!(alarms.active.len(), 10);
-        assert!(alarms.feed.try_recv().is_err(), "all taken");
-        // Nothing queued: a batch of one.
-        assert_eq!(
-            alarms.on_batch(transition(0, AlarmState::AckAlm), &mut []),
-            1
-        );
-    }
-
-    #[test]
-    fn the_worst_state_is_the_value_of_an_alarm_pv() {
-        use AlarmState::*;
-        assert_eq!(own_index([UnackRtn, AckAlm].into_iter()), 2);
-        assert_eq!(own_index([UnackRtn, UnackAlm, AckAlm].into_iter()), 1);
-        assert_eq!(own_index([UnackRtn].into_iter()), 3);
-        assert_eq!(own_index([].into_iter()), 0);
-    }
-}
+mod tests;

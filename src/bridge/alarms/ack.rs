@@ -1,0 +1,142 @@
+//! `:ACK` PVs: one per PV that carries alarms; a put of a string acknowledges them.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::{Alarms, Entry, Owner};
+use crate::bridge::pv::MappedPv;
+use crate::bridge::stamp::SharedStamps;
+use crate::pva::{
+    Access, Alarm, Display, NtValue, PutRequest, PvType, PvaError, ScalarType, SharedPv, Update,
+};
+
+/// An `:ACK` PV; the acknowledgement task posts the comment.
+pub(super) struct AckPv {
+    pv: SharedPv,
+    stamps: SharedStamps,
+}
+
+impl Alarms {
+    /// Serves the owner's `:ACK` PV once.
+    pub(super) fn ensure_ack(&mut self, owner: Owner, pvs: &[MappedPv]) {
+        if self.ack_done.contains_key(&owner) {
+            return;
+        }
+        let wanted = self.acknowledge_enabled(owner, pvs);
+        self.ack_done.insert(owner, wanted);
+        if !wanted {
+            return;
+        }
+        let target = self.owner_name(owner, pvs).to_string();
+        let name = format!("{target}{}", self.cfg.ack_suffix);
+        let stamps = SharedStamps::default();
+        let made = (|| {
+            let mut pv = SharedPv::new(&name, Access::ReadWrite, &self.events)?;
+            pv.open(
+                PvType::Scalar(ScalarType::String),
+                &Update::value(NtValue::String(String::new()))
+                    .with_alarm(Alarm::none())
+                    .with_time(stamps.now(&name))
+                    .with_display(Display {
+                        description: format!("put a comment to acknowledge the alarms of {target}"),
+                        ..Default::default()
+                    }),
+            )?;
+            self.server.add_pv(&pv)?;
+            Ok::<_, PvaError>(pv)
+        })();
+        match made {
+            Ok(pv) => {
+                info!(pv = %name, "acknowledgement PV served");
+                self.acks.insert(
+                    Arc::from(name.as_str()),
+                    (owner, Arc::new(AckPv { pv, stamps })),
+                );
+            }
+            Err(e) => warn!(pv = %name, error = %e, "cannot serve the acknowledgement PV"),
+        }
+    }
+
+    /// A put to an `:ACK` PV is taken here; any other put is handed back.
+    pub fn take_put(&mut self, put: PutRequest, pvs: &[MappedPv]) -> Option<PutRequest> {
+        let Some((owner, ack_pv)) = self.acks.get(&put.pv).cloned() else {
+            return Some(put);
+        };
+        let pv = put.pv.clone();
+        // Answers the put with an error; the put was taken all the same.
+        let fail = |put: PutRequest, why: String| {
+            put.completion.complete(Err(format!("{pv}: {why}")));
+            None
+        };
+        let comment = match &put.value {
+            Some(NtValue::String(s)) => s.clone(),
+            Some(_) => return fail(put, "put a string (the comment)".into()),
+            None => return fail(put, "the put carries no value".into()),
+        };
+        let Some(client) = self.client.clone() else {
+            return fail(
+                put,
+                "the alarm feed is not attached: nothing acknowledged".into(),
+            );
+        };
+        let mine: Vec<&Entry> = self
+            .active
+            .values()
+            .filter(|e| e.owner == Some(owner))
+            .collect();
+        if mine.is_empty() {
+            return fail(
+                put,
+                format!(
+                    "{} has no active alarm to acknowledge",
+                    self.owner_name(owner, pvs)
+                ),
+            );
+        }
+        // The unacknowledged ones; when the bridge sees none, all of them, so that System
+        // Platform (which may know better) gives its own answer.
+        let unacked: Vec<String> = mine
+            .iter()
+            .filter(|e| !e.state.is_acked())
+            .map(|e| e.reference.clone())
+            .collect();
+        let refs = if unacked.is_empty() {
+            mine.iter().map(|e| e.reference.clone()).collect()
+        } else {
+            unacked
+        };
+        let operator = if put.credentials.account.is_empty() {
+            "anonymous".to_string()
+        } else {
+            put.credentials.account.clone()
+        };
+        info!(pv = %pv, %operator, peer = %put.credentials.peer, alarms = refs.len(), "acknowledge");
+        tokio::spawn(async move {
+            let mut refused = Vec::new();
+            for r in &refs {
+                if let Err(e) = client.acknowledge_alarm(r, &comment, &operator).await {
+                    let why = e
+                        .mx_failure()
+                        .and_then(|f| f.detail_name())
+                        .map_or_else(|| e.to_string(), str::to_string);
+                    warn!(reference = %r, reason = %why, "acknowledgement refused");
+                    refused.push(format!("{r}: {why}"));
+                }
+            }
+            if refused.is_empty() {
+                let time = ack_pv.stamps.now(&pv);
+                let _ = ack_pv
+                    .pv
+                    .post(&Update::value(NtValue::String(comment)).with_time(time));
+                put.completion.complete(Ok(()));
+            } else {
+                put.completion.complete(Err(format!(
+                    "{pv}: System Platform refused the acknowledgement: {}",
+                    refused.join(", ")
+                )));
+            }
+        });
+        None
+    }
+}
