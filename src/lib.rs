@@ -21,6 +21,7 @@
 pub mod bridge;
 pub mod config;
 pub mod gateway;
+mod lock;
 pub mod pva;
 pub mod signals;
 pub mod sim;

@@ -138,9 +138,9 @@ pub fn parse_unix_nanos(text: &str) -> Result<i128, String> {
     if b.get(i) == Some(&b'.') {
         i += 1;
         let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
+        while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
             if i - start < 9 {
-                frac = frac * 10 + i128::from(b[i] - b'0');
+                frac = frac * 10 + i128::from(d - b'0');
             }
             i += 1;
         }

@@ -17,13 +17,6 @@
 //! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
 //! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
 //! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
-// TODO(lints): being made panic-free on other branches.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod alarms;
 mod convert;
@@ -39,7 +32,9 @@ mod strays;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::lock::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -157,7 +152,7 @@ enum Internal {
 /// Closes the sessions of lost links. One the gateway no longer knows counts as closed;
 /// one it cannot answer for now stays for the next connect.
 async fn close_stale_sessions(client: &GatewayClient, stale: &Mutex<Vec<String>>) {
-    let ids = stale.lock().unwrap().clone();
+    let ids = stale.lock().clone();
     for id in ids {
         match client.close_session(&id).await {
             Err(e) if e.is_transient() => {
@@ -167,7 +162,7 @@ async fn close_stale_sessions(client: &GatewayClient, stale: &Mutex<Vec<String>>
             Ok(state) => info!(session = %id, ?state, "closed the session of the lost link"),
             Err(e) => info!(session = %id, error = %e, "the session of the lost link is gone"),
         }
-        stale.lock().unwrap().retain(|s| *s != id);
+        stale.lock().retain(|s| *s != id);
     }
 }
 
@@ -280,7 +275,7 @@ impl Bridge {
                     self.alarms.on_feed(msg, &mut self.pvs, &mut self.dirty);
                     ended = self.take_ready(&mut events).await;
                 }
-                done = async { connecting.as_mut().unwrap().await }, if connecting.is_some() => {
+                done = async { match connecting.as_mut() { Some(task) => task.await, None => std::future::pending().await } }, if connecting.is_some() => {
                     connecting = None;
                     match done {
                         Ok(Ok((link, stream, items, early))) => {
@@ -302,11 +297,11 @@ impl Bridge {
                         }
                     }
                 }
-                _ = async { tokio::time::sleep_until(retry_at.unwrap()).await }, if retry_at.is_some() => {
+                _ = async { match retry_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } }, if retry_at.is_some() => {
                     retry_at = None;
                     connecting = Some(self.spawn_connect());
                 }
-                ev = async { events.as_mut().unwrap().next().await }, if events.is_some() => {
+                ev = async { match events.as_mut() { Some(stream) => stream.next().await, None => std::future::pending().await } }, if events.is_some() => {
                     ended = match ev {
                         Some(Ok(ev)) => {
                             self.on_session_event(ev);
@@ -457,7 +452,7 @@ impl Bridge {
                 Ok(done) => done,
                 Err(e) => {
                     // The session exists at the gateway: the next connect closes it.
-                    stale.lock().unwrap().push(session.id().to_string());
+                    stale.lock().push(session.id().to_string());
                     return Err(e);
                 }
             };
@@ -480,7 +475,9 @@ impl Bridge {
         self.lost_reason = None;
         let mut failed = 0;
         for (i, item) in items {
-            let pv = &mut self.pvs[i];
+            let Some(pv) = self.pvs.get_mut(i) else {
+                continue;
+            };
             match item {
                 Ok(handle) => {
                     pv.item = Some(handle);
@@ -508,7 +505,7 @@ impl Bridge {
     fn close_link(&mut self, reason: &str) {
         if let Some(link) = self.link.take() {
             let id = link.session.id().to_string();
-            self.stale_sessions.lock().unwrap().push(id);
+            self.stale_sessions.lock().push(id);
         }
         self.on_lost(reason);
     }
@@ -533,9 +530,9 @@ impl Bridge {
     fn on_session_event(&mut self, ev: SessionEvent) {
         match ev {
             SessionEvent::DataChange(dc) => {
-                if let Some(&i) = self.by_item.get(&dc.item_handle.0) {
-                    if self.pvs[i].data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses)
-                    {
+                let item = self.by_item.get(&dc.item_handle.0).copied();
+                if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
+                    if pv.data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses) {
                         self.dirty.push(i);
                     }
                 } else {
@@ -577,7 +574,11 @@ impl Bridge {
                             .unwrap_or_else(|| status.to_string())
                     )),
                 };
-                if let Some(id) = self.pvs[i].write_complete(outcome) {
+                let settling = self
+                    .pvs
+                    .get_mut(i)
+                    .and_then(|pv| pv.write_complete(outcome));
+                if let Some(id) = settling {
                     let tx = self.internal.0.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(pv::WRITE_SETTLE).await;
@@ -615,7 +616,11 @@ impl Bridge {
             )));
             return;
         };
-        let pv = &mut self.pvs[i];
+        let Some(pv) = self.pvs.get_mut(i) else {
+            put.completion
+                .complete(Err(format!("{}: unknown PV", put.pv)));
+            return;
+        };
         let entry = match pv.prepare_write(&put) {
             Ok(entry) => entry,
             Err(message) => {
@@ -699,19 +704,25 @@ impl Bridge {
     }
 
     fn on_internal(&mut self, msg: Internal) {
+        let (Internal::Sent { pv, .. }
+        | Internal::Settled { pv, .. }
+        | Internal::TimedOut { pv, .. }) = &msg;
+        let Some(pv) = self.pvs.get_mut(*pv) else {
+            return;
+        };
         match msg {
             Internal::Sent {
-                pv,
                 id,
                 result: Err(message),
+                ..
             } => {
-                self.pvs[pv].fail_write(id, &message);
+                pv.fail_write(id, &message);
             }
             Internal::Sent { .. } => {}
-            Internal::Settled { pv, id } => self.pvs[pv].settle(id),
-            Internal::TimedOut { pv, id } => {
+            Internal::Settled { id, .. } => pv.settle(id),
+            Internal::TimedOut { id, .. } => {
                 let t = humantime::format_duration(self.config.gateway.write_timeout);
-                self.pvs[pv].fail_write(
+                pv.fail_write(
                     id,
                     &format!("no write confirmation from System Platform within {t}"),
                 );

@@ -539,8 +539,12 @@ impl MappedPv {
     }
 
     pub fn fail_write(&mut self, id: u64, message: &str) {
-        if let Some(pos) = self.pending.iter().position(|w| w.id == id) {
-            let w = self.pending.remove(pos).unwrap();
+        if let Some(w) = self
+            .pending
+            .iter()
+            .position(|w| w.id == id)
+            .and_then(|pos| self.pending.remove(pos))
+        {
             warn!(pv = %self.name(), %message, "write failed");
             w.completion
                 .complete(Err(format!("{}: {message}", self.name())));

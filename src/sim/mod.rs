@@ -41,7 +41,6 @@ mod config;
 mod control;
 mod galaxy_svc;
 mod gateway_svc;
-mod lock;
 mod remote;
 mod session;
 mod world;
@@ -62,7 +61,7 @@ pub use remote::{RemoteSim, RemoteSimError};
 use crate::gateway::pb::galaxy as gpb;
 use crate::gateway::pb::gw as pb;
 use crate::gateway::AlarmTransition;
-use lock::Mutex;
+use crate::lock::Mutex;
 use session::SimSession;
 use world::World;
 

@@ -1,6 +1,6 @@
 //! Simulated gateway sessions: MXAccess handles, the bounded event queue and
 //! the replay buffer.
-use super::lock::Mutex;
+use crate::lock::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 

@@ -477,18 +477,31 @@ impl Alarms {
             .map(|(_, &i)| Owner::Value(i))
     }
 
-    fn owner_name<'a>(&'a self, owner: Owner, pvs: &'a [MappedPv]) -> &'a str {
+    /// The owner's PV name, `acknowledge` and `alarm_severity`; `None` for an index in
+    /// neither list (which the owner maps never hold).
+    fn owner_settings<'a>(
+        &'a self,
+        owner: Owner,
+        pvs: &'a [MappedPv],
+    ) -> Option<(&'a str, bool, Option<SeverityScheme>)> {
         match owner {
-            Owner::Value(i) => pvs[i].cfg.name.as_str(),
-            Owner::Own(i) => self.own[i].cfg.name.as_str(),
+            Owner::Value(i) => pvs.get(i).map(|p| {
+                let c = &p.cfg;
+                (c.name.as_str(), c.acknowledge, c.alarm_severity)
+            }),
+            Owner::Own(i) => self.own.get(i).map(|p| {
+                let c = &p.cfg;
+                (c.name.as_str(), c.acknowledge, c.alarm_severity)
+            }),
         }
     }
 
+    fn owner_name<'a>(&'a self, owner: Owner, pvs: &'a [MappedPv]) -> &'a str {
+        self.owner_settings(owner, pvs).map_or("", |s| s.0)
+    }
+
     fn acknowledge_enabled(&self, owner: Owner, pvs: &[MappedPv]) -> bool {
-        match owner {
-            Owner::Value(i) => pvs[i].cfg.acknowledge,
-            Owner::Own(i) => self.own[i].cfg.acknowledge,
-        }
+        self.owner_settings(owner, pvs).is_some_and(|s| s.1)
     }
 
     /// A message of the feed task, and every one queued behind it (up to [`MAX_BATCH`]):
@@ -715,9 +728,11 @@ impl Alarms {
             let part = part_of(&self.cfg, self.scheme_of(owner, pvs), &entries);
             match owner {
                 Owner::Value(i) => {
-                    pvs[i].sp_alarm = part;
-                    if pvs[i].alarms_changed(at) {
-                        dirty.push(i);
+                    if let Some(pv) = pvs.get_mut(i) {
+                        pv.sp_alarm = part;
+                        if pv.alarms_changed(at) {
+                            dirty.push(i);
+                        }
                     }
                 }
                 Owner::Own(i) => {
@@ -741,16 +756,16 @@ impl Alarms {
 
     /// How the severity of the owner's alarms is chosen.
     fn scheme_of(&self, owner: Owner, pvs: &[MappedPv]) -> SeverityScheme {
-        match owner {
-            Owner::Value(i) => pvs[i].cfg.alarm_severity,
-            Owner::Own(i) => self.own[i].cfg.alarm_severity,
-        }
-        .unwrap_or(self.cfg.severity)
+        self.owner_settings(owner, pvs)
+            .and_then(|s| s.2)
+            .unwrap_or(self.cfg.severity)
     }
 
     /// Posts an `[[alarm_pv]]` at System Platform's time of its latest transition.
     fn post_own(&mut self, i: usize, index: i32, part: Option<Alarm>, at: Option<SystemTime>) {
-        let own = &mut self.own[i];
+        let Some(own) = self.own.get_mut(i) else {
+            return;
+        };
         let value = match own.cfg.pv_type {
             AlarmPvType::Enum => NtValue::Enum(index),
             AlarmPvType::Int32 => NtValue::Int32(index),

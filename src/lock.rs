@@ -1,7 +1,8 @@
 //! A mutex whose lock never panics.
 //!
 //! `std::sync::Mutex::lock` fails only when another thread panicked while holding the
-//! guard. The simulator's state stays usable after that (every update is a plain store),
+//! guard. The state it guards (the simulator's Galaxy, the bridge's stale sessions) stays
+//! usable after that (every update is a plain store),
 //! so it goes on serving with the data as the panicking thread left it rather than
 //! stopping every later request.
 use std::sync::{MutexGuard, PoisonError};
