@@ -203,31 +203,75 @@ impl FeedDecoder {
     }
 }
 
-/// Exponential backoff for reconnecting: 250 ms doubling up to `max`.
+/// Exponential backoff for reconnecting: `initial`, doubled after each failure up to
+/// `max`, back to `initial` after a success.
 #[derive(Clone, Debug)]
 pub struct Backoff {
+    initial: Duration,
     next: Duration,
     max: Duration,
 }
 
 impl Backoff {
-    pub fn new(max: Duration) -> Self {
+    /// The first delay is `initial` (`[gateway] reconnect_initial`); each one taken
+    /// with [`Backoff::next_delay`] doubles the next, up to `max` (`reconnect_max`).
+    pub fn new(initial: Duration, max: Duration) -> Self {
         Backoff {
-            next: Duration::from_millis(250),
+            initial,
+            next: initial,
             max,
         }
     }
 
-    /// The delay before the next attempt.
+    /// The delay before the next attempt; the one after is twice as long (at most `max`).
     pub fn next_delay(&mut self) -> Duration {
         let d = self.next;
-        self.next = (self.next * 2).min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
         d
+    }
+
+    /// The delay [`Backoff::next_delay`] would return, without doubling it.
+    pub fn current(&self) -> Duration {
+        self.next
     }
 
     /// Call after a success.
     pub fn reset(&mut self) {
-        self.next = Duration::from_millis(250);
+        self.next = self.initial;
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::Backoff;
+    use std::time::Duration;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn delays_double_up_to_max_and_reset_to_initial() {
+        let mut b = Backoff::new(100 * MS, 700 * MS);
+        let taken: Vec<Duration> = (0..5).map(|_| b.next_delay()).collect();
+        assert_eq!(taken, [100 * MS, 200 * MS, 400 * MS, 700 * MS, 700 * MS]);
+        b.reset();
+        assert_eq!(b.next_delay(), 100 * MS);
+        assert_eq!(b.next_delay(), 200 * MS);
+    }
+
+    #[test]
+    fn current_does_not_double() {
+        let mut b = Backoff::new(100 * MS, 700 * MS);
+        assert_eq!(b.current(), 100 * MS);
+        assert_eq!(b.current(), 100 * MS);
+        b.next_delay();
+        assert_eq!(b.current(), 200 * MS);
+    }
+
+    #[test]
+    fn a_delay_past_half_of_duration_max_does_not_overflow() {
+        let mut b = Backoff::new(Duration::MAX, Duration::MAX);
+        assert_eq!(b.next_delay(), Duration::MAX);
+        assert_eq!(b.next_delay(), Duration::MAX);
     }
 }
 
