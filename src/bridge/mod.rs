@@ -260,7 +260,8 @@ impl Bridge {
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        let mut backoff = self.config.gateway.reconnect_initial;
+        let gw = &self.config.gateway;
+        let mut backoff = crate::gateway::Backoff::new(gw.reconnect_initial, gw.reconnect_max);
         let mut connecting: Option<tokio::task::JoinHandle<Connected>> = Some(self.spawn_connect());
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut events: Option<EventStream> = None;
@@ -284,16 +285,15 @@ impl Bridge {
                                 self.on_session_event(ev);
                             }
                             events = Some(stream);
-                            backoff = self.config.gateway.reconnect_initial;
+                            backoff.reset();
                         }
                         Ok(Err(reason)) => {
                             self.on_lost(&reason);
-                            retry_at = Some(tokio::time::Instant::now() + backoff);
-                            backoff = (backoff * 2).min(self.config.gateway.reconnect_max);
+                            retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
                         }
                         Err(e) => {
                             self.on_lost(&format!("connect task failed: {e}"));
-                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                            retry_at = Some(tokio::time::Instant::now() + backoff.current());
                         }
                     }
                 }
@@ -321,7 +321,7 @@ impl Bridge {
             if let Some(reason) = ended.take() {
                 events = None;
                 self.close_link(&reason);
-                retry_at = Some(tokio::time::Instant::now() + backoff);
+                retry_at = Some(tokio::time::Instant::now() + backoff.current());
             }
         }
         if let Some(link) = self.link.take() {

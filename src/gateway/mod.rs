@@ -42,7 +42,9 @@
 //! # Layout
 //! - `types.rs`: domain types (values, quality, status, events, alarms, Galaxy).
 //! - `error.rs`: [`GatewayError`] and friends.
-//! - `client.rs`: connection, API key, [`Session`], [`EventStream`], [`AlarmFeed`].
+//! - `client/`: the tonic client. `options.rs` ([`ClientOptions`], TLS, [`ApiKey`]),
+//!   `mod.rs` ([`GatewayClient`]), `session.rs` ([`Session`], one-item commands, writes),
+//!   `bulk.rs` (bulk commands), `streams.rs` ([`EventStream`], [`AlarmFeed`], [`Backoff`]).
 //! - `galaxy.rs`: [`GalaxyClient`].
 //! - `convert/`: protobuf <-> domain conversions (shared with the simulator).
 //! - `limits.rs`: [`ValueLimits`], the caps on what the wire sizes.

@@ -1,10 +1,8 @@
 //! The feed task: one StreamAlarms call kept open, its messages handed to the bridge task.
 
-use std::time::Duration;
-
 use tokio::sync::mpsc;
 
-use crate::gateway::{AlarmFeedItem, ClientOptions, GatewayClient, GatewayError};
+use crate::gateway::{AlarmFeedItem, Backoff, ClientOptions, GatewayClient, GatewayError};
 
 /// What the feed task tells the bridge task.
 pub(in crate::bridge) enum FeedMsg {
@@ -19,11 +17,10 @@ pub(in crate::bridge) enum FeedMsg {
 pub(super) fn spawn_feed(
     opts: ClientOptions,
     prefix: String,
-    backoff: (Duration, Duration),
+    mut backoff: Backoff,
     tx: mpsc::UnboundedSender<FeedMsg>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut delay = backoff.0;
         loop {
             let attached = async {
                 let client = GatewayClient::connect(&opts).await?;
@@ -42,7 +39,7 @@ pub(super) fn spawn_feed(
                                 // The backoff resets only once a whole snapshot came: a
                                 // feed that attaches and then fails keeps backing off.
                                 if matches!(item, AlarmFeedItem::SnapshotComplete { .. }) {
-                                    delay = backoff.0;
+                                    backoff.reset();
                                 }
                                 if tx.send(FeedMsg::Item(item)).is_err() {
                                     return;
@@ -58,8 +55,7 @@ pub(super) fn spawn_feed(
             if tx.send(FeedMsg::Lost(reason)).is_err() {
                 return;
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(backoff.1);
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     })
 }

@@ -39,8 +39,8 @@ use super::pv::MappedPv;
 use super::stamp::Stamps;
 use crate::config::{self, AlarmPvType, SeverityScheme};
 use crate::gateway::{
-    ActiveAlarm, AlarmFeedItem, AlarmState, AlarmTransition, AlarmTransitionKind, ClientOptions,
-    GatewayClient,
+    ActiveAlarm, AlarmFeedItem, AlarmState, AlarmTransition, AlarmTransitionKind, Backoff,
+    ClientOptions, GatewayClient,
 };
 use crate::pva::{
     Access, Alarm, AlarmStatus, Display, EventSender, NtValue, PvType, PvaError, ScalarType,
@@ -339,7 +339,7 @@ impl Alarms {
             spawn_feed(
                 opts.clone(),
                 cfg.filter_prefix.clone(),
-                (
+                Backoff::new(
                     config.gateway.reconnect_initial,
                     config.gateway.reconnect_max,
                 ),
