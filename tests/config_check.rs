@@ -309,3 +309,17 @@ fn caps_out_of_range_name_the_key_and_the_range() {
          100000001, expected 1 to 100000000\n"
     );
 }
+
+/// Durations near `Duration::MAX` overflowed the link's clock arithmetic.
+#[test]
+fn durations_longer_than_a_day_are_refused() {
+    assert_eq!(
+        check_fails("huge_durations.toml"),
+        "tests/fixtures/config/huge_durations.toml:2:21: gateway.reconnect_initial: \
+         292271023045years 3months 23days 1h 15m 12s is longer than 24 hours, the longest accepted\n\
+         tests/fixtures/config/huge_durations.toml:3:17: gateway.reconnect_max: \
+         292271023045years 3months 23days 1h 15m 12s is longer than 24 hours, the longest accepted\n\
+         tests/fixtures/config/huge_durations.toml:4:17: gateway.write_timeout: 1day 1h is longer \
+         than 24 hours, the longest accepted\n"
+    );
+}

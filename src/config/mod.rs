@@ -34,7 +34,7 @@
 //!   (capped exponential backoff), `keepalive_interval` and `keepalive_timeout` (HTTP/2
 //!   pings that find a gateway gone silent).
 //! - Durations are strings with a unit: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`. A bare
-//!   number is refused.
+//!   number is refused; each is longer than zero and at most 24 hours.
 //! - Relative paths (`api_key_file`, `ca_file`, `password_file`) are relative to the
 //!   directory of the config file.
 //! - `[server]`: `interfaces` (IP addresses), `tcp_port`, `udp_port`, `beacon_destinations`

@@ -9,6 +9,10 @@ use super::super::raw::RawUser;
 use super::super::{ApiKeySource, Gateway, Identity, Limits, PasswordSource, Server, Tls, User};
 use super::{is_env_name, Validator};
 
+/// The longest timeout or delay accepted: a day. Longer ones mean a mistake, and near
+/// `Duration::MAX` they would overflow the clock arithmetic of the link.
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(24 * 3600); // 24 hours
+
 /// The largest `subscribe_chunk` accepted.
 const MAX_SUBSCRIBE_CHUNK: i64 = 100_000;
 
@@ -137,8 +141,18 @@ pub(super) fn gateway(v: &mut Validator<'_>, g: super::super::raw::RawGateway) -
         ("gateway.keepalive_interval", &g.keepalive_interval),
         ("gateway.keepalive_timeout", &g.keepalive_timeout),
     ] {
-        if d.get_ref().0.is_zero() {
+        let d_value = d.get_ref().0;
+        if d_value.is_zero() {
             v.err(d.span(), key, "must be longer than zero");
+        } else if d_value > MAX_DURATION {
+            v.err(
+                d.span(),
+                key,
+                format!(
+                    "{} is longer than 24 hours, the longest accepted",
+                    humantime::format_duration(d_value)
+                ),
+            );
         }
     }
     if g.reconnect_max.get_ref().0 < g.reconnect_initial.get_ref().0 {
