@@ -31,7 +31,10 @@
 //!   resolution.
 //! - `world.rs`: live values, dynamics, quality cycles, alarms, write coercion.
 //! - `session.rs`: sessions, handles, event queue and replay buffer.
-//! - `gateway_svc.rs`: the MxAccessGateway service (commands, events, alarms).
+//! - `gateway_svc/`: the MxAccessGateway service: `mod.rs` the tonic service with its
+//!   event and alarm streams; `auth.rs` API keys and scopes; `reads.rs` references,
+//!   reads and OnDataChange delivery; `writes.rs` the write path; `commands.rs` the
+//!   dispatch of Invoke's commands.
 //! - `galaxy_svc.rs`: the GalaxyRepository service.
 //! - `control.rs`: [`SimHandle`] methods and the SimControl service.
 //! - `remote.rs`: [`RemoteSim`], a client of SimControl for a standalone simulator.
