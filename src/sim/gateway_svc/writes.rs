@@ -12,7 +12,7 @@ use crate::gateway::{
     detail, MxArray, MxStatus, MxStatusCategory, MxValue, SecurityClassification, ValueLimits,
 };
 use crate::sim::session::{SimSession, Target};
-use crate::sim::world::coerce;
+use crate::sim::values::coerce;
 use crate::sim::Core;
 
 #[derive(Clone, Copy, Debug)]
