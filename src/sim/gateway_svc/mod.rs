@@ -177,8 +177,12 @@ struct AlarmFeedState {
     done: bool,
 }
 
+/// Whether `reference` starts with `prefix`, ASCII case ignored. A prefix whose
+/// length ends inside a character of the reference does not match.
 fn matches_prefix(reference: &str, prefix: &str) -> bool {
-    reference.len() >= prefix.len() && reference[..prefix.len()].eq_ignore_ascii_case(prefix)
+    reference
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 #[tonic::async_trait]
