@@ -2,7 +2,7 @@
 //!
 //! - `mod.rs` (this file): the tonic service, the replies and refusals shared by
 //!   every command, the event and alarm streams.
-//! - `auth.rs`: API keys, scopes and tag prefixes ([`Principal`]).
+//! - `auth.rs`: API keys, scopes and tag prefixes (`Principal`, `authorize`).
 //! - `reads.rs`: resolving references, reading them, OnDataChange delivery, ReadBulk.
 //! - `writes.rs`: the write path, from the command to OnWriteComplete.
 //! - `commands.rs`: `Invoke`'s dispatch of each command and the item handles.
