@@ -822,8 +822,8 @@ async fn arrays_quality_and_unresolved_references() {
     .await;
 }
 
-fn alarm_galaxy() -> Galaxy {
-    let text = r#"
+/// One area, one object, one HiHi alarm on Boiler001.Pressure.
+const ALARM_GALAXY: &str = r#"
 [galaxy]
 name = "Galaxy"
 [[users]]
@@ -846,7 +846,9 @@ limit = 50.0
 priority = 100
 description = "Boiler pressure high high"
 "#;
-    Galaxy::from_toml(text, "alarm test").unwrap()
+
+fn alarm_galaxy() -> Galaxy {
+    Galaxy::from_toml(ALARM_GALAXY, "alarm test").unwrap()
 }
 
 async fn next_feed(feed: &mut AlarmFeed) -> AlarmFeedItem {
@@ -972,6 +974,39 @@ async fn alarms_snapshot_then_transitions_and_acknowledge() {
     assert_eq!(
         (t.kind, t.state),
         (AlarmTransitionKind::Acknowledge, AlarmState::AckRtn)
+    );
+}
+
+/// An alarm filter prefix is client input: one whose length ends inside a
+/// multi-byte character of an alarm reference matches nothing (it used to cut
+/// the reference there and panic the call), and the simulator goes on serving.
+#[tokio::test]
+async fn an_alarm_prefix_ending_inside_a_character_matches_nothing() {
+    let text = ALARM_GALAXY.replace("name = \"Galaxy\"", "name = \"G\u{e4}laxy\"");
+    let h = start(
+        Galaxy::from_toml(&text, "non-ASCII galaxy").unwrap(),
+        fast(),
+    )
+    .await;
+    let c = client(&h, None).await;
+    const REF: &str = "G\u{e4}laxy!Plant.Boiler001.Pressure.HiHi";
+    h.sim.raise_alarm(REF).unwrap();
+    // "Gx" is two bytes; the reference's second byte is inside its "\u{e4}".
+    assert!(c.query_active_alarms("Gx").await.unwrap().is_empty());
+    let mut feed = c.stream_alarms("Gx").await.unwrap();
+    assert_eq!(
+        next_feed(&mut feed).await,
+        AlarmFeedItem::SnapshotComplete {
+            active_alarm_count: 0
+        }
+    );
+    let active = c.query_active_alarms("G\u{e4}laxy!").await.unwrap();
+    assert_eq!(
+        active
+            .iter()
+            .map(|a| a.reference.as_str())
+            .collect::<Vec<_>>(),
+        [REF]
     );
 }
 

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::gateway::{MxArray, MxDataType, MxValue, Quality, SecurityClassification};
+use super::values::{array_of, parse_time_text};
+use crate::gateway::{MxDataType, MxValue, Quality, SecurityClassification};
 
 mod build;
 use build::build;
@@ -450,8 +451,7 @@ fn parse_initial(v: &toml::Value, t: MxDataType, len: Option<usize>) -> Result<M
             toml::Value::String(s),
         ) => MxValue::String(s.clone()),
         (MxDataType::Time, toml::Value::Datetime(d)) => MxValue::Time(
-            super::world::parse_time_text(&d.to_string())
-                .ok_or_else(|| format!("cannot use time {d}"))?,
+            parse_time_text(&d.to_string()).ok_or_else(|| format!("cannot use time {d}"))?,
         ),
         (MxDataType::ElapsedTime, v) if num(v).is_some() => {
             let seconds = num(v).unwrap_or_default().max(0.0);
@@ -462,57 +462,6 @@ fn parse_initial(v: &toml::Value, t: MxDataType, len: Option<usize>) -> Result<M
         }
         (t, v) => return Err(format!("initial value {v} does not suit type {t}")),
     })
-}
-
-/// Build an array of type `t` from scalar values of that type.
-pub(crate) fn array_of(t: MxDataType, items: &[MxValue]) -> Result<MxArray, String> {
-    macro_rules! collect {
-        ($variant:ident, $arr:ident) => {
-            MxArray::$arr(
-                items
-                    .iter()
-                    .map(|v| match v {
-                        MxValue::$variant(x) => Ok(x.clone()),
-                        other => Err(format!("{other} is not a {t}")),
-                    })
-                    .collect::<Result<_, _>>()?,
-            )
-        };
-    }
-    Ok(match t {
-        MxDataType::Boolean => collect!(Bool, Bool),
-        MxDataType::Integer => collect!(Int32, Int32),
-        MxDataType::LongInteger => collect!(Int64, Int64),
-        MxDataType::Float => collect!(Float, Float),
-        MxDataType::Double => collect!(Double, Double),
-        MxDataType::String => collect!(String, String),
-        MxDataType::Time => collect!(Time, Time),
-        MxDataType::ElapsedTime => collect!(Elapsed, Elapsed),
-        other => return Err(format!("arrays of {other} are not simulated")),
-    })
-}
-
-/// The zero value of a type.
-pub(crate) fn default_value(t: MxDataType, len: Option<usize>) -> MxValue {
-    if let Some(n) = len {
-        let z = default_value(t, None);
-        return array_of(t, &vec![z; n])
-            .map(MxValue::Array)
-            .unwrap_or(MxValue::Null);
-    }
-    match t {
-        MxDataType::Boolean => MxValue::Bool(false),
-        MxDataType::Integer => MxValue::Int32(0),
-        MxDataType::LongInteger => MxValue::Int64(0),
-        MxDataType::Float => MxValue::Float(0.0),
-        MxDataType::Double => MxValue::Double(0.0),
-        MxDataType::String | MxDataType::BigString | MxDataType::ReferenceType => {
-            MxValue::String(String::new())
-        }
-        MxDataType::Time => MxValue::Time(std::time::UNIX_EPOCH),
-        MxDataType::ElapsedTime => MxValue::Elapsed(std::time::Duration::ZERO),
-        _ => MxValue::Null,
-    }
 }
 
 /// The longest array the simulator holds (each attribute's value is built in memory).

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::config::AttrDef;
 use super::gateway_svc::{authorize, data_change, push_outcome};
 use super::session::{SimSession, State};
-use super::world::{coerce, parse_text};
+use super::values::{coerce, parse_text};
 use super::{AlarmNews, Galaxy, SimHandle};
 use crate::gateway::pb::control as cpb;
 use crate::gateway::{MxDataType, MxStatus, MxValue, Quality};

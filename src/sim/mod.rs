@@ -27,11 +27,17 @@
 //! ```
 //!
 //! # Layout
+//! - `values.rs`: pure value helpers (arrays, zero values, write coercion, text and
+//!   time parsing); depends on no other simulator file.
 //! - `config.rs`: the TOML Galaxy schema; `config/build.rs`: its validation and name
-//!   resolution.
-//! - `world.rs`: live values, dynamics, quality cycles, alarms, write coercion.
+//!   resolution. Uses `values.rs`.
+//! - `world.rs`: live values, dynamics, quality cycles, alarms. Uses `config.rs` and
+//!   `values.rs`; neither uses it.
 //! - `session.rs`: sessions, handles, event queue and replay buffer.
-//! - `gateway_svc.rs`: the MxAccessGateway service (commands, events, alarms).
+//! - `gateway_svc/`: the MxAccessGateway service: `mod.rs` the tonic service with its
+//!   event and alarm streams; `auth.rs` API keys and scopes; `reads.rs` references,
+//!   reads and OnDataChange delivery; `writes.rs` the write path; `commands.rs` the
+//!   dispatch of Invoke's commands.
 //! - `galaxy_svc.rs`: the GalaxyRepository service.
 //! - `control.rs`: [`SimHandle`] methods and the SimControl service.
 //! - `remote.rs`: [`RemoteSim`], a client of SimControl for a standalone simulator.
@@ -43,6 +49,7 @@ mod galaxy_svc;
 mod gateway_svc;
 mod remote;
 mod session;
+mod values;
 mod world;
 
 use std::collections::HashMap;

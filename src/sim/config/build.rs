@@ -2,6 +2,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::*;
+use crate::sim::values::default_value;
 
 /// How deep objects may contain one another.
 pub const MAX_CONTAINMENT_DEPTH: usize = 100;

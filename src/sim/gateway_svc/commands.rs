@@ -1,0 +1,375 @@
+//! Commands: `Invoke`'s dispatch of each MXAccess command, and the server and
+//! item handles they work on.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic::Status;
+
+use super::auth::Principal;
+use super::reads::resolve;
+use super::{failure, invalid_arg, GatewaySvc, Refusal, E_ACCESSDENIED};
+use crate::gateway::convert::status_to_pb;
+use crate::gateway::pb::gw as pb;
+use crate::gateway::pb::gw::mx_command::Payload;
+use crate::gateway::pb::gw::mx_command_reply::Reply;
+use crate::gateway::{detail, MxStatus, MxStatusCategory};
+use crate::sim::session::{Item, SimSession};
+
+pub(super) fn payload_kind(p: &Payload) -> pb::MxCommandKind {
+    use pb::MxCommandKind as K;
+    match p {
+        Payload::Register(_) => K::Register,
+        Payload::Unregister(_) => K::Unregister,
+        Payload::AddItem(_) => K::AddItem,
+        Payload::AddItem2(_) => K::AddItem2,
+        Payload::RemoveItem(_) => K::RemoveItem,
+        Payload::Advise(_) => K::Advise,
+        Payload::AdviseSupervisory(_) => K::AdviseSupervisory,
+        Payload::UnAdvise(_) => K::UnAdvise,
+        Payload::Write(_) => K::Write,
+        Payload::Write2(_) => K::Write2,
+        Payload::WriteSecured(_) => K::WriteSecured,
+        Payload::WriteSecured2(_) => K::WriteSecured2,
+        Payload::AuthenticateUser(_) => K::AuthenticateUser,
+        Payload::AddItemBulk(_) => K::AddItemBulk,
+        Payload::AdviseItemBulk(_) => K::AdviseItemBulk,
+        Payload::RemoveItemBulk(_) => K::RemoveItemBulk,
+        Payload::UnAdviseItemBulk(_) => K::UnAdviseItemBulk,
+        Payload::SubscribeBulk(_) => K::SubscribeBulk,
+        Payload::UnsubscribeBulk(_) => K::UnsubscribeBulk,
+        Payload::WriteBulk(_) => K::WriteBulk,
+        Payload::Write2Bulk(_) => K::Write2Bulk,
+        Payload::WriteSecuredBulk(_) => K::WriteSecuredBulk,
+        Payload::WriteSecured2Bulk(_) => K::WriteSecured2Bulk,
+        Payload::ReadBulk(_) => K::ReadBulk,
+        Payload::DrainEvents(_) => K::DrainEvents,
+        Payload::AddBufferedItem(_) => K::AddBufferedItem,
+        Payload::SetBufferedUpdateInterval(_) => K::SetBufferedUpdateInterval,
+    }
+}
+
+impl GatewaySvc {
+    pub(super) fn session(&self, id: &str) -> Result<Arc<SimSession>, Status> {
+        self.core
+            .sessions
+            .lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("session {id:?} not found")))
+    }
+
+    fn add_item(
+        &self,
+        sess: &SimSession,
+        who: &Principal,
+        server: i32,
+        reference: &str,
+        buffered: bool,
+    ) -> Result<i32, Refusal> {
+        who.check_read(reference).map_err(Refusal::Denied)?;
+        let target = resolve(&self.core, reference).map_err(invalid_arg)?;
+        let mut h = sess.handles.lock();
+        if !h.servers.contains_key(&server) {
+            return Err(invalid_arg(format!("unknown server handle {server}")));
+        }
+        let handle = h.next_item;
+        h.next_item += 1;
+        h.items.insert(
+            handle,
+            Item {
+                server,
+                reference: reference.to_string(),
+                target,
+                advised: false,
+                supervisory: false,
+                first_due: None,
+                last_version: 0,
+                cached: None,
+                buffered,
+                samples: Vec::new(),
+                last_flush: Instant::now(),
+            },
+        );
+        Ok(handle)
+    }
+
+    fn with_item<T>(
+        sess: &SimSession,
+        server: i32,
+        item: i32,
+        f: impl FnOnce(&mut Item) -> T,
+    ) -> Result<T, Refusal> {
+        let mut h = sess.handles.lock();
+        if !h.servers.contains_key(&server) {
+            return Err(invalid_arg(format!("unknown server handle {server}")));
+        }
+        match h.items.get_mut(&item).filter(|i| i.server == server) {
+            Some(i) => Ok(f(i)),
+            None => Err(invalid_arg(format!("unknown item handle {item}"))),
+        }
+    }
+
+    fn advise(
+        &self,
+        sess: &SimSession,
+        server: i32,
+        item: i32,
+        supervisory: bool,
+    ) -> Result<(), Refusal> {
+        let due = Instant::now() + self.core.first_update_delay;
+        Self::with_item(sess, server, item, |i| {
+            if !i.advised {
+                i.advised = true;
+                i.supervisory = supervisory;
+                i.first_due = Some(due);
+                i.last_version = 0;
+            }
+        })
+    }
+
+    fn unadvise(sess: &SimSession, server: i32, item: i32) -> Result<(), Refusal> {
+        Self::with_item(sess, server, item, |i| {
+            i.advised = false;
+            i.first_due = None;
+            i.cached = None;
+        })
+    }
+
+    fn remove_item(sess: &SimSession, server: i32, item: i32) -> Result<(), Refusal> {
+        Self::with_item(sess, server, item, |_| ())?;
+        sess.handles.lock().items.remove(&item);
+        Ok(())
+    }
+
+    pub(super) fn subscribe_result(
+        server: i32,
+        tag: &str,
+        item: i32,
+        r: Result<(), Refusal>,
+    ) -> pb::SubscribeResult {
+        let mut out = pb::SubscribeResult {
+            server_handle: server,
+            tag_address: tag.to_string(),
+            item_handle: item,
+            was_successful: r.is_ok(),
+            ..Default::default()
+        };
+        match r {
+            Ok(()) => out.statuses = vec![status_to_pb(&MxStatus::ok())],
+            Err(Refusal::Mx(hr, st)) => {
+                out.error_message = st.to_string();
+                out.hresult = hr;
+                out.statuses = vec![status_to_pb(&st)];
+            }
+            Err(Refusal::Denied(m)) => {
+                out.error_message = format!("PERMISSION_DENIED: {m}");
+                out.hresult = E_ACCESSDENIED;
+            }
+            Err(Refusal::Invalid(m)) => out.error_message = format!("INVALID_REQUEST: {m}"),
+        }
+        out
+    }
+
+    pub(super) async fn run(
+        &self,
+        sess: &Arc<SimSession>,
+        who: &Principal,
+        payload: Payload,
+    ) -> Result<Option<Reply>, Refusal> {
+        let core = &self.core;
+        let bulk = |results| {
+            Ok(Some(Reply::BulkSubscribe(pb::BulkSubscribeReply {
+                results,
+            })))
+        };
+        match payload {
+            Payload::Register(c) => {
+                let mut h = sess.handles.lock();
+                let s = h.next_server;
+                h.next_server += 1;
+                h.servers.insert(s, c.client_name);
+                Ok(Some(Reply::Register(pb::RegisterReply {
+                    server_handle: s,
+                })))
+            }
+            Payload::Unregister(c) => {
+                let mut h = sess.handles.lock();
+                if h.servers.remove(&c.server_handle).is_none() {
+                    return Err(invalid_arg(format!(
+                        "unknown server handle {}",
+                        c.server_handle
+                    )));
+                }
+                h.items.retain(|_, i| i.server != c.server_handle);
+                Ok(None)
+            }
+            Payload::AddItem(c) => {
+                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, false)?;
+                Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
+            }
+            Payload::AddItem2(c) => {
+                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, false)?;
+                Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
+            }
+            Payload::RemoveItem(c) => {
+                Self::remove_item(sess, c.server_handle, c.item_handle).map(|_| None)
+            }
+            Payload::Advise(c) => self
+                .advise(sess, c.server_handle, c.item_handle, false)
+                .map(|_| None),
+            Payload::AdviseSupervisory(c) => self
+                .advise(sess, c.server_handle, c.item_handle, true)
+                .map(|_| None),
+            Payload::UnAdvise(c) => {
+                Self::unadvise(sess, c.server_handle, c.item_handle).map(|_| None)
+            }
+            Payload::Write(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::Write2(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::WriteSecured(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::WriteSecured2(c) => self.write_one(sess, who, c.server_handle, &c),
+            Payload::AuthenticateUser(c) => {
+                if !sess.handles.lock().servers.contains_key(&c.server_handle) {
+                    return Err(invalid_arg(format!(
+                        "unknown server handle {}",
+                        c.server_handle
+                    )));
+                }
+                match core
+                    .galaxy
+                    .users
+                    .iter()
+                    .find(|u| u.name.eq_ignore_ascii_case(&c.user_name) && u.password == c.password)
+                {
+                    Some(u) => Ok(Some(Reply::AuthenticateUser(pb::AuthenticateUserReply {
+                        user_id: u.id,
+                    }))),
+                    None => Err(Refusal::Mx(
+                        E_ACCESSDENIED,
+                        failure(
+                            MxStatusCategory::SecurityError,
+                            detail::USER_NOT_HAVING_ACCESS_RIGHTS,
+                            "unknown user or wrong password",
+                        ),
+                    )),
+                }
+            }
+            Payload::AddItemBulk(c) => bulk(
+                c.tag_addresses
+                    .iter()
+                    .map(
+                        |t| match self.add_item(sess, who, c.server_handle, t, false) {
+                            Ok(ih) => Self::subscribe_result(c.server_handle, t, ih, Ok(())),
+                            Err(e) => Self::subscribe_result(c.server_handle, t, 0, Err(e)),
+                        },
+                    )
+                    .collect(),
+            ),
+            Payload::SubscribeBulk(c) => bulk(
+                c.tag_addresses
+                    .iter()
+                    .map(|t| {
+                        let r = self
+                            .add_item(sess, who, c.server_handle, t, false)
+                            .and_then(|ih| {
+                                self.advise(sess, c.server_handle, ih, false).map(|_| ih)
+                            });
+                        match r {
+                            Ok(ih) => Self::subscribe_result(c.server_handle, t, ih, Ok(())),
+                            Err(e) => Self::subscribe_result(c.server_handle, t, 0, Err(e)),
+                        }
+                    })
+                    .collect(),
+            ),
+            Payload::AdviseItemBulk(c) => bulk(self.by_handle(
+                sess,
+                c.server_handle,
+                &c.item_handles,
+                |s, i| self.advise(sess, s, i, false),
+            )),
+            Payload::UnAdviseItemBulk(c) => bulk(self.by_handle(
+                sess,
+                c.server_handle,
+                &c.item_handles,
+                |s, i| Self::unadvise(sess, s, i),
+            )),
+            Payload::RemoveItemBulk(c) => bulk(self.by_handle(
+                sess,
+                c.server_handle,
+                &c.item_handles,
+                |s, i| Self::remove_item(sess, s, i),
+            )),
+            Payload::UnsubscribeBulk(c) => bulk(self.by_handle(
+                sess,
+                c.server_handle,
+                &c.item_handles,
+                |s, i| Self::unadvise(sess, s, i).and_then(|_| Self::remove_item(sess, s, i)),
+            )),
+            Payload::WriteBulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
+            Payload::Write2Bulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
+            Payload::WriteSecuredBulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
+            Payload::WriteSecured2Bulk(c) => {
+                self.write_bulk(&c.entries, c.server_handle, sess, who)
+            }
+            Payload::ReadBulk(c) => self.read_bulk(sess, who, c).await.map(Some),
+            Payload::DrainEvents(c) => {
+                let max = if c.max_events == 0 {
+                    1000
+                } else {
+                    c.max_events as usize
+                };
+                let mut log = sess.log.lock();
+                if log.subscriber.is_some() {
+                    return Err(Refusal::Invalid(
+                        "DrainEvents is not available while an event stream is attached".into(),
+                    ));
+                }
+                let n = log.queue.len().min(max);
+                let events = log.queue.drain(..n).collect();
+                Ok(Some(Reply::DrainEvents(pb::DrainEventsReply { events })))
+            }
+            Payload::AddBufferedItem(c) => {
+                let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, true)?;
+                Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
+            }
+            Payload::SetBufferedUpdateInterval(c) => {
+                if c.interval_ms == 0 {
+                    return Err(invalid_arg("the buffered update interval must be > 0 ms"));
+                }
+                let mut h = sess.handles.lock();
+                if !h.servers.contains_key(&c.server_handle) {
+                    return Err(invalid_arg(format!(
+                        "unknown server handle {}",
+                        c.server_handle
+                    )));
+                }
+                h.buffer_intervals.insert(
+                    c.server_handle,
+                    Duration::from_millis(u64::from(c.interval_ms)),
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    fn by_handle(
+        &self,
+        sess: &SimSession,
+        server: i32,
+        items: &[i32],
+        mut f: impl FnMut(i32, i32) -> Result<(), Refusal>,
+    ) -> Vec<pb::SubscribeResult> {
+        items
+            .iter()
+            .map(|&i| {
+                let tag = sess
+                    .handles
+                    .lock()
+                    .items
+                    .get(&i)
+                    .map(|x| x.reference.clone())
+                    .unwrap_or_default();
+                Self::subscribe_result(server, &tag, i, f(server, i))
+            })
+            .collect()
+    }
+}
