@@ -47,39 +47,6 @@ use crate::pva::{
     Server, Severity, SharedPv, TablePv, TableUpdate, TimeStamp, Update,
 };
 
-/// Joins the parts of a PV's alarm: the highest severity wins (the earlier part on a
-/// tie, `base` last), and the message keeps every part's message, the winner's first.
-/// A plain-Good `base` ("Good") adds nothing when another part speaks.
-pub(super) fn combine<'a>(
-    parts: impl IntoIterator<Item = Option<&'a Alarm>>,
-    base: &'a Alarm,
-    base_plain: bool,
-) -> Alarm {
-    let mut all: Vec<&Alarm> = parts.into_iter().flatten().collect();
-    if !base_plain || all.is_empty() {
-        all.push(base);
-    }
-    let Some(top) = all.iter().copied().max_by_key(|a| a.severity) else {
-        return base.clone();
-    };
-    // max_by_key keeps the last maximum; take the first one instead.
-    let top = all
-        .iter()
-        .copied()
-        .find(|a| a.severity == top.severity)
-        .unwrap_or(top);
-    let mut message = top.message.clone();
-    for a in all.iter().filter(|a| !std::ptr::eq(**a, top)) {
-        if !a.message.is_empty() {
-            if !message.is_empty() {
-                message.push_str("; ");
-            }
-            message.push_str(&a.message);
-        }
-    }
-    Alarm::new(top.severity, top.status, message)
-}
-
 /// At most this many feed messages are taken in one batch before posting, so that the
 /// bridge task still serves puts and data changes during a flood.
 const MAX_BATCH: usize = 4096;

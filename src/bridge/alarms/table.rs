@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use tracing::warn;
 
-use super::{combine, Alarms, Entry, Owner, FEED_LOST};
+use super::{Alarms, Entry, Owner, FEED_LOST};
+use crate::bridge::combine::combine;
 use crate::bridge::convert::iso8601;
 use crate::bridge::pv::MappedPv;
 use crate::pva::{Alarm, AlarmStatus, Column, NtValue, ScalarType, Severity, TableUpdate};

@@ -18,42 +18,6 @@ fn short_references() {
     );
 }
 
-#[test]
-fn higher_severity_wins_and_messages_are_kept() {
-    let hihi = Alarm::new(
-        Severity::Major,
-        AlarmStatus::Record,
-        "HiHi alarm, unacknowledged (priority 100)",
-    );
-    let uncertain = Alarm::new(Severity::Minor, AlarmStatus::None, "Uncertain");
-    let bad = Alarm::new(
-        Severity::Invalid,
-        AlarmStatus::Driver,
-        "Bad: communication failure",
-    );
-    let good = Alarm::new(Severity::NoAlarm, AlarmStatus::None, "Good");
-    let a = combine([Some(&hihi)], &uncertain, false);
-    assert_eq!(
-        (a.severity, a.status, a.message.as_str()),
-        (
-            Severity::Major,
-            AlarmStatus::Record,
-            "HiHi alarm, unacknowledged (priority 100); Uncertain"
-        )
-    );
-    let a = combine([Some(&hihi)], &bad, false);
-    assert_eq!(
-        (a.severity, a.status, a.message.as_str()),
-        (
-            Severity::Invalid,
-            AlarmStatus::Driver,
-            "Bad: communication failure; HiHi alarm, unacknowledged (priority 100)"
-        )
-    );
-    assert_eq!(combine([Some(&hihi)], &good, true).message, hihi.message);
-    assert_eq!(combine([None], &good, true), good);
-}
-
 fn entry(name: &str, state: AlarmState, priority: i32) -> Entry {
     Entry {
         reference: format!("Galaxy!Area.Tank001.Level.{name}"),
