@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use tracing::{info, warn};
 
+use super::registry::PvId;
 use super::{Bridge, BridgeError};
 use crate::config;
 use crate::gateway::{
@@ -56,12 +57,12 @@ pub(super) struct Link {
 }
 
 /// What the connect task hands back: the link, its event stream, each tag's item
-/// handle (by index in `pvs`), and the events that came while subscribing.
+/// handle (by PV id), and the events that came while subscribing.
 pub(super) type Connected = Result<
     (
         Link,
         EventStream,
-        Vec<(usize, Result<ItemHandle, String>)>,
+        Vec<(PvId, Result<ItemHandle, String>)>,
         Vec<SessionEvent>,
     ),
     String,
@@ -90,11 +91,13 @@ impl Bridge {
     pub(super) fn spawn_connect(&self) -> tokio::task::JoinHandle<Connected> {
         let opts = self.opts.clone();
         let gw = self.config.gateway.clone();
-        let tags: Vec<String> = self
+        // In the order the PVs were added, each tag with its PV.
+        let (ids, tags): (Vec<PvId>, Vec<String>) = self
             .pvs
-            .iter()
-            .map(|p| p.cfg.tag.as_str().to_string())
-            .collect();
+            .ids()
+            .into_iter()
+            .filter_map(|id| Some((id, self.pvs.get(id)?.cfg.tag.as_str().to_string())))
+            .unzip();
         let stale = self.stale_sessions.clone();
         let users: Vec<(String, config::User)> = self
             .config
@@ -157,9 +160,9 @@ impl Bridge {
                         }
                     }
                 };
-                let items = results
+                let items = ids
                     .into_iter()
-                    .enumerate()
+                    .zip(results)
                     .map(|(i, r)| {
                         (
                             i,
@@ -194,32 +197,28 @@ impl Bridge {
     pub(super) fn on_connected(
         &mut self,
         link: Link,
-        items: Vec<(usize, Result<ItemHandle, String>)>,
+        items: Vec<(PvId, Result<ItemHandle, String>)>,
     ) {
-        self.by_item.clear();
+        self.pvs.clear_items();
         self.strays.reset();
         self.lost_reason = None;
         let mut failed = 0;
         for (i, item) in items {
-            let Some(pv) = self.pvs.get_mut(i) else {
-                continue;
-            };
             match item {
-                Ok(handle) => {
-                    pv.item = Some(handle);
-                    self.by_item.insert(handle.0, i);
-                }
+                Ok(handle) => self.pvs.set_item(i, Some(handle)),
                 Err(reason) => {
+                    let Some(pv) = self.pvs.get_mut(i) else {
+                        continue;
+                    };
                     failed += 1;
                     warn!(pv = %pv.cfg.name.as_str(), tag = %pv.cfg.tag.as_str(), %reason, "subscribe failed");
-                    pv.item = None;
                     pv.subscribe_failed(&reason);
                 }
             }
         }
         info!(
             session = %link.session.id(),
-            subscribed = self.by_item.len(),
+            subscribed = self.pvs.subscribed(),
             failed,
             "gateway session up"
         );
@@ -238,7 +237,7 @@ impl Bridge {
 
     pub(super) fn on_lost(&mut self, reason: &str) {
         self.link = None;
-        self.by_item.clear();
+        self.pvs.clear_items();
         // Retries that fail the same way change nothing a client can see.
         if self.lost_reason.as_deref() == Some(reason) {
             tracing::debug!(%reason, "gateway still unavailable");
@@ -247,8 +246,7 @@ impl Bridge {
         warn!(%reason, "gateway connection lost");
         self.lost_reason = Some(reason.to_string());
         let message = format!("gateway connection lost: {reason}");
-        for pv in &mut self.pvs {
-            pv.item = None;
+        for (_, pv) in self.pvs.iter_mut() {
             pv.connection_lost(&message);
         }
     }

@@ -27,16 +27,17 @@ mod combine;
 mod convert;
 #[cfg(test)]
 mod convert_props;
+mod diff;
 mod isotime;
 mod limits;
 mod link;
 mod pv;
 mod quality;
+mod registry;
 mod stamp;
 mod strays;
 mod writes;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -56,7 +57,7 @@ pub use convert::{default_pv_type, iso8601, to_mx, to_nt};
 pub use quality::quality_alarm;
 
 use link::{client_options, close_stale_sessions, Connected, Link};
-use pv::MappedPv;
+use registry::{PvId, Registry};
 use writes::Internal;
 
 /// Why the bridge could not start.
@@ -102,13 +103,11 @@ pub async fn run(
         max_array_length: config.limits.max_array_length,
         max_string_length: config.limits.max_string_length,
     });
-    let mut pvs = Vec::with_capacity(config.pvs.len());
-    let mut by_name = HashMap::new();
-    for (i, cfg) in config.pvs.iter().enumerate() {
-        let mapped = MappedPv::new(cfg.clone(), &config.defaults, &events_tx)?;
-        server.add_pv(&mapped.pv)?;
-        by_name.insert(Arc::<str>::from(cfg.name.as_str()), i);
-        pvs.push(mapped);
+    // Start is the first diff, against an empty registry: it adds every PV.
+    let mut pvs = Registry::default();
+    let start = diff::diff(std::iter::empty(), &diff::desired(&config));
+    for cfg in start.added {
+        pvs.add(cfg, &config.defaults, &server, &events_tx)?;
     }
     let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events_tx, &pvs)?;
     server.start()?;
@@ -124,8 +123,6 @@ pub async fn run(
         config,
         opts,
         pvs,
-        by_name,
-        by_item: HashMap::new(),
         link: None,
         lost_reason: None,
         stale_sessions: Arc::default(),
@@ -145,10 +142,8 @@ pub async fn run(
 struct Bridge {
     config: Config,
     opts: ClientOptions,
-    pvs: Vec<MappedPv>,
-    by_name: HashMap<Arc<str>, usize>,
-    /// Item handle -> index in `pvs`, for the current session.
-    by_item: HashMap<i32, usize>,
+    /// The mapped PVs, by id, by name and by item handle of the current session.
+    pvs: Registry,
     link: Option<Link>,
     /// Why the link is down, as last posted to the PVs.
     lost_reason: Option<String>,
@@ -168,8 +163,8 @@ struct Bridge {
     alarms: alarms::Alarms,
     /// Events ignored, so each kind is logged once per session.
     strays: strays::Strays,
-    /// PVs with news taken in this turn (indices into `pvs`), each posted once at its end.
-    dirty: Vec<usize>,
+    /// PVs with news taken in this turn, each posted once at its end.
+    dirty: Vec<PvId>,
 }
 
 /// At most this many gateway events are taken in one turn, so that puts are still
@@ -289,7 +284,7 @@ impl Bridge {
     fn on_session_event(&mut self, ev: SessionEvent) {
         match ev {
             SessionEvent::DataChange(dc) => {
-                let item = self.by_item.get(&dc.item_handle.0).copied();
+                let item = self.pvs.id_of_item(dc.item_handle);
                 if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
                     if pv.data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses) {
                         self.dirty.push(i);
@@ -299,7 +294,7 @@ impl Bridge {
                 }
             }
             SessionEvent::Undecodable(u) => {
-                let item = self.by_item.get(&u.item_handle.0).copied();
+                let item = self.pvs.id_of_item(u.item_handle);
                 let pv = item
                     .filter(|_| u.data_change)
                     .and_then(|i| Some((i, self.pvs.get_mut(i)?)));
@@ -312,8 +307,8 @@ impl Bridge {
                 }
             }
             SessionEvent::WriteComplete(wc) => {
-                let item = self.by_item.get(&wc.item_handle.0).copied();
-                let waiting = |i: usize| self.pvs.get(i).is_some_and(|pv| !pv.pending.is_empty());
+                let item = self.pvs.id_of_item(wc.item_handle);
+                let waiting = |i: PvId| self.pvs.get(i).is_some_and(|pv| !pv.pending.is_empty());
                 let Some(i) = item.filter(|&i| waiting(i)) else {
                     match item.and_then(|i| self.pvs.get(i)) {
                         Some(pv) => self.strays.unexpected_write(pv.cfg.name.as_str()),

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::info;
 
 use super::pv::{InFlight, PendingWrite};
+use super::registry::PvId;
 use super::{convert, Bridge};
 use crate::config;
 use crate::gateway::{UserId, WriteEntry, WriteKind};
@@ -17,14 +18,14 @@ use crate::pva::PutRequest;
 pub(super) enum Internal {
     /// The gateway accepted (Ok) or refused (Err) the write call for `id`.
     Sent {
-        pv: usize,
+        pv: PvId,
         id: u64,
         result: Result<(), String>,
     },
     /// `id` had no OnWriteComplete within the write timeout.
-    TimedOut { pv: usize, id: u64 },
+    TimedOut { pv: PvId, id: u64 },
     /// `id` was confirmed [`super::pv::WRITE_SETTLE`] ago and no data change followed.
-    Settled { pv: usize, id: u64 },
+    Settled { pv: PvId, id: u64 },
 }
 
 impl Bridge {
@@ -32,7 +33,7 @@ impl Bridge {
         let Some(put) = self.alarms.take_put(put, &self.pvs) else {
             return;
         };
-        let Some(&i) = self.by_name.get(&put.pv) else {
+        let Some(i) = self.pvs.id_of_name(&put.pv) else {
             put.completion
                 .complete(Err(format!("{}: unknown PV", put.pv)));
             return;
