@@ -9,6 +9,10 @@
 //! its last value; puts then fail at once. The link comes back with capped exponential
 //! backoff, a new session and one new subscription of every tag.
 //!
+//! - `link.rs`: the gateway link: connect, session, subscribe, lost links and their
+//!   stale sessions.
+//! - `writes.rs`: the write path: puts -> gateway writes, caps, completion.
+//! - `combine.rs`: how the parts of a PV's alarm join (shared by `pv.rs` and `alarms/`).
 //! - `convert.rs`: MXAccess values <-> PV values, exact or refused (`isotime.rs`: Time text).
 //! - `quality.rs`: quality -> `alarm`.
 //! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
@@ -19,39 +23,42 @@
 //! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
 
 mod alarms;
+mod combine;
 mod convert;
 #[cfg(test)]
 mod convert_props;
+mod diff;
 mod isotime;
 mod limits;
+mod link;
 mod pv;
 mod quality;
+mod registry;
 mod stamp;
 mod strays;
+mod writes;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use crate::lock::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::{self, Config};
-use crate::gateway::{
-    ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle,
-    Session, SessionEvent, TlsOptions, UserId, ValueLimits, WriteEntry, WriteKind,
-};
-use crate::pva::{self, PutRequest, PvEvent, Server, ServerConfig};
+use crate::gateway::{ClientOptions, EventStream, SessionEvent};
+use crate::pva::{self, PvEvent, Server, ServerConfig};
 
 pub use convert::{default_pv_type, iso8601, to_mx, to_nt};
 pub use quality::quality_alarm;
 
-use pv::{InFlight, MappedPv, PendingWrite};
+use link::{client_options, close_stale_sessions, Connected, Link};
+use registry::{PvId, Registry};
+use writes::Internal;
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,38 +67,6 @@ pub enum BridgeError {
     Pva(#[from] pva::PvaError),
     #[error("gateway API key: {0}")]
     ApiKey(String),
-}
-
-/// How the bridge reaches the gateway, resolved from `[gateway]`, and the caps on what
-/// it decodes, from `[limits]`.
-fn client_options(
-    gw: &config::Gateway,
-    limits: &config::Limits,
-) -> Result<ClientOptions, BridgeError> {
-    let mut opts = ClientOptions::plaintext(gw.endpoint.clone());
-    opts.limits = ValueLimits {
-        max_array_length: limits.max_array_length,
-        max_string_length: limits.max_string_length,
-    };
-    opts.connect_timeout = gw.connect_timeout;
-    opts.request_timeout = gw.request_timeout;
-    opts.keepalive_interval = gw.keepalive_interval;
-    opts.keepalive_timeout = gw.keepalive_timeout;
-    if let Some(key) = gw
-        .api_key
-        .load()
-        .map_err(|e| BridgeError::ApiKey(e.to_string()))?
-    {
-        let key = ApiKey::new(key.expose()).map_err(|e| BridgeError::ApiKey(e.to_string()))?;
-        opts = opts.with_api_key(key);
-    }
-    if gw.tls.enabled {
-        opts.tls = Some(TlsOptions {
-            ca_file: gw.tls.ca_file.clone(),
-            server_name: gw.tls.server_name.clone(),
-        });
-    }
-    Ok(opts)
 }
 
 /// The PVAccess server settings: `[server]`, falling back to `EPICS_PVAS_*`.
@@ -115,57 +90,6 @@ pub fn server_config(s: &config::Server) -> ServerConfig {
     c
 }
 
-/// A live gateway link.
-struct Link {
-    session: Session,
-    server: ServerHandle,
-    /// User ids for the secured write modes, by `[users]` key.
-    users: HashMap<String, UserId>,
-}
-
-/// What the connect task hands back: the link, its event stream, each tag's item
-/// handle (by index in `pvs`), and the events that came while subscribing.
-type Connected = Result<
-    (
-        Link,
-        EventStream,
-        Vec<(usize, Result<ItemHandle, String>)>,
-        Vec<SessionEvent>,
-    ),
-    String,
->;
-
-/// Messages from helper tasks to the bridge task.
-enum Internal {
-    /// The gateway accepted (Ok) or refused (Err) the write call for `id`.
-    Sent {
-        pv: usize,
-        id: u64,
-        result: Result<(), String>,
-    },
-    /// `id` had no OnWriteComplete within the write timeout.
-    TimedOut { pv: usize, id: u64 },
-    /// `id` was confirmed [`pv::WRITE_SETTLE`] ago and no data change followed.
-    Settled { pv: usize, id: u64 },
-}
-
-/// Closes the sessions of lost links. One the gateway no longer knows counts as closed;
-/// one it cannot answer for now stays for the next connect.
-async fn close_stale_sessions(client: &GatewayClient, stale: &Mutex<Vec<String>>) {
-    let ids = stale.lock().clone();
-    for id in ids {
-        match client.close_session(&id).await {
-            Err(e) if e.is_transient() => {
-                warn!(session = %id, error = %e, "cannot close the session of the lost link yet");
-                continue;
-            }
-            Ok(state) => info!(session = %id, ?state, "closed the session of the lost link"),
-            Err(e) => info!(session = %id, error = %e, "the session of the lost link is gone"),
-        }
-        stale.lock().retain(|s| *s != id);
-    }
-}
-
 /// Runs the bridge until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -179,13 +103,11 @@ pub async fn run(
         max_array_length: config.limits.max_array_length,
         max_string_length: config.limits.max_string_length,
     });
-    let mut pvs = Vec::with_capacity(config.pvs.len());
-    let mut by_name = HashMap::new();
-    for (i, cfg) in config.pvs.iter().enumerate() {
-        let mapped = MappedPv::new(cfg.clone(), &config.defaults, &events_tx)?;
-        server.add_pv(&mapped.pv)?;
-        by_name.insert(Arc::<str>::from(cfg.name.as_str()), i);
-        pvs.push(mapped);
+    // Start is the first diff, against an empty registry: it adds every PV.
+    let mut pvs = Registry::default();
+    let start = diff::diff(std::iter::empty(), &diff::desired(&config));
+    for cfg in start.added {
+        pvs.add(cfg, &config.defaults, &server, &events_tx)?;
     }
     let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events_tx, &pvs)?;
     server.start()?;
@@ -201,8 +123,6 @@ pub async fn run(
         config,
         opts,
         pvs,
-        by_name,
-        by_item: HashMap::new(),
         link: None,
         lost_reason: None,
         stale_sessions: Arc::default(),
@@ -222,10 +142,8 @@ pub async fn run(
 struct Bridge {
     config: Config,
     opts: ClientOptions,
-    pvs: Vec<MappedPv>,
-    by_name: HashMap<Arc<str>, usize>,
-    /// Item handle -> index in `pvs`, for the current session.
-    by_item: HashMap<i32, usize>,
+    /// The mapped PVs, by id, by name and by item handle of the current session.
+    pvs: Registry,
     link: Option<Link>,
     /// Why the link is down, as last posted to the PVs.
     lost_reason: Option<String>,
@@ -245,8 +163,8 @@ struct Bridge {
     alarms: alarms::Alarms,
     /// Events ignored, so each kind is logged once per session.
     strays: strays::Strays,
-    /// PVs with news taken in this turn (indices into `pvs`), each posted once at its end.
-    dirty: Vec<usize>,
+    /// PVs with news taken in this turn, each posted once at its end.
+    dirty: Vec<PvId>,
 }
 
 /// At most this many gateway events are taken in one turn, so that puts are still
@@ -363,174 +281,10 @@ impl Bridge {
         ended
     }
 
-    /// Connects, opens a session, registers and subscribes every tag, in a task of its
-    /// own so puts keep being answered meanwhile.
-    fn spawn_connect(&self) -> tokio::task::JoinHandle<Connected> {
-        let opts = self.opts.clone();
-        let gw = self.config.gateway.clone();
-        let tags: Vec<String> = self
-            .pvs
-            .iter()
-            .map(|p| p.cfg.tag.as_str().to_string())
-            .collect();
-        let stale = self.stale_sessions.clone();
-        let users: Vec<(String, config::User)> = self
-            .config
-            .users
-            .iter()
-            .map(|(k, u)| (k.clone(), u.clone()))
-            .collect();
-        tokio::spawn(async move {
-            let fail = |what: &str, e: GatewayError| format!("{what}: {e}");
-            let client = GatewayClient::connect(&opts)
-                .await
-                .map_err(|e| fail("cannot connect", e))?;
-            close_stale_sessions(&client, &stale).await;
-            let session = client
-                .open_session(&gw.client_name)
-                .await
-                .map_err(|e| fail("cannot open a session", e))?;
-            let setup = async {
-                let server = session
-                    .register(&gw.client_name)
-                    .await
-                    .map_err(|e| fail("Register failed", e))?;
-                let mut user_ids = HashMap::new();
-                for (key, user) in users {
-                    let id = match &user.identity {
-                        config::Identity::Id(id) => UserId(*id),
-                        config::Identity::Credentials { name, password } => {
-                            let password =
-                                password.load().map_err(|e| format!("user {key}: {e}"))?;
-                            session
-                                .authenticate_user(server, name, password.expose())
-                                .await
-                                .map_err(|e| fail(&format!("cannot authenticate user {key}"), e))?
-                        }
-                    };
-                    user_ids.insert(key, id);
-                }
-                // The gateway queues the first value of every advised tag at once, in a
-                // bounded queue (10,000 events by default) that faults the session when it
-                // overflows: attach the stream first and drain it while subscribing.
-                let mut events = session
-                    .events(None)
-                    .await
-                    .map_err(|e| fail("cannot attach the event stream", e))?;
-                let mut early = Vec::new();
-                let results = {
-                    let subscribe =
-                        session.subscribe_bulk_chunked(server, &tags, gw.subscribe_chunk.get());
-                    tokio::pin!(subscribe);
-                    loop {
-                        tokio::select! {
-                            results = &mut subscribe => {
-                                break results.map_err(|e| fail("SubscribeBulk failed", e))?;
-                            }
-                            ev = events.next() => match ev {
-                                Some(Ok(ev)) => early.push(ev),
-                                Some(Err(e)) => return Err(fail("event stream failed while subscribing", e)),
-                                None => return Err("the gateway ended the event stream while subscribing".into()),
-                            },
-                        }
-                    }
-                };
-                let items = results
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        (
-                            i,
-                            r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string()),
-                        )
-                    })
-                    .collect();
-                Ok::<_, String>((server, user_ids, items, events, early))
-            }
-            .await;
-            let (server, user_ids, items, events, early) = match setup {
-                Ok(done) => done,
-                Err(e) => {
-                    // The session exists at the gateway: the next connect closes it.
-                    stale.lock().push(session.id().to_string());
-                    return Err(e);
-                }
-            };
-            Ok((
-                Link {
-                    session,
-                    server,
-                    users: user_ids,
-                },
-                events,
-                items,
-                early,
-            ))
-        })
-    }
-
-    fn on_connected(&mut self, link: Link, items: Vec<(usize, Result<ItemHandle, String>)>) {
-        self.by_item.clear();
-        self.strays.reset();
-        self.lost_reason = None;
-        let mut failed = 0;
-        for (i, item) in items {
-            let Some(pv) = self.pvs.get_mut(i) else {
-                continue;
-            };
-            match item {
-                Ok(handle) => {
-                    pv.item = Some(handle);
-                    self.by_item.insert(handle.0, i);
-                }
-                Err(reason) => {
-                    failed += 1;
-                    warn!(pv = %pv.cfg.name.as_str(), tag = %pv.cfg.tag.as_str(), %reason, "subscribe failed");
-                    pv.item = None;
-                    pv.subscribe_failed(&reason);
-                }
-            }
-        }
-        info!(
-            session = %link.session.id(),
-            subscribed = self.by_item.len(),
-            failed,
-            "gateway session up"
-        );
-        self.link = Some(link);
-    }
-
-    /// The link is gone: every PV goes INVALID, pending writes fail. Its session, which
-    /// may live on at the gateway, is closed by the next connect.
-    fn close_link(&mut self, reason: &str) {
-        if let Some(link) = self.link.take() {
-            let id = link.session.id().to_string();
-            self.stale_sessions.lock().push(id);
-        }
-        self.on_lost(reason);
-    }
-
-    fn on_lost(&mut self, reason: &str) {
-        self.link = None;
-        self.by_item.clear();
-        // Retries that fail the same way change nothing a client can see.
-        if self.lost_reason.as_deref() == Some(reason) {
-            tracing::debug!(%reason, "gateway still unavailable");
-            return;
-        }
-        warn!(%reason, "gateway connection lost");
-        self.lost_reason = Some(reason.to_string());
-        let message = format!("gateway connection lost: {reason}");
-        for pv in &mut self.pvs {
-            pv.item = None;
-            pv.connection_lost(&message);
-        }
-    }
-
     fn on_session_event(&mut self, ev: SessionEvent) {
         match ev {
             SessionEvent::DataChange(dc) => {
-                let item = self.by_item.get(&dc.item_handle.0).copied();
+                let item = self.pvs.id_of_item(dc.item_handle);
                 if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
                     if pv.data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses) {
                         self.dirty.push(i);
@@ -540,7 +294,7 @@ impl Bridge {
                 }
             }
             SessionEvent::Undecodable(u) => {
-                let item = self.by_item.get(&u.item_handle.0).copied();
+                let item = self.pvs.id_of_item(u.item_handle);
                 let pv = item
                     .filter(|_| u.data_change)
                     .and_then(|i| Some((i, self.pvs.get_mut(i)?)));
@@ -553,8 +307,8 @@ impl Bridge {
                 }
             }
             SessionEvent::WriteComplete(wc) => {
-                let item = self.by_item.get(&wc.item_handle.0).copied();
-                let waiting = |i: usize| self.pvs.get(i).is_some_and(|pv| !pv.pending.is_empty());
+                let item = self.pvs.id_of_item(wc.item_handle);
+                let waiting = |i: PvId| self.pvs.get(i).is_some_and(|pv| !pv.pending.is_empty());
                 let Some(i) = item.filter(|&i| waiting(i)) else {
                     match item.and_then(|i| self.pvs.get(i)) {
                         Some(pv) => self.strays.unexpected_write(pv.cfg.name.as_str()),
@@ -597,136 +351,6 @@ impl Bridge {
         match ev {
             PvEvent::Put(put) => self.on_put(put),
             PvEvent::Connected { .. } | PvEvent::Disconnected { .. } => {}
-        }
-    }
-
-    fn on_put(&mut self, put: PutRequest) {
-        let Some(put) = self.alarms.take_put(put, &self.pvs) else {
-            return;
-        };
-        let Some(&i) = self.by_name.get(&put.pv) else {
-            put.completion
-                .complete(Err(format!("{}: unknown PV", put.pv)));
-            return;
-        };
-        let Some(link) = &self.link else {
-            put.completion.complete(Err(format!(
-                "{}: gateway unavailable: write not sent",
-                put.pv
-            )));
-            return;
-        };
-        let Some(pv) = self.pvs.get_mut(i) else {
-            put.completion
-                .complete(Err(format!("{}: unknown PV", put.pv)));
-            return;
-        };
-        let entry = match pv.prepare_write(&put) {
-            Ok(entry) => entry,
-            Err(message) => {
-                put.completion.complete(Err(message));
-                return;
-            }
-        };
-        let limits = &self.config.limits;
-        let waiting = pv.writes_waiting();
-        if waiting >= limits.max_puts_per_pv {
-            put.completion.complete(Err(format!(
-                "{}: {waiting} puts already wait for System Platform on this PV \
-                 ([limits] max_puts_per_pv {}): put refused",
-                put.pv, limits.max_puts_per_pv
-            )));
-            return;
-        }
-        let in_flight = self.in_flight.load(Ordering::Acquire);
-        if in_flight >= limits.max_puts_in_flight {
-            put.completion.complete(Err(format!(
-                "{}: {in_flight} puts already wait for System Platform \
-                 ([limits] max_puts_in_flight {}): put refused",
-                put.pv, limits.max_puts_in_flight
-            )));
-            return;
-        }
-        let (kind, user, verifier) = match pv.cfg.write.as_ref() {
-            Some(config::WriteMode::Write { user }) => (WriteKind::Write, user.clone(), None),
-            Some(config::WriteMode::Write2 { user }) => (WriteKind::Write2, user.clone(), None),
-            Some(config::WriteMode::Secured { user }) => (
-                WriteKind::WriteSecured,
-                Some(user.clone()),
-                Some(user.clone()),
-            ),
-            Some(config::WriteMode::Verified { user, verifier }) => (
-                WriteKind::WriteSecured,
-                Some(user.clone()),
-                Some(verifier.clone()),
-            ),
-            None => {
-                put.completion
-                    .complete(Err(format!("{} is read-only: put refused", put.pv)));
-                return;
-            }
-        };
-        let id_of = |u: Option<config::User>| u.and_then(|u| link.users.get(&u.key).copied());
-        let mut entry = WriteEntry {
-            user: id_of(user).unwrap_or(UserId(0)),
-            verifier: id_of(verifier).unwrap_or(UserId(0)),
-            ..entry
-        };
-        if kind == WriteKind::Write2 {
-            entry.timestamp = Some(std::time::SystemTime::now());
-        }
-        self.next_write += 1;
-        let id = self.next_write;
-        info!(pv = %put.pv, tag = %pv.cfg.tag.as_str(), value = %convert::brief(&entry.value, 80), account = %put.credentials.account, peer = %put.credentials.peer, "write");
-        pv.pending.push_back(PendingWrite {
-            id,
-            started: Instant::now(),
-            completion: put.completion,
-            changed: false,
-            _in_flight: InFlight::new(&self.in_flight),
-        });
-        let session = link.session.clone();
-        let server = link.server;
-        let tx = self.internal.0.clone();
-        let timeout = self.config.gateway.write_timeout;
-        tokio::spawn(async move {
-            let result = session
-                .write(server, kind, &entry)
-                .await
-                .map_err(|e| format!("the gateway refused the write: {e}"));
-            let sent = result.is_ok();
-            let _ = tx.send(Internal::Sent { pv: i, id, result });
-            if sent {
-                tokio::time::sleep(timeout).await;
-                let _ = tx.send(Internal::TimedOut { pv: i, id });
-            }
-        });
-    }
-
-    fn on_internal(&mut self, msg: Internal) {
-        let (Internal::Sent { pv, .. }
-        | Internal::Settled { pv, .. }
-        | Internal::TimedOut { pv, .. }) = &msg;
-        let Some(pv) = self.pvs.get_mut(*pv) else {
-            return;
-        };
-        match msg {
-            Internal::Sent {
-                id,
-                result: Err(message),
-                ..
-            } => {
-                pv.fail_write(id, &message);
-            }
-            Internal::Sent { .. } => {}
-            Internal::Settled { id, .. } => pv.settle(id),
-            Internal::TimedOut { id, .. } => {
-                let t = humantime::format_duration(self.config.gateway.write_timeout);
-                pv.fail_write(
-                    id,
-                    &format!("no write confirmation from System Platform within {t}"),
-                );
-            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use tracing::warn;
 
-use super::alarms::combine;
+use super::combine::combine;
 use super::convert::{brief, pv_type_of, to_mx, to_nt};
 use super::limits::{severity, Limits};
 use super::quality::quality_alarm;

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use tracing::{debug, warn};
 
+use super::registry::PvId;
 use crate::gateway::Undecodable;
 
 /// What has been logged at warn in the current session.
@@ -19,7 +20,7 @@ pub(super) struct Strays {
     /// An undecodable event that is not a data change of a subscribed item.
     undecodable: bool,
     /// PVs (by index) whose undecodable data changes were logged.
-    undecodable_pvs: HashSet<usize>,
+    undecodable_pvs: HashSet<PvId>,
 }
 
 impl Strays {
@@ -51,7 +52,7 @@ impl Strays {
     }
 
     /// An undecodable event; `pv` is the PV whose value it was, if any.
-    pub fn undecodable(&mut self, event: &Undecodable, pv: Option<(usize, &str)>) {
+    pub fn undecodable(&mut self, event: &Undecodable, pv: Option<(PvId, &str)>) {
         let first = match pv {
             Some((i, _)) => self.undecodable_pvs.insert(i),
             None => !std::mem::replace(&mut self.undecodable, true),

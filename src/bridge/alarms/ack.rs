@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::{Alarms, Entry, Owner};
-use crate::bridge::pv::MappedPv;
+use crate::bridge::registry::Registry;
 use crate::bridge::stamp::SharedStamps;
 use crate::pva::{
     Access, Alarm, Display, NtValue, PutRequest, PvType, PvaError, ScalarType, SharedPv, Update,
@@ -19,7 +19,7 @@ pub(super) struct AckPv {
 
 impl Alarms {
     /// Serves the owner's `:ACK` PV once.
-    pub(super) fn ensure_ack(&mut self, owner: Owner, pvs: &[MappedPv]) {
+    pub(super) fn ensure_ack(&mut self, owner: Owner, pvs: &Registry) {
         if self.ack_done.contains_key(&owner) {
             return;
         }
@@ -59,7 +59,7 @@ impl Alarms {
     }
 
     /// A put to an `:ACK` PV is taken here; any other put is handed back.
-    pub fn take_put(&mut self, put: PutRequest, pvs: &[MappedPv]) -> Option<PutRequest> {
+    pub fn take_put(&mut self, put: PutRequest, pvs: &Registry) -> Option<PutRequest> {
         let Some((owner, ack_pv)) = self.acks.get(&put.pv).cloned() else {
             return Some(put);
         };

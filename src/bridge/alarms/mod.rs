@@ -35,7 +35,7 @@ use self::feed::spawn_feed;
 pub(super) use self::feed::FeedMsg;
 use self::severity::kind_severity;
 use self::table::table_columns;
-use super::pv::MappedPv;
+use super::registry::{PvId, Registry};
 use super::stamp::Stamps;
 use crate::config::{self, AlarmPvType, SeverityScheme};
 use crate::gateway::{
@@ -47,39 +47,6 @@ use crate::pva::{
     Server, Severity, SharedPv, TablePv, TableUpdate, TimeStamp, Update,
 };
 
-/// Joins the parts of a PV's alarm: the highest severity wins (the earlier part on a
-/// tie, `base` last), and the message keeps every part's message, the winner's first.
-/// A plain-Good `base` ("Good") adds nothing when another part speaks.
-pub(super) fn combine<'a>(
-    parts: impl IntoIterator<Item = Option<&'a Alarm>>,
-    base: &'a Alarm,
-    base_plain: bool,
-) -> Alarm {
-    let mut all: Vec<&Alarm> = parts.into_iter().flatten().collect();
-    if !base_plain || all.is_empty() {
-        all.push(base);
-    }
-    let Some(top) = all.iter().copied().max_by_key(|a| a.severity) else {
-        return base.clone();
-    };
-    // max_by_key keeps the last maximum; take the first one instead.
-    let top = all
-        .iter()
-        .copied()
-        .find(|a| a.severity == top.severity)
-        .unwrap_or(top);
-    let mut message = top.message.clone();
-    for a in all.iter().filter(|a| !std::ptr::eq(**a, top)) {
-        if !a.message.is_empty() {
-            if !message.is_empty() {
-                message.push_str("; ");
-            }
-            message.push_str(&a.message);
-        }
-    }
-    Alarm::new(top.severity, top.status, message)
-}
-
 /// At most this many feed messages are taken in one batch before posting, so that the
 /// bridge task still serves puts and data changes during a flood.
 const MAX_BATCH: usize = 4096;
@@ -90,8 +57,8 @@ const FEED_LOST: &str = "alarm feed lost";
 /// Which PV an alarm shows on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Owner {
-    /// Index into the bridge's mapped PVs.
-    Value(usize),
+    /// A mapped PV.
+    Value(PvId),
     /// Index into the `[[alarm_pv]]` PVs.
     Own(usize),
 }
@@ -290,8 +257,8 @@ pub(super) struct Alarms {
     client: Option<GatewayClient>,
     /// Alarm references named in the config (lower-case, full and short) -> owner.
     named: HashMap<String, Owner>,
-    /// Lower-case `Object.Attr` of each mapped PV -> its index (the first PV wins).
-    by_tag: HashMap<String, usize>,
+    /// Lower-case `Object.Attr` of each mapped PV -> its id (the first PV wins).
+    by_tag: HashMap<String, PvId>,
     /// The active set, by full reference.
     active: BTreeMap<String, Entry>,
     /// A snapshot being received (after `Attached`, before `SnapshotComplete`).
@@ -331,7 +298,7 @@ impl Alarms {
         opts: &ClientOptions,
         server: Arc<Server>,
         events: &EventSender,
-        pvs: &[MappedPv],
+        pvs: &Registry,
     ) -> Result<Self, PvaError> {
         let cfg = config.alarms.clone();
         let (tx, feed) = mpsc::unbounded_channel();
@@ -359,17 +326,21 @@ impl Alarms {
                 named.insert(lower, owner);
             }
         };
-        for (i, p) in pvs.iter().enumerate() {
-            add_named(&p.cfg.alarms, Owner::Value(i));
+        for id in pvs.ids() {
+            if let Some(p) = pvs.get(id) {
+                add_named(&p.cfg.alarms, Owner::Value(id));
+            }
         }
         for (i, p) in config.alarm_pvs.iter().enumerate() {
             add_named(&p.alarms, Owner::Own(i));
         }
         let mut by_tag = HashMap::new();
-        for (i, p) in pvs.iter().enumerate() {
-            by_tag
-                .entry(p.cfg.tag.base().to_ascii_lowercase())
-                .or_insert(i);
+        for id in pvs.ids() {
+            if let Some(p) = pvs.get(id) {
+                by_tag
+                    .entry(p.cfg.tag.base().to_ascii_lowercase())
+                    .or_insert(id);
+            }
         }
         let mut own = Vec::new();
         for c in &config.alarm_pvs {
@@ -406,7 +377,7 @@ impl Alarms {
             Some(name) if cfg.enabled => {
                 let mut t = TablePv::new(name.as_str(), table_columns(), events)?;
                 let empty = TableUpdate {
-                    columns: Some(Self::rows(&BTreeMap::new(), &[], &[], 0).0),
+                    columns: Some(Self::rows(&BTreeMap::new(), pvs, &[], 0).0),
                     alarm: Some(Alarm::new(
                         Severity::Invalid,
                         AlarmStatus::Undefined,
@@ -482,7 +453,7 @@ impl Alarms {
     fn owner_settings<'a>(
         &'a self,
         owner: Owner,
-        pvs: &'a [MappedPv],
+        pvs: &'a Registry,
     ) -> Option<(&'a str, bool, Option<SeverityScheme>)> {
         match owner {
             Owner::Value(i) => pvs.get(i).map(|p| {
@@ -496,11 +467,11 @@ impl Alarms {
         }
     }
 
-    fn owner_name<'a>(&'a self, owner: Owner, pvs: &'a [MappedPv]) -> &'a str {
+    fn owner_name<'a>(&'a self, owner: Owner, pvs: &'a Registry) -> &'a str {
         self.owner_settings(owner, pvs).map_or("", |s| s.0)
     }
 
-    fn acknowledge_enabled(&self, owner: Owner, pvs: &[MappedPv]) -> bool {
+    fn acknowledge_enabled(&self, owner: Owner, pvs: &Registry) -> bool {
         self.owner_settings(owner, pvs).is_some_and(|s| s.1)
     }
 
@@ -510,19 +481,19 @@ impl Alarms {
     ///
     /// The value PVs whose alarm changed are marked and listed in `dirty`: the bridge
     /// posts each once at the end of its turn, with the data change of the same turn.
-    pub fn on_feed(&mut self, msg: FeedMsg, pvs: &mut [MappedPv], dirty: &mut Vec<usize>) {
+    pub fn on_feed(&mut self, msg: FeedMsg, pvs: &mut Registry, dirty: &mut Vec<PvId>) {
         self.on_batch(msg, pvs, dirty);
     }
 
     /// [`Alarms::on_feed`] for what is already queued, if anything is.
-    pub fn on_ready(&mut self, pvs: &mut [MappedPv], dirty: &mut Vec<usize>) {
+    pub fn on_ready(&mut self, pvs: &mut Registry, dirty: &mut Vec<PvId>) {
         if let Ok(msg) = self.feed.try_recv() {
             self.on_batch(msg, pvs, dirty);
         }
     }
 
     /// [`Alarms::on_feed`]; returns how many messages the batch took.
-    fn on_batch(&mut self, first: FeedMsg, pvs: &mut [MappedPv], dirty: &mut Vec<usize>) -> usize {
+    fn on_batch(&mut self, first: FeedMsg, pvs: &mut Registry, dirty: &mut Vec<PvId>) -> usize {
         let mut owners = Vec::new();
         let mut post = false;
         let mut taken = 0;
@@ -693,14 +664,14 @@ impl Alarms {
     /// Re-posts the alarm of each owner in `owners`, and the table. While the feed is
     /// down every value PV that carries alarms (or is configured to) gets a MINOR
     /// "alarm feed lost" part: it cannot claim NO_ALARM while an alarm may be active.
-    fn refresh(&mut self, mut owners: Changed, pvs: &mut [MappedPv], dirty: &mut Vec<usize>) {
+    fn refresh(&mut self, mut owners: Changed, pvs: &mut Registry, dirty: &mut Vec<PvId>) {
         let lost_part = self
             .lost
             .as_ref()
             .map(|_| Alarm::new(Severity::Minor, AlarmStatus::Driver, FEED_LOST));
         let with_alarms: std::collections::HashSet<Owner> =
             self.active.values().filter_map(|e| e.owner).collect();
-        for (i, pv) in pvs.iter_mut().enumerate() {
+        for (i, pv) in pvs.iter_mut() {
             let owner = Owner::Value(i);
             let carries = self.ack_done.contains_key(&owner) || with_alarms.contains(&owner);
             let part = lost_part.clone().filter(|_| carries);
@@ -755,7 +726,7 @@ impl Alarms {
     }
 
     /// How the severity of the owner's alarms is chosen.
-    fn scheme_of(&self, owner: Owner, pvs: &[MappedPv]) -> SeverityScheme {
+    fn scheme_of(&self, owner: Owner, pvs: &Registry) -> SeverityScheme {
         self.owner_settings(owner, pvs)
             .and_then(|s| s.2)
             .unwrap_or(self.cfg.severity)

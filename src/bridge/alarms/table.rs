@@ -6,9 +6,10 @@ use std::time::SystemTime;
 
 use tracing::warn;
 
-use super::{combine, Alarms, Entry, Owner, FEED_LOST};
+use super::{Alarms, Entry, Owner, FEED_LOST};
+use crate::bridge::combine::combine;
 use crate::bridge::convert::iso8601;
-use crate::bridge::pv::MappedPv;
+use crate::bridge::registry::Registry;
 use crate::pva::{Alarm, AlarmStatus, Column, NtValue, ScalarType, Severity, TableUpdate};
 
 /// The alarm columns of the active-alarm table.
@@ -34,7 +35,7 @@ impl Alarms {
     /// priority, 1 the most urgent, then by raise time), and how many were left out.
     pub(super) fn rows(
         active: &BTreeMap<String, Entry>,
-        names: &[&str],
+        pvs: &Registry,
         own: &[&str],
         max: usize,
     ) -> (Vec<NtValue>, usize) {
@@ -56,7 +57,9 @@ impl Alarms {
         let columns = vec![
             col(&|e| e.reference.clone()),
             col(&|e| match e.owner {
-                Some(Owner::Value(i)) => names.get(i).copied().unwrap_or_default().to_string(),
+                Some(Owner::Value(i)) => pvs
+                    .get(i)
+                    .map_or_else(String::new, |p| p.cfg.name.to_string()),
                 Some(Owner::Own(i)) => own.get(i).copied().unwrap_or_default().to_string(),
                 None => String::new(),
             }),
@@ -108,11 +111,10 @@ impl Alarms {
         combine([not_held.as_ref(), cut.as_ref()], &base, plain)
     }
 
-    pub(super) fn post_table(&mut self, pvs: &[MappedPv]) {
+    pub(super) fn post_table(&mut self, pvs: &Registry) {
         let Some(table) = &self.table else { return };
-        let names: Vec<&str> = pvs.iter().map(|p| p.cfg.name.as_str()).collect();
         let own: Vec<&str> = self.own.iter().map(|o| o.cfg.name.as_str()).collect();
-        let (columns, left_out) = Self::rows(&self.active, &names, &own, self.max_table_rows);
+        let (columns, left_out) = Self::rows(&self.active, pvs, &own, self.max_table_rows);
         let update = TableUpdate {
             columns: Some(columns),
             alarm: Some(self.table_alarm(left_out)),

@@ -18,42 +18,6 @@ fn short_references() {
     );
 }
 
-#[test]
-fn higher_severity_wins_and_messages_are_kept() {
-    let hihi = Alarm::new(
-        Severity::Major,
-        AlarmStatus::Record,
-        "HiHi alarm, unacknowledged (priority 100)",
-    );
-    let uncertain = Alarm::new(Severity::Minor, AlarmStatus::None, "Uncertain");
-    let bad = Alarm::new(
-        Severity::Invalid,
-        AlarmStatus::Driver,
-        "Bad: communication failure",
-    );
-    let good = Alarm::new(Severity::NoAlarm, AlarmStatus::None, "Good");
-    let a = combine([Some(&hihi)], &uncertain, false);
-    assert_eq!(
-        (a.severity, a.status, a.message.as_str()),
-        (
-            Severity::Major,
-            AlarmStatus::Record,
-            "HiHi alarm, unacknowledged (priority 100); Uncertain"
-        )
-    );
-    let a = combine([Some(&hihi)], &bad, false);
-    assert_eq!(
-        (a.severity, a.status, a.message.as_str()),
-        (
-            Severity::Invalid,
-            AlarmStatus::Driver,
-            "Bad: communication failure; HiHi alarm, unacknowledged (priority 100)"
-        )
-    );
-    assert_eq!(combine([Some(&hihi)], &good, true).message, hihi.message);
-    assert_eq!(combine([None], &good, true), good);
-}
-
 fn entry(name: &str, state: AlarmState, priority: i32) -> Entry {
     Entry {
         reference: format!("Galaxy!Area.Tank001.Level.{name}"),
@@ -121,12 +85,19 @@ async fn a_flood_of_transitions_is_taken_as_one_batch() {
         tx.send(transition(i, AlarmState::UnackAlm)).unwrap();
     }
     let first = alarms.feed.recv().await.unwrap();
-    assert_eq!(alarms.on_batch(first, &mut [], &mut Vec::new()), 1000);
+    assert_eq!(
+        alarms.on_batch(first, &mut Registry::default(), &mut Vec::new()),
+        1000
+    );
     assert_eq!(alarms.active.len(), 10);
     assert!(alarms.feed.try_recv().is_err(), "all taken");
     // Nothing queued: a batch of one.
     assert_eq!(
-        alarms.on_batch(transition(0, AlarmState::AckAlm), &mut [], &mut Vec::new()),
+        alarms.on_batch(
+            transition(0, AlarmState::AckAlm),
+            &mut Registry::default(),
+            &mut Vec::new()
+        ),
         1
     );
 }
@@ -150,7 +121,7 @@ fn fed_by_test(extra: &str) -> (Alarms, mpsc::UnboundedSender<FeedMsg>) {
     let server = Arc::new(Server::new(&crate::pva::ServerConfig::isolated()).unwrap());
     let (events, _rx) = crate::pva::event_channel();
     let opts = ClientOptions::plaintext("127.0.0.1:1");
-    let mut alarms = Alarms::new(&config, &opts, server, &events, &[]).unwrap();
+    let mut alarms = Alarms::new(&config, &opts, server, &events, &Registry::default()).unwrap();
     alarms.task.take().unwrap().abort();
     let (tx, rx) = mpsc::unbounded_channel();
     alarms.feed = rx;
@@ -184,11 +155,15 @@ const COMPLETE: FeedMsg = FeedMsg::Item(AlarmFeedItem::SnapshotComplete {
 async fn past_max_alarms_raises_are_not_held_and_the_table_says_so() {
     let (mut alarms, _tx) = fed_by_test("[limits]\nmax_alarms = 5");
     let mut dirty = Vec::new();
-    alarms.on_batch(COMPLETE, &mut [], &mut dirty);
+    alarms.on_batch(COMPLETE, &mut Registry::default(), &mut dirty);
     assert_eq!(alarms.table_alarm(0).severity, Severity::NoAlarm);
     for i in 0..8 {
         let r = format!("Galaxy!Area.Tank{i}.Level.HiHi");
-        alarms.on_batch(raise(&r, 100, AlarmState::UnackAlm), &mut [], &mut dirty);
+        alarms.on_batch(
+            raise(&r, 100, AlarmState::UnackAlm),
+            &mut Registry::default(),
+            &mut dirty,
+        );
     }
     assert_eq!(alarms.active.len(), 5, "held up to the cap");
     let a = alarms.table_alarm(0);
@@ -202,16 +177,20 @@ async fn past_max_alarms_raises_are_not_held_and_the_table_says_so() {
     );
     // Alarms held still move, and one that leaves makes room.
     let held = "Galaxy!Area.Tank0.Level.HiHi";
-    alarms.on_batch(raise(held, 100, AlarmState::AckRtn), &mut [], &mut dirty);
+    alarms.on_batch(
+        raise(held, 100, AlarmState::AckRtn),
+        &mut Registry::default(),
+        &mut dirty,
+    );
     assert_eq!(alarms.active.len(), 4);
     alarms.on_batch(
         raise("Galaxy!Area.Tank9.Level.HiHi", 100, AlarmState::UnackAlm),
-        &mut [],
+        &mut Registry::default(),
         &mut dirty,
     );
     assert_eq!(alarms.active.len(), 5);
     // A snapshot that fits clears the report.
-    alarms.on_batch(COMPLETE, &mut [], &mut dirty);
+    alarms.on_batch(COMPLETE, &mut Registry::default(), &mut dirty);
     assert_eq!(alarms.table_alarm(0).severity, Severity::NoAlarm);
     // One that does not holds the first five and says how many it left.
     for i in 0..7 {
@@ -232,11 +211,11 @@ async fn past_max_alarms_raises_are_not_held_and_the_table_says_so() {
         };
         alarms.on_batch(
             FeedMsg::Item(AlarmFeedItem::Active(active)),
-            &mut [],
+            &mut Registry::default(),
             &mut dirty,
         );
     }
-    alarms.on_batch(COMPLETE, &mut [], &mut dirty);
+    alarms.on_batch(COMPLETE, &mut Registry::default(), &mut dirty);
     assert_eq!(alarms.active.len(), 5);
     assert!(
         alarms
@@ -252,16 +231,21 @@ async fn past_max_alarms_raises_are_not_held_and_the_table_says_so() {
 async fn the_table_shows_the_most_urgent_max_table_rows_and_counts_the_rest() {
     let (mut alarms, _tx) = fed_by_test("[limits]\nmax_table_rows = 3");
     let mut dirty = Vec::new();
-    alarms.on_batch(COMPLETE, &mut [], &mut dirty);
+    alarms.on_batch(COMPLETE, &mut Registry::default(), &mut dirty);
     for (i, priority) in [700, 5, 300, 900, 50, 400].into_iter().enumerate() {
         let r = format!("Galaxy!Area.Tank{i}.Level.HiHi");
         alarms.on_batch(
             raise(&r, priority, AlarmState::UnackAlm),
-            &mut [],
+            &mut Registry::default(),
             &mut dirty,
         );
     }
-    let (columns, left_out) = Alarms::rows(&alarms.active, &[], &[], alarms.max_table_rows);
+    let (columns, left_out) = Alarms::rows(
+        &alarms.active,
+        &Registry::default(),
+        &[],
+        alarms.max_table_rows,
+    );
     assert_eq!(left_out, 3);
     let NtValue::Int32Array(priorities) = &columns[3] else {
         panic!("the priority column: {columns:?}");
@@ -276,7 +260,10 @@ async fn the_table_shows_the_most_urgent_max_table_rows_and_counts_the_rest() {
         )
     );
     // Every row fits: nothing to say.
-    assert_eq!(Alarms::rows(&alarms.active, &[], &[], 6).1, 0);
+    assert_eq!(
+        Alarms::rows(&alarms.active, &Registry::default(), &[], 6).1,
+        0
+    );
 }
 
 #[test]

@@ -1,0 +1,150 @@
+//! The desired mapping and its diff with the registry.
+//!
+//! The config yields the desired set of PVs ([`desired`]). Compared by PV name with what
+//! the registry serves, it gives the PVs to add, to remove, and to change, each change
+//! named by its kinds ([`Change`]). A PV whose name changed is a removal and an addition:
+//! its clients follow names, not ids. A PV the diff does not name is not touched.
+//!
+//! Start is the first diff, against an empty registry: everything is added.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::{self, Config};
+
+use super::registry::PvId;
+
+/// The PVs the config asks for, in its order.
+pub(super) fn desired(config: &Config) -> Vec<config::Pv> {
+    config.pvs.clone()
+}
+
+/// One kind of change of a PV that stays (same name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Change {
+    /// Another tag: the old one is unsubscribed and the new one subscribed.
+    Tag,
+    /// The served type (`type`, or how a Boolean is served): the PV is re-opened.
+    Type,
+    /// `units`, `precision`, `description`, `display`, enum `choices`: posted in place.
+    Metadata,
+    /// Read-only <-> writable: the PV is re-opened with its new access.
+    Writability,
+    /// How puts are sent (`write` mode, users), the PV staying writable.
+    WriteMode,
+    /// `alarms`, `acknowledge`, `alarm_severity`: which System Platform alarms it carries.
+    Alarms,
+    /// `value_alarm` and `control` limits.
+    Limits,
+    /// Which time is posted (`timestamp`).
+    Timestamp,
+}
+
+/// How a PV's config changed: each kind once, in [`Change`] order; empty when it did not.
+pub(super) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Change> {
+    let mut out = Vec::new();
+    let mut note = |differs: bool, kind: Change| {
+        if differs {
+            out.push(kind);
+        }
+    };
+    note(old.tag != new.tag, Change::Tag);
+    note(
+        old.pv_type != new.pv_type || old.boolean != new.boolean,
+        Change::Type,
+    );
+    note(
+        old.units != new.units
+            || old.precision != new.precision
+            || old.description != new.description
+            || old.display != new.display
+            || old.choices != new.choices,
+        Change::Metadata,
+    );
+    note(old.writable() != new.writable(), Change::Writability);
+    note(
+        old.writable() && new.writable() && old.write != new.write,
+        Change::WriteMode,
+    );
+    note(
+        old.alarms != new.alarms
+            || old.acknowledge != new.acknowledge
+            || old.alarm_severity != new.alarm_severity,
+        Change::Alarms,
+    );
+    note(
+        old.value_alarm != new.value_alarm || old.control != new.control,
+        Change::Limits,
+    );
+    note(old.timestamp != new.timestamp, Change::Timestamp);
+    out
+}
+
+/// A PV that stays, with its new config and how it changed.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(test), allow(dead_code))] // read when diffs are applied while serving
+pub(super) struct Changed {
+    pub id: PvId,
+    pub cfg: config::Pv,
+    pub changes: Vec<Change>,
+}
+
+/// What turns the registry into the desired mapping.
+#[derive(Debug, Default)]
+pub(super) struct Diff {
+    /// New PVs, in the config's order.
+    pub added: Vec<config::Pv>,
+    /// PVs no longer wanted.
+    pub removed: Vec<PvId>,
+    /// PVs that stay under their name with another config.
+    pub changed: Vec<Changed>,
+}
+
+impl Diff {
+    #[cfg_attr(not(test), allow(dead_code))] // used by reload
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The diff from `current` (what the registry serves: id and config of each PV, ids in
+/// the order the PVs were added) to `desired`. A name the desired list holds twice (which
+/// config validation refuses) counts once, the first.
+pub(super) fn diff<'a>(
+    current: impl IntoIterator<Item = (PvId, &'a config::Pv)>,
+    desired: &[config::Pv],
+) -> Diff {
+    let current: Vec<(PvId, &config::Pv)> = current.into_iter().collect();
+    let by_name: HashMap<&str, (PvId, &config::Pv)> = current
+        .iter()
+        .map(|&(id, cfg)| (cfg.name.as_str(), (id, cfg)))
+        .collect();
+    let mut wanted: HashSet<&str> = HashSet::with_capacity(desired.len());
+    let mut out = Diff::default();
+    for new in desired {
+        if !wanted.insert(new.name.as_str()) {
+            continue;
+        }
+        match by_name.get(new.name.as_str()) {
+            None => out.added.push(new.clone()),
+            Some(&(id, old)) => {
+                let changes = changes(old, new);
+                if !changes.is_empty() {
+                    out.changed.push(Changed {
+                        id,
+                        cfg: new.clone(),
+                        changes,
+                    });
+                }
+            }
+        }
+    }
+    out.removed = current
+        .iter()
+        .filter(|(_, cfg)| !wanted.contains(cfg.name.as_str()))
+        .map(|&(id, _)| id)
+        .collect();
+    out
+}
+
+#[cfg(test)]
+mod tests;

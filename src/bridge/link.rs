@@ -1,0 +1,253 @@
+//! The link to the gateway: connect, open a session, Register, authenticate the
+//! `[users]`, SubscribeBulk in chunks while draining the event stream; the session's
+//! item handles; a lost link (every PV INVALID, pending writes failed) and the sessions
+//! of lost links, closed by the next connect.
+
+use std::collections::HashMap;
+
+use tracing::{info, warn};
+
+use super::registry::PvId;
+use super::{Bridge, BridgeError};
+use crate::config;
+use crate::gateway::{
+    ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle,
+    Session, SessionEvent, TlsOptions, UserId, ValueLimits,
+};
+use crate::lock::Mutex;
+
+/// How the bridge reaches the gateway, resolved from `[gateway]`, and the caps on what
+/// it decodes, from `[limits]`.
+pub(super) fn client_options(
+    gw: &config::Gateway,
+    limits: &config::Limits,
+) -> Result<ClientOptions, BridgeError> {
+    let mut opts = ClientOptions::plaintext(gw.endpoint.clone());
+    opts.limits = ValueLimits {
+        max_array_length: limits.max_array_length,
+        max_string_length: limits.max_string_length,
+    };
+    opts.connect_timeout = gw.connect_timeout;
+    opts.request_timeout = gw.request_timeout;
+    opts.keepalive_interval = gw.keepalive_interval;
+    opts.keepalive_timeout = gw.keepalive_timeout;
+    if let Some(key) = gw
+        .api_key
+        .load()
+        .map_err(|e| BridgeError::ApiKey(e.to_string()))?
+    {
+        let key = ApiKey::new(key.expose()).map_err(|e| BridgeError::ApiKey(e.to_string()))?;
+        opts = opts.with_api_key(key);
+    }
+    if gw.tls.enabled {
+        opts.tls = Some(TlsOptions {
+            ca_file: gw.tls.ca_file.clone(),
+            server_name: gw.tls.server_name.clone(),
+        });
+    }
+    Ok(opts)
+}
+
+/// A live gateway link.
+pub(super) struct Link {
+    pub session: Session,
+    pub server: ServerHandle,
+    /// User ids for the secured write modes, by `[users]` key.
+    pub users: HashMap<String, UserId>,
+}
+
+/// What the connect task hands back: the link, its event stream, each tag's item
+/// handle (by PV id), and the events that came while subscribing.
+pub(super) type Connected = Result<
+    (
+        Link,
+        EventStream,
+        Vec<(PvId, Result<ItemHandle, String>)>,
+        Vec<SessionEvent>,
+    ),
+    String,
+>;
+
+/// Closes the sessions of lost links. One the gateway no longer knows counts as closed;
+/// one it cannot answer for now stays for the next connect.
+pub(super) async fn close_stale_sessions(client: &GatewayClient, stale: &Mutex<Vec<String>>) {
+    let ids = stale.lock().clone();
+    for id in ids {
+        match client.close_session(&id).await {
+            Err(e) if e.is_transient() => {
+                warn!(session = %id, error = %e, "cannot close the session of the lost link yet");
+                continue;
+            }
+            Ok(state) => info!(session = %id, ?state, "closed the session of the lost link"),
+            Err(e) => info!(session = %id, error = %e, "the session of the lost link is gone"),
+        }
+        stale.lock().retain(|s| *s != id);
+    }
+}
+
+impl Bridge {
+    /// Connects, opens a session, registers and subscribes every tag, in a task of its
+    /// own so puts keep being answered meanwhile.
+    pub(super) fn spawn_connect(&self) -> tokio::task::JoinHandle<Connected> {
+        let opts = self.opts.clone();
+        let gw = self.config.gateway.clone();
+        // In the order the PVs were added, each tag with its PV.
+        let (ids, tags): (Vec<PvId>, Vec<String>) = self
+            .pvs
+            .ids()
+            .into_iter()
+            .filter_map(|id| Some((id, self.pvs.get(id)?.cfg.tag.as_str().to_string())))
+            .unzip();
+        let stale = self.stale_sessions.clone();
+        let users: Vec<(String, config::User)> = self
+            .config
+            .users
+            .iter()
+            .map(|(k, u)| (k.clone(), u.clone()))
+            .collect();
+        tokio::spawn(async move {
+            let fail = |what: &str, e: GatewayError| format!("{what}: {e}");
+            let client = GatewayClient::connect(&opts)
+                .await
+                .map_err(|e| fail("cannot connect", e))?;
+            close_stale_sessions(&client, &stale).await;
+            let session = client
+                .open_session(&gw.client_name)
+                .await
+                .map_err(|e| fail("cannot open a session", e))?;
+            let setup = async {
+                let server = session
+                    .register(&gw.client_name)
+                    .await
+                    .map_err(|e| fail("Register failed", e))?;
+                let mut user_ids = HashMap::new();
+                for (key, user) in users {
+                    let id = match &user.identity {
+                        config::Identity::Id(id) => UserId(*id),
+                        config::Identity::Credentials { name, password } => {
+                            let password =
+                                password.load().map_err(|e| format!("user {key}: {e}"))?;
+                            session
+                                .authenticate_user(server, name, password.expose())
+                                .await
+                                .map_err(|e| fail(&format!("cannot authenticate user {key}"), e))?
+                        }
+                    };
+                    user_ids.insert(key, id);
+                }
+                // The gateway queues the first value of every advised tag at once, in a
+                // bounded queue (10,000 events by default) that faults the session when it
+                // overflows: attach the stream first and drain it while subscribing.
+                let mut events = session
+                    .events(None)
+                    .await
+                    .map_err(|e| fail("cannot attach the event stream", e))?;
+                let mut early = Vec::new();
+                let results = {
+                    let subscribe =
+                        session.subscribe_bulk_chunked(server, &tags, gw.subscribe_chunk.get());
+                    tokio::pin!(subscribe);
+                    loop {
+                        tokio::select! {
+                            results = &mut subscribe => {
+                                break results.map_err(|e| fail("SubscribeBulk failed", e))?;
+                            }
+                            ev = events.next() => match ev {
+                                Some(Ok(ev)) => early.push(ev),
+                                Some(Err(e)) => return Err(fail("event stream failed while subscribing", e)),
+                                None => return Err("the gateway ended the event stream while subscribing".into()),
+                            },
+                        }
+                    }
+                };
+                let items = ids
+                    .into_iter()
+                    .zip(results)
+                    .map(|(i, r)| {
+                        (
+                            i,
+                            r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string()),
+                        )
+                    })
+                    .collect();
+                Ok::<_, String>((server, user_ids, items, events, early))
+            }
+            .await;
+            let (server, user_ids, items, events, early) = match setup {
+                Ok(done) => done,
+                Err(e) => {
+                    // The session exists at the gateway: the next connect closes it.
+                    stale.lock().push(session.id().to_string());
+                    return Err(e);
+                }
+            };
+            Ok((
+                Link {
+                    session,
+                    server,
+                    users: user_ids,
+                },
+                events,
+                items,
+                early,
+            ))
+        })
+    }
+
+    pub(super) fn on_connected(
+        &mut self,
+        link: Link,
+        items: Vec<(PvId, Result<ItemHandle, String>)>,
+    ) {
+        self.pvs.clear_items();
+        self.strays.reset();
+        self.lost_reason = None;
+        let mut failed = 0;
+        for (i, item) in items {
+            match item {
+                Ok(handle) => self.pvs.set_item(i, Some(handle)),
+                Err(reason) => {
+                    let Some(pv) = self.pvs.get_mut(i) else {
+                        continue;
+                    };
+                    failed += 1;
+                    warn!(pv = %pv.cfg.name.as_str(), tag = %pv.cfg.tag.as_str(), %reason, "subscribe failed");
+                    pv.subscribe_failed(&reason);
+                }
+            }
+        }
+        info!(
+            session = %link.session.id(),
+            subscribed = self.pvs.subscribed(),
+            failed,
+            "gateway session up"
+        );
+        self.link = Some(link);
+    }
+
+    /// The link is gone: every PV goes INVALID, pending writes fail. Its session, which
+    /// may live on at the gateway, is closed by the next connect.
+    pub(super) fn close_link(&mut self, reason: &str) {
+        if let Some(link) = self.link.take() {
+            let id = link.session.id().to_string();
+            self.stale_sessions.lock().push(id);
+        }
+        self.on_lost(reason);
+    }
+
+    pub(super) fn on_lost(&mut self, reason: &str) {
+        self.link = None;
+        self.pvs.clear_items();
+        // Retries that fail the same way change nothing a client can see.
+        if self.lost_reason.as_deref() == Some(reason) {
+            tracing::debug!(%reason, "gateway still unavailable");
+            return;
+        }
+        warn!(%reason, "gateway connection lost");
+        self.lost_reason = Some(reason.to_string());
+        let message = format!("gateway connection lost: {reason}");
+        for (_, pv) in self.pvs.iter_mut() {
+            pv.connection_lost(&message);
+        }
+    }
+}
