@@ -49,6 +49,11 @@ name = "Flow"
 type = "Double"
 initial = 3.0
 
+[[objects.attributes.alarms]]
+name = "Flow.Hi"
+kind = "Hi"
+limit = 50.0
+
 [[objects.attributes]]
 name = "Pressure"
 type = "Double"
@@ -86,7 +91,7 @@ reconnect_max = "400ms"
 prefix = "R:"
 
 [alarms]
-enabled = false
+enabled = {alarms}
 "#;
 
 /// The mapping at start.
@@ -280,7 +285,12 @@ impl Plant {
 }
 
 fn write_config(path: &Path, port: u16, mapping: &str) {
-    let text = format!("{}{mapping}", HEAD.replace("{port}", &port.to_string()));
+    // Mappings that name alarms turn the alarm feed on.
+    let alarms = mapping.contains("alarms = [");
+    let head = HEAD
+        .replace("{port}", &port.to_string())
+        .replace("{alarms}", &alarms.to_string());
+    let text = format!("{head}{mapping}");
     std::fs::write(path, text).unwrap();
 }
 
@@ -496,4 +506,38 @@ async fn a_put_waiting_on_a_pv_a_reload_removes_fails_clearly() {
     let log = std::fs::read_to_string(&plant.log).unwrap();
     let writes = log.lines().filter(|l| l.contains("write pv=R:SP")).count();
     assert_eq!(writes, 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_pv_takes_its_ack_pv_with_it_and_the_others_keep_theirs() {
+    let named = |text: &str, pv: &str, alarm: &str| {
+        text.replacen(
+            &format!("name = \"{pv}\"\ntag = \"Tank001.{pv}\"\ntype = \"float64\"\n"),
+            &format!(
+                "name = \"{pv}\"\ntag = \"Tank001.{pv}\"\ntype = \"float64\"\nalarms = [\"Tank001.{alarm}\"]\n"
+            ),
+            1,
+        )
+    };
+    let before = named(&named(BEFORE, "Flow", "Flow.Hi"), "Level", "Level.HiHi");
+    assert!(before.contains("Flow.Hi") && before.contains("Level.HiHi"));
+    let plant = Plant::start("ack", &before).await;
+    for pv in ["R:Flow:ACK", "R:Level:ACK"] {
+        let text = clients().pvget_until(&plant.env, &[pv], pv).await;
+        assert!(text.contains(pv), "{pv} not served at start: {text}");
+    }
+    let after = named(AFTER, "Level", "Level.HiHi");
+    assert!(!after.contains("Tank001.Flow"));
+    plant.write_config(&after);
+    plant.hangup();
+    plant.logged("acknowledgement PV removed", 1).await;
+    let text = clients()
+        .run("pvget", &plant.env, &["-w", "2", "R:Flow:ACK"])
+        .await
+        .text();
+    assert!(text.contains("Timeout"), "R:Flow:ACK still served: {text}");
+    let text = clients()
+        .pvget_until(&plant.env, &["R:Level:ACK"], "R:Level:ACK")
+        .await;
+    assert!(text.contains("R:Level:ACK"), "R:Level:ACK went too: {text}");
 }

@@ -48,6 +48,9 @@ impl Bridge {
         let mut applied = Applied::default();
         let mut unsubscribe: Vec<ItemHandle> = Vec::new();
         let mut subscribe: Vec<PvId> = Vec::new();
+        // PVs whose alarm part is to be posted again: new, re-opened, or with other
+        // alarm settings.
+        let mut touched: HashSet<PvId> = HashSet::new();
         for id in diff.removed {
             let Some(mut pv) = self.pvs.remove(id) else {
                 continue;
@@ -92,6 +95,7 @@ impl Bridge {
                 }
                 info!(pv = %name, changes = ?c.changes, "PV re-opened");
                 subscribe.push(c.id);
+                touched.insert(c.id);
                 applied.reopened += 1;
             } else if let Some(pv) = self.pvs.get_mut(c.id) {
                 let post = c
@@ -99,6 +103,9 @@ impl Bridge {
                     .iter()
                     .any(|k| matches!(k, Change::Metadata | Change::Limits));
                 info!(pv = %c.cfg.name.as_str(), changes = ?c.changes, "PV changed in place");
+                if c.changes.contains(&Change::Alarms) {
+                    touched.insert(c.id);
+                }
                 pv.reconfigure(c.cfg, post);
                 applied.changed_in_place += 1;
             }
@@ -112,12 +119,13 @@ impl Bridge {
                 Ok(id) => {
                     info!(pv = %name, "PV added");
                     subscribe.push(id);
+                    touched.insert(id);
                     applied.added += 1;
                 }
                 Err(e) => warn!(pv = %name, error = %e, "cannot serve the added PV"),
             }
         }
-        self.alarms.remap(&mut self.pvs, &mut self.dirty);
+        self.alarms.remap(&mut self.pvs, &mut self.dirty, &touched);
         self.spawn_subscriptions(unsubscribe, subscribe);
         applied
     }

@@ -252,6 +252,8 @@ impl Bridge {
                 _ = &mut shutdown => break,
                 Some(ev) = pv_events.recv() => self.on_pv_event(ev),
                 Some(()) = async { match reloads.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    // Requests that came together are one reload.
+                    while reloads.as_mut().is_some_and(|r| r.try_recv().is_ok()) {}
                     let relink = reload_path.as_deref().is_some_and(|p| self.reload(p));
                     if relink {
                         // The link is made again with the new settings, at once.

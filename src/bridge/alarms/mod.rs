@@ -320,6 +320,9 @@ pub(super) struct Alarms {
     /// (`max_alarms`); and the same count for the snapshot being received.
     dropped: u64,
     pending_dropped: u64,
+    /// Reloaded `[alarms]` settings change every alarm's part: the next remap re-posts
+    /// them all.
+    settings_changed: bool,
 }
 
 impl Drop for Alarms {
@@ -424,6 +427,7 @@ impl Alarms {
             max_table_rows: config.limits.max_table_rows,
             dropped: 0,
             pending_dropped: 0,
+            settings_changed: false,
         };
         if alarms.cfg.enabled {
             let known: Vec<Owner> = alarms.named.values().copied().collect();

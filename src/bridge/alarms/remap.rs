@@ -1,6 +1,7 @@
 //! The alarm side follows the mapping when it changes while serving: owners are found
 //! again, `:ACK` PVs of PVs gone go with them, and `[alarms]` settings reloaded apply.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tracing::info;
@@ -13,8 +14,10 @@ use crate::config;
 impl Alarms {
     /// The mapped PVs changed: every alarm's owner is found again, the `:ACK` PVs of PVs
     /// gone (or no longer acknowledging) stop being served, and the PVs whose alarms
-    /// changed are re-posted with the table (value PVs through `dirty`).
-    pub fn remap(&mut self, pvs: &mut Registry, dirty: &mut Vec<PvId>) {
+    /// changed are re-posted with the table (value PVs through `dirty`): those whose
+    /// alarms moved, those in `touched` (new or re-opened PVs, changed alarm settings),
+    /// and every one when the `[alarms]` settings changed. Others are not posted.
+    pub fn remap(&mut self, pvs: &mut Registry, dirty: &mut Vec<PvId>, touched: &HashSet<PvId>) {
         let own_cfgs: Vec<config::AlarmPv> = self.own.iter().map(|o| o.cfg.clone()).collect();
         let (named, by_tag) = owner_maps(pvs, &own_cfgs);
         self.named = named;
@@ -25,10 +28,16 @@ impl Alarms {
             .values()
             .map(|e| (e.reference.clone(), self.owner_of(e)))
             .collect();
+        let all = std::mem::take(&mut self.settings_changed);
         for (reference, owner) in active {
             if let Some(e) = self.active.get_mut(&reference) {
-                owners.extend(e.owner.map(|o| (o, None)));
-                owners.extend(owner.map(|o| (o, None)));
+                let repost = all
+                    || e.owner != owner
+                    || matches!(owner, Some(Owner::Value(id)) if touched.contains(&id));
+                if repost {
+                    owners.extend(e.owner.map(|o| (o, None)));
+                    owners.extend(owner.map(|o| (o, None)));
+                }
                 e.owner = owner;
             }
         }
@@ -71,8 +80,7 @@ impl Alarms {
         }
         // Value owners are looked at again (a PV may now acknowledge); `[[alarm_pv]]`
         // owners have not changed.
-        let served: std::collections::HashSet<Owner> =
-            self.acks.values().map(|(owner, _)| *owner).collect();
+        let served: HashSet<Owner> = self.acks.values().map(|(owner, _)| *owner).collect();
         self.ack_done
             .retain(|owner, _| matches!(owner, Owner::Own(_)) || served.contains(owner));
         if self.cfg.enabled {
@@ -81,7 +89,9 @@ impl Alarms {
                 self.ensure_ack(owner, pvs);
             }
         }
-        self.refresh(owners, pvs, dirty);
+        if !owners.is_empty() {
+            self.refresh(owners, pvs, dirty);
+        }
         // Owners of PVs gone are forgotten.
         self.ack_done.retain(|owner, _| match owner {
             Owner::Value(id) => pvs.get(*id).is_some(),
@@ -125,6 +135,9 @@ impl Alarms {
                     .any(|(a, b)| unplaced(&a.cfg) != unplaced(b)),
             "[[alarm_pv]]",
         );
+        self.settings_changed |= self.cfg.returned_unacked != new.returned_unacked
+            || self.cfg.priorities != new.priorities
+            || self.cfg.severity != new.severity;
         self.cfg = config::Alarms {
             enabled: old.enabled,
             filter_prefix: old.filter_prefix.clone(),
