@@ -7,10 +7,13 @@
 //!   units and type; the watchers of the PVs that stay see no disconnect and no INVALID,
 //!   and their updates go on; the bridge's session is the same one, with the new items
 //!   subscribed and the removed one unsubscribed (no full resubscribe).
-//! - A reload of an invalid file keeps the mapping in service; the log names the error
-//!   with its `file:line:col`.
+//! - A reload of an invalid file (or of a file that is gone) keeps the mapping in
+//!   service; the log names the error with its `file:line:col`.
 //! - A put waiting for System Platform on a PV that a reload removes fails with a clear
 //!   message.
+//! - A removed PV's `:ACK` PV goes with it; the others stay.
+//! - Changed `[gateway]` settings reconnect (a new session, the old one closed); changed
+//!   `[server]` settings are named in a warning.
 
 mod clients;
 
@@ -460,6 +463,18 @@ async fn a_reload_of_an_invalid_file_keeps_the_mapping_and_logs_where() {
         let text = clients().pvget_until(&plant.env, &[pv], pv).await;
         assert!(text.contains(pv), "{pv} after the refused reload: {text}");
     }
+    // A file that is gone is refused the same way.
+    std::fs::remove_file(&plant.config).unwrap();
+    plant.hangup();
+    let log = plant.logged("config reload refused", 2).await;
+    assert!(log.contains("bridge.toml"), "{log}");
+    let text = clients()
+        .pvget_until(&plant.env, &["R:Flow"], "R:Flow")
+        .await;
+    assert!(
+        text.contains("R:Flow"),
+        "R:Flow after the refused reload: {text}"
+    );
     // And a good file afterwards is taken.
     plant.write_config(AFTER);
     plant.hangup();
@@ -540,4 +555,47 @@ async fn a_removed_pv_takes_its_ack_pv_with_it_and_the_others_keep_theirs() {
         .pvget_until(&plant.env, &["R:Level:ACK"], "R:Level:ACK")
         .await;
     assert!(text.contains("R:Level:ACK"), "R:Level:ACK went too: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_gateway_settings_reconnect_and_server_settings_are_named() {
+    let plant = Plant::start("gateway", BEFORE).await;
+    let text = clients()
+        .pvget_until(&plant.env, &["R:Flow"], "R:Flow")
+        .await;
+    assert!(text.contains("R:Flow"), "{text}");
+    let old = plant.session().await;
+    let text = std::fs::read_to_string(&plant.config)
+        .unwrap()
+        .replace(
+            "client_name = \"mxpva-reload\"",
+            "client_name = \"mxpva-reloaded\"",
+        )
+        .replace("[defaults]", "[server]\nauto_beacon = false\n\n[defaults]");
+    std::fs::write(&plant.config, text).unwrap();
+    plant.hangup();
+    let log = plant.logged("gateway session up", 2).await;
+    assert!(log.contains("reconnect=true"), "{log}");
+    assert!(
+        log.contains("changed settings need a restart") && log.contains("[server]"),
+        "{log}"
+    );
+    // A new session under the new name; the old one is closed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sessions = plant.control.sessions().await.unwrap();
+        let new = sessions
+            .iter()
+            .any(|s| s.client_session_name == "mxpva-reloaded" && s.state == "Ready");
+        let old_gone = sessions
+            .iter()
+            .all(|s| s.session_id != old.session_id || s.state != "Ready");
+        if new && old_gone {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sessions: {sessions:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = plant.p4p_get("R:Flow").await;
+    assert_eq!(got["R:Flow"]["value"], 3.0, "{got}");
 }
