@@ -252,6 +252,8 @@ impl Bridge {
     pub(super) fn on_lost(&mut self, reason: &str) {
         self.link = None;
         self.pvs.clear_items();
+        // Held data changes name items of the lost session.
+        self.early.clear();
         // Retries that fail the same way change nothing a client can see.
         if self.lost_reason.as_deref() == Some(reason) {
             tracing::debug!(%reason, "gateway still unavailable");
