@@ -12,9 +12,9 @@
 //!
 //! Prints the time from SIGHUP until the diff was applied (mxpva's own `ms` of the
 //! reload, and from its "SIGHUP received" log line until "subscriptions of the reload
-//! done"), and both windows' update counts: a reload that touched the PVs that stay
-//! would show as fewer updates in the second window (a disconnect, an INVALID flicker or
-//! a resubscribe loses at least one tick of each PV).
+//! done"), and for both windows the updates, the fewest of one PV and the longest time
+//! between two updates of one PV: a reload that touched the PVs that stay (a disconnect,
+//! a resubscribe) would show as a PV with fewer updates and a gap past the 1 s tick.
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
@@ -122,13 +122,28 @@ fn reload_ms(log: &Path) -> Option<f64> {
     ms.parse().ok()
 }
 
-/// Counts the monitor's updates over the window; returns (updates, seconds).
-fn count(monitor: &mut Proc) -> (u64, f64) {
+/// What the monitor saw in one window.
+struct Window {
+    updates: u64,
+    secs: f64,
+    /// The fewest updates of one PV.
+    fewest: u64,
+    /// The longest time between two updates of one PV, ms.
+    max_gap_ms: f64,
+}
+
+/// Counts the monitor's updates over the window.
+fn count(monitor: &mut Proc) -> Window {
     let t0 = Instant::now();
     monitor.say(&format!("count 1 {WINDOW_S}"));
     let done = monitor.expect("done").pop().unwrap();
-    let updates = done.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (updates, t0.elapsed().as_secs_f64())
+    let w: Vec<&str> = done.split_whitespace().collect();
+    Window {
+        updates: w[1].parse().unwrap(),
+        secs: t0.elapsed().as_secs_f64(),
+        fewest: w[4].parse().unwrap(),
+        max_gap_ms: w[5].parse::<f64>().unwrap() / 1e6,
+    }
 }
 
 fn main() {
@@ -190,7 +205,7 @@ fn main() {
         .unwrap_or(0);
     println!("reload: the client monitors {valid} of the {stay} PVs that stay");
 
-    let (base, base_s) = count(&mut monitor);
+    let base = count(&mut monitor);
 
     write_config(&config, &gateway, (0..stay).chain(n..n + k));
     let pid = bridge.child.id().to_string();
@@ -202,7 +217,7 @@ fn main() {
             .is_ok_and(|s| s.success());
         assert!(ok, "kill -HUP");
     });
-    let (during, during_s) = count(&mut monitor);
+    let during = count(&mut monitor);
     hup.join().unwrap();
 
     let sighup = logged_at(&log, "SIGHUP received");
@@ -219,12 +234,13 @@ fn main() {
         reload_ms(&log).map_or("?".into(), |v| format!("{v:.1}")),
         ms(sighup, subscribed),
     );
-    println!(
-        "reload: updates of the {stay} PVs that stay: {base} in {base_s:.2} s without a reload \
-         ({:.0}/s), {during} in {during_s:.2} s with one ({:.0}/s)",
-        base as f64 / base_s,
-        during as f64 / during_s
-    );
+    for (what, w) in [("without a reload", &base), ("with a reload", &during)] {
+        println!(
+            "reload: the {stay} PVs that stay, {what}: {} updates in {:.2} s, at least {} per PV, \
+             longest time between two updates of one PV {:.0} ms (the ramp ticks every 1,000 ms)",
+            w.updates, w.secs, w.fewest, w.max_gap_ms
+        );
+    }
     monitor.finish();
     bridge.terminate(Duration::from_secs(10));
     sim.terminate(Duration::from_secs(10));
