@@ -44,11 +44,14 @@
 //! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
 //! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
 //!
-//! Still to do (issue 11): the benchmark figure (10,000 PVs monitored, a reload adding
-//! and removing 100); a diff applied while a connect is under way re-subscribes added PVs
-//! after it, but a PV re-opened with another tag in that window keeps the handle of its
-//! old tag until the next reconnect; `[[alarm_pv]]` and the alarm feed's own settings
-//! still need a restart; a Galaxy deploy (WatchDeployEvents) is not yet a diff source.
+//! A diff applied while a connect is under way is caught up after it: PVs added or
+//! re-tagged meanwhile are subscribed then, items of PVs removed meanwhile unsubscribed.
+//! The figure: `benches/reload.rs` (docs/performance.md).
+//!
+//! Still to do: `[[alarm_pv]]` and the alarm feed's own settings (`enabled`,
+//! `filter_prefix`, `table`, `ack_suffix`) and the `[limits]` sizes need a restart; a
+//! Galaxy deploy (WatchDeployEvents), `[[discover]]` rules and on-demand PVs are the next
+//! sources of diffs (`diff::desired` is where they join the config's PVs).
 
 mod alarms;
 mod apply;
