@@ -111,7 +111,7 @@ fn load_config(path: &std::path::Path) -> mxpva::config::Config {
     })
 }
 
-/// `mxpva run`: the bridge until Ctrl-C or SIGTERM.
+/// `mxpva run`: the bridge until Ctrl-C or SIGTERM, reloading its config on SIGHUP.
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load_config(path);
     let pva = mxpva::bridge::server_config(&config.server);
@@ -123,7 +123,13 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let signals = mxpva::signals::Signals::install()?;
-        mxpva::bridge::run(config, pva, signals.shutdown()).await?;
+        let (tx, requests) = tokio::sync::mpsc::unbounded_channel();
+        let reload = mxpva::bridge::Reload {
+            path: path.to_path_buf(),
+            requests,
+        };
+        mxpva::bridge::run_reloading(config, pva, signals.shutdown_reloading(tx), Some(reload))
+            .await?;
         anyhow::Ok(())
     })
 }

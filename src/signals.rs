@@ -1,7 +1,8 @@
 //! The process signals of the long-running commands (`run`, `sim`, `demo`).
 //!
 //! SIGINT and SIGTERM stop the process gracefully. SIGHUP, which systemd's `reload` and a
-//! closed terminal send, never stops it: it is logged and, until reload exists, ignored.
+//! closed terminal send, never stops it: `mxpva run` reloads its config file
+//! ([`Signals::shutdown_reloading`]); the commands without a config file log it and go on.
 //! The handlers are installed by [`Signals::install`], before the command starts serving,
 //! so a signal that arrives early finds them in place (and tokio keeps them installed for
 //! the life of the process).
@@ -32,8 +33,24 @@ impl Signals {
                 _ = self.interrupt.recv() => break,
                 _ = self.terminate.recv() => break,
                 _ = self.hangup.recv() => tracing::warn!(
-                    "SIGHUP received: reload is not implemented yet; still serving the mapping loaded at start"
+                    "SIGHUP received: this command has no config file to reload; still serving"
                 ),
+            }
+        }
+        tracing::info!("shutting down");
+    }
+
+    /// Resolves on SIGINT or SIGTERM; each SIGHUP meanwhile is a reload request on
+    /// `reloads` (logged; if nobody takes requests any more it is only logged).
+    pub async fn shutdown_reloading(mut self, reloads: tokio::sync::mpsc::UnboundedSender<()>) {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => break,
+                _ = self.terminate.recv() => break,
+                _ = self.hangup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the config");
+                    let _ = reloads.send(());
+                }
             }
         }
         tracing::info!("shutting down");

@@ -14,7 +14,9 @@
 //                          with fewer valid), then obey stdin:
 //                            count M SECS wait (at most SECS) for the value M-1; print
 //                                         "done <updates> <unix ns of the last update>
-//                                         <1 if M-1 was seen, else 0>"
+//                                         <1 if M-1 was seen, else 0> <fewest updates
+//                                         of one PV> <longest ns between two updates
+//                                         of one PV>"
 //                            lat          record now - timeStamp of every update from here
 //                            stop FILE    stop recording, write the latencies (us, one a
 //                                         line) to FILE, print "done <count>"
@@ -22,6 +24,7 @@
 //                          W writers, writer w putting to PREFIX<w> in a loop (one put in
 //                          flight each) for SECS; write each round trip (us, one a line)
 //                          to FILE; print "done <puts> <errors> <first error>".
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -130,6 +133,11 @@ struct Watch {
     bool marker_seen = false;
     bool recording = false;  // `lat`
     std::vector<double> latencies_us;
+    // Per PV, since the last `count`: updates, the time of the last one, and the longest
+    // time between two of its updates (a gap in its stream).
+    std::vector<uint64_t> per_pv;
+    std::vector<int64_t> last_pv_ns;
+    int64_t max_gap_ns = 0;
 };
 
 // Channels the monitor creates before it waits for them to connect.
@@ -140,6 +148,8 @@ constexpr int kReadyLimitS = 60;
 int monitor(const std::string& prefix, size_t n) {
     auto ctxt = pvxs::client::Config::fromEnv().build();
     Watch w;
+    w.per_pv.assign(n, 0);
+    w.last_pv_ns.assign(n, 0);
     std::vector<std::shared_ptr<pvxs::client::Subscription>> subs;
     subs.reserve(n);
     for (size_t i = 0; i < n; i++) {
@@ -148,7 +158,7 @@ int monitor(const std::string& prefix, size_t n) {
             ctxt.monitor(prefix + std::to_string(i))
                 .maskConnected(false)
                 .maskDisconnected(true)
-                .event([&w, seen](pvxs::client::Subscription& sub) {
+                .event([&w, seen, i](pvxs::client::Subscription& sub) {
                     for (;;) {
                         try {
                             auto v = sub.pop();
@@ -164,6 +174,10 @@ int monitor(const std::string& prefix, size_t n) {
                             }
                             w.updates++;
                             w.last_ns = now;
+                            w.per_pv[i]++;
+                            if (w.last_pv_ns[i] != 0 && now - w.last_pv_ns[i] > w.max_gap_ns)
+                                w.max_gap_ns = now - w.last_pv_ns[i];
+                            w.last_pv_ns[i] = now;
                             if (w.recording) {
                                 const int64_t stamp =
                                     v["timeStamp.secondsPastEpoch"].as<int64_t>() * 1000000000 +
@@ -212,6 +226,9 @@ int monitor(const std::string& prefix, size_t n) {
             words >> m >> secs;
             std::unique_lock<std::mutex> g(w.lock);
             w.updates = 0;
+            std::fill(w.per_pv.begin(), w.per_pv.end(), 0);
+            std::fill(w.last_pv_ns.begin(), w.last_pv_ns.end(), 0);
+            w.max_gap_ns = 0;
             w.marker = double(m - 1);
             w.marker_seen = false;
             w.changed.wait_for(g, std::chrono::duration<double>(secs), [&] { return w.marker_seen; });
@@ -219,8 +236,11 @@ int monitor(const std::string& prefix, size_t n) {
             g.unlock();
             std::this_thread::sleep_for(std::chrono::milliseconds(200));
             g.lock();
+            const uint64_t fewest =
+                w.per_pv.empty() ? 0 : *std::min_element(w.per_pv.begin(), w.per_pv.end());
             say("done " + std::to_string(w.updates) + " " + std::to_string(w.last_ns) + " " +
-                (w.marker_seen ? "1" : "0"));
+                (w.marker_seen ? "1" : "0") + " " + std::to_string(fewest) + " " +
+                std::to_string(w.max_gap_ns));
             w.marker = -1;
         } else if (cmd == "lat") {
             std::lock_guard<std::mutex> g(w.lock);

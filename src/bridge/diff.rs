@@ -81,7 +81,6 @@ pub(super) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Change> {
 
 /// A PV that stays, with its new config and how it changed.
 #[derive(Debug, Clone)]
-#[cfg_attr(not(test), allow(dead_code))] // read when diffs are applied while serving
 pub(super) struct Changed {
     pub id: PvId,
     pub cfg: config::Pv,
@@ -100,7 +99,6 @@ pub(super) struct Diff {
 }
 
 impl Diff {
-    #[cfg_attr(not(test), allow(dead_code))] // used by reload
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }

@@ -3,7 +3,7 @@
 //! item handles; a lost link (every PV INVALID, pending writes failed) and the sessions
 //! of lost links, closed by the next connect.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tracing::{info, warn};
 
@@ -62,7 +62,7 @@ pub(super) type Connected = Result<
     (
         Link,
         EventStream,
-        Vec<(PvId, Result<ItemHandle, String>)>,
+        Vec<(PvId, String, Result<ItemHandle, String>)>,
         Vec<SessionEvent>,
     ),
     String,
@@ -162,10 +162,12 @@ impl Bridge {
                 };
                 let items = ids
                     .into_iter()
+                    .zip(tags)
                     .zip(results)
-                    .map(|(i, r)| {
+                    .map(|((i, tag), r)| {
                         (
                             i,
+                            tag,
                             r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string()),
                         )
                     })
@@ -197,14 +199,25 @@ impl Bridge {
     pub(super) fn on_connected(
         &mut self,
         link: Link,
-        items: Vec<(PvId, Result<ItemHandle, String>)>,
+        items: Vec<(PvId, String, Result<ItemHandle, String>)>,
     ) {
         self.pvs.clear_items();
         self.strays.reset();
         self.lost_reason = None;
         let mut failed = 0;
-        for (i, item) in items {
+        // PVs subscribed as they are now; the others (added, or re-opened with another
+        // tag, while connecting) are subscribed after.
+        let mut asked: HashSet<PvId> = HashSet::with_capacity(items.len());
+        // Items of PVs removed or re-opened with another tag while connecting.
+        let mut unwanted = Vec::new();
+        for (i, tag, item) in items {
+            let current = self.pvs.get(i).is_some_and(|pv| pv.cfg.tag.as_str() == tag);
+            if current {
+                asked.insert(i);
+            }
             match item {
+                Ok(handle) if !current => unwanted.push(handle),
+                Err(_) if !current => {}
                 Ok(handle) => self.pvs.set_item(i, Some(handle)),
                 Err(reason) => {
                     let Some(pv) = self.pvs.get_mut(i) else {
@@ -223,6 +236,7 @@ impl Bridge {
             "gateway session up"
         );
         self.link = Some(link);
+        self.after_connect(&asked, unwanted);
     }
 
     /// The link is gone: every PV goes INVALID, pending writes fail. Its session, which
@@ -238,6 +252,8 @@ impl Bridge {
     pub(super) fn on_lost(&mut self, reason: &str) {
         self.link = None;
         self.pvs.clear_items();
+        // Held data changes name items of the lost session.
+        self.early.clear();
         // Retries that fail the same way change nothing a client can see.
         if self.lost_reason.as_deref() == Some(reason) {
             tracing::debug!(%reason, "gateway still unavailable");

@@ -9,20 +9,52 @@
 //! its last value; puts then fail at once. The link comes back with capped exponential
 //! backoff, a new session and one new subscription of every tag.
 //!
+//! The PV set changes while serving (issue 11). Three parts, one code path:
+//! - the **registry** (`registry.rs`): mapped PVs by a stable `PvId` (never
+//!   reused), by name, and by item handle of the current session. Everything that names
+//!   a PV outside the registry (write messages, alarm owners, the dirty list, strays)
+//!   holds an id, so a late message about a removed PV finds nothing;
+//! - the **desired mapping and its diff** (`diff.rs`, pure): the config's PVs compared by
+//!   name with the registry give added, removed and changed PVs, a change named by its
+//!   kinds (tag, type, metadata, writability, write mode, alarms, limits, timestamp).
+//!   Start is the first diff, against an empty registry (see [`run_reloading`]);
+//! - **applying a diff while serving** (`apply.rs`): removed PVs are retired (puts fail,
+//!   clients disconnected, `:ACK` gone) and unsubscribed; tag/type/writability changes
+//!   re-open the PV under the same id and re-subscribe its tag; other changes are taken in
+//!   place; added PVs are served and subscribed. Gateway work goes in bulk
+//!   (UnsubscribeBulk, SubscribeBulk) in the live session, in a task whose item handles
+//!   come back as `Internal::Subscribed`; data changes of items not known yet are held
+//!   meanwhile. `reload.rs` re-reads the file on SIGHUP (validate, then diff; `[gateway]`
+//!   and `[users]` changes reconnect; settings that need a restart are named).
+//!
+//! Files:
 //! - `link.rs`: the gateway link: connect, session, subscribe, lost links and their
 //!   stale sessions.
 //! - `writes.rs`: the write path: puts -> gateway writes, caps, completion.
-//! - `combine.rs`: how the parts of a PV's alarm join (shared by `pv.rs` and `alarms/`).
+//! - `registry.rs`, `diff.rs` (tests in `diff/tests.rs`), `apply.rs`, `reload.rs`: above.
+//! - `combine.rs`: how the parts of a PV's alarm join (shared by `pv.rs` and `alarms/`,
+//!   so neither imports the other's file).
 //! - `convert.rs`: MXAccess values <-> PV values, exact or refused (`isotime.rs`: Time text).
 //! - `quality.rs`: quality -> `alarm`.
 //! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
 //! - `alarms/`: System Platform alarms: the feed, their PVs, `:ACK`, the table
-//!   (`table.rs`), the `kind` severity scheme (`severity.rs`).
+//!   (`table.rs`), the `kind` severity scheme (`severity.rs`), following a changed
+//!   mapping (`remap.rs`).
 //! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
 //! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
 //! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
+//!
+//! A diff applied while a connect is under way is caught up after it: PVs added or
+//! re-tagged meanwhile are subscribed then, items of PVs removed meanwhile unsubscribed.
+//! The figure: `benches/reload.rs` (docs/performance.md).
+//!
+//! Still to do: `[[alarm_pv]]` and the alarm feed's own settings (`enabled`,
+//! `filter_prefix`, `table`, `ack_suffix`) and the `[limits]` sizes need a restart; a
+//! Galaxy deploy (WatchDeployEvents), `[[discover]]` rules and on-demand PVs are the next
+//! sources of diffs (`diff::desired` is where they join the config's PVs).
 
 mod alarms;
+mod apply;
 mod combine;
 mod convert;
 #[cfg(test)]
@@ -34,11 +66,13 @@ mod link;
 mod pv;
 mod quality;
 mod registry;
+mod reload;
 mod stamp;
 mod strays;
 mod writes;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -90,11 +124,27 @@ pub fn server_config(s: &config::Server) -> ServerConfig {
     c
 }
 
-/// Runs the bridge until `shutdown` resolves.
+/// Reloads of the config: one message per request (SIGHUP), and the file to read.
+pub struct Reload {
+    pub path: PathBuf,
+    pub requests: mpsc::UnboundedReceiver<()>,
+}
+
+/// Runs the bridge until `shutdown` resolves, serving the mapping of `config` as it is.
 pub async fn run(
     config: Config,
     pva_config: ServerConfig,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), BridgeError> {
+    run_reloading(config, pva_config, shutdown, None).await
+}
+
+/// [`run`], reloading the config from [`Reload::path`] on each of its requests.
+pub async fn run_reloading(
+    config: Config,
+    pva_config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+    reload: Option<Reload>,
 ) -> Result<(), BridgeError> {
     let opts = client_options(&config.gateway, &config.limits)?;
     let server = Arc::new(Server::new(&pva_config)?);
@@ -122,6 +172,10 @@ pub async fn run(
     let mut bridge = Bridge {
         config,
         opts,
+        server: server.clone(),
+        events: events_tx,
+        subscribing: 0,
+        early: Vec::new(),
         pvs,
         link: None,
         lost_reason: None,
@@ -133,7 +187,7 @@ pub async fn run(
         strays: strays::Strays::default(),
         dirty: Vec::new(),
     };
-    bridge.serve(&mut pv_events, shutdown).await;
+    bridge.serve(&mut pv_events, shutdown, reload).await;
     drop(bridge);
     drop(server);
     Ok(())
@@ -144,6 +198,13 @@ struct Bridge {
     opts: ClientOptions,
     /// The mapped PVs, by id, by name and by item handle of the current session.
     pvs: Registry,
+    /// Where PVs added while serving are served, and where their puts go.
+    server: Arc<Server>,
+    events: pva::EventSender,
+    /// Subscriptions of diffs under way in the live session, and the data changes of
+    /// items not known yet held meanwhile (see `apply.rs`).
+    subscribing: usize,
+    early: Vec<SessionEvent>,
     link: Option<Link>,
     /// Why the link is down, as last posted to the PVs.
     lost_reason: Option<String>,
@@ -176,8 +237,13 @@ impl Bridge {
         &mut self,
         pv_events: &mut pva::EventReceiver,
         shutdown: impl Future<Output = ()>,
+        reload: Option<Reload>,
     ) {
         tokio::pin!(shutdown);
+        let (reload_path, mut reloads) = match reload {
+            Some(r) => (Some(r.path), Some(r.requests)),
+            None => (None, None),
+        };
         let gw = &self.config.gateway;
         let mut backoff = crate::gateway::Backoff::new(gw.reconnect_initial, gw.reconnect_max);
         let mut connecting: Option<tokio::task::JoinHandle<Connected>> = Some(self.spawn_connect());
@@ -189,6 +255,24 @@ impl Bridge {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(ev) = pv_events.recv() => self.on_pv_event(ev),
+                Some(()) = async { match reloads.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    // Requests that came together are one reload.
+                    while reloads.as_mut().is_some_and(|r| r.try_recv().is_ok()) {}
+                    let relink = reload_path.as_deref().is_some_and(|p| self.reload(p));
+                    if relink {
+                        // The link is made again with the new settings, at once.
+                        if let Some(task) = connecting.take() {
+                            task.abort();
+                        }
+                        if events.is_some() {
+                            ended = Some("the [gateway] settings changed: reconnecting".to_string());
+                        } else {
+                            retry_at = Some(tokio::time::Instant::now());
+                        }
+                        let gw = &self.config.gateway;
+                        backoff = crate::gateway::Backoff::new(gw.reconnect_initial, gw.reconnect_max);
+                    }
+                }
                 Some(msg) = self.internal.1.recv() => self.on_internal(msg),
                 Some(msg) = self.alarms.feed.recv() => {
                     self.alarms.on_feed(msg, &mut self.pvs, &mut self.dirty);
@@ -290,7 +374,10 @@ impl Bridge {
                         self.dirty.push(i);
                     }
                 } else {
-                    self.strays.unknown_item("data change", dc.item_handle.0);
+                    let handle = dc.item_handle.0;
+                    if self.hold_early(SessionEvent::DataChange(dc)).is_some() {
+                        self.strays.unknown_item("data change", handle);
+                    }
                 }
             }
             SessionEvent::Undecodable(u) => {

@@ -1,7 +1,7 @@
 //! One mapped PV: its SharedPv, its structure and metadata, and its pending writes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -28,6 +28,43 @@ pub(super) struct PendingWrite {
     pub changed: bool,
     /// Counts this write among the bridge's puts in flight until it is dropped.
     pub _in_flight: InFlight,
+    /// Whether the write task has sent it or the PV's removal withdrew it first.
+    pub sending: Sending,
+}
+
+/// The race between a write task about to send a write and a reload that removes its PV:
+/// whichever comes first wins, so a withdrawn write is never sent.
+#[derive(Clone, Default)]
+pub(super) struct Sending(Arc<AtomicU8>);
+
+impl Sending {
+    const QUEUED: u8 = 0;
+    const SENT: u8 = 1;
+    const WITHDRAWN: u8 = 2;
+
+    /// The write task may send it: true unless it was withdrawn.
+    pub fn start(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::QUEUED,
+                Self::SENT,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Withdraws the write: true when it was not sent (and now never will be).
+    pub fn withdraw(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::QUEUED,
+                Self::WITHDRAWN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
 }
 
 /// One count in a shared number of puts in flight, given back when dropped: however a
@@ -466,6 +503,45 @@ impl MappedPv {
             w.completion.complete(Ok(()));
         }
         false
+    }
+
+    /// Takes a new config that keeps the PV open (metadata, limits, write mode, alarms,
+    /// timestamp). With `post_metadata` the new metadata is posted in place: the value,
+    /// alarm and monitors stay.
+    pub fn reconfigure(&mut self, cfg: config::Pv, post_metadata: bool) {
+        self.limits = Limits::new(cfg.value_alarm);
+        self.cfg = cfg;
+        if !post_metadata || !self.pv.is_open() {
+            return;
+        }
+        if let Some(shape) = self.pv.shape() {
+            let mut update = Update::default();
+            self.metadata(shape.pv_type, &mut update);
+            self.post(&update);
+        }
+    }
+
+    /// The PV leaves the mapping (`why`: removed, or replaced by a re-opened one): a write
+    /// not yet sent is withdrawn and never sent, one sent fails (it may or may not have
+    /// been applied), and its clients are disconnected.
+    pub fn retire(&mut self, why: &str) {
+        let name = self.cfg.name.as_str().to_string();
+        for w in self.settling.drain(..) {
+            w.completion.complete(Ok(()));
+        }
+        for w in self.pending.drain(..) {
+            let message = if w.sending.withdraw() {
+                format!("{name}: {why}: put not sent")
+            } else {
+                format!("{name}: {why} before System Platform confirmed the write; it may or may not have been applied")
+            };
+            w.completion.complete(Err(message));
+        }
+        if self.pv.is_open() {
+            if let Err(e) = self.pv.close() {
+                warn!(pv = %name, error = %e, "cannot close PV");
+            }
+        }
     }
 
     /// Writes sent and not yet answered, and confirmed ones waiting for their data change.

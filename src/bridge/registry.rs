@@ -64,8 +64,24 @@ impl Registry {
         Ok(self.insert(mapped))
     }
 
+    /// Puts `pv` in place of the PV of `id` (same id, same name), handing back the old
+    /// one; its item handle no longer finds either.
+    pub fn replace(&mut self, id: PvId, pv: MappedPv) -> Option<MappedPv> {
+        let old = self.remove(id)?;
+        self.by_name.insert(Arc::from(pv.cfg.name.as_str()), id);
+        if let Some(item) = pv.item {
+            self.by_item.insert(item.0, id);
+        }
+        self.pvs.insert(id, pv);
+        Some(old)
+    }
+
+    /// Each PV's id and config.
+    pub fn configs(&self) -> impl Iterator<Item = (PvId, &config::Pv)> {
+        self.pvs.iter().map(|(id, pv)| (*id, &pv.cfg))
+    }
+
     /// Takes a PV out (its name and item handle no longer find it).
-    #[cfg_attr(not(test), allow(dead_code))] // until diffs are applied while serving
     pub fn remove(&mut self, id: PvId) -> Option<MappedPv> {
         let pv = self.pvs.remove(&id)?;
         if self.by_name.get(pv.cfg.name.as_str()) == Some(&id) {
@@ -191,6 +207,13 @@ tag = "Tank001.Temp"
         reg.set_item(again, Some(ItemHandle(10)));
         assert_eq!(reg.id_of_item(ItemHandle(9)), None);
         assert_eq!(reg.id_of_item(ItemHandle(10)), Some(again));
+        // A re-opened PV keeps its id and name; the old item handle no longer finds it.
+        let old = reg.replace(again, pv(&config, "A", &events)).unwrap();
+        assert_eq!(old.item, Some(ItemHandle(10)));
+        assert_eq!(reg.id_of_item(ItemHandle(10)), None);
+        assert_eq!(reg.id_of_name("A"), Some(again));
+        assert!(reg.get(again).unwrap().item.is_none());
+        reg.set_item(again, Some(ItemHandle(10)));
         reg.clear_items();
         assert_eq!(reg.subscribed(), 0);
         assert!(reg.get(again).unwrap().item.is_none());

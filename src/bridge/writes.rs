@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::pv::{InFlight, PendingWrite};
+use super::pv::{InFlight, PendingWrite, Sending};
 use super::registry::PvId;
 use super::{convert, Bridge};
 use crate::config;
-use crate::gateway::{UserId, WriteEntry, WriteKind};
+use crate::gateway::{ItemHandle, UserId, WriteEntry, WriteKind};
 use crate::pva::PutRequest;
 
 /// Messages from helper tasks to the bridge task.
@@ -26,6 +26,13 @@ pub(super) enum Internal {
     TimedOut { pv: PvId, id: u64 },
     /// `id` was confirmed [`super::pv::WRITE_SETTLE`] ago and no data change followed.
     Settled { pv: PvId, id: u64 },
+    /// The gateway work of a diff applied while serving, done in `session`: the PVs
+    /// subscribed, each with its item handle or why not (`Err`: the whole call failed).
+    Subscribed {
+        session: String,
+        ids: Vec<PvId>,
+        results: Result<Vec<Result<ItemHandle, String>>, String>,
+    },
 }
 
 impl Bridge {
@@ -107,18 +114,24 @@ impl Bridge {
         self.next_write += 1;
         let id = self.next_write;
         info!(pv = %put.pv, tag = %pv.cfg.tag.as_str(), value = %convert::brief(&entry.value, 80), account = %put.credentials.account, peer = %put.credentials.peer, "write");
+        let sending = Sending::default();
         pv.pending.push_back(PendingWrite {
             id,
             started: Instant::now(),
             completion: put.completion,
             changed: false,
             _in_flight: InFlight::new(&self.in_flight),
+            sending: sending.clone(),
         });
         let session = link.session.clone();
         let server = link.server;
         let tx = self.internal.0.clone();
         let timeout = self.config.gateway.write_timeout;
         tokio::spawn(async move {
+            // A reload that removed the PV meanwhile has failed the put already.
+            if !sending.start() {
+                return;
+            }
             let result = session
                 .write(server, kind, &entry)
                 .await
@@ -133,10 +146,17 @@ impl Bridge {
     }
 
     pub(super) fn on_internal(&mut self, msg: Internal) {
-        let (Internal::Sent { pv, .. }
-        | Internal::Settled { pv, .. }
-        | Internal::TimedOut { pv, .. }) = &msg;
-        let Some(pv) = self.pvs.get_mut(*pv) else {
+        let pv = match msg {
+            Internal::Subscribed {
+                session,
+                ids,
+                results,
+            } => return self.on_subscribed(&session, ids, results),
+            Internal::Sent { pv, .. }
+            | Internal::Settled { pv, .. }
+            | Internal::TimedOut { pv, .. } => pv,
+        };
+        let Some(pv) = self.pvs.get_mut(pv) else {
             return;
         };
         match msg {
@@ -147,7 +167,7 @@ impl Bridge {
             } => {
                 pv.fail_write(id, &message);
             }
-            Internal::Sent { .. } => {}
+            Internal::Sent { .. } | Internal::Subscribed { .. } => {}
             Internal::Settled { id, .. } => pv.settle(id),
             Internal::TimedOut { id, .. } => {
                 let t = humantime::format_duration(self.config.gateway.write_timeout);

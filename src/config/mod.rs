@@ -303,7 +303,7 @@ pub struct AlarmPv {
 }
 
 /// `[gateway]`: how to reach the MXAccess Gateway.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Gateway {
     /// `http://host:port` or `https://host:port`.
     pub endpoint: String,

@@ -17,6 +17,15 @@ pub(super) struct AckPv {
     stamps: SharedStamps,
 }
 
+impl AckPv {
+    /// Disconnects its clients, unless an acknowledgement still under way holds it.
+    pub(super) fn close(ack: Arc<AckPv>) {
+        if let Ok(mut ack) = Arc::try_unwrap(ack) {
+            let _ = ack.pv.close();
+        }
+    }
+}
+
 impl Alarms {
     /// Serves the owner's `:ACK` PV once.
     pub(super) fn ensure_ack(&mut self, owner: Owner, pvs: &Registry) {

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 mod ack;
 mod feed;
+mod remap;
 mod severity;
 mod table;
 
@@ -46,6 +47,45 @@ use crate::pva::{
     Access, Alarm, AlarmStatus, Display, EventSender, NtValue, PvType, PvaError, ScalarType,
     Server, Severity, SharedPv, TablePv, TableUpdate, TimeStamp, Update,
 };
+
+/// Alarm references named in the config (lower-case, full and short) -> owner; and the
+/// lower-case `Object.Attr` of each mapped PV -> its id (the first PV added wins).
+fn owner_maps(
+    pvs: &Registry,
+    alarm_pvs: &[config::AlarmPv],
+) -> (HashMap<String, Owner>, HashMap<String, PvId>) {
+    let mut named = HashMap::new();
+    let mut add_named = |refs: &[String], owner: Owner| {
+        for r in refs {
+            let lower = r.to_ascii_lowercase();
+            let short = if lower.contains('!') {
+                short_reference(&lower, "")
+            } else {
+                lower.clone()
+            };
+            named.insert(short, owner);
+            named.insert(lower, owner);
+        }
+    };
+    let ids = pvs.ids();
+    for &id in &ids {
+        if let Some(p) = pvs.get(id) {
+            add_named(&p.cfg.alarms, Owner::Value(id));
+        }
+    }
+    for (i, p) in alarm_pvs.iter().enumerate() {
+        add_named(&p.alarms, Owner::Own(i));
+    }
+    let mut by_tag = HashMap::new();
+    for id in ids {
+        if let Some(p) = pvs.get(id) {
+            by_tag
+                .entry(p.cfg.tag.base().to_ascii_lowercase())
+                .or_insert(id);
+        }
+    }
+    (named, by_tag)
+}
 
 /// At most this many feed messages are taken in one batch before posting, so that the
 /// bridge task still serves puts and data changes during a flood.
@@ -280,6 +320,9 @@ pub(super) struct Alarms {
     /// (`max_alarms`); and the same count for the snapshot being received.
     dropped: u64,
     pending_dropped: u64,
+    /// Reloaded `[alarms]` settings change every alarm's part: the next remap re-posts
+    /// them all.
+    settings_changed: bool,
 }
 
 impl Drop for Alarms {
@@ -313,35 +356,7 @@ impl Alarms {
                 tx,
             )
         });
-        let mut named = HashMap::new();
-        let mut add_named = |refs: &[String], owner: Owner| {
-            for r in refs {
-                let lower = r.to_ascii_lowercase();
-                let short = if lower.contains('!') {
-                    short_reference(&lower, "")
-                } else {
-                    lower.clone()
-                };
-                named.insert(short, owner);
-                named.insert(lower, owner);
-            }
-        };
-        for id in pvs.ids() {
-            if let Some(p) = pvs.get(id) {
-                add_named(&p.cfg.alarms, Owner::Value(id));
-            }
-        }
-        for (i, p) in config.alarm_pvs.iter().enumerate() {
-            add_named(&p.alarms, Owner::Own(i));
-        }
-        let mut by_tag = HashMap::new();
-        for id in pvs.ids() {
-            if let Some(p) = pvs.get(id) {
-                by_tag
-                    .entry(p.cfg.tag.base().to_ascii_lowercase())
-                    .or_insert(id);
-            }
-        }
+        let (named, by_tag) = owner_maps(pvs, &config.alarm_pvs);
         let mut own = Vec::new();
         for c in &config.alarm_pvs {
             let mut pv = SharedPv::new(c.name.as_str(), Access::ReadOnly, events)?;
@@ -412,6 +427,7 @@ impl Alarms {
             max_table_rows: config.limits.max_table_rows,
             dropped: 0,
             pending_dropped: 0,
+            settings_changed: false,
         };
         if alarms.cfg.enabled {
             let known: Vec<Owner> = alarms.named.values().copied().collect();

@@ -1,0 +1,247 @@
+//! Reload benchmark (issue 11): a config reload while 10,000 PVs are served and monitored.
+//!
+//!     cargo bench --bench reload                 # N = 10,000, 100 added and 100 removed
+//!     cargo bench --bench reload -- 2000 50      # N, and how many added and removed
+//!
+//! `mxpva sim` serves a Galaxy of N + K Double attributes, each ramping by 1 per second
+//! (one data change per attribute per 1 s tick). `mxpva run` serves B:0..B:<N-1>. A pvxs
+//! client (benches/cpp/e2e.cpp `monitor`) watches the N - K PVs that stay. Then:
+//! 1. baseline: the updates the client receives in a window of W seconds, no reload;
+//! 2. reload: the same window, with the config rewritten (B:<N-K>..B:<N-1> removed,
+//!    B:N..B:<N+K-1> added) and SIGHUP sent 2 s into it.
+//!
+//! Prints the time from SIGHUP until the diff was applied (mxpva's own `ms` of the
+//! reload, and from its "SIGHUP received" log line until "subscriptions of the reload
+//! done"), and for both windows the updates, the fewest of one PV and the longest time
+//! between two updates of one PV: a reload that touched the PVs that stay (a disconnect,
+//! a resubscribe) would show as a PV with fewer updates and a gap past the 1 s tick.
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+mod support;
+use support::{bench_dir, build_cpp, Proc};
+
+const PREFIX: &str = "B:";
+const PER_OBJECT: usize = 100;
+/// The counting window, seconds.
+const WINDOW_S: f64 = 6.0;
+
+fn tag(i: usize) -> String {
+    format!("O{}.A{}", i / PER_OBJECT, i % PER_OBJECT)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t0 = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(300), "nothing on {addr}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// N + K attributes ramping by 1 per second from 1 (never 0: the monitor's `count 1`
+/// waits for a value 0 that never comes, so it counts for the whole window).
+fn write_galaxy(dir: &Path, total: usize) -> std::path::PathBuf {
+    let mut t = String::from(
+        "[galaxy]\nname = \"Bench\"\ntick_ms = 1000\nfirst_update_delay_ms = 10\nsecurity_enabled = false\n\n\
+         [[areas]]\nname = \"Area\"\n",
+    );
+    for i in 0..total {
+        if i % PER_OBJECT == 0 {
+            t += &format!(
+                "\n[[objects]]\ntag = \"O{}\"\narea = \"Area\"\n",
+                i / PER_OBJECT
+            );
+        }
+        t += &format!(
+            "[[objects.attributes]]\nname = \"A{}\"\ntype = \"Double\"\n\
+             dynamics = {{ kind = \"ramp\", min = 1.0, max = 1e9, rate = 1.0 }}\n",
+            i % PER_OBJECT
+        );
+    }
+    let path = dir.join("reload-galaxy.toml");
+    std::fs::write(&path, t).unwrap();
+    path
+}
+
+/// mxpva's config serving PVs `range` (PV B:i on tag i).
+fn write_config(path: &Path, gateway: &str, range: impl Iterator<Item = usize>) {
+    let mut t = format!(
+        "[gateway]\nendpoint = \"http://{gateway}\"\nclient_name = \"mxpva-reload-bench\"\n\n\
+         [alarms]\nenabled = false\n"
+    );
+    for i in range {
+        t += &format!(
+            "\n[[pv]]\nname = \"{PREFIX}{i}\"\ntag = \"{}\"\ntype = \"float64\"\n",
+            tag(i)
+        );
+    }
+    std::fs::write(path, t).unwrap();
+}
+
+/// The unix time (ns) at the start of the first log line holding `needle`.
+fn logged_at(log: &Path, needle: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(needle))?;
+    let mut parts = line.split('\u{1b}');
+    let mut plain = parts.next().unwrap_or_default().to_string();
+    for part in parts {
+        plain += part.split_once('m').map_or(part, |(_, rest)| rest);
+    }
+    let stamp = humantime::parse_rfc3339(plain.split_whitespace().next()?).ok()?;
+    Some(stamp.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i64)
+}
+
+/// The `ms=` field of the "config reloaded" line.
+fn reload_ms(log: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains("config reloaded"))?;
+    let ms = line.split_whitespace().find_map(|w| {
+        let w = w.split('\u{1b}').next().unwrap_or(w);
+        w.strip_prefix("ms=")
+    })?;
+    ms.parse().ok()
+}
+
+/// What the monitor saw in one window.
+struct Window {
+    updates: u64,
+    secs: f64,
+    /// The fewest updates of one PV.
+    fewest: u64,
+    /// The longest time between two updates of one PV, ms.
+    max_gap_ms: f64,
+}
+
+/// Counts the monitor's updates over the window.
+fn count(monitor: &mut Proc) -> Window {
+    let t0 = Instant::now();
+    monitor.say(&format!("count 1 {WINDOW_S}"));
+    let done = monitor.expect("done").pop().unwrap();
+    let w: Vec<&str> = done.split_whitespace().collect();
+    Window {
+        updates: w[1].parse().unwrap(),
+        secs: t0.elapsed().as_secs_f64(),
+        fewest: w[4].parse().unwrap(),
+        max_gap_ms: w[5].parse::<f64>().unwrap() / 1e6,
+    }
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let n = args.first().copied().unwrap_or(10_000);
+    let k = args.get(1).copied().unwrap_or(100).min(n);
+    let dir = bench_dir().join("reload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let e2e = build_cpp("e2e");
+    println!("reload: N = {n} PVs served, {k} added and {k} removed by the reload");
+
+    let galaxy = write_galaxy(&dir, n + k);
+    let sim_port = free_port();
+    let gateway = format!("127.0.0.1:{sim_port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxpva"));
+    cmd.args(["sim", "--listen", &gateway, "--galaxy"])
+        .arg(&galaxy)
+        .env("RUST_LOG", "warn");
+    let sim = Proc::spawn_with(cmd, &[], Some(&dir.join("sim.log")));
+    wait_port(sim_port);
+
+    let config = dir.join("reload.toml");
+    write_config(&config, &gateway, 0..n);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let s = |a: &str, b: String| (a.to_string(), b);
+    let server_env = vec![
+        s("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1".into()),
+        s("EPICS_PVAS_SERVER_PORT", tcp.to_string()),
+        s("EPICS_PVAS_BROADCAST_PORT", udp.to_string()),
+        s("EPICS_PVAS_BEACON_ADDR_LIST", "127.0.0.1".into()),
+        s("EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
+    ];
+    let client_env = vec![
+        s("EPICS_PVA_ADDR_LIST", "127.0.0.1".into()),
+        s("EPICS_PVA_AUTO_ADDR_LIST", "NO".into()),
+        s("EPICS_PVA_BROADCAST_PORT", udp.to_string()),
+        s("EPICS_PVA_SERVER_PORT", tcp.to_string()),
+    ];
+    let log = dir.join("mxpva.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxpva"));
+    cmd.args(["run", "--config"]).arg(&config);
+    let bridge = Proc::spawn_with(cmd, &server_env, Some(&log));
+    wait_port(tcp);
+
+    let stay = n - k;
+    let mut monitor = Proc::spawn(
+        &e2e,
+        &["monitor".into(), PREFIX.into(), stay.to_string()],
+        &client_env,
+    );
+    let ready = monitor.expect("READY");
+    let valid: usize = ready
+        .last()
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    println!("reload: the client monitors {valid} of the {stay} PVs that stay");
+
+    let base = count(&mut monitor);
+
+    write_config(&config, &gateway, (0..stay).chain(n..n + k));
+    let pid = bridge.child.id().to_string();
+    let hup = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -HUP");
+    });
+    let during = count(&mut monitor);
+    hup.join().unwrap();
+
+    let sighup = logged_at(&log, "SIGHUP received");
+    let applied = logged_at(&log, "config reloaded");
+    let subscribed = logged_at(&log, "subscriptions of the reload done");
+    let ms = |a: Option<i64>, b: Option<i64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.1} ms", (b - a) as f64 / 1e6),
+        _ => "?".into(),
+    };
+    println!(
+        "reload: SIGHUP -> diff applied {} (mxpva's own measure of read + validate + diff + apply: {} ms); \
+         SIGHUP -> new tags subscribed {}",
+        ms(sighup, applied),
+        reload_ms(&log).map_or("?".into(), |v| format!("{v:.1}")),
+        ms(sighup, subscribed),
+    );
+    for (what, w) in [("without a reload", &base), ("with a reload", &during)] {
+        println!(
+            "reload: the {stay} PVs that stay, {what}: {} updates in {:.2} s, at least {} per PV, \
+             longest time between two updates of one PV {:.0} ms (the ramp ticks every 1,000 ms)",
+            w.updates, w.secs, w.fewest, w.max_gap_ms
+        );
+    }
+    monitor.finish();
+    bridge.terminate(Duration::from_secs(10));
+    sim.terminate(Duration::from_secs(10));
+}

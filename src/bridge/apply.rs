@@ -1,0 +1,251 @@
+//! Applying a diff while serving, and the gateway work it implies.
+//!
+//! Only what the diff names is touched; every other PV keeps its SharedPv, its monitors,
+//! its value and its subscription.
+//! - A removed PV is retired: its writes fail (one not yet sent never is), its clients
+//!   are disconnected, it is no longer served, its item is unsubscribed (UnsubscribeBulk)
+//!   and its `:ACK` PV goes with it.
+//! - A PV whose tag, type or writability changed is re-opened: a new PV under the same id
+//!   and name (clients reconnect to it), its old item unsubscribed, its tag subscribed
+//!   again so that the first value comes in its new type.
+//! - Any other change is taken in place; metadata and limits are posted in place.
+//! - An added PV is served at once and subscribed (SubscribeBulk) in the live session.
+//!
+//! The subscriptions run in a task of their own; their item handles come back as
+//! [`Internal::Subscribed`]. Data changes of items not known yet that arrive meanwhile
+//! are held (at most [`MAX_EARLY`]) and taken once the handles are known, so no first
+//! value is lost. Without a link there is no gateway work: the next connect subscribes
+//! the registry as it is then ([`Bridge::after_connect`] catches up with diffs applied
+//! while connecting).
+
+use std::collections::HashSet;
+
+use tracing::{info, warn};
+
+use super::diff::{Change, Diff};
+use super::pv::MappedPv;
+use super::registry::PvId;
+use super::writes::Internal;
+use super::Bridge;
+use crate::gateway::{ItemHandle, SessionEvent};
+
+/// At most this many data changes of items not yet known are held while subscriptions
+/// of a diff are under way; past it they are dropped as strays.
+pub(super) const MAX_EARLY: usize = 65_536;
+
+/// What [`Bridge::apply`] did, for the log.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Applied {
+    pub added: usize,
+    pub removed: usize,
+    pub reopened: usize,
+    pub changed_in_place: usize,
+}
+
+impl Bridge {
+    /// Applies `diff` to the registry while serving.
+    pub(super) fn apply(&mut self, diff: Diff) -> Applied {
+        let mut applied = Applied::default();
+        let mut unsubscribe: Vec<ItemHandle> = Vec::new();
+        let mut subscribe: Vec<PvId> = Vec::new();
+        // PVs whose alarm part is to be posted again: new, re-opened, or with other
+        // alarm settings.
+        let mut touched: HashSet<PvId> = HashSet::new();
+        for id in diff.removed {
+            let Some(mut pv) = self.pvs.remove(id) else {
+                continue;
+            };
+            unsubscribe.extend(pv.item);
+            pv.retire("PV removed by a config reload");
+            if let Err(e) = self.server.remove_pv(pv.cfg.name.as_str()) {
+                warn!(pv = %pv.cfg.name.as_str(), error = %e, "cannot stop serving the PV");
+            }
+            info!(pv = %pv.cfg.name.as_str(), tag = %pv.cfg.tag.as_str(), "PV removed");
+            applied.removed += 1;
+        }
+        for c in diff.changed {
+            let reopen = c
+                .changes
+                .iter()
+                .any(|k| matches!(k, Change::Tag | Change::Type | Change::Writability));
+            if reopen {
+                let name = c.cfg.name.as_str().to_string();
+                let new = match MappedPv::new(c.cfg, &self.config.defaults, &self.events) {
+                    Ok(new) => new,
+                    Err(e) => {
+                        warn!(pv = %name, error = %e, "cannot re-open the PV: the old one stays");
+                        continue;
+                    }
+                };
+                // The new PV takes the old one's place at the server.
+                if let Err(e) = self
+                    .server
+                    .remove_pv(&name)
+                    .and_then(|()| self.server.add_pv(&new.pv))
+                {
+                    warn!(pv = %name, error = %e, "cannot re-open the PV: the old one stays");
+                    if let Some(old) = self.pvs.get(c.id) {
+                        let _ = self.server.add_pv(&old.pv);
+                    }
+                    continue;
+                }
+                if let Some(mut old) = self.pvs.replace(c.id, new) {
+                    unsubscribe.extend(old.item);
+                    old.retire("PV re-opened by a config reload");
+                }
+                info!(pv = %name, changes = ?c.changes, "PV re-opened");
+                subscribe.push(c.id);
+                touched.insert(c.id);
+                applied.reopened += 1;
+            } else if let Some(pv) = self.pvs.get_mut(c.id) {
+                let post = c
+                    .changes
+                    .iter()
+                    .any(|k| matches!(k, Change::Metadata | Change::Limits));
+                info!(pv = %c.cfg.name.as_str(), changes = ?c.changes, "PV changed in place");
+                if c.changes.contains(&Change::Alarms) {
+                    touched.insert(c.id);
+                }
+                pv.reconfigure(c.cfg, post);
+                applied.changed_in_place += 1;
+            }
+        }
+        for cfg in diff.added {
+            let name = cfg.name.as_str().to_string();
+            match self
+                .pvs
+                .add(cfg, &self.config.defaults, &self.server, &self.events)
+            {
+                Ok(id) => {
+                    info!(pv = %name, "PV added");
+                    subscribe.push(id);
+                    touched.insert(id);
+                    applied.added += 1;
+                }
+                Err(e) => warn!(pv = %name, error = %e, "cannot serve the added PV"),
+            }
+        }
+        self.alarms.remap(&mut self.pvs, &mut self.dirty, &touched);
+        self.spawn_subscriptions(unsubscribe, subscribe);
+        applied
+    }
+
+    /// Unsubscribes `items` and subscribes the tags of `ids` in the live session, if any.
+    pub(super) fn spawn_subscriptions(&mut self, items: Vec<ItemHandle>, ids: Vec<PvId>) {
+        let Some(link) = &self.link else {
+            return;
+        };
+        if items.is_empty() && ids.is_empty() {
+            return;
+        }
+        let (ids, tags): (Vec<PvId>, Vec<String>) = ids
+            .into_iter()
+            .filter_map(|id| Some((id, self.pvs.get(id)?.cfg.tag.as_str().to_string())))
+            .unzip();
+        let session = link.session.clone();
+        let server = link.server;
+        let chunk = self.config.gateway.subscribe_chunk.get();
+        let tx = self.internal.0.clone();
+        self.subscribing += 1;
+        tokio::spawn(async move {
+            if !items.is_empty() {
+                match session.unsubscribe_bulk(server, &items).await {
+                    Ok(results) => {
+                        let failed = results.iter().filter(|r| r.outcome.is_err()).count();
+                        info!(items = items.len(), failed, "unsubscribed");
+                    }
+                    Err(e) => warn!(items = items.len(), error = %e, "UnsubscribeBulk failed"),
+                }
+            }
+            let results = if tags.is_empty() {
+                Ok(Vec::new())
+            } else {
+                session
+                    .subscribe_bulk_chunked(server, &tags, chunk)
+                    .await
+                    .map(|rs| {
+                        rs.into_iter()
+                            .map(|r| r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string()))
+                            .collect()
+                    })
+                    .map_err(|e| format!("SubscribeBulk failed: {e}"))
+            };
+            let _ = tx.send(Internal::Subscribed {
+                session: session.id().to_string(),
+                ids,
+                results,
+            });
+        });
+    }
+
+    /// The item handles of a diff's subscriptions; then the data changes held meanwhile.
+    pub(super) fn on_subscribed(
+        &mut self,
+        session: &str,
+        ids: Vec<PvId>,
+        results: Result<Vec<Result<ItemHandle, String>>, String>,
+    ) {
+        self.subscribing = self.subscribing.saturating_sub(1);
+        let live = self
+            .link
+            .as_ref()
+            .is_some_and(|l| l.session.id() == session);
+        if live {
+            let mut gone = Vec::new();
+            let results: Vec<Result<ItemHandle, String>> = match results {
+                Ok(r) => r,
+                Err(e) => ids.iter().map(|_| Err(e.clone())).collect(),
+            };
+            for (id, r) in ids.into_iter().zip(results) {
+                match (self.pvs.get_mut(id), r) {
+                    // Removed (or re-opened) meanwhile: the handle is not wanted.
+                    (None, Ok(item)) => gone.push(item),
+                    (Some(pv), Ok(item)) if pv.item.is_some() => {
+                        if pv.item != Some(item) {
+                            gone.push(item);
+                        }
+                    }
+                    (Some(_), Ok(item)) => self.pvs.set_item(id, Some(item)),
+                    (Some(pv), Err(reason)) => {
+                        warn!(pv = %pv.cfg.name.as_str(), tag = %pv.cfg.tag.as_str(), %reason, "subscribe failed");
+                        pv.subscribe_failed(&reason);
+                    }
+                    (None, Err(_)) => {}
+                }
+            }
+            info!(
+                subscribed = self.pvs.subscribed(),
+                "subscriptions of the reload done"
+            );
+            self.spawn_subscriptions(gone, Vec::new());
+        }
+        if self.subscribing == 0 {
+            for ev in std::mem::take(&mut self.early) {
+                self.on_session_event(ev);
+            }
+        }
+    }
+
+    /// Holds a data change of an item not known yet while subscriptions are under way;
+    /// hands it back when it is not held.
+    pub(super) fn hold_early(&mut self, ev: SessionEvent) -> Option<SessionEvent> {
+        if self.subscribing > 0 && self.early.len() < MAX_EARLY {
+            self.early.push(ev);
+            None
+        } else {
+            Some(ev)
+        }
+    }
+
+    /// After a connect: PVs added while it subscribed are subscribed now, and items of
+    /// PVs removed meanwhile are unsubscribed.
+    pub(super) fn after_connect(&mut self, asked: &HashSet<PvId>, got: Vec<ItemHandle>) {
+        let missing: Vec<PvId> = self
+            .pvs
+            .ids()
+            .into_iter()
+            .filter(|id| !asked.contains(id))
+            .collect();
+        self.spawn_subscriptions(got, missing);
+    }
+}

@@ -1,0 +1,91 @@
+//! Reload on SIGHUP: the config file is read and validated again. An invalid file changes
+//! nothing (the mapping in service stays, the log says what is wrong and where). A valid
+//! one is applied as a diff; `[gateway]` and `[users]` changes reconnect; settings that
+//! need a restart are named in a warning.
+
+use std::path::Path;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::diff::{desired, diff};
+use super::link::client_options;
+use super::Bridge;
+use crate::config::Config;
+
+impl Bridge {
+    /// Reloads the config from `path`. True when the gateway link is to be re-made with
+    /// new settings.
+    pub(super) fn reload(&mut self, path: &Path) -> bool {
+        let started = Instant::now();
+        let new = match Config::load(path) {
+            Ok(new) => new,
+            Err(e) => {
+                warn!(
+                    file = %path.display(),
+                    "config reload refused, still serving the mapping in service:\n{e}"
+                );
+                return false;
+            }
+        };
+        let mut restart: Vec<&'static str> = Vec::new();
+        if new.server != self.config.server {
+            restart.push("[server]");
+        }
+        let (old_l, new_l) = (&self.config.limits, &new.limits);
+        if old_l.max_puts_queued != new_l.max_puts_queued {
+            restart.push("[limits] max_puts_queued");
+        }
+        if old_l.max_array_length != new_l.max_array_length
+            || old_l.max_string_length != new_l.max_string_length
+        {
+            restart.push("[limits] max_array_length, max_string_length");
+        }
+        if old_l.max_alarms != new_l.max_alarms || old_l.max_table_rows != new_l.max_table_rows {
+            restart.push("[limits] max_alarms, max_table_rows");
+        }
+        restart.extend(self.alarms.reload_settings(&new.alarms, &new.alarm_pvs));
+        let mut relink = false;
+        if new.gateway != self.config.gateway || new.users != self.config.users {
+            match client_options(&new.gateway, &self.config.limits) {
+                Ok(opts) => {
+                    self.opts = opts;
+                    self.config.gateway = new.gateway.clone();
+                    self.config.users = new.users.clone();
+                    relink = true;
+                }
+                Err(e) => warn!(
+                    error = %e,
+                    "the reloaded [gateway] settings cannot be used: the link keeps the old ones"
+                ),
+            }
+        }
+        // Caps on puts apply to the next put.
+        self.config.limits.max_puts_per_pv = new_l.max_puts_per_pv;
+        self.config.limits.max_puts_in_flight = new_l.max_puts_in_flight;
+        self.config.defaults = new.defaults.clone();
+        let d = diff(self.pvs.configs(), &desired(&new));
+        if d.is_empty() {
+            info!("the reloaded mapping is the one in service");
+        }
+        let applied = self.apply(d);
+        self.config.pvs = new.pvs;
+        if !restart.is_empty() {
+            warn!(
+                settings = %restart.join(", "),
+                "changed settings need a restart of mxpva: not applied"
+            );
+        }
+        info!(
+            file = %path.display(),
+            added = applied.added,
+            removed = applied.removed,
+            reopened = applied.reopened,
+            changed_in_place = applied.changed_in_place,
+            reconnect = relink,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "config reloaded"
+        );
+        relink
+    }
+}

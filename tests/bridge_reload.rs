@@ -1,0 +1,601 @@
+//! A mapping that changes while it serves: SIGHUP reloads the config of `mxpva run`.
+//! `mxpva sim` and `mxpva run` as processes on loopback, the PVs read by p4p, pvmonitor
+//! and pvget, the simulator's sessions read through its control service.
+//!
+//! - A reload that adds two PVs, removes one, changes one's units and another's type:
+//!   the added ones serve, the removed one disconnects, the changed ones show their new
+//!   units and type; the watchers of the PVs that stay see no disconnect and no INVALID,
+//!   and their updates go on; the bridge's session is the same one, with the new items
+//!   subscribed and the removed one unsubscribed (no full resubscribe).
+//! - A reload of an invalid file (or of a file that is gone) keeps the mapping in
+//!   service; the log names the error with its `file:line:col`.
+//! - A put waiting for System Platform on a PV that a reload removes fails with a clear
+//!   message.
+//! - A removed PV's `:ACK` PV goes with it; the others stay.
+//! - Changed `[gateway]` settings reconnect (a new session, the old one closed); changed
+//!   `[server]` settings are named in a warning.
+
+mod clients;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clients::{clients, free_ports};
+use mxpva::sim::{Faults, RemoteSim};
+use serde_json::Value;
+
+const GALAXY: &str = r#"
+[galaxy]
+name = "Galaxy"
+tick_ms = 20
+first_update_delay_ms = 10
+
+[[areas]]
+name = "Plant"
+
+[[objects]]
+tag = "Tank001"
+area = "Plant"
+
+[[objects.attributes]]
+name = "Level"
+type = "Double"
+dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 10.0 }
+
+[[objects.attributes]]
+name = "Temp"
+type = "Double"
+dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 7.0 }
+
+[[objects.attributes]]
+name = "Flow"
+type = "Double"
+initial = 3.0
+
+[[objects.attributes.alarms]]
+name = "Flow.Hi"
+kind = "Hi"
+limit = 50.0
+
+[[objects.attributes]]
+name = "Pressure"
+type = "Double"
+initial = 2.5
+
+[[objects.attributes]]
+name = "Mode"
+type = "Integer"
+initial = 2
+
+[[objects.attributes]]
+name = "SP"
+type = "Double"
+initial = 10.0
+
+[[objects.attributes]]
+name = "Volume"
+type = "Double"
+initial = 7.5
+
+[[objects.attributes]]
+name = "Mass"
+type = "Double"
+initial = 8.5
+"#;
+
+const HEAD: &str = r#"
+[gateway]
+endpoint = "http://127.0.0.1:{port}"
+client_name = "mxpva-reload"
+reconnect_initial = "100ms"
+reconnect_max = "400ms"
+
+[defaults]
+prefix = "R:"
+
+[alarms]
+enabled = {alarms}
+"#;
+
+/// The mapping at start.
+const BEFORE: &str = r#"
+[[pv]]
+name = "Level"
+tag = "Tank001.Level"
+type = "float64"
+units = "m"
+
+[[pv]]
+name = "Temp"
+tag = "Tank001.Temp"
+type = "float64"
+units = "C"
+
+[[pv]]
+name = "Flow"
+tag = "Tank001.Flow"
+type = "float64"
+
+[[pv]]
+name = "Pressure"
+tag = "Tank001.Pressure"
+type = "float64"
+units = "bar"
+
+[[pv]]
+name = "Mode"
+tag = "Tank001.Mode"
+type = "int32"
+
+[[pv]]
+name = "SP"
+tag = "Tank001.SP"
+type = "float64"
+writable = true
+"#;
+
+/// The mapping after the reload: Volume and Mass added, Flow removed, Pressure in kPa,
+/// Mode served as float64. Level, Temp and SP stay as they were (their tables moved).
+const AFTER: &str = r#"
+[[pv]]
+name = "Volume"
+tag = "Tank001.Volume"
+type = "float64"
+
+[[pv]]
+name = "Temp"
+tag = "Tank001.Temp"
+type = "float64"
+units = "C"
+
+[[pv]]
+name = "Level"
+tag = "Tank001.Level"
+type = "float64"
+units = "m"
+
+[[pv]]
+name = "Pressure"
+tag = "Tank001.Pressure"
+type = "float64"
+units = "kPa"
+
+[[pv]]
+name = "Mode"
+tag = "Tank001.Mode"
+type = "float64"
+
+[[pv]]
+name = "SP"
+tag = "Tank001.SP"
+type = "float64"
+writable = true
+
+[[pv]]
+name = "Mass"
+tag = "Tank001.Mass"
+type = "float64"
+"#;
+
+/// Prints one JSON line per update of every PV named (value, severity, message) or per
+/// disconnect and error.
+const P4P_LINES: &str = r#"
+import json, sys, threading, time
+from p4p.client.thread import Context
+ctx = Context('pva', nt=False)
+lock = threading.Lock()
+def cb(name):
+    def f(v):
+        if isinstance(v, Exception):
+            line = {'pv': name, 'error': type(v).__name__ + ': ' + str(v)}
+        else:
+            val = v['value']
+            line = {'pv': name, 'sev': v['alarm.severity'], 'msg': v['alarm.message'],
+                    'value': val if isinstance(val, (int, float, str)) else None}
+        with lock:
+            sys.stdout.write(json.dumps(line) + '\n')
+            sys.stdout.flush()
+    return f
+subs = [ctx.monitor(n, cb(n), notify_disconnect=True) for n in sys.argv[1:]]
+time.sleep(300)
+"#;
+
+struct Plant {
+    port: u16,
+    control: RemoteSim,
+    _sim: tokio::process::Child,
+    bridge: tokio::process::Child,
+    env: Vec<(String, String)>,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("reload-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Plant {
+    async fn start(name: &str, mapping: &str) -> Plant {
+        let dir = test_dir(name);
+        let galaxy = dir.join("galaxy.toml");
+        std::fs::write(&galaxy, GALAXY).unwrap();
+        let (port, _) = free_ports();
+        let gateway = format!("127.0.0.1:{port}");
+        let (sim, control) =
+            clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
+        let config = dir.join("bridge.toml");
+        let log = dir.join("bridge.log");
+        write_config(&config, port, mapping);
+        let (bridge, env) = clients::start_bridge(&config, &log);
+        Plant {
+            port,
+            control,
+            _sim: sim,
+            bridge,
+            env,
+            config,
+            log,
+        }
+    }
+
+    fn write_config(&self, mapping: &str) {
+        write_config(&self.config, self.port, mapping);
+    }
+
+    fn hangup(&self) {
+        let pid = self.bridge.id().expect("the bridge runs").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (at most 20 s) until the bridge's log holds `count` lines with `needle`.
+    async fn logged(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if text.matches(needle).count() >= count {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the bridge log holds {} of {count} lines with {needle:?}:\n{text}",
+                text.matches(needle).count()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The bridge's session at the simulator.
+    async fn session(&self) -> mxpva::sim::SessionStats {
+        self.control
+            .sessions()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.client_session_name == "mxpva-reload" && s.state == "Ready")
+            .expect("the bridge's session")
+    }
+
+    async fn p4p_get(&self, pv: &str) -> Value {
+        clients().p4p_get(&self.env, &[pv]).await
+    }
+}
+
+fn write_config(path: &Path, port: u16, mapping: &str) {
+    // Mappings that name alarms turn the alarm feed on.
+    let alarms = mapping.contains("alarms = [");
+    let head = HEAD
+        .replace("{port}", &port.to_string())
+        .replace("{alarms}", &alarms.to_string());
+    let text = format!("{head}{mapping}");
+    std::fs::write(path, text).unwrap();
+}
+
+/// What the p4p watcher printed, one JSON value per line.
+struct Lines(tokio::sync::mpsc::UnboundedReceiver<String>, Vec<Value>);
+
+impl Lines {
+    /// Waits (at most 20 s) for a line satisfying `pred`, those already seen included;
+    /// every line is kept.
+    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) {
+        if self.1.iter().any(&pred) {
+            return;
+        }
+        self.next(what, pred).await;
+    }
+
+    /// Waits (at most 20 s) for a new line satisfying `pred`; every line is kept.
+    async fn next(&mut self, what: &str, pred: impl Fn(&Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = match tokio::time::timeout_at(deadline, self.0.recv()).await {
+                Ok(Some(line)) => line,
+                other => panic!("no p4p update where {what} ({other:?}); seen {:#?}", self.1),
+            };
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let hit = pred(&v);
+            self.1.push(v);
+            if hit {
+                return;
+            }
+        }
+    }
+
+    /// Updates of `pv` seen since line `from`.
+    fn of(&self, pv: &str, from: usize) -> Vec<&Value> {
+        self.1.iter().skip(from).filter(|v| v["pv"] == pv).collect()
+    }
+}
+
+fn units(v: &Value, pv: &str) -> String {
+    v[pv]["display"]["units"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_removes_and_changes_pvs_and_the_rest_never_flicker() {
+    let plant = Plant::start("diff", BEFORE).await;
+    let text = clients()
+        .pvget_until(&plant.env, &["R:Level"], "R:Level")
+        .await;
+    assert!(text.contains("R:Level"), "{text}");
+    // Watchers of PVs that stay, and of the one to be removed.
+    let (_p4p, lines) = clients().spawn_lines(
+        "python",
+        &plant.env,
+        &["-u", "-c", P4P_LINES, "R:Level", "R:Temp", "R:Flow"],
+    );
+    let mut lines = Lines(lines, Vec::new());
+    for pv in ["R:Level", "R:Temp", "R:Flow"] {
+        lines
+            .until(&format!("{pv} has a value"), |v| {
+                v["pv"] == pv && v["sev"] == 0 && v["value"].is_number()
+            })
+            .await;
+    }
+    let (_pvmon, _first, mut pvmon) = clients().pvmonitor(&plant.env, "R:Level").await;
+    let got = plant.p4p_get("R:Pressure").await;
+    assert_eq!(units(&got, "R:Pressure"), "bar", "{got}");
+    let before = plant.session().await;
+    assert_eq!(before.item_count, 6, "{before:?}");
+
+    let reload_at = lines.1.len();
+    plant.write_config(AFTER);
+    plant.hangup();
+    let log = plant.logged("config reloaded", 1).await;
+    assert!(
+        log.contains("added=2") && log.contains("removed=1") && log.contains("reopened=1"),
+        "{log}"
+    );
+
+    // The removed PV disconnects.
+    lines
+        .next("R:Flow disconnects", |v| {
+            v["pv"] == "R:Flow" && v["error"].is_string()
+        })
+        .await;
+    // The watched PVs keep updating after the reload: a few more each.
+    for pv in ["R:Level", "R:Temp"] {
+        while lines.of(pv, reload_at).len() < 5 {
+            lines
+                .next(&format!("{pv} updates after the reload"), |v| v["pv"] == pv)
+                .await;
+        }
+    }
+    for pv in ["R:Level", "R:Temp"] {
+        for v in lines.of(pv, reload_at) {
+            assert!(v["error"].is_null(), "{pv} was disconnected: {v}");
+            assert_eq!(v["sev"], 0, "{pv} flickered: {v}");
+        }
+    }
+    // pvmonitor saw updates of R:Level through the reload and never a disconnect.
+    let mut shown = Vec::new();
+    while let Ok(line) = pvmon.try_recv() {
+        shown.push(line);
+    }
+    assert!(
+        shown.iter().filter(|l| l.starts_with("R:Level")).count() > 0,
+        "pvmonitor: {shown:#?}"
+    );
+    assert!(
+        !shown
+            .iter()
+            .any(|l| l.contains("isconnect") || l.contains("INVALID")),
+        "pvmonitor: {shown:#?}"
+    );
+
+    // The added PVs serve, the changed ones show their new units and type.
+    let got = plant.p4p_get("R:Volume").await;
+    assert_eq!(got["R:Volume"]["value"], 7.5, "{got}");
+    let got = plant.p4p_get("R:Mass").await;
+    assert_eq!(got["R:Mass"]["value"], 8.5, "{got}");
+    let got = plant.p4p_get("R:Pressure").await;
+    assert_eq!(units(&got, "R:Pressure"), "kPa", "{got}");
+    let text = clients()
+        .pvget_until(&plant.env, &["-v", "R:Mode"], "double value 2")
+        .await;
+    assert!(text.contains("double value 2"), "R:Mode as float64: {text}");
+    let text = clients().run("pvget", &plant.env, &["R:Flow"]).await.text();
+    assert!(!text.contains("R:Flow 2"), "R:Flow still served: {text}");
+
+    // Same session: 6 - 1 removed + 2 added; Mode re-subscribed (one out, one in).
+    let after = plant.session().await;
+    assert_eq!(
+        after.session_id, before.session_id,
+        "a new session was opened"
+    );
+    assert_eq!(after.item_count, 7, "{after:?}");
+    let log = std::fs::read_to_string(&plant.log).unwrap();
+    assert_eq!(log.matches("gateway session up").count(), 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_of_an_invalid_file_keeps_the_mapping_and_logs_where() {
+    let plant = Plant::start("invalid", BEFORE).await;
+    let text = clients()
+        .pvget_until(&plant.env, &["R:Flow"], "R:Flow")
+        .await;
+    assert!(text.contains("R:Flow"), "{text}");
+    // Line 17 of the file: a type that does not exist.
+    let bad = BEFORE.replacen("type = \"float64\"", "type = \"float65\"", 1);
+    plant.write_config(&bad);
+    let line = std::fs::read_to_string(&plant.config)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("float65"))
+        .unwrap()
+        + 1;
+    plant.hangup();
+    let log = plant.logged("config reload refused", 1).await;
+    let place = format!("bridge.toml:{line}:");
+    assert!(log.contains(&place), "no {place} in:\n{log}");
+    assert!(log.contains("float65"), "{log}");
+    // Still serving the old mapping, every PV of it.
+    for pv in ["R:Level", "R:Flow", "R:Mode"] {
+        let text = clients().pvget_until(&plant.env, &[pv], pv).await;
+        assert!(text.contains(pv), "{pv} after the refused reload: {text}");
+    }
+    // A file that is gone is refused the same way.
+    std::fs::remove_file(&plant.config).unwrap();
+    plant.hangup();
+    let log = plant.logged("config reload refused", 2).await;
+    assert!(log.contains("bridge.toml"), "{log}");
+    let text = clients()
+        .pvget_until(&plant.env, &["R:Flow"], "R:Flow")
+        .await;
+    assert!(
+        text.contains("R:Flow"),
+        "R:Flow after the refused reload: {text}"
+    );
+    // And a good file afterwards is taken.
+    plant.write_config(AFTER);
+    plant.hangup();
+    plant.logged("config reloaded", 1).await;
+    let got = plant.p4p_get("R:Mass").await;
+    assert_eq!(got["R:Mass"]["value"], 8.5, "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_waiting_on_a_pv_a_reload_removes_fails_clearly() {
+    let plant = Plant::start("put", BEFORE).await;
+    let text = clients().pvget_until(&plant.env, &["R:SP"], "R:SP").await;
+    assert!(text.contains("R:SP"), "{text}");
+    plant
+        .control
+        .set_faults(&Faults {
+            write_delay: Duration::from_secs(60),
+            write_fault_prefix: "Tank001.SP".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let env = plant.env.clone();
+    let put = tokio::spawn(async move { clients().p4p_put(&env, "R:SP", "42.0").await });
+    // The write is sent and waits for its OnWriteComplete.
+    plant.logged("write pv=R:SP", 1).await;
+    let without_sp = AFTER.replace(
+        "[[pv]]\nname = \"SP\"\ntag = \"Tank001.SP\"\ntype = \"float64\"\nwritable = true\n",
+        "",
+    );
+    assert!(!without_sp.contains("Tank001.SP"));
+    plant.write_config(&without_sp);
+    plant.hangup();
+    plant.logged("config reloaded", 1).await;
+    let answer = tokio::time::timeout(Duration::from_secs(20), put)
+        .await
+        .expect("the put is answered")
+        .unwrap();
+    assert!(
+        answer.contains("RemoteError") && answer.contains("PV removed by a config reload"),
+        "{answer}"
+    );
+    // Nothing more is written to it: the bridge logs no further write.
+    let log = std::fs::read_to_string(&plant.log).unwrap();
+    let writes = log.lines().filter(|l| l.contains("write pv=R:SP")).count();
+    assert_eq!(writes, 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_pv_takes_its_ack_pv_with_it_and_the_others_keep_theirs() {
+    let named = |text: &str, pv: &str, alarm: &str| {
+        text.replacen(
+            &format!("name = \"{pv}\"\ntag = \"Tank001.{pv}\"\ntype = \"float64\"\n"),
+            &format!(
+                "name = \"{pv}\"\ntag = \"Tank001.{pv}\"\ntype = \"float64\"\nalarms = [\"Tank001.{alarm}\"]\n"
+            ),
+            1,
+        )
+    };
+    let before = named(&named(BEFORE, "Flow", "Flow.Hi"), "Level", "Level.HiHi");
+    assert!(before.contains("Flow.Hi") && before.contains("Level.HiHi"));
+    let plant = Plant::start("ack", &before).await;
+    for pv in ["R:Flow:ACK", "R:Level:ACK"] {
+        let text = clients().pvget_until(&plant.env, &[pv], pv).await;
+        assert!(text.contains(pv), "{pv} not served at start: {text}");
+    }
+    let after = named(AFTER, "Level", "Level.HiHi");
+    assert!(!after.contains("Tank001.Flow"));
+    plant.write_config(&after);
+    plant.hangup();
+    plant.logged("acknowledgement PV removed", 1).await;
+    let text = clients()
+        .run("pvget", &plant.env, &["-w", "2", "R:Flow:ACK"])
+        .await
+        .text();
+    assert!(text.contains("Timeout"), "R:Flow:ACK still served: {text}");
+    let text = clients()
+        .pvget_until(&plant.env, &["R:Level:ACK"], "R:Level:ACK")
+        .await;
+    assert!(text.contains("R:Level:ACK"), "R:Level:ACK went too: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_gateway_settings_reconnect_and_server_settings_are_named() {
+    let plant = Plant::start("gateway", BEFORE).await;
+    let text = clients()
+        .pvget_until(&plant.env, &["R:Flow"], "R:Flow")
+        .await;
+    assert!(text.contains("R:Flow"), "{text}");
+    let old = plant.session().await;
+    let text = std::fs::read_to_string(&plant.config)
+        .unwrap()
+        .replace(
+            "client_name = \"mxpva-reload\"",
+            "client_name = \"mxpva-reloaded\"",
+        )
+        .replace("[defaults]", "[server]\nauto_beacon = false\n\n[defaults]");
+    std::fs::write(&plant.config, text).unwrap();
+    plant.hangup();
+    let log = plant.logged("gateway session up", 2).await;
+    assert!(log.contains("reconnect=true"), "{log}");
+    assert!(
+        log.contains("changed settings need a restart") && log.contains("[server]"),
+        "{log}"
+    );
+    // A new session under the new name; the old one is closed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sessions = plant.control.sessions().await.unwrap();
+        let new = sessions
+            .iter()
+            .any(|s| s.client_session_name == "mxpva-reloaded" && s.state == "Ready");
+        let old_gone = sessions
+            .iter()
+            .all(|s| s.session_id != old.session_id || s.state != "Ready");
+        if new && old_gone {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sessions: {sessions:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = plant.p4p_get("R:Flow").await;
+    assert_eq!(got["R:Flow"]["value"], 3.0, "{got}");
+}
