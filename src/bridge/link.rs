@@ -115,6 +115,9 @@ impl Bridge {
                 .open_session(&gw.client_name)
                 .await
                 .map_err(|e| fail("cannot open a session", e))?;
+            // Counted stale until the bridge takes the link (`on_connected`): if this task
+            // fails, or is aborted by a reload, the next connect closes the session.
+            stale.lock().push(session.id().to_string());
             let setup = async {
                 let server = session
                     .register(&gw.client_name)
@@ -175,14 +178,7 @@ impl Bridge {
                 Ok::<_, String>((server, user_ids, items, events, early))
             }
             .await;
-            let (server, user_ids, items, events, early) = match setup {
-                Ok(done) => done,
-                Err(e) => {
-                    // The session exists at the gateway: the next connect closes it.
-                    stale.lock().push(session.id().to_string());
-                    return Err(e);
-                }
-            };
+            let (server, user_ids, items, events, early) = setup?;
             Ok((
                 Link {
                     session,
@@ -201,6 +197,8 @@ impl Bridge {
         link: Link,
         items: Vec<(PvId, String, Result<ItemHandle, String>)>,
     ) {
+        let id = link.session.id();
+        self.stale_sessions.lock().retain(|s| s != id);
         self.pvs.clear_items();
         self.strays.reset();
         self.lost_reason = None;
