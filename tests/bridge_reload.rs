@@ -12,6 +12,12 @@
 //! - A put waiting for System Platform on a PV that a reload removes fails with a clear
 //!   message.
 //! - A removed PV's `:ACK` PV goes with it; the others stay.
+//! - A reload that adds an `[[alarm_pv]]`, removes another and renames the table: the
+//!   new alarm PV serves its alarm, the removed one (and its `:ACK`) disconnects, the old
+//!   table name is gone and the new one lists the active alarms; the watched value PVs see
+//!   no disconnect and no INVALID.
+//! - A reload that narrows `[alarms] filter_prefix`: the feed restarts, the alarm left out
+//!   leaves the table and its PV's alarm; the one kept stays.
 //! - Changed `[gateway]` settings reconnect (a new session, the old one closed); changed
 //!   `[server]` settings are named in a warning.
 
@@ -61,6 +67,11 @@ limit = 50.0
 name = "Pressure"
 type = "Double"
 initial = 2.5
+
+[[objects.attributes.alarms]]
+name = "Pressure.Hi"
+kind = "Hi"
+limit = 50.0
 
 [[objects.attributes]]
 name = "Mode"
@@ -327,6 +338,25 @@ impl Lines {
         }
     }
 
+    /// Waits for `gone` to disconnect and for 5 updates each of R:Level and R:Temp since
+    /// line `from`; none of theirs since then is a disconnect or an alarm.
+    async fn gone_and_steady(&mut self, gone: &str, from: usize) {
+        self.next(&format!("{gone} disconnects"), |v| {
+            v["pv"] == gone && v["error"].is_string()
+        })
+        .await;
+        for pv in ["R:Level", "R:Temp"] {
+            while self.of(pv, from).len() < 5 {
+                self.next(&format!("{pv} updates after the reload"), |v| v["pv"] == pv)
+                    .await;
+            }
+            for v in self.of(pv, from) {
+                assert!(v["error"].is_null(), "{pv} was disconnected: {v}");
+                assert_eq!(v["sev"], 0, "{pv} flickered: {v}");
+            }
+        }
+    }
+
     /// Updates of `pv` seen since line `from`.
     fn of(&self, pv: &str, from: usize) -> Vec<&Value> {
         self.1.iter().skip(from).filter(|v| v["pv"] == pv).collect()
@@ -376,26 +406,8 @@ async fn a_reload_adds_removes_and_changes_pvs_and_the_rest_never_flicker() {
         "{log}"
     );
 
-    // The removed PV disconnects.
-    lines
-        .next("R:Flow disconnects", |v| {
-            v["pv"] == "R:Flow" && v["error"].is_string()
-        })
-        .await;
-    // The watched PVs keep updating after the reload: a few more each.
-    for pv in ["R:Level", "R:Temp"] {
-        while lines.of(pv, reload_at).len() < 5 {
-            lines
-                .next(&format!("{pv} updates after the reload"), |v| v["pv"] == pv)
-                .await;
-        }
-    }
-    for pv in ["R:Level", "R:Temp"] {
-        for v in lines.of(pv, reload_at) {
-            assert!(v["error"].is_null(), "{pv} was disconnected: {v}");
-            assert_eq!(v["sev"], 0, "{pv} flickered: {v}");
-        }
-    }
+    // The removed PV disconnects; the watched PVs keep updating, never flickering.
+    lines.gone_and_steady("R:Flow", reload_at).await;
     // pvmonitor saw updates of R:Level through the reload and never a disconnect.
     let mut shown = Vec::new();
     while let Ok(line) = pvmon.try_recv() {
@@ -598,4 +610,143 @@ async fn changed_gateway_settings_reconnect_and_server_settings_are_named() {
     }
     let got = plant.p4p_get("R:Flow").await;
     assert_eq!(got["R:Flow"]["value"], 3.0, "{got}");
+}
+
+/// `[alarms] table` (after the prefix; the head ends in `[alarms]`), the mapping, and one
+/// `[[alarm_pv]]`.
+fn with_alarm_pv(table: &str, alarm_pv: &str, alarm: &str) -> String {
+    format!(
+        "table = \"{table}\"\n{BEFORE}\n[[alarm_pv]]\nname = \"{alarm_pv}\"\n\
+         alarms = [\"Tank001.{alarm}\"]\ntype = \"enum\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_and_removes_alarm_pvs_and_renames_the_table() {
+    let before = with_alarm_pv("AlarmsA", "FlowAlarm", "Flow.Hi");
+    let plant = Plant::with_two_alarms("alarm-pvs", &before, "R:AlarmsA").await;
+    for pv in ["R:FlowAlarm", "R:FlowAlarm:ACK"] {
+        let text = clients().pvget_until(&plant.env, &[pv], pv).await;
+        assert!(text.contains(pv), "{pv} not served at start: {text}");
+    }
+    let (_p4p, lines) = clients().spawn_lines(
+        "python",
+        &plant.env,
+        &["-u", "-c", P4P_LINES, "R:Level", "R:Temp", "R:FlowAlarm"],
+    );
+    let mut lines = Lines(lines, Vec::new());
+    for pv in ["R:Level", "R:Temp"] {
+        lines
+            .until(&format!("{pv} has a value"), |v| {
+                v["pv"] == pv && v["sev"] == 0 && v["value"].is_number()
+            })
+            .await;
+    }
+    lines
+        .until("R:FlowAlarm shows its alarm", |v| {
+            v["pv"] == "R:FlowAlarm" && v["sev"].as_i64().is_some_and(|s| s > 0)
+        })
+        .await;
+
+    let reload_at = lines.1.len();
+    plant.write_config(&with_alarm_pv("AlarmsB", "PressureAlarm", "Pressure.Hi"));
+    plant.hangup();
+    let log = plant.logged("config reloaded", 1).await;
+    assert!(!log.contains("need a restart"), "{log}");
+
+    // The removed alarm PV disconnects (its `:ACK` and the old table name are gone); the
+    // value PVs watched through the reload keep updating: no disconnect, no INVALID.
+    lines.gone_and_steady("R:FlowAlarm", reload_at).await;
+    for pv in ["R:FlowAlarm", "R:FlowAlarm:ACK", "R:AlarmsA"] {
+        let text = clients()
+            .run("pvget", &plant.env, &["-w", "2", pv])
+            .await
+            .text();
+        assert!(text.contains("Timeout"), "{pv} still served: {text}");
+    }
+    // The added one serves its active alarm; the new table lists the active alarms.
+    let text = clients()
+        .pvget_until(&plant.env, &["R:PressureAlarm"], "UNACK_ALM")
+        .await;
+    assert!(text.contains("UNACK_ALM"), "R:PressureAlarm: {text}");
+    let text = clients()
+        .pvget_until(&plant.env, &["R:PressureAlarm:ACK"], "R:PressureAlarm:ACK")
+        .await;
+    assert!(text.contains("R:PressureAlarm:ACK"), "{text}");
+    let text = plant.table_until("R:AlarmsB", "Pressure.Hi").await;
+    assert!(
+        text.contains("Flow.Hi") && text.contains("R:PressureAlarm"),
+        "R:AlarmsB: {text}"
+    );
+}
+
+impl Plant {
+    /// Starts with `mapping`, raises Flow.Hi and Pressure.Hi, and waits until the table
+    /// `table` lists both.
+    async fn with_two_alarms(name: &str, mapping: &str, table: &str) -> Plant {
+        let plant = Plant::start(name, mapping).await;
+        for reference in [
+            "Galaxy!Plant.Tank001.Flow.Hi",
+            "Galaxy!Plant.Tank001.Pressure.Hi",
+        ] {
+            plant.control.raise_alarm(reference).await.unwrap();
+        }
+        let text = plant.table_until(table, "Pressure.Hi").await;
+        assert!(text.contains("Flow.Hi"), "{table}: {text}");
+        plant
+    }
+
+    /// The table `pv` as p4p reads it, polled until it holds `needle` (at most 20 s).
+    async fn table_until(&self, pv: &str, needle: &str) -> String {
+        self.get_until(pv, |t| t.contains(needle)).await
+    }
+
+    /// `pv` as p4p reads it (JSON), polled until `ok` accepts it (at most 20 s).
+    async fn get_until(&self, pv: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.p4p_get(pv).await.to_string();
+            if ok(&text) || Instant::now() > deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrower_filter_prefix_takes_the_alarms_it_leaves_out_away() {
+    let mapping = with_alarm_pv("Alarms", "FlowAlarm", "Flow.Hi");
+    let plant = Plant::with_two_alarms("filter", &mapping, "R:Alarms").await;
+    let got = plant
+        .get_until("R:Pressure", |t| t.contains("Hi alarm"))
+        .await;
+    assert!(
+        got.contains("Hi alarm"),
+        "R:Pressure shows its alarm: {got}"
+    );
+
+    let narrowed = mapping.replacen(
+        "table = ",
+        "filter_prefix = \"Galaxy!Plant.Tank001.Flow\"\ntable = ",
+        1,
+    );
+    plant.write_config(&narrowed);
+    plant.hangup();
+    plant.logged("alarm feed restarted", 1).await;
+    let text = plant
+        .get_until("R:Alarms", |t| !t.contains("Pressure.Hi"))
+        .await;
+    assert!(
+        !text.contains("Pressure.Hi") && text.contains("Flow.Hi"),
+        "R:Alarms after the reload: {text}"
+    );
+    let got = plant
+        .get_until("R:Pressure", |t| !t.contains("Hi alarm"))
+        .await;
+    assert!(!got.contains("Hi alarm"), "R:Pressure: {got}");
+    let text = plant
+        .get_until("R:FlowAlarm", |t| t.contains("Hi alarm"))
+        .await;
+    assert!(text.contains("Hi alarm"), "R:FlowAlarm: {text}");
 }

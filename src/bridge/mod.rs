@@ -39,7 +39,7 @@
 //! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
 //! - `alarms/`: System Platform alarms: the feed, their PVs, `:ACK`, the table
 //!   (`table.rs`), the `kind` severity scheme (`severity.rs`), following a changed
-//!   mapping (`remap.rs`).
+//!   mapping (`remap.rs`) and reloaded alarm settings (`reload.rs`).
 //! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
 //! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
 //! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
@@ -48,9 +48,10 @@
 //! re-tagged meanwhile are subscribed then, items of PVs removed meanwhile unsubscribed.
 //! The figure: `benches/reload.rs` (docs/performance.md).
 //!
-//! Still to do: `[[alarm_pv]]` and the alarm feed's own settings (`enabled`,
-//! `filter_prefix`, `table`, `ack_suffix`) and the `[limits]` sizes need a restart; a
-//! Galaxy deploy (WatchDeployEvents), `[[discover]]` rules and on-demand PVs are the next
+//! `[alarms]` and `[[alarm_pv]]` changes apply too (`alarms/reload.rs`: alarm PVs, the
+//! table, `:ACK` names, the feed restarted on a new filter).
+//!
+//! Still to do: the `[limits]` sizes need a restart; a Galaxy deploy (WatchDeployEvents), `[[discover]]` rules and on-demand PVs are the next
 //! sources of diffs (`diff::desired` is where they join the config's PVs).
 
 mod alarms;

@@ -1,13 +1,15 @@
 //! Reload on SIGHUP: the config file is read and validated again. An invalid file changes
 //! nothing (the mapping in service stays, the log says what is wrong and where). A valid
-//! one is applied as a diff; `[gateway]` and `[users]` changes reconnect; settings that
-//! need a restart are named in a warning.
+//! one is applied as a diff; `[gateway]` and `[users]` changes reconnect; `[alarms]` and
+//! `[[alarm_pv]]` changes apply (`alarms/reload.rs`); settings that need a restart
+//! (`[server]`, the `[limits]` sizes) are named in a warning.
 
 use std::path::Path;
 use std::time::Instant;
 
 use tracing::{info, warn};
 
+use super::alarms::FeedLink;
 use super::diff::{desired, diff};
 use super::link::client_options;
 use super::Bridge;
@@ -44,7 +46,6 @@ impl Bridge {
         if old_l.max_alarms != new_l.max_alarms || old_l.max_table_rows != new_l.max_table_rows {
             restart.push("[limits] max_alarms, max_table_rows");
         }
-        restart.extend(self.alarms.reload_settings(&new.alarms, &new.alarm_pvs));
         let mut relink = false;
         if new.gateway != self.config.gateway || new.users != self.config.users {
             match client_options(&new.gateway, &self.config.limits) {
@@ -60,6 +61,12 @@ impl Bridge {
                 ),
             }
         }
+        let link = FeedLink {
+            opts: &self.opts,
+            gateway: &self.config.gateway,
+            changed: relink,
+        };
+        self.alarms.reload_settings(&new, &link, &self.pvs);
         // Caps on puts apply to the next put.
         self.config.limits.max_puts_per_pv = new_l.max_puts_per_pv;
         self.config.limits.max_puts_in_flight = new_l.max_puts_in_flight;

@@ -29,7 +29,7 @@ impl AckPv {
 impl Alarms {
     /// Serves the owner's `:ACK` PV once.
     pub(super) fn ensure_ack(&mut self, owner: Owner, pvs: &Registry) {
-        if self.ack_done.contains_key(&owner) {
+        if !self.cfg.enabled || self.ack_done.contains_key(&owner) {
             return;
         }
         let wanted = self.acknowledge_enabled(owner, pvs);

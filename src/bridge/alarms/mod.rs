@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 mod ack;
 mod feed;
+mod reload;
 mod remap;
 mod severity;
 mod table;
@@ -34,8 +35,9 @@ mod table;
 use self::ack::AckPv;
 use self::feed::spawn_feed;
 pub(super) use self::feed::FeedMsg;
+use self::reload::open_table;
+pub(super) use self::reload::FeedLink;
 use self::severity::kind_severity;
-use self::table::table_columns;
 use super::registry::{PvId, Registry};
 use super::stamp::Stamps;
 use crate::config::{self, AlarmPvType, SeverityScheme};
@@ -44,8 +46,8 @@ use crate::gateway::{
     ClientOptions, GatewayClient,
 };
 use crate::pva::{
-    Access, Alarm, AlarmStatus, Display, EventSender, NtValue, PvType, PvaError, ScalarType,
-    Server, Severity, SharedPv, TablePv, TableUpdate, TimeStamp, Update,
+    Alarm, AlarmStatus, EventSender, NtValue, PvaError, Server, Severity, SharedPv, TablePv,
+    TimeStamp, Update,
 };
 
 /// Alarm references named in the config (lower-case, full and short) -> owner; and the
@@ -323,6 +325,10 @@ pub(super) struct Alarms {
     /// Reloaded `[alarms]` settings change every alarm's part: the next remap re-posts
     /// them all.
     settings_changed: bool,
+    /// Owners a reload made or changed, re-posted by the next remap.
+    repost: Changed,
+    /// A complete snapshot of the running feed has come: the active set can be shown.
+    synced: bool,
 }
 
 impl Drop for Alarms {
@@ -359,51 +365,17 @@ impl Alarms {
         let (named, by_tag) = owner_maps(pvs, &config.alarm_pvs);
         let mut own = Vec::new();
         for c in &config.alarm_pvs {
-            let mut pv = SharedPv::new(c.name.as_str(), Access::ReadOnly, events)?;
-            let (ty, value) = match c.pv_type {
-                AlarmPvType::Enum => (PvType::Enum, NtValue::Enum(0)),
-                AlarmPvType::Int32 => (PvType::Scalar(ScalarType::Int32), NtValue::Int32(0)),
-            };
-            let mut initial = Update::value(value)
-                .with_alarm(Alarm::new(
-                    Severity::Invalid,
-                    AlarmStatus::Undefined,
-                    "waiting for the alarm feed",
-                ))
-                .with_display(Display {
-                    description: c.description.clone().unwrap_or_default(),
-                    ..Default::default()
-                });
-            if ty == PvType::Enum {
-                initial = initial.with_choices(OWN_CHOICES);
-            }
-            let mut stamps = Stamps::default();
-            initial.time = Some(stamps.now(c.name.as_str()));
-            pv.open(ty, &initial)?;
-            server.add_pv(&pv)?;
-            own.push(OwnPv {
-                cfg: c.clone(),
-                pv,
-                stamps,
-            });
+            own.push(OwnPv::open(c, &server, events)?);
         }
         let mut table_stamps = Stamps::default();
         let table = match &cfg.table {
-            Some(name) if cfg.enabled => {
-                let mut t = TablePv::new(name.as_str(), table_columns(), events)?;
-                let empty = TableUpdate {
-                    columns: Some(Self::rows(&BTreeMap::new(), pvs, &[], 0).0),
-                    alarm: Some(Alarm::new(
-                        Severity::Invalid,
-                        AlarmStatus::Undefined,
-                        "waiting for the alarm feed",
-                    )),
-                    time: Some(table_stamps.now(name.as_str())),
-                };
-                t.open(&empty)?;
-                server.add_table(&t)?;
-                Some(t)
-            }
+            Some(name) if cfg.enabled => Some(open_table(
+                name.as_str(),
+                &server,
+                events,
+                pvs,
+                &mut table_stamps,
+            )?),
             _ => None,
         };
         let mut alarms = Alarms {
@@ -428,6 +400,8 @@ impl Alarms {
             dropped: 0,
             pending_dropped: 0,
             settings_changed: false,
+            repost: Vec::new(),
+            synced: false,
         };
         if alarms.cfg.enabled {
             let known: Vec<Owner> = alarms.named.values().copied().collect();
@@ -566,6 +540,7 @@ impl Alarms {
                 }
                 let old = std::mem::replace(&mut self.active, new);
                 self.lost = None;
+                self.synced = true;
                 self.dropped = std::mem::take(&mut self.pending_dropped);
                 info!(active = self.active.len(), "alarm snapshot");
                 if self.dropped > 0 {

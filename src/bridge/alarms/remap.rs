@@ -1,5 +1,6 @@
 //! The alarm side follows the mapping when it changes while serving: owners are found
-//! again, `:ACK` PVs of PVs gone go with them, and `[alarms]` settings reloaded apply.
+//! again, `:ACK` PVs of PVs gone go with them (`reload.rs` takes reloaded `[alarms]`
+//! settings and `[[alarm_pv]]` PVs).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ impl Alarms {
             .map(|e| (e.reference.clone(), self.owner_of(e)))
             .collect();
         let all = std::mem::take(&mut self.settings_changed);
+        owners.append(&mut self.repost);
         for (reference, owner) in active {
             if let Some(e) = self.active.get_mut(&reference) {
                 let repost = all
@@ -61,7 +63,8 @@ impl Alarms {
             .filter(
                 |(name, (owner, _))| match self.owner_settings(*owner, pvs) {
                     Some((pv, acknowledge, _)) => {
-                        !acknowledge
+                        !self.cfg.enabled
+                            || !acknowledge
                             || name.as_ref() != format!("{pv}{}", self.cfg.ack_suffix).as_str()
                     }
                     None => true,
@@ -78,11 +81,9 @@ impl Alarms {
                 info!(pv = %name, "acknowledgement PV removed");
             }
         }
-        // Value owners are looked at again (a PV may now acknowledge); `[[alarm_pv]]`
-        // owners have not changed.
+        // Owners without an `:ACK` PV are looked at again (a PV may now acknowledge).
         let served: HashSet<Owner> = self.acks.values().map(|(owner, _)| *owner).collect();
-        self.ack_done
-            .retain(|owner, _| matches!(owner, Owner::Own(_)) || served.contains(owner));
+        self.ack_done.retain(|owner, _| served.contains(owner));
         if self.cfg.enabled {
             let known: Vec<Owner> = self.named.values().copied().collect();
             for owner in known {
@@ -97,54 +98,5 @@ impl Alarms {
             Owner::Value(id) => pvs.get(*id).is_some(),
             Owner::Own(_) => true,
         });
-    }
-
-    /// Takes reloaded `[alarms]` settings: severities, priority bands and the severity
-    /// scheme apply at once (with the next [`Alarms::remap`]); the names of those that
-    /// need a restart, when they changed, are returned.
-    pub fn reload_settings(
-        &mut self,
-        new: &config::Alarms,
-        alarm_pvs: &[config::AlarmPv],
-    ) -> Vec<&'static str> {
-        let mut restart = Vec::new();
-        let old = &self.cfg;
-        let mut note = |differs: bool, what: &'static str| {
-            if differs {
-                restart.push(what);
-            }
-        };
-        note(old.enabled != new.enabled, "[alarms] enabled");
-        note(
-            old.filter_prefix != new.filter_prefix,
-            "[alarms] filter_prefix",
-        );
-        note(old.table != new.table, "[alarms] table");
-        note(old.ack_suffix != new.ack_suffix, "[alarms] ack_suffix");
-        // Where a table sits in the file is no change.
-        let unplaced = |a: &config::AlarmPv| config::AlarmPv {
-            location: String::new(),
-            ..a.clone()
-        };
-        note(
-            self.own.len() != alarm_pvs.len()
-                || self
-                    .own
-                    .iter()
-                    .zip(alarm_pvs)
-                    .any(|(a, b)| unplaced(&a.cfg) != unplaced(b)),
-            "[[alarm_pv]]",
-        );
-        self.settings_changed |= self.cfg.returned_unacked != new.returned_unacked
-            || self.cfg.priorities != new.priorities
-            || self.cfg.severity != new.severity;
-        self.cfg = config::Alarms {
-            enabled: old.enabled,
-            filter_prefix: old.filter_prefix.clone(),
-            table: old.table.clone(),
-            ack_suffix: old.ack_suffix.clone(),
-            ..new.clone()
-        };
-        restart
     }
 }
