@@ -44,11 +44,13 @@ pub struct PutLimits {
 }
 
 impl Default for PutLimits {
+    /// The `[limits]` defaults.
     fn default() -> Self {
+        let d = crate::config::Limits::DEFAULT;
         PutLimits {
-            max_queued: 4_096,
-            max_array_length: 100_000,
-            max_string_length: 65_536,
+            max_queued: d.max_puts_queued,
+            max_array_length: d.max_array_length,
+            max_string_length: d.max_string_length,
         }
     }
 }
