@@ -343,3 +343,51 @@ async fn with_the_gateway_down_a_first_client_gets_the_reason_not_a_hang() {
         .text();
     assert!(text.contains("D:Level"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_session_advises_only_the_on_demand_pvs_watched_now() {
+    // Level lingers a minute: still advised, but nobody watches it, at the session loss.
+    let mapping = ON_DEMAND.replacen(
+        "type = \"float64\"\n",
+        "type = \"float64\"\nlinger = \"60s\"\n",
+        1,
+    );
+    let plant = Plant::start("session", &mapping, false).await;
+    plant.advised(1, "at start").await;
+    let got = clients().p4p_get(&plant.env, &["D:Level"]).await;
+    assert_eq!(got["D:Level"]["value"], 1.0, "{got}");
+    let mut watch = clients().p4p_watch(&plant.env, &["D:Mode"]);
+    watch
+        .until("D:Mode", "a first value", Duration::from_secs(20), |s| {
+            s.error.is_none() && s.severity() == Some(0)
+        })
+        .await;
+    plant
+        .advised(3, "Temp, lingering Level and watched Mode")
+        .await;
+
+    // The gateway restarts: every session is gone.
+    plant.control().restart().await.unwrap();
+    watch
+        .until("D:Mode", "the session loss", Duration::from_secs(20), |s| {
+            s.severity() == Some(3)
+        })
+        .await;
+    // The new session advises Temp and the watched Mode, not the lingering Level.
+    plant.advised(2, "a new session").await;
+    watch
+        .until("D:Mode", "a value again", Duration::from_secs(20), |s| {
+            s.error.is_none() && s.severity() == Some(0)
+        })
+        .await;
+    assert_eq!(plant.items().await, Some((2, 2)));
+    // Level's next first client gets a fresh value.
+    plant
+        .control()
+        .set_value("Tank001.Level", "3.5", None)
+        .await
+        .unwrap();
+    let got = clients().p4p_get(&plant.env, &["D:Level"]).await;
+    assert_eq!(got["D:Level"]["value"], 3.5, "{got}");
+    assert_eq!(got["D:Level"]["alarm"]["severity"], 0, "{got}");
+}

@@ -453,3 +453,31 @@ impl Bridge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_come_soonest_first_and_a_new_one_replaces_the_old() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let (a, b, c) = (PvId::for_test(1), PvId::for_test(2), PvId::for_test(3));
+        let mut d = Deadlines::default();
+        assert_eq!(d.next(), None);
+        d.set(a, ms(300));
+        d.set(b, ms(100));
+        d.set(c, ms(200));
+        assert_eq!(d.next(), Some(ms(100)));
+        // A client that came back and left again: its linger starts over.
+        d.set(b, ms(400));
+        assert_eq!(d.next(), Some(ms(200)));
+        d.remove(c);
+        assert!(!d.contains(c));
+        assert_eq!(d.take_due(ms(350)), vec![a]);
+        assert_eq!(d.take_due(ms(350)), Vec::<PvId>::new());
+        assert!(d.contains(b));
+        assert_eq!(d.drain(), vec![b]);
+        assert_eq!(d.next(), None);
+    }
+}

@@ -79,3 +79,65 @@ pub(crate) fn resolve(
         linger: own.unwrap_or(default_linger),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{Config, Subscribe, DEFAULT_LINGER};
+
+    fn load(defaults: &str, pvs: &str) -> Result<Config, String> {
+        let text =
+            format!("[gateway]\nendpoint = \"http://127.0.0.1:1\"\n[defaults]\n{defaults}\n{pvs}");
+        Config::from_str_at(&text, Path::new("s.toml")).map_err(|e| e.to_string())
+    }
+
+    const A: &str = "[[pv]]\nname = \"A\"\ntag = \"T.A\"\n";
+
+    #[test]
+    fn each_pv_takes_its_own_keys_else_the_defaults() {
+        let c = load("", A).unwrap();
+        assert_eq!(c.pvs[0].subscribe, Subscribe::Always);
+        let c = load("subscribe = \"on_demand\"", A).unwrap();
+        let linger = DEFAULT_LINGER;
+        assert_eq!(c.pvs[0].subscribe, Subscribe::OnDemand { linger });
+        // A [defaults] linger serves a PV that asks for on_demand on its own.
+        let pv = "[[pv]]\nname = \"A\"\ntag = \"T.A\"\nsubscribe = \"on_demand\"\n";
+        let c = load("linger = \"2m\"", pv).unwrap();
+        let linger = Duration::from_secs(120);
+        assert_eq!(c.pvs[0].subscribe, Subscribe::OnDemand { linger });
+        let pv = format!("{pv}linger = \"250ms\"\n");
+        let c = load("linger = \"2m\"", &pv).unwrap();
+        let linger = Duration::from_millis(250);
+        assert_eq!(c.pvs[0].subscribe, Subscribe::OnDemand { linger });
+        let pv = "[[pv]]\nname = \"A\"\ntag = \"T.A\"\nsubscribe = \"always\"\n";
+        let c = load("subscribe = \"on_demand\"", pv).unwrap();
+        assert_eq!(c.pvs[0].subscribe, Subscribe::Always);
+        assert!(c.mapping_table().contains("pvs:       1\n"));
+        let c = load("subscribe = \"on_demand\"\nlinger = \"0s\"", A).unwrap();
+        let linger = Duration::ZERO;
+        assert_eq!(c.pvs[0].subscribe, Subscribe::OnDemand { linger });
+        assert!(c.mapping_table().contains("1 subscribed on demand"));
+    }
+
+    #[test]
+    fn bad_keys_are_refused_with_their_position_and_why() {
+        let pv = "[[pv]]\nname = \"A\"\ntag = \"T.A\"\nlinger = \"5s\"\n";
+        assert_eq!(
+            load("", pv).unwrap_err(),
+            "s.toml:8:10: pv[1].linger: `linger` applies only to subscribe = \"on_demand\", and this PV is subscribed always"
+        );
+        assert_eq!(
+            load("subscribe = \"sometimes\"", A).unwrap_err(),
+            "s.toml:4:13: defaults.subscribe: unknown variant `sometimes`, expected `always` or `on_demand`"
+        );
+        let e = load("linger = \"25h\"", A).unwrap_err();
+        assert!(
+            e.contains("defaults.linger: 1day 1h is longer than 24 hours"),
+            "{e}"
+        );
+        let e = load("linger = 5", A).unwrap_err();
+        assert!(e.contains("a duration needs a unit"), "{e}");
+    }
+}
