@@ -43,6 +43,8 @@
 //! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
 //! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
 //! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
+//! - `demand.rs`: on-demand PVs (`subscribe = "on_demand"`): advised while watched (pvxs
+//!   first connect / last disconnect), un-advised `linger` after the last client left.
 //!
 //! A diff applied while a connect is under way is caught up after it: PVs added or
 //! re-tagged meanwhile are subscribed then, items of PVs removed meanwhile unsubscribed.
@@ -51,7 +53,7 @@
 //! `[alarms]` and `[[alarm_pv]]` changes apply too (`alarms/reload.rs`: alarm PVs, the
 //! table, `:ACK` names, the feed restarted on a new filter).
 //!
-//! Still to do: the `[limits]` sizes need a restart; a Galaxy deploy (WatchDeployEvents), `[[discover]]` rules and on-demand PVs are the next
+//! Still to do: the `[limits]` sizes need a restart; a Galaxy deploy (WatchDeployEvents) and `[[discover]]` rules are the next
 //! sources of diffs (`diff::desired` is where they join the config's PVs).
 
 mod alarms;
