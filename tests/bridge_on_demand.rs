@@ -13,6 +13,11 @@
 //!   (un-advised after its linger).
 //! - With the gateway down, the first client of an on-demand PV does not hang: it gets
 //!   the PV INVALID with the reason, and mxpva serves on.
+//! - The first client's wait is bounded by `[gateway] request_timeout`: with the
+//!   simulator's events stalled it gets the PV INVALID, saying no value came; a tag
+//!   System Platform does not know shows its reason at once.
+//! - A new session (the gateway restarted) advises the watched on-demand PVs, not the
+//!   lingering ones.
 
 mod clients;
 
@@ -59,7 +64,7 @@ initial = 10.0
 const HEAD: &str = r#"
 [gateway]
 endpoint = "http://127.0.0.1:{port}"
-client_name = "mxpva-ondemand"
+client_name = "mxpva-ondemand"{gateway}
 reconnect_initial = "100ms"
 reconnect_max = "400ms"
 
@@ -98,6 +103,7 @@ writable = true
 
 struct Plant {
     port: u16,
+    gateway: String,
     control: Option<RemoteSim>,
     _sim: Option<tokio::process::Child>,
     bridge: tokio::process::Child,
@@ -113,14 +119,22 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn write_config(path: &Path, port: u16, mapping: &str) {
-    let head = HEAD.replace("{port}", &port.to_string());
+/// The config: `gateway` holds extra `[gateway]` lines.
+fn write_config(path: &Path, port: u16, gateway: &str, mapping: &str) {
+    let head = HEAD
+        .replace("{port}", &port.to_string())
+        .replace("{gateway}", gateway);
     std::fs::write(path, format!("{head}{mapping}")).unwrap();
 }
 
 impl Plant {
     /// The simulator (unless `gateway_down`) and the bridge serving `mapping`.
     async fn start(name: &str, mapping: &str, gateway_down: bool) -> Plant {
+        Plant::start_with(name, "", mapping, gateway_down).await
+    }
+
+    /// [`Plant::start`] with extra `[gateway]` lines.
+    async fn start_with(name: &str, gateway: &str, mapping: &str, gateway_down: bool) -> Plant {
         let dir = test_dir(name);
         let (port, _) = free_ports();
         let (sim, control) = if gateway_down {
@@ -135,10 +149,11 @@ impl Plant {
         };
         let config = dir.join("bridge.toml");
         let log = dir.join("bridge.log");
-        write_config(&config, port, mapping);
+        write_config(&config, port, gateway, mapping);
         let (bridge, env) = clients::start_bridge(&config, &log);
         Plant {
             port,
+            gateway: gateway.to_string(),
             control,
             _sim: sim,
             bridge,
@@ -181,7 +196,7 @@ impl Plant {
     }
 
     fn write_config(&self, mapping: &str) {
-        write_config(&self.config, self.port, mapping);
+        write_config(&self.config, self.port, &self.gateway, mapping);
     }
 
     fn hangup(&self) {
@@ -390,4 +405,49 @@ async fn a_new_session_advises_only_the_on_demand_pvs_watched_now() {
     let got = clients().p4p_get(&plant.env, &["D:Level"]).await;
     assert_eq!(got["D:Level"]["value"], 3.5, "{got}");
     assert_eq!(got["D:Level"]["alarm"]["severity"], 0, "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_client_waits_for_a_value_no_longer_than_the_bound() {
+    // The bound is [gateway] request_timeout: 1 s here.
+    let mapping = format!(
+        "{ON_DEMAND}\n[[pv]]\nname = \"Missing\"\ntag = \"Tank009.Level\"\ntype = \"float64\"\n"
+    );
+    let bound = "\nrequest_timeout = \"1s\"";
+    let plant = Plant::start_with("bound", bound, &mapping, false).await;
+    plant.advised(1, "at start").await;
+
+    // A tag System Platform does not know: the first client gets the reason at once.
+    let got = clients().p4p_get(&plant.env, &["D:Missing"]).await;
+    assert_eq!(got["D:Missing"]["alarm"]["severity"], 3, "{got}");
+    let message = got["D:Missing"]["alarm"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("InvalidReference"), "{got}");
+
+    // Events stall: the advise goes through but no value comes. The first client is
+    // served INVALID after the bound, with the reason, well within pvget's 5 s.
+    let stall = mxpva::sim::Faults {
+        stall_events: true,
+        ..Default::default()
+    };
+    plant.control().set_faults(&stall).await.unwrap();
+    let got = clients().run("pvget", &plant.env, &["-v", "D:Level"]).await;
+    let text = got.text();
+    assert!(
+        text.contains("no value from System Platform within 1s of the first client"),
+        "{text}"
+    );
+    assert_eq!(severity_of(&text), Some(3), "{text}");
+    // The value comes once the events flow again, to the next client too.
+    let mut watch = clients().p4p_watch(&plant.env, &["D:Level"]);
+    plant
+        .control()
+        .set_faults(&mxpva::sim::Faults::default())
+        .await
+        .unwrap();
+    let seen = watch
+        .until("D:Level", "the value", Duration::from_secs(20), |s| {
+            s.severity() == Some(0)
+        })
+        .await;
+    assert_eq!(seen.v["value"], 1.0, "{seen:?}");
 }
