@@ -16,6 +16,8 @@
 //! - The first client's wait is bounded by `[gateway] request_timeout`: with the
 //!   simulator's events stalled it gets the PV INVALID, saying no value came; a tag
 //!   System Platform does not know shows its reason at once.
+//! - A client that comes back within the linger finds the tag still advised: it is not
+//!   un-advised at the end of the first linger, and its monitor sees no disconnect.
 //! - A new session (the gateway restarted) advises the watched on-demand PVs, not the
 //!   lingering ones.
 
@@ -49,6 +51,11 @@ dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 7.0 }
 name = "Level"
 type = "Double"
 initial = 1.0
+
+[[objects.attributes]]
+name = "Flow"
+type = "Double"
+dynamics = { kind = "ramp", min = 0.0, max = 1000.0, rate = 5.0 }
 
 [[objects.attributes]]
 name = "Mode"
@@ -450,4 +457,43 @@ async fn a_first_client_waits_for_a_value_no_longer_than_the_bound() {
         })
         .await;
     assert_eq!(seen.v["value"], 1.0, "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_back_within_the_linger_keeps_the_tag_advised() {
+    let mapping = format!(
+        "{ON_DEMAND}\n[[pv]]\nname = \"Flow\"\ntag = \"Tank001.Flow\"\ntype = \"float64\"\nlinger = \"5s\"\n"
+    );
+    let plant = Plant::start("back", &mapping, false).await;
+    plant.advised(1, "at start").await;
+    let got = clients().p4p_get(&plant.env, &["D:Flow"]).await;
+    assert_eq!(got["D:Flow"]["alarm"]["severity"], 0, "{got}");
+    let left = std::time::SystemTime::now();
+    // Back within the linger, and watching past its end.
+    let mut watch = clients().p4p_watch(&plant.env, &["D:Flow"]);
+    watch
+        .until("D:Flow", "a first value", Duration::from_secs(20), |s| {
+            s.error.is_none()
+        })
+        .await;
+    let past = left + Duration::from_secs(7);
+    watch
+        .until(
+            "D:Flow",
+            "an update 2 s past the first linger",
+            Duration::from_secs(30),
+            |s| {
+                assert_eq!(s.error, None, "the watcher was disconnected");
+                assert_eq!(s.severity(), Some(0), "{s:?}");
+                let secs = s.v["timeStamp"]["secondsPastEpoch"].as_u64().unwrap_or(0);
+                std::time::UNIX_EPOCH + Duration::from_secs(secs) > past
+            },
+        )
+        .await;
+    assert_eq!(plant.items().await, Some((2, 2)));
+    let log = std::fs::read_to_string(&plant.log).unwrap();
+    assert!(!log.contains("un-advising on-demand PVs"), "{log}");
+    // Once it leaves, the tag goes after the linger.
+    drop(watch);
+    plant.advised(1, "D:Flow un-advised").await;
 }
