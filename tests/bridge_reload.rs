@@ -257,29 +257,12 @@ impl Plant {
     }
 
     fn hangup(&self) {
-        let pid = self.bridge.id().expect("the bridge runs").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        clients::hangup(&self.bridge);
     }
 
     /// Waits (at most 20 s) until the bridge's log holds `count` lines with `needle`.
     async fn logged(&self, needle: &str, count: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if text.matches(needle).count() >= count {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the bridge log holds {} of {count} lines with {needle:?}:\n{text}",
-                text.matches(needle).count()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        clients::logged(&self.log, needle, count).await
     }
 
     /// The bridge's session at the simulator.

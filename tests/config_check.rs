@@ -31,7 +31,7 @@ fn unknown_key() {
         "tests/fixtures/config/unknown_key.toml:10:1: pv[2].tga: unknown field `tga`, expected \
          one of `name`, `tag`, `type`, `units`, `precision`, `description`, `display`, \
          `control`, `value_alarm`, `writable`, `write_mode`, `user`, `verifier`, `timestamp`, \
-         `choices`, `alarms`, `acknowledge`, `alarm_severity`\n"
+         `choices`, `alarms`, `acknowledge`, `alarm_severity`, `subscribe`, `linger`\n"
     );
 }
 

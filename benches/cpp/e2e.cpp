@@ -20,6 +20,12 @@
 //                            lat          record now - timeStamp of every update from here
 //                            stop FILE    stop recording, write the latencies (us, one a
 //                                         line) to FILE, print "done <count>"
+//   e2e first PREFIX FROM N
+//                          Monitor PREFIX<FROM>..PREFIX<FROM+N-1> (all at once) and print, per
+//                          PV, "first <i> <ns from creating its monitor to its first value>
+//                          <severity of that value>", then "READY <unix ns>" once every PV
+//                          has shown one (or after 60 s with fewer); then keep watching until
+//                          stdin closes.
 //   e2e put PREFIX W SECS FILE
 //                          W writers, writer w putting to PREFIX<w> in a loop (one put in
 //                          flight each) for SECS; write each round trip (us, one a line)
@@ -264,6 +270,57 @@ int monitor(const std::string& prefix, size_t n) {
     std::_Exit(0);
 }
 
+// ---------------------------------------------------------------- first values
+
+int first(const std::string& prefix, size_t from, size_t n) {
+    auto ctxt = pvxs::client::Config::fromEnv().build();
+    std::mutex lock;
+    std::condition_variable changed;
+    size_t seen = 0;
+    std::vector<std::shared_ptr<pvxs::client::Subscription>> subs;
+    subs.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+        const auto t0 = steady::now();
+        auto got = std::make_shared<bool>(false);
+        subs.push_back(ctxt.monitor(prefix + std::to_string(from + i))
+                           .maskConnected(true)
+                           .maskDisconnected(true)
+                           .event([&, got, t0, i](pvxs::client::Subscription& sub) {
+                               for (;;) {
+                                   try {
+                                       auto v = sub.pop();
+                                       if (!v) break;
+                                       if (*got) continue;
+                                       *got = true;
+                                       const auto ns =
+                                           std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                               steady::now() - t0)
+                                               .count();
+                                       say("first " + std::to_string(from + i) + " " +
+                                           std::to_string(ns) + " " +
+                                           std::to_string(v["alarm.severity"].as<int32_t>()));
+                                       std::lock_guard<std::mutex> g(lock);
+                                       seen++;
+                                       changed.notify_all();
+                                   } catch (std::exception& e) {
+                                       std::fprintf(stderr, "first: %s\n", e.what());
+                                       break;
+                                   }
+                               }
+                           })
+                           .exec());
+    }
+    {
+        std::unique_lock<std::mutex> g(lock);
+        changed.wait_for(g, std::chrono::seconds(kReadyLimitS), [&] { return seen >= n; });
+    }
+    say("READY " + std::to_string(unix_ns()));
+    std::string line;
+    while (std::getline(std::cin, line)) {
+    }
+    std::_Exit(0);
+}
+
 // ---------------------------------------------------------------- put client
 
 struct Writers {
@@ -337,6 +394,8 @@ int main(int argc, char* argv[]) {
         const std::string mode = argc > 1 ? argv[1] : "";
         if (mode == "limit" && argc == 4) return limit(argv[2], std::stoul(argv[3]));
         if (mode == "monitor" && argc == 4) return monitor(argv[2], std::stoul(argv[3]));
+        if (mode == "first" && argc == 5)
+            return first(argv[2], std::stoul(argv[3]), std::stoul(argv[4]));
         if (mode == "put" && argc == 6)
             return put(argv[2], std::stoul(argv[3]), std::stod(argv[4]), argv[5]);
     } catch (std::exception& e) {
@@ -344,6 +403,6 @@ int main(int argc, char* argv[]) {
         return 1;
     }
     std::fprintf(stderr,
-                 "usage: e2e limit PREFIX N | monitor PREFIX N | put PREFIX WRITERS SECS FILE\n");
+                 "usage: e2e limit PREFIX N | monitor PREFIX N | first PREFIX FROM N | put PREFIX WRITERS SECS FILE\n");
     return 2;
 }

@@ -52,6 +52,7 @@ impl Bridge {
         // alarm settings.
         let mut touched: HashSet<PvId> = HashSet::new();
         for id in diff.removed {
+            self.forget_on_demand(id, "PV removed by a config reload");
             let Some(mut pv) = self.pvs.remove(id) else {
                 continue;
             };
@@ -107,6 +108,9 @@ impl Bridge {
                     touched.insert(c.id);
                 }
                 pv.reconfigure(c.cfg, post);
+                if c.changes.contains(&Change::Subscribe) && self.subscribe_changed(c.id) {
+                    subscribe.push(c.id);
+                }
                 applied.changed_in_place += 1;
             }
         }
@@ -130,8 +134,13 @@ impl Bridge {
         applied
     }
 
-    /// Unsubscribes `items` and subscribes the tags of `ids` in the live session, if any.
+    /// Unsubscribes `items` and subscribes the tags of `ids` in the live session, if any
+    /// (of `ids`, those [`Bridge::wants_item`]: on-demand PVs only while watched).
     pub(super) fn spawn_subscriptions(&mut self, items: Vec<ItemHandle>, ids: Vec<PvId>) {
+        if self.link.is_none() || (items.is_empty() && ids.is_empty()) {
+            return;
+        }
+        let ids = self.wanted_for_advise(ids);
         let Some(link) = &self.link else {
             return;
         };
@@ -186,6 +195,7 @@ impl Bridge {
         results: Result<Vec<Result<ItemHandle, String>>, String>,
     ) {
         self.subscribing = self.subscribing.saturating_sub(1);
+        let asked = ids.clone();
         let live = self
             .link
             .as_ref()
@@ -219,6 +229,7 @@ impl Bridge {
             );
             self.spawn_subscriptions(gone, Vec::new());
         }
+        self.advised(&asked);
         if self.subscribing == 0 {
             for ev in std::mem::take(&mut self.early) {
                 self.on_session_event(ev);

@@ -37,6 +37,8 @@ pub(super) enum Change {
     Limits,
     /// Which time is posted (`timestamp`).
     Timestamp,
+    /// When the tag is advised (`subscribe`, `linger`): taken in place (`demand.rs`).
+    Subscribe,
 }
 
 /// How a PV's config changed: each kind once, in [`Change`] order; empty when it did not.
@@ -76,6 +78,7 @@ pub(super) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Change> {
         Change::Limits,
     );
     note(old.timestamp != new.timestamp, Change::Timestamp);
+    note(old.subscribe != new.subscribe, Change::Subscribe);
     out
 }
 

@@ -92,10 +92,12 @@ impl Bridge {
         let opts = self.opts.clone();
         let gw = self.config.gateway.clone();
         // In the order the PVs were added, each tag with its PV.
+        // On-demand PVs only while watched.
         let (ids, tags): (Vec<PvId>, Vec<String>) = self
             .pvs
             .ids()
             .into_iter()
+            .filter(|&id| self.wants_item(id))
             .filter_map(|id| Some((id, self.pvs.get(id)?.cfg.tag.as_str().to_string())))
             .unzip();
         let stale = self.stale_sessions.clone();
@@ -234,6 +236,7 @@ impl Bridge {
             "gateway session up"
         );
         self.link = Some(link);
+        self.connected_on_demand(&asked);
         self.after_connect(&asked, unwanted);
     }
 
@@ -252,6 +255,7 @@ impl Bridge {
         self.pvs.clear_items();
         // Held data changes name items of the lost session.
         self.early.clear();
+        self.on_demand_link_lost(reason);
         // Retries that fail the same way change nothing a client can see.
         if self.lost_reason.as_deref() == Some(reason) {
             tracing::debug!(%reason, "gateway still unavailable");

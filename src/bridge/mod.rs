@@ -43,6 +43,8 @@
 //! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
 //! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
 //! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
+//! - `demand.rs`: on-demand PVs (`subscribe = "on_demand"`): advised while watched (pvxs
+//!   first connect / last disconnect), un-advised `linger` after the last client left.
 //!
 //! A diff applied while a connect is under way is caught up after it: PVs added or
 //! re-tagged meanwhile are subscribed then, items of PVs removed meanwhile unsubscribed.
@@ -51,7 +53,7 @@
 //! `[alarms]` and `[[alarm_pv]]` changes apply too (`alarms/reload.rs`: alarm PVs, the
 //! table, `:ACK` names, the feed restarted on a new filter).
 //!
-//! Still to do: the `[limits]` sizes need a restart; a Galaxy deploy (WatchDeployEvents), `[[discover]]` rules and on-demand PVs are the next
+//! Still to do: the `[limits]` sizes need a restart; a Galaxy deploy (WatchDeployEvents) and `[[discover]]` rules are the next
 //! sources of diffs (`diff::desired` is where they join the config's PVs).
 
 mod alarms;
@@ -60,6 +62,7 @@ mod combine;
 mod convert;
 #[cfg(test)]
 mod convert_props;
+mod demand;
 mod diff;
 mod isotime;
 mod limits;
@@ -187,6 +190,7 @@ pub async fn run_reloading(
         alarms,
         strays: strays::Strays::default(),
         dirty: Vec::new(),
+        demand: demand::Demand::default(),
     };
     bridge.serve(&mut pv_events, shutdown, reload).await;
     drop(bridge);
@@ -227,6 +231,8 @@ struct Bridge {
     strays: strays::Strays,
     /// PVs with news taken in this turn, each posted once at its end.
     dirty: Vec<PvId>,
+    /// On-demand PVs: which are watched, lingering, waiting for a first value.
+    demand: demand::Demand,
 }
 
 /// At most this many gateway events are taken in one turn, so that puts are still
@@ -253,9 +259,22 @@ impl Bridge {
         // Why the event stream ended in this turn, if it did.
         let mut ended: Option<String> = None;
         loop {
+            let demand_at = self.demand.next_deadline();
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some(ev) = pv_events.recv() => self.on_pv_event(ev),
+                Some(ev) = pv_events.recv() => {
+                    self.on_pv_event(ev);
+                    // First clients that came together are advised together.
+                    for _ in 0..MAX_TURN {
+                        match pv_events.try_recv() {
+                            Ok(ev) => self.on_pv_event(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = async move { match demand_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } }, if demand_at.is_some() => {
+                    self.on_demand_deadline();
+                }
                 Some(()) = async { match reloads.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
                     // Requests that came together are one reload.
                     while reloads.as_mut().is_some_and(|r| r.try_recv().is_ok()) {}
@@ -315,7 +334,9 @@ impl Bridge {
                     };
                 }
             }
-            // The end of the turn: each PV with news posts once.
+            // The end of the turn: on-demand PVs whose first client came are advised,
+            // and each PV with news posts once.
+            self.advise_watched();
             for i in self.dirty.drain(..) {
                 if let Some(pv) = self.pvs.get_mut(i) {
                     pv.flush();
@@ -370,10 +391,14 @@ impl Bridge {
         match ev {
             SessionEvent::DataChange(dc) => {
                 let item = self.pvs.id_of_item(dc.item_handle);
+                if item.is_some_and(|i| self.is_first_placeholder(i, dc.quality)) {
+                    return;
+                }
                 if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
                     if pv.data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses) {
                         self.dirty.push(i);
                     }
+                    self.value_seen(i);
                 } else {
                     let handle = dc.item_handle.0;
                     if self.hold_early(SessionEvent::DataChange(dc)).is_some() {
@@ -438,7 +463,8 @@ impl Bridge {
     fn on_pv_event(&mut self, ev: PvEvent) {
         match ev {
             PvEvent::Put(put) => self.on_put(put),
-            PvEvent::Connected { .. } | PvEvent::Disconnected { .. } => {}
+            PvEvent::Connected { pv } => self.on_watch(&pv, true),
+            PvEvent::Disconnected { pv } => self.on_watch(&pv, false),
         }
     }
 }

@@ -222,7 +222,10 @@ impl MappedPv {
         // otherwise clients wait until the attribute reports its type.
         // Until then that INVALID is the base alarm, so that a System Platform alarm
         // arriving before the first data change joins it instead of hiding it.
-        if let Some(ty) = configured_type(&mapped.cfg) {
+        // An on-demand PV is not served before its first client: that client waits
+        // for the first value (`demand.rs`).
+        let ty = configured_type(&mapped.cfg).filter(|_| !mapped.cfg.subscribe.is_on_demand());
+        if let Some(ty) = ty {
             let alarm = Alarm::new(
                 Severity::Invalid,
                 AlarmStatus::Undefined,
@@ -356,7 +359,8 @@ impl MappedPv {
         }
     }
 
-    /// An alarm on an open PV (value kept); a PV never opened opens as a string.
+    /// An alarm on an open PV (value kept). A closed PV opens with it, without a value:
+    /// as its configured type, else as the type it was last served as, else as a string.
     fn post_alarm(&mut self, alarm: Alarm) {
         self.flush();
         self.base_alarm = (alarm, false);
@@ -364,6 +368,10 @@ impl MappedPv {
         if self.pv.is_open() {
             let time = self.stamps.now(self.cfg.name.as_str());
             self.post(&Update::default().with_alarm(alarm).with_time(time));
+        } else if let Some(ty) =
+            configured_type(&self.cfg).or_else(|| self.pv.shape().map(|s| s.pv_type))
+        {
+            self.open(ty, None, alarm, TimeStamp::now());
         } else {
             let ty = PvType::Scalar(ScalarType::String);
             self.open(
@@ -372,6 +380,24 @@ impl MappedPv {
                 alarm,
                 TimeStamp::now(),
             );
+        }
+    }
+
+    /// An on-demand PV whose first client cannot have a value (the gateway is down, the
+    /// advise failed, no value came in time): served now with `alarm` and no value.
+    pub fn serve_without_value(&mut self, alarm: Alarm) {
+        self.post_alarm(alarm);
+    }
+
+    /// An on-demand PV that nobody watches any more and whose tag is un-advised: no
+    /// longer served until its next client, who then waits for a fresh value rather
+    /// than seeing this one's last. It has no clients, so closing disconnects nobody.
+    pub fn close_unwatched(&mut self) {
+        self.flush();
+        if self.pv.is_open() {
+            if let Err(e) = self.pv.close() {
+                warn!(pv = %self.name(), error = %e, "cannot close PV");
+            }
         }
     }
 
@@ -490,7 +516,7 @@ impl MappedPv {
                 return self.staged.mark(time);
             }
             (Some(ty), old) => {
-                if let Some(old) = old {
+                if let Some(old) = old.filter(|o| o.pv_type != ty) {
                     warn!(pv = %self.name(), tag = %self.cfg.tag.as_str(), from = %old.pv_type, to = %ty, "attribute changed type; PV re-opened");
                 }
                 self.flush();

@@ -45,11 +45,18 @@ impl Bridge {
                 .complete(Err(format!("{}: unknown PV", put.pv)));
             return;
         };
-        let Some(link) = &self.link else {
+        if self.link.is_none() {
             put.completion.complete(Err(format!(
                 "{}: gateway unavailable: write not sent",
                 put.pv
             )));
+            return;
+        }
+        // An on-demand PV's put waits for its advise under way.
+        let Some(put) = self.hold_put(i, put) else {
+            return;
+        };
+        let Some(link) = &self.link else {
             return;
         };
         let Some(pv) = self.pvs.get_mut(i) else {

@@ -46,7 +46,8 @@
 //! - `[defaults]`: `prefix` (joined in front of every `[[pv]] name`), `writable` (false),
 //!   `write_mode` (`write`), `user`, `verifier`, `timestamp` (`source`), `boolean`
 //!   (`enum`: NTEnum, or `bool`: NTScalar bool), `boolean_choices` (`["False", "True"]`,
-//!   the words System Platform itself shows for a Boolean).
+//!   the words System Platform itself shows for a Boolean), `subscribe` (`always`) and
+//!   `linger` (`"30s"`), see [`Subscribe`].
 //! - `[users.KEY]`: an identity for secured and verified writes, referred to by `KEY` from
 //!   `user = "KEY"` and `verifier = "KEY"`. Either `name` (an ArchestrA user, authenticated
 //!   with `password_env` or `password_file`) or `id` (an MXAccess user id already known).
@@ -63,7 +64,8 @@
 //!   `receive`), `choices` (two NTEnum choices for a Boolean, false first), `alarms`
 //!   (System Platform alarm references the PV carries besides those found by name),
 //!   `acknowledge` (serve the `:ACK` companion PV; default true), `alarm_severity`
-//!   (`priority` or `kind`: overrides `[alarms] severity` for the PV's alarms).
+//!   (`priority` or `kind`: overrides `[alarms] severity` for the PV's alarms),
+//!   `subscribe` (`always` or `on_demand`) and `linger` (on demand only), see [`Subscribe`].
 //! - `[alarms]`: `enabled` (true), `filter_prefix` (""), `acknowledge` (true), `ack_suffix`
 //!   (`:ACK`), `table` (`ALARMS:ACTIVE` after the prefix; `""` for none),
 //!   `returned_unacked` (`none` or `minor`), `priorities` (`[{ from, to, severity }]`,
@@ -134,6 +136,9 @@ pub const DEFAULT_PRIORITY_BANDS: [PriorityBand; 2] = [
 ];
 /// The priorities System Platform uses (1 is the most urgent; some pages allow 0).
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = 0..=999;
+
+/// `linger` when neither the `[[pv]]` nor `[defaults]` sets it.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
 /// `[defaults] boolean_choices` when absent: the false choice, then the true one.
 pub const DEFAULT_BOOLEAN_CHOICES: [&str; 2] = ["False", "True"];
@@ -427,6 +432,34 @@ pub struct Defaults {
     pub timestamp: TimestampSource,
     pub boolean: BooleanRepr,
     pub boolean_choices: [String; 2],
+    /// `subscribe` for the PVs that do not set it.
+    pub subscribe: Subscribe,
+    /// `linger` for the on-demand PVs that do not set it (also when `subscribe` is
+    /// `always` here: a PV that asks for `on_demand` takes it).
+    pub linger: Duration,
+}
+
+/// When a PV's tag is advised at the gateway (`subscribe`, `linger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribe {
+    /// From start to stop, watched or not (`subscribe = "always"`, the default).
+    Always,
+    /// While PVAccess clients watch it (`subscribe = "on_demand"`): advised when its
+    /// first client connects, un-advised `linger` after its last client leaves.
+    OnDemand {
+        /// How long the tag stays advised after the last client left; a client that
+        /// comes back within it finds the PV served as it was.
+        linger: Duration,
+    },
+}
+
+impl Subscribe {
+    /// The config words of the modes.
+    pub const WORDS: [&'static str; 2] = ["always", "on_demand"];
+
+    pub fn is_on_demand(self) -> bool {
+        matches!(self, Subscribe::OnDemand { .. })
+    }
 }
 
 /// Where a PV's `timeStamp` comes from.
@@ -523,6 +556,8 @@ pub struct Pv {
     pub acknowledge: bool,
     /// Overrides `[alarms] severity` for its System Platform alarms.
     pub alarm_severity: Option<SeverityScheme>,
+    /// When its tag is advised: always, or while clients watch it.
+    pub subscribe: Subscribe,
     /// Where the `[[pv]]` table is: `file:line:column`.
     pub location: String,
 }

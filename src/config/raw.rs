@@ -228,6 +228,18 @@ pub(crate) struct RawDefaults {
     pub boolean: super::BooleanRepr,
     #[serde(default = "default_choices")]
     pub boolean_choices: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub subscribe: Option<Spanned<RawSubscribe>>,
+    #[serde(default)]
+    pub linger: Option<Spanned<DurationValue>>,
+}
+
+/// `subscribe = "always" | "on_demand"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawSubscribe {
+    Always,
+    OnDemand,
 }
 
 impl Default for RawDefaults {
@@ -241,6 +253,8 @@ impl Default for RawDefaults {
             timestamp: default_timestamp(),
             boolean: default_boolean(),
             boolean_choices: default_choices(),
+            subscribe: None,
+            linger: None,
         }
     }
 }
@@ -327,6 +341,12 @@ pub(crate) struct RawPv {
     /// `priority` or `kind`: overrides `[alarms] severity` for this PV's alarms.
     #[serde(default)]
     pub alarm_severity: Option<Spanned<String>>,
+    /// `always` or `on_demand` (default from `[defaults]`).
+    #[serde(default)]
+    pub subscribe: Option<Spanned<RawSubscribe>>,
+    /// How long an on-demand PV stays advised after its last client left.
+    #[serde(default)]
+    pub linger: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Deserialize)]

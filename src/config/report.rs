@@ -124,7 +124,11 @@ pub(super) fn mapping_table(c: &Config) -> String {
             "EPICS_PVAS_AUTO_BEACON_ADDR_LIST"
         ),
     );
-    let _ = writeln!(out, "pvs:       {}", c.pvs.len());
+    let on_demand = c.pvs.iter().filter(|p| p.subscribe.is_on_demand()).count();
+    let _ = match on_demand {
+        0 => writeln!(out, "pvs:       {}", c.pvs.len()),
+        n => writeln!(out, "pvs:       {} ({n} subscribed on demand)", c.pvs.len()),
+    };
     let _ = writeln!(out, "alarms:    {}", alarms_text(c));
     out.push('\n');
 

@@ -9,6 +9,7 @@ use toml::Spanned;
 mod alarms;
 mod pv;
 mod settings;
+mod subscribe;
 
 use super::location::SourceMap;
 use super::raw::RawConfig;
@@ -105,12 +106,15 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
     let d = raw.defaults;
     let choices = choices(v, &d.boolean_choices, "defaults.boolean_choices")
         .unwrap_or_else(|| super::DEFAULT_BOOLEAN_CHOICES.map(String::from));
+    let (subscribe, linger) = subscribe::defaults(v, d.subscribe.as_ref(), d.linger.as_ref());
     let defaults = Defaults {
         prefix: d.prefix.0.as_str().to_string(),
         writable: d.writable,
         timestamp: d.timestamp,
         boolean: d.boolean,
         boolean_choices: choices,
+        subscribe,
+        linger,
     };
     let ctx = PvContext {
         prefix: d.prefix.0,

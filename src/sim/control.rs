@@ -40,6 +40,8 @@ pub struct SessionStats {
     pub last_worker_sequence: u64,
     pub subscriber_attached: bool,
     pub item_count: usize,
+    /// Of those, the items advised now.
+    pub advised_count: usize,
 }
 
 impl SimHandle {
@@ -188,7 +190,7 @@ impl SimHandle {
             .sessions_matching(None)
             .iter()
             .map(|s| {
-                let (state, items) = {
+                let (state, items, advised) = {
                     let h = s.handles.lock();
                     (
                         match &h.state {
@@ -197,6 +199,7 @@ impl SimHandle {
                             State::Closed => "Closed".into(),
                         },
                         h.items.len(),
+                        h.items.values().filter(|i| i.advised).count(),
                     )
                 };
                 let log = s.log.lock();
@@ -208,6 +211,7 @@ impl SimHandle {
                     last_worker_sequence: log.next_seq - 1,
                     subscriber_attached: log.subscriber.is_some(),
                     item_count: items,
+                    advised_count: advised,
                 }
             })
             .collect();
@@ -568,6 +572,7 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
                 last_worker_sequence: s.last_worker_sequence,
                 subscriber_attached: s.subscriber_attached,
                 item_count: s.item_count as u32,
+                advised_count: s.advised_count as u32,
             })
             .collect();
         Ok(Response::new(cpb::ListSessionsReply { sessions }))

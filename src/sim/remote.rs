@@ -276,6 +276,7 @@ impl RemoteSim {
                 last_worker_sequence: s.last_worker_sequence,
                 subscriber_attached: s.subscriber_attached,
                 item_count: s.item_count as usize,
+                advised_count: s.advised_count as usize,
             })
             .collect())
     }

@@ -561,3 +561,31 @@ pub fn start_bridge(config: &Path, log: &Path) -> (tokio::process::Child, Env) {
     );
     (bridge, env)
 }
+
+/// Sends SIGHUP to `process` (a config reload of `mxpva run`).
+pub fn hangup(process: &tokio::process::Child) {
+    let pid = process.id().expect("the process runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits (at most 20 s) until the log at `log` holds `count` lines with `needle`, and
+/// returns it; panics with what it holds otherwise.
+pub async fn logged(log: &Path, needle: &str, count: usize) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log holds {} of {count} lines with {needle:?}:\n{text}",
+            text.matches(needle).count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

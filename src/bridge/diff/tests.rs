@@ -183,6 +183,16 @@ fn every_kind_of_change() {
     );
     // Timestamp.
     assert_eq!(kinds("", "timestamp = \"receive\""), [Change::Timestamp]);
+    // Subscribe: the mode, and the linger of an on-demand PV.
+    assert_eq!(kinds("", "subscribe = \"on_demand\""), [Change::Subscribe]);
+    assert_eq!(
+        kinds(
+            "subscribe = \"on_demand\"",
+            "subscribe = \"on_demand\"\nlinger = \"5s\""
+        ),
+        [Change::Subscribe]
+    );
+    assert_eq!(kinds("", "subscribe = \"always\""), []);
     // Several at once, in order.
     assert_eq!(
         kinds(

@@ -243,6 +243,14 @@ pub(super) fn pv(
     let display = range(v, &p, raw.display.take());
     let control = control(v, &p, raw.control.take());
     let value_alarm = value_alarm(v, &p, raw.value_alarm.take());
+    let subscribe = super::subscribe::resolve(
+        v,
+        &p,
+        raw.subscribe.as_ref(),
+        raw.linger.as_ref(),
+        ctx.defaults.subscribe,
+        ctx.defaults.linger,
+    );
     let alarm_severity = alarms::scheme(
         v,
         &format!("{p}.alarm_severity"),
@@ -336,6 +344,7 @@ pub(super) fn pv(
             alarms: alarm_refs.iter().map(|(r, _)| r.clone()).collect(),
             acknowledge: raw.acknowledge.as_ref().is_none_or(|a| *a.get_ref()),
             alarm_severity,
+            subscribe,
             location,
         },
         name_spanned.span(),
