@@ -1,3 +1,5 @@
+// Server::report() is part of pvxs's "expert" API.
+#define PVXS_ENABLE_EXPERT_API
 #include "cpp/server.h"
 
 #include <string>
@@ -62,6 +64,25 @@ WireServerInfo PvServer::info() const {
     for (const auto& kv : defs) {
         std::string line = kv.first + "=" + kv.second;
         out.client_env.push_back(rust::String(line.data(), line.size()));
+    }
+    return out;
+}
+
+rust::Vec<WireClient> PvServer::clients() const {
+    rust::Vec<WireClient> out;
+    const auto report = server_.report(false);
+    for (const auto& conn : report.connections) {
+        WireClient c{};
+        c.peer = rust::String(conn.peer.data(), conn.peer.size());
+        if (conn.credentials) {
+            const auto& cred = *conn.credentials;
+            c.method = rust::String(cred.method.data(), cred.method.size());
+            c.account = rust::String(cred.account.data(), cred.account.size());
+        }
+        c.channels = static_cast<uint32_t>(conn.channels.size());
+        c.tx = conn.tx;
+        c.rx = conn.rx;
+        out.push_back(std::move(c));
     }
     return out;
 }

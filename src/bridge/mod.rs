@@ -64,6 +64,7 @@ mod diff;
 mod isotime;
 mod limits;
 mod link;
+mod operate;
 mod pv;
 mod quality;
 mod registry;
@@ -161,6 +162,8 @@ pub async fn run_reloading(
         pvs.add(cfg, &config.defaults, &server, &events_tx)?;
     }
     let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events_tx, &pvs)?;
+    let in_flight = Arc::default();
+    let ops = operate::Ops::new(&config, &server, &events_tx, &in_flight)?;
     server.start()?;
     let info = server.info()?;
     info!(
@@ -182,11 +185,12 @@ pub async fn run_reloading(
         lost_reason: None,
         stale_sessions: Arc::default(),
         next_write: 0,
-        in_flight: Arc::default(),
+        in_flight,
         internal: mpsc::unbounded_channel(),
         alarms,
         strays: strays::Strays::default(),
         dirty: Vec::new(),
+        ops,
     };
     bridge.serve(&mut pv_events, shutdown, reload).await;
     drop(bridge);
@@ -227,6 +231,8 @@ struct Bridge {
     strays: strays::Strays,
     /// PVs with news taken in this turn, each posted once at its end.
     dirty: Vec<PvId>,
+    /// The status PVs and systemd notifications (`operate.rs`).
+    ops: operate::Ops,
 }
 
 /// At most this many gateway events are taken in one turn, so that puts are still
@@ -275,6 +281,7 @@ impl Bridge {
                     }
                 }
                 Some(msg) = self.internal.1.recv() => self.on_internal(msg),
+                _ = self.ops.tick.tick() => self.on_tick(),
                 Some(msg) = self.alarms.feed.recv() => {
                     self.alarms.on_feed(msg, &mut self.pvs, &mut self.dirty);
                     ended = self.take_ready(&mut events).await;
@@ -284,6 +291,7 @@ impl Bridge {
                     match done {
                         Ok(Ok((link, stream, items, early))) => {
                             self.on_connected(link, items);
+                            self.ops.first_connect_over(&self.pvs, true);
                             for ev in early {
                                 self.on_session_event(ev);
                             }
@@ -292,10 +300,12 @@ impl Bridge {
                         }
                         Ok(Err(reason)) => {
                             self.on_lost(&reason);
+                            self.ops.first_connect_over(&self.pvs, false);
                             retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
                         }
                         Err(e) => {
                             self.on_lost(&format!("connect task failed: {e}"));
+                            self.ops.first_connect_over(&self.pvs, false);
                             retry_at = Some(tokio::time::Instant::now() + backoff.current());
                         }
                     }
@@ -369,6 +379,7 @@ impl Bridge {
     fn on_session_event(&mut self, ev: SessionEvent) {
         match ev {
             SessionEvent::DataChange(dc) => {
+                self.ops.status.data_change();
                 let item = self.pvs.id_of_item(dc.item_handle);
                 if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
                     if pv.data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses) {

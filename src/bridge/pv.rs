@@ -375,6 +375,11 @@ impl MappedPv {
         }
     }
 
+    /// The PV's own value is INVALID now (quality, link, conversion): for the status PVs.
+    pub fn is_invalid(&self) -> bool {
+        self.base_alarm.0.severity == Severity::Invalid
+    }
+
     pub fn subscribe_failed(&mut self, reason: &str) {
         self.post_alarm(Alarm::new(
             Severity::Invalid,

@@ -196,6 +196,21 @@ pub(crate) mod bridge {
         client_env: Vec<String>,
     }
 
+    /// One client connection as pvxs's own server report gives it (`Server::report`).
+    #[derive(Debug, Clone, Default)]
+    struct WireClient {
+        /// `IP:port`.
+        peer: String,
+        /// Authentication method (`anonymous`, `ca`) and the account the client claims.
+        method: String,
+        account: String,
+        /// Channels open through this connection.
+        channels: u32,
+        /// Bytes sent to and received from the client since it connected.
+        tx: u64,
+        rx: u64,
+    }
+
     // ------------------------------------------------- Rust called from pvxs callbacks
 
     extern "Rust" {
@@ -225,6 +240,8 @@ pub(crate) mod bridge {
         fn start(self: &PvServer) -> Result<()>;
         fn stop(self: &PvServer) -> Result<()>;
         fn info(self: &PvServer) -> Result<WireServerInfo>;
+        /// The connected clients, from pvxs's server report (counters not zeroed).
+        fn clients(self: &PvServer) -> Result<Vec<WireClient>>;
         fn add_pv(self: &PvServer, name: &str, pv: &PvHandle) -> Result<()>;
         fn remove_pv(self: &PvServer, name: &str) -> Result<()>;
 

@@ -38,8 +38,8 @@ mod table;
 mod value;
 
 pub use error::PvaError;
-pub use put::{Credentials, PutCompletion, PutRequest};
-pub use server::{Server, ServerConfig, ServerInfo};
+pub use put::{Credentials, PutCompletion, PutCounts, PutRequest};
+pub use server::{ClientInfo, Server, ServerConfig, ServerInfo};
 pub use shared_pv::{
     event_channel, event_channel_with, Access, EventReceiver, EventSender, PutLimits, PvEvent,
     SharedPv,

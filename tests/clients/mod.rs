@@ -561,3 +561,13 @@ pub fn start_bridge(config: &Path, log: &Path) -> (tokio::process::Child, Env) {
     );
     (bridge, env)
 }
+
+/// Sends `signal` (`-HUP`, `-TERM`, ...) to a running child with kill(1).
+pub fn send_signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("the process runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
