@@ -2,8 +2,11 @@
 #define PVXS_ENABLE_EXPERT_API
 #include "cpp/server.h"
 
+#include <cstring>
 #include <string>
 #include <vector>
+
+#include <errlog.h>
 
 #include <pvxs/client.h>
 #include <pvxs/log.h>
@@ -94,5 +97,22 @@ void PvServer::add_pv(rust::Str name, const PvHandle& pv) const {
 void PvServer::remove_pv(rust::Str name) const { server_.removePV(to_std(name)); }
 
 void configure_logging_from_env() { pvxs::logger_config_env(); }
+
+namespace {
+void native_log_listener(void*, const char* message) {
+    try {
+        if (!message) return;
+        on_native_log(rust::Slice<const uint8_t>(
+            reinterpret_cast<const uint8_t*>(message), std::strlen(message)));
+    } catch (...) {
+        // A log line is not worth an exception through errlog's thread.
+    }
+}
+}  // namespace
+
+void route_native_log() {
+    errlogAddListener(native_log_listener, nullptr);
+    eltc(0);
+}
 
 }  // namespace mxpva

@@ -29,6 +29,10 @@ pub fn init(format: LogFormat) {
                 .with_current_span(true)
                 .with_span_list(false)
                 .init();
+            // pvxs's own lines too, or they would be plain text among the objects.
+            if let Err(e) = crate::pva::route_native_log() {
+                tracing::warn!(error = %e, "pvxs log lines stay plain text");
+            }
         }
     }
     if let Err(e) = crate::pva::configure_logging_from_env() {

@@ -222,6 +222,10 @@ pub(crate) mod bridge {
 
         /// The first client attached (`true`) or the last one left (`false`).
         fn on_connection(ctx: &PvContext, connected: bool);
+
+        /// One message of EPICS errlog (pvxs's own log lines), once routed there by
+        /// `route_native_log`. Called on errlog's thread.
+        fn on_native_log(message: &[u8]);
     }
 
     // ---------------------------------------------------------------- C++ the shim offers
@@ -262,6 +266,9 @@ pub(crate) mod bridge {
 
         /// Apply `PVXS_LOG` (pvxs logger levels) from the environment.
         fn configure_logging_from_env() -> Result<()>;
+        /// Sends errlog's messages (pvxs's log lines) to `on_native_log` instead of the
+        /// console.
+        fn route_native_log() -> Result<()>;
     }
 }
 
@@ -274,4 +281,5 @@ unsafe impl Send for bridge::PvHandle {}
 unsafe impl Sync for bridge::PvHandle {}
 unsafe impl Send for bridge::PutOp {}
 
+pub(crate) use super::native_log::on_native_log;
 pub(crate) use super::shared_pv::{on_connection, on_put, PvContext};
