@@ -37,6 +37,12 @@ impl Bridge {
         if new.server != self.config.server {
             restart.push("[server]");
         }
+        if new.status != self.config.status {
+            restart.push("[status]");
+        }
+        if new.log != self.config.log {
+            restart.push("[log]");
+        }
         let (old_l, new_l) = (&self.config.limits, &new.limits);
         if old_l.max_puts_queued != new_l.max_puts_queued {
             restart.push("[limits] max_puts_queued");
