@@ -1,7 +1,7 @@
 //! The publisher: serves the status PVs and posts them once a second and whenever the
 //! bridge reports a change of state (see the module doc of `status`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +63,8 @@ pub struct Publisher {
     /// `(rows, alarm)` last posted to `Clients:Table`.
     table_last: Option<(Vec<ClientInfo>, bool)>,
     faults: BTreeMap<String, Item>,
+    /// Fault names not served (logged once).
+    refused: BTreeSet<String>,
     /// Counts at the start of the current rate window.
     window: (Instant, u64, u64),
 }
@@ -234,6 +236,7 @@ impl Publisher {
             table,
             table_last: None,
             faults: BTreeMap::new(),
+            refused: BTreeSet::new(),
         };
         publisher.publish(false);
         Ok(publisher)
@@ -406,6 +409,10 @@ impl Publisher {
     /// The fault PV `name`, served on first use.
     fn fault(&mut self, name: &str, fault: Option<&str>) {
         if !self.faults.contains_key(name) {
+            if self.refused.contains(name) {
+                return;
+            }
+            self.refused.insert(name.to_string());
             let full = format!("{}{name}", self.prefix);
             if !crate::config::PvName::is_valid(&full) || crate::config::STATUS_PVS.contains(&name)
             {
@@ -414,6 +421,7 @@ impl Publisher {
             }
             match open_item(&self.server, &self.events, &full, name) {
                 Ok(item) => {
+                    self.refused.remove(name);
                     self.faults.insert(name.to_string(), item);
                 }
                 Err(e) => {
@@ -441,4 +449,67 @@ fn clamp(n: u64) -> i64 {
 
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pva::ServerConfig;
+
+    fn current(item: &Item) -> (Option<NtValue>, Alarm) {
+        let u = item.pv.current().unwrap();
+        (u.value, u.alarm.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn state_changes_and_faults_reach_their_pvs() {
+        let server = Arc::new(Server::new(&ServerConfig::isolated()).unwrap());
+        let (events, _rx) = crate::pva::event_channel();
+        let status = Status::new(std::path::Path::new("site.toml"));
+        let mut p =
+            Publisher::open("T:", status.clone(), server, &events, Arc::default(), 8).unwrap();
+        let (v, a) = current(&p.items["Gateway"]);
+        assert_eq!((v, a.severity), (Some(NtValue::Enum(0)), Severity::Major));
+
+        status.gateway_up("s1");
+        status.gateway_lost("gone");
+        status.gateway_lost("still gone");
+        p.publish(false);
+        let (v, a) = current(&p.items["Gateway"]);
+        assert_eq!(v, Some(NtValue::Enum(LinkState::Lost as i32)));
+        assert_eq!(
+            (a.severity, a.message.as_str()),
+            (Severity::Major, "still gone")
+        );
+        assert_eq!(current(&p.items["Reconnects"]).0, Some(NtValue::Int64(1)));
+
+        // A fault PV is served from the first report on; MAJOR while set.
+        status.set_fault("Audit", None);
+        p.publish(false);
+        let (v, a) = current(&p.faults["Audit"]);
+        assert_eq!(
+            (v, a.severity),
+            (Some(NtValue::String("OK".into())), Severity::NoAlarm)
+        );
+        status.set_fault("Audit", Some("cannot write the audit trail: disk full"));
+        p.publish(false);
+        let (v, a) = current(&p.faults["Audit"]);
+        assert_eq!(a.severity, Severity::Major);
+        assert_eq!(v, Some(NtValue::String(a.message.clone())));
+        // A name that is taken or not a PV name is not served.
+        status.set_fault("Gateway", Some("x"));
+        status.set_fault("bad name", Some("x"));
+        p.publish(false);
+        assert_eq!(p.faults.len(), 1);
+
+        status.config_failed(&"x".repeat(5000));
+        p.publish(false);
+        let (_, a) = current(&p.items["Config"]);
+        assert_eq!((a.severity, a.status), (Severity::Minor, AlarmStatus::Conf));
+        assert!(
+            a.message.len() <= MAX_MESSAGE + 3,
+            "cut: {}",
+            a.message.len()
+        );
+    }
 }
