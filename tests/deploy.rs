@@ -367,3 +367,18 @@ fn check_lists_the_status_pvs_and_the_log_format() {
     );
     assert!(!out.contains("(status)"), "{out}");
 }
+
+#[test]
+fn an_unknown_log_format_is_refused_by_name() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
+        .args(["run", "--config", "config/demo.toml", "--log-format", "xml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--log-format")
+            && err.contains("unknown log format `xml`: use `text` or `json`"),
+        "{err}"
+    );
+}
