@@ -42,6 +42,16 @@ writable = true
     )
 }
 
+/// `mxpva sim` on a port of its own (its log in `dir`); it and its `host:port`.
+async fn start_sim(dir: &Path) -> (tokio::process::Child, String) {
+    let (gateway_port, _) = free_ports();
+    let gateway = format!("127.0.0.1:{gateway_port}");
+    let galaxy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim-galaxy.toml");
+    let (sim, _control) =
+        clients::start_sim(&gateway, galaxy.as_ref(), None, &dir.join("sim.log")).await;
+    (sim, gateway)
+}
+
 #[test]
 fn the_shipped_unit_passes_systemd_analyze_verify() {
     let Ok(version) = std::process::Command::new("systemd-analyze")
@@ -136,11 +146,7 @@ async fn notified(sock: &tokio::net::UnixDatagram, line: &str, within: Duration)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_notifies_ready_once_serving_and_keeps_the_watchdog_fed() {
     let dir = test_dir("notify");
-    let (gateway_port, _) = free_ports();
-    let gateway = format!("127.0.0.1:{gateway_port}");
-    let galaxy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim-galaxy.toml");
-    let (_sim, _control) =
-        clients::start_sim(&gateway, galaxy.as_ref(), None, &dir.join("sim.log")).await;
+    let (_sim, gateway) = start_sim(&dir).await;
     let config_path = dir.join("bridge.toml");
     std::fs::write(&config_path, config("NT", &gateway, "")).unwrap();
 
@@ -220,11 +226,7 @@ fn parse_all(lines: &[String]) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_parse_and_carry_the_structured_fields() {
     let dir = test_dir("json");
-    let (gateway_port, _) = free_ports();
-    let gateway = format!("127.0.0.1:{gateway_port}");
-    let galaxy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim-galaxy.toml");
-    let (_sim, _control) =
-        clients::start_sim(&gateway, galaxy.as_ref(), None, &dir.join("sim.log")).await;
+    let (_sim, gateway) = start_sim(&dir).await;
     let config_path = dir.join("bridge.toml");
     // The file says text; the command line wins.
     let extra = "[log]\nformat = \"text\"\n";
