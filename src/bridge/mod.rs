@@ -43,6 +43,9 @@
 //! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
 //! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
 //! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
+//! - `operate.rs`: the status PVs (`crate::status`) and systemd notifications: state
+//!   changes as they happen, one relaxed atomic add per data change, and a tick (at
+//!   least once a second) that counts INVALID PVs and feeds systemd's watchdog.
 //!
 //! A diff applied while a connect is under way is caught up after it: PVs added or
 //! re-tagged meanwhile are subscribed then, items of PVs removed meanwhile unsubscribed.
