@@ -385,8 +385,7 @@ print(ok, bad)
             |s| number(s) > 0.0,
         )
         .await;
-    // Once the load is over the rates return to 0 (nothing else changes in the Galaxy
-    // PVs mapped here except by the simulator's own drift: only puts are checked).
+    // Once the puts are over, the next 1 s window shows none.
     watch
         .until(
             PUTS_RATE,

@@ -382,9 +382,10 @@ impl Bridge {
     fn on_session_event(&mut self, ev: SessionEvent) {
         match ev {
             SessionEvent::DataChange(dc) => {
-                self.ops.status.data_change();
                 let item = self.pvs.id_of_item(dc.item_handle);
                 if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
+                    // Counted where it reaches its PV: a held one is counted when replayed.
+                    self.ops.status.data_change();
                     if pv.data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses) {
                         self.dirty.push(i);
                     }
