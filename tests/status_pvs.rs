@@ -238,6 +238,25 @@ async fn status_pvs_read_with_pvget_and_p4p_as_normal_nt_pvs() {
         "{out}"
     );
     assert!(out.contains("Peer") && out.contains("Account"), "{out}");
+
+    // They are read-only: a put fails, saying so, and counts as a failed put.
+    let failed = plant.get(&[PUTS_FAILED]).await[PUTS_FAILED]["value"].clone();
+    let out = clients()
+        .run("pvput", &plant.env, &[GATEWAY, "0"])
+        .await
+        .text();
+    assert!(out.contains("Error") && out.contains("read-only"), "{out}");
+    let out = clients().p4p_put(&plant.env, UPTIME, "5.0").await;
+    assert!(
+        out.contains("RemoteError") && out.contains("read-only"),
+        "{out}"
+    );
+    let mut watch = plant.watch(&[PUTS_FAILED]);
+    watch
+        .until(PUTS_FAILED, "2 more", Duration::from_secs(10), |s| {
+            s.v["value"].as_i64() == failed.as_i64().map(|n| n + 2)
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
