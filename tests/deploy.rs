@@ -201,7 +201,9 @@ async fn run_notifies_ready_once_serving_and_keeps_the_watchdog_fed() {
 async fn log_lines(log: &Path, what: &str, pred: impl Fn(&str) -> bool) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let mut text = std::fs::read_to_string(log).unwrap_or_default();
+        // Whole lines only: the last one may be being written.
+        text.truncate(text.rfind('\n').map_or(0, |i| i + 1));
         if text.lines().any(&pred) {
             return text.lines().map(str::to_string).collect();
         }
