@@ -16,7 +16,7 @@ use crate::pva::{
 };
 
 /// How often the rates, counters and the client list are posted.
-pub const TICK: Duration = Duration::from_secs(1);
+const TICK: Duration = Duration::from_secs(1);
 /// Reasons and errors shown in `alarm.message` are cut to this many bytes.
 const MAX_MESSAGE: usize = 1024;
 
@@ -32,11 +32,13 @@ impl Item {
     }
 
     fn set_at(&mut self, value: NtValue, alarm: Alarm, time: TimeStamp) {
-        let next = Some((value, alarm));
-        if self.last == next {
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(v, a)| *v == value && *a == alarm)
+        {
             return;
         }
-        let Some((value, alarm)) = next else { return };
         let update = Update::value(value.clone())
             .with_alarm(alarm.clone())
             .with_time(time);
@@ -50,17 +52,24 @@ impl Item {
 /// The status PVs and what they are computed from. Built (and its PVs added to the
 /// server) before the server starts; then [`Publisher::run`] keeps them current.
 pub struct Publisher {
+    /// What the bridge reports, and the wake-ups for its changes of state.
     status: Status,
+    /// Where the PVs are served; its report lists the clients; fault PVs are added to it.
     server: Arc<Server>,
+    /// For fault PVs added later (read-only: puts are refused), and `Puts:Queued`.
     events: EventSender,
     prefix: String,
+    /// Puts received and failed, counted in the pvxs callbacks.
     puts: Arc<PutCounts>,
+    /// Puts waiting for System Platform (the bridge's count).
     in_flight: Arc<AtomicUsize>,
+    /// `[limits] max_puts_queued`: `Puts:Queued` is MINOR there.
     max_queued: usize,
     started: Instant,
+    /// The scalar and enum status PVs, by name after the prefix.
     items: HashMap<&'static str, Item>,
     table: TablePv,
-    /// `(rows, alarm)` last posted to `Clients:Table`.
+    /// The clients last posted to `Clients:Table`, and whether the report was read.
     table_last: Option<(Vec<ClientInfo>, bool)>,
     faults: BTreeMap<String, Item>,
     /// Fault names not served (logged once).
@@ -69,6 +78,7 @@ pub struct Publisher {
     window: (Instant, u64, u64),
 }
 
+/// `s`, cut to [`MAX_MESSAGE`] bytes (on a character boundary) with `...` after.
 fn text(s: &str) -> String {
     if s.len() <= MAX_MESSAGE {
         return s.to_string();
