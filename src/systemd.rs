@@ -5,8 +5,8 @@
 //!   attempt is over (the bridge sends it; see `bridge/operate.rs`);
 //! - `WATCHDOG=1` from the bridge task itself, every half `WATCHDOG_USEC` (at most every
 //!   second): a bridge that stops turning is killed and restarted by systemd;
-//! - `RELOADING=1` while a SIGHUP reload runs, `READY=1` after it; `STATUS=` says what
-//!   the bridge does (shown by `systemctl status`).
+//! - `RELOADING=1` while a SIGHUP reload runs, `READY=1` after it; `STOPPING=1` when a
+//!   graceful stop begins; `STATUS=` says what the bridge does (`systemctl status`).
 //!
 //! Without `NOTIFY_SOCKET` (not under systemd) each call does nothing.
 
@@ -31,6 +31,11 @@ pub fn reloading() {
         Ok(now) => send(&[NotifyState::Reloading, now]),
         Err(_) => send(&[NotifyState::Reloading]),
     }
+}
+
+/// `STOPPING=1`: a graceful stop has begun (the gateway session is being closed).
+pub fn stopping() {
+    send(&[NotifyState::Stopping]);
 }
 
 /// `STATUS=...`.

@@ -195,6 +195,15 @@ async fn run_notifies_ready_once_serving_and_keeps_the_watchdog_fed() {
         "{reload:?}"
     );
     notified(&sock, "READY=1", Duration::from_secs(10)).await;
+    // SIGTERM: STOPPING=1, then a clean exit.
+    clients::send_signal(&bridge, "-TERM");
+    notified(&sock, "STOPPING=1", Duration::from_secs(10)).await;
+    let mut bridge = bridge;
+    let status = tokio::time::timeout(Duration::from_secs(10), bridge.wait())
+        .await
+        .expect("mxpva stops")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }
 
 /// Waits (at most 20 s) until `log` has a line `pred` accepts; returns all lines.

@@ -340,6 +340,7 @@ impl Bridge {
                 retry_at = Some(tokio::time::Instant::now() + backoff.current());
             }
         }
+        crate::systemd::stopping();
         if let Some(link) = self.link.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), link.session.close()).await;
             let _ = tokio::time::timeout(
