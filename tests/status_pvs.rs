@@ -262,7 +262,7 @@ async fn status_pvs_read_with_pvget_and_p4p_as_normal_nt_pvs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_goes_lost_and_major_within_2s_of_a_kill_and_up_on_its_return() {
     let mut plant = Plant::start("kill").await;
-    let mut watch = plant.watch(&[GATEWAY, RECONNECTS, SESSION]);
+    let mut watch = plant.watch(&[GATEWAY, RECONNECTS, SESSION, ALARM_FEED, INVALID]);
     watch
         .until(GATEWAY, "Up", Duration::from_secs(15), |s| {
             index(s) == Some(UP) && s.severity() == Some(NO_ALARM)
@@ -299,6 +299,17 @@ async fn gateway_goes_lost_and_major_within_2s_of_a_kill_and_up_on_its_return() 
         .await;
     let out = clients().run("pvget", &plant.env, &[GATEWAY]).await.text();
     assert!(out.contains("Lost"), "{out}");
+    // Every mapped PV is INVALID now, and the alarm feed is lost too.
+    watch
+        .until(INVALID, "3 of 3", Duration::from_secs(5), |s| {
+            s.v["value"] == 3 && s.severity() == Some(MINOR)
+        })
+        .await;
+    watch
+        .until(ALARM_FEED, "Lost, MAJOR", Duration::from_secs(5), |s| {
+            index(s) == Some(LOST) && s.severity() == Some(MAJOR)
+        })
+        .await;
 
     let (sim, control) = start_sim(plant.name, &plant.gateway).await;
     plant.sim = sim;
@@ -312,6 +323,19 @@ async fn gateway_goes_lost_and_major_within_2s_of_a_kill_and_up_on_its_return() 
         .until(SESSION, "a new session", Duration::from_secs(5), |s| {
             s.v["value"].as_str().is_some_and(|v| !v.is_empty()) && s.v["value"] != first
         })
+        .await;
+    watch
+        .until(ALARM_FEED, "Up again", Duration::from_secs(15), |s| {
+            index(s) == Some(UP) && s.severity() == Some(NO_ALARM)
+        })
+        .await;
+    watch
+        .until(
+            INVALID,
+            "only the unknown tag",
+            Duration::from_secs(10),
+            |s| s.v["value"] == 1,
+        )
         .await;
     let sessions = plant.control.sessions().await.unwrap();
     assert!(
