@@ -1,7 +1,12 @@
+// Server::report() is part of pvxs's "expert" API.
+#define PVXS_ENABLE_EXPERT_API
 #include "cpp/server.h"
 
+#include <cstring>
 #include <string>
 #include <vector>
+
+#include <errlog.h>
 
 #include <pvxs/client.h>
 #include <pvxs/log.h>
@@ -66,6 +71,25 @@ WireServerInfo PvServer::info() const {
     return out;
 }
 
+rust::Vec<WireClient> PvServer::clients() const {
+    rust::Vec<WireClient> out;
+    const auto report = server_.report(false);
+    for (const auto& conn : report.connections) {
+        WireClient c{};
+        c.peer = rust::String(conn.peer.data(), conn.peer.size());
+        if (conn.credentials) {
+            const auto& cred = *conn.credentials;
+            c.method = rust::String(cred.method.data(), cred.method.size());
+            c.account = rust::String(cred.account.data(), cred.account.size());
+        }
+        c.channels = static_cast<uint32_t>(conn.channels.size());
+        c.tx = conn.tx;
+        c.rx = conn.rx;
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
 void PvServer::add_pv(rust::Str name, const PvHandle& pv) const {
     server_.addPV(to_std(name), pv.shared_pv());
 }
@@ -73,5 +97,22 @@ void PvServer::add_pv(rust::Str name, const PvHandle& pv) const {
 void PvServer::remove_pv(rust::Str name) const { server_.removePV(to_std(name)); }
 
 void configure_logging_from_env() { pvxs::logger_config_env(); }
+
+namespace {
+void native_log_listener(void*, const char* message) {
+    try {
+        if (!message) return;
+        on_native_log(rust::Slice<const uint8_t>(
+            reinterpret_cast<const uint8_t*>(message), std::strlen(message)));
+    } catch (...) {
+        // A log line is not worth an exception through errlog's thread.
+    }
+}
+}  // namespace
+
+void route_native_log() {
+    errlogAddListener(native_log_listener, nullptr);
+    eltc(0);
+}
 
 }  // namespace mxpva

@@ -9,6 +9,7 @@ namespace mxpva {
 
 struct WireServerSettings;
 struct WireServerInfo;
+struct WireClient;
 class PvHandle;
 
 class PvServer {
@@ -18,6 +19,7 @@ public:
     void start() const;
     void stop() const;
     WireServerInfo info() const;
+    rust::Vec<WireClient> clients() const;
     void add_pv(rust::Str name, const PvHandle& pv) const;
     void remove_pv(rust::Str name) const;
 

@@ -13,4 +13,5 @@
 
 namespace mxpva {
 void configure_logging_from_env();
+void route_native_log();
 }

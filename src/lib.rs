@@ -8,6 +8,8 @@
 //! - `bridge`: mapping, alarms and the write path.
 //! - `sim`: the gateway simulator.
 //! - `signals`: SIGINT/SIGTERM stop gracefully; SIGHUP never stops the process.
+//! - `status`: the status PVs (`[status]`); `systemd`: sd_notify (READY, WATCHDOG);
+//!   `logging`: text or JSON log lines (`[log]`, `--log-format`).
 // No input stops mxpva: nothing in the library or the binary may panic on data a peer or
 // the config controls. `#[cfg(test)]` code is exempt (clippy.toml); so are tests/ and
 // benches/, which these crate attributes do not reach. CI runs `cargo clippy --lib --bins`.
@@ -22,6 +24,9 @@ pub mod bridge;
 pub mod config;
 pub mod gateway;
 mod lock;
+pub mod logging;
 pub mod pva;
 pub mod signals;
 pub mod sim;
+pub mod status;
+pub mod systemd;

@@ -41,6 +41,10 @@ enum Command {
         /// The TOML config file.
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
+        /// Log lines as `text` (the default) or `json` (one object per line); overrides
+        /// `[log] format`.
+        #[arg(long, value_name = "FORMAT")]
+        log_format: Option<mxpva::config::LogFormat>,
     },
     /// Validate a config file and print its mapping table. Exit 78 on a config error.
     Check {
@@ -53,25 +57,15 @@ enum Command {
     Demo,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only on a terminal: a daemon's log goes to journald or a file.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
-    if let Err(e) = mxpva::pva::configure_logging_from_env() {
-        tracing::warn!(error = %e, "PVXS_LOG not applied");
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
+    if let Command::Run { config, log_format } = &cli.command {
+        // The config names the log format: read it first (its errors go to stderr).
+        let config = load_config(config);
+        mxpva::logging::init(log_format.unwrap_or(config.log.format));
+        return run(config);
+    }
+    mxpva::logging::init(mxpva::config::LogFormat::Text);
     match cli.command {
         Command::Sim {
             listen,
@@ -84,7 +78,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { config } => check(&config),
-        Command::Run { config } => run(&config),
+        Command::Run { .. } => Ok(()),
         Command::Demo => demo(),
     }
 }
@@ -112,8 +106,8 @@ fn load_config(path: &std::path::Path) -> mxpva::config::Config {
 }
 
 /// `mxpva run`: the bridge until Ctrl-C or SIGTERM, reloading its config on SIGHUP.
-fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = load_config(path);
+fn run(config: mxpva::config::Config) -> anyhow::Result<()> {
+    let path = config.path.clone();
     let pva = mxpva::bridge::server_config(&config.server);
     // One thread: the bridge is one task, and with the gateway stream on another worker
     // every event crossed threads (wakeups were most of the kernel time in the e2e
@@ -124,10 +118,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     runtime.block_on(async {
         let signals = mxpva::signals::Signals::install()?;
         let (tx, requests) = tokio::sync::mpsc::unbounded_channel();
-        let reload = mxpva::bridge::Reload {
-            path: path.to_path_buf(),
-            requests,
-        };
+        let reload = mxpva::bridge::Reload { path, requests };
         mxpva::bridge::run_reloading(config, pva, signals.shutdown_reloading(tx), Some(reload))
             .await?;
         anyhow::Ok(())

@@ -236,6 +236,20 @@ async fn an_on_demand_pv_is_advised_while_watched_with_a_real_first_value() {
         .await;
     assert!(text.contains("D:Temp"), "{text}");
     assert_eq!(plant.items().await, Some((1, 1)));
+    // The on-demand PVs nobody watches are not served, so the status PVs count them
+    // among the PVs but not as INVALID.
+    let mut status = clients().p4p_watch(&plant.env, &["D:mxpva:PVs:Invalid"]);
+    let seen = status
+        .until(
+            "D:mxpva:PVs:Invalid",
+            "no PV counts as INVALID",
+            Duration::from_secs(20),
+            |s| s.error.is_none() && s.v["value"] == 0,
+        )
+        .await;
+    assert_eq!(seen.severity(), Some(0), "{seen:?}");
+    drop(status);
+    assert_eq!(plant.items().await, Some((1, 1)));
 
     // pvget: its first GET is the value set in the simulator before any client came.
     plant
@@ -403,6 +417,17 @@ async fn a_new_session_advises_only_the_on_demand_pvs_watched_now() {
         })
         .await;
     assert_eq!(plant.items().await, Some((2, 2)));
+    // Level, closed at the loss and watched by nobody, is not counted as INVALID.
+    let mut status = clients().p4p_watch(&plant.env, &["D:mxpva:PVs:Invalid"]);
+    status
+        .until(
+            "D:mxpva:PVs:Invalid",
+            "no served PV is INVALID after the reconnect",
+            Duration::from_secs(20),
+            |s| s.error.is_none() && s.v["value"] == 0,
+        )
+        .await;
+    drop(status);
     // Level's next first client gets a fresh value.
     plant
         .control()

@@ -235,6 +235,12 @@ impl Bridge {
             failed,
             "gateway session up"
         );
+        self.ops.status.gateway_up(link.session.id());
+        crate::systemd::status(&format!(
+            "serving {} PVs, gateway session {}",
+            self.pvs.len(),
+            link.session.id()
+        ));
         self.link = Some(link);
         self.connected_on_demand(&asked);
         self.after_connect(&asked, unwanted);
@@ -256,12 +262,14 @@ impl Bridge {
         // Held data changes name items of the lost session.
         self.early.clear();
         self.on_demand_link_lost(reason);
+        self.ops.status.gateway_lost(reason);
         // Retries that fail the same way change nothing a client can see.
         if self.lost_reason.as_deref() == Some(reason) {
             tracing::debug!(%reason, "gateway still unavailable");
             return;
         }
         warn!(%reason, "gateway connection lost");
+        crate::systemd::status(&format!("gateway connection lost: {reason}"));
         self.lost_reason = Some(reason.to_string());
         let message = format!("gateway connection lost: {reason}");
         for (_, pv) in self.pvs.iter_mut() {

@@ -45,6 +45,9 @@
 //! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
 //! - `demand.rs`: on-demand PVs (`subscribe = "on_demand"`): advised while watched (pvxs
 //!   first connect / last disconnect), un-advised `linger` after the last client left.
+//! - `operate.rs`: the status PVs (`crate::status`) and systemd notifications: state
+//!   changes as they happen, one relaxed atomic add per data change, and a tick (at
+//!   least once a second) that counts INVALID PVs and feeds systemd's watchdog.
 //!
 //! A diff applied while a connect is under way is caught up after it: PVs added or
 //! re-tagged meanwhile are subscribed then, items of PVs removed meanwhile unsubscribed.
@@ -67,6 +70,7 @@ mod diff;
 mod isotime;
 mod limits;
 mod link;
+mod operate;
 mod pv;
 mod quality;
 mod registry;
@@ -164,6 +168,8 @@ pub async fn run_reloading(
         pvs.add(cfg, &config.defaults, &server, &events_tx)?;
     }
     let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events_tx, &pvs)?;
+    let in_flight = Arc::default();
+    let ops = operate::Ops::new(&config, &server, &events_tx, &in_flight)?;
     server.start()?;
     let info = server.info()?;
     info!(
@@ -185,12 +191,13 @@ pub async fn run_reloading(
         lost_reason: None,
         stale_sessions: Arc::default(),
         next_write: 0,
-        in_flight: Arc::default(),
+        in_flight,
         internal: mpsc::unbounded_channel(),
         alarms,
         strays: strays::Strays::default(),
         dirty: Vec::new(),
         demand: demand::Demand::default(),
+        ops,
     };
     bridge.serve(&mut pv_events, shutdown, reload).await;
     drop(bridge);
@@ -233,6 +240,8 @@ struct Bridge {
     dirty: Vec<PvId>,
     /// On-demand PVs: which are watched, lingering, waiting for a first value.
     demand: demand::Demand,
+    /// The status PVs and systemd notifications (`operate.rs`).
+    ops: operate::Ops,
 }
 
 /// At most this many gateway events are taken in one turn, so that puts are still
@@ -294,6 +303,7 @@ impl Bridge {
                     }
                 }
                 Some(msg) = self.internal.1.recv() => self.on_internal(msg),
+                _ = self.ops.tick.tick() => self.on_tick(),
                 Some(msg) = self.alarms.feed.recv() => {
                     self.alarms.on_feed(msg, &mut self.pvs, &mut self.dirty);
                     ended = self.take_ready(&mut events).await;
@@ -303,6 +313,7 @@ impl Bridge {
                     match done {
                         Ok(Ok((link, stream, items, early))) => {
                             self.on_connected(link, items);
+                            self.ops.first_connect_over(&self.pvs, true);
                             for ev in early {
                                 self.on_session_event(ev);
                             }
@@ -311,10 +322,12 @@ impl Bridge {
                         }
                         Ok(Err(reason)) => {
                             self.on_lost(&reason);
+                            self.ops.first_connect_over(&self.pvs, false);
                             retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
                         }
                         Err(e) => {
                             self.on_lost(&format!("connect task failed: {e}"));
+                            self.ops.first_connect_over(&self.pvs, false);
                             retry_at = Some(tokio::time::Instant::now() + backoff.current());
                         }
                     }
@@ -348,6 +361,7 @@ impl Bridge {
                 retry_at = Some(tokio::time::Instant::now() + backoff.current());
             }
         }
+        crate::systemd::stopping();
         if let Some(link) = self.link.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), link.session.close()).await;
             let _ = tokio::time::timeout(
@@ -395,6 +409,8 @@ impl Bridge {
                     return;
                 }
                 if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
+                    // Counted where it reaches its PV: a held one is counted when replayed.
+                    self.ops.status.data_change();
                     if pv.data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses) {
                         self.dirty.push(i);
                     }

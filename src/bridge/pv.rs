@@ -401,6 +401,13 @@ impl MappedPv {
         }
     }
 
+    /// The PV's own value is INVALID now (quality, link, conversion): for the status PVs.
+    /// An on-demand PV that nobody watches is not served, so it is not counted.
+    pub fn is_invalid(&self) -> bool {
+        let unwatched = self.cfg.subscribe.is_on_demand() && !self.pv.is_open();
+        !unwatched && self.base_alarm.0.severity == Severity::Invalid
+    }
+
     pub fn subscribe_failed(&mut self, reason: &str) {
         self.post_alarm(Alarm::new(
             Severity::Invalid,

@@ -145,6 +145,11 @@ impl Registry {
         self.pvs.len()
     }
 
+    /// How many PVs are INVALID now (see [`MappedPv::is_invalid`]).
+    pub fn invalid(&self) -> usize {
+        self.pvs.values().filter(|pv| pv.is_invalid()).count()
+    }
+
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (PvId, &mut MappedPv)> {
         self.pvs.iter_mut().map(|(id, pv)| (*id, pv))
     }

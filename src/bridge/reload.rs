@@ -20,6 +20,7 @@ impl Bridge {
     /// new settings.
     pub(super) fn reload(&mut self, path: &Path) -> bool {
         let started = Instant::now();
+        crate::systemd::reloading();
         let new = match Config::load(path) {
             Ok(new) => new,
             Err(e) => {
@@ -27,12 +28,20 @@ impl Bridge {
                     file = %path.display(),
                     "config reload refused, still serving the mapping in service:\n{e}"
                 );
+                self.ops.status.config_failed(&e.to_string());
+                crate::systemd::ready("config reload refused: serving the config in service");
                 return false;
             }
         };
         let mut restart: Vec<&'static str> = Vec::new();
         if new.server != self.config.server {
             restart.push("[server]");
+        }
+        if new.status != self.config.status {
+            restart.push("[status]");
+        }
+        if new.log != self.config.log {
+            restart.push("[log]");
         }
         let (old_l, new_l) = (&self.config.limits, &new.limits);
         if old_l.max_puts_queued != new_l.max_puts_queued {
@@ -83,6 +92,8 @@ impl Bridge {
                 "changed settings need a restart of mxpva: not applied"
             );
         }
+        self.ops.status.config_loaded(path);
+        crate::systemd::ready(&format!("config reloaded: serving {} PVs", self.pvs.len()));
         info!(
             file = %path.display(),
             added = applied.added,

@@ -73,8 +73,11 @@
 //!   (see [`SeverityScheme`]: `priority`, the default, or `kind`).
 //! - `[[alarm_pv]]`: `name`, `alarms` (references), `type` (`enum` or `int32`),
 //!   `description`, `acknowledge`, `alarm_severity`.
+//! - `[status]`: `prefix` of the status PVs (default `[defaults] prefix` + `mxpva:`;
+//!   `""` serves none). `[log]`: `format` (`text` or `json`). See `operate.rs`.
 
 mod location;
+mod operate;
 mod raw;
 mod report;
 mod types;
@@ -88,6 +91,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use operate::{Log, LogFormat, Status, DEFAULT_STATUS_SUFFIX, STATUS_PVS};
 pub use types::{PvName, PvType, ScalarType, SecretString, Tag, TagIndex};
 
 /// The exit code of `mxpva` for any configuration error (`EX_CONFIG`).
@@ -161,6 +165,10 @@ pub struct Config {
     pub alarm_pvs: Vec<AlarmPv>,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[status]`: the status PVs.
+    pub status: Status,
+    /// `[log]`.
+    pub log: Log,
 }
 
 /// `[limits]`: caps on everything a peer (a PVAccess client or the gateway) sizes. Past a

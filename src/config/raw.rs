@@ -30,6 +30,10 @@ pub(crate) struct RawConfig {
     pub alarm_pv: Vec<Spanned<RawAlarmPv>>,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub status: super::operate::RawStatus,
+    #[serde(default)]
+    pub log: super::operate::RawLog,
 }
 
 /// `[limits]`: caps on what a peer sizes. Each is a count; validation checks the range.

@@ -130,6 +130,18 @@ pub(super) fn mapping_table(c: &Config) -> String {
         n => writeln!(out, "pvs:       {} ({n} subscribed on demand)", c.pvs.len()),
     };
     let _ = writeln!(out, "alarms:    {}", alarms_text(c));
+    let _ = writeln!(
+        out,
+        "status:    {}; log {}",
+        match &c.status.prefix {
+            Some(p) => format!("{} PVs under {p} (listed last)", super::STATUS_PVS.len()),
+            None => "off (no status PVs)".into(),
+        },
+        match c.log.format {
+            super::LogFormat::Text => "text",
+            super::LogFormat::Json => "json",
+        }
+    );
     out.push('\n');
 
     let header = [
@@ -211,6 +223,9 @@ pub(super) fn mapping_table(c: &Config) -> String {
                 "; no acknowledgement PV"
             }
         );
+    }
+    for name in c.status.pv_names() {
+        let _ = writeln!(out, "{name} (status)");
     }
     out
 }

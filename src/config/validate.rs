@@ -194,6 +194,7 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         .collect();
     alarms::cross_check(v, &alarm_config, &claimed);
     alarms::apply_acknowledge(&alarm_config, &mut pvs, &mut alarm_pvs);
+    let status = status(v, raw.status, &ctx.prefix, &pvs, &alarm_pvs);
     Config {
         path: v.file.to_path_buf(),
         gateway,
@@ -204,7 +205,41 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         alarms: alarm_config,
         alarm_pvs,
         limits,
+        status,
+        log: super::Log {
+            format: raw.log.format,
+        },
     }
+}
+
+/// `[status]`; a status PV name that a `[[pv]]` or `[[alarm_pv]]` also takes is refused.
+fn status(
+    v: &mut Validator<'_>,
+    raw: super::operate::RawStatus,
+    prefix: &PvName,
+    pvs: &[super::Pv],
+    alarm_pvs: &[super::AlarmPv],
+) -> super::Status {
+    let span = raw.prefix.as_ref().map_or(0..0, |p| p.span());
+    let (status, problems) = super::operate::status(raw, prefix);
+    for (span, key, message) in problems {
+        v.err(span, key, message);
+    }
+    let names: std::collections::HashSet<String> = status.pv_names().into_iter().collect();
+    let taken = pvs
+        .iter()
+        .map(|p| &p.name)
+        .chain(alarm_pvs.iter().map(|p| &p.name));
+    for name in taken {
+        if names.contains(name.as_str()) {
+            v.err(
+                span.clone(),
+                "status.prefix",
+                format!("status PV `{name}` is also a mapped PV: choose another [status] prefix"),
+            );
+        }
+    }
+    status
 }
 
 fn is_env_name(s: &str) -> bool {

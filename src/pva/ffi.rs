@@ -196,6 +196,21 @@ pub(crate) mod bridge {
         client_env: Vec<String>,
     }
 
+    /// One client connection as pvxs's own server report gives it (`Server::report`).
+    #[derive(Debug, Clone, Default)]
+    struct WireClient {
+        /// `IP:port`.
+        peer: String,
+        /// Authentication method (`anonymous`, `ca`) and the account the client claims.
+        method: String,
+        account: String,
+        /// Channels open through this connection.
+        channels: u32,
+        /// Bytes sent to and received from the client since it connected.
+        tx: u64,
+        rx: u64,
+    }
+
     // ------------------------------------------------- Rust called from pvxs callbacks
 
     extern "Rust" {
@@ -207,6 +222,10 @@ pub(crate) mod bridge {
 
         /// The first client attached (`true`) or the last one left (`false`).
         fn on_connection(ctx: &PvContext, connected: bool);
+
+        /// One message of EPICS errlog (pvxs's own log lines), once routed there by
+        /// `route_native_log`. Called on errlog's thread.
+        fn on_native_log(message: &[u8]);
     }
 
     // ---------------------------------------------------------------- C++ the shim offers
@@ -225,6 +244,8 @@ pub(crate) mod bridge {
         fn start(self: &PvServer) -> Result<()>;
         fn stop(self: &PvServer) -> Result<()>;
         fn info(self: &PvServer) -> Result<WireServerInfo>;
+        /// The connected clients, from pvxs's server report (counters not zeroed).
+        fn clients(self: &PvServer) -> Result<Vec<WireClient>>;
         fn add_pv(self: &PvServer, name: &str, pv: &PvHandle) -> Result<()>;
         fn remove_pv(self: &PvServer, name: &str) -> Result<()>;
 
@@ -245,6 +266,9 @@ pub(crate) mod bridge {
 
         /// Apply `PVXS_LOG` (pvxs logger levels) from the environment.
         fn configure_logging_from_env() -> Result<()>;
+        /// Sends errlog's messages (pvxs's log lines) to `on_native_log` instead of the
+        /// console.
+        fn route_native_log() -> Result<()>;
     }
 }
 
@@ -257,4 +281,5 @@ unsafe impl Send for bridge::PvHandle {}
 unsafe impl Sync for bridge::PvHandle {}
 unsafe impl Send for bridge::PutOp {}
 
+pub(crate) use super::native_log::on_native_log;
 pub(crate) use super::shared_pv::{on_connection, on_put, PvContext};

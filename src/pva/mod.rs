@@ -31,6 +31,7 @@
 
 mod error;
 mod ffi;
+mod native_log;
 mod put;
 mod server;
 mod shared_pv;
@@ -38,8 +39,8 @@ mod table;
 mod value;
 
 pub use error::PvaError;
-pub use put::{Credentials, PutCompletion, PutRequest};
-pub use server::{Server, ServerConfig, ServerInfo};
+pub use put::{Credentials, PutCompletion, PutCounts, PutRequest};
+pub use server::{ClientInfo, Server, ServerConfig, ServerInfo};
 pub use shared_pv::{
     event_channel, event_channel_with, Access, EventReceiver, EventSender, PutLimits, PvEvent,
     SharedPv,
@@ -54,4 +55,10 @@ pub use value::{
 /// next to tracing's `RUST_LOG`.
 pub fn configure_logging_from_env() -> Result<(), PvaError> {
     ffi::bridge::configure_logging_from_env().map_err(|e| PvaError::native("configure logging", e))
+}
+
+/// Sends pvxs's own log lines (EPICS errlog) through tracing, target `pvxs`, instead of
+/// writing them to stderr: with JSON logs every line is then an object.
+pub fn route_native_log() -> Result<(), PvaError> {
+    ffi::bridge::route_native_log().map_err(|e| PvaError::native("route the pvxs log", e))
 }

@@ -1,5 +1,6 @@
 //! A client's put, completed later from any thread.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cxx::UniquePtr;
@@ -34,10 +35,32 @@ pub struct PutRequest {
     pub completion: PutCompletion,
 }
 
+/// Puts received from clients and puts answered with an error, over all PVs of one
+/// event channel (see [`EventSender::put_counts`](super::EventSender::put_counts)): one
+/// relaxed atomic add each, read by the status PVs.
+#[derive(Debug, Default)]
+pub struct PutCounts {
+    pub received: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl PutCounts {
+    /// Received, failed.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// The reply to one put. Exactly one answer reaches the client: the first of
 /// [`PutCompletion::complete`] or the error sent when this handle is dropped.
 pub struct PutCompletion {
     op: UniquePtr<PutOp>,
+    /// Counts the put as failed when it is answered with an error (dropped unanswered
+    /// included).
+    counts: Option<Arc<PutCounts>>,
 }
 
 impl std::fmt::Debug for PutCompletion {
@@ -49,12 +72,25 @@ impl std::fmt::Debug for PutCompletion {
 }
 
 impl PutCompletion {
+    #[cfg(test)]
     pub(crate) fn new(op: UniquePtr<PutOp>) -> Self {
-        PutCompletion { op }
+        PutCompletion { op, counts: None }
+    }
+
+    /// A completion whose error answers count in `counts.failed`.
+    pub(crate) fn counted(op: UniquePtr<PutOp>, counts: &Arc<PutCounts>) -> Self {
+        PutCompletion {
+            op,
+            counts: Some(counts.clone()),
+        }
     }
 
     /// Replies success, or the error text the client will show.
     pub fn complete(mut self, result: Result<(), String>) {
+        let counts = self.counts.take();
+        if let (Some(c), Err(_)) = (&counts, &result) {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+        }
         let Some(op) = self.op.as_mut() else { return };
         let outcome = match &result {
             Ok(()) => op.reply_ok(),
@@ -68,5 +104,14 @@ impl PutCompletion {
     /// The client cancelled the put or disconnected; a reply would go nowhere.
     pub fn is_cancelled(&self) -> bool {
         self.op.as_ref().is_some_and(|op| op.is_cancelled())
+    }
+}
+
+impl Drop for PutCompletion {
+    /// Unanswered: pvxs answers with an error, counted as a failed put.
+    fn drop(&mut self) {
+        if let Some(c) = self.counts.take() {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

@@ -119,6 +119,22 @@ pub struct ServerInfo {
     pub client_env: Vec<(String, String)>,
 }
 
+/// One connected PVAccess client, from pvxs's own server report.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientInfo {
+    /// `IP:port`.
+    pub peer: String,
+    /// Authentication method (`anonymous`, `ca`).
+    pub method: String,
+    /// The account the client claims (with `ca`; empty otherwise).
+    pub account: String,
+    /// Channels (PVs) open through this connection.
+    pub channels: u32,
+    /// Bytes sent to the client and received from it since it connected.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
 /// A pvxs PVAccess server. Stopped when dropped.
 pub struct Server {
     inner: UniquePtr<PvServer>,
@@ -168,6 +184,27 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         })
+    }
+
+    /// The connected clients, as pvxs's server report lists them. It runs on the
+    /// server's own event loop and waits for it: call it from a task, never from a pvxs
+    /// callback.
+    pub fn clients(&self) -> Result<Vec<ClientInfo>, PvaError> {
+        let wire = self
+            .inner
+            .clients()
+            .map_err(|e| PvaError::native("read the server report", e))?;
+        Ok(wire
+            .into_iter()
+            .map(|c| ClientInfo {
+                peer: c.peer,
+                method: c.method,
+                account: c.account,
+                channels: c.channels,
+                bytes_sent: c.tx,
+                bytes_received: c.rx,
+            })
+            .collect())
     }
 
     /// Serves `pv` under its name. A name already served is replaced.

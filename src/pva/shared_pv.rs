@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::error::PvaError;
 use super::ffi::bridge::{self, PutOp, PvHandle, WirePut};
-use super::put::{Credentials, PutCompletion, PutRequest};
+use super::put::{Credentials, PutCompletion, PutCounts, PutRequest};
 use super::value::{pv_type_of, NtValue, PvType, Shape, Update};
 
 /// Whether clients may put to a PV.
@@ -62,6 +62,8 @@ pub struct EventSender {
     /// Puts sent and not yet received.
     queued: Arc<AtomicUsize>,
     limits: PutLimits,
+    /// Puts received and failed, for the status PVs.
+    counts: Arc<PutCounts>,
 }
 
 /// Receives [`PvEvent`]s.
@@ -94,6 +96,16 @@ impl EventReceiver {
 }
 
 impl EventSender {
+    /// Puts received and answered with an error, over every PV of this channel.
+    pub fn put_counts(&self) -> Arc<PutCounts> {
+        self.counts.clone()
+    }
+
+    /// Puts received and not yet taken up by the receiver.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Takes a place in the queue for one put; `false` when `max_queued` are waiting.
     fn reserve_put(&self) -> bool {
         self.queued
@@ -125,6 +137,7 @@ pub fn event_channel_with(limits: PutLimits) -> (EventSender, EventReceiver) {
             tx,
             queued: queued.clone(),
             limits,
+            counts: Arc::default(),
         },
         EventReceiver { rx, queued },
     )
@@ -181,7 +194,8 @@ impl PvContext {
 
 /// Called by pvxs on its worker thread: must not block, must not panic.
 pub(crate) fn on_put(ctx: &PvContext, put: WirePut, op: UniquePtr<PutOp>) {
-    let completion = PutCompletion::new(op);
+    ctx.events.counts.received.fetch_add(1, Ordering::Relaxed);
+    let completion = PutCompletion::counted(op, &ctx.events.counts);
     if ctx.access == Access::ReadOnly {
         tracing::debug!(pv = %ctx.name, peer = %put.peer, "put to a read-only PV refused");
         completion.complete(Err(format!("{} is read-only: put refused", ctx.name)));

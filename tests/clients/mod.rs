@@ -564,12 +564,7 @@ pub fn start_bridge(config: &Path, log: &Path) -> (tokio::process::Child, Env) {
 
 /// Sends SIGHUP to `process` (a config reload of `mxpva run`).
 pub fn hangup(process: &tokio::process::Child) {
-    let pid = process.id().expect("the process runs").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(process, "-HUP");
 }
 
 /// Waits (at most 20 s) until the log at `log` holds `count` lines with `needle`, and
@@ -588,4 +583,14 @@ pub async fn logged(log: &Path, needle: &str, count: usize) -> String {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Sends `signal` (`-HUP`, `-TERM`, ...) to a running child with kill(1).
+pub fn send_signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("the process runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
 }

@@ -412,6 +412,17 @@ impl Alarms {
         Ok(alarms)
     }
 
+    /// The feed's state for the status PVs, and why when it is not up.
+    pub fn feed_state(&self) -> (crate::status::LinkState, &str) {
+        use crate::status::LinkState;
+        match (&self.lost, self.cfg.enabled, self.synced) {
+            (_, false, _) => (LinkState::Disabled, "[alarms] enabled = false"),
+            (Some(reason), _, _) => (LinkState::Lost, reason.as_str()),
+            (None, _, true) => (LinkState::Up, ""),
+            (None, _, false) => (LinkState::Connecting, "waiting for the alarm snapshot"),
+        }
+    }
+
     /// The PV an alarm belongs to, if any.
     fn owner_of(&self, e: &Entry) -> Option<Owner> {
         let lower_ref = e.reference.to_ascii_lowercase();
