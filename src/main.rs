@@ -58,6 +58,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // First of all: a SIGHUP while starting must not end the daemon (src/signals.rs).
+    mxpva::signals::catch_early_hangups()?;
     let cli = Cli::parse();
     if let Command::Run { config, log_format } = &cli.command {
         // The config names the log format: read it first (its errors go to stderr).

@@ -1,14 +1,17 @@
 //! Signals a daemon meets in service: SIGHUP (systemd's `reload`, a closed terminal) never
 //! stops `mxpva run` (which reloads its config: tests/bridge_reload.rs), `mxpva sim` or
 //! `mxpva demo` (which have no config file to reload and log so); SIGTERM stops them
-//! gracefully with exit status 0. Checked with pvget and a p4p monitor.
+//! gracefully with exit status 0. Checked with pvget and a p4p monitor. A SIGHUP while
+//! `mxpva run` is still starting becomes a reload once it serves.
 
 mod clients;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clients::{clients, free_ports, pva_env, spawn_mxpva_logged};
+use clients::{
+    clients, free_ports, logged, pva_env, send_signal, spawn_mxpva_logged, start_bridge,
+};
 
 const CONFIG: &str = r#"
 [gateway]
@@ -36,38 +39,11 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn send(signal: &str, child: &tokio::process::Child) {
-    let pid = child.id().expect("the process is running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
-/// Waits (at most 10 s) until `log` holds `count` lines containing `needle`.
-async fn logged(log: &Path, needle: &str, count: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.matches(needle).count() >= count {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} holds {} of {count} lines with {needle:?}:\n{text}",
-            log.display(),
-            text.matches(needle).count()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Three SIGHUPs leave the process running and logged as `said`; then SIGTERM ends it
 /// with 0.
 async fn survives_hangups_then_stops(child: &mut tokio::process::Child, log: &Path, said: &str) {
     for n in 1..=3 {
-        send("-HUP", child);
+        send_signal(child, "-HUP");
         logged(log, "SIGHUP", n).await;
     }
     assert!(
@@ -76,7 +52,7 @@ async fn survives_hangups_then_stops(child: &mut tokio::process::Child, log: &Pa
     );
     let text = std::fs::read_to_string(log).unwrap();
     assert!(text.contains(said), "no {said:?} in:\n{text}");
-    send("-TERM", child);
+    send_signal(child, "-TERM");
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("SIGTERM stops the process within 10 s")
@@ -90,19 +66,13 @@ async fn sighup_never_stops_the_bridge() {
     let config = dir.join("bridge.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let log = dir.join("bridge.log");
-    let (tcp, udp) = free_ports();
-    let (server_env, env) = pva_env(tcp, udp);
-    let mut bridge = spawn_mxpva_logged(
-        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-        &server_env,
-        Some(&log),
-    );
+    let (mut bridge, env) = start_bridge(&config, &log);
     let text = clients()
         .pvget_until(&env, &["-v", "SIG:SP"], "units rpm")
         .await;
     assert!(text.contains("string units rpm"), "{text}");
     for n in 1..=3 {
-        send("-HUP", &bridge);
+        send_signal(&bridge, "-HUP");
         logged(&log, "SIGHUP", n).await;
     }
     // Still serving, the same PV.
@@ -117,6 +87,77 @@ async fn sighup_never_stops_the_bridge() {
         "{text}"
     );
     survives_hangups_then_stops(&mut bridge, &log, "SIGHUP received: reloading the config").await;
+}
+
+/// Opens the FIFO `path` for writing, which returns once a reader (mxpva reading its
+/// config) has opened it, and writes `text` into it.
+async fn feed_fifo(path: &Path, text: &'static str) {
+    let path = path.to_path_buf();
+    let open = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut fifo = std::fs::OpenOptions::new().write(true).open(&path)?;
+        fifo.write_all(text.as_bytes())
+    });
+    tokio::time::timeout(Duration::from_secs(20), open)
+        .await
+        .expect("mxpva opens its config within 20 s")
+        .unwrap()
+        .expect("write the config into the FIFO");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_while_starting_is_a_reload_once_serving() {
+    let dir = test_dir("early");
+    // The config is a FIFO: mxpva blocks reading it until the test writes, so the SIGHUP
+    // lands while it is starting, before it serves.
+    let config = dir.join("bridge.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&config)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let log = dir.join("bridge.log");
+    let (mut bridge, env) = start_bridge(&config, &log);
+    let path = config.clone();
+    let reader_waits = tokio::task::spawn_blocking(move || {
+        // Opening for writing returns once mxpva has the FIFO open to read.
+        std::fs::OpenOptions::new().write(true).open(path)
+    });
+    let mut fifo = tokio::time::timeout(Duration::from_secs(20), reader_waits)
+        .await
+        .expect("mxpva opens its config within 20 s")
+        .unwrap()
+        .unwrap();
+    send_signal(&bridge, "-HUP");
+    {
+        use std::io::Write;
+        fifo.write_all(CONFIG.as_bytes()).unwrap();
+    }
+    drop(fifo);
+    // The start-up SIGHUP becomes a reload once serving: mxpva reads the FIFO again
+    // (after it has read the first writing to its end).
+    logged(
+        &log,
+        "SIGHUP received during start-up: reloading the config",
+        1,
+    )
+    .await;
+    feed_fifo(&config, CONFIG).await;
+    let text = clients()
+        .pvget_until(&env, &["-v", "SIG:SP"], "units rpm")
+        .await;
+    assert!(text.contains("string units rpm"), "{text}");
+    logged(&log, "config reloaded", 1).await;
+    assert!(
+        bridge.try_wait().unwrap().is_none(),
+        "the start-up SIGHUP ended mxpva"
+    );
+    send_signal(&bridge, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), bridge.wait())
+        .await
+        .expect("SIGTERM stops the process within 10 s")
+        .unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +192,7 @@ async fn sighup_never_stops_the_demo_and_its_monitors_stay_connected() {
         )
         .await;
     for n in 1..=3 {
-        send("-HUP", &demo);
+        send_signal(&demo, "-HUP");
         logged(&log, "SIGHUP", n).await;
     }
     // Updates keep coming on the same connection, and none was a disconnect.
