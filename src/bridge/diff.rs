@@ -37,6 +37,8 @@ pub(super) enum Change {
     Limits,
     /// Which time is posted (`timestamp`).
     Timestamp,
+    /// `access_group`, `access_level`: taken in place by the next put.
+    Access,
 }
 
 /// How a PV's config changed: each kind once, in [`Change`] order; empty when it did not.
@@ -76,6 +78,10 @@ pub(super) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Change> {
         Change::Limits,
     );
     note(old.timestamp != new.timestamp, Change::Timestamp);
+    note(
+        old.access_group != new.access_group || old.access_level != new.access_level,
+        Change::Access,
+    );
     out
 }
 

@@ -31,6 +31,7 @@
 //! - `link.rs`: the gateway link: connect, session, subscribe, lost links and their
 //!   stale sessions.
 //! - `writes.rs`: the write path: puts -> gateway writes, caps, completion.
+//! - `guard.rs`: access security (the ACF) and the audit trail, before the write path.
 //! - `registry.rs`, `diff.rs` (tests in `diff/tests.rs`), `apply.rs`, `reload.rs`: above.
 //! - `combine.rs`: how the parts of a PV's alarm join (shared by `pv.rs` and `alarms/`,
 //!   so neither imports the other's file).
@@ -61,6 +62,7 @@ mod convert;
 #[cfg(test)]
 mod convert_props;
 mod diff;
+mod guard;
 mod isotime;
 mod limits;
 mod link;
@@ -84,6 +86,7 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::access::audit::AuditTrail;
 use crate::config::{self, Config};
 use crate::gateway::{ClientOptions, EventStream, SessionEvent};
 use crate::pva::{self, PvEvent, Server, ServerConfig};
@@ -102,6 +105,10 @@ pub enum BridgeError {
     Pva(#[from] pva::PvaError),
     #[error("gateway API key: {0}")]
     ApiKey(String),
+    #[error("access security: {0}")]
+    Access(#[from] crate::access::AccessError),
+    #[error("audit trail: cannot start its writer: {0}")]
+    Audit(std::io::Error),
 }
 
 /// The PVAccess server settings: `[server]`, falling back to `EPICS_PVAS_*`.
@@ -148,6 +155,9 @@ pub async fn run_reloading(
     reload: Option<Reload>,
 ) -> Result<(), BridgeError> {
     let opts = client_options(&config.gateway, &config.limits)?;
+    let access = crate::access::Access::start(&config)?;
+    let audit = AuditTrail::start(config.audit.as_ref().map(|a| a.file.as_path()))
+        .map_err(BridgeError::Audit)?;
     let server = Arc::new(Server::new(&pva_config)?);
     let (events_tx, mut pv_events) = pva::event_channel_with(pva::PutLimits {
         max_queued: config.limits.max_puts_queued,
@@ -187,6 +197,8 @@ pub async fn run_reloading(
         alarms,
         strays: strays::Strays::default(),
         dirty: Vec::new(),
+        access,
+        audit,
     };
     bridge.serve(&mut pv_events, shutdown, reload).await;
     drop(bridge);
@@ -227,6 +239,10 @@ struct Bridge {
     strays: strays::Strays,
     /// PVs with news taken in this turn, each posted once at its end.
     dirty: Vec<PvId>,
+    /// The ACF in force (`guard.rs`).
+    access: crate::access::Access,
+    /// The audit trail of puts; `audit.health()` is for the status PVs.
+    audit: AuditTrail,
 }
 
 /// At most this many gateway events are taken in one turn, so that puts are still

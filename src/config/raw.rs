@@ -30,6 +30,24 @@ pub(crate) struct RawConfig {
     pub alarm_pv: Vec<Spanned<RawAlarmPv>>,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub access: Option<Spanned<RawAccess>>,
+    #[serde(default)]
+    pub audit: Option<Spanned<RawAudit>>,
+}
+
+/// `[access]`: the EPICS access security file (ACF) that rules puts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    pub file: Spanned<PathBuf>,
+}
+
+/// `[audit]`: where the audit trail of puts is appended (JSON Lines).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub file: Spanned<PathBuf>,
 }
 
 /// `[limits]`: caps on what a peer sizes. Each is a count; validation checks the range.
@@ -228,6 +246,10 @@ pub(crate) struct RawDefaults {
     pub boolean: super::BooleanRepr,
     #[serde(default = "default_choices")]
     pub boolean_choices: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub access_group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub access_level: Option<Spanned<i64>>,
 }
 
 impl Default for RawDefaults {
@@ -241,6 +263,8 @@ impl Default for RawDefaults {
             timestamp: default_timestamp(),
             boolean: default_boolean(),
             boolean_choices: default_choices(),
+            access_group: None,
+            access_level: None,
         }
     }
 }
@@ -327,6 +351,10 @@ pub(crate) struct RawPv {
     /// `priority` or `kind`: overrides `[alarms] severity` for this PV's alarms.
     #[serde(default)]
     pub alarm_severity: Option<Spanned<String>>,
+    #[serde(default)]
+    pub access_group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub access_level: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -405,6 +433,9 @@ pub(crate) struct RawAlarms {
     /// `priority` or `kind`.
     #[serde(default)]
     pub severity: Option<Spanned<String>>,
+    /// The access security group of every `:ACK` PV.
+    #[serde(default)]
+    pub access_group: Option<Spanned<String>>,
 }
 
 impl Default for RawAlarms {
@@ -418,6 +449,7 @@ impl Default for RawAlarms {
             returned_unacked: default_returned_unacked(),
             priorities: None,
             severity: None,
+            access_group: None,
         }
     }
 }
@@ -461,4 +493,8 @@ pub(crate) struct RawAlarmPv {
     /// `priority` or `kind`: overrides `[alarms] severity` for its alarms.
     #[serde(default)]
     pub alarm_severity: Option<Spanned<String>>,
+    #[serde(default)]
+    pub access_group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub access_level: Option<Spanned<i64>>,
 }

@@ -161,6 +161,8 @@ pub(crate) mod bridge {
         iface: String,
         method: String,
         account: String,
+        /// The account's roles (OS groups), looked up only while an ACF is in force.
+        roles: Vec<String>,
         /// Why the shim could not read the value (empty when it could); a read-only PV
         /// refuses the put before this matters.
         error: String,
@@ -194,6 +196,30 @@ pub(crate) mod bridge {
         auto_beacon: bool,
         /// `NAME=VALUE` settings for a client of this server (EPICS_PVA_*).
         client_env: Vec<String>,
+    }
+
+    /// One access security group of a loaded ACF, with its INP links (`INPA(...)`).
+    #[derive(Debug, Clone, Default)]
+    struct WireAcfGroup {
+        name: String,
+        inputs: Vec<String>,
+    }
+
+    /// What asLib made of an ACF: its groups, and what it reported while loading that did
+    /// not stop it (an unresolved HAG host, a duplicate user).
+    #[derive(Debug, Clone, Default)]
+    struct WireAcfSummary {
+        groups: Vec<WireAcfGroup>,
+        warnings: Vec<String>,
+    }
+
+    /// The access one client has to one group at one level.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    struct WireAccess {
+        read: bool,
+        write: bool,
+        /// The rule that grants the write asks for TRAPWRITE.
+        trap: bool,
     }
 
     // ------------------------------------------------- Rust called from pvxs callbacks
@@ -242,6 +268,17 @@ pub(crate) mod bridge {
         fn reply_error(self: Pin<&mut PutOp>, message: &str) -> Result<()>;
         /// The client cancelled or went away before the reply.
         fn is_cancelled(self: &PutOp) -> bool;
+
+        /// asLib (cpp/access.h): every call holds the shim's one asLib lock.
+        fn acf_load(text: &str) -> Result<WireAcfSummary>;
+        fn acf_check(
+            group: &str,
+            level: i32,
+            user: &str,
+            host: &str,
+            roles: &[String],
+        ) -> Result<WireAccess>;
+        fn acf_want_roles(on: bool);
 
         /// Apply `PVXS_LOG` (pvxs logger levels) from the environment.
         fn configure_logging_from_env() -> Result<()>;

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 mod error;
 mod ffi;
 mod put;
@@ -38,7 +39,7 @@ mod table;
 mod value;
 
 pub use error::PvaError;
-pub use put::{Credentials, PutCompletion, PutRequest};
+pub use put::{Credentials, PutCompletion, PutOutcome, PutReply, PutRequest};
 pub use server::{Server, ServerConfig, ServerInfo};
 pub use shared_pv::{
     event_channel, event_channel_with, Access, EventReceiver, EventSender, PutLimits, PvEvent,

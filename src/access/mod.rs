@@ -1,0 +1,319 @@
+//! Access security for puts: the site's EPICS ACF, evaluated by libCom's asLib (through
+//! the shim, `crate::pva::access`), and the audit trail of puts (`audit`).
+//!
+//! asLib keeps one set of rules for the whole process, so the rules have one owner: the
+//! [`Access`] the bridge holds (and, for `mxpva check`, the one [`Access::start`] there
+//! makes). The shim serialises every asLib call under one lock besides.
+//!
+//! - A PV's group is its `access_group` (`DEFAULT` unless set), its level its
+//!   `access_level` (0 unless set); every `:ACK` PV is in `[alarms] access_group`.
+//! - A client is its account and, as QSRV2 does, `role/<group>` for each OS group of
+//!   that account on this host; the best access any of them has counts. Its host is the
+//!   IP address it connects from: HAG host names are resolved once, when the file loads
+//!   (asLib's `asCheckClientIP`).
+//! - A file with INP links (INPA..INPL) is refused: they need an IOC's Channel Access
+//!   client, which mxpva is not.
+
+pub mod audit;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::pva::access::{acf_check, acf_load, acf_want_roles, Permission};
+use crate::pva::Credentials;
+
+/// Why an ACF cannot be used. The text is what `mxpva check` prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error(
+        "{file}: cannot read the access security file ([access] file at {location}): {reason}"
+    )]
+    Read {
+        file: String,
+        location: String,
+        reason: String,
+    },
+    #[error("{file}: asLib refused the access security file: {reason}")]
+    Syntax { file: String, reason: String },
+    #[error(
+        "{file}: group `{group}` uses INP links ({links}): they need an IOC's Channel Access \
+         client, which mxpva does not have; remove the INP lines and the CALC rules that use them"
+    )]
+    Inp {
+        file: String,
+        group: String,
+        links: String,
+    },
+    #[error(
+        "{location}: {key} `{group}` ({what}) is not a group of {file} (its groups: {groups})"
+    )]
+    UnknownGroup {
+        location: String,
+        key: String,
+        what: String,
+        group: String,
+        file: String,
+        groups: String,
+    },
+}
+
+/// An ACF in force.
+#[derive(Debug, Clone)]
+struct Rules {
+    file: PathBuf,
+    text: String,
+    groups: BTreeSet<String>,
+}
+
+/// The one owner of the access rules in force.
+#[derive(Debug, Default)]
+pub struct Access {
+    rules: Option<Rules>,
+}
+
+/// What the rules say about one put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The put goes to the audit trail: always when denied; when allowed, if a
+    /// TRAPWRITE rule granted it, or when there is no ACF at all.
+    pub audited: bool,
+    /// The client's host as the rules saw it (its IP address).
+    pub host: String,
+}
+
+impl Access {
+    /// Loads `[access] file` of `config` (nothing without `[access]`), checking that it
+    /// has no INP links and that every group the config names is in it.
+    pub fn start(config: &Config) -> Result<Self, AccessError> {
+        let mut access = Access::default();
+        access.reload(config)?;
+        Ok(access)
+    }
+
+    /// Takes the rules of `config` (SIGHUP). On an error the rules before stay in force.
+    pub fn reload(&mut self, config: &Config) -> Result<(), AccessError> {
+        let Some(cfg) = &config.access else {
+            self.rules = None;
+            acf_want_roles(false);
+            return Ok(());
+        };
+        let file = cfg.file.display().to_string();
+        let text = std::fs::read_to_string(&cfg.file).map_err(|e| AccessError::Read {
+            file: file.clone(),
+            location: cfg.location.clone(),
+            reason: e.to_string(),
+        })?;
+        let summary = acf_load(&text).map_err(|reason| AccessError::Syntax {
+            file: file.clone(),
+            reason,
+        })?;
+        for warning in &summary.warnings {
+            tracing::warn!(file = %file, "access security: {warning}");
+        }
+        let groups: BTreeSet<String> = summary.groups.iter().map(|g| g.name.clone()).collect();
+        let checked = summary
+            .groups
+            .iter()
+            .find(|g| !g.inputs.is_empty())
+            .map(|g| {
+                Err(AccessError::Inp {
+                    file: file.clone(),
+                    group: g.name.clone(),
+                    links: g.inputs.join(", "),
+                })
+            })
+            .unwrap_or_else(|| check_groups(config, &file, &groups));
+        if let Err(e) = checked {
+            // asLib took the file already: the rules before come back.
+            if let Some(old) = &self.rules {
+                if let Err(again) = acf_load(&old.text) {
+                    tracing::error!(file = %old.file.display(), error = %again, "cannot restore the access rules before");
+                }
+            }
+            return Err(e);
+        }
+        self.rules = Some(Rules {
+            file: cfg.file.clone(),
+            text,
+            groups,
+        });
+        acf_want_roles(true);
+        Ok(())
+    }
+
+    /// True while an ACF is in force.
+    pub fn active(&self) -> bool {
+        self.rules.is_some()
+    }
+
+    /// The file in force and its groups.
+    pub fn file(&self) -> Option<(&Path, &BTreeSet<String>)> {
+        self.rules.as_ref().map(|r| (r.file.as_path(), &r.groups))
+    }
+
+    /// Whether `who` may write a PV of `group` at `level`.
+    pub fn decide(&self, group: &str, level: u8, who: &Credentials) -> Decision {
+        let host = peer_host(&who.peer).to_string();
+        if self.rules.is_none() {
+            return Decision {
+                allowed: true,
+                audited: true,
+                host,
+            };
+        }
+        let permission = match acf_check(group, level, &who.account, &host, &who.roles) {
+            Ok(p) => p,
+            Err(e) => {
+                // Fails closed, as asLib does for a client it cannot add.
+                tracing::error!(%group, error = %e, "access security check failed: put denied");
+                Permission::default()
+            }
+        };
+        Decision {
+            allowed: permission.write,
+            audited: !permission.write || permission.trap_write,
+            host,
+        }
+    }
+}
+
+/// The message of a denied put.
+pub fn denied_message(pv: &str, group: &str, account: &str, host: &str) -> String {
+    format!("put denied by access security: {pv} (group {group}, {account}@{host})")
+}
+
+/// The address part of a pvxs peer (`127.0.0.1:5075`, `[::1]:5075`).
+pub fn peer_host(peer: &str) -> &str {
+    if let Some(rest) = peer.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match peer.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => peer,
+    }
+}
+
+/// Every group the config names is one of the file's.
+fn check_groups(config: &Config, file: &str, groups: &BTreeSet<String>) -> Result<(), AccessError> {
+    let unknown =
+        |location: &str, key: String, what: String, group: &str| AccessError::UnknownGroup {
+            location: location.to_string(),
+            key,
+            what,
+            group: group.to_string(),
+            file: file.to_string(),
+            groups: groups.iter().cloned().collect::<Vec<_>>().join(", "),
+        };
+    if !groups.contains(&config.defaults.access_group) {
+        return Err(unknown(
+            &config.path.display().to_string(),
+            "defaults.access_group".into(),
+            "[defaults]".into(),
+            &config.defaults.access_group,
+        ));
+    }
+    for pv in &config.pvs {
+        if !groups.contains(&pv.access_group) {
+            return Err(unknown(
+                &pv.location,
+                "access_group".into(),
+                format!("PV {}", pv.name),
+                &pv.access_group,
+            ));
+        }
+    }
+    for pv in &config.alarm_pvs {
+        if !groups.contains(&pv.access_group) {
+            return Err(unknown(
+                &pv.location,
+                "access_group".into(),
+                format!("alarm PV {}", pv.name),
+                &pv.access_group,
+            ));
+        }
+    }
+    if !groups.contains(&config.alarms.access_group) {
+        return Err(unknown(
+            &config.path.display().to_string(),
+            "alarms.access_group".into(),
+            "the :ACK PVs".into(),
+            &config.alarms.access_group,
+        ));
+    }
+    Ok(())
+}
+
+/// The access part of `mxpva check`: the file and each PV's group and level.
+pub fn report(access: &Access, config: &Config) -> String {
+    use fmt::Write;
+    let mut out = String::new();
+    let Some((file, groups)) = access.file() else {
+        out.push_str("\naccess security: none ([access] not set): every put is allowed\n");
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "\naccess security: {} (groups: {})",
+        file.display(),
+        groups.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    let width = config
+        .pvs
+        .iter()
+        .map(|p| p.name.as_str().len())
+        .chain(config.alarm_pvs.iter().map(|p| p.name.as_str().len()))
+        .chain([2])
+        .max()
+        .unwrap_or(2);
+    let _ = writeln!(out, "{:width$}  GROUP  LEVEL", "PV");
+    for p in &config.pvs {
+        let _ = writeln!(
+            out,
+            "{:width$}  {}  {}",
+            p.name.as_str(),
+            p.access_group,
+            p.access_level
+        );
+    }
+    for p in &config.alarm_pvs {
+        let _ = writeln!(
+            out,
+            "{:width$}  {}  {}",
+            p.name.as_str(),
+            p.access_group,
+            p.access_level
+        );
+    }
+    if config.alarms.enabled && config.alarms.acknowledge {
+        let ack = format!("*{}", config.alarms.ack_suffix);
+        let _ = writeln!(out, "{ack:width$}  {}  0", config.alarms.access_group);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_host_drops_the_port() {
+        assert_eq!(peer_host("127.0.0.1:5075"), "127.0.0.1");
+        assert_eq!(peer_host("[::1]:5075"), "::1");
+        assert_eq!(peer_host("10.0.0.2"), "10.0.0.2");
+        assert_eq!(peer_host(""), "");
+        assert_eq!(peer_host("[::1"), "::1");
+    }
+
+    #[test]
+    fn denied_message_is_the_documented_one() {
+        assert_eq!(
+            denied_message("P:X", "OPS", "bob", "127.0.0.1"),
+            "put denied by access security: P:X (group OPS, bob@127.0.0.1)"
+        );
+    }
+}
