@@ -46,16 +46,14 @@ pub enum AccessError {
         group: String,
         links: String,
     },
-    #[error(
-        "{location}: {key} `{group}` ({what}) is not a group of {file} (its groups: {groups})"
-    )]
+    #[error("{location}: {key} `{group}` ({what}) is not a group of {file}")]
     UnknownGroup {
         location: String,
         key: String,
         what: String,
         group: String,
+        /// The file, with the groups it has.
         file: String,
-        groups: String,
     },
 }
 
@@ -200,14 +198,14 @@ pub fn peer_host(peer: &str) -> &str {
 
 /// Every group the config names is one of the file's.
 fn check_groups(config: &Config, file: &str, groups: &BTreeSet<String>) -> Result<(), AccessError> {
+    let listed = groups.iter().cloned().collect::<Vec<_>>().join(", ");
     let unknown =
         |location: &str, key: String, what: String, group: &str| AccessError::UnknownGroup {
             location: location.to_string(),
             key,
             what,
             group: group.to_string(),
-            file: file.to_string(),
-            groups: groups.iter().cloned().collect::<Vec<_>>().join(", "),
+            file: format!("{file} (its groups: {listed})"),
         };
     if !groups.contains(&config.defaults.access_group) {
         return Err(unknown(
