@@ -265,31 +265,23 @@ pub fn report(access: &Access, config: &Config) -> String {
         .iter()
         .map(|p| p.name.as_str().len())
         .chain(config.alarm_pvs.iter().map(|p| p.name.as_str().len()))
-        .chain([2])
+        .chain([2, config.alarms.ack_suffix.len() + 1])
         .max()
         .unwrap_or(2);
-    let _ = writeln!(out, "{:width$}  GROUP  LEVEL", "PV");
+    let mut rows: Vec<(String, &str, u8)> = Vec::new();
     for p in &config.pvs {
-        let _ = writeln!(
-            out,
-            "{:width$}  {}  {}",
-            p.name.as_str(),
-            p.access_group,
-            p.access_level
-        );
+        rows.push((p.name.as_str().to_string(), &p.access_group, p.access_level));
     }
     for p in &config.alarm_pvs {
-        let _ = writeln!(
-            out,
-            "{:width$}  {}  {}",
-            p.name.as_str(),
-            p.access_group,
-            p.access_level
-        );
+        rows.push((p.name.as_str().to_string(), &p.access_group, p.access_level));
     }
     if config.alarms.enabled && config.alarms.acknowledge {
-        let ack = format!("*{}", config.alarms.ack_suffix);
-        let _ = writeln!(out, "{ack:width$}  {}  0", config.alarms.access_group);
+        rows.push((format!("*{}", config.alarms.ack_suffix), &config.alarms.access_group, 0));
+    }
+    let gw = rows.iter().map(|r| r.1.len()).chain([5]).max().unwrap_or(5);
+    let _ = writeln!(out, "{:width$}  {:gw$}  LEVEL", "PV", "GROUP");
+    for (pv, group, level) in rows {
+        let _ = writeln!(out, "{pv:width$}  {group:gw$}  {level}");
     }
     out
 }
