@@ -107,19 +107,20 @@ WireAcfSummary acf_load(rust::Str text) {
     return out;
 }
 
-WireAccess acf_check(rust::Str group, int32_t level, rust::Str user, rust::Str host,
-                     rust::Slice<const rust::String> roles) {
+namespace {
+
+WireAccess check_access(const std::string& name, int32_t level, const std::string& user,
+                        const std::string& host, const std::vector<std::string>& roles) {
     std::vector<std::string> identities;
-    identities.emplace_back(user.data(), user.size());
-    for (const auto& role : roles) identities.push_back("role/" + std::string(role.data(), role.size()));
+    identities.push_back(user);
+    for (const auto& role : roles) identities.push_back("role/" + role);
     // asAddClient takes a writable host (it lower-cases names when not checking by IP).
-    std::vector<char> host_buf(host.data(), host.data() + host.size());
+    std::vector<char> host_buf(host.begin(), host.end());
     host_buf.push_back('\0');
 
     std::lock_guard<std::mutex> guard(as_lock());
     if (!asActive) throw std::logic_error("no access security file is loaded");
     auto& known = members();
-    std::string name(group.data(), group.size());
     auto it = known.find(name);
     if (it == known.end()) {
         it = known.emplace(name, nullptr).first;
@@ -147,11 +148,23 @@ WireAccess acf_check(rust::Str group, int32_t level, rust::Str user, rust::Str h
     return out;
 }
 
+}  // namespace
+
+WireAccess acf_check(rust::Str group, int32_t level, rust::Str user, rust::Str host,
+                     rust::Slice<const rust::String> roles) {
+    std::vector<std::string> role_list;
+    for (const auto& role : roles) role_list.emplace_back(role.data(), role.size());
+    return check_access(std::string(group.data(), group.size()), level,
+                        std::string(user.data(), user.size()),
+                        std::string(host.data(), host.size()), role_list);
+}
+
 void acf_want_roles(bool on) { roles_wanted.store(on); }
 
-void fill_roles(const std::shared_ptr<const pvxs::server::ClientCredentials>& cred,
-                rust::Vec<rust::String>& out) {
-    if (!cred || !roles_wanted.load()) return;
+namespace {
+
+std::vector<std::string> roles_of(
+    const std::shared_ptr<const pvxs::server::ClientCredentials>& cred) {
     struct Entry {
         std::weak_ptr<const pvxs::server::ClientCredentials> owner;
         std::vector<std::string> roles;
@@ -163,14 +176,11 @@ void fill_roles(const std::shared_ptr<const pvxs::server::ClientCredentials>& cr
     {
         std::lock_guard<std::mutex> guard(lock);
         auto it = cache.find(cred.get());
-        if (it != cache.end() && it->second.owner.lock() == cred) {
-            for (const auto& r : it->second.roles) out.push_back(to_rust(r));
-            return;
-        }
+        if (it != cache.end() && it->second.owner.lock() == cred) return it->second.roles;
     }
     auto found = cred->roles();  // may ask NSS: outside the lock
     Entry entry{cred, std::vector<std::string>(found.begin(), found.end())};
-    for (const auto& r : entry.roles) out.push_back(to_rust(r));
+    auto roles = entry.roles;
     std::lock_guard<std::mutex> guard(lock);
     if (cache.size() >= max_entries) {
         for (auto it = cache.begin(); it != cache.end();)
@@ -178,6 +188,113 @@ void fill_roles(const std::shared_ptr<const pvxs::server::ClientCredentials>& cr
         if (cache.size() >= max_entries) cache.clear();
     }
     cache[cred.get()] = std::move(entry);
+    return roles;
+}
+
+// The client's IP address, without the port ("127.0.0.1:5075", "[::1]:5075").
+std::string peer_host(const std::string& peer) {
+    if (!peer.empty() && peer[0] == '[') {
+        auto end = peer.find(']');
+        return peer.substr(1, end == std::string::npos ? std::string::npos : end - 1);
+    }
+    auto colon = peer.rfind(':');
+    if (colon != std::string::npos && peer.find(':') == colon) return peer.substr(0, colon);
+    return peer;
+}
+
+struct ReadRules {
+    bool active = false;
+    std::map<std::string, std::pair<std::string, int32_t>> pvs;
+    std::string other_group;
+    int32_t other_level = 0;
+};
+
+std::mutex read_lock;
+std::shared_ptr<const ReadRules> read_rules = std::make_shared<ReadRules>();
+
+class ReadGate : public pvxs::server::Source {
+public:
+    void onSearch(Search&) override {}
+
+    void onCreate(std::unique_ptr<pvxs::server::ChannelControl>&& op) override {
+        std::shared_ptr<const ReadRules> rules;
+        {
+            std::lock_guard<std::mutex> guard(read_lock);
+            rules = read_rules;
+        }
+        if (!rules->active || !op) return;
+        std::string name = op->name();
+        auto it = rules->pvs.find(name);
+        const auto& group = it != rules->pvs.end() ? it->second.first : rules->other_group;
+        int32_t level = it != rules->pvs.end() ? it->second.second : rules->other_level;
+        const auto& cred = op->credentials();
+        std::string account = cred && !cred->account.empty() ? cred->account : "anonymous";
+        std::string host = cred ? peer_host(cred->peer) : "";
+        WireAccess access{};
+        try {
+            access = check_access(group, level, account, host,
+                                  cred ? roles_of(cred) : std::vector<std::string>{});
+        } catch (std::exception&) {
+            // Fails closed, as a put does.
+        }
+        if (access.read) return;  // the PV's own source serves it
+        auto who = " (group " + group + ", " + account + "@" + host + ")";
+        auto denied = std::make_shared<Denied>(Denied{name, group, account, host});
+        auto message = [name, who](const char* what) {
+            return std::string(what) + " denied by access security: " + name + who;
+        };
+        op->onOp([denied, message](std::unique_ptr<pvxs::server::ConnectOp>&& c) {
+            bool put = c->op() == pvxs::server::OpBase::Put;
+            denied->report(put ? "put" : "get");
+            c->error(message(put ? "put" : "get"));
+        });
+        op->onSubscribe([denied, message](std::unique_ptr<pvxs::server::MonitorSetupOp>&& m) {
+            denied->report("monitor");
+            m->error(message("monitor"));
+        });
+        op->onRPC([denied, message](std::unique_ptr<pvxs::server::ExecOp>&& x, pvxs::Value&&) {
+            denied->report("rpc");
+            x->error(message("rpc"));
+        });
+    }
+
+private:
+    struct Denied {
+        std::string pv, group, account, host;
+        void report(const char* op) const {
+            try {
+                on_read_denied(to_rust(pv), to_rust(group), to_rust(account), to_rust(host),
+                               rust::Str(op));
+            } catch (...) {
+            }
+        }
+    };
+};
+
+}  // namespace
+
+void fill_roles(const std::shared_ptr<const pvxs::server::ClientCredentials>& cred,
+                rust::Vec<rust::String>& out) {
+    if (!cred || !roles_wanted.load()) return;
+    for (const auto& r : roles_of(cred)) out.push_back(to_rust(r));
+}
+
+void acf_set_read_rules(bool active, rust::Slice<const WireAcfPv> pvs, rust::Str other_group,
+                        int32_t other_level) {
+    auto rules = std::make_shared<ReadRules>();
+    rules->active = active;
+    for (const auto& pv : pvs)
+        rules->pvs[std::string(pv.name.data(), pv.name.size())] = {
+            std::string(pv.group.data(), pv.group.size()), pv.level};
+    rules->other_group.assign(other_group.data(), other_group.size());
+    rules->other_level = other_level;
+    std::lock_guard<std::mutex> guard(read_lock);
+    read_rules = std::move(rules);
+}
+
+std::shared_ptr<pvxs::server::Source> read_gate() {
+    static auto gate = std::make_shared<ReadGate>();
+    return gate;
 }
 
 }  // namespace mxpva

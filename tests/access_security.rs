@@ -94,6 +94,13 @@ name = "Fault"
 tag = "Pump001.Fault"
 writable = false
 alarms = ["Pump001.PumpFault"]
+
+[[pv]]
+name = "Secret"
+tag = "Pump001.Limit"
+type = "float64"
+writable = false
+access_group = "HIDDEN"
 "#;
 
 struct Plant {
@@ -262,7 +269,8 @@ async fn two_accounts_one_allowed_by_role_and_ack_follows_its_own_group() {
          ASG(DEFAULT) {{ RULE(1, READ) }}\n\
          ASG(AWAY) {{ RULE(1, READ) }}\n\
          ASG(OPS) {{\n  RULE(1, READ)\n  RULE(0, WRITE, TRAPWRITE) {{ UAG(operators) }}\n}}\n\
-         ASG(ACKERS) {{\n  RULE(1, READ)\n  RULE(0, WRITE, TRAPWRITE) {{ UAG(guests) }}\n}}\n"
+         ASG(ACKERS) {{\n  RULE(1, READ)\n  RULE(0, WRITE, TRAPWRITE) {{ UAG(guests) }}\n}}\n\
+         ASG(HIDDEN) {{ RULE(1, READ) {{ UAG(operators) }} }}\n"
     );
     let plant = Plant::start("accounts", &acf).await;
     let env = &plant.env;
@@ -282,6 +290,16 @@ async fn two_accounts_one_allowed_by_role_and_ack_follows_its_own_group() {
     assert!(
         !wrote(&writes, "Pump001.SpeedSP", 77.0) && !wrote(&writes, "Pump001.SpeedSP", 78.0),
         "{writes:?}"
+    );
+
+    // READ: the operator (by its role) reads AS:Secret, the guest is refused.
+    let out = accounts.p4p_get(&op, env, "AS:Secret").await;
+    assert_eq!(out.trim(), "10.0", "{out}");
+    let out = accounts.p4p_get(&guest, env, "AS:Secret").await;
+    assert_eq!(
+        out.trim(),
+        format!("RemoteError: get denied by access security: AS:Secret (group HIDDEN, {guest}@127.0.0.1)"),
+        "{out}"
     );
 
     // :ACK follows [alarms] access_group (ACKERS: the guest only).
@@ -346,7 +364,8 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
              ASG(DEFAULT) {{ RULE(1, READ) }}\n\
              ASG(ACKERS) {{ RULE(1, READ) }}\n\
              ASG(OPS) {{\n  RULE(1, READ)\n  RULE(0, WRITE, TRAPWRITE) {{ HAG(here) }}\n}}\n\
-             ASG(AWAY) {{\n  RULE(1, READ)\n  RULE(0, WRITE, TRAPWRITE) {{ HAG(elsewhere) }}\n}}\n"
+             ASG(AWAY) {{\n  RULE(1, READ)\n  RULE(0, WRITE, TRAPWRITE) {{ HAG(elsewhere) }}\n}}\n\
+             ASG(HIDDEN) {{ RULE(1, READ) {{ HAG(elsewhere) }} }}\n"
         )
     };
     let plant = Plant::start("hosts", &acf("192.0.2.1")).await;
@@ -360,6 +379,34 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
     let out = c.run("pvput", env, &["AS:Limit", "11"]).await.text();
     assert!(out.contains(&format!("Error: {denied}")), "{out}");
     assert!(!wrote(&plant.writes().await, "Pump001.Limit", 11.0));
+
+    // READ by address: AS:Secret is refused to 127.0.0.1, to a GET and to a monitor.
+    let got = c.p4p_get(env, &["AS:Secret"]).await;
+    assert_eq!(
+        got["AS:Secret"]["error"],
+        format!(
+            "RemoteError: get denied by access security: AS:Secret (group HIDDEN, {me}@127.0.0.1)"
+        ),
+        "{got}"
+    );
+    let out = c.run("pvget", env, &["AS:Secret"]).await.text();
+    assert!(
+        out.contains("get denied by access security: AS:Secret"),
+        "{out}"
+    );
+    let mut watch = c.p4p_watch(env, &["AS:Secret"]);
+    let seen = watch
+        .until("AS:Secret", "refused", Duration::from_secs(15), |s| {
+            s.error.as_deref().is_some_and(|e| e.contains("denied"))
+        })
+        .await;
+    assert!(
+        seen.error
+            .as_deref()
+            .is_some_and(|e| e.contains("monitor denied by access security: AS:Secret")),
+        "{seen:?}"
+    );
+    drop(watch);
 
     // Refused by mxpva (outside the control limits): nothing sent.
     let out = c.p4p_put(env, "AS:Speed", "5000.0").await;
@@ -415,6 +462,8 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
     let out = c.p4p_put(env, "AS:Limit", "12.0").await;
     assert_eq!(out.trim(), "ok", "{out}");
     assert!(wrote(&plant.writes().await, "Pump001.Limit", 12.0));
+    let got = c.p4p_get(env, &["AS:Secret"]).await;
+    assert_eq!(got["AS:Secret"]["value"], 12.0, "{got}");
 
     // An invalid ACF on reload: refused, the rules before stay.
     plant
@@ -505,7 +554,8 @@ fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
     // A good file: check prints each PV's group.
     std::fs::write(
         &acf,
-        "ASG(ACKERS) { RULE(1, READ) }\nASG(AWAY) { RULE(1, READ) }\nASG(OPS) { RULE(1, READ) }\n",
+        "ASG(ACKERS) { RULE(1, READ) }\nASG(AWAY) { RULE(1, READ) }\nASG(OPS) { RULE(1, READ) }\n\
+         ASG(HIDDEN) { RULE(1, READ) }\n",
     )
     .unwrap();
     let check = std::process::Command::new(mxpva)
@@ -517,7 +567,7 @@ fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
     assert_eq!(check.status.code(), Some(0), "{stdout}");
     assert!(
         stdout.contains(&format!(
-            "access security: {shown} (groups: ACKERS, AWAY, DEFAULT, OPS)"
+            "access security: {shown} (groups: ACKERS, AWAY, DEFAULT, HIDDEN, OPS)"
         )),
         "{stdout}"
     );
@@ -525,6 +575,7 @@ fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
         ("AS:Speed", "OPS"),
         ("AS:Limit", "AWAY"),
         ("AS:Fault", "DEFAULT"),
+        ("AS:Secret", "HIDDEN"),
         ("*:ACK", "ACKERS"),
     ] {
         assert!(

@@ -21,7 +21,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::pva::access::{acf_check, acf_load, acf_want_roles, Permission};
+use crate::pva::access::{
+    acf_check, acf_load, acf_set_read_rules, acf_want_roles, Permission, ReadRule,
+};
 use crate::pva::Credentials;
 
 /// Why an ACF cannot be used. The text is what `mxpva check` prints.
@@ -96,6 +98,7 @@ impl Access {
         let Some(cfg) = &config.access else {
             self.rules = None;
             acf_want_roles(false);
+            acf_set_read_rules(None);
             return Ok(());
         };
         let file = cfg.file.display().to_string();
@@ -139,6 +142,13 @@ impl Access {
             groups,
         });
         acf_want_roles(true);
+        let pvs = read_rules(config);
+        let other = ReadRule {
+            pv: String::new(),
+            group: config.defaults.access_group.clone(),
+            level: config.defaults.access_level,
+        };
+        acf_set_read_rules(Some((&pvs, &other)));
         Ok(())
     }
 
@@ -176,6 +186,36 @@ impl Access {
             host,
         }
     }
+}
+
+/// Each PV of the config with its group and level, `:ACK` PVs included, for the read gate.
+fn read_rules(config: &Config) -> Vec<ReadRule> {
+    let a = &config.alarms;
+    let acks = a.enabled && a.acknowledge;
+    let pvs = config
+        .pvs
+        .iter()
+        .map(|p| (&p.name, &p.access_group, p.access_level, p.acknowledge));
+    let alarm_pvs = config
+        .alarm_pvs
+        .iter()
+        .map(|p| (&p.name, &p.access_group, p.access_level, p.acknowledge));
+    let mut out = Vec::new();
+    for (name, group, level, acknowledge) in pvs.chain(alarm_pvs) {
+        out.push(ReadRule {
+            pv: name.to_string(),
+            group: group.clone(),
+            level,
+        });
+        if acks && acknowledge {
+            out.push(ReadRule {
+                pv: format!("{name}{}", a.ack_suffix),
+                group: a.access_group.clone(),
+                level: 0,
+            });
+        }
+    }
+    out
 }
 
 /// The message of a denied put.
@@ -276,7 +316,11 @@ pub fn report(access: &Access, config: &Config) -> String {
         rows.push((p.name.as_str().to_string(), &p.access_group, p.access_level));
     }
     if config.alarms.enabled && config.alarms.acknowledge {
-        rows.push((format!("*{}", config.alarms.ack_suffix), &config.alarms.access_group, 0));
+        rows.push((
+            format!("*{}", config.alarms.ack_suffix),
+            &config.alarms.access_group,
+            0,
+        ));
     }
     let gw = rows.iter().map(|r| r.1.len()).chain([5]).max().unwrap_or(5);
     let _ = writeln!(out, "{:width$}  {:gw$}  LEVEL", "PV", "GROUP");

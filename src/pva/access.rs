@@ -73,3 +73,37 @@ pub fn acf_check(
 pub fn acf_want_roles(on: bool) {
     bridge::acf_want_roles(on);
 }
+
+/// One PV for the read gate: its name, access security group and level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRule {
+    pub pv: String,
+    pub group: String,
+    pub level: u8,
+}
+
+/// What the read gate checks: each PV's group and level, and `other` for any other name.
+/// A client the rules give no READ access to a PV gets its GETs, puts and monitors refused
+/// (`get denied by access security: ...`) when it opens the channel. `None` lets every
+/// channel through.
+pub fn acf_set_read_rules(rules: Option<(&[ReadRule], &ReadRule)>) {
+    match rules {
+        None => bridge::acf_set_read_rules(false, &[], "", 0),
+        Some((pvs, other)) => {
+            let pvs: Vec<bridge::WireAcfPv> = pvs
+                .iter()
+                .map(|r| bridge::WireAcfPv {
+                    name: r.pv.clone(),
+                    group: r.group.clone(),
+                    level: i32::from(r.level),
+                })
+                .collect();
+            bridge::acf_set_read_rules(true, &pvs, &other.group, i32::from(other.level));
+        }
+    }
+}
+
+/// Logs what the read gate refused (called on a pvxs worker; never blocks).
+pub(crate) fn on_read_denied(pv: String, group: String, account: String, host: String, op: &str) {
+    tracing::warn!(%pv, %group, %account, %host, op, "{op} denied by access security (no READ access)");
+}

@@ -213,6 +213,14 @@ pub(crate) mod bridge {
         warnings: Vec<String>,
     }
 
+    /// A PV's access security group and level, for the read gate.
+    #[derive(Debug, Clone, Default)]
+    struct WireAcfPv {
+        name: String,
+        group: String,
+        level: i32,
+    }
+
     /// The access one client has to one group at one level.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     struct WireAccess {
@@ -233,6 +241,10 @@ pub(crate) mod bridge {
 
         /// The first client attached (`true`) or the last one left (`false`).
         fn on_connection(ctx: &PvContext, connected: bool);
+
+        /// The read gate refused an operation (`get`, `put`, `monitor`, `rpc`) of a client
+        /// without READ access (cpp/access.h).
+        fn on_read_denied(pv: String, group: String, account: String, host: String, op: &str);
     }
 
     // ---------------------------------------------------------------- C++ the shim offers
@@ -279,6 +291,7 @@ pub(crate) mod bridge {
             roles: &[String],
         ) -> Result<WireAccess>;
         fn acf_want_roles(on: bool);
+        fn acf_set_read_rules(active: bool, pvs: &[WireAcfPv], other_group: &str, other_level: i32);
 
         /// Apply `PVXS_LOG` (pvxs logger levels) from the environment.
         fn configure_logging_from_env() -> Result<()>;
@@ -294,4 +307,5 @@ unsafe impl Send for bridge::PvHandle {}
 unsafe impl Sync for bridge::PvHandle {}
 unsafe impl Send for bridge::PutOp {}
 
+pub(crate) use super::access::on_read_denied;
 pub(crate) use super::shared_pv::{on_connection, on_put, PvContext};

