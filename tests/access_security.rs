@@ -586,3 +586,62 @@ fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
         );
     }
 }
+
+/// Bad `access_group`, `access_level`, `[access]` and `[audit]` keys: config errors.
+#[test]
+fn bad_access_keys_are_config_errors() {
+    let dir = test_dir("keys");
+    let config = dir.join("bridge.toml");
+    let shown = config.display().to_string();
+    let cases = [
+        (
+            "[[pv]]\nname = \"A\"\ntag = \"T.A\"\naccess_level = 2\n",
+            format!("{shown}:5:16: pv[1].access_level: access_level must be 0 or 1, found 2"),
+        ),
+        (
+            "[defaults]\naccess_group = \"two words\"\n[[pv]]\nname = \"A\"\ntag = \"T.A\"\n",
+            format!(
+                "{shown}:3:16: defaults.access_group: `two words` is not an access security \
+                 group name (letters, digits and _-+:.[]<>; only)"
+            ),
+        ),
+        (
+            "[alarms]\naccess_group = \"\"\n[[pv]]\nname = \"A\"\ntag = \"T.A\"\n",
+            format!(
+                "{shown}:3:16: alarms.access_group: `` is not an access security group name \
+                 (letters, digits and _-+:.[]<>; only)"
+            ),
+        ),
+        (
+            "[access]\nfile = \"\"\n[[pv]]\nname = \"A\"\ntag = \"T.A\"\n",
+            format!("{shown}:3:8: access.file: file is empty: name the ACF"),
+        ),
+        (
+            "[audit]\nfile = \"\"\n[[pv]]\nname = \"A\"\ntag = \"T.A\"\n",
+            format!("{shown}:3:8: audit.file: file is empty: name the audit file"),
+        ),
+        (
+            "[access]\nfile = \"missing.acf\"\n[[pv]]\nname = \"A\"\ntag = \"T.A\"\n",
+            format!(
+                "{}: cannot read the access security file ([access] file at {shown}:3:8): \
+                 No such file or directory (os error 2)",
+                dir.join("missing.acf").display()
+            ),
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&config, format!("\n{text}")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{text}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            expected,
+            "{text}"
+        );
+    }
+}

@@ -63,18 +63,16 @@ impl Bridge {
         let ack_group = self.alarms.ack_group(&put.pv).map(str::to_string);
         let is_ack = ack_group.is_some();
         let mapped = self.pvs.id_of_name(&put.pv).and_then(|i| self.pvs.get(i));
-        let (group, level, tag, previous) = match (ack_group, mapped) {
-            (Some(group), _) => (group, 0, None, None),
+        let (group, level, tag) = match (ack_group, mapped) {
+            (Some(group), _) => (group, 0, None),
             (None, Some(pv)) => (
                 pv.cfg.access_group.clone(),
                 pv.cfg.access_level,
                 Some(pv.cfg.tag.as_str().to_string()),
-                pv.pv.current().ok().and_then(|u| u.value),
             ),
             (None, None) => (
                 self.config.defaults.access_group.clone(),
                 self.config.defaults.access_level,
-                None,
                 None,
             ),
         };
@@ -88,6 +86,11 @@ impl Bridge {
             "anonymous"
         } else {
             who.account.as_str()
+        };
+        // The value before, read from the PV only for a put that is audited.
+        let previous = match (audited && !is_ack, mapped) {
+            (true, Some(pv)) => pv.pv.current().ok().and_then(|u| u.value),
+            _ => None,
         };
         let draft = audited.then(|| Draft {
             started: Instant::now(),
