@@ -480,6 +480,16 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
     assert_eq!(out.trim(), "ok", "{out}");
 }
 
+/// `mxpva <command> --config <config>`, to completion.
+fn mxpva(command: &str, config: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
+        .args([command, "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
 /// `mxpva check` and `mxpva run` on bad ACF files: the exact error, exit 78.
 #[test]
 fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
@@ -527,24 +537,13 @@ fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
             ),
         ),
     ];
-    let mxpva = env!("CARGO_BIN_EXE_mxpva");
     for (text, expected) in cases {
         std::fs::write(&acf, &text).unwrap();
-        let check = std::process::Command::new(mxpva)
-            .args(["check", "--config"])
-            .arg(&config)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
+        let check = mxpva("check", &config);
         let stderr = String::from_utf8_lossy(&check.stderr);
         assert_eq!(check.status.code(), Some(78), "{text}: {stderr}");
         assert_eq!(stderr.trim(), expected, "{text}");
-        let run = std::process::Command::new(mxpva)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
+        let run = mxpva("run", &config);
         assert_eq!(run.status.code(), Some(78), "{text}");
         assert!(
             String::from_utf8_lossy(&run.stderr).contains(&expected),
@@ -558,11 +557,7 @@ fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
          ASG(HIDDEN) { RULE(1, READ) }\n",
     )
     .unwrap();
-    let check = std::process::Command::new(mxpva)
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let check = mxpva("check", &config);
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(0), "{stdout}");
     assert!(
@@ -631,12 +626,7 @@ fn bad_access_keys_are_config_errors() {
     ];
     for (text, expected) in cases {
         std::fs::write(&config, format!("\n{text}")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
-            .args(["check", "--config"])
-            .arg(&config)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
+        let out = mxpva("check", &config);
         assert_eq!(out.status.code(), Some(78), "{text}");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr).trim(),
