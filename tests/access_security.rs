@@ -474,6 +474,24 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
         "{}",
         plant.log()
     );
+    // Files that would end or crash the process inside asLib are refused before it: the
+    // daemon keeps serving.
+    plant
+        .reload(
+            &format!("UAG({}) {{ x }}\n", "a".repeat(20_000)),
+            "config reload refused",
+        )
+        .await;
+    plant
+        .reload(
+            &format!(
+                "ASG(OPS) {{ RULE(1, WRITE) {{ CALC(\"{}1\") }} }}\n",
+                "-".repeat(200)
+            ),
+            "config reload refused",
+        )
+        .await;
+    assert!(plant.log().contains("a CALC expression of 201 characters"));
     let out = c.p4p_put(env, "AS:Limit", "13.0").await;
     assert_eq!(out.trim(), "ok", "{out}");
     let out = c.p4p_put(env, "AS:Speed", "210.0").await;
@@ -527,6 +545,27 @@ fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
                 "{shown}: group `OPS` uses INP links (INPA(OTHER:IOC:PERMIT)): they need an \
                  IOC's Channel Access client, which mxpva does not have; remove the INP lines \
                  and the CALC rules that use them"
+            ),
+        ),
+        (
+            // asLib's scanner would end the process on a 20,000-character name.
+            format!("UAG({}) {{ x }}\n", "a".repeat(20_000)),
+            format!(
+                "{shown}: access security file not given to asLib: line 1 is 20011 bytes long; \
+                 an ACF line may be at most 4096 bytes"
+            ),
+        ),
+        (
+            // libCom's calc compiler would overrun its stack on 100 nested parentheses.
+            format!(
+                "ASG(OPS) {{\n  RULE(1, WRITE) {{ CALC(\"{}1{}\") }}\n}}\n",
+                "(".repeat(100),
+                ")".repeat(100)
+            ),
+            format!(
+                "{shown}: access security file not given to asLib: line 2: a CALC expression \
+                 of 201 characters; mxpva takes at most 64 (libCom's calc compiler overruns \
+                 its stack on long ones)"
             ),
         ),
         (

@@ -39,6 +39,8 @@ pub enum AccessError {
     },
     #[error("{file}: asLib refused the access security file: {reason}")]
     Syntax { file: String, reason: String },
+    #[error("{file}: access security file not given to asLib: {reason}")]
+    Unsafe { file: String, reason: String },
     #[error(
         "{file}: group `{group}` uses INP links ({links}): they need an IOC's Channel Access \
          client, which mxpva does not have; remove the INP lines and the CALC rules that use them"
@@ -107,6 +109,9 @@ impl Access {
             location: cfg.location.clone(),
             reason: e.to_string(),
         })?;
+        if let Some(reason) = unsafe_for_aslib(&text) {
+            return Err(AccessError::Unsafe { file, reason });
+        }
         let summary = acf_load(&text).map_err(|reason| AccessError::Syntax {
             file: file.clone(),
             reason,
@@ -216,6 +221,73 @@ fn read_rules(config: &Config) -> Vec<ReadRule> {
         }
     }
     out
+}
+
+/// The longest ACF line mxpva hands to asLib. asLib's scanner ends the process (exit 1) on
+/// a token longer than its 16 KiB buffer, and no token spans lines.
+pub const MAX_ACF_LINE: usize = 4096;
+
+/// The longest CALC expression mxpva hands to asLib. libCom's calc compiler keeps pending
+/// operators on a fixed stack of 80 and overruns it (the process crashes) on a deeper
+/// expression; without INP links a CALC can only be a constant anyway.
+pub const MAX_ACF_CALC: usize = 64;
+
+/// What asLib would not survive or would read wrongly: a line past [`MAX_ACF_LINE`], a
+/// NUL byte (asLib would stop reading there and take only the rules before it), or a CALC
+/// expression past [`MAX_ACF_CALC`].
+fn unsafe_for_aslib(text: &str) -> Option<String> {
+    for (i, line) in text.split('\n').enumerate() {
+        let n = i + 1;
+        if line.len() > MAX_ACF_LINE {
+            return Some(format!(
+                "line {n} is {} bytes long; an ACF line may be at most {MAX_ACF_LINE} bytes",
+                line.len()
+            ));
+        }
+        if line.contains('\0') {
+            return Some(format!("line {n} holds a NUL byte"));
+        }
+        let code = line.split('#').next().unwrap_or("");
+        for (at, _) in code.match_indices("CALC") {
+            let arg = calc_argument(code.get(at + 4..).unwrap_or(""));
+            if arg.len() > MAX_ACF_CALC {
+                return Some(format!(
+                    "line {n}: a CALC expression of {} characters; mxpva takes at most \
+                     {MAX_ACF_CALC} (libCom's calc compiler overruns its stack on long ones)",
+                    arg.len()
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The expression of `CALC(...)`, from just after the keyword: a quoted string's content,
+/// or the bare word up to `)` or a space.
+fn calc_argument(rest: &str) -> &str {
+    let Some(rest) = rest.trim_start().strip_prefix('(') else {
+        return "";
+    };
+    let rest = rest.trim_start();
+    match rest.strip_prefix('"') {
+        // Up to the closing quote; `\"` does not close it (asLib's scanner takes escapes).
+        Some(quoted) => {
+            let mut escaped = false;
+            let end = quoted
+                .char_indices()
+                .find(|&(_, c)| {
+                    let close = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    close
+                })
+                .map_or(quoted.len(), |(i, _)| i);
+            quoted.get(..end).unwrap_or(quoted)
+        }
+        None => rest
+            .split(|c: char| c == ')' || c.is_whitespace())
+            .next()
+            .unwrap_or(""),
+    }
 }
 
 /// The message of a denied put.
@@ -341,6 +413,37 @@ mod tests {
         assert_eq!(peer_host("10.0.0.2"), "10.0.0.2");
         assert_eq!(peer_host(""), "");
         assert_eq!(peer_host("[::1"), "::1");
+    }
+
+    #[test]
+    fn lines_asl_cannot_take_are_refused_before_it_sees_them() {
+        assert_eq!(unsafe_for_aslib("ASG(A) {\n RULE(1, READ)\n}\n"), None);
+        let long = format!("ASG(A) {{}}\nUAG({}) {{ x }}\n", "a".repeat(MAX_ACF_LINE));
+        assert_eq!(
+            unsafe_for_aslib(&long).as_deref(),
+            Some("line 2 is 4107 bytes long; an ACF line may be at most 4096 bytes")
+        );
+        assert_eq!(
+            unsafe_for_aslib("ASG(A) {}\n\nASG(B\0) {}").as_deref(),
+            Some("line 3 holds a NUL byte")
+        );
+        let deep = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+        let calc = format!("ASG(A) {{\n RULE(1, WRITE) {{ CALC(\"{deep}\") }}\n}}");
+        assert_eq!(
+            unsafe_for_aslib(&calc).as_deref(),
+            Some(
+                "line 2: a CALC expression of 81 characters; mxpva takes at most 64 \
+                 (libCom's calc compiler overruns its stack on long ones)"
+            )
+        );
+        let bare = format!("RULE(1, WRITE) {{ CALC ( {}1 ) }}", "-".repeat(70));
+        assert!(unsafe_for_aslib(&bare).is_some_and(|m| m.contains("71 characters")));
+        assert_eq!(unsafe_for_aslib("RULE(1, WRITE) { CALC(\"A=1\") }"), None);
+        // An escaped quote does not end the expression.
+        let escaped = format!("RULE(1, WRITE) {{ CALC(\"\\\"{}\") }}", "(".repeat(70));
+        assert!(unsafe_for_aslib(&escaped).is_some_and(|m| m.contains("72 characters")));
+        // A comment is not looked into.
+        assert_eq!(unsafe_for_aslib(&format!("# CALC(\"{deep}\")")), None);
     }
 
     #[test]
