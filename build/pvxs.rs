@@ -28,6 +28,7 @@ const SHIM_SOURCES: &[&str] = &[
     "cpp/sharedpv.cpp",
     "cpp/value.cpp",
     "cpp/putop.cpp",
+    "cpp/access.cpp",
 ];
 
 /// Where pvxs was found and how to compile against it.

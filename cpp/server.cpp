@@ -11,6 +11,7 @@
 #include <pvxs/client.h>
 #include <pvxs/log.h>
 
+#include "cpp/access.h"
 #include "cpp/sharedpv.h"
 #include "mxpva/src/pva/ffi.rs.h"
 
@@ -47,7 +48,11 @@ std::unique_ptr<PvServer> server_new(const WireServerSettings& s) {
     if (s.set_tcp_port) config.tcp_port = s.tcp_port;
     if (s.set_udp_port) config.udp_port = s.udp_port;
     if (s.set_auto_beacon) config.auto_beacon = s.auto_beacon;
-    return std::unique_ptr<PvServer>(new PvServer(pvxs::server::Server(config)));
+    pvxs::server::Server server(config);
+    // Before pvxs's builtin source (order -1), which holds the PVs: refuses reads the ACF
+    // denies (cpp/access.h).
+    server.addSource("mxpva-access", read_gate(), -2);
+    return std::unique_ptr<PvServer>(new PvServer(std::move(server)));
 }
 
 void PvServer::start() const { server_.start(); }

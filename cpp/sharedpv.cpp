@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "cpp/access.h"
 #include "cpp/putop.h"
 #include "cpp/value.h"
 #include "mxpva/src/pva/ffi.rs.h"
@@ -34,6 +35,7 @@ std::unique_ptr<PvHandle> pv_new(rust::Box<PvContext> box) {
             put.iface = rust::String::lossy(cred.iface.data(), cred.iface.size());
             put.method = rust::String::lossy(cred.method.data(), cred.method.size());
             put.account = rust::String::lossy(cred.account.data(), cred.account.size());
+            fill_roles(op->credentials(), put.roles);
         } catch (std::exception& e) {
             op->error(std::string("cannot read the put: ") + e.what());
             return;

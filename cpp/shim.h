@@ -10,6 +10,7 @@
 #include "cpp/server.h"
 #include "cpp/sharedpv.h"
 #include "cpp/putop.h"
+#include "cpp/access.h"
 
 namespace mxpva {
 void configure_logging_from_env();

@@ -2,6 +2,7 @@
 //! as EPICS PVAccess PVs.
 //!
 //! # Layout
+//! - `access`: EPICS access security (ACF via asLib) for puts, and the audit trail.
 //! - `config`: TOML schema and validation.
 //! - `pva`: the safe face of the cxx bridge over pvxs.
 //! - `gateway`: the tonic client of the MXAccess Gateway and its domain types.
@@ -20,6 +21,7 @@
     clippy::panic
 )]
 
+pub mod access;
 pub mod bridge;
 pub mod config;
 pub mod gateway;

@@ -89,7 +89,10 @@ fn main() -> anyhow::Result<()> {
 fn check(path: &std::path::Path) -> ! {
     match mxpva::config::Config::load(path) {
         Ok(config) => {
+            // The ACF too: asLib reads it, and every group the config names must be in it.
+            let access = load_access(&config);
             print!("{}", config.mapping_table());
+            print!("{}", mxpva::access::report(&access, &config));
             std::process::exit(0)
         }
         Err(e) => {
@@ -107,9 +110,19 @@ fn load_config(path: &std::path::Path) -> mxpva::config::Config {
     })
 }
 
+/// Loads the config's `[access] file`, or exits 78 with what is wrong with it.
+fn load_access(config: &mxpva::config::Config) -> mxpva::access::Access {
+    mxpva::access::Access::start(config).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(mxpva::config::EXIT_CONFIG)
+    })
+}
+
 /// `mxpva run`: the bridge until Ctrl-C or SIGTERM, reloading its config on SIGHUP.
 fn run(config: mxpva::config::Config) -> anyhow::Result<()> {
     let path = config.path.clone();
+    // A bad ACF stops the start here, with exit 78; the bridge loads it again as its own.
+    drop(load_access(&config));
     let pva = mxpva::bridge::server_config(&config.server);
     // One thread: the bridge is one task, and with the gateway stream on another worker
     // every event crossed threads (wakeups were most of the kernel time in the e2e

@@ -31,7 +31,8 @@ fn unknown_key() {
         "tests/fixtures/config/unknown_key.toml:10:1: pv[2].tga: unknown field `tga`, expected \
          one of `name`, `tag`, `type`, `units`, `precision`, `description`, `display`, \
          `control`, `value_alarm`, `writable`, `write_mode`, `user`, `verifier`, `timestamp`, \
-         `choices`, `alarms`, `acknowledge`, `alarm_severity`, `subscribe`, `linger`\n"
+         `choices`, `alarms`, `acknowledge`, `alarm_severity`, `subscribe`, `linger`, \
+         `access_group`, `access_level`\n"
     );
 }
 
@@ -40,7 +41,8 @@ fn unknown_table() {
     assert_eq!(
         check_fails("unknown_table.toml"),
         "tests/fixtures/config/unknown_table.toml:4:2: gatway: unknown field `gatway`, expected \
-         one of `gateway`, `server`, `defaults`, `users`, `pv`, `alarms`, `alarm_pv`, `limits`, `status`, `log`\n"
+         one of `gateway`, `server`, `defaults`, `users`, `pv`, `alarms`, `alarm_pv`, `limits`, \
+         `status`, `log`, `access`, `audit`\n"
     );
 }
 

@@ -1,7 +1,8 @@
 //! The status PVs (`[status]`, issue 14) as an operator's tools see them: `mxpva sim`
 //! and `mxpva run` as processes on loopback, the status PVs read with pvget and p4p.
 //! They follow a gateway kill and its return, count updates and puts under a bounded
-//! load, count p4p clients from pvxs's own report, and show a refused SIGHUP reload.
+//! load, count p4p clients from pvxs's own report, and show a refused SIGHUP reload and
+//! an audit file that cannot be written.
 
 mod clients;
 
@@ -56,6 +57,7 @@ const CONFIG_PV: &str = "ST:mxpva:Config";
 const VERSION: &str = "ST:mxpva:Version";
 const ALARM_FEED: &str = "ST:mxpva:AlarmFeed";
 const UPTIME: &str = "ST:mxpva:Uptime";
+const AUDIT: &str = "ST:mxpva:Audit";
 
 const NO_ALARM: i64 = 0;
 const MINOR: i64 = 1;
@@ -549,4 +551,70 @@ async fn config_goes_minor_after_a_refused_reload_and_back_after_a_good_one() {
             + s.v["timeStamp"]["nanoseconds"].as_i64().unwrap()
     };
     assert!(secs(&back) > secs(&loaded), "reloaded later: {:?}", back.v);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_shows_a_file_it_cannot_write_and_its_recovery() {
+    let plant = Plant::start("audit").await;
+    let logs = plant.config.parent().unwrap().join("logs");
+    let file = logs.join("audit.jsonl");
+    let good = std::fs::read_to_string(&plant.config).unwrap();
+    let audited = format!("{good}\n[audit]\nfile = \"{}\"\n", file.display());
+    std::fs::write(&plant.config, audited).unwrap();
+    plant.sighup();
+    let mut watch = plant.watch(&[AUDIT]);
+    watch
+        .until(
+            AUDIT,
+            "OK once [audit] is set",
+            Duration::from_secs(10),
+            |s| s.error.is_none() && s.v["value"] == "OK" && s.severity() == Some(NO_ALARM),
+        )
+        .await;
+
+    // The directory does not exist: the put's record cannot be written, the put still is.
+    let out = clients()
+        .run("pvput", &plant.env, &["ST:SpeedSP", "250"])
+        .await
+        .text();
+    assert!(!out.contains("Error"), "{out}");
+    let fault = watch
+        .until(
+            AUDIT,
+            "MAJOR with the reason",
+            Duration::from_secs(10),
+            |s| s.severity() == Some(MAJOR),
+        )
+        .await;
+    assert!(
+        fault.message().contains("cannot open the audit file"),
+        "{:?}",
+        fault.v
+    );
+
+    // Once the directory is there, the reopen on SIGHUP takes the next record.
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = plant.config.parent().unwrap().join("bridge.log");
+    let reopened = "audit file reopened";
+    let before = std::fs::read_to_string(&log)
+        .unwrap()
+        .matches(reopened)
+        .count();
+    plant.sighup();
+    clients::logged(&log, reopened, before + 1).await;
+    let out = clients()
+        .run("pvput", &plant.env, &["ST:SpeedSP", "260"])
+        .await
+        .text();
+    assert!(!out.contains("Error"), "{out}");
+    watch
+        .until(AUDIT, "OK again", Duration::from_secs(10), |s| {
+            s.v["value"] == "OK" && s.severity() == Some(NO_ALARM)
+        })
+        .await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    let record: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(record["pv"], "ST:SpeedSP", "{text}");
+    assert_eq!(record["requested"], 260.0, "{text}");
+    assert_eq!(record["outcome"], "confirmed", "{text}");
 }

@@ -39,6 +39,8 @@ pub(super) enum Change {
     Timestamp,
     /// When the tag is advised (`subscribe`, `linger`): taken in place (`demand.rs`).
     Subscribe,
+    /// `access_group`, `access_level`: taken in place by the next put.
+    Access,
 }
 
 /// How a PV's config changed: each kind once, in [`Change`] order; empty when it did not.
@@ -79,6 +81,10 @@ pub(super) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Change> {
     );
     note(old.timestamp != new.timestamp, Change::Timestamp);
     note(old.subscribe != new.subscribe, Change::Subscribe);
+    note(
+        old.access_group != new.access_group || old.access_level != new.access_level,
+        Change::Access,
+    );
     out
 }
 

@@ -31,6 +31,7 @@
 //! - `link.rs`: the gateway link: connect, session, subscribe, lost links and their
 //!   stale sessions.
 //! - `writes.rs`: the write path: puts -> gateway writes, caps, completion.
+//! - `guard.rs`: access security (the ACF) and the audit trail, before the write path.
 //! - `registry.rs`, `diff.rs` (tests in `diff/tests.rs`), `apply.rs`, `reload.rs`: above.
 //! - `combine.rs`: how the parts of a PV's alarm join (shared by `pv.rs` and `alarms/`,
 //!   so neither imports the other's file).
@@ -67,6 +68,7 @@ mod convert;
 mod convert_props;
 mod demand;
 mod diff;
+mod guard;
 mod isotime;
 mod limits;
 mod link;
@@ -91,6 +93,7 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::access::audit::AuditTrail;
 use crate::config::{self, Config};
 use crate::gateway::{ClientOptions, EventStream, SessionEvent};
 use crate::pva::{self, PvEvent, Server, ServerConfig};
@@ -109,6 +112,10 @@ pub enum BridgeError {
     Pva(#[from] pva::PvaError),
     #[error("gateway API key: {0}")]
     ApiKey(String),
+    #[error("access security: {0}")]
+    Access(#[from] crate::access::AccessError),
+    #[error("audit trail: cannot start its writer: {0}")]
+    Audit(std::io::Error),
 }
 
 /// The PVAccess server settings: `[server]`, falling back to `EPICS_PVAS_*`.
@@ -155,6 +162,9 @@ pub async fn run_reloading(
     reload: Option<Reload>,
 ) -> Result<(), BridgeError> {
     let opts = client_options(&config.gateway, &config.limits)?;
+    let access = crate::access::Access::start(&config)?;
+    let audit = AuditTrail::start(config.audit.as_ref().map(|a| a.file.as_path()))
+        .map_err(BridgeError::Audit)?;
     let server = Arc::new(Server::new(&pva_config)?);
     let (events_tx, mut pv_events) = pva::event_channel_with(pva::PutLimits {
         max_queued: config.limits.max_puts_queued,
@@ -198,6 +208,8 @@ pub async fn run_reloading(
         dirty: Vec::new(),
         demand: demand::Demand::default(),
         ops,
+        access,
+        audit,
     };
     bridge.serve(&mut pv_events, shutdown, reload).await;
     drop(bridge);
@@ -242,6 +254,10 @@ struct Bridge {
     demand: demand::Demand,
     /// The status PVs and systemd notifications (`operate.rs`).
     ops: operate::Ops,
+    /// The ACF in force (`guard.rs`).
+    access: crate::access::Access,
+    /// The audit trail of puts; `audit.health()` is for the status PVs.
+    audit: AuditTrail,
 }
 
 /// At most this many gateway events are taken in one turn, so that puts are still

@@ -25,6 +25,8 @@ pub(super) struct Ops {
     watchdog: bool,
     /// READY=1 was sent.
     ready: bool,
+    /// The audit file's fault as `<status>Audit` shows it (`None`: not shown yet).
+    pub audit_shown: Option<Option<String>>,
 }
 
 impl Drop for Ops {
@@ -67,6 +69,7 @@ impl Ops {
             tick,
             watchdog: watchdog.is_some(),
             ready: false,
+            audit_shown: None,
         })
     }
 
@@ -95,5 +98,14 @@ impl Bridge {
         status.pv_counts(self.pvs.len(), self.pvs.invalid());
         let (state, reason) = self.alarms.feed_state();
         status.alarm_feed(state, reason);
+        // `<status>Audit`: the audit file's fault, served while `[audit] file` is set.
+        if self.config.audit.is_some() {
+            let health = self.audit.health();
+            let fault = health.fault().then(|| health.message());
+            if self.ops.audit_shown.as_ref() != Some(&fault) {
+                status.set_fault("Audit", fault.as_deref());
+                self.ops.audit_shown = Some(fault);
+            }
+        }
     }
 }

@@ -15,8 +15,8 @@ use super::stamp::Stamps;
 use crate::config;
 use crate::gateway::{ItemHandle, MxDataType, MxStatus, MxValue, Quality, WriteEntry};
 use crate::pva::{
-    Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutCompletion, PutRequest,
-    PvType, ScalarType, Severity, SharedPv, TimeStamp, Update, ValueAlarm,
+    Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutCompletion, PutOutcome,
+    PutRequest, PvType, ScalarType, Severity, SharedPv, TimeStamp, Update, ValueAlarm,
 };
 
 /// A put sent to the gateway, waiting for its OnWriteComplete.
@@ -432,10 +432,13 @@ impl MappedPv {
             w.completion.complete(Ok(()));
         }
         for w in self.pending.drain(..) {
-            w.completion.complete(Err(format!(
-                "{}: {message}; the write may or may not have been applied",
-                self.cfg.name.as_str()
-            )));
+            w.completion.fail(
+                PutOutcome::Lost,
+                format!(
+                    "{}: {message}; the write may or may not have been applied",
+                    self.cfg.name.as_str()
+                ),
+            );
         }
         if self.pv.is_open() {
             self.post_alarm(Alarm::new(Severity::Invalid, AlarmStatus::Driver, message));
@@ -563,12 +566,12 @@ impl MappedPv {
             w.completion.complete(Ok(()));
         }
         for w in self.pending.drain(..) {
-            let message = if w.sending.withdraw() {
-                format!("{name}: {why}: put not sent")
+            if w.sending.withdraw() {
+                w.completion
+                    .complete(Err(format!("{name}: {why}: put not sent")));
             } else {
-                format!("{name}: {why} before System Platform confirmed the write; it may or may not have been applied")
-            };
-            w.completion.complete(Err(message));
+                w.completion.fail(PutOutcome::Lost, format!("{name}: {why} before System Platform confirmed the write; it may or may not have been applied"));
+            }
         }
         if self.pv.is_open() {
             if let Err(e) = self.pv.close() {
@@ -634,7 +637,10 @@ impl MappedPv {
                 None
             }
             Err(e) => {
-                w.completion.complete(Err(format!("{}: {e}", self.name())));
+                w.completion.fail(
+                    PutOutcome::RefusedBySystemPlatform,
+                    format!("{}: {e}", self.name()),
+                );
                 None
             }
         }
@@ -647,7 +653,7 @@ impl MappedPv {
         }
     }
 
-    pub fn fail_write(&mut self, id: u64, message: &str) {
+    pub fn fail_write(&mut self, id: u64, outcome: PutOutcome, message: &str) {
         if let Some(w) = self
             .pending
             .iter()
@@ -656,7 +662,7 @@ impl MappedPv {
         {
             warn!(pv = %self.name(), %message, "write failed");
             w.completion
-                .complete(Err(format!("{}: {message}", self.name())));
+                .fail(outcome, format!("{}: {message}", self.name()));
         }
     }
 }

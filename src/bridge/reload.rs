@@ -21,6 +21,9 @@ impl Bridge {
     pub(super) fn reload(&mut self, path: &Path) -> bool {
         let started = Instant::now();
         crate::systemd::reloading();
+        // For logrotate: the audit file is reopened whatever the new config says.
+        self.audit
+            .reopen(self.config.audit.as_ref().map(|a| a.file.as_path()));
         let new = match Config::load(path) {
             Ok(new) => new,
             Err(e) => {
@@ -33,6 +36,21 @@ impl Bridge {
                 return false;
             }
         };
+        if let Err(e) = self.access.reload(&new) {
+            warn!(
+                file = %path.display(),
+                "config reload refused, still serving the mapping and the access rules in service:\n{e}"
+            );
+            self.ops.status.config_failed(&e.to_string());
+            crate::systemd::ready("config reload refused: serving the config in service");
+            return false;
+        }
+        if new.audit != self.config.audit {
+            self.audit
+                .reopen(new.audit.as_ref().map(|a| a.file.as_path()));
+            self.config.audit = new.audit.clone();
+        }
+        self.config.access = new.access.clone();
         let mut restart: Vec<&'static str> = Vec::new();
         if new.server != self.config.server {
             restart.push("[server]");

@@ -12,7 +12,7 @@ use super::registry::PvId;
 use super::{convert, Bridge};
 use crate::config;
 use crate::gateway::{ItemHandle, UserId, WriteEntry, WriteKind};
-use crate::pva::PutRequest;
+use crate::pva::{PutOutcome, PutRequest};
 
 /// Messages from helper tasks to the bridge task.
 pub(super) enum Internal {
@@ -37,6 +37,9 @@ pub(super) enum Internal {
 
 impl Bridge {
     pub(super) fn on_put(&mut self, put: PutRequest) {
+        let Some(put) = self.guard_put(put) else {
+            return;
+        };
         let Some(put) = self.alarms.take_put(put, &self.pvs) else {
             return;
         };
@@ -172,7 +175,7 @@ impl Bridge {
                 result: Err(message),
                 ..
             } => {
-                pv.fail_write(id, &message);
+                pv.fail_write(id, PutOutcome::RefusedBySystemPlatform, &message);
             }
             Internal::Sent { .. } | Internal::Subscribed { .. } => {}
             Internal::Settled { id, .. } => pv.settle(id),
@@ -180,6 +183,7 @@ impl Bridge {
                 let t = humantime::format_duration(self.config.gateway.write_timeout);
                 pv.fail_write(
                     id,
+                    PutOutcome::TimedOut,
                     &format!("no write confirmation from System Platform within {t}"),
                 );
             }

@@ -169,7 +169,30 @@ pub struct Config {
     pub status: Status,
     /// `[log]`.
     pub log: Log,
+    /// `[access]`: the ACF that rules puts; `None`: every put is allowed.
+    pub access: Option<AccessFile>,
+    /// `[audit]`: the audit trail's file; `None`: the trail goes to the log only.
+    pub audit: Option<AuditFile>,
 }
+
+/// `[access]`: an EPICS access security configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessFile {
+    /// Relative paths are resolved against the config file's directory.
+    pub file: PathBuf,
+    /// Where `file` is set: `file:line:column`.
+    pub location: String,
+}
+
+/// `[audit]`: the file the audit trail is appended to (JSON Lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditFile {
+    /// Relative paths are resolved against the config file's directory.
+    pub file: PathBuf,
+}
+
+/// The access security group of a PV without `access_group`.
+pub const DEFAULT_ACCESS_GROUP: &str = "DEFAULT";
 
 /// `[limits]`: caps on everything a peer (a PVAccess client or the gateway) sizes. Past a
 /// cap the request or the value is refused with a message that names the cap.
@@ -233,6 +256,8 @@ pub struct Alarms {
     pub priorities: Vec<PriorityBand>,
     /// How an active alarm's severity is chosen, unless a PV's `alarm_severity` says.
     pub severity: SeverityScheme,
+    /// The ACF group that rules puts to every `:ACK` PV.
+    pub access_group: String,
 }
 
 /// How the severity of an active System Platform alarm is chosen (`[alarms] severity`,
@@ -311,6 +336,9 @@ pub struct AlarmPv {
     pub acknowledge: bool,
     /// Overrides `[alarms] severity` for its alarms.
     pub alarm_severity: Option<SeverityScheme>,
+    /// The ACF group and level of the PV (it takes no puts; see README "Access security").
+    pub access_group: String,
+    pub access_level: u8,
     /// Where the `[[alarm_pv]]` table is: `file:line:column`.
     pub location: String,
 }
@@ -445,6 +473,8 @@ pub struct Defaults {
     /// `linger` for the on-demand PVs that do not set it (also when `subscribe` is
     /// `always` here: a PV that asks for `on_demand` takes it).
     pub linger: Duration,
+    pub access_group: String,
+    pub access_level: u8,
 }
 
 /// When a PV's tag is advised at the gateway (`subscribe`, `linger`).
@@ -566,6 +596,10 @@ pub struct Pv {
     pub alarm_severity: Option<SeverityScheme>,
     /// When its tag is advised: always, or while clients watch it.
     pub subscribe: Subscribe,
+    /// The ACF group (ASG) that rules its puts (`DEFAULT` unless set).
+    pub access_group: String,
+    /// Its access security level, 0 or 1 (as a record field's ASL).
+    pub access_level: u8,
     /// Where the `[[pv]]` table is: `file:line:column`.
     pub location: String,
 }

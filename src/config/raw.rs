@@ -34,6 +34,24 @@ pub(crate) struct RawConfig {
     pub status: super::operate::RawStatus,
     #[serde(default)]
     pub log: super::operate::RawLog,
+    #[serde(default)]
+    pub access: Option<Spanned<RawAccess>>,
+    #[serde(default)]
+    pub audit: Option<Spanned<RawAudit>>,
+}
+
+/// `[access]`: the EPICS access security file (ACF) that rules puts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    pub file: Spanned<PathBuf>,
+}
+
+/// `[audit]`: where the audit trail of puts is appended (JSON Lines).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub file: Spanned<PathBuf>,
 }
 
 /// `[limits]`: caps on what a peer sizes. Each is a count; validation checks the range.
@@ -236,6 +254,10 @@ pub(crate) struct RawDefaults {
     pub subscribe: Option<Spanned<RawSubscribe>>,
     #[serde(default)]
     pub linger: Option<Spanned<DurationValue>>,
+    #[serde(default)]
+    pub access_group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub access_level: Option<Spanned<i64>>,
 }
 
 /// `subscribe = "always" | "on_demand"`.
@@ -259,6 +281,8 @@ impl Default for RawDefaults {
             boolean_choices: default_choices(),
             subscribe: None,
             linger: None,
+            access_group: None,
+            access_level: None,
         }
     }
 }
@@ -351,6 +375,10 @@ pub(crate) struct RawPv {
     /// How long an on-demand PV stays advised after its last client left.
     #[serde(default)]
     pub linger: Option<Spanned<DurationValue>>,
+    #[serde(default)]
+    pub access_group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub access_level: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,6 +457,9 @@ pub(crate) struct RawAlarms {
     /// `priority` or `kind`.
     #[serde(default)]
     pub severity: Option<Spanned<String>>,
+    /// The access security group of every `:ACK` PV.
+    #[serde(default)]
+    pub access_group: Option<Spanned<String>>,
 }
 
 impl Default for RawAlarms {
@@ -442,6 +473,7 @@ impl Default for RawAlarms {
             returned_unacked: default_returned_unacked(),
             priorities: None,
             severity: None,
+            access_group: None,
         }
     }
 }
@@ -485,4 +517,8 @@ pub(crate) struct RawAlarmPv {
     /// `priority` or `kind`: overrides `[alarms] severity` for its alarms.
     #[serde(default)]
     pub alarm_severity: Option<Spanned<String>>,
+    #[serde(default)]
+    pub access_group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub access_level: Option<Spanned<i64>>,
 }

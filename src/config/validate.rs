@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+mod access;
 mod alarms;
 mod pv;
 mod settings;
@@ -115,6 +116,13 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         boolean_choices: choices,
         subscribe,
         linger,
+        access_group: access::group(
+            v,
+            "defaults.access_group",
+            d.access_group.as_ref(),
+            super::DEFAULT_ACCESS_GROUP,
+        ),
+        access_level: access::level(v, "defaults.access_level", d.access_level.as_ref(), 0),
     };
     let ctx = PvContext {
         prefix: d.prefix.0,
@@ -164,10 +172,14 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         }
     }
     let alarm_config = alarms::alarms(v, &ctx.prefix, raw.alarms);
+    let access = access::access(v, raw.access);
+    let audit = access::audit(v, raw.audit);
     let mut alarm_pvs = Vec::new();
     let mut alarm_pv_claims = Vec::new();
     for (i, entry) in raw.alarm_pv.into_iter().enumerate() {
-        if let Some((pv, name_span, refs)) = alarms::alarm_pv(v, &ctx.prefix, i + 1, entry) {
+        if let Some((pv, name_span, refs)) =
+            alarms::alarm_pv(v, &ctx.prefix, &defaults, i + 1, entry)
+        {
             alarm_pv_claims.push((format!("alarm_pv[{}]", i + 1), name_span, refs));
             alarm_pvs.push(pv);
         }
@@ -209,6 +221,8 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         log: super::Log {
             format: raw.log.format,
         },
+        access,
+        audit,
     }
 }
 

@@ -161,6 +161,8 @@ pub(crate) mod bridge {
         iface: String,
         method: String,
         account: String,
+        /// The account's roles (OS groups), looked up only while an ACF is in force.
+        roles: Vec<String>,
         /// Why the shim could not read the value (empty when it could); a read-only PV
         /// refuses the put before this matters.
         error: String,
@@ -211,6 +213,38 @@ pub(crate) mod bridge {
         rx: u64,
     }
 
+    /// One access security group of a loaded ACF, with its INP links (`INPA(...)`).
+    #[derive(Debug, Clone, Default)]
+    struct WireAcfGroup {
+        name: String,
+        inputs: Vec<String>,
+    }
+
+    /// What asLib made of an ACF: its groups, and what it reported while loading that did
+    /// not stop it (an unresolved HAG host, a duplicate user).
+    #[derive(Debug, Clone, Default)]
+    struct WireAcfSummary {
+        groups: Vec<WireAcfGroup>,
+        warnings: Vec<String>,
+    }
+
+    /// A PV's access security group and level, for the read gate.
+    #[derive(Debug, Clone, Default)]
+    struct WireAcfPv {
+        name: String,
+        group: String,
+        level: i32,
+    }
+
+    /// The access one client has to one group at one level.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    struct WireAccess {
+        read: bool,
+        write: bool,
+        /// The rule that grants the write asks for TRAPWRITE.
+        trap: bool,
+    }
+
     // ------------------------------------------------- Rust called from pvxs callbacks
 
     extern "Rust" {
@@ -226,6 +260,10 @@ pub(crate) mod bridge {
         /// One message of EPICS errlog (pvxs's own log lines), once routed there by
         /// `route_native_log`. Called on errlog's thread.
         fn on_native_log(message: &[u8]);
+
+        /// The read gate refused an operation (`get`, `put`, `monitor`, `rpc`) of a client
+        /// without READ access (cpp/access.h).
+        fn on_read_denied(pv: String, group: String, account: String, host: String, op: &str);
     }
 
     // ---------------------------------------------------------------- C++ the shim offers
@@ -264,6 +302,18 @@ pub(crate) mod bridge {
         /// The client cancelled or went away before the reply.
         fn is_cancelled(self: &PutOp) -> bool;
 
+        /// asLib (cpp/access.h): every call holds the shim's one asLib lock.
+        fn acf_load(text: &str) -> Result<WireAcfSummary>;
+        fn acf_check(
+            group: &str,
+            level: i32,
+            user: &str,
+            host: &str,
+            roles: &[String],
+        ) -> Result<WireAccess>;
+        fn acf_want_roles(on: bool);
+        fn acf_set_read_rules(active: bool, pvs: &[WireAcfPv], other_group: &str, other_level: i32);
+
         /// Apply `PVXS_LOG` (pvxs logger levels) from the environment.
         fn configure_logging_from_env() -> Result<()>;
         /// Sends errlog's messages (pvxs's log lines) to `on_native_log` instead of the
@@ -281,5 +331,6 @@ unsafe impl Send for bridge::PvHandle {}
 unsafe impl Sync for bridge::PvHandle {}
 unsafe impl Send for bridge::PutOp {}
 
+pub(crate) use super::access::on_read_denied;
 pub(crate) use super::native_log::on_native_log;
 pub(crate) use super::shared_pv::{on_connection, on_put, PvContext};

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 mod error;
 mod ffi;
 mod native_log;
@@ -39,7 +40,7 @@ mod table;
 mod value;
 
 pub use error::PvaError;
-pub use put::{Credentials, PutCompletion, PutCounts, PutRequest};
+pub use put::{Credentials, PutCompletion, PutCounts, PutOutcome, PutReply, PutRequest};
 pub use server::{ClientInfo, Server, ServerConfig, ServerInfo};
 pub use shared_pv::{
     event_channel, event_channel_with, Access, EventReceiver, EventSender, PutLimits, PvEvent,

@@ -19,6 +19,9 @@ pub struct Credentials {
     pub method: String,
     /// The account the client claims (with method `ca`).
     pub account: String,
+    /// The account's roles (its OS groups on this host), looked up only while an ACF is
+    /// in force; an ACF's UAG matches them as `role/<group>`.
+    pub roles: Vec<String>,
 }
 
 /// A put on a writable PV.
@@ -54,6 +57,47 @@ impl PutCounts {
     }
 }
 
+/// How a put ended, for whoever observes it (the audit trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// System Platform confirmed the write (or the acknowledgement).
+    Confirmed,
+    /// mxpva's own checks refused it; nothing reached System Platform.
+    Refused,
+    /// System Platform (or the gateway in front of it) refused it.
+    RefusedBySystemPlatform,
+    /// No confirmation came within the write timeout.
+    TimedOut,
+    /// Sent, but the link or the PV went away before a confirmation.
+    Lost,
+}
+
+impl PutOutcome {
+    /// The name the audit trail uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PutOutcome::Confirmed => "confirmed",
+            PutOutcome::Refused => "refused",
+            PutOutcome::RefusedBySystemPlatform => "refused_by_system_platform",
+            PutOutcome::TimedOut => "timed_out",
+            PutOutcome::Lost => "lost",
+        }
+    }
+}
+
+/// What an observer of a put learns when it is answered.
+#[derive(Debug)]
+pub struct PutReply<'a> {
+    pub outcome: PutOutcome,
+    /// The error text the client got (None when confirmed).
+    pub message: Option<&'a str>,
+    /// Notes added while the put was handled ([`PutCompletion::note`]).
+    pub notes: &'a [(&'static str, String)],
+}
+
+/// Called once with the reply, on whichever thread answers the put.
+pub type PutObserver = Box<dyn FnOnce(&PutReply<'_>) + Send>;
+
 /// The reply to one put. Exactly one answer reaches the client: the first of
 /// [`PutCompletion::complete`] or the error sent when this handle is dropped.
 pub struct PutCompletion {
@@ -61,6 +105,13 @@ pub struct PutCompletion {
     /// Counts the put as failed when it is answered with an error (dropped unanswered
     /// included).
     counts: Option<Arc<PutCounts>>,
+    observed: Option<Box<Observed>>,
+}
+
+/// An observer and the notes for it (boxed: most puts have none).
+struct Observed {
+    observer: PutObserver,
+    notes: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Debug for PutCompletion {
@@ -74,7 +125,11 @@ impl std::fmt::Debug for PutCompletion {
 impl PutCompletion {
     #[cfg(test)]
     pub(crate) fn new(op: UniquePtr<PutOp>) -> Self {
-        PutCompletion { op, counts: None }
+        PutCompletion {
+            op,
+            counts: None,
+            observed: None,
+        }
     }
 
     /// A completion whose error answers count in `counts.failed`.
@@ -82,21 +137,56 @@ impl PutCompletion {
         PutCompletion {
             op,
             counts: Some(counts.clone()),
+            observed: None,
         }
     }
 
-    /// Replies success, or the error text the client will show.
-    pub fn complete(mut self, result: Result<(), String>) {
+    /// `observer` learns how the put ended (once, when it is answered or dropped).
+    pub fn observe(&mut self, observer: PutObserver) {
+        self.observed = Some(Box::new(Observed {
+            observer,
+            notes: Vec::new(),
+        }));
+    }
+
+    /// Adds a note for the observer (`alarm` references of an acknowledgement, ...).
+    pub fn note(&mut self, key: &'static str, value: String) {
+        if let Some(o) = self.observed.as_mut() {
+            o.notes.push((key, value));
+        }
+    }
+
+    /// Replies success, or the error text the client will show (a refusal by mxpva).
+    pub fn complete(self, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.reply(PutOutcome::Confirmed, None),
+            Err(message) => self.reply(PutOutcome::Refused, Some(message)),
+        }
+    }
+
+    /// Replies with `message` for a put that ended as `outcome`.
+    pub fn fail(self, outcome: PutOutcome, message: String) {
+        self.reply(outcome, Some(message));
+    }
+
+    fn reply(mut self, outcome: PutOutcome, message: Option<String>) {
         let counts = self.counts.take();
-        if let (Some(c), Err(_)) = (&counts, &result) {
+        if let (Some(c), Some(_)) = (&counts, &message) {
             c.failed.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(o) = self.observed.take() {
+            (o.observer)(&PutReply {
+                outcome,
+                message: message.as_deref(),
+                notes: &o.notes,
+            });
+        }
         let Some(op) = self.op.as_mut() else { return };
-        let outcome = match &result {
-            Ok(()) => op.reply_ok(),
-            Err(message) => op.reply_error(message),
+        let sent = match &message {
+            None => op.reply_ok(),
+            Some(message) => op.reply_error(message),
         };
-        if let Err(e) = outcome {
+        if let Err(e) = sent {
             tracing::warn!(error = %e.what(), "could not deliver a put reply");
         }
     }
@@ -108,10 +198,18 @@ impl PutCompletion {
 }
 
 impl Drop for PutCompletion {
-    /// Unanswered: pvxs answers with an error, counted as a failed put.
+    /// Unanswered: pvxs answers with an error, counted as a failed put; the observer
+    /// hears it too.
     fn drop(&mut self) {
         if let Some(c) = self.counts.take() {
             c.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(o) = self.observed.take() {
+            (o.observer)(&PutReply {
+                outcome: PutOutcome::Refused,
+                message: Some("put abandoned by the server without a reply"),
+                notes: &o.notes,
+            });
         }
     }
 }

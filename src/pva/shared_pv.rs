@@ -238,6 +238,7 @@ pub(crate) fn on_put(ctx: &PvContext, put: WirePut, op: UniquePtr<PutOp>) {
             iface: put.iface,
             method: put.method,
             account: put.account,
+            roles: put.roles,
         },
         completion,
     };

@@ -44,6 +44,33 @@ pub struct SessionStats {
     pub advised_count: usize,
 }
 
+/// One write call the simulator received: what a test checks to know a write did (or
+/// did not) reach the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteSeen {
+    /// The item's reference (`Object.Attribute`).
+    pub reference: String,
+    /// The value, as text.
+    pub value: String,
+}
+
+/// How many received writes the simulator keeps.
+pub const WRITES_KEPT: usize = 10_000;
+
+impl super::Core {
+    /// Notes a write call that reached the gateway.
+    pub(crate) fn note_write(&self, reference: &str, value: &MxValue) {
+        let mut writes = self.writes.lock();
+        if writes.len() >= WRITES_KEPT {
+            writes.pop_front();
+        }
+        writes.push_back(WriteSeen {
+            reference: reference.to_string(),
+            value: format!("{value:?}"),
+        });
+    }
+}
+
 impl SimHandle {
     /// The Galaxy being simulated.
     pub fn galaxy(&self) -> &Galaxy {
@@ -182,6 +209,11 @@ impl SimHandle {
         let _ = self.core.alarm_tx.send(AlarmNews::Restart);
         self.core.epoch.send_modify(|e| *e += 1);
         self.core.deploy.lock().sequence = 1;
+    }
+
+    /// The write calls received so far (the most recent [`WRITES_KEPT`]), oldest first.
+    pub fn writes(&self) -> Vec<WriteSeen> {
+        self.core.writes.lock().iter().cloned().collect()
     }
 
     /// The sessions the simulator holds.
@@ -576,6 +608,23 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
             })
             .collect();
         Ok(Response::new(cpb::ListSessionsReply { sessions }))
+    }
+
+    async fn list_writes(
+        &self,
+        request: Request<cpb::Empty>,
+    ) -> Result<Response<cpb::ListWritesReply>, Status> {
+        self.auth(&request)?;
+        let writes = self
+            .handle
+            .writes()
+            .into_iter()
+            .map(|w| cpb::WriteSeen {
+                reference: w.reference,
+                value: w.value,
+            })
+            .collect();
+        Ok(Response::new(cpb::ListWritesReply { writes }))
     }
 }
 

@@ -62,7 +62,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 pub use config::{AlarmKind, AuthMode, Dynamics, Galaxy, GalaxyError, DEMO_GALAXY, SCOPES};
-pub use control::{Faults, SessionStats};
+pub use control::{Faults, SessionStats, WriteSeen};
 pub use remote::{RemoteSim, RemoteSimError};
 
 use crate::gateway::pb::galaxy as gpb;
@@ -229,6 +229,8 @@ pub(crate) struct Core {
     pub epoch: watch::Sender<u64>,
     pub next_session: AtomicU64,
     pub started: Instant,
+    /// The write calls received, oldest first (at most [`control::WRITES_KEPT`]).
+    pub writes: Mutex<std::collections::VecDeque<WriteSeen>>,
 }
 
 /// In-process control of a simulator; cheap to clone.
@@ -275,6 +277,7 @@ impl SimHandle {
                 epoch,
                 next_session: AtomicU64::new(1),
                 started: Instant::now(),
+                writes: Mutex::default(),
             }),
         }
     }

@@ -258,6 +258,24 @@ impl RemoteSim {
         Ok(())
     }
 
+    /// The write calls the simulator received, oldest first.
+    pub async fn writes(&self) -> Result<Vec<super::WriteSeen>, RemoteSimError> {
+        let r = self
+            .inner
+            .clone()
+            .list_writes(self.req(cpb::Empty {}))
+            .await
+            .map_err(err("ListWrites"))?;
+        Ok(r.into_inner()
+            .writes
+            .into_iter()
+            .map(|w| super::WriteSeen {
+                reference: w.reference,
+                value: w.value,
+            })
+            .collect())
+    }
+
     pub async fn sessions(&self) -> Result<Vec<SessionStats>, RemoteSimError> {
         let r = self
             .inner

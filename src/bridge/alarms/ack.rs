@@ -8,7 +8,8 @@ use super::{Alarms, Entry, Owner};
 use crate::bridge::registry::Registry;
 use crate::bridge::stamp::SharedStamps;
 use crate::pva::{
-    Access, Alarm, Display, NtValue, PutRequest, PvType, PvaError, ScalarType, SharedPv, Update,
+    Access, Alarm, Display, NtValue, PutOutcome, PutRequest, PvType, PvaError, ScalarType,
+    SharedPv, Update,
 };
 
 /// An `:ACK` PV; the acknowledgement task posts the comment.
@@ -67,6 +68,13 @@ impl Alarms {
         }
     }
 
+    /// The access group of `pv` when it is an `:ACK` PV (`[alarms] access_group`).
+    pub fn ack_group(&self, pv: &str) -> Option<&str> {
+        self.acks
+            .contains_key(pv)
+            .then_some(self.cfg.access_group.as_str())
+    }
+
     /// A put to an `:ACK` PV is taken here; any other put is handed back.
     pub fn take_put(&mut self, put: PutRequest, pvs: &Registry) -> Option<PutRequest> {
         let Some((owner, ack_pv)) = self.acks.get(&put.pv).cloned() else {
@@ -121,6 +129,10 @@ impl Alarms {
             put.credentials.account.clone()
         };
         info!(pv = %pv, %operator, peer = %put.credentials.peer, alarms = refs.len(), "acknowledge");
+        let mut put = put;
+        for r in &refs {
+            put.completion.note("alarm", r.clone());
+        }
         tokio::spawn(async move {
             let mut refused = Vec::new();
             for r in &refs {
@@ -140,10 +152,13 @@ impl Alarms {
                     .post(&Update::value(NtValue::String(comment)).with_time(time));
                 put.completion.complete(Ok(()));
             } else {
-                put.completion.complete(Err(format!(
-                    "{pv}: System Platform refused the acknowledgement: {}",
-                    refused.join(", ")
-                )));
+                put.completion.fail(
+                    PutOutcome::RefusedBySystemPlatform,
+                    format!(
+                        "{pv}: System Platform refused the acknowledgement: {}",
+                        refused.join(", ")
+                    ),
+                );
             }
         });
         None

@@ -166,6 +166,9 @@ fn every_kind_of_change() {
     );
     assert_eq!(kinds("", "acknowledge = false"), [Change::Alarms]);
     assert_eq!(kinds("", "alarm_severity = \"priority\""), [Change::Alarms]);
+    // Access security: taken in place by the next put.
+    assert_eq!(kinds("", "access_group = \"OPS\""), [Change::Access]);
+    assert_eq!(kinds("", "access_level = 1"), [Change::Access]);
     // Limits.
     assert_eq!(
         kinds(

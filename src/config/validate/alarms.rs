@@ -172,6 +172,12 @@ pub(super) fn alarms(v: &mut Validator<'_>, prefix: &PvName, raw: RawAlarms) -> 
     };
     let table = raw.table.get_ref().0.as_str();
     let severity = scheme(v, "alarms.severity", raw.severity.as_ref()).unwrap_or_default();
+    let access_group = super::access::group(
+        v,
+        "alarms.access_group",
+        raw.access_group.as_ref(),
+        crate::config::DEFAULT_ACCESS_GROUP,
+    );
     Alarms {
         enabled: raw.enabled,
         filter_prefix: raw.filter_prefix,
@@ -181,6 +187,7 @@ pub(super) fn alarms(v: &mut Validator<'_>, prefix: &PvName, raw: RawAlarms) -> 
         returned_unacked,
         priorities,
         severity,
+        access_group,
     }
 }
 
@@ -188,6 +195,7 @@ pub(super) fn alarms(v: &mut Validator<'_>, prefix: &PvName, raw: RawAlarms) -> 
 pub(super) fn alarm_pv(
     v: &mut Validator<'_>,
     prefix: &PvName,
+    defaults: &crate::config::Defaults,
     n: usize,
     entry: Spanned<RawAlarmPv>,
 ) -> Option<(AlarmPv, Span<usize>, AlarmRefs)> {
@@ -224,6 +232,18 @@ pub(super) fn alarm_pv(
             v,
             &format!("{p}.alarm_severity"),
             raw.alarm_severity.as_ref(),
+        ),
+        access_group: super::access::group(
+            v,
+            &format!("{p}.access_group"),
+            raw.access_group.as_ref(),
+            &defaults.access_group,
+        ),
+        access_level: super::access::level(
+            v,
+            &format!("{p}.access_level"),
+            raw.access_level.as_ref(),
+            defaults.access_level,
         ),
         location,
     };

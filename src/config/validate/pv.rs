@@ -326,6 +326,18 @@ pub(super) fn pv(
             ),
         );
     }
+    let access_group = super::access::group(
+        v,
+        &format!("{p}.access_group"),
+        raw.access_group.as_ref(),
+        &ctx.defaults.access_group,
+    );
+    let access_level = super::access::level(
+        v,
+        &format!("{p}.access_level"),
+        raw.access_level.as_ref(),
+        ctx.defaults.access_level,
+    );
     Some((
         Pv {
             name: full,
@@ -345,6 +357,8 @@ pub(super) fn pv(
             acknowledge: raw.acknowledge.as_ref().is_none_or(|a| *a.get_ref()),
             alarm_severity,
             subscribe,
+            access_group,
+            access_level,
             location,
         },
         name_spanned.span(),

@@ -56,6 +56,7 @@ pub(crate) fn start_write(
         }
         (item.reference.clone(), item.target.clone())
     };
+    core.note_write(&reference, &value);
     let sec = target
         .attribute()
         .and_then(|a| core.galaxy.attributes.get(a))

@@ -1,0 +1,138 @@
+//! Access security and the audit trail on the write path (issue 13).
+//!
+//! Every put meets the ACF first ([`crate::access::Access`]): a denied one is answered
+//! `put denied by access security: <pv> (group <asg>, <account>@<host>)`, logged and
+//! audited here, and nothing reaches the gateway. An allowed put that is to be audited
+//! (a TRAPWRITE rule, or every put without an ACF) carries an observer on its completion,
+//! so whichever path answers it (mxpva's checks, System Platform, the timeout, the
+//! confirmation) writes its one record.
+
+use std::time::{Instant, SystemTime};
+
+use tracing::warn;
+
+use super::Bridge;
+use crate::access::audit::{rfc3339, value_json, AuditRecord};
+use crate::access::{denied_message, Decision};
+use crate::pva::{NtValue, PutOutcome, PutReply, PutRequest};
+
+/// A record being made: what is known when the put arrives.
+struct Draft {
+    started: Instant,
+    record: AuditRecord,
+}
+
+impl Draft {
+    fn finish(mut self, outcome: &str, message: Option<&str>, status: Option<&str>) -> AuditRecord {
+        self.record.time = rfc3339(SystemTime::now());
+        self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        self.record.outcome = outcome.to_string();
+        self.record.message = message.map(str::to_string);
+        self.record.status = status.map(str::to_string);
+        self.record
+    }
+
+    fn finish_reply(self, reply: &PutReply<'_>) -> AuditRecord {
+        let pv = self.record.pv.clone();
+        let status = match reply.outcome {
+            PutOutcome::RefusedBySystemPlatform => reply.message.map(|m| {
+                m.strip_prefix(pv.as_str())
+                    .and_then(|m| m.strip_prefix(": "))
+                    .unwrap_or(m)
+            }),
+            _ => None,
+        };
+        let alarms: Vec<String> = reply
+            .notes
+            .iter()
+            .filter(|(k, _)| *k == "alarm")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let is_ack = self.record.comment.is_some();
+        let mut record = self.finish(reply.outcome.as_str(), reply.message, status);
+        if is_ack {
+            record.alarms = Some(alarms);
+        }
+        record
+    }
+}
+
+impl Bridge {
+    /// The ACF's word on `put`: `None` when it was denied (and answered).
+    pub(super) fn guard_put(&mut self, mut put: PutRequest) -> Option<PutRequest> {
+        let ack_group = self.alarms.ack_group(&put.pv).map(str::to_string);
+        let is_ack = ack_group.is_some();
+        let mapped = self.pvs.id_of_name(&put.pv).and_then(|i| self.pvs.get(i));
+        let (group, level, tag) = match (ack_group, mapped) {
+            (Some(group), _) => (group, 0, None),
+            (None, Some(pv)) => (
+                pv.cfg.access_group.clone(),
+                pv.cfg.access_level,
+                Some(pv.cfg.tag.as_str().to_string()),
+            ),
+            (None, None) => (
+                self.config.defaults.access_group.clone(),
+                self.config.defaults.access_level,
+                None,
+            ),
+        };
+        let Decision {
+            allowed,
+            audited,
+            host,
+        } = self.access.decide(&group, level, &put.credentials);
+        let who = &put.credentials;
+        let account = if who.account.is_empty() {
+            "anonymous"
+        } else {
+            who.account.as_str()
+        };
+        // The value before, read from the PV only for a put that is audited.
+        let previous = match (audited && !is_ack, mapped) {
+            (true, Some(pv)) => pv.pv.current().ok().and_then(|u| u.value),
+            _ => None,
+        };
+        let draft = audited.then(|| Draft {
+            started: Instant::now(),
+            record: AuditRecord {
+                time: String::new(),
+                pv: put.pv.to_string(),
+                tag,
+                group: group.clone(),
+                account: account.to_string(),
+                host: host.clone(),
+                method: who.method.clone(),
+                previous: previous.as_ref().map(value_json),
+                requested: put.value.as_ref().map(value_json),
+                outcome: String::new(),
+                status: None,
+                message: None,
+                duration_ms: 0.0,
+                comment: match (&put.value, is_ack) {
+                    (Some(NtValue::String(s)), true) => Some(s.clone()),
+                    (_, true) => Some(String::new()),
+                    _ => None,
+                },
+                alarms: None,
+            },
+        });
+        if !allowed {
+            let message = denied_message(&put.pv, &group, account, &host);
+            warn!(pv = %put.pv, %group, %account, %host, method = %who.method, "put denied by access security");
+            if let Some(draft) = draft {
+                self.audit
+                    .record(&draft.finish("denied", Some(&message), None));
+            }
+            put.completion.complete(Err(message));
+            return None;
+        }
+        if let Some(draft) = draft {
+            let audit = self.audit.clone();
+            put.completion
+                .observe(Box::new(move |reply: &PutReply<'_>| {
+                    audit.record(&draft.finish_reply(reply));
+                }));
+        }
+        Some(put)
+    }
+}

@@ -1,0 +1,109 @@
+//! The safe face of EPICS access security (libCom's asLib, cpp/access.h).
+//!
+//! asLib holds one set of rules for the whole process. The shim makes every asLib call
+//! under one lock, so these functions may be called from any thread; the policy that
+//! decides which file is in force lives in one owner (`crate::access::Access`).
+
+use super::ffi::bridge;
+
+/// One access security group (ASG) of a loaded file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcfGroup {
+    pub name: String,
+    /// Its INP links, as `INPA(pv)`; they need an IOC's Channel Access links.
+    pub inputs: Vec<String>,
+}
+
+/// What asLib made of a file it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcfSummary {
+    /// Every group, `DEFAULT` included (asLib always defines it).
+    pub groups: Vec<AcfGroup>,
+    /// What asLib reported without refusing the file (a HAG host it could not resolve).
+    pub warnings: Vec<String>,
+}
+
+/// The access one client has to one group at one level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Permission {
+    pub read: bool,
+    pub write: bool,
+    /// The rule that grants the write says TRAPWRITE.
+    pub trap_write: bool,
+}
+
+/// Parses `text` as an ACF and installs it. On a file asLib refuses, the error holds
+/// asLib's own messages (`syntax error at line 3`) and the rules before stay in force.
+pub fn acf_load(text: &str) -> Result<AcfSummary, String> {
+    let summary = bridge::acf_load(text).map_err(|e| e.what().to_string())?;
+    Ok(AcfSummary {
+        groups: summary
+            .groups
+            .into_iter()
+            .map(|g| AcfGroup {
+                name: g.name,
+                inputs: g.inputs,
+            })
+            .collect(),
+        warnings: summary.warnings,
+    })
+}
+
+/// The access of `user` (and of `role/<r>` for each of `roles`) from the IPv4 address
+/// `host` to a PV of `group` at level `level`: the best of them, as QSRV2 gives it.
+/// Fails when no file was loaded.
+pub fn acf_check(
+    group: &str,
+    level: u8,
+    user: &str,
+    host: &str,
+    roles: &[String],
+) -> Result<Permission, String> {
+    let access = bridge::acf_check(group, i32::from(level), user, host, roles)
+        .map_err(|e| e.what().to_string())?;
+    Ok(Permission {
+        read: access.read,
+        write: access.write,
+        trap_write: access.trap,
+    })
+}
+
+/// Whether puts carry the client's roles ([`super::Credentials::roles`]): a lookup per
+/// connection, only worth it while rules are in force.
+pub fn acf_want_roles(on: bool) {
+    bridge::acf_want_roles(on);
+}
+
+/// One PV for the read gate: its name, access security group and level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRule {
+    pub pv: String,
+    pub group: String,
+    pub level: u8,
+}
+
+/// What the read gate checks: each PV's group and level, and `other` for any other name.
+/// A client the rules give no READ access to a PV gets its GETs, puts and monitors refused
+/// (`get denied by access security: ...`) when it opens the channel. `None` lets every
+/// channel through.
+pub fn acf_set_read_rules(rules: Option<(&[ReadRule], &ReadRule)>) {
+    match rules {
+        None => bridge::acf_set_read_rules(false, &[], "", 0),
+        Some((pvs, other)) => {
+            let pvs: Vec<bridge::WireAcfPv> = pvs
+                .iter()
+                .map(|r| bridge::WireAcfPv {
+                    name: r.pv.clone(),
+                    group: r.group.clone(),
+                    level: i32::from(r.level),
+                })
+                .collect();
+            bridge::acf_set_read_rules(true, &pvs, &other.group, i32::from(other.level));
+        }
+    }
+}
+
+/// Logs what the read gate refused (called on a pvxs worker; never blocks).
+pub(crate) fn on_read_denied(pv: String, group: String, account: String, host: String, op: &str) {
+    tracing::warn!(%pv, %group, %account, %host, op, "{op} denied by access security (no READ access)");
+}
