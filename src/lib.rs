@@ -20,6 +20,7 @@
 
 pub mod bridge;
 pub mod config;
+pub mod discover;
 pub mod gateway;
 mod lock;
 pub mod pva;

@@ -91,7 +91,8 @@ use crate::pva::{self, PvEvent, Server, ServerConfig};
 pub use convert::{default_pv_type, iso8601, to_mx, to_nt};
 pub use quality::quality_alarm;
 
-use link::{client_options, close_stale_sessions, Connected, Link};
+pub(crate) use link::client_options;
+use link::{close_stale_sessions, Connected, Link};
 use registry::{PvId, Registry};
 use writes::Internal;
 

@@ -72,6 +72,7 @@
 //! - `[[alarm_pv]]`: `name`, `alarms` (references), `type` (`enum` or `int32`),
 //!   `description`, `acknowledge`, `alarm_severity`.
 
+mod discover;
 mod location;
 mod raw;
 mod report;
@@ -86,6 +87,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use discover::{
+    check_glob, check_template, expand_template, Candidate, DiscoverRule, GalaxyAccess, Merged,
+    RulePv, RulePvs, DEFAULT_NAME_TEMPLATE,
+};
 pub use types::{PvName, PvType, ScalarType, SecretString, Tag, TagIndex};
 
 /// The exit code of `mxpva` for any configuration error (`EX_CONFIG`).
@@ -156,6 +161,10 @@ pub struct Config {
     pub alarm_pvs: Vec<AlarmPv>,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[[discover]]` rules, in file order.
+    pub discover: Vec<DiscoverRule>,
+    /// What rule-made PVs are validated with ([`Config::rule_pvs`]).
+    pub(crate) rule_ctx: std::sync::Arc<discover::RuleContext>,
 }
 
 /// `[limits]`: caps on everything a peer (a PVAccess client or the gateway) sizes. Past a

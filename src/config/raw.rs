@@ -30,6 +30,8 @@ pub(crate) struct RawConfig {
     pub alarm_pv: Vec<Spanned<RawAlarmPv>>,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub discover: Vec<Spanned<super::discover::RawDiscover>>,
 }
 
 /// `[limits]`: caps on what a peer sizes. Each is a count; validation checks the range.
@@ -285,7 +287,7 @@ pub(crate) struct RawUser {
     pub id: Option<Spanned<i32>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPv {
     #[serde(default)]
