@@ -51,8 +51,12 @@
 //! `[alarms]` and `[[alarm_pv]]` changes apply too (`alarms/reload.rs`: alarm PVs, the
 //! table, `:ACK` names, the feed restarted on a new filter).
 //!
-//! Still to do: the `[limits]` sizes need a restart; a Galaxy deploy (WatchDeployEvents), `[[discover]]` rules and on-demand PVs are the next
-//! sources of diffs (`diff::desired` is where they join the config's PVs).
+//! `[[discover]]` rules are a source of diffs too (`deploys.rs`, issue 12): a task follows
+//! WatchDeployEvents, re-discovers on each deploy, and the rule-made PVs join the config's
+//! (`Config::merge_rule_pvs`) in the diff applied here.
+//!
+//! Still to do: the `[limits]` sizes need a restart; on-demand PVs are the next source of
+//! diffs.
 
 mod alarms;
 mod apply;
@@ -60,6 +64,7 @@ mod combine;
 mod convert;
 #[cfg(test)]
 mod convert_props;
+mod deploys;
 mod diff;
 mod isotime;
 mod limits;
@@ -188,7 +193,11 @@ pub async fn run_reloading(
         alarms,
         strays: strays::Strays::default(),
         dirty: Vec::new(),
+        rule_pvs: Vec::new(),
+        follower: None,
+        discovered: mpsc::unbounded_channel(),
     };
+    bridge.follow_rules();
     bridge.serve(&mut pv_events, shutdown, reload).await;
     drop(bridge);
     drop(server);
@@ -228,6 +237,15 @@ struct Bridge {
     strays: strays::Strays,
     /// PVs with news taken in this turn, each posted once at its end.
     dirty: Vec<PvId>,
+    /// PVs the `[[discover]]` rules made of the last discovery (`deploys.rs`).
+    rule_pvs: Vec<config::RulePv>,
+    /// The task that follows deploys, while the config has rules.
+    follower: Option<deploys::Follower>,
+    /// Its discoveries.
+    discovered: (
+        mpsc::UnboundedSender<deploys::Found>,
+        mpsc::UnboundedReceiver<deploys::Found>,
+    ),
 }
 
 /// At most this many gateway events are taken in one turn, so that puts are still
@@ -276,6 +294,7 @@ impl Bridge {
                     }
                 }
                 Some(msg) = self.internal.1.recv() => self.on_internal(msg),
+                Some(found) = self.discovered.1.recv() => self.on_discovered(found),
                 Some(msg) = self.alarms.feed.recv() => {
                     self.alarms.on_feed(msg, &mut self.pvs, &mut self.dirty);
                     ended = self.take_ready(&mut events).await;
