@@ -58,8 +58,7 @@ pub(crate) fn start_write(
     };
     let sec = target
         .attribute()
-        .and_then(|a| core.galaxy.attributes.get(a))
-        .map(|d| d.security);
+        .and_then(|a| core.galaxy().attributes.get(a).map(|d| d.security));
     who.check_write(&reference, sec).map_err(Refusal::Denied)?;
     let faults = core.faults();
     let hit = reference
@@ -119,7 +118,7 @@ fn check_security(
     mode: WriteMode,
 ) -> Result<(), MxStatus> {
     use SecurityClassification as S;
-    let g = &core.galaxy;
+    let g = core.galaxy();
     if !g.security_enabled {
         return Ok(());
     }
@@ -206,7 +205,7 @@ pub(crate) fn apply_write(
     value: &MxValue,
     mode: WriteMode,
 ) -> Result<(), MxStatus> {
-    let g = &core.galaxy;
+    let g = core.galaxy();
     let cfg = MxStatusCategory::ConfigurationError;
     let a = match target {
         Target::Unresolved(d, text) => return Err(failure(cfg, *d, text.clone())),
