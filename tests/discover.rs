@@ -248,42 +248,17 @@ initial = 1.5
 "#;
 
 /// The Galaxy after: Old removed, New added, Mode retyped to Double.
-const AFTER: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-eng_units = "m"
-description = "Tank level"
-dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 10.0 }
-
-[[objects.attributes]]
-name = "Temp"
-type = "Double"
-eng_units = "C"
-dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 7.0 }
-
-[[objects.attributes]]
-name = "Mode"
-type = "Double"
-initial = 2.5
-
-[[objects.attributes]]
-name = "New"
-type = "Double"
-initial = 4.25
-"#;
+fn after() -> String {
+    BEFORE
+        .replace(
+            "name = \"Mode\"\ntype = \"Integer\"\ninitial = 2\n",
+            "name = \"Mode\"\ntype = \"Double\"\ninitial = 2.5\n",
+        )
+        .replace(
+            "name = \"Old\"\ntype = \"Double\"\ninitial = 1.5\n",
+            "name = \"New\"\ntype = \"Double\"\ninitial = 4.25\n",
+        )
+}
 
 const CONFIG: &str = r#"
 [gateway]
@@ -402,7 +377,9 @@ async fn a_deploy_adds_removes_and_retypes_and_the_rest_never_flicker() {
     let (_pvmon, _first, mut pvmon) = clients().pvmonitor(&env, "Tank001:Level").await;
 
     let from = lines.1.len();
-    std::fs::write(&galaxy, AFTER).unwrap();
+    let after = after();
+    assert!(after.contains("New") && after.contains("2.5") && !after.contains("Old"));
+    std::fs::write(&galaxy, after).unwrap();
     hangup(&sim);
     // The bootstrap event was deploy 1; this deploy is the next.
     let needle = "discovered mapping applied why=deploy 2 ";
