@@ -582,3 +582,162 @@ pub(super) fn report(c: &Config, out: &mut String) {
         let _ = writeln!(out, "{} ({}): {}", r.key, r.location, parts.join(", "));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn load(text: &str) -> Result<Config, String> {
+        Config::from_str_at(text, Path::new("site.toml")).map_err(|e| e.to_string())
+    }
+
+    fn cand(rule: usize, name: &str, tag: &str, access: GalaxyAccess) -> Candidate {
+        Candidate {
+            rule,
+            name: name.into(),
+            tag: tag.into(),
+            pv_type: PvType::Scalar(super::super::ScalarType::Float64),
+            units: Some("m".into()),
+            description: None,
+            access,
+            alarms: Vec::new(),
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn templates() {
+        assert!(check_template(DEFAULT_NAME_TEMPLATE).is_ok());
+        assert!(check_template("{area}:{object}:{attribute}").is_ok());
+        for (bad, why) in [
+            ("{object}", "lacks {attribute}"),
+            ("{object}:{attr}", "uses `{attr}`"),
+            ("{object:{attribute}", "uses `{object:{attribute}`"),
+            ("{attribute}}", "without `{`"),
+            ("{object} {attribute}", "characters a PV name may not"),
+        ] {
+            let e = check_template(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert_eq!(
+            expand_template("{area}/{object}.{attribute}", "O", "A", "R"),
+            "R/O.A"
+        );
+    }
+
+    #[test]
+    fn rule_problems_are_reported_at_their_place() {
+        let e = load(
+            "[[discover]]\nobjects = \"[ab]\"\nname = \"{object}\"\n\n[[discover]]\nwrite_mode = \"verified\"\nwritable = true\n\n[[discover]]\ntypes = { int64 = \"float64[]\", \"float64[]\" = \"float32\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("site.toml:2:11: discover[1].objects: glob `[ab]` contains `[`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("site.toml:3:8: discover[1].name: name template `{object}` lacks"),
+            "{e}"
+        );
+        assert!(
+            e.contains("discover[2].write_mode: write_mode `verified` needs `user` and `verifier`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("discover[3].types.float64[]: `float64[]` is an array"),
+            "{e}"
+        );
+        // An array target for a scalar source is refused when validated as a [[pv]].
+        assert!(e.contains("discover[3]"), "{e}");
+    }
+
+    #[test]
+    fn a_config_of_rules_alone_maps_something() {
+        let c = load("[[discover]]\n").unwrap();
+        assert_eq!(c.discover.len(), 1);
+        assert_eq!(c.discover[0].name, DEFAULT_NAME_TEMPLATE);
+        assert!(c.pvs.is_empty());
+    }
+
+    #[test]
+    fn the_galaxy_decides_writability_and_the_rule_overrides_it() {
+        let c = load(
+            "[defaults]\nprefix = \"P:\"\n\n[users.op]\nid = 1\n\n[[discover]]\n\n[[discover]]\nuser = \"op\"\ntimestamp = \"receive\"\n\n[[discover]]\nwritable = false\n",
+        )
+        .unwrap();
+        let made = c.rule_pvs(&[
+            cand(0, "A", "O.A", GalaxyAccess::Write),
+            cand(0, "B", "O.B", GalaxyAccess::Secured),
+            cand(1, "C", "O.C", GalaxyAccess::Secured),
+            cand(1, "D", "O.D", GalaxyAccess::Verified),
+            cand(2, "E", "O.E", GalaxyAccess::Write),
+            cand(0, "bad name", "O.F", GalaxyAccess::Write),
+        ]);
+        let pv = |n: &str| {
+            &made
+                .pvs
+                .iter()
+                .find(|p| p.pv.name.as_str() == n)
+                .unwrap()
+                .pv
+        };
+        assert_eq!(
+            pv("P:A").write.as_ref().map(super::super::WriteMode::name),
+            Some("write")
+        );
+        assert!(
+            !pv("P:B").writable(),
+            "SecuredWrite without a user is read-only"
+        );
+        assert_eq!(
+            pv("P:C").write.as_ref().map(super::super::WriteMode::name),
+            Some("secured")
+        );
+        assert!(
+            !pv("P:D").writable(),
+            "VerifiedWrite without a verifier is read-only"
+        );
+        assert!(!pv("P:E").writable());
+        assert_eq!(pv("P:C").timestamp, super::super::TimestampSource::Receive);
+        assert_eq!(made.read_only_no_user, ["O.B", "O.D"]);
+        assert_eq!(made.refused.len(), 1, "{:?}", made.refused);
+        assert!(
+            made.refused[0].starts_with("discover[1] (O.F): PV name `bad name` contains a space")
+        );
+    }
+
+    #[test]
+    fn an_explicit_pv_wins_and_duplicate_names_name_both() {
+        let c = load(
+            "[[pv]]\nname = \"O:A\"\ntag = \"O.A\"\nunits = \"K\"\n\n[[pv]]\nname = \"O:B\"\ntag = \"O.X\"\n\n[[discover]]\n",
+        )
+        .unwrap();
+        let made = c.rule_pvs(&[
+            cand(0, "O:A", "O.A", GalaxyAccess::Write),
+            cand(0, "O:B", "O.B", GalaxyAccess::Write),
+            cand(0, "O:C", "O.C", GalaxyAccess::Write),
+            cand(0, "O:C", "P.C", GalaxyAccess::Write),
+        ]);
+        let merged = c.merge_rule_pvs(made.pvs);
+        let names: Vec<&str> = merged.pvs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["O:A", "O:B", "O:C"]);
+        assert_eq!(
+            merged.pvs[0].units.as_deref(),
+            Some("K"),
+            "the explicit O.A"
+        );
+        assert_eq!(merged.pvs[2].tag.as_str(), "O.C");
+        assert_eq!(merged.errors.len(), 2, "{:?}", merged.errors);
+        assert!(
+            merged.errors[0].contains("duplicate PV name `O:B`: made by discover[1] at site.toml:10:1 (O.B) and by pv[2] at site.toml:6:1 (O.X)"),
+            "{:?}",
+            merged.errors
+        );
+        assert!(
+            merged.errors[1].contains("(P.C) and by discover[1]"),
+            "{:?}",
+            merged.errors
+        );
+    }
+}
