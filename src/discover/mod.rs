@@ -399,3 +399,6 @@ pub async fn discover(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;
