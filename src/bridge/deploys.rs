@@ -4,15 +4,17 @@
 //! WatchDeployEvents. Each event (the first, which is the current state, included) leads
 //! to a full re-discovery of the rules (`crate::discover`); a sequence gap or a reconnect
 //! of the watch does too (the log says which). Requests that come while a discovery runs
-//! are coalesced into one more. The result comes back to the bridge as [`Found`]; the
-//! bridge validates the candidates with its config (`Config::rule_pvs`), merges them with
-//! the explicit `[[pv]]` tables and applies the diff through the live core (`apply.rs`):
+//! are coalesced into one more. The task validates the candidates with the config it was
+//! given (`Config::rule_pvs`) and hands the PVs to the bridge as [`Found`]; the bridge
+//! merges them with the explicit `[[pv]]` tables and applies the diff through the live
+//! core (`apply.rs`), the only part done in the serving loop:
 //! added attributes become PVs, removed ones disconnect, retyped ones re-open, unchanged
 //! ones are untouched. A discovery that fails keeps the mapping in service.
 //!
 //! A SIGHUP reload hands the new rules (and gateway settings) to the task, which
 //! discovers again; meanwhile the rule-made PVs in service stay.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -21,16 +23,16 @@ use tracing::{info, warn};
 
 use super::diff::diff;
 use super::Bridge;
-use crate::config::{BooleanRepr, DiscoverRule};
+use crate::config::{Config, RulePvs};
 use crate::discover::{discover, Discovery};
 use crate::gateway::{Backoff, ClientOptions, GatewayClient};
 
-/// A discovery's result, for the bridge.
+/// A discovery's result, for the bridge: the PVs the rules made, validated in the task.
 #[derive(Debug)]
 pub(super) struct Found {
     /// The rules it was made with ([`Follower::generation`]).
     pub generation: u64,
-    pub result: Result<Discovery, String>,
+    pub result: Result<(Discovery, RulePvs), String>,
     /// Why it ran (deploy, gap, reconnect, reload).
     pub why: String,
     pub started: Instant,
@@ -40,8 +42,8 @@ pub(super) struct Found {
 #[derive(Clone)]
 struct Rules {
     generation: u64,
-    rules: Vec<DiscoverRule>,
-    boolean: BooleanRepr,
+    /// The config whose rules, `[defaults]` and `[users]` make the PVs.
+    config: Arc<Config>,
     opts: ClientOptions,
 }
 
@@ -60,8 +62,7 @@ impl Drop for Follower {
 
 impl Follower {
     pub fn spawn(
-        rules: Vec<DiscoverRule>,
-        boolean: BooleanRepr,
+        config: Arc<Config>,
         opts: ClientOptions,
         backoff: (Duration, Duration),
         results: mpsc::UnboundedSender<Found>,
@@ -69,8 +70,7 @@ impl Follower {
         let (requests, rx) = mpsc::unbounded_channel();
         let first = Rules {
             generation: 1,
-            rules,
-            boolean,
+            config,
             opts,
         };
         let task = tokio::spawn(follow(first, rx, results, backoff));
@@ -82,12 +82,11 @@ impl Follower {
     }
 
     /// New rules (after a reload): discovered again at once.
-    pub fn update(&mut self, rules: Vec<DiscoverRule>, boolean: BooleanRepr, opts: ClientOptions) {
+    pub fn update(&mut self, config: Arc<Config>, opts: ClientOptions) {
         self.generation += 1;
         let _ = self.requests.send(Rules {
             generation: self.generation,
-            rules,
-            boolean,
+            config,
             opts,
         });
     }
@@ -101,8 +100,14 @@ async fn run_discovery(
 ) {
     let started = Instant::now();
     info!(why = %why, "discovering the Galaxy");
-    let result = discover(client.galaxy(), &r.rules, r.boolean)
+    let c = &r.config;
+    let result = discover(client.galaxy(), &c.discover, c.defaults.boolean)
         .await
+        .map(|d| {
+            // Validation here too: the serving loop only diffs and applies.
+            let made = c.rule_pvs(&d.candidates);
+            (d, made)
+        })
         .map_err(|e| e.to_string());
     let _ = results.send(Found {
         generation: r.generation,
@@ -219,15 +224,13 @@ impl Bridge {
             self.rule_pvs.clear();
             return;
         }
-        let rules = self.config.discover.clone();
-        let boolean = self.config.defaults.boolean;
+        let config = Arc::new(self.config.clone());
         match self.follower.as_mut() {
-            Some(f) => f.update(rules, boolean, self.opts.clone()),
+            Some(f) => f.update(config, self.opts.clone()),
             None => {
                 let gw = &self.config.gateway;
                 self.follower = Some(Follower::spawn(
-                    rules,
-                    boolean,
+                    config,
                     self.opts.clone(),
                     (gw.reconnect_initial, gw.reconnect_max),
                     self.discovered.0.clone(),
@@ -245,7 +248,7 @@ impl Bridge {
             // Made with rules since replaced; the discovery of the new ones follows.
             return;
         }
-        let discovery = match found.result {
+        let (discovery, made) = match found.result {
             Ok(d) => d,
             Err(e) => {
                 warn!(why = %found.why, error = %e, "discovery failed: the mapping in service stays");
@@ -253,7 +256,6 @@ impl Bridge {
             }
         };
         let discovered_ms = found.started.elapsed().as_secs_f64() * 1e3;
-        let made = self.config.rule_pvs(&discovery.candidates);
         for line in discovery.skipped.iter().chain(&made.refused).take(20) {
             warn!("discovery: not mapped: {line}");
         }
@@ -265,7 +267,7 @@ impl Bridge {
             );
         }
         self.rule_pvs = made.pvs;
-        let applied = self.apply_mapping();
+        let (applied, _) = self.apply_mapping();
         info!(
             why = %found.why,
             objects = discovery.objects,
@@ -281,16 +283,16 @@ impl Bridge {
         );
     }
 
-    /// Applies the desired mapping: the explicit PVs and the rule-made ones.
-    pub(super) fn apply_mapping(&mut self) -> super::apply::Applied {
+    /// Applies the desired mapping: the explicit PVs and the rule-made ones. An empty
+    /// diff is applied too (applying also settles what a reload changed in the alarms).
+    /// Returns what was done, and whether the diff was empty.
+    pub(super) fn apply_mapping(&mut self) -> (super::apply::Applied, bool) {
         let merged = self.config.merge_rule_pvs(self.rule_pvs.clone());
         for e in &merged.errors {
             warn!("{e}: the first one is served");
         }
         let d = diff(self.pvs.configs(), &merged.pvs);
-        if d.is_empty() {
-            return super::apply::Applied::default();
-        }
-        self.apply(d)
+        let empty = d.is_empty();
+        (self.apply(d), empty)
     }
 }

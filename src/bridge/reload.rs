@@ -78,8 +78,8 @@ impl Bridge {
         if self.config.discover.is_empty() {
             self.rule_pvs.clear();
         }
-        let applied = self.apply_mapping();
-        if applied.added + applied.removed + applied.reopened + applied.changed_in_place == 0 {
+        let (applied, empty) = self.apply_mapping();
+        if empty {
             info!("the reloaded mapping is the one in service");
         }
         self.follow_rules();

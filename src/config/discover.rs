@@ -248,11 +248,12 @@ pub(super) fn rules(
         let mut types = Vec::new();
         for (from, to) in r.types.iter().flat_map(|t| t.get_ref()) {
             match PvType::try_from(from.clone()) {
-                Ok(f) if f.is_array() && !to.get_ref().is_array() => {
+                Ok(f) if f.is_array() != to.get_ref().is_array() => {
+                    let what = if f.is_array() { "an array" } else { "a scalar" };
                     v.err(
                         to.span(),
                         format!("{key}.types.{from}"),
-                        format!("`{from}` is an array: it can be served only as an array"),
+                        format!("`{from}` is {what}: it can be served only as {what}"),
                     );
                     ok = false;
                 }
