@@ -40,7 +40,8 @@ fn unknown_table() {
     assert_eq!(
         check_fails("unknown_table.toml"),
         "tests/fixtures/config/unknown_table.toml:4:2: gatway: unknown field `gatway`, expected \
-         one of `gateway`, `server`, `defaults`, `users`, `pv`, `alarms`, `alarm_pv`, `limits`\n"
+         one of `gateway`, `server`, `defaults`, `users`, `pv`, `alarms`, `alarm_pv`, `limits`, \
+         `discover`\n"
     );
 }
 

@@ -10,6 +10,7 @@
 //!   new type, the watched ones see no disconnect and no INVALID. A PV named by both a
 //!   rule and an explicit `[[pv]]` is the explicit one.
 //! - Two PVs of one name (a rule's and an explicit one): the error names both sources.
+//! - SIGHUP with changed rules: the rule-made PVs follow (renamed, added, removed).
 
 mod clients;
 
@@ -471,4 +472,59 @@ async fn two_pvs_of_one_name_are_an_error_naming_both() {
     // check itself does not read the Galaxy: the file is valid offline.
     let (code, _, err) = mxpva(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_runs_the_changed_rules_again() {
+    let dir = test_dir("sighup");
+    let galaxy = dir.join("galaxy.toml");
+    std::fs::write(&galaxy, BEFORE).unwrap();
+    let (port, _) = free_ports();
+    let endpoint = format!("127.0.0.1:{port}");
+    let (_sim, _control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
+    let config = dir.join("bridge.toml");
+    let head =
+        format!("[gateway]\nendpoint = \"http://{endpoint}\"\n\n[alarms]\nenabled = false\n\n");
+    std::fs::write(
+        &config,
+        format!("{head}[[discover]]\nattributes = [\"Level\"]\n"),
+    )
+    .unwrap();
+    let log = dir.join("bridge.log");
+    let (bridge, env) = clients::start_bridge(&config, &log);
+    let text = clients()
+        .pvget_until(&env, &["Tank001:Level"], "Tank001:Level ")
+        .await;
+    assert!(text.contains("Tank001:Level "), "{text}");
+
+    // Another template and another attribute: the rule-made PVs follow at once.
+    std::fs::write(
+        &config,
+        format!(
+            "{head}[[discover]]\nattributes = [\"Level\", \"Old\"]\nname = \"N:{{attribute}}\"\n"
+        ),
+    )
+    .unwrap();
+    hangup(&bridge);
+    let text = wait_log(&log, "discovered mapping applied why=config reload", 1).await;
+    let applied = text
+        .lines()
+        .find(|l| l.contains("discovered mapping applied why=config reload"))
+        .unwrap();
+    assert!(
+        applied.contains("added=2") && applied.contains("removed=1"),
+        "{applied}"
+    );
+    let text = clients().pvget_until(&env, &["N:Old"], "1.5").await;
+    assert!(text.contains("1.5"), "{text}");
+    let text = clients().pvget_until(&env, &["N:Level"], "N:Level ").await;
+    assert!(text.contains("N:Level "), "{text}");
+    let text = clients()
+        .run("pvget", &env, &["-w", "2", "Tank001:Level"])
+        .await
+        .text();
+    assert!(
+        text.contains("Timeout"),
+        "Tank001:Level still served: {text}"
+    );
 }

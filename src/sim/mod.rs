@@ -199,18 +199,16 @@ pub fn run_standalone(
             "mxpva sim serving the MXAccess Gateway contract"
         );
         let handle = SimHandle::new(galaxy, opts);
+        // Without a Galaxy file there is nothing to deploy: SIGHUP is logged and ignored.
+        let Some(path) = file else {
+            return handle.serve(listener, signals.shutdown()).await;
+        };
         let (tx, mut hangups) = tokio::sync::mpsc::unbounded_channel();
         let deployer = handle.clone();
         let reloads = tokio::spawn(async move {
             while hangups.recv().await.is_some() {
                 while hangups.try_recv().is_ok() {}
-                let Some(path) = file.as_deref() else {
-                    tracing::warn!(
-                        "SIGHUP: no --galaxy file to deploy (the built-in demo plant stays)"
-                    );
-                    continue;
-                };
-                match Galaxy::load(path) {
+                match Galaxy::load(&path) {
                     Ok(g) => {
                         deployer.deploy_galaxy(g);
                     }
