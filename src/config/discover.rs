@@ -502,7 +502,8 @@ impl Config {
 
     /// The desired mapping: the `[[pv]]` tables and the PVs `rule_made` (from
     /// [`Config::rule_pvs`]). An explicit `[[pv]]` of the same tag wins over a rule-made
-    /// PV; two PVs of one name are an error naming both sources (the first stays).
+    /// PV, and an alarm an explicit `[[pv]]` or `[[alarm_pv]]` names stays theirs; two PVs
+    /// of one name are an error naming both sources (the first stays).
     pub fn merge_rule_pvs(&self, rule_made: Vec<RulePv>) -> Merged {
         use std::collections::HashMap;
         let mut out = self.pvs.clone();
@@ -522,9 +523,25 @@ impl Config {
                 )
             })
             .collect();
+        // Full and short references name one alarm: compared by `Object.Alarm`.
+        let short = |r: &str| {
+            let s = match r.split_once('!') {
+                Some((_, rest)) => rest.split_once('.').map_or(rest, |(_, s)| s),
+                None => r,
+            };
+            s.to_ascii_lowercase()
+        };
+        let claimed: std::collections::HashSet<String> = self
+            .pvs
+            .iter()
+            .flat_map(|p| &p.alarms)
+            .chain(self.alarm_pvs.iter().flat_map(|p| &p.alarms))
+            .map(|r| short(r))
+            .collect();
         let mut errors = Vec::new();
         let mut notes = Vec::new();
-        for RulePv { pv, rule, note } in rule_made {
+        for RulePv { mut pv, rule, note } in rule_made {
+            pv.alarms.retain(|r| !claimed.contains(&short(r)));
             if tags.contains(&pv.tag.as_str().to_ascii_lowercase()) {
                 continue;
             }
@@ -711,13 +728,15 @@ mod tests {
     #[test]
     fn an_explicit_pv_wins_and_duplicate_names_name_both() {
         let c = load(
-            "[[pv]]\nname = \"O:A\"\ntag = \"O.A\"\nunits = \"K\"\n\n[[pv]]\nname = \"O:B\"\ntag = \"O.X\"\n\n[[discover]]\n",
+            "[[pv]]\nname = \"O:A\"\ntag = \"O.A\"\nunits = \"K\"\n\n[[pv]]\nname = \"O:B\"\ntag = \"O.X\"\nalarms = [\"Galaxy!Area.O.C.Hi\"]\n\n[[discover]]\n",
         )
         .unwrap();
+        let mut c_alarmed = cand(0, "O:C", "O.C", GalaxyAccess::Write);
+        c_alarmed.alarms = vec!["O.C.Hi".into(), "O.C.Lo".into()];
         let made = c.rule_pvs(&[
             cand(0, "O:A", "O.A", GalaxyAccess::Write),
             cand(0, "O:B", "O.B", GalaxyAccess::Write),
-            cand(0, "O:C", "O.C", GalaxyAccess::Write),
+            c_alarmed,
             cand(0, "O:C", "P.C", GalaxyAccess::Write),
         ]);
         let merged = c.merge_rule_pvs(made.pvs);
@@ -729,9 +748,10 @@ mod tests {
             "the explicit O.A"
         );
         assert_eq!(merged.pvs[2].tag.as_str(), "O.C");
+        assert_eq!(merged.pvs[2].alarms, ["O.C.Lo"], "O.C.Hi is pv[2]'s");
         assert_eq!(merged.errors.len(), 2, "{:?}", merged.errors);
         assert!(
-            merged.errors[0].contains("duplicate PV name `O:B`: made by discover[1] at site.toml:10:1 (O.B) and by pv[2] at site.toml:6:1 (O.X)"),
+            merged.errors[0].contains("duplicate PV name `O:B`: made by discover[1] at site.toml:11:1 (O.B) and by pv[2] at site.toml:6:1 (O.X)"),
             "{:?}",
             merged.errors
         );

@@ -25,10 +25,18 @@
 //! `total_object_count`, and names that are empty, longer than [`MAX_NAME`] or not valid
 //! in a reference are skipped and named.
 //!
-//! NOTES for whoever continues: the simulator does not change its Galaxy on a deploy yet
-//! (step 4 of issue 12: `mxpva sim --galaxy FILE` re-read on SIGHUP); the deploy follower
-//! (`bridge/deploys.rs`) re-discovers on each DeployEvent of the existing sim control
-//! `Deploy` RPC.
+//! NOTES for whoever continues (issue 12):
+//! - Rule-made PVs are validated like `[[pv]]` tables (`config/discover.rs`), but not all
+//!   cross-checks of the whole file are run on them: an alarm an explicit table names is
+//!   taken off rule-made PVs, duplicate names are errors, but a rule-made PV whose `:ACK`
+//!   name is another PV's is not reported.
+//! - `mx_attribute_category` is not read: writability comes from the security
+//!   classification alone, as the issue says; the simulator reports the classification of
+//!   attributes it refuses to write (`writable = false` in its Galaxy file), so such a PV
+//!   is writable and a put fails with System Platform's NotWriteable.
+//! - The live core's texts say "reload" for a deploy too ("PV removed by a config reload"
+//!   for puts waiting on a removed PV, "subscriptions of the reload done" in the log).
+//! - The benchmark (`benches/discover.rs`) has only run at `--quick` size.
 
 mod cli;
 mod render;
