@@ -16,13 +16,12 @@
 //! between two updates of one PV: a reload that touched the PVs that stay (a disconnect,
 //! a resubscribe) would show as a PV with fewer updates and a gap past the 1 s tick.
 
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod support;
-use support::{bench_dir, build_cpp, Proc};
+use support::{bench_dir, build_cpp, free_port, free_udp_port, logged_at, wait_port, Proc};
 
 const PREFIX: &str = "B:";
 const PER_OBJECT: usize = 100;
@@ -31,31 +30,6 @@ const WINDOW_S: f64 = 6.0;
 
 fn tag(i: usize) -> String {
     format!("O{}.A{}", i / PER_OBJECT, i % PER_OBJECT)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let t0 = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(300), "nothing on {addr}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// N + K attributes ramping by 1 per second from 1 (never 0: the monitor's `count 1`
@@ -96,19 +70,6 @@ fn write_config(path: &Path, gateway: &str, range: impl Iterator<Item = usize>) 
         );
     }
     std::fs::write(path, t).unwrap();
-}
-
-/// The unix time (ns) at the start of the first log line holding `needle`.
-fn logged_at(log: &Path, needle: &str) -> Option<i64> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().find(|l| l.contains(needle))?;
-    let mut parts = line.split('\u{1b}');
-    let mut plain = parts.next().unwrap_or_default().to_string();
-    for part in parts {
-        plain += part.split_once('m').map_or(part, |(_, rest)| rest);
-    }
-    let stamp = humantime::parse_rfc3339(plain.split_whitespace().next()?).ok()?;
-    Some(stamp.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i64)
 }
 
 /// The `ms=` field of the "config reloaded" line.

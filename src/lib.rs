@@ -24,6 +24,7 @@
 pub mod access;
 pub mod bridge;
 pub mod config;
+pub mod discover;
 pub mod gateway;
 mod lock;
 pub mod logging;

@@ -52,6 +52,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
     },
+    /// Print the PVs that Galaxy discovery makes as a config file ([[pv]] tables).
+    /// Exit 78 on a config error or duplicate PV names.
+    Discover(mxpva::discover::DiscoverArgs),
     /// The simulator and the bridge in one process: the demo plant as DEMO:* PVs.
     /// PVAccess interfaces and ports follow EPICS_PVAS_*.
     Demo,
@@ -82,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         Command::Check { config } => check(&config),
         Command::Run { .. } => Ok(()),
         Command::Demo => demo(),
+        Command::Discover(args) => discover(args),
     }
 }
 
@@ -138,6 +142,29 @@ fn run(config: mxpva::config::Config) -> anyhow::Result<()> {
             .await?;
         anyhow::Ok(())
     })
+}
+
+/// `mxpva discover`: the file on stdout, or the problem on stderr (exit 78 for a config
+/// problem, 1 for the gateway).
+fn discover(args: mxpva::discover::DiscoverArgs) -> anyhow::Result<()> {
+    use mxpva::discover::DiscoverCliError as E;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(mxpva::discover::run_cli(&args)) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Err(e @ (E::Config(_) | E::Duplicates(_) | E::Usage(_))) => {
+            eprintln!("{e}");
+            std::process::exit(mxpva::config::EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1)
+        }
+    }
 }
 
 /// The demo mapping, built in so `mxpva demo` works from any directory.

@@ -42,7 +42,7 @@ fn unknown_table() {
         check_fails("unknown_table.toml"),
         "tests/fixtures/config/unknown_table.toml:4:2: gatway: unknown field `gatway`, expected \
          one of `gateway`, `server`, `defaults`, `users`, `pv`, `alarms`, `alarm_pv`, `limits`, \
-         `status`, `log`, `access`, `audit`\n"
+         `status`, `log`, `access`, `audit`, `discover`\n"
     );
 }
 

@@ -313,7 +313,7 @@ fn names_and_precision() {
     );
     assert_eq!(
         parse("").unwrap_err(),
-        "/etc/mxpva/site.toml:1:1: no [[pv]] tables: the config maps nothing"
+        "/etc/mxpva/site.toml:1:1: no [[pv]] tables and no [[discover]] rules: the config maps nothing"
     );
 }
 

@@ -147,14 +147,24 @@ impl Access {
             groups,
         });
         acf_want_roles(true);
-        let pvs = read_rules(config);
+        self.set_read_pvs(config, &config.pvs);
+        Ok(())
+    }
+
+    /// Gives the read gate the PVs in service, `pvs` (the config's `[[pv]]` tables and the
+    /// PVs its `[[discover]]` rules made), with the config's alarm PVs; PVs not named fall
+    /// in `[defaults] access_group`. Nothing while no ACF is in force.
+    pub fn set_read_pvs(&self, config: &Config, pvs: &[crate::config::Pv]) {
+        if self.rules.is_none() {
+            return;
+        }
+        let rules = read_rules(config, pvs);
         let other = ReadRule {
             pv: String::new(),
             group: config.defaults.access_group.clone(),
             level: config.defaults.access_level,
         };
-        acf_set_read_rules(Some((&pvs, &other)));
-        Ok(())
+        acf_set_read_rules(Some((&rules, &other)));
     }
 
     /// True while an ACF is in force.
@@ -193,12 +203,12 @@ impl Access {
     }
 }
 
-/// Each PV of the config with its group and level, `:ACK` PVs included, for the read gate.
-fn read_rules(config: &Config) -> Vec<ReadRule> {
+/// Each of `pvs` and of the config's alarm PVs with its group and level, `:ACK` PVs
+/// included, for the read gate.
+fn read_rules(config: &Config, pvs: &[crate::config::Pv]) -> Vec<ReadRule> {
     let a = &config.alarms;
     let acks = a.enabled && a.acknowledge;
-    let pvs = config
-        .pvs
+    let pvs = pvs
         .iter()
         .map(|p| (&p.name, &p.access_group, p.access_level, p.acknowledge));
     let alarm_pvs = config
@@ -334,6 +344,16 @@ fn check_groups(config: &Config, file: &str, groups: &BTreeSet<String>) -> Resul
                 "access_group".into(),
                 format!("PV {}", pv.name),
                 &pv.access_group,
+            ));
+        }
+    }
+    for rule in &config.discover {
+        if let Some(group) = rule.access_group().filter(|g| !groups.contains(*g)) {
+            return Err(unknown(
+                &rule.location,
+                "access_group".into(),
+                format!("the PVs of {}", rule.key),
+                group,
             ));
         }
     }

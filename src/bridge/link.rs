@@ -18,7 +18,7 @@ use crate::lock::Mutex;
 
 /// How the bridge reaches the gateway, resolved from `[gateway]`, and the caps on what
 /// it decodes, from `[limits]`.
-pub(super) fn client_options(
+pub(crate) fn client_options(
     gw: &config::Gateway,
     limits: &config::Limits,
 ) -> Result<ClientOptions, BridgeError> {

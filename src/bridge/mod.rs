@@ -57,8 +57,11 @@
 //! `[alarms]` and `[[alarm_pv]]` changes apply too (`alarms/reload.rs`: alarm PVs, the
 //! table, `:ACK` names, the feed restarted on a new filter).
 //!
-//! Still to do: the `[limits]` sizes need a restart; a Galaxy deploy (WatchDeployEvents) and `[[discover]]` rules are the next
-//! sources of diffs (`diff::desired` is where they join the config's PVs).
+//! `[[discover]]` rules are a source of diffs too (`deploys.rs`, issue 12): a task follows
+//! WatchDeployEvents, re-discovers on each deploy, and the rule-made PVs join the config's
+//! (`Config::merge_rule_pvs`) in the diff applied here.
+//!
+//! Still to do: the `[limits]` sizes need a restart.
 
 mod alarms;
 mod apply;
@@ -67,6 +70,7 @@ mod convert;
 #[cfg(test)]
 mod convert_props;
 mod demand;
+mod deploys;
 mod diff;
 mod guard;
 mod isotime;
@@ -101,7 +105,8 @@ use crate::pva::{self, PvEvent, Server, ServerConfig};
 pub use convert::{default_pv_type, iso8601, to_mx, to_nt};
 pub use quality::quality_alarm;
 
-use link::{client_options, close_stale_sessions, Connected, Link};
+pub(crate) use link::client_options;
+use link::{close_stale_sessions, Connected, Link};
 use registry::{PvId, Registry};
 use writes::Internal;
 
@@ -210,7 +215,11 @@ pub async fn run_reloading(
         ops,
         access,
         audit,
+        rule_pvs: Vec::new(),
+        follower: None,
+        discovered: mpsc::unbounded_channel(),
     };
+    bridge.follow_rules();
     bridge.serve(&mut pv_events, shutdown, reload).await;
     drop(bridge);
     drop(server);
@@ -258,6 +267,15 @@ struct Bridge {
     access: crate::access::Access,
     /// The audit trail of puts; `audit.health()` is for the status PVs.
     audit: AuditTrail,
+    /// PVs the `[[discover]]` rules made of the last discovery (`deploys.rs`).
+    rule_pvs: Vec<config::RulePv>,
+    /// The task that follows deploys, while the config has rules.
+    follower: Option<deploys::Follower>,
+    /// Its discoveries.
+    discovered: (
+        mpsc::UnboundedSender<deploys::Found>,
+        mpsc::UnboundedReceiver<deploys::Found>,
+    ),
 }
 
 /// At most this many gateway events are taken in one turn, so that puts are still
@@ -320,6 +338,7 @@ impl Bridge {
                 }
                 Some(msg) = self.internal.1.recv() => self.on_internal(msg),
                 _ = self.ops.tick.tick() => self.on_tick(),
+                Some(found) = self.discovered.1.recv() => self.on_discovered(found),
                 Some(msg) = self.alarms.feed.recv() => {
                     self.alarms.on_feed(msg, &mut self.pvs, &mut self.dirty);
                     ended = self.take_ready(&mut events).await;

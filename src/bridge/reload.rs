@@ -10,7 +10,6 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::alarms::FeedLink;
-use super::diff::{desired, diff};
 use super::link::client_options;
 use super::Bridge;
 use crate::config::Config;
@@ -98,12 +97,19 @@ impl Bridge {
         self.config.limits.max_puts_per_pv = new_l.max_puts_per_pv;
         self.config.limits.max_puts_in_flight = new_l.max_puts_in_flight;
         self.config.defaults = new.defaults.clone();
-        let d = diff(self.pvs.configs(), &desired(&new));
-        if d.is_empty() {
+        // The explicit PVs and the rule-made ones in service; the new rules are discovered
+        // next (deploys.rs), and what they make is applied then.
+        self.config.pvs = new.pvs;
+        self.config.discover = new.discover;
+        self.config.rule_ctx = new.rule_ctx;
+        if self.config.discover.is_empty() {
+            self.rule_pvs.clear();
+        }
+        let (applied, empty) = self.apply_mapping();
+        if empty {
             info!("the reloaded mapping is the one in service");
         }
-        let applied = self.apply(d);
-        self.config.pvs = new.pvs;
+        self.follow_rules();
         if !restart.is_empty() {
             warn!(
                 settings = %restart.join(", "),

@@ -13,6 +13,11 @@ impl<'a> SourceMap<'a> {
         SourceMap { src, line_starts }
     }
 
+    /// The whole text.
+    pub(crate) fn text(&self) -> &'a str {
+        self.src
+    }
+
     fn line_index(&self, offset: usize) -> usize {
         // line_starts[0] is 0, so an offset that starts no line falls after line 0 at least.
         self.line_starts

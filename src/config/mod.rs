@@ -76,6 +76,7 @@
 //! - `[status]`: `prefix` of the status PVs (default `[defaults] prefix` + `mxpva:`;
 //!   `""` serves none). `[log]`: `format` (`text` or `json`). See `operate.rs`.
 
+mod discover;
 mod location;
 mod operate;
 mod raw;
@@ -91,6 +92,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use discover::{
+    check_glob, check_template, expand_template, Candidate, DiscoverRule, GalaxyAccess, Merged,
+    RulePv, RulePvs, DEFAULT_NAME_TEMPLATE,
+};
 pub use operate::{Log, LogFormat, Status, DEFAULT_STATUS_SUFFIX, STATUS_PVS};
 pub use types::{PvName, PvType, ScalarType, SecretString, Tag, TagIndex};
 
@@ -173,6 +178,10 @@ pub struct Config {
     pub access: Option<AccessFile>,
     /// `[audit]`: the audit trail's file; `None`: the trail goes to the log only.
     pub audit: Option<AuditFile>,
+    /// `[[discover]]` rules, in file order.
+    pub discover: Vec<DiscoverRule>,
+    /// What rule-made PVs are validated with ([`Config::rule_pvs`]).
+    pub(crate) rule_ctx: std::sync::Arc<discover::RuleContext>,
 }
 
 /// `[access]`: an EPICS access security configuration file.

@@ -38,6 +38,8 @@ pub(crate) struct RawConfig {
     pub access: Option<Spanned<RawAccess>>,
     #[serde(default)]
     pub audit: Option<Spanned<RawAudit>>,
+    #[serde(default)]
+    pub discover: Vec<Spanned<super::discover::RawDiscover>>,
 }
 
 /// `[access]`: the EPICS access security file (ACF) that rules puts.
@@ -327,7 +329,7 @@ pub(crate) struct RawUser {
     pub id: Option<Spanned<i32>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPv {
     #[serde(default)]

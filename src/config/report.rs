@@ -207,6 +207,7 @@ pub(super) fn mapping_table(c: &Config) -> String {
             let _ = writeln!(out, "{name} alarm severity by {}", s.word());
         }
     }
+    super::discover::report(c, &mut out);
     for pv in &c.alarm_pvs {
         let _ = writeln!(
             out,

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 mod access;
 mod alarms;
-mod pv;
+pub(super) mod pv;
 mod settings;
 mod subscribe;
 
@@ -19,19 +19,24 @@ use super::{Config, ConfigError, Defaults, Diagnostic};
 use pv::{pv, PvContext};
 use settings::{gateway, limits, server, user};
 
-struct Validator<'a> {
-    map: SourceMap<'a>,
-    file: &'a Path,
-    diags: Vec<Diagnostic>,
+pub(super) struct Validator<'a> {
+    pub(super) map: SourceMap<'a>,
+    pub(super) file: &'a Path,
+    pub(super) diags: Vec<Diagnostic>,
 }
 
 impl Validator<'_> {
-    fn at(&self, span: &Span<usize>) -> String {
+    pub(super) fn at(&self, span: &Span<usize>) -> String {
         let (l, c) = self.map.line_col(span.start);
         format!("{}:{l}:{c}", self.file.display())
     }
 
-    fn err(&mut self, span: Span<usize>, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn err(
+        &mut self,
+        span: Span<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let (line, column) = self.map.line_col(span.start);
         self.diags.push(Diagnostic {
             file: self.file.to_path_buf(),
@@ -144,13 +149,14 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
     }
     let mut pvs = Vec::new();
     let mut seen: HashMap<PvName, (Span<usize>, usize)> = HashMap::new();
-    if raw.pv.is_empty() {
+    let rules = super::discover::rules(v, &ctx, raw.discover);
+    if raw.pv.is_empty() && rules.is_empty() {
         v.diags.push(Diagnostic {
             file: v.file.to_path_buf(),
             line: 1,
             column: 1,
             key: None,
-            message: "no [[pv]] tables: the config maps nothing".into(),
+            message: "no [[pv]] tables and no [[discover]] rules: the config maps nothing".into(),
         });
     }
     let mut pv_alarms = Vec::new();
@@ -207,6 +213,16 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
     alarms::cross_check(v, &alarm_config, &claimed);
     alarms::apply_acknowledge(&alarm_config, &mut pvs, &mut alarm_pvs);
     let status = status(v, raw.status, &ctx.prefix, &pvs, &alarm_pvs);
+    let rule_ctx = std::sync::Arc::new(super::discover::RuleContext {
+        file: v.file.to_path_buf(),
+        text: v.map.text().into(),
+        prefix: ctx.prefix.clone(),
+        defaults: defaults.clone(),
+        write_mode: ctx.write_mode,
+        user: ctx.user.clone(),
+        verifier: ctx.verifier.clone(),
+        users: users.clone(),
+    });
     Config {
         path: v.file.to_path_buf(),
         gateway,
@@ -223,6 +239,8 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         },
         access,
         audit,
+        discover: rules,
+        rule_ctx,
     }
 }
 

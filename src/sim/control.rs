@@ -73,14 +73,15 @@ impl super::Core {
 
 impl SimHandle {
     /// The Galaxy being simulated.
-    pub fn galaxy(&self) -> &Galaxy {
-        &self.core.galaxy
+    pub fn galaxy(&self) -> Arc<Galaxy> {
+        self.core.galaxy()
     }
 
-    fn attr(&self, reference: &str) -> Result<(usize, &AttrDef), String> {
+    fn attr(&self, reference: &str) -> Result<(usize, AttrDef), String> {
         self.core
-            .galaxy
+            .galaxy()
             .attribute(reference)
+            .map(|(i, d)| (i, d.clone()))
             .ok_or_else(|| format!("{reference} is not an attribute of the simulated Galaxy"))
     }
 
@@ -118,12 +119,12 @@ impl SimHandle {
     }
 
     fn force_alarm(&self, reference: &str, forced: Option<bool>) -> Result<(), String> {
-        let g = &self.core.galaxy;
+        let g = self.core.galaxy();
         let i = g
             .alarm_index(reference)
             .ok_or_else(|| format!("{reference} is not an alarm of the simulated Galaxy"))?;
         let mut w = self.core.world.lock();
-        for t in w.force_alarm(g, i, forced) {
+        for t in w.force_alarm(&g, i, forced) {
             let _ = self.core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
         }
         Ok(())

@@ -16,6 +16,12 @@ const CATEGORY_APPLICATION_OBJECT: i32 = 10;
 
 pub(crate) struct GalaxySvc {
     core: Arc<Core>,
+    /// The hierarchy of the Galaxy deployed now, rebuilt after a deploy.
+    index: crate::lock::Mutex<(Arc<crate::sim::Galaxy>, Arc<Hierarchy>)>,
+}
+
+/// The Galaxy as the repository serves it.
+pub(crate) struct Hierarchy {
     /// Every object (areas included), in hierarchy order (depth-first,
     /// children areas first then by name).
     objects: Vec<GalaxyObject>,
@@ -29,7 +35,32 @@ fn sort_key(o: &GalaxyObject) -> (bool, String) {
 
 impl GalaxySvc {
     pub fn new(core: Arc<Core>) -> Self {
-        let g = &core.galaxy;
+        let g = core.galaxy();
+        let h = Arc::new(Hierarchy::new(&g));
+        GalaxySvc {
+            core,
+            index: crate::lock::Mutex::new((g, h)),
+        }
+    }
+
+    /// The hierarchy of the Galaxy deployed now.
+    fn hierarchy(&self) -> Arc<Hierarchy> {
+        let g = self.core.galaxy();
+        let mut index = self.index.lock();
+        if !Arc::ptr_eq(&index.0, &g) {
+            let h = Arc::new(Hierarchy::new(&g));
+            *index = (g, h);
+        }
+        index.1.clone()
+    }
+
+    fn deploy_sequence(&self) -> u64 {
+        self.core.deploy.lock().sequence
+    }
+}
+
+impl Hierarchy {
+    fn new(g: &crate::sim::Galaxy) -> Self {
         let id_of = |i: Option<usize>| i.and_then(|i| g.objects.get(i)).map_or(0, |o| o.gobject_id);
         let all: Vec<GalaxyObject> = g
             .objects
@@ -103,19 +134,11 @@ impl GalaxySvc {
             depth.push(d);
             stack.extend(children(o.gobject_id).into_iter().rev().map(|k| (k, d + 1)));
         }
-        GalaxySvc {
-            core,
-            objects,
-            depth,
-        }
+        Hierarchy { objects, depth }
     }
 
     fn has_children(&self, id: i32) -> bool {
         self.objects.iter().any(|o| o.parent_gobject_id == id)
-    }
-
-    fn deploy_sequence(&self) -> u64 {
-        self.core.deploy.lock().sequence
     }
 
     /// The first object (in hierarchy order) that `pred` picks, with its index.
@@ -303,37 +326,38 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         use gpb::discover_hierarchy_request::Root;
         authorize(&self.core, request.metadata(), "metadata:read")?;
         let r = request.into_inner();
+        let h = self.hierarchy();
         let (start, end, base_depth) = match &r.root {
-            None => (0, self.objects.len(), 0),
+            None => (0, h.objects.len(), 0),
             Some(root) => {
                 let (i, _) = match root {
                     Root::RootGobjectId(id) => {
-                        self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?
+                        h.find(|o| o.gobject_id == *id, format!("gobject {id}"))?
                     }
-                    Root::RootTagName(t) => self.find(
+                    Root::RootTagName(t) => h.find(
                         |o| o.tag_name.eq_ignore_ascii_case(t),
                         format!("object {t}"),
                     )?,
-                    Root::RootContainedPath(p) => self.resolve_path(p)?,
+                    Root::RootContainedPath(p) => h.resolve_path(p)?,
                 };
-                let d = self.depth.get(i).copied().unwrap_or_default();
+                let d = h.depth.get(i).copied().unwrap_or_default();
                 // The subtree ends at the next object no deeper than the root.
-                let end = self
+                let end = h
                     .depth
                     .iter()
                     .enumerate()
                     .skip(i + 1)
                     .find(|&(_, &dj)| dj <= d)
-                    .map_or(self.objects.len(), |(j, _)| j);
+                    .map_or(h.objects.len(), |(j, _)| j);
                 (i, end, d)
             }
         };
         let max_depth = r.max_depth.map(|d| d.max(0) as usize);
         let f = filters!(r);
-        let selected: Vec<gpb::GalaxyObject> = self
+        let selected: Vec<gpb::GalaxyObject> = h
             .objects
             .iter()
-            .zip(&self.depth)
+            .zip(&h.depth)
             .take(end)
             .skip(start)
             .filter(|(_, &d)| max_depth.is_none_or(|m| d.saturating_sub(base_depth) <= m))
@@ -429,34 +453,35 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         use gpb::browse_children_request::Parent;
         authorize(&self.core, request.metadata(), "metadata:read")?;
         let r = request.into_inner();
+        let h = self.hierarchy();
         let parent_id = match &r.parent {
             None | Some(Parent::ParentGobjectId(0)) => 0,
             Some(Parent::ParentGobjectId(id)) => {
-                self.find(|o| o.gobject_id == *id, format!("gobject {id}"))?
+                h.find(|o| o.gobject_id == *id, format!("gobject {id}"))?
                     .1
                     .gobject_id
             }
             Some(Parent::ParentTagName(t)) => {
-                self.find(
+                h.find(
                     |o| o.tag_name.eq_ignore_ascii_case(t),
                     format!("object {t}"),
                 )?
                 .1
                 .gobject_id
             }
-            Some(Parent::ParentContainedPath(p)) => self.resolve_path(p)?.1.gobject_id,
+            Some(Parent::ParentContainedPath(p)) => h.resolve_path(p)?.1.gobject_id,
         };
         let f = filters!(r);
         let include = r.include_attributes.unwrap_or(true);
-        // self.objects is already areas-first, then by name, within each parent.
-        let children: Vec<(gpb::GalaxyObject, bool)> = self
+        // h.objects is already areas-first, then by name, within each parent.
+        let children: Vec<(gpb::GalaxyObject, bool)> = h
             .objects
             .iter()
             .filter(|o| o.parent_gobject_id == parent_id && f.keep(o))
             .map(|o| {
                 (
                     galaxy_object_to_pb(o, include),
-                    self.has_children(o.gobject_id),
+                    h.has_children(o.gobject_id),
                 )
             })
             .collect();
@@ -490,7 +515,7 @@ pub(crate) fn deploy_event(
     sequence: u64,
     time: std::time::SystemTime,
 ) -> gpb::DeployEvent {
-    let g = &core.galaxy;
+    let g = core.galaxy();
     gpb::DeployEvent {
         sequence,
         time_of_last_deploy: Some(time_to_pb(time)),

@@ -40,11 +40,14 @@
 //!   dispatch of Invoke's commands.
 //! - `galaxy_svc.rs`: the GalaxyRepository service.
 //! - `control.rs`: [`SimHandle`] methods and the SimControl service.
+//! - `deploy.rs`: deploys of a changed Galaxy ([`SimHandle::deploy_galaxy`]; `mxpva sim
+//!   --galaxy FILE` re-reads FILE on SIGHUP).
 //! - `remote.rs`: [`RemoteSim`], a client of SimControl for a standalone simulator.
 //! - `lock.rs`: the poison-tolerant mutex that guards the shared state.
 
 mod config;
 mod control;
+mod deploy;
 mod galaxy_svc;
 mod gateway_svc;
 mod remote;
@@ -158,7 +161,8 @@ pub enum SimError {
 
 /// `mxpva sim`: serve `galaxy` (the shipped demo plant when None) on `listen`
 /// until Ctrl-C / SIGTERM. `tls`: certificate and key PEM files to serve TLS
-/// instead of plaintext.
+/// instead of plaintext. SIGHUP re-reads the `galaxy` file and deploys it
+/// (`deploy.rs`); a file that does not load changes nothing (the log says why).
 pub fn run_standalone(
     listen: std::net::SocketAddr,
     galaxy: Option<&std::path::Path>,
@@ -168,6 +172,7 @@ pub fn run_standalone(
         tls: tls.map(|(c, k)| SimTls::load(c, k)).transpose()?,
         ..SimOptions::default()
     };
+    let file = galaxy.map(std::path::Path::to_path_buf);
     let galaxy = match galaxy {
         Some(p) => Galaxy::load(p)?,
         None => Galaxy::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml (built in)")?,
@@ -193,7 +198,30 @@ pub fn run_standalone(
             tls = opts.tls.is_some(),
             "mxpva sim serving the MXAccess Gateway contract"
         );
-        serve(listener, galaxy, opts, signals.shutdown()).await
+        let handle = SimHandle::new(galaxy, opts);
+        // Without a Galaxy file there is nothing to deploy: SIGHUP is logged and ignored.
+        let Some(path) = file else {
+            return handle.serve(listener, signals.shutdown()).await;
+        };
+        let (tx, mut hangups) = tokio::sync::mpsc::unbounded_channel();
+        let deployer = handle.clone();
+        let reloads = tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                while hangups.try_recv().is_ok() {}
+                match Galaxy::load(&path) {
+                    Ok(g) => {
+                        deployer.deploy_galaxy(g);
+                    }
+                    Err(e) => tracing::warn!(
+                        file = %path.display(),
+                        "SIGHUP: the Galaxy file does not load; the deployed Galaxy stays:\n{e}"
+                    ),
+                }
+            }
+        });
+        let result = handle.serve(listener, signals.shutdown_reloading(tx)).await;
+        reloads.abort();
+        result
     })
 }
 
@@ -212,7 +240,9 @@ pub(crate) struct DeployState {
 
 /// State shared by the services and the handle.
 pub(crate) struct Core {
-    pub galaxy: Galaxy,
+    /// The Galaxy as last deployed (`SimHandle::deploy_galaxy` swaps it, under the world
+    /// lock, so that the world and the Galaxy always match for whoever holds that lock).
+    galaxy: Mutex<Arc<Galaxy>>,
     pub opts: SimOptions,
     pub first_update_delay: Duration,
     pub tick: Duration,
@@ -242,7 +272,7 @@ pub struct SimHandle {
 impl std::fmt::Debug for SimHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimHandle")
-            .field("galaxy", &self.core.galaxy.name)
+            .field("galaxy", &self.core.galaxy().name)
             .finish_non_exhaustive()
     }
 }
@@ -260,7 +290,7 @@ impl SimHandle {
         let (epoch, _) = watch::channel(0);
         SimHandle {
             core: Arc::new(Core {
-                galaxy,
+                galaxy: Mutex::new(Arc::new(galaxy)),
                 opts,
                 first_update_delay,
                 tick,
@@ -368,7 +398,7 @@ async fn run_dynamics(core: Arc<Core>) {
             last_dynamics = Instant::now();
             // Publish under the world lock: StreamAlarms snapshots under it too.
             let mut world = core.world.lock();
-            for t in world.tick(&core.galaxy) {
+            for t in world.tick(&core.galaxy()) {
                 let _ = core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
             }
         }
@@ -399,6 +429,15 @@ async fn run_sweeper(core: Arc<Core>) {
 }
 
 impl Core {
+    /// The Galaxy as deployed now.
+    pub(crate) fn galaxy(&self) -> Arc<Galaxy> {
+        self.galaxy.lock().clone()
+    }
+
+    pub(crate) fn set_galaxy(&self, g: Arc<Galaxy>) {
+        *self.galaxy.lock() = g;
+    }
+
     pub(crate) fn faults(&self) -> Faults {
         self.faults.lock().clone()
     }

@@ -48,6 +48,51 @@ pub(crate) struct World {
 }
 
 impl World {
+    /// The world of `new` after a deploy from `old`: attributes and alarms that stay (same
+    /// reference, type and array length) keep their live state; the others start afresh,
+    /// a retyped attribute's version past its old one.
+    pub fn redeploy(&mut self, old: &Galaxy, new: &Galaxy) {
+        use std::collections::HashMap;
+        let fresh = World::new(new);
+        let mut attrs = fresh.attrs;
+        let mut alarms = fresh.alarms;
+        let by_ref: HashMap<String, usize> = old
+            .attributes
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.reference.to_ascii_lowercase(), i))
+            .collect();
+        for (def, slot) in new.attributes.iter().zip(attrs.iter_mut()) {
+            let Some(&i) = by_ref.get(&def.reference.to_ascii_lowercase()) else {
+                continue;
+            };
+            let (Some(o), Some(rt)) = (old.attributes.get(i), self.attrs.get(i)) else {
+                continue;
+            };
+            if o.data_type == def.data_type && o.array_length == def.array_length {
+                *slot = rt.clone();
+            } else {
+                slot.version = rt.version.saturating_add(1);
+            }
+        }
+        let alarm_by_ref: HashMap<String, usize> = old
+            .alarms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.reference.to_ascii_lowercase(), i))
+            .collect();
+        for (def, slot) in new.alarms.iter().zip(alarms.iter_mut()) {
+            if let Some(rt) = alarm_by_ref
+                .get(&def.reference.to_ascii_lowercase())
+                .and_then(|&i| self.alarms.get(i))
+            {
+                *slot = rt.clone();
+            }
+        }
+        self.attrs = attrs;
+        self.alarms = alarms;
+    }
+
     pub fn new(g: &Galaxy) -> Self {
         let now = SystemTime::now();
         let attrs = g

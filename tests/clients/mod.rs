@@ -594,3 +594,18 @@ pub fn send_signal(child: &tokio::process::Child, signal: &str) {
         .expect("run kill");
     assert!(status.success(), "kill {signal} {pid}");
 }
+
+/// Runs `mxpva args` to its end (a command that ends: `check`, `discover`):
+/// (exit code, stdout, stderr).
+pub fn mxpva_output(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run mxpva");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

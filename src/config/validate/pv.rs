@@ -13,13 +13,13 @@ use super::{alarms, choices, unknown_user, Validator};
 /// The largest `precision` accepted.
 const MAX_PRECISION: i64 = 17;
 
-pub(super) struct PvContext<'a> {
-    pub(super) prefix: PvName,
-    pub(super) defaults: &'a Defaults,
-    pub(super) write_mode: RawWriteMode,
-    pub(super) user: Option<Spanned<String>>,
-    pub(super) verifier: Option<Spanned<String>>,
-    pub(super) users: &'a std::collections::BTreeMap<String, User>,
+pub(crate) struct PvContext<'a> {
+    pub(crate) prefix: PvName,
+    pub(crate) defaults: &'a Defaults,
+    pub(crate) write_mode: RawWriteMode,
+    pub(crate) user: Option<Spanned<String>>,
+    pub(crate) verifier: Option<Spanned<String>>,
+    pub(crate) users: &'a std::collections::BTreeMap<String, User>,
 }
 
 fn finite(v: &mut Validator<'_>, key: &str, x: &Option<Spanned<f64>>) -> Option<f64> {
@@ -139,7 +139,7 @@ fn value_alarm(
     })
 }
 
-pub(super) fn pv(
+pub(crate) fn pv(
     v: &mut Validator<'_>,
     ctx: &PvContext<'_>,
     n: usize,

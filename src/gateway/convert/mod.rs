@@ -336,14 +336,22 @@ pub(crate) fn galaxy_object_from_pb(o: gpb::GalaxyObject) -> GalaxyObject {
             .map(|a| GalaxyAttribute {
                 name: a.attribute_name,
                 full_tag_reference: a.full_tag_reference,
-                data_type: MxDataType::from_native_code(a.mx_data_type),
+                // The native numbering has no 64-bit integer: the gateway's own arm is
+                // known by its name (`raw` code -1).
+                data_type: match MxDataType::from_native_code(a.mx_data_type) {
+                    MxDataType::Unknown => {
+                        MxDataType::from_name(&a.data_type_name).unwrap_or(MxDataType::Unknown)
+                    }
+                    t => t,
+                },
                 is_array: a.is_array,
                 array_dimension: a.array_dimension,
                 security: SecurityClassification::from_native_code(a.security_classification),
                 is_historized: a.is_historized,
                 is_alarm: a.is_alarm,
-                eng_units: a.eng_units,
-                description: a.description,
+                // Free text: cut to MAX_PEER_TEXT (a hostile Galaxy sends no megabytes).
+                eng_units: super::limits::peer_text(&a.eng_units),
+                description: super::limits::peer_text(&a.description),
             })
             .collect(),
     }

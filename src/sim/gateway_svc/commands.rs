@@ -235,7 +235,7 @@ impl GatewaySvc {
                     )));
                 }
                 match core
-                    .galaxy
+                    .galaxy()
                     .users
                     .iter()
                     .find(|u| u.name.eq_ignore_ascii_case(&c.user_name) && u.password == c.password)

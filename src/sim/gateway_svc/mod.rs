@@ -29,7 +29,7 @@ use crate::gateway::{detail, MxStatus, MxStatusCategory};
 pub(crate) use auth::authorize;
 use auth::scope_for;
 use commands::payload_kind;
-pub(crate) use reads::{data_change, deliver_updates};
+pub(crate) use reads::{data_change, deliver_updates, resolve};
 
 pub(crate) const E_INVALIDARG: i32 = 0x8007_0057_u32 as i32;
 pub(crate) const E_FAIL: i32 = 0x8000_4005_u32 as i32;
@@ -340,7 +340,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
     ) -> Result<Response<pb::AcknowledgeAlarmReply>, Status> {
         authorize(&self.core, request.metadata(), "invoke:write")?;
         let r = request.into_inner();
-        let g = &self.core.galaxy;
+        let g = self.core.galaxy();
         let reply = |code, msg: &str, hr, st: Option<MxStatus>| {
             Ok(Response::new(pb::AcknowledgeAlarmReply {
                 protocol_status: protocol(code, msg),
@@ -387,7 +387,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
             }
         }
         let mut w = self.core.world.lock();
-        match w.acknowledge(g, i, &r.comment, &r.operator_user) {
+        match w.acknowledge(&g, i, &r.comment, &r.operator_user) {
             Ok(t) => {
                 let _ = self.core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
                 reply(pb::ProtocolStatusCode::Ok, "", 0, Some(MxStatus::ok()))
@@ -410,7 +410,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
         let (active, rx) = {
             let w = self.core.world.lock();
             (
-                w.active_alarms(&self.core.galaxy),
+                w.active_alarms(&self.core.galaxy()),
                 self.core.alarm_tx.subscribe(),
             )
         };
@@ -475,7 +475,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
     ) -> Result<Response<Self::QueryActiveAlarmsStream>, Status> {
         authorize(&self.core, request.metadata(), "events:read")?;
         let prefix = request.into_inner().alarm_filter_prefix;
-        let active = self.core.world.lock().active_alarms(&self.core.galaxy);
+        let active = self.core.world.lock().active_alarms(&self.core.galaxy());
         let items: Vec<Result<pb::ActiveAlarmSnapshot, Status>> = active
             .iter()
             .filter(|a| matches_prefix(&a.reference, &prefix))

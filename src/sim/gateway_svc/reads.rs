@@ -22,7 +22,7 @@ pub(crate) fn resolve(core: &Core, reference: &str) -> Result<Target, String> {
     if r.is_empty() || r.chars().any(char::is_whitespace) || r != reference {
         return Err(format!("{reference:?} is not a valid item reference"));
     }
-    let g = &core.galaxy;
+    let g = core.galaxy();
     let (base, index) = match r.find('[') {
         Some(i) => {
             let idx = r[i..].strip_prefix('[').and_then(|s| s.strip_suffix(']'));
@@ -85,7 +85,7 @@ pub(crate) fn read_target(
     w: &World,
     t: &Target,
 ) -> (MxValue, MxDataType, Quality, SystemTime, u64, Vec<MxStatus>) {
-    let g = &core.galaxy;
+    let g = core.galaxy();
     let unresolved = |d: i32, text: String| {
         (
             MxValue::Null,
@@ -299,8 +299,7 @@ pub(crate) fn deliver_updates(core: &Core) {
                     let declared = item
                         .target
                         .attribute()
-                        .and_then(|a| core.galaxy.attributes.get(a))
-                        .map(|d| d.data_type);
+                        .and_then(|a| core.galaxy().attributes.get(a).map(|d| d.data_type));
                     events.push(buffered_data_change(
                         &s.id,
                         server,
@@ -362,8 +361,7 @@ impl GatewaySvc {
             if let Some(((v, q, t), target)) = cached {
                 let dt = target
                     .attribute()
-                    .and_then(|a| self.core.galaxy.attributes.get(a))
-                    .map(|d| d.data_type);
+                    .and_then(|a| self.core.galaxy().attributes.get(a).map(|d| d.data_type));
                 results.push(pb::BulkReadResult {
                     tag_address: tag.clone(),
                     was_successful: true,

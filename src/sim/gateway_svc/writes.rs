@@ -59,8 +59,7 @@ pub(crate) fn start_write(
     core.note_write(&reference, &value);
     let sec = target
         .attribute()
-        .and_then(|a| core.galaxy.attributes.get(a))
-        .map(|d| d.security);
+        .and_then(|a| core.galaxy().attributes.get(a).map(|d| d.security));
     who.check_write(&reference, sec).map_err(Refusal::Denied)?;
     let faults = core.faults();
     let hit = reference
@@ -120,7 +119,7 @@ fn check_security(
     mode: WriteMode,
 ) -> Result<(), MxStatus> {
     use SecurityClassification as S;
-    let g = &core.galaxy;
+    let g = core.galaxy();
     if !g.security_enabled {
         return Ok(());
     }
@@ -207,7 +206,7 @@ pub(crate) fn apply_write(
     value: &MxValue,
     mode: WriteMode,
 ) -> Result<(), MxStatus> {
-    let g = &core.galaxy;
+    let g = core.galaxy();
     let cfg = MxStatusCategory::ConfigurationError;
     let a = match target {
         Target::Unresolved(d, text) => return Err(failure(cfg, *d, text.clone())),

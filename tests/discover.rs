@@ -1,0 +1,518 @@
+//! Galaxy discovery (issue 12): `mxpva discover`, `[[discover]]` rules and deploys.
+//! `mxpva sim` and `mxpva run` as processes on loopback; PVs read by pvget, p4p and
+//! pvmonitor; deploys made by rewriting the simulator's Galaxy file and sending SIGHUP.
+//!
+//! - `discover --endpoint` on the demo Galaxy lists every attribute with its type, array
+//!   shape, units, description and writability (from the Galaxy file itself), its alarms;
+//!   the output passes `mxpva check` unchanged and `mxpva run` serves it (pvget).
+//! - A deploy that adds, removes and retypes attributes while p4p and pvmonitor watch PVs
+//!   that stay: the new PV serves, the removed one disconnects, the retyped one has its
+//!   new type, the watched ones see no disconnect and no INVALID. A PV named by both a
+//!   rule and an explicit `[[pv]]` is the explicit one.
+//! - Two PVs of one name (a rule's and an explicit one): the error names both sources.
+//! - SIGHUP with changed rules: the rule-made PVs follow (renamed, added, removed).
+
+mod clients;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clients::{clients, free_ports};
+use serde_json::Value;
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("discover-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+use clients::mxpva_output as mxpva;
+
+/// The served type the issue's mapping gives a Galaxy type (Boolean as NTEnum).
+fn served(galaxy_type: &str, array: bool) -> String {
+    let t = match galaxy_type {
+        "Boolean" if !array => "enum",
+        "Boolean" => "bool",
+        "Integer" => "int32",
+        "LongInteger" => "int64",
+        "Float" => "float32",
+        "Double" | "ElapsedTime" => "float64",
+        "String" | "Time" => "string",
+        other => panic!("the demo Galaxy has a {other}: extend the test"),
+    };
+    if array {
+        format!("{t}[]")
+    } else {
+        t.to_string()
+    }
+}
+
+async fn wait_log(log: &Path, needle: &str, count: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {} of {count} lines with {needle:?}:\n{text}",
+            log.display(),
+            text.matches(needle).count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn hangup(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_lists_every_attribute_of_the_demo_galaxy_and_its_output_serves() {
+    let dir = test_dir("demo");
+    let galaxy_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim-galaxy.toml");
+    let (port, _) = free_ports();
+    let endpoint = format!("127.0.0.1:{port}");
+    let (_sim, _control) =
+        clients::start_sim(&endpoint, &galaxy_file, None, &dir.join("sim.log")).await;
+    let url = format!("http://{endpoint}");
+    let (code, out, err) = mxpva(&["discover", "--endpoint", &url]);
+    assert_eq!(code, 0, "{err}");
+    let mapping: toml::Table = out.parse().expect("discover prints TOML");
+    let pvs = mapping["pv"].as_array().expect("[[pv]] tables");
+    let by_tag = |tag: &str| {
+        pvs.iter()
+            .find(|p| p["tag"].as_str() == Some(tag))
+            .unwrap_or_else(|| panic!("no [[pv]] of {tag} in\n{out}"))
+    };
+
+    // Every attribute of the Galaxy file, as the file describes it.
+    let galaxy: toml::Table = std::fs::read_to_string(&galaxy_file)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut seen = 0;
+    for o in galaxy["objects"].as_array().unwrap() {
+        let object = o["tag"].as_str().unwrap();
+        for a in o["attributes"].as_array().unwrap() {
+            let name = a["name"].as_str().unwrap();
+            let array = a.get("array_length").is_some();
+            let tag = format!("{object}.{name}{}", if array { "[]" } else { "" });
+            let pv = by_tag(&tag);
+            let ty = served(a["type"].as_str().unwrap(), array);
+            assert_eq!(pv["type"].as_str(), Some(ty.as_str()), "{tag}: {pv}");
+            assert_eq!(
+                pv["name"].as_str(),
+                Some(format!("{object}:{name}").as_str())
+            );
+            let numeric = !matches!(ty.trim_end_matches("[]"), "enum" | "bool" | "string");
+            let units = a
+                .get("eng_units")
+                .and_then(|u| u.as_str())
+                .filter(|_| numeric);
+            assert_eq!(
+                pv.get("units").and_then(|u| u.as_str()),
+                units,
+                "{tag}: {pv}"
+            );
+            let description = a.get("description").and_then(|u| u.as_str());
+            assert_eq!(
+                pv.get("description").and_then(|u| u.as_str()),
+                description,
+                "{tag}: {pv}"
+            );
+            let security = a
+                .get("security")
+                .and_then(|s| s.as_str())
+                .unwrap_or("FreeAccess");
+            // No [users] with --endpoint: SecuredWrite and VerifiedWrite are read-only.
+            let writes = matches!(security, "FreeAccess" | "Operate" | "Tune");
+            assert_eq!(
+                pv["writable"].as_bool(),
+                Some(writes),
+                "{tag} ({security}): {pv}"
+            );
+            // The attribute's alarms: named under it, listed on its PV.
+            for al in a
+                .get("alarms")
+                .and_then(|l| l.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let alarm = format!("{object}.{}", al["name"].as_str().unwrap());
+                let carrier = pvs
+                    .iter()
+                    .find(|p| {
+                        p.get("alarms")
+                            .and_then(|l| l.as_array())
+                            .is_some_and(|l| l.iter().any(|r| r.as_str() == Some(&alarm)))
+                    })
+                    .unwrap_or_else(|| panic!("no PV carries {alarm}:\n{out}"));
+                if al["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{name}."))
+                {
+                    assert_eq!(carrier["tag"].as_str(), Some(tag.as_str()), "{alarm}");
+                }
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen > 10, "the demo Galaxy has attributes");
+    assert!(
+        out.contains("Interlock") && out.contains("SecuredWrite"),
+        "{out}"
+    );
+
+    // The output passes check unchanged and serves.
+    let file = dir.join("discovered.toml");
+    std::fs::write(&file, &out).unwrap();
+    let (code, table, err) = mxpva(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "check refused the output: {err}\n{out}");
+    assert!(
+        table.contains(&format!("pvs:       {}", pvs.len())),
+        "{table}"
+    );
+    let (_bridge, env) = clients::start_bridge(&file, &dir.join("bridge.log"));
+    let names: Vec<&str> = pvs.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let text = clients()
+        .pvget_until(&env, &["Pump001:SpeedSP"], "Pump001:SpeedSP")
+        .await;
+    assert!(text.contains("Pump001:SpeedSP"), "{text}");
+    let mut args = vec!["-w", "5"];
+    args.extend(names.iter().copied());
+    let text = clients().run("pvget", &env, &args).await.text();
+    for name in &names {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "pvget of {name}: {text}"
+        );
+    }
+}
+
+/// The Galaxy before the deploy.
+const BEFORE: &str = r#"
+[galaxy]
+name = "Galaxy"
+tick_ms = 20
+first_update_delay_ms = 10
+
+[[areas]]
+name = "Plant"
+
+[[objects]]
+tag = "Tank001"
+area = "Plant"
+
+[[objects.attributes]]
+name = "Level"
+type = "Double"
+eng_units = "m"
+description = "Tank level"
+dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 10.0 }
+
+[[objects.attributes]]
+name = "Temp"
+type = "Double"
+eng_units = "C"
+dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 7.0 }
+
+[[objects.attributes]]
+name = "Mode"
+type = "Integer"
+initial = 2
+
+[[objects.attributes]]
+name = "Old"
+type = "Double"
+initial = 1.5
+"#;
+
+/// The Galaxy after: Old removed, New added, Mode retyped to Double.
+fn after() -> String {
+    BEFORE
+        .replace(
+            "name = \"Mode\"\ntype = \"Integer\"\ninitial = 2\n",
+            "name = \"Mode\"\ntype = \"Double\"\ninitial = 2.5\n",
+        )
+        .replace(
+            "name = \"Old\"\ntype = \"Double\"\ninitial = 1.5\n",
+            "name = \"New\"\ntype = \"Double\"\ninitial = 4.25\n",
+        )
+}
+
+const CONFIG: &str = r#"
+[gateway]
+endpoint = "http://127.0.0.1:{port}"
+reconnect_initial = "100ms"
+reconnect_max = "400ms"
+
+[alarms]
+enabled = false
+
+# The rule would name Tank001.Temp `Tank001:Temp` too: the explicit entry wins.
+[[pv]]
+name = "Tank001:Temp"
+tag = "Tank001.Temp"
+type = "float64"
+units = "K"
+
+[[discover]]
+objects = "Tank*"
+"#;
+
+/// Prints one JSON line per update of every PV named (severity, value) or disconnect.
+const P4P_LINES: &str = r#"
+import json, sys, threading, time
+from p4p.client.thread import Context
+ctx = Context('pva', nt=False)
+lock = threading.Lock()
+def cb(name):
+    def f(v):
+        if isinstance(v, Exception):
+            line = {'pv': name, 'error': type(v).__name__ + ': ' + str(v)}
+        else:
+            val = v['value']
+            line = {'pv': name, 'sev': v['alarm.severity'],
+                    'value': val if isinstance(val, (int, float, str)) else None}
+        with lock:
+            sys.stdout.write(json.dumps(line) + '\n')
+            sys.stdout.flush()
+    return f
+subs = [ctx.monitor(n, cb(n), notify_disconnect=True) for n in sys.argv[1:]]
+time.sleep(300)
+"#;
+
+struct Lines(tokio::sync::mpsc::UnboundedReceiver<String>, Vec<Value>);
+
+impl Lines {
+    /// Waits for a line (this one already seen included) where `pred` holds.
+    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) {
+        if self.1.iter().any(&pred) {
+            return;
+        }
+        self.next(what, pred).await;
+    }
+
+    /// Waits for a new line where `pred` holds (at most 30 s).
+    async fn next(&mut self, what: &str, pred: impl Fn(&Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = match tokio::time::timeout_at(deadline, self.0.recv()).await {
+                Ok(Some(line)) => line,
+                other => panic!("no p4p update where {what} ({other:?}); seen {:#?}", self.1),
+            };
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let hit = pred(&v);
+            self.1.push(v);
+            if hit {
+                return;
+            }
+        }
+    }
+
+    fn of(&self, pv: &str, from: usize) -> Vec<&Value> {
+        self.1.iter().skip(from).filter(|v| v["pv"] == pv).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_adds_removes_and_retypes_and_the_rest_never_flicker() {
+    let dir = test_dir("deploy");
+    let galaxy = dir.join("galaxy.toml");
+    std::fs::write(&galaxy, BEFORE).unwrap();
+    let (port, _) = free_ports();
+    let endpoint = format!("127.0.0.1:{port}");
+    let (sim, _control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
+    let config = dir.join("bridge.toml");
+    std::fs::write(&config, CONFIG.replace("{port}", &port.to_string())).unwrap();
+    let log = dir.join("bridge.log");
+    let (_bridge, env) = clients::start_bridge(&config, &log);
+    let text = clients().pvget_until(&env, &["Tank001:Old"], "1.5").await;
+    assert!(text.contains("1.5"), "the rule-made PV serves: {text}");
+
+    // The explicit entry wins over the rule for Tank001.Temp.
+    let got = clients().p4p_get(&env, &["Tank001:Temp"]).await;
+    assert_eq!(got["Tank001:Temp"]["display"]["units"], "K", "{got}");
+
+    let (_p4p, lines) = clients().spawn_lines(
+        "python",
+        &env,
+        &[
+            "-u",
+            "-c",
+            P4P_LINES,
+            "Tank001:Level",
+            "Tank001:Temp",
+            "Tank001:Old",
+        ],
+    );
+    let mut lines = Lines(lines, Vec::new());
+    for pv in ["Tank001:Level", "Tank001:Temp", "Tank001:Old"] {
+        lines
+            .until(&format!("{pv} has a value"), |v| {
+                v["pv"] == pv && v["sev"] == 0 && v["value"].is_number()
+            })
+            .await;
+    }
+    let (_pvmon, _first, mut pvmon) = clients().pvmonitor(&env, "Tank001:Level").await;
+
+    let from = lines.1.len();
+    let after = after();
+    assert!(after.contains("New") && after.contains("2.5") && !after.contains("Old"));
+    std::fs::write(&galaxy, after).unwrap();
+    hangup(&sim);
+    // The bootstrap event was deploy 1; this deploy is the next.
+    let needle = "discovered mapping applied why=deploy 2 ";
+    let text = wait_log(&log, needle, 1).await;
+    let applied = text.lines().find(|l| l.contains(needle)).unwrap();
+    assert!(
+        applied.contains("added=1")
+            && applied.contains("removed=1")
+            && applied.contains("reopened=1"),
+        "{applied}"
+    );
+
+    // The removed PV disconnects; the watched ones keep updating, never flickering.
+    lines
+        .until("Tank001:Old disconnects", |v| {
+            v["pv"] == "Tank001:Old" && v["error"].is_string()
+        })
+        .await;
+    for pv in ["Tank001:Level", "Tank001:Temp"] {
+        while lines.of(pv, from).len() < 5 {
+            lines
+                .next(&format!("{pv} updates after the deploy"), |v| v["pv"] == pv)
+                .await;
+        }
+        for v in lines.of(pv, from) {
+            assert!(v["error"].is_null(), "{pv} was disconnected: {v}");
+            assert_eq!(v["sev"], 0, "{pv} flickered: {v}");
+        }
+    }
+    let mut shown = Vec::new();
+    while let Ok(line) = pvmon.try_recv() {
+        shown.push(line);
+    }
+    assert!(
+        shown.iter().any(|l| l.starts_with("Tank001:Level")),
+        "pvmonitor: {shown:#?}"
+    );
+    assert!(
+        !shown
+            .iter()
+            .any(|l| l.contains("isconnect") || l.contains("INVALID")),
+        "pvmonitor: {shown:#?}"
+    );
+
+    // The new PV serves; the retyped one is a double now.
+    let text = clients().pvget_until(&env, &["Tank001:New"], "4.25").await;
+    assert!(text.contains("4.25"), "{text}");
+    let text = clients()
+        .pvget_until(&env, &["-v", "Tank001:Mode"], "double value 2.5")
+        .await;
+    assert!(
+        text.contains("double value 2.5"),
+        "Tank001:Mode retyped: {text}"
+    );
+    let text = clients()
+        .run("pvget", &env, &["-w", "2", "Tank001:Old"])
+        .await
+        .text();
+    assert!(!text.contains("1.5"), "Tank001:Old still served: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pvs_of_one_name_are_an_error_naming_both() {
+    let dir = test_dir("duplicate");
+    let galaxy = dir.join("galaxy.toml");
+    std::fs::write(&galaxy, BEFORE).unwrap();
+    let (port, _) = free_ports();
+    let endpoint = format!("127.0.0.1:{port}");
+    let (_sim, _control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
+    // Tank001:Level is the rule's name for Tank001.Level, and this entry's for another tag.
+    let config = dir.join("dup.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nendpoint = \"http://{endpoint}\"\n\n[[pv]]\nname = \"Tank001:Level\"\ntag = \"Tank001.Mode\"\n\n[[discover]]\nobjects = \"Tank001\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = mxpva(&["discover", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(
+        err.contains("duplicate PV name `Tank001:Level`")
+            && err.contains("discover[1]")
+            && err.contains("Tank001.Level")
+            && err.contains("pv[1]")
+            && err.contains("Tank001.Mode"),
+        "{err}"
+    );
+    // check itself does not read the Galaxy: the file is valid offline.
+    let (code, _, err) = mxpva(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_runs_the_changed_rules_again() {
+    let dir = test_dir("sighup");
+    let galaxy = dir.join("galaxy.toml");
+    std::fs::write(&galaxy, BEFORE).unwrap();
+    let (port, _) = free_ports();
+    let endpoint = format!("127.0.0.1:{port}");
+    let (_sim, _control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
+    let config = dir.join("bridge.toml");
+    let head =
+        format!("[gateway]\nendpoint = \"http://{endpoint}\"\n\n[alarms]\nenabled = false\n\n");
+    std::fs::write(
+        &config,
+        format!("{head}[[discover]]\nattributes = [\"Level\"]\n"),
+    )
+    .unwrap();
+    let log = dir.join("bridge.log");
+    let (bridge, env) = clients::start_bridge(&config, &log);
+    let text = clients()
+        .pvget_until(&env, &["Tank001:Level"], "Tank001:Level ")
+        .await;
+    assert!(text.contains("Tank001:Level "), "{text}");
+
+    // Another template and another attribute: the rule-made PVs follow at once.
+    std::fs::write(
+        &config,
+        format!(
+            "{head}[[discover]]\nattributes = [\"Level\", \"Old\"]\nname = \"N:{{attribute}}\"\n"
+        ),
+    )
+    .unwrap();
+    hangup(&bridge);
+    let text = wait_log(&log, "discovered mapping applied why=config reload", 1).await;
+    let applied = text
+        .lines()
+        .find(|l| l.contains("discovered mapping applied why=config reload"))
+        .unwrap();
+    assert!(
+        applied.contains("added=2") && applied.contains("removed=1"),
+        "{applied}"
+    );
+    let text = clients().pvget_until(&env, &["N:Old"], "1.5").await;
+    assert!(text.contains("1.5"), "{text}");
+    let text = clients().pvget_until(&env, &["N:Level"], "N:Level ").await;
+    assert!(text.contains("N:Level "), "{text}");
+    let text = clients()
+        .run("pvget", &env, &["-w", "2", "Tank001:Level"])
+        .await
+        .text();
+    assert!(
+        text.contains("Timeout"),
+        "Tank001:Level still served: {text}"
+    );
+}
