@@ -5,8 +5,8 @@
 //!     cargo bench --bench discover -- --quick     # N = 2,000
 //!     cargo bench --bench discover -- 20000       # N
 //!
-//! `mxpva sim` serves N Double attributes `O<k>.X<i>` (10 per object), each ramping by 1
-//! per second. `mxpva run` has no `[[pv]]`, only the rule `name = "{attribute}"` with the
+//! `mxpva sim` serves N Double attributes `O<k>.X<i>` (10 per object), each ramping once
+//! a tick (1 s, or N/10 ms past N = 10,000: 10,000 changes a second in all). `mxpva run` has no `[[pv]]`, only the rule `name = "{attribute}"` with the
 //! prefix `D:`, so the PVs are `D:X<i>`. A pvxs client (benches/cpp/e2e.cpp `monitor`)
 //! watches the PVs that every deploy leaves alone (`D:X0 .. D:X<S-1>`). Reported:
 //! 1. start: from spawning `mxpva run` until the monitor has a valid value of every PV
@@ -15,7 +15,7 @@
 //!    (Double <-> Float): from the simulator's "Galaxy deployed" log line until the
 //!    bridge's "discovered mapping applied"; and in a window over the deploys, the
 //!    fewest updates of one watched PV and the longest time between two of its updates
-//!    (a disconnect or INVALID of a watched PV shows as a gap past the 1 s tick);
+//!    (a disconnect or INVALID of a watched PV shows as a gap past the tick);
 //! 3. mxpva run's RSS before the first deploy and after the tenth (the PV count is the
 //!    same: each deploy adds as many as it removes).
 
@@ -33,11 +33,12 @@ const DEPLOYS: usize = 10;
 /// `retyped`, and `block` (the ones deploys remove and add).
 fn write_galaxy(
     path: &Path,
+    tick_ms: u64,
     n_ids: impl Iterator<Item = usize>,
     float: impl Fn(usize) -> bool,
 ) -> usize {
-    let mut t = String::from(
-        "[galaxy]\nname = \"Bench\"\ntick_ms = 1000\nfirst_update_delay_ms = 10\nsecurity_enabled = false\n\n\
+    let mut t = format!(
+        "[galaxy]\nname = \"Bench\"\ntick_ms = {tick_ms}\nfirst_update_delay_ms = 10\nsecurity_enabled = false\n\n\
          [[areas]]\nname = \"Area\"\n",
     );
     let mut object = usize::MAX;
@@ -130,6 +131,10 @@ fn main() {
     let retype = (n / 1000).max(1);
     // X0..X<stable-1> stay; the next `retype` are retyped; the last `churn` churn.
     let stable = n - churn - retype;
+    // Every attribute ramps once a tick: at most 10,000 data changes a second in all
+    // (1 s up to N = 10,000, 10 s at 100,000), well below what mxpva and pvxs pass, so the
+    // gateway's event queue (10,000) holds the steady load.
+    let tick_ms = (n as u64 / 10).max(1000);
     let dir = bench_dir().join("discover");
     std::fs::create_dir_all(&dir).unwrap();
     let e2e = build_cpp("e2e");
@@ -139,7 +144,7 @@ fn main() {
 
     let galaxy = dir.join("galaxy.toml");
     let retyped = stable..stable + retype;
-    write_galaxy(&galaxy, 0..n, |_| false);
+    write_galaxy(&galaxy, tick_ms, 0..n, |_| false);
     let sim_port = free_port();
     let gateway = format!("127.0.0.1:{sim_port}");
     let sim_log = dir.join("sim.log");
@@ -218,7 +223,9 @@ fn main() {
             // Deploy d: the churned block moves up by `churn`; the retyped ones toggle.
             let block = n + (d - 1) * churn..n + d * churn;
             let ids = (0..stable + retype).chain(block);
-            write_galaxy(&galaxy2, ids, |i| retyped.contains(&i) && d % 2 == 1);
+            write_galaxy(&galaxy2, tick_ms, ids, |i| {
+                retyped.contains(&i) && d % 2 == 1
+            });
             let ok = Command::new("kill")
                 .args(["-HUP", &sim_pid])
                 .status()
@@ -254,7 +261,7 @@ fn main() {
     );
     println!(
         "discover: the {stable} watched PVs over {:.0} s of deploys: {} updates, at least {} per PV, \
-         longest time between two updates of one PV {:.0} ms (the ramp ticks every 1,000 ms)",
+         longest time between two updates of one PV {:.0} ms (the ramp ticks every {tick_ms} ms)",
         window,
         w.get(1).unwrap_or(&"?"),
         w.get(4).unwrap_or(&"?"),
