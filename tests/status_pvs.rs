@@ -617,4 +617,33 @@ async fn audit_shows_a_file_it_cannot_write_and_its_recovery() {
     assert_eq!(record["pv"], "ST:SpeedSP", "{text}");
     assert_eq!(record["requested"], 260.0, "{text}");
     assert_eq!(record["outcome"], "confirmed", "{text}");
+
+    // A put refused before it reaches the write path (a read-only PV) is audited too.
+    let out = clients()
+        .run("pvput", &plant.env, &["ST:Speed", "5"])
+        .await
+        .text();
+    assert!(out.contains("ST:Speed is read-only: put refused"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["pv"] == "ST:Speed");
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record of the refused put:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused["outcome"], "refused", "{refused}");
+    assert_eq!(refused["requested"], 5.0, "{refused}");
+    assert_eq!(
+        refused["message"], "ST:Speed is read-only: put refused",
+        "{refused}"
+    );
 }

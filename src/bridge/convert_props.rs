@@ -294,6 +294,7 @@ proptest! {
             marked: vec!["value".into()],
             credentials: Default::default(),
             completion: crate::pva::PutCompletion::new(cxx::UniquePtr::null()),
+            refused: None,
         };
         match pv.prepare_write(&put) {
             Ok(entry) => {

@@ -176,6 +176,8 @@ pub async fn run_reloading(
         max_array_length: config.limits.max_array_length,
         max_string_length: config.limits.max_string_length,
     });
+    // Puts refused in pvxs's callback meet access security and the audit trail too.
+    events_tx.forward_refused_puts();
     // Start is the first diff, against an empty registry: it adds every PV.
     let mut pvs = Registry::default();
     let start = diff::diff(std::iter::empty(), &diff::desired(&config));

@@ -37,9 +37,15 @@ pub(super) enum Internal {
 
 impl Bridge {
     pub(super) fn on_put(&mut self, put: PutRequest) {
-        let Some(put) = self.guard_put(put) else {
+        let Some(mut put) = self.guard_put(put) else {
             return;
         };
+        // Refused in pvxs's callback (read-only, unreadable, past a cap): answered now
+        // that access security and the audit trail have seen it.
+        if let Some(message) = put.refused.take() {
+            put.completion.complete(Err(message));
+            return;
+        }
         let Some(put) = self.alarms.take_put(put, &self.pvs) else {
             return;
         };

@@ -24,7 +24,9 @@ pub struct Credentials {
     pub roles: Vec<String>,
 }
 
-/// A put on a writable PV.
+/// A client's put: on a writable PV, or, when the event channel forwards refused puts
+/// ([`EventSender::forward_refused_puts`](super::EventSender::forward_refused_puts)), one
+/// already refused in the callback (`refused`).
 #[derive(Debug)]
 pub struct PutRequest {
     /// The PV's name.
@@ -36,6 +38,10 @@ pub struct PutRequest {
     pub credentials: Credentials,
     /// Answers the client; dropping it unanswered answers with an error.
     pub completion: PutCompletion,
+    /// Refused already in the callback (a read-only PV, a value that cannot be read or
+    /// is past a `[limits]` cap: then `value` is `None`), with the client's message: the
+    /// receiver answers with it once it has had its say (access security, the audit).
+    pub refused: Option<String>,
 }
 
 /// Puts received from clients and puts answered with an error, over all PVs of one

@@ -1,6 +1,6 @@
 //! One served PV, and the events pvxs callbacks send to Rust.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cxx::UniquePtr;
@@ -20,10 +20,12 @@ pub enum Access {
     ReadWrite,
 }
 
-/// What pvxs tells Rust about a PV.
+/// What pvxs tells Rust about a PV. (Each event is moved once, through the channel:
+/// boxing the put would add an allocation per put for nothing.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum PvEvent {
-    /// A client's put on a writable PV.
+    /// A client's put (on a writable PV, or refused already: [`PutRequest::refused`]).
     Put(PutRequest),
     /// The first client attached to the PV.
     Connected { pv: Arc<str> },
@@ -64,6 +66,8 @@ pub struct EventSender {
     limits: PutLimits,
     /// Puts received and failed, for the status PVs.
     counts: Arc<PutCounts>,
+    /// Puts refused in the callback go to the receiver too (see `on_put`).
+    forward_refused: Arc<AtomicBool>,
 }
 
 /// Receives [`PvEvent`]s.
@@ -106,6 +110,14 @@ impl EventSender {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// From now on, a put refused in the callback (a read-only PV, a value that cannot be
+    /// read or is past a `[limits]` cap) goes to the receiver as a [`PutRequest`] with
+    /// `refused` set, for access security and the audit trail, when the queue has room;
+    /// without room, or before this, the callback answers it itself.
+    pub fn forward_refused_puts(&self) {
+        self.forward_refused.store(true, Ordering::Relaxed);
+    }
+
     /// Takes a place in the queue for one put; `false` when `max_queued` are waiting.
     fn reserve_put(&self) -> bool {
         self.queued
@@ -138,6 +150,7 @@ pub fn event_channel_with(limits: PutLimits) -> (EventSender, EventReceiver) {
             queued: queued.clone(),
             limits,
             counts: Arc::default(),
+            forward_refused: Arc::default(),
         },
         EventReceiver { rx, queued },
     )
@@ -196,37 +209,41 @@ impl PvContext {
 pub(crate) fn on_put(ctx: &PvContext, put: WirePut, op: UniquePtr<PutOp>) {
     ctx.events.counts.received.fetch_add(1, Ordering::Relaxed);
     let completion = PutCompletion::counted(op, &ctx.events.counts);
+    let mut refused = None;
     if ctx.access == Access::ReadOnly {
         tracing::debug!(pv = %ctx.name, peer = %put.peer, "put to a read-only PV refused");
-        completion.complete(Err(format!("{} is read-only: put refused", ctx.name)));
-        return;
+        refused = Some(format!("{} is read-only: put refused", ctx.name));
     }
+    let mut value = None;
     if !put.error.is_empty() {
-        completion.complete(Err(format!(
-            "{}: cannot read the put: {}",
-            ctx.name, put.error
-        )));
-        return;
+        refused.get_or_insert_with(|| format!("{}: cannot read the put: {}", ctx.name, put.error));
+    } else if let Some(ty) = pv_type_of(put.kind, put.array, put.nt_enum) {
+        value = put.has_value.then(|| NtValue::from_wire(ty, put.data));
+    } else {
+        refused.get_or_insert_with(|| format!("{}: unsupported value type", ctx.name));
     }
-    let Some(ty) = pv_type_of(put.kind, put.array, put.nt_enum) else {
-        completion.complete(Err(format!("{}: unsupported value type", ctx.name)));
-        return;
-    };
-    let value = put.has_value.then(|| NtValue::from_wire(ty, put.data));
     if let Some(refusal) = value
         .as_ref()
         .and_then(|v| oversized(&ctx.name, v, &ctx.events.limits))
     {
         tracing::debug!(pv = %ctx.name, peer = %put.peer, %refusal, "put refused");
-        completion.complete(Err(refusal));
+        // Not kept: the value is past a cap.
+        value = None;
+        refused.get_or_insert(refusal);
+    }
+    let forward = refused.is_none() || ctx.events.forward_refused.load(Ordering::Relaxed);
+    if !forward {
+        completion.complete(Err(refused.unwrap_or_default()));
         return;
     }
     if !ctx.events.reserve_put() {
         let max = ctx.events.limits.max_queued;
-        completion.complete(Err(format!(
-            "{}: {max} puts already wait for the bridge ([limits] max_puts_queued {max}): put refused",
-            ctx.name
-        )));
+        completion.complete(Err(refused.unwrap_or_else(|| {
+            format!(
+                "{}: {max} puts already wait for the bridge ([limits] max_puts_queued {max}): put refused",
+                ctx.name
+            )
+        })));
         return;
     }
     let request = PutRequest {
@@ -241,6 +258,7 @@ pub(crate) fn on_put(ctx: &PvContext, put: WirePut, op: UniquePtr<PutOp>) {
             roles: put.roles,
         },
         completion,
+        refused,
     };
     // If nobody listens any more, the request (and its completion) is dropped here, which
     // answers the client with an error.
@@ -419,6 +437,7 @@ mod tests {
             marked: Vec::new(),
             credentials: Credentials::default(),
             completion: PutCompletion::new(UniquePtr::null()),
+            refused: None,
         })
     }
 
