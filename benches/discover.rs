@@ -6,7 +6,9 @@
 //!     cargo bench --bench discover -- 20000       # N
 //!
 //! `mxpva sim` serves N Double attributes `O<k>.X<i>` (10 per object), each ramping once
-//! a tick (1 s, or N/10 ms past N = 10,000: 10,000 changes a second in all). `mxpva run` has no `[[pv]]`, only the rule `name = "{attribute}"` with the
+//! a tick (1 s, or N/10 ms past N = 10,000: 10,000 changes a second in all); the
+//! simulated gateway's event queue holds 2 N (default 10,000), since a tick changes all N
+//! at the same instant. `mxpva run` has no `[[pv]]`, only the rule `name = "{attribute}"` with the
 //! prefix `D:`, so the PVs are `D:X<i>`. A pvxs client (benches/cpp/e2e.cpp `monitor`)
 //! watches the PVs that every deploy leaves alone (`D:X0 .. D:X<S-1>`). Reported:
 //! 1. start: from spawning `mxpva run` until the monitor has a valid value of every PV
@@ -34,11 +36,13 @@ const DEPLOYS: usize = 10;
 fn write_galaxy(
     path: &Path,
     tick_ms: u64,
+    queue: usize,
     n_ids: impl Iterator<Item = usize>,
     float: impl Fn(usize) -> bool,
 ) -> usize {
     let mut t = format!(
-        "[galaxy]\nname = \"Bench\"\ntick_ms = {tick_ms}\nfirst_update_delay_ms = 10\nsecurity_enabled = false\n\n\
+        "[galaxy]\nname = \"Bench\"\ntick_ms = {tick_ms}\nfirst_update_delay_ms = 10\nsecurity_enabled = false\n\
+         event_queue_capacity = {queue}\n\n\
          [[areas]]\nname = \"Area\"\n",
     );
     let mut object = usize::MAX;
@@ -132,9 +136,12 @@ fn main() {
     // X0..X<stable-1> stay; the next `retype` are retyped; the last `churn` churn.
     let stable = n - churn - retype;
     // Every attribute ramps once a tick: at most 10,000 data changes a second in all
-    // (1 s up to N = 10,000, 10 s at 100,000), well below what mxpva and pvxs pass, so the
-    // gateway's event queue (10,000) holds the steady load.
+    // (1 s up to N = 10,000, 10 s at 100,000), well below what mxpva and pvxs pass.
     let tick_ms = (n as u64 / 10).max(1000);
+    // Each tick changes every attribute at the same instant, and the simulator queues the
+    // whole tick at once: N events. The gateway's queue (10,000 by default, configurable)
+    // must hold one tick, so past N = 5,000 the simulated gateway gets 2 N.
+    let queue = (2 * n).max(10_000);
     let dir = bench_dir().join("discover");
     std::fs::create_dir_all(&dir).unwrap();
     let e2e = build_cpp("e2e");
@@ -144,7 +151,7 @@ fn main() {
 
     let galaxy = dir.join("galaxy.toml");
     let retyped = stable..stable + retype;
-    write_galaxy(&galaxy, tick_ms, 0..n, |_| false);
+    write_galaxy(&galaxy, tick_ms, queue, 0..n, |_| false);
     let sim_port = free_port();
     let gateway = format!("127.0.0.1:{sim_port}");
     let sim_log = dir.join("sim.log");
@@ -223,7 +230,7 @@ fn main() {
             // Deploy d: the churned block moves up by `churn`; the retyped ones toggle.
             let block = n + (d - 1) * churn..n + d * churn;
             let ids = (0..stable + retype).chain(block);
-            write_galaxy(&galaxy2, tick_ms, ids, |i| {
+            write_galaxy(&galaxy2, tick_ms, queue, ids, |i| {
                 retyped.contains(&i) && d % 2 == 1
             });
             let ok = Command::new("kill")

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use super::diff::{Change, Diff};
 use super::pv::MappedPv;
 use super::registry::PvId;
-use super::writes::Internal;
+use super::writes::{Internal, Subscribed};
 use super::Bridge;
 use crate::gateway::{ItemHandle, SessionEvent};
 
@@ -53,6 +53,7 @@ impl Bridge {
         let mut touched: HashSet<PvId> = HashSet::new();
         for id in diff.removed {
             self.forget_on_demand(id, "PV removed by a config reload");
+            self.pace.release(id);
             let Some(mut pv) = self.pvs.remove(id) else {
                 continue;
             };
@@ -90,6 +91,7 @@ impl Bridge {
                     }
                     continue;
                 }
+                self.pace.release(c.id);
                 if let Some(mut old) = self.pvs.replace(c.id, new) {
                     unsubscribe.extend(old.item);
                     old.retire("PV re-opened by a config reload");
@@ -153,7 +155,8 @@ impl Bridge {
             .unzip();
         let session = link.session.clone();
         let server = link.server;
-        let chunk = self.config.gateway.subscribe_chunk.get();
+        let window = link.window.clone();
+        let chunk = window.chunk(self.config.gateway.subscribe_chunk.get());
         let tx = self.internal.0.clone();
         self.subscribing += 1;
         tokio::spawn(async move {
@@ -166,35 +169,70 @@ impl Bridge {
                     Err(e) => warn!(items = items.len(), error = %e, "UnsubscribeBulk failed"),
                 }
             }
-            let results = if tags.is_empty() {
-                Ok(Vec::new())
-            } else {
-                session
-                    .subscribe_bulk_chunked(server, &tags, chunk)
-                    .await
-                    .map(|rs| {
-                        rs.into_iter()
+            // Chunk by chunk, each once the window has room (`pace.rs`); the handles of
+            // each chunk go to the bridge at once, so that it takes their first values.
+            let mut ids = ids.into_iter();
+            let mut parts = tags.chunks(chunk).peekable();
+            let session_id = session.id().to_string();
+            if parts.peek().is_none() {
+                let _ = tx.send(Internal::Subscribed(Subscribed {
+                    session: session_id,
+                    ids: Vec::new(),
+                    results: Ok(Vec::new()),
+                    paced: 0,
+                    last: true,
+                }));
+                return;
+            }
+            while let Some(part) = parts.next() {
+                let paced = if window.room(part.len()).await {
+                    part.len()
+                } else {
+                    0
+                };
+                let part_ids: Vec<PvId> = ids.by_ref().take(part.len()).collect();
+                let (results, last) = match session.subscribe_bulk(server, part).await {
+                    Ok(rs) => (
+                        Ok(rs
+                            .into_iter()
                             .map(|r| r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string()))
-                            .collect()
-                    })
-                    .map_err(|e| format!("SubscribeBulk failed: {e}"))
-            };
-            let _ = tx.send(Internal::Subscribed {
-                session: session.id().to_string(),
-                ids,
-                results,
-            });
+                            .collect()),
+                        parts.peek().is_none(),
+                    ),
+                    Err(e) => (Err(format!("SubscribeBulk failed: {e}")), true),
+                };
+                // A failed call fails the rest too (those hold no room).
+                let mut part_ids = part_ids;
+                if last {
+                    part_ids.extend(ids.by_ref());
+                }
+                let _ = tx.send(Internal::Subscribed(Subscribed {
+                    session: session_id.clone(),
+                    ids: part_ids,
+                    results,
+                    paced,
+                    last,
+                }));
+                if last {
+                    break;
+                }
+            }
         });
     }
 
-    /// The item handles of a diff's subscriptions; then the data changes held meanwhile.
-    pub(super) fn on_subscribed(
-        &mut self,
-        session: &str,
-        ids: Vec<PvId>,
-        results: Result<Vec<Result<ItemHandle, String>>, String>,
-    ) {
-        self.subscribing = self.subscribing.saturating_sub(1);
+    /// The item handles of a chunk of a diff's subscriptions (the first `paced` of `ids`
+    /// hold room in the window); then the data changes held meanwhile.
+    pub(super) fn on_subscribed(&mut self, done: Subscribed) {
+        let Subscribed {
+            session,
+            ids,
+            results,
+            paced,
+            last,
+        } = done;
+        if last {
+            self.subscribing = self.subscribing.saturating_sub(1);
+        }
         let asked = ids.clone();
         let live = self
             .link
@@ -206,7 +244,17 @@ impl Bridge {
                 Ok(r) => r,
                 Err(e) => ids.iter().map(|_| Err(e.clone())).collect(),
             };
-            for (id, r) in ids.into_iter().zip(results) {
+            let mut free = 0;
+            for (n, (id, r)) in ids.into_iter().zip(results).enumerate() {
+                let room = n < paced;
+                // A handle another PV holds (given twice, across chunks) names neither.
+                let r = r.and_then(|item| match self.pvs.id_of_item(item) {
+                    Some(other) if other != id => Err(format!(
+                        "the gateway gave item handle {} to another tag too",
+                        item.0
+                    )),
+                    _ => Ok(item),
+                });
                 match (self.pvs.get_mut(id), r) {
                     // Removed (or re-opened) meanwhile: the handle is not wanted.
                     (None, Ok(item)) => gone.push(item),
@@ -215,25 +263,38 @@ impl Bridge {
                             gone.push(item);
                         }
                     }
-                    (Some(_), Ok(item)) => self.pvs.set_item(id, Some(item)),
+                    (Some(_), Ok(item)) => {
+                        self.pvs.set_item(id, Some(item));
+                        if room {
+                            self.pace.hold(id);
+                            continue;
+                        }
+                    }
                     (Some(pv), Err(reason)) => {
                         warn!(pv = %pv.cfg.name.as_str(), tag = %pv.cfg.tag.as_str(), %reason, "subscribe failed");
                         pv.subscribe_failed(&reason);
                     }
                     (None, Err(_)) => {}
                 }
+                if room {
+                    free += 1;
+                }
             }
-            info!(
-                subscribed = self.pvs.subscribed(),
-                "subscriptions of the reload done"
-            );
+            self.pace.give_back(free);
+            if last {
+                info!(
+                    subscribed = self.pvs.subscribed(),
+                    first_values_to_come = self.pace.waiting(),
+                    "subscriptions of the reload done"
+                );
+            }
             self.spawn_subscriptions(gone, Vec::new());
         }
         self.advised(&asked);
-        if self.subscribing == 0 {
-            for ev in std::mem::take(&mut self.early) {
-                self.on_session_event(ev);
-            }
+        // Data changes held for items known now are taken; the others wait on while
+        // subscriptions are under way.
+        for ev in std::mem::take(&mut self.early) {
+            self.on_session_event(ev);
         }
     }
 

@@ -273,6 +273,7 @@ impl Bridge {
             debug!(pv = %pv.cfg.name.as_str(), "on-demand PV un-advised after its linger");
             items.extend(pv.item);
             self.pvs.set_item(id, None);
+            self.pace.release(id);
             closed += 1;
         }
         if closed > 0 {

@@ -7,12 +7,14 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::{info, warn};
 
+use super::pace::{ConnectPace, Window};
 use super::registry::PvId;
 use super::{Bridge, BridgeError};
 use crate::config;
 use crate::gateway::{
-    ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ItemHandle, ServerHandle,
-    Session, SessionEvent, TlsOptions, UserId, ValueLimits,
+    refuse_shared_handles, ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError,
+    ItemHandle, ServerHandle, Session, SessionEvent, SubscribeResult, TlsOptions, UserId,
+    ValueLimits,
 };
 use crate::lock::Mutex;
 
@@ -54,6 +56,10 @@ pub(super) struct Link {
     pub server: ServerHandle,
     /// User ids for the secured write modes, by `[users]` key.
     pub users: HashMap<String, UserId>,
+    /// The session's subscription window (`pace.rs`).
+    pub window: Window,
+    /// Items advised at connect with room whose first data change is still to come.
+    pub waiting: HashSet<ItemHandle>,
 }
 
 /// What the connect task hands back: the link, its event stream, each tag's item
@@ -142,29 +148,59 @@ impl Bridge {
                 }
                 // The gateway queues the first value of every advised tag at once, in a
                 // bounded queue (10,000 events by default) that faults the session when it
-                // overflows: attach the stream first and drain it while subscribing.
+                // overflows: attach the stream first, drain it while subscribing, and keep
+                // the items whose first value is still to come within the window
+                // (`pace.rs`).
                 let mut events = session
                     .events(None)
                     .await
                     .map_err(|e| fail("cannot attach the event stream", e))?;
                 let mut early = Vec::new();
-                let results = {
-                    let subscribe =
-                        session.subscribe_bulk_chunked(server, &tags, gw.subscribe_chunk.get());
+                let mut pace = ConnectPace::new(Window::new(&gw));
+                let chunk = pace.window.chunk(gw.subscribe_chunk.get());
+                let (chunks_tx, mut chunks) = tokio::sync::mpsc::unbounded_channel();
+                let mut results: Vec<SubscribeResult> = Vec::with_capacity(tags.len());
+                {
+                    let window = pace.window.clone();
+                    let session = &session;
+                    let tags = &tags;
+                    let subscribe = async move {
+                        for part in tags.chunks(chunk) {
+                            let paced = window.room(part.len()).await;
+                            let got = session.subscribe_bulk(server, part).await?;
+                            let _ = chunks_tx.send((got, paced));
+                        }
+                        drop(chunks_tx);
+                        Ok::<_, GatewayError>(())
+                    };
                     tokio::pin!(subscribe);
+                    let mut done = false;
                     loop {
                         tokio::select! {
-                            results = &mut subscribe => {
-                                break results.map_err(|e| fail("SubscribeBulk failed", e))?;
+                            r = &mut subscribe, if !done => {
+                                r.map_err(|e| fail("SubscribeBulk failed", e))?;
+                                done = true;
                             }
+                            got = chunks.recv() => match got {
+                                Some((got, paced)) => {
+                                    pace.on_chunk(&got, paced);
+                                    results.extend(got);
+                                }
+                                None => break,
+                            },
                             ev = events.next() => match ev {
-                                Some(Ok(ev)) => early.push(ev),
+                                Some(Ok(ev)) => {
+                                    pace.on_event(&ev);
+                                    early.push(ev);
+                                }
                                 Some(Err(e)) => return Err(fail("event stream failed while subscribing", e)),
                                 None => return Err("the gateway ended the event stream while subscribing".into()),
                             },
                         }
                     }
-                };
+                }
+                refuse_shared_handles(&mut results);
+                pace.refused(&results);
                 let items = ids
                     .into_iter()
                     .zip(tags)
@@ -177,15 +213,17 @@ impl Bridge {
                         )
                     })
                     .collect();
-                Ok::<_, String>((server, user_ids, items, events, early))
+                Ok::<_, String>((server, user_ids, items, events, early, pace))
             }
             .await;
-            let (server, user_ids, items, events, early) = setup?;
+            let (server, user_ids, items, events, early, pace) = setup?;
             Ok((
                 Link {
                     session,
                     server,
                     users: user_ids,
+                    window: pace.window,
+                    waiting: pace.waiting,
                 },
                 events,
                 items,
@@ -196,9 +234,11 @@ impl Bridge {
 
     pub(super) fn on_connected(
         &mut self,
-        link: Link,
+        mut link: Link,
         items: Vec<(PvId, String, Result<ItemHandle, String>)>,
     ) {
+        let mut waiting_items = std::mem::take(&mut link.waiting);
+        let mut waiting = Vec::new();
         let id = link.session.id();
         self.stale_sessions.lock().retain(|s| s != id);
         self.pvs.clear_items();
@@ -218,7 +258,12 @@ impl Bridge {
             match item {
                 Ok(handle) if !current => unwanted.push(handle),
                 Err(_) if !current => {}
-                Ok(handle) => self.pvs.set_item(i, Some(handle)),
+                Ok(handle) => {
+                    self.pvs.set_item(i, Some(handle));
+                    if waiting_items.remove(&handle) {
+                        waiting.push(i);
+                    }
+                }
                 Err(reason) => {
                     let Some(pv) = self.pvs.get_mut(i) else {
                         continue;
@@ -229,6 +274,9 @@ impl Bridge {
                 }
             }
         }
+        // Items not taken (their PVs went meanwhile) are unsubscribed: no room held.
+        link.window.give_back(waiting_items.len());
+        self.pace.start(link.window.clone(), waiting);
         info!(
             session = %link.session.id(),
             subscribed = self.pvs.subscribed(),
@@ -259,6 +307,7 @@ impl Bridge {
     pub(super) fn on_lost(&mut self, reason: &str) {
         self.link = None;
         self.pvs.clear_items();
+        self.pace.lost();
         // Held data changes name items of the lost session.
         self.early.clear();
         self.on_demand_link_lost(reason);

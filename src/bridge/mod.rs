@@ -77,6 +77,7 @@ mod isotime;
 mod limits;
 mod link;
 mod operate;
+mod pace;
 mod pv;
 mod quality;
 mod registry;
@@ -203,6 +204,7 @@ pub async fn run_reloading(
         events: events_tx,
         subscribing: 0,
         early: Vec::new(),
+        pace: pace::Pacing::default(),
         pvs,
         link: None,
         lost_reason: None,
@@ -240,6 +242,8 @@ struct Bridge {
     /// items not known yet held meanwhile (see `apply.rs`).
     subscribing: usize,
     early: Vec<SessionEvent>,
+    /// The room of the live session's subscription window held by PVs (`pace.rs`).
+    pace: pace::Pacing,
     link: Option<Link>,
     /// Why the link is down, as last posted to the PVs.
     lost_reason: Option<String>,
@@ -442,6 +446,9 @@ impl Bridge {
         match ev {
             SessionEvent::DataChange(dc) => {
                 let item = self.pvs.id_of_item(dc.item_handle);
+                if let Some(i) = item {
+                    self.pace.release(i);
+                }
                 if item.is_some_and(|i| self.is_first_placeholder(i, dc.quality)) {
                     return;
                 }
@@ -461,6 +468,9 @@ impl Bridge {
             }
             SessionEvent::Undecodable(u) => {
                 let item = self.pvs.id_of_item(u.item_handle);
+                if let Some(i) = item.filter(|_| u.data_change) {
+                    self.pace.release(i);
+                }
                 let pv = item
                     .filter(|_| u.data_change)
                     .and_then(|i| Some((i, self.pvs.get_mut(i)?)));

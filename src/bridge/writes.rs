@@ -26,13 +26,20 @@ pub(super) enum Internal {
     TimedOut { pv: PvId, id: u64 },
     /// `id` was confirmed [`super::pv::WRITE_SETTLE`] ago and no data change followed.
     Settled { pv: PvId, id: u64 },
-    /// The gateway work of a diff applied while serving, done in `session`: the PVs
-    /// subscribed, each with its item handle or why not (`Err`: the whole call failed).
-    Subscribed {
-        session: String,
-        ids: Vec<PvId>,
-        results: Result<Vec<Result<ItemHandle, String>>, String>,
-    },
+    /// The gateway work of a diff applied while serving: a chunk of it done.
+    Subscribed(Subscribed),
+}
+
+/// A chunk of the subscriptions of a diff applied while serving, done in `session`: the
+/// PVs subscribed, each with its item handle or why not (`Err`: the whole call failed).
+pub(super) struct Subscribed {
+    pub session: String,
+    pub ids: Vec<PvId>,
+    pub results: Result<Vec<Result<ItemHandle, String>>, String>,
+    /// The first `paced` of `ids` hold room in the subscription window (`pace.rs`).
+    pub paced: usize,
+    /// The last chunk of the diff's subscriptions.
+    pub last: bool,
 }
 
 impl Bridge {
@@ -163,11 +170,7 @@ impl Bridge {
 
     pub(super) fn on_internal(&mut self, msg: Internal) {
         let pv = match msg {
-            Internal::Subscribed {
-                session,
-                ids,
-                results,
-            } => return self.on_subscribed(&session, ids, results),
+            Internal::Subscribed(done) => return self.on_subscribed(done),
             Internal::Sent { pv, .. }
             | Internal::Settled { pv, .. }
             | Internal::TimedOut { pv, .. } => pv,
@@ -183,7 +186,7 @@ impl Bridge {
             } => {
                 pv.fail_write(id, PutOutcome::RefusedBySystemPlatform, &message);
             }
-            Internal::Sent { .. } | Internal::Subscribed { .. } => {}
+            Internal::Sent { .. } | Internal::Subscribed(_) => {}
             Internal::Settled { id, .. } => pv.settle(id),
             Internal::TimedOut { id, .. } => {
                 let t = humantime::format_duration(self.config.gateway.write_timeout);

@@ -68,5 +68,6 @@ pub use client::{
 };
 pub use error::{hresult_name, GatewayError, MxAccessFailure, ProtocolCode, RpcCode};
 pub use galaxy::{DeployEvents, GalaxyClient};
+pub(crate) use handles::refuse_shared_handles;
 pub use limits::{ValueLimits, MAX_PEER_TEXT};
 pub use types::*;

@@ -85,6 +85,9 @@ struct GalaxySection {
     /// Galaxy security: when false, security classifications do not restrict writes.
     #[serde(default = "default_true")]
     security_enabled: bool,
+    /// The per-session event queue bound (the gateway's default, 10,000, when absent).
+    #[serde(default)]
+    event_queue_capacity: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -389,6 +392,8 @@ pub struct Galaxy {
     pub tick_ms: u64,
     pub first_update_delay_ms: u64,
     pub security_enabled: bool,
+    /// `[galaxy] event_queue_capacity`: overrides [`super::SimOptions::event_queue_capacity`].
+    pub event_queue_capacity: Option<usize>,
     pub auth_mode: AuthMode,
     pub keys: Vec<KeyDef>,
     pub users: Vec<UserDef>,

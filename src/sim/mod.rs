@@ -279,7 +279,10 @@ impl std::fmt::Debug for SimHandle {
 
 impl SimHandle {
     /// Build a simulator (not yet serving).
-    pub fn new(galaxy: Galaxy, opts: SimOptions) -> Self {
+    pub fn new(galaxy: Galaxy, mut opts: SimOptions) -> Self {
+        if let Some(capacity) = galaxy.event_queue_capacity {
+            opts.event_queue_capacity = capacity;
+        }
         let first_update_delay = opts
             .first_update_delay
             .unwrap_or(Duration::from_millis(galaxy.first_update_delay_ms));

@@ -4,6 +4,9 @@ use std::collections::{HashMap, HashSet};
 use super::*;
 use crate::sim::values::default_value;
 
+/// The largest `[galaxy] event_queue_capacity`.
+pub const MAX_EVENT_QUEUE_CAPACITY: u64 = 1_000_000;
+
 /// How deep objects may contain one another.
 pub const MAX_CONTAINMENT_DEPTH: usize = 100;
 
@@ -17,6 +20,16 @@ pub(super) fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
             file.galaxy.tick_ms
         ));
     }
+    let event_queue_capacity = match file.galaxy.event_queue_capacity {
+        None => None,
+        Some(c) if (1..=MAX_EVENT_QUEUE_CAPACITY).contains(&c) => usize::try_from(c).ok(),
+        Some(c) => {
+            p(format!(
+                "galaxy.event_queue_capacity must be 1..={MAX_EVENT_QUEUE_CAPACITY}, not {c}"
+            ));
+            None
+        }
+    };
     if file.galaxy.name.is_empty() || file.galaxy.name.contains(['!', '.']) {
         p(format!(
             "galaxy.name {:?} must be non-empty without '!' or '.'",
@@ -474,6 +487,7 @@ pub(super) fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         tick_ms: file.galaxy.tick_ms,
         first_update_delay_ms: file.galaxy.first_update_delay_ms,
         security_enabled: file.galaxy.security_enabled,
+        event_queue_capacity,
         auth_mode: file.auth.mode,
         keys,
         users,
