@@ -4,6 +4,7 @@
 //!     cargo bench --bench discover                # N = 100,000 attributes (10 per object)
 //!     cargo bench --bench discover -- --quick     # N = 2,000
 //!     cargo bench --bench discover -- 20000       # N
+//!     cargo bench --bench discover -- 20000 --deploys 30   # N, and 30 deploys (default 10)
 //!
 //! `mxpva sim` serves N Double attributes `O<k>.X<i>` (10 per object), each ramping once
 //! a tick (1 s, or N/10 ms past N = 10,000: 10,000 changes a second in all); the
@@ -29,6 +30,7 @@ mod support;
 use support::{bench_dir, build_cpp, free_port, free_udp_port, wait_port, Proc};
 
 const PER_OBJECT: usize = 10;
+/// Deploys by default (`--deploys N` for more).
 const DEPLOYS: usize = 10;
 
 /// The Galaxy: attribute i for i in `stable` (Double, or Float when `retyped` holds it),
@@ -127,9 +129,17 @@ fn wait_deploys(log: &Path, count: usize, within: Duration) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let n = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse::<usize>().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let deploys = args
+        .iter()
+        .position(|a| a == "--deploys")
+        .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
+        .unwrap_or(DEPLOYS);
+    let n = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || args.get(i - 1).map(String::as_str) != Some("--deploys"))
+        .find_map(|(_, a)| a.parse::<usize>().ok())
         .unwrap_or(if quick { 2_000 } else { 100_000 });
     let churn = (n / 100).max(1);
     let retype = (n / 1000).max(1);
@@ -146,7 +156,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let e2e = build_cpp("e2e");
     println!(
-        "discover: N = {n} attributes, one rule; each of {DEPLOYS} deploys removes {churn}, adds {churn}, retypes {retype}; {stable} PVs watched"
+        "discover: N = {n} attributes, one rule; each of {deploys} deploys removes {churn}, adds {churn}, retypes {retype}; {stable} PVs watched"
     );
 
     let galaxy = dir.join("galaxy.toml");
@@ -226,7 +236,7 @@ fn main() {
     let deployer = std::thread::spawn(move || {
         let mut rss = Vec::new();
         std::thread::sleep(Duration::from_secs(2));
-        for d in 1..=DEPLOYS {
+        for d in 1..=deploys {
             // Deploy d: the churned block moves up by `churn`; the retyped ones toggle.
             let block = n + (d - 1) * churn..n + d * churn;
             let ids = (0..stable + retype).chain(block);
@@ -243,7 +253,7 @@ fn main() {
         }
         rss
     });
-    let window = (DEPLOYS as f64 * 5.0).max(20.0);
+    let window = (deploys as f64 * 5.0).max(20.0);
     monitor.say(&format!("count 1 {window}"));
     let done = monitor.expect("done").pop().unwrap();
     let rss_each = deployer.join().unwrap();
@@ -275,7 +285,7 @@ fn main() {
         w.get(5).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN) / 1e6
     );
     println!(
-        "discover: mxpva run RSS {} MiB before the deploys, {} MiB after {DEPLOYS} (same PV count); after each: {:?} MiB",
+        "discover: mxpva run RSS {} MiB before the deploys, {} MiB after {deploys} (same PV count); after each: {:?} MiB",
         rss_before / 1024,
         rss_after / 1024,
         rss_each
