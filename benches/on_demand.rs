@@ -20,43 +20,17 @@
 //! 4. the W clients leave: the time until the gateway holds no advised item again
 //!    (linger, then UnsubscribeBulk).
 
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{bench_dir, build_cpp, Proc};
+use support::{bench_dir, build_cpp, free_port, free_udp_port, wait_port, Proc};
 
 const PREFIX: &str = "B:";
 const PER_OBJECT: usize = 100;
 const LINGER: &str = "2s";
 const CLIENT: &str = "mxpva-on-demand-bench";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let t0 = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(600), "nothing on {addr}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn tag(i: usize) -> String {
     format!("O{}.A{}", i / PER_OBJECT, i % PER_OBJECT)
