@@ -25,38 +25,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{bench_dir, build_cpp, free_port, free_udp_port, wait_port, Proc};
+use support::{
+    bench_dir, bench_tag as tag, build_cpp, free_port, free_udp_port, wait_port,
+    write_bench_galaxy, Proc,
+};
 
 const PREFIX: &str = "B:";
-const PER_OBJECT: usize = 100;
 const LINGER: &str = "2s";
 const CLIENT: &str = "mxpva-on-demand-bench";
 
-fn tag(i: usize) -> String {
-    format!("O{}.A{}", i / PER_OBJECT, i % PER_OBJECT)
-}
-
 fn write_galaxy(dir: &Path, n: usize) -> std::path::PathBuf {
-    let mut t = String::from(
-        "[galaxy]\nname = \"Bench\"\ntick_ms = 1000\nfirst_update_delay_ms = 50\nsecurity_enabled = false\n\n\
-         [[areas]]\nname = \"Area\"\n",
-    );
-    for i in 0..n {
-        if i % PER_OBJECT == 0 {
-            t += &format!(
-                "\n[[objects]]\ntag = \"O{}\"\narea = \"Area\"\n",
-                i / PER_OBJECT
-            );
-        }
-        t += &format!(
-            "[[objects.attributes]]\nname = \"A{}\"\ntype = \"Double\"\ninitial = {}.5\n",
-            i % PER_OBJECT,
-            i % 1000
-        );
-    }
-    let path = dir.join("on-demand-galaxy.toml");
-    std::fs::write(&path, t).unwrap();
-    path
+    write_bench_galaxy(dir, "on-demand-galaxy.toml", n, 50, |i| {
+        format!("initial = {}.5\n", i % 1000)
+    })
 }
 
 fn write_config(path: &Path, gateway: &str, n: usize) {

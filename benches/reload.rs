@@ -21,43 +21,23 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{bench_dir, build_cpp, free_port, free_udp_port, logged_at, wait_port, Proc};
+use support::{
+    bench_dir, bench_tag as tag, build_cpp, free_port, free_udp_port, logged_at, wait_port,
+    write_bench_galaxy, Proc,
+};
 
 const PREFIX: &str = "B:";
-const PER_OBJECT: usize = 100;
 /// The counting window, seconds.
 const WINDOW_S: f64 = 6.0;
-
-fn tag(i: usize) -> String {
-    format!("O{}.A{}", i / PER_OBJECT, i % PER_OBJECT)
-}
 
 /// N + K attributes ramping by 1 per second from 1 (never 0: the monitor's `count 1`
 /// waits for a value 0 that never comes, so it counts for the whole window).
 fn write_galaxy(dir: &Path, total: usize) -> std::path::PathBuf {
-    let mut t = String::from(
-        "[galaxy]\nname = \"Bench\"\ntick_ms = 1000\nfirst_update_delay_ms = 10\nsecurity_enabled = false\n\n\
-         [[areas]]\nname = \"Area\"\n",
-    );
-    for i in 0..total {
-        if i % PER_OBJECT == 0 {
-            t += &format!(
-                "\n[[objects]]\ntag = \"O{}\"\narea = \"Area\"\n",
-                i / PER_OBJECT
-            );
-        }
-        t += &format!(
-            "[[objects.attributes]]\nname = \"A{}\"\ntype = \"Double\"\n\
-             dynamics = {{ kind = \"ramp\", min = 1.0, max = 1e9, rate = 1.0 }}\n",
-            i % PER_OBJECT
-        );
-    }
-    let path = dir.join("reload-galaxy.toml");
-    std::fs::write(&path, t).unwrap();
-    path
+    write_bench_galaxy(dir, "reload-galaxy.toml", total, 10, |_| {
+        "dynamics = { kind = \"ramp\", min = 1.0, max = 1e9, rate = 1.0 }\n".to_string()
+    })
 }
 
-/// mxpva's config serving PVs `range` (PV B:i on tag i).
 fn write_config(path: &Path, gateway: &str, range: impl Iterator<Item = usize>) {
     let mut t = format!(
         "[gateway]\nendpoint = \"http://{gateway}\"\nclient_name = \"mxpva-reload-bench\"\n\n\

@@ -172,3 +172,43 @@ pub fn logged_at(log: &Path, needle: &str) -> Option<i64> {
     let stamp = humantime::parse_rfc3339(plain.split_whitespace().next()?).ok()?;
     Some(stamp.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i64)
 }
+
+/// Attributes per object in the generated bench Galaxies (`O<k>.A<i>`).
+pub const PER_OBJECT: usize = 100;
+
+/// The tag of attribute `i` in [`write_bench_galaxy`]'s Galaxy.
+pub fn bench_tag(i: usize) -> String {
+    format!("O{}.A{}", i / PER_OBJECT, i % PER_OBJECT)
+}
+
+/// Writes `dir/file`: a simulator Galaxy of `n` Double attributes `O<i/100>.A<i%100>`,
+/// 1 s tick, the given first-update delay; `extra(i)` is the rest of attribute i's table
+/// (`initial = ...` or `dynamics = ...`, newline-terminated).
+pub fn write_bench_galaxy(
+    dir: &Path,
+    file: &str,
+    n: usize,
+    first_update_delay_ms: u64,
+    extra: impl Fn(usize) -> String,
+) -> PathBuf {
+    let mut t = format!(
+        "[galaxy]\nname = \"Bench\"\ntick_ms = 1000\nfirst_update_delay_ms = {first_update_delay_ms}\n\
+         security_enabled = false\n\n[[areas]]\nname = \"Area\"\n",
+    );
+    for i in 0..n {
+        if i % PER_OBJECT == 0 {
+            t += &format!(
+                "\n[[objects]]\ntag = \"O{}\"\narea = \"Area\"\n",
+                i / PER_OBJECT
+            );
+        }
+        t += &format!(
+            "[[objects.attributes]]\nname = \"A{}\"\ntype = \"Double\"\n{}",
+            i % PER_OBJECT,
+            extra(i)
+        );
+    }
+    let path = dir.join(file);
+    std::fs::write(&path, t).unwrap();
+    path
+}
