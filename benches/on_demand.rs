@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::{
-    bench_dir, bench_tag as tag, build_cpp, free_port, free_udp_port, wait_port,
+    bench_dir, bench_tag as tag, build_cpp, free_port, free_udp_port, spawn_sim, wait_port,
     write_bench_galaxy, Proc,
 };
 
@@ -142,14 +142,7 @@ fn main() {
     println!("on_demand: N = {n} on-demand PVs, W = {w} watched, linger {LINGER}");
 
     let galaxy = write_galaxy(&dir, n);
-    let sim_port = free_port();
-    let gateway = format!("127.0.0.1:{sim_port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxpva"));
-    cmd.args(["sim", "--listen", &gateway, "--galaxy"])
-        .arg(&galaxy)
-        .env("RUST_LOG", "warn");
-    let sim = Proc::spawn_with(cmd, &[], Some(&dir.join("sim.log")));
-    wait_port(sim_port);
+    let (sim, gateway) = spawn_sim(&galaxy, &dir.join("sim.log"));
     let control = rt
         .block_on(mxpva::sim::RemoteSim::connect(&gateway, None))
         .expect("the simulator's control service");

@@ -1,4 +1,4 @@
-"""Plots of the end-to-end benchmark (benches/e2e.rs): throughput against N and the
+"""Plots of the end-to-end benchmark (benches/e2e/main.rs): throughput against N and the
 latency distributions, from target/bench/e2e.json and the latency samples beside it.
 
     python benches/plot.py target/bench/e2e.json docs/performance

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::{
-    bench_dir, bench_tag as tag, build_cpp, free_port, free_udp_port, logged_at, wait_port,
-    write_bench_galaxy, Proc,
+    bench_dir, bench_tag as tag, build_cpp, free_port, free_udp_port, logged_at, spawn_sim,
+    wait_port, write_bench_galaxy, Proc,
 };
 
 const PREFIX: &str = "B:";
@@ -100,14 +100,7 @@ fn main() {
     println!("reload: N = {n} PVs served, {k} added and {k} removed by the reload");
 
     let galaxy = write_galaxy(&dir, n + k);
-    let sim_port = free_port();
-    let gateway = format!("127.0.0.1:{sim_port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxpva"));
-    cmd.args(["sim", "--listen", &gateway, "--galaxy"])
-        .arg(&galaxy)
-        .env("RUST_LOG", "warn");
-    let sim = Proc::spawn_with(cmd, &[], Some(&dir.join("sim.log")));
-    wait_port(sim_port);
+    let (sim, gateway) = spawn_sim(&galaxy, &dir.join("sim.log"));
 
     let config = dir.join("reload.toml");
     write_config(&config, &gateway, 0..n);

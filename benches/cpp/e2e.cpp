@@ -1,4 +1,4 @@
-// The pvxs side of the end-to-end benchmark (benches/e2e.rs), written directly
+// The pvxs side of the end-to-end benchmark (benches/e2e/main.rs), written directly
 // against pvxs. Server and client settings come from EPICS_PVAS_* / EPICS_PVA_*.
 //
 //   e2e limit PREFIX N     The limit: serve N writable float64 NTScalar PVs PREFIX0..

@@ -1,5 +1,5 @@
 """The peer: an MXAccess Gateway -> PVAccess bridge written in Python the way a user
-would write one today, for the end-to-end benchmark (benches/e2e.rs).
+would write one today, for the end-to-end benchmark (benches/e2e/main.rs).
 
 - gRPC stubs generated from proto/ with grpc_tools.protoc (at start, into --stubs);
 - the gateway client in asyncio (grpc.aio): OpenSession, Register, SubscribeBulk in

@@ -160,6 +160,20 @@ pub fn wait_port(port: u16) {
     }
 }
 
+/// Starts `mxpva sim` on `galaxy` on a free loopback port, its log (`RUST_LOG=warn`) into
+/// `log`; returns it once it listens, with its address.
+pub fn spawn_sim(galaxy: &Path, log: &Path) -> (Proc, String) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mxpva"));
+    cmd.args(["sim", "--listen", &addr, "--galaxy"])
+        .arg(galaxy)
+        .env("RUST_LOG", "warn");
+    let sim = Proc::spawn_with(cmd, &[], Some(log));
+    wait_port(port);
+    (sim, addr)
+}
+
 /// The unix time (ns) at the start of the first log line holding `needle`.
 pub fn logged_at(log: &Path, needle: &str) -> Option<i64> {
     let text = std::fs::read_to_string(log).ok()?;

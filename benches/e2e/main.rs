@@ -27,7 +27,6 @@
 //! Prints a table; writes target/bench/e2e.json, the latency samples under
 //! target/bench/, and the plots into docs/performance/ (benches/plot.py, matplotlib).
 
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,14 +34,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mxpva::sim::RemoteSim;
 use serde_json::{json, Value};
 
+mod procfs;
+mod report;
+#[path = "../support/mod.rs"]
 mod support;
-use support::{bench_dir, build_cpp, median, Proc};
+use support::{
+    bench_dir, bench_tag, build_cpp, free_port, free_udp_port, logged_at, median, spawn_sim,
+    wait_port, write_bench_galaxy, Proc,
+};
 
 /// Tags of the latency and put scenarios.
 const LAT_N: usize = 1000;
 const PREFIX: &str = "B:";
-/// Tags per simulated object.
-const PER_OBJECT: usize = 100;
 /// Python packages of the peer and the plots, pinned.
 const PACKAGES: &[&str] = &[
     "p4p==4.3.0",
@@ -154,31 +157,6 @@ fn now_ns() -> i64 {
         .as_nanos() as i64
 }
 
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16, limit: Duration) {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let t0 = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-        assert!(t0.elapsed() < limit, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// PVAccess settings for one system: a server and its clients on loopback ports.
 struct Pva {
     tcp: u16,
@@ -187,7 +165,7 @@ struct Pva {
 }
 
 fn pva_env() -> Pva {
-    let (tcp, udp) = (free_tcp_port(), free_udp_port());
+    let (tcp, udp) = (free_port(), free_udp_port());
     let s = |k: &str, v: String| (k.to_string(), v);
     Pva {
         tcp,
@@ -207,35 +185,6 @@ fn pva_env() -> Pva {
     }
 }
 
-fn tag(i: usize) -> String {
-    format!("O{}.A{}", i / PER_OBJECT, i % PER_OBJECT)
-}
-
-/// A Galaxy of `n` Double attributes that never move on their own. The simulator walks
-/// every advised item on each dynamics tick; a 1 s tick keeps that walk (CPU taken
-/// from the systems under test; a real gateway has no such loop) small.
-fn write_galaxy(dir: &Path, n: usize) -> PathBuf {
-    let mut t = String::from(
-        "[galaxy]\nname = \"Bench\"\ntick_ms = 1000\nfirst_update_delay_ms = 10\nsecurity_enabled = false\n\n\
-         [[areas]]\nname = \"Area\"\n",
-    );
-    for i in 0..n {
-        if i % PER_OBJECT == 0 {
-            t += &format!(
-                "\n[[objects]]\ntag = \"O{}\"\narea = \"Area\"\n",
-                i / PER_OBJECT
-            );
-        }
-        t += &format!(
-            "[[objects.attributes]]\nname = \"A{}\"\ntype = \"Double\"\ninitial = 0.0\n",
-            i % PER_OBJECT
-        );
-    }
-    let path = dir.join(format!("galaxy-{n}.toml"));
-    std::fs::write(&path, t).unwrap();
-    path
-}
-
 /// mxpva's config: PV B:i on tag i, writable; PVAccess ports from EPICS_PVAS_*.
 fn write_mxpva_config(dir: &Path, n: usize, gateway: &str) -> PathBuf {
     let mut t = format!(
@@ -243,7 +192,10 @@ fn write_mxpva_config(dir: &Path, n: usize, gateway: &str) -> PathBuf {
          [defaults]\nwritable = true\n"
     );
     for i in 0..n {
-        t += &format!("\n[[pv]]\nname = \"{PREFIX}{i}\"\ntag = \"{}\"\n", tag(i));
+        t += &format!(
+            "\n[[pv]]\nname = \"{PREFIX}{i}\"\ntag = \"{}\"\n",
+            bench_tag(i)
+        );
     }
     let path = dir.join(format!("mxpva-{n}.toml"));
     std::fs::write(&path, t).unwrap();
@@ -253,7 +205,7 @@ fn write_mxpva_config(dir: &Path, n: usize, gateway: &str) -> PathBuf {
 /// The peer's mapping file: "PV TAG" lines.
 fn write_peer_mapping(dir: &Path, n: usize) -> PathBuf {
     let t: String = (0..n)
-        .map(|i| format!("{PREFIX}{i} {}\n", tag(i)))
+        .map(|i| format!("{PREFIX}{i} {}\n", bench_tag(i)))
         .collect();
     let path = dir.join(format!("peer-{n}.txt"));
     std::fs::write(&path, t).unwrap();
@@ -300,30 +252,6 @@ fn python() -> PathBuf {
 fn ready_time(lines: &[String]) -> i64 {
     let last = lines.last().unwrap();
     last.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// When mxpva logged "gateway session up" (every tag subscribed), from its log.
-fn session_up_time(log: &Path) -> Option<i64> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().find(|l| l.contains("gateway session up"))?;
-    // Without the colour codes: ESC [ ... m.
-    let mut parts = line.split('\u{1b}');
-    let mut plain = parts.next().unwrap_or_default().to_string();
-    for part in parts {
-        plain += part.split_once('m').map_or(part, |(_, rest)| rest);
-    }
-    let stamp = humantime::parse_rfc3339(plain.split_whitespace().next()?).ok()?;
-    Some(stamp.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i64)
-}
-
-fn rss_kb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -385,16 +313,11 @@ struct Sim {
 
 impl Bench {
     fn start_sim(&self, n: usize) -> Sim {
-        let galaxy = write_galaxy(&self.dir, n);
-        let port = free_tcp_port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxpva"));
-        cmd.args(["sim", "--listen", &addr, "--galaxy"])
-            .arg(&galaxy)
-            .env("RUST_LOG", "warn");
-        let log = self.dir.join(format!("logs/sim-{n}.log"));
-        let proc = Proc::spawn_with(cmd, &[], Some(&log));
-        wait_port(port, Duration::from_secs(120));
+        // Attributes that never move on their own: every event comes from the bursts.
+        let galaxy = write_bench_galaxy(&self.dir, &format!("galaxy-{n}.toml"), n, 10, |_| {
+            "initial = 0.0\n".into()
+        });
+        let (proc, addr) = spawn_sim(&galaxy, &self.dir.join(format!("logs/sim-{n}.log")));
         let remote = self
             .rt
             .block_on(RemoteSim::connect(&addr, None))
@@ -402,22 +325,26 @@ impl Bench {
         Sim { proc, addr, remote }
     }
 
-    fn start(&self, sys: System, n: usize, sim: Option<&Sim>) -> Served {
-        let pva = pva_env();
-        let log = self.dir.join(format!("logs/{}-{n}.log", sys.name()));
-        let spawned = now_ns();
-        let mut server_ready = None;
-        let mut proc = match sys {
+    /// Spawns the server of `sys` for `n` PVs, logging into `log`.
+    fn spawn_server(
+        &self,
+        sys: System,
+        n: usize,
+        sim: Option<&Sim>,
+        pva: &Pva,
+        log: &Path,
+    ) -> Proc {
+        match sys {
             System::Limit => {
                 let mut c = Command::new(&self.e2e);
                 c.args(["limit", PREFIX, &n.to_string()]);
-                Proc::spawn_with(c, &pva.server, Some(&log))
+                Proc::spawn_with(c, &pva.server, Some(log))
             }
             System::Mxpva => {
                 let config = write_mxpva_config(&self.dir, n, &sim.unwrap().addr);
                 let mut c = Command::new(env!("CARGO_BIN_EXE_mxpva"));
                 c.args(["run", "--config"]).arg(config);
-                Proc::spawn_with(c, &pva.server, Some(&log))
+                Proc::spawn_with(c, &pva.server, Some(log))
             }
             System::Peer => {
                 let mapping = write_peer_mapping(&self.dir, n);
@@ -427,13 +354,71 @@ impl Bench {
                     .arg(mapping)
                     .arg("--stubs")
                     .arg(self.dir.join("peer-stubs"));
-                Proc::spawn_with(c, &pva.server, Some(&log))
+                Proc::spawn_with(c, &pva.server, Some(log))
             }
-        };
+        }
+    }
+
+    /// The gateway session of `sys` once it is Ready with every one of the `n` tags.
+    fn wait_session(&self, sys: System, n: usize, sim: &Sim) -> String {
+        let name = sys.session_name().unwrap();
+        let t0 = Instant::now();
+        loop {
+            let sessions = self.rt.block_on(sim.remote.sessions()).unwrap();
+            if let Some(s) = sessions
+                .iter()
+                .find(|s| s.client_session_name == name && s.state == "Ready" && s.item_count == n)
+            {
+                break s.session_id.clone();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(300), "no {name} session");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// VmRSS (KiB) of the server of `sys` serving `n` PVs with no client connected: once
+    /// every tag is subscribed (the limit: every PV open) and RSS holds still for 0.5 s.
+    fn rss_alone(&self, sys: System, n: usize, sim: Option<&Sim>) -> f64 {
+        let pva = pva_env();
+        let log = self.dir.join(format!("logs/{}-{n}-alone.log", sys.name()));
+        let mut proc = self.spawn_server(sys, n, sim, &pva, &log);
+        match (sys, sim) {
+            (System::Limit, _) => {
+                proc.expect("READY");
+            }
+            (_, Some(sim)) => {
+                self.wait_session(sys, n, sim);
+                while logged_at(&log, "gateway session up").is_none() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            (_, None) => unreachable!("a bridge needs a simulator"),
+        }
+        let pid = proc.child.id();
+        let mut last = procfs::rss_kb(pid);
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = procfs::rss_kb(pid);
+            let steady = (now - last).abs() <= last * 0.005;
+            last = now;
+            if steady {
+                break;
+            }
+        }
+        self.stop_server(sys, proc);
+        last
+    }
+
+    fn start(&self, sys: System, n: usize, sim: Option<&Sim>) -> Served {
+        let pva = pva_env();
+        let log = self.dir.join(format!("logs/{}-{n}.log", sys.name()));
+        let spawned = now_ns();
+        let mut server_ready = None;
+        let mut proc = self.spawn_server(sys, n, sim, &pva, &log);
         if sys == System::Limit {
             server_ready = Some(ready_time(&proc.expect("READY")));
         }
-        wait_port(pva.tcp, Duration::from_secs(300));
+        wait_port(pva.tcp);
         let mut monitor = Proc::spawn(
             &self.e2e,
             &["monitor".into(), PREFIX.into(), n.to_string()],
@@ -454,29 +439,19 @@ impl Bench {
         } else {
             (ready_ns - spawned) as f64 / 1e9
         };
-        let rss_kb = rss_kb(proc.child.id());
+        let rss_kb = procfs::rss_kb(proc.child.id());
         match sys {
             // A peer that gave up has ended: it has no READY to read.
             System::Peer if valid == n => server_ready = Some(ready_time(&proc.expect("READY"))),
             System::Peer => {}
-            System::Mxpva => server_ready = session_up_time(&log),
+            System::Mxpva => server_ready = logged_at(&log, "gateway session up"),
             System::Limit => {}
         }
         let subscribed_s = server_ready.map_or(f64::NAN, |t| (t - spawned) as f64 / 1e9);
-        let session = sys.session_name().filter(|_| valid == n).map(|name| {
-            let remote = &sim.unwrap().remote;
-            let t0 = Instant::now();
-            loop {
-                let sessions = self.rt.block_on(remote.sessions()).unwrap();
-                if let Some(s) = sessions.iter().find(|s| {
-                    s.client_session_name == name && s.state == "Ready" && s.item_count == n
-                }) {
-                    break s.session_id.clone();
-                }
-                assert!(t0.elapsed() < Duration::from_secs(60), "no {name} session");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
+        let session = sys
+            .session_name()
+            .filter(|_| valid == n)
+            .map(|_| self.wait_session(sys, n, sim.unwrap()));
         Served {
             sys,
             proc,
@@ -491,10 +466,14 @@ impl Bench {
 
     fn stop(&self, s: Served) {
         s.monitor.finish();
-        match s.sys {
+        self.stop_server(s.sys, s.proc);
+    }
+
+    fn stop_server(&self, sys: System, proc: Proc) {
+        match sys {
             // The limit ends when its stdin closes.
-            System::Limit => s.proc.finish(),
-            _ => s.proc.terminate(Duration::from_secs(10)),
+            System::Limit => proc.finish(),
+            _ => proc.terminate(Duration::from_secs(10)),
         }
     }
 
@@ -502,6 +481,9 @@ impl Bench {
     fn throughput(&self, s: &mut Served, sim: Option<&Sim>, m: u64) -> Value {
         s.monitor.say(&format!("count {m} 120"));
         std::thread::sleep(Duration::from_millis(50));
+        let cpu = |pid: Option<u32>| pid.map_or(f64::NAN, procfs::cpu_s);
+        let (server_pid, sim_pid) = (Some(s.proc.child.id()), sim.map(|x| x.proc.child.id()));
+        let (server_cpu0, sim_cpu0) = (cpu(server_pid), cpu(sim_pid));
         let t0 = now_ns();
         let burst = match s.sys {
             System::Limit => {
@@ -528,8 +510,11 @@ impl Bench {
             }
             Some(b) => self.rt.block_on(b).unwrap().expect("burst"),
         }
+        let (server_cpu, sim_cpu) = (cpu(server_pid) - server_cpu0, cpu(sim_pid) - sim_cpu0);
         let secs = (last_ns - t0) as f64 / 1e9;
         json!({
+            "cpu_us_per_update": server_cpu * 1e6 / updates,
+            "sim_cpu_us_per_update": sim_cpu * 1e6 / updates,
             "events": m,
             "complete": complete,
             "seconds": secs,
@@ -620,6 +605,8 @@ impl Bench {
                 r["stream_per_s"] = json!(med("stream_per_s"));
                 r["delivered_per_s"] = json!(med("delivered_per_s"));
                 r["squashed"] = json!(med("squashed"));
+                r["cpu_us_per_update"] = json!(med("cpu_us_per_update"));
+                r["sim_cpu_us_per_update"] = json!(med("sim_cpu_us_per_update"));
                 if n == LAT_N && !s.served_s.is_nan() {
                     for rate in [1000.0, 10000.0] {
                         let samples = self.latency(&mut s, sim, rate);
@@ -633,180 +620,18 @@ impl Bench {
                         r[format!("put_{writers}")] = sum;
                     }
                 }
+                self.stop(s);
+                let big = self.opts.sizes.last() == Some(&n);
+                if sys != System::Peer && (n == 1 || big) {
+                    r["rss_alone_kb"] = json!(self.rss_alone(sys, n, sim));
+                }
                 println!("e2e: {r}");
                 results.push(r);
-                self.stop(s);
             }
             sim.proc.terminate(Duration::from_secs(5));
         }
         results
     }
-}
-
-/// The value of `key` (a JSON pointer) for a system at N.
-fn pick(run: &[Value], sys: &str, n: usize, key: &str) -> Option<f64> {
-    run.iter()
-        .find(|r| r["system"] == sys && r["n"] == n)
-        .and_then(|r| r.pointer(key))
-        .and_then(Value::as_f64)
-}
-
-/// The table's rows: (label, JSON pointer, N, unit scale).
-fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
-    let mut v = Vec::new();
-    for &n in &opts.sizes {
-        v.push((
-            format!("stream N={n} (events/s)"),
-            "/stream_per_s".into(),
-            n,
-            1.0,
-        ));
-        v.push((
-            format!("delivered N={n} (updates/s)"),
-            "/delivered_per_s".into(),
-            n,
-            1.0,
-        ));
-        v.push((format!("squashed N={n} (%)"), "/squashed".into(), n, 100.0));
-    }
-    if opts.sizes.contains(&LAT_N) {
-        for rate in ["1000", "10000"] {
-            for p in ["p50", "p99", "max"] {
-                v.push((
-                    format!("latency {rate}/s {p} (us)"),
-                    format!("/latency_{rate}/{p}"),
-                    LAT_N,
-                    1.0,
-                ));
-            }
-        }
-        for w in ["1", "100"] {
-            for p in ["p50", "p99"] {
-                v.push((
-                    format!("put {w} writer(s) {p} (us)"),
-                    format!("/put_{w}/{p}"),
-                    LAT_N,
-                    1.0,
-                ));
-            }
-            v.push((
-                format!("put {w} writer(s) (puts/s)"),
-                format!("/put_{w}/per_s"),
-                LAT_N,
-                1.0,
-            ));
-        }
-    }
-    let big = *opts.sizes.last().unwrap();
-    v.push((
-        format!("served N={big}, client (s)"),
-        "/served_s".into(),
-        big,
-        1.0,
-    ));
-    v.push((
-        format!("subscribed N={big}, server (s)"),
-        "/subscribed_s".into(),
-        big,
-        1.0,
-    ));
-    v.push((
-        format!("RSS N={big} (MB)"),
-        "/rss_kb".into(),
-        big,
-        1.0 / 1024.0,
-    ));
-    v
-}
-
-fn cell(x: Option<f64>) -> String {
-    match x {
-        Some(x) if x.is_nan() => "-".into(),
-        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
-        Some(x) if x.abs() >= 1.0 => format!("{x:.2}"),
-        Some(x) => format!("{x:.3}"),
-        None => "-".into(),
-    }
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    Some(a? / b?)
-}
-
-/// RSS per PV in bytes: (RSS at the largest N - RSS at N = 1) / (N - 1).
-fn rss_per_pv(run: &[Value], sys: &str, sizes: &[usize]) -> Option<f64> {
-    let big = *sizes.last()?;
-    if big <= 1 || !sizes.contains(&1) {
-        return None;
-    }
-    let hi = pick(run, sys, big, "/rss_kb")?;
-    let lo = pick(run, sys, 1, "/rss_kb")?;
-    Some((hi - lo) * 1024.0 / (big - 1) as f64)
-}
-
-/// The markdown table of one run.
-fn table(opts: &Opts, run: &[Value]) -> String {
-    let mut t = String::from(
-        "| scenario | limit (pvxs) | mxpva | Python peer | mxpva/limit | mxpva/peer |\n\
-         |---|---:|---:|---:|---:|---:|\n",
-    );
-    let mut line = |label: &str, l: Option<f64>, m: Option<f64>, p: Option<f64>| {
-        t += &format!(
-            "| {label} | {} | {} | {} | {} | {} |\n",
-            cell(l),
-            cell(m),
-            cell(p),
-            cell(ratio(m, l)),
-            cell(ratio(m, p))
-        );
-    };
-    for (label, key, n, scale) in rows(opts) {
-        let get = |s: &str| pick(run, s, n, &key).map(|x| x * scale);
-        line(&label, get("limit"), get("mxpva"), get("peer"));
-    }
-    let per_pv = |s: &str| rss_per_pv(run, s, &opts.sizes);
-    line(
-        "RSS per PV (bytes)",
-        per_pv("limit"),
-        per_pv("mxpva"),
-        per_pv("peer"),
-    );
-    t
-}
-
-/// min..max of mxpva and of mxpva/limit over the runs, per row.
-fn spread(opts: &Opts, runs: &[Vec<Value>]) -> String {
-    let mut t = String::from(
-        "| scenario | mxpva min..max | mxpva/limit min..max | mxpva/peer min..max |\n\
-         |---|---:|---:|---:|\n",
-    );
-    let range = |v: Vec<Option<f64>>| {
-        let v: Vec<f64> = v.into_iter().flatten().filter(|x| !x.is_nan()).collect();
-        if v.is_empty() {
-            return "-".to_string();
-        }
-        let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        format!("{}..{}", cell(Some(lo)), cell(Some(hi)))
-    };
-    for (label, key, n, scale) in rows(opts) {
-        let get = |run: &Vec<Value>, s: &str| pick(run, s, n, &key).map(|x| x * scale);
-        t += &format!(
-            "| {label} | {} | {} | {} |\n",
-            range(runs.iter().map(|r| get(r, "mxpva")).collect()),
-            range(
-                runs.iter()
-                    .map(|r| ratio(get(r, "mxpva"), get(r, "limit")))
-                    .collect()
-            ),
-            range(
-                runs.iter()
-                    .map(|r| ratio(get(r, "mxpva"), get(r, "peer")))
-                    .collect()
-            ),
-        );
-    }
-    t
 }
 
 fn main() {
@@ -843,14 +668,14 @@ fn main() {
         let t0 = Instant::now();
         let run = bench.run_once();
         println!("\ne2e: run {k} took {:.0} s\n", t0.elapsed().as_secs_f64());
-        println!("{}", table(&bench.opts, &run));
+        println!("{}", report::table(&bench.opts, &run));
         runs.push(run);
     }
     if runs.len() > 1 {
         println!(
             "Spread over {} runs:\n\n{}",
             runs.len(),
-            spread(&bench.opts, &runs)
+            report::spread(&bench.opts, &runs)
         );
     }
     let out = json!({
@@ -859,8 +684,8 @@ fn main() {
         "lat_n": LAT_N,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "runs": runs,
-        "table": table(&bench.opts, runs.last().unwrap()),
-        "spread": spread(&bench.opts, &runs),
+        "table": report::table(&bench.opts, runs.last().unwrap()),
+        "spread": report::spread(&bench.opts, &runs),
     });
     let path = bench.dir.join("e2e.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
