@@ -28,7 +28,8 @@ impl PvId {
 
 #[derive(Default)]
 pub(super) struct Registry {
-    pvs: HashMap<PvId, MappedPv>,
+    /// Boxed: a MappedPv is large, and a table of them moved every PV on each growth.
+    pvs: HashMap<PvId, Box<MappedPv>>,
     by_name: HashMap<Arc<str>, PvId>,
     /// Item handle -> id, for the current session.
     by_item: HashMap<i32, PvId>,
@@ -47,7 +48,7 @@ impl Registry {
         if let Some(item) = pv.item {
             self.by_item.insert(item.0, id);
         }
-        self.pvs.insert(id, pv);
+        self.pvs.insert(id, Box::new(pv));
         id
     }
 
@@ -72,7 +73,7 @@ impl Registry {
         if let Some(item) = pv.item {
             self.by_item.insert(item.0, id);
         }
-        self.pvs.insert(id, pv);
+        self.pvs.insert(id, Box::new(pv));
         Some(old)
     }
 
@@ -83,7 +84,7 @@ impl Registry {
 
     /// Takes a PV out (its name and item handle no longer find it).
     pub fn remove(&mut self, id: PvId) -> Option<MappedPv> {
-        let pv = self.pvs.remove(&id)?;
+        let pv = *self.pvs.remove(&id)?;
         if self.by_name.get(pv.cfg.name.as_str()) == Some(&id) {
             self.by_name.remove(pv.cfg.name.as_str());
         }
@@ -96,11 +97,11 @@ impl Registry {
     }
 
     pub fn get(&self, id: PvId) -> Option<&MappedPv> {
-        self.pvs.get(&id)
+        self.pvs.get(&id).map(|pv| &**pv)
     }
 
     pub fn get_mut(&mut self, id: PvId) -> Option<&mut MappedPv> {
-        self.pvs.get_mut(&id)
+        self.pvs.get_mut(&id).map(|pv| &mut **pv)
     }
 
     pub fn id_of_name(&self, name: &str) -> Option<PvId> {
@@ -151,7 +152,7 @@ impl Registry {
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (PvId, &mut MappedPv)> {
-        self.pvs.iter_mut().map(|(id, pv)| (*id, pv))
+        self.pvs.iter_mut().map(|(id, pv)| (*id, &mut **pv))
     }
 
     /// Every id, in the order the PVs were added.
