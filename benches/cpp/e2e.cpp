@@ -72,7 +72,10 @@ void write_lines(const std::string& file, const std::vector<double>& values) {
 // ---------------------------------------------------------------- limit server
 
 struct Limit {
-    pvxs::Value prototype = pvxs::nt::NTScalar{pvxs::TypeCode::Float64}.create();
+    // The structure mxpva serves for a Double attribute: NTScalar with display and
+    // display.form (pvinfo shows it), so that memory and post cost compare like for like.
+    pvxs::Value prototype =
+        pvxs::nt::NTScalar{pvxs::TypeCode::Float64, true, false, false, true}.create();
     std::vector<pvxs::server::SharedPV> pvs;
 
     void post(size_t k) {
@@ -95,6 +98,9 @@ int limit(const std::string& prefix, size_t n) {
         auto pv = pvxs::server::SharedPV::buildMailbox();
         auto initial = lim.prototype.cloneEmpty();
         initial["value"] = 0.0;
+        pvxs::shared_array<std::string> choices({"Default", "String", "Binary", "Decimal",
+                                                 "Hex", "Exponential", "Engineering"});
+        initial["display.form.choices"] = choices.freeze();
         pv.open(initial);
         server.addPV(prefix + std::to_string(i), pv);
         lim.pvs.push_back(pv);
