@@ -117,6 +117,9 @@ enum Msg {
 pub struct AuditTrail {
     tx: SyncSender<Msg>,
     health: Arc<AuditHealth>,
+    /// A file is set: without one a record is only logged, and the writer thread is
+    /// not woken for each put.
+    to_file: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -139,7 +142,11 @@ impl AuditTrail {
         std::thread::Builder::new()
             .name("mxpva-audit".into())
             .spawn(move || writer.run(rx))?;
-        Ok(AuditTrail { tx, health })
+        Ok(AuditTrail {
+            tx,
+            health,
+            to_file: Arc::new(AtomicBool::new(file.is_some())),
+        })
     }
 
     /// The audit file's health, for the status PVs.
@@ -157,6 +164,9 @@ impl AuditTrail {
             }
         };
         tracing::info!(target: "mxpva::audit", "{line}");
+        if !self.to_file.load(Ordering::Acquire) {
+            return;
+        }
         match self.tx.try_send(Msg::Record(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -176,6 +186,8 @@ impl AuditTrail {
 
     /// Closes and reopens the file (SIGHUP), at `file` from now on.
     pub fn reopen(&self, file: Option<&Path>) {
+        // Set first: a record made after this call follows the reopen to the new file.
+        self.to_file.store(file.is_some(), Ordering::Release);
         // Behind a full queue the reopen waits its turn on a thread of its own.
         let msg = Msg::Reopen(file.map(Path::to_path_buf));
         if let Err(TrySendError::Full(msg)) = self.tx.try_send(msg) {
@@ -379,12 +391,33 @@ mod tests {
     }
 
     #[test]
+    fn without_a_file_a_record_is_only_logged_and_never_queued() {
+        let (tx, rx) = sync_channel(1);
+        let trail = AuditTrail {
+            tx,
+            health: Arc::default(),
+            to_file: Arc::new(AtomicBool::new(false)),
+        };
+        for _ in 0..3 {
+            trail.record(&record("P:1"));
+        }
+        assert!(rx.try_recv().is_err());
+        assert_eq!(trail.health.dropped.load(Ordering::Relaxed), 0);
+        // A reopen onto a file queues the records from then on.
+        trail.reopen(Some(Path::new("/nonexistent/audit.jsonl")));
+        assert!(matches!(rx.try_recv(), Ok(Msg::Reopen(Some(_)))));
+        trail.record(&record("P:1"));
+        assert!(matches!(rx.try_recv(), Ok(Msg::Record(_))));
+    }
+
+    #[test]
     fn a_full_queue_drops_and_counts() {
         // No writer: the queue of 2 fills and stays full.
         let (tx, _rx) = sync_channel(2);
         let trail = AuditTrail {
             tx,
             health: Arc::default(),
+            to_file: Arc::new(AtomicBool::new(true)),
         };
         for _ in 0..10 {
             trail.record(&record("P:1"));

@@ -306,6 +306,7 @@ impl Bridge {
 
     pub(super) fn on_lost(&mut self, reason: &str) {
         self.link = None;
+        self.writes.link_lost();
         self.pvs.clear_items();
         self.pace.lost();
         // Held data changes name items of the lost session.

@@ -84,6 +84,7 @@ mod registry;
 mod reload;
 mod stamp;
 mod strays;
+mod write_calls;
 mod writes;
 
 use std::future::Future;
@@ -94,7 +95,7 @@ use std::sync::Arc;
 use crate::lock::Mutex;
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -211,6 +212,7 @@ pub async fn run_reloading(
         stale_sessions: Arc::default(),
         next_write: 0,
         in_flight,
+        writes: write_calls::WriteCalls::default(),
         internal: mpsc::unbounded_channel(),
         alarms,
         strays: strays::Strays::default(),
@@ -254,7 +256,9 @@ struct Bridge {
     /// Puts sent to the gateway and not yet answered, over all PVs (each
     /// [`PendingWrite`] holds one count; see [`pv::InFlight`]).
     in_flight: Arc<AtomicUsize>,
-    /// Results of write calls and write timeouts, from helper tasks.
+    /// Puts to send, write calls in flight, write timeouts and settle bounds.
+    writes: write_calls::WriteCalls,
+    /// Results of subscriptions made while serving, from helper tasks.
     internal: (
         mpsc::UnboundedSender<Internal>,
         mpsc::UnboundedReceiver<Internal>,
@@ -309,6 +313,7 @@ impl Bridge {
         let mut ended: Option<String> = None;
         loop {
             let demand_at = self.demand.next_deadline();
+            self.writes.arm();
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(ev) = pv_events.recv() => {
@@ -343,6 +348,10 @@ impl Bridge {
                     }
                 }
                 Some(msg) = self.internal.1.recv() => self.on_internal(msg),
+                Some(done) = self.writes.calls.next(), if !self.writes.calls.is_empty() => {
+                    self.on_call_done(done);
+                }
+                () = &mut self.writes.sleep, if self.writes.armed.is_some() => self.on_timers(),
                 _ = self.ops.tick.tick() => self.on_tick(),
                 Some(found) = self.discovered.1.recv() => self.on_discovered(found),
                 Some(msg) = self.alarms.feed.recv() => {
@@ -401,6 +410,7 @@ impl Bridge {
                 self.close_link(&reason);
                 retry_at = Some(tokio::time::Instant::now() + backoff.current());
             }
+            self.send_writes();
         }
         crate::systemd::stopping();
         if let Some(link) = self.link.take() {
@@ -484,7 +494,8 @@ impl Bridge {
             }
             SessionEvent::WriteComplete(wc) => {
                 let item = self.pvs.id_of_item(wc.item_handle);
-                let waiting = |i: PvId| self.pvs.get(i).is_some_and(|pv| !pv.pending.is_empty());
+                let waiting =
+                    |i: PvId| self.pvs.get(i).is_some_and(|pv| pv.oldest_sent().is_some());
                 let Some(i) = item.filter(|&i| waiting(i)) else {
                     match item.and_then(|i| self.pvs.get(i)) {
                         Some(pv) => self.strays.unexpected_write(pv.cfg.name.as_str()),
@@ -504,17 +515,7 @@ impl Bridge {
                             .unwrap_or_else(|| status.to_string())
                     )),
                 };
-                let settling = self
-                    .pvs
-                    .get_mut(i)
-                    .and_then(|pv| pv.write_complete(outcome));
-                if let Some(id) = settling {
-                    let tx = self.internal.0.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(pv::WRITE_SETTLE).await;
-                        let _ = tx.send(Internal::Settled { pv: i, id });
-                    });
-                }
+                self.write_completed(i, outcome);
             }
             SessionEvent::ReplayGap(_) => {
                 warn!("event replay gap: values refresh with the next data changes");

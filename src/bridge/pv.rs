@@ -1,7 +1,7 @@
 //! One mapped PV: its SharedPv, its structure and metadata, and its pending writes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -24,47 +24,19 @@ pub(super) struct PendingWrite {
     pub id: u64,
     pub started: Instant,
     pub completion: PutCompletion,
-    /// A data change of the attribute arrived after the write was sent.
+    /// A data change showing the written value (any data change, for a write whose
+    /// value is not kept) arrived after the write was sent.
     pub changed: bool,
     /// Counts this write among the bridge's puts in flight until it is dropped.
     pub _in_flight: InFlight,
-    /// Whether the write task has sent it or the PV's removal withdrew it first.
-    pub sending: Sending,
-}
-
-/// The race between a write task about to send a write and a reload that removes its PV:
-/// whichever comes first wins, so a withdrawn write is never sent.
-#[derive(Clone, Default)]
-pub(super) struct Sending(Arc<AtomicU8>);
-
-impl Sending {
-    const QUEUED: u8 = 0;
-    const SENT: u8 = 1;
-    const WITHDRAWN: u8 = 2;
-
-    /// The write task may send it: true unless it was withdrawn.
-    pub fn start(&self) -> bool {
-        self.0
-            .compare_exchange(
-                Self::QUEUED,
-                Self::SENT,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-    }
-
-    /// Withdraws the write: true when it was not sent (and now never will be).
-    pub fn withdraw(&self) -> bool {
-        self.0
-            .compare_exchange(
-                Self::QUEUED,
-                Self::WITHDRAWN,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-    }
+    /// Handed to a write call (`write_calls.rs`); until then a reload that removes the
+    /// PV withdraws it, and it is never sent.
+    pub sent: bool,
+    /// The value written, for a scalar write: a data change or the value shown equal to
+    /// it shows the write.
+    pub written: Option<MxValue>,
+    /// When its write timeout fires (set once the gateway accepted the call).
+    pub timeout_at: Option<tokio::time::Instant>,
 }
 
 /// One count in a shared number of puts in flight, given back when dropped: however a
@@ -85,8 +57,9 @@ impl Drop for InFlight {
 }
 
 /// How long a confirmed put waits for the data change that shows the written value,
-/// so that a client reading back at once (pvput's "New :") sees it. A write of the
-/// value the attribute already holds brings no data change; it completes after this.
+/// so that a client reading back at once (pvput's "New :") sees it. A write whose value
+/// a data change showed before OnWriteComplete, or of the value the PV already shows
+/// (MXAccess fires no data change then), completes at OnWriteComplete without waiting.
 pub(super) const WRITE_SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(super) struct MappedPv {
@@ -100,6 +73,8 @@ pub(super) struct MappedPv {
     pub pending: VecDeque<PendingWrite>,
     /// Confirmed writes waiting for the data change that shows them (see [`WRITE_SETTLE`]).
     settling: Vec<PendingWrite>,
+    /// The value of the last data change of a writable scalar attribute, as shown.
+    shown: Option<MxValue>,
     bool_as_enum: bool,
     /// The alarm of the value itself (quality, conversion, link), before System Platform
     /// alarms and local limits join it; and whether it is plain Good (nothing to say).
@@ -209,6 +184,7 @@ impl MappedPv {
             attr_type: None,
             pending: VecDeque::new(),
             settling: Vec::new(),
+            shown: None,
             bool_as_enum,
             base_alarm: (Alarm::none(), true),
             sp_alarm: None,
@@ -516,8 +492,11 @@ impl MappedPv {
             plain = false;
         }
         self.base_alarm = (alarm, plain);
-        for w in &mut self.pending {
-            w.changed = true;
+        for w in self.pending.iter_mut().filter(|w| w.sent) {
+            w.changed |= w.written.as_ref().is_none_or(|x| x == value);
+        }
+        if self.cfg.write.is_some() {
+            remember_shown(&mut self.shown, value, nt.is_some());
         }
         match (ty, self.pv.shape()) {
             (Some(ty), Some(shape)) if shape.pv_type == ty && self.pv.is_open() => {
@@ -566,7 +545,7 @@ impl MappedPv {
             w.completion.complete(Ok(()));
         }
         for w in self.pending.drain(..) {
-            if w.sending.withdraw() {
+            if !w.sent {
                 w.completion
                     .complete(Err(format!("{name}: {why}: put not sent")));
             } else {
@@ -620,17 +599,31 @@ impl MappedPv {
         Ok(WriteEntry::new(item, mx))
     }
 
-    /// OnWriteComplete for the oldest pending write. A success whose data change has not
-    /// arrived yet waits for it; the id returned is then to be settled after
-    /// [`WRITE_SETTLE`] with [`MappedPv::settle`].
+    /// The write an OnWriteComplete of this PV answers: the oldest sent one.
+    pub fn oldest_sent(&self) -> Option<&PendingWrite> {
+        self.pending.front().filter(|w| w.sent)
+    }
+
+    /// OnWriteComplete for the oldest sent write. A success that the PV shows already
+    /// (a data change showed it, or it wrote the value shown) completes now, or with
+    /// this turn's post when that carries the data change; otherwise it waits for the
+    /// data change, and the id returned is to be settled after [`WRITE_SETTLE`] with
+    /// [`MappedPv::settle`].
     pub fn write_complete(&mut self, outcome: Result<(), String>) -> Option<u64> {
+        self.oldest_sent()?;
         let w = self.pending.pop_front()?;
         tracing::info!(pv = %self.name(), ms = w.started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "write complete");
+        let shown = w.changed || (w.written.is_some() && w.written == self.shown);
         match outcome {
-            Ok(()) if !w.changed => {
+            Ok(()) if !shown => {
                 let id = w.id;
                 self.settling.push(w);
                 Some(id)
+            }
+            // Posted at the end of this turn (`flush`), which completes it.
+            Ok(()) if self.staged.data => {
+                self.settling.push(w);
+                None
             }
             Ok(()) => {
                 w.completion.complete(Ok(()));
@@ -649,6 +642,7 @@ impl MappedPv {
     /// A confirmed write whose data change did not come: it completes as it is.
     pub fn settle(&mut self, id: u64) {
         if let Some(pos) = self.settling.iter().position(|w| w.id == id) {
+            tracing::debug!(pv = %self.name(), "write settled: no data change showed it");
             self.settling.swap_remove(pos).completion.complete(Ok(()));
         }
     }
@@ -664,6 +658,17 @@ impl MappedPv {
             w.completion
                 .fail(outcome, format!("{}: {message}", self.name()));
         }
+    }
+}
+
+/// Keeps the value a writable PV shows, for [`MappedPv::write_complete`]: scalars only
+/// (`served`: the data change's value was converted and posted), reusing a string's room.
+fn remember_shown(shown: &mut Option<MxValue>, value: &MxValue, served: bool) {
+    match (shown.as_mut(), value) {
+        (_, MxValue::Null | MxValue::Array(_) | MxValue::Bytes(_)) => *shown = None,
+        _ if !served => *shown = None,
+        (Some(MxValue::String(old)), MxValue::String(new)) => old.clone_from(new),
+        _ => *shown = Some(value.clone()),
     }
 }
 

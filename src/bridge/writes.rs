@@ -1,31 +1,23 @@
 //! The write path: a put becomes a gateway write (Write, Write2 or WriteSecured by the
-//! PV's write mode), capped per PV and overall by `[limits]`, and completes on
-//! OnWriteComplete, on a timeout, or when the link is lost.
+//! PV's write mode; puts that come together go in one bulk call, see `write_calls.rs`),
+//! capped per PV and overall by `[limits]`, and completes on OnWriteComplete, on a
+//! timeout, or when the link is lost.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tracing::info;
 
-use super::pv::{InFlight, PendingWrite, Sending};
+use super::pv::{InFlight, PendingWrite};
 use super::registry::PvId;
+use super::write_calls::{CallDone, Queued, Timer};
 use super::{convert, Bridge};
 use crate::config;
-use crate::gateway::{ItemHandle, UserId, WriteEntry, WriteKind};
+use crate::gateway::{ItemHandle, MxValue, UserId, WriteEntry, WriteKind};
 use crate::pva::{PutOutcome, PutRequest};
 
 /// Messages from helper tasks to the bridge task.
 pub(super) enum Internal {
-    /// The gateway accepted (Ok) or refused (Err) the write call for `id`.
-    Sent {
-        pv: PvId,
-        id: u64,
-        result: Result<(), String>,
-    },
-    /// `id` had no OnWriteComplete within the write timeout.
-    TimedOut { pv: PvId, id: u64 },
-    /// `id` was confirmed [`super::pv::WRITE_SETTLE`] ago and no data change followed.
-    Settled { pv: PvId, id: u64 },
     /// The gateway work of a diff applied while serving: a chunk of it done.
     Subscribed(Subscribed),
 }
@@ -137,65 +129,135 @@ impl Bridge {
         self.next_write += 1;
         let id = self.next_write;
         info!(pv = %put.pv, tag = %pv.cfg.tag.as_str(), value = %convert::brief(&entry.value, 80), account = %put.credentials.account, peer = %put.credentials.peer, "write");
-        let sending = Sending::default();
+        let written = match &entry.value {
+            MxValue::Array(_) | MxValue::Bytes(_) | MxValue::Null => None,
+            v => Some(v.clone()),
+        };
         pv.pending.push_back(PendingWrite {
             id,
             started: Instant::now(),
             completion: put.completion,
             changed: false,
             _in_flight: InFlight::new(&self.in_flight),
-            sending: sending.clone(),
+            sent: false,
+            written,
+            timeout_at: None,
         });
-        let session = link.session.clone();
-        let server = link.server;
-        let tx = self.internal.0.clone();
-        let timeout = self.config.gateway.write_timeout;
-        tokio::spawn(async move {
-            // A reload that removed the PV meanwhile has failed the put already.
-            if !sending.start() {
-                return;
-            }
-            let result = session
-                .write(server, kind, &entry)
-                .await
-                .map_err(|e| format!("the gateway refused the write: {e}"));
-            let sent = result.is_ok();
-            let _ = tx.send(Internal::Sent { pv: i, id, result });
-            if sent {
-                tokio::time::sleep(timeout).await;
-                let _ = tx.send(Internal::TimedOut { pv: i, id });
-            }
+        // Sent at the end of the turn (`send_writes`), with the turn's other puts.
+        self.writes.queue.push_back(Queued {
+            pv: i,
+            id,
+            kind,
+            entry,
         });
     }
 
-    pub(super) fn on_internal(&mut self, msg: Internal) {
-        let pv = match msg {
-            Internal::Subscribed(done) => return self.on_subscribed(done),
-            Internal::Sent { pv, .. }
-            | Internal::Settled { pv, .. }
-            | Internal::TimedOut { pv, .. } => pv,
-        };
-        let Some(pv) = self.pvs.get_mut(pv) else {
+    /// The end of a turn: the puts queued go out now unless a write call is in flight
+    /// (they then go out together when it is answered).
+    pub(super) fn send_writes(&mut self) {
+        if !self.writes.calls.is_empty() || self.writes.queue.is_empty() {
+            return;
+        }
+        let Some(link) = &self.link else {
+            self.writes.link_lost();
             return;
         };
+        let pvs = &mut self.pvs;
+        let batch = self.writes.take_batch(|q| {
+            // Still waiting (not withdrawn by a reload, not failed): it is sent now.
+            let w = pvs
+                .get_mut(q.pv)
+                .and_then(|pv| pv.pending.iter_mut().find(|w| w.id == q.id));
+            match w {
+                Some(w) if !w.sent => {
+                    w.sent = true;
+                    true
+                }
+                _ => false,
+            }
+        });
+        if !batch.is_empty() {
+            self.writes.start(&link.session, link.server, batch);
+        }
+    }
+
+    /// A write call answered: accepted puts wait for OnWriteComplete (within the write
+    /// timeout), refused ones fail.
+    pub(super) fn on_call_done(&mut self, done: CallDone) {
+        let n = done.puts.len();
+        let results: Vec<Result<(), String>> = match done.result {
+            Ok(r) if r.len() == n => r,
+            Ok(r) => vec![
+                Err(format!(
+                    "the gateway refused the write: {} results for {n} writes",
+                    r.len()
+                ));
+                n
+            ],
+            Err(e) => vec![Err(e); n],
+        };
+        let timeout = self.config.gateway.write_timeout;
+        let at = tokio::time::Instant::now() + timeout;
+        for ((pv, id), result) in done.puts.into_iter().zip(results) {
+            let Some(mapped) = self.pvs.get_mut(pv) else {
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    // Answered already (OnWriteComplete came first) or gone: no timer.
+                    if let Some(w) = mapped.pending.iter_mut().find(|w| w.id == id) {
+                        w.timeout_at = Some(at);
+                        self.writes.add_timer(at, id, Timer::TimedOut(pv));
+                    }
+                }
+                Err(message) => {
+                    mapped.fail_write(id, PutOutcome::RefusedBySystemPlatform, &message);
+                }
+            }
+        }
+    }
+
+    /// The write timers due now.
+    pub(super) fn on_timers(&mut self) {
+        for (id, timer) in self.writes.due(tokio::time::Instant::now()) {
+            match timer {
+                Timer::Settled(pv) => {
+                    if let Some(pv) = self.pvs.get_mut(pv) {
+                        pv.settle(id);
+                    }
+                }
+                Timer::TimedOut(pv) => {
+                    if let Some(pv) = self.pvs.get_mut(pv) {
+                        let t = humantime::format_duration(self.config.gateway.write_timeout);
+                        pv.fail_write(
+                            id,
+                            PutOutcome::TimedOut,
+                            &format!("no write confirmation from System Platform within {t}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// OnWriteComplete of PV `i`: its oldest sent write is answered; its timeout goes, and
+    /// a success not shown yet waits [`super::pv::WRITE_SETTLE`] at most.
+    pub(super) fn write_completed(&mut self, i: PvId, outcome: Result<(), String>) {
+        let Some(pv) = self.pvs.get_mut(i) else {
+            return;
+        };
+        if let Some((at, id)) = pv.oldest_sent().and_then(|w| Some((w.timeout_at?, w.id))) {
+            self.writes.cancel_timer(at, id);
+        }
+        if let Some(id) = pv.write_complete(outcome) {
+            let at = tokio::time::Instant::now() + super::pv::WRITE_SETTLE;
+            self.writes.add_timer(at, id, Timer::Settled(i));
+        }
+    }
+
+    pub(super) fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::Sent {
-                id,
-                result: Err(message),
-                ..
-            } => {
-                pv.fail_write(id, PutOutcome::RefusedBySystemPlatform, &message);
-            }
-            Internal::Sent { .. } | Internal::Subscribed(_) => {}
-            Internal::Settled { id, .. } => pv.settle(id),
-            Internal::TimedOut { id, .. } => {
-                let t = humantime::format_duration(self.config.gateway.write_timeout);
-                pv.fail_write(
-                    id,
-                    PutOutcome::TimedOut,
-                    &format!("no write confirmation from System Platform within {t}"),
-                );
-            }
+            Internal::Subscribed(done) => self.on_subscribed(done),
         }
     }
 }

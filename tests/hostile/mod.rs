@@ -115,6 +115,22 @@ impl MxAccessGateway for Hostile {
                 let _ = self.0.writes.send((w.item_handle, w.value));
                 None
             }
+            // Puts that arrive together come as one bulk call: each entry accepted.
+            Some(Payload::WriteBulk(b)) => {
+                let results = b
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        let _ = self.0.writes.send((e.item_handle, e.value));
+                        pb::BulkWriteResult {
+                            item_handle: e.item_handle,
+                            was_successful: true,
+                            ..Default::default()
+                        }
+                    })
+                    .collect();
+                Some(Reply::BulkWrite(pb::BulkWriteReply { results }))
+            }
             _ => None,
         };
         Ok(Response::new(pb::MxCommandReply {

@@ -239,6 +239,18 @@ impl MxValue {
         }
     }
 
+    /// About how many bytes the value takes on the wire (to bound a bulk call's size).
+    pub fn approx_bytes(&self) -> usize {
+        let strings = |v: &[String]| v.iter().fold(0usize, |n, s| n.saturating_add(s.len() + 2));
+        match self {
+            MxValue::String(s) => s.len(),
+            MxValue::Bytes(b) => b.len(),
+            MxValue::Array(MxArray::String(v)) => strings(v),
+            MxValue::Array(a) => a.len().saturating_mul(12),
+            _ => 16,
+        }
+    }
+
     /// The value as f64 when it is numeric or boolean.
     pub fn as_f64(&self) -> Option<f64> {
         match self {

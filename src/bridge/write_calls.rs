@@ -1,0 +1,298 @@
+//! The write calls and the write timers of the bridge task (issue 15).
+//!
+//! Puts ready in one turn of the bridge loop, and puts that arrive while a write call is
+//! in flight, go out together: one WriteBulk (Write2Bulk, WriteSecuredBulk) per write
+//! kind, each entry answered in place. A put that finds nothing in flight goes out at the
+//! end of its turn, alone as a plain Write: one writer never waits for a batch.
+//!
+//! The calls are futures polled by the bridge loop (no task per put), and the write
+//! timeouts and settle bounds live in one ordered map polled by one `sleep_until`.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::stream::FuturesUnordered;
+use tokio::time::{Instant, Sleep};
+
+use super::registry::PvId;
+use crate::gateway::{ServerHandle, Session, WriteEntry, WriteKind};
+
+/// At most this many puts go in one bulk write call. The gateway caps a message at
+/// 16 MiB; with [`MAX_CALL_BYTES`] this keeps a call well under it and its reply small,
+/// while 100 concurrent writers still share one round trip.
+pub(super) const MAX_BULK: usize = 256;
+
+/// A bulk write call carries at most about this many value bytes (one larger value
+/// goes alone).
+const MAX_CALL_BYTES: usize = 4 << 20;
+
+/// A put waiting for its write call.
+pub(super) struct Queued {
+    pub pv: PvId,
+    pub id: u64,
+    pub kind: WriteKind,
+    pub entry: WriteEntry,
+}
+
+/// A write call answered: per put, accepted (`Ok`) or why not, or why the call failed.
+pub(super) struct CallDone {
+    pub puts: Vec<(PvId, u64)>,
+    pub result: Result<Vec<Result<(), String>>, String>,
+}
+
+type Call = Pin<Box<dyn Future<Output = CallDone> + Send>>;
+
+/// The puts of one write kind in a batch, and their entries.
+type KindCall = (WriteKind, Vec<(PvId, u64)>, Vec<WriteEntry>);
+
+/// What a timer does when it fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// No OnWriteComplete within the write timeout.
+    TimedOut(PvId),
+    /// Confirmed [`super::pv::WRITE_SETTLE`] ago and no data change showed it.
+    Settled(PvId),
+}
+
+pub(super) struct WriteCalls {
+    /// Puts not sent yet, in arrival order.
+    pub queue: VecDeque<Queued>,
+    /// Write calls in flight.
+    pub calls: FuturesUnordered<Call>,
+    /// Timers by (deadline, write id).
+    timers: BTreeMap<(Instant, u64), Timer>,
+    /// One sleep, until the first timer's deadline (`armed`).
+    pub sleep: Pin<Box<Sleep>>,
+    pub armed: Option<Instant>,
+    /// PVs already in the call being built (reused).
+    in_call: HashSet<PvId>,
+}
+
+impl Default for WriteCalls {
+    fn default() -> Self {
+        WriteCalls {
+            queue: VecDeque::new(),
+            calls: FuturesUnordered::new(),
+            timers: BTreeMap::new(),
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            armed: None,
+            in_call: HashSet::new(),
+        }
+    }
+}
+
+impl WriteCalls {
+    pub fn add_timer(&mut self, at: Instant, id: u64, timer: Timer) {
+        self.timers.insert((at, id), timer);
+    }
+
+    pub fn cancel_timer(&mut self, at: Instant, id: u64) {
+        self.timers.remove(&(at, id));
+    }
+
+    /// Points the sleep at the first deadline, if it moved.
+    pub fn arm(&mut self) {
+        let first = self.timers.first_key_value().map(|(&(at, _), _)| at);
+        if first != self.armed {
+            if let Some(at) = first {
+                self.sleep.as_mut().reset(at);
+            }
+            self.armed = first;
+        }
+    }
+
+    /// The timers due by `now`, removed.
+    pub fn due(&mut self, now: Instant) -> Vec<(u64, Timer)> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((_, id), timer) = entry.remove_entry();
+            out.push((id, timer));
+        }
+        self.armed = None;
+        out
+    }
+
+    /// The link is gone: puts not sent and calls in flight are dropped (their puts are
+    /// answered by the PVs' `connection_lost`).
+    pub fn link_lost(&mut self) {
+        self.queue.clear();
+        self.calls = FuturesUnordered::new();
+    }
+
+    /// Takes the next call's puts from the queue: in order, at most one per PV (so that
+    /// each PV's OnWriteCompletes answer its writes in the order they were accepted),
+    /// at most [`MAX_BULK`] and about [`MAX_CALL_BYTES`]. `keep` says whether a queued
+    /// put is still to be sent (and marks it sent).
+    pub fn take_batch(&mut self, mut keep: impl FnMut(&Queued) -> bool) -> Vec<Queued> {
+        self.in_call.clear();
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let mut rest = VecDeque::new();
+        while let Some(q) = self.queue.pop_front() {
+            let size = q.entry.value.approx_bytes();
+            let full = batch.len() >= MAX_BULK
+                || (!batch.is_empty() && bytes.saturating_add(size) > MAX_CALL_BYTES);
+            if full {
+                rest.push_back(q);
+                rest.append(&mut self.queue);
+                break;
+            }
+            if self.in_call.contains(&q.pv) {
+                rest.push_back(q);
+                continue;
+            }
+            if !keep(&q) {
+                continue;
+            }
+            self.in_call.insert(q.pv);
+            bytes = bytes.saturating_add(size);
+            batch.push(q);
+        }
+        self.queue = rest;
+        batch
+    }
+
+    /// Starts the calls of `batch`: one per write kind, a plain write for a lone put.
+    pub fn start(&mut self, session: &Session, server: ServerHandle, batch: Vec<Queued>) {
+        let mut by_kind: Vec<KindCall> = Vec::new();
+        for q in batch {
+            match by_kind.iter_mut().find(|(k, ..)| *k == q.kind) {
+                Some((_, puts, entries)) => {
+                    puts.push((q.pv, q.id));
+                    entries.push(q.entry);
+                }
+                None => by_kind.push((q.kind, vec![(q.pv, q.id)], vec![q.entry])),
+            }
+        }
+        for (kind, puts, entries) in by_kind {
+            let call = match entries.len() {
+                1 => single_call(kind),
+                _ => bulk_call(kind),
+            };
+            tracing::debug!(call, puts = entries.len(), "write call");
+            let session = session.clone();
+            self.calls.push(Box::pin(async move {
+                let refused =
+                    |e: &dyn std::fmt::Display| format!("the gateway refused the write: {e}");
+                let result = match entries.as_slice() {
+                    [entry] => session
+                        .write(server, kind, entry)
+                        .await
+                        .map(|()| vec![Ok(())])
+                        .map_err(|e| refused(&e)),
+                    _ => session
+                        .write_bulk(server, kind, &entries)
+                        .await
+                        .map(|results| {
+                            let call = bulk_call(kind);
+                            results
+                                .into_iter()
+                                .map(|r| r.outcome.map_err(|e| refused(&format!("{call}: {e}"))))
+                                .collect()
+                        })
+                        .map_err(|e| refused(&e)),
+                };
+                CallDone { puts, result }
+            }));
+        }
+    }
+}
+
+fn single_call(kind: WriteKind) -> &'static str {
+    match kind {
+        WriteKind::Write => "Write",
+        WriteKind::Write2 => "Write2",
+        WriteKind::WriteSecured => "WriteSecured",
+        WriteKind::WriteSecured2 => "WriteSecured2",
+    }
+}
+
+fn bulk_call(kind: WriteKind) -> &'static str {
+    match kind {
+        WriteKind::Write => "WriteBulk",
+        WriteKind::Write2 => "Write2Bulk",
+        WriteKind::WriteSecured => "WriteSecuredBulk",
+        WriteKind::WriteSecured2 => "WriteSecured2Bulk",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::{ItemHandle, MxValue};
+
+    fn queued(pv: u64, id: u64, value: MxValue) -> Queued {
+        Queued {
+            pv: PvId::for_test(pv),
+            id,
+            kind: WriteKind::Write,
+            entry: WriteEntry::new(ItemHandle(pv as i32), value),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_one_put_per_pv_in_order_and_leaves_the_rest_queued() {
+        let mut w = WriteCalls::default();
+        for (pv, id) in [(1, 1), (2, 2), (1, 3), (3, 4), (2, 5), (1, 6)] {
+            w.queue
+                .push_back(queued(pv, id, MxValue::Double(id as f64)));
+        }
+        // Put 4 was withdrawn: it is dropped, not sent.
+        let batch = w.take_batch(|q| q.id != 4);
+        let ids: Vec<u64> = batch.iter().map(|q| q.id).collect();
+        assert_eq!(ids, [1, 2]);
+        let left: Vec<u64> = w.queue.iter().map(|q| q.id).collect();
+        assert_eq!(left, [3, 5, 6]);
+        let ids: Vec<u64> = w.take_batch(|_| true).iter().map(|q| q.id).collect();
+        assert_eq!(ids, [3, 5]);
+        let ids: Vec<u64> = w.take_batch(|_| true).iter().map(|q| q.id).collect();
+        assert_eq!(ids, [6]);
+        assert!(w.queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_bounded_in_puts_and_in_bytes() {
+        let mut w = WriteCalls::default();
+        for i in 0..(MAX_BULK as u64 + 10) {
+            w.queue.push_back(queued(i, i, MxValue::Int32(1)));
+        }
+        assert_eq!(w.take_batch(|_| true).len(), MAX_BULK);
+        assert_eq!(w.queue.len(), 10);
+        let mut w = WriteCalls::default();
+        let big = || MxValue::String("x".repeat(MAX_CALL_BYTES / 2 + 1));
+        for i in 0..3 {
+            w.queue.push_back(queued(i, i, big()));
+        }
+        // One value past the budget still goes, alone.
+        assert_eq!(w.take_batch(|_| true).len(), 1);
+        assert_eq!(w.take_batch(|_| true).len(), 1);
+        assert_eq!(w.queue.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn timers_fire_in_deadline_order_and_a_cancelled_one_never() {
+        let mut w = WriteCalls::default();
+        let t0 = Instant::now();
+        let ms = |n| t0 + std::time::Duration::from_millis(n);
+        w.add_timer(ms(30), 1, Timer::TimedOut(PvId::for_test(1)));
+        w.add_timer(ms(10), 2, Timer::Settled(PvId::for_test(2)));
+        w.add_timer(ms(20), 3, Timer::TimedOut(PvId::for_test(3)));
+        w.cancel_timer(ms(20), 3);
+        w.arm();
+        assert_eq!(w.armed, Some(ms(10)));
+        assert!(w.due(ms(5)).is_empty());
+        assert_eq!(
+            w.due(ms(40)),
+            [
+                (2, Timer::Settled(PvId::for_test(2))),
+                (1, Timer::TimedOut(PvId::for_test(1)))
+            ]
+        );
+        w.arm();
+        assert_eq!(w.armed, None);
+    }
+}
