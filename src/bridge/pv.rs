@@ -612,7 +612,8 @@ impl MappedPv {
     pub fn write_complete(&mut self, outcome: Result<(), String>) -> Option<u64> {
         self.oldest_sent()?;
         let w = self.pending.pop_front()?;
-        tracing::info!(pv = %self.name(), ms = w.started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "write complete");
+        // Debug: the audit record (logged at info) carries every put's outcome already.
+        tracing::debug!(pv = %self.name(), ms = w.started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "write complete");
         let shown = w.changed || (w.written.is_some() && w.written == self.shown);
         match outcome {
             Ok(()) if !shown => {
