@@ -293,6 +293,8 @@ struct Bench {
 /// One system serving N PVs, with its monitoring client.
 struct Served {
     sys: System,
+    /// PVs served, for the systems with a gateway session.
+    n: Option<usize>,
     proc: Proc,
     pva: Pva,
     session: Option<String>,
@@ -454,6 +456,7 @@ impl Bench {
             .map(|_| self.wait_session(sys, n, sim.unwrap()));
         Served {
             sys,
+            n: sim.map(|_| n),
             proc,
             pva,
             session,
@@ -508,7 +511,12 @@ impl Bench {
             None => {
                 s.proc.expect("done");
             }
-            Some(b) => self.rt.block_on(b).unwrap().expect("burst"),
+            Some(b) => {
+                if let Err(e) = self.rt.block_on(b).unwrap() {
+                    eprintln!("e2e: {} burst of {m} failed: {e}", s.sys.name());
+                    self.renew_session(s, sim);
+                }
+            }
         }
         let (server_cpu, sim_cpu) = (cpu(server_pid) - server_cpu0, cpu(sim_pid) - sim_cpu0);
         let secs = (last_ns - t0) as f64 / 1e9;
@@ -524,6 +532,13 @@ impl Bench {
         })
     }
 
+    /// After a burst failed (the session faulted), the session the system opened again.
+    fn renew_session(&self, s: &mut Served, sim: Option<&Sim>) {
+        if let (Some(sim), Some(n)) = (sim, s.n) {
+            s.session = Some(self.wait_session(s.sys, n, sim));
+        }
+    }
+
     /// Latency at `rate` events/s; returns the sorted samples (us).
     fn latency(&self, s: &mut Served, sim: Option<&Sim>, rate: f64) -> Vec<f64> {
         let count = (rate * self.opts.lat_seconds) as u64;
@@ -537,9 +552,14 @@ impl Bench {
             _ => {
                 let remote = &sim.unwrap().remote;
                 let id = s.session.as_deref().unwrap();
-                self.rt
-                    .block_on(remote.burst_at_rate(id, count, rate))
-                    .expect("burst at rate");
+                if let Err(e) = self.rt.block_on(remote.burst_at_rate(id, count, rate)) {
+                    // A session that faulted (its event queue overflowed) has no figure.
+                    eprintln!("e2e: {} latency at {rate}/s failed: {e}", s.sys.name());
+                    s.monitor.say("stop /dev/null");
+                    s.monitor.expect("done");
+                    self.renew_session(s, sim);
+                    return Vec::new();
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(300));
