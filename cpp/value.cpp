@@ -23,6 +23,15 @@ using pvxs::Value;
 const char* const kFormChoices[] = {"Default", "String", "Binary", "Decimal",
                                     "Hex", "Exponential", "Engineering"};
 
+// display.form.choices, made once (pvxs arrays are immutable and shared by reference).
+const pvxs::shared_array<const std::string>& form_choices() {
+    static const pvxs::shared_array<const std::string> choices = [] {
+        pvxs::shared_array<std::string> a(std::begin(kFormChoices), std::end(kFormChoices));
+        return a.freeze();
+    }();
+    return choices;
+}
+
 bool has(const WireUpdate& u, FieldBit bit) {
     return (u.fields & static_cast<uint32_t>(bit)) != 0;
 }
@@ -325,11 +334,8 @@ void Prototype::fill(const WireUpdate& u) {
         set_if(f.units, to_std(d.units));
         set_if(f.precision, d.precision);
         set_if(f.form, d.form);
-        if (f.form_choices.valid()) {
-            pvxs::shared_array<std::string> choices(std::begin(kFormChoices),
-                                                    std::end(kFormChoices));
-            f.form_choices.from(choices.freeze());
-        }
+        // One array for every PV: each PV's value holds a reference, not a copy.
+        if (f.form_choices.valid()) f.form_choices.from(form_choices());
     }
     if (has(u, FieldBit::Control)) {
         set_if(f.control_low, u.control.limit_low);
