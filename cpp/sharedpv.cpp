@@ -69,16 +69,14 @@ PvHandle::~PvHandle() {
 }
 
 void PvHandle::open(const WireShape& shape, const WireUpdate& initial) const {
-    auto prototype = build_prototype(shape);
-    auto value = prototype.cloneEmpty();
-    apply_update(shape, initial, value);
+    auto prototype = prototype_for(shape);
     {
         std::lock_guard<std::mutex> guard(lock_);
         prototype_ = prototype;
-        shape_ = std::make_shared<const WireShape>(shape);
+        table_prototype_ = pvxs::Value();
         table_.reset();
     }
-    pv_.open(value);
+    prototype->build(initial, [this](const pvxs::Value& value) { pv_.open(value); });
 }
 
 void PvHandle::open_table(rust::Slice<const WireColumn> columns,
@@ -90,31 +88,34 @@ void PvHandle::open_table(rust::Slice<const WireColumn> columns,
     apply_table_update(*layout, initial, value);
     {
         std::lock_guard<std::mutex> guard(lock_);
-        prototype_ = prototype;
-        shape_.reset();
+        prototype_.reset();
+        table_prototype_ = prototype;
         table_ = std::move(layout);
     }
     pv_.open(value);
 }
 
 void PvHandle::post(const WireUpdate& update) const {
-    pvxs::Value prototype;
-    std::shared_ptr<const WireShape> shape;
+    std::shared_ptr<Prototype> prototype;
+    pvxs::Value table_prototype;
     std::shared_ptr<const std::vector<TableColumn>> table;
     {
         std::lock_guard<std::mutex> guard(lock_);
         prototype = prototype_;
-        shape = shape_;
+        table_prototype = table_prototype_;
         table = table_;
     }
-    auto value = prototype.cloneEmpty();
-    if (shape)
-        apply_update(*shape, update, value);
-    else if (table)
+    if (prototype) {
+        // The prototype's lock is held across this post: pvxs queues the copy it sends
+        // and calls nothing of ours from within post().
+        prototype->build(update, [this](const pvxs::Value& value) { pv_.post(value); });
+    } else if (table) {
+        auto value = table_prototype.cloneEmpty();
         apply_table_update(*table, update, value);
-    else
+        pv_.post(value);
+    } else {
         throw std::logic_error("PV was never opened");
-    pv_.post(value);
+    }
 }
 
 void PvHandle::close() const { pv_.close(); }
@@ -122,14 +123,14 @@ void PvHandle::close() const { pv_.close(); }
 bool PvHandle::is_open() const { return pv_.isOpen(); }
 
 WireUpdate PvHandle::current() const {
-    std::shared_ptr<const WireShape> shape;
+    std::shared_ptr<Prototype> prototype;
     std::shared_ptr<const std::vector<TableColumn>> table;
     {
         std::lock_guard<std::mutex> guard(lock_);
-        shape = shape_;
+        prototype = prototype_;
         table = table_;
     }
-    if (!(shape || table) || !pv_.isOpen()) throw std::logic_error("PV is not open");
+    if (!(prototype || table) || !pv_.isOpen()) throw std::logic_error("PV is not open");
     WireUpdate out{};
     if (table)
         read_table_update(*table, pv_.fetch(), out);

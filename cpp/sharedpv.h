@@ -17,6 +17,7 @@ struct WireShape;
 struct WireUpdate;
 struct WireColumn;
 struct TableColumn;
+class Prototype;
 
 class PvHandle {
 public:
@@ -34,11 +35,13 @@ public:
 
 private:
     mutable pvxs::server::SharedPV pv_;
-    // Guards prototype_, shape_ and table_, and is never held across a call into pvxs.
+    // Guards prototype_, table_prototype_ and table_, and is never held across a call
+    // into pvxs.
     mutable std::mutex lock_;
-    mutable pvxs::Value prototype_;
-    // Set for an NTScalar / NTScalarArray / NTEnum; table_ for an NTTable. One at most.
-    mutable std::shared_ptr<const WireShape> shape_;
+    // Set for an NTScalar / NTScalarArray / NTEnum (shared by the PVs of its shape);
+    // table_prototype_ and table_ for an NTTable. One at most.
+    mutable std::shared_ptr<Prototype> prototype_;
+    mutable pvxs::Value table_prototype_;
     mutable std::shared_ptr<const std::vector<TableColumn>> table_;
 };
 

@@ -1,7 +1,10 @@
 #include "cpp/value.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -19,6 +22,15 @@ using pvxs::Value;
 // display.form choices, in the order EPICS clients expect.
 const char* const kFormChoices[] = {"Default", "String", "Binary", "Decimal",
                                     "Hex", "Exponential", "Engineering"};
+
+// display.form.choices, made once (pvxs arrays are immutable and shared by reference).
+const pvxs::shared_array<const std::string>& form_choices() {
+    static const pvxs::shared_array<const std::string> choices = [] {
+        pvxs::shared_array<std::string> a(std::begin(kFormChoices), std::end(kFormChoices));
+        return a.freeze();
+    }();
+    return choices;
+}
 
 bool has(const WireUpdate& u, FieldBit bit) {
     return (u.fields & static_cast<uint32_t>(bit)) != 0;
@@ -75,8 +87,8 @@ ScalarKind kind_of(TypeCode code) {
 
 // Assigns (and so marks) a field only where the structure has it.
 template <typename T>
-void set_if(Value&& fld, const T& x) {
-    if (fld.valid()) fld = x;
+void set_if(Value& fld, const T& x) {
+    if (fld.valid()) fld.from(x);
 }
 
 template <typename T>
@@ -84,18 +96,19 @@ void get_if(const Value& fld, T& out) {
     if (fld.valid()) out = fld.as<T>();
 }
 
-template <typename T, typename Src>
-void write_array(Value& fld, const rust::Vec<Src>& src) {
+// Copies `src` into a new pvxs array: the one copy an array makes on its way to pvxs.
+template <typename T>
+void write_array(Value& fld, const rust::Vec<T>& src) {
     pvxs::shared_array<T> arr(src.size());
-    for (size_t i = 0; i < src.size(); i++) arr[i] = static_cast<T>(src[i]);
+    std::copy(src.begin(), src.end(), arr.begin());
     fld = arr.freeze();
 }
 
-template <typename T, typename Dst>
-void read_array(const Value& fld, rust::Vec<Dst>& out) {
+template <typename T>
+void read_array(const Value& fld, rust::Vec<T>& out) {
     auto arr = fld.as<pvxs::shared_array<const T>>();
     out.reserve(arr.size());
-    for (const auto& x : arr) out.push_back(static_cast<Dst>(x));
+    for (const auto& x : arr) out.push_back(x);
 }
 
 pvxs::shared_array<const std::string> to_string_array(const rust::Vec<rust::String>& in) {
@@ -113,61 +126,35 @@ void read_string_array(const Value& fld, rust::Vec<rust::String>& out) {
 // Writes the array member of `d` that `kind` uses into the array field `fld`.
 void write_array_field(ScalarKind kind, const WireData& d, Value& fld) {
     switch (kind) {
-        case ScalarKind::Bool: write_array<bool>(fld, d.bools); break;
-        case ScalarKind::Int8: write_array<int8_t>(fld, d.ints); break;
-        case ScalarKind::Int16: write_array<int16_t>(fld, d.ints); break;
-        case ScalarKind::Int32: write_array<int32_t>(fld, d.ints); break;
-        case ScalarKind::Int64: write_array<int64_t>(fld, d.ints); break;
-        case ScalarKind::UInt8: write_array<uint8_t>(fld, d.uints); break;
-        case ScalarKind::UInt16: write_array<uint16_t>(fld, d.uints); break;
-        case ScalarKind::UInt32: write_array<uint32_t>(fld, d.uints); break;
-        case ScalarKind::UInt64: write_array<uint64_t>(fld, d.uints); break;
-        case ScalarKind::Float32: write_array<float>(fld, d.floats); break;
-        case ScalarKind::Float64: write_array<double>(fld, d.floats); break;
+        case ScalarKind::Bool: write_array(fld, d.bools); break;
+        case ScalarKind::Int8: write_array(fld, d.i8s); break;
+        case ScalarKind::Int16: write_array(fld, d.i16s); break;
+        case ScalarKind::Int32: write_array(fld, d.i32s); break;
+        case ScalarKind::Int64: write_array(fld, d.ints); break;
+        case ScalarKind::UInt8: write_array(fld, d.u8s); break;
+        case ScalarKind::UInt16: write_array(fld, d.u16s); break;
+        case ScalarKind::UInt32: write_array(fld, d.u32s); break;
+        case ScalarKind::UInt64: write_array(fld, d.uints); break;
+        case ScalarKind::Float32: write_array(fld, d.f32s); break;
+        case ScalarKind::Float64: write_array(fld, d.floats); break;
         case ScalarKind::String: fld = to_string_array(d.strings); break;
     }
-}
-
-void write_value(const WireShape& shape, const WireData& d, Value& top) {
-    if (shape.nt_enum) {
-        top["value.index"] = d.index;
-        return;
-    }
-    auto fld = top["value"];
-    if (!shape.array) {
-        switch (shape.kind) {
-            case ScalarKind::Bool: fld = d.b; break;
-            case ScalarKind::Int8:
-            case ScalarKind::Int16:
-            case ScalarKind::Int32:
-            case ScalarKind::Int64: fld = d.i; break;
-            case ScalarKind::UInt8:
-            case ScalarKind::UInt16:
-            case ScalarKind::UInt32:
-            case ScalarKind::UInt64: fld = d.u; break;
-            case ScalarKind::Float32:
-            case ScalarKind::Float64: fld = d.f; break;
-            case ScalarKind::String: fld = to_std(d.s); break;
-        }
-        return;
-    }
-    write_array_field(shape.kind, d, fld);
 }
 
 // Reads the array field `fld` of element type `kind` into the member of `d` it uses.
 void read_array_field(ScalarKind kind, const Value& fld, WireData& d) {
     switch (kind) {
-        case ScalarKind::Bool: read_array<bool>(fld, d.bools); break;
-        case ScalarKind::Int8: read_array<int8_t>(fld, d.ints); break;
-        case ScalarKind::Int16: read_array<int16_t>(fld, d.ints); break;
-        case ScalarKind::Int32: read_array<int32_t>(fld, d.ints); break;
-        case ScalarKind::Int64: read_array<int64_t>(fld, d.ints); break;
-        case ScalarKind::UInt8: read_array<uint8_t>(fld, d.uints); break;
-        case ScalarKind::UInt16: read_array<uint16_t>(fld, d.uints); break;
-        case ScalarKind::UInt32: read_array<uint32_t>(fld, d.uints); break;
-        case ScalarKind::UInt64: read_array<uint64_t>(fld, d.uints); break;
-        case ScalarKind::Float32: read_array<float>(fld, d.floats); break;
-        case ScalarKind::Float64: read_array<double>(fld, d.floats); break;
+        case ScalarKind::Bool: read_array(fld, d.bools); break;
+        case ScalarKind::Int8: read_array(fld, d.i8s); break;
+        case ScalarKind::Int16: read_array(fld, d.i16s); break;
+        case ScalarKind::Int32: read_array(fld, d.i32s); break;
+        case ScalarKind::Int64: read_array(fld, d.ints); break;
+        case ScalarKind::UInt8: read_array(fld, d.u8s); break;
+        case ScalarKind::UInt16: read_array(fld, d.u16s); break;
+        case ScalarKind::UInt32: read_array(fld, d.u32s); break;
+        case ScalarKind::UInt64: read_array(fld, d.uints); break;
+        case ScalarKind::Float32: read_array(fld, d.f32s); break;
+        case ScalarKind::Float64: read_array(fld, d.floats); break;
         case ScalarKind::String: read_string_array(fld, d.strings); break;
     }
 }
@@ -244,59 +231,155 @@ Value make_prototype(const WireShape& shape) {
         .create();
 }
 
+uint32_t shape_key(const WireShape& shape) {
+    return static_cast<uint32_t>(shape.kind) | (shape.array ? 1u << 8 : 0) |
+           (shape.nt_enum ? 1u << 9 : 0) | (shape.display ? 1u << 10 : 0) |
+           (shape.control ? 1u << 11 : 0) | (shape.value_alarm ? 1u << 12 : 0);
+}
+
+// Unmarks the scratch value however its use ends, so the next update starts clean.
+struct Unmarked {
+    Value& v;
+    ~Unmarked() {
+        try {
+            v.unmark();
+        } catch (...) {
+        }
+    }
+};
+
 }  // namespace
 
-Value build_prototype(const WireShape& shape) {
+Prototype::Prototype(const WireShape& shape)
+    : kind_(shape.kind),
+      array_(shape.array),
+      nt_enum_(shape.nt_enum),
+      scratch_(make_prototype(shape)) {
+    auto& v = scratch_;
+    auto& f = fields_;
+    if (shape.nt_enum) {
+        f.value = v["value.index"];
+        f.choices = v["value.choices"];
+    } else {
+        f.value = v["value"];
+    }
+    f.severity = v["alarm.severity"];
+    f.status = v["alarm.status"];
+    f.message = v["alarm.message"];
+    f.seconds = v["timeStamp.secondsPastEpoch"];
+    f.nanos = v["timeStamp.nanoseconds"];
+    f.user_tag = v["timeStamp.userTag"];
+    f.display_low = v["display.limitLow"];
+    f.display_high = v["display.limitHigh"];
+    f.description = v["display.description"];
+    f.units = v["display.units"];
+    f.precision = v["display.precision"];
+    f.form = v["display.form.index"];
+    f.form_choices = v["display.form.choices"];
+    f.control_low = v["control.limitLow"];
+    f.control_high = v["control.limitHigh"];
+    f.min_step = v["control.minStep"];
+    f.active = v["valueAlarm.active"];
+    f.low_alarm_limit = v["valueAlarm.lowAlarmLimit"];
+    f.low_warning_limit = v["valueAlarm.lowWarningLimit"];
+    f.high_warning_limit = v["valueAlarm.highWarningLimit"];
+    f.high_alarm_limit = v["valueAlarm.highAlarmLimit"];
+    f.low_alarm_severity = v["valueAlarm.lowAlarmSeverity"];
+    f.low_warning_severity = v["valueAlarm.lowWarningSeverity"];
+    f.high_warning_severity = v["valueAlarm.highWarningSeverity"];
+    f.high_alarm_severity = v["valueAlarm.highAlarmSeverity"];
+    f.hysteresis = v["valueAlarm.hysteresis"];
+    if (!f.value.valid() || !f.severity.valid() || !f.seconds.valid())
+        throw std::logic_error("prototype lacks value, alarm or timeStamp");
+}
+
+std::shared_ptr<Prototype> prototype_for(const WireShape& shape) {
     // PVs of one shape share one prototype (and so one type description), as a
-    // hand-written pvxs server would: posts to many PVs then clone from one cache-hot
-    // structure. Prototypes are only ever cloned, never modified.
+    // hand-written pvxs server would; its fields are looked up here, once.
     static std::mutex lock;
-    static std::map<uint32_t, Value> cache;
-    const uint32_t key = static_cast<uint32_t>(shape.kind) | (shape.array ? 1u << 8 : 0) |
-                         (shape.nt_enum ? 1u << 9 : 0) | (shape.display ? 1u << 10 : 0) |
-                         (shape.control ? 1u << 11 : 0) | (shape.value_alarm ? 1u << 12 : 0);
+    static std::map<uint32_t, std::shared_ptr<Prototype>> cache;
+    const auto key = shape_key(shape);
     std::lock_guard<std::mutex> guard(lock);
     auto it = cache.find(key);
-    if (it == cache.end()) it = cache.emplace(key, make_prototype(shape)).first;
+    if (it == cache.end()) it = cache.emplace(key, std::make_shared<Prototype>(shape)).first;
     return it->second;
 }
 
-void apply_update(const WireShape& shape, const WireUpdate& u, Value& v) {
-    if (has(u, FieldBit::Value)) write_value(shape, u.data, v);
-    if (has(u, FieldBit::Choices)) set_if(v["value.choices"], to_string_array(u.choices));
-    apply_alarm_time(u, v);
+void Prototype::build(const WireUpdate& u, const std::function<void(const Value&)>& use) {
+    std::lock_guard<std::mutex> guard(lock_);
+    Unmarked unmarked{scratch_};
+    fill(u);
+    use(scratch_);
+}
+
+void Prototype::fill(const WireUpdate& u) {
+    auto& f = fields_;
+    if (has(u, FieldBit::Value)) write_value(u.data, f.value);
+    if (has(u, FieldBit::Choices)) set_if(f.choices, to_string_array(u.choices));
+    if (has(u, FieldBit::Alarm)) {
+        f.severity.from(u.alarm.severity);
+        f.status.from(u.alarm.status);
+        f.message.from(to_std(u.alarm.message));
+    }
+    if (has(u, FieldBit::TimeStamp)) {
+        f.seconds.from(u.time.seconds);
+        f.nanos.from(u.time.nanos);
+        f.user_tag.from(u.time.user_tag);
+    }
     if (has(u, FieldBit::Display)) {
         const auto& d = u.display;
-        set_if(v["display.limitLow"], d.limit_low);
-        set_if(v["display.limitHigh"], d.limit_high);
-        set_if(v["display.description"], to_std(d.description));
-        set_if(v["display.units"], to_std(d.units));
-        set_if(v["display.precision"], d.precision);
-        set_if(v["display.form.index"], d.form);
-        if (v["display.form.choices"].valid()) {
-            pvxs::shared_array<std::string> choices(std::begin(kFormChoices),
-                                                    std::end(kFormChoices));
-            v["display.form.choices"] = choices.freeze();
-        }
+        set_if(f.display_low, d.limit_low);
+        set_if(f.display_high, d.limit_high);
+        set_if(f.description, to_std(d.description));
+        set_if(f.units, to_std(d.units));
+        set_if(f.precision, d.precision);
+        set_if(f.form, d.form);
+        // One array for every PV: each PV's value holds a reference, not a copy.
+        if (f.form_choices.valid()) f.form_choices.from(form_choices());
     }
     if (has(u, FieldBit::Control)) {
-        set_if(v["control.limitLow"], u.control.limit_low);
-        set_if(v["control.limitHigh"], u.control.limit_high);
-        set_if(v["control.minStep"], u.control.min_step);
+        set_if(f.control_low, u.control.limit_low);
+        set_if(f.control_high, u.control.limit_high);
+        set_if(f.min_step, u.control.min_step);
     }
     if (has(u, FieldBit::ValueAlarm)) {
         const auto& a = u.value_alarm;
-        set_if(v["valueAlarm.active"], a.active);
-        set_if(v["valueAlarm.lowAlarmLimit"], a.low_alarm_limit);
-        set_if(v["valueAlarm.lowWarningLimit"], a.low_warning_limit);
-        set_if(v["valueAlarm.highWarningLimit"], a.high_warning_limit);
-        set_if(v["valueAlarm.highAlarmLimit"], a.high_alarm_limit);
-        set_if(v["valueAlarm.lowAlarmSeverity"], a.low_alarm_severity);
-        set_if(v["valueAlarm.lowWarningSeverity"], a.low_warning_severity);
-        set_if(v["valueAlarm.highWarningSeverity"], a.high_warning_severity);
-        set_if(v["valueAlarm.highAlarmSeverity"], a.high_alarm_severity);
-        set_if(v["valueAlarm.hysteresis"], a.hysteresis);
+        set_if(f.active, a.active);
+        set_if(f.low_alarm_limit, a.low_alarm_limit);
+        set_if(f.low_warning_limit, a.low_warning_limit);
+        set_if(f.high_warning_limit, a.high_warning_limit);
+        set_if(f.high_alarm_limit, a.high_alarm_limit);
+        set_if(f.low_alarm_severity, a.low_alarm_severity);
+        set_if(f.low_warning_severity, a.low_warning_severity);
+        set_if(f.high_warning_severity, a.high_warning_severity);
+        set_if(f.high_alarm_severity, a.high_alarm_severity);
+        set_if(f.hysteresis, a.hysteresis);
     }
+}
+
+void Prototype::write_value(const WireData& d, Value& fld) const {
+    if (nt_enum_) {
+        fld.from(d.index);
+        return;
+    }
+    if (!array_) {
+        switch (kind_) {
+            case ScalarKind::Bool: fld.from(d.b); break;
+            case ScalarKind::Int8:
+            case ScalarKind::Int16:
+            case ScalarKind::Int32:
+            case ScalarKind::Int64: fld.from(d.i); break;
+            case ScalarKind::UInt8:
+            case ScalarKind::UInt16:
+            case ScalarKind::UInt32:
+            case ScalarKind::UInt64: fld.from(d.u); break;
+            case ScalarKind::Float32:
+            case ScalarKind::Float64: fld.from(d.f); break;
+            case ScalarKind::String: fld.from(to_std(d.s)); break;
+        }
+        return;
+    }
+    write_array_field(kind_, d, fld);
 }
 
 void read_update(const Value& v, WireUpdate& out) {

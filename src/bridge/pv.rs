@@ -10,7 +10,7 @@ use tracing::warn;
 use super::combine::combine;
 use super::convert::{brief, pv_type_of, to_mx, to_nt};
 use super::limits::{severity, Limits};
-use super::quality::quality_alarm;
+use super::quality::{is_quality_alarm, quality_alarm};
 use super::stamp::Stamps;
 use crate::config;
 use crate::gateway::{ItemHandle, MxDataType, MxStatus, MxValue, Quality, WriteEntry};
@@ -277,8 +277,8 @@ impl MappedPv {
         }
     }
 
-    fn post(&self, update: &Update) {
-        if let Err(e) = self.pv.post(update) {
+    fn post(&self, update: Update) {
+        if let Err(e) = self.pv.post_owned(update) {
             warn!(pv = %self.name(), error = %e, "post failed");
         }
     }
@@ -286,6 +286,10 @@ impl MappedPv {
     /// `base` with this PV's System Platform alarms and limit alarm joined to it.
     fn combined(&self) -> Alarm {
         let (base, plain) = &self.base_alarm;
+        if self.sp_alarm.is_none() && self.limit_alarm.is_none() && self.feed_lost.is_none() {
+            // The common case, without combine()'s list.
+            return base.clone();
+        }
         combine(
             [
                 self.sp_alarm.as_ref(),
@@ -326,7 +330,7 @@ impl MappedPv {
                 .with_alarm(self.combined())
                 .with_time(time);
             update.value = staged.value;
-            self.post(&update);
+            self.post(update);
         }
         if staged.data {
             for w in self.settling.drain(..) {
@@ -343,7 +347,7 @@ impl MappedPv {
         let alarm = self.combined();
         if self.pv.is_open() {
             let time = self.stamps.now(self.cfg.name.as_str());
-            self.post(&Update::default().with_alarm(alarm).with_time(time));
+            self.post(Update::default().with_alarm(alarm).with_time(time));
         } else if let Some(ty) =
             configured_type(&self.cfg).or_else(|| self.pv.shape().map(|s| s.pv_type))
         {
@@ -447,8 +451,16 @@ impl MappedPv {
             (config::TimestampSource::Source, Some(t)) => TimeStamp::from(t),
             _ => TimeStamp::now(),
         };
-        let mut alarm = quality_alarm(quality);
-        if let Some(status) = statuses.iter().find(|s| !s.is_ok()) {
+        let failed = statuses.iter().find(|s| !s.is_ok());
+        // The alarm of the last data change again (the common case) is kept as it is,
+        // without building its message anew.
+        let last = std::mem::take(&mut self.base_alarm.0);
+        let mut alarm = if failed.is_none() && is_quality_alarm(&last, quality) {
+            last
+        } else {
+            quality_alarm(quality)
+        };
+        if let Some(status) = failed {
             let reason = status.detail_name().map_or_else(
                 || format!("MXAccess status {}", status.detail),
                 str::to_string,
@@ -532,7 +544,7 @@ impl MappedPv {
         if let Some(shape) = self.pv.shape() {
             let mut update = Update::default();
             self.metadata(shape.pv_type, &mut update);
-            self.post(&update);
+            self.post(update);
         }
     }
 

@@ -24,6 +24,29 @@ use crate::pva::{Alarm, AlarmStatus, Severity};
 
 /// The alarm a value of quality `q` carries.
 pub fn quality_alarm(q: Quality) -> Alarm {
+    let (severity, status) = severity_status(q);
+    let mut message = q.description().to_string();
+    message.push_str(limit_text(q));
+    Alarm {
+        severity,
+        status,
+        message,
+    }
+}
+
+/// `alarm` is what [`quality_alarm`] gives for `q` (compared without building it).
+pub(super) fn is_quality_alarm(alarm: &Alarm, q: Quality) -> bool {
+    let (severity, status) = severity_status(q);
+    let desc = q.description();
+    let limit = limit_text(q);
+    alarm.severity == severity
+        && alarm.status == status
+        && alarm.message.len() == desc.len() + limit.len()
+        && alarm.message.starts_with(desc)
+        && alarm.message.ends_with(limit)
+}
+
+fn severity_status(q: Quality) -> (Severity, AlarmStatus) {
     let severity = match q.major() {
         QualityMajor::Good => Severity::NoAlarm,
         QualityMajor::Uncertain => Severity::Minor,
@@ -38,17 +61,15 @@ pub fn quality_alarm(q: Quality) -> Alarm {
         0x20 => AlarmStatus::Undefined,
         _ => AlarmStatus::None,
     };
-    let mut message = q.description().to_string();
+    (severity, status)
+}
+
+fn limit_text(q: Quality) -> &'static str {
     match q.limit() {
-        QualityLimit::None => {}
-        QualityLimit::Low => message.push_str(", low limited"),
-        QualityLimit::High => message.push_str(", high limited"),
-        QualityLimit::Constant => message.push_str(", constant"),
-    }
-    Alarm {
-        severity,
-        status,
-        message,
+        QualityLimit::None => "",
+        QualityLimit::Low => ", low limited",
+        QualityLimit::High => ", high limited",
+        QualityLimit::Constant => ", constant",
     }
 }
 
@@ -134,5 +155,27 @@ mod tests {
             quality_alarm(Quality(0x55)).message,
             "Uncertain: engineering units exceeded, low limited"
         );
+    }
+
+    #[test]
+    fn is_quality_alarm_matches_exactly_what_quality_alarm_gives() {
+        let qualities: Vec<u16> = (0..=0xFF).collect();
+        for &a in &qualities {
+            let alarm = quality_alarm(Quality(a));
+            for &b in &qualities {
+                assert_eq!(
+                    is_quality_alarm(&alarm, Quality(b)),
+                    alarm == quality_alarm(Quality(b)),
+                    "{a:#x} against {b:#x}"
+                );
+            }
+        }
+        // A message with a status or a conversion failure joined to it is not kept.
+        let mut joined = quality_alarm(Quality(0xC0));
+        joined.message.push_str(": MXAccess status 5");
+        assert!(!is_quality_alarm(&joined, Quality(0xC0)));
+        let mut other = quality_alarm(Quality(0xC1));
+        other.message = "Good, low limite_".to_string();
+        assert!(!is_quality_alarm(&other, Quality(0xC1)));
     }
 }

@@ -58,8 +58,9 @@ pub(crate) mod bridge {
     }
 
     /// A value in transit. Which member is meaningful follows from the PV's shape:
-    /// `b`/`i`/`u`/`f`/`s` for scalars, the vectors for arrays, `index` for NTEnum.
-    /// Signed integers travel as i64, unsigned as u64, floats as f64.
+    /// `b`/`i`/`u`/`f`/`s` for scalars, the vector of the element type for arrays,
+    /// `index` for NTEnum. Scalar signed integers travel as i64, unsigned as u64, floats
+    /// as f64; arrays in their own element type, so that they are copied once, into pvxs.
     #[derive(Debug, Clone, Default)]
     struct WireData {
         b: bool,
@@ -68,8 +69,15 @@ pub(crate) mod bridge {
         f: f64,
         s: String,
         bools: Vec<bool>,
+        i8s: Vec<i8>,
+        i16s: Vec<i16>,
+        i32s: Vec<i32>,
         ints: Vec<i64>,
+        u8s: Vec<u8>,
+        u16s: Vec<u16>,
+        u32s: Vec<u32>,
         uints: Vec<u64>,
+        f32s: Vec<f32>,
         floats: Vec<f64>,
         strings: Vec<String>,
         index: i32,

@@ -7,7 +7,7 @@ use cxx::UniquePtr;
 use tokio::sync::mpsc;
 
 use super::error::PvaError;
-use super::ffi::bridge::{self, PutOp, PvHandle, WirePut};
+use super::ffi::bridge::{self, PutOp, PvHandle, WirePut, WireUpdate};
 use super::put::{Credentials, PutCompletion, PutCounts, PutRequest};
 use super::value::{pv_type_of, NtValue, PvType, Shape, Update};
 
@@ -349,17 +349,35 @@ impl SharedPv {
 
     /// Posts the fields `update` carries; the others keep their values.
     pub fn post(&self, update: &Update) -> Result<(), PvaError> {
-        let not_open = || PvaError::NotOpen {
+        self.check_open(update)?;
+        self.post_wire(&update.to_wire())
+    }
+
+    /// [`SharedPv::post`] of an update that is not needed afterwards: its value (an array
+    /// too) and alarm message move to the shim instead of being copied.
+    pub fn post_owned(&self, update: Update) -> Result<(), PvaError> {
+        self.check_open(&update)?;
+        self.post_wire(&update.into_wire())
+    }
+
+    fn not_open(&self) -> PvaError {
+        PvaError::NotOpen {
             pv: self.name.to_string(),
-        };
-        let shape = self.shape.ok_or_else(not_open)?;
-        self.check(shape, update)?;
+        }
+    }
+
+    fn check_open(&self, update: &Update) -> Result<(), PvaError> {
+        let shape = self.shape.ok_or_else(|| self.not_open())?;
+        self.check(shape, update)
+    }
+
+    fn post_wire(&self, wire: &WireUpdate) -> Result<(), PvaError> {
         // pvxs refuses a post to a closed PV, so no separate (locking) is-open call here.
-        self.handle.post(&update.to_wire()).map_err(|e| {
+        self.handle.post(wire).map_err(|e| {
             if self.is_open() {
                 PvaError::native(format!("post to {}", self.name), e)
             } else {
-                not_open()
+                self.not_open()
             }
         })
     }

@@ -138,19 +138,6 @@ pub enum NtValue {
     Enum(i32),
 }
 
-/// Widens each element to the wire's element type.
-fn widen<T: Copy, U>(v: &[T], f: impl Fn(T) -> U) -> Vec<U> {
-    v.iter().map(|x| f(*x)).collect()
-}
-
-/// Narrows wire elements back; the C++ side read them from a field of exactly this
-/// element type, so every element fits.
-fn narrow<T: Copy, U: TryFrom<T> + Default>(v: &[T]) -> Vec<U> {
-    v.iter()
-        .map(|x| U::try_from(*x).unwrap_or_default())
-        .collect()
-}
-
 impl NtValue {
     /// The PV type this value belongs to.
     pub fn pv_type(&self) -> PvType {
@@ -211,34 +198,41 @@ impl NtValue {
     }
 
     pub(crate) fn to_wire(&self) -> WireData {
+        self.clone().into_wire()
+    }
+
+    /// [`NtValue::to_wire`], moving strings and arrays into the wire form instead of
+    /// copying them (each array element type has its own wire vector, so nothing is
+    /// widened either).
+    pub(crate) fn into_wire(self) -> WireData {
         use NtValue as V;
         let mut d = WireData::default();
         match self {
-            V::Bool(x) => d.b = *x,
-            V::Int8(x) => d.i = (*x).into(),
-            V::Int16(x) => d.i = (*x).into(),
-            V::Int32(x) => d.i = (*x).into(),
-            V::Int64(x) => d.i = *x,
-            V::UInt8(x) => d.u = (*x).into(),
-            V::UInt16(x) => d.u = (*x).into(),
-            V::UInt32(x) => d.u = (*x).into(),
-            V::UInt64(x) => d.u = *x,
-            V::Float32(x) => d.f = (*x).into(),
-            V::Float64(x) => d.f = *x,
-            V::String(x) => d.s.clone_from(x),
-            V::BoolArray(x) => d.bools.clone_from(x),
-            V::Int8Array(x) => d.ints = widen(x, i64::from),
-            V::Int16Array(x) => d.ints = widen(x, i64::from),
-            V::Int32Array(x) => d.ints = widen(x, i64::from),
-            V::Int64Array(x) => d.ints.clone_from(x),
-            V::UInt8Array(x) => d.uints = widen(x, u64::from),
-            V::UInt16Array(x) => d.uints = widen(x, u64::from),
-            V::UInt32Array(x) => d.uints = widen(x, u64::from),
-            V::UInt64Array(x) => d.uints.clone_from(x),
-            V::Float32Array(x) => d.floats = widen(x, f64::from),
-            V::Float64Array(x) => d.floats.clone_from(x),
-            V::StringArray(x) => d.strings.clone_from(x),
-            V::Enum(x) => d.index = *x,
+            V::Bool(x) => d.b = x,
+            V::Int8(x) => d.i = x.into(),
+            V::Int16(x) => d.i = x.into(),
+            V::Int32(x) => d.i = x.into(),
+            V::Int64(x) => d.i = x,
+            V::UInt8(x) => d.u = x.into(),
+            V::UInt16(x) => d.u = x.into(),
+            V::UInt32(x) => d.u = x.into(),
+            V::UInt64(x) => d.u = x,
+            V::Float32(x) => d.f = x.into(),
+            V::Float64(x) => d.f = x,
+            V::String(x) => d.s = x,
+            V::BoolArray(x) => d.bools = x,
+            V::Int8Array(x) => d.i8s = x,
+            V::Int16Array(x) => d.i16s = x,
+            V::Int32Array(x) => d.i32s = x,
+            V::Int64Array(x) => d.ints = x,
+            V::UInt8Array(x) => d.u8s = x,
+            V::UInt16Array(x) => d.u16s = x,
+            V::UInt32Array(x) => d.u32s = x,
+            V::UInt64Array(x) => d.uints = x,
+            V::Float32Array(x) => d.f32s = x,
+            V::Float64Array(x) => d.floats = x,
+            V::StringArray(x) => d.strings = x,
+            V::Enum(x) => d.index = x,
         }
         d
     }
@@ -266,15 +260,15 @@ impl NtValue {
             },
             PvType::Array(t) => match t {
                 S::Bool => V::BoolArray(d.bools),
-                S::Int8 => V::Int8Array(narrow(&d.ints)),
-                S::Int16 => V::Int16Array(narrow(&d.ints)),
-                S::Int32 => V::Int32Array(narrow(&d.ints)),
+                S::Int8 => V::Int8Array(d.i8s),
+                S::Int16 => V::Int16Array(d.i16s),
+                S::Int32 => V::Int32Array(d.i32s),
                 S::Int64 => V::Int64Array(d.ints),
-                S::UInt8 => V::UInt8Array(narrow(&d.uints)),
-                S::UInt16 => V::UInt16Array(narrow(&d.uints)),
-                S::UInt32 => V::UInt32Array(narrow(&d.uints)),
+                S::UInt8 => V::UInt8Array(d.u8s),
+                S::UInt16 => V::UInt16Array(d.u16s),
+                S::UInt32 => V::UInt32Array(d.u32s),
                 S::UInt64 => V::UInt64Array(d.uints),
-                S::Float32 => V::Float32Array(d.floats.iter().map(|x| *x as f32).collect()),
+                S::Float32 => V::Float32Array(d.f32s),
                 S::Float64 => V::Float64Array(d.floats),
                 S::String => V::StringArray(d.strings),
             },
@@ -373,6 +367,14 @@ impl Alarm {
             severity: self.severity as i32,
             status: self.status as i32,
             message: self.message.clone(),
+        }
+    }
+
+    pub(crate) fn into_wire(self) -> WireAlarm {
+        WireAlarm {
+            severity: self.severity as i32,
+            status: self.status as i32,
+            message: self.message,
         }
     }
 
@@ -562,15 +564,38 @@ impl Update {
     }
 
     pub(crate) fn to_wire(&self) -> WireUpdate {
+        self.wire_with(
+            self.value.as_ref().map(NtValue::to_wire),
+            self.choices.clone(),
+            self.alarm.as_ref().map(Alarm::to_wire),
+        )
+    }
+
+    /// [`Update::to_wire`] without copying: the value's array (of the wire's own element
+    /// type), the choices and the alarm message move into the wire form.
+    pub(crate) fn into_wire(mut self) -> WireUpdate {
+        let value = self.value.take().map(NtValue::into_wire);
+        let choices = self.choices.take();
+        let alarm = self.alarm.take().map(Alarm::into_wire);
+        self.wire_with(value, choices, alarm)
+    }
+
+    /// The wire form of this update's metadata, with its value, choices and alarm given.
+    fn wire_with(
+        &self,
+        value: Option<WireData>,
+        choices: Option<Vec<String>>,
+        alarm: Option<WireAlarm>,
+    ) -> WireUpdate {
         let mut w = WireUpdate::default();
         let mut set = |bit: FieldBit| w.fields |= bit.repr;
-        if self.value.is_some() {
+        if value.is_some() {
             set(FieldBit::Value);
         }
-        if self.choices.is_some() {
+        if choices.is_some() {
             set(FieldBit::Choices);
         }
-        if self.alarm.is_some() {
+        if alarm.is_some() {
             set(FieldBit::Alarm);
         }
         if self.time.is_some() {
@@ -585,14 +610,14 @@ impl Update {
         if self.value_alarm.is_some() {
             set(FieldBit::ValueAlarm);
         }
-        if let Some(v) = &self.value {
-            w.data = v.to_wire();
+        if let Some(d) = value {
+            w.data = d;
         }
-        if let Some(c) = &self.choices {
-            w.choices.clone_from(c);
+        if let Some(c) = choices {
+            w.choices = c;
         }
-        if let Some(a) = &self.alarm {
-            w.alarm = a.to_wire();
+        if let Some(a) = alarm {
+            w.alarm = a;
         }
         if let Some(t) = self.time {
             w.time = t.to_wire();
