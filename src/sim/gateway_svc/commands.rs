@@ -13,7 +13,7 @@ use crate::gateway::pb::gw as pb;
 use crate::gateway::pb::gw::mx_command::Payload;
 use crate::gateway::pb::gw::mx_command_reply::Reply;
 use crate::gateway::{detail, MxStatus, MxStatusCategory};
-use crate::sim::session::{Item, SimSession};
+use crate::sim::session::{Handles, Item, SimSession, State};
 
 pub(super) fn payload_kind(p: &Payload) -> pb::MxCommandKind {
     use pb::MxCommandKind as K;
@@ -88,18 +88,18 @@ impl GatewaySvc {
                 buffered,
                 samples: Vec::new(),
                 last_flush: Instant::now(),
+                flush_queued: false,
             },
         );
         Ok(handle)
     }
 
     fn with_item<T>(
-        sess: &SimSession,
+        h: &mut Handles,
         server: i32,
         item: i32,
         f: impl FnOnce(&mut Item) -> T,
     ) -> Result<T, Refusal> {
-        let mut h = sess.handles.lock();
         if !h.servers.contains_key(&server) {
             return Err(invalid_arg(format!("unknown server handle {server}")));
         }
@@ -109,35 +109,64 @@ impl GatewaySvc {
         }
     }
 
+    /// Advise an item: its first OnDataChange goes on the due-list, and the item into the
+    /// index of its attribute.
     fn advise(
         &self,
-        sess: &SimSession,
+        sess: &Arc<SimSession>,
         server: i32,
         item: i32,
         supervisory: bool,
     ) -> Result<(), Refusal> {
         let due = Instant::now() + self.core.first_update_delay;
-        Self::with_item(sess, server, item, |i| {
-            if !i.advised {
-                i.advised = true;
-                i.supervisory = supervisory;
-                i.first_due = Some(due);
-                i.last_version = 0;
+        // Lock order: subscribers, then the session's handles.
+        let mut subs = self.core.subs.lock();
+        let mut h = sess.handles.lock();
+        let ready = h.state == State::Ready;
+        let target = Self::with_item(&mut h, server, item, |i| {
+            if i.advised {
+                return None;
             }
-        })
+            i.advised = true;
+            i.supervisory = supervisory;
+            i.first_due = Some(due);
+            i.last_version = 0;
+            Some(i.target.clone())
+        })?;
+        if let (Some(t), true) = (target, ready) {
+            subs.add(&t, sess, item);
+            subs.first_due(due, sess, item);
+            self.core.due_wake.notify_one();
+        }
+        Ok(())
     }
 
-    fn unadvise(sess: &SimSession, server: i32, item: i32) -> Result<(), Refusal> {
-        Self::with_item(sess, server, item, |i| {
+    fn unadvise(&self, sess: &Arc<SimSession>, server: i32, item: i32) -> Result<(), Refusal> {
+        let mut subs = self.core.subs.lock();
+        let mut h = sess.handles.lock();
+        let was = Self::with_item(&mut h, server, item, |i| {
+            let was = i.advised.then(|| i.target.clone());
             i.advised = false;
             i.first_due = None;
             i.cached = None;
-        })
+            was
+        })?;
+        if let Some(t) = was {
+            subs.remove(&t, sess, item);
+        }
+        Ok(())
     }
 
-    fn remove_item(sess: &SimSession, server: i32, item: i32) -> Result<(), Refusal> {
-        Self::with_item(sess, server, item, |_| ())?;
-        sess.handles.lock().items.remove(&item);
+    fn remove_item(&self, sess: &Arc<SimSession>, server: i32, item: i32) -> Result<(), Refusal> {
+        let mut subs = self.core.subs.lock();
+        let mut h = sess.handles.lock();
+        let was = Self::with_item(&mut h, server, item, |i| {
+            i.advised.then(|| i.target.clone())
+        })?;
+        if let Some(t) = was {
+            subs.remove(&t, sess, item);
+        }
+        h.items.remove(&item);
         Ok(())
     }
 
@@ -193,6 +222,7 @@ impl GatewaySvc {
                 })))
             }
             Payload::Unregister(c) => {
+                let mut subs = core.subs.lock();
                 let mut h = sess.handles.lock();
                 if h.servers.remove(&c.server_handle).is_none() {
                     return Err(invalid_arg(format!(
@@ -200,7 +230,15 @@ impl GatewaySvc {
                         c.server_handle
                     )));
                 }
-                h.items.retain(|_, i| i.server != c.server_handle);
+                h.items.retain(|&ih, i| {
+                    if i.server != c.server_handle {
+                        return true;
+                    }
+                    if i.advised {
+                        subs.remove(&i.target, sess, ih);
+                    }
+                    false
+                });
                 Ok(None)
             }
             Payload::AddItem(c) => {
@@ -211,18 +249,18 @@ impl GatewaySvc {
                 let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, false)?;
                 Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
             }
-            Payload::RemoveItem(c) => {
-                Self::remove_item(sess, c.server_handle, c.item_handle).map(|_| None)
-            }
+            Payload::RemoveItem(c) => self
+                .remove_item(sess, c.server_handle, c.item_handle)
+                .map(|_| None),
             Payload::Advise(c) => self
                 .advise(sess, c.server_handle, c.item_handle, false)
                 .map(|_| None),
             Payload::AdviseSupervisory(c) => self
                 .advise(sess, c.server_handle, c.item_handle, true)
                 .map(|_| None),
-            Payload::UnAdvise(c) => {
-                Self::unadvise(sess, c.server_handle, c.item_handle).map(|_| None)
-            }
+            Payload::UnAdvise(c) => self
+                .unadvise(sess, c.server_handle, c.item_handle)
+                .map(|_| None),
             Payload::Write(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::Write2(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::WriteSecured(c) => self.write_one(sess, who, c.server_handle, &c),
@@ -290,20 +328,22 @@ impl GatewaySvc {
                 sess,
                 c.server_handle,
                 &c.item_handles,
-                |s, i| Self::unadvise(sess, s, i),
+                |s, i| self.unadvise(sess, s, i),
             )),
             Payload::RemoveItemBulk(c) => bulk(self.by_handle(
                 sess,
                 c.server_handle,
                 &c.item_handles,
-                |s, i| Self::remove_item(sess, s, i),
+                |s, i| self.remove_item(sess, s, i),
             )),
-            Payload::UnsubscribeBulk(c) => bulk(self.by_handle(
-                sess,
-                c.server_handle,
-                &c.item_handles,
-                |s, i| Self::unadvise(sess, s, i).and_then(|_| Self::remove_item(sess, s, i)),
-            )),
+            Payload::UnsubscribeBulk(c) => {
+                bulk(
+                    self.by_handle(sess, c.server_handle, &c.item_handles, |s, i| {
+                        self.unadvise(sess, s, i)
+                            .and_then(|_| self.remove_item(sess, s, i))
+                    }),
+                )
+            }
             Payload::WriteBulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
             Payload::Write2Bulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
             Payload::WriteSecuredBulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
