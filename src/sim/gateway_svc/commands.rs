@@ -413,3 +413,230 @@ impl GatewaySvc {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::pb::gw::mx_access_gateway_server::MxAccessGateway;
+    use crate::sim::subs::Key;
+    use crate::sim::{Galaxy, SimHandle, SimOptions};
+    use tonic::Request;
+
+    struct Fixture {
+        sim: SimHandle,
+        svc: GatewaySvc,
+        who: Principal,
+    }
+
+    impl Fixture {
+        async fn open(&self, name: &str) -> (Arc<SimSession>, i32) {
+            let id = self
+                .svc
+                .open_session(Request::new(pb::OpenSessionRequest {
+                    client_session_name: name.into(),
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .session_id;
+            let sess = self.svc.session(&id).unwrap();
+            let server = self.register(&sess).await;
+            (sess, server)
+        }
+
+        async fn register(&self, sess: &Arc<SimSession>) -> i32 {
+            let r = self.run(sess, Payload::Register(pb::RegisterCommand::default()));
+            match r.await {
+                Some(Reply::Register(r)) => r.server_handle,
+                r => panic!("{r:?}"),
+            }
+        }
+
+        async fn run(&self, sess: &Arc<SimSession>, p: Payload) -> Option<Reply> {
+            self.svc.run(sess, &self.who, p).await.unwrap()
+        }
+
+        /// The handles SubscribeBulk (or AddItemBulk: `advise` false) gives `tags`.
+        async fn items(
+            &self,
+            sess: &Arc<SimSession>,
+            server: i32,
+            tags: &[&str],
+            advise: bool,
+        ) -> Vec<i32> {
+            let tag_addresses = tags.iter().map(|t| t.to_string()).collect();
+            let p = if advise {
+                Payload::SubscribeBulk(pb::SubscribeBulkCommand {
+                    server_handle: server,
+                    tag_addresses,
+                })
+            } else {
+                Payload::AddItemBulk(pb::AddItemBulkCommand {
+                    server_handle: server,
+                    tag_addresses,
+                })
+            };
+            match self.run(sess, p).await {
+                Some(Reply::BulkSubscribe(r)) => r.results.iter().map(|r| r.item_handle).collect(),
+                r => panic!("{r:?}"),
+            }
+        }
+
+        /// (session, item) advised on `k`, per the index.
+        fn advised(&self, k: Key) -> Vec<(String, i32)> {
+            let mut v: Vec<_> = self
+                .svc
+                .core
+                .subs
+                .lock()
+                .of(k)
+                .iter()
+                .map(|s| (s.sess.id.clone(), s.item))
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_session_ends_and_deploys_keep_the_attribute_index() {
+        let sim = SimHandle::new(Galaxy::demo(), SimOptions::default());
+        let svc = GatewaySvc {
+            core: sim.core.clone(),
+        };
+        let who = super::super::authorize(&svc.core, &tonic::metadata::MetadataMap::new(), "admin")
+            .unwrap();
+        let f = Fixture { sim, svc, who };
+        let g = f.sim.galaxy();
+        let sp = Key::Attr(g.attribute("Pump001.SpeedSP").unwrap().0);
+        let hihi = Key::Alarm(g.alarm_index("Tank001.Level.HiHi").unwrap());
+
+        let (a, server) = f.open("a").await;
+        let id = |s: &Arc<SimSession>, i: i32| (s.id.clone(), i);
+        let [h1, h2, _nope] = f
+            .items(
+                &a,
+                server,
+                &["Pump001.SpeedSP", "Tank001.Level.HiHi", "Nope001.X"],
+                true,
+            )
+            .await[..]
+        else {
+            panic!("three handles")
+        };
+        assert_eq!(f.advised(sp), [id(&a, h1)]);
+        assert_eq!(f.advised(hihi), [id(&a, h2)]);
+
+        // Added is not advised; Advise / AdviseSupervisory put it in.
+        let [h4] = f.items(&a, server, &["Pump001.SpeedSP"], false).await[..] else {
+            panic!("one handle")
+        };
+        assert_eq!(f.advised(sp), [id(&a, h1)]);
+        let advise = |item_handle| {
+            Payload::AdviseSupervisory(pb::AdviseSupervisoryCommand {
+                server_handle: server,
+                item_handle,
+            })
+        };
+        f.run(&a, advise(h4)).await;
+        assert_eq!(f.advised(sp), [id(&a, h1), id(&a, h4)]);
+
+        // UnAdvise, RemoveItem.
+        f.run(
+            &a,
+            Payload::UnAdvise(pb::UnAdviseCommand {
+                server_handle: server,
+                item_handle: h1,
+            }),
+        )
+        .await;
+        assert_eq!(f.advised(sp), [id(&a, h4)]);
+        f.run(
+            &a,
+            Payload::RemoveItem(pb::RemoveItemCommand {
+                server_handle: server,
+                item_handle: h4,
+            }),
+        )
+        .await;
+        assert!(f.advised(sp).is_empty());
+
+        // The bulk forms.
+        let (server_handle, item_handles) = (server, vec![h1]);
+        f.run(
+            &a,
+            Payload::AdviseItemBulk(pb::AdviseItemBulkCommand {
+                server_handle,
+                item_handles: item_handles.clone(),
+            }),
+        )
+        .await;
+        assert_eq!(f.advised(sp), [id(&a, h1)]);
+        f.run(
+            &a,
+            Payload::UnsubscribeBulk(pb::UnsubscribeBulkCommand {
+                server_handle,
+                item_handles,
+            }),
+        )
+        .await;
+        assert!(f.advised(sp).is_empty());
+        let (server_handle, item_handles) = (server, vec![h2]);
+        f.run(
+            &a,
+            Payload::UnAdviseItemBulk(pb::UnAdviseItemBulkCommand {
+                server_handle,
+                item_handles: item_handles.clone(),
+            }),
+        )
+        .await;
+        assert!(f.advised(hihi).is_empty());
+        f.run(
+            &a,
+            Payload::RemoveItemBulk(pb::RemoveItemBulkCommand {
+                server_handle,
+                item_handles,
+            }),
+        )
+        .await;
+
+        // Unregister takes the server handle's items along.
+        f.items(&a, server, &["Pump001.SpeedSP"], true).await;
+        assert_eq!(f.advised(sp).len(), 1);
+        f.run(
+            &a,
+            Payload::Unregister(pb::UnregisterCommand {
+                server_handle: server,
+            }),
+        )
+        .await;
+        assert!(f.advised(sp).is_empty());
+
+        // Two sessions; closing one leaves the other's item.
+        let server = f.register(&a).await;
+        let [ha] = f.items(&a, server, &["Pump001.SpeedSP"], true).await[..] else {
+            panic!("one handle")
+        };
+        let (b, server_b) = f.open("b").await;
+        let [hb] = f.items(&b, server_b, &["Pump001.SpeedSP"], true).await[..] else {
+            panic!("one handle")
+        };
+        let mut both = vec![id(&a, ha), id(&b, hb)];
+        both.sort();
+        assert_eq!(f.advised(sp), both);
+        f.svc
+            .close_session(Request::new(pb::CloseSessionRequest {
+                session_id: b.id.clone(),
+            }))
+            .await
+            .unwrap();
+        assert_eq!(f.advised(sp), [id(&a, ha)]);
+
+        // A deploy builds the index again (here: the same Galaxy, the same index).
+        f.sim.deploy_galaxy(Galaxy::demo());
+        assert_eq!(f.advised(sp), [id(&a, ha)]);
+        // A restart forgets every session.
+        f.sim.restart();
+        assert!(f.advised(sp).is_empty());
+    }
+}
