@@ -115,6 +115,29 @@ async fn write_complete(events: &mut EventStream, item: ItemHandle) -> WriteComp
     }
 }
 
+/// The OnDataChange events of `item` up to its next OnWriteComplete, and that
+/// OnWriteComplete: MXAccess fires the data change of an applied write before the write's
+/// OnWriteComplete.
+async fn until_write_complete(
+    events: &mut EventStream,
+    item: ItemHandle,
+) -> (Vec<DataChange>, WriteComplete) {
+    let mut changes = Vec::new();
+    loop {
+        match wait_for(events, |e| match e {
+            SessionEvent::DataChange(d) => d.item_handle == item,
+            SessionEvent::WriteComplete(w) => w.item_handle == item,
+            _ => false,
+        })
+        .await
+        {
+            SessionEvent::DataChange(d) => changes.push(d),
+            SessionEvent::WriteComplete(w) => return (changes, w),
+            _ => unreachable!(),
+        }
+    }
+}
+
 /// The error that ends the stream (skipping events still in flight).
 async fn stream_error(events: &mut EventStream) -> GatewayError {
     loop {
@@ -208,6 +231,7 @@ async fn an_elapsed_time_too_long_for_a_duration_fails_the_write_and_the_sim_goe
         unreachable!()
     };
     let mut events = s.events(None).await.unwrap();
+    data_change(&mut events, dwell).await;
     for huge in [1e30, f64::MAX] {
         let entry = WriteEntry::new(dwell, MxValue::Double(huge));
         s.write(server, WriteKind::Write, &entry).await.unwrap();
@@ -222,12 +246,12 @@ async fn an_elapsed_time_too_long_for_a_duration_fails_the_write_and_the_sim_goe
     // The simulator still takes a good write and reports the new value.
     let entry = WriteEntry::new(dwell, MxValue::Double(2.5));
     s.write(server, WriteKind::Write, &entry).await.unwrap();
-    assert!(write_complete(&mut events, dwell).await.failure().is_none());
-    wait_for(&mut events, |e| {
-        matches!(e, SessionEvent::DataChange(d)
-            if d.item_handle == dwell && d.value == MxValue::Elapsed(Duration::from_millis(2500)))
-    })
-    .await;
+    let (changes, wc) = until_write_complete(&mut events, dwell).await;
+    assert!(wc.failure().is_none(), "{wc:?}");
+    assert_eq!(
+        changes.iter().map(|d| &d.value).collect::<Vec<_>>(),
+        [&MxValue::Elapsed(Duration::from_millis(2500))]
+    );
 }
 
 #[tokio::test]
@@ -280,63 +304,59 @@ async fn writes_complete_with_status() {
     .await;
     let (sp, mode, recipe2, running) = (items[0], items[1], items[2], items[3]);
     let mut events = s.events(None).await.unwrap();
-    data_change(&mut events, sp).await;
+    // The first values come in handle order.
+    for item in [sp, mode, recipe2, running] {
+        data_change(&mut events, item).await;
+    }
+    // Each applied write: its OnDataChange (the new value), then its OnWriteComplete.
+    let mut applied = async |kind: WriteKind, entry: WriteEntry| {
+        let item = entry.item_handle;
+        s.write(server, kind, &entry).await.unwrap();
+        let (changes, wc) = until_write_complete(&mut events, item).await;
+        assert!(wc.failure().is_none(), "{entry:?}: {wc:?}");
+        changes
+    };
 
-    s.write(
-        server,
+    let changes = applied(
         WriteKind::Write,
-        &WriteEntry::new(sp, MxValue::Double(1500.0)),
+        WriteEntry::new(sp, MxValue::Double(1500.0)),
     )
-    .await
-    .unwrap();
-    let wc = write_complete(&mut events, sp).await;
-    assert!(wc.failure().is_none(), "{wc:?}");
+    .await;
     assert_eq!(
-        data_change(&mut events, sp).await.value,
-        MxValue::Double(1500.0)
+        changes.iter().map(|d| &d.value).collect::<Vec<_>>(),
+        [&MxValue::Double(1500.0)]
     );
 
     // Write2 carries the value's timestamp.
     let ts = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let mut e = WriteEntry::new(mode, MxValue::String("Manual".into()));
     e.timestamp = Some(ts);
-    s.write(server, WriteKind::Write2, &e).await.unwrap();
-    assert!(write_complete(&mut events, mode).await.failure().is_none());
-    let dc = data_change(&mut events, mode).await;
+    let changes = applied(WriteKind::Write2, e).await;
     assert_eq!(
-        (dc.value, dc.source_time),
-        (MxValue::String("Manual".into()), Some(ts))
+        changes
+            .iter()
+            .map(|d| (&d.value, d.source_time))
+            .collect::<Vec<_>>(),
+        [(&MxValue::String("Manual".into()), Some(ts))]
     );
 
     // One array element, converted from Int64 to the element type.
-    s.write(
-        server,
+    let changes = applied(
         WriteKind::Write,
-        &WriteEntry::new(recipe2, MxValue::Int64(99)),
+        WriteEntry::new(recipe2, MxValue::Int64(99)),
     )
-    .await
-    .unwrap();
-    assert!(write_complete(&mut events, recipe2)
-        .await
-        .failure()
-        .is_none());
+    .await;
     assert_eq!(
-        data_change(&mut events, recipe2).await.value,
-        MxValue::Int32(99)
+        changes.iter().map(|d| &d.value).collect::<Vec<_>>(),
+        [&MxValue::Int32(99)]
     );
 
     // A string converts to Boolean as MXAccess converts it.
-    s.write(
-        server,
+    applied(
         WriteKind::Write,
-        &WriteEntry::new(running, MxValue::String("false".into())),
+        WriteEntry::new(running, MxValue::String("false".into())),
     )
-    .await
-    .unwrap();
-    assert!(write_complete(&mut events, running)
-        .await
-        .failure()
-        .is_none());
+    .await;
 }
 
 #[tokio::test]

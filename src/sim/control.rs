@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime};
 use tonic::{Request, Response, Status};
 
 use super::config::AttrDef;
-use super::gateway_svc::{authorize, data_change, push_outcome};
+use super::gateway_svc::{authorize, data_change, publish, push_outcome};
 use super::session::{SimSession, State};
 use super::values::{coerce, parse_text};
+use super::world::Changes;
 use super::{AlarmNews, Galaxy, SimHandle};
 use crate::gateway::pb::control as cpb;
 use crate::gateway::{MxDataType, MxStatus, MxValue, Quality};
@@ -87,21 +88,46 @@ impl SimHandle {
 
     /// Set an attribute's value and hold it there (dynamics pause) until
     /// [`SimHandle::release_value`]. The value is converted to the attribute's type.
+    /// The items advised on it get the OnDataChange at once.
     pub fn set_value(&self, reference: &str, value: MxValue) -> Result<(), String> {
+        self.set_value_quality(reference, value, None)
+    }
+
+    /// [`SimHandle::set_value`], and hold the quality too (one change, one OnDataChange).
+    fn set_value_quality(
+        &self,
+        reference: &str,
+        value: MxValue,
+        quality: Option<Quality>,
+    ) -> Result<(), String> {
         let (a, def) = self.attr(reference)?;
         let v = coerce(&value, def.data_type, def.array_length)
             .map_err(|s: MxStatus| s.diagnostic_text)?;
         let mut w = self.core.world.lock();
+        let g = self.core.galaxy();
         w.hold_value(a, true);
-        w.store(a, v, SystemTime::now());
+        let mut changed = w.store(a, v, SystemTime::now());
+        if let Some(q) = quality {
+            changed |= w.set_quality(&g, a, Some(q));
+        }
+        publish(&self.core, &g, &w, Changes::attr(a, changed));
         Ok(())
     }
 
     /// Like [`SimHandle::set_value`], from text (arrays: comma-separated).
     pub fn set_value_text(&self, reference: &str, text: &str) -> Result<(), String> {
+        self.set_value_text_quality(reference, text, None)
+    }
+
+    fn set_value_text_quality(
+        &self,
+        reference: &str,
+        text: &str,
+        quality: Option<Quality>,
+    ) -> Result<(), String> {
         let (_, def) = self.attr(reference)?;
         let v = parse_text(text, def.data_type, def.array_length)?;
-        self.set_value(reference, v)
+        self.set_value_quality(reference, v, quality)
     }
 
     /// Let the attribute's dynamics drive it again.
@@ -111,22 +137,24 @@ impl SimHandle {
         Ok(())
     }
 
-    /// Hold an attribute's quality (None: back to the configured behaviour).
+    /// Hold an attribute's quality (None: back to the configured behaviour, at once).
     pub fn set_quality(&self, reference: &str, quality: Option<Quality>) -> Result<(), String> {
         let (a, _) = self.attr(reference)?;
-        self.core.world.lock().set_quality(a, quality);
+        let mut w = self.core.world.lock();
+        let g = self.core.galaxy();
+        let changed = w.set_quality(&g, a, quality);
+        publish(&self.core, &g, &w, Changes::attr(a, changed));
         Ok(())
     }
 
     fn force_alarm(&self, reference: &str, forced: Option<bool>) -> Result<(), String> {
+        let mut w = self.core.world.lock();
         let g = self.core.galaxy();
         let i = g
             .alarm_index(reference)
             .ok_or_else(|| format!("{reference} is not an alarm of the simulated Galaxy"))?;
-        let mut w = self.core.world.lock();
-        for t in w.force_alarm(&g, i, forced) {
-            let _ = self.core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
-        }
+        let changes = w.force_alarm(&g, i, forced);
+        publish(&self.core, &g, &w, changes);
         Ok(())
     }
 
@@ -205,6 +233,7 @@ impl SimHandle {
             self.core.sessions.lock().drain().map(|(_, s)| s).collect();
         for s in sessions {
             s.handles.lock().state = State::Closed;
+            self.core.forget_session(&s);
             s.kill_subscriber(Status::unavailable("the gateway restarted"));
         }
         let _ = self.core.alarm_tx.send(AlarmNews::Restart);
@@ -423,14 +452,13 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
                 .map_err(Status::invalid_argument)?;
             return ok(format!("{} released", r.reference));
         }
+        let quality = match r.quality {
+            0 => None,
+            q => Some(quality_arg(q)?),
+        };
         self.handle
-            .set_value_text(&r.reference, &r.value)
+            .set_value_text_quality(&r.reference, &r.value, quality)
             .map_err(Status::invalid_argument)?;
-        if r.quality != 0 {
-            self.handle
-                .set_quality(&r.reference, Some(quality_arg(r.quality)?))
-                .map_err(Status::invalid_argument)?;
-        }
         ok(format!("{} = {}", r.reference, r.value))
     }
 

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use super::config::Galaxy;
 use super::gateway_svc::resolve;
-use super::session::Target;
+use super::session::{State, Target};
 use super::SimHandle;
 use crate::gateway::detail;
 
@@ -67,23 +67,38 @@ impl SimHandle {
             w.redeploy(&old, &new);
             core.set_galaxy(new.clone());
             let sessions: Vec<_> = core.sessions.lock().values().cloned().collect();
+            // Attribute indices move with a deploy: the index is built again.
+            let mut subs = core.subs.lock();
+            subs.clear_index();
             for s in sessions {
                 let mut h = s.handles.lock();
-                for item in h.items.values_mut() {
+                let ready = h.state == State::Ready;
+                let mut refreshed = Vec::new();
+                for (&ih, item) in h.items.iter_mut() {
                     let target = resolve(core, &item.reference)
                         .unwrap_or_else(|e| Target::Unresolved(detail::INVALID_REFERENCE, e));
                     if !same(&old, &new, &item.target, &target) {
                         changed += 1;
                         item.last_version = 0;
                         item.cached = None;
-                        if item.advised {
+                        if item.advised && ready {
                             item.first_due = Some(due);
+                            refreshed.push(ih);
                         }
                     }
                     item.target = target;
+                    if item.advised && ready {
+                        subs.add(&item.target, &s, ih);
+                    }
+                }
+                // Their first values go out in handle order, as after a SubscribeBulk.
+                refreshed.sort_unstable();
+                for ih in refreshed {
+                    subs.first_due(due, &s, ih);
                 }
             }
         }
+        core.due_wake.notify_one();
         let seq = self.deploy();
         tracing::info!(
             sequence = seq,

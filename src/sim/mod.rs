@@ -34,6 +34,8 @@
 //! - `world.rs`: live values, dynamics, quality cycles, alarms. Uses `config.rs` and
 //!   `values.rs`; neither uses it.
 //! - `session.rs`: sessions, handles, event queue and replay buffer.
+//! - `subs.rs`: the index from an attribute to the items advised on it, and the
+//!   due-lists (first value after Advise, buffered flushes).
 //! - `gateway_svc/`: the MxAccessGateway service: `mod.rs` the tonic service with its
 //!   event and alarm streams; `auth.rs` API keys and scopes; `reads.rs` references,
 //!   reads and OnDataChange delivery; `writes.rs` the write path; `commands.rs` the
@@ -52,6 +54,7 @@ mod galaxy_svc;
 mod gateway_svc;
 mod remote;
 mod session;
+mod subs;
 mod values;
 mod world;
 
@@ -246,8 +249,12 @@ pub(crate) struct Core {
     pub opts: SimOptions,
     pub first_update_delay: Duration,
     pub tick: Duration,
-    /// Lock order: world, then a session's handles, then its log.
+    /// Lock order: world, then `subs`, then a session's handles, then its log.
     pub world: Mutex<World>,
+    /// Which items are advised on what, and the work due later (`subs.rs`).
+    pub subs: Mutex<subs::Subscribers>,
+    /// Wakes the simulator's timer when work was added to a due-list.
+    pub due_wake: tokio::sync::Notify,
     pub sessions: Mutex<HashMap<String, Arc<SimSession>>>,
     pub faults: Mutex<Faults>,
     /// Mirrors `faults.stall_events` for the hot path of the event streams.
@@ -298,6 +305,8 @@ impl SimHandle {
                 first_update_delay,
                 tick,
                 world: Mutex::new(world),
+                subs: Mutex::default(),
+                due_wake: tokio::sync::Notify::new(),
                 sessions: Mutex::new(HashMap::new()),
                 faults: Mutex::new(Faults::default()),
                 stalled: AtomicBool::new(false),
@@ -388,24 +397,36 @@ pub async fn serve(
     SimHandle::new(galaxy, opts).serve(listener, shutdown).await
 }
 
+/// The simulator's timer: the dynamics tick, and the due-lists (first values after
+/// Advise, buffered flushes). Everything else is pushed when it happens
+/// (`gateway_svc/push.rs`), so between two deadlines this sleeps.
 async fn run_dynamics(core: Arc<Core>) {
-    let mut interval = tokio::time::interval(
-        core.tick
-            .min(core.first_update_delay.max(Duration::from_millis(10))),
-    );
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_dynamics = Instant::now() - core.tick;
+    let tick = core.tick.max(Duration::from_millis(1));
+    let mut next_tick = tokio::time::Instant::now() + tick;
     loop {
-        interval.tick().await;
-        if last_dynamics.elapsed() >= core.tick {
-            last_dynamics = Instant::now();
-            // Publish under the world lock: StreamAlarms snapshots under it too.
-            let mut world = core.world.lock();
-            for t in world.tick(&core.galaxy()) {
-                let _ = core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
-            }
+        let due = core
+            .subs
+            .lock()
+            .next_due()
+            .map(tokio::time::Instant::from_std);
+        let wake = due.map_or(next_tick, |d| d.min(next_tick));
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = core.due_wake.notified() => {}
         }
-        gateway_svc::deliver_updates(&core);
+        let now = tokio::time::Instant::now();
+        if now >= next_tick {
+            next_tick += tick;
+            if next_tick <= now {
+                // Late (a busy machine): the next tick is a period from now, not a burst.
+                next_tick = now + tick;
+            }
+            let mut world = core.world.lock();
+            let g = core.galaxy();
+            let changes = world.tick(&g);
+            gateway_svc::publish(&core, &g, &world, changes);
+        }
+        gateway_svc::deliver_due(&core, now.into_std());
     }
 }
 
@@ -427,6 +448,7 @@ async fn run_sweeper(core: Arc<Core>) {
             tracing::info!(session = %s.id, "session lease expired");
             s.handles.lock().state = session::State::Closed;
             core.sessions.lock().remove(&s.id);
+            core.forget_session(&s);
         }
     }
 }
@@ -455,5 +477,20 @@ impl Core {
 
     pub(crate) fn is_stalled(&self) -> bool {
         self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// Forget a session that ended (closed, expired, dropped by a restart): its items
+    /// leave the index and its due work is dropped. Call after its state is Closed, so
+    /// that an Advise racing with the end does not add it back.
+    pub(crate) fn forget_session(&self, sess: &Arc<SimSession>) {
+        let mut subs = self.subs.lock();
+        let h = sess.handles.lock();
+        subs.forget(
+            sess,
+            h.items
+                .iter()
+                .filter(|(_, i)| i.advised)
+                .map(|(ih, i)| (*ih, &i.target)),
+        );
     }
 }

@@ -52,6 +52,8 @@ pub(crate) struct Item {
     pub buffered: bool,
     pub samples: Vec<(MxValue, Quality, SystemTime)>,
     pub last_flush: Instant,
+    /// A flush of `samples` is on the simulator's due-list.
+    pub flush_queued: bool,
 }
 
 /// Most samples one buffered item keeps between flushes (oldest dropped).

@@ -2,7 +2,7 @@
 //! alarm states, moved on by [`World::tick`].
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::config::{AlarmKind, Dynamics, Galaxy};
+use super::config::{AlarmKind, AttrDef, Dynamics, Galaxy};
 use super::values::status;
 use crate::gateway::{
     detail, ActiveAlarm, AlarmState, AlarmTransition, AlarmTransitionKind, MxArray, MxDataType,
@@ -39,9 +39,32 @@ pub(crate) struct AlarmRt {
     pub time: SystemTime,
 }
 
+/// What changed in the world: the attributes whose value or quality changed, the alarms
+/// whose state changed, and those alarm transitions (for StreamAlarms).
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    pub attrs: Vec<usize>,
+    pub alarms: Vec<usize>,
+    pub transitions: Vec<AlarmTransition>,
+}
+
+impl Changes {
+    /// One attribute changed (or none).
+    pub fn attr(i: usize, changed: bool) -> Self {
+        Changes {
+            attrs: if changed { vec![i] } else { Vec::new() },
+            ..Changes::default()
+        }
+    }
+}
+
 pub(crate) struct World {
     pub attrs: Vec<AttrRt>,
     pub alarms: Vec<AlarmRt>,
+    /// The attributes that a tick can change: a dynamics other than Constant, or a
+    /// quality cycle. Ascending, so a Follow sees its source's value of the same tick
+    /// as before.
+    moving: Vec<usize>,
     start: Instant,
     last_tick: Instant,
     rng: u64,
@@ -91,6 +114,7 @@ impl World {
         }
         self.attrs = attrs;
         self.alarms = alarms;
+        self.moving = fresh.moving;
     }
 
     pub fn new(g: &Galaxy) -> Self {
@@ -123,9 +147,17 @@ impl World {
                 time: now,
             })
             .collect();
+        let moving = g
+            .attributes
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.dynamics != Dynamics::Constant || a.quality.is_some())
+            .map(|(i, _)| i)
+            .collect();
         let mut w = World {
             attrs,
             alarms,
+            moving,
             start: Instant::now(),
             last_tick: Instant::now(),
             rng: 0x9E37_79B9_7F4A_7C15,
@@ -156,19 +188,25 @@ impl World {
         }
     }
 
-    /// Advance the dynamics; returns the alarm transitions that happened.
-    pub fn tick(&mut self, g: &Galaxy) -> Vec<AlarmTransition> {
+    /// Advance the dynamics of the attributes that have any (held values stay, held
+    /// qualities stay); returns what changed.
+    pub fn tick(&mut self, g: &Galaxy) -> Changes {
         let now = Instant::now();
         let sys = SystemTime::now();
         let dt = now.duration_since(self.last_tick).as_secs_f64();
         self.last_tick = now;
         let t = now.duration_since(self.start).as_secs_f64();
-        for (i, def) in g.attributes.iter().enumerate() {
-            let Some(rt) = self.attrs.get(i) else {
+        let mut changes = Changes::default();
+        let moving = std::mem::take(&mut self.moving);
+        for &i in &moving {
+            let (Some(def), Some(rt)) = (g.attributes.get(i), self.attrs.get(i)) else {
                 continue;
             };
-            let (old_value, old_quality) = (rt.value.clone(), rt.quality);
             let (held_value, held_quality) = (rt.held_value, rt.held_quality);
+            if held_value && (held_quality.is_some() || def.quality.is_none()) {
+                continue;
+            }
+            let (old_value, old_quality) = (rt.value.clone(), rt.quality);
             if !held_value {
                 if let Some(v) = self.next_value(g, i, t, dt, sys) {
                     if let Some(rt) = self.attrs.get_mut(i) {
@@ -182,20 +220,7 @@ impl World {
                     }
                 }
             }
-            let q = match (&held_quality, &def.quality) {
-                (Some(q), _) => *q,
-                (None, Some(c)) => {
-                    let phase = t % c.period_s;
-                    if phase >= c.period_s - c.bad_s {
-                        c.bad
-                    } else if phase >= c.period_s - c.bad_s - c.uncertain_s {
-                        c.uncertain
-                    } else {
-                        Quality::GOOD
-                    }
-                }
-                (None, None) => Quality::GOOD,
-            };
+            let q = held_quality.unwrap_or_else(|| configured_quality(def, t));
             let Some(rt) = self.attrs.get_mut(i) else {
                 continue;
             };
@@ -203,9 +228,12 @@ impl World {
             if rt.value != old_value || q != old_quality {
                 rt.version += 1;
                 rt.time = sys;
+                changes.attrs.push(i);
             }
         }
-        self.evaluate_alarms(g, sys)
+        self.moving = moving;
+        self.evaluate_alarms(g, sys, &mut changes);
+        changes
     }
 
     fn next_value(
@@ -344,8 +372,7 @@ impl World {
         }
     }
 
-    fn evaluate_alarms(&mut self, g: &Galaxy, sys: SystemTime) -> Vec<AlarmTransition> {
-        let mut out = Vec::new();
+    fn evaluate_alarms(&mut self, g: &Galaxy, sys: SystemTime, out: &mut Changes) {
         for i in 0..g.alarms.len() {
             let cond = self.alarm_condition(g, i);
             let Some(state) = self.alarms.get(i).map(|rt| rt.state) else {
@@ -372,9 +399,11 @@ impl World {
                 rt.operator.clear();
                 rt.comment.clear();
             }
-            out.extend(self.transition(g, i, kind, sys));
+            if let Some(t) = self.transition(g, i, kind, sys) {
+                out.alarms.push(i);
+                out.transitions.push(t);
+            }
         }
-        out
     }
 
     fn transition(
@@ -442,16 +471,13 @@ impl World {
     }
 
     /// Force an alarm (control API); returns the transition it caused, if any.
-    pub fn force_alarm(
-        &mut self,
-        g: &Galaxy,
-        i: usize,
-        forced: Option<bool>,
-    ) -> Vec<AlarmTransition> {
+    pub fn force_alarm(&mut self, g: &Galaxy, i: usize, forced: Option<bool>) -> Changes {
         if let Some(rt) = self.alarms.get_mut(i) {
             rt.forced = forced;
         }
-        self.evaluate_alarms(g, SystemTime::now())
+        let mut changes = Changes::default();
+        self.evaluate_alarms(g, SystemTime::now(), &mut changes);
+        changes
     }
 
     /// The alarms that are not in ACK_RTN.
@@ -478,17 +504,20 @@ impl World {
             .collect()
     }
 
-    /// Store a value (writes and the control API). The caller has checked it.
-    pub fn store(&mut self, i: usize, value: MxValue, time: SystemTime) {
+    /// Store a value (writes and the control API). The caller has checked it. Returns
+    /// whether the value changed (storing the value the attribute has changes nothing).
+    pub fn store(&mut self, i: usize, value: MxValue, time: SystemTime) -> bool {
         let Some(a) = self.attrs.get_mut(i) else {
-            return;
+            return false;
         };
-        if a.value != value {
-            a.walk = value.as_f64().unwrap_or(a.walk);
-            a.value = value;
-            a.version += 1;
-            a.time = time;
+        if a.value == value {
+            return false;
         }
+        a.walk = value.as_f64().unwrap_or(a.walk);
+        a.value = value;
+        a.version += 1;
+        a.time = time;
+        true
     }
 
     /// Hold an attribute's value (the dynamics do not move it) or let it go.
@@ -498,18 +527,38 @@ impl World {
         }
     }
 
-    pub fn set_quality(&mut self, i: usize, q: Option<Quality>) {
-        let Some(a) = self.attrs.get_mut(i) else {
-            return;
+    /// Hold an attribute's quality at `q`, or (None) return it at once to its configured
+    /// behaviour (Good, or its quality cycle). Returns whether the quality changed.
+    pub fn set_quality(&mut self, g: &Galaxy, i: usize, q: Option<Quality>) -> bool {
+        let t = self.start.elapsed().as_secs_f64();
+        let (Some(a), Some(def)) = (self.attrs.get_mut(i), g.attributes.get(i)) else {
+            return false;
         };
         a.held_quality = q;
-        if let Some(q) = q {
-            if a.quality != q {
-                a.quality = q;
-                a.version += 1;
-                a.time = SystemTime::now();
-            }
+        let q = q.unwrap_or_else(|| configured_quality(def, t));
+        if a.quality == q {
+            return false;
         }
+        a.quality = q;
+        a.version += 1;
+        a.time = SystemTime::now();
+        true
+    }
+}
+
+/// The quality of `def` at `t` seconds of simulation when nothing holds it: its quality
+/// cycle's, or Good.
+fn configured_quality(def: &AttrDef, t: f64) -> Quality {
+    let Some(c) = &def.quality else {
+        return Quality::GOOD;
+    };
+    let phase = t % c.period_s;
+    if phase >= c.period_s - c.bad_s {
+        c.bad
+    } else if phase >= c.period_s - c.bad_s - c.uncertain_s {
+        c.uncertain
+    } else {
+        Quality::GOOD
     }
 }
 
@@ -543,10 +592,10 @@ mod tests {
         let e = w.acknowledge(&g, past, "c", "op").unwrap_err();
         assert_eq!(e.detail, detail::INDEX_OUT_OF_RANGE);
         assert!(e.diagnostic_text.contains("is not defined"), "{e:?}");
-        assert!(w.force_alarm(&g, past, Some(true)).is_empty());
+        assert!(w.force_alarm(&g, past, Some(true)).transitions.is_empty());
         let before = w.attrs.clone();
-        w.store(g.attributes.len(), MxValue::Int32(1), SystemTime::now());
-        w.set_quality(g.attributes.len(), Some(Quality::GOOD));
+        assert!(!w.store(g.attributes.len(), MxValue::Int32(1), SystemTime::now()));
+        assert!(!w.set_quality(&g, g.attributes.len(), Some(Quality::GOOD)));
         assert_eq!(
             before.iter().map(|a| a.version).collect::<Vec<_>>(),
             w.attrs.iter().map(|a| a.version).collect::<Vec<_>>()

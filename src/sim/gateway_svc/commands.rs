@@ -13,7 +13,7 @@ use crate::gateway::pb::gw as pb;
 use crate::gateway::pb::gw::mx_command::Payload;
 use crate::gateway::pb::gw::mx_command_reply::Reply;
 use crate::gateway::{detail, MxStatus, MxStatusCategory};
-use crate::sim::session::{Item, SimSession};
+use crate::sim::session::{Handles, Item, SimSession, State};
 
 pub(super) fn payload_kind(p: &Payload) -> pb::MxCommandKind {
     use pb::MxCommandKind as K;
@@ -88,18 +88,18 @@ impl GatewaySvc {
                 buffered,
                 samples: Vec::new(),
                 last_flush: Instant::now(),
+                flush_queued: false,
             },
         );
         Ok(handle)
     }
 
     fn with_item<T>(
-        sess: &SimSession,
+        h: &mut Handles,
         server: i32,
         item: i32,
         f: impl FnOnce(&mut Item) -> T,
     ) -> Result<T, Refusal> {
-        let mut h = sess.handles.lock();
         if !h.servers.contains_key(&server) {
             return Err(invalid_arg(format!("unknown server handle {server}")));
         }
@@ -109,35 +109,64 @@ impl GatewaySvc {
         }
     }
 
+    /// Advise an item: its first OnDataChange goes on the due-list, and the item into the
+    /// index of its attribute.
     fn advise(
         &self,
-        sess: &SimSession,
+        sess: &Arc<SimSession>,
         server: i32,
         item: i32,
         supervisory: bool,
     ) -> Result<(), Refusal> {
         let due = Instant::now() + self.core.first_update_delay;
-        Self::with_item(sess, server, item, |i| {
-            if !i.advised {
-                i.advised = true;
-                i.supervisory = supervisory;
-                i.first_due = Some(due);
-                i.last_version = 0;
+        // Lock order: subscribers, then the session's handles.
+        let mut subs = self.core.subs.lock();
+        let mut h = sess.handles.lock();
+        let ready = h.state == State::Ready;
+        let target = Self::with_item(&mut h, server, item, |i| {
+            if i.advised {
+                return None;
             }
-        })
+            i.advised = true;
+            i.supervisory = supervisory;
+            i.first_due = Some(due);
+            i.last_version = 0;
+            Some(i.target.clone())
+        })?;
+        if let (Some(t), true) = (target, ready) {
+            subs.add(&t, sess, item);
+            subs.first_due(due, sess, item);
+            self.core.due_wake.notify_one();
+        }
+        Ok(())
     }
 
-    fn unadvise(sess: &SimSession, server: i32, item: i32) -> Result<(), Refusal> {
-        Self::with_item(sess, server, item, |i| {
+    fn unadvise(&self, sess: &Arc<SimSession>, server: i32, item: i32) -> Result<(), Refusal> {
+        let mut subs = self.core.subs.lock();
+        let mut h = sess.handles.lock();
+        let was = Self::with_item(&mut h, server, item, |i| {
+            let was = i.advised.then(|| i.target.clone());
             i.advised = false;
             i.first_due = None;
             i.cached = None;
-        })
+            was
+        })?;
+        if let Some(t) = was {
+            subs.remove(&t, sess, item);
+        }
+        Ok(())
     }
 
-    fn remove_item(sess: &SimSession, server: i32, item: i32) -> Result<(), Refusal> {
-        Self::with_item(sess, server, item, |_| ())?;
-        sess.handles.lock().items.remove(&item);
+    fn remove_item(&self, sess: &Arc<SimSession>, server: i32, item: i32) -> Result<(), Refusal> {
+        let mut subs = self.core.subs.lock();
+        let mut h = sess.handles.lock();
+        let was = Self::with_item(&mut h, server, item, |i| {
+            i.advised.then(|| i.target.clone())
+        })?;
+        if let Some(t) = was {
+            subs.remove(&t, sess, item);
+        }
+        h.items.remove(&item);
         Ok(())
     }
 
@@ -193,6 +222,7 @@ impl GatewaySvc {
                 })))
             }
             Payload::Unregister(c) => {
+                let mut subs = core.subs.lock();
                 let mut h = sess.handles.lock();
                 if h.servers.remove(&c.server_handle).is_none() {
                     return Err(invalid_arg(format!(
@@ -200,7 +230,15 @@ impl GatewaySvc {
                         c.server_handle
                     )));
                 }
-                h.items.retain(|_, i| i.server != c.server_handle);
+                h.items.retain(|&ih, i| {
+                    if i.server != c.server_handle {
+                        return true;
+                    }
+                    if i.advised {
+                        subs.remove(&i.target, sess, ih);
+                    }
+                    false
+                });
                 Ok(None)
             }
             Payload::AddItem(c) => {
@@ -211,18 +249,18 @@ impl GatewaySvc {
                 let ih = self.add_item(sess, who, c.server_handle, &c.item_definition, false)?;
                 Ok(Some(Reply::AddItem(pb::AddItemReply { item_handle: ih })))
             }
-            Payload::RemoveItem(c) => {
-                Self::remove_item(sess, c.server_handle, c.item_handle).map(|_| None)
-            }
+            Payload::RemoveItem(c) => self
+                .remove_item(sess, c.server_handle, c.item_handle)
+                .map(|_| None),
             Payload::Advise(c) => self
                 .advise(sess, c.server_handle, c.item_handle, false)
                 .map(|_| None),
             Payload::AdviseSupervisory(c) => self
                 .advise(sess, c.server_handle, c.item_handle, true)
                 .map(|_| None),
-            Payload::UnAdvise(c) => {
-                Self::unadvise(sess, c.server_handle, c.item_handle).map(|_| None)
-            }
+            Payload::UnAdvise(c) => self
+                .unadvise(sess, c.server_handle, c.item_handle)
+                .map(|_| None),
             Payload::Write(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::Write2(c) => self.write_one(sess, who, c.server_handle, &c),
             Payload::WriteSecured(c) => self.write_one(sess, who, c.server_handle, &c),
@@ -290,20 +328,22 @@ impl GatewaySvc {
                 sess,
                 c.server_handle,
                 &c.item_handles,
-                |s, i| Self::unadvise(sess, s, i),
+                |s, i| self.unadvise(sess, s, i),
             )),
             Payload::RemoveItemBulk(c) => bulk(self.by_handle(
                 sess,
                 c.server_handle,
                 &c.item_handles,
-                |s, i| Self::remove_item(sess, s, i),
+                |s, i| self.remove_item(sess, s, i),
             )),
-            Payload::UnsubscribeBulk(c) => bulk(self.by_handle(
-                sess,
-                c.server_handle,
-                &c.item_handles,
-                |s, i| Self::unadvise(sess, s, i).and_then(|_| Self::remove_item(sess, s, i)),
-            )),
+            Payload::UnsubscribeBulk(c) => {
+                bulk(
+                    self.by_handle(sess, c.server_handle, &c.item_handles, |s, i| {
+                        self.unadvise(sess, s, i)
+                            .and_then(|_| self.remove_item(sess, s, i))
+                    }),
+                )
+            }
             Payload::WriteBulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
             Payload::Write2Bulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
             Payload::WriteSecuredBulk(c) => self.write_bulk(&c.entries, c.server_handle, sess, who),
@@ -371,5 +411,232 @@ impl GatewaySvc {
                 Self::subscribe_result(server, &tag, i, f(server, i))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::pb::gw::mx_access_gateway_server::MxAccessGateway;
+    use crate::sim::subs::Key;
+    use crate::sim::{Galaxy, SimHandle, SimOptions};
+    use tonic::Request;
+
+    struct Fixture {
+        sim: SimHandle,
+        svc: GatewaySvc,
+        who: Principal,
+    }
+
+    impl Fixture {
+        async fn open(&self, name: &str) -> (Arc<SimSession>, i32) {
+            let id = self
+                .svc
+                .open_session(Request::new(pb::OpenSessionRequest {
+                    client_session_name: name.into(),
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .session_id;
+            let sess = self.svc.session(&id).unwrap();
+            let server = self.register(&sess).await;
+            (sess, server)
+        }
+
+        async fn register(&self, sess: &Arc<SimSession>) -> i32 {
+            let r = self.run(sess, Payload::Register(pb::RegisterCommand::default()));
+            match r.await {
+                Some(Reply::Register(r)) => r.server_handle,
+                r => panic!("{r:?}"),
+            }
+        }
+
+        async fn run(&self, sess: &Arc<SimSession>, p: Payload) -> Option<Reply> {
+            self.svc.run(sess, &self.who, p).await.unwrap()
+        }
+
+        /// The handles SubscribeBulk (or AddItemBulk: `advise` false) gives `tags`.
+        async fn items(
+            &self,
+            sess: &Arc<SimSession>,
+            server: i32,
+            tags: &[&str],
+            advise: bool,
+        ) -> Vec<i32> {
+            let tag_addresses = tags.iter().map(|t| t.to_string()).collect();
+            let p = if advise {
+                Payload::SubscribeBulk(pb::SubscribeBulkCommand {
+                    server_handle: server,
+                    tag_addresses,
+                })
+            } else {
+                Payload::AddItemBulk(pb::AddItemBulkCommand {
+                    server_handle: server,
+                    tag_addresses,
+                })
+            };
+            match self.run(sess, p).await {
+                Some(Reply::BulkSubscribe(r)) => r.results.iter().map(|r| r.item_handle).collect(),
+                r => panic!("{r:?}"),
+            }
+        }
+
+        /// (session, item) advised on `k`, per the index.
+        fn advised(&self, k: Key) -> Vec<(String, i32)> {
+            let mut v: Vec<_> = self
+                .svc
+                .core
+                .subs
+                .lock()
+                .of(k)
+                .iter()
+                .map(|s| (s.sess.id.clone(), s.item))
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_session_ends_and_deploys_keep_the_attribute_index() {
+        let sim = SimHandle::new(Galaxy::demo(), SimOptions::default());
+        let svc = GatewaySvc {
+            core: sim.core.clone(),
+        };
+        let who = super::super::authorize(&svc.core, &tonic::metadata::MetadataMap::new(), "admin")
+            .unwrap();
+        let f = Fixture { sim, svc, who };
+        let g = f.sim.galaxy();
+        let sp = Key::Attr(g.attribute("Pump001.SpeedSP").unwrap().0);
+        let hihi = Key::Alarm(g.alarm_index("Tank001.Level.HiHi").unwrap());
+
+        let (a, server) = f.open("a").await;
+        let id = |s: &Arc<SimSession>, i: i32| (s.id.clone(), i);
+        let [h1, h2, _nope] = f
+            .items(
+                &a,
+                server,
+                &["Pump001.SpeedSP", "Tank001.Level.HiHi", "Nope001.X"],
+                true,
+            )
+            .await[..]
+        else {
+            panic!("three handles")
+        };
+        assert_eq!(f.advised(sp), [id(&a, h1)]);
+        assert_eq!(f.advised(hihi), [id(&a, h2)]);
+
+        // Added is not advised; Advise / AdviseSupervisory put it in.
+        let [h4] = f.items(&a, server, &["Pump001.SpeedSP"], false).await[..] else {
+            panic!("one handle")
+        };
+        assert_eq!(f.advised(sp), [id(&a, h1)]);
+        let advise = |item_handle| {
+            Payload::AdviseSupervisory(pb::AdviseSupervisoryCommand {
+                server_handle: server,
+                item_handle,
+            })
+        };
+        f.run(&a, advise(h4)).await;
+        assert_eq!(f.advised(sp), [id(&a, h1), id(&a, h4)]);
+
+        // UnAdvise, RemoveItem.
+        f.run(
+            &a,
+            Payload::UnAdvise(pb::UnAdviseCommand {
+                server_handle: server,
+                item_handle: h1,
+            }),
+        )
+        .await;
+        assert_eq!(f.advised(sp), [id(&a, h4)]);
+        f.run(
+            &a,
+            Payload::RemoveItem(pb::RemoveItemCommand {
+                server_handle: server,
+                item_handle: h4,
+            }),
+        )
+        .await;
+        assert!(f.advised(sp).is_empty());
+
+        // The bulk forms.
+        let (server_handle, item_handles) = (server, vec![h1]);
+        f.run(
+            &a,
+            Payload::AdviseItemBulk(pb::AdviseItemBulkCommand {
+                server_handle,
+                item_handles: item_handles.clone(),
+            }),
+        )
+        .await;
+        assert_eq!(f.advised(sp), [id(&a, h1)]);
+        f.run(
+            &a,
+            Payload::UnsubscribeBulk(pb::UnsubscribeBulkCommand {
+                server_handle,
+                item_handles,
+            }),
+        )
+        .await;
+        assert!(f.advised(sp).is_empty());
+        let (server_handle, item_handles) = (server, vec![h2]);
+        f.run(
+            &a,
+            Payload::UnAdviseItemBulk(pb::UnAdviseItemBulkCommand {
+                server_handle,
+                item_handles: item_handles.clone(),
+            }),
+        )
+        .await;
+        assert!(f.advised(hihi).is_empty());
+        f.run(
+            &a,
+            Payload::RemoveItemBulk(pb::RemoveItemBulkCommand {
+                server_handle,
+                item_handles,
+            }),
+        )
+        .await;
+
+        // Unregister takes the server handle's items along.
+        f.items(&a, server, &["Pump001.SpeedSP"], true).await;
+        assert_eq!(f.advised(sp).len(), 1);
+        f.run(
+            &a,
+            Payload::Unregister(pb::UnregisterCommand {
+                server_handle: server,
+            }),
+        )
+        .await;
+        assert!(f.advised(sp).is_empty());
+
+        // Two sessions; closing one leaves the other's item.
+        let server = f.register(&a).await;
+        let [ha] = f.items(&a, server, &["Pump001.SpeedSP"], true).await[..] else {
+            panic!("one handle")
+        };
+        let (b, server_b) = f.open("b").await;
+        let [hb] = f.items(&b, server_b, &["Pump001.SpeedSP"], true).await[..] else {
+            panic!("one handle")
+        };
+        let mut both = vec![id(&a, ha), id(&b, hb)];
+        both.sort();
+        assert_eq!(f.advised(sp), both);
+        f.svc
+            .close_session(Request::new(pb::CloseSessionRequest {
+                session_id: b.id.clone(),
+            }))
+            .await
+            .unwrap();
+        assert_eq!(f.advised(sp), [id(&a, ha)]);
+
+        // A deploy builds the index again (here: the same Galaxy, the same index).
+        f.sim.deploy_galaxy(Galaxy::demo());
+        assert_eq!(f.advised(sp), [id(&a, ha)]);
+        // A restart forgets every session.
+        f.sim.restart();
+        assert!(f.advised(sp).is_empty());
     }
 }

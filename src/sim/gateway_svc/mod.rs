@@ -3,11 +3,13 @@
 //! - `mod.rs` (this file): the tonic service, the replies and refusals shared by
 //!   every command, the event and alarm streams.
 //! - `auth.rs`: API keys, scopes and tag prefixes (`Principal`, `authorize`).
-//! - `reads.rs`: resolving references, reading them, OnDataChange delivery, ReadBulk.
+//! - `reads.rs`: resolving references, reading them, the OnDataChange event, ReadBulk.
+//! - `push.rs`: delivering OnDataChange / OnBufferedDataChange when a change happens.
 //! - `writes.rs`: the write path, from the command to OnWriteComplete.
 //! - `commands.rs`: `Invoke`'s dispatch of each command and the item handles.
 mod auth;
 mod commands;
+mod push;
 mod reads;
 mod writes;
 
@@ -29,7 +31,8 @@ use crate::gateway::{detail, MxStatus, MxStatusCategory};
 pub(crate) use auth::authorize;
 use auth::scope_for;
 use commands::payload_kind;
-pub(crate) use reads::{data_change, deliver_updates, resolve};
+pub(crate) use push::{deliver_due, publish};
+pub(crate) use reads::{data_change, resolve};
 
 pub(crate) const E_INVALIDARG: i32 = 0x8007_0057_u32 as i32;
 pub(crate) const E_FAIL: i32 = 0x8000_4005_u32 as i32;
@@ -245,6 +248,7 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
             return Err(Status::not_found(format!("session {id:?} not found")));
         };
         sess.handles.lock().state = State::Closed;
+        self.core.forget_session(&sess);
         sess.kill_subscriber(Status::cancelled("the session was closed"));
         Ok(Response::new(pb::CloseSessionReply {
             protocol_status: protocol(pb::ProtocolStatusCode::Ok, ""),

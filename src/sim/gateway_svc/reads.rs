@@ -1,19 +1,17 @@
-//! Reads: resolving tag references, reading them, delivering OnDataChange and
-//! OnBufferedDataChange to advised items, and the ReadBulk command.
+//! Reads: resolving tag references, reading them, the OnDataChange event, and the
+//! ReadBulk command. (push.rs delivers the events.)
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use super::auth::Principal;
 use super::{failure, invalid_arg, GatewaySvc, Refusal};
-use crate::gateway::convert::{data_type_to_pb, status_to_pb, time_to_pb, value_to_pb};
+use crate::gateway::convert::{status_to_pb, time_to_pb, value_to_pb};
 use crate::gateway::pb::gw as pb;
 use crate::gateway::pb::gw::mx_command_reply::Reply;
 use crate::gateway::{detail, MxDataType, MxStatus, MxStatusCategory, MxValue, Quality};
-use crate::sim::session::{
-    Item, SimSession, State, Target, DEFAULT_BUFFER_INTERVAL, MAX_BUFFERED_SAMPLES,
-};
+use crate::sim::session::{SimSession, Target};
 use crate::sim::world::World;
-use crate::sim::Core;
+use crate::sim::{Core, Galaxy};
 
 /// Resolve a tag reference. Err = syntactically unusable (E_INVALIDARG at AddItem);
 /// an unknown tag resolves to `Target::Unresolved`, as MXAccess resolves late.
@@ -81,11 +79,10 @@ pub(crate) fn resolve(core: &Core, reference: &str) -> Result<Target, String> {
 
 /// Current value, quality, time, version and statuses of a target.
 pub(crate) fn read_target(
-    core: &Core,
+    g: &Galaxy,
     w: &World,
     t: &Target,
 ) -> (MxValue, MxDataType, Quality, SystemTime, u64, Vec<MxStatus>) {
-    let g = core.galaxy();
     let unresolved = |d: i32, text: String| {
         (
             MxValue::Null,
@@ -187,137 +184,6 @@ pub(crate) fn data_change(
     }
 }
 
-/// The next OnDataChange payload of an advised item, if one is due: the
-/// first after Advise, then one per change of value or quality.
-fn next_sample(
-    core: &Core,
-    world: &World,
-    item: &mut Item,
-    now: Instant,
-) -> Option<(MxValue, MxDataType, Quality, SystemTime, Vec<MxStatus>)> {
-    let first = match item.first_due {
-        Some(d) if now >= d => true,
-        Some(_) => return None,
-        None => false,
-    };
-    let (value, dt, q, time, version, statuses) = read_target(core, world, &item.target);
-    if !first && version <= item.last_version {
-        return None;
-    }
-    item.last_version = version;
-    if !first
-        && item
-            .cached
-            .as_ref()
-            .is_some_and(|(cv, cq, _)| *cv == value && *cq == q)
-    {
-        return None;
-    }
-    item.first_due = None;
-    item.cached = Some((value.clone(), q, time));
-    Some((value, dt, q, time, statuses))
-}
-
-fn buffered_data_change(
-    session: &str,
-    server: i32,
-    item: i32,
-    declared: Option<MxDataType>,
-    samples: Vec<(MxValue, Quality, SystemTime)>,
-) -> pb::MxEvent {
-    let data_type = declared.unwrap_or(MxDataType::Unknown);
-    let mut body = pb::OnBufferedDataChangeEvent {
-        data_type: data_type_to_pb(data_type) as i32,
-        ..Default::default()
-    };
-    for (v, q, t) in samples {
-        body.values.push(value_to_pb(&v, declared));
-        body.qualities.push(i32::from(q.0));
-        body.timestamps.push(time_to_pb(t));
-    }
-    pb::MxEvent {
-        session_id: session.to_string(),
-        family: pb::MxEventFamily::OnBufferedDataChange as i32,
-        server_handle: server,
-        item_handle: item,
-        statuses: vec![status_to_pb(&MxStatus::ok())],
-        worker_timestamp: Some(time_to_pb(SystemTime::now())),
-        body: Some(pb::mx_event::Body::OnBufferedDataChange(body)),
-        ..Default::default()
-    }
-}
-
-/// Send due OnDataChange / OnBufferedDataChange events to every session
-/// (called after each tick).
-pub(crate) fn deliver_updates(core: &Core) {
-    let sessions: Vec<Arc<SimSession>> = core.sessions.lock().values().cloned().collect();
-    let world = core.world.lock();
-    let now = Instant::now();
-    for s in sessions {
-        let mut events = Vec::new();
-        {
-            let mut h = s.handles.lock();
-            if h.state != State::Ready {
-                continue;
-            }
-            let mut handles: Vec<i32> = h
-                .items
-                .iter()
-                .filter(|(_, i)| i.advised)
-                .map(|(k, _)| *k)
-                .collect();
-            handles.sort_unstable();
-            for ih in handles {
-                let Some(server) = h.items.get(&ih).map(|i| i.server) else {
-                    continue;
-                };
-                let interval = h
-                    .buffer_intervals
-                    .get(&server)
-                    .copied()
-                    .unwrap_or(DEFAULT_BUFFER_INTERVAL);
-                let Some(item) = h.items.get_mut(&ih) else {
-                    continue;
-                };
-                if let Some((value, dt, q, time, statuses)) = next_sample(core, &world, item, now) {
-                    if item.buffered {
-                        if item.samples.len() >= MAX_BUFFERED_SAMPLES {
-                            item.samples.remove(0);
-                        }
-                        item.samples.push((value, q, time));
-                    } else {
-                        events.push(data_change(
-                            &s.id, server, ih, &value, dt, q, time, &statuses,
-                        ));
-                    }
-                }
-                if item.buffered
-                    && !item.samples.is_empty()
-                    && now.duration_since(item.last_flush) >= interval
-                {
-                    item.last_flush = now;
-                    let declared = item
-                        .target
-                        .attribute()
-                        .and_then(|a| core.galaxy().attributes.get(a).map(|d| d.data_type));
-                    events.push(buffered_data_change(
-                        &s.id,
-                        server,
-                        ih,
-                        declared,
-                        std::mem::take(&mut item.samples),
-                    ));
-                }
-            }
-        }
-        if !events.is_empty() {
-            let mut it = events.into_iter();
-            let n = it.len();
-            s.push_with(n, |_| it.next().unwrap_or_default());
-        }
-    }
-}
-
 impl GatewaySvc {
     pub(super) async fn read_bulk(
         &self,
@@ -397,7 +263,7 @@ impl GatewaySvc {
             }
             tokio::time::sleep(wait).await;
             let (v, dt, q, t, _, statuses) =
-                read_target(&self.core, &self.core.world.lock(), &target);
+                read_target(&self.core.galaxy(), &self.core.world.lock(), &target);
             if let Target::Unresolved(..) = target {
                 results.push(fail(
                     format!("{tag} does not resolve"),

@@ -13,6 +13,7 @@ use crate::gateway::{
 };
 use crate::sim::session::{SimSession, Target};
 use crate::sim::values::coerce;
+use crate::sim::world::Changes;
 use crate::sim::Core;
 
 #[derive(Clone, Copy, Debug)]
@@ -274,7 +275,15 @@ pub(crate) fn apply_write(
         }
         _ => v,
     };
-    w.store(a, new, time);
+    // MXAccess fires the OnDataChange of the new value when System Platform applies the
+    // write, and OnWriteComplete reports the write; so the data change goes out now, before
+    // the caller queues the OnWriteComplete. The gateway documents (design/gateway.md,
+    // reference/mxgateway-python-client-readme-*) say nothing of the order of the two
+    // events; this is the order of the COM callbacks as MXAccess fires them. A write of the
+    // value the attribute has is no change: no OnDataChange, only the OnWriteComplete.
+    if w.store(a, new, time) {
+        super::publish(core, &core.galaxy(), &w, Changes::attr(a, true));
+    }
     Ok(())
 }
 
