@@ -94,7 +94,7 @@ pub(crate) fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
 
 fn cell(x: Option<f64>) -> String {
     match x {
-        Some(x) if x.is_nan() => "-".into(),
+        Some(x) if !x.is_finite() => "-".into(),
         Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
         Some(x) if x.abs() >= 1.0 => format!("{x:.2}"),
         Some(x) => format!("{x:.3}"),
