@@ -518,3 +518,45 @@ async fn under_severity_kind_hi_is_minor_and_hihi_major_as_pvget_and_p4p_read_th
     assert!(text.contains("int severity 2"), "{text}");
     assert_eq!(p4p_alarm("T:Temp").await.0, MAJOR);
 }
+
+/// A PV of known type is served INVALID from the bridge's start, at the bridge's time.
+/// The first value's source time is older (the attribute last changed before the bridge
+/// started), so the PV holds its timeStamp just past the INVALID one, as it must for an
+/// archiver; that is not a source clock going back, and is not logged as one (at the
+/// start of 100,000 discovered PVs it was one warning per PV).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_value_older_than_the_bridge_s_start_is_held_without_a_warning() {
+    let dir = test_dir("older-first");
+    let galaxy = dir.join("galaxy.toml");
+    std::fs::write(
+        &galaxy,
+        "[galaxy]\nname = \"Galaxy\"\ntick_ms = 60000\nfirst_update_delay_ms = 10\n\n\
+         [[areas]]\nname = \"Plant\"\n\n[[objects]]\ntag = \"Tank001\"\narea = \"Plant\"\n\
+         [[objects.attributes]]\nname = \"Setpoint\"\ntype = \"Double\"\ninitial = 12.5\n",
+    )
+    .unwrap();
+    let (port, _) = free_ports();
+    let gateway = format!("127.0.0.1:{port}");
+    let (_sim, _control) = clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
+    // Not a synchronisation: the condition under test is a source time more than the
+    // logged hold (1 s) older than the bridge's start.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let config = dir.join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nendpoint = \"http://{gateway}\"\nclient_name = \"mxpva-time\"\n\n\
+             [[pv]]\nname = \"T:SP\"\ntag = \"Tank001.Setpoint\"\ntype = \"float64\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.join("bridge.log");
+    let (_bridge, env) = clients::start_bridge(&config, &log);
+    let text = clients().pvget_until(&env, &["T:SP"], "12.5").await;
+    assert!(text.contains("12.5"), "T:SP never had its value: {text}");
+    let log_text = clients::logged(&log, "gateway session up", 1).await;
+    assert!(
+        !log_text.contains("source time went back"),
+        "a first value behind the bridge's own INVALID post was logged as a clock going back:\n{log_text}"
+    );
+}

@@ -261,7 +261,13 @@ impl MappedPv {
 
     /// (Re)opens the PV as `ty`.
     fn open(&mut self, ty: PvType, value: Option<NtValue>, alarm: Alarm, time: TimeStamp) {
-        let time = self.stamps.next(self.cfg.name.as_str(), time);
+        let name = self.cfg.name.as_str();
+        // Without a value it is the bridge's own post (INVALID until the first value).
+        let time = if value.is_some() {
+            self.stamps.next(name, time)
+        } else {
+            self.stamps.own(name, time)
+        };
         if self.pv.is_open() {
             let _ = self.pv.close();
         }
@@ -324,8 +330,11 @@ impl MappedPv {
             return;
         }
         if self.pv.is_open() {
-            let own = staged.time.unwrap_or_else(TimeStamp::now);
-            let time = self.stamps.next(self.cfg.name.as_str(), own);
+            let name = self.cfg.name.as_str();
+            let time = match staged.time {
+                Some(t) => self.stamps.next(name, t),
+                None => self.stamps.now(name),
+            };
             let mut update = Update::default()
                 .with_alarm(self.combined())
                 .with_time(time);

@@ -10,7 +10,11 @@
 //! A source clock that jumps back (a clock correction on the System Platform node) holds
 //! the PV's time at the last posted time, 1 ns further on for each update, until the
 //! source passes it again; from then on its times are exact again. A hold of more than
-//! [`LOGGED_HOLD`] is logged once when it starts and once when it ends.
+//! [`LOGGED_HOLD`] is logged once when it starts and once when it ends, but only when
+//! the time held at came from the source: a PV posted from the bridge's own clock (the
+//! INVALID "waiting for initial data" of a PV just made, a lost connection) and then
+//! given the source's older time is not a clock going back, and at start-up that would
+//! be one warning per PV.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -32,6 +36,8 @@ pub(super) struct Stamps {
     last: Option<(i64, i64)>,
     /// A hold longer than [`LOGGED_HOLD`] was logged and has not ended yet.
     holding: bool,
+    /// The last posted time was the bridge's own clock ([`Stamps::now`], [`Stamps::own`]).
+    last_own: bool,
 }
 
 /// `t` as `(seconds, nanoseconds)` with the nanoseconds in `0..1e9`, whatever a peer sent.
@@ -65,7 +71,7 @@ impl Stamps {
         let posted = match self.last {
             Some(last) if k <= last => {
                 let held = behind(k, last);
-                if held > LOGGED_HOLD && !self.holding {
+                if held > LOGGED_HOLD && !self.holding && !self.last_own {
                     self.holding = true;
                     warn!(
                         %pv,
@@ -84,6 +90,7 @@ impl Stamps {
             }
         };
         self.last = Some(posted);
+        self.last_own = false;
         TimeStamp {
             seconds: posted.0,
             // In 0..1e9 by construction.
@@ -92,9 +99,16 @@ impl Stamps {
         }
     }
 
-    /// [`Stamps::next`] for the bridge's own clock.
+    /// [`Stamps::next`] for a time of the bridge's own clock.
+    pub fn own(&mut self, pv: &str, own: TimeStamp) -> TimeStamp {
+        let posted = self.next(pv, own);
+        self.last_own = true;
+        posted
+    }
+
+    /// [`Stamps::next`] for the bridge's own clock now.
     pub fn now(&mut self, pv: &str) -> TimeStamp {
-        self.next(pv, TimeStamp::now())
+        self.own(pv, TimeStamp::now())
     }
 }
 
@@ -166,6 +180,21 @@ mod tests {
         assert!(s.holding, "a 10 s hold is logged");
         // The source passes the held time: its own times again.
         assert_eq!(pair(s.next("P", ts(1000, 500))), (1000, 500));
+        assert!(!s.holding);
+    }
+
+    #[test]
+    fn source_times_older_than_the_bridge_s_own_post_hold_without_a_warning() {
+        let mut s = Stamps::default();
+        // A PV just made posts INVALID at the bridge's time; the source's first value is
+        // 2 s older (the attribute last changed before the bridge started).
+        s.own("P", ts(1000, 0));
+        assert_eq!(pair(s.next("P", ts(998, 0))), (1000, 1));
+        assert!(!s.holding, "held behind the bridge's own time: not logged");
+        // Held behind a source time instead: a source clock that went back, logged.
+        assert_eq!(pair(s.next("P", ts(995, 0))), (1000, 2));
+        assert!(s.holding, "held behind a source time: logged");
+        assert_eq!(pair(s.next("P", ts(1001, 0))), (1001, 0));
         assert!(!s.holding);
     }
 
