@@ -155,7 +155,7 @@ pub(crate) fn spread(opts: &Opts, runs: &[Vec<Value>]) -> String {
          |---|---:|---:|---:|\n",
     );
     let range = |v: Vec<Option<f64>>| {
-        let v: Vec<f64> = v.into_iter().flatten().filter(|x| !x.is_nan()).collect();
+        let v: Vec<f64> = v.into_iter().flatten().filter(|x| x.is_finite()).collect();
         if v.is_empty() {
             return "-".to_string();
         }
