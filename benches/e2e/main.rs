@@ -572,7 +572,11 @@ impl Bench {
     }
 
     /// Put round trips with `writers` concurrent writers; sorted samples (us) and errors.
-    fn puts(&self, s: &Served, writers: usize) -> (Vec<f64>, String) {
+    /// Also the server's and the simulator's CPU time (s) over the puts.
+    fn puts(&self, s: &Served, sim: Option<&Sim>, writers: usize) -> (Vec<f64>, String, f64, f64) {
+        let cpu = |pid: Option<u32>| pid.map_or(f64::NAN, procfs::cpu_s);
+        let (server_pid, sim_pid) = (Some(s.proc.child.id()), sim.map(|x| x.proc.child.id()));
+        let (server_cpu0, sim_cpu0) = (cpu(server_pid), cpu(sim_pid));
         let file = self.dir.join(format!("put-{}-{writers}.txt", s.sys.name()));
         let mut p = Proc::spawn(
             &self.e2e,
@@ -588,7 +592,8 @@ impl Bench {
         let done = p.expect("done").pop().unwrap();
         p.finish();
         let errors = done.splitn(4, ' ').skip(2).collect::<Vec<_>>().join(" ");
-        (read_samples(&file), errors)
+        let (server_cpu, sim_cpu) = (cpu(server_pid) - server_cpu0, cpu(sim_pid) - sim_cpu0);
+        (read_samples(&file), errors, server_cpu, sim_cpu)
     }
 
     /// Every scenario for every system; one JSON object per system and N.
@@ -633,9 +638,12 @@ impl Bench {
                         r[format!("latency_{}", rate as u64)] = summary(&samples);
                     }
                     for writers in [1, 100] {
-                        let (samples, errors) = self.puts(&s, writers);
+                        let (samples, errors, server_cpu, sim_cpu) = self.puts(&s, sim, writers);
                         let mut sum = summary(&samples);
                         sum["errors"] = json!(errors);
+                        let count = samples.len() as f64;
+                        sum["cpu_us_per_put"] = json!(server_cpu * 1e6 / count);
+                        sum["sim_cpu_us_per_put"] = json!(sim_cpu * 1e6 / count);
                         sum["per_s"] = json!(samples.len() as f64 / self.opts.put_seconds);
                         r[format!("put_{writers}")] = sum;
                     }

@@ -68,6 +68,18 @@ pub(crate) fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
                 LAT_N,
                 1.0,
             ));
+            v.push((
+                format!("put {w} writer(s) CPU per put (us)"),
+                format!("/put_{w}/cpu_us_per_put"),
+                LAT_N,
+                1.0,
+            ));
+            v.push((
+                format!("put {w} writer(s) simulator CPU per put (us)"),
+                format!("/put_{w}/sim_cpu_us_per_put"),
+                LAT_N,
+                1.0,
+            ));
         }
     }
     let big = *opts.sizes.last().unwrap();
