@@ -551,6 +551,8 @@ async fn a_first_value_older_than_the_bridge_s_start_is_held_without_a_warning()
     )
     .unwrap();
     let log = dir.join("bridge.log");
+    // The log of an earlier run of this test must not count.
+    let _ = std::fs::remove_file(&log);
     let (_bridge, env) = clients::start_bridge(&config, &log);
     let text = clients().pvget_until(&env, &["T:SP"], "12.5").await;
     assert!(text.contains("12.5"), "T:SP never had its value: {text}");

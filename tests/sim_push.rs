@@ -11,6 +11,7 @@
 //! - A write's OnDataChange comes at once and before its OnWriteComplete; a write of
 //!   the value the attribute has gives the OnWriteComplete alone.
 //! - SimControl SetValue / SetQuality (and releasing a held quality) push at once.
+//! - A value set across an alarm limit raises (and back, clears) its alarm at once.
 //! - A p4p put through `mxpva run` in front of such a simulator completes, and a get
 //!   right after it reads the value back.
 mod clients;
@@ -44,6 +45,12 @@ initial = 10.0
 name = "Level"
 type = "Double"
 initial = 50.0
+
+[[objects.attributes.alarms]]
+name = "Level.HiHi"
+kind = "HiHi"
+limit = 90.0
+priority = 200
 
 [[objects.attributes]]
 name = "Flow"
@@ -366,4 +373,45 @@ async fn a_p4p_put_through_mxpva_run_completes_and_reads_back_at_once() {
     assert_eq!(writes, ["Double(42.5)", "Double(42.5)", "Double(-7.25)"]);
     let t = started.elapsed();
     assert!(t < TICK, "the test took {t:?}: a tick may have happened");
+}
+
+/// The next alarm transition on `feed` (within [`WAIT`]).
+async fn next_transition(feed: &mut AlarmFeed) -> AlarmTransition {
+    loop {
+        match tokio::time::timeout(WAIT, feed.next()).await {
+            Ok(Some(Ok(AlarmFeedItem::Transition(t)))) => return t,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the alarm feed: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_set_across_a_limit_raises_and_clears_its_alarm_at_once() {
+    let sim = sim().await;
+    let c = GatewayClient::connect(&ClientOptions::plaintext(sim.addr.to_string()))
+        .await
+        .unwrap();
+    let mut feed = c.stream_alarms("").await.unwrap();
+    loop {
+        match feed.next().await {
+            Some(Ok(AlarmFeedItem::SnapshotComplete { .. })) => break,
+            Some(Ok(_)) => {}
+            other => panic!("the alarm feed: {other:?}"),
+        }
+    }
+    // Across HiHi and back within one tick: both transitions, each when the value moved.
+    sim.handle
+        .set_value("Tank001.Level", MxValue::Double(95.0))
+        .unwrap();
+    let raised = next_transition(&mut feed).await;
+    assert!(raised.reference.ends_with("Level.HiHi"), "{raised:?}");
+    assert_eq!(raised.kind, AlarmTransitionKind::Raise, "{raised:?}");
+    sim.handle
+        .set_value("Tank001.Level", MxValue::Double(60.0))
+        .unwrap();
+    let cleared = next_transition(&mut feed).await;
+    assert!(cleared.reference.ends_with("Level.HiHi"), "{cleared:?}");
+    assert_eq!(cleared.kind, AlarmTransitionKind::Clear, "{cleared:?}");
+    sim.before_any_tick();
 }

@@ -10,7 +10,6 @@ use super::config::AttrDef;
 use super::gateway_svc::{authorize, data_change, publish, push_outcome};
 use super::session::{SimSession, State};
 use super::values::{coerce, parse_text};
-use super::world::Changes;
 use super::{AlarmNews, Galaxy, SimHandle};
 use crate::gateway::pb::control as cpb;
 use crate::gateway::{MxDataType, MxStatus, MxValue, Quality};
@@ -110,7 +109,8 @@ impl SimHandle {
         if let Some(q) = quality {
             changed |= w.set_quality(&g, a, Some(q));
         }
-        publish(&self.core, &g, &w, Changes::attr(a, changed));
+        let changes = w.changed(&g, a, changed);
+        publish(&self.core, &g, &w, changes);
         Ok(())
     }
 
@@ -143,7 +143,8 @@ impl SimHandle {
         let mut w = self.core.world.lock();
         let g = self.core.galaxy();
         let changed = w.set_quality(&g, a, quality);
-        publish(&self.core, &g, &w, Changes::attr(a, changed));
+        let changes = w.changed(&g, a, changed);
+        publish(&self.core, &g, &w, changes);
         Ok(())
     }
 

@@ -470,6 +470,18 @@ impl World {
             .ok_or_else(no_alarm)
     }
 
+    /// What a change of attribute `i` made outside the tick (a write, the control API)
+    /// comes to: the attribute, if `changed`, and the transitions of the alarms that
+    /// follow it, evaluated now as System Platform does when a value changes, not at the
+    /// next tick (a value that crosses a limit and back within one tick still alarms).
+    pub fn changed(&mut self, g: &Galaxy, i: usize, changed: bool) -> Changes {
+        let mut changes = Changes::attr(i, changed);
+        if changed {
+            self.evaluate_alarms(g, SystemTime::now(), &mut changes);
+        }
+        changes
+    }
+
     /// Force an alarm (control API); returns the transition it caused, if any.
     pub fn force_alarm(&mut self, g: &Galaxy, i: usize, forced: Option<bool>) -> Changes {
         if let Some(rt) = self.alarms.get_mut(i) {

@@ -13,7 +13,6 @@ use crate::gateway::{
 };
 use crate::sim::session::{SimSession, Target};
 use crate::sim::values::coerce;
-use crate::sim::world::Changes;
 use crate::sim::Core;
 
 #[derive(Clone, Copy, Debug)]
@@ -282,7 +281,9 @@ pub(crate) fn apply_write(
     // events; this is the order of the COM callbacks as MXAccess fires them. A write of the
     // value the attribute has is no change: no OnDataChange, only the OnWriteComplete.
     if w.store(a, new, time) {
-        super::publish(core, &core.galaxy(), &w, Changes::attr(a, true));
+        let g = core.galaxy();
+        let changes = w.changed(&g, a, true);
+        super::publish(core, &g, &w, changes);
     }
     Ok(())
 }
