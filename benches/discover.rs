@@ -27,7 +27,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{bench_dir, build_cpp, free_port, free_udp_port, wait_port, Proc};
+use support::{bench_dir, build_cpp, free_port, pva_env, wait_port, Proc, Pva};
 
 const PER_OBJECT: usize = 10;
 /// Deploys by default (`--deploys N` for more).
@@ -183,21 +183,11 @@ fn main() {
         ),
     )
     .unwrap();
-    let (tcp, udp) = (free_port(), free_udp_port());
-    let s = |a: &str, b: String| (a.to_string(), b);
-    let server_env = vec![
-        s("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1".into()),
-        s("EPICS_PVAS_SERVER_PORT", tcp.to_string()),
-        s("EPICS_PVAS_BROADCAST_PORT", udp.to_string()),
-        s("EPICS_PVAS_BEACON_ADDR_LIST", "127.0.0.1".into()),
-        s("EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
-    ];
-    let client_env = vec![
-        s("EPICS_PVA_ADDR_LIST", "127.0.0.1".into()),
-        s("EPICS_PVA_AUTO_ADDR_LIST", "NO".into()),
-        s("EPICS_PVA_BROADCAST_PORT", udp.to_string()),
-        s("EPICS_PVA_SERVER_PORT", tcp.to_string()),
-    ];
+    let Pva {
+        server: server_env,
+        client: client_env,
+        ..
+    } = pva_env();
     let log = dir.join("mxpva.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxpva"));
     cmd.args(["run", "--config"])

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::{
-    bench_dir, bench_tag as tag, build_cpp, free_port, free_udp_port, logged_at, spawn_sim,
-    wait_port, write_bench_galaxy, Proc,
+    bench_dir, bench_tag as tag, build_cpp, logged_at, pva_env, spawn_sim, wait_port,
+    write_bench_galaxy, Proc, Pva,
 };
 
 const PREFIX: &str = "B:";
@@ -104,21 +104,11 @@ fn main() {
 
     let config = dir.join("reload.toml");
     write_config(&config, &gateway, 0..n);
-    let (tcp, udp) = (free_port(), free_udp_port());
-    let s = |a: &str, b: String| (a.to_string(), b);
-    let server_env = vec![
-        s("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1".into()),
-        s("EPICS_PVAS_SERVER_PORT", tcp.to_string()),
-        s("EPICS_PVAS_BROADCAST_PORT", udp.to_string()),
-        s("EPICS_PVAS_BEACON_ADDR_LIST", "127.0.0.1".into()),
-        s("EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
-    ];
-    let client_env = vec![
-        s("EPICS_PVA_ADDR_LIST", "127.0.0.1".into()),
-        s("EPICS_PVA_AUTO_ADDR_LIST", "NO".into()),
-        s("EPICS_PVA_BROADCAST_PORT", udp.to_string()),
-        s("EPICS_PVA_SERVER_PORT", tcp.to_string()),
-    ];
+    let Pva {
+        tcp,
+        server: server_env,
+        client: client_env,
+    } = pva_env();
     let log = dir.join("mxpva.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxpva"));
     cmd.args(["run", "--config"]).arg(&config);

@@ -39,8 +39,8 @@ mod report;
 #[path = "../support/mod.rs"]
 mod support;
 use support::{
-    bench_dir, bench_tag, build_cpp, free_port, free_udp_port, logged_at, median, spawn_sim,
-    wait_port, write_bench_galaxy, Proc,
+    bench_dir, bench_tag, build_cpp, logged_at, median, pva_env, spawn_sim, wait_port,
+    write_bench_galaxy, Proc, Pva,
 };
 
 /// Tags of the latency and put scenarios.
@@ -155,34 +155,6 @@ fn now_ns() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64
-}
-
-/// PVAccess settings for one system: a server and its clients on loopback ports.
-struct Pva {
-    tcp: u16,
-    server: Vec<(String, String)>,
-    client: Vec<(String, String)>,
-}
-
-fn pva_env() -> Pva {
-    let (tcp, udp) = (free_port(), free_udp_port());
-    let s = |k: &str, v: String| (k.to_string(), v);
-    Pva {
-        tcp,
-        server: vec![
-            s("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1".into()),
-            s("EPICS_PVAS_SERVER_PORT", tcp.to_string()),
-            s("EPICS_PVAS_BROADCAST_PORT", udp.to_string()),
-            s("EPICS_PVAS_BEACON_ADDR_LIST", "127.0.0.1".into()),
-            s("EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
-        ],
-        client: vec![
-            s("EPICS_PVA_ADDR_LIST", "127.0.0.1".into()),
-            s("EPICS_PVA_AUTO_ADDR_LIST", "NO".into()),
-            s("EPICS_PVA_BROADCAST_PORT", udp.to_string()),
-            s("EPICS_PVA_SERVER_PORT", tcp.to_string()),
-        ],
-    }
 }
 
 /// mxpva's config: PV B:i on tag i, writable; PVAccess ports from EPICS_PVAS_*.

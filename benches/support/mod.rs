@@ -160,6 +160,35 @@ pub fn wait_port(port: u16) {
     }
 }
 
+/// PVAccess settings for one server and its clients on loopback ports the caller picks
+/// now: `server` is the EPICS_PVAS_* environment, `client` the EPICS_PVA_* one.
+pub struct Pva {
+    pub tcp: u16,
+    pub server: Vec<(String, String)>,
+    pub client: Vec<(String, String)>,
+}
+
+pub fn pva_env() -> Pva {
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let s = |k: &str, v: String| (k.to_string(), v);
+    Pva {
+        tcp,
+        server: vec![
+            s("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1".into()),
+            s("EPICS_PVAS_SERVER_PORT", tcp.to_string()),
+            s("EPICS_PVAS_BROADCAST_PORT", udp.to_string()),
+            s("EPICS_PVAS_BEACON_ADDR_LIST", "127.0.0.1".into()),
+            s("EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
+        ],
+        client: vec![
+            s("EPICS_PVA_ADDR_LIST", "127.0.0.1".into()),
+            s("EPICS_PVA_AUTO_ADDR_LIST", "NO".into()),
+            s("EPICS_PVA_BROADCAST_PORT", udp.to_string()),
+            s("EPICS_PVA_SERVER_PORT", tcp.to_string()),
+        ],
+    }
+}
+
 /// Starts `mxpva sim` on `galaxy` on a free loopback port, its log (`RUST_LOG=warn`) into
 /// `log`; returns it once it listens, with its address.
 pub fn spawn_sim(galaxy: &Path, log: &Path) -> (Proc, String) {
