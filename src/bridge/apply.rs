@@ -11,27 +11,21 @@
 //! - Any other change is taken in place; metadata and limits are posted in place.
 //! - An added PV is served at once and subscribed (SubscribeBulk) in the live session.
 //!
-//! The subscriptions run in a task of their own; their item handles come back as
-//! [`Internal::Subscribed`]. Data changes of items not known yet that arrive meanwhile
-//! are held (at most [`MAX_EARLY`]) and taken once the handles are known, so no first
-//! value is lost. Without a link there is no gateway work: the next connect subscribes
-//! the registry as it is then ([`Bridge::after_connect`] catches up with diffs applied
-//! while connecting).
+//! The gateway calls go out from `subscriptions.rs` (paced, one SubscribeBulk at a
+//! time); their results come back to [`Bridge::on_subscribed`], which binds each item
+//! only to a PV that still maps to the tag it was advised for. Without a link there is
+//! no gateway work: the next session advises the registry as it is then.
 
 use std::collections::HashSet;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::diff::{Change, Diff};
 use super::pv::MappedPv;
 use super::registry::PvId;
-use super::writes::{Internal, Subscribed};
+use super::subscriptions::Advised;
 use super::Bridge;
-use crate::gateway::{ItemHandle, SessionEvent};
-
-/// At most this many data changes of items not yet known are held while subscriptions
-/// of a diff are under way; past it they are dropped as strays.
-pub(super) const MAX_EARLY: usize = 65_536;
+use crate::gateway::ItemHandle;
 
 /// What [`Bridge::apply`] did, for the log.
 #[derive(Debug, Default, Clone, Copy)]
@@ -53,7 +47,7 @@ impl Bridge {
         let mut touched: HashSet<PvId> = HashSet::new();
         for id in diff.removed {
             self.forget_on_demand(id, "PV removed by a config reload");
-            self.pace.release(id);
+            self.subs.forget(id);
             let Some(mut pv) = self.pvs.remove(id) else {
                 continue;
             };
@@ -91,7 +85,7 @@ impl Bridge {
                     }
                     continue;
                 }
-                self.pace.release(c.id);
+                self.subs.forget(c.id);
                 if let Some(mut old) = self.pvs.replace(c.id, new) {
                     unsubscribe.extend(old.item);
                     old.retire("PV re-opened by a config reload");
@@ -132,192 +126,66 @@ impl Bridge {
             }
         }
         self.alarms.remap(&mut self.pvs, &mut self.dirty, &touched);
-        self.spawn_subscriptions(unsubscribe, subscribe);
+        self.subs.unadvise(unsubscribe);
+        let before = self.subs.is_idle();
+        self.advise(subscribe);
+        if before && !self.subs.is_idle() && self.starting.is_none() {
+            self.reload_subscribing = true;
+        }
         applied
     }
 
-    /// Unsubscribes `items` and subscribes the tags of `ids` in the live session, if any
-    /// (of `ids`, those [`Bridge::wants_item`]: on-demand PVs only while watched).
-    pub(super) fn spawn_subscriptions(&mut self, items: Vec<ItemHandle>, ids: Vec<PvId>) {
-        if self.link.is_none() || (items.is_empty() && ids.is_empty()) {
+    /// Advises the tags of `ids` in the live session, if any (of `ids`, those
+    /// [`Bridge::wants_item`]: on-demand PVs only while watched or lingering).
+    pub(super) fn advise(&mut self, ids: Vec<PvId>) {
+        if self.link.is_none() || ids.is_empty() {
             return;
         }
-        let ids = self.wanted_for_advise(ids);
-        let Some(link) = &self.link else {
+        for id in self.wanted_for_advise(ids) {
+            self.subs.advise(id);
+        }
+    }
+
+    /// The results of SubscribeBulk `call` (`Err`: the whole call failed): each item is
+    /// bound to its PV if the PV still maps to the tag it was advised for
+    /// ([`Registry::bind`](super::registry::Registry::bind)); an item not bound is
+    /// un-advised. Then the data changes held meanwhile are taken.
+    pub(super) fn on_subscribed(&mut self, call: u64, results: Result<Vec<Advised>, String>) {
+        let pvs = &mut self.pvs;
+        let mut unwanted: Vec<ItemHandle> = Vec::new();
+        let mut failed = 0usize;
+        let done = self
+            .subs
+            .on_subscribed(call, results, |id, tag, r| match r {
+                Ok(item) => match pvs.bind(id, tag, item) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        debug!(item = item.0, %tag, %why, "item not bound: un-advised");
+                        unwanted.push(item);
+                        false
+                    }
+                },
+                Err(reason) => {
+                    // A failure of a tag the PV no longer maps to says nothing of the PV.
+                    if let Some(pv) = pvs.get_mut(id).filter(|pv| pv.cfg.tag.as_str() == tag) {
+                        warn!(pv = %pv.cfg.name.as_str(), %tag, %reason, "subscribe failed");
+                        pv.subscribe_failed(&reason);
+                        failed += 1;
+                    }
+                    false
+                }
+            });
+        let Some(ids) = done else {
             return;
         };
-        if items.is_empty() && ids.is_empty() {
-            return;
+        if let Some(start) = self.starting.as_mut() {
+            start.failed += failed;
         }
-        let (ids, tags): (Vec<PvId>, Vec<String>) = ids
-            .into_iter()
-            .filter_map(|id| Some((id, self.pvs.get(id)?.cfg.tag.as_str().to_string())))
-            .unzip();
-        let session = link.session.clone();
-        let server = link.server;
-        let window = link.window.clone();
-        let chunk = window.chunk(self.config.gateway.subscribe_chunk.get());
-        let tx = self.internal.0.clone();
-        self.subscribing += 1;
-        tokio::spawn(async move {
-            if !items.is_empty() {
-                match session.unsubscribe_bulk(server, &items).await {
-                    Ok(results) => {
-                        let failed = results.iter().filter(|r| r.outcome.is_err()).count();
-                        info!(items = items.len(), failed, "unsubscribed");
-                    }
-                    Err(e) => warn!(items = items.len(), error = %e, "UnsubscribeBulk failed"),
-                }
-            }
-            // Chunk by chunk, each once the window has room (`pace.rs`); the handles of
-            // each chunk go to the bridge at once, so that it takes their first values.
-            let mut ids = ids.into_iter();
-            let mut parts = tags.chunks(chunk).peekable();
-            let session_id = session.id().to_string();
-            if parts.peek().is_none() {
-                let _ = tx.send(Internal::Subscribed(Subscribed {
-                    session: session_id,
-                    ids: Vec::new(),
-                    results: Ok(Vec::new()),
-                    paced: 0,
-                    last: true,
-                }));
-                return;
-            }
-            while let Some(part) = parts.next() {
-                let paced = if window.room(part.len()).await {
-                    part.len()
-                } else {
-                    0
-                };
-                let part_ids: Vec<PvId> = ids.by_ref().take(part.len()).collect();
-                let (results, last) = match session.subscribe_bulk(server, part).await {
-                    Ok(rs) => (
-                        Ok(rs
-                            .into_iter()
-                            .map(|r| r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string()))
-                            .collect()),
-                        parts.peek().is_none(),
-                    ),
-                    Err(e) => (Err(format!("SubscribeBulk failed: {e}")), true),
-                };
-                // A failed call fails the rest too (those hold no room).
-                let mut part_ids = part_ids;
-                if last {
-                    part_ids.extend(ids.by_ref());
-                }
-                let _ = tx.send(Internal::Subscribed(Subscribed {
-                    session: session_id.clone(),
-                    ids: part_ids,
-                    results,
-                    paced,
-                    last,
-                }));
-                if last {
-                    break;
-                }
-            }
-        });
-    }
-
-    /// The item handles of a chunk of a diff's subscriptions (the first `paced` of `ids`
-    /// hold room in the window); then the data changes held meanwhile.
-    pub(super) fn on_subscribed(&mut self, done: Subscribed) {
-        let Subscribed {
-            session,
-            ids,
-            results,
-            paced,
-            last,
-        } = done;
-        if last {
-            self.subscribing = self.subscribing.saturating_sub(1);
-        }
-        let asked = ids.clone();
-        let live = self
-            .link
-            .as_ref()
-            .is_some_and(|l| l.session.id() == session);
-        if live {
-            let mut gone = Vec::new();
-            let results: Vec<Result<ItemHandle, String>> = match results {
-                Ok(r) => r,
-                Err(e) => ids.iter().map(|_| Err(e.clone())).collect(),
-            };
-            let mut free = 0;
-            for (n, (id, r)) in ids.into_iter().zip(results).enumerate() {
-                let room = n < paced;
-                // A handle another PV holds (given twice, across chunks) names neither.
-                let r = r.and_then(|item| match self.pvs.id_of_item(item) {
-                    Some(other) if other != id => Err(format!(
-                        "the gateway gave item handle {} to another tag too",
-                        item.0
-                    )),
-                    _ => Ok(item),
-                });
-                match (self.pvs.get_mut(id), r) {
-                    // Removed (or re-opened) meanwhile: the handle is not wanted.
-                    (None, Ok(item)) => gone.push(item),
-                    (Some(pv), Ok(item)) if pv.item.is_some() => {
-                        if pv.item != Some(item) {
-                            gone.push(item);
-                        }
-                    }
-                    (Some(_), Ok(item)) => {
-                        self.pvs.set_item(id, Some(item));
-                        if room {
-                            self.pace.hold(id);
-                            continue;
-                        }
-                    }
-                    (Some(pv), Err(reason)) => {
-                        warn!(pv = %pv.cfg.name.as_str(), tag = %pv.cfg.tag.as_str(), %reason, "subscribe failed");
-                        pv.subscribe_failed(&reason);
-                    }
-                    (None, Err(_)) => {}
-                }
-                if room {
-                    free += 1;
-                }
-            }
-            self.pace.give_back(free);
-            if last {
-                info!(
-                    subscribed = self.pvs.subscribed(),
-                    first_values_to_come = self.pace.waiting(),
-                    "subscriptions of the reload done"
-                );
-            }
-            self.spawn_subscriptions(gone, Vec::new());
-        }
-        self.advised(&asked);
-        // Data changes held for items known now are taken; the others wait on while
-        // subscriptions are under way.
-        for ev in std::mem::take(&mut self.early) {
+        self.subs.unadvise(unwanted);
+        self.advised(&ids);
+        // Data changes held for items known now are taken; the others are strays.
+        for ev in self.subs.take_early() {
             self.on_session_event(ev);
         }
-    }
-
-    /// Holds a data change of an item not known yet while subscriptions are under way;
-    /// hands it back when it is not held.
-    pub(super) fn hold_early(&mut self, ev: SessionEvent) -> Option<SessionEvent> {
-        if self.subscribing > 0 && self.early.len() < MAX_EARLY {
-            self.early.push(ev);
-            None
-        } else {
-            Some(ev)
-        }
-    }
-
-    /// After a connect: PVs added while it subscribed are subscribed now, and items of
-    /// PVs removed meanwhile are unsubscribed.
-    pub(super) fn after_connect(&mut self, asked: &HashSet<PvId>, got: Vec<ItemHandle>) {
-        let missing: Vec<PvId> = self
-            .pvs
-            .ids()
-            .into_iter()
-            .filter(|id| !asked.contains(id))
-            .collect();
-        self.spawn_subscriptions(got, missing);
     }
 }

@@ -118,6 +118,11 @@ pub(super) struct Demand {
 }
 
 impl Demand {
+    /// Whether an on-demand PV's tag is wanted in the session: watched or lingering.
+    pub fn wants(&self, id: PvId) -> bool {
+        self.watched.contains(&id) || self.lingering.contains(id)
+    }
+
     /// The next moment something is due (an un-advise, the end of a first-value wait).
     pub fn next_deadline(&self) -> Option<Instant> {
         match (self.lingering.next(), self.waiting.next()) {
@@ -245,7 +250,7 @@ impl Bridge {
             pvs = ids.len(),
             "advising on-demand PVs for their first clients"
         );
-        self.spawn_subscriptions(Vec::new(), ids);
+        self.advise(ids);
     }
 
     /// A deadline came: PVs that lingered long enough are un-advised and closed; PVs whose
@@ -273,7 +278,7 @@ impl Bridge {
             debug!(pv = %pv.cfg.name.as_str(), "on-demand PV un-advised after its linger");
             items.extend(pv.item);
             self.pvs.set_item(id, None);
-            self.pace.release(id);
+            self.subs.forget(id);
             closed += 1;
         }
         if closed > 0 {
@@ -283,7 +288,7 @@ impl Bridge {
                 "un-advising on-demand PVs nobody watches"
             );
         }
-        self.spawn_subscriptions(items, Vec::new());
+        self.subs.unadvise(items);
         let wait = self.config.gateway.request_timeout;
         for id in self.demand.waiting.take_due(now) {
             let Some(pv) = self.pvs.get_mut(id) else {
@@ -337,21 +342,6 @@ impl Bridge {
             }
             for put in self.demand.held.remove(&id).unwrap_or_default() {
                 self.on_put(put);
-            }
-        }
-    }
-
-    /// A session is up with `asked` subscribed: on-demand PVs whose clients left while it
-    /// connected linger.
-    pub(super) fn connected_on_demand(&mut self, asked: &HashSet<PvId>) {
-        let now = Instant::now();
-        for &id in asked {
-            let Some(linger) = self.linger_of(id) else {
-                continue;
-            };
-            let advised = self.pvs.get(id).is_some_and(|pv| pv.item.is_some());
-            if advised && !self.demand.watched.contains(&id) {
-                self.demand.lingering.set(id, now + linger);
             }
         }
     }

@@ -77,13 +77,14 @@ mod isotime;
 mod limits;
 mod link;
 mod operate;
-mod pace;
 mod pv;
 mod quality;
 mod registry;
 mod reload;
+mod serve;
 mod stamp;
 mod strays;
+mod subscriptions;
 mod write_calls;
 mod writes;
 
@@ -92,25 +93,20 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-use crate::lock::Mutex;
-use std::time::Duration;
-
-use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::access::audit::AuditTrail;
 use crate::config::{self, Config};
-use crate::gateway::{ClientOptions, EventStream, SessionEvent};
+use crate::gateway::{ClientOptions, SessionEvent};
 use crate::pva::{self, PvEvent, Server, ServerConfig};
 
 pub use convert::{default_pv_type, iso8601, to_mx, to_nt};
 pub use quality::quality_alarm;
 
 pub(crate) use link::client_options;
-use link::{close_stale_sessions, Connected, Link};
+use link::Link;
 use registry::{PvId, Registry};
-use writes::Internal;
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -199,21 +195,22 @@ pub async fn run_reloading(
         "serving PVs"
     );
     let mut bridge = Bridge {
-        config,
         opts,
         server: server.clone(),
         events: events_tx,
-        subscribing: 0,
-        early: Vec::new(),
-        pace: pace::Pacing::default(),
+        subs: subscriptions::Subscriptions::new(
+            config.gateway.subscribe_chunk.get(),
+            config.gateway.request_timeout,
+        ),
+        config,
         pvs,
         link: None,
+        starting: None,
+        reload_subscribing: false,
         lost_reason: None,
-        stale_sessions: Arc::default(),
         next_write: 0,
         in_flight,
         writes: write_calls::WriteCalls::default(),
-        internal: mpsc::unbounded_channel(),
         alarms,
         strays: strays::Strays::default(),
         dirty: Vec::new(),
@@ -226,7 +223,7 @@ pub async fn run_reloading(
         discovered: mpsc::unbounded_channel(),
     };
     bridge.follow_rules();
-    bridge.serve(&mut pv_events, shutdown, reload).await;
+    serve::serve(&mut bridge, &mut pv_events, shutdown, reload).await;
     drop(bridge);
     drop(server);
     Ok(())
@@ -240,29 +237,22 @@ struct Bridge {
     /// Where PVs added while serving are served, and where their puts go.
     server: Arc<Server>,
     events: pva::EventSender,
-    /// Subscriptions of diffs under way in the live session, and the data changes of
-    /// items not known yet held meanwhile (see `apply.rs`).
-    subscribing: usize,
-    early: Vec<SessionEvent>,
-    /// The room of the live session's subscription window held by PVs (`pace.rs`).
-    pace: pace::Pacing,
+    /// Which tags are advised in the live session, and when (`subscriptions.rs`).
+    subs: subscriptions::Subscriptions,
+    /// The live session, if any.
     link: Option<Link>,
+    /// The subscriptions of a new session are under way ("gateway session up" when done).
+    starting: Option<link::SessionStart>,
+    /// The subscriptions of a reload are under way (logged when done).
+    reload_subscribing: bool,
     /// Why the link is down, as last posted to the PVs.
     lost_reason: Option<String>,
-    /// Sessions of lost links not yet closed at the gateway: the next connect closes them
-    /// before it opens a new one, so the gateway never holds two subscriptions of a tag.
-    stale_sessions: Arc<Mutex<Vec<String>>>,
     next_write: u64,
     /// Puts sent to the gateway and not yet answered, over all PVs (each
     /// [`PendingWrite`] holds one count; see [`pv::InFlight`]).
     in_flight: Arc<AtomicUsize>,
     /// Puts to send, write calls in flight, write timeouts and settle bounds.
     writes: write_calls::WriteCalls,
-    /// Results of subscriptions made while serving, from helper tasks.
-    internal: (
-        mpsc::UnboundedSender<Internal>,
-        mpsc::UnboundedReceiver<Internal>,
-    ),
     /// System Platform alarms (their own feed, `:ACK` PVs, the table).
     alarms: alarms::Alarms,
     /// Events ignored, so each kind is logged once per session.
@@ -288,176 +278,13 @@ struct Bridge {
     ),
 }
 
-/// At most this many gateway events are taken in one turn, so that puts are still
-/// served during a flood.
-const MAX_TURN: usize = 4096;
-
 impl Bridge {
-    async fn serve(
-        &mut self,
-        pv_events: &mut pva::EventReceiver,
-        shutdown: impl Future<Output = ()>,
-        reload: Option<Reload>,
-    ) {
-        tokio::pin!(shutdown);
-        let (reload_path, mut reloads) = match reload {
-            Some(r) => (Some(r.path), Some(r.requests)),
-            None => (None, None),
-        };
-        let gw = &self.config.gateway;
-        let mut backoff = crate::gateway::Backoff::new(gw.reconnect_initial, gw.reconnect_max);
-        let mut connecting: Option<tokio::task::JoinHandle<Connected>> = Some(self.spawn_connect());
-        let mut retry_at: Option<tokio::time::Instant> = None;
-        let mut events: Option<EventStream> = None;
-        // Why the event stream ended in this turn, if it did.
-        let mut ended: Option<String> = None;
-        loop {
-            let demand_at = self.demand.next_deadline();
-            self.writes.arm();
-            tokio::select! {
-                _ = &mut shutdown => break,
-                Some(ev) = pv_events.recv() => {
-                    self.on_pv_event(ev);
-                    // First clients that came together are advised together.
-                    for _ in 0..MAX_TURN {
-                        match pv_events.try_recv() {
-                            Ok(ev) => self.on_pv_event(ev),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                _ = async move { match demand_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } }, if demand_at.is_some() => {
-                    self.on_demand_deadline();
-                }
-                Some(()) = async { match reloads.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
-                    // Requests that came together are one reload.
-                    while reloads.as_mut().is_some_and(|r| r.try_recv().is_ok()) {}
-                    let relink = reload_path.as_deref().is_some_and(|p| self.reload(p));
-                    if relink {
-                        // The link is made again with the new settings, at once.
-                        if let Some(task) = connecting.take() {
-                            task.abort();
-                        }
-                        if events.is_some() {
-                            ended = Some("the [gateway] settings changed: reconnecting".to_string());
-                        } else {
-                            retry_at = Some(tokio::time::Instant::now());
-                        }
-                        let gw = &self.config.gateway;
-                        backoff = crate::gateway::Backoff::new(gw.reconnect_initial, gw.reconnect_max);
-                    }
-                }
-                Some(msg) = self.internal.1.recv() => self.on_internal(msg),
-                Some(done) = self.writes.calls.next(), if !self.writes.calls.is_empty() => {
-                    self.on_call_done(done);
-                }
-                () = &mut self.writes.sleep, if self.writes.armed.is_some() => self.on_timers(),
-                _ = self.ops.tick.tick() => self.on_tick(),
-                Some(found) = self.discovered.1.recv() => self.on_discovered(found),
-                Some(msg) = self.alarms.feed.recv() => {
-                    self.alarms.on_feed(msg, &mut self.pvs, &mut self.dirty);
-                    ended = self.take_ready(&mut events).await;
-                }
-                done = async { match connecting.as_mut() { Some(task) => task.await, None => std::future::pending().await } }, if connecting.is_some() => {
-                    connecting = None;
-                    match done {
-                        Ok(Ok((link, stream, items, early))) => {
-                            self.on_connected(link, items);
-                            self.ops.first_connect_over(&self.pvs, true);
-                            for ev in early {
-                                self.on_session_event(ev);
-                            }
-                            events = Some(stream);
-                            backoff.reset();
-                        }
-                        Ok(Err(reason)) => {
-                            self.on_lost(&reason);
-                            self.ops.first_connect_over(&self.pvs, false);
-                            retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
-                        }
-                        Err(e) => {
-                            self.on_lost(&format!("connect task failed: {e}"));
-                            self.ops.first_connect_over(&self.pvs, false);
-                            retry_at = Some(tokio::time::Instant::now() + backoff.current());
-                        }
-                    }
-                }
-                _ = async { match retry_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } }, if retry_at.is_some() => {
-                    retry_at = None;
-                    connecting = Some(self.spawn_connect());
-                }
-                ev = async { match events.as_mut() { Some(stream) => stream.next().await, None => std::future::pending().await } }, if events.is_some() => {
-                    ended = match ev {
-                        Some(Ok(ev)) => {
-                            self.on_session_event(ev);
-                            self.take_ready(&mut events).await
-                        }
-                        Some(Err(e)) => Some(format!("event stream failed: {e}")),
-                        None => Some("the gateway ended the event stream".to_string()),
-                    };
-                }
-            }
-            // The end of the turn: on-demand PVs whose first client came are advised,
-            // and each PV with news posts once.
-            self.advise_watched();
-            for i in self.dirty.drain(..) {
-                if let Some(pv) = self.pvs.get_mut(i) {
-                    pv.flush();
-                }
-            }
-            if let Some(reason) = ended.take() {
-                events = None;
-                self.close_link(&reason);
-                retry_at = Some(tokio::time::Instant::now() + backoff.current());
-            }
-            self.send_writes();
-        }
-        crate::systemd::stopping();
-        if let Some(link) = self.link.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), link.session.close()).await;
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                close_stale_sessions(link.session.client(), &self.stale_sessions),
-            )
-            .await;
-        }
-    }
-
-    /// The rest of a turn that began with a gateway event or an alarm message: everything
-    /// of the event stream and the alarm feed that is ready now (up to [`MAX_TURN`]
-    /// events). Data changes and alarm transitions of one PV taken together are then
-    /// posted as one update. Returns why the event stream ended, if it did.
-    async fn take_ready(&mut self, events: &mut Option<EventStream>) -> Option<String> {
-        // First let the tasks that read the gateway's connections run: what arrived
-        // together (a data change and the alarm it raised) is then taken together.
-        tokio::task::yield_now().await;
-        let mut ended = None;
-        if let Some(stream) = events.as_mut() {
-            for _ in 0..MAX_TURN {
-                match stream.next().now_or_never() {
-                    None => break,
-                    Some(Some(Ok(ev))) => self.on_session_event(ev),
-                    Some(Some(Err(e))) => {
-                        ended = Some(format!("event stream failed: {e}"));
-                        break;
-                    }
-                    Some(None) => {
-                        ended = Some("the gateway ended the event stream".to_string());
-                        break;
-                    }
-                }
-            }
-        }
-        self.alarms.on_ready(&mut self.pvs, &mut self.dirty);
-        ended
-    }
-
     fn on_session_event(&mut self, ev: SessionEvent) {
         match ev {
             SessionEvent::DataChange(dc) => {
                 let item = self.pvs.id_of_item(dc.item_handle);
                 if let Some(i) = item {
-                    self.pace.release(i);
+                    self.subs.first_value(i);
                 }
                 if item.is_some_and(|i| self.is_first_placeholder(i, dc.quality)) {
                     return;
@@ -471,7 +298,7 @@ impl Bridge {
                     self.value_seen(i);
                 } else {
                     let handle = dc.item_handle.0;
-                    if self.hold_early(SessionEvent::DataChange(dc)).is_some() {
+                    if self.subs.hold_early(SessionEvent::DataChange(dc)).is_some() {
                         self.strays.unknown_item("data change", handle);
                     }
                 }
@@ -479,7 +306,7 @@ impl Bridge {
             SessionEvent::Undecodable(u) => {
                 let item = self.pvs.id_of_item(u.item_handle);
                 if let Some(i) = item.filter(|_| u.data_change) {
-                    self.pace.release(i);
+                    self.subs.first_value(i);
                 }
                 let pv = item
                     .filter(|_| u.data_change)
@@ -522,6 +349,66 @@ impl Bridge {
             }
             _ => {}
         }
+    }
+
+    /// The end of a turn: on-demand PVs whose first client came in it are advised, and
+    /// each PV with news posts once.
+    fn end_turn(&mut self) {
+        self.advise_watched();
+        for i in self.dirty.drain(..) {
+            if let Some(pv) = self.pvs.get_mut(i) {
+                pv.flush();
+            }
+        }
+    }
+
+    /// The next moment something is due: a write timer, an on-demand deadline, a chunk
+    /// that waits for room in the subscription window.
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        [
+            self.writes.next_deadline(),
+            self.demand.next_deadline(),
+            self.subs.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A deadline came: whatever is due now.
+    fn on_timers(&mut self) {
+        self.on_write_timers();
+        self.on_demand_deadline();
+    }
+
+    /// The advise calls to make now (`subscriptions.rs`): each PV asked for is advised
+    /// with the tag it maps to at this moment, if it is still wanted.
+    fn advise_calls(&mut self) -> Vec<subscriptions::AdviseCall> {
+        let mut calls = Vec::new();
+        let mut dropped = Vec::new();
+        let now = tokio::time::Instant::now();
+        loop {
+            let (pvs, demand) = (&self.pvs, &self.demand);
+            let tag_of = |id: PvId| {
+                let tag = pvs.get(id).and_then(|pv| {
+                    let wanted = !pv.cfg.subscribe.is_on_demand() || demand.wants(id);
+                    (wanted && pv.item.is_none()).then(|| pv.cfg.tag.as_str().to_string())
+                });
+                if tag.is_none() {
+                    dropped.push(id);
+                }
+                tag
+            };
+            match self.subs.next_call(now, tag_of) {
+                Some(call) => calls.push(call),
+                None => break,
+            }
+        }
+        // PVs no longer to be advised: an on-demand one is not being advised any more.
+        if !dropped.is_empty() {
+            self.advised(&dropped);
+        }
+        calls
     }
 
     fn on_pv_event(&mut self, ev: PvEvent) {

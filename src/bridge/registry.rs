@@ -26,6 +26,30 @@ impl PvId {
     }
 }
 
+/// Why an advised item was not bound to a PV ([`Registry::bind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unbound {
+    /// The PV was removed while its tag was being advised.
+    Gone,
+    /// The PV maps to another tag now.
+    Retagged,
+    /// Another PV holds this item handle.
+    HeldByAnother,
+    /// The PV holds another item already.
+    HoldsAnother,
+}
+
+impl std::fmt::Display for Unbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unbound::Gone => "the PV was removed while its tag was being advised",
+            Unbound::Retagged => "the PV was re-tagged while its old tag was being advised",
+            Unbound::HeldByAnother => "the gateway gave this item handle to another tag too",
+            Unbound::HoldsAnother => "the PV holds another item of its tag already",
+        })
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Registry {
     /// Boxed: a MappedPv is large, and a table of them moved every PV on each growth.
@@ -129,6 +153,32 @@ impl Registry {
         }
     }
 
+    /// Binds `item`, advised for `tag`, to the PV of `id`: the one place an item handle
+    /// meets a PV. Refused (and the item is then not wanted) when the PV is gone, when it
+    /// no longer maps to `tag` (re-tagged while the advise was under way), when another
+    /// PV holds the handle (the gateway gave it to two tags), or when the PV holds another
+    /// item already.
+    pub fn bind(&mut self, id: PvId, tag: &str, item: ItemHandle) -> Result<(), Unbound> {
+        let Some(pv) = self.pvs.get(&id) else {
+            return Err(Unbound::Gone);
+        };
+        if pv.cfg.tag.as_str() != tag {
+            return Err(Unbound::Retagged);
+        }
+        match self.by_item.get(&item.0) {
+            Some(&other) if other != id => return Err(Unbound::HeldByAnother),
+            _ => {}
+        }
+        match pv.item {
+            Some(held) if held == item => Ok(()),
+            Some(_) => Err(Unbound::HoldsAnother),
+            None => {
+                self.set_item(id, Some(item));
+                Ok(())
+            }
+        }
+    }
+
     /// The session is gone: no PV has an item handle.
     pub fn clear_items(&mut self) {
         self.by_item.clear();
@@ -219,6 +269,28 @@ tag = "Tank001.Temp"
         assert_eq!(reg.id_of_item(ItemHandle(10)), None);
         assert_eq!(reg.id_of_name("A"), Some(again));
         assert!(reg.get(again).unwrap().item.is_none());
+        // Binding checks the tag the item was advised for.
+        reg.clear_items();
+        assert_eq!(
+            reg.bind(again, "Tank001.Temp", ItemHandle(11)),
+            Err(Unbound::Retagged)
+        );
+        assert_eq!(
+            reg.bind(a, "Tank001.Level", ItemHandle(11)),
+            Err(Unbound::Gone)
+        );
+        assert_eq!(reg.bind(again, "Tank001.Level", ItemHandle(11)), Ok(()));
+        assert_eq!(reg.bind(again, "Tank001.Level", ItemHandle(11)), Ok(()));
+        assert_eq!(
+            reg.bind(again, "Tank001.Level", ItemHandle(12)),
+            Err(Unbound::HoldsAnother)
+        );
+        assert_eq!(
+            reg.bind(b, "Tank001.Temp", ItemHandle(11)),
+            Err(Unbound::HeldByAnother)
+        );
+        assert_eq!(reg.id_of_item(ItemHandle(11)), Some(again));
+        assert_eq!(reg.bind(b, "Tank001.Temp", ItemHandle(12)), Ok(()));
         reg.set_item(again, Some(ItemHandle(10)));
         reg.clear_items();
         assert_eq!(reg.subscribed(), 0);

@@ -77,6 +77,11 @@ impl Bridge {
             match client_options(&new.gateway, &self.config.limits) {
                 Ok(opts) => {
                     self.opts = opts;
+                    // The next session's window follows the new settings.
+                    self.subs.configure(
+                        new.gateway.subscribe_chunk.get(),
+                        new.gateway.request_timeout,
+                    );
                     self.config.gateway = new.gateway.clone();
                     self.config.users = new.users.clone();
                     relink = true;

@@ -5,15 +5,13 @@
 //! kind, each entry answered in place. A put that finds nothing in flight goes out at the
 //! end of its turn, alone as a plain Write: one writer never waits for a batch.
 //!
-//! The calls are futures polled by the bridge loop (no task per put), and the write
-//! timeouts and settle bounds live in one ordered map polled by one `sleep_until`.
+//! The calls are data ([`WriteCall`]) that the adapter makes ([`make`], futures polled by
+//! its loop, no task per put) and answers ([`CallDone`]); the write timeouts and settle
+//! bounds live in one ordered map whose first deadline the adapter sleeps until.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 
-use futures_util::stream::FuturesUnordered;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::registry::PvId;
 use crate::gateway::{ServerHandle, Session, WriteEntry, WriteKind};
@@ -37,11 +35,21 @@ pub(super) struct Queued {
 
 /// A write call answered: per put, accepted (`Ok`) or why not, or why the call failed.
 pub(super) struct CallDone {
+    /// The call ([`WriteCall::call`]).
+    pub call: u64,
     pub puts: Vec<(PvId, u64)>,
     pub result: Result<Vec<Result<(), String>>, String>,
 }
 
-type Call = Pin<Box<dyn Future<Output = CallDone> + Send>>;
+/// A write call to make in the live session: one put alone as a plain write, more as
+/// one bulk call of their kind. Its answer comes back as [`CallDone`].
+pub(super) struct WriteCall {
+    pub call: u64,
+    pub kind: WriteKind,
+    /// Each put's PV and write id, in the order of `entries`.
+    pub puts: Vec<(PvId, u64)>,
+    pub entries: Vec<WriteEntry>,
+}
 
 /// The puts of one write kind in a batch, and their entries.
 type KindCall = (WriteKind, Vec<(PvId, u64)>, Vec<WriteEntry>);
@@ -55,31 +63,19 @@ pub(super) enum Timer {
     Settled(PvId),
 }
 
+#[derive(Default)]
 pub(super) struct WriteCalls {
     /// Puts not sent yet, in arrival order.
     pub queue: VecDeque<Queued>,
-    /// Write calls in flight.
-    pub calls: FuturesUnordered<Call>,
+    /// Write calls in flight, by call id.
+    in_flight: HashSet<u64>,
+    /// Write calls to make (taken by the adapter).
+    pub outbox: Vec<WriteCall>,
+    next_call: u64,
     /// Timers by (deadline, write id).
     timers: BTreeMap<(Instant, u64), Timer>,
-    /// One sleep, until the first timer's deadline (`armed`).
-    pub sleep: Pin<Box<Sleep>>,
-    pub armed: Option<Instant>,
     /// PVs already in the call being built (reused).
     in_call: HashSet<PvId>,
-}
-
-impl Default for WriteCalls {
-    fn default() -> Self {
-        WriteCalls {
-            queue: VecDeque::new(),
-            calls: FuturesUnordered::new(),
-            timers: BTreeMap::new(),
-            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
-            armed: None,
-            in_call: HashSet::new(),
-        }
-    }
 }
 
 impl WriteCalls {
@@ -91,15 +87,19 @@ impl WriteCalls {
         self.timers.remove(&(at, id));
     }
 
-    /// Points the sleep at the first deadline, if it moved.
-    pub fn arm(&mut self) {
-        let first = self.timers.first_key_value().map(|(&(at, _), _)| at);
-        if first != self.armed {
-            if let Some(at) = first {
-                self.sleep.as_mut().reset(at);
-            }
-            self.armed = first;
-        }
+    /// The first timer's deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first_key_value().map(|(&(at, _), _)| at)
+    }
+
+    /// Whether a write call is in flight.
+    pub fn calling(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// The answer of `call`: true when it was in flight (not a lost session's).
+    pub fn answered(&mut self, call: u64) -> bool {
+        self.in_flight.remove(&call)
     }
 
     /// The timers due by `now`, removed.
@@ -112,7 +112,6 @@ impl WriteCalls {
             let ((_, id), timer) = entry.remove_entry();
             out.push((id, timer));
         }
-        self.armed = None;
         out
     }
 
@@ -120,7 +119,8 @@ impl WriteCalls {
     /// answered by the PVs' `connection_lost`).
     pub fn link_lost(&mut self) {
         self.queue.clear();
-        self.calls = FuturesUnordered::new();
+        self.in_flight.clear();
+        self.outbox.clear();
     }
 
     /// Takes the next call's puts from the queue: in order, at most one per PV (so that
@@ -157,7 +157,7 @@ impl WriteCalls {
     }
 
     /// Starts the calls of `batch`: one per write kind, a plain write for a lone put.
-    pub fn start(&mut self, session: &Session, server: ServerHandle, batch: Vec<Queued>) {
+    pub fn start(&mut self, batch: Vec<Queued>) {
         let mut by_kind: Vec<KindCall> = Vec::new();
         for q in batch {
             match by_kind.iter_mut().find(|(k, ..)| *k == q.kind) {
@@ -169,37 +169,52 @@ impl WriteCalls {
             }
         }
         for (kind, puts, entries) in by_kind {
-            let call = match entries.len() {
-                1 => single_call(kind),
-                _ => bulk_call(kind),
-            };
-            tracing::debug!(call, puts = entries.len(), "write call");
-            let session = session.clone();
-            self.calls.push(Box::pin(async move {
-                let refused =
-                    |e: &dyn std::fmt::Display| format!("the gateway refused the write: {e}");
-                let result = match entries.as_slice() {
-                    [entry] => session
-                        .write(server, kind, entry)
-                        .await
-                        .map(|()| vec![Ok(())])
-                        .map_err(|e| refused(&e)),
-                    _ => session
-                        .write_bulk(server, kind, &entries)
-                        .await
-                        .map(|results| {
-                            let call = bulk_call(kind);
-                            results
-                                .into_iter()
-                                .map(|r| r.outcome.map_err(|e| refused(&format!("{call}: {e}"))))
-                                .collect()
-                        })
-                        .map_err(|e| refused(&e)),
-                };
-                CallDone { puts, result }
-            }));
+            self.next_call = self.next_call.wrapping_add(1);
+            let call = self.next_call;
+            self.in_flight.insert(call);
+            self.outbox.push(WriteCall {
+                call,
+                kind,
+                puts,
+                entries,
+            });
         }
     }
+}
+
+/// Makes a write call in `session` (the adapter's side).
+pub(super) async fn make(session: Session, server: ServerHandle, c: WriteCall) -> CallDone {
+    let WriteCall {
+        call,
+        kind,
+        puts,
+        entries,
+    } = c;
+    let name = match entries.len() {
+        1 => single_call(kind),
+        _ => bulk_call(kind),
+    };
+    tracing::debug!(call = name, puts = entries.len(), "write call");
+    let refused = |e: &dyn std::fmt::Display| format!("the gateway refused the write: {e}");
+    let result = match entries.as_slice() {
+        [entry] => session
+            .write(server, kind, entry)
+            .await
+            .map(|()| vec![Ok(())])
+            .map_err(|e| refused(&e)),
+        _ => session
+            .write_bulk(server, kind, &entries)
+            .await
+            .map(|results| {
+                let call = bulk_call(kind);
+                results
+                    .into_iter()
+                    .map(|r| r.outcome.map_err(|e| refused(&format!("{call}: {e}"))))
+                    .collect()
+            })
+            .map_err(|e| refused(&e)),
+    };
+    CallDone { call, puts, result }
 }
 
 fn single_call(kind: WriteKind) -> &'static str {
@@ -282,8 +297,7 @@ mod tests {
         w.add_timer(ms(10), 2, Timer::Settled(PvId::for_test(2)));
         w.add_timer(ms(20), 3, Timer::TimedOut(PvId::for_test(3)));
         w.cancel_timer(ms(20), 3);
-        w.arm();
-        assert_eq!(w.armed, Some(ms(10)));
+        assert_eq!(w.next_deadline(), Some(ms(10)));
         assert!(w.due(ms(5)).is_empty());
         assert_eq!(
             w.due(ms(40)),
@@ -292,7 +306,6 @@ mod tests {
                 (1, Timer::TimedOut(PvId::for_test(1)))
             ]
         );
-        w.arm();
-        assert_eq!(w.armed, None);
+        assert_eq!(w.next_deadline(), None);
     }
 }

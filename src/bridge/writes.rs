@@ -13,26 +13,8 @@ use super::registry::PvId;
 use super::write_calls::{CallDone, Queued, Timer};
 use super::{convert, Bridge};
 use crate::config;
-use crate::gateway::{ItemHandle, MxValue, UserId, WriteEntry, WriteKind};
+use crate::gateway::{MxValue, UserId, WriteEntry, WriteKind};
 use crate::pva::{PutOutcome, PutRequest};
-
-/// Messages from helper tasks to the bridge task.
-pub(super) enum Internal {
-    /// The gateway work of a diff applied while serving: a chunk of it done.
-    Subscribed(Subscribed),
-}
-
-/// A chunk of the subscriptions of a diff applied while serving, done in `session`: the
-/// PVs subscribed, each with its item handle or why not (`Err`: the whole call failed).
-pub(super) struct Subscribed {
-    pub session: String,
-    pub ids: Vec<PvId>,
-    pub results: Result<Vec<Result<ItemHandle, String>>, String>,
-    /// The first `paced` of `ids` hold room in the subscription window (`pace.rs`).
-    pub paced: usize,
-    /// The last chunk of the diff's subscriptions.
-    pub last: bool,
-}
 
 impl Bridge {
     pub(super) fn on_put(&mut self, put: PutRequest) {
@@ -155,20 +137,31 @@ impl Bridge {
     /// The end of a turn: the puts queued go out now unless a write call is in flight
     /// (they then go out together when it is answered).
     pub(super) fn send_writes(&mut self) {
-        if !self.writes.calls.is_empty() || self.writes.queue.is_empty() {
+        if self.writes.calling() || self.writes.queue.is_empty() {
             return;
         }
-        let Some(link) = &self.link else {
+        if self.link.is_none() {
             self.writes.link_lost();
             return;
-        };
+        }
         let pvs = &mut self.pvs;
         let batch = self.writes.take_batch(|q| {
-            // Still waiting (not withdrawn by a reload, not failed): it is sent now.
-            let w = pvs
-                .get_mut(q.pv)
-                .and_then(|pv| pv.pending.iter_mut().find(|w| w.id == q.id));
-            match w {
+            // Still waiting (not withdrawn by a reload, not failed), and the PV still holds
+            // the item the put was accepted for: it is sent now.
+            let Some(pv) = pvs.get_mut(q.pv) else {
+                return false;
+            };
+            if pv.item != Some(q.entry.item_handle) {
+                // Never reached while items only change with a re-open or a new session,
+                // which answer their puts; if it is, the put fails rather than wait.
+                pv.fail_write(
+                    q.id,
+                    PutOutcome::Refused,
+                    "the PV's item changed before the write was sent: write not sent",
+                );
+                return false;
+            }
+            match pv.pending.iter_mut().find(|w| w.id == q.id) {
                 Some(w) if !w.sent => {
                     w.sent = true;
                     true
@@ -177,13 +170,17 @@ impl Bridge {
             }
         });
         if !batch.is_empty() {
-            self.writes.start(&link.session, link.server, batch);
+            self.writes.start(batch);
         }
     }
 
     /// A write call answered: accepted puts wait for OnWriteComplete (within the write
     /// timeout), refused ones fail.
     pub(super) fn on_call_done(&mut self, done: CallDone) {
+        if !self.writes.answered(done.call) {
+            // A lost session's call: its puts were answered when the link went.
+            return;
+        }
         let n = done.puts.len();
         let results: Vec<Result<(), String>> = match done.result {
             Ok(r) if r.len() == n => r,
@@ -218,7 +215,7 @@ impl Bridge {
     }
 
     /// The write timers due now.
-    pub(super) fn on_timers(&mut self) {
+    pub(super) fn on_write_timers(&mut self) {
         for (id, timer) in self.writes.due(tokio::time::Instant::now()) {
             match timer {
                 Timer::Settled(pv) => {
@@ -252,12 +249,6 @@ impl Bridge {
         if let Some(id) = pv.write_complete(outcome) {
             let at = tokio::time::Instant::now() + super::pv::WRITE_SETTLE;
             self.writes.add_timer(at, id, Timer::Settled(i));
-        }
-    }
-
-    pub(super) fn on_internal(&mut self, msg: Internal) {
-        match msg {
-            Internal::Subscribed(done) => self.on_subscribed(done),
         }
     }
 }

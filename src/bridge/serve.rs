@@ -1,0 +1,300 @@
+//! The adapter around the bridge's decisions: the tokio loop and the gateway I/O.
+//!
+//! It owns what does I/O and holds no decisions: the gateway session and its event
+//! stream, the connect task and its backoff, the gateway calls in flight (SubscribeBulk,
+//! UnsubscribeBulk and write calls, which the bridge hands out as data and whose results
+//! it hands back), one sleep until the bridge's next deadline, the reload requests and
+//! shutdown. Each turn takes what is ready, lets the bridge decide, then makes the calls
+//! the bridge asked for.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::link::{close_stale_sessions, connect, Connected, Link};
+use super::subscriptions::{AdviseCall, Advised};
+use super::write_calls::{self, CallDone};
+use super::{Bridge, Reload};
+use crate::gateway::{refuse_shared_handles, Backoff, EventStream, ServerHandle, Session};
+use crate::lock::Mutex;
+use crate::pva;
+
+/// At most this many gateway events are taken in one turn, so that puts are still
+/// served during a flood.
+const MAX_TURN: usize = 4096;
+
+/// What a gateway call in flight hands back.
+enum Answer {
+    Subscribed {
+        call: u64,
+        results: Result<Vec<Advised>, String>,
+    },
+    Written(CallDone),
+    Unsubscribed,
+}
+
+type Call = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// The gateway side of the adapter.
+#[derive(Default)]
+struct Gateway {
+    /// The live session and its server handle.
+    session: Option<(Session, ServerHandle)>,
+    /// Sessions of lost links not yet closed at the gateway: the next connect closes them
+    /// before it opens a new one, so the gateway never holds two subscriptions of a tag.
+    stale: Arc<Mutex<Vec<String>>>,
+    /// Calls in flight in the live session.
+    calls: FuturesUnordered<Call>,
+}
+
+impl Gateway {
+    /// The session is gone: its calls are dropped (the bridge answers their puts), and it
+    /// is closed by the next connect.
+    fn lost(&mut self) {
+        if let Some((session, _)) = self.session.take() {
+            self.stale.lock().push(session.id().to_string());
+        }
+        self.calls = FuturesUnordered::new();
+    }
+
+    fn advise(&mut self, call: AdviseCall) {
+        let Some((session, server)) = self.session.clone() else {
+            return;
+        };
+        match call {
+            AdviseCall::Subscribe { call, tags } => {
+                self.calls.push(Box::pin(async move {
+                    let results = match session.subscribe_bulk(server, &tags).await {
+                        Ok(mut rs) => {
+                            refuse_shared_handles(&mut rs);
+                            Ok(rs
+                                .into_iter()
+                                .map(|r| {
+                                    r.outcome.map(|()| r.item_handle).map_err(|e| e.to_string())
+                                })
+                                .collect())
+                        }
+                        Err(e) => Err(format!("SubscribeBulk failed: {e}")),
+                    };
+                    Answer::Subscribed { call, results }
+                }));
+            }
+            AdviseCall::Unsubscribe { items } => {
+                self.calls.push(Box::pin(async move {
+                    match session.unsubscribe_bulk(server, &items).await {
+                        Ok(results) => {
+                            let failed = results.iter().filter(|r| r.outcome.is_err()).count();
+                            info!(items = items.len(), failed, "unsubscribed");
+                        }
+                        Err(e) => warn!(items = items.len(), error = %e, "UnsubscribeBulk failed"),
+                    }
+                    Answer::Unsubscribed
+                }));
+            }
+        }
+    }
+
+    fn write(&mut self, call: write_calls::WriteCall) {
+        let Some((session, server)) = self.session.clone() else {
+            return;
+        };
+        self.calls.push(Box::pin(async move {
+            Answer::Written(write_calls::make(session, server, call).await)
+        }));
+    }
+}
+
+pub(super) async fn serve(
+    bridge: &mut Bridge,
+    pv_events: &mut pva::EventReceiver,
+    shutdown: impl Future<Output = ()>,
+    reload: Option<Reload>,
+) {
+    tokio::pin!(shutdown);
+    let (reload_path, mut reloads) = match reload {
+        Some(r) => (Some(r.path), Some(r.requests)),
+        None => (None, None),
+    };
+    let mut gw = Gateway::default();
+    let settings = &bridge.config.gateway;
+    let mut backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
+    let mut connecting = Some(spawn_connect(bridge, &gw));
+    let mut retry_at: Option<Instant> = None;
+    let mut events: Option<EventStream> = None;
+    // Why the event stream ended in this turn, if it did.
+    let mut ended: Option<String> = None;
+    // One sleep, until the bridge's next deadline.
+    let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
+    let mut armed: Option<Instant> = None;
+    loop {
+        let deadline = bridge.next_deadline();
+        if deadline != armed {
+            if let Some(at) = deadline {
+                sleep.as_mut().reset(at);
+            }
+            armed = deadline;
+        }
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(ev) = pv_events.recv() => {
+                bridge.on_pv_event(ev);
+                // First clients that came together are advised together.
+                for _ in 0..MAX_TURN {
+                    match pv_events.try_recv() {
+                        Ok(ev) => bridge.on_pv_event(ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = &mut sleep, if armed.is_some() => {
+                armed = None;
+                bridge.on_timers();
+            }
+            Some(()) = async { match reloads.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                // Requests that came together are one reload.
+                while reloads.as_mut().is_some_and(|r| r.try_recv().is_ok()) {}
+                let relink = reload_path.as_deref().is_some_and(|p| bridge.reload(p));
+                if relink {
+                    // The link is made again with the new settings, at once.
+                    if let Some(task) = connecting.take() {
+                        task.abort();
+                    }
+                    if events.is_some() {
+                        ended = Some("the [gateway] settings changed: reconnecting".to_string());
+                    } else {
+                        retry_at = Some(Instant::now());
+                    }
+                    let s = &bridge.config.gateway;
+                    backoff = Backoff::new(s.reconnect_initial, s.reconnect_max);
+                }
+            }
+            Some(answer) = gw.calls.next(), if !gw.calls.is_empty() => match answer {
+                Answer::Subscribed { call, results } => bridge.on_subscribed(call, results),
+                Answer::Written(done) => bridge.on_call_done(done),
+                Answer::Unsubscribed => {}
+            },
+            _ = bridge.ops.tick.tick() => bridge.on_tick(),
+            Some(found) = bridge.discovered.1.recv() => bridge.on_discovered(found),
+            Some(msg) = bridge.alarms.feed.recv() => {
+                bridge.alarms.on_feed(msg, &mut bridge.pvs, &mut bridge.dirty);
+                ended = take_ready(bridge, &mut events).await;
+            }
+            done = async { match connecting.as_mut() { Some(task) => task.await, None => std::future::pending().await } }, if connecting.is_some() => {
+                connecting = None;
+                match done {
+                    Ok(Ok(c)) => {
+                        let Connected { session, server, users, events: stream } = c;
+                        let id = session.id().to_string();
+                        gw.stale.lock().retain(|s| *s != id);
+                        gw.session = Some((session, server));
+                        bridge.on_connected(Link { session: id, users });
+                        events = Some(stream);
+                        backoff.reset();
+                    }
+                    Ok(Err(reason)) => {
+                        bridge.on_lost(&reason);
+                        bridge.ops.first_connect_over(&bridge.pvs, false);
+                        retry_at = Some(Instant::now() + backoff.next_delay());
+                    }
+                    Err(e) => {
+                        bridge.on_lost(&format!("connect task failed: {e}"));
+                        bridge.ops.first_connect_over(&bridge.pvs, false);
+                        retry_at = Some(Instant::now() + backoff.current());
+                    }
+                }
+            }
+            _ = async { match retry_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } }, if retry_at.is_some() => {
+                retry_at = None;
+                connecting = Some(spawn_connect(bridge, &gw));
+            }
+            ev = async { match events.as_mut() { Some(stream) => stream.next().await, None => std::future::pending().await } }, if events.is_some() => {
+                ended = match ev {
+                    Some(Ok(ev)) => {
+                        bridge.on_session_event(ev);
+                        take_ready(bridge, &mut events).await
+                    }
+                    Some(Err(e)) => Some(format!("event stream failed: {e}")),
+                    None => Some("the gateway ended the event stream".to_string()),
+                };
+            }
+        }
+        bridge.end_turn();
+        if let Some(reason) = ended.take() {
+            events = None;
+            gw.lost();
+            bridge.close_link(&reason);
+            retry_at = Some(Instant::now() + backoff.current());
+        }
+        bridge.send_writes();
+        for call in bridge.advise_calls() {
+            gw.advise(call);
+        }
+        for call in bridge.writes.outbox.drain(..) {
+            gw.write(call);
+        }
+        bridge.subscriptions_done();
+    }
+    crate::systemd::stopping();
+    if let Some((session, _)) = gw.session.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            close_stale_sessions(session.client(), &gw.stale),
+        )
+        .await;
+    }
+}
+
+/// Connects in a task of its own, so puts keep being answered meanwhile.
+fn spawn_connect(
+    bridge: &Bridge,
+    gw: &Gateway,
+) -> tokio::task::JoinHandle<Result<Connected, String>> {
+    let users = bridge
+        .config
+        .users
+        .iter()
+        .map(|(k, u)| (k.clone(), u.clone()))
+        .collect();
+    tokio::spawn(connect(
+        bridge.opts.clone(),
+        bridge.config.gateway.clone(),
+        users,
+        gw.stale.clone(),
+    ))
+}
+
+/// The rest of a turn that began with a gateway event or an alarm message: everything
+/// of the event stream and the alarm feed that is ready now (up to [`MAX_TURN`]
+/// events). Data changes and alarm transitions of one PV taken together are then
+/// posted as one update. Returns why the event stream ended, if it did.
+async fn take_ready(bridge: &mut Bridge, events: &mut Option<EventStream>) -> Option<String> {
+    // First let the tasks that read the gateway's connections run: what arrived
+    // together (a data change and the alarm it raised) is then taken together.
+    tokio::task::yield_now().await;
+    let mut ended = None;
+    if let Some(stream) = events.as_mut() {
+        for _ in 0..MAX_TURN {
+            match stream.next().now_or_never() {
+                None => break,
+                Some(Some(Ok(ev))) => bridge.on_session_event(ev),
+                Some(Some(Err(e))) => {
+                    ended = Some(format!("event stream failed: {e}"));
+                    break;
+                }
+                Some(None) => {
+                    ended = Some("the gateway ended the event stream".to_string());
+                    break;
+                }
+            }
+        }
+    }
+    bridge.alarms.on_ready(&mut bridge.pvs, &mut bridge.dirty);
+    ended
+}

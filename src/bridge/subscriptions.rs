@@ -1,0 +1,368 @@
+//! Which tags are advised in the live session, and when: a state machine without I/O.
+//!
+//! The bridge asks for a PV's tag to be advised ([`Subscriptions::advise`]) or an item
+//! to be un-advised ([`Subscriptions::unadvise`]); this part decides when each gateway
+//! call goes ([`Subscriptions::next_call`]) and takes its results
+//! ([`Subscriptions::on_subscribed`]). The adapter around the bridge makes the calls and
+//! hands back their results; nothing here waits.
+//!
+//! **Pacing.** Every item advised makes the gateway queue a first OnDataChange at once,
+//! in the session's bounded event queue (10,000 events by default), whose default policy
+//! faults the session on overflow (EventQueueOverflow). So the items advised whose first
+//! data change the bridge has not taken yet stay within a window per session:
+//! - the window is [`CHUNKS_IN_WINDOW`] `[gateway] subscribe_chunk`s, at most
+//!   [`MAX_WINDOW`] items (with the default chunk of 500, 4,000 first values at most wait
+//!   in the gateway's queue of 10,000); a chunk is never larger than the window;
+//! - a SubscribeBulk chunk goes when the window has room for all its tags; each tag
+//!   advised with room holds it until its first data change is taken (or its subscribe
+//!   failed, or its PV went, or its item was un-advised);
+//! - a chunk that found no room for `[gateway] request_timeout` (a first data change lost
+//!   on the way) goes without it, its items holding none; that is logged once per
+//!   session. So the window never deadlocks.
+//!
+//! One SubscribeBulk is in flight at a time, in the order PVs were asked for. Data changes
+//! of items not known yet that come while it is in flight are held (at most
+//! [`MAX_EARLY`]) and handed back with its results, so no first value is lost.
+//!
+//! **Tags.** A call carries each PV with the tag it was advised for. The results are
+//! bound by the bridge (`Registry::bind`), which checks that the PV still maps to that
+//! tag: a PV re-tagged or removed while its call was in flight is never bound to the old
+//! tag's item, and that item is un-advised.
+//!
+//! Call ids are unique within the process, so a result from a lost session, or one that
+//! came twice, matches no call in flight and is dropped.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::registry::PvId;
+use crate::gateway::{ItemHandle, SessionEvent};
+
+/// The window is this many `[gateway] subscribe_chunk`s...
+pub(super) const CHUNKS_IN_WINDOW: usize = 8;
+/// ... and at most this many items.
+pub(super) const MAX_WINDOW: usize = 4096;
+/// At most this many data changes of items not known yet are held while a SubscribeBulk
+/// is in flight; past it they are dropped as strays.
+pub(super) const MAX_EARLY: usize = 65_536;
+
+/// A gateway call about advised items, to be made in the live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum AdviseCall {
+    /// SubscribeBulk of `tags`; its results come back to [`Subscriptions::on_subscribed`]
+    /// with `call`.
+    Subscribe { call: u64, tags: Vec<String> },
+    /// UnsubscribeBulk of `items` (nothing comes back: a failure is only logged).
+    Unsubscribe { items: Vec<ItemHandle> },
+}
+
+/// The result of one entry of a SubscribeBulk: the item handle, or why not.
+pub(super) type Advised = Result<ItemHandle, String>;
+
+/// The SubscribeBulk in flight.
+#[derive(Debug)]
+struct InFlight {
+    call: u64,
+    /// Each PV with the tag it was advised for, in the call's order.
+    entries: Vec<(PvId, String)>,
+    /// Its items hold room in the window.
+    paced: bool,
+}
+
+/// The live session's window.
+#[derive(Debug)]
+struct Window {
+    size: usize,
+    free: usize,
+    /// A chunk waits for room since then.
+    blocked_since: Option<Instant>,
+    /// A chunk went without room in this session already (logged once).
+    stalled: bool,
+}
+
+/// See the module's note.
+#[derive(Debug)]
+pub(super) struct Subscriptions {
+    /// Tags per SubscribeBulk (`[gateway] subscribe_chunk`).
+    chunk: usize,
+    /// How long a chunk waits for room (`[gateway] request_timeout`).
+    timeout: Duration,
+    /// The live session's window; `None` without a session.
+    window: Option<Window>,
+    /// PVs whose tag is to be advised, in the order asked for (each once).
+    queue: VecDeque<PvId>,
+    queued: HashSet<PvId>,
+    in_flight: Option<InFlight>,
+    /// PVs advised with room whose first data change is still to come.
+    holding: HashSet<PvId>,
+    /// Items to un-advise.
+    unadvise: Vec<ItemHandle>,
+    /// Data changes of items not known yet, held while a SubscribeBulk is in flight.
+    early: Vec<SessionEvent>,
+    next_call: u64,
+}
+
+impl Subscriptions {
+    pub fn new(subscribe_chunk: usize, timeout: Duration) -> Self {
+        Subscriptions {
+            chunk: subscribe_chunk.max(1),
+            timeout,
+            window: None,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            in_flight: None,
+            holding: HashSet::new(),
+            unadvise: Vec::new(),
+            early: Vec::new(),
+            next_call: 0,
+        }
+    }
+
+    fn window_size(&self) -> usize {
+        self.chunk
+            .saturating_mul(CHUNKS_IN_WINDOW)
+            .clamp(1, MAX_WINDOW)
+    }
+
+    /// New `[gateway]` settings (a reload); the window of the next session follows them.
+    pub fn configure(&mut self, subscribe_chunk: usize, timeout: Duration) {
+        self.chunk = subscribe_chunk.max(1);
+        self.timeout = timeout;
+    }
+
+    /// A session is up: nothing is advised in it yet.
+    pub fn session_up(&mut self) {
+        self.session_lost();
+        let size = self.window_size();
+        self.window = Some(Window {
+            size,
+            free: size,
+            blocked_since: None,
+            stalled: false,
+        });
+    }
+
+    /// The session is gone, and every item with it: nothing waits any more.
+    pub fn session_lost(&mut self) {
+        self.window = None;
+        self.queue.clear();
+        self.queued.clear();
+        self.in_flight = None;
+        self.holding.clear();
+        self.unadvise.clear();
+        self.early.clear();
+    }
+
+    /// The PV's tag is to be advised in the live session (nothing without one). A PV
+    /// queued already keeps its place; the tag sent is the one it maps to then.
+    pub fn advise(&mut self, id: PvId) {
+        if self.window.is_some() && self.queued.insert(id) {
+            self.queue.push_back(id);
+        }
+    }
+
+    /// Whether the PV waits for its tag to be advised (queued, or in the call in flight).
+    #[cfg(test)]
+    pub fn is_advising(&self, id: PvId) -> bool {
+        self.queued.contains(&id)
+            || self
+                .in_flight
+                .as_ref()
+                .is_some_and(|c| c.entries.iter().any(|(i, _)| *i == id))
+    }
+
+    /// The PV is removed, re-opened, or no longer wanted: it leaves the queue, and the
+    /// room it holds is free. (An entry of the call in flight is refused by the binding
+    /// when its result comes.)
+    pub fn forget(&mut self, id: PvId) {
+        if self.queued.remove(&id) {
+            self.queue.retain(|&q| q != id);
+        }
+        self.first_value(id);
+    }
+
+    /// `items` are to be un-advised in the live session.
+    pub fn unadvise(&mut self, items: impl IntoIterator<Item = ItemHandle>) {
+        if self.window.is_some() {
+            self.unadvise.extend(items);
+        }
+    }
+
+    /// The PV's first data change is taken (or its item is gone): its room is free.
+    /// Cheap while nothing holds room.
+    #[inline]
+    pub fn first_value(&mut self, id: PvId) {
+        if !self.holding.is_empty() && self.holding.remove(&id) {
+            self.give_back(1);
+        }
+    }
+
+    fn give_back(&mut self, n: usize) {
+        if let Some(w) = self.window.as_mut() {
+            w.free = w.free.saturating_add(n).min(w.size);
+        }
+    }
+
+    /// How many PVs hold room now (for the log).
+    pub fn holding(&self) -> usize {
+        self.holding.len()
+    }
+
+    /// When a chunk waiting for room goes without it, if one waits.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let w = self.window.as_ref()?;
+        let since = w.blocked_since?;
+        Some(since + self.timeout)
+    }
+
+    /// The next gateway call to make now, if any: un-advises first, then the next
+    /// SubscribeBulk chunk when none is in flight and the window has room for it (or it
+    /// waited for room long enough). `tag_of` gives the tag a PV maps to now, or `None`
+    /// when it is no longer to be advised (then it leaves the queue).
+    pub fn next_call(
+        &mut self,
+        now: Instant,
+        mut tag_of: impl FnMut(PvId) -> Option<String>,
+    ) -> Option<AdviseCall> {
+        let window = self.window.as_mut()?;
+        if !self.unadvise.is_empty() {
+            let items = std::mem::take(&mut self.unadvise);
+            return Some(AdviseCall::Unsubscribe { items });
+        }
+        if self.in_flight.is_some() {
+            return None;
+        }
+        // The next chunk, each PV with the tag it maps to now; PVs no longer to be
+        // advised leave the queue for good.
+        let chunk = self.chunk.clamp(1, window.size);
+        let mut entries: Vec<(PvId, String)> = Vec::new();
+        while entries.len() < chunk {
+            let Some(id) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued.remove(&id);
+            if let Some(tag) = tag_of(id) {
+                entries.push((id, tag));
+            }
+        }
+        if entries.is_empty() {
+            return None;
+        }
+        let n = entries.len();
+        let paced = if window.free >= n {
+            window.free -= n;
+            true
+        } else {
+            let due = match window.blocked_since {
+                Some(since) => now >= since + self.timeout,
+                None => {
+                    window.blocked_since = Some(now);
+                    false
+                }
+            };
+            if !due {
+                // Back in front, in order, until there is room (or the wait is over).
+                for (id, _) in entries.into_iter().rev() {
+                    self.queued.insert(id);
+                    self.queue.push_front(id);
+                }
+                return None;
+            }
+            if !std::mem::replace(&mut window.stalled, true) {
+                warn!(
+                    window = window.size,
+                    free = window.free,
+                    timeout = %humantime::format_duration(self.timeout),
+                    "no first data change freed room in the subscription window within [gateway] request_timeout: subscribing on without it (logged once per session)"
+                );
+            }
+            false
+        };
+        window.blocked_since = None;
+        self.next_call = self.next_call.wrapping_add(1);
+        let call = self.next_call;
+        let tags = entries.iter().map(|(_, t)| t.clone()).collect();
+        self.in_flight = Some(InFlight {
+            call,
+            entries,
+            paced,
+        });
+        Some(AdviseCall::Subscribe { call, tags })
+    }
+
+    /// The results of SubscribeBulk `call` (`Err`: the whole call failed). Each entry goes
+    /// to `bind` with the PV and the tag it was advised for; `bind` returns true when the
+    /// item is bound to the PV and its first data change is still to come. Returns the
+    /// PVs of the call (for on-demand bookkeeping), or `None` when `call` is not the call
+    /// in flight (a lost session's, or a duplicate): then nothing is bound.
+    pub fn on_subscribed(
+        &mut self,
+        call: u64,
+        results: Result<Vec<Advised>, String>,
+        mut bind: impl FnMut(PvId, &str, Advised) -> bool,
+    ) -> Option<Vec<PvId>> {
+        if self.in_flight.as_ref().map(|c| c.call) != Some(call) {
+            return None;
+        }
+        let c = self.in_flight.take()?;
+        let n = c.entries.len();
+        let mut results: Vec<Advised> = match results {
+            Ok(r) if r.len() == n => r,
+            Ok(r) => {
+                let e = format!(
+                    "the gateway answered SubscribeBulk with {} results for {n} tags",
+                    r.len()
+                );
+                vec![Err(e); n]
+            }
+            Err(e) => vec![Err(e); n],
+        };
+        let mut free = 0usize;
+        let mut ids = Vec::with_capacity(n);
+        for ((id, tag), r) in c.entries.into_iter().zip(results.drain(..)) {
+            ids.push(id);
+            let waits = bind(id, &tag, r);
+            if c.paced {
+                if waits && self.holding.insert(id) {
+                    continue;
+                }
+                free += 1;
+            }
+        }
+        self.give_back(free);
+        if self.in_flight.is_none() && self.queue.is_empty() && !self.holding.is_empty() {
+            info!(
+                first_values_to_come = self.holding.len(),
+                "subscriptions done"
+            );
+        }
+        Some(ids)
+    }
+
+    /// Holds a data change of an item not known yet while a SubscribeBulk is in flight;
+    /// hands it back when it is not held.
+    pub fn hold_early(&mut self, ev: SessionEvent) -> Option<SessionEvent> {
+        if self.in_flight.is_some() && self.early.len() < MAX_EARLY {
+            self.early.push(ev);
+            None
+        } else {
+            Some(ev)
+        }
+    }
+
+    /// The data changes held (after a call's results are bound).
+    pub fn take_early(&mut self) -> Vec<SessionEvent> {
+        std::mem::take(&mut self.early)
+    }
+
+    /// Nothing queued, in flight or to un-advise (for tests and the log).
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_none() && self.unadvise.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn id(n: u64) -> PvId {
+    PvId::for_test(n)
+}
+
+fn tags(map: &HashMap<PvId, String>) -> impl FnMut(PvId) -> Option<String> + '_ {
+    move |i| map.get(&i).cloned()
+}
+
+fn subscribe(call: Option<AdviseCall>) -> (u64, Vec<String>) {
+    match call {
+        Some(AdviseCall::Subscribe { call, tags }) => (call, tags),
+        other => panic!("expected a SubscribeBulk, got {other:?}"),
+    }
+}
+
+#[test]
+fn chunks_go_one_at_a_time_within_the_window_and_room_comes_back_with_first_values() {
+    let t0 = Instant::now();
+    // Chunk 1: a window of 8 tags.
+    let mut s = Subscriptions::new(1, Duration::from_secs(5));
+    s.session_up();
+    let map: HashMap<PvId, String> = (0..10).map(|n| (id(n), format!("T{n}"))).collect();
+    for n in 0..10 {
+        s.advise(id(n));
+    }
+    let mut bound = 0;
+    for n in 0..8u64 {
+        let (call, t) = subscribe(s.next_call(t0, tags(&map)));
+        assert_eq!(t, vec![format!("T{n}")]);
+        // One call in flight at a time.
+        assert_eq!(s.next_call(t0, tags(&map)), None);
+        let ids = s
+            .on_subscribed(call, Ok(vec![Ok(ItemHandle(n as i32))]), |_, _, _| {
+                bound += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(ids, vec![id(n)]);
+    }
+    assert_eq!(s.holding(), 8);
+    // The window is full: the ninth waits, then goes once a first value came.
+    assert_eq!(s.next_call(t0, tags(&map)), None);
+    assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(5)));
+    s.first_value(id(3));
+    s.first_value(id(3));
+    let (_, t) = subscribe(s.next_call(t0, tags(&map)));
+    assert_eq!(t, vec!["T8".to_string()]);
+    assert_eq!(bound, 8);
+}
+
+#[test]
+fn a_chunk_without_room_goes_after_the_timeout_holding_none() {
+    let t0 = Instant::now();
+    let mut s = Subscriptions::new(2, Duration::from_secs(1));
+    s.session_up();
+    let map: HashMap<PvId, String> = (0..40).map(|n| (id(n), format!("T{n}"))).collect();
+    for n in 0..40 {
+        s.advise(id(n));
+    }
+    for _ in 0..8 {
+        let (call, t) = subscribe(s.next_call(t0, tags(&map)));
+        let r = t
+            .iter()
+            .enumerate()
+            .map(|(k, _)| Ok(ItemHandle(k as i32)))
+            .collect();
+        s.on_subscribed(call, Ok(r), |_, _, _| true).unwrap();
+    }
+    assert_eq!(s.holding(), 16);
+    assert_eq!(s.next_call(t0, tags(&map)), None);
+    assert_eq!(
+        s.next_call(t0 + Duration::from_millis(999), tags(&map)),
+        None
+    );
+    let (call, _) = subscribe(s.next_call(t0 + Duration::from_secs(1), tags(&map)));
+    s.on_subscribed(
+        call,
+        Ok(vec![Ok(ItemHandle(90)), Ok(ItemHandle(91))]),
+        |_, _, _| true,
+    )
+    .unwrap();
+    // Unpaced: they hold no room.
+    assert_eq!(s.holding(), 16);
+}
+
+#[test]
+fn a_result_of_another_call_or_a_lost_session_binds_nothing() {
+    let t0 = Instant::now();
+    let mut s = Subscriptions::new(10, Duration::from_secs(1));
+    s.session_up();
+    let map: HashMap<PvId, String> = [(id(1), "A".to_string())].into();
+    s.advise(id(1));
+    let (call, _) = subscribe(s.next_call(t0, tags(&map)));
+    let mut binds = 0;
+    assert!(s
+        .on_subscribed(call + 1, Ok(vec![Ok(ItemHandle(1))]), |_, _, _| {
+            binds += 1;
+            true
+        })
+        .is_none());
+    s.session_lost();
+    s.session_up();
+    assert!(s
+        .on_subscribed(call, Ok(vec![Ok(ItemHandle(1))]), |_, _, _| {
+            binds += 1;
+            true
+        })
+        .is_none());
+    assert_eq!(binds, 0);
+    // Asked again in the new session: a new call.
+    s.advise(id(1));
+    let (again, _) = subscribe(s.next_call(t0, tags(&map)));
+    assert_ne!(again, call);
+}
+
+#[test]
+fn each_entry_is_bound_with_the_tag_it_was_advised_for() {
+    let t0 = Instant::now();
+    let mut s = Subscriptions::new(10, Duration::from_secs(1));
+    s.session_up();
+    let mut map: HashMap<PvId, String> = [(id(1), "Old".to_string())].into();
+    s.advise(id(1));
+    let (call, t) = subscribe(s.next_call(t0, tags(&map)));
+    assert_eq!(t, vec!["Old".to_string()]);
+    // Re-tagged while in flight: asked again, with the new tag.
+    map.insert(id(1), "New".to_string());
+    s.forget(id(1));
+    s.advise(id(1));
+    assert!(s.is_advising(id(1)));
+    let mut seen = Vec::new();
+    s.on_subscribed(call, Ok(vec![Ok(ItemHandle(7))]), |i, tag, _| {
+        seen.push((i, tag.to_string()));
+        false
+    })
+    .unwrap();
+    assert_eq!(seen, vec![(id(1), "Old".to_string())]);
+    let (_, t) = subscribe(s.next_call(t0, tags(&map)));
+    assert_eq!(t, vec!["New".to_string()]);
+}
+
+#[test]
+fn a_reply_with_the_wrong_count_or_a_failed_call_fails_every_entry_and_frees_its_room() {
+    let t0 = Instant::now();
+    let mut s = Subscriptions::new(3, Duration::from_secs(1));
+    s.session_up();
+    let map: HashMap<PvId, String> = (0..6).map(|n| (id(n), format!("T{n}"))).collect();
+    for n in 0..6 {
+        s.advise(id(n));
+    }
+    let (call, _) = subscribe(s.next_call(t0, tags(&map)));
+    let mut errors = Vec::new();
+    s.on_subscribed(call, Ok(vec![Ok(ItemHandle(1))]), |_, _, r| {
+        errors.push(r.unwrap_err());
+        false
+    })
+    .unwrap();
+    assert_eq!(errors.len(), 3);
+    assert!(errors[0].contains("1 results for 3 tags"), "{}", errors[0]);
+    let (call, _) = subscribe(s.next_call(t0, tags(&map)));
+    s.on_subscribed(
+        call,
+        Err("SubscribeBulk failed: unavailable".into()),
+        |_, _, r| {
+            assert!(r.is_err());
+            false
+        },
+    )
+    .unwrap();
+    assert_eq!(s.holding(), 0);
+    assert!(s.is_idle());
+}
+
+#[test]
+fn pvs_no_longer_wanted_are_skipped_and_unadvises_go_first() {
+    let t0 = Instant::now();
+    let mut s = Subscriptions::new(10, Duration::from_secs(1));
+    s.session_up();
+    let map: HashMap<PvId, String> = [(id(2), "B".to_string())].into();
+    s.advise(id(1));
+    s.advise(id(2));
+    s.unadvise([ItemHandle(5)]);
+    assert_eq!(
+        s.next_call(t0, tags(&map)),
+        Some(AdviseCall::Unsubscribe {
+            items: vec![ItemHandle(5)]
+        })
+    );
+    let (_, t) = subscribe(s.next_call(t0, tags(&map)));
+    assert_eq!(t, vec!["B".to_string()]);
+    // Without a session nothing is asked.
+    s.session_lost();
+    s.advise(id(2));
+    s.unadvise([ItemHandle(6)]);
+    assert_eq!(s.next_call(t0, tags(&map)), None);
+}
