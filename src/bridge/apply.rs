@@ -20,11 +20,11 @@
 
 use std::collections::HashSet;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::diff::{Change, Diff};
 use super::pv::MappedPv;
-use super::registry::PvId;
+use super::registry::{Bound, PvId};
 use super::writes::{Internal, Subscribed};
 use super::Bridge;
 use crate::gateway::{ItemHandle, SessionEvent};
@@ -171,7 +171,7 @@ impl Bridge {
             }
             // Chunk by chunk, each once the window has room (`pace.rs`); the handles of
             // each chunk go to the bridge at once, so that it takes their first values.
-            let mut ids = ids.into_iter();
+            let mut ids = ids.into_iter().zip(tags.iter().cloned());
             let mut parts = tags.chunks(chunk).peekable();
             let session_id = session.id().to_string();
             if parts.peek().is_none() {
@@ -190,7 +190,7 @@ impl Bridge {
                 } else {
                     0
                 };
-                let part_ids: Vec<PvId> = ids.by_ref().take(part.len()).collect();
+                let part_ids: Vec<(PvId, String)> = ids.by_ref().take(part.len()).collect();
                 let (results, last) = match session.subscribe_bulk(server, part).await {
                     Ok(rs) => (
                         Ok(rs
@@ -221,7 +221,11 @@ impl Bridge {
     }
 
     /// The item handles of a chunk of a diff's subscriptions (the first `paced` of `ids`
-    /// hold room in the window); then the data changes held meanwhile.
+    /// hold room in the window); then the data changes held meanwhile. A handle is bound
+    /// only to a PV that still maps the tag it was advised for ([`Registry::bind`]); one
+    /// not bound is unsubscribed and frees its room.
+    ///
+    /// [`Registry::bind`]: super::registry::Registry::bind
     pub(super) fn on_subscribed(&mut self, done: Subscribed) {
         let Subscribed {
             session,
@@ -233,11 +237,17 @@ impl Bridge {
         if last {
             self.subscribing = self.subscribing.saturating_sub(1);
         }
-        let asked = ids.clone();
         let live = self
             .link
             .as_ref()
             .is_some_and(|l| l.session.id() == session);
+        // A lost session ended every advise under way (`on_demand_link_lost`): a late
+        // result of it ends none of the new session's.
+        let asked: Vec<PvId> = if live {
+            ids.iter().map(|(id, _)| *id).collect()
+        } else {
+            Vec::new()
+        };
         if live {
             let mut gone = Vec::new();
             let results: Vec<Result<ItemHandle, String>> = match results {
@@ -245,36 +255,39 @@ impl Bridge {
                 Err(e) => ids.iter().map(|_| Err(e.clone())).collect(),
             };
             let mut free = 0;
-            for (n, (id, r)) in ids.into_iter().zip(results).enumerate() {
+            for (n, ((id, tag), r)) in ids.into_iter().zip(results).enumerate() {
                 let room = n < paced;
-                // A handle another PV holds (given twice, across chunks) names neither.
-                let r = r.and_then(|item| match self.pvs.id_of_item(item) {
-                    Some(other) if other != id => Err(format!(
-                        "the gateway gave item handle {} to another tag too",
-                        item.0
-                    )),
-                    _ => Ok(item),
-                });
-                match (self.pvs.get_mut(id), r) {
-                    // Removed (or re-opened) meanwhile: the handle is not wanted.
-                    (None, Ok(item)) => gone.push(item),
-                    (Some(pv), Ok(item)) if pv.item.is_some() => {
-                        if pv.item != Some(item) {
-                            gone.push(item);
-                        }
-                    }
-                    (Some(_), Ok(item)) => {
-                        self.pvs.set_item(id, Some(item));
+                // Whether the PV still maps the tag: the failure of an advise of its old
+                // one is not its own.
+                let current = self
+                    .pvs
+                    .get(id)
+                    .is_some_and(|pv| pv.cfg.tag.as_str() == tag);
+                let r = r.map(|item| (item, self.pvs.bind(id, &tag, item)));
+                match r {
+                    Ok((_, Ok(Bound::New))) => {
                         if room {
                             self.pace.hold(id);
                             continue;
                         }
                     }
-                    (Some(pv), Err(reason)) => {
-                        warn!(pv = %pv.cfg.name.as_str(), tag = %pv.cfg.tag.as_str(), %reason, "subscribe failed");
-                        pv.subscribe_failed(&reason);
+                    Ok((_, Ok(Bound::Already))) => {}
+                    Ok((item, Err(why))) => {
+                        debug!(item = item.0, %tag, reason = %why, "item handle not bound");
+                        if why.unsubscribe() {
+                            gone.push(item);
+                        } else if let Some(pv) = self.pvs.get_mut(id).filter(|_| current) {
+                            let reason = why.to_string();
+                            warn!(pv = %pv.cfg.name.as_str(), %tag, %reason, "subscribe failed");
+                            pv.subscribe_failed(&reason);
+                        }
                     }
-                    (None, Err(_)) => {}
+                    Err(reason) => {
+                        if let Some(pv) = self.pvs.get_mut(id).filter(|_| current) {
+                            warn!(pv = %pv.cfg.name.as_str(), %tag, %reason, "subscribe failed");
+                            pv.subscribe_failed(&reason);
+                        }
+                    }
                 }
                 if room {
                     free += 1;

@@ -109,8 +109,9 @@ pub(super) struct Demand {
     lingering: Deadlines,
     /// On-demand PVs not open whose first client waits for the first value: until when.
     waiting: Deadlines,
-    /// On-demand PVs whose SubscribeBulk is under way in the live session.
-    advising: HashSet<PvId>,
+    /// On-demand PVs whose SubscribeBulk is under way in the live session, with how
+    /// many (a PV re-tagged while its advise was under way is advised again at once).
+    advising: HashMap<PvId, usize>,
     /// On-demand PVs whose first client came in this turn: advised at its end.
     to_advise: Vec<PvId>,
     /// Puts that came while their PV's advise was under way, sent once it is done.
@@ -159,7 +160,7 @@ impl Bridge {
         let ids: Vec<PvId> = ids.into_iter().filter(|&id| self.wants_item(id)).collect();
         for &id in &ids {
             if self.linger_of(id).is_some() {
-                self.demand.advising.insert(id);
+                *self.demand.advising.entry(id).or_default() += 1;
             }
         }
         ids
@@ -197,7 +198,7 @@ impl Bridge {
                 _ => self.demand.waiting.set(id, Instant::now() + wait),
             }
         }
-        if link_up && pv.item.is_none() && !self.demand.advising.contains(&id) {
+        if link_up && pv.item.is_none() && !self.demand.advising.contains_key(&id) {
             self.demand.to_advise.push(id);
         }
     }
@@ -212,7 +213,7 @@ impl Bridge {
         };
         self.demand.waiting.remove(id);
         self.demand.to_advise.retain(|&x| x != id);
-        let advising = self.demand.advising.contains(&id);
+        let advising = self.demand.advising.contains_key(&id);
         let Some(pv) = self.pvs.get_mut(id) else {
             return;
         };
@@ -235,7 +236,7 @@ impl Bridge {
         ids.sort_unstable();
         ids.dedup();
         ids.retain(|&id| {
-            !self.demand.advising.contains(&id)
+            !self.demand.advising.contains_key(&id)
                 && self.pvs.get(id).is_some_and(|pv| pv.item.is_none())
         });
         if ids.is_empty() {
@@ -259,7 +260,7 @@ impl Bridge {
                 continue;
             }
             // Lingers anew once its advise is done (`advised`).
-            if self.demand.advising.contains(&id) {
+            if self.demand.advising.contains_key(&id) {
                 continue;
             }
             let Some(pv) = self.pvs.get_mut(id) else {
@@ -272,7 +273,7 @@ impl Bridge {
             pv.close_unwatched();
             debug!(pv = %pv.cfg.name.as_str(), "on-demand PV un-advised after its linger");
             items.extend(pv.item);
-            self.pvs.set_item(id, None);
+            self.pvs.unbind(id);
             self.pace.release(id);
             closed += 1;
         }
@@ -322,8 +323,16 @@ impl Bridge {
     pub(super) fn advised(&mut self, ids: &[PvId]) {
         let now = Instant::now();
         for &id in ids {
-            if !self.demand.advising.remove(&id) {
-                continue;
+            match self.demand.advising.get_mut(&id) {
+                None => continue,
+                // Another advise of the PV is under way (of its new tag): it ends it.
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    continue;
+                }
+                Some(_) => {
+                    self.demand.advising.remove(&id);
+                }
             }
             let linger = self.linger_of(id);
             if let (Some(linger), Some(pv)) = (linger, self.pvs.get(id)) {
@@ -384,7 +393,7 @@ impl Bridge {
     /// A put to a PV whose advise is under way waits for it (at most `max_puts_per_pv`
     /// per PV); `None` when it was held or refused.
     pub(super) fn hold_put(&mut self, id: PvId, put: PutRequest) -> Option<PutRequest> {
-        let advising = self.demand.advising.contains(&id)
+        let advising = self.demand.advising.contains_key(&id)
             && self.pvs.get(id).is_some_and(|pv| pv.item.is_none());
         if !advising {
             return Some(put);
@@ -420,7 +429,7 @@ impl Bridge {
     /// one already). True when its tag is to be advised now.
     pub(super) fn subscribe_changed(&mut self, id: PvId) -> bool {
         let watched = self.demand.watched.contains(&id);
-        let advising = self.demand.advising.contains(&id);
+        let advising = self.demand.advising.contains_key(&id);
         let now = Instant::now();
         let Some(pv) = self.pvs.get_mut(id) else {
             return false;

@@ -255,11 +255,19 @@ impl Bridge {
             if current {
                 asked.insert(i);
             }
+            let item = match item.map(|handle| (handle, self.pvs.bind(i, &tag, handle))) {
+                Ok((handle, Ok(_))) => Ok(handle),
+                Ok((handle, Err(why))) if why.unsubscribe() => {
+                    // Not bound: removed or re-tagged meanwhile, or advised twice.
+                    unwanted.push(handle);
+                    continue;
+                }
+                Ok((_, Err(why))) => Err(why.to_string()),
+                Err(reason) => Err(reason),
+            };
             match item {
-                Ok(handle) if !current => unwanted.push(handle),
                 Err(_) if !current => {}
                 Ok(handle) => {
-                    self.pvs.set_item(i, Some(handle));
                     if waiting_items.remove(&handle) {
                         waiting.push(i);
                     }

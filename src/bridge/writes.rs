@@ -23,10 +23,11 @@ pub(super) enum Internal {
 }
 
 /// A chunk of the subscriptions of a diff applied while serving, done in `session`: the
-/// PVs subscribed, each with its item handle or why not (`Err`: the whole call failed).
+/// PVs subscribed, each with the tag it was advised for (a reload may re-tag the PV
+/// meanwhile), and each with its item handle or why not (`Err`: the whole call failed).
 pub(super) struct Subscribed {
     pub session: String,
-    pub ids: Vec<PvId>,
+    pub ids: Vec<(PvId, String)>,
     pub results: Result<Vec<Result<ItemHandle, String>>, String>,
     /// The first `paced` of `ids` hold room in the subscription window (`pace.rs`).
     pub paced: usize,
