@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::diff::{Change, Diff};
 use super::pv::MappedPv;
-use super::registry::PvId;
+use super::registry::{Bound, PvId};
 use super::subscriptions::Advised;
 use super::Bridge;
 use crate::gateway::ItemHandle;
@@ -86,6 +86,7 @@ impl Bridge {
                     continue;
                 }
                 self.subs.forget(c.id);
+                self.fail_held_puts(c.id, "PV re-opened by a config reload");
                 if let Some(mut old) = self.pvs.replace(c.id, new) {
                     unsubscribe.extend(old.item);
                     old.retire("PV re-opened by a config reload");
@@ -154,14 +155,32 @@ impl Bridge {
         let pvs = &mut self.pvs;
         let mut unwanted: Vec<ItemHandle> = Vec::new();
         let mut failed = 0usize;
+        // PVs whose advise of the tag they map to is over (bound or failed); a PV
+        // re-tagged meanwhile is advised again with its new tag, and waits for that.
+        let mut over: Vec<PvId> = Vec::new();
         let done = self
             .subs
             .on_subscribed(call, results, |id, tag, r| match r {
                 Ok(item) => match pvs.bind(id, tag, item) {
-                    Ok(()) => true,
+                    Ok(Bound::New) => {
+                        over.push(id);
+                        true
+                    }
+                    Ok(Bound::Already) => {
+                        over.push(id);
+                        false
+                    }
                     Err(why) => {
-                        debug!(item = item.0, %tag, %why, "item not bound: un-advised");
-                        unwanted.push(item);
+                        debug!(item = item.0, %tag, %why, "item not bound");
+                        if why.unsubscribe() {
+                            unwanted.push(item);
+                        } else if let Some(pv) = pvs.get_mut(id) {
+                            // The gateway gave this tag's handle to another tag too.
+                            let reason = format!("{tag}: {why}");
+                            warn!(pv = %pv.cfg.name.as_str(), %tag, %reason, "subscribe failed");
+                            pv.subscribe_failed(&reason);
+                            over.push(id);
+                        }
                         false
                     }
                 },
@@ -171,18 +190,19 @@ impl Bridge {
                         warn!(pv = %pv.cfg.name.as_str(), %tag, %reason, "subscribe failed");
                         pv.subscribe_failed(&reason);
                         failed += 1;
+                        over.push(id);
                     }
                     false
                 }
             });
-        let Some(ids) = done else {
+        if done.is_none() {
             return;
-        };
+        }
         if let Some(start) = self.starting.as_mut() {
             start.failed += failed;
         }
         self.subs.unadvise(unwanted);
-        self.advised(&ids);
+        self.advised(&over);
         // Data changes held for items known now are taken; the others are strays.
         for ev in self.subs.take_early() {
             self.on_session_event(ev);

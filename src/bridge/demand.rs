@@ -277,7 +277,7 @@ impl Bridge {
             pv.close_unwatched();
             debug!(pv = %pv.cfg.name.as_str(), "on-demand PV un-advised after its linger");
             items.extend(pv.item);
-            self.pvs.set_item(id, None);
+            self.pvs.unbind(id);
             self.subs.forget(id);
             closed += 1;
         }
@@ -391,6 +391,15 @@ impl Bridge {
             held.push(put);
         }
         None
+    }
+
+    /// A PV is re-opened (a new tag, type or writability): the puts held for its advise
+    /// were accepted for what it was, and fail; its clients and their linger stay.
+    pub(super) fn fail_held_puts(&mut self, id: PvId, why: &str) {
+        for put in self.demand.held.remove(&id).unwrap_or_default() {
+            let message = format!("{}: {why}: put not sent", put.pv);
+            put.completion.complete(Err(message));
+        }
     }
 
     /// A PV leaves the mapping: it is forgotten here; its held puts fail.

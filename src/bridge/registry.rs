@@ -3,7 +3,9 @@
 //! An id is given once and never again within the process: a PV removed and a PV added
 //! under the same name later are two ids, so a late message about the old one (a write
 //! timeout, a settle) finds nothing instead of the new one. Item handles map to ids for
-//! the current session only (cleared when the link goes).
+//! the current session only (cleared when the link goes). A handle is bound to a PV by
+//! [`Registry::bind`] alone, which checks that the PV still maps the tag the handle was
+//! advised for: a re-tag keeps the id, so a late handle of the old tag must not bind.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +16,49 @@ use crate::pva::{EventSender, PvaError, Server};
 
 use super::pv::MappedPv;
 
+/// Why an item handle was not bound to a PV ([`Registry::bind`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unbound {
+    /// The PV was removed meanwhile.
+    Gone,
+    /// The PV maps another tag now (re-tagged meanwhile): the handle names the old one.
+    Retagged { now: String },
+    /// Another PV holds the handle already (the gateway gave it to two tags).
+    HeldByOther(PvId),
+    /// The PV holds another item already (advised twice).
+    HoldsOther(ItemHandle),
+}
+
+impl Unbound {
+    /// Whether the handle is to be unsubscribed at the gateway: not when another PV
+    /// holds it (that would end the other's subscription).
+    pub fn unsubscribe(&self) -> bool {
+        !matches!(self, Unbound::HeldByOther(_))
+    }
+}
+
+impl std::fmt::Display for Unbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unbound::Gone => f.write_str("the PV was removed meanwhile"),
+            Unbound::Retagged { now } => write!(f, "the PV maps {now} now"),
+            Unbound::HeldByOther(_) => {
+                f.write_str("the gateway gave the item handle to another tag too")
+            }
+            Unbound::HoldsOther(item) => write!(f, "the PV holds item handle {} already", item.0),
+        }
+    }
+}
+
+/// What [`Registry::bind`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Bound {
+    /// The PV holds the handle now.
+    New,
+    /// The PV held this very handle already: nothing changed.
+    Already,
+}
+
 /// A mapped PV's id: stable while the PV is mapped, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct PvId(u64);
@@ -23,30 +68,6 @@ impl PvId {
     /// An id for tests of code that only compares ids.
     pub fn for_test(n: u64) -> Self {
         PvId(n)
-    }
-}
-
-/// Why an advised item was not bound to a PV ([`Registry::bind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Unbound {
-    /// The PV was removed while its tag was being advised.
-    Gone,
-    /// The PV maps to another tag now.
-    Retagged,
-    /// Another PV holds this item handle.
-    HeldByAnother,
-    /// The PV holds another item already.
-    HoldsAnother,
-}
-
-impl std::fmt::Display for Unbound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Unbound::Gone => "the PV was removed while its tag was being advised",
-            Unbound::Retagged => "the PV was re-tagged while its old tag was being advised",
-            Unbound::HeldByAnother => "the gateway gave this item handle to another tag too",
-            Unbound::HoldsAnother => "the PV holds another item of its tag already",
-        })
     }
 }
 
@@ -137,8 +158,42 @@ impl Registry {
         self.by_item.get(&item.0).copied()
     }
 
-    /// Records (or clears, with `None`) the PV's item handle in the current session.
-    pub fn set_item(&mut self, id: PvId, item: Option<ItemHandle>) {
+    /// Binds `item`, advised for `tag`, to the PV of `id`: the one way a PV gets an item
+    /// handle. Refused when another PV holds the handle, when the PV is gone, when it
+    /// maps another tag now (re-tagged while the advise was under way: a write would
+    /// reach the old attribute), or when it holds another item.
+    pub fn bind(&mut self, id: PvId, tag: &str, item: ItemHandle) -> Result<Bound, Unbound> {
+        // First: a handle another PV holds is never to be unsubscribed for this one.
+        match self.by_item.get(&item.0) {
+            Some(&other) if other != id => return Err(Unbound::HeldByOther(other)),
+            _ => {}
+        }
+        let Some(pv) = self.pvs.get(&id) else {
+            return Err(Unbound::Gone);
+        };
+        if pv.cfg.tag.as_str() != tag {
+            return Err(Unbound::Retagged {
+                now: pv.cfg.tag.as_str().to_string(),
+            });
+        }
+        match pv.item {
+            Some(held) if held == item => Ok(Bound::Already),
+            Some(held) => Err(Unbound::HoldsOther(held)),
+            None => {
+                self.set_item(id, Some(item));
+                Ok(Bound::New)
+            }
+        }
+    }
+
+    /// The PV's item is gone (unsubscribed): it holds none.
+    pub fn unbind(&mut self, id: PvId) {
+        self.set_item(id, None);
+    }
+
+    /// Records (or clears, with `None`) the PV's item handle in the current session;
+    /// [`Registry::bind`] is the checked way to give one, [`Registry::unbind`] to clear.
+    fn set_item(&mut self, id: PvId, item: Option<ItemHandle>) {
         let Some(pv) = self.pvs.get_mut(&id) else {
             return;
         };
@@ -150,32 +205,6 @@ impl Registry {
         pv.item = item;
         if let Some(item) = item {
             self.by_item.insert(item.0, id);
-        }
-    }
-
-    /// Binds `item`, advised for `tag`, to the PV of `id`: the one place an item handle
-    /// meets a PV. Refused (and the item is then not wanted) when the PV is gone, when it
-    /// no longer maps to `tag` (re-tagged while the advise was under way), when another
-    /// PV holds the handle (the gateway gave it to two tags), or when the PV holds another
-    /// item already.
-    pub fn bind(&mut self, id: PvId, tag: &str, item: ItemHandle) -> Result<(), Unbound> {
-        let Some(pv) = self.pvs.get(&id) else {
-            return Err(Unbound::Gone);
-        };
-        if pv.cfg.tag.as_str() != tag {
-            return Err(Unbound::Retagged);
-        }
-        match self.by_item.get(&item.0) {
-            Some(&other) if other != id => return Err(Unbound::HeldByAnother),
-            _ => {}
-        }
-        match pv.item {
-            Some(held) if held == item => Ok(()),
-            Some(_) => Err(Unbound::HoldsAnother),
-            None => {
-                self.set_item(id, Some(item));
-                Ok(())
-            }
         }
     }
 
@@ -269,32 +298,89 @@ tag = "Tank001.Temp"
         assert_eq!(reg.id_of_item(ItemHandle(10)), None);
         assert_eq!(reg.id_of_name("A"), Some(again));
         assert!(reg.get(again).unwrap().item.is_none());
-        // Binding checks the tag the item was advised for.
-        reg.clear_items();
-        assert_eq!(
-            reg.bind(again, "Tank001.Temp", ItemHandle(11)),
-            Err(Unbound::Retagged)
-        );
-        assert_eq!(
-            reg.bind(a, "Tank001.Level", ItemHandle(11)),
-            Err(Unbound::Gone)
-        );
-        assert_eq!(reg.bind(again, "Tank001.Level", ItemHandle(11)), Ok(()));
-        assert_eq!(reg.bind(again, "Tank001.Level", ItemHandle(11)), Ok(()));
-        assert_eq!(
-            reg.bind(again, "Tank001.Level", ItemHandle(12)),
-            Err(Unbound::HoldsAnother)
-        );
-        assert_eq!(
-            reg.bind(b, "Tank001.Temp", ItemHandle(11)),
-            Err(Unbound::HeldByAnother)
-        );
-        assert_eq!(reg.id_of_item(ItemHandle(11)), Some(again));
-        assert_eq!(reg.bind(b, "Tank001.Temp", ItemHandle(12)), Ok(()));
         reg.set_item(again, Some(ItemHandle(10)));
         reg.clear_items();
         assert_eq!(reg.subscribed(), 0);
         assert!(reg.get(again).unwrap().item.is_none());
         assert_eq!(reg.len(), 2);
+    }
+
+    #[test]
+    fn bind_refuses_a_gone_pv_an_old_tag_a_shared_handle_and_a_second_item() {
+        let text = r#"
+[gateway]
+endpoint = "http://127.0.0.1:1"
+[[pv]]
+name = "X"
+tag = "Pump001.MaxSpeed"
+writable = true
+[[pv]]
+name = "X2"
+tag = "Pump001.SpeedSP"
+writable = true
+[[pv]]
+name = "Y"
+tag = "Pump001.Speed"
+"#;
+        let config = Config::from_str_at(text, std::path::Path::new("bind.toml")).unwrap();
+        let (events, _rx) = crate::pva::event_channel();
+        let mut reg = Registry::default();
+        let x = reg.insert(pv(&config, "X", &events));
+        let y = reg.insert(pv(&config, "Y", &events));
+
+        // Bound: the PV maps the tag advised, holds no item, nobody else holds it.
+        assert_eq!(reg.bind(y, "Pump001.Speed", ItemHandle(1)), Ok(Bound::New));
+        assert_eq!(reg.id_of_item(ItemHandle(1)), Some(y));
+        // The same handle again: nothing changes.
+        assert_eq!(
+            reg.bind(y, "Pump001.Speed", ItemHandle(1)),
+            Ok(Bound::Already)
+        );
+        // A second item for a PV that holds one.
+        let second = reg.bind(y, "Pump001.Speed", ItemHandle(2));
+        assert_eq!(second, Err(Unbound::HoldsOther(ItemHandle(1))));
+        assert!(second.unwrap_err().unsubscribe());
+        assert_eq!(reg.get(y).unwrap().item, Some(ItemHandle(1)));
+        assert_eq!(reg.id_of_item(ItemHandle(2)), None);
+
+        // Another PV's handle: refused, and never to be unsubscribed for this one.
+        let shared = reg.bind(x, "Pump001.MaxSpeed", ItemHandle(1));
+        assert_eq!(shared, Err(Unbound::HeldByOther(y)));
+        assert!(!shared.unwrap_err().unsubscribe());
+        assert_eq!(reg.id_of_item(ItemHandle(1)), Some(y));
+        assert!(reg.get(x).unwrap().item.is_none());
+
+        // Re-tagged while its advise was under way (a re-open under the same id): the
+        // handle of the old tag is refused; one of the new tag binds.
+        reg.replace(x, pv(&config, "X2", &events)).unwrap();
+        let old = reg.bind(x, "Pump001.MaxSpeed", ItemHandle(3));
+        assert_eq!(
+            old,
+            Err(Unbound::Retagged {
+                now: "Pump001.SpeedSP".to_string()
+            })
+        );
+        assert!(old.as_ref().unwrap_err().unsubscribe());
+        assert!(old.unwrap_err().to_string().contains("Pump001.SpeedSP"));
+        assert!(reg.get(x).unwrap().item.is_none());
+        assert_eq!(reg.id_of_item(ItemHandle(3)), None);
+        assert_eq!(
+            reg.bind(x, "Pump001.SpeedSP", ItemHandle(4)),
+            Ok(Bound::New)
+        );
+        assert_eq!(reg.id_of_item(ItemHandle(4)), Some(x));
+
+        // Removed meanwhile.
+        reg.remove(x).unwrap();
+        let gone = reg.bind(x, "Pump001.SpeedSP", ItemHandle(5));
+        assert_eq!(gone, Err(Unbound::Gone));
+        assert!(gone.unwrap_err().unsubscribe());
+        assert_eq!(reg.id_of_item(ItemHandle(5)), None);
+
+        // Unbound: the PV holds no item, and may be bound again.
+        reg.unbind(y);
+        assert_eq!(reg.id_of_item(ItemHandle(1)), None);
+        assert_eq!(reg.bind(y, "Pump001.Speed", ItemHandle(6)), Ok(Bound::New));
+        assert_eq!(reg.subscribed(), 1);
     }
 }

@@ -296,8 +296,8 @@ impl Subscriptions {
     /// The results of SubscribeBulk `call` (`Err`: the whole call failed). Each entry goes
     /// to `bind` with the PV and the tag it was advised for; `bind` returns true when the
     /// item is bound to the PV and its first data change is still to come. Returns the
-    /// PVs of the call (for on-demand bookkeeping), or `None` when `call` is not the call
-    /// in flight (a lost session's, or a duplicate): then nothing is bound.
+    /// PVs of the call, or `None` when `call` is not the call in flight (a lost
+    /// session's, or a duplicate): then nothing is bound.
     pub fn on_subscribed(
         &mut self,
         call: u64,
