@@ -164,10 +164,6 @@ pub async fn run_reloading(
     shutdown: impl Future<Output = ()>,
     reload: Option<Reload>,
 ) -> Result<(), BridgeError> {
-    let opts = client_options(&config.gateway, &config.limits)?;
-    let access = crate::access::Access::start(&config)?;
-    let audit = AuditTrail::start(config.audit.as_ref().map(|a| a.file.as_path()))
-        .map_err(BridgeError::Audit)?;
     let server = Arc::new(Server::new(&pva_config)?);
     let (events_tx, mut pv_events) = pva::event_channel_with(pva::PutLimits {
         max_queued: config.limits.max_puts_queued,
@@ -176,52 +172,16 @@ pub async fn run_reloading(
     });
     // Puts refused in pvxs's callback meet access security and the audit trail too.
     events_tx.forward_refused_puts();
-    // Start is the first diff, against an empty registry: it adds every PV.
-    let mut pvs = Registry::default();
-    let start = diff::diff(std::iter::empty(), &diff::desired(&config));
-    for cfg in start.added {
-        pvs.add(cfg, &config.defaults, &server, &events_tx)?;
-    }
-    let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events_tx, &pvs)?;
-    let in_flight = Arc::default();
-    let ops = operate::Ops::new(&config, &server, &events_tx, &in_flight)?;
+    let mut bridge = Bridge::new(config, server.clone(), events_tx)?;
     server.start()?;
     let info = server.info()?;
     info!(
-        pvs = pvs.len(),
+        pvs = bridge.pvs.len(),
         tcp_port = info.tcp_port,
         udp_port = info.udp_port,
         interfaces = ?info.interfaces,
         "serving PVs"
     );
-    let mut bridge = Bridge {
-        opts,
-        server: server.clone(),
-        events: events_tx,
-        subs: subscriptions::Subscriptions::new(
-            config.gateway.subscribe_chunk.get(),
-            config.gateway.request_timeout,
-        ),
-        config,
-        pvs,
-        link: None,
-        starting: None,
-        reload_subscribing: false,
-        lost_reason: None,
-        next_write: 0,
-        in_flight,
-        writes: write_calls::WriteCalls::default(),
-        alarms,
-        strays: strays::Strays::default(),
-        dirty: Vec::new(),
-        demand: demand::Demand::default(),
-        ops,
-        access,
-        audit,
-        rule_pvs: Vec::new(),
-        follower: None,
-        discovered: mpsc::unbounded_channel(),
-    };
     bridge.follow_rules();
     serve::serve(&mut bridge, &mut pv_events, shutdown, reload).await;
     drop(bridge);
@@ -279,6 +239,55 @@ struct Bridge {
 }
 
 impl Bridge {
+    /// The bridge of `config`, serving its PVs on `server` (not started yet), with no
+    /// gateway session yet. Start is the first diff, against an empty registry.
+    fn new(
+        config: Config,
+        server: Arc<Server>,
+        events: pva::EventSender,
+    ) -> Result<Self, BridgeError> {
+        let opts = client_options(&config.gateway, &config.limits)?;
+        let access = crate::access::Access::start(&config)?;
+        let audit = AuditTrail::start(config.audit.as_ref().map(|a| a.file.as_path()))
+            .map_err(BridgeError::Audit)?;
+        let mut pvs = Registry::default();
+        let start = diff::diff(std::iter::empty(), &diff::desired(&config));
+        for cfg in start.added {
+            pvs.add(cfg, &config.defaults, &server, &events)?;
+        }
+        let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events, &pvs)?;
+        let in_flight = Arc::default();
+        let ops = operate::Ops::new(&config, &server, &events, &in_flight)?;
+        Ok(Bridge {
+            opts,
+            server,
+            events,
+            subs: subscriptions::Subscriptions::new(
+                config.gateway.subscribe_chunk.get(),
+                config.gateway.request_timeout,
+            ),
+            config,
+            pvs,
+            link: None,
+            starting: None,
+            reload_subscribing: false,
+            lost_reason: None,
+            next_write: 0,
+            in_flight,
+            writes: write_calls::WriteCalls::default(),
+            alarms,
+            strays: strays::Strays::default(),
+            dirty: Vec::new(),
+            demand: demand::Demand::default(),
+            ops,
+            access,
+            audit,
+            rule_pvs: Vec::new(),
+            follower: None,
+            discovered: mpsc::unbounded_channel(),
+        })
+    }
+
     fn on_session_event(&mut self, ev: SessionEvent) {
         match ev {
             SessionEvent::DataChange(dc) => {

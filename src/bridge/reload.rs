@@ -23,8 +23,8 @@ impl Bridge {
         // For logrotate: the audit file is reopened whatever the new config says.
         self.audit
             .reopen(self.config.audit.as_ref().map(|a| a.file.as_path()));
-        let new = match Config::load(path) {
-            Ok(new) => new,
+        match Config::load(path) {
+            Ok(new) => self.reload_config(new, path, started),
             Err(e) => {
                 warn!(
                     file = %path.display(),
@@ -32,9 +32,14 @@ impl Bridge {
                 );
                 self.ops.status.config_failed(&e.to_string());
                 crate::systemd::ready("config reload refused: serving the config in service");
-                return false;
+                false
             }
-        };
+        }
+    }
+
+    /// Takes `new`, read and validated from `path`. True when the gateway link is to be
+    /// re-made with new settings.
+    pub(super) fn reload_config(&mut self, new: Config, path: &Path, started: Instant) -> bool {
         if let Err(e) = self.access.reload(&new) {
             warn!(
                 file = %path.display(),
