@@ -11,6 +11,8 @@
 //!   rule and an explicit `[[pv]]` is the explicit one.
 //! - Two PVs of one name (a rule's and an explicit one): the error names both sources.
 //! - SIGHUP with changed rules: the rule-made PVs follow (renamed, added, removed).
+//! - SIGHUP tightening a rule's `access_group` while the Galaxy Repository cannot be read
+//!   (the simulator's `galaxy_unavailable` fault): puts to its PVs are denied at once.
 
 mod clients;
 
@@ -495,12 +497,19 @@ async fn sighup_runs_the_changed_rules_again() {
     .unwrap();
     hangup(&bridge);
     let text = wait_log(&log, "discovered mapping applied why=config reload", 1).await;
+    // The rule's filters and template changed: its PV goes at the reload (no rule in force
+    // makes it), and the discovery adds what the new rule makes.
+    let reloaded = text
+        .lines()
+        .find(|l| l.contains("config reloaded"))
+        .unwrap();
+    assert!(reloaded.contains("removed=1"), "{reloaded}");
     let applied = text
         .lines()
         .find(|l| l.contains("discovered mapping applied why=config reload"))
         .unwrap();
     assert!(
-        applied.contains("added=2") && applied.contains("removed=1"),
+        applied.contains("added=2") && applied.contains("removed=0"),
         "{applied}"
     );
     let text = clients().pvget_until(&env, &["N:Old"], "1.5").await;
@@ -515,4 +524,93 @@ async fn sighup_runs_the_changed_rules_again() {
         text.contains("Timeout"),
         "Tank001:Level still served: {text}"
     );
+}
+
+/// Issue 21, defect 4: a reload that tightens a rule's `access_group` is in force for the
+/// PVs the rule made at once, while the re-discovery it starts cannot read the Galaxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_rule_access_group_holds_while_the_galaxy_is_unreachable() {
+    let dir = test_dir("rule-access");
+    let galaxy = dir.join("galaxy.toml");
+    std::fs::write(&galaxy, BEFORE).unwrap();
+    let (port, _) = free_ports();
+    let endpoint = format!("127.0.0.1:{port}");
+    let (_sim, control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
+    std::fs::write(
+        dir.join("mxpva.acf"),
+        "ASG(DEFAULT) { RULE(1, READ) }\n\
+         ASG(LOOSE) {\n  RULE(1, READ)\n  RULE(1, WRITE)\n}\n\
+         ASG(TIGHT) { RULE(1, READ) }\n",
+    )
+    .unwrap();
+    let config = dir.join("bridge.toml");
+    let write = |group: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nendpoint = \"http://{endpoint}\"\nreconnect_initial = \"100ms\"\n\
+                 reconnect_max = \"400ms\"\n\n[alarms]\nenabled = false\n\n\
+                 [access]\nfile = \"mxpva.acf\"\n\n\
+                 [[discover]]\nobjects = \"Tank001\"\nattributes = [\"Old\"]\naccess_group = \"{group}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("LOOSE");
+    let log = dir.join("bridge.log");
+    let (bridge, env) = clients::start_bridge(&config, &log);
+    let c = clients();
+    let text = c.pvget_until(&env, &["Tank001:Old"], "1.5").await;
+    assert!(text.contains("1.5"), "{text}");
+    // The loose group lets anyone write.
+    let out = c.p4p_put(&env, "Tank001:Old", "2.5").await;
+    assert_eq!(out.trim(), "ok", "{out}");
+    let wrote = |writes: &[mxpva::sim::WriteSeen], v: f64| {
+        writes
+            .iter()
+            .any(|w| w.reference == "Tank001.Old" && w.value == format!("Double({v:?})"))
+    };
+    assert!(wrote(&control.writes().await.unwrap(), 2.5));
+
+    // The Galaxy Repository goes out of reach; the rule's group becomes one that denies
+    // writes. The re-discovery of the reload fails, and the tighter group holds anyway.
+    control
+        .set_faults(&mxpva::sim::Faults {
+            galaxy_unavailable: true,
+            ..mxpva::sim::Faults::default()
+        })
+        .await
+        .unwrap();
+    write("TIGHT");
+    hangup(&bridge);
+    wait_log(&log, "config reloaded", 1).await;
+    let text = wait_log(&log, "discovery failed", 1).await;
+    let failed = text
+        .lines()
+        .find(|l| l.contains("discovery failed"))
+        .unwrap();
+    assert!(
+        failed.contains("why=config reload")
+            && failed.contains("the Galaxy Repository database cannot be reached"),
+        "{failed}"
+    );
+    let me = {
+        let out = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let denied =
+        format!("put denied by access security: Tank001:Old (group TIGHT, {me}@127.0.0.1)");
+    // pvput exits 0 on an error: its output says.
+    let out = c.run("pvput", &env, &["Tank001:Old", "3.5"]).await.text();
+    assert!(out.contains(&format!("Error: {denied}")), "{out}");
+    let out = c.p4p_put(&env, "Tank001:Old", "4.5").await;
+    assert_eq!(out.trim(), format!("RemoteError: {denied}"), "{out}");
+    let writes = control.writes().await.unwrap();
+    assert!(!wrote(&writes, 3.5) && !wrote(&writes, 4.5), "{writes:?}");
+    // Only the access changed: the PV is served as before.
+    let text = c.pvget_until(&env, &["Tank001:Old"], "2.5").await;
+    assert!(text.contains("2.5"), "{text}");
 }

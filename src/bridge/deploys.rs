@@ -12,7 +12,9 @@
 //! ones are untouched. A discovery that fails keeps the mapping in service.
 //!
 //! A SIGHUP reload hands the new rules (and gateway settings) to the task, which
-//! discovers again; meanwhile the rule-made PVs in service stay.
+//! discovers again; meanwhile the rule-made PVs in service are made again at once under
+//! the new rules (`Config::rule_pvs_in_force`, through `Config::merge_rule_pvs`), so their
+//! access group and the other keys of the rules in force hold even if that discovery fails.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -290,6 +292,9 @@ impl Bridge {
         let merged = self.config.merge_rule_pvs(self.rule_pvs.clone());
         for e in &merged.errors {
             warn!("{e}: the first one is served");
+        }
+        for line in merged.refused.iter().take(20) {
+            warn!("rule-made PVs under the reloaded rules: not mapped: {line}");
         }
         self.access.set_read_pvs(&self.config, &merged.pvs);
         let d = diff(self.pvs.configs(), &merged.pvs);

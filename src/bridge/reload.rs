@@ -107,8 +107,9 @@ impl Bridge {
         self.config.limits.max_puts_per_pv = new_l.max_puts_per_pv;
         self.config.limits.max_puts_in_flight = new_l.max_puts_in_flight;
         self.config.defaults = new.defaults.clone();
-        // The explicit PVs and the rule-made ones in service; the new rules are discovered
-        // next (deploys.rs), and what they make is applied then.
+        // The explicit PVs and the rule-made ones in service, made again under the new
+        // rules at once (`Config::merge_rule_pvs`): their access groups are the new rules'
+        // even if the discovery of the new rules (deploys.rs), applied when it ends, fails.
         self.config.pvs = new.pvs;
         self.config.discover = new.discover;
         self.config.rule_ctx = new.rule_ctx;

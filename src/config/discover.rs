@@ -169,6 +169,9 @@ pub struct RulePv {
     pub rule: usize,
     /// [`Candidate::note`].
     pub note: String,
+    /// What it was made of and under which rules: after a reload, it is made again under
+    /// the rules in force ([`Config::rule_pvs_in_force`]).
+    pub(crate) origin: super::discover_reload::Origin,
 }
 
 /// The desired mapping: explicit and rule-made PVs.
@@ -181,6 +184,9 @@ pub struct Merged {
     pub notes: Vec<String>,
     /// Duplicate names, each naming both sources.
     pub errors: Vec<String>,
+    /// Rule-made PVs made under other rules (before a reload) that the rules in force do
+    /// not make again without a discovery ([`Config::rule_pvs_in_force`]).
+    pub refused: Vec<String>,
 }
 
 /// PVs made by rules, and why some candidates made none.
@@ -197,6 +203,9 @@ pub struct RulePvs {
 /// What rule-made PVs are validated with: the config text (for positions), the
 /// `[defaults]` and the users.
 pub(crate) struct RuleContext {
+    /// Which load of the config: its rules and this context made the rule-made PVs that
+    /// carry this id ([`Config::rule_pvs_in_force`]).
+    pub(crate) id: u64,
     pub(crate) file: PathBuf,
     pub(crate) text: Arc<str>,
     pub(crate) prefix: PvName,
@@ -485,8 +494,10 @@ impl Config {
             users: &c.users,
         };
         let mut out = RulePvs::default();
+        let origins = self.rule_origins();
         for cand in candidates {
-            let Some(rule) = self.discover.get(cand.rule) else {
+            let (Some(rule), Some(origin)) = (self.discover.get(cand.rule), origins.get(cand.rule))
+            else {
                 continue;
             };
             let before = v.diags.len();
@@ -499,6 +510,7 @@ impl Config {
                         pv,
                         rule: cand.rule,
                         note: cand.note.clone(),
+                        origin: super::discover_reload::Origin::new(cand, origin, c.id),
                     });
                 }
                 _ => {
@@ -518,8 +530,11 @@ impl Config {
     /// The desired mapping: the `[[pv]]` tables and the PVs `rule_made` (from
     /// [`Config::rule_pvs`]). An explicit `[[pv]]` of the same tag wins over a rule-made
     /// PV, and an alarm an explicit `[[pv]]` or `[[alarm_pv]]` names stays theirs; two PVs
-    /// of one name are an error naming both sources (the first stays).
+    /// of one name are an error naming both sources (the first stays). PVs made under other
+    /// rules (before a reload) are made again under the rules of `self` first
+    /// ([`Config::rule_pvs_in_force`]).
     pub fn merge_rule_pvs(&self, rule_made: Vec<RulePv>) -> Merged {
+        let in_force = self.rule_pvs_in_force(rule_made);
         use std::collections::HashMap;
         let mut out = self.pvs.clone();
         let tags: std::collections::HashSet<String> = self
@@ -555,7 +570,10 @@ impl Config {
             .collect();
         let mut errors = Vec::new();
         let mut notes = Vec::new();
-        for RulePv { mut pv, rule, note } in rule_made {
+        for RulePv {
+            mut pv, rule, note, ..
+        } in in_force.pvs
+        {
             pv.alarms.retain(|r| !claimed.contains(&short(r)));
             if tags.contains(&pv.tag.as_str().to_ascii_lowercase()) {
                 continue;
@@ -579,6 +597,7 @@ impl Config {
             pvs: out,
             notes,
             errors,
+            refused: in_force.refused,
         }
     }
 }

@@ -77,6 +77,7 @@
 //!   `""` serves none). `[log]`: `format` (`text` or `json`). See `operate.rs`.
 
 mod discover;
+mod discover_reload;
 mod location;
 mod operate;
 mod raw;

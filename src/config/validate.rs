@@ -214,6 +214,7 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
     alarms::apply_acknowledge(&alarm_config, &mut pvs, &mut alarm_pvs);
     let status = status(v, raw.status, &ctx.prefix, &pvs, &alarm_pvs);
     let rule_ctx = std::sync::Arc::new(super::discover::RuleContext {
+        id: super::discover_reload::next_load_id(),
         file: v.file.to_path_buf(),
         text: v.map.text().into(),
         prefix: ctx.prefix.clone(),

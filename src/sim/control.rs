@@ -27,6 +27,10 @@ pub struct Faults {
     pub fail_writes_detail: Option<i32>,
     /// Only writes to references with this prefix are delayed or failed ("" = all).
     pub write_fault_prefix: String,
+    /// The Galaxy Repository database cannot be reached: DiscoverHierarchy and
+    /// BrowseChildren answer UNAVAILABLE, TestConnection answers false. Sessions, values
+    /// and the deploy watch are not affected.
+    pub galaxy_unavailable: bool,
 }
 
 /// What the simulator knows about a session.
@@ -540,6 +544,7 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
             write_delay: Duration::from_millis(u64::from(f.write_delay_ms)),
             fail_writes_detail: (f.fail_writes_detail != 0).then_some(f.fail_writes_detail),
             write_fault_prefix: f.write_fault_prefix,
+            galaxy_unavailable: f.galaxy_unavailable,
         });
         ok("faults set")
     }
@@ -556,6 +561,7 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
             write_delay_ms: f.write_delay.as_millis().min(u128::from(u32::MAX)) as u32,
             fail_writes_detail: f.fail_writes_detail.unwrap_or(0),
             write_fault_prefix: f.write_fault_prefix,
+            galaxy_unavailable: f.galaxy_unavailable,
         }))
     }
 

@@ -54,6 +54,16 @@ impl GalaxySvc {
         index.1.clone()
     }
 
+    /// UNAVAILABLE while the Galaxy Repository database is out of reach (a fault).
+    fn reachable(&self) -> Result<(), Status> {
+        if self.core.faults().galaxy_unavailable {
+            return Err(Status::unavailable(
+                "the Galaxy Repository database cannot be reached",
+            ));
+        }
+        Ok(())
+    }
+
     fn deploy_sequence(&self) -> u64 {
         self.core.deploy.lock().sequence
     }
@@ -305,7 +315,9 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
         request: Request<gpb::TestConnectionRequest>,
     ) -> Result<Response<gpb::TestConnectionReply>, Status> {
         authorize(&self.core, request.metadata(), "metadata:read")?;
-        Ok(Response::new(gpb::TestConnectionReply { ok: true }))
+        Ok(Response::new(gpb::TestConnectionReply {
+            ok: !self.core.faults().galaxy_unavailable,
+        }))
     }
 
     async fn get_last_deploy_time(
@@ -325,6 +337,7 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
     ) -> Result<Response<gpb::DiscoverHierarchyReply>, Status> {
         use gpb::discover_hierarchy_request::Root;
         authorize(&self.core, request.metadata(), "metadata:read")?;
+        self.reachable()?;
         let r = request.into_inner();
         let h = self.hierarchy();
         let (start, end, base_depth) = match &r.root {
@@ -452,6 +465,7 @@ impl gpb::galaxy_repository_server::GalaxyRepository for GalaxySvc {
     ) -> Result<Response<gpb::BrowseChildrenReply>, Status> {
         use gpb::browse_children_request::Parent;
         authorize(&self.core, request.metadata(), "metadata:read")?;
+        self.reachable()?;
         let r = request.into_inner();
         let h = self.hierarchy();
         let parent_id = match &r.parent {
