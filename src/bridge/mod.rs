@@ -73,6 +73,8 @@ mod demand;
 mod deploys;
 mod diff;
 mod guard;
+#[cfg(test)]
+mod interleavings;
 mod isotime;
 mod limits;
 mod link;
@@ -369,6 +371,16 @@ impl Bridge {
                 pv.flush();
             }
         }
+    }
+
+    /// The last of a turn, after [`Bridge::end_turn`] and a lost link: the puts queued go
+    /// out, and the gateway calls to make now are handed out.
+    fn turn_done(&mut self) -> (Vec<subscriptions::AdviseCall>, Vec<write_calls::WriteCall>) {
+        self.send_writes();
+        let advise = self.advise_calls();
+        let writes = std::mem::take(&mut self.writes.outbox);
+        self.subscriptions_done();
+        (advise, writes)
     }
 
     /// The next moment something is due: a write timer, an on-demand deadline, a chunk

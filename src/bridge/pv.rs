@@ -278,12 +278,16 @@ impl MappedPv {
             ..Default::default()
         };
         self.metadata(ty, &mut initial);
+        #[cfg(test)]
+        super::interleavings::posted(self.cfg.name.as_str(), initial.time.as_ref());
         if let Err(e) = self.pv.open(ty, &initial) {
             warn!(pv = %self.name(), error = %e, "cannot open PV");
         }
     }
 
     fn post(&self, update: Update) {
+        #[cfg(test)]
+        super::interleavings::posted(self.cfg.name.as_str(), update.time.as_ref());
         if let Err(e) = self.pv.post_owned(update) {
             warn!(pv = %self.name(), error = %e, "post failed");
         }

@@ -231,14 +231,13 @@ pub(super) async fn serve(
             bridge.close_link(&reason);
             retry_at = Some(Instant::now() + backoff.current());
         }
-        bridge.send_writes();
-        for call in bridge.advise_calls() {
+        let (advise, writes) = bridge.turn_done();
+        for call in advise {
             gw.advise(call);
         }
-        for call in bridge.writes.outbox.drain(..) {
+        for call in writes {
             gw.write(call);
         }
-        bridge.subscriptions_done();
     }
     crate::systemd::stopping();
     if let Some((session, _)) = gw.session.take() {

@@ -147,12 +147,24 @@ impl PutCompletion {
         }
     }
 
-    /// `observer` learns how the put ended (once, when it is answered or dropped).
+    /// `observer` learns how the put ended (once, when it is answered or dropped), after
+    /// any observer added before it.
     pub fn observe(&mut self, observer: PutObserver) {
-        self.observed = Some(Box::new(Observed {
-            observer,
-            notes: Vec::new(),
-        }));
+        match self.observed.as_mut() {
+            Some(o) => {
+                let first = std::mem::replace(&mut o.observer, Box::new(|_: &PutReply<'_>| {}));
+                o.observer = Box::new(move |r: &PutReply<'_>| {
+                    first(r);
+                    observer(r);
+                });
+            }
+            None => {
+                self.observed = Some(Box::new(Observed {
+                    observer,
+                    notes: Vec::new(),
+                }))
+            }
+        }
     }
 
     /// Adds a note for the observer (`alarm` references of an acknowledgement, ...).

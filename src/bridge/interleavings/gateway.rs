@@ -1,0 +1,200 @@
+//! The gateway of generated histories: items by session, an ordered event stream, the
+//! calls the bridge made and their answers, a record of every write applied, and a
+//! source clock per attribute that may jump.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use super::gen::TAGS;
+use crate::bridge::subscriptions::{AdviseCall, Advised};
+use crate::bridge::write_calls::WriteCall;
+use crate::gateway::{
+    DataChange, ItemHandle, MxStatus, MxValue, Quality, ServerHandle, SessionEvent, WriteComplete,
+};
+
+/// A call the bridge made, not answered yet.
+pub enum Pending {
+    Subscribe { call: u64, tags: Vec<String> },
+    Write(WriteCall),
+}
+
+/// A write the gateway applied.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub item: i32,
+    pub tag: String,
+    pub value: f64,
+}
+
+pub struct Gateway {
+    pub up: bool,
+    pub session: u64,
+    /// Items advised in the live session, by handle: their tag.
+    pub items: HashMap<i32, String>,
+    /// Handles start at 1 in each session, so a handle of a lost session names another
+    /// tag in the next one (as a real gateway may).
+    next_handle: i32,
+    /// The event stream of the live session, in order.
+    pub events: VecDeque<SessionEvent>,
+    pub pending: Vec<Pending>,
+    pub applied: Vec<Applied>,
+    /// Each attribute's value and source time.
+    values: [f64; TAGS.len()],
+    clocks: [SystemTime; TAGS.len()],
+    sequence: u64,
+}
+
+impl Gateway {
+    pub fn new() -> Self {
+        let now = SystemTime::now();
+        Gateway {
+            up: false,
+            session: 0,
+            items: HashMap::new(),
+            next_handle: 1,
+            events: VecDeque::new(),
+            pending: Vec::new(),
+            applied: Vec::new(),
+            values: [0.0; TAGS.len()],
+            clocks: [now; TAGS.len()],
+            sequence: 0,
+        }
+    }
+
+    pub fn connect(&mut self) {
+        self.up = true;
+        self.session += 1;
+        self.next_handle = 1;
+    }
+
+    /// The session is gone, and with it its items, events and calls.
+    pub fn lose(&mut self) {
+        self.up = false;
+        self.items.clear();
+        self.events.clear();
+        self.pending.clear();
+    }
+
+    fn tag_index(tag: &str) -> Option<usize> {
+        TAGS.iter().position(|t| *t == tag)
+    }
+
+    fn data_change(&mut self, item: i32, tag: usize) {
+        self.sequence += 1;
+        let (value, time) = match (self.values.get(tag), self.clocks.get(tag)) {
+            (Some(v), Some(t)) => (*v, *t),
+            _ => return,
+        };
+        self.events.push_back(SessionEvent::DataChange(DataChange {
+            worker_sequence: self.sequence,
+            server_handle: ServerHandle(1),
+            item_handle: ItemHandle(item),
+            value: MxValue::Double(value),
+            quality: Quality::GOOD,
+            source_time: Some(time),
+            statuses: Vec::new(),
+        }));
+    }
+
+    /// The attribute changes, its source clock `jump_ms` on from its last time (back,
+    /// when negative); each item advised on it gets the data change.
+    pub fn change(&mut self, tag: usize, jump_ms: i64) {
+        if let (Some(v), Some(c)) = (self.values.get_mut(tag), self.clocks.get_mut(tag)) {
+            *v += 1.0;
+            let d = Duration::from_millis(jump_ms.unsigned_abs());
+            *c = if jump_ms >= 0 { *c + d } else { *c - d };
+        }
+        let items: Vec<i32> = self
+            .items
+            .iter()
+            .filter(|(_, t)| Self::tag_index(t) == Some(tag))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in items {
+            self.data_change(h, tag);
+        }
+    }
+
+    /// The bridge's calls of a turn.
+    pub fn take(&mut self, advise: Vec<AdviseCall>, writes: Vec<WriteCall>) {
+        for c in advise {
+            match c {
+                AdviseCall::Subscribe { call, tags } => {
+                    self.pending.push(Pending::Subscribe { call, tags })
+                }
+                // Applied at once (a failure would only leave an item advised until the
+                // session ends: not generated).
+                AdviseCall::Unsubscribe { items } => {
+                    for h in items {
+                        self.items.remove(&h.0);
+                    }
+                }
+            }
+        }
+        self.pending.extend(writes.into_iter().map(Pending::Write));
+    }
+
+    /// SubscribeBulk: a new item per tag, each with its first value queued.
+    pub fn subscribe(&mut self, tags: &[String]) -> Vec<Advised> {
+        tags.iter()
+            .map(|tag| {
+                let Some(t) = Self::tag_index(tag) else {
+                    return Err(format!("{tag}: no such attribute"));
+                };
+                let h = self.next_handle;
+                self.next_handle += 1;
+                self.items.insert(h, tag.clone());
+                self.data_change(h, t);
+                Ok(ItemHandle(h))
+            })
+            .collect()
+    }
+
+    /// A write call: each entry applied to its item's attribute (a data change if the
+    /// value changed, then OnWriteComplete), or refused when the item is not advised.
+    pub fn write(&mut self, call: &WriteCall) -> Vec<Result<(), String>> {
+        call.entries
+            .iter()
+            .map(|e| {
+                let h = e.item_handle.0;
+                let Some(tag) = self.items.get(&h).cloned() else {
+                    return Err(format!("item handle {h} is not advised"));
+                };
+                let value = match &e.value {
+                    MxValue::Double(v) => *v,
+                    MxValue::Int32(v) => f64::from(*v),
+                    _ => f64::NAN,
+                };
+                self.applied.push(Applied {
+                    item: h,
+                    tag: tag.clone(),
+                    value,
+                });
+                if let Some(t) = Self::tag_index(&tag) {
+                    let changed = self.values.get(t) != Some(&value);
+                    if let (true, Some(v)) = (changed, self.values.get_mut(t)) {
+                        *v = value;
+                        let items: Vec<i32> = self
+                            .items
+                            .iter()
+                            .filter(|(_, x)| **x == tag)
+                            .map(|(h, _)| *h)
+                            .collect();
+                        for item in items {
+                            self.data_change(item, t);
+                        }
+                    }
+                }
+                self.sequence += 1;
+                self.events
+                    .push_back(SessionEvent::WriteComplete(WriteComplete {
+                        worker_sequence: self.sequence,
+                        server_handle: ServerHandle(1),
+                        item_handle: ItemHandle(h),
+                        statuses: vec![MxStatus::ok()],
+                    }));
+                Ok(())
+            })
+            .collect()
+    }
+}

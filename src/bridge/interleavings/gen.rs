@@ -1,0 +1,235 @@
+//! The inputs of generated histories: mappings a reload installs, and the steps.
+
+use proptest::prelude::*;
+
+/// PV names of a history (`<prefix>P0` ...), and the tags they may map to.
+pub const NAMES: usize = 5;
+pub const TAGS: [&str; 5] = [
+    "Pump001.Speed",
+    "Pump001.SpeedSP",
+    "Pump001.MaxSpeed",
+    "Tank001.Level",
+    "Tank001.Temp",
+];
+
+/// One `[[pv]]` of a generated mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PvSpec {
+    pub tag: usize,
+    pub int: bool,
+    pub writable: bool,
+    pub on_demand: bool,
+    pub units: bool,
+}
+
+/// A mapping: which of the names are PVs, and how.
+pub type Mapping = Vec<Option<PvSpec>>;
+
+pub fn any_pv() -> impl Strategy<Value = PvSpec> {
+    (
+        0..TAGS.len(),
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.7),
+        prop::bool::weighted(0.35),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(tag, int, writable, on_demand, units)| PvSpec {
+            tag,
+            int,
+            writable,
+            on_demand,
+            units,
+        })
+}
+
+pub fn any_mapping() -> impl Strategy<Value = Mapping> {
+    prop::collection::vec(prop::option::weighted(0.8, any_pv()), NAMES)
+}
+
+/// A mapping close to `base`: most PVs as they were, some changed, added or removed
+/// (so that unchanged PVs are common and re-tags of PVs in service happen).
+pub fn any_reload() -> impl Strategy<Value = Vec<Edit>> {
+    prop::collection::vec(any_edit(), 1..3)
+}
+
+/// One change a reload makes to the mapping in force.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    Retag(usize, usize),
+    Retype(usize),
+    Writable(usize),
+    Mode(usize),
+    Units(usize),
+    Remove(usize),
+    Add(usize, PvSpec),
+}
+
+fn any_edit() -> impl Strategy<Value = Edit> {
+    let n = 0..NAMES;
+    prop_oneof![
+        3 => (n.clone(), 0..TAGS.len()).prop_map(|(i, t)| Edit::Retag(i, t)),
+        1 => n.clone().prop_map(Edit::Retype),
+        2 => n.clone().prop_map(Edit::Writable),
+        2 => n.clone().prop_map(Edit::Mode),
+        1 => n.clone().prop_map(Edit::Units),
+        1 => n.clone().prop_map(Edit::Remove),
+        2 => (n, any_pv()).prop_map(|(i, p)| Edit::Add(i, p)),
+    ]
+}
+
+/// `base` with `edits` made.
+pub fn edited(base: &Mapping, edits: &[Edit]) -> Mapping {
+    let mut m = base.clone();
+    for e in edits {
+        match e {
+            Edit::Retag(i, t) => {
+                if let Some(Some(p)) = m.get_mut(*i) {
+                    p.tag = *t;
+                }
+            }
+            Edit::Retype(i) => {
+                if let Some(Some(p)) = m.get_mut(*i) {
+                    p.int = !p.int;
+                }
+            }
+            Edit::Writable(i) => {
+                if let Some(Some(p)) = m.get_mut(*i) {
+                    p.writable = !p.writable;
+                }
+            }
+            Edit::Mode(i) => {
+                if let Some(Some(p)) = m.get_mut(*i) {
+                    p.on_demand = !p.on_demand;
+                }
+            }
+            Edit::Units(i) => {
+                if let Some(Some(p)) = m.get_mut(*i) {
+                    p.units = !p.units;
+                }
+            }
+            Edit::Remove(i) => {
+                if let Some(slot) = m.get_mut(*i) {
+                    *slot = None;
+                }
+            }
+            Edit::Add(i, p) => {
+                if let Some(slot @ None) = m.get_mut(*i) {
+                    *slot = Some(p.clone());
+                }
+            }
+        }
+    }
+    m
+}
+
+/// The config text of `mapping`, PV names under `prefix`.
+pub fn render(prefix: &str, mapping: &Mapping) -> String {
+    let mut text = String::from(
+        r#"[gateway]
+endpoint = "http://127.0.0.1:1"
+subscribe_chunk = 2
+request_timeout = "2s"
+write_timeout = "3s"
+[alarms]
+enabled = false
+[status]
+prefix = ""
+"#,
+    );
+    for (i, p) in mapping.iter().enumerate() {
+        let Some(p) = p else { continue };
+        text.push_str(&format!(
+            "[[pv]]\nname = \"{prefix}P{i}\"\ntag = \"{}\"\ntype = \"{}\"\nwritable = {}\n",
+            TAGS[p.tag],
+            if p.int { "int32" } else { "float64" },
+            p.writable,
+        ));
+        if p.on_demand {
+            text.push_str("subscribe = \"on_demand\"\nlinger = \"1s\"\n");
+        }
+        if p.units {
+            text.push_str("units = \"rpm\"\n");
+        }
+    }
+    text
+}
+
+/// One input of a history.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// SIGHUP with the mapping in force changed by these edits.
+    Reload(Vec<Edit>),
+    /// A client connects to a PV (its first) or leaves it (its last).
+    Watch(usize, bool),
+    /// A client's put to a PV.
+    Put(usize),
+    /// The gateway answers the `k`-th call in flight (modulo how many): as asked, with
+    /// the call failing in transport, or twice.
+    Answer(usize, Answering),
+    /// The gateway's event stream delivers its next `n` events.
+    Events(usize),
+    /// An attribute changes at the gateway, its source clock `jump_ms` from the last time.
+    Change(usize, i64),
+    /// The session is lost.
+    Lose,
+    /// A new session is up (when none is).
+    Reconnect,
+    /// Time passes.
+    Wait(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Answering {
+    Asked,
+    Failed,
+    Twice,
+}
+
+pub fn any_step() -> impl Strategy<Value = Step> {
+    let n = 0..NAMES;
+    prop_oneof![
+        6 => any_reload().prop_map(Step::Reload),
+        6 => (n.clone(), any::<bool>()).prop_map(|(i, w)| Step::Watch(i, w)),
+        10 => n.prop_map(Step::Put),
+        16 => (0..8usize, prop_oneof![8 => Just(Answering::Asked), 1 => Just(Answering::Failed), 1 => Just(Answering::Twice)])
+            .prop_map(|(k, a)| Step::Answer(k, a)),
+        14 => (1..6usize).prop_map(Step::Events),
+        8 => (0..TAGS.len(), prop_oneof![8 => 1..500i64, 1 => -30_000..0i64, 1 => 10_000..40_000i64])
+            .prop_map(|(t, j)| Step::Change(t, j)),
+        3 => Just(Step::Lose),
+        4 => Just(Step::Reconnect),
+        6 => prop_oneof![5..300u64, 900..3_500u64].prop_map(Step::Wait),
+    ]
+}
+
+/// Which kind a step is, for the counts printed.
+pub fn kind(step: &Step) -> usize {
+    match step {
+        Step::Reload(_) => 0,
+        Step::Watch(..) => 1,
+        Step::Put(_) => 2,
+        Step::Answer(..) => 3,
+        Step::Events(_) => 4,
+        Step::Change(..) => 5,
+        Step::Lose => 6,
+        Step::Reconnect => 7,
+        Step::Wait(_) => 8,
+    }
+}
+
+pub const KINDS: [&str; 9] = [
+    "reload",
+    "watch",
+    "put",
+    "answer",
+    "events",
+    "change",
+    "lose",
+    "reconnect",
+    "wait",
+];
+
+/// A history: the mapping at start, then the steps.
+pub fn any_history(steps: std::ops::Range<usize>) -> impl Strategy<Value = (Mapping, Vec<Step>)> {
+    (any_mapping(), prop::collection::vec(any_step(), steps))
+}

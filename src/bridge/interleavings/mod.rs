@@ -1,0 +1,608 @@
+//! Generated interleavings: the bridge driven without sockets by histories of reloads,
+//! clients, puts, gateway answers (delayed, reordered, failed, duplicated), data changes
+//! with jumping source clocks, session losses and time, with the invariants of
+//! `docs/architecture.md` checked after every step.
+//!
+//! The gateway is a model (`gateway.rs`); the PVs are real pvxs SharedPVs on a server
+//! that is never started; time is tokio's paused clock. What is checked:
+//! 1. a write reaches the gateway only for the tag its PV maps to when the write call
+//!    goes, and only if that is the tag it mapped to when the put was accepted; never twice;
+//! 2. every put gets exactly one answer (at most one at every step; one once settled),
+//!    and never "abandoned";
+//! 3. the timeStamps posted under a PV name never decrease, through re-opens too;
+//! 4. an item a PV holds is advised at the gateway for that PV's tag; once settled, the
+//!    items advised are exactly those the PVs hold, and after a new session exactly the
+//!    PVs that should be advised hold one;
+//! 6. a reload that leaves a PV as it was posts nothing on it.
+//!
+//! Not yet generated: alarm feed events, ACF reloads and deploys (invariant 5).
+
+mod gateway;
+mod gen;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use proptest::test_runner::{
+    Config as RunnerConfig, FileFailurePersistence, TestCaseError, TestRunner,
+};
+
+use super::link::Link;
+use super::write_calls::CallDone;
+use super::Bridge;
+use crate::config::Config;
+use crate::gateway::MxValue;
+use crate::pva::{
+    self, Credentials, NtValue, PutCompletion, PutOutcome, PutReply, PutRequest, PvEvent, Server,
+    ServerConfig, TimeStamp,
+};
+use gateway::{Gateway, Pending};
+use gen::{Answering, Mapping, Step, NAMES};
+
+thread_local! {
+    /// Every timeStamp posted on this thread, by PV name, in order.
+    static POSTED: RefCell<Vec<(String, (i64, i32))>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called by `pv.rs` for each open and post (tests only).
+pub(super) fn posted(name: &str, time: Option<&TimeStamp>) {
+    if let Some(t) = time {
+        POSTED.with(|p| {
+            p.borrow_mut()
+                .push((name.to_string(), (t.seconds, t.nanos)))
+        });
+    }
+}
+
+fn take_posted() -> Vec<(String, (i64, i32))> {
+    POSTED.with(|p| std::mem::take(&mut *p.borrow_mut()))
+}
+
+/// One server for every history (never started: no sockets); PV names are unique per
+/// history.
+fn server() -> Arc<Server> {
+    static SERVER: OnceLock<Arc<Server>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| Arc::new(Server::new(&ServerConfig::isolated()).unwrap()))
+        .clone()
+}
+
+fn next_prefix() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("H{}:", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A put made by the history.
+struct Put {
+    pv: String,
+    /// The tag its PV mapped to when the bridge took it.
+    tag: Option<String>,
+    answers: Arc<Mutex<Vec<(PutOutcome, Option<String>)>>>,
+    /// Sent to the gateway in a write call.
+    sent: bool,
+}
+
+struct World {
+    prefix: String,
+    bridge: Bridge,
+    _events: pva::EventReceiver,
+    gw: Gateway,
+    mapping: Mapping,
+    watched: HashSet<usize>,
+    puts: Vec<Put>,
+    /// The last timeStamp posted by PV name.
+    last_posted: HashMap<String, (i64, i32)>,
+    step: usize,
+}
+
+fn fail(step: usize, what: impl std::fmt::Display) -> TestCaseError {
+    TestCaseError::fail(format!("step {step}: {what}"))
+}
+
+impl World {
+    fn new(mut mapping: Mapping) -> Self {
+        // A config that maps nothing is refused: a history starts with one PV at least.
+        if mapping.iter().all(Option::is_none) {
+            if let Some(first) = mapping.first_mut() {
+                *first = Some(gen::PvSpec {
+                    tag: 0,
+                    int: false,
+                    writable: true,
+                    on_demand: false,
+                    units: false,
+                });
+            }
+        }
+        let prefix = next_prefix();
+        let config =
+            Config::from_str_at(&gen::render(&prefix, &mapping), Path::new("history.toml"))
+                .unwrap();
+        let (events, rx) = pva::event_channel();
+        let bridge = Bridge::new(config, server(), events).unwrap();
+        World {
+            prefix,
+            bridge,
+            _events: rx,
+            gw: Gateway::new(),
+            mapping,
+            watched: HashSet::new(),
+            puts: Vec::new(),
+            last_posted: HashMap::new(),
+            step: 0,
+        }
+    }
+
+    fn name(&self, i: usize) -> String {
+        format!("{}P{i}", self.prefix)
+    }
+
+    /// The end of the adapter's turn: the bridge posts, and its calls reach the gateway.
+    fn turn(&mut self) -> Result<(), TestCaseError> {
+        self.bridge.end_turn();
+        let (advise, writes) = self.bridge.turn_done();
+        for w in &writes {
+            self.check_write_call(w)?;
+        }
+        if self.gw.up {
+            self.gw.take(advise, writes);
+        }
+        Ok(())
+    }
+
+    /// Invariant 1, as a write call leaves the bridge.
+    fn check_write_call(
+        &mut self,
+        call: &super::write_calls::WriteCall,
+    ) -> Result<(), TestCaseError> {
+        for (entry, (id, _)) in call.entries.iter().zip(&call.puts) {
+            let n = match &entry.value {
+                MxValue::Double(v) => *v as usize,
+                MxValue::Int32(v) => *v as usize,
+                other => return Err(fail(self.step, format!("a write of {other:?}"))),
+            };
+            let item_tag = self.gw.items.get(&entry.item_handle.0).cloned();
+            let current = self
+                .bridge
+                .pvs
+                .get(*id)
+                .map(|pv| pv.cfg.tag.as_str().to_string());
+            let Some(put) = self.puts.get_mut(n) else {
+                return Err(fail(self.step, format!("a write of value {n} no put made")));
+            };
+            if std::mem::replace(&mut put.sent, true) {
+                return Err(fail(self.step, format!("put {n} to {} sent twice", put.pv)));
+            }
+            if item_tag.is_none() || item_tag != put.tag || item_tag != current {
+                return Err(fail(
+                    self.step,
+                    format!(
+                        "put {n} to {} accepted for {:?} goes to item {} of {item_tag:?}; the PV maps {current:?} now",
+                        put.pv, put.tag, entry.item_handle.0
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, step: &Step) -> Result<(), TestCaseError> {
+        let before = self.mapping.clone();
+        match step {
+            Step::Reload(edits) => {
+                let mapping = gen::edited(&self.mapping, edits);
+                let text = gen::render(&self.prefix, &mapping);
+                // A file that does not validate (it maps nothing) is refused as a whole.
+                if let Ok(config) = Config::from_str_at(&text, Path::new("history.toml")) {
+                    self.mapping = mapping;
+                    self.bridge.reload_config(
+                        config,
+                        Path::new("history.toml"),
+                        std::time::Instant::now(),
+                    );
+                }
+                for (i, p) in self.mapping.iter().enumerate() {
+                    if p.is_none() {
+                        self.watched.remove(&i);
+                        // A client of a PV removed is gone; one that comes back later to the
+                        // same name opens a new channel.
+                        self.last_posted.remove(&self.name(i));
+                    }
+                }
+            }
+            Step::Watch(i, on) => {
+                let name = self.name(*i);
+                let mapped = self.bridge.pvs.id_of_name(&name).is_some();
+                if *on && mapped && self.watched.insert(*i) {
+                    self.bridge
+                        .on_pv_event(PvEvent::Connected { pv: name.into() });
+                } else if !*on && self.watched.remove(i) {
+                    self.bridge
+                        .on_pv_event(PvEvent::Disconnected { pv: name.into() });
+                }
+            }
+            Step::Put(i) => self.put(*i),
+            Step::Answer(k, how) => self.answer(*k, *how)?,
+            Step::Events(n) => {
+                for _ in 0..*n {
+                    let Some(ev) = self.gw.events.pop_front() else {
+                        break;
+                    };
+                    self.bridge.on_session_event(ev);
+                }
+            }
+            Step::Change(t, jump) => {
+                if self.gw.up {
+                    self.gw.change(*t, *jump);
+                }
+            }
+            Step::Lose => {
+                if self.gw.up {
+                    self.gw.lose();
+                    self.bridge.close_link("the history lost the session");
+                }
+            }
+            Step::Reconnect => self.reconnect(),
+            Step::Wait(ms) => {
+                tokio::time::advance(Duration::from_millis(*ms)).await;
+                self.bridge.on_timers();
+            }
+        }
+        self.turn()?;
+        self.check_step(step, &before)
+    }
+
+    fn reconnect(&mut self) {
+        if !self.gw.up {
+            self.gw.connect();
+            self.bridge.on_connected(Link {
+                session: format!("S{}", self.gw.session),
+                users: HashMap::new(),
+            });
+        }
+    }
+
+    fn put(&mut self, i: usize) {
+        let name = self.name(i);
+        let Some(pv) = self
+            .bridge
+            .pvs
+            .id_of_name(&name)
+            .and_then(|id| self.bridge.pvs.get(id))
+        else {
+            return;
+        };
+        // pvxs holds a client's operations until the PV is open.
+        if !pv.pv.is_open() {
+            return;
+        }
+        let n = self.puts.len();
+        let spec = self.mapping.get(i).cloned().flatten();
+        let value = match spec.as_ref().map(|p| p.int) {
+            Some(true) => NtValue::Int32(n as i32),
+            _ => NtValue::Float64(n as f64),
+        };
+        let answers: Arc<Mutex<Vec<(PutOutcome, Option<String>)>>> = Arc::default();
+        let mut completion = PutCompletion::new(cxx::UniquePtr::null());
+        let record = answers.clone();
+        completion.observe(Box::new(move |r: &PutReply<'_>| {
+            record
+                .lock()
+                .unwrap()
+                .push((r.outcome, r.message.map(str::to_string)));
+        }));
+        let writable = spec.as_ref().is_some_and(|p| p.writable);
+        self.puts.push(Put {
+            pv: name.clone(),
+            tag: Some(pv.cfg.tag.as_str().to_string()),
+            answers,
+            sent: false,
+        });
+        self.bridge.on_pv_event(PvEvent::Put(PutRequest {
+            pv: name.as_str().into(),
+            value: Some(value),
+            marked: vec!["value".into()],
+            credentials: Credentials::default(),
+            completion,
+            refused: (!writable).then(|| format!("{name} is read-only: put refused")),
+        }));
+    }
+
+    fn answer(&mut self, k: usize, how: Answering) -> Result<(), TestCaseError> {
+        if self.gw.pending.is_empty() {
+            return Ok(());
+        }
+        let call = self.gw.pending.remove(k % self.gw.pending.len());
+        match call {
+            Pending::Subscribe { call, tags } => {
+                let results = match how {
+                    Answering::Failed => Err("SubscribeBulk failed: transport error".to_string()),
+                    _ => Ok(self.gw.subscribe(&tags)),
+                };
+                if let (Answering::Twice, Ok(r)) = (how, &results) {
+                    self.bridge.on_subscribed(call, Ok(r.clone()));
+                }
+                self.bridge.on_subscribed(call, results);
+            }
+            Pending::Write(w) => {
+                let result = match how {
+                    Answering::Failed => Err("the write call failed: transport error".to_string()),
+                    _ => Ok(self.gw.write(&w)),
+                };
+                let done = |result| CallDone {
+                    call: w.call,
+                    puts: w.puts.clone(),
+                    result,
+                };
+                if let (Answering::Twice, Ok(r)) = (how, &result) {
+                    self.bridge.on_call_done(done(Ok(r.clone())));
+                }
+                self.bridge.on_call_done(done(result));
+            }
+        }
+        Ok(())
+    }
+
+    /// The invariants after one step.
+    fn check_step(&mut self, step: &Step, before: &Mapping) -> Result<(), TestCaseError> {
+        let at = self.step;
+        // 2: at most one answer.
+        for (n, p) in self.puts.iter().enumerate() {
+            let a = p.answers.lock().unwrap();
+            if a.len() > 1 {
+                return Err(fail(
+                    at,
+                    format!("put {n} to {} answered {} times: {a:?}", p.pv, a.len()),
+                ));
+            }
+        }
+        // 3 and 6.
+        let unchanged: HashSet<String> = match step {
+            Step::Reload(_) => (0..NAMES)
+                .filter(|&i| {
+                    before
+                        .get(i)
+                        .is_some_and(|b| b.is_some() && Some(b) == self.mapping.get(i))
+                })
+                .map(|i| self.name(i))
+                .collect(),
+            _ => HashSet::new(),
+        };
+        for (name, t) in take_posted() {
+            if unchanged.contains(&name) {
+                return Err(fail(
+                    at,
+                    format!("{name} was posted by a reload that left it as it was"),
+                ));
+            }
+            if let Some(last) = self.last_posted.get(&name) {
+                if t < *last {
+                    return Err(fail(
+                        at,
+                        format!("{name} posted {t:?} after {last:?}: its timeStamp went back"),
+                    ));
+                }
+            }
+            self.last_posted.insert(name, t);
+        }
+        // 4: an item a PV holds is advised for its tag.
+        for id in self.bridge.pvs.ids() {
+            let Some(pv) = self.bridge.pvs.get(id) else {
+                continue;
+            };
+            let Some(item) = pv.item else { continue };
+            if self.bridge.pvs.id_of_item(item) != Some(id) {
+                return Err(fail(
+                    at,
+                    format!(
+                        "{} holds item {} that finds another PV",
+                        pv.cfg.name.as_str(),
+                        item.0
+                    ),
+                ));
+            }
+            let at_gateway = self.gw.items.get(&item.0);
+            if at_gateway.map(String::as_str) != Some(pv.cfg.tag.as_str()) {
+                return Err(fail(
+                    at,
+                    format!(
+                        "{} maps {} but holds item {} of {at_gateway:?}",
+                        pv.cfg.name.as_str(),
+                        pv.cfg.tag.as_str(),
+                        item.0
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything answered and delivered, and time run past every deadline.
+    async fn settle(&mut self) -> Result<(), TestCaseError> {
+        for _ in 0..400 {
+            if !self.gw.pending.is_empty() {
+                self.apply(&Step::Answer(0, Answering::Asked)).await?;
+            } else if !self.gw.events.is_empty() {
+                self.apply(&Step::Events(64)).await?;
+            } else if let Some(at) = self.bridge.next_deadline() {
+                let now = tokio::time::Instant::now();
+                let ms = at.saturating_duration_since(now).as_millis() as u64 + 1;
+                self.apply(&Step::Wait(ms)).await?;
+            } else {
+                return Ok(());
+            }
+            self.step += 1;
+        }
+        Err(fail(self.step, "the history never settled"))
+    }
+
+    /// The invariants once settled.
+    async fn check_settled(&mut self) -> Result<(), TestCaseError> {
+        self.settle().await?;
+        let at = self.step;
+        for (n, p) in self.puts.iter().enumerate() {
+            let a = p.answers.lock().unwrap();
+            match a.as_slice() {
+                [(_, Some(m))] if m.contains("abandoned") => {
+                    return Err(fail(at, format!("put {n} to {} abandoned: {m}", p.pv)))
+                }
+                [_] => {}
+                other => {
+                    return Err(fail(
+                        at,
+                        format!(
+                            "put {n} to {} answered {} times once settled: {other:?}",
+                            p.pv,
+                            other.len()
+                        ),
+                    ))
+                }
+            }
+        }
+        // 4: the items advised are those the PVs hold...
+        let held: HashSet<i32> = self
+            .bridge
+            .pvs
+            .ids()
+            .into_iter()
+            .filter_map(|id| self.bridge.pvs.get(id)?.item)
+            .map(|h| h.0)
+            .collect();
+        let advised: HashSet<i32> = self.gw.items.keys().copied().collect();
+        if held != advised {
+            return Err(fail(
+                at,
+                format!(
+                    "settled: the PVs hold items {held:?}, the gateway advises {:?}",
+                    self.gw.items
+                ),
+            ));
+        }
+        // ... and after a new session, exactly the PVs that should be advised hold one.
+        if self.gw.up {
+            self.apply(&Step::Lose).await?;
+        }
+        self.apply(&Step::Reconnect).await?;
+        self.settle().await?;
+        let at = self.step;
+        for id in self.bridge.pvs.ids() {
+            let Some(pv) = self.bridge.pvs.get(id) else {
+                continue;
+            };
+            let wanted = !pv.cfg.subscribe.is_on_demand() || self.bridge.demand.wants(id);
+            if wanted != pv.item.is_some() {
+                return Err(fail(
+                    at,
+                    format!("after a new session {} (on demand: {}) should be advised: {wanted}, holds {:?}", pv.cfg.name.as_str(), pv.cfg.subscribe.is_on_demand(), pv.item),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The PVs leave the shared server.
+    fn close(self) {
+        for id in self.bridge.pvs.ids() {
+            if let Some(pv) = self.bridge.pvs.get(id) {
+                let _ = self.bridge.server.remove_pv(pv.cfg.name.as_str());
+            }
+        }
+    }
+}
+
+/// Counts of what the histories did, printed at the end.
+#[derive(Default, Debug)]
+struct Counts {
+    histories: usize,
+    steps: usize,
+    kinds: [usize; gen::KINDS.len()],
+    puts: usize,
+    writes: usize,
+}
+
+fn run_history(
+    mapping: Mapping,
+    steps: Vec<Step>,
+    counts: &Mutex<Counts>,
+) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        take_posted();
+        let mut w = World::new(mapping);
+        w.reconnect();
+        w.turn()?;
+        w.check_step(&Step::Wait(0), &w.mapping.clone())?;
+        for (n, step) in steps.iter().enumerate() {
+            w.step = n;
+            w.apply(step).await?;
+        }
+        w.step = steps.len();
+        let result = w.check_settled().await;
+        {
+            let mut c = counts.lock().unwrap();
+            c.histories += 1;
+            c.steps += steps.len();
+            for s in &steps {
+                if let Some(k) = c.kinds.get_mut(gen::kind(s)) {
+                    *k += 1;
+                }
+            }
+            c.puts += w.puts.len();
+            c.writes += w.gw.applied.len();
+        }
+        w.close();
+        result
+    })
+}
+
+/// How many histories a run makes (`MXPVA_HISTORIES` overrides).
+fn histories() -> u32 {
+    std::env::var("MXPVA_HISTORIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5_000)
+}
+
+#[test]
+fn generated_histories_keep_every_invariant() {
+    let cases = histories();
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        source_file: Some(file!()),
+        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+            "proptest-regressions",
+        ))),
+        max_shrink_iters: 2_000,
+        ..RunnerConfig::default()
+    });
+    let counts = Mutex::new(Counts::default());
+    let started = std::time::Instant::now();
+    let result = runner.run(&gen::any_history(50..80), |(mapping, steps)| {
+        run_history(mapping, steps, &counts)
+    });
+    let c = counts.lock().unwrap();
+    let kinds: Vec<String> = gen::KINDS
+        .iter()
+        .zip(c.kinds)
+        .map(|(k, n)| format!("{k} {:.1}%", 100.0 * n as f64 / c.steps.max(1) as f64))
+        .collect();
+    println!(
+        "interleavings: {} histories, {} steps ({}), {} puts, {} writes applied, in {:.1} s",
+        c.histories,
+        c.steps,
+        kinds.join(", "),
+        c.puts,
+        c.writes,
+        started.elapsed().as_secs_f64()
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
