@@ -7,9 +7,9 @@ use tracing::{info, warn};
 use super::{Alarms, Entry, Owner};
 use crate::bridge::registry::Registry;
 use crate::bridge::stamp::SharedStamps;
+use crate::bridge::write_failure::{classify, message, rank, Failure};
 use crate::pva::{
-    Access, Alarm, Display, NtValue, PutOutcome, PutRequest, PvType, PvaError, ScalarType,
-    SharedPv, Update,
+    Access, Alarm, Display, NtValue, PutRequest, PvType, PvaError, ScalarType, SharedPv, Update,
 };
 
 /// An `:ACK` PV; the acknowledgement task posts the comment.
@@ -134,32 +134,35 @@ impl Alarms {
             put.completion.note("alarm", r.clone());
         }
         tokio::spawn(async move {
-            let mut refused = Vec::new();
+            let mut failed = Vec::new();
             for r in &refs {
                 if let Err(e) = client.acknowledge_alarm(r, &comment, &operator).await {
-                    let why = e
-                        .mx_failure()
-                        .and_then(|f| f.detail_name())
-                        .map_or_else(|| e.to_string(), str::to_string);
-                    warn!(reference = %r, reason = %why, "acknowledgement refused");
-                    refused.push(format!("{r}: {why}"));
+                    let f = classify(Failure::Call(&e));
+                    warn!(reference = %r, outcome = f.outcome.as_str(), reason = %f.cause, "acknowledgement failed");
+                    failed.push((r, f));
                 }
             }
-            if refused.is_empty() {
+            // Grouped by layer, the least known first: it is the put's outcome.
+            failed.sort_by_key(|(_, f)| rank(f.outcome));
+            let Some(outcome) = failed.first().map(|(_, f)| f.outcome) else {
                 let time = ack_pv.stamps.now(&pv);
                 let _ = ack_pv
                     .pv
                     .post(&Update::value(NtValue::String(comment)).with_time(time));
                 put.completion.complete(Ok(()));
-            } else {
-                put.completion.fail(
-                    PutOutcome::RefusedBySystemPlatform,
-                    format!(
-                        "{pv}: System Platform refused the acknowledgement: {}",
-                        refused.join(", ")
-                    ),
-                );
+                return;
+            };
+            let mut groups: Vec<String> = Vec::new();
+            for chunk in failed.chunk_by(|(_, a), (_, b)| a.outcome == b.outcome) {
+                let causes: Vec<String> = chunk
+                    .iter()
+                    .map(|(r, f)| format!("{r}: {}", f.cause))
+                    .collect();
+                let layer = chunk.first().map_or(outcome, |(_, f)| f.outcome);
+                groups.push(message(layer, "acknowledgement", &causes.join(", ")));
             }
+            put.completion
+                .fail(outcome, format!("{pv}: {}", groups.join("; ")));
         });
         None
     }
