@@ -130,15 +130,33 @@ pub(crate) fn message(outcome: PutOutcome, what: &str, cause: &str) -> String {
     }
 }
 
-/// The outcome of failures of several calls for one put (an acknowledgement of several
-/// alarms): the one whose effect is least known first.
-pub(crate) fn rank(outcome: PutOutcome) -> u8 {
-    match outcome {
+/// Failures of several calls for one put (an acknowledgement of several alarms), each
+/// with what it was for: the put's outcome (the layer whose effect is least known first)
+/// and its message, grouped by layer; `None` when nothing failed.
+pub(crate) fn combine(
+    what: &str,
+    mut failed: Vec<(String, Failed)>,
+) -> Option<(PutOutcome, String)> {
+    let rank = |o: PutOutcome| match o {
         PutOutcome::GatewayError => 0,
         PutOutcome::RefusedBySystemPlatform => 1,
         PutOutcome::RefusedByGateway => 2,
         _ => 3,
-    }
+    };
+    failed.sort_by_key(|(_, f)| rank(f.outcome));
+    let outcome = failed.first()?.1.outcome;
+    let groups: Vec<String> = failed
+        .chunk_by(|(_, a), (_, b)| a.outcome == b.outcome)
+        .map(|group| {
+            let causes: Vec<String> = group
+                .iter()
+                .map(|(of, f)| format!("{of}: {}", f.cause))
+                .collect();
+            let layer = group.first().map_or(outcome, |(_, f)| f.outcome);
+            message(layer, what, &causes.join(", "))
+        })
+        .collect();
+    Some((outcome, groups.join("; ")))
 }
 
 #[cfg(test)]
@@ -364,25 +382,48 @@ mod tests {
     }
 
     #[test]
-    fn an_acknowledgement_gets_its_own_words() {
-        let f = classify(Failure::Call(&rpc(RpcCode::Unavailable)));
+    fn an_acknowledgement_names_each_alarm_under_the_layer_that_failed_it() {
+        let ack = |e: GatewayError| classify(Failure::Call(&e));
+        let mx = |d| GatewayError::MxAccess {
+            call: "AcknowledgeAlarm",
+            failure: MxAccessFailure {
+                hresult: 0x8000_4005_u32 as i32,
+                statuses: vec![MxStatus::failure(MxStatusCategory::OperationalError, d, "")],
+                message: String::new(),
+            },
+        };
+        assert_eq!(combine("acknowledgement", vec![]), None);
         assert_eq!(
-            f.message("acknowledgement"),
-            format!("the acknowledgement call failed (Write: gRPC Unavailable: m): {UNKNOWN}")
-        );
-        let mut outcomes = [
-            PutOutcome::RefusedByGateway,
-            PutOutcome::GatewayError,
-            PutOutcome::RefusedBySystemPlatform,
-        ];
-        outcomes.sort_by_key(|&o| rank(o));
-        assert_eq!(
-            outcomes,
-            [
-                PutOutcome::GatewayError,
+            combine(
+                "acknowledgement",
+                vec![("A.HiHi".into(), ack(mx(detail::WRITE_ACCESS_DENIED)))]
+            ),
+            Some((
                 PutOutcome::RefusedBySystemPlatform,
-                PutOutcome::RefusedByGateway
-            ]
+                "System Platform refused the acknowledgement: A.HiHi: WriteAccessDenied".into()
+            ))
+        );
+        // Mixed: the unknown one decides the outcome; each keeps its own layer's words.
+        let got = combine(
+            "acknowledgement",
+            vec![
+                ("A.Hi".into(), ack(rpc(RpcCode::PermissionDenied))),
+                ("A.HiHi".into(), ack(mx(detail::WRITE_ACCESS_DENIED))),
+                ("A.Lo".into(), ack(rpc(RpcCode::DeadlineExceeded))),
+                ("A.LoLo".into(), ack(mx(detail::NOT_WRITEABLE))),
+            ],
+        );
+        assert_eq!(
+            got,
+            Some((
+                PutOutcome::GatewayError,
+                format!(
+                    "the acknowledgement call failed (A.Lo: Write: gRPC DeadlineExceeded: m): \
+                     {UNKNOWN}; System Platform refused the acknowledgement: A.HiHi: \
+                     WriteAccessDenied, A.LoLo: NotWriteable; the gateway refused the \
+                     acknowledgement: A.Hi: Write: gRPC PermissionDenied: m"
+                )
+            ))
         );
     }
 }

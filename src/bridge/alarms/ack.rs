@@ -7,7 +7,7 @@ use tracing::{info, warn};
 use super::{Alarms, Entry, Owner};
 use crate::bridge::registry::Registry;
 use crate::bridge::stamp::SharedStamps;
-use crate::bridge::write_failure::{classify, message, rank, Failure};
+use crate::bridge::write_failure::{classify, combine, Failure};
 use crate::pva::{
     Access, Alarm, Display, NtValue, PutRequest, PvType, PvaError, ScalarType, SharedPv, Update,
 };
@@ -139,30 +139,21 @@ impl Alarms {
                 if let Err(e) = client.acknowledge_alarm(r, &comment, &operator).await {
                     let f = classify(Failure::Call(&e));
                     warn!(reference = %r, outcome = f.outcome.as_str(), reason = %f.cause, "acknowledgement failed");
-                    failed.push((r, f));
+                    failed.push((r.clone(), f));
                 }
             }
-            // Grouped by layer, the least known first: it is the put's outcome.
-            failed.sort_by_key(|(_, f)| rank(f.outcome));
-            let Some(outcome) = failed.first().map(|(_, f)| f.outcome) else {
-                let time = ack_pv.stamps.now(&pv);
-                let _ = ack_pv
-                    .pv
-                    .post(&Update::value(NtValue::String(comment)).with_time(time));
-                put.completion.complete(Ok(()));
-                return;
-            };
-            let mut groups: Vec<String> = Vec::new();
-            for chunk in failed.chunk_by(|(_, a), (_, b)| a.outcome == b.outcome) {
-                let causes: Vec<String> = chunk
-                    .iter()
-                    .map(|(r, f)| format!("{r}: {}", f.cause))
-                    .collect();
-                let layer = chunk.first().map_or(outcome, |(_, f)| f.outcome);
-                groups.push(message(layer, "acknowledgement", &causes.join(", ")));
+            match combine("acknowledgement", failed) {
+                None => {
+                    let time = ack_pv.stamps.now(&pv);
+                    let _ = ack_pv
+                        .pv
+                        .post(&Update::value(NtValue::String(comment)).with_time(time));
+                    put.completion.complete(Ok(()));
+                }
+                Some((outcome, message)) => {
+                    put.completion.fail(outcome, format!("{pv}: {message}"))
+                }
             }
-            put.completion
-                .fail(outcome, format!("{pv}: {}", groups.join("; ")));
         });
         None
     }
