@@ -85,6 +85,7 @@ mod reload;
 mod stamp;
 mod strays;
 mod write_calls;
+mod write_failure;
 mod writes;
 
 use std::future::Future;

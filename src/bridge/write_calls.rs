@@ -16,7 +16,8 @@ use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, Sleep};
 
 use super::registry::PvId;
-use crate::gateway::{ServerHandle, Session, WriteEntry, WriteKind};
+use super::write_failure::{classify, Failed, Failure};
+use crate::gateway::{GatewayError, ServerHandle, Session, WriteEntry, WriteKind};
 
 /// At most this many puts go in one bulk write call. The gateway caps a message at
 /// 16 MiB; with [`MAX_CALL_BYTES`] this keeps a call well under it and its reply small,
@@ -35,10 +36,11 @@ pub(super) struct Queued {
     pub entry: WriteEntry,
 }
 
-/// A write call answered: per put, accepted (`Ok`) or why not, or why the call failed.
+/// A write call answered: per put, accepted (`Ok`) or why not, or why the call failed
+/// (each naming the layer that failed, `write_failure.rs`).
 pub(super) struct CallDone {
     pub puts: Vec<(PvId, u64)>,
-    pub result: Result<Vec<Result<(), String>>, String>,
+    pub result: Result<Vec<Result<(), Failed>>, Failed>,
 }
 
 type Call = Pin<Box<dyn Future<Output = CallDone> + Send>>;
@@ -176,14 +178,13 @@ impl WriteCalls {
             tracing::debug!(call, puts = entries.len(), "write call");
             let session = session.clone();
             self.calls.push(Box::pin(async move {
-                let refused =
-                    |e: &dyn std::fmt::Display| format!("the gateway refused the write: {e}");
+                let failed = |e: &GatewayError| classify(Failure::Call(e));
                 let result = match entries.as_slice() {
                     [entry] => session
                         .write(server, kind, entry)
                         .await
                         .map(|()| vec![Ok(())])
-                        .map_err(|e| refused(&e)),
+                        .map_err(|e| failed(&e)),
                     _ => session
                         .write_bulk(server, kind, &entries)
                         .await
@@ -191,10 +192,17 @@ impl WriteCalls {
                             let call = bulk_call(kind);
                             results
                                 .into_iter()
-                                .map(|r| r.outcome.map_err(|e| refused(&format!("{call}: {e}"))))
+                                .map(|r| {
+                                    r.outcome.map_err(|error| {
+                                        classify(Failure::Entry {
+                                            call,
+                                            error: &error,
+                                        })
+                                    })
+                                })
                                 .collect()
                         })
-                        .map_err(|e| refused(&e)),
+                        .map_err(|e| failed(&e)),
                 };
                 CallDone { puts, result }
             }));

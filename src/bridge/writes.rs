@@ -11,9 +11,10 @@ use tracing::info;
 use super::pv::{InFlight, PendingWrite};
 use super::registry::PvId;
 use super::write_calls::{CallDone, Queued, Timer};
+use super::write_failure::{classify, Failed, Failure};
 use super::{convert, Bridge};
 use crate::config;
-use crate::gateway::{ItemHandle, MxValue, UserId, WriteEntry, WriteKind};
+use crate::gateway::{GatewayError, ItemHandle, MxValue, UserId, WriteEntry, WriteKind};
 use crate::pva::{PutOutcome, PutRequest};
 
 /// Messages from helper tasks to the bridge task.
@@ -183,18 +184,18 @@ impl Bridge {
     }
 
     /// A write call answered: accepted puts wait for OnWriteComplete (within the write
-    /// timeout), refused ones fail.
+    /// timeout), the others fail with the outcome of the layer that failed them.
     pub(super) fn on_call_done(&mut self, done: CallDone) {
         let n = done.puts.len();
-        let results: Vec<Result<(), String>> = match done.result {
+        let results: Vec<Result<(), Failed>> = match done.result {
             Ok(r) if r.len() == n => r,
-            Ok(r) => vec![
-                Err(format!(
-                    "the gateway refused the write: {} results for {n} writes",
-                    r.len()
-                ));
-                n
-            ],
+            Ok(r) => {
+                let e = GatewayError::Protocol {
+                    call: "write call",
+                    message: format!("{} results for {n} writes", r.len()),
+                };
+                vec![Err(classify(Failure::Call(&e))); n]
+            }
             Err(e) => vec![Err(e); n],
         };
         let timeout = self.config.gateway.write_timeout;
@@ -211,8 +212,9 @@ impl Bridge {
                         self.writes.add_timer(at, id, Timer::TimedOut(pv));
                     }
                 }
-                Err(message) => {
-                    mapped.fail_write(id, PutOutcome::RefusedBySystemPlatform, &message);
+                // Never retried: a gateway error may have been applied.
+                Err(failed) => {
+                    mapped.fail_write(id, failed.outcome, &failed.message("write"));
                 }
             }
         }
