@@ -2,9 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{
-    AlarmPvType, ApiKeySource, Config, Pv, PvType, ScalarType, Severity, TimestampSource, WriteMode,
-};
+use super::{AlarmPvType, ApiKeySource, Config, Pv, PvType, Severity, TimestampSource, WriteMode};
 
 fn fmt_limit(x: Option<f64>) -> String {
     x.map_or_else(String::new, |x| x.to_string())
@@ -23,7 +21,7 @@ fn api_key_text(k: &ApiKeySource) -> String {
 
 fn type_text(pv: &Pv) -> String {
     match pv.pv_type {
-        Some(PvType::Scalar(ScalarType::Enum)) => {
+        Some(PvType::Enum) => {
             format!("enum[{}|{}]", pv.choices[0], pv.choices[1])
         }
         Some(t) => t.to_string(),
