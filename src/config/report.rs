@@ -71,8 +71,15 @@ fn limits_text(pv: &Pv) -> String {
     parts.join(", ")
 }
 
+impl Config {
+    /// The mapping table that `mxpva check` prints.
+    pub fn mapping_table(&self) -> String {
+        mapping_table(self)
+    }
+}
+
 /// A header with the gateway and server settings, then one row per PV.
-pub(super) fn mapping_table(c: &Config) -> String {
+fn mapping_table(c: &Config) -> String {
     let mut out = String::new();
     let g = &c.gateway;
     let opt = |o: Option<String>, env: &str| o.unwrap_or_else(|| format!("from {env}"));

@@ -8,7 +8,7 @@
 //!
 //! What the Galaxy says becomes:
 //! - the type: the attribute's MX data type and array flag, as the bridge serves it by
-//!   default (`bridge::default_pv_type`), then the rule's `types`; an attribute of a type
+//!   default (`config::default_pv_type`), then the rule's `types`; an attribute of a type
 //!   the bridge cannot serve (QualifiedStruct, ...) is skipped and named;
 //! - writability from the security classification: FreeAccess, Operate and Tune write;
 //!   SecuredWrite is `secured`, VerifiedWrite `verified` (read-only, and named, when no
@@ -190,7 +190,7 @@ fn alarm_owner<'a>(alarm: &str, attrs: &[&'a GalaxyAttribute]) -> Option<&'a Gal
 
 /// The type `rule` serves an attribute as.
 fn served_type(rule: &DiscoverRule, a: &GalaxyAttribute, boolean: BooleanRepr) -> Option<PvType> {
-    let t = crate::bridge::default_pv_type(a.data_type, a.is_array, boolean == BooleanRepr::Enum)?;
+    let t = crate::config::default_pv_type(a.data_type, a.is_array, boolean == BooleanRepr::Enum)?;
     if let Some((_, to)) = rule.types.iter().find(|(from, _)| *from == t) {
         return Some(*to);
     }
