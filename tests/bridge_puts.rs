@@ -51,7 +51,8 @@ fn config(port: u16, keys: bool) -> String {
     };
     let mut t = format!(
         "[gateway]\nendpoint = \"http://127.0.0.1:{port}\"\nclient_name = \"mxpva-puts\"\n\
-         write_timeout = \"1500ms\"\n{key}\n[defaults]\nprefix = \"P:\"\nwritable = true\n"
+         write_timeout = \"1500ms\"\n{key}\n[defaults]\nprefix = \"P:\"\nwritable = true\n\n\
+         [audit]\nfile = \"audit.jsonl\"\n"
     );
     for object in ["Good", "Bad"] {
         for i in 0..PER_OBJECT {
@@ -206,6 +207,28 @@ impl Plant {
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The audit trail's records once it holds `n` (at most 10 s).
+    async fn audit(&self, n: usize) -> Vec<Value> {
+        let path = self.log.with_file_name("audit.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let records: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if records.len() >= n {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the audit trail has {} records, not {n}:\n{text}",
+                records.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The write calls the bridge logged: (call, puts in it).
@@ -355,4 +378,64 @@ async fn a_bulk_entry_the_gateway_refuses_fails_only_its_own_put() {
             ]
         })
         .await;
+}
+
+/// The gateway's own status refuses a write (the bridge's key may not write `Bad.`): a
+/// lone put's Write (gRPC PERMISSION_DENIED) and bulk entries denied in place say that
+/// the gateway refused it, and the audit trail records `refused_by_gateway` with the
+/// gateway's words as `status`, not a refusal by System Platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_gateway_refuses_is_audited_as_refused_by_gateway() {
+    let plant = Plant::start_with_key("gateway-refuses").await;
+    let out = clients()
+        .run("pvput", &plant.env, &["P:Bad0", "5"])
+        .await
+        .text();
+    assert!(
+        out.contains(
+            "Error: P:Bad0: the gateway refused the write: Write: gRPC PermissionDenied: API key "
+        ) && out.contains("may not write Bad.A0"),
+        "{out}"
+    );
+    let records = plant.audit(1).await;
+    let lone = &records[0];
+    assert_eq!(lone["pv"], "P:Bad0", "{lone}");
+    assert_eq!(lone["outcome"], "refused_by_gateway", "{lone}");
+    let status = lone["status"].as_str().unwrap_or_default();
+    assert!(
+        status.starts_with("the gateway refused the write: Write: gRPC PermissionDenied"),
+        "{lone}"
+    );
+
+    // Puts together: the Bad entries of the bulk calls are denied in place.
+    let all: Vec<String> = pvs("Good").into_iter().chain(pvs("Bad")).collect();
+    let results = plant.put_all(&all, 1, 20.0).await;
+    for (pv, r) in all.iter().zip(&results[0]) {
+        if pv.starts_with("P:Good") {
+            assert_eq!(r, "ok", "{pv}");
+        } else {
+            assert!(r.contains("the gateway refused the write: "), "{pv}: {r}");
+        }
+    }
+    let records = plant.audit(1 + all.len()).await;
+    for r in &records[1..] {
+        let pv = r["pv"].as_str().unwrap();
+        if pv.starts_with("P:Good") {
+            assert_eq!(r["outcome"], "confirmed", "{r}");
+            continue;
+        }
+        assert_eq!(r["outcome"], "refused_by_gateway", "{r}");
+        let status = r["status"].as_str().unwrap_or_default();
+        assert!(
+            status.starts_with("the gateway refused the write: ")
+                && status.contains(&format!("may not write {}", pv.replace("P:Bad", "Bad.A"))),
+            "{r}"
+        );
+    }
+    assert!(
+        records[1..].iter().any(|r| r["status"]
+            .as_str()
+            .is_some_and(|s| s.contains("WriteBulk: PERMISSION_DENIED"))),
+        "no bulk entry refused in place: {records:?}"
+    );
 }

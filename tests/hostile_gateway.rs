@@ -444,3 +444,120 @@ async fn a_sequence_that_goes_back_is_a_link_fault_the_bridge_recovers_from() {
         .await;
     assert!(says(&back, NO_ALARM, 0, "Good"), "{:?}", back.v);
 }
+
+/// A write call that fails in transport (gRPC UNAVAILABLE, as when the connection drops
+/// while it is in flight) or in protocol (a WriteBulk reply one result short) is no
+/// refusal by System Platform: whether System Platform applied the write is unknown. The
+/// client's message says so, the audit trail records `gateway_error`, and the write is
+/// never retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_call_failing_in_transport_is_a_gateway_error_and_never_retried() {
+    let mut rig = Rig::start_logged("transport", "info").await;
+    let mut watch = rig.watch(&["HOSTILE:SP1", "HOSTILE:SP2"]);
+    rig.send(data_change(handle("Plant.SP1"), double(0.5)));
+    rig.send(data_change(handle("Plant.SP2"), double(0.25)));
+    let within = Duration::from_secs(20);
+    for (pv, x) in [("HOSTILE:SP1", 0.5), ("HOSTILE:SP2", 0.25)] {
+        watch
+            .until(pv, "its first value", within, |s| s.v["value"] == x)
+            .await;
+    }
+    rig.fail_writes(true);
+    let release = rig.hold_next_write();
+    let env = rig.env.clone();
+    // A lone put goes as a plain Write, held in flight by the gateway.
+    let first = {
+        let env = env.clone();
+        tokio::spawn(async move {
+            clients()
+                .run("pvput", &env, &["HOSTILE:SP1", "1.0"])
+                .await
+                .text()
+        })
+    };
+    assert_eq!(
+        next_write(&mut rig).await,
+        (handle("Plant.SP1"), double(1.0).kind)
+    );
+    // Two puts while it is in flight: they wait, then go together as one WriteBulk.
+    let put = |pv: &'static str, value: &'static str| {
+        let env = env.clone();
+        tokio::spawn(async move { clients().p4p_put(&env, pv, value).await })
+    };
+    let second = put("HOSTILE:SP1", "2.0");
+    let third = put("HOSTILE:SP2", "3.0");
+    clients::logged(&rig.log, "write pv=HOSTILE:SP", 3).await;
+    release.send(()).unwrap();
+    let unknown = "whether System Platform applied it is unknown";
+    let out = first.await.unwrap();
+    assert!(
+        out.contains(&format!(
+            "Error: HOSTILE:SP1: the write call failed (Write: gRPC Unavailable: hostile: \
+             connection reset while the write was in flight): {unknown}"
+        )),
+        "{out}"
+    );
+    let short = |pv: &str| {
+        format!(
+            "RemoteError: {pv}: the write call failed (WriteBulk: unexpected reply from the \
+             gateway: 1 results for 2 entries): {unknown}"
+        )
+    };
+    assert_eq!(second.await.unwrap().trim(), short("HOSTILE:SP1"));
+    assert_eq!(third.await.unwrap().trim(), short("HOSTILE:SP2"));
+    let mut bulk = vec![next_write(&mut rig).await, next_write(&mut rig).await];
+    bulk.sort_by_key(|(item, _)| *item);
+    assert_eq!(
+        bulk,
+        [
+            (handle("Plant.SP1"), double(2.0).kind),
+            (handle("Plant.SP2"), double(3.0).kind)
+        ]
+    );
+
+    // Never retried: the next write the gateway receives is the next put's.
+    rig.fail_writes(false);
+    let fourth = put("HOSTILE:SP2", "4.0");
+    assert_eq!(
+        next_write(&mut rig).await,
+        (handle("Plant.SP2"), double(4.0).kind)
+    );
+    rig.send(write_complete(handle("Plant.SP2"), vec![]));
+    rig.send(data_change(handle("Plant.SP2"), double(4.0)));
+    assert_eq!(fourth.await.unwrap().trim(), "ok");
+    assert!(rig.writes.try_recv().is_err(), "a write was sent again");
+
+    let records = rig.audit(4).await;
+    let by_value = |v: f64| {
+        records
+            .iter()
+            .find(|r| r["requested"] == v)
+            .unwrap_or_else(|| panic!("no audit record of a put of {v}: {records:?}"))
+    };
+    for (v, pv, call) in [
+        (1.0, "HOSTILE:SP1", "Write: gRPC Unavailable"),
+        (2.0, "HOSTILE:SP1", "WriteBulk: unexpected reply"),
+        (3.0, "HOSTILE:SP2", "WriteBulk: unexpected reply"),
+    ] {
+        let r = by_value(v);
+        assert_eq!(r["outcome"], "gateway_error", "{r}");
+        assert_eq!(r["pv"], pv, "{r}");
+        let message = r["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("{pv}: the write call failed ({call}"))
+                && message.ends_with(unknown),
+            "{r}"
+        );
+    }
+    assert_eq!(by_value(4.0)["outcome"], "confirmed");
+    rig.assert_alive_with_one_session();
+}
+
+/// The next write the hostile gateway received (within 20 s): item handle and value.
+async fn next_write(rig: &mut Rig) -> (i32, Option<pb::mx_value::Kind>) {
+    let (item, value) = tokio::time::timeout(Duration::from_secs(20), rig.writes.recv())
+        .await
+        .expect("a write within 20 s")
+        .unwrap();
+    (item, value.and_then(|v| v.kind))
+}

@@ -109,7 +109,7 @@ fn sample(ty: PvType, i: i64) -> Update {
         .with_alarm(Alarm::new(
             Severity::Minor,
             AlarmStatus::Device,
-            format!("msg {ty}"),
+            format!("msg {}", ty.pv_name()),
         ))
         .with_time(TimeStamp {
             seconds: 1_700_000_000 + i,
@@ -117,7 +117,7 @@ fn sample(ty: PvType, i: i64) -> Update {
             user_tag: i as i32,
         })
         .with_display(Display {
-            description: format!("description of {ty}"),
+            description: format!("description of {}", ty.pv_name()),
             units: format!("u{i}"),
             ..Default::default()
         });
@@ -164,7 +164,7 @@ fn all_types() -> Vec<PvType> {
 }
 
 fn pv_name(ty: PvType) -> String {
-    format!("T:TYPE:{}", ty.to_string().replace("[]", "_ARR"))
+    format!("T:TYPE:{}", ty.pv_name().replace("[]", "_ARR"))
 }
 
 /// The value as JSON, as a Python client decodes it.

@@ -90,10 +90,13 @@ pub struct AuditRecord {
     pub previous: Option<Value>,
     /// The value the client put.
     pub requested: Option<Value>,
-    /// `denied`, `refused`, `refused_by_system_platform`, `timed_out`, `confirmed`,
-    /// `lost`.
+    /// `denied` (access security), `refused` (mxpva's own checks), `refused_by_gateway`
+    /// (the gateway's own status), `gateway_error` (the call failed in transport or
+    /// protocol: whether System Platform applied it is unknown),
+    /// `refused_by_system_platform` (an MXAccess status), `timed_out`, `lost`,
+    /// `confirmed`.
     pub outcome: String,
-    /// System Platform's status text, when it refused.
+    /// The refusing layer's status text: System Platform's, or the gateway's.
     pub status: Option<String>,
     /// The error the client got, when the put failed.
     pub message: Option<String>,

@@ -17,31 +17,9 @@
 
 use std::time::Duration;
 
+pub use crate::config::default_pv_type;
 use crate::gateway::{MxArray, MxDataType, MxValue};
 use crate::pva::{NtValue, PvType, ScalarType};
-
-/// The PV type an attribute of type `t` is served as by default.
-pub fn default_pv_type(t: MxDataType, array: bool, bool_as_enum: bool) -> Option<PvType> {
-    let scalar = match t {
-        MxDataType::Boolean if bool_as_enum && !array => return Some(PvType::Enum),
-        MxDataType::Boolean => ScalarType::Bool,
-        MxDataType::Integer => ScalarType::Int32,
-        MxDataType::LongInteger => ScalarType::Int64,
-        MxDataType::Float => ScalarType::Float32,
-        MxDataType::Double | MxDataType::ElapsedTime => ScalarType::Float64,
-        MxDataType::String
-        | MxDataType::Time
-        | MxDataType::BigString
-        | MxDataType::InternationalizedString
-        | MxDataType::ReferenceType => ScalarType::String,
-        _ => return None,
-    };
-    Some(if array {
-        PvType::Array(scalar)
-    } else {
-        PvType::Scalar(scalar)
-    })
-}
 
 /// The default PV type for a value as it arrived.
 pub fn pv_type_of(value: &MxValue, bool_as_enum: bool) -> Option<PvType> {

@@ -34,12 +34,15 @@ impl Draft {
 
     fn finish_reply(self, reply: &PutReply<'_>) -> AuditRecord {
         let pv = self.record.pv.clone();
+        // The refusing layer's words (System Platform's or the gateway's).
         let status = match reply.outcome {
-            PutOutcome::RefusedBySystemPlatform => reply.message.map(|m| {
-                m.strip_prefix(pv.as_str())
-                    .and_then(|m| m.strip_prefix(": "))
-                    .unwrap_or(m)
-            }),
+            PutOutcome::RefusedBySystemPlatform | PutOutcome::RefusedByGateway => {
+                reply.message.map(|m| {
+                    m.strip_prefix(pv.as_str())
+                        .and_then(|m| m.strip_prefix(": "))
+                        .unwrap_or(m)
+                })
+            }
             _ => None,
         };
         let alarms: Vec<String> = reply

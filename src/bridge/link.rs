@@ -10,8 +10,7 @@ use tracing::{info, warn};
 use super::{Bridge, BridgeError};
 use crate::config;
 use crate::gateway::{
-    ApiKey, ClientOptions, EventStream, GatewayClient, GatewayError, ServerHandle, Session,
-    TlsOptions, UserId, ValueLimits,
+    ClientOptions, EventStream, GatewayClient, GatewayError, ServerHandle, Session, UserId,
 };
 use crate::lock::Mutex;
 
@@ -21,30 +20,7 @@ pub(crate) fn client_options(
     gw: &config::Gateway,
     limits: &config::Limits,
 ) -> Result<ClientOptions, BridgeError> {
-    let mut opts = ClientOptions::plaintext(gw.endpoint.clone());
-    opts.limits = ValueLimits {
-        max_array_length: limits.max_array_length,
-        max_string_length: limits.max_string_length,
-    };
-    opts.connect_timeout = gw.connect_timeout;
-    opts.request_timeout = gw.request_timeout;
-    opts.keepalive_interval = gw.keepalive_interval;
-    opts.keepalive_timeout = gw.keepalive_timeout;
-    if let Some(key) = gw
-        .api_key
-        .load()
-        .map_err(|e| BridgeError::ApiKey(e.to_string()))?
-    {
-        let key = ApiKey::new(key.expose()).map_err(|e| BridgeError::ApiKey(e.to_string()))?;
-        opts = opts.with_api_key(key);
-    }
-    if gw.tls.enabled {
-        opts.tls = Some(TlsOptions {
-            ca_file: gw.tls.ca_file.clone(),
-            server_name: gw.tls.server_name.clone(),
-        });
-    }
-    Ok(opts)
+    config::client_options(gw, limits).map_err(|e| BridgeError::ApiKey(e.0))
 }
 
 /// The live session, as the bridge's decisions see it (the adapter holds the session

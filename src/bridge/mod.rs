@@ -88,6 +88,7 @@ mod stamp;
 mod strays;
 mod subscriptions;
 mod write_calls;
+mod write_failure;
 mod writes;
 
 use std::future::Future;

@@ -118,31 +118,8 @@ impl Staged {
     }
 }
 
-fn pva_scalar(t: config::ScalarType) -> Option<ScalarType> {
-    use config::ScalarType as C;
-    Some(match t {
-        C::Bool => ScalarType::Bool,
-        C::Int8 => ScalarType::Int8,
-        C::Int16 => ScalarType::Int16,
-        C::Int32 => ScalarType::Int32,
-        C::Int64 => ScalarType::Int64,
-        C::UInt8 => ScalarType::UInt8,
-        C::UInt16 => ScalarType::UInt16,
-        C::UInt32 => ScalarType::UInt32,
-        C::UInt64 => ScalarType::UInt64,
-        C::Float32 => ScalarType::Float32,
-        C::Float64 => ScalarType::Float64,
-        C::String => ScalarType::String,
-        C::Enum => return None,
-    })
-}
-
 fn configured_type(cfg: &config::Pv) -> Option<PvType> {
-    Some(match cfg.pv_type? {
-        config::PvType::Scalar(config::ScalarType::Enum) => PvType::Enum,
-        config::PvType::Scalar(t) => PvType::Scalar(pva_scalar(t)?),
-        config::PvType::Array(t) => PvType::Array(pva_scalar(t)?),
-    })
+    cfg.pv_type
 }
 
 /// The MXAccess type a PV type writes as, before the attribute has reported its own.
@@ -493,7 +470,11 @@ impl MappedPv {
                     alarm = Alarm::new(
                         Severity::Invalid,
                         AlarmStatus::Conf,
-                        format!("{} cannot be served as {ty}: {e}", brief(value, 80)),
+                        format!(
+                            "{} cannot be served as {}: {e}",
+                            brief(value, 80),
+                            ty.pv_name()
+                        ),
                     );
                     None
                 }
@@ -531,7 +512,7 @@ impl MappedPv {
             }
             (Some(ty), old) => {
                 if let Some(old) = old.filter(|o| o.pv_type != ty) {
-                    warn!(pv = %self.name(), tag = %self.cfg.tag.as_str(), from = %old.pv_type, to = %ty, "attribute changed type; PV re-opened");
+                    warn!(pv = %self.name(), tag = %self.cfg.tag.as_str(), from = %old.pv_type.pv_name(), to = %ty.pv_name(), "attribute changed type; PV re-opened");
                 }
                 self.flush();
                 let alarm = self.combined();

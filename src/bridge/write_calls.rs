@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use tokio::time::Instant;
 
 use super::registry::PvId;
-use crate::gateway::{ServerHandle, Session, WriteEntry, WriteKind};
+use super::write_failure::{classify, Failed, Failure};
+use crate::gateway::{GatewayError, ServerHandle, Session, WriteEntry, WriteKind};
 
 /// At most this many puts go in one bulk write call. The gateway caps a message at
 /// 16 MiB; with [`MAX_CALL_BYTES`] this keeps a call well under it and its reply small,
@@ -33,12 +34,13 @@ pub(super) struct Queued {
     pub entry: WriteEntry,
 }
 
-/// A write call answered: per put, accepted (`Ok`) or why not, or why the call failed.
+/// A write call answered: per put, accepted (`Ok`) or why not, or why the call failed
+/// (each naming the layer that failed, `write_failure.rs`).
 pub(super) struct CallDone {
     /// The call ([`WriteCall::call`]).
     pub call: u64,
     pub puts: Vec<(PvId, u64)>,
-    pub result: Result<Vec<Result<(), String>>, String>,
+    pub result: Result<Vec<Result<(), Failed>>, Failed>,
 }
 
 /// A write call to make in the live session: one put alone as a plain write, more as
@@ -195,13 +197,13 @@ pub(super) async fn make(session: Session, server: ServerHandle, c: WriteCall) -
         _ => bulk_call(kind),
     };
     tracing::debug!(call = name, puts = entries.len(), "write call");
-    let refused = |e: &dyn std::fmt::Display| format!("the gateway refused the write: {e}");
+    let failed = |e: &GatewayError| classify(Failure::Call(e));
     let result = match entries.as_slice() {
         [entry] => session
             .write(server, kind, entry)
             .await
             .map(|()| vec![Ok(())])
-            .map_err(|e| refused(&e)),
+            .map_err(|e| failed(&e)),
         _ => session
             .write_bulk(server, kind, &entries)
             .await
@@ -209,10 +211,17 @@ pub(super) async fn make(session: Session, server: ServerHandle, c: WriteCall) -
                 let call = bulk_call(kind);
                 results
                     .into_iter()
-                    .map(|r| r.outcome.map_err(|e| refused(&format!("{call}: {e}"))))
+                    .map(|r| {
+                        r.outcome.map_err(|error| {
+                            classify(Failure::Entry {
+                                call,
+                                error: &error,
+                            })
+                        })
+                    })
                     .collect()
             })
-            .map_err(|e| refused(&e)),
+            .map_err(|e| failed(&e)),
     };
     CallDone { call, puts, result }
 }

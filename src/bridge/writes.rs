@@ -11,9 +11,10 @@ use tracing::info;
 use super::pv::{InFlight, PendingWrite};
 use super::registry::PvId;
 use super::write_calls::{CallDone, Queued, Timer};
+use super::write_failure::{classify, Failed, Failure};
 use super::{convert, Bridge};
 use crate::config;
-use crate::gateway::{MxValue, UserId, WriteEntry, WriteKind};
+use crate::gateway::{GatewayError, MxValue, UserId, WriteEntry, WriteKind};
 use crate::pva::{PutOutcome, PutRequest};
 
 impl Bridge {
@@ -175,22 +176,22 @@ impl Bridge {
     }
 
     /// A write call answered: accepted puts wait for OnWriteComplete (within the write
-    /// timeout), refused ones fail.
+    /// timeout), the others fail with the outcome of the layer that failed them.
     pub(super) fn on_call_done(&mut self, done: CallDone) {
         if !self.writes.answered(done.call) {
             // A lost session's call: its puts were answered when the link went.
             return;
         }
         let n = done.puts.len();
-        let results: Vec<Result<(), String>> = match done.result {
+        let results: Vec<Result<(), Failed>> = match done.result {
             Ok(r) if r.len() == n => r,
-            Ok(r) => vec![
-                Err(format!(
-                    "the gateway refused the write: {} results for {n} writes",
-                    r.len()
-                ));
-                n
-            ],
+            Ok(r) => {
+                let e = GatewayError::Protocol {
+                    call: "write call",
+                    message: format!("{} results for {n} writes", r.len()),
+                };
+                vec![Err(classify(Failure::Call(&e))); n]
+            }
             Err(e) => vec![Err(e); n],
         };
         let timeout = self.config.gateway.write_timeout;
@@ -207,8 +208,9 @@ impl Bridge {
                         self.writes.add_timer(at, id, Timer::TimedOut(pv));
                     }
                 }
-                Err(message) => {
-                    mapped.fail_write(id, PutOutcome::RefusedBySystemPlatform, &message);
+                // Never retried: a gateway error may have been applied.
+                Err(failed) => {
+                    mapped.fail_write(id, failed.outcome, &failed.message("write"));
                 }
             }
         }

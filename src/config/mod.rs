@@ -78,6 +78,7 @@
 
 mod discover;
 mod discover_reload;
+mod gateway;
 mod location;
 mod operate;
 mod raw;
@@ -97,6 +98,7 @@ pub use discover::{
     check_glob, check_template, expand_template, Candidate, DiscoverRule, GalaxyAccess, Merged,
     RulePv, RulePvs, DEFAULT_NAME_TEMPLATE,
 };
+pub use gateway::{client_options, default_pv_type, ApiKeyError};
 pub use operate::{Log, LogFormat, Status, DEFAULT_STATUS_SUFFIX, STATUS_PVS};
 pub use types::{PvName, PvType, ScalarType, SecretString, Tag, TagIndex};
 
@@ -182,7 +184,7 @@ pub struct Config {
     /// `[[discover]]` rules, in file order.
     pub discover: Vec<DiscoverRule>,
     /// What rule-made PVs are validated with ([`Config::rule_pvs`]).
-    pub(crate) rule_ctx: std::sync::Arc<discover::RuleContext>,
+    pub(crate) rule_ctx: std::sync::Arc<validate::RuleContext>,
 }
 
 /// `[access]`: an EPICS access security configuration file.
@@ -723,37 +725,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads, deserializes and validates the file at `path`.
-    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            diagnostics: vec![Diagnostic {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: None,
-                message: match e.kind() {
-                    std::io::ErrorKind::NotFound => "cannot read config file: no such file".into(),
-                    _ => format!("cannot read config file: {e}"),
-                },
-            }],
-        })?;
-        Config::from_str_at(&text, path)
-    }
-
-    /// Deserializes and validates `text`, naming `path` in messages and resolving relative
-    /// paths against its directory.
-    pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        validate::parse(text, path)
-    }
-
     /// The PV with this full name.
     pub fn pv(&self, name: &str) -> Option<&Pv> {
         self.pvs.iter().find(|p| p.name.as_str() == name)
-    }
-
-    /// The mapping table that `mxpva check` prints.
-    pub fn mapping_table(&self) -> String {
-        report::mapping_table(self)
     }
 }

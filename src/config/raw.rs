@@ -39,7 +39,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub audit: Option<Spanned<RawAudit>>,
     #[serde(default)]
-    pub discover: Vec<Spanned<super::discover::RawDiscover>>,
+    pub discover: Vec<Spanned<RawDiscover>>,
 }
 
 /// `[access]`: the EPICS access security file (ACF) that rules puts.
@@ -523,4 +523,65 @@ pub(crate) struct RawAlarmPv {
     pub access_group: Option<Spanned<String>>,
     #[serde(default)]
     pub access_level: Option<Spanned<i64>>,
+}
+
+/// The per-PV keys a rule may set for the PVs it makes. Each is a key of `[[pv]]` of the
+/// same name and type (`Option<T>` on `RawPv`): adding one here (one line) makes it a
+/// `[[discover]]` key that is put on every PV the rule makes, validated as on `[[pv]]`.
+macro_rules! rule_pv_keys {
+    ($($key:ident : $ty:ty),* $(,)?) => {
+        /// `[[discover]]` as serde reads it.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct RawDiscover {
+            #[serde(default)]
+            pub root: Option<Spanned<String>>,
+            #[serde(default)]
+            pub objects: Option<Spanned<String>>,
+            #[serde(default)]
+            pub attributes: Option<Spanned<Vec<Spanned<String>>>>,
+            #[serde(default)]
+            pub name: Option<Spanned<String>>,
+            #[serde(default)]
+            pub alarm_bearing_only: bool,
+            #[serde(default)]
+            pub historized_only: bool,
+            #[serde(default)]
+            pub types: Option<Spanned<BTreeMap<String, Spanned<PvType>>>>,
+            $( #[serde(default)] pub $key: Option<$ty>, )*
+        }
+
+        /// The per-PV keys a rule sets, as written.
+        #[derive(Debug, Clone, Default)]
+        pub(crate) struct RulePvKeys {
+            $( pub $key: Option<$ty>, )*
+        }
+
+        impl RawDiscover {
+            pub(crate) fn pv_keys(&self) -> RulePvKeys {
+                RulePvKeys { $( $key: self.$key.clone(), )* }
+            }
+        }
+
+        impl RulePvKeys {
+            /// Puts each key the rule sets on `raw`, over what the Galaxy said.
+            pub(crate) fn onto(&self, raw: &mut RawPv) {
+                $( if self.$key.is_some() { raw.$key = self.$key.clone(); } )*
+            }
+        }
+    };
+}
+
+rule_pv_keys! {
+    writable: Spanned<bool>,
+    write_mode: Spanned<RawWriteMode>,
+    user: Spanned<String>,
+    verifier: Spanned<String>,
+    timestamp: super::TimestampSource,
+    acknowledge: Spanned<bool>,
+    alarm_severity: Spanned<String>,
+    subscribe: Spanned<RawSubscribe>,
+    linger: Spanned<DurationValue>,
+    access_group: Spanned<String>,
+    access_level: Spanned<i64>,
 }

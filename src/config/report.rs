@@ -2,9 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{
-    AlarmPvType, ApiKeySource, Config, Pv, PvType, ScalarType, Severity, TimestampSource, WriteMode,
-};
+use super::{AlarmPvType, ApiKeySource, Config, Pv, PvType, Severity, TimestampSource, WriteMode};
 
 fn fmt_limit(x: Option<f64>) -> String {
     x.map_or_else(String::new, |x| x.to_string())
@@ -23,7 +21,7 @@ fn api_key_text(k: &ApiKeySource) -> String {
 
 fn type_text(pv: &Pv) -> String {
     match pv.pv_type {
-        Some(PvType::Scalar(ScalarType::Enum)) => {
+        Some(PvType::Enum) => {
             format!("enum[{}|{}]", pv.choices[0], pv.choices[1])
         }
         Some(t) => t.to_string(),
@@ -73,8 +71,15 @@ fn limits_text(pv: &Pv) -> String {
     parts.join(", ")
 }
 
+impl Config {
+    /// The mapping table that `mxpva check` prints.
+    pub fn mapping_table(&self) -> String {
+        mapping_table(self)
+    }
+}
+
 /// A header with the gateway and server settings, then one row per PV.
-pub(super) fn mapping_table(c: &Config) -> String {
+fn mapping_table(c: &Config) -> String {
     let mut out = String::new();
     let g = &c.gateway;
     let opt = |o: Option<String>, env: &str| o.unwrap_or_else(|| format!("from {env}"));

@@ -274,7 +274,9 @@ impl fmt::Display for Tag {
     }
 }
 
-/// The element type of a PV, as named in `type = "..."`.
+/// The element type of a PV's `value`, as named in `type = "..."`. The one scalar type of
+/// the crate: the PVAccess layer (`crate::pva`) serves it, and converts it to the C++
+/// side's form in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScalarType {
     Bool,
@@ -289,15 +291,23 @@ pub enum ScalarType {
     Float32,
     Float64,
     String,
-    /// NTEnum: only for Boolean attributes, with two `choices`.
-    Enum,
 }
 
 impl ScalarType {
-    /// Every type name accepted in `type = "..."`, in the order shown in messages.
-    pub const NAMES: [&'static str; 13] = [
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float32", "float64", "string", "enum",
+    /// Every scalar type, in declaration order.
+    pub const ALL: [ScalarType; 12] = [
+        ScalarType::Bool,
+        ScalarType::Int8,
+        ScalarType::Int16,
+        ScalarType::Int32,
+        ScalarType::Int64,
+        ScalarType::UInt8,
+        ScalarType::UInt16,
+        ScalarType::UInt32,
+        ScalarType::UInt64,
+        ScalarType::Float32,
+        ScalarType::Float64,
+        ScalarType::String,
     ];
 
     /// The name used in the config file.
@@ -316,60 +326,60 @@ impl ScalarType {
             Float32 => "float32",
             Float64 => "float64",
             String => "string",
-            Enum => "enum",
         }
     }
 
     /// Integers and floats: the types that limits, units and precision apply to.
     pub fn is_numeric(self) -> bool {
-        !matches!(
-            self,
-            ScalarType::Bool | ScalarType::String | ScalarType::Enum
-        )
+        !matches!(self, ScalarType::Bool | ScalarType::String)
     }
 }
 
 impl FromStr for ScalarType {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        use ScalarType::*;
-        Ok(match s {
-            "bool" => Bool,
-            "int8" => Int8,
-            "int16" => Int16,
-            "int32" => Int32,
-            "int64" => Int64,
-            "uint8" => UInt8,
-            "uint16" => UInt16,
-            "uint32" => UInt32,
-            "uint64" => UInt64,
-            "float32" => Float32,
-            "float64" => Float64,
-            "string" => String,
-            "enum" => Enum,
-            _ => return Err(()),
-        })
+        ScalarType::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or(())
     }
 }
 
-/// A PV type override: a scalar type, or an array of one (`"float64[]"`).
+/// The normative type a PV is served as, as named in `type = "..."`: a scalar type
+/// (`"float64"`), an array of one (`"float64[]"`), or `"enum"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
 pub enum PvType {
+    /// NTScalar.
     Scalar(ScalarType),
+    /// NTScalarArray.
     Array(ScalarType),
+    /// NTEnum: an index into a list of choices; only for Boolean attributes, with two
+    /// `choices`.
+    Enum,
 }
 
 impl PvType {
-    /// The element type.
-    pub fn element(self) -> ScalarType {
+    /// Every type name accepted in `type = "..."`, in the order shown in messages.
+    pub const NAMES: [&'static str; 13] = [
+        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+        "float32", "float64", "string", "enum",
+    ];
+
+    /// The element type; `None` for `enum`.
+    pub fn element(self) -> Option<ScalarType> {
         match self {
-            PvType::Scalar(t) | PvType::Array(t) => t,
+            PvType::Scalar(t) | PvType::Array(t) => Some(t),
+            PvType::Enum => None,
         }
     }
     /// True for `"...[]"`.
     pub fn is_array(self) -> bool {
         matches!(self, PvType::Array(_))
+    }
+    /// Integers and floats, and arrays of them.
+    pub fn is_numeric(self) -> bool {
+        self.element().is_some_and(ScalarType::is_numeric)
     }
 }
 
@@ -377,7 +387,7 @@ impl TryFrom<String> for PvType {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         let expected = || {
-            let names: Vec<String> = ScalarType::NAMES.iter().map(|n| format!("`{n}`")).collect();
+            let names: Vec<String> = PvType::NAMES.iter().map(|n| format!("`{n}`")).collect();
             format!(
                 "expected one of {}, or an array of one of them such as `float64[]` (no `enum[]`)",
                 names.join(", ")
@@ -388,9 +398,9 @@ impl TryFrom<String> for PvType {
             None => (s.as_str(), false),
         };
         match base.parse::<ScalarType>() {
-            Ok(ScalarType::Enum) if array => Err(format!("unknown type `{s}`, {}", expected())),
             Ok(t) if array => Ok(PvType::Array(t)),
             Ok(t) => Ok(PvType::Scalar(t)),
+            Err(()) if base == "enum" && !array => Ok(PvType::Enum),
             Err(()) => Err(format!("unknown type `{s}`, {}", expected())),
         }
     }
@@ -401,6 +411,7 @@ impl fmt::Display for PvType {
         match self {
             PvType::Scalar(t) => f.write_str(t.name()),
             PvType::Array(t) => write!(f, "{}[]", t.name()),
+            PvType::Enum => f.write_str("enum"),
         }
     }
 }
@@ -548,10 +559,7 @@ mod tests {
             PvType::try_from("float64[]".to_string()),
             Ok(PvType::Array(ScalarType::Float64))
         );
-        assert_eq!(
-            PvType::try_from("enum".to_string()),
-            Ok(PvType::Scalar(ScalarType::Enum))
-        );
+        assert_eq!(PvType::try_from("enum".to_string()), Ok(PvType::Enum));
         assert!(PvType::try_from("enum[]".to_string()).is_err());
         assert!(PvType::try_from("double".to_string()).is_err());
     }

@@ -8,6 +8,7 @@ use toml::Spanned;
 
 mod access;
 mod alarms;
+mod discover;
 pub(super) mod pv;
 mod settings;
 mod subscribe;
@@ -16,6 +17,7 @@ use super::location::SourceMap;
 use super::raw::RawConfig;
 use super::types::PvName;
 use super::{Config, ConfigError, Defaults, Diagnostic};
+pub(super) use discover::RuleContext;
 use pv::{pv, PvContext};
 use settings::{gateway, limits, server, user};
 
@@ -56,6 +58,32 @@ impl Validator<'_> {
                 .parent()
                 .map_or_else(|| p.to_path_buf(), |dir| dir.join(p))
         }
+    }
+}
+
+impl Config {
+    /// Reads, deserializes and validates the file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            diagnostics: vec![Diagnostic {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: None,
+                message: match e.kind() {
+                    std::io::ErrorKind::NotFound => "cannot read config file: no such file".into(),
+                    _ => format!("cannot read config file: {e}"),
+                },
+            }],
+        })?;
+        Config::from_str_at(&text, path)
+    }
+
+    /// Deserializes and validates `text`, naming `path` in messages and resolving relative
+    /// paths against its directory.
+    pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        parse(text, path)
     }
 }
 
@@ -149,7 +177,7 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
     }
     let mut pvs = Vec::new();
     let mut seen: HashMap<PvName, (Span<usize>, usize)> = HashMap::new();
-    let rules = super::discover::rules(v, &ctx, raw.discover);
+    let rules = discover::rules(v, &ctx, raw.discover);
     if raw.pv.is_empty() && rules.is_empty() {
         v.diags.push(Diagnostic {
             file: v.file.to_path_buf(),
@@ -213,7 +241,7 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
     alarms::cross_check(v, &alarm_config, &claimed);
     alarms::apply_acknowledge(&alarm_config, &mut pvs, &mut alarm_pvs);
     let status = status(v, raw.status, &ctx.prefix, &pvs, &alarm_pvs);
-    let rule_ctx = std::sync::Arc::new(super::discover::RuleContext {
+    let rule_ctx = std::sync::Arc::new(discover::RuleContext {
         id: super::discover_reload::next_load_id(),
         file: v.file.to_path_buf(),
         text: v.map.text().into(),

@@ -162,7 +162,7 @@ pub async fn run(args: &DiscoverArgs) -> Result<String, DiscoverCliError> {
     }
     let text = toml::to_string(&table).map_err(|e| DiscoverCliError::Usage(e.to_string()))?;
     let config = Config::from_str_at(&text, &path)?;
-    let opts = crate::bridge::client_options(&config.gateway, &config.limits)
+    let opts = crate::config::client_options(&config.gateway, &config.limits)
         .map_err(|e| DiscoverCliError::Gateway(e.to_string()))?;
     let client = GatewayClient::connect(&opts)
         .await

@@ -8,7 +8,7 @@
 //!
 //! What the Galaxy says becomes:
 //! - the type: the attribute's MX data type and array flag, as the bridge serves it by
-//!   default (`bridge::default_pv_type`), then the rule's `types`; an attribute of a type
+//!   default (`config::default_pv_type`), then the rule's `types`; an attribute of a type
 //!   the bridge cannot serve (QualifiedStruct, ...) is skipped and named;
 //! - writability from the security classification: FreeAccess, Operate and Tune write;
 //!   SecuredWrite is `secured`, VerifiedWrite `verified` (read-only, and named, when no
@@ -188,38 +188,9 @@ fn alarm_owner<'a>(alarm: &str, attrs: &[&'a GalaxyAttribute]) -> Option<&'a Gal
         .copied()
 }
 
-/// The config's name for a served type.
-fn config_type(t: crate::pva::PvType) -> PvType {
-    use crate::config::ScalarType as C;
-    use crate::pva::ScalarType as P;
-    let scalar = |t: P| match t {
-        P::Bool => C::Bool,
-        P::Int8 => C::Int8,
-        P::Int16 => C::Int16,
-        P::Int32 => C::Int32,
-        P::Int64 => C::Int64,
-        P::UInt8 => C::UInt8,
-        P::UInt16 => C::UInt16,
-        P::UInt32 => C::UInt32,
-        P::UInt64 => C::UInt64,
-        P::Float32 => C::Float32,
-        P::Float64 => C::Float64,
-        P::String => C::String,
-    };
-    match t {
-        crate::pva::PvType::Enum => PvType::Scalar(C::Enum),
-        crate::pva::PvType::Scalar(t) => PvType::Scalar(scalar(t)),
-        crate::pva::PvType::Array(t) => PvType::Array(scalar(t)),
-    }
-}
-
 /// The type `rule` serves an attribute as.
 fn served_type(rule: &DiscoverRule, a: &GalaxyAttribute, boolean: BooleanRepr) -> Option<PvType> {
-    let t = config_type(crate::bridge::default_pv_type(
-        a.data_type,
-        a.is_array,
-        boolean == BooleanRepr::Enum,
-    )?);
+    let t = crate::config::default_pv_type(a.data_type, a.is_array, boolean == BooleanRepr::Enum)?;
     if let Some((_, to)) = rule.types.iter().find(|(from, _)| *from == t) {
         return Some(*to);
     }
@@ -228,7 +199,7 @@ fn served_type(rule: &DiscoverRule, a: &GalaxyAttribute, boolean: BooleanRepr) -
             .types
             .iter()
             .find(|(from, to)| *from == PvType::Scalar(e) && !to.is_array())
-            .map(|(_, to)| PvType::Array(to.element()))
+            .and_then(|(_, to)| to.element().map(PvType::Array))
             .or(Some(t)),
         _ => Some(t),
     }
@@ -346,7 +317,7 @@ pub fn candidates(
                 name: expand_template(&rule.name, &o.tag_name, &a.name, area),
                 tag: if a.is_array { format!("{tag}[]") } else { tag },
                 pv_type,
-                units: text(&a.eng_units).filter(|_| pv_type.element().is_numeric()),
+                units: text(&a.eng_units).filter(|_| pv_type.is_numeric()),
                 description: text(&a.description),
                 access: if a.is_alarm {
                     GalaxyAccess::ReadOnly

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use toml::Value;
 
-use crate::config::{Config, Merged, Pv, PvType, ScalarType, WriteMode};
+use crate::config::{Config, Merged, Pv, PvType, WriteMode};
 
 fn string(s: &str) -> String {
     Value::String(s.to_string()).to_string()
@@ -25,7 +25,7 @@ fn pv_table(out: &mut String, config: &Config, pv: &Pv, note: &str) {
     let _ = writeln!(out, "tag = {}", string(pv.tag.as_str()));
     if let Some(t) = pv.pv_type {
         let _ = writeln!(out, "type = {}", string(&t.to_string()));
-        if t == PvType::Scalar(ScalarType::Enum) && pv.choices != config.defaults.boolean_choices {
+        if t == PvType::Enum && pv.choices != config.defaults.boolean_choices {
             let choices = Value::Array(pv.choices.iter().cloned().map(Value::String).collect());
             let _ = writeln!(out, "choices = {choices}");
         }

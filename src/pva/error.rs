@@ -7,7 +7,7 @@ pub enum PvaError {
     /// pvxs threw; `op` says what we asked of it.
     #[error("pvxs: {op} failed: {message}")]
     Native { op: String, message: String },
-    #[error("{pv}: value of type {got} posted to a PV of type {expected}")]
+    #[error("{pv}: value of type {} posted to a PV of type {}", .got.pv_name(), .expected.pv_name())]
     TypeMismatch {
         pv: String,
         expected: PvType,

@@ -70,8 +70,15 @@ pub enum PutOutcome {
     Confirmed,
     /// mxpva's own checks refused it; nothing reached System Platform.
     Refused,
-    /// System Platform (or the gateway in front of it) refused it.
+    /// System Platform refused it: an MXAccess status (of the call, of its bulk entry,
+    /// or of OnWriteComplete).
     RefusedBySystemPlatform,
+    /// The gateway's own status refused it (a missing scope or permission, an invalid
+    /// request, a session not ready); System Platform never saw it.
+    RefusedByGateway,
+    /// The call failed in transport or protocol (gRPC unavailable, a deadline, a reply
+    /// that cannot be read): whether System Platform applied it is unknown. Not retried.
+    GatewayError,
     /// No confirmation came within the write timeout.
     TimedOut,
     /// Sent, but the link or the PV went away before a confirmation.
@@ -85,6 +92,8 @@ impl PutOutcome {
             PutOutcome::Confirmed => "confirmed",
             PutOutcome::Refused => "refused",
             PutOutcome::RefusedBySystemPlatform => "refused_by_system_platform",
+            PutOutcome::RefusedByGateway => "refused_by_gateway",
+            PutOutcome::GatewayError => "gateway_error",
             PutOutcome::TimedOut => "timed_out",
             PutOutcome::Lost => "lost",
         }

@@ -7,40 +7,12 @@ use super::ffi::bridge::{
     WireUpdate, WireValueAlarm,
 };
 
-/// The element type of a PV's `value`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ScalarType {
-    Bool,
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    UInt8,
-    UInt16,
-    UInt32,
-    UInt64,
-    Float32,
-    Float64,
-    String,
-}
+pub use crate::config::{PvType, ScalarType};
 
+/// The PVAccess side of the crate's one scalar type (defined with the config's names in
+/// `config/types.rs`): its pvData names, and its C++ form ([`ScalarKind`]), converted here
+/// and nowhere else.
 impl ScalarType {
-    /// Every scalar type, in declaration order.
-    pub const ALL: [ScalarType; 12] = [
-        ScalarType::Bool,
-        ScalarType::Int8,
-        ScalarType::Int16,
-        ScalarType::Int32,
-        ScalarType::Int64,
-        ScalarType::UInt8,
-        ScalarType::UInt16,
-        ScalarType::UInt32,
-        ScalarType::UInt64,
-        ScalarType::Float32,
-        ScalarType::Float64,
-        ScalarType::String,
-    ];
-
     /// The pvData type name (`double`, `uint`, ...), as `pvinfo` prints it.
     pub fn pv_name(self) -> &'static str {
         match self {
@@ -57,11 +29,6 @@ impl ScalarType {
             ScalarType::Float64 => "double",
             ScalarType::String => "string",
         }
-    }
-
-    /// Integers and floats: the types that get display limits, control and valueAlarm.
-    pub fn is_numeric(self) -> bool {
-        !matches!(self, ScalarType::Bool | ScalarType::String)
     }
 
     pub(crate) fn kind(self) -> ScalarKind {
@@ -86,23 +53,13 @@ impl ScalarType {
     }
 }
 
-/// The normative type a PV is served as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PvType {
-    /// NTScalar.
-    Scalar(ScalarType),
-    /// NTScalarArray.
-    Array(ScalarType),
-    /// NTEnum: an index into a list of choices.
-    Enum,
-}
-
-impl std::fmt::Display for PvType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl PvType {
+    /// The pvData type name (`double`, `uint[]`, `enum`), as `pvinfo` prints it.
+    pub fn pv_name(self) -> String {
         match self {
-            PvType::Scalar(t) => f.write_str(t.pv_name()),
-            PvType::Array(t) => write!(f, "{}[]", t.pv_name()),
-            PvType::Enum => f.write_str("enum"),
+            PvType::Scalar(t) => t.pv_name().to_string(),
+            PvType::Array(t) => format!("{}[]", t.pv_name()),
+            PvType::Enum => "enum".to_string(),
         }
     }
 }

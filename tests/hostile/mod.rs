@@ -4,13 +4,13 @@
 //! runs `mxpva run` against it with [`CONFIG`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clients::{clients, free_ports, pva_env, spawn_mxpva_logged, Watch};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tonic::{Request, Response, Status};
 
 #[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
@@ -37,6 +37,10 @@ pub struct Shared {
     writes: mpsc::UnboundedSender<(i32, Option<pb::MxValue>)>,
     /// The stream attached by the bridge, until SubscribeBulk hands it over.
     pending_stream: Mutex<Option<mpsc::UnboundedSender<Result<pb::MxEvent, Status>>>>,
+    /// Write calls fail in transport or protocol ([`Rig::fail_writes`]).
+    fail_writes: AtomicBool,
+    /// The next write call is answered only once this fires ([`Rig::hold_next_write`]).
+    hold: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 #[derive(Clone)]
@@ -113,11 +117,22 @@ impl MxAccessGateway for Hostile {
             }
             Some(Payload::Write(w)) => {
                 let _ = self.0.writes.send((w.item_handle, w.value));
+                let hold = self.0.hold.lock().unwrap().take();
+                if let Some(hold) = hold {
+                    let _ = hold.await;
+                }
+                if self.0.fail_writes.load(Ordering::SeqCst) {
+                    // What the client sees when the connection drops mid-call.
+                    return Err(Status::unavailable(
+                        "hostile: connection reset while the write was in flight",
+                    ));
+                }
                 None
             }
             // Puts that arrive together come as one bulk call: each entry accepted.
+            // Failing: one result short.
             Some(Payload::WriteBulk(b)) => {
-                let results = b
+                let mut results: Vec<pb::BulkWriteResult> = b
                     .entries
                     .into_iter()
                     .map(|e| {
@@ -129,6 +144,9 @@ impl MxAccessGateway for Hostile {
                         }
                     })
                     .collect();
+                if self.0.fail_writes.load(Ordering::SeqCst) {
+                    results.pop();
+                }
                 Some(Reply::BulkWrite(pb::BulkWriteReply { results }))
             }
             _ => None,
@@ -221,6 +239,9 @@ reconnect_initial = "100ms"
 reconnect_max = "400ms"
 write_timeout = "20s"
 
+[audit]
+file = "audit.jsonl"
+
 [defaults]
 prefix = "HOSTILE:"
 
@@ -312,6 +333,8 @@ pub struct Rig {
     shared: Arc<Shared>,
     /// The bridge's log (stderr).
     pub log: std::path::PathBuf,
+    /// The bridge's audit trail (`[audit] file`).
+    pub audit: std::path::PathBuf,
     bridge: tokio::process::Child,
     /// The clients' PVAccess settings.
     pub env: Vec<(String, String)>,
@@ -340,6 +363,8 @@ impl Rig {
             events: events_tx,
             writes: writes_tx,
             pending_stream: Mutex::new(None),
+            fail_writes: AtomicBool::new(false),
+            hold: Mutex::new(None),
         });
         let svc = MxAccessGatewayServer::new(Hostile(shared.clone()));
         tokio::spawn(
@@ -349,8 +374,9 @@ impl Rig {
         );
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostile-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
-        // This run's log alone: tests read it.
+        // This run's log and audit trail alone: tests read them.
         let _ = std::fs::remove_file(dir.join("bridge.log"));
+        let _ = std::fs::remove_file(dir.join("audit.jsonl"));
         let config = dir.join("bridge.toml");
         std::fs::write(&config, CONFIG.replace("{gateway}", &gateway.to_string())).unwrap();
         let (tcp, udp) = free_ports();
@@ -364,6 +390,7 @@ impl Rig {
         Rig {
             shared,
             log: dir.join("bridge.log"),
+            audit: dir.join("audit.jsonl"),
             bridge,
             env,
             writes,
@@ -381,6 +408,42 @@ impl Rig {
             .unwrap();
         self.events = next_stream(&mut self.streams).await;
         self.sequence = 0;
+    }
+
+    /// From now on write calls fail (`true`): a plain write with gRPC UNAVAILABLE, as
+    /// when the connection drops while it is in flight, a bulk one with a reply one
+    /// result short.
+    pub fn fail_writes(&self, fail: bool) {
+        self.shared.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// The next plain write call is held (received, not answered) until the sender
+    /// fires or is dropped.
+    pub fn hold_next_write(&self) -> oneshot::Sender<()> {
+        let (tx, rx) = oneshot::channel();
+        *self.shared.hold.lock().unwrap() = Some(rx);
+        tx
+    }
+
+    /// The audit trail's records once it holds `n` (at most 10 s).
+    pub async fn audit(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
+            let records: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if records.len() >= n {
+                return records;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the audit trail has {} records, not {n}:\n{text}",
+                records.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Gateway sessions the bridge opened.

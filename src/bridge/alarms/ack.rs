@@ -7,9 +7,9 @@ use tracing::{info, warn};
 use super::{Alarms, Entry, Owner};
 use crate::bridge::registry::Registry;
 use crate::bridge::stamp::SharedStamps;
+use crate::bridge::write_failure::{classify, combine, Failure};
 use crate::pva::{
-    Access, Alarm, Display, NtValue, PutOutcome, PutRequest, PvType, PvaError, ScalarType,
-    SharedPv, Update,
+    Access, Alarm, Display, NtValue, PutRequest, PvType, PvaError, ScalarType, SharedPv, Update,
 };
 
 /// An `:ACK` PV; the acknowledgement task posts the comment.
@@ -134,31 +134,25 @@ impl Alarms {
             put.completion.note("alarm", r.clone());
         }
         tokio::spawn(async move {
-            let mut refused = Vec::new();
+            let mut failed = Vec::new();
             for r in &refs {
                 if let Err(e) = client.acknowledge_alarm(r, &comment, &operator).await {
-                    let why = e
-                        .mx_failure()
-                        .and_then(|f| f.detail_name())
-                        .map_or_else(|| e.to_string(), str::to_string);
-                    warn!(reference = %r, reason = %why, "acknowledgement refused");
-                    refused.push(format!("{r}: {why}"));
+                    let f = classify(Failure::Call(&e));
+                    warn!(reference = %r, outcome = f.outcome.as_str(), reason = %f.cause, "acknowledgement failed");
+                    failed.push((r.clone(), f));
                 }
             }
-            if refused.is_empty() {
-                let time = ack_pv.stamps.now(&pv);
-                let _ = ack_pv
-                    .pv
-                    .post(&Update::value(NtValue::String(comment)).with_time(time));
-                put.completion.complete(Ok(()));
-            } else {
-                put.completion.fail(
-                    PutOutcome::RefusedBySystemPlatform,
-                    format!(
-                        "{pv}: System Platform refused the acknowledgement: {}",
-                        refused.join(", ")
-                    ),
-                );
+            match combine("acknowledgement", failed) {
+                None => {
+                    let time = ack_pv.stamps.now(&pv);
+                    let _ = ack_pv
+                        .pv
+                        .post(&Update::value(NtValue::String(comment)).with_time(time));
+                    put.completion.complete(Ok(()));
+                }
+                Some((outcome, message)) => {
+                    put.completion.fail(outcome, format!("{pv}: {message}"))
+                }
             }
         });
         None

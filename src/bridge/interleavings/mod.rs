@@ -33,9 +33,10 @@ use proptest::test_runner::{
 
 use super::link::Link;
 use super::write_calls::CallDone;
+use super::write_failure::{classify, Failure};
 use super::Bridge;
 use crate::config::Config;
-use crate::gateway::MxValue;
+use crate::gateway::{GatewayError, MxValue, ProtocolCode};
 use crate::pva::{
     self, Credentials, NtValue, PutCompletion, PutOutcome, PutReply, PutRequest, PvEvent, Server,
     ServerConfig, TimeStamp,
@@ -329,8 +330,24 @@ impl World {
             }
             Pending::Write(w) => {
                 let result = match how {
-                    Answering::Failed => Err("the write call failed: transport error".to_string()),
-                    _ => Ok(self.gw.write(&w)),
+                    Answering::Failed => Err(classify(Failure::Call(&GatewayError::Connect {
+                        endpoint: "history".into(),
+                        message: "transport error".into(),
+                    }))),
+                    _ => Ok(self
+                        .gw
+                        .write(&w)
+                        .into_iter()
+                        .map(|r| {
+                            r.map_err(|message| {
+                                classify(Failure::Call(&GatewayError::Refused {
+                                    call: "WriteBulk",
+                                    code: ProtocolCode::InvalidRequest,
+                                    message,
+                                }))
+                            })
+                        })
+                        .collect::<Vec<_>>()),
                 };
                 let done = |result| CallDone {
                     call: w.call,

@@ -189,7 +189,7 @@ pub(crate) fn pv(
     }
     let numeric_only = |v: &mut Validator<'_>, what: &str, span: Span<usize>| {
         if let Some(t) = pv_type {
-            if !t.element().is_numeric() {
+            if !t.is_numeric() {
                 v.err(
                     span,
                     format!("{p}.{what}"),
@@ -260,14 +260,14 @@ pub(crate) fn pv(
     // Booleans.
     let boolean = match pv_type {
         Some(PvType::Scalar(ScalarType::Bool)) => BooleanRepr::Bool,
-        Some(PvType::Scalar(ScalarType::Enum)) => BooleanRepr::Enum,
+        Some(PvType::Enum) => BooleanRepr::Enum,
         _ => ctx.defaults.boolean,
     };
     let choices_out = match &raw.choices {
         None => ctx.defaults.boolean_choices.clone(),
         Some(c) => {
             let applies = match pv_type {
-                Some(PvType::Scalar(ScalarType::Enum)) => true,
+                Some(PvType::Enum) => true,
                 Some(_) => false,
                 None => ctx.defaults.boolean == BooleanRepr::Enum,
             };
