@@ -163,6 +163,8 @@ fn attr_type_for(ty: PvType) -> (MxDataType, bool) {
 }
 
 impl MappedPv {
+    /// A PV starting afresh (tests; the bridge makes PVs with [`MappedPv::continuing`]).
+    #[cfg(test)]
     pub fn new(
         cfg: config::Pv,
         defaults: &config::Defaults,
