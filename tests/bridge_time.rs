@@ -9,6 +9,8 @@
 //!   monitor as one update.
 //! - Under `[alarms] severity = "kind"`, Hi is MINOR and HiHi MAJOR; `alarm_severity`
 //!   overrides it per PV.
+//! - With the simulator's clock ahead (`[galaxy] clock_offset_ms`), PVs re-opened by
+//!   reloads under a monitor never go back in time either.
 
 mod clients;
 
