@@ -9,6 +9,8 @@
 //!   monitor as one update.
 //! - Under `[alarms] severity = "kind"`, Hi is MINOR and HiHi MAJOR; `alarm_severity`
 //!   overrides it per PV.
+//! - With the simulator's clock ahead (`[galaxy] clock_offset_ms`), PVs re-opened by
+//!   reloads under a monitor never go back in time either.
 
 mod clients;
 
@@ -223,7 +225,7 @@ async fn updates_until(
     lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
     within: Duration,
     what: &str,
-    done: impl Fn(&Update) -> bool,
+    mut done: impl FnMut(&Update) -> bool,
 ) -> Vec<Update> {
     let deadline = tokio::time::Instant::now() + within;
     let mut seen = Vec::new();
@@ -560,5 +562,149 @@ async fn a_first_value_older_than_the_bridge_s_start_is_held_without_a_warning()
     assert!(
         !log_text.contains("source time went back"),
         "a first value behind the bridge's own INVALID post was logged as a clock going back:\n{log_text}"
+    );
+}
+
+/// The config of [`a_re_opened_pv_s_timestamps_never_go_back_with_the_source_clock_ahead`],
+/// with `writable` set on both PVs or on neither.
+fn reopen_config(port: u16, writable: bool) -> String {
+    let w = if writable { "writable = true\n" } else { "" };
+    format!(
+        "[gateway]\nendpoint = \"http://127.0.0.1:{port}\"\nclient_name = \"mxpva-time\"\n\n\
+         [defaults]\nprefix = \"T:\"\n\n\
+         [[pv]]\nname = \"A\"\ntag = \"Tank001.Level\"\ntype = \"float64\"\n{w}\n\
+         [[pv]]\nname = \"B\"\ntag = \"Tank001.Temp\"\ntype = \"float64\"\n{w}"
+    )
+}
+
+/// Issue 21, defect 3, end to end: System Platform's clock runs 20 s ahead of the
+/// bridge's (`[galaxy] clock_offset_ms`) and a first value takes 2 s after Advise. A
+/// reload that toggles `writable` re-opens both PVs while p4p monitors them; the new PV
+/// first posts INVALID "waiting for initial data", which was stamped with the bridge's
+/// clock, 20 s back from the name's last posted time. Over four re-opens, every update the
+/// monitor sees of each PV must come no earlier than the one before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_opened_pv_s_timestamps_never_go_back_with_the_source_clock_ahead() {
+    const WAITING: &str = "waiting for initial data";
+    const REOPENS: usize = 4;
+    let dir = test_dir("reopen-ahead");
+    let galaxy = dir.join("galaxy.toml");
+    std::fs::write(
+        &galaxy,
+        "[galaxy]\nname = \"Galaxy\"\ntick_ms = 200\nfirst_update_delay_ms = 2000\n\
+         clock_offset_ms = 20000\n\n\
+         [[areas]]\nname = \"Plant\"\n\n[[objects]]\ntag = \"Tank001\"\narea = \"Plant\"\n\
+         [[objects.attributes]]\nname = \"Level\"\ntype = \"Double\"\ninitial = 10.0\n\
+         dynamics = { kind = \"ramp\", min = 0.0, max = 1000000.0, rate = 1.0 }\n\
+         [[objects.attributes]]\nname = \"Temp\"\ntype = \"Double\"\ninitial = 20.0\n\
+         dynamics = { kind = \"ramp\", min = 0.0, max = 1000000.0, rate = 1.0 }\n",
+    )
+    .unwrap();
+    let (port, _) = free_ports();
+    let gateway = format!("127.0.0.1:{port}");
+    let (_sim, _control) = clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
+    let config = dir.join("bridge.toml");
+    std::fs::write(&config, reopen_config(port, false)).unwrap();
+    let log = dir.join("bridge.log");
+    // The log of an earlier run of this test must not count.
+    let _ = std::fs::remove_file(&log);
+    let (bridge, env) = clients::start_bridge(&config, &log);
+    let pvs = ["T:A", "T:B"];
+    // Both PVs have a value (not the INVALID of their start) before the monitor starts.
+    for pv in pvs {
+        let text = clients().pvget_until(&env, &["-v", pv], "severity 0").await;
+        assert!(
+            text.contains("severity 0"),
+            "{pv} never had a value: {text}"
+        );
+    }
+    let mut args = vec!["-u", "-c", P4P_TIMES];
+    args.extend_from_slice(&pvs);
+    let (_p4p, mut lines) = clients().spawn_lines("python", &env, &args);
+    let valued = |u: &Update| u.severity != 3 && u.value.is_number();
+    let mut seen = updates_until(
+        &mut lines,
+        Duration::from_secs(20),
+        "T:A has a value",
+        |u| u.pv == "T:A" && valued(u),
+    )
+    .await;
+    seen.extend(
+        updates_until(
+            &mut lines,
+            Duration::from_secs(20),
+            "T:B has a value",
+            |u| u.pv == "T:B" && valued(u),
+        )
+        .await,
+    );
+
+    for n in 1..=REOPENS {
+        std::fs::write(&config, reopen_config(port, n % 2 == 1)).unwrap();
+        clients::hangup(&bridge);
+        let text = clients::logged(&log, "config reloaded", n).await;
+        assert_eq!(
+            text.matches("PV re-opened").count(),
+            2 * n,
+            "reload {n} re-opens both PVs:\n{text}"
+        );
+        // Each PV's monitor sees the new PV: INVALID while it waits for its first value
+        // (2 s), then a value.
+        let mut waited = [false; 2];
+        let mut valued_again = [false; 2];
+        seen.extend(
+            updates_until(
+                &mut lines,
+                Duration::from_secs(20),
+                &format!("both PVs re-opened ({n}) and valued again"),
+                |u| {
+                    if let Some(i) = pvs.iter().position(|p| *p == u.pv) {
+                        waited[i] |= u.message.contains(WAITING);
+                        valued_again[i] |= waited[i] && valued(u);
+                    }
+                    valued_again == [true; 2]
+                },
+            )
+            .await,
+        );
+    }
+    // A last second of updates after the last re-open.
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(line)) = tokio::time::timeout_at(until, lines.recv()).await {
+        let j: Value = serde_json::from_str(&line).unwrap();
+        if j.get("error").is_none() {
+            seen.push(Update {
+                pv: j["pv"].as_str().unwrap().to_string(),
+                time: (j["s"].as_i64().unwrap(), j["ns"].as_i64().unwrap()),
+                value: j["value"].clone(),
+                severity: j["sev"].as_i64().unwrap(),
+                message: j["msg"].as_str().unwrap_or_default().to_string(),
+            });
+        }
+    }
+
+    let mut back = Vec::new();
+    for pv in pvs {
+        let of_pv: Vec<&Update> = seen.iter().filter(|u| u.pv == pv).collect();
+        let waits = of_pv.iter().filter(|u| u.message.contains(WAITING)).count();
+        assert!(
+            waits >= REOPENS,
+            "{pv}: the monitor saw {waits} of {REOPENS} re-opens: {of_pv:#?}"
+        );
+        for w in of_pv.windows(2) {
+            if w[1].time < w[0].time {
+                back.push(format!(
+                    "{pv}: {:?} ({}) after {:?} ({})",
+                    w[1].time, w[1].message, w[0].time, w[0].message
+                ));
+            }
+        }
+    }
+    assert!(
+        back.is_empty(),
+        "{} of {} updates went back in time:\n{}",
+        back.len(),
+        seen.len(),
+        back.join("\n")
     );
 }

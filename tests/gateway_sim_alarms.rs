@@ -391,3 +391,107 @@ async fn galaxy_repository_paging_and_deploys() {
         seq
     );
 }
+
+/// How far `t` is from the host's clock moved by `offset_ms`, in seconds (signed).
+fn off_by(t: std::time::SystemTime, offset_ms: i64) -> f64 {
+    let now = std::time::SystemTime::now();
+    let node = if offset_ms >= 0 {
+        now + Duration::from_millis(offset_ms as u64)
+    } else {
+        now - Duration::from_millis(offset_ms.unsigned_abs())
+    };
+    match t.duration_since(node) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// `[galaxy] clock_offset_ms`: the System Platform node's clock runs ahead of the host's
+/// (or behind), and every time the simulator reports comes from it: the source times of
+/// a first value, a written value and a snapshot read, an alarm's raise and transition
+/// times, the last deploy time. A deploy of a Galaxy with another offset moves it.
+#[tokio::test]
+async fn every_time_the_simulator_reports_is_off_by_its_clock_offset() {
+    for offset_ms in [20_000i64, -20_000] {
+        let with = |ms: i64| {
+            let text =
+                ALARM_GALAXY.replace("[galaxy]\n", &format!("[galaxy]\nclock_offset_ms = {ms}\n"));
+            Galaxy::from_toml(&text, "clock offset test").unwrap()
+        };
+        let h = start(with(offset_ms), fast()).await;
+        let near = |what: &str, t: Option<std::time::SystemTime>| {
+            let off = off_by(t.expect(what), offset_ms);
+            assert!(
+                off.abs() < 5.0,
+                "{what} with clock_offset_ms = {offset_ms}: {off:.3} s from the host's clock moved by it"
+            );
+        };
+        let (c, s, server) = session(&h).await;
+        let mut events = s.events(None).await.unwrap();
+        let item = subscribe(&s, server, &["Boiler001.Pressure"]).await[0];
+        near(
+            "a first value's source time",
+            data_change(&mut events, item).await.source_time,
+        );
+        near(
+            "the last deploy time",
+            c.galaxy().last_deploy_time().await.unwrap(),
+        );
+
+        // A write across the HiHi limit: its data change, and the alarm it raises.
+        let mut feed = c.stream_alarms("").await.unwrap();
+        assert!(matches!(
+            next_feed(&mut feed).await,
+            AlarmFeedItem::SnapshotComplete { .. }
+        ));
+        s.write(
+            server,
+            WriteKind::Write,
+            &WriteEntry::new(item, MxValue::Double(60.0)),
+        )
+        .await
+        .unwrap();
+        let (changes, done) = until_write_complete(&mut events, item).await;
+        assert!(done.failure().is_none(), "{done:?}");
+        near(
+            "a written value's source time",
+            changes.last().and_then(|d| d.source_time),
+        );
+        let t = next_transition(&mut feed).await;
+        assert_eq!(t.kind, AlarmTransitionKind::Raise);
+        near("an alarm transition's time", t.at);
+        near("an alarm's raise time", t.raised_at);
+        let active = c.query_active_alarms("").await.unwrap();
+        near("an active alarm's raise time", active[0].raised_at);
+
+        let read = s
+            .read_bulk(server, &["Boiler001.Pressure".to_string()], WAIT)
+            .await
+            .unwrap();
+        near(
+            "a read's source time",
+            read[0].outcome.as_ref().unwrap().source_time,
+        );
+
+        // A deploy with the clock 40 s the other way: the node's clock jumps.
+        let other = -offset_ms;
+        h.sim.deploy_galaxy(with(other));
+        h.sim
+            .set_value("Boiler001.Pressure", MxValue::Double(20.0))
+            .unwrap();
+        let t = next_transition(&mut feed).await;
+        assert_eq!(t.kind, AlarmTransitionKind::Clear);
+        let off = off_by(t.at.unwrap(), other);
+        assert!(
+            off.abs() < 5.0,
+            "after a deploy with clock_offset_ms = {other}: {off:.3} s"
+        );
+    }
+    // More than a year either way is refused, naming the key.
+    let text = ALARM_GALAXY.replace("[galaxy]\n", "[galaxy]\nclock_offset_ms = -40000000000\n");
+    let e = Galaxy::from_toml(&text, "clock offset test").unwrap_err();
+    assert!(
+        e.to_string().contains("galaxy.clock_offset_ms must be"),
+        "{e}"
+    );
+}

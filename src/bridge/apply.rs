@@ -7,7 +7,8 @@
 //!   and its `:ACK` PV goes with it.
 //! - A PV whose tag, type or writability changed is re-opened: a new PV under the same id
 //!   and name (clients reconnect to it), its old item unsubscribed, its tag subscribed
-//!   again so that the first value comes in its new type.
+//!   again so that the first value comes in its new type. Its timeStamps continue from
+//!   the old PV's, never going back (`stamp.rs`).
 //! - Any other change is taken in place; metadata and limits are posted in place.
 //! - An added PV is served at once and subscribed (SubscribeBulk) in the live session.
 //!
@@ -66,7 +67,11 @@ impl Bridge {
                 .any(|k| matches!(k, Change::Tag | Change::Type | Change::Writability));
             if reopen {
                 let name = c.cfg.name.as_str().to_string();
-                let new = match MappedPv::new(c.cfg, &self.config.defaults, &self.events) {
+                // Its posts continue from the old PV's (`stamp.rs`).
+                let stamps = self.pvs.get(c.id).map(|old| old.stamps().clone());
+                let stamps = stamps.unwrap_or_default();
+                let events = &self.events;
+                let new = match MappedPv::continuing(c.cfg, &self.config.defaults, events, stamps) {
                     Ok(new) => new,
                     Err(e) => {
                         warn!(pv = %name, error = %e, "cannot re-open the PV: the old one stays");
@@ -207,5 +212,137 @@ impl Bridge {
         for ev in self.subs.take_early() {
             self.on_session_event(ev);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use tokio::sync::mpsc;
+
+    use super::super::*;
+    use crate::gateway::{MxValue, Quality};
+    use crate::pva::TimeStamp;
+
+    const BASE: &str = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n\
+                        [alarms]\nenabled = false\n\
+                        [[pv]]\nname = \"Level\"\ntag = \"Tank001.Level\"\ntype = \"float64\"\n";
+
+    fn config(extra: &str) -> Config {
+        let text = format!("{BASE}{extra}");
+        Config::from_str_at(&text, std::path::Path::new("apply_test.toml")).unwrap()
+    }
+
+    /// A bridge serving `config` on an isolated server, without a gateway link, as
+    /// `run_reloading` makes it.
+    fn bridge(config: Config) -> Bridge {
+        let opts = client_options(&config.gateway, &config.limits).unwrap();
+        let server = Arc::new(Server::new(&ServerConfig::isolated()).unwrap());
+        let (events, _rx) = pva::event_channel();
+        let mut pvs = Registry::default();
+        for cfg in diff::diff(std::iter::empty(), &diff::desired(&config)).added {
+            pvs.add(cfg, &config.defaults, &server, &events).unwrap();
+        }
+        let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events, &pvs).unwrap();
+        let in_flight = Arc::default();
+        let ops = operate::Ops::new(&config, &server, &events, &in_flight).unwrap();
+        Bridge {
+            access: crate::access::Access::start(&config).unwrap(),
+            audit: AuditTrail::start(None).unwrap(),
+            config,
+            opts,
+            server,
+            events,
+            subscribing: 0,
+            early: Vec::new(),
+            pace: pace::Pacing::default(),
+            pvs,
+            link: None,
+            lost_reason: None,
+            stale_sessions: Arc::default(),
+            next_write: 0,
+            in_flight,
+            writes: write_calls::WriteCalls::default(),
+            internal: mpsc::unbounded_channel(),
+            alarms,
+            strays: strays::Strays::default(),
+            dirty: Vec::new(),
+            demand: demand::Demand::default(),
+            ops,
+            rule_pvs: Vec::new(),
+            follower: None,
+            discovered: mpsc::unbounded_channel(),
+        }
+    }
+
+    fn served_time(b: &Bridge, name: &str) -> (i64, i32) {
+        let id = b.pvs.id_of_name(name).unwrap();
+        let t = b.pvs.get(id).unwrap().pv.current().unwrap().time.unwrap();
+        (t.seconds, t.nanos)
+    }
+
+    /// Issue 21, defect 3: with System Platform's clock ahead of the bridge's, a PV
+    /// re-opened by a reload (here: `writable` toggled) posted its first update at the
+    /// bridge's clock, back from the last time its name was posted at.
+    #[tokio::test]
+    async fn a_pv_re_opened_by_a_reload_continues_from_the_old_pv_s_last_time() {
+        let mut b = bridge(config(""));
+        let ahead = SystemTime::now() + Duration::from_secs(20);
+        let id = b.pvs.id_of_name("Level").unwrap();
+        let pv = b.pvs.get_mut(id).unwrap();
+        pv.data_change(&MxValue::Double(1.0), Quality::GOOD, Some(ahead), &[]);
+        pv.flush();
+        let last = served_time(&b, "Level");
+        let t = TimeStamp::from(ahead);
+        assert_eq!(last, (t.seconds, t.nanos), "the source time is posted");
+        for (n, extra) in ["writable = true\n", "", "writable = true\n"]
+            .into_iter()
+            .enumerate()
+        {
+            let new = config(extra);
+            let d = diff::diff(b.pvs.configs(), &diff::desired(&new));
+            b.config = new;
+            let applied = b.apply(d);
+            assert_eq!(applied.reopened, 1, "re-open {n}");
+            let now = served_time(&b, "Level");
+            assert!(
+                now > last,
+                "re-open {n}: the re-opened PV posted {now:?}, back from {last:?}"
+            );
+        }
+    }
+
+    /// A PV removed and added again under its name while its last posted time is still
+    /// ahead of the bridge's clock continues from it as well: a monitor of the name sees
+    /// both.
+    #[tokio::test]
+    async fn a_pv_removed_and_added_again_continues_from_its_last_time() {
+        let mut b = bridge(config(""));
+        let ahead = SystemTime::now() + Duration::from_secs(20);
+        let id = b.pvs.id_of_name("Level").unwrap();
+        let pv = b.pvs.get_mut(id).unwrap();
+        pv.data_change(&MxValue::Double(1.0), Quality::GOOD, Some(ahead), &[]);
+        pv.flush();
+        let last = served_time(&b, "Level");
+        let without = Config::from_str_at(
+            "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n[alarms]\nenabled = false\n\
+             [[pv]]\nname = \"Other\"\ntag = \"Tank001.Temp\"\n",
+            std::path::Path::new("apply_test.toml"),
+        )
+        .unwrap();
+        for new in [without, config("")] {
+            let d = diff::diff(b.pvs.configs(), &diff::desired(&new));
+            b.config = new;
+            b.apply(d);
+        }
+        let again = b.pvs.id_of_name("Level").unwrap();
+        assert_ne!(again, id, "a new PV");
+        let now = served_time(&b, "Level");
+        assert!(
+            now > last,
+            "the PV added again posted {now:?}, back from {last:?}"
+        );
     }
 }

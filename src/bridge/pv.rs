@@ -140,10 +140,23 @@ fn attr_type_for(ty: PvType) -> (MxDataType, bool) {
 }
 
 impl MappedPv {
+    /// A PV starting afresh (tests; the bridge makes PVs with [`MappedPv::continuing`]).
+    #[cfg(test)]
     pub fn new(
+        cfg: config::Pv,
+        defaults: &config::Defaults,
+        events: &EventSender,
+    ) -> Result<Self, crate::pva::PvaError> {
+        Self::continuing(cfg, defaults, events, Stamps::default())
+    }
+
+    /// A PV that continues from `stamps`, the last posted time of the PV it replaces
+    /// under the same name (a re-open): its posts never go back from that PV's.
+    pub fn continuing(
         cfg: config::Pv,
         _defaults: &config::Defaults,
         events: &EventSender,
+        stamps: Stamps,
     ) -> Result<Self, crate::pva::PvaError> {
         let access = if cfg.write.is_some() {
             Access::ReadWrite
@@ -168,7 +181,7 @@ impl MappedPv {
             feed_lost: None,
             limits,
             limit_alarm: None,
-            stamps: Stamps::default(),
+            stamps,
             staged: Staged::default(),
         };
         // With a configured type the PV is served at once, INVALID until data arrives;
@@ -192,6 +205,11 @@ impl MappedPv {
 
     fn name(&self) -> &str {
         self.cfg.name.as_str()
+    }
+
+    /// Its last posted time, for a PV that takes its place under the same name.
+    pub fn stamps(&self) -> &Stamps {
+        &self.stamps
     }
 
     /// Metadata for a PV of type `ty`, from the config.

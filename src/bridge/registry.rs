@@ -6,6 +6,12 @@
 //! the current session only (cleared when the link goes). A handle is bound to a PV by
 //! [`Registry::bind`] alone, which checks that the PV still maps the tag the handle was
 //! advised for: a re-tag keeps the id, so a late handle of the old tag must not bind.
+//!
+//! A new id under an old name still continues that name's posted times: the last posted
+//! time of a removed PV is kept by name while it is ahead of the bridge's clock (a
+//! source clock ahead), and a PV added under the name takes it over (`stamp.rs`). Once
+//! the bridge's clock has passed it, a PV starting afresh cannot go back from it, and it
+//! is dropped; so only names removed within the source clock's lead are kept.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +21,8 @@ use crate::gateway::ItemHandle;
 use crate::pva::{EventSender, PvaError, Server};
 
 use super::pv::MappedPv;
+use super::stamp::Stamps;
+use crate::pva::TimeStamp;
 
 /// Why an item handle was not bound to a PV ([`Registry::bind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +89,14 @@ pub(super) struct Registry {
     /// The next id to give; ids are given in increasing order, so sorting ids gives the
     /// order PVs were added in (the config's order at start).
     next: u64,
+    /// Removed PVs' last posted times still ahead of the bridge's clock, by name.
+    gone: HashMap<Arc<str>, Stamps>,
+    /// `gone` drops the times the clock has passed when it reaches this many.
+    gone_sweep_at: usize,
 }
+
+/// `gone` is swept of times the clock has passed at this size at least.
+const GONE_SWEEP_MIN: usize = 64;
 
 impl Registry {
     /// Adds a PV under a new id. A PV of the same name must have been removed first; if
@@ -105,7 +120,8 @@ impl Registry {
         server: &Server,
         events: &EventSender,
     ) -> Result<PvId, PvaError> {
-        let mapped = MappedPv::new(cfg, defaults, events)?;
+        let stamps = self.gone.remove(cfg.name.as_str()).unwrap_or_default();
+        let mapped = MappedPv::continuing(cfg, defaults, events, stamps)?;
         server.add_pv(&mapped.pv)?;
         Ok(self.insert(mapped))
     }
@@ -113,7 +129,7 @@ impl Registry {
     /// Puts `pv` in place of the PV of `id` (same id, same name), handing back the old
     /// one; its item handle no longer finds either.
     pub fn replace(&mut self, id: PvId, pv: MappedPv) -> Option<MappedPv> {
-        let old = self.remove(id)?;
+        let old = self.take(id)?;
         self.by_name.insert(Arc::from(pv.cfg.name.as_str()), id);
         if let Some(item) = pv.item {
             self.by_item.insert(item.0, id);
@@ -127,8 +143,24 @@ impl Registry {
         self.pvs.iter().map(|(id, pv)| (*id, &pv.cfg))
     }
 
-    /// Takes a PV out (its name and item handle no longer find it).
+    /// Takes a PV out (its name and item handle no longer find it). Its last posted time
+    /// is kept for a PV added under its name later, while ahead of the bridge's clock.
     pub fn remove(&mut self, id: PvId) -> Option<MappedPv> {
+        let pv = self.take(id)?;
+        let now = TimeStamp::now();
+        if pv.stamps().ahead_of(&now) {
+            if self.gone.len() >= self.gone_sweep_at.max(GONE_SWEEP_MIN) {
+                self.gone.retain(|_, s| s.ahead_of(&now));
+                self.gone_sweep_at = self.gone.len().saturating_mul(2);
+            }
+            let name = Arc::from(pv.cfg.name.as_str());
+            self.gone.insert(name, pv.stamps().clone());
+        }
+        Some(pv)
+    }
+
+    /// [`Registry::remove`] without keeping its last posted time.
+    fn take(&mut self, id: PvId) -> Option<MappedPv> {
         let pv = *self.pvs.remove(&id)?;
         if self.by_name.get(pv.cfg.name.as_str()) == Some(&id) {
             self.by_name.remove(pv.cfg.name.as_str());

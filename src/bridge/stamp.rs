@@ -15,6 +15,13 @@
 //! INVALID "waiting for initial data" of a PV just made, a lost connection) and then
 //! given the source's older time is not a clock going back, and at start-up that would
 //! be one warning per PV.
+//!
+//! A PV re-opened under the same name (a retype, a re-tag, a change of `writable`, an
+//! `[[alarm_pv]]` type change) takes over the old PV's [`Stamps`], as a PV keeps them
+//! across a reconnect: a client's monitor on the name sees both PVs, and with a source
+//! clock ahead of the bridge's the new PV's first post (the bridge's clock) would
+//! otherwise go back. A PV removed and added again under its name continues too while
+//! its last posted time is still ahead of the bridge's clock (`registry.rs`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -30,7 +37,7 @@ pub(super) const LOGGED_HOLD: Duration = Duration::from_secs(1);
 const NANOS: i64 = 1_000_000_000;
 
 /// The last time one PV posted.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Stamps {
     /// `(seconds, nanoseconds)` of the last posted time.
     last: Option<(i64, i64)>,
@@ -109,6 +116,12 @@ impl Stamps {
     /// [`Stamps::next`] for the bridge's own clock now.
     pub fn now(&mut self, pv: &str) -> TimeStamp {
         self.own(pv, TimeStamp::now())
+    }
+
+    /// The last posted time is later than `now`: a PV starting afresh at `now` would go
+    /// back from it.
+    pub fn ahead_of(&self, now: &TimeStamp) -> bool {
+        self.last.is_some_and(|last| last > key(now))
     }
 }
 

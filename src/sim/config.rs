@@ -88,6 +88,10 @@ struct GalaxySection {
     /// The per-session event queue bound (the gateway's default, 10,000, when absent).
     #[serde(default)]
     event_queue_capacity: Option<u64>,
+    /// How far the System Platform node's clock is ahead of the host's (negative:
+    /// behind), in every time the simulator reports (`clock.rs`).
+    #[serde(default)]
+    clock_offset_ms: i64,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -394,6 +398,8 @@ pub struct Galaxy {
     pub security_enabled: bool,
     /// `[galaxy] event_queue_capacity`: overrides [`super::SimOptions::event_queue_capacity`].
     pub event_queue_capacity: Option<usize>,
+    /// `[galaxy] clock_offset_ms`: the node's clock ahead of the host's (`clock.rs`).
+    pub clock_offset_ms: i64,
     pub auth_mode: AuthMode,
     pub keys: Vec<KeyDef>,
     pub users: Vec<UserDef>,
@@ -484,6 +490,11 @@ const SIMULATED_TYPES: &[MxDataType] = &[
 ];
 
 impl Galaxy {
+    /// The System Platform node's clock now: the host's moved by `clock_offset_ms`.
+    pub fn now(&self) -> std::time::SystemTime {
+        super::clock::offset(std::time::SystemTime::now(), self.clock_offset_ms)
+    }
+
     /// The shipped demo plant.
     // The compiled-in config/sim-galaxy.toml: shipped_galaxy_file_is_valid (tests/sim_standalone.rs)
     // and the simulator unit tests load it, so this cannot fail at run time.

@@ -2,7 +2,7 @@
 //! and the `mxpva_sim.v1.SimControl` gRPC service for everything else.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
@@ -109,7 +109,7 @@ impl SimHandle {
         let mut w = self.core.world.lock();
         let g = self.core.galaxy();
         w.hold_value(a, true);
-        let mut changed = w.store(a, v, SystemTime::now());
+        let mut changed = w.store(a, v, g.now());
         if let Some(q) = quality {
             changed |= w.set_quality(&g, a, Some(q));
         }
@@ -182,7 +182,7 @@ impl SimHandle {
     pub fn deploy(&self) -> u64 {
         let mut d = self.core.deploy.lock();
         d.sequence += 1;
-        d.time = SystemTime::now();
+        d.time = self.core.now();
         let ev = super::galaxy_svc::deploy_event(&self.core, d.sequence, d.time);
         let _ = self.core.deploy_tx.send(ev);
         d.sequence
@@ -337,6 +337,7 @@ impl SimHandle {
         if items.is_empty() {
             return Err(format!("session {session_id} has no advised items"));
         }
+        let t0 = self.core.now();
         let template: Vec<_> = items
             .iter()
             .map(|(s, i)| {
@@ -347,7 +348,8 @@ impl SimHandle {
                     &MxValue::Double(0.0),
                     MxDataType::Double,
                     Quality::GOOD,
-                    SystemTime::now(),
+                    t0,
+                    t0,
                     &[MxStatus::ok()],
                 )
             })
@@ -383,7 +385,7 @@ impl SimHandle {
                 }
                 Pace::None => {}
             }
-            let now = crate::gateway::convert::time_to_pb(SystemTime::now());
+            let now = crate::gateway::convert::time_to_pb(self.core.now());
             let base = sent;
             let mut k = 0u64;
             let outcome = sess.push_with(n, |_| {

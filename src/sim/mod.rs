@@ -47,6 +47,7 @@
 //! - `remote.rs`: [`RemoteSim`], a client of SimControl for a standalone simulator.
 //! - `lock.rs`: the poison-tolerant mutex that guards the shared state.
 
+mod clock;
 mod config;
 mod control;
 mod deploy;
@@ -249,6 +250,8 @@ pub(crate) struct Core {
     pub opts: SimOptions,
     pub first_update_delay: Duration,
     pub tick: Duration,
+    /// The System Platform node's clock (`clock.rs`), set with the Galaxy.
+    pub clock: clock::Clock,
     /// Lock order: world, then `subs`, then a session's handles, then its log.
     pub world: Mutex<World>,
     /// Which items are advised on what, and the work due later (`subs.rs`).
@@ -295,6 +298,8 @@ impl SimHandle {
             .unwrap_or(Duration::from_millis(galaxy.first_update_delay_ms));
         let tick = opts.tick.unwrap_or(Duration::from_millis(galaxy.tick_ms));
         let world = World::new(&galaxy);
+        let clock = clock::Clock::new(galaxy.clock_offset_ms);
+        let deployed = clock.now();
         let (alarm_tx, _) = broadcast::channel(4096);
         let (deploy_tx, _) = broadcast::channel(64);
         let (epoch, _) = watch::channel(0);
@@ -304,6 +309,7 @@ impl SimHandle {
                 opts,
                 first_update_delay,
                 tick,
+                clock,
                 world: Mutex::new(world),
                 subs: Mutex::default(),
                 due_wake: tokio::sync::Notify::new(),
@@ -313,7 +319,7 @@ impl SimHandle {
                 alarm_tx,
                 deploy: Mutex::new(DeployState {
                     sequence: 1,
-                    time: SystemTime::now(),
+                    time: deployed,
                 }),
                 deploy_tx,
                 epoch,
@@ -459,8 +465,15 @@ impl Core {
         self.galaxy.lock().clone()
     }
 
+    /// Deploys `g`; its `clock_offset_ms` sets the node's clock.
     pub(crate) fn set_galaxy(&self, g: Arc<Galaxy>) {
+        self.clock.set(g.clock_offset_ms);
         *self.galaxy.lock() = g;
+    }
+
+    /// The System Platform node's clock now (`clock.rs`).
+    pub(crate) fn now(&self) -> SystemTime {
+        self.clock.now()
     }
 
     pub(crate) fn faults(&self) -> Faults {

@@ -115,6 +115,8 @@ pub(crate) struct SimSession {
     /// Wakes a paced producer when the stream took events from the queue.
     pub room: Notify,
     pub limits: LogLimits,
+    /// The node's clock, for the gateway's receive times (`clock.rs`).
+    clock: super::clock::Clock,
 }
 
 /// What a push did.
@@ -128,8 +130,9 @@ pub(crate) enum Pushed {
 }
 
 impl SimSession {
-    pub fn new(id: String, name: String, limits: LogLimits) -> Self {
+    pub fn new(id: String, name: String, limits: LogLimits, clock: super::clock::Clock) -> Self {
         SimSession {
+            clock,
             id,
             name,
             handles: Mutex::new(Handles {
@@ -181,7 +184,7 @@ impl SimSession {
                 log.next_seq += 1;
                 let mut ev = make(seq);
                 ev.worker_sequence = seq;
-                ev.gateway_receive_timestamp = Some(time_to_pb(SystemTime::now()));
+                ev.gateway_receive_timestamp = Some(time_to_pb(self.clock.now()));
                 if self.limits.replay_capacity > 0 {
                     if log.ring.len() >= self.limits.replay_capacity {
                         log.ring.pop_front();
@@ -290,7 +293,7 @@ impl SimSession {
                     requested_after_sequence: n,
                     oldest_available_sequence: oldest,
                 }),
-                gateway_receive_timestamp: Some(time_to_pb(SystemTime::now())),
+                gateway_receive_timestamp: Some(time_to_pb(self.clock.now())),
                 ..Default::default()
             });
         }

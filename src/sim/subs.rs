@@ -180,6 +180,7 @@ mod tests {
                 replay_capacity: 0,
                 replay_retention: Duration::ZERO,
             },
+            crate::sim::clock::Clock::default(),
         ))
     }
 

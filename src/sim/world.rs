@@ -118,7 +118,7 @@ impl World {
     }
 
     pub fn new(g: &Galaxy) -> Self {
-        let now = SystemTime::now();
+        let now = g.now();
         let attrs = g
             .attributes
             .iter()
@@ -192,7 +192,7 @@ impl World {
     /// qualities stay); returns what changed.
     pub fn tick(&mut self, g: &Galaxy) -> Changes {
         let now = Instant::now();
-        let sys = SystemTime::now();
+        let sys = g.now();
         let dt = now.duration_since(self.last_tick).as_secs_f64();
         self.last_tick = now;
         let t = now.duration_since(self.start).as_secs_f64();
@@ -466,7 +466,7 @@ impl World {
         rt.state = next;
         rt.operator = operator.to_string();
         rt.comment = comment.to_string();
-        self.transition(g, i, AlarmTransitionKind::Acknowledge, SystemTime::now())
+        self.transition(g, i, AlarmTransitionKind::Acknowledge, g.now())
             .ok_or_else(no_alarm)
     }
 
@@ -477,7 +477,7 @@ impl World {
     pub fn changed(&mut self, g: &Galaxy, i: usize, changed: bool) -> Changes {
         let mut changes = Changes::attr(i, changed);
         if changed {
-            self.evaluate_alarms(g, SystemTime::now(), &mut changes);
+            self.evaluate_alarms(g, g.now(), &mut changes);
         }
         changes
     }
@@ -488,7 +488,7 @@ impl World {
             rt.forced = forced;
         }
         let mut changes = Changes::default();
-        self.evaluate_alarms(g, SystemTime::now(), &mut changes);
+        self.evaluate_alarms(g, g.now(), &mut changes);
         changes
     }
 
@@ -553,7 +553,7 @@ impl World {
         }
         a.quality = q;
         a.version += 1;
-        a.time = SystemTime::now();
+        a.time = g.now();
         true
     }
 }

@@ -365,7 +365,7 @@ impl Alarms {
         let (named, by_tag) = owner_maps(pvs, &config.alarm_pvs);
         let mut own = Vec::new();
         for c in &config.alarm_pvs {
-            own.push(OwnPv::open(c, &server, events)?);
+            own.push(OwnPv::open(c, &server, events, Stamps::default())?);
         }
         let mut table_stamps = Stamps::default();
         let table = match &cfg.table {

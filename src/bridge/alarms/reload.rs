@@ -26,11 +26,13 @@ use crate::pva::{
 const WAITING: &str = "waiting for the alarm feed";
 
 impl OwnPv {
-    /// Serves an `[[alarm_pv]]`, waiting for the feed.
+    /// Serves an `[[alarm_pv]]`, waiting for the feed; its posts continue from `stamps`
+    /// (the last posted time of the alarm PV it replaces under the same name, if any).
     pub(super) fn open(
         c: &config::AlarmPv,
         server: &Server,
         events: &EventSender,
+        mut stamps: Stamps,
     ) -> Result<Self, PvaError> {
         let mut pv = SharedPv::new(c.name.as_str(), Access::ReadOnly, events)?;
         let (ty, value) = match c.pv_type {
@@ -50,7 +52,6 @@ impl OwnPv {
         if ty == PvType::Enum {
             initial = initial.with_choices(OWN_CHOICES);
         }
-        let mut stamps = Stamps::default();
         initial.time = Some(stamps.now(c.name.as_str()));
         pv.open(ty, &initial)?;
         server.add_pv(&pv)?;
@@ -221,12 +222,15 @@ impl Alarms {
                 }
                 kept => {
                     let reopen = kept.is_some();
+                    // A re-opened PV's posts continue from the old one's (`stamp.rs`).
+                    let mut stamps = Stamps::default();
                     if let Some((i, o)) = kept {
                         // Its `:ACK` PV stays.
                         moved.insert(i, j);
+                        stamps = o.stamps.clone();
                         o.close(&self.server);
                     }
-                    match OwnPv::open(c, &self.server, &self.events) {
+                    match OwnPv::open(c, &self.server, &self.events, stamps) {
                         Ok(o) => {
                             if reopen {
                                 info!(pv = %name, "alarm PV re-opened (its type changed)");

@@ -291,3 +291,45 @@ fn under_the_kind_scheme_hi_is_minor_and_hihi_major_whatever_the_priority() {
     hi.priority = 100;
     assert_eq!(severity(&hi, SeverityScheme::Kind), Severity::Major);
 }
+
+/// Issue 21, defect 3, for an `[[alarm_pv]]`: re-opened by a type change while System
+/// Platform's clock is ahead, it posted at the bridge's clock, back from its last time.
+#[tokio::test]
+async fn an_alarm_pv_re_opened_by_a_type_change_continues_from_its_last_time() {
+    let own = |ty: &str| {
+        format!("[[alarm_pv]]\nname = \"Pump:Fault\"\nalarms = [\"Pump001.PumpFault\"]\ntype = \"{ty}\"\n")
+    };
+    let (mut alarms, _tx) = fed_by_test(&own("enum"));
+    let ahead = SystemTime::now() + std::time::Duration::from_secs(20);
+    alarms.post_own(0, 1, None, Some(ahead));
+    let time = |a: &Alarms| {
+        let t = a.own[0].pv.current().unwrap().time.unwrap();
+        (t.seconds, t.nanos)
+    };
+    let last = time(&alarms);
+    let t = TimeStamp::from(ahead);
+    assert_eq!(
+        last,
+        (t.seconds, t.nanos),
+        "the transition's time is posted"
+    );
+    let text = format!(
+        "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n{}\n\
+         [[pv]]\nname = \"L\"\ntag = \"Tank001.Level\"\n",
+        own("int32")
+    );
+    let new = config::Config::from_str_at(&text, std::path::Path::new("a.toml")).unwrap();
+    let opts = ClientOptions::plaintext("127.0.0.1:1");
+    let link = FeedLink {
+        opts: &opts,
+        gateway: &new.gateway,
+        changed: false,
+    };
+    alarms.reload_settings(&new, &link, &Registry::default());
+    assert_eq!(alarms.own[0].cfg.pv_type, AlarmPvType::Int32, "re-opened");
+    let now = time(&alarms);
+    assert!(
+        now > last,
+        "the re-opened alarm PV posted {now:?}, back from {last:?}"
+    );
+}

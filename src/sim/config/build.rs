@@ -2,6 +2,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::*;
+use crate::sim::clock::MAX_CLOCK_OFFSET_MS;
 use crate::sim::values::default_value;
 
 /// The largest `[galaxy] event_queue_capacity`.
@@ -30,6 +31,12 @@ pub(super) fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
             None
         }
     };
+    let clock_offset_ms = file.galaxy.clock_offset_ms;
+    if clock_offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS.unsigned_abs() {
+        p(format!(
+            "galaxy.clock_offset_ms must be -{MAX_CLOCK_OFFSET_MS}..={MAX_CLOCK_OFFSET_MS} (a year either way), not {clock_offset_ms}"
+        ));
+    }
     if file.galaxy.name.is_empty() || file.galaxy.name.contains(['!', '.']) {
         p(format!(
             "galaxy.name {:?} must be non-empty without '!' or '.'",
@@ -488,6 +495,7 @@ pub(super) fn build(file: GalaxyFile, problems: &mut Vec<String>) -> Galaxy {
         first_update_delay_ms: file.galaxy.first_update_delay_ms,
         security_enabled: file.galaxy.security_enabled,
         event_queue_capacity,
+        clock_offset_ms,
         auth_mode: file.auth.mode,
         keys,
         users,

@@ -225,7 +225,12 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
             replay_capacity: core.opts.replay_capacity,
             replay_retention: core.opts.replay_retention,
         };
-        let sess = Arc::new(SimSession::new(id.clone(), r.client_session_name, limits));
+        let sess = Arc::new(SimSession::new(
+            id.clone(),
+            r.client_session_name,
+            limits,
+            core.clock.clone(),
+        ));
         core.sessions.lock().insert(id.clone(), sess);
         tracing::debug!(session = %id, "session opened");
         Ok(Response::new(pb::OpenSessionReply {

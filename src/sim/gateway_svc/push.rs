@@ -123,7 +123,15 @@ fn deliver(
         };
         if !item.buffered {
             events.push(data_change(
-                &sess.id, server, ih, &value, dt, q, time, &statuses,
+                &sess.id,
+                server,
+                ih,
+                &value,
+                dt,
+                q,
+                time,
+                g.now(),
+                &statuses,
             ));
             return;
         }
@@ -237,6 +245,7 @@ fn flush(
         ih,
         declared,
         std::mem::take(&mut item.samples),
+        g.now(),
     )
 }
 
@@ -246,6 +255,7 @@ fn buffered_data_change(
     item: i32,
     declared: Option<MxDataType>,
     samples: Vec<(MxValue, Quality, SystemTime)>,
+    worker: SystemTime,
 ) -> pb::MxEvent {
     let data_type = declared.unwrap_or(MxDataType::Unknown);
     let mut body = pb::OnBufferedDataChangeEvent {
@@ -263,7 +273,7 @@ fn buffered_data_change(
         server_handle: server,
         item_handle: item,
         statuses: vec![status_to_pb(&MxStatus::ok())],
-        worker_timestamp: Some(time_to_pb(SystemTime::now())),
+        worker_timestamp: Some(time_to_pb(worker)),
         body: Some(pb::mx_event::Body::OnBufferedDataChange(body)),
         ..Default::default()
     }

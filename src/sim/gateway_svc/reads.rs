@@ -88,7 +88,7 @@ pub(crate) fn read_target(
             MxValue::Null,
             MxDataType::Unknown,
             Quality::BAD_CONFIG_ERROR,
-            SystemTime::now(),
+            g.now(),
             0,
             vec![MxStatus::failure(
                 MxStatusCategory::ConfigurationError,
@@ -160,6 +160,7 @@ pub(crate) fn data_change(
     declared: MxDataType,
     quality: Quality,
     time: SystemTime,
+    worker: SystemTime,
     statuses: &[MxStatus],
 ) -> pb::MxEvent {
     pb::MxEvent {
@@ -178,7 +179,7 @@ pub(crate) fn data_change(
         quality: i32::from(quality.0),
         source_timestamp: Some(time_to_pb(time)),
         statuses: statuses.iter().map(status_to_pb).collect(),
-        worker_timestamp: Some(time_to_pb(SystemTime::now())),
+        worker_timestamp: Some(time_to_pb(worker)),
         body: Some(pb::mx_event::Body::OnDataChange(pb::OnDataChangeEvent {})),
         ..Default::default()
     }

@@ -95,7 +95,7 @@ pub(crate) fn start_write(
             server_handle: server,
             item_handle,
             statuses: statuses.iter().map(status_to_pb).collect(),
-            worker_timestamp: Some(time_to_pb(SystemTime::now())),
+            worker_timestamp: Some(time_to_pb(core.now())),
             body: Some(pb::mx_event::Body::OnWriteComplete(
                 pb::OnWriteCompleteEvent {},
             )),
@@ -257,7 +257,8 @@ pub(crate) fn apply_write(
             ));
         }
     }
-    let time = mode.timestamp.unwrap_or_else(SystemTime::now);
+    // A write with a time of its own keeps it; others take the node's clock.
+    let time = mode.timestamp.unwrap_or_else(|| core.now());
     let mut w = core.world.lock();
     let new = match target {
         Target::Element(_, i) => {
