@@ -220,8 +220,6 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
-    use tokio::sync::mpsc;
-
     use super::super::*;
     use crate::gateway::{MxValue, Quality};
     use crate::pva::TimeStamp;
@@ -238,43 +236,9 @@ mod tests {
     /// A bridge serving `config` on an isolated server, without a gateway link, as
     /// `run_reloading` makes it.
     fn bridge(config: Config) -> Bridge {
-        let opts = client_options(&config.gateway, &config.limits).unwrap();
         let server = Arc::new(Server::new(&ServerConfig::isolated()).unwrap());
         let (events, _rx) = pva::event_channel();
-        let mut pvs = Registry::default();
-        for cfg in diff::diff(std::iter::empty(), &diff::desired(&config)).added {
-            pvs.add(cfg, &config.defaults, &server, &events).unwrap();
-        }
-        let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events, &pvs).unwrap();
-        let in_flight = Arc::default();
-        let ops = operate::Ops::new(&config, &server, &events, &in_flight).unwrap();
-        Bridge {
-            access: crate::access::Access::start(&config).unwrap(),
-            audit: AuditTrail::start(None).unwrap(),
-            config,
-            opts,
-            server,
-            events,
-            subscribing: 0,
-            early: Vec::new(),
-            pace: pace::Pacing::default(),
-            pvs,
-            link: None,
-            lost_reason: None,
-            stale_sessions: Arc::default(),
-            next_write: 0,
-            in_flight,
-            writes: write_calls::WriteCalls::default(),
-            internal: mpsc::unbounded_channel(),
-            alarms,
-            strays: strays::Strays::default(),
-            dirty: Vec::new(),
-            demand: demand::Demand::default(),
-            ops,
-            rule_pvs: Vec::new(),
-            follower: None,
-            discovered: mpsc::unbounded_channel(),
-        }
+        Bridge::new(config, server, events).unwrap()
     }
 
     fn served_time(b: &Bridge, name: &str) -> (i64, i32) {
