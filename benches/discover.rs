@@ -192,7 +192,7 @@ fn main() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mxpva"));
     cmd.args(["run", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "mxpva::bridge::deploys=info,warn")
+        .env("RUST_LOG", "mxpva::bridge::mapping::deploys=info,warn")
         .env("NO_COLOR", "1");
     let started = Instant::now();
     let bridge = Proc::spawn_with(cmd, &server_env, Some(&log));

@@ -405,7 +405,7 @@ async fn a_flood_of_hostile_events_is_logged_once_and_kept_nowhere() {
     let log = std::fs::read_to_string(&rig.log).unwrap();
     let strays = log
         .lines()
-        .filter(|l| l.contains("mxpva::bridge::strays"))
+        .filter(|l| l.contains("mxpva::bridge::link::strays"))
         .count();
     // One line per kind (undecodable on Huge, unknown item, unknown family, write
     // completion with nothing pending), not one per event.

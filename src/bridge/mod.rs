@@ -64,31 +64,13 @@
 //! Still to do: the `[limits]` sizes need a restart.
 
 mod alarms;
-mod apply;
-mod combine;
-mod convert;
-#[cfg(test)]
-mod convert_props;
-mod demand;
-mod deploys;
-mod diff;
-mod guard;
 #[cfg(test)]
 mod interleavings;
-mod isotime;
-mod limits;
 mod link;
+mod mapping;
 mod operate;
-mod pv;
-mod quality;
-mod registry;
-mod reload;
 mod serve;
-mod stamp;
-mod strays;
-mod subscriptions;
-mod write_calls;
-mod write_failure;
+mod values;
 mod writes;
 
 use std::future::Future;
@@ -104,12 +86,14 @@ use crate::config::{self, Config};
 use crate::gateway::{ClientOptions, SessionEvent};
 use crate::pva::{self, PvEvent, Server, ServerConfig};
 
-pub use convert::{default_pv_type, iso8601, to_mx, to_nt};
-pub use quality::quality_alarm;
+pub use values::convert::{default_pv_type, iso8601, to_mx, to_nt};
+pub use values::quality::quality_alarm;
 
 pub(crate) use link::client_options;
 use link::Link;
-use registry::{PvId, Registry};
+use link::{demand, strays, subscriptions};
+use mapping::registry::{PvId, Registry};
+use mapping::{deploys, diff};
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -212,10 +196,10 @@ struct Bridge {
     lost_reason: Option<String>,
     next_write: u64,
     /// Puts sent to the gateway and not yet answered, over all PVs (each
-    /// [`PendingWrite`] holds one count; see [`pv::InFlight`]).
+    /// [`PendingWrite`] holds one count; see [`mapping::pv::InFlight`]).
     in_flight: Arc<AtomicUsize>,
     /// Puts to send, write calls in flight, write timeouts and settle bounds.
-    writes: write_calls::WriteCalls,
+    writes: writes::calls::WriteCalls,
     /// System Platform alarms (their own feed, `:ACK` PVs, the table).
     alarms: alarms::Alarms,
     /// Events ignored, so each kind is logged once per session.
@@ -277,7 +261,7 @@ impl Bridge {
             lost_reason: None,
             next_write: 0,
             in_flight,
-            writes: write_calls::WriteCalls::default(),
+            writes: writes::calls::WriteCalls::default(),
             alarms,
             strays: strays::Strays::default(),
             dirty: Vec::new(),
@@ -376,7 +360,12 @@ impl Bridge {
 
     /// The last of a turn, after [`Bridge::end_turn`] and a lost link: the puts queued go
     /// out, and the gateway calls to make now are handed out.
-    fn turn_done(&mut self) -> (Vec<subscriptions::AdviseCall>, Vec<write_calls::WriteCall>) {
+    fn turn_done(
+        &mut self,
+    ) -> (
+        Vec<subscriptions::AdviseCall>,
+        Vec<writes::calls::WriteCall>,
+    ) {
         self.send_writes();
         let advise = self.advise_calls();
         let writes = std::mem::take(&mut self.writes.outbox);

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::registry::Registry;
+use super::mapping::registry::Registry;
 use super::{Bridge, BridgeError};
 use crate::config::Config;
 use crate::pva::{EventSender, Server};

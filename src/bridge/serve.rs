@@ -17,9 +17,9 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::link::subscriptions::{AdviseCall, Advised};
 use super::link::{close_stale_sessions, connect, Connected, Link};
-use super::subscriptions::{AdviseCall, Advised};
-use super::write_calls::{self, CallDone};
+use super::writes::calls::{self, CallDone};
 use super::{Bridge, Reload};
 use crate::gateway::{refuse_shared_handles, Backoff, EventStream, ServerHandle, Session};
 use crate::lock::Mutex;
@@ -100,12 +100,12 @@ impl Gateway {
         }
     }
 
-    fn write(&mut self, call: write_calls::WriteCall) {
+    fn write(&mut self, call: calls::WriteCall) {
         let Some((session, server)) = self.session.clone() else {
             return;
         };
         self.calls.push(Box::pin(async move {
-            Answer::Written(write_calls::make(session, server, call).await)
+            Answer::Written(calls::make(session, server, call).await)
         }));
     }
 }

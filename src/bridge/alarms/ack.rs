@@ -5,9 +5,9 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::{Alarms, Entry, Owner};
-use crate::bridge::registry::Registry;
-use crate::bridge::stamp::SharedStamps;
-use crate::bridge::write_failure::{classify, combine, Failure};
+use crate::bridge::mapping::registry::Registry;
+use crate::bridge::values::stamp::SharedStamps;
+use crate::bridge::writes::failure::{classify, combine, Failure};
 use crate::pva::{
     Access, Alarm, Display, NtValue, PutRequest, PvType, PvaError, ScalarType, SharedPv, Update,
 };

@@ -38,8 +38,8 @@ pub(super) use self::feed::FeedMsg;
 use self::reload::open_table;
 pub(super) use self::reload::FeedLink;
 use self::severity::kind_severity;
-use super::registry::{PvId, Registry};
-use super::stamp::Stamps;
+use super::mapping::registry::{PvId, Registry};
+use super::values::stamp::Stamps;
 use crate::config::{self, AlarmPvType, SeverityScheme};
 use crate::gateway::{
     ActiveAlarm, AlarmFeedItem, AlarmState, AlarmTransition, AlarmTransitionKind, Backoff,
@@ -155,7 +155,7 @@ impl Entry {
             AlarmState::UnackRtn => (cfg.returned_unacked, "alarm returned, unacknowledged"),
             AlarmState::AckRtn => (config::Severity::None, "alarm returned, acknowledged"),
         };
-        let severity = super::limits::severity(severity);
+        let severity = super::values::limits::severity(severity);
         let status = if severity == Severity::NoAlarm {
             AlarmStatus::None
         } else {

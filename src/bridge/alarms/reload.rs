@@ -14,8 +14,8 @@ use super::ack::AckPv;
 use super::feed::spawn_feed;
 use super::table::table_columns;
 use super::{Alarms, OwnPv, Owner, OWN_CHOICES};
-use crate::bridge::registry::Registry;
-use crate::bridge::stamp::Stamps;
+use crate::bridge::mapping::registry::Registry;
+use crate::bridge::values::stamp::Stamps;
 use crate::config::{self, AlarmPvType};
 use crate::gateway::{Backoff, ClientOptions};
 use crate::pva::{

@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::ack::AckPv;
 use super::{owner_maps, Alarms, Changed, Owner};
-use crate::bridge::registry::{PvId, Registry};
+use crate::bridge::mapping::registry::{PvId, Registry};
 use crate::config;
 
 impl Alarms {

@@ -7,9 +7,9 @@ use std::time::SystemTime;
 use tracing::warn;
 
 use super::{Alarms, Entry, Owner, FEED_LOST};
-use crate::bridge::combine::combine;
-use crate::bridge::convert::iso8601;
-use crate::bridge::registry::Registry;
+use crate::bridge::mapping::registry::Registry;
+use crate::bridge::values::combine::combine;
+use crate::bridge::values::convert::iso8601;
 use crate::pva::{Alarm, AlarmStatus, Column, NtValue, ScalarType, Severity, TableUpdate};
 
 /// The alarm columns of the active-alarm table.

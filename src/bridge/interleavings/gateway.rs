@@ -6,8 +6,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use super::gen::TAGS;
-use crate::bridge::subscriptions::{AdviseCall, Advised};
-use crate::bridge::write_calls::WriteCall;
+use crate::bridge::link::subscriptions::{AdviseCall, Advised};
+use crate::bridge::writes::calls::WriteCall;
 use crate::gateway::{
     DataChange, ItemHandle, MxStatus, MxValue, Quality, ServerHandle, SessionEvent, WriteComplete,
 };

@@ -32,8 +32,8 @@ use proptest::test_runner::{
 };
 
 use super::link::Link;
-use super::write_calls::CallDone;
-use super::write_failure::{classify, Failure};
+use super::writes::calls::CallDone;
+use super::writes::failure::{classify, Failure};
 use super::Bridge;
 use crate::config::Config;
 use crate::gateway::{GatewayError, MxValue, ProtocolCode};
@@ -157,7 +157,7 @@ impl World {
     /// Invariant 1, as a write call leaves the bridge.
     fn check_write_call(
         &mut self,
-        call: &super::write_calls::WriteCall,
+        call: &super::writes::calls::WriteCall,
     ) -> Result<(), TestCaseError> {
         for (entry, (id, _)) in call.entries.iter().zip(&call.puts) {
             let n = match &entry.value {

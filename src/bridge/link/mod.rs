@@ -3,6 +3,10 @@
 //! (its tags advised, `subscriptions.rs`); a lost link (every PV INVALID, pending writes
 //! failed) and the sessions of lost links, closed by the next connect.
 
+pub(super) mod demand;
+pub(super) mod strays;
+pub(super) mod subscriptions;
+
 use std::collections::HashMap;
 
 use tracing::{info, warn};

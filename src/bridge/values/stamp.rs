@@ -32,13 +32,13 @@ use crate::pva::TimeStamp;
 
 /// A hold longer than this (a source clock that went back, not two events a little out
 /// of order) is logged.
-pub(super) const LOGGED_HOLD: Duration = Duration::from_secs(1);
+pub(in crate::bridge) const LOGGED_HOLD: Duration = Duration::from_secs(1);
 
 const NANOS: i64 = 1_000_000_000;
 
 /// The last time one PV posted.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Stamps {
+pub(in crate::bridge) struct Stamps {
     /// `(seconds, nanoseconds)` of the last posted time.
     last: Option<(i64, i64)>,
     /// A hold longer than [`LOGGED_HOLD`] was logged and has not ended yet.
@@ -127,7 +127,7 @@ impl Stamps {
 
 /// [`Stamps`] for a PV posted from more than one task (an `:ACK` PV).
 #[derive(Debug, Default)]
-pub(super) struct SharedStamps(Mutex<Stamps>);
+pub(in crate::bridge) struct SharedStamps(Mutex<Stamps>);
 
 impl SharedStamps {
     pub fn now(&self, pv: &str) -> TimeStamp {

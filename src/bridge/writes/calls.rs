@@ -13,21 +13,21 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use tokio::time::Instant;
 
-use super::registry::PvId;
-use super::write_failure::{classify, Failed, Failure};
+use super::failure::{classify, Failed, Failure};
+use crate::bridge::mapping::registry::PvId;
 use crate::gateway::{GatewayError, ServerHandle, Session, WriteEntry, WriteKind};
 
 /// At most this many puts go in one bulk write call. The gateway caps a message at
 /// 16 MiB; with [`MAX_CALL_BYTES`] this keeps a call well under it and its reply small,
 /// while 100 concurrent writers still share one round trip.
-pub(super) const MAX_BULK: usize = 256;
+pub(in crate::bridge) const MAX_BULK: usize = 256;
 
 /// A bulk write call carries at most about this many value bytes (one larger value
 /// goes alone).
 const MAX_CALL_BYTES: usize = 4 << 20;
 
 /// A put waiting for its write call.
-pub(super) struct Queued {
+pub(in crate::bridge) struct Queued {
     pub pv: PvId,
     pub id: u64,
     pub kind: WriteKind,
@@ -36,7 +36,7 @@ pub(super) struct Queued {
 
 /// A write call answered: per put, accepted (`Ok`) or why not, or why the call failed
 /// (each naming the layer that failed, `write_failure.rs`).
-pub(super) struct CallDone {
+pub(in crate::bridge) struct CallDone {
     /// The call ([`WriteCall::call`]).
     pub call: u64,
     pub puts: Vec<(PvId, u64)>,
@@ -45,7 +45,7 @@ pub(super) struct CallDone {
 
 /// A write call to make in the live session: one put alone as a plain write, more as
 /// one bulk call of their kind. Its answer comes back as [`CallDone`].
-pub(super) struct WriteCall {
+pub(in crate::bridge) struct WriteCall {
     pub call: u64,
     pub kind: WriteKind,
     /// Each put's PV and write id, in the order of `entries`.
@@ -58,15 +58,15 @@ type KindCall = (WriteKind, Vec<(PvId, u64)>, Vec<WriteEntry>);
 
 /// What a timer does when it fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Timer {
+pub(in crate::bridge) enum Timer {
     /// No OnWriteComplete within the write timeout.
     TimedOut(PvId),
-    /// Confirmed [`super::pv::WRITE_SETTLE`] ago and no data change showed it.
+    /// Confirmed [`crate::bridge::mapping::pv::WRITE_SETTLE`] ago and no data change showed it.
     Settled(PvId),
 }
 
 #[derive(Default)]
-pub(super) struct WriteCalls {
+pub(in crate::bridge) struct WriteCalls {
     /// Puts not sent yet, in arrival order.
     pub queue: VecDeque<Queued>,
     /// Write calls in flight, by call id.
@@ -185,7 +185,11 @@ impl WriteCalls {
 }
 
 /// Makes a write call in `session` (the adapter's side).
-pub(super) async fn make(session: Session, server: ServerHandle, c: WriteCall) -> CallDone {
+pub(in crate::bridge) async fn make(
+    session: Session,
+    server: ServerHandle,
+    c: WriteCall,
+) -> CallDone {
     let WriteCall {
         call,
         kind,

@@ -7,11 +7,11 @@ use std::time::{Instant, SystemTime};
 
 use tracing::warn;
 
-use super::combine::combine;
-use super::convert::{brief, pv_type_of, to_mx, to_nt};
-use super::limits::{severity, Limits};
-use super::quality::{is_quality_alarm, quality_alarm};
-use super::stamp::Stamps;
+use crate::bridge::values::combine::combine;
+use crate::bridge::values::convert::{brief, pv_type_of, to_mx, to_nt};
+use crate::bridge::values::limits::{severity, Limits};
+use crate::bridge::values::quality::{is_quality_alarm, quality_alarm};
+use crate::bridge::values::stamp::Stamps;
 use crate::config;
 use crate::gateway::{ItemHandle, MxDataType, MxStatus, MxValue, Quality, WriteEntry};
 use crate::pva::{
@@ -20,7 +20,7 @@ use crate::pva::{
 };
 
 /// A put sent to the gateway, waiting for its OnWriteComplete.
-pub(super) struct PendingWrite {
+pub(in crate::bridge) struct PendingWrite {
     pub id: u64,
     pub started: Instant,
     pub completion: PutCompletion,
@@ -41,7 +41,7 @@ pub(super) struct PendingWrite {
 
 /// One count in a shared number of puts in flight, given back when dropped: however a
 /// pending write ends (answered, timed out, link lost), the count follows it.
-pub(super) struct InFlight(Arc<AtomicUsize>);
+pub(in crate::bridge) struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
     pub fn new(count: &Arc<AtomicUsize>) -> Self {
@@ -60,9 +60,10 @@ impl Drop for InFlight {
 /// so that a client reading back at once (pvput's "New :") sees it. A write whose value
 /// a data change showed before OnWriteComplete, or of the value the PV already shows
 /// (MXAccess fires no data change then), completes at OnWriteComplete without waiting.
-pub(super) const WRITE_SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
+pub(in crate::bridge) const WRITE_SETTLE: std::time::Duration =
+    std::time::Duration::from_millis(250);
 
-pub(super) struct MappedPv {
+pub(in crate::bridge) struct MappedPv {
     pub cfg: config::Pv,
     pub pv: SharedPv,
     /// The item handle in the current session.
@@ -274,7 +275,7 @@ impl MappedPv {
         };
         self.metadata(ty, &mut initial);
         #[cfg(test)]
-        super::interleavings::posted(self.cfg.name.as_str(), initial.time.as_ref());
+        crate::bridge::interleavings::posted(self.cfg.name.as_str(), initial.time.as_ref());
         if let Err(e) = self.pv.open(ty, &initial) {
             warn!(pv = %self.name(), error = %e, "cannot open PV");
         }
@@ -282,7 +283,7 @@ impl MappedPv {
 
     fn post(&self, update: Update) {
         #[cfg(test)]
-        super::interleavings::posted(self.cfg.name.as_str(), update.time.as_ref());
+        crate::bridge::interleavings::posted(self.cfg.name.as_str(), update.time.as_ref());
         if let Err(e) = self.pv.post_owned(update) {
             warn!(pv = %self.name(), error = %e, "post failed");
         }

@@ -11,9 +11,9 @@ use std::time::{Instant, SystemTime};
 
 use tracing::warn;
 
-use super::Bridge;
 use crate::access::audit::{rfc3339, value_json, AuditRecord};
 use crate::access::{denied_message, Decision};
+use crate::bridge::Bridge;
 use crate::pva::{NtValue, PutOutcome, PutReply, PutRequest};
 
 /// A record being made: what is known when the put arrives.
@@ -62,7 +62,7 @@ impl Draft {
 
 impl Bridge {
     /// The ACF's word on `put`: `None` when it was denied (and answered).
-    pub(super) fn guard_put(&mut self, mut put: PutRequest) -> Option<PutRequest> {
+    pub(in crate::bridge) fn guard_put(&mut self, mut put: PutRequest) -> Option<PutRequest> {
         let ack_group = self.alarms.ack_group(&put.pv).map(str::to_string);
         let is_ack = ack_group.is_some();
         let mapped = self.pvs.id_of_name(&put.pv).and_then(|i| self.pvs.get(i));

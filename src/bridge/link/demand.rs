@@ -34,7 +34,7 @@
 //! PVs are watched whatever their mode, so that a reload switching a PV's mode knows.
 //!
 //! [`PvEvent::Connected`]: crate::pva::PvEvent::Connected
-//! [`Change::Subscribe`]: super::diff::Change::Subscribe
+//! [`Change::Subscribe`]: crate::bridge::mapping::diff::Change::Subscribe
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -42,8 +42,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::registry::PvId;
-use super::Bridge;
+use crate::bridge::mapping::registry::PvId;
+use crate::bridge::Bridge;
 use crate::config::Subscribe;
 use crate::gateway::Quality;
 use crate::pva::{Alarm, AlarmStatus, PutRequest, Severity};
@@ -102,7 +102,7 @@ impl Deadlines {
 
 /// The state of on-demand subscription (see the module's note).
 #[derive(Default)]
-pub(super) struct Demand {
+pub(in crate::bridge) struct Demand {
     /// PVs with at least one PVAccess client now, whatever their mode.
     watched: HashSet<PvId>,
     /// On-demand PVs advised and not watched: when to un-advise them.
@@ -150,7 +150,7 @@ impl Bridge {
 
     /// Whether the PV's tag is to be advised in the session: every always PV, and the
     /// on-demand PVs watched or lingering.
-    pub(super) fn wants_item(&self, id: PvId) -> bool {
+    pub(in crate::bridge) fn wants_item(&self, id: PvId) -> bool {
         match self.pvs.get(id) {
             None => false,
             Some(pv) if !pv.cfg.subscribe.is_on_demand() => true,
@@ -160,7 +160,7 @@ impl Bridge {
 
     /// Of `ids` about to be subscribed in the live session, those whose tag is wanted;
     /// the on-demand ones among them count as being advised.
-    pub(super) fn wanted_for_advise(&mut self, ids: Vec<PvId>) -> Vec<PvId> {
+    pub(in crate::bridge) fn wanted_for_advise(&mut self, ids: Vec<PvId>) -> Vec<PvId> {
         let ids: Vec<PvId> = ids.into_iter().filter(|&id| self.wants_item(id)).collect();
         for &id in &ids {
             if self.linger_of(id).is_some() {
@@ -171,7 +171,7 @@ impl Bridge {
     }
 
     /// pvxs: the PV named `pv` got its first client (`watched`) or lost its last one.
-    pub(super) fn on_watch(&mut self, pv: &str, watched: bool) {
+    pub(in crate::bridge) fn on_watch(&mut self, pv: &str, watched: bool) {
         // `:ACK` PVs, alarm PVs and the table are not in the registry.
         let Some(id) = self.pvs.id_of_name(pv) else {
             return;
@@ -231,7 +231,7 @@ impl Bridge {
     }
 
     /// The end of a turn: the PVs whose first client came in it are advised together.
-    pub(super) fn advise_watched(&mut self) {
+    pub(in crate::bridge) fn advise_watched(&mut self) {
         if self.demand.to_advise.is_empty() || self.link.is_none() {
             self.demand.to_advise.clear();
             return;
@@ -255,7 +255,7 @@ impl Bridge {
 
     /// A deadline came: PVs that lingered long enough are un-advised and closed; PVs whose
     /// first client waited long enough for a value are served without one.
-    pub(super) fn on_demand_deadline(&mut self) {
+    pub(in crate::bridge) fn on_demand_deadline(&mut self) {
         let now = Instant::now();
         let mut items = Vec::new();
         let mut closed = 0usize;
@@ -309,14 +309,14 @@ impl Bridge {
 
     /// Whether a data change of the PV is to be set aside: the placeholder ("Bad:
     /// waiting for initial data") an on-demand PV not open yet waits past.
-    pub(super) fn is_first_placeholder(&self, id: PvId, quality: Quality) -> bool {
+    pub(in crate::bridge) fn is_first_placeholder(&self, id: PvId, quality: Quality) -> bool {
         quality == Quality::BAD_WAITING_FOR_INITIAL_DATA
             && self.demand.waiting.contains(id)
             && self.pvs.get(id).is_some_and(|pv| !pv.pv.is_open())
     }
 
     /// After a data change of the PV: a first client waiting for it has it.
-    pub(super) fn value_seen(&mut self, id: PvId) {
+    pub(in crate::bridge) fn value_seen(&mut self, id: PvId) {
         if self.pvs.get(id).is_some_and(|pv| pv.pv.is_open()) {
             self.demand.waiting.remove(id);
         }
@@ -324,7 +324,7 @@ impl Bridge {
 
     /// The advise of `ids` in the live session is done (or failed, or the session is
     /// gone): on-demand PVs left meanwhile linger; held puts are sent (or fail).
-    pub(super) fn advised(&mut self, ids: &[PvId]) {
+    pub(in crate::bridge) fn advised(&mut self, ids: &[PvId]) {
         let now = Instant::now();
         for &id in ids {
             if !self.demand.advising.remove(&id) {
@@ -348,7 +348,7 @@ impl Bridge {
 
     /// The link is lost: lingering PVs close (their items died with the session), the
     /// first clients still waiting get the lost state, held puts fail.
-    pub(super) fn on_demand_link_lost(&mut self, reason: &str) {
+    pub(in crate::bridge) fn on_demand_link_lost(&mut self, reason: &str) {
         self.demand.advising.clear();
         self.demand.to_advise.clear();
         for id in self.demand.lingering.drain() {
@@ -373,7 +373,7 @@ impl Bridge {
 
     /// A put to a PV whose advise is under way waits for it (at most `max_puts_per_pv`
     /// per PV); `None` when it was held or refused.
-    pub(super) fn hold_put(&mut self, id: PvId, put: PutRequest) -> Option<PutRequest> {
+    pub(in crate::bridge) fn hold_put(&mut self, id: PvId, put: PutRequest) -> Option<PutRequest> {
         let advising = self.demand.advising.contains(&id)
             && self.pvs.get(id).is_some_and(|pv| pv.item.is_none());
         if !advising {
@@ -395,7 +395,7 @@ impl Bridge {
 
     /// A PV is re-opened (a new tag, type or writability): the puts held for its advise
     /// were accepted for what it was, and fail; its clients and their linger stay.
-    pub(super) fn fail_held_puts(&mut self, id: PvId, why: &str) {
+    pub(in crate::bridge) fn fail_held_puts(&mut self, id: PvId, why: &str) {
         for put in self.demand.held.remove(&id).unwrap_or_default() {
             let message = format!("{}: {why}: put not sent", put.pv);
             put.completion.complete(Err(message));
@@ -403,7 +403,7 @@ impl Bridge {
     }
 
     /// A PV leaves the mapping: it is forgotten here; its held puts fail.
-    pub(super) fn forget_on_demand(&mut self, id: PvId, why: &str) {
+    pub(in crate::bridge) fn forget_on_demand(&mut self, id: PvId, why: &str) {
         self.demand.watched.remove(&id);
         self.demand.lingering.remove(id);
         self.demand.waiting.remove(id);
@@ -417,7 +417,7 @@ impl Bridge {
 
     /// A reload changed the PV's `subscribe` or `linger` in place (its config is the new
     /// one already). True when its tag is to be advised now.
-    pub(super) fn subscribe_changed(&mut self, id: PvId) -> bool {
+    pub(in crate::bridge) fn subscribe_changed(&mut self, id: PvId) -> bool {
         let watched = self.demand.watched.contains(&id);
         let advising = self.demand.advising.contains(&id);
         let now = Instant::now();

@@ -9,15 +9,15 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::alarms::FeedLink;
-use super::link::client_options;
-use super::Bridge;
+use crate::bridge::alarms::FeedLink;
+use crate::bridge::link::client_options;
+use crate::bridge::Bridge;
 use crate::config::Config;
 
 impl Bridge {
     /// Reloads the config from `path`. True when the gateway link is to be re-made with
     /// new settings.
-    pub(super) fn reload(&mut self, path: &Path) -> bool {
+    pub(in crate::bridge) fn reload(&mut self, path: &Path) -> bool {
         let started = Instant::now();
         crate::systemd::reloading();
         // For logrotate: the audit file is reopened whatever the new config says.
@@ -39,7 +39,12 @@ impl Bridge {
 
     /// Takes `new`, read and validated from `path`. True when the gateway link is to be
     /// re-made with new settings.
-    pub(super) fn reload_config(&mut self, new: Config, path: &Path, started: Instant) -> bool {
+    pub(in crate::bridge) fn reload_config(
+        &mut self,
+        new: Config,
+        path: &Path,
+        started: Instant,
+    ) -> bool {
         if let Err(e) = self.access.reload(&new) {
             warn!(
                 file = %path.display(),

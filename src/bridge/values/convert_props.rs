@@ -112,7 +112,7 @@ fn any_pv_type() -> impl Strategy<Value = PvType> {
 }
 
 /// Any value a client can put, of any PV type.
-pub(super) fn any_nt() -> impl Strategy<Value = NtValue> {
+pub(in crate::bridge) fn any_nt() -> impl Strategy<Value = NtValue> {
     let n = 0..6;
     prop_oneof![
         any::<bool>().prop_map(NtValue::Bool),
@@ -260,7 +260,7 @@ proptest! {
 }
 
 /// One writable PV whose attribute last reported the type of `sample`.
-fn writable_pv(sample: &MxValue) -> super::pv::MappedPv {
+fn writable_pv(sample: &MxValue) -> crate::bridge::mapping::pv::MappedPv {
     let text = r#"
 [gateway]
 endpoint = "http://127.0.0.1:1"
@@ -273,7 +273,8 @@ writable = true
         crate::config::Config::from_str_at(text, std::path::Path::new("props.toml")).unwrap();
     let (events, _rx) = crate::pva::event_channel();
     let mut pv =
-        super::pv::MappedPv::new(config.pvs[0].clone(), &config.defaults, &events).unwrap();
+        crate::bridge::mapping::pv::MappedPv::new(config.pvs[0].clone(), &config.defaults, &events)
+            .unwrap();
     pv.item = Some(crate::gateway::ItemHandle(1));
     pv.data_change(sample, crate::gateway::Quality::GOOD, None, &[]);
     pv

@@ -24,14 +24,14 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::diff::diff;
-use super::Bridge;
+use crate::bridge::Bridge;
 use crate::config::{Config, RulePvs};
 use crate::discover::{discover, Discovery};
 use crate::gateway::{Backoff, ClientOptions, GatewayClient};
 
 /// A discovery's result, for the bridge: the PVs the rules made, validated in the task.
 #[derive(Debug)]
-pub(super) struct Found {
+pub(in crate::bridge) struct Found {
     /// The rules it was made with ([`Follower::generation`]).
     pub generation: u64,
     pub result: Result<(Discovery, RulePvs), String>,
@@ -50,7 +50,7 @@ struct Rules {
 }
 
 /// The deploy-following task.
-pub(super) struct Follower {
+pub(in crate::bridge) struct Follower {
     requests: mpsc::UnboundedSender<Rules>,
     task: tokio::task::JoinHandle<()>,
     pub generation: u64,
@@ -220,7 +220,7 @@ async fn follow(
 
 impl Bridge {
     /// Starts, updates or stops following deploys after the config changed.
-    pub(super) fn follow_rules(&mut self) {
+    pub(in crate::bridge) fn follow_rules(&mut self) {
         if self.config.discover.is_empty() {
             self.follower = None;
             self.rule_pvs.clear();
@@ -242,7 +242,7 @@ impl Bridge {
     }
 
     /// A discovery finished: its PVs, with the explicit ones, become the mapping.
-    pub(super) fn on_discovered(&mut self, found: Found) {
+    pub(in crate::bridge) fn on_discovered(&mut self, found: Found) {
         let Some(generation) = self.follower.as_ref().map(|f| f.generation) else {
             return;
         };
@@ -288,7 +288,7 @@ impl Bridge {
     /// Applies the desired mapping: the explicit PVs and the rule-made ones. An empty
     /// diff is applied too (applying also settles what a reload changed in the alarms).
     /// Returns what was done, and whether the diff was empty.
-    pub(super) fn apply_mapping(&mut self) -> (super::apply::Applied, bool) {
+    pub(in crate::bridge) fn apply_mapping(&mut self) -> (super::apply::Applied, bool) {
         let merged = self.config.merge_rule_pvs(self.rule_pvs.clone());
         for e in &merged.errors {
             warn!("{e}: the first one is served");

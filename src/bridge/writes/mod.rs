@@ -3,16 +3,21 @@
 //! capped per PV and overall by `[limits]`, and completes on OnWriteComplete, on a
 //! timeout, or when the link is lost.
 
+pub(super) mod calls;
+pub(super) mod failure;
+mod guard;
+
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tracing::info;
 
-use super::pv::{InFlight, PendingWrite};
-use super::registry::PvId;
-use super::write_calls::{CallDone, Queued, Timer};
-use super::write_failure::{classify, Failed, Failure};
-use super::{convert, Bridge};
+use self::calls::{CallDone, Queued, Timer};
+use self::failure::{classify, Failed, Failure};
+use super::mapping::pv::{InFlight, PendingWrite};
+use super::mapping::registry::PvId;
+use super::values::convert;
+use super::Bridge;
 use crate::config;
 use crate::gateway::{GatewayError, MxValue, UserId, WriteEntry, WriteKind};
 use crate::pva::{PutOutcome, PutRequest};
@@ -240,7 +245,7 @@ impl Bridge {
     }
 
     /// OnWriteComplete of PV `i`: its oldest sent write is answered; its timeout goes, and
-    /// a success not shown yet waits [`super::pv::WRITE_SETTLE`] at most.
+    /// a success not shown yet waits [`super::mapping::pv::WRITE_SETTLE`] at most.
     pub(super) fn write_completed(&mut self, i: PvId, outcome: Result<(), String>) {
         let Some(pv) = self.pvs.get_mut(i) else {
             return;
@@ -249,7 +254,7 @@ impl Bridge {
             self.writes.cancel_timer(at, id);
         }
         if let Some(id) = pv.write_complete(outcome) {
-            let at = tokio::time::Instant::now() + super::pv::WRITE_SETTLE;
+            let at = tokio::time::Instant::now() + super::mapping::pv::WRITE_SETTLE;
             self.writes.add_timer(at, id, Timer::Settled(i));
         }
     }

@@ -24,13 +24,13 @@ use tracing::{debug, info, warn};
 use super::diff::{Change, Diff};
 use super::pv::MappedPv;
 use super::registry::{Bound, PvId};
-use super::subscriptions::Advised;
-use super::Bridge;
+use crate::bridge::link::subscriptions::Advised;
+use crate::bridge::Bridge;
 use crate::gateway::ItemHandle;
 
 /// What [`Bridge::apply`] did, for the log.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Applied {
+pub(in crate::bridge) struct Applied {
     pub added: usize,
     pub removed: usize,
     pub reopened: usize,
@@ -39,7 +39,7 @@ pub(super) struct Applied {
 
 impl Bridge {
     /// Applies `diff` to the registry while serving.
-    pub(super) fn apply(&mut self, diff: Diff) -> Applied {
+    pub(in crate::bridge) fn apply(&mut self, diff: Diff) -> Applied {
         let mut applied = Applied::default();
         let mut unsubscribe: Vec<ItemHandle> = Vec::new();
         let mut subscribe: Vec<PvId> = Vec::new();
@@ -143,7 +143,7 @@ impl Bridge {
 
     /// Advises the tags of `ids` in the live session, if any (of `ids`, those
     /// [`Bridge::wants_item`]: on-demand PVs only while watched or lingering).
-    pub(super) fn advise(&mut self, ids: Vec<PvId>) {
+    pub(in crate::bridge) fn advise(&mut self, ids: Vec<PvId>) {
         if self.link.is_none() || ids.is_empty() {
             return;
         }
@@ -156,7 +156,11 @@ impl Bridge {
     /// bound to its PV if the PV still maps to the tag it was advised for
     /// ([`Registry::bind`](super::registry::Registry::bind)); an item not bound is
     /// un-advised. Then the data changes held meanwhile are taken.
-    pub(super) fn on_subscribed(&mut self, call: u64, results: Result<Vec<Advised>, String>) {
+    pub(in crate::bridge) fn on_subscribed(
+        &mut self,
+        call: u64,
+        results: Result<Vec<Advised>, String>,
+    ) {
         let pvs = &mut self.pvs;
         let mut unwanted: Vec<ItemHandle> = Vec::new();
         let mut failed = 0usize;
@@ -220,7 +224,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
-    use super::super::*;
+    use crate::bridge::*;
     use crate::gateway::{MxValue, Quality};
     use crate::pva::TimeStamp;
 

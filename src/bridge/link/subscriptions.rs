@@ -38,20 +38,20 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::registry::PvId;
+use crate::bridge::mapping::registry::PvId;
 use crate::gateway::{ItemHandle, SessionEvent};
 
 /// The window is this many `[gateway] subscribe_chunk`s...
-pub(super) const CHUNKS_IN_WINDOW: usize = 8;
+pub(in crate::bridge) const CHUNKS_IN_WINDOW: usize = 8;
 /// ... and at most this many items.
-pub(super) const MAX_WINDOW: usize = 4096;
+pub(in crate::bridge) const MAX_WINDOW: usize = 4096;
 /// At most this many data changes of items not known yet are held while a SubscribeBulk
 /// is in flight; past it they are dropped as strays.
-pub(super) const MAX_EARLY: usize = 65_536;
+pub(in crate::bridge) const MAX_EARLY: usize = 65_536;
 
 /// A gateway call about advised items, to be made in the live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum AdviseCall {
+pub(in crate::bridge) enum AdviseCall {
     /// SubscribeBulk of `tags`; its results come back to [`Subscriptions::on_subscribed`]
     /// with `call`.
     Subscribe { call: u64, tags: Vec<String> },
@@ -60,7 +60,7 @@ pub(super) enum AdviseCall {
 }
 
 /// The result of one entry of a SubscribeBulk: the item handle, or why not.
-pub(super) type Advised = Result<ItemHandle, String>;
+pub(in crate::bridge) type Advised = Result<ItemHandle, String>;
 
 /// The SubscribeBulk in flight.
 #[derive(Debug)]
@@ -85,7 +85,7 @@ struct Window {
 
 /// See the module's note.
 #[derive(Debug)]
-pub(super) struct Subscriptions {
+pub(in crate::bridge) struct Subscriptions {
     /// Tags per SubscribeBulk (`[gateway] subscribe_chunk`).
     chunk: usize,
     /// How long a chunk waits for room (`[gateway] request_timeout`).

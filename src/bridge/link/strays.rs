@@ -7,12 +7,12 @@ use std::collections::HashSet;
 
 use tracing::{debug, warn};
 
-use super::registry::PvId;
+use crate::bridge::mapping::registry::PvId;
 use crate::gateway::Undecodable;
 
 /// What has been logged at warn in the current session.
 #[derive(Default)]
-pub(super) struct Strays {
+pub(in crate::bridge) struct Strays {
     /// An event for an item handle not subscribed.
     unknown_item: bool,
     /// An OnWriteComplete with no write pending on its item.

@@ -35,7 +35,7 @@ pub fn quality_alarm(q: Quality) -> Alarm {
 }
 
 /// `alarm` is what [`quality_alarm`] gives for `q` (compared without building it).
-pub(super) fn is_quality_alarm(alarm: &Alarm, q: Quality) -> bool {
+pub(in crate::bridge) fn is_quality_alarm(alarm: &Alarm, q: Quality) -> bool {
     let (severity, status) = severity_status(q);
     let desc = q.description();
     let limit = limit_text(q);

@@ -32,7 +32,7 @@ impl Level {
     }
 }
 
-pub(super) fn severity(s: config::Severity) -> Severity {
+pub(in crate::bridge) fn severity(s: config::Severity) -> Severity {
     match s {
         config::Severity::None => Severity::NoAlarm,
         config::Severity::Minor => Severity::Minor,
@@ -43,7 +43,7 @@ pub(super) fn severity(s: config::Severity) -> Severity {
 
 /// The limit state of one PV.
 #[derive(Debug, Clone)]
-pub(super) struct Limits {
+pub(in crate::bridge) struct Limits {
     cfg: Option<ValueAlarm>,
     /// The limit last in alarm (the record's LALM).
     last: Option<Level>,

@@ -6,7 +6,7 @@ use crate::pva::Alarm;
 /// Joins the parts of a PV's alarm: the highest severity wins (the earlier part on a
 /// tie, `base` last), and the message keeps every part's message, the winner's first.
 /// A plain-Good `base` ("Good") adds nothing when another part speaks.
-pub(super) fn combine<'a>(
+pub(in crate::bridge) fn combine<'a>(
     parts: impl IntoIterator<Item = Option<&'a Alarm>>,
     base: &'a Alarm,
     base_plain: bool,

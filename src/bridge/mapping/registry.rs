@@ -21,12 +21,12 @@ use crate::gateway::ItemHandle;
 use crate::pva::{EventSender, PvaError, Server};
 
 use super::pv::MappedPv;
-use super::stamp::Stamps;
+use crate::bridge::values::stamp::Stamps;
 use crate::pva::TimeStamp;
 
 /// Why an item handle was not bound to a PV ([`Registry::bind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Unbound {
+pub(in crate::bridge) enum Unbound {
     /// The PV was removed meanwhile.
     Gone,
     /// The PV maps another tag now (re-tagged meanwhile): the handle names the old one.
@@ -60,7 +60,7 @@ impl std::fmt::Display for Unbound {
 
 /// What [`Registry::bind`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Bound {
+pub(in crate::bridge) enum Bound {
     /// The PV holds the handle now.
     New,
     /// The PV held this very handle already: nothing changed.
@@ -69,7 +69,7 @@ pub(super) enum Bound {
 
 /// A mapped PV's id: stable while the PV is mapped, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) struct PvId(u64);
+pub(in crate::bridge) struct PvId(u64);
 
 #[cfg(test)]
 impl PvId {
@@ -80,7 +80,7 @@ impl PvId {
 }
 
 #[derive(Default)]
-pub(super) struct Registry {
+pub(in crate::bridge) struct Registry {
     /// Boxed: a MappedPv is large, and a table of them moved every PV on each growth.
     pvs: HashMap<PvId, Box<MappedPv>>,
     by_name: HashMap<Arc<str>, PvId>,

@@ -14,13 +14,13 @@ use crate::config::{self, Config};
 use super::registry::PvId;
 
 /// The PVs the config asks for, in its order.
-pub(super) fn desired(config: &Config) -> Vec<config::Pv> {
+pub(in crate::bridge) fn desired(config: &Config) -> Vec<config::Pv> {
     config.pvs.clone()
 }
 
 /// One kind of change of a PV that stays (same name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) enum Change {
+pub(in crate::bridge) enum Change {
     /// Another tag: the old one is unsubscribed and the new one subscribed.
     Tag,
     /// The served type (`type`, or how a Boolean is served): the PV is re-opened.
@@ -44,7 +44,7 @@ pub(super) enum Change {
 }
 
 /// How a PV's config changed: each kind once, in [`Change`] order; empty when it did not.
-pub(super) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Change> {
+pub(in crate::bridge) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Change> {
     let mut out = Vec::new();
     let mut note = |differs: bool, kind: Change| {
         if differs {
@@ -90,7 +90,7 @@ pub(super) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Change> {
 
 /// A PV that stays, with its new config and how it changed.
 #[derive(Debug, Clone)]
-pub(super) struct Changed {
+pub(in crate::bridge) struct Changed {
     pub id: PvId,
     pub cfg: config::Pv,
     pub changes: Vec<Change>,
@@ -98,7 +98,7 @@ pub(super) struct Changed {
 
 /// What turns the registry into the desired mapping.
 #[derive(Debug, Default)]
-pub(super) struct Diff {
+pub(in crate::bridge) struct Diff {
     /// New PVs, in the config's order.
     pub added: Vec<config::Pv>,
     /// PVs no longer wanted.
@@ -116,7 +116,7 @@ impl Diff {
 /// The diff from `current` (what the registry serves: id and config of each PV, ids in
 /// the order the PVs were added) to `desired`. A name the desired list holds twice (which
 /// config validation refuses) counts once, the first.
-pub(super) fn diff<'a>(
+pub(in crate::bridge) fn diff<'a>(
     current: impl IntoIterator<Item = (PvId, &'a config::Pv)>,
     desired: &[config::Pv],
 ) -> Diff {
