@@ -10,45 +10,55 @@
 //! backoff, a new session and one new subscription of every tag.
 //!
 //! The PV set changes while serving (issue 11). Three parts, one code path:
-//! - the **registry** (`registry.rs`): mapped PVs by a stable `PvId` (never
+//! - the **registry** (`mapping/registry.rs`): mapped PVs by a stable `PvId` (never
 //!   reused), by name, and by item handle of the current session. Everything that names
 //!   a PV outside the registry (write messages, alarm owners, the dirty list, strays)
 //!   holds an id, so a late message about a removed PV finds nothing;
-//! - the **desired mapping and its diff** (`diff.rs`, pure): the config's PVs compared by
-//!   name with the registry give added, removed and changed PVs, a change named by its
-//!   kinds (tag, type, metadata, writability, write mode, alarms, limits, timestamp).
-//!   Start is the first diff, against an empty registry (see [`run_reloading`]);
-//! - **applying a diff while serving** (`apply.rs`): removed PVs are retired (puts fail,
-//!   clients disconnected, `:ACK` gone) and unsubscribed; tag/type/writability changes
-//!   re-open the PV under the same id and re-subscribe its tag; other changes are taken in
-//!   place; added PVs are served and subscribed. Gateway work goes in bulk
+//! - the **desired mapping and its diff** (`mapping/diff.rs`, pure): the config's PVs
+//!   compared by name with the registry give added, removed and changed PVs, a change
+//!   named by its kinds (tag, type, metadata, writability, write mode, alarms, limits,
+//!   timestamp). Start is the first diff, against an empty registry (see
+//!   [`run_reloading`]);
+//! - **applying a diff while serving** (`mapping/apply.rs`): removed PVs are retired
+//!   (puts fail, clients disconnected, `:ACK` gone) and unsubscribed; tag/type/writability
+//!   changes re-open the PV under the same id and re-subscribe its tag; other changes are
+//!   taken in place; added PVs are served and subscribed. Gateway work goes in bulk
 //!   (UnsubscribeBulk, SubscribeBulk) in the live session, in a task whose item handles
 //!   come back as `Internal::Subscribed`; data changes of items not known yet are held
-//!   meanwhile. `reload.rs` re-reads the file on SIGHUP (validate, then diff; `[gateway]`
-//!   and `[users]` changes reconnect; settings that need a restart are named).
+//!   meanwhile. `mapping/reload.rs` re-reads the file on SIGHUP (validate, then diff;
+//!   `[gateway]` and `[users]` changes reconnect; settings that need a restart are named).
 //!
-//! Files:
-//! - `link.rs`: the gateway link: connect, session, subscribe, lost links and their
-//!   stale sessions.
-//! - `writes.rs`: the write path: puts -> gateway writes, caps, completion.
-//! - `guard.rs`: access security (the ACF) and the audit trail, before the write path.
-//! - `registry.rs`, `diff.rs` (tests in `diff/tests.rs`), `apply.rs`, `reload.rs`: above.
-//! - `combine.rs`: how the parts of a PV's alarm join (shared by `pv.rs` and `alarms/`,
-//!   so neither imports the other's file).
-//! - `convert.rs`: MXAccess values <-> PV values, exact or refused (`isotime.rs`: Time text).
-//! - `quality.rs`: quality -> `alarm`.
-//! - `pv.rs`: one mapped PV (its structure, metadata and pending writes).
+//! Files, by concern:
+//! - `mod.rs` (this file): the `Bridge`, its start ([`run`], [`run_reloading`]), the
+//!   end of a turn, and the session events demultiplexed to their PVs; `serve.rs`: the
+//!   tokio adapter (the loop, the gateway calls made as tasks).
+//! - `values/`: how an MXAccess value, quality and source time become a PV's `value`,
+//!   `alarm` and `timeStamp`: `convert.rs` (MXAccess values <-> PV values, exact or
+//!   refused; `isotime.rs`: Time text; `convert_props.rs`: generated inputs, tests only),
+//!   `quality.rs` (quality -> `alarm`), `limits.rs` (local `value_alarm` limits),
+//!   `combine.rs` (how the parts of a PV's alarm join, shared by `mapping/pv.rs` and
+//!   `alarms/`, so neither imports the other's file), `stamp.rs` (the rule that keeps
+//!   each PV's posted `timeStamp` from going back). It imports nothing else of the bridge.
+//! - `mapping/`: the PVs served and a change of them: `registry.rs`, `diff.rs` (tests in
+//!   `diff/tests.rs`), `apply.rs`, `reload.rs`, `deploys.rs` (above), and `pv.rs`: one
+//!   mapped PV (its structure, metadata and pending writes).
+//! - `link/`: the gateway link: `mod.rs` (connect, session, lost links and their stale
+//!   sessions), `subscriptions.rs` (which tags are advised, paced in chunks),
+//!   `demand.rs` (on-demand PVs, `subscribe = "on_demand"`: advised while watched, pvxs
+//!   first connect / last disconnect, un-advised `linger` after the last client left),
+//!   `strays.rs` (events the bridge ignores: unknown items, undecodable; logged once).
+//! - `writes/`: the write path: `mod.rs` (puts -> gateway writes, caps, completion),
+//!   `calls.rs` (the write calls, in bulk, and the write timers), `failure.rs` (which layer
+//!   failed a write, for the client's message and the audit), `guard.rs` (access
+//!   security, the ACF, and the audit trail, before the write path).
 //! - `alarms/`: System Platform alarms: the feed, their PVs, `:ACK`, the table
 //!   (`table.rs`), the `kind` severity scheme (`severity.rs`), following a changed
 //!   mapping (`remap.rs`) and reloaded alarm settings (`reload.rs`).
-//! - `limits.rs`: local `value_alarm` limits applied to `alarm`.
-//! - `strays.rs`: events the bridge ignores (unknown items, undecodable), logged once.
-//! - `stamp.rs`: the rule that keeps each PV's posted `timeStamp` from going back.
-//! - `demand.rs`: on-demand PVs (`subscribe = "on_demand"`): advised while watched (pvxs
-//!   first connect / last disconnect), un-advised `linger` after the last client left.
 //! - `operate.rs`: the status PVs (`crate::status`) and systemd notifications: state
 //!   changes as they happen, one relaxed atomic add per data change, and a tick (at
 //!   least once a second) that counts INVALID PVs and feeds systemd's watchdog.
+//! - `interleavings/` (tests only): generated interleavings of inputs, with the
+//!   bridge's invariants checked after every step.
 //!
 //! A diff applied while a connect is under way is caught up after it: PVs added or
 //! re-tagged meanwhile are subscribed then, items of PVs removed meanwhile unsubscribed.
@@ -57,9 +67,9 @@
 //! `[alarms]` and `[[alarm_pv]]` changes apply too (`alarms/reload.rs`: alarm PVs, the
 //! table, `:ACK` names, the feed restarted on a new filter).
 //!
-//! `[[discover]]` rules are a source of diffs too (`deploys.rs`, issue 12): a task follows
-//! WatchDeployEvents, re-discovers on each deploy, and the rule-made PVs join the config's
-//! (`Config::merge_rule_pvs`) in the diff applied here.
+//! `[[discover]]` rules are a source of diffs too (`mapping/deploys.rs`, issue 12): a task
+//! follows WatchDeployEvents, re-discovers on each deploy, and the rule-made PVs join the
+//! config's (`Config::merge_rule_pvs`) in the diff applied here.
 //!
 //! Still to do: the `[limits]` sizes need a restart.
 
@@ -184,7 +194,7 @@ struct Bridge {
     /// Where PVs added while serving are served, and where their puts go.
     server: Arc<Server>,
     events: pva::EventSender,
-    /// Which tags are advised in the live session, and when (`subscriptions.rs`).
+    /// Which tags are advised in the live session, and when (`link/subscriptions.rs`).
     subs: subscriptions::Subscriptions,
     /// The live session, if any.
     link: Option<Link>,
@@ -196,7 +206,8 @@ struct Bridge {
     lost_reason: Option<String>,
     next_write: u64,
     /// Puts sent to the gateway and not yet answered, over all PVs (each
-    /// [`PendingWrite`] holds one count; see [`mapping::pv::InFlight`]).
+    /// [`PendingWrite`](mapping::pv::PendingWrite) holds one count; see
+    /// [`mapping::pv::InFlight`]).
     in_flight: Arc<AtomicUsize>,
     /// Puts to send, write calls in flight, write timeouts and settle bounds.
     writes: writes::calls::WriteCalls,
@@ -210,11 +221,11 @@ struct Bridge {
     demand: demand::Demand,
     /// The status PVs and systemd notifications (`operate.rs`).
     ops: operate::Ops,
-    /// The ACF in force (`guard.rs`).
+    /// The ACF in force (`writes/guard.rs`).
     access: crate::access::Access,
     /// The audit trail of puts; `audit.health()` is for the status PVs.
     audit: AuditTrail,
-    /// PVs the `[[discover]]` rules made of the last discovery (`deploys.rs`).
+    /// PVs the `[[discover]]` rules made of the last discovery (`mapping/deploys.rs`).
     rule_pvs: Vec<config::RulePv>,
     /// The task that follows deploys, while the config has rules.
     follower: Option<deploys::Follower>,
@@ -392,7 +403,7 @@ impl Bridge {
         self.on_demand_deadline();
     }
 
-    /// The advise calls to make now (`subscriptions.rs`): each PV asked for is advised
+    /// The advise calls to make now (`link/subscriptions.rs`): each PV asked for is advised
     /// with the tag it maps to at this moment, if it is still wanted.
     fn advise_calls(&mut self) -> Vec<subscriptions::AdviseCall> {
         let mut calls = Vec::new();

@@ -4,7 +4,7 @@
 //! attribute a rule picks into a [`Candidate`]; `Config::rule_pvs` validates those as
 //! `[[pv]]` tables, and `Config::merge_rule_pvs` joins them with the explicit `[[pv]]`
 //! tables into the desired mapping. `mxpva discover` prints that mapping as TOML
-//! (`render.rs`); `mxpva run` serves it and follows deploys (`bridge/deploys.rs`).
+//! (`render.rs`); `mxpva run` serves it and follows deploys (`bridge/mapping/deploys.rs`).
 //!
 //! What the Galaxy says becomes:
 //! - the type: the attribute's MX data type and array flag, as the bridge serves it by

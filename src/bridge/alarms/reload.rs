@@ -222,7 +222,7 @@ impl Alarms {
                 }
                 kept => {
                     let reopen = kept.is_some();
-                    // A re-opened PV's posts continue from the old one's (`stamp.rs`).
+                    // A re-opened PV's posts continue from the old one's (`values/stamp.rs`).
                     let mut stamps = Stamps::default();
                     if let Some((i, o)) = kept {
                         // Its `:ACK` PV stays.

@@ -8,11 +8,11 @@
 //! - A PV whose tag, type or writability changed is re-opened: a new PV under the same id
 //!   and name (clients reconnect to it), its old item unsubscribed, its tag subscribed
 //!   again so that the first value comes in its new type. Its timeStamps continue from
-//!   the old PV's, never going back (`stamp.rs`).
+//!   the old PV's, never going back (`values/stamp.rs`).
 //! - Any other change is taken in place; metadata and limits are posted in place.
 //! - An added PV is served at once and subscribed (SubscribeBulk) in the live session.
 //!
-//! The gateway calls go out from `subscriptions.rs` (paced, one SubscribeBulk at a
+//! The gateway calls go out from `link/subscriptions.rs` (paced, one SubscribeBulk at a
 //! time); their results come back to [`Bridge::on_subscribed`], which binds each item
 //! only to a PV that still maps to the tag it was advised for. Without a link there is
 //! no gateway work: the next session advises the registry as it is then.
@@ -67,7 +67,7 @@ impl Bridge {
                 .any(|k| matches!(k, Change::Tag | Change::Type | Change::Writability));
             if reopen {
                 let name = c.cfg.name.as_str().to_string();
-                // Its posts continue from the old PV's (`stamp.rs`).
+                // Its posts continue from the old PV's (`values/stamp.rs`).
                 let stamps = self.pvs.get(c.id).map(|old| old.stamps().clone());
                 let stamps = stamps.unwrap_or_default();
                 let events = &self.events;

@@ -37,7 +37,7 @@ pub(in crate::bridge) enum Change {
     Limits,
     /// Which time is posted (`timestamp`).
     Timestamp,
-    /// When the tag is advised (`subscribe`, `linger`): taken in place (`demand.rs`).
+    /// When the tag is advised (`subscribe`, `linger`): taken in place (`link/demand.rs`).
     Subscribe,
     /// `access_group`, `access_level`: taken in place by the next put.
     Access,

@@ -29,7 +29,7 @@ pub(in crate::bridge) struct PendingWrite {
     pub changed: bool,
     /// Counts this write among the bridge's puts in flight until it is dropped.
     pub _in_flight: InFlight,
-    /// Handed to a write call (`write_calls.rs`); until then a reload that removes the
+    /// Handed to a write call (`writes/calls.rs`); until then a reload that removes the
     /// PV withdraws it, and it is never sent.
     pub sent: bool,
     /// The value written, for a scalar write: a data change or the value shown equal to
@@ -80,15 +80,15 @@ pub(in crate::bridge) struct MappedPv {
     /// The alarm of the value itself (quality, conversion, link), before System Platform
     /// alarms and local limits join it; and whether it is plain Good (nothing to say).
     base_alarm: (Alarm, bool),
-    /// This PV's System Platform alarms as one part, set by `alarms.rs`.
+    /// This PV's System Platform alarms as one part, set by `alarms/`.
     pub sp_alarm: Option<Alarm>,
     /// MINOR "alarm feed lost" while the alarm feed is down and this PV carries (or is
-    /// configured to carry) alarms, set by `alarms.rs`.
+    /// configured to carry) alarms, set by `alarms/`.
     pub feed_lost: Option<Alarm>,
     /// Local `value_alarm` limits and the part they give for the last value.
     limits: Limits,
     limit_alarm: Option<Alarm>,
-    /// The last posted time: posted times never go back (see `stamp.rs`).
+    /// The last posted time: posted times never go back (see `values/stamp.rs`).
     stamps: Stamps,
     /// What the bridge took for this PV in the current turn and posts once at its end
     /// ([`MappedPv::flush`]): a data change's value, and the latest own time of the facts
@@ -190,7 +190,7 @@ impl MappedPv {
         // Until then that INVALID is the base alarm, so that a System Platform alarm
         // arriving before the first data change joins it instead of hiding it.
         // An on-demand PV is not served before its first client: that client waits
-        // for the first value (`demand.rs`).
+        // for the first value (`link/demand.rs`).
         let ty = configured_type(&mapped.cfg).filter(|_| !mapped.cfg.subscribe.is_on_demand());
         if let Some(ty) = ty {
             let alarm = Alarm::new(

@@ -9,9 +9,9 @@
 //!
 //! A new id under an old name still continues that name's posted times: the last posted
 //! time of a removed PV is kept by name while it is ahead of the bridge's clock (a
-//! source clock ahead), and a PV added under the name takes it over (`stamp.rs`). Once
-//! the bridge's clock has passed it, a PV starting afresh cannot go back from it, and it
-//! is dropped; so only names removed within the source clock's lead are kept.
+//! source clock ahead), and a PV added under the name takes it over (`values/stamp.rs`).
+//! Once the bridge's clock has passed it, a PV starting afresh cannot go back from it,
+//! and it is dropped; so only names removed within the source clock's lead are kept.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! How the parts of a PV's alarm join into the one `alarm` it posts: shared by the value
-//! PVs (`pv.rs`) and the alarm side (`alarms/`), which is why it lives in neither.
+//! PVs (`mapping/pv.rs`) and the alarm side (`alarms/`), which is why it lives in neither.
 
 use crate::pva::Alarm;
 

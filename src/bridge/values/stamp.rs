@@ -21,7 +21,7 @@
 //! across a reconnect: a client's monitor on the name sees both PVs, and with a source
 //! clock ahead of the bridge's the new PV's first post (the bridge's clock) would
 //! otherwise go back. A PV removed and added again under its name continues too while
-//! its last posted time is still ahead of the bridge's clock (`registry.rs`).
+//! its last posted time is still ahead of the bridge's clock (`mapping/registry.rs`).
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -35,7 +35,7 @@ pub(in crate::bridge) struct Queued {
 }
 
 /// A write call answered: per put, accepted (`Ok`) or why not, or why the call failed
-/// (each naming the layer that failed, `write_failure.rs`).
+/// (each naming the layer that failed, `failure.rs`).
 pub(in crate::bridge) struct CallDone {
     /// The call ([`WriteCall::call`]).
     pub call: u64,

@@ -1,5 +1,5 @@
 //! The write path: a put becomes a gateway write (Write, Write2 or WriteSecured by the
-//! PV's write mode; puts that come together go in one bulk call, see `write_calls.rs`),
+//! PV's write mode; puts that come together go in one bulk call, see `calls.rs`),
 //! capped per PV and overall by `[limits]`, and completes on OnWriteComplete, on a
 //! timeout, or when the link is lost.
 
