@@ -9,8 +9,12 @@ use super::gen::TAGS;
 use crate::bridge::subscriptions::{AdviseCall, Advised};
 use crate::bridge::write_calls::WriteCall;
 use crate::gateway::{
-    DataChange, ItemHandle, MxStatus, MxValue, Quality, ServerHandle, SessionEvent, WriteComplete,
+    DataChange, ItemHandle, MxStatus, MxStatusCategory, MxValue, Quality, ServerHandle,
+    SessionEvent, WriteComplete,
 };
+
+/// The attribute whose writes System Platform refuses.
+pub const REFUSED_TAG: &str = "Pump001.MaxSpeed";
 
 /// A call the bridge made, not answered yet.
 pub enum Pending {
@@ -160,6 +164,23 @@ impl Gateway {
                 let Some(tag) = self.items.get(&h).cloned() else {
                     return Err(format!("item handle {h} is not advised"));
                 };
+                // System Platform refuses every write of this attribute (its security
+                // classification): OnWriteComplete carries the MXAccess status.
+                if tag == REFUSED_TAG {
+                    self.sequence += 1;
+                    self.events
+                        .push_back(SessionEvent::WriteComplete(WriteComplete {
+                            worker_sequence: self.sequence,
+                            server_handle: ServerHandle(1),
+                            item_handle: ItemHandle(h),
+                            statuses: vec![MxStatus::failure(
+                                MxStatusCategory::SecurityError,
+                                0,
+                                "write access denied",
+                            )],
+                        }));
+                    return Ok(());
+                }
                 let value = match &e.value {
                     MxValue::Double(v) => *v,
                     MxValue::Int32(v) => f64::from(*v),
