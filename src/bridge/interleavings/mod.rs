@@ -706,6 +706,20 @@ impl World {
         Ok(())
     }
 
+    /// The history's steps, then the checks once settled.
+    async fn run(&mut self, steps: &[Step]) -> Result<(), TestCaseError> {
+        self.reconnect();
+        self.turn()?;
+        let ids = self.ids_by_name();
+        self.check_step(&Step::Wait(0), &self.mapping.clone(), &ids)?;
+        for (n, step) in steps.iter().enumerate() {
+            self.step = n;
+            self.apply(step).await?;
+        }
+        self.step = steps.len();
+        self.check_settled().await
+    }
+
     /// The PVs leave the shared server.
     fn close(self) {
         for id in self.bridge.pvs.ids() {
@@ -750,16 +764,7 @@ fn run_history(
     rt.block_on(async {
         take_posted();
         let mut w = World::new(mapping);
-        w.reconnect();
-        w.turn()?;
-        let ids = w.ids_by_name();
-        w.check_step(&Step::Wait(0), &w.mapping.clone(), &ids)?;
-        for (n, step) in steps.iter().enumerate() {
-            w.step = n;
-            w.apply(step).await?;
-        }
-        w.step = steps.len();
-        let result = w.check_settled().await;
+        let result = w.run(&steps).await;
         {
             let mut c = counts.lock().unwrap();
             c.histories += 1;
