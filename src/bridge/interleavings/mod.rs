@@ -775,7 +775,7 @@ fn run_history(
                 }
             }
             c.puts += w.puts.len();
-            c.writes += w.gw.applied.len();
+            c.writes += w.gw.applied;
             if result.is_err() && c.first_failure.is_none() {
                 c.first_failure = Some(c.histories);
             }
