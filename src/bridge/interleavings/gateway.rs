@@ -9,21 +9,17 @@ use super::gen::TAGS;
 use crate::bridge::link::subscriptions::{AdviseCall, Advised};
 use crate::bridge::writes::calls::WriteCall;
 use crate::gateway::{
-    DataChange, ItemHandle, MxStatus, MxValue, Quality, ServerHandle, SessionEvent, WriteComplete,
+    DataChange, ItemHandle, MxStatus, MxStatusCategory, MxValue, Quality, ServerHandle,
+    SessionEvent, WriteComplete,
 };
+
+/// The attribute whose writes System Platform refuses.
+pub const REFUSED_TAG: &str = "Pump001.MaxSpeed";
 
 /// A call the bridge made, not answered yet.
 pub enum Pending {
     Subscribe { call: u64, tags: Vec<String> },
     Write(WriteCall),
-}
-
-/// A write the gateway applied.
-#[derive(Debug, Clone)]
-pub struct Applied {
-    pub item: i32,
-    pub tag: String,
-    pub value: f64,
 }
 
 pub struct Gateway {
@@ -37,7 +33,8 @@ pub struct Gateway {
     /// The event stream of the live session, in order.
     pub events: VecDeque<SessionEvent>,
     pub pending: Vec<Pending>,
-    pub applied: Vec<Applied>,
+    /// How many writes it applied.
+    pub applied: usize,
     /// Each attribute's value and source time.
     values: [f64; TAGS.len()],
     clocks: [SystemTime; TAGS.len()],
@@ -54,7 +51,7 @@ impl Gateway {
             next_handle: 1,
             events: VecDeque::new(),
             pending: Vec::new(),
-            applied: Vec::new(),
+            applied: 0,
             values: [0.0; TAGS.len()],
             clocks: [now; TAGS.len()],
             sequence: 0,
@@ -104,15 +101,29 @@ impl Gateway {
             let d = Duration::from_millis(jump_ms.unsigned_abs());
             *c = if jump_ms >= 0 { *c + d } else { *c - d };
         }
-        let items: Vec<i32> = self
-            .items
+        for h in self.items_of(tag) {
+            self.data_change(h, tag);
+        }
+    }
+
+    /// The items advised on attribute `tag`.
+    fn items_of(&self, tag: usize) -> Vec<i32> {
+        self.items
             .iter()
             .filter(|(_, t)| Self::tag_index(t) == Some(tag))
             .map(|(h, _)| *h)
-            .collect();
-        for h in items {
-            self.data_change(h, tag);
-        }
+            .collect()
+    }
+
+    fn write_complete(&mut self, item: i32, status: MxStatus) {
+        self.sequence += 1;
+        self.events
+            .push_back(SessionEvent::WriteComplete(WriteComplete {
+                worker_sequence: self.sequence,
+                server_handle: ServerHandle(1),
+                item_handle: ItemHandle(item),
+                statuses: vec![status],
+            }));
     }
 
     /// The bridge's calls of a turn.
@@ -160,39 +171,33 @@ impl Gateway {
                 let Some(tag) = self.items.get(&h).cloned() else {
                     return Err(format!("item handle {h} is not advised"));
                 };
+                // System Platform refuses every write of this attribute (its security
+                // classification): OnWriteComplete carries the MXAccess status.
+                if tag == REFUSED_TAG {
+                    let denied = MxStatus::failure(
+                        MxStatusCategory::SecurityError,
+                        0,
+                        "write access denied",
+                    );
+                    self.write_complete(h, denied);
+                    return Ok(());
+                }
                 let value = match &e.value {
                     MxValue::Double(v) => *v,
                     MxValue::Int32(v) => f64::from(*v),
                     _ => f64::NAN,
                 };
-                self.applied.push(Applied {
-                    item: h,
-                    tag: tag.clone(),
-                    value,
-                });
+                self.applied += 1;
                 if let Some(t) = Self::tag_index(&tag) {
                     let changed = self.values.get(t) != Some(&value);
                     if let (true, Some(v)) = (changed, self.values.get_mut(t)) {
                         *v = value;
-                        let items: Vec<i32> = self
-                            .items
-                            .iter()
-                            .filter(|(_, x)| **x == tag)
-                            .map(|(h, _)| *h)
-                            .collect();
-                        for item in items {
+                        for item in self.items_of(t) {
                             self.data_change(item, t);
                         }
                     }
                 }
-                self.sequence += 1;
-                self.events
-                    .push_back(SessionEvent::WriteComplete(WriteComplete {
-                        worker_sequence: self.sequence,
-                        server_handle: ServerHandle(1),
-                        item_handle: ItemHandle(h),
-                        statuses: vec![MxStatus::ok()],
-                    }));
+                self.write_complete(h, MxStatus::ok());
                 Ok(())
             })
             .collect()

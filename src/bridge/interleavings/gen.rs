@@ -22,8 +22,25 @@ pub struct PvSpec {
     pub units: bool,
 }
 
-/// A mapping: which of the names are PVs, and how.
-pub type Mapping = Vec<Option<PvSpec>>;
+/// A `[[discover]]` rule: it makes `<prefix>Tank001:Level` and `<prefix>Tank001:Temp`
+/// of the Galaxy's `Tank001`, with these keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSpec {
+    pub group: usize,
+    pub level: u8,
+    pub writable: bool,
+}
+
+pub const GROUPS: [&str; 2] = ["OPS", "ENG"];
+/// The attributes the rule picks, by their index in [`TAGS`].
+pub const RULE_TAGS: [usize; 2] = [3, 4];
+
+/// A mapping: which of the names are PVs, and how; and the rule, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    pub pvs: Vec<Option<PvSpec>>,
+    pub rule: Option<RuleSpec>,
+}
 
 pub fn any_pv() -> impl Strategy<Value = PvSpec> {
     (
@@ -42,8 +59,20 @@ pub fn any_pv() -> impl Strategy<Value = PvSpec> {
         })
 }
 
+fn any_rule() -> impl Strategy<Value = RuleSpec> {
+    (0..GROUPS.len(), 0..2u8, any::<bool>()).prop_map(|(group, level, writable)| RuleSpec {
+        group,
+        level,
+        writable,
+    })
+}
+
 pub fn any_mapping() -> impl Strategy<Value = Mapping> {
-    prop::collection::vec(prop::option::weighted(0.8, any_pv()), NAMES)
+    (
+        prop::collection::vec(prop::option::weighted(0.8, any_pv()), NAMES),
+        prop::option::weighted(0.5, any_rule()),
+    )
+        .prop_map(|(pvs, rule)| Mapping { pvs, rule })
 }
 
 /// A mapping close to `base`: most PVs as they were, some changed, added or removed
@@ -62,6 +91,11 @@ pub enum Edit {
     Units(usize),
     Remove(usize),
     Add(usize, PvSpec),
+    /// The rule's `access_group`, `access_level` or `writable` changes; the rule comes or goes.
+    RuleGroup,
+    RuleLevel,
+    RuleWritable,
+    Rule(Option<RuleSpec>),
 }
 
 fn any_edit() -> impl Strategy<Value = Edit> {
@@ -74,6 +108,10 @@ fn any_edit() -> impl Strategy<Value = Edit> {
         1 => n.clone().prop_map(Edit::Units),
         1 => n.clone().prop_map(Edit::Remove),
         2 => (n, any_pv()).prop_map(|(i, p)| Edit::Add(i, p)),
+        2 => Just(Edit::RuleGroup),
+        1 => Just(Edit::RuleLevel),
+        1 => Just(Edit::RuleWritable),
+        1 => prop::option::weighted(0.7, any_rule()).prop_map(Edit::Rule),
     ]
 }
 
@@ -83,40 +121,56 @@ pub fn edited(base: &Mapping, edits: &[Edit]) -> Mapping {
     for e in edits {
         match e {
             Edit::Retag(i, t) => {
-                if let Some(Some(p)) = m.get_mut(*i) {
+                if let Some(Some(p)) = m.pvs.get_mut(*i) {
                     p.tag = *t;
                 }
             }
             Edit::Retype(i) => {
-                if let Some(Some(p)) = m.get_mut(*i) {
+                if let Some(Some(p)) = m.pvs.get_mut(*i) {
                     p.int = !p.int;
                 }
             }
             Edit::Writable(i) => {
-                if let Some(Some(p)) = m.get_mut(*i) {
+                if let Some(Some(p)) = m.pvs.get_mut(*i) {
                     p.writable = !p.writable;
                 }
             }
             Edit::Mode(i) => {
-                if let Some(Some(p)) = m.get_mut(*i) {
+                if let Some(Some(p)) = m.pvs.get_mut(*i) {
                     p.on_demand = !p.on_demand;
                 }
             }
             Edit::Units(i) => {
-                if let Some(Some(p)) = m.get_mut(*i) {
+                if let Some(Some(p)) = m.pvs.get_mut(*i) {
                     p.units = !p.units;
                 }
             }
             Edit::Remove(i) => {
-                if let Some(slot) = m.get_mut(*i) {
+                if let Some(slot) = m.pvs.get_mut(*i) {
                     *slot = None;
                 }
             }
             Edit::Add(i, p) => {
-                if let Some(slot @ None) = m.get_mut(*i) {
+                if let Some(slot @ None) = m.pvs.get_mut(*i) {
                     *slot = Some(p.clone());
                 }
             }
+            Edit::RuleGroup => {
+                if let Some(r) = m.rule.as_mut() {
+                    r.group = (r.group + 1) % GROUPS.len();
+                }
+            }
+            Edit::RuleLevel => {
+                if let Some(r) = m.rule.as_mut() {
+                    r.level = 1 - r.level.min(1);
+                }
+            }
+            Edit::RuleWritable => {
+                if let Some(r) = m.rule.as_mut() {
+                    r.writable = !r.writable;
+                }
+            }
+            Edit::Rule(r) => m.rule = r.clone(),
         }
     }
     m
@@ -136,7 +190,7 @@ enabled = false
 prefix = ""
 "#,
     );
-    for (i, p) in mapping.iter().enumerate() {
+    for (i, p) in mapping.pvs.iter().enumerate() {
         let Some(p) = p else { continue };
         text.push_str(&format!(
             "[[pv]]\nname = \"{prefix}P{i}\"\ntag = \"{}\"\ntype = \"{}\"\nwritable = {}\n",
@@ -150,6 +204,12 @@ prefix = ""
         if p.units {
             text.push_str("units = \"rpm\"\n");
         }
+    }
+    if let Some(r) = &mapping.rule {
+        text.push_str(&format!(
+            "[[discover]]\nroot = \"Tank001\"\nattributes = [\"Level\", \"Temp\"]\nname = \"{prefix}{{object}}:{{attribute}}\"\naccess_group = \"{}\"\naccess_level = {}\nwritable = {}\n",
+            GROUPS[r.group], r.level, r.writable
+        ));
     }
     text
 }
@@ -176,6 +236,10 @@ pub enum Step {
     Reconnect,
     /// Time passes.
     Wait(u64),
+    /// A discovery ends: of the rules in force, or of the rules before the last reload
+    /// (`stale`), or failing (the Galaxy unreachable); the Galaxy holds the rule's
+    /// attributes in `attrs` (a bit each).
+    Deploy { attrs: u8, stale: bool, fail: bool },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -196,9 +260,11 @@ pub fn any_step() -> impl Strategy<Value = Step> {
         14 => (1..6usize).prop_map(Step::Events),
         8 => (0..TAGS.len(), prop_oneof![8 => 1..500i64, 1 => -30_000..0i64, 1 => 10_000..40_000i64])
             .prop_map(|(t, j)| Step::Change(t, j)),
-        3 => Just(Step::Lose),
-        4 => Just(Step::Reconnect),
+        5 => Just(Step::Lose),
+        5 => Just(Step::Reconnect),
         6 => prop_oneof![5..300u64, 900..3_500u64].prop_map(Step::Wait),
+        5 => (0..4u8, prop::bool::weighted(0.2), prop::bool::weighted(0.2))
+            .prop_map(|(attrs, stale, fail)| Step::Deploy { attrs, stale, fail }),
     ]
 }
 
@@ -214,10 +280,11 @@ pub fn kind(step: &Step) -> usize {
         Step::Lose => 6,
         Step::Reconnect => 7,
         Step::Wait(_) => 8,
+        Step::Deploy { .. } => 9,
     }
 }
 
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "reload",
     "watch",
     "put",
@@ -227,6 +294,7 @@ pub const KINDS: [&str; 9] = [
     "lose",
     "reconnect",
     "wait",
+    "deploy",
 ];
 
 /// A history: the mapping at start, then the steps.

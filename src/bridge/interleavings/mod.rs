@@ -32,10 +32,13 @@ use proptest::test_runner::{
 };
 
 use super::link::Link;
+use super::mapping::deploys::{Follower, Found};
+use super::mapping::registry::PvId;
 use super::writes::calls::CallDone;
 use super::writes::failure::{classify, Failure};
 use super::Bridge;
-use crate::config::Config;
+use crate::config::{Candidate, Config, GalaxyAccess};
+use crate::discover::Discovery;
 use crate::gateway::{GatewayError, MxValue, ProtocolCode};
 use crate::pva::{
     self, Credentials, NtValue, PutCompletion, PutOutcome, PutReply, PutRequest, PvEvent, Server,
@@ -85,9 +88,15 @@ struct Put {
     answers: Arc<Mutex<Vec<(PutOutcome, Option<String>)>>>,
     /// Sent to the gateway in a write call.
     sent: bool,
+    /// Its write call failed in transport: the answer is `gateway_error`.
+    transport_failed: bool,
+    /// System Platform refused its write (OnWriteComplete with a failed status).
+    sp_refused: bool,
 }
 
 struct World {
+    /// The config each generation of the rules was discovered with.
+    configs: HashMap<u64, Config>,
     prefix: String,
     bridge: Bridge,
     _events: pva::EventReceiver,
@@ -107,8 +116,8 @@ fn fail(step: usize, what: impl std::fmt::Display) -> TestCaseError {
 impl World {
     fn new(mut mapping: Mapping) -> Self {
         // A config that maps nothing is refused: a history starts with one PV at least.
-        if mapping.iter().all(Option::is_none) {
-            if let Some(first) = mapping.first_mut() {
+        if mapping.pvs.iter().all(Option::is_none) {
+            if let Some(first) = mapping.pvs.first_mut() {
                 *first = Some(gen::PvSpec {
                     tag: 0,
                     int: false,
@@ -123,8 +132,15 @@ impl World {
             Config::from_str_at(&gen::render(&prefix, &mapping), Path::new("history.toml"))
                 .unwrap();
         let (events, rx) = pva::event_channel();
-        let bridge = Bridge::new(config, server(), events).unwrap();
+        let mut configs = HashMap::new();
+        configs.insert(1, config.clone());
+        let mut bridge = Bridge::new(config, server(), events).unwrap();
+        // Discoveries are the history's steps (`Step::Deploy`), not a task's.
+        if mapping.rule.is_some() {
+            bridge.follower = Some(Follower::idle());
+        }
         World {
+            configs,
             prefix,
             bridge,
             _events: rx,
@@ -160,10 +176,8 @@ impl World {
         call: &super::writes::calls::WriteCall,
     ) -> Result<(), TestCaseError> {
         for (entry, (id, _)) in call.entries.iter().zip(&call.puts) {
-            let n = match &entry.value {
-                MxValue::Double(v) => *v as usize,
-                MxValue::Int32(v) => *v as usize,
-                other => return Err(fail(self.step, format!("a write of {other:?}"))),
+            let Some(n) = value_of(&entry.value) else {
+                return Err(fail(self.step, format!("a write of {:?}", entry.value)));
             };
             let item_tag = self.gw.items.get(&entry.item_handle.0).cloned();
             let current = self
@@ -174,6 +188,7 @@ impl World {
             let Some(put) = self.puts.get_mut(n) else {
                 return Err(fail(self.step, format!("a write of value {n} no put made")));
             };
+            put.sp_refused = item_tag.as_deref() == Some(gateway::REFUSED_TAG);
             if std::mem::replace(&mut put.sent, true) {
                 return Err(fail(self.step, format!("put {n} to {} sent twice", put.pv)));
             }
@@ -192,6 +207,7 @@ impl World {
 
     async fn apply(&mut self, step: &Step) -> Result<(), TestCaseError> {
         let before = self.mapping.clone();
+        let before_ids = self.ids_by_name();
         match step {
             Step::Reload(edits) => {
                 let mapping = gen::edited(&self.mapping, edits);
@@ -199,13 +215,23 @@ impl World {
                 // A file that does not validate (it maps nothing) is refused as a whole.
                 if let Ok(config) = Config::from_str_at(&text, Path::new("history.toml")) {
                     self.mapping = mapping;
+                    if !config.discover.is_empty() && self.bridge.follower.is_none() {
+                        // follow_rules counts it on to the first generation.
+                        let mut idle = Follower::idle();
+                        idle.generation = 0;
+                        self.bridge.follower = Some(idle);
+                    }
+                    let copy = config.clone();
                     self.bridge.reload_config(
                         config,
                         Path::new("history.toml"),
                         std::time::Instant::now(),
                     );
+                    if let Some(f) = &self.bridge.follower {
+                        self.configs.insert(f.generation, copy);
+                    }
                 }
-                for (i, p) in self.mapping.iter().enumerate() {
+                for (i, p) in self.mapping.pvs.iter().enumerate() {
                     if p.is_none() {
                         self.watched.remove(&i);
                         // A client of a PV removed is gone; one that comes back later to the
@@ -251,9 +277,66 @@ impl World {
                 tokio::time::advance(Duration::from_millis(*ms)).await;
                 self.bridge.on_timers();
             }
+            Step::Deploy { attrs, stale, fail } => self.deploy(*attrs, *stale, *fail),
         }
         self.turn()?;
-        self.check_step(step, &before)
+        self.check_step(step, &before, &before_ids)?;
+        self.check_access()
+    }
+
+    /// A discovery ends, made with the rules of the generation in force (or the one
+    /// before: a result the bridge must ignore).
+    fn deploy(&mut self, attrs: u8, stale: bool, fail: bool) {
+        let Some(current) = self.bridge.follower.as_ref().map(|f| f.generation) else {
+            return;
+        };
+        let generation = if stale {
+            current.saturating_sub(1)
+        } else {
+            current
+        };
+        let Some(config) = self.configs.get(&generation) else {
+            return;
+        };
+        let result = if fail {
+            Err("the Galaxy Repository database cannot be reached".to_string())
+        } else {
+            let candidates: Vec<Candidate> = gen::RULE_TAGS
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| attrs & (1 << bit) != 0)
+                .filter_map(|(_, &t)| {
+                    let tag = gen::TAGS.get(t)?;
+                    let (object, attribute) = tag.split_once('.')?;
+                    Some(Candidate {
+                        rule: 0,
+                        name: format!("{}{object}:{attribute}", self.prefix),
+                        tag: tag.to_string(),
+                        pv_type: crate::config::PvType::Scalar(crate::config::ScalarType::Float64),
+                        units: None,
+                        description: None,
+                        access: GalaxyAccess::Write,
+                        alarms: Vec::new(),
+                        note: "Double, Operate".into(),
+                    })
+                })
+                .collect();
+            let made = config.rule_pvs(&candidates);
+            Ok((
+                Discovery {
+                    candidates,
+                    skipped: Vec::new(),
+                    objects: 1,
+                },
+                made,
+            ))
+        };
+        self.bridge.on_discovered(Found {
+            generation,
+            result,
+            why: "deploy".into(),
+            started: std::time::Instant::now(),
+        });
     }
 
     fn reconnect(&mut self) {
@@ -281,7 +364,7 @@ impl World {
             return;
         }
         let n = self.puts.len();
-        let spec = self.mapping.get(i).cloned().flatten();
+        let spec = self.mapping.pvs.get(i).cloned().flatten();
         let value = match spec.as_ref().map(|p| p.int) {
             Some(true) => NtValue::Int32(n as i32),
             _ => NtValue::Float64(n as f64),
@@ -301,6 +384,8 @@ impl World {
             tag: Some(pv.cfg.tag.as_str().to_string()),
             answers,
             sent: false,
+            transport_failed: false,
+            sp_refused: false,
         });
         self.bridge.on_pv_event(PvEvent::Put(PutRequest {
             pv: name.as_str().into(),
@@ -357,14 +442,41 @@ impl World {
                 if let (Answering::Twice, Ok(r)) = (how, &result) {
                     self.bridge.on_call_done(done(Ok(r.clone())));
                 }
+                let failed = matches!(how, Answering::Failed);
+                // The puts of the call not answered yet (a reload may have answered some).
+                let puts: Vec<usize> = w
+                    .entries
+                    .iter()
+                    .filter_map(|e| value_of(&e.value))
+                    .filter(|&n| {
+                        self.puts
+                            .get(n)
+                            .is_some_and(|p| p.answers.lock().unwrap().is_empty())
+                    })
+                    .collect();
                 self.bridge.on_call_done(done(result));
+                for n in puts.into_iter().filter(|_| failed) {
+                    let Some(p) = self.puts.get_mut(n) else {
+                        continue;
+                    };
+                    p.transport_failed = true;
+                    let a = p.answers.lock().unwrap();
+                    if !matches!(a.as_slice(), [(PutOutcome::GatewayError, Some(_))]) {
+                        return Err(fail(self.step, format!("put {n} to {} whose write call failed in transport was answered {a:?}", p.pv)));
+                    }
+                }
             }
         }
         Ok(())
     }
 
     /// The invariants after one step.
-    fn check_step(&mut self, step: &Step, before: &Mapping) -> Result<(), TestCaseError> {
+    fn check_step(
+        &mut self,
+        step: &Step,
+        before: &Mapping,
+        before_ids: &HashMap<String, PvId>,
+    ) -> Result<(), TestCaseError> {
         let at = self.step;
         // 2: at most one answer.
         for (n, p) in self.puts.iter().enumerate() {
@@ -377,17 +489,7 @@ impl World {
             }
         }
         // 3 and 6.
-        let unchanged: HashSet<String> = match step {
-            Step::Reload(_) => (0..NAMES)
-                .filter(|&i| {
-                    before
-                        .get(i)
-                        .is_some_and(|b| b.is_some() && Some(b) == self.mapping.get(i))
-                })
-                .map(|i| self.name(i))
-                .collect(),
-            _ => HashSet::new(),
-        };
+        let unchanged = self.unchanged(step, before, before_ids);
         for (name, t) in take_posted() {
             if unchanged.contains(&name) {
                 return Err(fail(
@@ -437,6 +539,78 @@ impl World {
         Ok(())
     }
 
+    /// The PVs a reload or deploy left as they were: the same PV (id) before and after,
+    /// and for a reload, the same `[[pv]]` (or, for a rule-made PV, the same rule).
+    fn unchanged(
+        &self,
+        step: &Step,
+        before: &Mapping,
+        before_ids: &HashMap<String, PvId>,
+    ) -> HashSet<String> {
+        let reload = match step {
+            Step::Reload(_) => true,
+            Step::Deploy { .. } => false,
+            _ => return HashSet::new(),
+        };
+        let after = self.ids_by_name();
+        let explicit: HashMap<String, usize> = (0..NAMES).map(|i| (self.name(i), i)).collect();
+        after
+            .into_iter()
+            .filter(|(name, id)| before_ids.get(name) == Some(id))
+            .filter(|(name, _)| {
+                !reload
+                    || match explicit.get(name) {
+                        Some(&i) => before.pvs.get(i) == self.mapping.pvs.get(i),
+                        None => before.rule == self.mapping.rule,
+                    }
+            })
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    fn ids_by_name(&self) -> HashMap<String, PvId> {
+        self.bridge
+            .pvs
+            .ids()
+            .into_iter()
+            .filter_map(|id| Some((self.bridge.pvs.get(id)?.cfg.name.as_str().to_string(), id)))
+            .collect()
+    }
+
+    /// Invariant 5: every PV carries the access keys of the rules in force (a rule-made
+    /// PV those of its rule as it is now; none is left of a rule that is gone).
+    fn check_access(&self) -> Result<(), TestCaseError> {
+        let explicit: HashSet<String> = (0..NAMES).map(|i| self.name(i)).collect();
+        for id in self.bridge.pvs.ids() {
+            let Some(pv) = self.bridge.pvs.get(id) else {
+                continue;
+            };
+            let name = pv.cfg.name.as_str();
+            if explicit.contains(name) {
+                continue;
+            }
+            let Some(rule) = &self.mapping.rule else {
+                return Err(fail(
+                    self.step,
+                    format!("{name} is served though its rule is gone"),
+                ));
+            };
+            let want = (gen::GROUPS[rule.group], rule.level, rule.writable);
+            let has = (
+                pv.cfg.access_group.as_str(),
+                pv.cfg.access_level,
+                pv.cfg.write.is_some(),
+            );
+            if want != has {
+                return Err(fail(
+                    self.step,
+                    format!("{name}: the rule in force says (group, level, writable) {want:?}, the PV has {has:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Everything answered and delivered, and time run past every deadline.
     async fn settle(&mut self) -> Result<(), TestCaseError> {
         for _ in 0..400 {
@@ -466,7 +640,19 @@ impl World {
                 [(_, Some(m))] if m.contains("abandoned") => {
                     return Err(fail(at, format!("put {n} to {} abandoned: {m}", p.pv)))
                 }
-                [_] => {}
+                [(outcome, _)] => {
+                    let gateway_error = *outcome == PutOutcome::GatewayError;
+                    let by_sp = *outcome == PutOutcome::RefusedBySystemPlatform;
+                    if gateway_error != p.transport_failed || (by_sp && !p.sp_refused) {
+                        return Err(fail(
+                            at,
+                            format!(
+                                "put {n} to {} answered {a:?}: its call failed in transport: {}, System Platform refused it: {}",
+                                p.pv, p.transport_failed, p.sp_refused
+                            ),
+                        ));
+                    }
+                }
                 other => {
                     return Err(fail(
                         at,
@@ -520,6 +706,20 @@ impl World {
         Ok(())
     }
 
+    /// The history's steps, then the checks once settled.
+    async fn run(&mut self, steps: &[Step]) -> Result<(), TestCaseError> {
+        self.reconnect();
+        self.turn()?;
+        let ids = self.ids_by_name();
+        self.check_step(&Step::Wait(0), &self.mapping.clone(), &ids)?;
+        for (n, step) in steps.iter().enumerate() {
+            self.step = n;
+            self.apply(step).await?;
+        }
+        self.step = steps.len();
+        self.check_settled().await
+    }
+
     /// The PVs leave the shared server.
     fn close(self) {
         for id in self.bridge.pvs.ids() {
@@ -527,6 +727,15 @@ impl World {
                 let _ = self.bridge.server.remove_pv(pv.cfg.name.as_str());
             }
         }
+    }
+}
+
+/// The put a written value is of (each put writes its own number).
+fn value_of(v: &MxValue) -> Option<usize> {
+    match v {
+        MxValue::Double(v) => Some(*v as usize),
+        MxValue::Int32(v) => Some(*v as usize),
+        _ => None,
     }
 }
 
@@ -538,6 +747,8 @@ struct Counts {
     kinds: [usize; gen::KINDS.len()],
     puts: usize,
     writes: usize,
+    /// The history that failed first (counting from 1), before shrinking.
+    first_failure: Option<usize>,
 }
 
 fn run_history(
@@ -553,15 +764,7 @@ fn run_history(
     rt.block_on(async {
         take_posted();
         let mut w = World::new(mapping);
-        w.reconnect();
-        w.turn()?;
-        w.check_step(&Step::Wait(0), &w.mapping.clone())?;
-        for (n, step) in steps.iter().enumerate() {
-            w.step = n;
-            w.apply(step).await?;
-        }
-        w.step = steps.len();
-        let result = w.check_settled().await;
+        let result = w.run(&steps).await;
         {
             let mut c = counts.lock().unwrap();
             c.histories += 1;
@@ -572,7 +775,10 @@ fn run_history(
                 }
             }
             c.puts += w.puts.len();
-            c.writes += w.gw.applied.len();
+            c.writes += w.gw.applied;
+            if result.is_err() && c.first_failure.is_none() {
+                c.first_failure = Some(c.histories);
+            }
         }
         w.close();
         result
@@ -620,6 +826,9 @@ fn generated_histories_keep_every_invariant() {
         started.elapsed().as_secs_f64()
     );
     if let Err(e) = result {
-        panic!("{e}");
+        panic!(
+            "history {} failed first (the seed is saved in proptest-regressions/); shrunk: {e}",
+            c.first_failure.unwrap_or(0)
+        );
     }
 }

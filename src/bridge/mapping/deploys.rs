@@ -83,6 +83,17 @@ impl Follower {
         }
     }
 
+    /// A follower whose discoveries the tests deliver themselves (generation 1).
+    #[cfg(test)]
+    pub fn idle() -> Self {
+        let (requests, _) = mpsc::unbounded_channel();
+        Follower {
+            requests,
+            task: tokio::spawn(async {}),
+            generation: 1,
+        }
+    }
+
     /// New rules (after a reload): discovered again at once.
     pub fn update(&mut self, config: Arc<Config>, opts: ClientOptions) {
         self.generation += 1;
