@@ -25,13 +25,15 @@
 //!   taken in place; added PVs are served and subscribed. Gateway work goes in bulk
 //!   (UnsubscribeBulk, SubscribeBulk) in the live session, in a task whose item handles
 //!   come back as `Internal::Subscribed`; data changes of items not known yet are held
-//!   meanwhile. `mapping/reload.rs` re-reads the file on SIGHUP (validate, then diff;
+//!   meanwhile. `reload.rs` re-reads the file on SIGHUP (validate, then diff;
 //!   `[gateway]` and `[users]` changes reconnect; settings that need a restart are named).
 //!
 //! Files, by concern:
 //! - `mod.rs` (this file): the `Bridge`, its start ([`run`], [`run_reloading`]), the
 //!   end of a turn, and the session events demultiplexed to their PVs; `serve.rs`: the
-//!   tokio adapter (the loop, the gateway calls made as tasks).
+//!   tokio adapter (the loop, the gateway calls made as tasks); `reload.rs`: SIGHUP
+//!   (every part's settings, then the mapping); `pv_id.rs`: the id every part names a
+//!   PV by (a leaf).
 //! - `values/`: how an MXAccess value, quality and source time become a PV's `value`,
 //!   `alarm` and `timeStamp`: `convert.rs` (MXAccess values <-> PV values, exact or
 //!   refused; `isotime.rs`: Time text; `convert_props.rs`: generated inputs, tests only),
@@ -40,10 +42,11 @@
 //!   `alarms/`, so neither imports the other's file), `stamp.rs` (the rule that keeps
 //!   each PV's posted `timeStamp` from going back). It imports nothing else of the bridge.
 //! - `mapping/`: the PVs served and a change of them: `registry.rs`, `diff.rs` (tests in
-//!   `diff/tests.rs`), `apply.rs`, `reload.rs`, `deploys.rs` (above), and `pv.rs`: one
+//!   `diff/tests.rs`), `apply.rs`, `deploys.rs` (above), and `pv.rs`: one
 //!   mapped PV (its structure, metadata and pending writes).
 //! - `link/`: the gateway link: `mod.rs` (connect, session, lost links and their stale
-//!   sessions), `subscriptions.rs` (which tags are advised, paced in chunks),
+//!   sessions), `subscriptions.rs` (which tags are advised, paced in chunks; no I/O),
+//!   `advise.rs` (the PVs asked for, and SubscribeBulk results bound to them),
 //!   `demand.rs` (on-demand PVs, `subscribe = "on_demand"`: advised while watched, pvxs
 //!   first connect / last disconnect, un-advised `linger` after the last client left),
 //!   `strays.rs` (events the bridge ignores: unknown items, undecodable; logged once).
@@ -79,6 +82,8 @@ mod interleavings;
 mod link;
 mod mapping;
 mod operate;
+mod pv_id;
+mod reload;
 mod serve;
 mod values;
 mod writes;
@@ -102,8 +107,9 @@ pub use values::quality::quality_alarm;
 pub(crate) use link::client_options;
 use link::Link;
 use link::{demand, strays, subscriptions};
-use mapping::registry::{PvId, Registry};
+use mapping::registry::Registry;
 use mapping::{deploys, diff};
+use pv_id::PvId;
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]

@@ -38,7 +38,8 @@ pub(super) use self::feed::FeedMsg;
 use self::reload::open_table;
 pub(super) use self::reload::FeedLink;
 use self::severity::kind_severity;
-use super::mapping::registry::{PvId, Registry};
+use super::mapping::registry::Registry;
+use super::pv_id::PvId;
 use super::values::stamp::Stamps;
 use crate::config::{self, AlarmPvType, SeverityScheme};
 use crate::gateway::{

@@ -9,7 +9,8 @@ use tracing::info;
 
 use super::ack::AckPv;
 use super::{owner_maps, Alarms, Changed, Owner};
-use crate::bridge::mapping::registry::{PvId, Registry};
+use crate::bridge::mapping::registry::Registry;
+use crate::bridge::pv_id::PvId;
 use crate::config;
 
 impl Alarms {

@@ -33,7 +33,7 @@ use proptest::test_runner::{
 
 use super::link::Link;
 use super::mapping::deploys::{Follower, Found};
-use super::mapping::registry::PvId;
+use super::pv_id::PvId;
 use super::writes::calls::CallDone;
 use super::writes::failure::{classify, Failure};
 use super::Bridge;

@@ -42,7 +42,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use crate::bridge::mapping::registry::PvId;
+use crate::bridge::pv_id::PvId;
 use crate::bridge::Bridge;
 use crate::config::Subscribe;
 use crate::gateway::Quality;

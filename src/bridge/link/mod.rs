@@ -3,6 +3,7 @@
 //! (its tags advised, `subscriptions.rs`); a lost link (every PV INVALID, pending writes
 //! failed) and the sessions of lost links, closed by the next connect.
 
+mod advise;
 pub(super) mod demand;
 pub(super) mod strays;
 pub(super) mod subscriptions;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use tracing::{debug, warn};
 
-use crate::bridge::mapping::registry::PvId;
+use crate::bridge::pv_id::PvId;
 use crate::gateway::Undecodable;
 
 /// What has been logged at warn in the current session.

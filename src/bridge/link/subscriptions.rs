@@ -38,7 +38,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::bridge::mapping::registry::PvId;
+use crate::bridge::pv_id::PvId;
 use crate::gateway::{ItemHandle, SessionEvent};
 
 /// The window is this many `[gateway] subscribe_chunk`s...

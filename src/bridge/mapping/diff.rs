@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::config::{self, Config};
 
-use super::registry::PvId;
+use crate::bridge::pv_id::PvId;
 
 /// The PVs the config asks for, in its order.
 pub(in crate::bridge) fn desired(config: &Config) -> Vec<config::Pv> {

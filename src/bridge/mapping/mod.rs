@@ -5,7 +5,6 @@
 //! - `diff.rs` (pure; tests in `diff/tests.rs`): the desired mapping compared with the
 //!   registry.
 //! - `apply.rs`: a diff applied while serving.
-//! - `reload.rs`: the config re-read on SIGHUP.
 //! - `deploys.rs`: the `[[discover]]` rules followed through deploys.
 
 mod apply;
@@ -13,4 +12,3 @@ pub(super) mod deploys;
 pub(super) mod diff;
 pub(super) mod pv;
 pub(super) mod registry;
-mod reload;

@@ -67,17 +67,7 @@ pub(in crate::bridge) enum Bound {
     Already,
 }
 
-/// A mapped PV's id: stable while the PV is mapped, never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(in crate::bridge) struct PvId(u64);
-
-#[cfg(test)]
-impl PvId {
-    /// An id for tests of code that only compares ids.
-    pub fn for_test(n: u64) -> Self {
-        PvId(n)
-    }
-}
+pub(in crate::bridge) use crate::bridge::pv_id::PvId;
 
 #[derive(Default)]
 pub(in crate::bridge) struct Registry {
@@ -102,7 +92,7 @@ impl Registry {
     /// Adds a PV under a new id. A PV of the same name must have been removed first; if
     /// one is still there, the name then finds the new one.
     pub fn insert(&mut self, pv: MappedPv) -> PvId {
-        let id = PvId(self.next);
+        let id = PvId::numbered(self.next);
         self.next = self.next.saturating_add(1);
         self.by_name.insert(Arc::from(pv.cfg.name.as_str()), id);
         if let Some(item) = pv.item {

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use tokio::time::Instant;
 
 use super::failure::{classify, Failed, Failure};
-use crate::bridge::mapping::registry::PvId;
+use crate::bridge::pv_id::PvId;
 use crate::gateway::{GatewayError, ServerHandle, Session, WriteEntry, WriteKind};
 
 /// At most this many puts go in one bulk write call. The gateway caps a message at

@@ -15,7 +15,7 @@ use tracing::info;
 use self::calls::{CallDone, Queued, Timer};
 use self::failure::{classify, Failed, Failure};
 use super::mapping::pv::{InFlight, PendingWrite};
-use super::mapping::registry::PvId;
+use super::pv_id::PvId;
 use super::values::convert;
 use super::Bridge;
 use crate::config;

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use crate::bridge::alarms::FeedLink;
-use crate::bridge::link::client_options;
-use crate::bridge::Bridge;
+use super::alarms::FeedLink;
+use super::link::client_options;
+use super::Bridge;
 use crate::config::Config;
 
 impl Bridge {

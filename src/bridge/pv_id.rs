@@ -1,0 +1,21 @@
+//! A mapped PV's id: what everything outside the registry names a PV by (write
+//! messages, alarm owners, the dirty list, subscriptions, strays), so that a late message
+//! about a removed PV finds nothing. A leaf: every part of the bridge may use it.
+
+/// A mapped PV's id: stable while the PV is mapped, never reused (the registry gives
+/// them in increasing order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(in crate::bridge) struct PvId(u64);
+
+impl PvId {
+    /// The id numbered `n` (the registry's counter).
+    pub(in crate::bridge) fn numbered(n: u64) -> Self {
+        PvId(n)
+    }
+
+    /// An id for tests of code that only compares ids.
+    #[cfg(test)]
+    pub fn for_test(n: u64) -> Self {
+        PvId(n)
+    }
+}
