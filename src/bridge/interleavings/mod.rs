@@ -643,12 +643,17 @@ impl World {
                 [(outcome, _)] => {
                     let gateway_error = *outcome == PutOutcome::GatewayError;
                     let by_sp = *outcome == PutOutcome::RefusedBySystemPlatform;
-                    if gateway_error != p.transport_failed || (by_sp && !p.sp_refused) {
+                    // `lost` only once the write left mxpva: one not sent is `refused`.
+                    let lost_unsent = *outcome == PutOutcome::Lost && !p.sent;
+                    if gateway_error != p.transport_failed
+                        || (by_sp && !p.sp_refused)
+                        || lost_unsent
+                    {
                         return Err(fail(
                             at,
                             format!(
-                                "put {n} to {} answered {a:?}: its call failed in transport: {}, System Platform refused it: {}",
-                                p.pv, p.transport_failed, p.sp_refused
+                                "put {n} to {} answered {a:?}: sent {}, its call failed in transport: {}, System Platform refused it: {}",
+                                p.pv, p.sent, p.transport_failed, p.sp_refused
                             ),
                         ));
                     }

@@ -421,13 +421,17 @@ impl MappedPv {
             w.completion.complete(Ok(()));
         }
         for w in self.pending.drain(..) {
-            w.completion.fail(
-                PutOutcome::Lost,
-                format!(
-                    "{}: {message}; the write may or may not have been applied",
-                    self.cfg.name.as_str()
-                ),
-            );
+            let name = self.cfg.name.as_str();
+            if w.sent {
+                w.completion.fail(
+                    PutOutcome::Lost,
+                    format!("{name}: {message}; the write may or may not have been applied"),
+                );
+            } else {
+                // Queued for the turn's write call: it never left mxpva.
+                w.completion
+                    .complete(Err(format!("{name}: {message}: write not sent")));
+            }
         }
         if self.pv.is_open() {
             self.post_alarm(Alarm::new(Severity::Invalid, AlarmStatus::Driver, message));
