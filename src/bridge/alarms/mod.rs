@@ -483,6 +483,19 @@ impl Alarms {
     ///
     /// The value PVs whose alarm changed are marked and listed in `dirty`: the bridge
     /// posts each once at the end of its turn, with the data change of the same turn.
+    /// Tests feed the alarms themselves: the feed task stops, and its first snapshot is
+    /// complete with no alarm.
+    #[cfg(test)]
+    pub fn fed_by_test(&mut self, pvs: &mut Registry) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        let complete = FeedMsg::Item(AlarmFeedItem::SnapshotComplete {
+            active_alarm_count: 0,
+        });
+        self.on_batch(complete, pvs, &mut Vec::new());
+    }
+
     pub fn on_feed(&mut self, msg: FeedMsg, pvs: &mut Registry, dirty: &mut Vec<PvId>) {
         self.on_batch(msg, pvs, dirty);
     }

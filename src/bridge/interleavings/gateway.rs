@@ -39,6 +39,8 @@ pub struct Gateway {
     values: [f64; TAGS.len()],
     clocks: [SystemTime; TAGS.len()],
     sequence: u64,
+    /// The alarm feed's source clock.
+    alarm_clock: SystemTime,
 }
 
 impl Gateway {
@@ -55,6 +57,7 @@ impl Gateway {
             values: [0.0; TAGS.len()],
             clocks: [now; TAGS.len()],
             sequence: 0,
+            alarm_clock: now,
         }
     }
 
@@ -124,6 +127,17 @@ impl Gateway {
                 item_handle: ItemHandle(item),
                 statuses: vec![status],
             }));
+    }
+
+    /// The time of the next alarm transition, `jump_ms` from the last one.
+    pub fn alarm_clock(&mut self, jump_ms: i64) -> SystemTime {
+        let d = Duration::from_millis(jump_ms.unsigned_abs());
+        self.alarm_clock = if jump_ms >= 0 {
+            self.alarm_clock + d
+        } else {
+            self.alarm_clock - d
+        };
+        self.alarm_clock
     }
 
     /// The bridge's calls of a turn.

@@ -185,7 +185,8 @@ subscribe_chunk = 2
 request_timeout = "2s"
 write_timeout = "3s"
 [alarms]
-enabled = false
+enabled = true
+table = ""
 [status]
 prefix = ""
 "#,
@@ -240,6 +241,9 @@ pub enum Step {
     /// (`stale`), or failing (the Galaxy unreachable); the Galaxy holds the rule's
     /// attributes in `attrs` (a bit each).
     Deploy { attrs: u8, stale: bool, fail: bool },
+    /// The alarm feed: an alarm of an attribute moves to `state` (0 to 3: UnackAlm,
+    /// AckAlm, UnackRtn, AckRtn), at its source clock `jump_ms` from its last time.
+    Alarm { tag: usize, state: u8, jump_ms: i64 },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -265,6 +269,8 @@ pub fn any_step() -> impl Strategy<Value = Step> {
         6 => prop_oneof![5..300u64, 900..3_500u64].prop_map(Step::Wait),
         5 => (0..4u8, prop::bool::weighted(0.2), prop::bool::weighted(0.2))
             .prop_map(|(attrs, stale, fail)| Step::Deploy { attrs, stale, fail }),
+        5 => (0..TAGS.len(), 0..4u8, prop_oneof![8 => 1..500i64, 1 => -30_000..0i64, 1 => 10_000..40_000i64])
+            .prop_map(|(tag, state, jump_ms)| Step::Alarm { tag, state, jump_ms }),
     ]
 }
 
@@ -281,10 +287,11 @@ pub fn kind(step: &Step) -> usize {
         Step::Reconnect => 7,
         Step::Wait(_) => 8,
         Step::Deploy { .. } => 9,
+        Step::Alarm { .. } => 10,
     }
 }
 
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     "reload",
     "watch",
     "put",
@@ -295,6 +302,7 @@ pub const KINDS: [&str; 10] = [
     "reconnect",
     "wait",
     "deploy",
+    "alarm",
 ];
 
 /// A history: the mapping at start, then the steps.

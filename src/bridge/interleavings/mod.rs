@@ -31,6 +31,7 @@ use proptest::test_runner::{
     Config as RunnerConfig, FileFailurePersistence, TestCaseError, TestRunner,
 };
 
+use super::alarms::FeedMsg;
 use super::link::Link;
 use super::mapping::deploys::{Follower, Found};
 use super::pv_id::PvId;
@@ -39,7 +40,10 @@ use super::writes::failure::{classify, Failure};
 use super::Bridge;
 use crate::config::{Candidate, Config, GalaxyAccess};
 use crate::discover::Discovery;
-use crate::gateway::{GatewayError, MxValue, ProtocolCode};
+use crate::gateway::{
+    AlarmFeedItem, AlarmState, AlarmTransition, AlarmTransitionKind, GatewayError, MxValue,
+    ProtocolCode,
+};
 use crate::pva::{
     self, Credentials, NtValue, PutCompletion, PutOutcome, PutReply, PutRequest, PvEvent, Server,
     ServerConfig, TimeStamp,
@@ -135,6 +139,8 @@ impl World {
         let mut configs = HashMap::new();
         configs.insert(1, config.clone());
         let mut bridge = Bridge::new(config, server(), events).unwrap();
+        // The alarm feed is the history's steps (`Step::Alarm`), not a task's.
+        bridge.alarms.fed_by_test(&mut bridge.pvs);
         // Discoveries are the history's steps (`Step::Deploy`), not a task's.
         if mapping.rule.is_some() {
             bridge.follower = Some(Follower::idle());
@@ -278,6 +284,11 @@ impl World {
                 self.bridge.on_timers();
             }
             Step::Deploy { attrs, stale, fail } => self.deploy(*attrs, *stale, *fail),
+            Step::Alarm {
+                tag,
+                state,
+                jump_ms,
+            } => self.alarm(*tag, *state, *jump_ms),
         }
         self.turn()?;
         self.check_step(step, &before, &before_ids)?;
@@ -337,6 +348,42 @@ impl World {
             why: "deploy".into(),
             started: std::time::Instant::now(),
         });
+    }
+
+    /// A transition of the HiHi alarm of attribute `tag` from the alarm feed.
+    fn alarm(&mut self, tag: usize, state: u8, jump_ms: i64) {
+        let Some(t) = gen::TAGS.get(tag) else { return };
+        let at = self.gw.alarm_clock(jump_ms);
+        let state = match state {
+            0 => AlarmState::UnackAlm,
+            1 => AlarmState::AckAlm,
+            2 => AlarmState::UnackRtn,
+            _ => AlarmState::AckRtn,
+        };
+        let kind = match state {
+            AlarmState::UnackAlm => AlarmTransitionKind::Raise,
+            AlarmState::AckAlm | AlarmState::AckRtn => AlarmTransitionKind::Acknowledge,
+            AlarmState::UnackRtn => AlarmTransitionKind::Clear,
+        };
+        let transition = AlarmTransition {
+            reference: format!("Galaxy!Area001.{t}.HiHi"),
+            source_object: String::new(),
+            alarm_type: "HiHi".into(),
+            kind,
+            state,
+            priority: 100,
+            raised_at: Some(at),
+            at: Some(at),
+            operator: String::new(),
+            comment: String::new(),
+            category: String::new(),
+            description: String::new(),
+            current_value: None,
+            limit_value: None,
+        };
+        let msg = FeedMsg::Item(AlarmFeedItem::Transition(transition));
+        let b = &mut self.bridge;
+        b.alarms.on_feed(msg, &mut b.pvs, &mut b.dirty);
     }
 
     fn reconnect(&mut self) {
@@ -554,8 +601,27 @@ impl World {
         };
         let after = self.ids_by_name();
         let explicit: HashMap<String, usize> = (0..NAMES).map(|i| (self.name(i), i)).collect();
-        after
-            .into_iter()
+        // The alarms of an attribute show on one PV of its tag: a PV that comes, goes or
+        // changes may move them to another PV of the same tag, which is a change of it.
+        let mut moved: HashSet<usize> = HashSet::new();
+        for (b, a) in before.pvs.iter().zip(&self.mapping.pvs) {
+            if b != a {
+                moved.extend(b.iter().chain(a.iter()).map(|p| p.tag));
+            }
+        }
+        if !reload || before.rule != self.mapping.rule {
+            moved.extend(gen::RULE_TAGS);
+        }
+        let tag_of = |name: &String| {
+            let pv = self.bridge.pvs.get(*after.get(name)?)?;
+            gen::TAGS.iter().position(|t| *t == pv.cfg.tag.as_str())
+        };
+        let kept: Vec<(String, PvId)> = after
+            .iter()
+            .filter(|(name, _)| tag_of(name).is_none_or(|t| !moved.contains(&t)))
+            .map(|(n, id)| (n.clone(), *id))
+            .collect();
+        kept.into_iter()
             .filter(|(name, id)| before_ids.get(name) == Some(id))
             .filter(|(name, _)| {
                 !reload
