@@ -334,9 +334,11 @@ impl Bridge {
             }
             SessionEvent::WriteComplete(wc) => {
                 let item = self.pvs.id_of_item(wc.item_handle);
-                let waiting =
-                    |i: PvId| self.pvs.get(i).is_some_and(|pv| pv.oldest_sent().is_some());
-                let Some(i) = item.filter(|&i| waiting(i)) else {
+                let now = tokio::time::Instant::now();
+                let waiting = item
+                    .and_then(|i| self.pvs.get_mut(i))
+                    .is_some_and(|pv| pv.awaits_completion(now));
+                let Some(i) = item.filter(|_| waiting) else {
                     match item.and_then(|i| self.pvs.get(i)) {
                         Some(pv) => self.strays.unexpected_write(pv.cfg.name.as_str()),
                         None => self

@@ -74,6 +74,10 @@ pub(in crate::bridge) struct MappedPv {
     pub pending: VecDeque<PendingWrite>,
     /// Confirmed writes waiting for the data change that shows them (see [`WRITE_SETTLE`]).
     settling: Vec<PendingWrite>,
+    /// Writes that timed out, oldest first, until when their OnWriteComplete may still
+    /// come: OnWriteComplete names only the item, so one that comes late is theirs, not
+    /// the next write's (which would otherwise be answered by it).
+    late: VecDeque<tokio::time::Instant>,
     /// The value of the last data change of a writable scalar attribute, as shown.
     shown: Option<MxValue>,
     bool_as_enum: bool,
@@ -175,6 +179,7 @@ impl MappedPv {
             attr_type: None,
             pending: VecDeque::new(),
             settling: Vec::new(),
+            late: VecDeque::new(),
             shown: None,
             bool_as_enum,
             base_alarm: (Alarm::none(), true),
@@ -416,6 +421,8 @@ impl MappedPv {
     }
 
     pub fn connection_lost(&mut self, message: &str) {
+        // Items of the lost session: no OnWriteComplete of theirs can come.
+        self.late.clear();
         // Confirmed already: only the read-back is lost.
         for w in self.settling.drain(..) {
             w.completion.complete(Ok(()));
@@ -628,6 +635,35 @@ impl MappedPv {
         Ok(WriteEntry::new(item, mx))
     }
 
+    /// Whether an OnWriteComplete of this PV is expected: a write sent, or one that timed
+    /// out not long ago.
+    pub fn awaits_completion(&mut self, now: tokio::time::Instant) -> bool {
+        while self.late.front().is_some_and(|&until| until <= now) {
+            self.late.pop_front();
+        }
+        !self.late.is_empty() || self.oldest_sent().is_some()
+    }
+
+    /// An OnWriteComplete that belongs to a write that timed out (the oldest one): it is
+    /// taken, and true; otherwise false.
+    pub fn late_completion(&mut self) -> bool {
+        if self.late.pop_front().is_some() {
+            tracing::debug!(pv = %self.name(), "OnWriteComplete of a write that timed out: ignored");
+            return true;
+        }
+        false
+    }
+
+    /// A sent write had no OnWriteComplete within the write timeout: it fails, and its
+    /// OnWriteComplete, if it still comes before `until`, is taken as its own.
+    pub fn timed_out(&mut self, id: u64, message: &str, until: tokio::time::Instant) {
+        let sent = self.pending.iter().any(|w| w.id == id && w.sent);
+        self.fail_write(id, PutOutcome::TimedOut, message);
+        if sent {
+            self.late.push_back(until);
+        }
+    }
+
     /// The write an OnWriteComplete of this PV answers: the oldest sent one.
     pub fn oldest_sent(&self) -> Option<&PendingWrite> {
         self.pending.front().filter(|w| w.sent)
@@ -755,6 +791,62 @@ type = "float64"
                 "waiting for initial data from System Platform; HiHi alarm, unacknowledged (priority 100)"
             )
         );
+    }
+
+    /// A write of `pv` sent with id `id`, whose answer lands in `answers`.
+    fn sent_write(
+        pv: &mut MappedPv,
+        id: u64,
+        answers: &Arc<std::sync::Mutex<Vec<(u64, PutOutcome)>>>,
+    ) {
+        let mut completion = PutCompletion::new(cxx::UniquePtr::null());
+        let record = answers.clone();
+        completion.observe(Box::new(move |r: &crate::pva::PutReply<'_>| {
+            record.lock().unwrap().push((id, r.outcome));
+        }));
+        pv.pending.push_back(PendingWrite {
+            id,
+            started: Instant::now(),
+            completion,
+            changed: false,
+            _in_flight: InFlight::new(&Arc::default()),
+            sent: true,
+            written: None,
+            timeout_at: None,
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_completion_of_a_timed_out_write_never_answers_the_next_write() {
+        let text = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n\
+                    [[pv]]\nname = \"SP\"\ntag = \"Pump001.SpeedSP\"\ntype = \"float64\"\nwritable = true\n";
+        let config =
+            config::Config::from_str_at(text, std::path::Path::new("pv_test.toml")).unwrap();
+        let (events, _rx) = crate::pva::event_channel();
+        let mut pv = MappedPv::new(config.pvs[0].clone(), &config.defaults, &events).unwrap();
+        let answers = Arc::default();
+        sent_write(&mut pv, 1, &answers);
+        sent_write(&mut pv, 2, &answers);
+        let now = tokio::time::Instant::now();
+        let until = now + std::time::Duration::from_secs(3);
+        pv.timed_out(1, "no write confirmation", until);
+        assert_eq!(*answers.lock().unwrap(), [(1, PutOutcome::TimedOut)]);
+        // Write 1's OnWriteComplete comes late: it is write 1's, and write 2 still waits.
+        assert!(pv.awaits_completion(now));
+        assert!(pv.late_completion());
+        assert!(!pv.late_completion());
+        assert_eq!(pv.oldest_sent().map(|w| w.id), Some(2));
+        pv.fail_write(2, PutOutcome::GatewayError, "the write call failed");
+        assert_eq!(
+            *answers.lock().unwrap(),
+            [(1, PutOutcome::TimedOut), (2, PutOutcome::GatewayError)]
+        );
+        // A late completion that never came is forgotten after `until`.
+        sent_write(&mut pv, 3, &answers);
+        pv.timed_out(3, "no write confirmation", until);
+        assert!(pv.awaits_completion(until - std::time::Duration::from_millis(1)));
+        assert!(!pv.awaits_completion(until));
+        assert!(!pv.late_completion());
     }
 
     #[test]

@@ -232,11 +232,12 @@ impl Bridge {
                 }
                 Timer::TimedOut(pv) => {
                     if let Some(pv) = self.pvs.get_mut(pv) {
-                        let t = humantime::format_duration(self.config.gateway.write_timeout);
-                        pv.fail_write(
+                        let timeout = self.config.gateway.write_timeout;
+                        let t = humantime::format_duration(timeout);
+                        pv.timed_out(
                             id,
-                            PutOutcome::TimedOut,
                             &format!("no write confirmation from System Platform within {t}"),
+                            tokio::time::Instant::now() + timeout,
                         );
                     }
                 }
@@ -250,6 +251,9 @@ impl Bridge {
         let Some(pv) = self.pvs.get_mut(i) else {
             return;
         };
+        if pv.late_completion() {
+            return;
+        }
         if let Some((at, id)) = pv.oldest_sent().and_then(|w| Some((w.timeout_at?, w.id))) {
             self.writes.cancel_timer(at, id);
         }
