@@ -20,9 +20,10 @@
 //!   on the way) goes without it, its items holding none; that is logged once per
 //!   session. So the window never deadlocks.
 //!
-//! One SubscribeBulk is in flight at a time, in the order PVs were asked for. Data changes
-//! of items not known yet that come while it is in flight are held (at most
-//! [`MAX_EARLY`]) and handed back with its results, so no first value is lost.
+//! At most [`MAX_CALLS`] SubscribeBulk calls are in flight at once, taken in the order PVs
+//! were asked for. Data changes of items not known yet that come while calls are in
+//! flight are held (at most [`MAX_EARLY`]) and handed back with a call's results, so no
+//! first value is lost.
 //!
 //! **Tags.** A call carries each PV with the tag it was advised for. The results are
 //! bound by the bridge (`Registry::bind`), which checks that the PV still maps to that
@@ -45,6 +46,9 @@ use crate::gateway::{ItemHandle, SessionEvent};
 pub(in crate::bridge) const CHUNKS_IN_WINDOW: usize = 8;
 /// ... and at most this many items.
 pub(in crate::bridge) const MAX_WINDOW: usize = 4096;
+/// At most this many SubscribeBulk calls are in flight at once (each within the window),
+/// so that the round trips of a large session start overlap.
+pub(in crate::bridge) const MAX_CALLS: usize = 4;
 /// At most this many data changes of items not known yet are held while a SubscribeBulk
 /// is in flight; past it they are dropped as strays.
 pub(in crate::bridge) const MAX_EARLY: usize = 65_536;
@@ -95,7 +99,8 @@ pub(in crate::bridge) struct Subscriptions {
     /// PVs whose tag is to be advised, in the order asked for (each once).
     queue: VecDeque<PvId>,
     queued: HashSet<PvId>,
-    in_flight: Option<InFlight>,
+    /// The SubscribeBulk calls in flight, oldest first.
+    in_flight: Vec<InFlight>,
     /// PVs advised with room whose first data change is still to come.
     holding: HashSet<PvId>,
     /// Items to un-advise.
@@ -113,7 +118,7 @@ impl Subscriptions {
             window: None,
             queue: VecDeque::new(),
             queued: HashSet::new(),
-            in_flight: None,
+            in_flight: Vec::new(),
             holding: HashSet::new(),
             unadvise: Vec::new(),
             early: Vec::new(),
@@ -150,7 +155,7 @@ impl Subscriptions {
         self.window = None;
         self.queue.clear();
         self.queued.clear();
-        self.in_flight = None;
+        self.in_flight.clear();
         self.holding.clear();
         self.unadvise.clear();
         self.early.clear();
@@ -170,8 +175,8 @@ impl Subscriptions {
         self.queued.contains(&id)
             || self
                 .in_flight
-                .as_ref()
-                .is_some_and(|c| c.entries.iter().any(|(i, _)| *i == id))
+                .iter()
+                .any(|c| c.entries.iter().any(|(i, _)| *i == id))
     }
 
     /// The PV is removed, re-opened, or no longer wanted: it leaves the queue, and the
@@ -232,7 +237,7 @@ impl Subscriptions {
             let items = std::mem::take(&mut self.unadvise);
             return Some(AdviseCall::Unsubscribe { items });
         }
-        if self.in_flight.is_some() {
+        if self.in_flight.len() >= MAX_CALLS {
             return None;
         }
         // The next chunk, each PV with the tag it maps to now; PVs no longer to be
@@ -285,7 +290,7 @@ impl Subscriptions {
         self.next_call = self.next_call.wrapping_add(1);
         let call = self.next_call;
         let tags = entries.iter().map(|(_, t)| t.clone()).collect();
-        self.in_flight = Some(InFlight {
+        self.in_flight.push(InFlight {
             call,
             entries,
             paced,
@@ -304,10 +309,8 @@ impl Subscriptions {
         results: Result<Vec<Advised>, String>,
         mut bind: impl FnMut(PvId, &str, Advised) -> bool,
     ) -> Option<Vec<PvId>> {
-        if self.in_flight.as_ref().map(|c| c.call) != Some(call) {
-            return None;
-        }
-        let c = self.in_flight.take()?;
+        let at = self.in_flight.iter().position(|c| c.call == call)?;
+        let c = self.in_flight.remove(at);
         let n = c.entries.len();
         let mut results: Vec<Advised> = match results {
             Ok(r) if r.len() == n => r,
@@ -333,7 +336,7 @@ impl Subscriptions {
             }
         }
         self.give_back(free);
-        if self.in_flight.is_none() && self.queue.is_empty() && !self.holding.is_empty() {
+        if self.in_flight.is_empty() && self.queue.is_empty() && !self.holding.is_empty() {
             info!(
                 first_values_to_come = self.holding.len(),
                 "subscriptions done"
@@ -345,7 +348,7 @@ impl Subscriptions {
     /// Holds a data change of an item not known yet while a SubscribeBulk is in flight;
     /// hands it back when it is not held.
     pub fn hold_early(&mut self, ev: SessionEvent) -> Option<SessionEvent> {
-        if self.in_flight.is_some() && self.early.len() < MAX_EARLY {
+        if !self.in_flight.is_empty() && self.early.len() < MAX_EARLY {
             self.early.push(ev);
             None
         } else {
@@ -360,7 +363,7 @@ impl Subscriptions {
 
     /// Nothing queued, in flight or to un-advise (for tests and the log).
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.in_flight.is_none() && self.unadvise.is_empty()
+        self.queue.is_empty() && self.in_flight.is_empty() && self.unadvise.is_empty()
     }
 }
 

@@ -31,8 +31,6 @@ fn chunks_go_one_at_a_time_within_the_window_and_room_comes_back_with_first_valu
     for n in 0..8u64 {
         let (call, t) = subscribe(s.next_call(t0, tags(&map)));
         assert_eq!(t, vec![format!("T{n}")]);
-        // One call in flight at a time.
-        assert_eq!(s.next_call(t0, tags(&map)), None);
         let ids = s
             .on_subscribed(call, Ok(vec![Ok(ItemHandle(n as i32))]), |_, _, _| {
                 bound += 1;
@@ -196,4 +194,35 @@ fn pvs_no_longer_wanted_are_skipped_and_unadvises_go_first() {
     s.advise(id(2));
     s.unadvise([ItemHandle(6)]);
     assert_eq!(s.next_call(t0, tags(&map)), None);
+}
+
+#[test]
+fn at_most_max_calls_are_in_flight_and_their_results_bind_in_any_order() {
+    let t0 = Instant::now();
+    let mut s = Subscriptions::new(1, Duration::from_secs(5));
+    s.session_up();
+    let map: HashMap<PvId, String> = (0..8).map(|n| (id(n), format!("T{n}"))).collect();
+    for n in 0..8 {
+        s.advise(id(n));
+    }
+    let calls: Vec<(u64, Vec<String>)> = (0..MAX_CALLS)
+        .map(|_| subscribe(s.next_call(t0, tags(&map))))
+        .collect();
+    assert_eq!(
+        s.next_call(t0, tags(&map)),
+        None,
+        "no more than MAX_CALLS in flight"
+    );
+    // The last call's results first: each binds with its own tag.
+    let mut seen = Vec::new();
+    for (call, t) in calls.iter().rev() {
+        s.on_subscribed(*call, Ok(vec![Ok(ItemHandle(1))]), |i, tag, _| {
+            seen.push((i, tag.to_string()));
+            false
+        })
+        .unwrap();
+        assert_eq!(seen.last().map(|(_, t)| t.clone()), t.first().cloned());
+    }
+    assert_eq!(seen.len(), MAX_CALLS);
+    assert!(s.next_call(t0, tags(&map)).is_some());
 }
