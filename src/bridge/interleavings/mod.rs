@@ -17,6 +17,7 @@
 //!
 //! Not yet generated: alarm feed events, ACF reloads and deploys (invariant 5).
 
+mod checks;
 mod gateway;
 mod gen;
 
@@ -34,7 +35,7 @@ use proptest::test_runner::{
 use super::alarms::FeedMsg;
 use super::link::Link;
 use super::mapping::deploys::{Follower, Found};
-use super::pv_id::PvId;
+
 use super::writes::calls::CallDone;
 use super::writes::failure::{classify, Failure};
 use super::Bridge;
@@ -49,7 +50,7 @@ use crate::pva::{
     ServerConfig, TimeStamp,
 };
 use gateway::{Gateway, Pending};
-use gen::{Answering, Mapping, Step, NAMES};
+use gen::{Answering, Mapping, Step};
 
 thread_local! {
     /// Every timeStamp posted on this thread, by PV name, in order.
@@ -512,266 +513,6 @@ impl World {
                         return Err(fail(self.step, format!("put {n} to {} whose write call failed in transport was answered {a:?}", p.pv)));
                     }
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// The invariants after one step.
-    fn check_step(
-        &mut self,
-        step: &Step,
-        before: &Mapping,
-        before_ids: &HashMap<String, PvId>,
-    ) -> Result<(), TestCaseError> {
-        let at = self.step;
-        // 2: at most one answer.
-        for (n, p) in self.puts.iter().enumerate() {
-            let a = p.answers.lock().unwrap();
-            if a.len() > 1 {
-                return Err(fail(
-                    at,
-                    format!("put {n} to {} answered {} times: {a:?}", p.pv, a.len()),
-                ));
-            }
-        }
-        // 3 and 6.
-        let unchanged = self.unchanged(step, before, before_ids);
-        for (name, t) in take_posted() {
-            if unchanged.contains(&name) {
-                return Err(fail(
-                    at,
-                    format!("{name} was posted by a reload that left it as it was"),
-                ));
-            }
-            if let Some(last) = self.last_posted.get(&name) {
-                if t < *last {
-                    return Err(fail(
-                        at,
-                        format!("{name} posted {t:?} after {last:?}: its timeStamp went back"),
-                    ));
-                }
-            }
-            self.last_posted.insert(name, t);
-        }
-        // 4: an item a PV holds is advised for its tag.
-        for id in self.bridge.pvs.ids() {
-            let Some(pv) = self.bridge.pvs.get(id) else {
-                continue;
-            };
-            let Some(item) = pv.item else { continue };
-            if self.bridge.pvs.id_of_item(item) != Some(id) {
-                return Err(fail(
-                    at,
-                    format!(
-                        "{} holds item {} that finds another PV",
-                        pv.cfg.name.as_str(),
-                        item.0
-                    ),
-                ));
-            }
-            let at_gateway = self.gw.items.get(&item.0);
-            if at_gateway.map(String::as_str) != Some(pv.cfg.tag.as_str()) {
-                return Err(fail(
-                    at,
-                    format!(
-                        "{} maps {} but holds item {} of {at_gateway:?}",
-                        pv.cfg.name.as_str(),
-                        pv.cfg.tag.as_str(),
-                        item.0
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The PVs a reload or deploy left as they were: the same PV (id) before and after,
-    /// and for a reload, the same `[[pv]]` (or, for a rule-made PV, the same rule).
-    fn unchanged(
-        &self,
-        step: &Step,
-        before: &Mapping,
-        before_ids: &HashMap<String, PvId>,
-    ) -> HashSet<String> {
-        let reload = match step {
-            Step::Reload(_) => true,
-            Step::Deploy { .. } => false,
-            _ => return HashSet::new(),
-        };
-        let after = self.ids_by_name();
-        let explicit: HashMap<String, usize> = (0..NAMES).map(|i| (self.name(i), i)).collect();
-        // The alarms of an attribute show on one PV of its tag: a PV that comes, goes or
-        // changes may move them to another PV of the same tag, which is a change of it.
-        let mut moved: HashSet<usize> = HashSet::new();
-        for (b, a) in before.pvs.iter().zip(&self.mapping.pvs) {
-            if b != a {
-                moved.extend(b.iter().chain(a.iter()).map(|p| p.tag));
-            }
-        }
-        if !reload || before.rule != self.mapping.rule {
-            moved.extend(gen::RULE_TAGS);
-        }
-        let tag_of = |name: &String| {
-            let pv = self.bridge.pvs.get(*after.get(name)?)?;
-            gen::TAGS.iter().position(|t| *t == pv.cfg.tag.as_str())
-        };
-        let kept: Vec<(String, PvId)> = after
-            .iter()
-            .filter(|(name, _)| tag_of(name).is_none_or(|t| !moved.contains(&t)))
-            .map(|(n, id)| (n.clone(), *id))
-            .collect();
-        kept.into_iter()
-            .filter(|(name, id)| before_ids.get(name) == Some(id))
-            .filter(|(name, _)| {
-                !reload
-                    || match explicit.get(name) {
-                        Some(&i) => before.pvs.get(i) == self.mapping.pvs.get(i),
-                        None => before.rule == self.mapping.rule,
-                    }
-            })
-            .map(|(name, _)| name)
-            .collect()
-    }
-
-    fn ids_by_name(&self) -> HashMap<String, PvId> {
-        self.bridge
-            .pvs
-            .ids()
-            .into_iter()
-            .filter_map(|id| Some((self.bridge.pvs.get(id)?.cfg.name.as_str().to_string(), id)))
-            .collect()
-    }
-
-    /// Invariant 5: every PV carries the access keys of the rules in force (a rule-made
-    /// PV those of its rule as it is now; none is left of a rule that is gone).
-    fn check_access(&self) -> Result<(), TestCaseError> {
-        let explicit: HashSet<String> = (0..NAMES).map(|i| self.name(i)).collect();
-        for id in self.bridge.pvs.ids() {
-            let Some(pv) = self.bridge.pvs.get(id) else {
-                continue;
-            };
-            let name = pv.cfg.name.as_str();
-            if explicit.contains(name) {
-                continue;
-            }
-            let Some(rule) = &self.mapping.rule else {
-                return Err(fail(
-                    self.step,
-                    format!("{name} is served though its rule is gone"),
-                ));
-            };
-            let want = (gen::GROUPS[rule.group], rule.level, rule.writable);
-            let has = (
-                pv.cfg.access_group.as_str(),
-                pv.cfg.access_level,
-                pv.cfg.write.is_some(),
-            );
-            if want != has {
-                return Err(fail(
-                    self.step,
-                    format!("{name}: the rule in force says (group, level, writable) {want:?}, the PV has {has:?}"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Everything answered and delivered, and time run past every deadline.
-    async fn settle(&mut self) -> Result<(), TestCaseError> {
-        for _ in 0..400 {
-            if !self.gw.pending.is_empty() {
-                self.apply(&Step::Answer(0, Answering::Asked)).await?;
-            } else if !self.gw.events.is_empty() {
-                self.apply(&Step::Events(64)).await?;
-            } else if let Some(at) = self.bridge.next_deadline() {
-                let now = tokio::time::Instant::now();
-                let ms = at.saturating_duration_since(now).as_millis() as u64 + 1;
-                self.apply(&Step::Wait(ms)).await?;
-            } else {
-                return Ok(());
-            }
-            self.step += 1;
-        }
-        Err(fail(self.step, "the history never settled"))
-    }
-
-    /// The invariants once settled.
-    async fn check_settled(&mut self) -> Result<(), TestCaseError> {
-        self.settle().await?;
-        let at = self.step;
-        for (n, p) in self.puts.iter().enumerate() {
-            let a = p.answers.lock().unwrap();
-            match a.as_slice() {
-                [(_, Some(m))] if m.contains("abandoned") => {
-                    return Err(fail(at, format!("put {n} to {} abandoned: {m}", p.pv)))
-                }
-                [(outcome, _)] => {
-                    let gateway_error = *outcome == PutOutcome::GatewayError;
-                    let by_sp = *outcome == PutOutcome::RefusedBySystemPlatform;
-                    // `lost` only once the write left mxpva: one not sent is `refused`.
-                    let lost_unsent = *outcome == PutOutcome::Lost && !p.sent;
-                    if gateway_error != p.transport_failed
-                        || (by_sp && !p.sp_refused)
-                        || lost_unsent
-                    {
-                        return Err(fail(
-                            at,
-                            format!(
-                                "put {n} to {} answered {a:?}: sent {}, its call failed in transport: {}, System Platform refused it: {}",
-                                p.pv, p.sent, p.transport_failed, p.sp_refused
-                            ),
-                        ));
-                    }
-                }
-                other => {
-                    return Err(fail(
-                        at,
-                        format!(
-                            "put {n} to {} answered {} times once settled: {other:?}",
-                            p.pv,
-                            other.len()
-                        ),
-                    ))
-                }
-            }
-        }
-        // 4: the items advised are those the PVs hold...
-        let held: HashSet<i32> = self
-            .bridge
-            .pvs
-            .ids()
-            .into_iter()
-            .filter_map(|id| self.bridge.pvs.get(id)?.item)
-            .map(|h| h.0)
-            .collect();
-        let advised: HashSet<i32> = self.gw.items.keys().copied().collect();
-        if held != advised {
-            return Err(fail(
-                at,
-                format!(
-                    "settled: the PVs hold items {held:?}, the gateway advises {:?}",
-                    self.gw.items
-                ),
-            ));
-        }
-        // ... and after a new session, exactly the PVs that should be advised hold one.
-        if self.gw.up {
-            self.apply(&Step::Lose).await?;
-        }
-        self.apply(&Step::Reconnect).await?;
-        self.settle().await?;
-        let at = self.step;
-        for id in self.bridge.pvs.ids() {
-            let Some(pv) = self.bridge.pvs.get(id) else {
-                continue;
-            };
-            let wanted = !pv.cfg.subscribe.is_on_demand() || self.bridge.demand.wants(id);
-            if wanted != pv.item.is_some() {
-                return Err(fail(
-                    at,
-                    format!("after a new session {} (on demand: {}) should be advised: {wanted}, holds {:?}", pv.cfg.name.as_str(), pv.cfg.subscribe.is_on_demand(), pv.item),
-                ));
             }
         }
         Ok(())
