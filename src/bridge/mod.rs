@@ -90,7 +90,6 @@ mod writes;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -210,11 +209,6 @@ struct Bridge {
     reload_subscribing: bool,
     /// Why the link is down, as last posted to the PVs.
     lost_reason: Option<String>,
-    next_write: u64,
-    /// Puts sent to the gateway and not yet answered, over all PVs (each
-    /// [`PendingWrite`](mapping::pv::PendingWrite) holds one count; see
-    /// [`mapping::pv::InFlight`]).
-    in_flight: Arc<AtomicUsize>,
     /// Puts to send, write calls in flight, write timeouts and settle bounds.
     writes: writes::calls::WriteCalls,
     /// System Platform alarms (their own feed, `:ACK` PVs, the table).
@@ -260,8 +254,8 @@ impl Bridge {
             pvs.add(cfg, &config.defaults, &server, &events)?;
         }
         let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events, &pvs)?;
-        let in_flight = Arc::default();
-        let ops = operate::Ops::new(&config, &server, &events, &in_flight)?;
+        let writes = writes::calls::WriteCalls::default();
+        let ops = operate::Ops::new(&config, &server, &events, &writes.in_flight)?;
         Ok(Bridge {
             opts,
             server,
@@ -276,9 +270,7 @@ impl Bridge {
             starting: None,
             reload_subscribing: false,
             lost_reason: None,
-            next_write: 0,
-            in_flight,
-            writes: writes::calls::WriteCalls::default(),
+            writes,
             alarms,
             strays: strays::Strays::default(),
             dirty: Vec::new(),
@@ -337,7 +329,7 @@ impl Bridge {
                 let now = tokio::time::Instant::now();
                 let waiting = item
                     .and_then(|i| self.pvs.get_mut(i))
-                    .is_some_and(|pv| pv.awaits_completion(now));
+                    .is_some_and(|pv| pv.writes.awaits_completion(now));
                 let Some(i) = item.filter(|_| waiting) else {
                     match item.and_then(|i| self.pvs.get(i)) {
                         Some(pv) => self.strays.unexpected_write(pv.cfg.name.as_str()),

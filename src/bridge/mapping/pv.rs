@@ -1,9 +1,7 @@
-//! One mapped PV: its SharedPv, its structure and metadata, and its pending writes.
+//! One mapped PV: its SharedPv, its structure and metadata, and the puts waiting on it
+//! (`writes/pending.rs`).
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use tracing::warn;
 
@@ -12,56 +10,13 @@ use crate::bridge::values::convert::{brief, pv_type_of, to_mx, to_nt};
 use crate::bridge::values::limits::{severity, Limits};
 use crate::bridge::values::quality::{is_quality_alarm, quality_alarm};
 use crate::bridge::values::stamp::Stamps;
+use crate::bridge::writes::pending::PvWrites;
 use crate::config;
 use crate::gateway::{ItemHandle, MxDataType, MxStatus, MxValue, Quality, WriteEntry};
 use crate::pva::{
-    Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutCompletion, PutOutcome,
-    PutRequest, PvType, ScalarType, Severity, SharedPv, TimeStamp, Update, ValueAlarm,
+    Access, Alarm, AlarmStatus, Control, Display, EventSender, NtValue, PutRequest, PvType,
+    ScalarType, Severity, SharedPv, TimeStamp, Update, ValueAlarm,
 };
-
-/// A put sent to the gateway, waiting for its OnWriteComplete.
-pub(in crate::bridge) struct PendingWrite {
-    pub id: u64,
-    pub started: Instant,
-    pub completion: PutCompletion,
-    /// A data change showing the written value (any data change, for a write whose
-    /// value is not kept) arrived after the write was sent.
-    pub changed: bool,
-    /// Counts this write among the bridge's puts in flight until it is dropped.
-    pub _in_flight: InFlight,
-    /// Handed to a write call (`writes/calls.rs`); until then a reload that removes the
-    /// PV withdraws it, and it is never sent.
-    pub sent: bool,
-    /// The value written, for a scalar write: a data change or the value shown equal to
-    /// it shows the write.
-    pub written: Option<MxValue>,
-    /// When its write timeout fires (set once the gateway accepted the call).
-    pub timeout_at: Option<tokio::time::Instant>,
-}
-
-/// One count in a shared number of puts in flight, given back when dropped: however a
-/// pending write ends (answered, timed out, link lost), the count follows it.
-pub(in crate::bridge) struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    pub fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        InFlight(count.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// How long a confirmed put waits for the data change that shows the written value,
-/// so that a client reading back at once (pvput's "New :") sees it. A write whose value
-/// a data change showed before OnWriteComplete, or of the value the PV already shows
-/// (MXAccess fires no data change then), completes at OnWriteComplete without waiting.
-pub(in crate::bridge) const WRITE_SETTLE: std::time::Duration =
-    std::time::Duration::from_millis(250);
 
 pub(in crate::bridge) struct MappedPv {
     pub cfg: config::Pv,
@@ -70,14 +25,8 @@ pub(in crate::bridge) struct MappedPv {
     pub item: Option<ItemHandle>,
     /// The attribute's type and arrayness, from its last data change.
     attr_type: Option<(MxDataType, bool)>,
-    /// Writes in the order they were sent; OnWriteComplete answers the oldest.
-    pub pending: VecDeque<PendingWrite>,
-    /// Confirmed writes waiting for the data change that shows them (see [`WRITE_SETTLE`]).
-    settling: Vec<PendingWrite>,
-    /// Writes that timed out, oldest first, until when their OnWriteComplete may still
-    /// come: OnWriteComplete names only the item, so one that comes late is theirs, not
-    /// the next write's (which would otherwise be answered by it).
-    late: VecDeque<tokio::time::Instant>,
+    /// The puts to this PV waiting for System Platform (`writes/pending.rs`).
+    pub writes: PvWrites,
     /// The value of the last data change of a writable scalar attribute, as shown.
     shown: Option<MxValue>,
     bool_as_enum: bool,
@@ -177,9 +126,7 @@ impl MappedPv {
             pv,
             item: None,
             attr_type: None,
-            pending: VecDeque::new(),
-            settling: Vec::new(),
-            late: VecDeque::new(),
+            writes: PvWrites::default(),
             shown: None,
             bool_as_enum,
             base_alarm: (Alarm::none(), true),
@@ -347,9 +294,7 @@ impl MappedPv {
             self.post(update);
         }
         if staged.data {
-            for w in self.settling.drain(..) {
-                w.completion.complete(Ok(()));
-            }
+            self.writes.shown();
         }
     }
 
@@ -421,25 +366,7 @@ impl MappedPv {
     }
 
     pub fn connection_lost(&mut self, message: &str) {
-        // Items of the lost session: no OnWriteComplete of theirs can come.
-        self.late.clear();
-        // Confirmed already: only the read-back is lost.
-        for w in self.settling.drain(..) {
-            w.completion.complete(Ok(()));
-        }
-        for w in self.pending.drain(..) {
-            let name = self.cfg.name.as_str();
-            if w.sent {
-                w.completion.fail(
-                    PutOutcome::Lost,
-                    format!("{name}: {message}; the write may or may not have been applied"),
-                );
-            } else {
-                // Queued for the turn's write call: it never left mxpva.
-                w.completion
-                    .complete(Err(format!("{name}: {message}: write not sent")));
-            }
-        }
+        self.writes.link_lost(self.cfg.name.as_str(), message);
         if self.pv.is_open() {
             self.post_alarm(Alarm::new(Severity::Invalid, AlarmStatus::Driver, message));
         }
@@ -528,9 +455,7 @@ impl MappedPv {
             plain = false;
         }
         self.base_alarm = (alarm, plain);
-        for w in self.pending.iter_mut().filter(|w| w.sent) {
-            w.changed |= w.written.as_ref().is_none_or(|x| x == value);
-        }
+        self.writes.data_changed(value);
         if self.cfg.write.is_some() {
             remember_shown(&mut self.shown, value, nt.is_some());
         }
@@ -550,9 +475,7 @@ impl MappedPv {
             }
             (None, _) => self.post_alarm(self.base_alarm.0.clone()),
         }
-        for w in self.settling.drain(..) {
-            w.completion.complete(Ok(()));
-        }
+        self.writes.shown();
         false
     }
 
@@ -577,17 +500,7 @@ impl MappedPv {
     /// been applied), and its clients are disconnected.
     pub fn retire(&mut self, why: &str) {
         let name = self.cfg.name.as_str().to_string();
-        for w in self.settling.drain(..) {
-            w.completion.complete(Ok(()));
-        }
-        for w in self.pending.drain(..) {
-            if !w.sent {
-                w.completion
-                    .complete(Err(format!("{name}: {why}: put not sent")));
-            } else {
-                w.completion.fail(PutOutcome::Lost, format!("{name}: {why} before System Platform confirmed the write; it may or may not have been applied"));
-            }
-        }
+        self.writes.retire(&name, why);
         if self.pv.is_open() {
             if let Err(e) = self.pv.close() {
                 warn!(pv = %name, error = %e, "cannot close PV");
@@ -597,7 +510,7 @@ impl MappedPv {
 
     /// Writes sent and not yet answered, and confirmed ones waiting for their data change.
     pub fn writes_waiting(&self) -> usize {
-        self.pending.len() + self.settling.len()
+        self.writes.waiting()
     }
 
     /// Checks a put and turns it into a write of the attribute's type.
@@ -635,95 +548,12 @@ impl MappedPv {
         Ok(WriteEntry::new(item, mx))
     }
 
-    /// Whether an OnWriteComplete of this PV is expected: a write sent, or one that timed
-    /// out not long ago.
-    pub fn awaits_completion(&mut self, now: tokio::time::Instant) -> bool {
-        while self.late.front().is_some_and(|&until| until <= now) {
-            self.late.pop_front();
-        }
-        !self.late.is_empty() || self.oldest_sent().is_some()
-    }
-
-    /// An OnWriteComplete that belongs to a write that timed out (the oldest one): it is
-    /// taken, and true; otherwise false.
-    pub fn late_completion(&mut self) -> bool {
-        if self.late.pop_front().is_some() {
-            tracing::debug!(pv = %self.name(), "OnWriteComplete of a write that timed out: ignored");
-            return true;
-        }
-        false
-    }
-
-    /// A sent write had no OnWriteComplete within the write timeout: it fails, and its
-    /// OnWriteComplete, if it still comes before `until`, is taken as its own.
-    pub fn timed_out(&mut self, id: u64, message: &str, until: tokio::time::Instant) {
-        let sent = self.pending.iter().any(|w| w.id == id && w.sent);
-        self.fail_write(id, PutOutcome::TimedOut, message);
-        if sent {
-            self.late.push_back(until);
-        }
-    }
-
-    /// The write an OnWriteComplete of this PV answers: the oldest sent one.
-    pub fn oldest_sent(&self) -> Option<&PendingWrite> {
-        self.pending.front().filter(|w| w.sent)
-    }
-
-    /// OnWriteComplete for the oldest sent write. A success that the PV shows already
-    /// (a data change showed it, or it wrote the value shown) completes now, or with
-    /// this turn's post when that carries the data change; otherwise it waits for the
-    /// data change, and the id returned is to be settled after [`WRITE_SETTLE`] with
-    /// [`MappedPv::settle`].
+    /// OnWriteComplete for the oldest sent write (see [`PvWrites::complete`]), with what
+    /// this PV shows and whether this turn posts a data change.
     pub fn write_complete(&mut self, outcome: Result<(), String>) -> Option<u64> {
-        self.oldest_sent()?;
-        let w = self.pending.pop_front()?;
-        // Debug: the audit record (logged at info) carries every put's outcome already.
-        tracing::debug!(pv = %self.name(), ms = w.started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "write complete");
-        let shown = w.changed || (w.written.is_some() && w.written == self.shown);
-        match outcome {
-            Ok(()) if !shown => {
-                let id = w.id;
-                self.settling.push(w);
-                Some(id)
-            }
-            // Posted at the end of this turn (`flush`), which completes it.
-            Ok(()) if self.staged.data => {
-                self.settling.push(w);
-                None
-            }
-            Ok(()) => {
-                w.completion.complete(Ok(()));
-                None
-            }
-            Err(e) => {
-                w.completion.fail(
-                    PutOutcome::RefusedBySystemPlatform,
-                    format!("{}: {e}", self.name()),
-                );
-                None
-            }
-        }
-    }
-
-    /// A confirmed write whose data change did not come: it completes as it is.
-    pub fn settle(&mut self, id: u64) {
-        if let Some(pos) = self.settling.iter().position(|w| w.id == id) {
-            tracing::debug!(pv = %self.name(), "write settled: no data change showed it");
-            self.settling.swap_remove(pos).completion.complete(Ok(()));
-        }
-    }
-
-    pub fn fail_write(&mut self, id: u64, outcome: PutOutcome, message: &str) {
-        if let Some(w) = self
-            .pending
-            .iter()
-            .position(|w| w.id == id)
-            .and_then(|pos| self.pending.remove(pos))
-        {
-            warn!(pv = %self.name(), %message, "write failed");
-            w.completion
-                .fail(outcome, format!("{}: {message}", self.name()));
-        }
+        let name = self.cfg.name.as_str();
+        self.writes
+            .complete(name, outcome, self.shown.as_ref(), self.staged.data)
     }
 }
 

@@ -61,16 +61,22 @@ type KindCall = (WriteKind, Vec<(PvId, u64)>, Vec<WriteEntry>);
 pub(in crate::bridge) enum Timer {
     /// No OnWriteComplete within the write timeout.
     TimedOut(PvId),
-    /// Confirmed [`crate::bridge::mapping::pv::WRITE_SETTLE`] ago and no data change showed it.
+    /// Confirmed [`super::pending::WRITE_SETTLE`] ago and no data change showed it.
     Settled(PvId),
 }
 
 #[derive(Default)]
 pub(in crate::bridge) struct WriteCalls {
+    /// Puts sent to the gateway and not yet answered, over all PVs (each
+    /// [`PendingWrite`](super::pending::PendingWrite) holds one count, see
+    /// [`InFlight`](super::pending::InFlight)); read by the status PVs.
+    pub in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The last put's id.
+    next_write: u64,
     /// Puts not sent yet, in arrival order.
     pub queue: VecDeque<Queued>,
     /// Write calls in flight, by call id.
-    in_flight: HashSet<u64>,
+    calls: HashSet<u64>,
     /// Write calls to make (taken by the adapter).
     pub outbox: Vec<WriteCall>,
     next_call: u64,
@@ -89,6 +95,12 @@ impl WriteCalls {
         self.timers.remove(&(at, id));
     }
 
+    /// An id for a new put, never given before.
+    pub fn next_id(&mut self) -> u64 {
+        self.next_write += 1;
+        self.next_write
+    }
+
     /// The first timer's deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.first_key_value().map(|(&(at, _), _)| at)
@@ -96,12 +108,12 @@ impl WriteCalls {
 
     /// Whether a write call is in flight.
     pub fn calling(&self) -> bool {
-        !self.in_flight.is_empty()
+        !self.calls.is_empty()
     }
 
     /// The answer of `call`: true when it was in flight (not a lost session's).
     pub fn answered(&mut self, call: u64) -> bool {
-        self.in_flight.remove(&call)
+        self.calls.remove(&call)
     }
 
     /// The timers due by `now`, removed.
@@ -121,7 +133,7 @@ impl WriteCalls {
     /// answered by the PVs' `connection_lost`).
     pub fn link_lost(&mut self) {
         self.queue.clear();
-        self.in_flight.clear();
+        self.calls.clear();
         self.outbox.clear();
     }
 
@@ -173,7 +185,7 @@ impl WriteCalls {
         for (kind, puts, entries) in by_kind {
             self.next_call = self.next_call.wrapping_add(1);
             let call = self.next_call;
-            self.in_flight.insert(call);
+            self.calls.insert(call);
             self.outbox.push(WriteCall {
                 call,
                 kind,

@@ -6,6 +6,7 @@
 pub(super) mod calls;
 pub(super) mod failure;
 mod guard;
+pub(super) mod pending;
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -14,13 +15,13 @@ use tracing::info;
 
 use self::calls::{CallDone, Queued, Timer};
 use self::failure::{classify, Failed, Failure};
-use super::mapping::pv::{InFlight, PendingWrite};
 use super::pv_id::PvId;
 use super::values::convert;
 use super::Bridge;
 use crate::config;
 use crate::gateway::{GatewayError, MxValue, UserId, WriteEntry, WriteKind};
 use crate::pva::{PutOutcome, PutRequest};
+use pending::{InFlight, PendingWrite};
 
 impl Bridge {
     pub(super) fn on_put(&mut self, put: PutRequest) {
@@ -77,7 +78,7 @@ impl Bridge {
             )));
             return;
         }
-        let in_flight = self.in_flight.load(Ordering::Acquire);
+        let in_flight = self.writes.in_flight.load(Ordering::Acquire);
         if in_flight >= limits.max_puts_in_flight {
             put.completion.complete(Err(format!(
                 "{}: {in_flight} puts already wait for System Platform \
@@ -114,19 +115,18 @@ impl Bridge {
         if kind == WriteKind::Write2 {
             entry.timestamp = Some(std::time::SystemTime::now());
         }
-        self.next_write += 1;
-        let id = self.next_write;
+        let id = self.writes.next_id();
         info!(pv = %put.pv, tag = %pv.cfg.tag.as_str(), value = %convert::brief(&entry.value, 80), account = %put.credentials.account, peer = %put.credentials.peer, "write");
         let written = match &entry.value {
             MxValue::Array(_) | MxValue::Bytes(_) | MxValue::Null => None,
             v => Some(v.clone()),
         };
-        pv.pending.push_back(PendingWrite {
+        pv.writes.pending.push_back(PendingWrite {
             id,
             started: Instant::now(),
             completion: put.completion,
             changed: false,
-            _in_flight: InFlight::new(&self.in_flight),
+            _in_flight: InFlight::new(&self.writes.in_flight),
             sent: false,
             written,
             timeout_at: None,
@@ -160,14 +160,15 @@ impl Bridge {
             if pv.item != Some(q.entry.item_handle) {
                 // Never reached while items only change with a re-open or a new session,
                 // which answer their puts; if it is, the put fails rather than wait.
-                pv.fail_write(
+                pv.writes.fail(
+                    pv.cfg.name.as_str(),
                     q.id,
                     PutOutcome::Refused,
                     "the PV's item changed before the write was sent: write not sent",
                 );
                 return false;
             }
-            match pv.pending.iter_mut().find(|w| w.id == q.id) {
+            match pv.writes.pending.iter_mut().find(|w| w.id == q.id) {
                 Some(w) if !w.sent => {
                     w.sent = true;
                     true
@@ -208,14 +209,17 @@ impl Bridge {
             match result {
                 Ok(()) => {
                     // Answered already (OnWriteComplete came first) or gone: no timer.
-                    if let Some(w) = mapped.pending.iter_mut().find(|w| w.id == id) {
+                    if let Some(w) = mapped.writes.pending.iter_mut().find(|w| w.id == id) {
                         w.timeout_at = Some(at);
                         self.writes.add_timer(at, id, Timer::TimedOut(pv));
                     }
                 }
                 // Never retried: a gateway error may have been applied.
                 Err(failed) => {
-                    mapped.fail_write(id, failed.outcome, &failed.message("write"));
+                    let name = mapped.cfg.name.as_str();
+                    mapped
+                        .writes
+                        .fail(name, id, failed.outcome, &failed.message("write"));
                 }
             }
         }
@@ -227,14 +231,15 @@ impl Bridge {
             match timer {
                 Timer::Settled(pv) => {
                     if let Some(pv) = self.pvs.get_mut(pv) {
-                        pv.settle(id);
+                        pv.writes.settle(pv.cfg.name.as_str(), id);
                     }
                 }
                 Timer::TimedOut(pv) => {
                     if let Some(pv) = self.pvs.get_mut(pv) {
                         let timeout = self.config.gateway.write_timeout;
                         let t = humantime::format_duration(timeout);
-                        pv.timed_out(
+                        pv.writes.timed_out(
+                            pv.cfg.name.as_str(),
                             id,
                             &format!("no write confirmation from System Platform within {t}"),
                             tokio::time::Instant::now() + timeout,
@@ -246,19 +251,23 @@ impl Bridge {
     }
 
     /// OnWriteComplete of PV `i`: its oldest sent write is answered; its timeout goes, and
-    /// a success not shown yet waits [`super::mapping::pv::WRITE_SETTLE`] at most.
+    /// a success not shown yet waits [`pending::WRITE_SETTLE`] at most.
     pub(super) fn write_completed(&mut self, i: PvId, outcome: Result<(), String>) {
         let Some(pv) = self.pvs.get_mut(i) else {
             return;
         };
-        if pv.late_completion() {
+        if pv.writes.late_completion(pv.cfg.name.as_str()) {
             return;
         }
-        if let Some((at, id)) = pv.oldest_sent().and_then(|w| Some((w.timeout_at?, w.id))) {
+        if let Some((at, id)) = pv
+            .writes
+            .oldest_sent()
+            .and_then(|w| Some((w.timeout_at?, w.id)))
+        {
             self.writes.cancel_timer(at, id);
         }
         if let Some(id) = pv.write_complete(outcome) {
-            let at = tokio::time::Instant::now() + super::mapping::pv::WRITE_SETTLE;
+            let at = tokio::time::Instant::now() + pending::WRITE_SETTLE;
             self.writes.add_timer(at, id, Timer::Settled(i));
         }
     }
