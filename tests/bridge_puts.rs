@@ -103,7 +103,7 @@ impl Plant {
         // The write calls are logged at debug level: the test counts them.
         server_env.push((
             "RUST_LOG".into(),
-            "info,mxpva::bridge::writes::calls=debug,mxpva::bridge::mapping::pv=debug".into(),
+            "info,mxpva::bridge::writes::calls=debug,mxpva::bridge::writes::pending=debug".into(),
         ));
         if keys {
             server_env.push(("MXPVA_PUTS_KEY".into(), WRITER_KEY.into()));
