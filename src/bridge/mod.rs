@@ -412,10 +412,10 @@ impl Bridge {
         loop {
             let (pvs, demand) = (&self.pvs, &self.demand);
             let tag_of = |id: PvId| {
-                let tag = pvs.get(id).and_then(|pv| {
-                    let wanted = !pv.cfg.subscribe.is_on_demand() || demand.wants(id);
-                    (wanted && pv.item.is_none()).then(|| pv.cfg.tag.as_str().to_string())
-                });
+                let tag = pvs
+                    .get(id)
+                    .filter(|pv| pv.item.is_none() && demand.wants_item(pvs, id))
+                    .map(|pv| pv.cfg.tag.as_str().to_string());
                 if tag.is_none() {
                     dropped.push(id);
                 }

@@ -259,7 +259,7 @@ impl World {
             let Some(pv) = self.bridge.pvs.get(id) else {
                 continue;
             };
-            let wanted = !pv.cfg.subscribe.is_on_demand() || self.bridge.demand.wants(id);
+            let wanted = self.bridge.demand.wants_item(&self.bridge.pvs, id);
             if wanted != pv.item.is_some() {
                 return Err(fail(
                     at,

@@ -42,6 +42,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use crate::bridge::mapping::registry::Registry;
 use crate::bridge::pv_id::PvId;
 use crate::bridge::Bridge;
 use crate::config::Subscribe;
@@ -118,9 +119,14 @@ pub(in crate::bridge) struct Demand {
 }
 
 impl Demand {
-    /// Whether an on-demand PV's tag is wanted in the session: watched or lingering.
-    pub fn wants(&self, id: PvId) -> bool {
-        self.watched.contains(&id) || self.lingering.contains(id)
+    /// Whether the PV's tag is to be advised in the session: every always PV, and the
+    /// on-demand PVs watched or lingering. The one rule, for the bridge and its tests.
+    pub fn wants_item(&self, pvs: &Registry, id: PvId) -> bool {
+        match pvs.get(id) {
+            None => false,
+            Some(pv) if !pv.cfg.subscribe.is_on_demand() => true,
+            Some(_) => self.watched.contains(&id) || self.lingering.contains(id),
+        }
     }
 
     /// The next moment something is due (an un-advise, the end of a first-value wait).
@@ -151,11 +157,7 @@ impl Bridge {
     /// Whether the PV's tag is to be advised in the session: every always PV, and the
     /// on-demand PVs watched or lingering.
     pub(in crate::bridge) fn wants_item(&self, id: PvId) -> bool {
-        match self.pvs.get(id) {
-            None => false,
-            Some(pv) if !pv.cfg.subscribe.is_on_demand() => true,
-            Some(_) => self.demand.watched.contains(&id) || self.demand.lingering.contains(id),
-        }
+        self.demand.wants_item(&self.pvs, id)
     }
 
     /// Of `ids` about to be subscribed in the live session, those whose tag is wanted;
