@@ -8,8 +8,10 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::alarms::Alarms;
+use super::error::BridgeError;
 use super::mapping::registry::Registry;
-use super::{Bridge, BridgeError};
+use crate::access::audit::AuditTrail;
 use crate::config::Config;
 use crate::pva::{EventSender, Server};
 use crate::status::{Publisher, Status};
@@ -88,23 +90,23 @@ impl Ops {
     }
 }
 
-impl Bridge {
-    /// The bridge's tick (see the module doc).
-    pub(super) fn on_tick(&mut self) {
-        if self.ops.watchdog {
+impl Ops {
+    /// The bridge's tick (see the module doc); `audit` while `[audit] file` is set.
+    pub fn on_tick(&mut self, pvs: &Registry, alarms: &Alarms, audit: Option<&AuditTrail>) {
+        if self.watchdog {
             systemd::watchdog();
         }
-        let status = &self.ops.status;
-        status.pv_counts(self.pvs.len(), self.pvs.invalid());
-        let (state, reason) = self.alarms.feed_state();
+        let status = &self.status;
+        status.pv_counts(pvs.len(), pvs.invalid());
+        let (state, reason) = alarms.feed_state();
         status.alarm_feed(state, reason);
         // `<status>Audit`: the audit file's fault, served while `[audit] file` is set.
-        if self.config.audit.is_some() {
-            let health = self.audit.health();
+        if let Some(audit) = audit {
+            let health = audit.health();
             let fault = health.fault().then(|| health.message());
-            if self.ops.audit_shown.as_ref() != Some(&fault) {
+            if self.audit_shown.as_ref() != Some(&fault) {
                 status.set_fault("Audit", fault.as_deref());
-                self.ops.audit_shown = Some(fault);
+                self.audit_shown = Some(fault);
             }
         }
     }

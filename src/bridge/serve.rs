@@ -17,10 +17,11 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::core::Bridge;
 use super::link::subscriptions::{AdviseCall, Advised};
 use super::link::{close_stale_sessions, connect, Connected, Link};
 use super::writes::calls::{self, CallDone};
-use super::{Bridge, Reload};
+use super::Reload;
 use crate::gateway::{refuse_shared_handles, Backoff, EventStream, ServerHandle, Session};
 use crate::lock::Mutex;
 use crate::pva;
@@ -180,7 +181,7 @@ pub(super) async fn serve(
                 Answer::Unsubscribed => {}
             },
             _ = bridge.ops.tick.tick() => bridge.on_tick(),
-            Some(found) = bridge.discovered.1.recv() => bridge.on_discovered(found),
+            Some(found) = bridge.rules.discovered.1.recv() => bridge.on_discovered(found),
             Some(msg) = bridge.alarms.feed.recv() => {
                 bridge.alarms.on_feed(msg, &mut bridge.pvs, &mut bridge.dirty);
                 ended = take_ready(bridge, &mut events).await;

@@ -4,28 +4,13 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::{Alarms, Entry, Owner};
+use super::state::{AckPv, Alarms, Entry, Owner};
 use crate::bridge::mapping::registry::Registry;
 use crate::bridge::values::stamp::SharedStamps;
 use crate::bridge::writes::failure::{classify, combine, Failure};
 use crate::pva::{
     Access, Alarm, Display, NtValue, PutRequest, PvType, PvaError, ScalarType, SharedPv, Update,
 };
-
-/// An `:ACK` PV; the acknowledgement task posts the comment.
-pub(super) struct AckPv {
-    pv: SharedPv,
-    stamps: SharedStamps,
-}
-
-impl AckPv {
-    /// Disconnects its clients, unless an acknowledgement still under way holds it.
-    pub(super) fn close(ack: Arc<AckPv>) {
-        if let Ok(mut ack) = Arc::try_unwrap(ack) {
-            let _ = ack.pv.close();
-        }
-    }
-}
 
 impl Alarms {
     /// Serves the owner's `:ACK` PV once.

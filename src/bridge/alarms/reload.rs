@@ -10,10 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::ack::AckPv;
 use super::feed::spawn_feed;
+use super::state::{AckPv, Alarms, OwnPv, Owner, OWN_CHOICES};
 use super::table::table_columns;
-use super::{Alarms, OwnPv, Owner, OWN_CHOICES};
 use crate::bridge::mapping::registry::Registry;
 use crate::bridge::values::stamp::Stamps;
 use crate::config::{self, AlarmPvType};

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::ack::AckPv;
-use super::{owner_maps, Alarms, Changed, Owner};
+use super::state::{owner_maps, AckPv, Alarms, Changed, Owner};
 use crate::bridge::mapping::registry::Registry;
 use crate::bridge::pv_id::PvId;
 use crate::config;

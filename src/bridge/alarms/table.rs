@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use tracing::warn;
 
-use super::{Alarms, Entry, Owner, FEED_LOST};
+use super::state::{Alarms, Entry, Owner, FEED_LOST};
 use crate::bridge::mapping::registry::Registry;
 use crate::bridge::values::combine::combine;
 use crate::bridge::values::convert::iso8601;

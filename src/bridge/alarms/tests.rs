@@ -1,6 +1,14 @@
 //! Unit tests of the alarm side.
 
+use super::state::*;
 use super::*;
+use crate::bridge::mapping::registry::Registry;
+use crate::config::{self, AlarmPvType, SeverityScheme};
+use crate::gateway::*;
+use crate::pva::*;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::mpsc;
 
 #[test]
 fn short_references() {

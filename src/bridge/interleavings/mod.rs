@@ -36,9 +36,9 @@ use super::alarms::FeedMsg;
 use super::link::Link;
 use super::mapping::deploys::{Follower, Found};
 
+use super::core::Bridge;
 use super::writes::calls::CallDone;
 use super::writes::failure::{classify, Failure};
-use super::Bridge;
 use crate::config::{Candidate, Config, GalaxyAccess};
 use crate::discover::Discovery;
 use crate::gateway::{
@@ -144,7 +144,7 @@ impl World {
         bridge.alarms.fed_by_test(&mut bridge.pvs);
         // Discoveries are the history's steps (`Step::Deploy`), not a task's.
         if mapping.rule.is_some() {
-            bridge.follower = Some(Follower::idle());
+            bridge.rules.follower = Some(Follower::idle());
         }
         World {
             configs,
@@ -222,11 +222,11 @@ impl World {
                 // A file that does not validate (it maps nothing) is refused as a whole.
                 if let Ok(config) = Config::from_str_at(&text, Path::new("history.toml")) {
                     self.mapping = mapping;
-                    if !config.discover.is_empty() && self.bridge.follower.is_none() {
+                    if !config.discover.is_empty() && self.bridge.rules.follower.is_none() {
                         // follow_rules counts it on to the first generation.
                         let mut idle = Follower::idle();
                         idle.generation = 0;
-                        self.bridge.follower = Some(idle);
+                        self.bridge.rules.follower = Some(idle);
                     }
                     let copy = config.clone();
                     self.bridge.reload_config(
@@ -234,7 +234,7 @@ impl World {
                         Path::new("history.toml"),
                         std::time::Instant::now(),
                     );
-                    if let Some(f) = &self.bridge.follower {
+                    if let Some(f) = &self.bridge.rules.follower {
                         self.configs.insert(f.generation, copy);
                     }
                 }
@@ -299,7 +299,7 @@ impl World {
     /// A discovery ends, made with the rules of the generation in force (or the one
     /// before: a result the bridge must ignore).
     fn deploy(&mut self, attrs: u8, stale: bool, fail: bool) {
-        let Some(current) = self.bridge.follower.as_ref().map(|f| f.generation) else {
+        let Some(current) = self.bridge.rules.follower.as_ref().map(|f| f.generation) else {
             return;
         };
         let generation = if stale {

@@ -44,9 +44,8 @@ use tracing::{debug, info};
 
 use crate::bridge::mapping::registry::Registry;
 use crate::bridge::pv_id::PvId;
-use crate::bridge::Bridge;
 use crate::config::Subscribe;
-use crate::gateway::Quality;
+use crate::gateway::{ItemHandle, Quality};
 use crate::pva::{Alarm, AlarmStatus, PutRequest, Severity};
 
 /// A PV lingering past its linger with puts still waiting for System Platform is looked
@@ -146,154 +145,167 @@ fn lost_alarm(reason: &str) -> Alarm {
     )
 }
 
-impl Bridge {
-    fn linger_of(&self, id: PvId) -> Option<Duration> {
-        match self.pvs.get(id)?.cfg.subscribe {
-            Subscribe::OnDemand { linger } => Some(linger),
-            Subscribe::Always => None,
-        }
-    }
+/// What the link is, for a first client: up, or down for `lost` (`None` while the
+/// first connect is under way).
+pub(in crate::bridge) struct LinkNow<'a> {
+    pub up: bool,
+    pub lost: Option<&'a str>,
+}
 
-    /// Whether the PV's tag is to be advised in the session: every always PV, and the
-    /// on-demand PVs watched or lingering.
-    pub(in crate::bridge) fn wants_item(&self, id: PvId) -> bool {
-        self.demand.wants_item(&self.pvs, id)
+fn linger_of(pvs: &Registry, id: PvId) -> Option<Duration> {
+    match pvs.get(id)?.cfg.subscribe {
+        Subscribe::OnDemand { linger } => Some(linger),
+        Subscribe::Always => None,
     }
+}
 
+/// What a deadline did: items to un-advise, PVs no longer advised.
+#[derive(Default)]
+pub(in crate::bridge) struct Unadvised {
+    pub items: Vec<ItemHandle>,
+    pub pvs: Vec<PvId>,
+}
+
+impl Demand {
     /// Of `ids` about to be subscribed in the live session, those whose tag is wanted;
     /// the on-demand ones among them count as being advised.
-    pub(in crate::bridge) fn wanted_for_advise(&mut self, ids: Vec<PvId>) -> Vec<PvId> {
-        let ids: Vec<PvId> = ids.into_iter().filter(|&id| self.wants_item(id)).collect();
+    pub fn wanted_for_advise(&mut self, pvs: &Registry, ids: Vec<PvId>) -> Vec<PvId> {
+        let ids: Vec<PvId> = ids
+            .into_iter()
+            .filter(|&id| self.wants_item(pvs, id))
+            .collect();
         for &id in &ids {
-            if self.linger_of(id).is_some() {
-                self.demand.advising.insert(id);
+            if linger_of(pvs, id).is_some() {
+                self.advising.insert(id);
             }
         }
         ids
     }
 
-    /// pvxs: the PV named `pv` got its first client (`watched`) or lost its last one.
-    pub(in crate::bridge) fn on_watch(&mut self, pv: &str, watched: bool) {
-        // `:ACK` PVs, alarm PVs and the table are not in the registry.
-        let Some(id) = self.pvs.id_of_name(pv) else {
-            return;
-        };
+    /// pvxs: the PV `id` got its first client (`watched`) or lost its last one.
+    /// `wait` bounds a first client's wait for a value.
+    pub fn on_watch(
+        &mut self,
+        pvs: &mut Registry,
+        id: PvId,
+        watched: bool,
+        link: LinkNow<'_>,
+        wait: Duration,
+        now: Instant,
+    ) {
         if watched {
-            self.first_client(id);
+            self.first_client(pvs, id, link, wait, now);
         } else {
-            self.last_client_left(id);
+            self.last_client_left(pvs, id, now);
         }
     }
 
-    fn first_client(&mut self, id: PvId) {
-        self.demand.watched.insert(id);
-        if self.linger_of(id).is_none() {
+    fn first_client(
+        &mut self,
+        pvs: &mut Registry,
+        id: PvId,
+        link: LinkNow<'_>,
+        wait: Duration,
+        now: Instant,
+    ) {
+        self.watched.insert(id);
+        if linger_of(pvs, id).is_none() {
             return;
         }
-        self.demand.lingering.remove(id);
-        let link_up = self.link.is_some();
-        let wait = self.config.gateway.request_timeout;
-        let Some(pv) = self.pvs.get_mut(id) else {
+        self.lingering.remove(id);
+        let Some(pv) = pvs.get_mut(id) else {
             return;
         };
         debug!(pv = %pv.cfg.name.as_str(), "first client of an on-demand PV");
         if !pv.pv.is_open() {
-            match (&self.lost_reason, link_up) {
+            match (link.lost, link.up) {
                 // The gateway is known to be down: no value can come soon.
                 (Some(reason), false) => pv.serve_without_value(lost_alarm(reason)),
-                _ => self.demand.waiting.set(id, Instant::now() + wait),
+                _ => self.waiting.set(id, now + wait),
             }
         }
-        if link_up && pv.item.is_none() && !self.demand.advising.contains(&id) {
-            self.demand.to_advise.push(id);
+        if link.up && pv.item.is_none() && !self.advising.contains(&id) {
+            self.to_advise.push(id);
         }
     }
 
-    fn last_client_left(&mut self, id: PvId) {
+    fn last_client_left(&mut self, pvs: &mut Registry, id: PvId, now: Instant) {
         // pvxs reports a closed PV's channels one by one: only the first counts.
-        if !self.demand.watched.remove(&id) {
+        if !self.watched.remove(&id) {
             return;
         }
-        let Some(linger) = self.linger_of(id) else {
+        let Some(linger) = linger_of(pvs, id) else {
             return;
         };
-        self.demand.waiting.remove(id);
-        self.demand.to_advise.retain(|&x| x != id);
-        let advising = self.demand.advising.contains(&id);
-        let Some(pv) = self.pvs.get_mut(id) else {
+        self.waiting.remove(id);
+        self.to_advise.retain(|&x| x != id);
+        let advising = self.advising.contains(&id);
+        let Some(pv) = pvs.get_mut(id) else {
             return;
         };
         debug!(pv = %pv.cfg.name.as_str(), ?linger, "last client of an on-demand PV left");
         if pv.item.is_some() || advising {
-            self.demand.lingering.set(id, Instant::now() + linger);
+            self.lingering.set(id, now + linger);
         } else {
             // Not advised (the gateway is down): nothing to linger for.
             pv.close_unwatched();
         }
     }
 
-    /// The end of a turn: the PVs whose first client came in it are advised together.
-    pub(in crate::bridge) fn advise_watched(&mut self) {
-        if self.demand.to_advise.is_empty() || self.link.is_none() {
-            self.demand.to_advise.clear();
-            return;
+    /// The end of a turn: the PVs whose first client came in it, to advise together.
+    pub fn take_to_advise(&mut self, pvs: &Registry, link_up: bool) -> Vec<PvId> {
+        let mut ids = std::mem::take(&mut self.to_advise);
+        if ids.is_empty() || !link_up {
+            return Vec::new();
         }
-        let mut ids = std::mem::take(&mut self.demand.to_advise);
         ids.sort_unstable();
         ids.dedup();
         ids.retain(|&id| {
-            !self.demand.advising.contains(&id)
-                && self.pvs.get(id).is_some_and(|pv| pv.item.is_none())
+            !self.advising.contains(&id) && pvs.get(id).is_some_and(|pv| pv.item.is_none())
         });
-        if ids.is_empty() {
-            return;
+        if !ids.is_empty() {
+            info!(
+                pvs = ids.len(),
+                "advising on-demand PVs for their first clients"
+            );
         }
-        info!(
-            pvs = ids.len(),
-            "advising on-demand PVs for their first clients"
-        );
-        self.advise(ids);
+        ids
     }
 
     /// A deadline came: PVs that lingered long enough are un-advised and closed; PVs whose
     /// first client waited long enough for a value are served without one.
-    pub(in crate::bridge) fn on_demand_deadline(&mut self) {
-        let now = Instant::now();
-        let mut items = Vec::new();
-        let mut closed = 0usize;
-        for id in self.demand.lingering.take_due(now) {
-            if self.demand.watched.contains(&id) || self.linger_of(id).is_none() {
+    pub fn on_deadline(&mut self, pvs: &mut Registry, wait: Duration, now: Instant) -> Unadvised {
+        let mut out = Unadvised::default();
+        for id in self.lingering.take_due(now) {
+            if self.watched.contains(&id) || linger_of(pvs, id).is_none() {
                 continue;
             }
             // Lingers anew once its advise is done (`advised`).
-            if self.demand.advising.contains(&id) {
+            if self.advising.contains(&id) {
                 continue;
             }
-            let Some(pv) = self.pvs.get_mut(id) else {
+            let Some(pv) = pvs.get_mut(id) else {
                 continue;
             };
             if pv.writes_waiting() > 0 {
-                self.demand.lingering.set(id, now + WRITES_RECHECK);
+                self.lingering.set(id, now + WRITES_RECHECK);
                 continue;
             }
             pv.close_unwatched();
             debug!(pv = %pv.cfg.name.as_str(), "on-demand PV un-advised after its linger");
-            items.extend(pv.item);
-            self.pvs.unbind(id);
-            self.subs.forget(id);
-            closed += 1;
+            out.items.extend(pv.item);
+            pvs.unbind(id);
+            out.pvs.push(id);
         }
-        if closed > 0 {
+        if !out.pvs.is_empty() {
             info!(
-                pvs = closed,
-                advised = self.pvs.subscribed(),
+                pvs = out.pvs.len(),
+                advised = pvs.subscribed(),
                 "un-advising on-demand PVs nobody watches"
             );
         }
-        self.subs.unadvise(items);
-        let wait = self.config.gateway.request_timeout;
-        for id in self.demand.waiting.take_due(now) {
-            let Some(pv) = self.pvs.get_mut(id) else {
+        for id in self.waiting.take_due(now) {
+            let Some(pv) = pvs.get_mut(id) else {
                 continue;
             };
             if !pv.pv.is_open() {
@@ -307,65 +319,65 @@ impl Bridge {
                 ));
             }
         }
+        out
     }
 
     /// Whether a data change of the PV is to be set aside: the placeholder ("Bad:
     /// waiting for initial data") an on-demand PV not open yet waits past.
-    pub(in crate::bridge) fn is_first_placeholder(&self, id: PvId, quality: Quality) -> bool {
+    pub fn is_first_placeholder(&self, pvs: &Registry, id: PvId, quality: Quality) -> bool {
         quality == Quality::BAD_WAITING_FOR_INITIAL_DATA
-            && self.demand.waiting.contains(id)
-            && self.pvs.get(id).is_some_and(|pv| !pv.pv.is_open())
+            && self.waiting.contains(id)
+            && pvs.get(id).is_some_and(|pv| !pv.pv.is_open())
     }
 
     /// After a data change of the PV: a first client waiting for it has it.
-    pub(in crate::bridge) fn value_seen(&mut self, id: PvId) {
-        if self.pvs.get(id).is_some_and(|pv| pv.pv.is_open()) {
-            self.demand.waiting.remove(id);
+    pub fn value_seen(&mut self, pvs: &Registry, id: PvId) {
+        if pvs.get(id).is_some_and(|pv| pv.pv.is_open()) {
+            self.waiting.remove(id);
         }
     }
 
     /// The advise of `ids` in the live session is done (or failed, or the session is
-    /// gone): on-demand PVs left meanwhile linger; held puts are sent (or fail).
-    pub(in crate::bridge) fn advised(&mut self, ids: &[PvId]) {
-        let now = Instant::now();
+    /// gone): on-demand PVs left meanwhile linger. Returns the puts held for them, to
+    /// take now.
+    pub fn advised(&mut self, pvs: &Registry, ids: &[PvId], now: Instant) -> Vec<PutRequest> {
+        let mut puts = Vec::new();
         for &id in ids {
-            if !self.demand.advising.remove(&id) {
+            if !self.advising.remove(&id) {
                 continue;
             }
-            let linger = self.linger_of(id);
-            if let (Some(linger), Some(pv)) = (linger, self.pvs.get(id)) {
-                let watched = self.demand.watched.contains(&id);
-                if pv.item.is_some() && !watched && !self.demand.lingering.contains(id) {
-                    self.demand.lingering.set(id, now + linger);
+            if let (Some(linger), Some(pv)) = (linger_of(pvs, id), pvs.get(id)) {
+                let watched = self.watched.contains(&id);
+                if pv.item.is_some() && !watched && !self.lingering.contains(id) {
+                    self.lingering.set(id, now + linger);
                 }
                 if pv.pv.is_open() {
-                    self.demand.waiting.remove(id);
+                    self.waiting.remove(id);
                 }
             }
-            for put in self.demand.held.remove(&id).unwrap_or_default() {
-                self.on_put(put);
-            }
+            puts.extend(self.held.remove(&id).unwrap_or_default());
         }
+        puts
     }
 
     /// The link is lost: lingering PVs close (their items died with the session), the
     /// first clients still waiting get the lost state, held puts fail.
-    pub(in crate::bridge) fn on_demand_link_lost(&mut self, reason: &str) {
-        self.demand.advising.clear();
-        self.demand.to_advise.clear();
-        for id in self.demand.lingering.drain() {
-            if let Some(pv) = self.pvs.get_mut(id) {
+    pub fn link_lost(&mut self, pvs: &mut Registry, reason: &str) {
+        self.advising.clear();
+        self.to_advise.clear();
+        for id in self.lingering.drain() {
+            if let Some(pv) = pvs.get_mut(id) {
                 pv.close_unwatched();
             }
         }
-        for id in self.demand.waiting.drain() {
-            if let Some(pv) = self.pvs.get_mut(id) {
+        for id in self.waiting.drain() {
+            if let Some(pv) = pvs.get_mut(id) {
                 if !pv.pv.is_open() {
                     pv.serve_without_value(lost_alarm(reason));
                 }
             }
         }
-        for (_, puts) in self.demand.held.drain() {
+        for (_, puts) in self.held.drain() {
             for put in puts {
                 let message = format!("{}: gateway unavailable: write not sent", put.pv);
                 put.completion.complete(Err(message));
@@ -373,16 +385,21 @@ impl Bridge {
         }
     }
 
-    /// A put to a PV whose advise is under way waits for it (at most `max_puts_per_pv`
-    /// per PV); `None` when it was held or refused.
-    pub(in crate::bridge) fn hold_put(&mut self, id: PvId, put: PutRequest) -> Option<PutRequest> {
-        let advising = self.demand.advising.contains(&id)
-            && self.pvs.get(id).is_some_and(|pv| pv.item.is_none());
+    /// A put to a PV whose advise is under way waits for it (at most `max` per PV);
+    /// `None` when it was held or refused.
+    pub fn hold_put(
+        &mut self,
+        pvs: &Registry,
+        id: PvId,
+        put: PutRequest,
+        max: usize,
+    ) -> Option<PutRequest> {
+        let advising =
+            self.advising.contains(&id) && pvs.get(id).is_some_and(|pv| pv.item.is_none());
         if !advising {
             return Some(put);
         }
-        let max = self.config.limits.max_puts_per_pv;
-        let held = self.demand.held.entry(id).or_default();
+        let held = self.held.entry(id).or_default();
         if held.len() >= max {
             let message = format!(
                 "{}: {max} puts already wait for the PV's tag to be advised ([limits] max_puts_per_pv {max}): put refused",
@@ -397,39 +414,35 @@ impl Bridge {
 
     /// A PV is re-opened (a new tag, type or writability): the puts held for its advise
     /// were accepted for what it was, and fail; its clients and their linger stay.
-    pub(in crate::bridge) fn fail_held_puts(&mut self, id: PvId, why: &str) {
-        for put in self.demand.held.remove(&id).unwrap_or_default() {
+    pub fn fail_held_puts(&mut self, id: PvId, why: &str) {
+        for put in self.held.remove(&id).unwrap_or_default() {
             let message = format!("{}: {why}: put not sent", put.pv);
             put.completion.complete(Err(message));
         }
     }
 
     /// A PV leaves the mapping: it is forgotten here; its held puts fail.
-    pub(in crate::bridge) fn forget_on_demand(&mut self, id: PvId, why: &str) {
-        self.demand.watched.remove(&id);
-        self.demand.lingering.remove(id);
-        self.demand.waiting.remove(id);
-        self.demand.advising.remove(&id);
-        self.demand.to_advise.retain(|&x| x != id);
-        for put in self.demand.held.remove(&id).unwrap_or_default() {
-            let message = format!("{}: {why}: put not sent", put.pv);
-            put.completion.complete(Err(message));
-        }
+    pub fn forget(&mut self, id: PvId, why: &str) {
+        self.watched.remove(&id);
+        self.lingering.remove(id);
+        self.waiting.remove(id);
+        self.advising.remove(&id);
+        self.to_advise.retain(|&x| x != id);
+        self.fail_held_puts(id, why);
     }
 
     /// A reload changed the PV's `subscribe` or `linger` in place (its config is the new
     /// one already). True when its tag is to be advised now.
-    pub(in crate::bridge) fn subscribe_changed(&mut self, id: PvId) -> bool {
-        let watched = self.demand.watched.contains(&id);
-        let advising = self.demand.advising.contains(&id);
-        let now = Instant::now();
-        let Some(pv) = self.pvs.get_mut(id) else {
+    pub fn subscribe_changed(&mut self, pvs: &mut Registry, id: PvId, now: Instant) -> bool {
+        let watched = self.watched.contains(&id);
+        let advising = self.advising.contains(&id);
+        let Some(pv) = pvs.get_mut(id) else {
             return false;
         };
         match pv.cfg.subscribe {
             Subscribe::Always => {
-                self.demand.lingering.remove(id);
-                self.demand.waiting.remove(id);
+                self.lingering.remove(id);
+                self.waiting.remove(id);
                 if !pv.pv.is_open() && pv.cfg.pv_type.is_some() {
                     // As a PV mapped always from the start: served at once.
                     pv.serve_without_value(Alarm::new(
@@ -443,14 +456,12 @@ impl Bridge {
             Subscribe::OnDemand { linger } => {
                 if watched {
                     // Advised already (it was always), or its advise is under way.
-                    false
                 } else if pv.item.is_some() || advising {
-                    self.demand.lingering.set(id, now + linger);
-                    false
+                    self.lingering.set(id, now + linger);
                 } else {
                     pv.close_unwatched();
-                    false
                 }
+                false
             }
         }
     }

@@ -3,7 +3,6 @@
 //! (its tags advised, `subscriptions.rs`); a lost link (every PV INVALID, pending writes
 //! failed) and the sessions of lost links, closed by the next connect.
 
-mod advise;
 pub(super) mod demand;
 pub(super) mod strays;
 pub(super) mod subscriptions;
@@ -12,7 +11,7 @@ use std::collections::HashMap;
 
 use tracing::{info, warn};
 
-use super::{Bridge, BridgeError};
+use super::error::BridgeError;
 use crate::config;
 use crate::gateway::{
     ClientOptions, EventStream, GatewayClient, GatewayError, ServerHandle, Session, UserId,
@@ -114,86 +113,39 @@ pub(super) async fn connect(
     })
 }
 
+/// The link as the bridge's decisions see it: the live session, if any, its
+/// subscriptions, and why it was lost.
+pub(super) struct LinkState {
+    /// The live session, if any.
+    pub session: Option<Link>,
+    /// Which tags are advised in the live session, and when (`subscriptions.rs`).
+    pub subs: subscriptions::Subscriptions,
+    /// The subscriptions of a new session are under way ("gateway session up" when done).
+    pub starting: Option<SessionStart>,
+    /// The subscriptions of a reload are under way (logged when done).
+    pub reload_subscribing: bool,
+    /// Why the link is down, as last posted to the PVs.
+    pub lost_reason: Option<String>,
+    /// Events ignored, so each kind is logged once per session.
+    pub strays: strays::Strays,
+}
+
+impl LinkState {
+    /// No session yet, with the window of `[gateway]`.
+    pub fn new(gw: &config::Gateway) -> Self {
+        LinkState {
+            session: None,
+            subs: subscriptions::Subscriptions::new(gw.subscribe_chunk.get(), gw.request_timeout),
+            starting: None,
+            reload_subscribing: false,
+            lost_reason: None,
+            strays: strays::Strays::default(),
+        }
+    }
+}
+
 /// The subscriptions of a new session, until they are all answered.
 #[derive(Default)]
 pub(super) struct SessionStart {
     pub failed: usize,
-}
-
-impl Bridge {
-    /// A session is up: every PV whose tag is wanted is advised in it (on-demand PVs only
-    /// while watched or lingering), chunk by chunk (`subscriptions.rs`).
-    pub(super) fn on_connected(&mut self, link: Link) {
-        self.pvs.clear_items();
-        self.strays.reset();
-        self.lost_reason = None;
-        self.subs.session_up();
-        self.link = Some(link);
-        self.starting = Some(SessionStart::default());
-        // In the order the PVs were added.
-        let ids = self.pvs.ids();
-        self.advise(ids);
-    }
-
-    /// The end of a turn: once the subscriptions of a new session (or of a reload) are
-    /// all answered, that is said (the log, the status PVs, systemd).
-    pub(super) fn subscriptions_done(&mut self) {
-        if !self.subs.is_idle() {
-            return;
-        }
-        if let (Some(start), Some(link)) = (self.starting.take(), &self.link) {
-            info!(
-                session = %link.session,
-                subscribed = self.pvs.subscribed(),
-                failed = start.failed,
-                first_values_to_come = self.subs.holding(),
-                "gateway session up"
-            );
-            self.ops.status.gateway_up(&link.session);
-            crate::systemd::status(&format!(
-                "serving {} PVs, gateway session {}",
-                self.pvs.len(),
-                link.session
-            ));
-            self.ops.first_connect_over(&self.pvs, true);
-            self.reload_subscribing = false;
-        }
-        if std::mem::take(&mut self.reload_subscribing) {
-            info!(
-                subscribed = self.pvs.subscribed(),
-                first_values_to_come = self.subs.holding(),
-                "subscriptions of the reload done"
-            );
-        }
-    }
-
-    /// The link is gone: every PV goes INVALID, pending writes fail. (Its session, which
-    /// may live on at the gateway, is closed by the adapter's next connect.)
-    pub(super) fn close_link(&mut self, reason: &str) {
-        self.on_lost(reason);
-    }
-
-    pub(super) fn on_lost(&mut self, reason: &str) {
-        self.link = None;
-        self.writes.link_lost();
-        self.pvs.clear_items();
-        // Calls in flight, room held and data changes held name the lost session.
-        self.subs.session_lost();
-        self.starting = None;
-        self.reload_subscribing = false;
-        self.on_demand_link_lost(reason);
-        self.ops.status.gateway_lost(reason);
-        // Retries that fail the same way change nothing a client can see.
-        if self.lost_reason.as_deref() == Some(reason) {
-            tracing::debug!(%reason, "gateway still unavailable");
-            return;
-        }
-        warn!(%reason, "gateway connection lost");
-        crate::systemd::status(&format!("gateway connection lost: {reason}"));
-        self.lost_reason = Some(reason.to_string());
-        let message = format!("gateway connection lost: {reason}");
-        for (_, pv) in self.pvs.iter_mut() {
-            pv.connection_lost(&message);
-        }
-    }
 }

@@ -7,7 +7,7 @@
 //! are coalesced into one more. The task validates the candidates with the config it was
 //! given (`Config::rule_pvs`) and hands the PVs to the bridge as [`Found`]; the bridge
 //! merges them with the explicit `[[pv]]` tables and applies the diff through the live
-//! core (`apply.rs`), the only part done in the serving loop:
+//! core (`core/mapping.rs`), the only part done in the serving loop:
 //! added attributes become PVs, removed ones disconnect, retyped ones re-open, unchanged
 //! ones are untouched. A discovery that fails keeps the mapping in service.
 //!
@@ -23,11 +23,28 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::diff::diff;
-use crate::bridge::Bridge;
-use crate::config::{Config, RulePvs};
+use crate::config::{Config, RulePv, RulePvs};
 use crate::discover::{discover, Discovery};
 use crate::gateway::{Backoff, ClientOptions, GatewayClient};
+
+/// The `[[discover]]` rules as the bridge holds them: the PVs they made of the last
+/// discovery, the task that follows deploys (while the config has rules), and its
+/// discoveries.
+pub(in crate::bridge) struct Rules {
+    pub pvs: Vec<RulePv>,
+    pub follower: Option<Follower>,
+    pub discovered: (mpsc::UnboundedSender<Found>, mpsc::UnboundedReceiver<Found>),
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            pvs: Vec::new(),
+            follower: None,
+            discovered: mpsc::unbounded_channel(),
+        }
+    }
+}
 
 /// A discovery's result, for the bridge: the PVs the rules made, validated in the task.
 #[derive(Debug)]
@@ -42,7 +59,7 @@ pub(in crate::bridge) struct Found {
 
 /// What the task discovers with.
 #[derive(Clone)]
-struct Rules {
+struct TaskRules {
     generation: u64,
     /// The config whose rules, `[defaults]` and `[users]` make the PVs.
     config: Arc<Config>,
@@ -51,7 +68,7 @@ struct Rules {
 
 /// The deploy-following task.
 pub(in crate::bridge) struct Follower {
-    requests: mpsc::UnboundedSender<Rules>,
+    requests: mpsc::UnboundedSender<TaskRules>,
     task: tokio::task::JoinHandle<()>,
     pub generation: u64,
 }
@@ -70,7 +87,7 @@ impl Follower {
         results: mpsc::UnboundedSender<Found>,
     ) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
-        let first = Rules {
+        let first = TaskRules {
             generation: 1,
             config,
             opts,
@@ -97,7 +114,7 @@ impl Follower {
     /// New rules (after a reload): discovered again at once.
     pub fn update(&mut self, config: Arc<Config>, opts: ClientOptions) {
         self.generation += 1;
-        let _ = self.requests.send(Rules {
+        let _ = self.requests.send(TaskRules {
             generation: self.generation,
             config,
             opts,
@@ -107,7 +124,7 @@ impl Follower {
 
 async fn run_discovery(
     client: &GatewayClient,
-    r: &Rules,
+    r: &TaskRules,
     why: String,
     results: &mpsc::UnboundedSender<Found>,
 ) {
@@ -131,8 +148,8 @@ async fn run_discovery(
 }
 
 async fn follow(
-    mut rules: Rules,
-    mut requests: mpsc::UnboundedReceiver<Rules>,
+    mut rules: TaskRules,
+    mut requests: mpsc::UnboundedReceiver<TaskRules>,
     results: mpsc::UnboundedSender<Found>,
     (initial, max): (Duration, Duration),
 ) {
@@ -226,90 +243,5 @@ async fn follow(
                 break;
             }
         }
-    }
-}
-
-impl Bridge {
-    /// Starts, updates or stops following deploys after the config changed.
-    pub(in crate::bridge) fn follow_rules(&mut self) {
-        if self.config.discover.is_empty() {
-            self.follower = None;
-            self.rule_pvs.clear();
-            return;
-        }
-        let config = Arc::new(self.config.clone());
-        match self.follower.as_mut() {
-            Some(f) => f.update(config, self.opts.clone()),
-            None => {
-                let gw = &self.config.gateway;
-                self.follower = Some(Follower::spawn(
-                    config,
-                    self.opts.clone(),
-                    (gw.reconnect_initial, gw.reconnect_max),
-                    self.discovered.0.clone(),
-                ));
-            }
-        }
-    }
-
-    /// A discovery finished: its PVs, with the explicit ones, become the mapping.
-    pub(in crate::bridge) fn on_discovered(&mut self, found: Found) {
-        let Some(generation) = self.follower.as_ref().map(|f| f.generation) else {
-            return;
-        };
-        if found.generation != generation {
-            // Made with rules since replaced; the discovery of the new ones follows.
-            return;
-        }
-        let (discovery, made) = match found.result {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(why = %found.why, error = %e, "discovery failed: the mapping in service stays");
-                return;
-            }
-        };
-        let discovered_ms = found.started.elapsed().as_secs_f64() * 1e3;
-        for line in discovery.skipped.iter().chain(&made.refused).take(20) {
-            warn!("discovery: not mapped: {line}");
-        }
-        if !made.read_only_no_user.is_empty() {
-            warn!(
-                count = made.read_only_no_user.len(),
-                first = %made.read_only_no_user.first().map_or("", String::as_str),
-                "SecuredWrite/VerifiedWrite attributes served read-only: no `user`/`verifier` for them in [defaults] or the rule"
-            );
-        }
-        self.rule_pvs = made.pvs;
-        let (applied, _) = self.apply_mapping();
-        info!(
-            why = %found.why,
-            objects = discovery.objects,
-            rule_pvs = self.rule_pvs.len(),
-            skipped = discovery.skipped.len() + made.refused.len(),
-            added = applied.added,
-            removed = applied.removed,
-            reopened = applied.reopened,
-            changed_in_place = applied.changed_in_place,
-            discovery_ms = discovered_ms,
-            total_ms = found.started.elapsed().as_secs_f64() * 1e3,
-            "discovered mapping applied"
-        );
-    }
-
-    /// Applies the desired mapping: the explicit PVs and the rule-made ones. An empty
-    /// diff is applied too (applying also settles what a reload changed in the alarms).
-    /// Returns what was done, and whether the diff was empty.
-    pub(in crate::bridge) fn apply_mapping(&mut self) -> (super::apply::Applied, bool) {
-        let merged = self.config.merge_rule_pvs(self.rule_pvs.clone());
-        for e in &merged.errors {
-            warn!("{e}: the first one is served");
-        }
-        for line in merged.refused.iter().take(20) {
-            warn!("rule-made PVs under the reloaded rules: not mapped: {line}");
-        }
-        self.access.set_read_pvs(&self.config, &merged.pvs);
-        let d = diff(self.pvs.configs(), &merged.pvs);
-        let empty = d.is_empty();
-        (self.apply(d), empty)
     }
 }

@@ -11,9 +11,9 @@ use std::time::{Instant, SystemTime};
 
 use tracing::warn;
 
+use crate::access::audit::AuditTrail;
 use crate::access::audit::{rfc3339, value_json, AuditRecord};
-use crate::access::{denied_message, Decision};
-use crate::bridge::Bridge;
+use crate::access::{denied_message, Access, Decision};
 use crate::pva::{NtValue, PutOutcome, PutReply, PutRequest};
 
 /// A record being made: what is known when the put arrives.
@@ -60,25 +60,69 @@ impl Draft {
     }
 }
 
-impl Bridge {
-    /// The ACF's word on `put`: `None` when it was denied (and answered).
-    pub(in crate::bridge) fn guard_put(&mut self, mut put: PutRequest) -> Option<PutRequest> {
-        let ack_group = self.alarms.ack_group(&put.pv).map(str::to_string);
-        let is_ack = ack_group.is_some();
-        let mapped = self.pvs.id_of_name(&put.pv).and_then(|i| self.pvs.get(i));
-        let (group, level, tag) = match (ack_group, mapped) {
-            (Some(group), _) => (group, 0, None),
-            (None, Some(pv)) => (
-                pv.cfg.access_group.clone(),
-                pv.cfg.access_level,
-                Some(pv.cfg.tag.as_str().to_string()),
-            ),
-            (None, None) => (
-                self.config.defaults.access_group.clone(),
-                self.config.defaults.access_level,
-                None,
-            ),
-        };
+/// Access security and the audit trail: the ACF in force and where records go.
+pub(in crate::bridge) struct Guard {
+    pub access: Access,
+    /// The audit trail of puts; `audit.health()` is for the status PVs.
+    pub audit: AuditTrail,
+}
+
+/// What a put is for, as the rules see it: its access group and level, its tag, and
+/// whether it is an `:ACK`.
+pub(in crate::bridge) struct Target {
+    group: String,
+    level: u8,
+    tag: Option<String>,
+    is_ack: bool,
+}
+
+impl Target {
+    /// A mapped PV's.
+    pub fn pv(group: String, level: u8, tag: &str) -> Self {
+        Target {
+            group,
+            level,
+            tag: Some(tag.to_string()),
+            is_ack: false,
+        }
+    }
+
+    /// An `:ACK` PV's, of the alarm group `group`.
+    pub fn ack(group: String) -> Self {
+        Target {
+            group,
+            level: 0,
+            tag: None,
+            is_ack: true,
+        }
+    }
+
+    /// A name mxpva does not map (answered "unknown PV" past the rules): `[defaults]`.
+    pub fn unmapped(group: String, level: u8) -> Self {
+        Target {
+            group,
+            level,
+            tag: None,
+            is_ack: false,
+        }
+    }
+}
+
+impl Guard {
+    /// The ACF's word on `put` to `target`: `None` when it was denied (answered, logged
+    /// and audited). `previous` reads the value before, for a put that is audited.
+    pub fn check(
+        &mut self,
+        mut put: PutRequest,
+        target: Target,
+        previous: impl FnOnce() -> Option<NtValue>,
+    ) -> Option<PutRequest> {
+        let Target {
+            group,
+            level,
+            tag,
+            is_ack,
+        } = target;
         let Decision {
             allowed,
             audited,
@@ -90,11 +134,7 @@ impl Bridge {
         } else {
             who.account.as_str()
         };
-        // The value before, read from the PV only for a put that is audited.
-        let previous = match (audited && !is_ack, mapped) {
-            (true, Some(pv)) => pv.pv.current().ok().and_then(|u| u.value),
-            _ => None,
-        };
+        let previous = (audited && !is_ack).then(previous).flatten();
         let draft = audited.then(|| Draft {
             started: Instant::now(),
             record: AuditRecord {

@@ -13,18 +13,26 @@
 //! - An added PV is served at once and subscribed (SubscribeBulk) in the live session.
 //!
 //! The gateway calls go out from `link/subscriptions.rs` (paced, one SubscribeBulk at a
-//! time); their results come back to `Bridge::on_subscribed` (`link/advise.rs`), which binds each item
+//! time); their results come back to `Bridge::on_subscribed` (`session.rs`), which binds each item
 //! only to a PV that still maps to the tag it was advised for. Without a link there is
 //! no gateway work: the next session advises the registry as it is then.
 
+//!
+//! A discovery of the `[[discover]]` rules (`mapping/deploys.rs`) is applied the same
+//! way, its PVs joined with the config's.
+
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::time::Instant;
 
 use tracing::{info, warn};
 
-use super::diff::{Change, Diff};
-use super::pv::MappedPv;
+use super::Bridge;
+use crate::bridge::mapping::deploys::{Follower, Found};
+use crate::bridge::mapping::diff::{diff, Change, Diff};
+use crate::bridge::mapping::pv::MappedPv;
 use crate::bridge::pv_id::PvId;
-use crate::bridge::Bridge;
 use crate::gateway::ItemHandle;
 
 /// What [`Bridge::apply`] did, for the log.
@@ -46,8 +54,8 @@ impl Bridge {
         // alarm settings.
         let mut touched: HashSet<PvId> = HashSet::new();
         for id in diff.removed {
-            self.forget_on_demand(id, "PV removed by a config reload");
-            self.subs.forget(id);
+            self.demand.forget(id, "PV removed by a config reload");
+            self.link.subs.forget(id);
             let Some(mut pv) = self.pvs.remove(id) else {
                 continue;
             };
@@ -89,8 +97,9 @@ impl Bridge {
                     }
                     continue;
                 }
-                self.subs.forget(c.id);
-                self.fail_held_puts(c.id, "PV re-opened by a config reload");
+                self.link.subs.forget(c.id);
+                self.demand
+                    .fail_held_puts(c.id, "PV re-opened by a config reload");
                 if let Some(mut old) = self.pvs.replace(c.id, new) {
                     unsubscribe.extend(old.item);
                     old.retire("PV re-opened by a config reload");
@@ -109,7 +118,11 @@ impl Bridge {
                     touched.insert(c.id);
                 }
                 pv.reconfigure(c.cfg, post);
-                if c.changes.contains(&Change::Subscribe) && self.subscribe_changed(c.id) {
+                if c.changes.contains(&Change::Subscribe)
+                    && self
+                        .demand
+                        .subscribe_changed(&mut self.pvs, c.id, Instant::now())
+                {
                     subscribe.push(c.id);
                 }
                 applied.changed_in_place += 1;
@@ -131,13 +144,98 @@ impl Bridge {
             }
         }
         self.alarms.remap(&mut self.pvs, &mut self.dirty, &touched);
-        self.subs.unadvise(unsubscribe);
-        let before = self.subs.is_idle();
+        self.link.subs.unadvise(unsubscribe);
+        let before = self.link.subs.is_idle();
         self.advise(subscribe);
-        if before && !self.subs.is_idle() && self.starting.is_none() {
-            self.reload_subscribing = true;
+        if before && !self.link.subs.is_idle() && self.link.starting.is_none() {
+            self.link.reload_subscribing = true;
         }
         applied
+    }
+}
+
+impl Bridge {
+    /// Starts, updates or stops following deploys after the config changed.
+    pub(in crate::bridge) fn follow_rules(&mut self) {
+        if self.config.discover.is_empty() {
+            self.rules.follower = None;
+            self.rules.pvs.clear();
+            return;
+        }
+        let config = Arc::new(self.config.clone());
+        match self.rules.follower.as_mut() {
+            Some(f) => f.update(config, self.opts.clone()),
+            None => {
+                let gw = &self.config.gateway;
+                self.rules.follower = Some(Follower::spawn(
+                    config,
+                    self.opts.clone(),
+                    (gw.reconnect_initial, gw.reconnect_max),
+                    self.rules.discovered.0.clone(),
+                ));
+            }
+        }
+    }
+
+    /// A discovery finished: its PVs, with the explicit ones, become the mapping.
+    pub(in crate::bridge) fn on_discovered(&mut self, found: Found) {
+        let Some(generation) = self.rules.follower.as_ref().map(|f| f.generation) else {
+            return;
+        };
+        if found.generation != generation {
+            // Made with rules since replaced; the discovery of the new ones follows.
+            return;
+        }
+        let (discovery, made) = match found.result {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(why = %found.why, error = %e, "discovery failed: the mapping in service stays");
+                return;
+            }
+        };
+        let discovered_ms = found.started.elapsed().as_secs_f64() * 1e3;
+        for line in discovery.skipped.iter().chain(&made.refused).take(20) {
+            warn!("discovery: not mapped: {line}");
+        }
+        if !made.read_only_no_user.is_empty() {
+            warn!(
+                count = made.read_only_no_user.len(),
+                first = %made.read_only_no_user.first().map_or("", String::as_str),
+                "SecuredWrite/VerifiedWrite attributes served read-only: no `user`/`verifier` for them in [defaults] or the rule"
+            );
+        }
+        self.rules.pvs = made.pvs;
+        let (applied, _) = self.apply_mapping();
+        info!(
+            why = %found.why,
+            objects = discovery.objects,
+            rule_pvs = self.rules.pvs.len(),
+            skipped = discovery.skipped.len() + made.refused.len(),
+            added = applied.added,
+            removed = applied.removed,
+            reopened = applied.reopened,
+            changed_in_place = applied.changed_in_place,
+            discovery_ms = discovered_ms,
+            total_ms = found.started.elapsed().as_secs_f64() * 1e3,
+            "discovered mapping applied"
+        );
+    }
+
+    /// Applies the desired mapping: the explicit PVs and the rule-made ones. An empty
+    /// diff is applied too (applying also settles what a reload changed in the alarms).
+    /// Returns what was done, and whether the diff was empty.
+    pub(in crate::bridge) fn apply_mapping(&mut self) -> (Applied, bool) {
+        let merged = self.config.merge_rule_pvs(self.rules.pvs.clone());
+        for e in &merged.errors {
+            warn!("{e}: the first one is served");
+        }
+        for line in merged.refused.iter().take(20) {
+            warn!("rule-made PVs under the reloaded rules: not mapped: {line}");
+        }
+        self.guard.access.set_read_pvs(&self.config, &merged.pvs);
+        let d = diff(self.pvs.configs(), &merged.pvs);
+        let empty = d.is_empty();
+        (self.apply(d), empty)
     }
 }
 
@@ -146,9 +244,12 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
-    use crate::bridge::*;
+    use crate::bridge::core::Bridge;
+    use crate::bridge::mapping::diff;
+    use crate::config::Config;
     use crate::gateway::{MxValue, Quality};
     use crate::pva::TimeStamp;
+    use crate::pva::{self, Server, ServerConfig};
 
     const BASE: &str = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n\
                         [alarms]\nenabled = false\n\

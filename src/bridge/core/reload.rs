@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::alarms::FeedLink;
-use super::link::client_options;
 use super::Bridge;
+use crate::bridge::alarms::FeedLink;
+use crate::bridge::link::client_options;
 use crate::config::Config;
 
 impl Bridge {
@@ -21,7 +21,8 @@ impl Bridge {
         let started = Instant::now();
         crate::systemd::reloading();
         // For logrotate: the audit file is reopened whatever the new config says.
-        self.audit
+        self.guard
+            .audit
             .reopen(self.config.audit.as_ref().map(|a| a.file.as_path()));
         match Config::load(path) {
             Ok(new) => self.reload_config(new, path, started),
@@ -45,7 +46,7 @@ impl Bridge {
         path: &Path,
         started: Instant,
     ) -> bool {
-        if let Err(e) = self.access.reload(&new) {
+        if let Err(e) = self.guard.access.reload(&new) {
             warn!(
                 file = %path.display(),
                 "config reload refused, still serving the mapping and the access rules in service:\n{e}"
@@ -55,7 +56,8 @@ impl Bridge {
             return false;
         }
         if new.audit != self.config.audit {
-            self.audit
+            self.guard
+                .audit
                 .reopen(new.audit.as_ref().map(|a| a.file.as_path()));
             self.config.audit = new.audit.clone();
         }
@@ -88,7 +90,7 @@ impl Bridge {
                 Ok(opts) => {
                     self.opts = opts;
                     // The next session's window follows the new settings.
-                    self.subs.configure(
+                    self.link.subs.configure(
                         new.gateway.subscribe_chunk.get(),
                         new.gateway.request_timeout,
                     );
@@ -119,7 +121,7 @@ impl Bridge {
         self.config.discover = new.discover;
         self.config.rule_ctx = new.rule_ctx;
         if self.config.discover.is_empty() {
-            self.rule_pvs.clear();
+            self.rules.pvs.clear();
         }
         let (applied, empty) = self.apply_mapping();
         if empty {
