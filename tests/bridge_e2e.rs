@@ -799,7 +799,7 @@ async fn the_api_key_opens_the_gateway_and_never_reaches_logs_or_clients() {
     let mut envs = Vec::new();
     for (prefix, key) in [
         ("KEY:", OPERATOR_KEY),
-        ("NOKEY:", "mxgw_operator_000000000000"),
+        ("NOKEY:", "mxgw_operator_5d1e8b6c0f47"),
     ] {
         let config = dir.join(format!("{prefix}toml").replace(':', "."));
         std::fs::write(
