@@ -83,13 +83,10 @@ impl Bridge {
             allowed,
             audited,
             host,
+            account,
+            claimed_account,
         } = self.access.decide(&group, level, &put.credentials);
         let who = &put.credentials;
-        let account = if who.account.is_empty() {
-            "anonymous"
-        } else {
-            who.account.as_str()
-        };
         // The value before, read from the PV only for a put that is audited.
         let previous = match (audited && !is_ack, mapped) {
             (true, Some(pv)) => pv.pv.current().ok().and_then(|u| u.value),
@@ -102,7 +99,8 @@ impl Bridge {
                 pv: put.pv.to_string(),
                 tag,
                 group: group.clone(),
-                account: account.to_string(),
+                account: account.clone(),
+                claimed_account: claimed_account.clone(),
                 host: host.clone(),
                 method: who.method.clone(),
                 previous: previous.as_ref().map(value_json),
@@ -120,8 +118,8 @@ impl Bridge {
             },
         });
         if !allowed {
-            let message = denied_message(&put.pv, &group, account, &host);
-            warn!(pv = %put.pv, %group, %account, %host, method = %who.method, "put denied by access security");
+            let message = denied_message(&put.pv, &group, &account, &host);
+            warn!(pv = %put.pv, %group, %account, claimed_account = claimed_account.as_deref(), %host, method = %who.method, "put denied by access security");
             if let Some(draft) = draft {
                 self.audit
                     .record(&draft.finish("denied", Some(&message), None));
