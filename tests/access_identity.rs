@@ -152,6 +152,54 @@ int getpwuid_r(uid_t uid, struct passwd *pwd, char *buf, size_t len, struct pass
 }
 "#;
 
+/// A raw PVAccess client (anonymous) that opens a channel of the name given without a
+/// search, as a client that knows the server may, and GETs it: prints the server's
+/// answer to the GET. Args: TCP port, channel name.
+const RAW_GET: &str = r#"
+import socket, struct, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)
+def size(n):
+    return bytes([n]) if n < 254 else b'\xfe' + struct.pack('<I', n)
+def string(t):
+    b = t.encode()
+    return size(len(b)) + b
+def send(cmd, body):
+    s.sendall(struct.pack('<BBBBI', 0xCA, 2, 0, cmd, len(body)) + body)
+buf = b''
+def recv(want):
+    global buf
+    while True:
+        while len(buf) >= 8:
+            flags, cmd = buf[2], buf[3]
+            n = struct.unpack('>I' if flags & 0x80 else '<I', buf[4:8])[0]
+            if flags & 0x01:  # control: no payload
+                buf = buf[8:]
+                continue
+            if len(buf) < 8 + n:
+                break
+            body, buf = buf[8:8 + n], buf[8 + n:]
+            if cmd == want:
+                return body, ('>' if flags & 0x80 else '<')
+        data = s.recv(65536)
+        if not data:
+            sys.exit('connection closed')
+        buf += data
+def status(b, at):
+    if b[at] == 0xff:
+        return 'ok'
+    n = b[at + 1]
+    return b[at + 2:at + 2 + n].decode('utf-8', 'replace')
+recv(1)
+send(1, struct.pack('<IHH', 0x10000, 0x7fff, 0) + string('anonymous') + b'\xff')
+recv(9)
+send(7, struct.pack('<HI', 1, 1) + string(sys.argv[2]))
+body, e = recv(7)
+sid = struct.unpack(e + 'I', body[4:8])[0]
+send(10, struct.pack('<IIB', sid, 1, 0x08) + b'\x80' + string('') + size(0))
+body, e = recv(10)
+print('GET:', status(body, 5))
+"#;
+
 fn test_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("identity-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -374,4 +422,70 @@ async fn a_claimed_account_never_reads_as_a_role_nor_gains_one_of_its_name() {
     assert_eq!(acked.len(), 1, "{all:#?}");
     assert_eq!(acked[0]["account"], "mxops");
     assert_eq!(acked[0]["claimed_account"], "role/mxops");
+}
+
+/// What a client sends never makes a line of its own in the text log: a channel name (the
+/// read gate logs the name asked for), an account, a string put and an `:ACK` comment
+/// holding a newline and a fake log line stay in theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_fields_with_a_newline_cannot_forge_a_log_line() {
+    const FAKE: &str = "2026-01-01T00:00:00.000000Z  INFO mxpva: FORGED";
+    // Any name outside the config is in DEFAULT, which only the test's own account reads.
+    let me = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let acf = ACF.replace(
+        "ASG(DEFAULT) { RULE(1, READ) }",
+        &format!(
+            "UAG(RUNNER) {{ {} }}\nASG(DEFAULT) {{ RULE(1, READ) {{ UAG(RUNNER) }} }}",
+            me.trim()
+        ),
+    );
+    let plant = Plant::start("forge", &acf, &[], &[]).await;
+    let c = clients();
+    // A channel name: the read gate refuses and logs the name asked for.
+    let port = plant
+        .env
+        .iter()
+        .find(|(k, _)| k == "EPICS_PVA_SERVER_PORT")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let name = format!("ID:Nothing\n{FAKE} channel");
+    let out = c.python(&plant.env, RAW_GET, &[&port, &name]).await.text();
+    assert!(
+        out.contains("GET: get denied by access security: ID:Nothing"),
+        "{out}"
+    );
+    let env = plant.as_account(&format!("eve\n{FAKE} account"));
+    // Denied (OPS): logged with the account.
+    let out = c.p4p_put(&env, "ID:Speed", "1.0").await;
+    assert!(out.contains("put denied by access security"), "{out}");
+    // Allowed (OPEN): the write is logged with its value.
+    let value = format!("'note\\n{FAKE} value\\r\\n'");
+    let out = c.p4p_put(&env, "ID:Note", &value).await;
+    assert_eq!(out.trim(), "ok", "{out}");
+    // An :ACK with such a comment.
+    plant.raise_alarm().await;
+    let comment = format!("'seen\\n{FAKE} comment'");
+    let out = c.p4p_put(&env, "ID:Fault:ACK", &comment).await;
+    assert_eq!(out.trim(), "ok", "{out}");
+    plant.audit(3).await;
+    let log = clients::logged(&plant.dir.join("bridge.log"), "acknowledge", 1).await;
+    for what in ["channel", "account", "value", "comment"] {
+        assert!(
+            log.contains(&format!("\\n{FAKE} {what}")),
+            "the {what} is logged, escaped:\n{log}"
+        );
+    }
+    let forged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("FORGED") && l.starts_with("2026-01-01"))
+        .collect();
+    assert!(forged.is_empty(), "forged lines: {forged:#?}\n{log}");
+    assert!(!log.contains('\r'), "a carriage return in the log:\n{log}");
 }
