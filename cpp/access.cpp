@@ -77,7 +77,7 @@ WireAcfSummary acf_load(rust::Str text) {
     long status = asInitMem(acf.c_str(), nullptr);
     if (parser_out) epicsSetThreadStderr(nullptr);
     errlogFlush();
-    eltc(1);
+    eltc(native_log_routed() ? 0 : 1);  // as it was: mxpva may route errlog to tracing
     errlogRemoveListeners(&capture, &lines);
     if (parser_out) {
         std::fflush(parser_out.get());

@@ -489,3 +489,42 @@ async fn client_fields_with_a_newline_cannot_forge_a_log_line() {
     assert!(forged.is_empty(), "forged lines: {forged:#?}\n{log}");
     assert!(!log.contains('\r'), "a carriage return in the log:\n{log}");
 }
+
+/// With `--log-format json`, every stderr line is a JSON object after the ACF is loaded
+/// and after a SIGHUP reloads it, pvxs's own lines (debug, one per client connection)
+/// included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_stays_json_after_the_acf_is_loaded_and_reloaded() {
+    let plant = Plant::start(
+        "json",
+        ACF,
+        &["--log-format", "json"],
+        &[
+            ("PVXS_LOG", "pvxs.tcp.setup=DEBUG"),
+            ("RUST_LOG", "info,pvxs=debug"),
+        ],
+    )
+    .await;
+    let c = clients();
+    clients::hangup(&plant.bridge);
+    clients::logged(&plant.dir.join("bridge.log"), "config reloaded", 1).await;
+    // A client after the reload: pvxs logs its connection.
+    let before = plant.log().matches("\"target\":\"pvxs\"").count();
+    let got = c.p4p_get(&plant.env, &["ID:Limit"]).await;
+    assert_eq!(got["ID:Limit"]["value"], 10.0, "{got}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while plant.log().matches("\"target\":\"pvxs\"").count() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no pvxs line after the reload:\n{}",
+            plant.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = plant.log();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).map_or(true, |v| !v.is_object()))
+        .collect();
+    assert!(bad.is_empty(), "lines that are not JSON objects: {bad:#?}");
+}
