@@ -528,3 +528,41 @@ async fn json_log_stays_json_after_the_acf_is_loaded_and_reloaded() {
         .collect();
     assert!(bad.is_empty(), "lines that are not JSON objects: {bad:#?}");
 }
+
+/// The `Config` status PV's timeStamp says when the last good reload was, even when the
+/// file (its value) is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_timestamp_moves_on_every_good_reload() {
+    let plant = Plant::start("config", ACF, &[], &[]).await;
+    let c = clients();
+    let stamp = |v: &Value| {
+        let t = &v["ID:mxpva:Config"]["timeStamp"];
+        (
+            t["secondsPastEpoch"].as_i64().unwrap(),
+            t["nanoseconds"].as_i64().unwrap(),
+        )
+    };
+    let first = c.p4p_get(&plant.env, &["ID:mxpva:Config"]).await;
+    let mut loaded = stamp(&first);
+    for n in 1..=2 {
+        clients::hangup(&plant.bridge);
+        clients::logged(&plant.dir.join("bridge.log"), "config reloaded", n).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = c.p4p_get(&plant.env, &["ID:mxpva:Config"]).await;
+            assert_eq!(
+                now["ID:mxpva:Config"]["value"],
+                first["ID:mxpva:Config"]["value"]
+            );
+            if stamp(&now) > loaded {
+                loaded = stamp(&now);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the timeStamp stays {loaded:?} after reload {n}: {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
