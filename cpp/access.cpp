@@ -4,6 +4,11 @@
 #include <epicsStdio.h>
 #include <errlog.h>
 
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 
 #include <atomic>
@@ -72,7 +77,7 @@ WireAcfSummary acf_load(rust::Str text) {
     long status = asInitMem(acf.c_str(), nullptr);
     if (parser_out) epicsSetThreadStderr(nullptr);
     errlogFlush();
-    eltc(1);
+    eltc(native_log_routed() ? 0 : 1);  // as it was: mxpva may route errlog to tracing
     errlogRemoveListeners(&capture, &lines);
     if (parser_out) {
         std::fflush(parser_out.get());
@@ -163,6 +168,59 @@ void acf_want_roles(bool on) { roles_wanted.store(on); }
 
 namespace {
 
+// The OS groups of `account` on this host; none when the host does not know the account.
+// (pvxs's ClientCredentials::roles() gives an account that getpwnam does not know a role
+// of its own name: a client claiming `ops` would then match "role/ops".)
+std::vector<std::string> os_groups(const std::string& account) {
+    std::vector<std::string> out;
+    if (account.empty()) return out;
+    std::vector<char> buf(16384);
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    int rc;
+    while ((rc = getpwnam_r(account.c_str(), &pw, buf.data(), buf.size(), &found)) == ERANGE &&
+           buf.size() < (1u << 20))
+        buf.resize(buf.size() * 2);
+    if (rc != 0 || !found) return out;
+    const std::string name = found->pw_name;
+    const gid_t primary = found->pw_gid;
+    std::vector<gid_t> gids(64);
+    for (;;) {
+        int n = static_cast<int>(gids.size());
+        if (getgrouplist(name.c_str(), primary, gids.data(), &n) >= 0) {
+            gids.resize(n > 0 ? static_cast<size_t>(n) : 0);
+            break;
+        }
+        size_t want = n > static_cast<int>(gids.size()) ? static_cast<size_t>(n) : gids.size() * 2;
+        if (want > 65536) {
+            gids.assign(1, primary);
+            break;
+        }
+        gids.resize(want);
+    }
+    std::set<std::string> names;
+    for (gid_t gid : gids) {
+        struct group gr {};
+        struct group* got = nullptr;
+        while ((rc = getgrgid_r(gid, &gr, buf.data(), buf.size(), &got)) == ERANGE &&
+               buf.size() < (1u << 24))
+            buf.resize(buf.size() * 2);
+        if (rc == 0 && got && got->gr_name) names.insert(got->gr_name);
+    }
+    out.assign(names.begin(), names.end());
+    return out;
+}
+
+// The account of `cred` as the rules see it (acf_user, in Rust).
+std::string rules_account(const std::shared_ptr<const pvxs::server::ClientCredentials>& cred) {
+    // No std::string crosses to cxx's runtime (see shim.h): (data, size) both ways.
+    rust::String user =
+        cred ? acf_user(rust::Str(cred->method.data(), cred->method.size()),
+                        rust::Str(cred->account.data(), cred->account.size()))
+             : acf_user(rust::Str(), rust::Str());
+    return std::string(user.data(), user.size());
+}
+
 std::vector<std::string> roles_of(
     const std::shared_ptr<const pvxs::server::ClientCredentials>& cred) {
     struct Entry {
@@ -178,8 +236,10 @@ std::vector<std::string> roles_of(
         auto it = cache.find(cred.get());
         if (it != cache.end() && it->second.owner.lock() == cred) return it->second.roles;
     }
-    auto found = cred->roles();  // may ask NSS: outside the lock
-    Entry entry{cred, std::vector<std::string>(found.begin(), found.end())};
+    // Roles are the OS groups of a `ca` account as the rules see it, known to this host;
+    // any other method has none. May ask NSS: outside the lock.
+    Entry entry{cred, cred->method == "ca" ? os_groups(rules_account(cred))
+                                           : std::vector<std::string>{}};
     auto roles = entry.roles;
     std::lock_guard<std::mutex> guard(lock);
     if (cache.size() >= max_entries) {
@@ -228,7 +288,7 @@ public:
         const auto& group = it != rules->pvs.end() ? it->second.first : rules->other_group;
         int32_t level = it != rules->pvs.end() ? it->second.second : rules->other_level;
         const auto& cred = op->credentials();
-        std::string account = cred && !cred->account.empty() ? cred->account : "anonymous";
+        std::string account = rules_account(cred);
         std::string host = cred ? peer_host(cred->peer) : "";
         WireAccess access{};
         try {

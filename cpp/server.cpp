@@ -2,6 +2,7 @@
 #define PVXS_ENABLE_EXPERT_API
 #include "cpp/server.h"
 
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -115,9 +116,16 @@ void native_log_listener(void*, const char* message) {
 }
 }  // namespace
 
+namespace {
+std::atomic<bool> routed{false};
+}  // namespace
+
 void route_native_log() {
     errlogAddListener(native_log_listener, nullptr);
     eltc(0);
+    routed.store(true);
 }
+
+bool native_log_routed() { return routed.load(); }
 
 }  // namespace mxpva

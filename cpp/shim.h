@@ -15,4 +15,6 @@
 namespace mxpva {
 void configure_logging_from_env();
 void route_native_log();
+// Whether route_native_log() was called: errlog's console copy stays off then.
+bool native_log_routed();
 }

@@ -3,21 +3,101 @@
 //! `account`, ...) for a log collector (`[log] format`, `mxpva run --log-format`).
 //!
 //! `RUST_LOG` sets the levels (default `info`); `PVXS_LOG` sets pvxs's own loggers.
+//!
+//! Clients supply some fields (an account, a channel name, a string put): no line they
+//! give can be taken for a line of mxpva's. Every line is written through
+//! [`escape_controls`], which escapes each control character in it but the final newline,
+//! in either format.
+
+use std::borrow::Cow;
+use std::io::Write;
 
 use crate::config::LogFormat;
+
+/// stderr, each formatted event written with its control characters escaped. tracing's
+/// formatter hands a writer one whole event (its line and newline) in one `write_all`.
+struct EscapingStderr {
+    /// ANSI colours are on: their SGR sequences (`ESC [ ... m`) stay.
+    ansi: bool,
+}
+
+impl Write for EscapingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        std::io::stderr().write_all(&escape_controls(buf, self.ansi))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `line` with each control character (C0, DEL, C1, U+2028, U+2029) but a final `\n`
+/// written as an escape that JSON reads too (`\n`, `\r`, `\t`, `\u001b`), so that one
+/// event stays one line; with `ansi`, colour sequences (`ESC [ digits ; m`) stay as they
+/// are. Invalid UTF-8 becomes U+FFFD.
+pub fn escape_controls(line: &[u8], ansi: bool) -> Cow<'_, [u8]> {
+    let (body, newline) = match line.strip_suffix(b"\n") {
+        Some(body) => (body, true),
+        None => (line, false),
+    };
+    let text = String::from_utf8_lossy(body);
+    let escaped = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if matches!(text, Cow::Borrowed(_)) && !text.chars().any(escaped) {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text.as_ref();
+    while let Some(c) = rest.chars().next() {
+        if ansi && c == '\u{1b}' {
+            if let Some(len) = sgr_len(rest) {
+                out.push_str(rest.get(..len).unwrap_or_default());
+                rest = rest.get(len..).unwrap_or_default();
+                continue;
+            }
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if escaped(c) => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+        rest = rest.get(c.len_utf8()..).unwrap_or_default();
+    }
+    if newline {
+        out.push('\n');
+    }
+    Cow::Owned(out.into_bytes())
+}
+
+/// The length of the ANSI colour sequence `ESC [ (digits | ;)* m` at the start of `s`.
+fn sgr_len(s: &str) -> Option<usize> {
+    let params = s.strip_prefix("\u{1b}[")?;
+    let n = params
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b';')
+        .count();
+    (params.as_bytes().get(n) == Some(&b'm')).then_some(2 + n + 1)
+}
 
 /// Installs the global subscriber; call once, first thing.
 pub fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for text on a terminal: a daemon's log goes to journald or a file.
+    let ansi = format == LogFormat::Text
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(move || EscapingStderr { ansi });
     match format {
         LogFormat::Text => {
-            // Colour only on a terminal: a daemon's log goes to journald or a file.
-            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none();
             builder.with_ansi(ansi).init();
         }
         LogFormat::Json => {
@@ -37,5 +117,41 @@ pub fn init(format: LogFormat) {
     }
     if let Err(e) = crate::pva::configure_logging_from_env() {
         tracing::warn!(error = %e, "PVXS_LOG not applied");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    fn esc(s: &str, ansi: bool) -> String {
+        String::from_utf8(escape_controls(s.as_bytes(), ansi).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn one_event_stays_one_line() {
+        assert_eq!(esc("plain line\n", false), "plain line\n");
+        assert_eq!(
+            esc("account=bob\n2026-01-01T00:00:00Z INFO fake\r\n", false),
+            "account=bob\\n2026-01-01T00:00:00Z INFO fake\\r\n"
+        );
+        assert_eq!(
+            esc("a\tb\u{7f}c\u{85}d\u{2028}e", false),
+            "a\\tb\\u007fc\\u0085d\\u2028e"
+        );
+        assert_eq!(
+            esc("\u{1b}[31mred\u{1b}[0m x\u{1b}]0;t\n", true),
+            "\u{1b}[31mred\u{1b}[0m x\\u001b]0;t\n"
+        );
+        assert_eq!(esc("\u{1b}[31mred\n", false), "\\u001b[31mred\n");
+        // What JSON escapes read back as the same string.
+        let line = esc("{\"a\":\"x\u{7f}\u{2028}y\"}\n", false);
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["a"], "x\u{7f}\u{2028}y");
+        assert_eq!(esc("bad \u{fffd}", false), "bad \u{fffd}");
+        assert_eq!(
+            String::from_utf8_lossy(&escape_controls(b"x\xff\n\n", false)),
+            "x\u{fffd}\\n\n"
+        );
     }
 }

@@ -83,7 +83,11 @@ pub struct AuditRecord {
     pub tag: Option<String>,
     /// The ACF group of the PV.
     pub group: String,
+    /// The client's account as the access rules saw it (`crate::access::acf_user`).
     pub account: String,
+    /// The account the client claimed, when the rules saw another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_account: Option<String>,
     pub host: String,
     pub method: String,
     /// The PV's value when the put arrived.
@@ -329,6 +333,7 @@ mod tests {
             tag: Some("T.X".into()),
             group: "DEFAULT".into(),
             account: "a".into(),
+            claimed_account: None,
             host: "127.0.0.1".into(),
             method: "ca".into(),
             previous: Some(1.5.into()),

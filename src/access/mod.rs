@@ -7,10 +7,12 @@
 //!
 //! - A PV's group is its `access_group` (`DEFAULT` unless set), its level its
 //!   `access_level` (0 unless set); every `:ACK` PV is in `[alarms] access_group`.
-//! - A client is its account and, as QSRV2 does, `role/<group>` for each OS group of
-//!   that account on this host; the best access any of them has counts. Its host is the
-//!   IP address it connects from: HAG host names are resolved once, when the file loads
-//!   (asLib's `asCheckClientIP`).
+//! - A client is its account as the rules see it ([`acf_user`]: as QSRV2 forms it, a `ca`
+//!   account after its last `/`, `<method>/<account>` otherwise) and, for a `ca` account
+//!   this host knows, `role/<group>` for each of its OS groups; the best access any of
+//!   them has counts. An account the host does not know has no roles (pvxs's own lookup
+//!   would give it one of its own name). Its host is the IP address it connects from:
+//!   HAG host names are resolved once, when the file loads (asLib's `asCheckClientIP`).
 //! - A file with INP links (INPA..INPL) is refused: they need an IOC's Channel Access
 //!   client, which mxpva is not.
 
@@ -21,6 +23,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+pub use crate::pva::access::acf_user;
 use crate::pva::access::{
     acf_check, acf_load, acf_set_read_rules, acf_want_roles, Permission, ReadRule,
 };
@@ -84,6 +87,11 @@ pub struct Decision {
     pub audited: bool,
     /// The client's host as the rules saw it (its IP address).
     pub host: String,
+    /// The client's account as the rules saw it ([`acf_user`]).
+    pub account: String,
+    /// The account the client claimed, when the rules saw another (a `ca` account with
+    /// a `/`).
+    pub claimed_account: Option<String>,
 }
 
 impl Access {
@@ -180,14 +188,19 @@ impl Access {
     /// Whether `who` may write a PV of `group` at `level`.
     pub fn decide(&self, group: &str, level: u8, who: &Credentials) -> Decision {
         let host = peer_host(&who.peer).to_string();
+        let account = acf_user(&who.method, &who.account);
+        let claimed_account =
+            (who.method == "ca" && account != who.account).then(|| who.account.clone());
         if self.rules.is_none() {
             return Decision {
                 allowed: true,
                 audited: true,
                 host,
+                account,
+                claimed_account,
             };
         }
-        let permission = match acf_check(group, level, &who.account, &host, &who.roles) {
+        let permission = match acf_check(group, level, &account, &host, &who.roles) {
             Ok(p) => p,
             Err(e) => {
                 // Fails closed, as asLib does for a client it cannot add.
@@ -199,6 +212,8 @@ impl Access {
             allowed: permission.write,
             audited: !permission.write || permission.trap_write,
             host,
+            account,
+            claimed_account,
         }
     }
 }

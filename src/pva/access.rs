@@ -103,7 +103,42 @@ pub fn acf_set_read_rules(rules: Option<(&[ReadRule], &ReadRule)>) {
     }
 }
 
+/// The account of a client as the rules see it (asLib's user), formed as QSRV2 forms it:
+/// with method `ca` the claimed account after its last `/` (so no claim reads as
+/// `role/<group>`, which only [`acf_check`]'s roles give), with any other method
+/// `<method>/<account>` (`anonymous/anonymous` for an anonymous client).
+pub fn acf_user(method: &str, account: &str) -> String {
+    match method {
+        "ca" => account.rsplit('/').next().unwrap_or_default().to_string(),
+        "" => format!(
+            "anonymous/{}",
+            if account.is_empty() {
+                "anonymous"
+            } else {
+                account
+            }
+        ),
+        _ => format!("{method}/{account}"),
+    }
+}
+
 /// Logs what the read gate refused (called on a pvxs worker; never blocks).
 pub(crate) fn on_read_denied(pv: String, group: String, account: String, host: String, op: &str) {
     tracing::warn!(%pv, %group, %account, %host, op, "{op} denied by access security (no READ access)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acf_user;
+
+    #[test]
+    fn a_claimed_account_never_reads_as_a_role() {
+        assert_eq!(acf_user("ca", "alice"), "alice");
+        assert_eq!(acf_user("ca", "role/ops"), "ops");
+        assert_eq!(acf_user("ca", "a/b/role/ops"), "ops");
+        assert_eq!(acf_user("ca", "role/"), "");
+        assert_eq!(acf_user("anonymous", "anonymous"), "anonymous/anonymous");
+        assert_eq!(acf_user("", ""), "anonymous/anonymous");
+        assert_eq!(acf_user("x509", "role/ops"), "x509/role/ops");
+    }
 }

@@ -272,6 +272,9 @@ pub(crate) mod bridge {
         /// The read gate refused an operation (`get`, `put`, `monitor`, `rpc`) of a client
         /// without READ access (cpp/access.h).
         fn on_read_denied(pv: String, group: String, account: String, host: String, op: &str);
+
+        /// The account of a client as the rules see it (`crate::pva::access::acf_user`).
+        fn acf_user(method: &str, account: &str) -> String;
     }
 
     // ---------------------------------------------------------------- C++ the shim offers
@@ -339,6 +342,6 @@ unsafe impl Send for bridge::PvHandle {}
 unsafe impl Sync for bridge::PvHandle {}
 unsafe impl Send for bridge::PutOp {}
 
-pub(crate) use super::access::on_read_denied;
+pub(crate) use super::access::{acf_user, on_read_denied};
 pub(crate) use super::native_log::on_native_log;
 pub(crate) use super::shared_pv::{on_connection, on_put, PvContext};

@@ -24,14 +24,25 @@ const MAX_MESSAGE: usize = 1024;
 struct Item {
     pv: SharedPv,
     last: Option<(NtValue, Alarm)>,
+    /// The time of the last [`Item::set_at`]: a PV whose time means something (`Config`:
+    /// when the file was loaded) is posted when it moves, even with the same value.
+    stamped: Option<TimeStamp>,
 }
 
 impl Item {
     fn set(&mut self, value: NtValue, alarm: Alarm) {
-        self.set_at(value, alarm, TimeStamp::now());
+        self.post(value, alarm, TimeStamp::now());
     }
 
     fn set_at(&mut self, value: NtValue, alarm: Alarm, time: TimeStamp) {
+        if self.stamped != Some(time) {
+            self.stamped = Some(time);
+            self.last = None;
+        }
+        self.post(value, alarm, time);
+    }
+
+    fn post(&mut self, value: NtValue, alarm: Alarm, time: TimeStamp) {
         if self
             .last
             .as_ref()
@@ -201,7 +212,11 @@ fn open_item(
     }
     pv.open(ty, &initial)?;
     server.add_pv(&pv)?;
-    Ok(Item { pv, last: None })
+    Ok(Item {
+        pv,
+        last: None,
+        stamped: None,
+    })
 }
 
 impl Publisher {

@@ -108,11 +108,8 @@ impl Alarms {
         } else {
             unacked
         };
-        let operator = if put.credentials.account.is_empty() {
-            "anonymous".to_string()
-        } else {
-            put.credentials.account.clone()
-        };
+        // The account as the access rules saw it (what the audit record says).
+        let operator = crate::access::acf_user(&put.credentials.method, &put.credentials.account);
         info!(pv = %pv, %operator, peer = %put.credentials.peer, alarms = refs.len(), "acknowledge");
         let mut put = put;
         for r in &refs {

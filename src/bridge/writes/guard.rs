@@ -127,13 +127,10 @@ impl Guard {
             allowed,
             audited,
             host,
+            account,
+            claimed_account,
         } = self.access.decide(&group, level, &put.credentials);
         let who = &put.credentials;
-        let account = if who.account.is_empty() {
-            "anonymous"
-        } else {
-            who.account.as_str()
-        };
         let previous = (audited && !is_ack).then(previous).flatten();
         let draft = audited.then(|| Draft {
             started: Instant::now(),
@@ -142,7 +139,8 @@ impl Guard {
                 pv: put.pv.to_string(),
                 tag,
                 group: group.clone(),
-                account: account.to_string(),
+                account: account.clone(),
+                claimed_account: claimed_account.clone(),
                 host: host.clone(),
                 method: who.method.clone(),
                 previous: previous.as_ref().map(value_json),
@@ -160,8 +158,8 @@ impl Guard {
             },
         });
         if !allowed {
-            let message = denied_message(&put.pv, &group, account, &host);
-            warn!(pv = %put.pv, %group, %account, %host, method = %who.method, "put denied by access security");
+            let message = denied_message(&put.pv, &group, &account, &host);
+            warn!(pv = %put.pv, %group, %account, claimed_account = claimed_account.as_deref(), %host, method = %who.method, "put denied by access security");
             if let Some(draft) = draft {
                 self.audit
                     .record(&draft.finish("denied", Some(&message), None));
