@@ -29,6 +29,7 @@ const SHIM_SOURCES: &[&str] = &[
     "cpp/value.cpp",
     "cpp/putop.cpp",
     "cpp/access.cpp",
+    "cpp/gate.cpp",
 ];
 
 /// Where pvxs was found and how to compile against it.

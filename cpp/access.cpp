@@ -2,6 +2,8 @@
 
 #include <asLib.h>
 #include <epicsStdio.h>
+#include <epicsTypes.h>
+#include <osiSock.h>
 #include <errlog.h>
 
 #include <grp.h>
@@ -38,8 +40,6 @@ std::map<std::string, ASMEMBERPVT>& members() {
     return m;
 }
 
-std::atomic<bool> roles_wanted{false};
-
 // Collects what asLib reports through errlog while it parses.
 void capture(void* pvt, const char* message) {
     auto* lines = static_cast<std::vector<std::string>*>(pvt);
@@ -63,11 +63,28 @@ rust::String to_rust(const std::string& s) { return rust::String::lossy(s.data()
 
 }  // namespace
 
+rust::String acf_resolve_host(rust::Str host) {
+    // What asLib does with a HAG host when it resolves them itself (asHagAddHost with
+    // asCheckClientIP = 1): aToIPAddr, then the address as "a.b.c.d".
+    std::string name(host.data(), host.size());
+    struct sockaddr_in addr {};
+    if (aToIPAddr(name.c_str(), 0, &addr)) return rust::String();
+    uint32_t ip = ntohl(addr.sin_addr.s_addr);
+    char text[24];
+    epicsSnprintf(text, sizeof text, "%u.%u.%u.%u", (ip >> 24) & 0xff, (ip >> 16) & 0xff,
+                  (ip >> 8) & 0xff, ip & 0xff);
+    return rust::String(text);
+}
+
 WireAcfSummary acf_load(rust::Str text) {
     std::string acf(text.data(), text.size());
     std::lock_guard<std::mutex> guard(as_lock());
     std::vector<std::string> lines;
-    asCheckClientIP = 1;
+    // The HAG hosts of `text` are addresses already, or `unresolved:<name>` where the name
+    // did not resolve (crate::access::resolve, before this lock): asLib stores them as
+    // they are, as it stores what it resolves itself with asCheckClientIP = 1, and waits
+    // on no resolver while it holds this lock (and so while the read gate waits for it).
+    asCheckClientIP = 0;
     errlogFlush();
     errlogAddListener(&capture, &lines);
     eltc(0);  // mxpva reports what asLib says; errlog's console copy would repeat it
@@ -112,8 +129,6 @@ WireAcfSummary acf_load(rust::Str text) {
     return out;
 }
 
-namespace {
-
 WireAccess check_access(const std::string& name, int32_t level, const std::string& user,
                         const std::string& host, const std::vector<std::string>& roles) {
     std::vector<std::string> identities;
@@ -153,8 +168,6 @@ WireAccess check_access(const std::string& name, int32_t level, const std::strin
     return out;
 }
 
-}  // namespace
-
 WireAccess acf_check(rust::Str group, int32_t level, rust::Str user, rust::Str host,
                      rust::Slice<const rust::String> roles) {
     std::vector<std::string> role_list;
@@ -162,199 +175,6 @@ WireAccess acf_check(rust::Str group, int32_t level, rust::Str user, rust::Str h
     return check_access(std::string(group.data(), group.size()), level,
                         std::string(user.data(), user.size()),
                         std::string(host.data(), host.size()), role_list);
-}
-
-void acf_want_roles(bool on) { roles_wanted.store(on); }
-
-namespace {
-
-// The OS groups of `account` on this host; none when the host does not know the account.
-// (pvxs's ClientCredentials::roles() gives an account that getpwnam does not know a role
-// of its own name: a client claiming `ops` would then match "role/ops".)
-std::vector<std::string> os_groups(const std::string& account) {
-    std::vector<std::string> out;
-    if (account.empty()) return out;
-    std::vector<char> buf(16384);
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    int rc;
-    while ((rc = getpwnam_r(account.c_str(), &pw, buf.data(), buf.size(), &found)) == ERANGE &&
-           buf.size() < (1u << 20))
-        buf.resize(buf.size() * 2);
-    if (rc != 0 || !found) return out;
-    const std::string name = found->pw_name;
-    const gid_t primary = found->pw_gid;
-    std::vector<gid_t> gids(64);
-    for (;;) {
-        int n = static_cast<int>(gids.size());
-        if (getgrouplist(name.c_str(), primary, gids.data(), &n) >= 0) {
-            gids.resize(n > 0 ? static_cast<size_t>(n) : 0);
-            break;
-        }
-        size_t want = n > static_cast<int>(gids.size()) ? static_cast<size_t>(n) : gids.size() * 2;
-        if (want > 65536) {
-            gids.assign(1, primary);
-            break;
-        }
-        gids.resize(want);
-    }
-    std::set<std::string> names;
-    for (gid_t gid : gids) {
-        struct group gr {};
-        struct group* got = nullptr;
-        while ((rc = getgrgid_r(gid, &gr, buf.data(), buf.size(), &got)) == ERANGE &&
-               buf.size() < (1u << 24))
-            buf.resize(buf.size() * 2);
-        if (rc == 0 && got && got->gr_name) names.insert(got->gr_name);
-    }
-    out.assign(names.begin(), names.end());
-    return out;
-}
-
-// The account of `cred` as the rules see it (acf_user, in Rust).
-std::string rules_account(const std::shared_ptr<const pvxs::server::ClientCredentials>& cred) {
-    // No std::string crosses to cxx's runtime (see shim.h): (data, size) both ways.
-    rust::String user =
-        cred ? acf_user(rust::Str(cred->method.data(), cred->method.size()),
-                        rust::Str(cred->account.data(), cred->account.size()))
-             : acf_user(rust::Str(), rust::Str());
-    return std::string(user.data(), user.size());
-}
-
-std::vector<std::string> roles_of(
-    const std::shared_ptr<const pvxs::server::ClientCredentials>& cred) {
-    struct Entry {
-        std::weak_ptr<const pvxs::server::ClientCredentials> owner;
-        std::vector<std::string> roles;
-    };
-    // Per connection: pvxs hands every op of one connection the same credentials object.
-    static std::mutex lock;
-    static std::map<const pvxs::server::ClientCredentials*, Entry> cache;
-    const size_t max_entries = 1024;
-    {
-        std::lock_guard<std::mutex> guard(lock);
-        auto it = cache.find(cred.get());
-        if (it != cache.end() && it->second.owner.lock() == cred) return it->second.roles;
-    }
-    // Roles are the OS groups of a `ca` account as the rules see it, known to this host;
-    // any other method has none. May ask NSS: outside the lock.
-    Entry entry{cred, cred->method == "ca" ? os_groups(rules_account(cred))
-                                           : std::vector<std::string>{}};
-    auto roles = entry.roles;
-    std::lock_guard<std::mutex> guard(lock);
-    if (cache.size() >= max_entries) {
-        for (auto it = cache.begin(); it != cache.end();)
-            it = it->second.owner.expired() ? cache.erase(it) : std::next(it);
-        if (cache.size() >= max_entries) cache.clear();
-    }
-    cache[cred.get()] = std::move(entry);
-    return roles;
-}
-
-// The client's IP address, without the port ("127.0.0.1:5075", "[::1]:5075").
-std::string peer_host(const std::string& peer) {
-    if (!peer.empty() && peer[0] == '[') {
-        auto end = peer.find(']');
-        return peer.substr(1, end == std::string::npos ? std::string::npos : end - 1);
-    }
-    auto colon = peer.rfind(':');
-    if (colon != std::string::npos && peer.find(':') == colon) return peer.substr(0, colon);
-    return peer;
-}
-
-struct ReadRules {
-    bool active = false;
-    std::map<std::string, std::pair<std::string, int32_t>> pvs;
-    std::string other_group;
-    int32_t other_level = 0;
-};
-
-std::mutex read_lock;
-std::shared_ptr<const ReadRules> read_rules = std::make_shared<ReadRules>();
-
-class ReadGate : public pvxs::server::Source {
-public:
-    void onSearch(Search&) override {}
-
-    void onCreate(std::unique_ptr<pvxs::server::ChannelControl>&& op) override {
-        std::shared_ptr<const ReadRules> rules;
-        {
-            std::lock_guard<std::mutex> guard(read_lock);
-            rules = read_rules;
-        }
-        if (!rules->active || !op) return;
-        std::string name = op->name();
-        auto it = rules->pvs.find(name);
-        const auto& group = it != rules->pvs.end() ? it->second.first : rules->other_group;
-        int32_t level = it != rules->pvs.end() ? it->second.second : rules->other_level;
-        const auto& cred = op->credentials();
-        std::string account = rules_account(cred);
-        std::string host = cred ? peer_host(cred->peer) : "";
-        WireAccess access{};
-        try {
-            access = check_access(group, level, account, host,
-                                  cred ? roles_of(cred) : std::vector<std::string>{});
-        } catch (std::exception&) {
-            // Fails closed, as a put does.
-        }
-        if (access.read) return;  // the PV's own source serves it
-        auto who = " (group " + group + ", " + account + "@" + host + ")";
-        auto denied = std::make_shared<Denied>(Denied{name, group, account, host});
-        auto message = [name, who](const char* what) {
-            return std::string(what) + " denied by access security: " + name + who;
-        };
-        op->onOp([denied, message](std::unique_ptr<pvxs::server::ConnectOp>&& c) {
-            bool put = c->op() == pvxs::server::OpBase::Put;
-            denied->report(put ? "put" : "get");
-            c->error(message(put ? "put" : "get"));
-        });
-        op->onSubscribe([denied, message](std::unique_ptr<pvxs::server::MonitorSetupOp>&& m) {
-            denied->report("monitor");
-            m->error(message("monitor"));
-        });
-        op->onRPC([denied, message](std::unique_ptr<pvxs::server::ExecOp>&& x, pvxs::Value&&) {
-            denied->report("rpc");
-            x->error(message("rpc"));
-        });
-    }
-
-private:
-    struct Denied {
-        std::string pv, group, account, host;
-        void report(const char* op) const {
-            try {
-                on_read_denied(to_rust(pv), to_rust(group), to_rust(account), to_rust(host),
-                               rust::Str(op));
-            } catch (...) {
-            }
-        }
-    };
-};
-
-}  // namespace
-
-void fill_roles(const std::shared_ptr<const pvxs::server::ClientCredentials>& cred,
-                rust::Vec<rust::String>& out) {
-    if (!cred || !roles_wanted.load()) return;
-    for (const auto& r : roles_of(cred)) out.push_back(to_rust(r));
-}
-
-void acf_set_read_rules(bool active, rust::Slice<const WireAcfPv> pvs, rust::Str other_group,
-                        int32_t other_level) {
-    auto rules = std::make_shared<ReadRules>();
-    rules->active = active;
-    for (const auto& pv : pvs)
-        rules->pvs[std::string(pv.name.data(), pv.name.size())] = {
-            std::string(pv.group.data(), pv.group.size()), pv.level};
-    rules->other_group.assign(other_group.data(), other_group.size());
-    rules->other_level = other_level;
-    std::lock_guard<std::mutex> guard(read_lock);
-    read_rules = std::move(rules);
-}
-
-std::shared_ptr<pvxs::server::Source> read_gate() {
-    static auto gate = std::make_shared<ReadGate>();
-    return gate;
 }
 
 }  // namespace mxpva

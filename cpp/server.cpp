@@ -12,7 +12,7 @@
 #include <pvxs/client.h>
 #include <pvxs/log.h>
 
-#include "cpp/access.h"
+#include "cpp/gate.h"
 #include "cpp/sharedpv.h"
 #include "mxpva/src/pva/ffi.rs.h"
 
@@ -51,9 +51,10 @@ std::unique_ptr<PvServer> server_new(const WireServerSettings& s) {
     if (s.set_auto_beacon) config.auto_beacon = s.auto_beacon;
     pvxs::server::Server server(config);
     // Before pvxs's builtin source (order -1), which holds the PVs: refuses reads the ACF
-    // denies (cpp/access.h).
-    server.addSource("mxpva-access", read_gate(), -2);
-    return std::unique_ptr<PvServer>(new PvServer(std::move(server)));
+    // denies, and hands the PVs' channels it lets through to that source (cpp/gate.h).
+    auto gate = read_gate_new(server);
+    server.addSource("mxpva-access", read_gate_source(gate), -2);
+    return std::unique_ptr<PvServer>(new PvServer(std::move(server), std::move(gate)));
 }
 
 void PvServer::start() const { server_.start(); }
@@ -98,9 +99,13 @@ rust::Vec<WireClient> PvServer::clients() const {
 
 void PvServer::add_pv(rust::Str name, const PvHandle& pv) const {
     server_.addPV(to_std(name), pv.shared_pv());
+    read_gate_serve(*gate_, to_std(name), true);
 }
 
-void PvServer::remove_pv(rust::Str name) const { server_.removePV(to_std(name)); }
+void PvServer::remove_pv(rust::Str name) const {
+    read_gate_serve(*gate_, to_std(name), false);
+    server_.removePV(to_std(name));
+}
 
 void configure_logging_from_env() { pvxs::logger_config_env(); }
 

@@ -11,10 +11,12 @@ struct WireServerSettings;
 struct WireServerInfo;
 struct WireClient;
 class PvHandle;
+class ReadGate;
 
 class PvServer {
 public:
-    explicit PvServer(pvxs::server::Server server) : server_(std::move(server)) {}
+    PvServer(pvxs::server::Server server, std::shared_ptr<ReadGate> gate)
+        : server_(std::move(server)), gate_(std::move(gate)) {}
 
     void start() const;
     void stop() const;
@@ -27,6 +29,8 @@ private:
     // pvxs::server::Server is a reference-counted handle whose methods lock internally;
     // `mutable` lets the const methods the bridge exposes call them.
     mutable pvxs::server::Server server_;
+    // The read gate of this server (cpp/gate.h): told which PVs the server holds.
+    std::shared_ptr<ReadGate> gate_;
 };
 
 std::unique_ptr<PvServer> server_new(const WireServerSettings& settings);

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "cpp/access.h"
+#include "cpp/gate.h"
 #include "cpp/putop.h"
 #include "cpp/value.h"
 #include "mxpva/src/pva/ffi.rs.h"

@@ -11,6 +11,7 @@
 #include "cpp/sharedpv.h"
 #include "cpp/putop.h"
 #include "cpp/access.h"
+#include "cpp/gate.h"
 
 namespace mxpva {
 void configure_logging_from_env();

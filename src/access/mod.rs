@@ -12,11 +12,14 @@
 //!   this host knows, `role/<group>` for each of its OS groups; the best access any of
 //!   them has counts. An account the host does not know has no roles (pvxs's own lookup
 //!   would give it one of its own name). Its host is the IP address it connects from:
-//!   HAG host names are resolved once, when the file loads (asLib's `asCheckClientIP`).
+//!   HAG host names are resolved once per load, before asLib sees the file, off pvxs's
+//!   threads and off the bridge's task (`resolve`), and a name that does not resolve
+//!   matches no client (as asLib makes it).
 //! - A file with INP links (INPA..INPL) is refused: they need an IOC's Channel Access
 //!   client, which mxpva is not.
 
 pub mod audit;
+pub mod resolve;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -25,7 +28,8 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 pub use crate::pva::access::acf_user;
 use crate::pva::access::{
-    acf_check, acf_load, acf_set_read_rules, acf_want_roles, Permission, ReadRule,
+    acf_check, acf_load, acf_recheck_channels_soon, acf_resolve_host, acf_set_read_rules,
+    acf_want_roles, Permission, ReadRule,
 };
 use crate::pva::Credentials;
 
@@ -68,8 +72,17 @@ pub enum AccessError {
 #[derive(Debug, Clone)]
 struct Rules {
     file: PathBuf,
+    /// As asLib took it: HAG hosts resolved.
     text: String,
     groups: BTreeSet<String>,
+}
+
+/// An ACF read and its HAG hosts resolved ([`Access::prepare`]), for [`Access::install`].
+#[derive(Debug, Clone)]
+pub struct PreparedAcf {
+    file: PathBuf,
+    /// The text with its HAG hosts resolved (`resolve`).
+    text: String,
 }
 
 /// The one owner of the access rules in force.
@@ -103,13 +116,20 @@ impl Access {
         Ok(access)
     }
 
-    /// Takes the rules of `config` (SIGHUP). On an error the rules before stay in force.
+    /// Takes the rules of `config`: [`Access::prepare`] then [`Access::install`]. Blocks
+    /// while the HAG hosts are resolved. On an error the rules before stay in force.
     pub fn reload(&mut self, config: &Config) -> Result<(), AccessError> {
+        let acf = Self::prepare(config)?;
+        self.install(config, acf)
+    }
+
+    /// Reads `[access] file` of `config` (`None` without `[access]`) and resolves its HAG
+    /// hosts. Blocks for as long as the resolver takes (its timeout for a name no server
+    /// answers): called off the bridge's task. A host that does not resolve is logged, and
+    /// matches no client, as asLib makes it.
+    pub fn prepare(config: &Config) -> Result<Option<PreparedAcf>, AccessError> {
         let Some(cfg) = &config.access else {
-            self.rules = None;
-            acf_want_roles(false);
-            acf_set_read_rules(None);
-            return Ok(());
+            return Ok(None);
         };
         let file = cfg.file.display().to_string();
         let text = std::fs::read_to_string(&cfg.file).map_err(|e| AccessError::Read {
@@ -120,6 +140,52 @@ impl Access {
         if let Some(reason) = unsafe_for_aslib(&text) {
             return Err(AccessError::Unsafe { file, reason });
         }
+        let started = std::time::Instant::now();
+        let resolved = resolve::resolve_hags(&text, acf_resolve_host);
+        for h in &resolved.unresolved {
+            tracing::warn!(
+                file = %file,
+                hag = %h.hag,
+                host = %h.host,
+                line = h.line,
+                "access security: HAG host `{}` (HAG {}, line {}) does not resolve: it matches \
+                 no client until a reload resolves it",
+                h.host,
+                h.hag,
+                h.line
+            );
+        }
+        if resolved.hosts > 0 {
+            tracing::info!(
+                file = %file,
+                hosts = resolved.hosts,
+                unresolved = resolved.unresolved.len(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "access security: HAG hosts resolved"
+            );
+        }
+        Ok(Some(PreparedAcf {
+            file: cfg.file.clone(),
+            text: resolved.text,
+        }))
+    }
+
+    /// Installs `acf` (made by [`Access::prepare`] from the same `config`), checking that
+    /// it has no INP links and that every group the config names is in it. Waits on no
+    /// resolver. On an error the rules before stay in force.
+    pub fn install(
+        &mut self,
+        config: &Config,
+        acf: Option<PreparedAcf>,
+    ) -> Result<(), AccessError> {
+        let (Some(_), Some(PreparedAcf { file: path, text })) = (&config.access, acf) else {
+            self.rules = None;
+            acf_want_roles(false);
+            acf_set_read_rules(None);
+            acf_recheck_channels_soon();
+            return Ok(());
+        };
+        let file = path.display().to_string();
         let summary = acf_load(&text).map_err(|reason| AccessError::Syntax {
             file: file.clone(),
             reason,
@@ -150,7 +216,7 @@ impl Access {
             return Err(e);
         }
         self.rules = Some(Rules {
-            file: cfg.file.clone(),
+            file: path,
             text,
             groups,
         });
@@ -173,6 +239,7 @@ impl Access {
             level: config.defaults.access_level,
         };
         acf_set_read_rules(Some((&rules, &other)));
+        acf_recheck_channels_soon();
     }
 
     /// True while an ACF is in force.

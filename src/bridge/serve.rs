@@ -17,6 +17,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::core::reload::{prepare, Prepared};
 use super::core::Bridge;
 use super::link::subscriptions::{AdviseCall, Advised};
 use super::link::{close_stale_sessions, connect, Connected, Link};
@@ -122,6 +123,10 @@ pub(super) async fn serve(
         Some(r) => (Some(r.path), Some(r.requests)),
         None => (None, None),
     };
+    // A reload being read and resolved off this task (reload.rs), and whether another was
+    // asked for meanwhile.
+    let mut preparing: Option<tokio::task::JoinHandle<Prepared>> = None;
+    let mut reload_again = false;
     let mut gw = Gateway::default();
     let settings = &bridge.config.gateway;
     let mut backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
@@ -158,9 +163,34 @@ pub(super) async fn serve(
                 bridge.on_timers();
             }
             Some(()) = async { match reloads.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
-                // Requests that came together are one reload.
+                // Requests that came together are one reload; one that comes while a
+                // reload is being prepared is made after it.
                 while reloads.as_mut().is_some_and(|r| r.try_recv().is_ok()) {}
-                let relink = reload_path.as_deref().is_some_and(|p| bridge.reload(p));
+                if preparing.is_some() {
+                    reload_again = true;
+                } else if let Some(path) = reload_path.clone() {
+                    bridge.reload_asked();
+                    preparing = Some(spawn_prepare(path));
+                }
+            }
+            done = async { match preparing.as_mut() { Some(task) => task.await, None => std::future::pending().await } }, if preparing.is_some() => {
+                preparing = None;
+                let relink = match (done, reload_path.as_deref()) {
+                    (Ok(prepared), Some(path)) => bridge.apply_reload(prepared, path),
+                    (Err(e), _) => {
+                        warn!(error = %e, "config reload failed: still serving the config in service");
+                        crate::systemd::ready("config reload failed: serving the config in service");
+                        false
+                    }
+                    (Ok(_), None) => false,
+                };
+                if reload_again {
+                    reload_again = false;
+                    if let Some(path) = reload_path.clone() {
+                        bridge.reload_asked();
+                        preparing = Some(spawn_prepare(path));
+                    }
+                }
                 if relink {
                     // The link is made again with the new settings, at once.
                     if let Some(task) = connecting.take() {
@@ -249,6 +279,13 @@ pub(super) async fn serve(
         )
         .await;
     }
+}
+
+/// Reads the config at `path` and resolves its ACF's HAG hosts on tokio's blocking pool,
+/// so that serving goes on meanwhile (a slow resolver takes seconds per name).
+fn spawn_prepare(path: std::path::PathBuf) -> tokio::task::JoinHandle<Prepared> {
+    let started = std::time::Instant::now();
+    tokio::task::spawn_blocking(move || prepare(&path, started))
 }
 
 /// Connects in a task of its own, so puts keep being answered meanwhile.

@@ -68,6 +68,42 @@ pub fn acf_check(
     })
 }
 
+/// The address asLib makes of the HAG host `host` (its `aToIPAddr`: a dotted address as it
+/// is, a name resolved), as `a.b.c.d`; `None` when it does not resolve. Blocks for as long
+/// as the resolver takes: call it off pvxs's threads and off the bridge's task.
+pub fn acf_resolve_host(host: &str) -> Option<String> {
+    Some(bridge::acf_resolve_host(host)).filter(|a| !a.is_empty())
+}
+
+/// Decides every open channel again with the rules in force, on a thread of its own (role
+/// lookups and pvxs's event loop may take a while): a channel whose READ access changed is
+/// closed, and its client connects again, to be refused or served.
+pub fn acf_recheck_channels_soon() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Asked for again before the last one started (the rules and the PVs' groups change
+    // in one turn): one re-check covers both.
+    static SCHEDULED: AtomicBool = AtomicBool::new(false);
+    if SCHEDULED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("mxpva-acf-recheck".into())
+        .spawn(|| {
+            SCHEDULED.store(false, Ordering::Release);
+            let closed = bridge::acf_recheck_channels();
+            if closed > 0 {
+                tracing::info!(
+                    closed,
+                    "access security: channels whose READ access the new rules changed were closed (their clients reconnect)"
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        SCHEDULED.store(false, Ordering::Release);
+        tracing::error!(error = %e, "access security: cannot re-check the open channels");
+    }
+}
+
 /// Whether puts carry the client's roles ([`super::Credentials::roles`]): a lookup per
 /// connection, only worth it while rules are in force.
 pub fn acf_want_roles(on: bool) {
@@ -84,8 +120,8 @@ pub struct ReadRule {
 
 /// What the read gate checks: each PV's group and level, and `other` for any other name.
 /// A client the rules give no READ access to a PV gets its GETs, puts and monitors refused
-/// (`get denied by access security: ...`) when it opens the channel. `None` lets every
-/// channel through.
+/// (`get denied by access security: ...`). `None` lets every channel through. Channels
+/// already open are decided again by [`acf_recheck_channels_soon`].
 pub fn acf_set_read_rules(rules: Option<(&[ReadRule], &ReadRule)>) {
     match rules {
         None => bridge::acf_set_read_rules(false, &[], "", 0),

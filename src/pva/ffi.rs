@@ -322,7 +322,13 @@ pub(crate) mod bridge {
             host: &str,
             roles: &[String],
         ) -> Result<WireAccess>;
+        /// The address asLib would make of a HAG host ("a.b.c.d"), empty when it does
+        /// not resolve. Blocks on the resolver: never on pvxs's threads or the bridge's.
+        fn acf_resolve_host(host: &str) -> String;
         fn acf_want_roles(on: bool);
+        /// Decides every open channel again with the rules in force and closes those whose
+        /// READ changed (cpp/gate.h). Blocks: called on a thread of its own.
+        fn acf_recheck_channels() -> u32;
         fn acf_set_read_rules(active: bool, pvs: &[WireAcfPv], other_group: &str, other_level: i32);
 
         /// Apply `PVXS_LOG` (pvxs logger levels) from the environment.

@@ -17,7 +17,7 @@
 mod mapping;
 mod on_demand;
 mod puts;
-mod reload;
+pub(super) mod reload;
 mod session;
 
 use std::sync::Arc;

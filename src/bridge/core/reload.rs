@@ -3,6 +3,12 @@
 //! one is applied as a diff; `[gateway]` and `[users]` changes reconnect; `[alarms]` and
 //! `[[alarm_pv]]` changes apply (`alarms/reload.rs`); settings that need a restart
 //! (`[server]`, the `[limits]` sizes) are named in a warning.
+//!
+//! What blocks (reading the files, resolving the ACF's HAG hosts: seconds with a slow
+//! resolver) is done first, off the bridge's task ([`prepare`], on tokio's blocking pool,
+//! `serve.rs`); the bridge then takes the result in one turn ([`Bridge::apply_reload`]):
+//! the new access rules and the new mapping take effect together, and serving never
+//! waits on a resolver.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,22 +16,44 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::Bridge;
+use crate::access::{Access, AccessError, PreparedAcf};
 use crate::bridge::alarms::FeedLink;
 use crate::bridge::link::client_options;
 use crate::config::Config;
+use crate::config::ConfigError;
+
+/// A reload read and resolved, ready for [`Bridge::apply_reload`].
+pub(in crate::bridge) struct Prepared {
+    config: Result<(Config, Result<Option<PreparedAcf>, AccessError>), ConfigError>,
+    started: Instant,
+}
+
+/// Reads the config at `path` and its ACF, and resolves the ACF's HAG hosts. Blocks: run
+/// it off the bridge's task. `started` is when the reload was asked for.
+pub(in crate::bridge) fn prepare(path: &Path, started: Instant) -> Prepared {
+    let config = Config::load(path).map(|new| {
+        let acf = Access::prepare(&new);
+        (new, acf)
+    });
+    Prepared { config, started }
+}
 
 impl Bridge {
-    /// Reloads the config from `path`. True when the gateway link is to be re-made with
-    /// new settings.
-    pub(in crate::bridge) fn reload(&mut self, path: &Path) -> bool {
-        let started = Instant::now();
+    /// A reload was asked for (SIGHUP): said to systemd, and the audit file is reopened
+    /// (for logrotate) whatever the new config says.
+    pub(in crate::bridge) fn reload_asked(&mut self) {
         crate::systemd::reloading();
-        // For logrotate: the audit file is reopened whatever the new config says.
         self.guard
             .audit
             .reopen(self.config.audit.as_ref().map(|a| a.file.as_path()));
-        match Config::load(path) {
-            Ok(new) => self.reload_config(new, path, started),
+    }
+
+    /// Takes a reload [`prepare`]d from `path`. True when the gateway link is to be re-made
+    /// with new settings.
+    pub(in crate::bridge) fn apply_reload(&mut self, prepared: Prepared, path: &Path) -> bool {
+        let started = prepared.started;
+        match prepared.config {
+            Ok((new, acf)) => self.reload_prepared(new, acf, path, started),
             Err(e) => {
                 warn!(
                     file = %path.display(),
@@ -38,15 +66,29 @@ impl Bridge {
         }
     }
 
-    /// Takes `new`, read and validated from `path`. True when the gateway link is to be
-    /// re-made with new settings.
+    /// Takes `new`, read and validated from `path` (its ACF read and resolved on this
+    /// thread). True when the gateway link is to be re-made with new settings.
+    #[cfg(test)]
     pub(in crate::bridge) fn reload_config(
         &mut self,
         new: Config,
         path: &Path,
         started: Instant,
     ) -> bool {
-        if let Err(e) = self.guard.access.reload(&new) {
+        let acf = Access::prepare(&new);
+        self.reload_prepared(new, acf, path, started)
+    }
+
+    /// Takes `new`, read and validated from `path`, with its ACF read and resolved (`acf`).
+    /// True when the gateway link is to be re-made with new settings.
+    fn reload_prepared(
+        &mut self,
+        new: Config,
+        acf: Result<Option<PreparedAcf>, AccessError>,
+        path: &Path,
+        started: Instant,
+    ) -> bool {
+        if let Err(e) = acf.and_then(|acf| self.guard.access.install(&new, acf)) {
             warn!(
                 file = %path.display(),
                 "config reload refused, still serving the mapping and the access rules in service:\n{e}"
