@@ -28,16 +28,17 @@ namespace mxpva {
 namespace {
 
 // The one lock around asLib (see access.h).
+// Never destroyed: threads of the read gate may still use it as the process exits.
 std::mutex& as_lock() {
-    static std::mutex lock;
-    return lock;
+    static auto* lock = new std::mutex;
+    return *lock;
 }
 
 // One member per group name; asLib wants the name to outlive the member, which the
 // map's node gives it. Groups come from the config, so the map stays small.
 std::map<std::string, ASMEMBERPVT>& members() {
-    static std::map<std::string, ASMEMBERPVT> m;
-    return m;
+    static auto* m = new std::map<std::string, ASMEMBERPVT>;
+    return *m;
 }
 
 // Collects what asLib reports through errlog while it parses.

@@ -44,9 +44,13 @@ struct RoleEntry {
     std::vector<std::string> roles;
 };
 
+// The state below is never destroyed: the gate's threads (role lookups, re-checks) may
+// still use it as the process exits, after static destructors ran.
+
 // Per connection: pvxs hands every op of one connection the same credentials object.
-std::mutex role_lock;
-std::map<const ClientCredentials*, RoleEntry> role_cache;
+std::mutex& role_lock = *new std::mutex;
+std::map<const ClientCredentials*, RoleEntry>& role_cache =
+    *new std::map<const ClientCredentials*, RoleEntry>;
 
 bool cached_roles(const std::shared_ptr<const ClientCredentials>& cred,
                   std::vector<std::string>& out) {
@@ -148,8 +152,9 @@ struct ReadRules {
     int32_t other_level = 0;
 };
 
-std::mutex read_lock;
-std::shared_ptr<const ReadRules> read_rules = std::make_shared<ReadRules>();
+std::mutex& read_lock = *new std::mutex;
+std::shared_ptr<const ReadRules>& read_rules =
+    *new std::shared_ptr<const ReadRules>(std::make_shared<ReadRules>());
 
 std::shared_ptr<const ReadRules> current_rules() {
     std::lock_guard<std::mutex> guard(read_lock);
@@ -583,8 +588,8 @@ private:
 
 namespace {
 
-std::mutex gates_lock;
-std::vector<std::weak_ptr<ReadGate>> gates;
+std::mutex& gates_lock = *new std::mutex;
+std::vector<std::weak_ptr<ReadGate>>& gates = *new std::vector<std::weak_ptr<ReadGate>>;
 
 }  // namespace
 
