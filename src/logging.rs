@@ -109,11 +109,12 @@ pub fn init(format: LogFormat) {
                 .with_current_span(true)
                 .with_span_list(false)
                 .init();
-            // pvxs's own lines too, or they would be plain text among the objects.
-            if let Err(e) = crate::pva::route_native_log() {
-                tracing::warn!(error = %e, "pvxs log lines stay plain text");
-            }
         }
+    }
+    // pvxs's own lines too: else they would be plain text among the JSON objects, and
+    // in either format a channel name a client chose would reach stderr unescaped.
+    if let Err(e) = crate::pva::route_native_log() {
+        tracing::warn!(error = %e, "pvxs log lines stay plain text");
     }
     if let Err(e) = crate::pva::configure_logging_from_env() {
         tracing::warn!(error = %e, "PVXS_LOG not applied");
