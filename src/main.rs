@@ -52,7 +52,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
     },
-    /// Print the PVs that Galaxy discovery makes as a config file ([[pv]] tables).
+    /// Print the PVs that Galaxy discovery makes as a config file ([[pv]] tables), or
+    /// with --areas the Galaxy's areas and their attribute counts (to balance shards).
     /// Exit 78 on a config error or duplicate PV names.
     Discover(mxpva::discover::DiscoverArgs),
     /// The simulator and the bridge in one process: the demo plant as DEMO:* PVs.
