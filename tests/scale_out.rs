@@ -241,6 +241,7 @@ async fn two_shards_behind_pvagw_serve_all_and_a_killed_shard_takes_only_its_own
                     s.error.is_none() || s.at < seen_before,
                     "north's PV went: {s:?}"
                 );
+                assert!(s.severity() != Some(3), "north's PV went INVALID: {s:?}");
                 if s.at > killed {
                     updates.set(updates.get() + 1);
                 }
