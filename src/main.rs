@@ -51,8 +51,13 @@ enum Command {
         /// The TOML config file.
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
+        /// Print only the names of the PVs it serves, one per line, sorted (to check that
+        /// no two shards serve one name: docs/scale-out.md).
+        #[arg(long)]
+        pv_names: bool,
     },
-    /// Print the PVs that Galaxy discovery makes as a config file ([[pv]] tables).
+    /// Print the PVs that Galaxy discovery makes as a config file ([[pv]] tables), or
+    /// with --areas the Galaxy's areas and their attribute counts (to balance shards).
     /// Exit 78 on a config error or duplicate PV names.
     Discover(mxpva::discover::DiscoverArgs),
     /// The simulator and the bridge in one process: the demo plant as DEMO:* PVs.
@@ -82,16 +87,32 @@ fn main() -> anyhow::Result<()> {
             mxpva::sim::run_standalone(listen, galaxy.as_deref(), tls)?;
             Ok(())
         }
-        Command::Check { config } => check(&config),
+        Command::Check { config, pv_names } => check(&config, pv_names),
         Command::Run { .. } => Ok(()),
         Command::Demo => demo(),
         Command::Discover(args) => discover(args),
     }
 }
 
-/// `mxpva check`: the table on stdout and exit 0, or every problem on stderr and exit 78.
-fn check(path: &std::path::Path) -> ! {
+/// `mxpva check`: the table (or with `--pv-names` the names served) on stdout and exit 0,
+/// or every problem on stderr and exit 78.
+fn check(path: &std::path::Path, pv_names: bool) -> ! {
     match mxpva::config::Config::load(path) {
+        Ok(config) if pv_names => {
+            for name in config.served_pv_names() {
+                println!("{name}");
+            }
+            if !config.discover.is_empty() {
+                eprintln!(
+                    "note: the PVs of the {} [[discover]] rules are not listed: they need the \
+                     Galaxy; list them with `mxpva discover --config {} > FILE` and \
+                     `mxpva check --config FILE --pv-names`",
+                    config.discover.len(),
+                    path.display()
+                );
+            }
+            std::process::exit(0)
+        }
         Ok(config) => {
             // The ACF too: asLib reads it, and every group the config names must be in it.
             let access = load_access(&config);

@@ -76,6 +76,35 @@ impl Config {
     pub fn mapping_table(&self) -> String {
         mapping_table(self)
     }
+
+    /// Every PV name this config serves, sorted, without duplicates (`mxpva check
+    /// --pv-names`): the `[[pv]]` and `[[alarm_pv]]` PVs, their `:ACK` PVs, the
+    /// active-alarm table and the status PVs. Rule-made PVs need the Galaxy and are not
+    /// in it (`mxpva discover` writes them out as `[[pv]]` tables first). Two shards
+    /// behind one PVAccess gateway must share none of these names (docs/scale-out.md).
+    pub fn served_pv_names(&self) -> Vec<String> {
+        let a = &self.alarms;
+        let ack = |name: &str, acknowledge: bool| {
+            (a.enabled && a.acknowledge && acknowledge).then(|| format!("{name}{}", a.ack_suffix))
+        };
+        let mut names: Vec<String> = Vec::new();
+        for pv in &self.pvs {
+            names.push(pv.name.to_string());
+            names.extend(ack(
+                pv.name.as_str(),
+                pv.acknowledge && !pv.alarms.is_empty(),
+            ));
+        }
+        for pv in &self.alarm_pvs {
+            names.push(pv.name.to_string());
+            names.extend(ack(pv.name.as_str(), pv.acknowledge));
+        }
+        names.extend(a.table.iter().map(|t| t.to_string()));
+        names.extend(self.status.pv_names());
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 /// A header with the gateway and server settings, then one row per PV.
@@ -273,4 +302,45 @@ fn alarms_text(c: &Config) -> String {
         bands.join(", "),
         a.severity.word()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn names(text: &str) -> Vec<String> {
+        Config::from_str_at(text, std::path::Path::new("t.toml"))
+            .unwrap()
+            .served_pv_names()
+    }
+
+    #[test]
+    fn served_pv_names_hold_ack_pvs_the_table_and_the_status_pvs() {
+        let base = "[defaults]\nprefix = \"P:\"\n[status]\nprefix = \"P:st:\"\n\
+                    [[pv]]\nname = \"Level\"\ntag = \"T.Level\"\nalarms = [\"T.Level.HiHi\"]\n\
+                    [[pv]]\nname = \"Speed\"\ntag = \"M.Speed\"\n\
+                    [[alarm_pv]]\nname = \"Fault\"\nalarms = [\"M.Fault\"]\n";
+        let all = names(&format!("{base}[alarms]\ntable = \"ALARMS:N\"\n"));
+        for n in [
+            "P:Level",
+            "P:Level:ACK",
+            "P:Speed",
+            "P:Fault",
+            "P:Fault:ACK",
+            "P:ALARMS:N",
+            "P:st:Gateway",
+        ] {
+            assert!(all.contains(&n.to_string()), "{n}: {all:?}");
+        }
+        assert!(!all.contains(&"P:Speed:ACK".to_string()), "{all:?}");
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted);
+        // No :ACK PVs, no table, no status PVs.
+        let few = names(&format!(
+            "{}[alarms]\nacknowledge = false\ntable = \"\"\n",
+            base.replace("prefix = \"P:st:\"", "prefix = \"\"")
+        ));
+        assert_eq!(few, ["P:Fault", "P:Level", "P:Speed"]);
+    }
 }

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use super::{discover, render, DiscoverError};
+use super::{areas, discover, render, DiscoverError};
 use crate::config::{Config, ConfigError};
-use crate::gateway::GatewayClient;
+use crate::gateway::{GatewayClient, HierarchyQuery};
 
 /// The command line of `mxpva discover`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -47,6 +47,13 @@ pub struct DiscoverArgs {
     /// Only historized attributes.
     #[arg(long)]
     pub historized_only: bool,
+    /// List the Galaxy's areas with their object and attribute counts instead (to
+    /// balance shards; the config's rules are not used).
+    #[arg(
+        long,
+        conflicts_with_all = ["root", "objects", "attributes", "name", "alarm_bearing_only", "historized_only"]
+    )]
+    pub areas: bool,
 }
 
 impl DiscoverArgs {
@@ -117,7 +124,8 @@ fn read_table(path: &Path) -> Result<(String, Table), DiscoverCliError> {
     Ok((text, table))
 }
 
-/// Runs `mxpva discover` and returns the file to print.
+/// Runs `mxpva discover` and returns the file to print (with `--areas`, the table of
+/// areas).
 pub async fn run(args: &DiscoverArgs) -> Result<String, DiscoverCliError> {
     let (path, mut table, source) = match (&args.config, &args.endpoint) {
         (Some(path), None) => {
@@ -167,6 +175,16 @@ pub async fn run(args: &DiscoverArgs) -> Result<String, DiscoverCliError> {
     let client = GatewayClient::connect(&opts)
         .await
         .map_err(|e| DiscoverCliError::Gateway(e.to_string()))?;
+    if args.areas {
+        let all = HierarchyQuery {
+            page_size: super::PAGE_SIZE,
+            include_attributes: true,
+            ..HierarchyQuery::default()
+        };
+        let objects = super::fetch(client.galaxy(), &all, "--areas").await?;
+        let source = format!("the Galaxy at {}", config.gateway.endpoint);
+        return Ok(areas::render(&areas::count(&objects), &source));
+    }
     let found = discover(client.galaxy(), &config.discover, config.defaults.boolean).await?;
     let made = config.rule_pvs(&found.candidates);
     let merged = config.merge_rule_pvs(made.pvs);

@@ -38,6 +38,7 @@
 //!   for puts waiting on a removed PV, "subscriptions of the reload done" in the log).
 //! - The benchmark (`benches/discover.rs`) has only run at `--quick` size.
 
+pub mod areas;
 mod cli;
 mod render;
 

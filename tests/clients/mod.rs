@@ -117,6 +117,26 @@ impl Clients {
         Run::of(cmd, Duration::from_secs(30)).await
     }
 
+    /// Starts a long-running tool (pvagw) with its stdout and stderr appended to `log`.
+    pub fn spawn_logged(
+        &self,
+        tool: &str,
+        env: &[(String, String)],
+        args: &[&std::ffi::OsStr],
+        log: &Path,
+    ) -> ClientChild {
+        let file = || {
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("open the log file")
+        };
+        let mut cmd = self.command(tool, env);
+        cmd.args(args).stdout(file()).stderr(file());
+        ClientChild(cmd.spawn().expect("spawn client"))
+    }
+
     /// Starts a long-running tool (pvmonitor) whose stdout is read line by line.
     pub fn spawn_lines(
         &self,
@@ -500,20 +520,34 @@ impl Watch {
                     self.latest.get(pv)
                 ),
             };
-            let json: serde_json::Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("the p4p monitor printed {line:?}: {e}"));
-            let name = json["pv"].as_str().unwrap_or_default().to_string();
-            let secs = json["t"].as_f64().unwrap_or_default();
-            let seen = Seen {
-                v: json["v"].clone(),
-                error: json["error"].as_str().map(str::to_string),
-                at: std::time::UNIX_EPOCH + Duration::from_secs_f64(secs),
-            };
-            self.latest.insert(name.clone(), seen.clone());
+            let (name, seen) = self.take(&line);
             if name == pv && pred(&seen) {
                 return seen;
             }
         }
+    }
+
+    /// Reads every update received so far and returns the latest of `pv`.
+    pub fn latest_now(&mut self, pv: &str) -> Option<Seen> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.take(&line);
+        }
+        self.latest.get(pv).cloned()
+    }
+
+    /// Parses one line of the monitor and keeps it as its PV's latest.
+    fn take(&mut self, line: &str) -> (String, Seen) {
+        let json: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("the p4p monitor printed {line:?}: {e}"));
+        let name = json["pv"].as_str().unwrap_or_default().to_string();
+        let secs = json["t"].as_f64().unwrap_or_default();
+        let seen = Seen {
+            v: json["v"].clone(),
+            error: json["error"].as_str().map(str::to_string),
+            at: std::time::UNIX_EPOCH + Duration::from_secs_f64(secs),
+        };
+        self.latest.insert(name.clone(), seen.clone());
+        (name, seen)
     }
 }
 
