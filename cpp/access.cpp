@@ -89,6 +89,7 @@ WireAcfSummary acf_load(rust::Str text) {
     errlogFlush();
     errlogAddListener(&capture, &lines);
     eltc(0);  // mxpva reports what asLib says; errlog's console copy would repeat it
+    NativeLogMuted muted;  // and so would the copy routed to tracing
     // The parser reports some errors on this thread's stderr instead of errlog.
     std::unique_ptr<FILE, int (*)(FILE*)> parser_out(std::tmpfile(), &std::fclose);
     if (parser_out) epicsSetThreadStderr(parser_out.get());

@@ -110,9 +110,11 @@ void PvServer::remove_pv(rust::Str name) const {
 void configure_logging_from_env() { pvxs::logger_config_env(); }
 
 namespace {
+std::atomic<int> native_log_muted{0};
+
 void native_log_listener(void*, const char* message) {
     try {
-        if (!message) return;
+        if (!message || native_log_muted.load() > 0) return;
         on_native_log(rust::Slice<const uint8_t>(
             reinterpret_cast<const uint8_t*>(message), std::strlen(message)));
     } catch (...) {
@@ -132,5 +134,9 @@ void route_native_log() {
 }
 
 bool native_log_routed() { return routed.load(); }
+
+NativeLogMuted::NativeLogMuted() { native_log_muted.fetch_add(1); }
+
+NativeLogMuted::~NativeLogMuted() { native_log_muted.fetch_sub(1); }
 
 }  // namespace mxpva

@@ -18,4 +18,13 @@ void configure_logging_from_env();
 void route_native_log();
 // Whether route_native_log() was called: errlog's console copy stays off then.
 bool native_log_routed();
+
+// While one lives, errlog messages are not routed to tracing (mxpva reports them itself,
+// as acf_load does asLib's). The holder flushes errlog before it ends.
+struct NativeLogMuted {
+    NativeLogMuted();
+    ~NativeLogMuted();
+    NativeLogMuted(const NativeLogMuted&) = delete;
+    NativeLogMuted& operator=(const NativeLogMuted&) = delete;
+};
 }
