@@ -239,13 +239,15 @@ public:
         }
         if (access.read) return;  // the PV's own source serves it
         auto who = " (group " + group + ", " + account + "@" + host + ")";
-        auto denied = std::make_shared<Denied>(Denied{name, group, account, host});
+        auto denied = std::make_shared<Denied>(
+            Denied{name, group, account, host, cred ? cred->method : std::string()});
         auto message = [name, who](const char* what) {
             return std::string(what) + " denied by access security: " + name + who;
         };
         op->onOp([denied, message](std::unique_ptr<pvxs::server::ConnectOp>&& c) {
             bool put = c->op() == pvxs::server::OpBase::Put;
             denied->report(put ? "put" : "get");
+            if (put) denied->audit_put();
             c->error(message(put ? "put" : "get"));
         });
         op->onSubscribe([denied, message](std::unique_ptr<pvxs::server::MonitorSetupOp>&& m) {
@@ -260,7 +262,14 @@ public:
 
 private:
     struct Denied {
-        std::string pv, group, account, host;
+        std::string pv, group, account, host, method;
+        void audit_put() const {
+            try {
+                on_read_denied_put(to_rust(pv), to_rust(group), to_rust(account), to_rust(host),
+                                   to_rust(method));
+            } catch (...) {
+            }
+        }
         void report(const char* op) const {
             try {
                 on_read_denied(to_rust(pv), to_rust(group), to_rust(account), to_rust(host),

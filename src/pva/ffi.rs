@@ -272,6 +272,15 @@ pub(crate) mod bridge {
         /// The read gate refused an operation (`get`, `put`, `monitor`, `rpc`) of a client
         /// without READ access (cpp/access.h).
         fn on_read_denied(pv: String, group: String, account: String, host: String, op: &str);
+
+        /// The read gate refused a put (after `on_read_denied`), for the audit trail.
+        fn on_read_denied_put(
+            pv: String,
+            group: String,
+            account: String,
+            host: String,
+            method: String,
+        );
     }
 
     // ---------------------------------------------------------------- C++ the shim offers
@@ -339,6 +348,6 @@ unsafe impl Send for bridge::PvHandle {}
 unsafe impl Sync for bridge::PvHandle {}
 unsafe impl Send for bridge::PutOp {}
 
-pub(crate) use super::access::on_read_denied;
+pub(crate) use super::access::{on_read_denied, on_read_denied_put};
 pub(crate) use super::native_log::on_native_log;
 pub(crate) use super::shared_pv::{on_connection, on_put, PvContext};

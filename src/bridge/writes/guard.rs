@@ -117,6 +117,7 @@ impl Bridge {
                     _ => None,
                 },
                 alarms: None,
+                ..AuditRecord::default()
             },
         });
         if !allowed {
@@ -124,7 +125,7 @@ impl Bridge {
             warn!(pv = %put.pv, %group, %account, %host, method = %who.method, "put denied by access security");
             if let Some(draft) = draft {
                 self.audit
-                    .record(&draft.finish("denied", Some(&message), None));
+                    .record(draft.finish("denied", Some(&message), None));
             }
             put.completion.complete(Err(message));
             return None;
@@ -133,9 +134,76 @@ impl Bridge {
             let audit = self.audit.clone();
             put.completion
                 .observe(Box::new(move |reply: &PutReply<'_>| {
-                    audit.record(&draft.finish_reply(reply));
+                    audit.record(draft.finish_reply(reply));
                 }));
         }
         Some(put)
+    }
+}
+
+impl Bridge {
+    /// Puts refused before they reach the bridge are audited too, each with its outcome:
+    /// `denied_no_read` (the read gate: no READ access) and `queue_full` (`[limits]
+    /// max_puts_queued` puts wait). Their records are made on pvxs's worker threads, per
+    /// client limited as every refusal is; `tag` and `previous` are `null`.
+    pub(in crate::bridge) fn audit_early_refusals(&self) {
+        let audit = self.audit.clone();
+        crate::pva::access::on_read_denied_puts(Some(Box::new(move |d| {
+            let host = d.host.clone();
+            audit.record_refusal(&host, || {
+                let message = denied_message(&d.pv, &d.group, &d.account, &d.host);
+                AuditRecord {
+                    time: rfc3339(SystemTime::now()),
+                    pv: d.pv,
+                    group: d.group,
+                    account: d.account,
+                    host: d.host,
+                    method: d.method,
+                    outcome: "denied_no_read".into(),
+                    message: Some(message),
+                    ..AuditRecord::default()
+                }
+            });
+        })));
+        let audit = self.audit.clone();
+        let groups = self.access.groups();
+        self.events.on_queue_full(Box::new(move |q| {
+            let who = q.credentials;
+            let host = crate::access::peer_host(&who.peer);
+            audit.record_refusal(host, || AuditRecord {
+                time: rfc3339(SystemTime::now()),
+                pv: q.pv.to_string(),
+                group: groups.lock().of(q.pv).to_string(),
+                account: if who.account.is_empty() {
+                    "anonymous".into()
+                } else {
+                    who.account.clone()
+                },
+                host: host.to_string(),
+                method: who.method.clone(),
+                requested: q.value.map(value_json),
+                outcome: if q.refused { "refused" } else { "queue_full" }.into(),
+                message: Some(q.message.to_string()),
+                ..AuditRecord::default()
+            });
+        }));
+    }
+
+    /// At shutdown: no more records from pvxs's threads, and the queued ones reach the
+    /// file ([`crate::access::audit::AUDIT_CLOSE_WAIT`] at most).
+    pub(in crate::bridge) fn audit_closer(&self) -> impl FnOnce() {
+        let audit = self.audit.clone();
+        move || {
+            crate::pva::access::on_read_denied_puts(None);
+            let wait = crate::access::audit::AUDIT_CLOSE_WAIT;
+            if audit.close(wait) {
+                tracing::debug!("audit trail closed: every record is in the file");
+            } else {
+                tracing::error!(
+                    "the audit file did not take the queued records within {}: some are lost",
+                    humantime::format_duration(wait)
+                );
+            }
+        }
     }
 }
