@@ -666,6 +666,14 @@ async fn on_sigterm_every_queued_record_reaches_the_file() {
         .await;
     assert_eq!(out.trim(), PUTS.to_string(), "{out}");
     clients::send_signal(&plant.bridge, "-TERM");
+    // The file is read once mxpva has either exited or says it waits for the file.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while plant.bridge.try_wait().unwrap().is_none()
+        && !plant.log().contains("waiting for the audit file")
+    {
+        assert!(Instant::now() < deadline, "mxpva neither exits nor waits");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(keep);
     go.send(()).unwrap();
     let text = tokio::time::timeout(Duration::from_secs(30), reader)

@@ -330,6 +330,11 @@ impl AuditTrail {
         }
     }
 
+    /// Bytes of records waiting for the file.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
+    }
+
     /// At shutdown: waits, `within` at most, until every record queued before is in the
     /// file, and joins the writer thread. True when it finished in time. Records made
     /// after this are counted as failed.

@@ -1,4 +1,3 @@
-
 use super::*;
 
 pub(super) fn record(pv: &str) -> AuditRecord {

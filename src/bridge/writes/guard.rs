@@ -196,6 +196,14 @@ impl Bridge {
         move || {
             crate::pva::access::on_read_denied_puts(None);
             let wait = crate::access::audit::AUDIT_CLOSE_WAIT;
+            let bytes = audit.queued_bytes();
+            if bytes > 0 {
+                tracing::info!(
+                    bytes,
+                    "waiting for the audit file to take the records queued ({} at most)",
+                    humantime::format_duration(wait)
+                );
+            }
             if audit.close(wait) {
                 tracing::debug!("audit trail closed: every record is in the file");
             } else {
