@@ -23,7 +23,7 @@
 //! | `Updates:Count`, `Puts:Count` | int64 | since start | |
 //! | `Puts:Failed` | int64 | puts answered with an error since start | |
 //! | `Puts:Queued` | int32 | puts received, not yet taken up by the bridge | MINOR at `[limits] max_puts_queued` |
-//! | `Puts:InFlight` | int32 | puts sent, waiting for System Platform | |
+//! | `Puts:InFlight` | int32 | puts sent, waiting for System Platform (`:ACK` acknowledgements under way too) | |
 //! | `AlarmFeed` | NTEnum `Connecting`, `Up`, `Lost`, `Disabled` | the alarm feed | MAJOR when Connecting or Lost |
 //! | `Clients` | int32 | connected PVAccess clients (pvxs's report) | |
 //! | `Clients:Table` | NTTable | peer, account, channels, bytes sent, bytes received | |

@@ -166,7 +166,7 @@ impl Alarms {
                 ),
             );
         }
-        // Held by the task until the acknowledgement is answered, however it ends.
+        // Held by the task until the acknowledgement is answered (or dropped with it).
         let counted = (InFlight::new(in_flight), InFlight::new(&ack_pv.waiting));
         let operator = if put.credentials.account.is_empty() {
             "anonymous".to_string()
@@ -179,7 +179,6 @@ impl Alarms {
             put.completion.note("alarm", r.clone());
         }
         tokio::spawn(async move {
-            let _counted = counted;
             let mut failed = Vec::new();
             for r in &refs {
                 if let Err(e) = client.acknowledge_alarm(r, &comment, &operator).await {
@@ -188,6 +187,9 @@ impl Alarms {
                     failed.push((r.clone(), f));
                 }
             }
+            // Answered: no longer waiting (given back before the client hears, so that its
+            // next put finds the count as it left it).
+            drop(counted);
             match combine("acknowledgement", failed) {
                 None => {
                     let time = ack_pv.stamps.now(&pv);
