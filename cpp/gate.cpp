@@ -164,7 +164,7 @@ std::shared_ptr<const ReadRules> current_rules() {
 // What the rules in force say about one client's READ of one name.
 struct Verdict {
     bool read = true;
-    std::string group, account, host;
+    std::string group, account, host, method;
 };
 
 Verdict judge(const ReadRules& rules, const std::string& name,
@@ -173,6 +173,7 @@ Verdict judge(const ReadRules& rules, const std::string& name,
     Verdict v;
     v.account = rules_account(cred);
     v.host = cred ? peer_host(cred->peer) : "";
+    v.method = cred ? cred->method : std::string();
     if (!rules.active) return v;
     auto it = rules.pvs.find(name);
     v.group = it != rules.pvs.end() ? it->second.first : rules.other_group;
@@ -186,7 +187,7 @@ Verdict judge(const ReadRules& rules, const std::string& name,
 }
 
 struct Refusal {
-    std::string pv, group, account, host;
+    std::string pv, group, account, host, method;
     std::string message(const char* op) const {
         return std::string(op) + " denied by access security: " + pv + " (group " + group +
                ", " + account + "@" + host + ")";
@@ -198,11 +199,20 @@ struct Refusal {
         } catch (...) {
         }
     }
+    // A put refused so is audited (outcome `denied_no_read`).
+    void audit_put() const {
+        try {
+            on_read_denied_put(to_rust(pv), to_rust(group), to_rust(account), to_rust(host),
+                               to_rust(method));
+        } catch (...) {
+        }
+    }
 };
 
 void refuse(const Refusal& r, std::unique_ptr<ConnectOp>&& c) {
     bool put = c->op() == pvxs::server::OpBase::Put;
     r.report(put ? "put" : "get");
+    if (put) r.audit_put();
     c->error(r.message(put ? "put" : "get"));
 }
 void refuse(const Refusal& r, std::unique_ptr<MonitorSetupOp>&& m) {
@@ -406,7 +416,7 @@ void deny(const std::shared_ptr<Chan>& chan, const Verdict& v) {
         std::lock_guard<std::mutex> guard(chan->lock);
         if (chan->state == Chan::State::Closed) return;
         chan->state = Chan::State::Denied;
-        chan->refusal = Refusal{chan->name, v.group, v.account, v.host};
+        chan->refusal = Refusal{chan->name, v.group, v.account, v.host, v.method};
         ops.swap(chan->held_ops);
         subs.swap(chan->held_subs);
         rpcs.swap(chan->held_rpcs);
@@ -570,7 +580,7 @@ private:
         }
         auto v = judge(rules, op->name(), cred, roles);
         if (v.read) return;
-        auto refusal = std::make_shared<Refusal>(Refusal{op->name(), v.group, v.account, v.host});
+        auto refusal = std::make_shared<Refusal>(Refusal{op->name(), v.group, v.account, v.host, v.method});
         op->onOp([refusal](std::unique_ptr<ConnectOp>&& c) { refuse(*refusal, std::move(c)); });
         op->onSubscribe(
             [refusal](std::unique_ptr<MonitorSetupOp>&& m) { refuse(*refusal, std::move(m)); });

@@ -89,6 +89,24 @@ pub struct PreparedAcf {
 #[derive(Debug, Default)]
 pub struct Access {
     rules: Option<Rules>,
+    /// Each PV's group, for records made off the bridge task ([`Access::groups`]).
+    groups: std::sync::Arc<crate::lock::Mutex<PvGroups>>,
+}
+
+/// Each PV in service (`:ACK` PVs included) and its access security group, with the group
+/// of any other name: what the audit trail names for a put refused before the bridge saw
+/// it. Kept with or without an ACF.
+#[derive(Debug, Default)]
+pub struct PvGroups {
+    by_pv: std::collections::HashMap<String, String>,
+    other: String,
+}
+
+impl PvGroups {
+    /// The group of `pv`.
+    pub fn of(&self, pv: &str) -> &str {
+        self.by_pv.get(pv).unwrap_or(&self.other)
+    }
 }
 
 /// What the rules say about one put.
@@ -182,6 +200,7 @@ impl Access {
             self.rules = None;
             acf_want_roles(false);
             acf_set_read_rules(None);
+            self.set_read_pvs(config, &config.pvs);
             acf_recheck_channels_soon();
             return Ok(());
         };
@@ -229,10 +248,17 @@ impl Access {
     /// PVs its `[[discover]]` rules made), with the config's alarm PVs; PVs not named fall
     /// in `[defaults] access_group`. Nothing while no ACF is in force.
     pub fn set_read_pvs(&self, config: &Config, pvs: &[crate::config::Pv]) {
+        let rules = read_rules(config, pvs);
+        *self.groups.lock() = PvGroups {
+            by_pv: rules
+                .iter()
+                .map(|r| (r.pv.clone(), r.group.clone()))
+                .collect(),
+            other: config.defaults.access_group.clone(),
+        };
         if self.rules.is_none() {
             return;
         }
-        let rules = read_rules(config, pvs);
         let other = ReadRule {
             pv: String::new(),
             group: config.defaults.access_group.clone(),
@@ -240,6 +266,12 @@ impl Access {
         };
         acf_set_read_rules(Some((&rules, &other)));
         acf_recheck_channels_soon();
+    }
+
+    /// Each PV's group as the PVs in service have it, shared with callbacks off the bridge
+    /// task.
+    pub(crate) fn groups(&self) -> std::sync::Arc<crate::lock::Mutex<PvGroups>> {
+        self.groups.clone()
     }
 
     /// True while an ACF is in force.

@@ -162,6 +162,8 @@ pub async fn run_reloading(
     // Puts refused in pvxs's callback meet access security and the audit trail too.
     events_tx.forward_refused_puts();
     let mut bridge = Bridge::new(config, server.clone(), events_tx)?;
+    bridge.guard.audit_early_refusals(&bridge.events);
+    let close_audit = bridge.guard.audit_closer();
     server.start()?;
     let info = server.info()?;
     info!(
@@ -173,7 +175,9 @@ pub async fn run_reloading(
     );
     bridge.follow_rules();
     serve::serve(&mut bridge, &mut pv_events, shutdown, reload).await;
+    // Puts still waiting are answered (and audited) as the bridge goes.
     drop(bridge);
     drop(server);
+    let _ = tokio::task::spawn_blocking(close_audit).await;
     Ok(())
 }

@@ -28,7 +28,7 @@ pub(super) struct Ops {
     /// READY=1 was sent.
     ready: bool,
     /// The audit file's fault as `<status>Audit` shows it (`None`: not shown yet).
-    pub audit_shown: Option<Option<String>>,
+    pub audit_shown: Option<(Option<String>, Option<String>)>,
 }
 
 impl Drop for Ops {
@@ -100,13 +100,13 @@ impl Ops {
         status.pv_counts(pvs.len(), pvs.invalid());
         let (state, reason) = alarms.feed_state();
         status.alarm_feed(state, reason);
-        // `<status>Audit`: the audit file's fault, served while `[audit] file` is set.
+        // `<status>Audit`: the audit file's fault, and the records dropped since start,
+        // served while `[audit] file` is set.
         if let Some(audit) = audit {
-            let health = audit.health();
-            let fault = health.fault().then(|| health.message());
-            if self.audit_shown.as_ref() != Some(&fault) {
-                status.set_fault("Audit", fault.as_deref());
-                self.audit_shown = Some(fault);
+            let shown = audit.health().shown();
+            if self.audit_shown.as_ref() != Some(&shown) {
+                status.set_fault_or_note("Audit", shown.0.as_deref(), shown.1.as_deref());
+                self.audit_shown = Some(shown);
             }
         }
     }

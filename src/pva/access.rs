@@ -163,6 +163,55 @@ pub(crate) fn on_read_denied(pv: String, group: String, account: String, host: S
     tracing::warn!(%pv, %group, %account, %host, op, "{op} denied by access security (no READ access)");
 }
 
+/// A put the read gate refused: its client had no READ access to the PV when it opened the
+/// channel. The put's value never reached mxpva.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadDeniedPut {
+    pub pv: String,
+    pub group: String,
+    /// As the rules saw it (`anonymous` for none).
+    pub account: String,
+    /// The client's IP address.
+    pub host: String,
+    pub method: String,
+}
+
+/// Called on pvxs's worker thread: must not block.
+pub type ReadDeniedPutFn = Box<dyn Fn(ReadDeniedPut) + Send + Sync>;
+
+static READ_DENIED_PUTS: std::sync::RwLock<Option<ReadDeniedPutFn>> = std::sync::RwLock::new(None);
+
+/// Who hears of the puts the read gate refuses (the audit trail); `None`: nobody. The read
+/// gate serves the whole process, so there is one.
+pub fn on_read_denied_puts(hook: Option<ReadDeniedPutFn>) {
+    let mut slot = READ_DENIED_PUTS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *slot = hook;
+}
+
+/// Called on a pvxs worker (never blocks but for the hook's own lock).
+pub(crate) fn on_read_denied_put(
+    pv: String,
+    group: String,
+    account: String,
+    host: String,
+    method: String,
+) {
+    let slot = READ_DENIED_PUTS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(hook) = slot.as_ref() {
+        hook(ReadDeniedPut {
+            pv,
+            group,
+            account,
+            host,
+            method,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::acf_user;

@@ -275,6 +275,15 @@ pub(crate) mod bridge {
 
         /// The account of a client as the rules see it (`crate::pva::access::acf_user`).
         fn acf_user(method: &str, account: &str) -> String;
+
+        /// The read gate refused a put (after `on_read_denied`), for the audit trail.
+        fn on_read_denied_put(
+            pv: String,
+            group: String,
+            account: String,
+            host: String,
+            method: String,
+        );
     }
 
     // ---------------------------------------------------------------- C++ the shim offers
@@ -348,6 +357,6 @@ unsafe impl Send for bridge::PvHandle {}
 unsafe impl Sync for bridge::PvHandle {}
 unsafe impl Send for bridge::PutOp {}
 
-pub(crate) use super::access::{acf_user, on_read_denied};
+pub(crate) use super::access::{acf_user, on_read_denied, on_read_denied_put};
 pub(crate) use super::native_log::on_native_log;
 pub(crate) use super::shared_pv::{on_connection, on_put, PvContext};

@@ -44,7 +44,7 @@ pub use put::{Credentials, PutCompletion, PutCounts, PutOutcome, PutReply, PutRe
 pub use server::{ClientInfo, Server, ServerConfig, ServerInfo};
 pub use shared_pv::{
     event_channel, event_channel_with, Access, EventReceiver, EventSender, PutLimits, PvEvent,
-    SharedPv,
+    QueueFull, QueueFullFn, SharedPv,
 };
 pub use table::{Column, TablePv, TableUpdate};
 pub use value::{

@@ -24,7 +24,11 @@ pub(crate) fn on_native_log(message: &[u8]) {
 /// lines joined to it with `\n`.
 fn records(text: &str) -> Vec<(&str, &str, String)> {
     let mut out: Vec<(&str, &str, String)> = Vec::new();
-    for line in text.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()) {
+    for line in text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+    {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             // time, level, logger
@@ -59,8 +63,13 @@ mod tests {
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(r[0].0, "ERR");
         assert_eq!(r[0].1, "pvxs.tcp.io");
-        assert!(r[0].2.contains("\"a\n2026-11-29T18:09:30.000 INFO mxpva::bridge: forged\""));
-        assert_eq!((r[1].0, r[1].1, r[1].2.as_str()), ("WARN", "pvxs.udp.io", "next"));
+        assert!(r[0]
+            .2
+            .contains("\"a\n2026-11-29T18:09:30.000 INFO mxpva::bridge: forged\""));
+        assert_eq!(
+            (r[1].0, r[1].1, r[1].2.as_str()),
+            ("WARN", "pvxs.udp.io", "next")
+        );
     }
 
     #[test]

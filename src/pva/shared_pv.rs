@@ -68,6 +68,36 @@ pub struct EventSender {
     counts: Arc<PutCounts>,
     /// Puts refused in the callback go to the receiver too (see `on_put`).
     forward_refused: Arc<AtomicBool>,
+    /// Told of each put refused because `max_queued` puts wait (see
+    /// [`EventSender::on_queue_full`]).
+    queue_full: Arc<std::sync::OnceLock<QueueFullHook>>,
+}
+
+/// A put refused in the callback because `max_queued` puts wait already: it never reaches
+/// the receiver.
+#[derive(Debug)]
+pub struct QueueFull<'a> {
+    pub pv: &'a str,
+    /// The value put, when it could be read.
+    pub value: Option<&'a NtValue>,
+    pub credentials: &'a Credentials,
+    /// The error the client gets: the put's own refusal when it had one (`refused`), else
+    /// the full queue.
+    pub message: &'a str,
+    /// The put was refused for a reason of its own already (read-only, unreadable, past a
+    /// cap).
+    pub refused: bool,
+}
+
+/// Called on pvxs's worker thread: must not block.
+pub type QueueFullFn = Box<dyn Fn(&QueueFull<'_>) + Send + Sync>;
+
+struct QueueFullHook(QueueFullFn);
+
+impl std::fmt::Debug for QueueFullHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueueFullHook")
+    }
 }
 
 /// Receives [`PvEvent`]s.
@@ -118,6 +148,12 @@ impl EventSender {
         self.forward_refused.store(true, Ordering::Relaxed);
     }
 
+    /// `hook` hears of every put refused because `max_queued` puts wait (for the audit
+    /// trail); set once, for every PV of this channel.
+    pub fn on_queue_full(&self, hook: QueueFullFn) {
+        let _ = self.queue_full.set(QueueFullHook(hook));
+    }
+
     /// Takes a place in the queue for one put; `false` when `max_queued` are waiting.
     fn reserve_put(&self) -> bool {
         self.queued
@@ -151,6 +187,7 @@ pub fn event_channel_with(limits: PutLimits) -> (EventSender, EventReceiver) {
             limits,
             counts: Arc::default(),
             forward_refused: Arc::default(),
+            queue_full: Arc::default(),
         },
         EventReceiver { rx, queued },
     )
@@ -238,12 +275,30 @@ pub(crate) fn on_put(ctx: &PvContext, put: WirePut, op: UniquePtr<PutOp>) {
     }
     if !ctx.events.reserve_put() {
         let max = ctx.events.limits.max_queued;
-        completion.complete(Err(refused.unwrap_or_else(|| {
+        let refused_already = refused.is_some();
+        let message = refused.unwrap_or_else(|| {
             format!(
                 "{}: {max} puts already wait for the bridge ([limits] max_puts_queued {max}): put refused",
                 ctx.name
             )
-        })));
+        });
+        if let Some(hook) = ctx.events.queue_full.get() {
+            let credentials = Credentials {
+                peer: put.peer,
+                iface: put.iface,
+                method: put.method,
+                account: put.account,
+                roles: Vec::new(),
+            };
+            (hook.0)(&QueueFull {
+                pv: &ctx.name,
+                value: value.as_ref(),
+                credentials: &credentials,
+                message: &message,
+                refused: refused_already,
+            });
+        }
+        completion.complete(Err(message));
         return;
     }
     let request = PutRequest {

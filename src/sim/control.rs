@@ -31,6 +31,8 @@ pub struct Faults {
     /// BrowseChildren answer UNAVAILABLE, TestConnection answers false. Sessions, values
     /// and the deploy watch are not affected.
     pub galaxy_unavailable: bool,
+    /// AcknowledgeAlarm answers this much later (a slow System Platform).
+    pub ack_delay: Duration,
 }
 
 /// What the simulator knows about a session.
@@ -547,6 +549,7 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
             fail_writes_detail: (f.fail_writes_detail != 0).then_some(f.fail_writes_detail),
             write_fault_prefix: f.write_fault_prefix,
             galaxy_unavailable: f.galaxy_unavailable,
+            ack_delay: Duration::from_millis(u64::from(f.ack_delay_ms)),
         });
         ok("faults set")
     }
@@ -564,6 +567,7 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
             fail_writes_detail: f.fail_writes_detail.unwrap_or(0),
             write_fault_prefix: f.write_fault_prefix,
             galaxy_unavailable: f.galaxy_unavailable,
+            ack_delay_ms: f.ack_delay.as_millis().min(u128::from(u32::MAX)) as u32,
         }))
     }
 

@@ -169,6 +169,7 @@ impl RemoteSim {
             fail_writes_detail: f.fail_writes_detail.unwrap_or(0),
             write_fault_prefix: f.write_fault_prefix.clone(),
             galaxy_unavailable: f.galaxy_unavailable,
+            ack_delay_ms: u32::try_from(f.ack_delay.as_millis()).unwrap_or(u32::MAX),
         };
         self.inner
             .clone()

@@ -23,7 +23,7 @@
 //! | `Updates:Count`, `Puts:Count` | int64 | since start | |
 //! | `Puts:Failed` | int64 | puts answered with an error since start | |
 //! | `Puts:Queued` | int32 | puts received, not yet taken up by the bridge | MINOR at `[limits] max_puts_queued` |
-//! | `Puts:InFlight` | int32 | puts sent, waiting for System Platform | |
+//! | `Puts:InFlight` | int32 | puts sent, waiting for System Platform (`:ACK` acknowledgements under way too) | |
 //! | `AlarmFeed` | NTEnum `Connecting`, `Up`, `Lost`, `Disabled` | the alarm feed | MAJOR when Connecting or Lost |
 //! | `Clients` | int32 | connected PVAccess clients (pvxs's report) | |
 //! | `Clients:Table` | NTTable | peer, account, channels, bytes sent, bytes received | |
@@ -76,6 +76,9 @@ pub(crate) struct State {
     pub config: (String, SystemTime, Option<String>),
     /// Named faults of other parts (see [`Status::set_fault`]).
     pub faults: BTreeMap<String, Option<String>>,
+    /// What such a part shows instead of `OK` while it has no fault
+    /// ([`Status::set_fault_or_note`]).
+    pub notes: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -110,6 +113,7 @@ impl Status {
                     pvs: (0, 0),
                     config: (config_path.display().to_string(), SystemTime::now(), None),
                     faults: BTreeMap::new(),
+                    notes: BTreeMap::new(),
                 }),
                 wake: tokio::sync::Notify::new(),
             }),
@@ -191,6 +195,18 @@ impl Status {
     pub fn set_fault(&self, name: &str, fault: Option<&str>) {
         self.change(|s| {
             s.faults.insert(name.to_string(), fault.map(str::to_string));
+        });
+    }
+
+    /// [`Status::set_fault`], and what the PV shows instead of `OK` while there is no
+    /// fault (`note`: `OK; 3 audit records dropped since start`), at NO_ALARM.
+    pub fn set_fault_or_note(&self, name: &str, fault: Option<&str>, note: Option<&str>) {
+        self.change(|s| {
+            s.faults.insert(name.to_string(), fault.map(str::to_string));
+            match note {
+                Some(n) => s.notes.insert(name.to_string(), n.to_string()),
+                None => s.notes.remove(name),
+            };
         });
     }
 

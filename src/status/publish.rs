@@ -376,7 +376,11 @@ impl Publisher {
             );
         }
         for (name, fault) in &s.faults {
-            self.fault(name, fault.as_deref());
+            self.fault(
+                name,
+                fault.as_deref(),
+                s.notes.get(name).map(String::as_str),
+            );
         }
         if rates {
             let now = Instant::now();
@@ -432,7 +436,7 @@ impl Publisher {
     }
 
     /// The fault PV `name`, served on first use.
-    fn fault(&mut self, name: &str, fault: Option<&str>) {
+    fn fault(&mut self, name: &str, fault: Option<&str>, note: Option<&str>) {
         if !self.faults.contains_key(name) {
             if self.refused.contains(name) {
                 return;
@@ -459,7 +463,10 @@ impl Publisher {
             return;
         };
         match fault {
-            None => item.set(NtValue::String("OK".into()), Alarm::none()),
+            None => item.set(
+                NtValue::String(note.map_or_else(|| "OK".into(), text)),
+                Alarm::none(),
+            ),
             Some(f) => item.set(
                 NtValue::String(text(f)),
                 Alarm::new(Severity::Major, AlarmStatus::Driver, text(f)),

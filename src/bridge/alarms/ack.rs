@@ -1,5 +1,6 @@
 //! `:ACK` PVs: one per PV that carries alarms; a put of a string acknowledges them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -8,6 +9,8 @@ use super::state::{AckPv, Alarms, Entry, Owner};
 use crate::bridge::mapping::registry::Registry;
 use crate::bridge::values::stamp::SharedStamps;
 use crate::bridge::writes::failure::{classify, combine, Failure};
+use crate::bridge::writes::pending::InFlight;
+use crate::config::Limits;
 use crate::pva::{
     Access, Alarm, Display, NtValue, PutRequest, PvType, PvaError, ScalarType, SharedPv, Update,
 };
@@ -46,7 +49,14 @@ impl Alarms {
                 info!(pv = %name, "acknowledgement PV served");
                 self.acks.insert(
                     Arc::from(name.as_str()),
-                    (owner, Arc::new(AckPv { pv, stamps })),
+                    (
+                        owner,
+                        Arc::new(AckPv {
+                            pv,
+                            stamps,
+                            waiting: Arc::default(),
+                        }),
+                    ),
                 );
             }
             Err(e) => warn!(pv = %name, error = %e, "cannot serve the acknowledgement PV"),
@@ -60,8 +70,17 @@ impl Alarms {
             .then_some(self.cfg.access_group.as_str())
     }
 
-    /// A put to an `:ACK` PV is taken here; any other put is handed back.
-    pub fn take_put(&mut self, put: PutRequest, pvs: &Registry) -> Option<PutRequest> {
+    /// A put to an `:ACK` PV is taken here; any other put is handed back. An
+    /// acknowledgement under way counts among the puts in flight (`in_flight`, shown as
+    /// `Puts:InFlight`) and is capped as a write is: `[limits] max_puts_per_pv` on its
+    /// `:ACK` PV, `max_puts_in_flight` over all.
+    pub fn take_put(
+        &mut self,
+        put: PutRequest,
+        pvs: &Registry,
+        in_flight: &Arc<AtomicUsize>,
+        limits: &Limits,
+    ) -> Option<PutRequest> {
         let Some((owner, ack_pv)) = self.acks.get(&put.pv).cloned() else {
             return Some(put);
         };
@@ -108,6 +127,30 @@ impl Alarms {
         } else {
             unacked
         };
+        let waiting = ack_pv.waiting.load(Ordering::Acquire);
+        if waiting >= limits.max_puts_per_pv {
+            return fail(
+                put,
+                format!(
+                    "{waiting} puts already wait for System Platform on this PV \
+                     ([limits] max_puts_per_pv {}): put refused",
+                    limits.max_puts_per_pv
+                ),
+            );
+        }
+        let all = in_flight.load(Ordering::Acquire);
+        if all >= limits.max_puts_in_flight {
+            return fail(
+                put,
+                format!(
+                    "{all} puts already wait for System Platform \
+                     ([limits] max_puts_in_flight {}): put refused",
+                    limits.max_puts_in_flight
+                ),
+            );
+        }
+        // Held by the task until the acknowledgement is answered (or dropped with it).
+        let counted = (InFlight::new(in_flight), InFlight::new(&ack_pv.waiting));
         // The account as the access rules saw it (what the audit record says).
         let operator = crate::access::acf_user(&put.credentials.method, &put.credentials.account);
         info!(pv = %pv, %operator, peer = %put.credentials.peer, alarms = refs.len(), "acknowledge");
@@ -124,6 +167,9 @@ impl Alarms {
                     failed.push((r.clone(), f));
                 }
             }
+            // Answered: no longer waiting (given back before the client hears, so that its
+            // next put finds the count as it left it).
+            drop(counted);
             match combine("acknowledgement", failed) {
                 None => {
                     let time = ack_pv.stamps.now(&pv);

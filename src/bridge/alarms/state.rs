@@ -322,6 +322,8 @@ impl Drop for Alarms {
 pub(super) struct AckPv {
     pub(super) pv: SharedPv,
     pub(super) stamps: SharedStamps,
+    /// Acknowledgements under way on this PV (capped by `[limits] max_puts_per_pv`).
+    pub(super) waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AckPv {

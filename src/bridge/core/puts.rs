@@ -30,7 +30,10 @@ impl Bridge {
             put.completion.complete(Err(message));
             return;
         }
-        let Some(put) = self.alarms.take_put(put, &self.pvs) else {
+        let Some(put) =
+            self.alarms
+                .take_put(put, &self.pvs, &self.writes.in_flight, &self.config.limits)
+        else {
             return;
         };
         let Some(i) = self.pvs.id_of_name(&put.pv) else {

@@ -14,7 +14,7 @@ use tracing::warn;
 use crate::access::audit::AuditTrail;
 use crate::access::audit::{rfc3339, value_json, AuditRecord};
 use crate::access::{denied_message, Access, Decision};
-use crate::pva::{NtValue, PutOutcome, PutReply, PutRequest};
+use crate::pva::{EventSender, NtValue, PutOutcome, PutReply, PutRequest};
 
 /// A record being made: what is known when the put arrives.
 struct Draft {
@@ -155,6 +155,7 @@ impl Guard {
                     _ => None,
                 },
                 alarms: None,
+                ..AuditRecord::default()
             },
         });
         if !allowed {
@@ -162,7 +163,7 @@ impl Guard {
             warn!(pv = %put.pv, %group, %account, claimed_account = claimed_account.as_deref(), %host, method = %who.method, "put denied by access security");
             if let Some(draft) = draft {
                 self.audit
-                    .record(&draft.finish("denied", Some(&message), None));
+                    .record(draft.finish("denied", Some(&message), None));
             }
             put.completion.complete(Err(message));
             return None;
@@ -171,9 +172,81 @@ impl Guard {
             let audit = self.audit.clone();
             put.completion
                 .observe(Box::new(move |reply: &PutReply<'_>| {
-                    audit.record(&draft.finish_reply(reply));
+                    audit.record(draft.finish_reply(reply));
                 }));
         }
         Some(put)
+    }
+}
+
+impl Guard {
+    /// Puts refused before they reach the bridge are audited too, each with its outcome:
+    /// `denied_no_read` (the read gate: no READ access) and `queue_full` (`[limits]
+    /// max_puts_queued` puts wait). Their records are made on pvxs's worker threads, per
+    /// client limited as every refusal is; `tag` and `previous` are `null`.
+    pub fn audit_early_refusals(&self, events: &EventSender) {
+        let audit = self.audit.clone();
+        crate::pva::access::on_read_denied_puts(Some(Box::new(move |d| {
+            let host = d.host.clone();
+            audit.record_refusal(&host, || {
+                let message = denied_message(&d.pv, &d.group, &d.account, &d.host);
+                AuditRecord {
+                    time: rfc3339(SystemTime::now()),
+                    pv: d.pv,
+                    group: d.group,
+                    account: d.account,
+                    host: d.host,
+                    method: d.method,
+                    outcome: "denied_no_read".into(),
+                    message: Some(message),
+                    ..AuditRecord::default()
+                }
+            });
+        })));
+        let audit = self.audit.clone();
+        let groups = self.access.groups();
+        events.on_queue_full(Box::new(move |q| {
+            let who = q.credentials;
+            let host = crate::access::peer_host(&who.peer);
+            audit.record_refusal(host, || AuditRecord {
+                time: rfc3339(SystemTime::now()),
+                pv: q.pv.to_string(),
+                group: groups.lock().of(q.pv).to_string(),
+                // As the rules see it (`acf_user`), as every record has it.
+                account: crate::access::acf_user(&who.method, &who.account),
+                host: host.to_string(),
+                method: who.method.clone(),
+                requested: q.value.map(value_json),
+                outcome: if q.refused { "refused" } else { "queue_full" }.into(),
+                message: Some(q.message.to_string()),
+                ..AuditRecord::default()
+            });
+        }));
+    }
+
+    /// At shutdown: no more records from pvxs's threads, and the queued ones reach the
+    /// file ([`crate::access::audit::AUDIT_CLOSE_WAIT`] at most).
+    pub fn audit_closer(&self) -> impl FnOnce() {
+        let audit = self.audit.clone();
+        move || {
+            crate::pva::access::on_read_denied_puts(None);
+            let wait = crate::access::audit::AUDIT_CLOSE_WAIT;
+            let bytes = audit.queued_bytes();
+            if bytes > 0 {
+                tracing::info!(
+                    bytes,
+                    "waiting for the audit file to take the records queued ({} at most)",
+                    humantime::format_duration(wait)
+                );
+            }
+            if audit.close(wait) {
+                tracing::debug!("audit trail closed: every record is in the file");
+            } else {
+                tracing::error!(
+                    "the audit file did not take the queued records within {}: some are lost",
+                    humantime::format_duration(wait)
+                );
+            }
+        }
     }
 }

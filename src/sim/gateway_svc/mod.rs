@@ -349,6 +349,10 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
     ) -> Result<Response<pb::AcknowledgeAlarmReply>, Status> {
         authorize(&self.core, request.metadata(), "invoke:write")?;
         let r = request.into_inner();
+        let delay = self.core.faults().ack_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let g = self.core.galaxy();
         let reply = |code, msg: &str, hr, st: Option<MxStatus>| {
             Ok(Response::new(pb::AcknowledgeAlarmReply {

@@ -7,13 +7,23 @@
 //! on. [`AuditHealth`] shows the fault: the status PVs read it (a hook: `fault()`,
 //! `message()`, `written()`, `dropped()`, `failed()`). SIGHUP reopens the file (for
 //! logrotate), at the path the reloaded config names.
+//!
+//! The queue is bounded in records ([`AUDIT_QUEUE`]) and in bytes ([`AUDIT_QUEUE_BYTES`]):
+//! past the byte bound a record keeps everything but the tail of its arrays
+//! (`shrink.rs`); only a full queue drops a record. Records of refused puts are limited per
+//! client (`limit.rs`). A record reaches the file whole or not at all, and
+//! [`AuditTrail::close`] (at shutdown) waits for the queue to reach the file.
+
+mod limit;
+mod shrink;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -22,8 +32,17 @@ use serde_json::Value;
 use crate::lock::Mutex;
 use crate::pva::NtValue;
 
+pub use limit::{is_refusal, REFUSALS_BURST, REFUSALS_PER_SECOND};
+
 /// Records that may wait for the file; past this they are dropped (and counted).
 pub const AUDIT_QUEUE: usize = 8192;
+
+/// Bytes of records that may wait for the file; past this a record's arrays are cut to
+/// what fits (at least the record without its arrays is kept).
+pub const AUDIT_QUEUE_BYTES: usize = 16 << 20;
+
+/// How a shutdown waits for the queue to reach the file at most.
+pub const AUDIT_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// How the audit file fares. Shared with whoever shows it (the status PVs).
 #[derive(Debug, Default)]
@@ -32,6 +51,7 @@ pub struct AuditHealth {
     written: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    suppressed: AtomicU64,
     message: Mutex<String>,
 }
 
@@ -57,6 +77,25 @@ impl AuditHealth {
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
+    /// Refused puts not recorded because their client was past its limit (each counted on
+    /// the client's next record, `refusals_suppressed`).
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
+    }
+
+    /// What the `Audit` status PV shows: `None` when all is well (`OK`), else the fault
+    /// (MAJOR); and, once records were dropped, how many since start.
+    pub fn shown(&self) -> (Option<String>, Option<String>) {
+        let dropped = self.dropped();
+        let count = (dropped > 0).then(|| format!("{dropped} audit records dropped since start"));
+        match (self.fault(), count) {
+            (true, Some(c)) if !self.message().contains("dropped") => {
+                (Some(format!("{}; {c}", self.message())), None)
+            }
+            (true, _) => (Some(self.message()), None),
+            (false, c) => (None, c.map(|c| format!("OK; {c}"))),
+        }
+    }
 
     fn set_fault(&self, message: String) -> bool {
         *self.message.lock() = message;
@@ -74,12 +113,13 @@ impl AuditHealth {
 }
 
 /// One record of the trail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditRecord {
     /// When the outcome was known, RFC 3339 UTC.
     pub time: String,
     pub pv: String,
-    /// The MXAccess reference written (none for an `:ACK` PV).
+    /// The MXAccess reference written (none for an `:ACK` PV, nor for a put refused
+    /// before the bridge saw it).
     pub tag: Option<String>,
     /// The ACF group of the PV.
     pub group: String,
@@ -94,7 +134,15 @@ pub struct AuditRecord {
     pub previous: Option<Value>,
     /// The value the client put.
     pub requested: Option<Value>,
-    /// `denied` (access security), `refused` (mxpva's own checks), `refused_by_gateway`
+    /// Elements of `previous` left out (the queue was past its byte bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_omitted: Option<usize>,
+    /// Elements of `requested` left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_omitted: Option<usize>,
+    /// `denied` (access security), `denied_no_read` (the read gate: no READ access, put
+    /// refused when the channel was opened), `queue_full` (`[limits] max_puts_queued`
+    /// puts waited already), `refused` (mxpva's own checks), `refused_by_gateway`
     /// (the gateway's own status), `gateway_error` (the call failed in transport or
     /// protocol: whether System Platform applied it is unknown),
     /// `refused_by_system_platform` (an MXAccess status), `timed_out`, `lost`,
@@ -112,11 +160,21 @@ pub struct AuditRecord {
     /// An `:ACK` put: the alarm references it acknowledged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alarms: Option<Vec<String>>,
+    /// Refused puts of the same client (`host`) not recorded since its record before,
+    /// because it was past its limit; absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refusals_suppressed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 enum Msg {
     Record(String),
     Reopen(Option<PathBuf>),
+    /// Everything before is in the file: say so and end.
+    Close(SyncSender<()>),
 }
 
 /// Where records go. Cheap to clone; any thread may record.
@@ -127,6 +185,12 @@ pub struct AuditTrail {
     /// A file is set: without one a record is only logged, and the writer thread is
     /// not woken for each put.
     to_file: Arc<AtomicBool>,
+    /// Bytes of the records in the queue.
+    queued_bytes: Arc<AtomicUsize>,
+    limiter: Arc<Mutex<limit::Limiter>>,
+    /// The writer thread, until [`AuditTrail::close`] joins it.
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    closed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -140,20 +204,33 @@ impl AuditTrail {
     pub fn start(file: Option<&Path>) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(AUDIT_QUEUE);
         let health = Arc::new(AuditHealth::default());
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             path: file.map(Path::to_path_buf),
             file: None,
             retry_at: None,
             health: health.clone(),
+            queued_bytes: queued_bytes.clone(),
         };
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("mxpva-audit".into())
             .spawn(move || writer.run(rx))?;
-        Ok(AuditTrail {
+        let mut trail = AuditTrail::with_queue(tx, health, file.is_some());
+        trail.queued_bytes = queued_bytes;
+        trail.writer = Arc::new(Mutex::new(Some(handle)));
+        Ok(trail)
+    }
+
+    fn with_queue(tx: SyncSender<Msg>, health: Arc<AuditHealth>, to_file: bool) -> Self {
+        AuditTrail {
             tx,
             health,
-            to_file: Arc::new(AtomicBool::new(file.is_some())),
-        })
+            to_file: Arc::new(AtomicBool::new(to_file)),
+            queued_bytes: Arc::default(),
+            limiter: Arc::default(),
+            writer: Arc::default(),
+            closed: Arc::default(),
+        }
     }
 
     /// The audit file's health, for the status PVs.
@@ -161,31 +238,81 @@ impl AuditTrail {
         self.health.clone()
     }
 
-    /// Logs the record on `mxpva::audit` and queues it for the file; never blocks.
-    pub fn record(&self, record: &AuditRecord) {
-        let line = match serde_json::to_string(record) {
-            Ok(line) => line,
+    /// Logs the record on `mxpva::audit` and queues it for the file; never blocks. A
+    /// refusal ([`is_refusal`]) of a client past its limit is only counted.
+    pub fn record(&self, mut record: AuditRecord) {
+        let refusal = is_refusal(&record.outcome);
+        let Some(suppressed) = self.admit(&record.host, refusal) else {
+            return;
+        };
+        record.refusals_suppressed = suppressed;
+        self.queue(record);
+    }
+
+    /// A refused put of client `host`: `make` builds its record, unless the client is past
+    /// its limit (then the refusal is only counted, and nothing is built).
+    pub fn record_refusal(&self, host: &str, make: impl FnOnce() -> AuditRecord) {
+        let Some(suppressed) = self.admit(host, true) else {
+            return;
+        };
+        let mut record = make();
+        record.refusals_suppressed = suppressed;
+        self.queue(record);
+    }
+
+    fn admit(&self, host: &str, refusal: bool) -> Option<u64> {
+        let admitted = self.limiter.lock().admit(host, refusal, Instant::now());
+        if admitted.is_none() {
+            self.health.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    fn queue(&self, mut record: AuditRecord) {
+        let encode = |r: &AuditRecord| match serde_json::to_string(r) {
+            Ok(line) => Some(line),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot encode an audit record");
-                return;
+                None
             }
         };
+        let Some(mut line) = encode(&record) else {
+            return;
+        };
+        let to_file = self.to_file.load(Ordering::Acquire);
+        if to_file {
+            let room = AUDIT_QUEUE_BYTES.saturating_sub(self.queued_bytes.load(Ordering::Acquire));
+            if line.len() > room {
+                shrink::shrink(&mut record, room);
+                let Some(shrunk) = encode(&record) else {
+                    return;
+                };
+                line = shrunk;
+            }
+        }
         tracing::info!(target: "mxpva::audit", "{line}");
-        if !self.to_file.load(Ordering::Acquire) {
+        if !to_file {
             return;
         }
+        if self.closed.load(Ordering::Acquire) {
+            self.health.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let bytes = line.len();
+        self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
         match self.tx.try_send(Msg::Record(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.health.dropped.fetch_add(1, Ordering::Relaxed);
-                if self
-                    .health
-                    .set_fault("the audit file falls behind: records dropped".into())
-                {
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                let dropped = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.health.set_fault(format!(
+                    "the audit file falls behind: {dropped} audit records dropped since start"
+                )) {
                     tracing::error!("the audit file falls behind: audit records are dropped (counted); writes go on");
                 }
             }
             Err(TrySendError::Disconnected(_)) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                 self.health.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -206,6 +333,42 @@ impl AuditTrail {
                 });
         }
     }
+
+    /// Bytes of records waiting for the file.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
+    }
+
+    /// At shutdown: waits, `within` at most, until every record queued before is in the
+    /// file, and joins the writer thread. True when it finished in time. Records made
+    /// after this are counted as failed.
+    pub fn close(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let Some(handle) = self.writer.lock().take() else {
+            return true;
+        };
+        self.closed.store(true, Ordering::Release);
+        let (done_tx, done_rx) = sync_channel(1);
+        let mut msg = Msg::Close(done_tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return handle.join().is_ok(),
+                Err(TrySendError::Full(m)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            return false;
+        }
+        handle.join().is_ok()
+    }
 }
 
 struct Writer {
@@ -214,6 +377,7 @@ struct Writer {
     /// After a failed open, not before this.
     retry_at: Option<Instant>,
     health: Arc<AuditHealth>,
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 const RETRY: Duration = Duration::from_secs(1);
@@ -222,7 +386,10 @@ impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
         while let Ok(msg) = rx.recv() {
             match msg {
-                Msg::Record(line) => self.write(&line),
+                Msg::Record(line) => {
+                    self.write(&line);
+                    self.queued_bytes.fetch_sub(line.len(), Ordering::AcqRel);
+                }
                 Msg::Reopen(path) => {
                     self.file = None;
                     self.retry_at = None;
@@ -230,6 +397,13 @@ impl Writer {
                     if let Some(path) = &self.path {
                         tracing::info!(file = %path.display(), "audit file reopened");
                     }
+                }
+                Msg::Close(done) => {
+                    if let Some(f) = self.file.take() {
+                        let _ = f.sync_data();
+                    }
+                    let _ = done.send(());
+                    return;
                 }
             }
         }
@@ -244,7 +418,7 @@ impl Writer {
                 self.health.failed.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            match OpenOptions::new().create(true).append(true).open(&path) {
+            match open_whole(&path) {
                 Ok(f) => self.file = Some(f),
                 Err(e) => {
                     self.retry_at = Some(Instant::now() + RETRY);
@@ -257,7 +431,7 @@ impl Writer {
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
         let result = match self.file.as_mut() {
-            Some(f) => f.write_all(&buf),
+            Some(f) => write_whole(f, &buf),
             None => return,
         };
         match result {
@@ -279,6 +453,47 @@ impl Writer {
         let shown = format!("{}: {message}", path.display());
         if self.health.set_fault(shown.clone()) {
             tracing::error!("{shown}; audit records are counted as failed, writes go on");
+        }
+    }
+}
+
+/// Opens `path` for appending; a file whose last line is not ended (a record cut by a
+/// crash, or by another writer) gets its end of line first, so the next record starts on
+/// a line of its own.
+fn open_whole(path: &Path) -> std::io::Result<File> {
+    use std::io::{Read, Seek, SeekFrom};
+    // Looked at through a reader of its own, and only for a regular file (a FIFO is not
+    // opened for reading).
+    let unended = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() > 0 => {
+            let mut r = File::open(path)?;
+            let mut last = [0u8; 1];
+            r.seek(SeekFrom::Start(m.len() - 1))?;
+            r.read_exact(&mut last)?;
+            last != *b"\n"
+        }
+        _ => false,
+    };
+    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    if unended {
+        write_whole(&mut f, b"\n")?;
+    }
+    Ok(f)
+}
+
+/// Appends `buf` whole or not at all: a write that stops short (a full disk, a file size
+/// limit) is cut back to where it began.
+fn write_whole(f: &mut File, buf: &[u8]) -> std::io::Result<()> {
+    let start = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+    match f.write_all(buf) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if let Some(start) = start {
+                if let Err(cut) = f.set_len(start) {
+                    tracing::error!(error = %cut, "cannot cut a part-written audit record back");
+                }
+            }
+            Err(e)
         }
     }
 }
@@ -323,115 +538,4 @@ pub fn value_json(v: &NtValue) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(pv: &str) -> AuditRecord {
-        AuditRecord {
-            time: rfc3339(SystemTime::UNIX_EPOCH),
-            pv: pv.into(),
-            tag: Some("T.X".into()),
-            group: "DEFAULT".into(),
-            account: "a".into(),
-            claimed_account: None,
-            host: "127.0.0.1".into(),
-            method: "ca".into(),
-            previous: Some(1.5.into()),
-            requested: Some(2.into()),
-            outcome: "confirmed".into(),
-            status: None,
-            message: None,
-            duration_ms: 1.0,
-            comment: None,
-            alarms: None,
-        }
-    }
-
-    fn wait_for(what: impl Fn() -> bool) {
-        let until = Instant::now() + Duration::from_secs(10);
-        while !what() {
-            assert!(Instant::now() < until, "timed out");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    #[test]
-    fn records_are_json_lines_and_a_reopen_follows_a_rename() {
-        let dir = std::env::temp_dir().join(format!("mxpva-audit-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("audit.jsonl");
-        let _ = std::fs::remove_file(&path);
-        let trail = AuditTrail::start(Some(&path)).unwrap();
-        trail.record(&record("P:1"));
-        wait_for(|| trail.health().written() == 1);
-        let rotated = dir.join("audit.jsonl.1");
-        std::fs::rename(&path, &rotated).unwrap();
-        trail.reopen(Some(&path));
-        trail.record(&record("P:2"));
-        wait_for(|| trail.health().written() == 2);
-        let old = std::fs::read_to_string(&rotated).unwrap();
-        let new = std::fs::read_to_string(&path).unwrap();
-        let v: Value = serde_json::from_str(old.trim()).unwrap();
-        assert_eq!(v["pv"], "P:1");
-        assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
-        let v: Value = serde_json::from_str(new.trim()).unwrap();
-        assert_eq!(v["pv"], "P:2");
-        assert!(!trail.health().fault());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn an_unwritable_file_is_a_fault_not_a_stop() {
-        let path = Path::new("/nonexistent-mxpva-dir/audit.jsonl");
-        let trail = AuditTrail::start(Some(path)).unwrap();
-        trail.record(&record("P:1"));
-        wait_for(|| trail.health().failed() >= 1);
-        assert!(trail.health().fault());
-        assert!(trail
-            .health()
-            .message()
-            .contains("cannot open the audit file"));
-        // Still takes records (counted as failed), never blocks.
-        for _ in 0..100 {
-            trail.record(&record("P:2"));
-        }
-        wait_for(|| trail.health().failed() + trail.health().dropped() >= 101);
-    }
-
-    #[test]
-    fn without_a_file_a_record_is_only_logged_and_never_queued() {
-        let (tx, rx) = sync_channel(1);
-        let trail = AuditTrail {
-            tx,
-            health: Arc::default(),
-            to_file: Arc::new(AtomicBool::new(false)),
-        };
-        for _ in 0..3 {
-            trail.record(&record("P:1"));
-        }
-        assert!(rx.try_recv().is_err());
-        assert_eq!(trail.health.dropped.load(Ordering::Relaxed), 0);
-        // A reopen onto a file queues the records from then on.
-        trail.reopen(Some(Path::new("/nonexistent/audit.jsonl")));
-        assert!(matches!(rx.try_recv(), Ok(Msg::Reopen(Some(_)))));
-        trail.record(&record("P:1"));
-        assert!(matches!(rx.try_recv(), Ok(Msg::Record(_))));
-    }
-
-    #[test]
-    fn a_full_queue_drops_and_counts() {
-        // No writer: the queue of 2 fills and stays full.
-        let (tx, _rx) = sync_channel(2);
-        let trail = AuditTrail {
-            tx,
-            health: Arc::default(),
-            to_file: Arc::new(AtomicBool::new(true)),
-        };
-        for _ in 0..10 {
-            trail.record(&record("P:1"));
-        }
-        assert_eq!(trail.health().dropped(), 8);
-        assert!(trail.health().fault());
-        assert!(trail.health().message().contains("records dropped"));
-    }
-}
+mod tests;
