@@ -93,8 +93,12 @@ pub fn init(format: LogFormat) {
     let ansi = format == LogFormat::Text
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
+    // A line that cannot be written (a closed pipe, a full disk) is lost, not reported:
+    // tracing-subscriber would report it with `eprintln!`, which panics when stderr is
+    // what failed, and would stop the bridge (tests/signals.rs).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(move || EscapingStderr { ansi });
     match format {
         LogFormat::Text => {

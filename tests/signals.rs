@@ -212,3 +212,60 @@ async fn sighup_never_stops_the_demo_and_its_monitors_stay_connected() {
     }
     survives_hangups_then_stops(&mut demo, &log, NOTHING_TO_RELOAD).await;
 }
+
+/// A log nobody reads any more (a closed pipe: journald restarted, a log shipper gone)
+/// stops nothing: the lines are lost, the bridge serves on, takes a reload and stops
+/// cleanly. (tracing-subscriber reports a failed write with `eprintln!`, which panics
+/// when stderr cannot be written.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_pipe_closed_under_the_bridge_stops_nothing() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = test_dir("closed-log");
+    let config = dir.join("bridge.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let (tcp, udp) = free_ports();
+    let (server_env, env) = pva_env(tcp, udp);
+    let mut bridge = tokio::process::Command::new(env!("CARGO_BIN_EXE_mxpva"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .envs(server_env.iter().map(|(k, v)| (k, v)))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(bridge.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("mxpva logs that it serves within 20 s")
+            .unwrap()
+            .expect("the log goes on until the PVs are served");
+        if line.contains("serving PVs") {
+            break;
+        }
+    }
+    drop(lines);
+    let text = clients()
+        .pvget_until(&env, &["-v", "SIG:SP"], "units rpm")
+        .await;
+    assert!(text.contains("string units rpm"), "{text}");
+    // A reload logs several lines, into the closed pipe; its new units show it was taken.
+    std::fs::write(&config, CONFIG.replace("\"rpm\"", "\"rpm2\"")).unwrap();
+    send_signal(&bridge, "-HUP");
+    let text = clients()
+        .pvget_until(&env, &["-v", "SIG:SP"], "units rpm2")
+        .await;
+    assert!(text.contains("string units rpm2"), "{text}");
+    assert!(
+        bridge.try_wait().unwrap().is_none(),
+        "mxpva ended when its log could not be written"
+    );
+    send_signal(&bridge, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), bridge.wait())
+        .await
+        .expect("SIGTERM stops the process within 10 s")
+        .unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}
