@@ -432,6 +432,17 @@ pub fn peer_host(peer: &str) -> &str {
     }
 }
 
+/// asLib holds one set of rules for the whole process, and lib tests run in threads of
+/// one process: a test that loads an ACF and relies on its rules holds this lock from the
+/// load to its last check, so that no other test's file comes in between.
+#[cfg(test)]
+pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed holding it leaves it poisoned; the rules are loaded anew anyway.
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Every group the config names is one of the file's.
 fn check_groups(config: &Config, file: &str, groups: &BTreeSet<String>) -> Result<(), AccessError> {
     let listed = groups.iter().cloned().collect::<Vec<_>>().join(", ");

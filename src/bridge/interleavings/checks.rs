@@ -4,8 +4,10 @@ use std::collections::{HashMap, HashSet};
 
 use proptest::test_runner::TestCaseError;
 
+use super::acf;
 use super::gen::{self, Answering, Mapping, Step, NAMES};
 use super::{fail, take_posted, World};
+use crate::access::denied_message;
 use crate::bridge::pv_id::PvId;
 use crate::pva::PutOutcome;
 
@@ -88,7 +90,7 @@ impl World {
         before_ids: &HashMap<String, PvId>,
     ) -> HashSet<String> {
         let reload = match step {
-            Step::Reload(_) => true,
+            Step::Reload(_) | Step::Acf(..) => true,
             Step::Deploy { .. } => false,
             _ => return HashSet::new(),
         };
@@ -136,16 +138,25 @@ impl World {
             .collect()
     }
 
-    /// Invariant 5: every PV carries the access keys of the rules in force (a rule-made
-    /// PV those of its rule as it is now; none is left of a rule that is gone).
+    /// Invariant 5: every PV carries the access keys of the mapping in force (an explicit
+    /// PV those of its `[[pv]]`, a rule-made PV those of its rule as it is now; none is
+    /// left of a rule that is gone). Puts are checked as they are made (`World::put`).
     pub(super) fn check_access(&self) -> Result<(), TestCaseError> {
-        let explicit: HashSet<String> = (0..NAMES).map(|i| self.name(i)).collect();
+        let explicit: HashMap<String, usize> = (0..NAMES).map(|i| (self.name(i), i)).collect();
         for id in self.bridge.pvs.ids() {
             let Some(pv) = self.bridge.pvs.get(id) else {
                 continue;
             };
             let name = pv.cfg.name.as_str();
-            if explicit.contains(name) {
+            if let Some(&i) = explicit.get(name) {
+                let has = (pv.cfg.access_group.as_str(), pv.cfg.access_level);
+                let want = self.access_keys(i);
+                if want != Some(has) {
+                    return Err(fail(
+                        self.step,
+                        format!("{name}: the mapping in force says (group, level) {want:?}, the PV has {has:?}"),
+                    ));
+                }
                 continue;
             }
             let Some(rule) = &self.mapping.rule else {
@@ -167,6 +178,49 @@ impl World {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Invariant 5 on put `n` by `who` to `name`, of `keys` (group, level) in the mapping
+    /// in force: denied (and answered at once, naming that group) exactly when the model
+    /// of the ACF in force says so.
+    pub(super) fn check_decision(
+        &mut self,
+        n: usize,
+        name: &str,
+        keys: (&str, u8),
+        who: &acf::Who,
+    ) -> Result<(), TestCaseError> {
+        let (group, level) = keys;
+        let denied = !acf::grants_write(self.acf_in_force, group, level, who);
+        let account = match who.account() {
+            "" => "anonymous",
+            a => a,
+        };
+        let expected = denied_message(name, group, account, who.host());
+        let Some(put) = self.puts.get(n) else {
+            return Err(fail(self.step, format!("no put {n}")));
+        };
+        let a = put.answers.lock().unwrap();
+        let right = if denied {
+            a.as_slice() == [(PutOutcome::Refused, Some(expected))]
+        } else {
+            !a.iter()
+                .any(|(_, m)| m.as_deref().is_some_and(|m| m.starts_with("put denied")))
+        };
+        if !right {
+            return Err(fail(
+                self.step,
+                format!(
+                    "put {n} to {name} (group {group}, level {level}) by {who:?}: the ACF in force ({}) {} it, the bridge answered {a:?}",
+                    acf::name(self.acf_in_force),
+                    if denied { "denies" } else { "allows" },
+                ),
+            ));
+        }
+        drop(a);
+        self.denied += usize::from(denied);
+        self.ruled += usize::from(self.acf_in_force.is_some());
         Ok(())
     }
 

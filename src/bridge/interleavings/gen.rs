@@ -1,6 +1,10 @@
 //! The inputs of generated histories: mappings a reload installs, and the steps.
 
+use std::path::Path;
+
 use proptest::prelude::*;
+
+use super::acf::{any_who, Who};
 
 /// PV names of a history (`<prefix>P0` ...), and the tags they may map to.
 pub const NAMES: usize = 5;
@@ -20,6 +24,10 @@ pub struct PvSpec {
     pub writable: bool,
     pub on_demand: bool,
     pub units: bool,
+    /// Its `access_group`, of [`GROUPS`] (`None`: not set, `DEFAULT`).
+    pub group: Option<usize>,
+    /// Its `access_level`.
+    pub level: u8,
 }
 
 /// A `[[discover]]` rule: it makes `<prefix>Tank001:Level` and `<prefix>Tank001:Temp`
@@ -34,6 +42,8 @@ pub struct RuleSpec {
 pub const GROUPS: [&str; 2] = ["OPS", "ENG"];
 /// The attributes the rule picks, by their index in [`TAGS`].
 pub const RULE_TAGS: [usize; 2] = [3, 4];
+/// The names of the PVs the rule makes, after the history's prefix.
+pub const RULE_NAMES: [&str; 2] = ["Tank001:Level", "Tank001:Temp"];
 
 /// A mapping: which of the names are PVs, and how; and the rule, if any.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,14 +59,20 @@ pub fn any_pv() -> impl Strategy<Value = PvSpec> {
         prop::bool::weighted(0.7),
         prop::bool::weighted(0.35),
         prop::bool::weighted(0.2),
+        prop::option::weighted(0.6, 0..GROUPS.len()),
+        prop::bool::weighted(0.3),
     )
-        .prop_map(|(tag, int, writable, on_demand, units)| PvSpec {
-            tag,
-            int,
-            writable,
-            on_demand,
-            units,
-        })
+        .prop_map(
+            |(tag, int, writable, on_demand, units, group, level)| PvSpec {
+                tag,
+                int,
+                writable,
+                on_demand,
+                units,
+                group,
+                level: u8::from(level),
+            },
+        )
 }
 
 fn any_rule() -> impl Strategy<Value = RuleSpec> {
@@ -91,6 +107,10 @@ pub enum Edit {
     Units(usize),
     Remove(usize),
     Add(usize, PvSpec),
+    /// The PV's `access_group` goes to the next of none, `OPS`, `ENG`; its
+    /// `access_level` flips.
+    Group(usize),
+    Level(usize),
     /// The rule's `access_group`, `access_level` or `writable` changes; the rule comes or goes.
     RuleGroup,
     RuleLevel,
@@ -107,7 +127,9 @@ fn any_edit() -> impl Strategy<Value = Edit> {
         2 => n.clone().prop_map(Edit::Mode),
         1 => n.clone().prop_map(Edit::Units),
         1 => n.clone().prop_map(Edit::Remove),
-        2 => (n, any_pv()).prop_map(|(i, p)| Edit::Add(i, p)),
+        2 => (n.clone(), any_pv()).prop_map(|(i, p)| Edit::Add(i, p)),
+        2 => n.clone().prop_map(Edit::Group),
+        1 => n.prop_map(Edit::Level),
         2 => Just(Edit::RuleGroup),
         1 => Just(Edit::RuleLevel),
         1 => Just(Edit::RuleWritable),
@@ -145,6 +167,20 @@ pub fn edited(base: &Mapping, edits: &[Edit]) -> Mapping {
                     p.units = !p.units;
                 }
             }
+            Edit::Group(i) => {
+                if let Some(Some(p)) = m.pvs.get_mut(*i) {
+                    p.group = match p.group {
+                        None => Some(0),
+                        Some(g) if g + 1 < GROUPS.len() => Some(g + 1),
+                        Some(_) => None,
+                    };
+                }
+            }
+            Edit::Level(i) => {
+                if let Some(Some(p)) = m.pvs.get_mut(*i) {
+                    p.level = 1 - p.level.min(1);
+                }
+            }
             Edit::Remove(i) => {
                 if let Some(slot) = m.pvs.get_mut(*i) {
                     *slot = None;
@@ -176,9 +212,13 @@ pub fn edited(base: &Mapping, edits: &[Edit]) -> Mapping {
     m
 }
 
-/// The config text of `mapping`, PV names under `prefix`.
-pub fn render(prefix: &str, mapping: &Mapping) -> String {
-    let mut text = String::from(
+/// The config text of `mapping`, PV names under `prefix`, its ACF at `acf` (no
+/// `[access]` without).
+pub fn render(prefix: &str, mapping: &Mapping, acf: Option<&Path>) -> String {
+    let mut text = acf
+        .map(|f| format!("[access]\nfile = \"{}\"\n", f.display()))
+        .unwrap_or_default();
+    text.push_str(
         r#"[gateway]
 endpoint = "http://127.0.0.1:1"
 subscribe_chunk = 2
@@ -205,6 +245,12 @@ prefix = ""
         if p.units {
             text.push_str("units = \"rpm\"\n");
         }
+        if let Some(g) = p.group {
+            text.push_str(&format!("access_group = \"{}\"\n", GROUPS[g]));
+        }
+        if p.level != 0 {
+            text.push_str(&format!("access_level = {}\n", p.level));
+        }
     }
     if let Some(r) = &mapping.rule {
         text.push_str(&format!(
@@ -222,8 +268,9 @@ pub enum Step {
     Reload(Vec<Edit>),
     /// A client connects to a PV (its first) or leaves it (its last).
     Watch(usize, bool),
-    /// A client's put to a PV.
-    Put(usize),
+    /// A client's put to a PV: one of the [`NAMES`], or past them one of the rule's
+    /// [`RULE_NAMES`].
+    Put(usize, Who),
     /// The gateway answers the `k`-th call in flight (modulo how many): as asked, with
     /// the call failing in transport, or twice.
     Answer(usize, Answering),
@@ -244,6 +291,10 @@ pub enum Step {
     /// The alarm feed: an alarm of an attribute moves to `state` (0 to 3: UnackAlm,
     /// AckAlm, UnackRtn, AckRtn), at its source clock `jump_ms` from its last time.
     Alarm { tag: usize, state: u8, jump_ms: i64 },
+    /// The ACF is rewritten with rule set `set` of [`super::acf::SETS`] (or `[access]` leaves the
+    /// config) and the config reloaded (SIGHUP), with these changes to the access
+    /// groups of the mapping besides.
+    Acf(Option<usize>, Vec<Edit>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -258,10 +309,11 @@ pub fn any_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => any_reload().prop_map(Step::Reload),
         6 => (n.clone(), any::<bool>()).prop_map(|(i, w)| Step::Watch(i, w)),
-        10 => n.prop_map(Step::Put),
-        16 => (0..8usize, prop_oneof![8 => Just(Answering::Asked), 1 => Just(Answering::Failed), 1 => Just(Answering::Twice)])
+        12 => (prop_oneof![3 => 0..NAMES, 1 => NAMES..NAMES + RULE_NAMES.len()], any_who())
+            .prop_map(|(i, who)| Step::Put(i, who)),
+        15 => (0..8usize, prop_oneof![8 => Just(Answering::Asked), 1 => Just(Answering::Failed), 1 => Just(Answering::Twice)])
             .prop_map(|(k, a)| Step::Answer(k, a)),
-        14 => (1..6usize).prop_map(Step::Events),
+        12 => (1..6usize).prop_map(Step::Events),
         8 => (0..TAGS.len(), prop_oneof![8 => 1..500i64, 1 => -30_000..0i64, 1 => 10_000..40_000i64])
             .prop_map(|(t, j)| Step::Change(t, j)),
         5 => Just(Step::Lose),
@@ -271,6 +323,8 @@ pub fn any_step() -> impl Strategy<Value = Step> {
             .prop_map(|(attrs, stale, fail)| Step::Deploy { attrs, stale, fail }),
         5 => (0..TAGS.len(), 0..4u8, prop_oneof![8 => 1..500i64, 1 => -30_000..0i64, 1 => 10_000..40_000i64])
             .prop_map(|(tag, state, jump_ms)| Step::Alarm { tag, state, jump_ms }),
+        5 => (any_acf(), prop::collection::vec(any_group_edit(), 0..2))
+            .prop_map(|(set, edits)| Step::Acf(set, edits)),
     ]
 }
 
@@ -279,7 +333,7 @@ pub fn kind(step: &Step) -> usize {
     match step {
         Step::Reload(_) => 0,
         Step::Watch(..) => 1,
-        Step::Put(_) => 2,
+        Step::Put(..) => 2,
         Step::Answer(..) => 3,
         Step::Events(_) => 4,
         Step::Change(..) => 5,
@@ -288,10 +342,11 @@ pub fn kind(step: &Step) -> usize {
         Step::Wait(_) => 8,
         Step::Deploy { .. } => 9,
         Step::Alarm { .. } => 10,
+        Step::Acf(..) => 11,
     }
 }
 
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 12] = [
     "reload",
     "watch",
     "put",
@@ -303,9 +358,38 @@ pub const KINDS: [&str; 11] = [
     "wait",
     "deploy",
     "alarm",
+    "acf",
 ];
 
-/// A history: the mapping at start, then the steps.
-pub fn any_history(steps: std::ops::Range<usize>) -> impl Strategy<Value = (Mapping, Vec<Step>)> {
-    (any_mapping(), prop::collection::vec(any_step(), steps))
+/// A change of an access group or level, made with an ACF reload.
+fn any_group_edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        2 => (0..NAMES).prop_map(Edit::Group),
+        1 => (0..NAMES).prop_map(Edit::Level),
+        1 => Just(Edit::RuleGroup),
+        1 => Just(Edit::RuleLevel),
+    ]
+}
+
+/// An ACF of [`super::acf::SETS`], or none. Each config reload with an ACF loads it again, which
+/// costs a few handoffs to EPICS's errlog thread (~0.6 ms): the histories spend part of
+/// their steps without one to stay within their time.
+pub fn any_acf() -> impl Strategy<Value = Option<usize>> {
+    prop::option::weighted(0.6, any_set())
+}
+
+/// One of [`super::acf::SETS`], `open` the most often (so that writes still reach the gateway).
+fn any_set() -> impl Strategy<Value = usize> {
+    prop_oneof![3 => Just(0), 1 => Just(1), 2 => Just(2), 2 => Just(3), 1 => Just(4)]
+}
+
+/// A history: the mapping and the ACF at start, then the steps.
+pub fn any_history(
+    steps: std::ops::Range<usize>,
+) -> impl Strategy<Value = (Mapping, Option<usize>, Vec<Step>)> {
+    (
+        any_mapping(),
+        prop::option::weighted(0.5, any_set()),
+        prop::collection::vec(any_step(), steps),
+    )
 }

@@ -13,23 +13,28 @@
 //! 4. an item a PV holds is advised at the gateway for that PV's tag; once settled, the
 //!    items advised are exactly those the PVs hold, and after a new session exactly the
 //!    PVs that should be advised hold one;
+//! 5. a put is denied by access security exactly when a model of the ACF in force
+//!    (`acf.rs`, without asLib) says so, for the group and level its PV has in the
+//!    mapping in force, explicit or rule-made; and every PV carries those keys;
 //! 6. a reload that leaves a PV as it was posts nothing on it.
 //!
-//! Not yet generated: alarm feed events, ACF reloads and deploys (invariant 5).
+//! asLib holds one rule set for the process: a history holds
+//! [`crate::access::test_lock`] while it runs.
 
+mod acf;
 mod checks;
 mod gateway;
 mod gen;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use proptest::test_runner::{
-    Config as RunnerConfig, FileFailurePersistence, TestCaseError, TestRunner,
+    Config as RunnerConfig, FileFailurePersistence, RngAlgorithm, TestCaseError, TestRunner,
 };
 
 use super::alarms::FeedMsg;
@@ -39,7 +44,7 @@ use super::mapping::deploys::{Follower, Found};
 use super::core::Bridge;
 use super::writes::calls::CallDone;
 use super::writes::failure::{classify, Failure};
-use crate::config::{Candidate, Config, GalaxyAccess};
+use crate::config::{Candidate, Config, GalaxyAccess, DEFAULT_ACCESS_GROUP};
 use crate::discover::Discovery;
 use crate::gateway::{
     AlarmFeedItem, AlarmState, AlarmTransition, AlarmTransitionKind, GatewayError, MxValue,
@@ -102,6 +107,15 @@ struct Put {
 struct World {
     /// The config each generation of the rules was discovered with.
     configs: HashMap<u64, Config>,
+    /// The history's ACF, the rule set (of [`acf::SETS`]) the config file names (`None`:
+    /// no `[access]`), and the one in force (they differ after a reload the bridge
+    /// refused).
+    acf: PathBuf,
+    acf_written: Option<usize>,
+    acf_in_force: Option<usize>,
+    /// Puts made under an ACF, and those it denied.
+    ruled: usize,
+    denied: usize,
     prefix: String,
     bridge: Bridge,
     _events: pva::EventReceiver,
@@ -118,8 +132,18 @@ fn fail(step: usize, what: impl std::fmt::Display) -> TestCaseError {
     TestCaseError::fail(format!("step {step}: {what}"))
 }
 
+/// Where the histories' ACFs are written.
+fn acf_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("mxpva-histories-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
 impl World {
-    fn new(mut mapping: Mapping) -> Self {
+    fn new(mut mapping: Mapping, acf_set: Option<usize>) -> Self {
         // A config that maps nothing is refused: a history starts with one PV at least.
         if mapping.pvs.iter().all(Option::is_none) {
             if let Some(first) = mapping.pvs.first_mut() {
@@ -129,13 +153,29 @@ impl World {
                     writable: true,
                     on_demand: false,
                     units: false,
+                    group: None,
+                    level: 0,
                 });
             }
         }
         let prefix = next_prefix();
-        let config =
-            Config::from_str_at(&gen::render(&prefix, &mapping), Path::new("history.toml"))
-                .unwrap();
+        // A file without a group the config names would stop the start.
+        let acf_set = acf_set.map(|i| {
+            if acf::accepts(Some(i), &mapping) {
+                i
+            } else {
+                0
+            }
+        });
+        let acf = acf_dir().join(format!("{}acf", prefix.trim_end_matches(':')));
+        if let Some(i) = acf_set {
+            std::fs::write(&acf, acf::text(i)).unwrap();
+        }
+        let config = Config::from_str_at(
+            &gen::render(&prefix, &mapping, acf_set.map(|_| acf.as_path())),
+            Path::new("history.toml"),
+        )
+        .unwrap();
         let (events, rx) = pva::event_channel();
         let mut configs = HashMap::new();
         configs.insert(1, config.clone());
@@ -148,6 +188,11 @@ impl World {
         }
         World {
             configs,
+            acf,
+            acf_written: acf_set,
+            acf_in_force: acf_set,
+            ruled: 0,
+            denied: 0,
             prefix,
             bridge,
             _events: rx,
@@ -216,36 +261,13 @@ impl World {
         let before = self.mapping.clone();
         let before_ids = self.ids_by_name();
         match step {
-            Step::Reload(edits) => {
-                let mapping = gen::edited(&self.mapping, edits);
-                let text = gen::render(&self.prefix, &mapping);
-                // A file that does not validate (it maps nothing) is refused as a whole.
-                if let Ok(config) = Config::from_str_at(&text, Path::new("history.toml")) {
-                    self.mapping = mapping;
-                    if !config.discover.is_empty() && self.bridge.rules.follower.is_none() {
-                        // follow_rules counts it on to the first generation.
-                        let mut idle = Follower::idle();
-                        idle.generation = 0;
-                        self.bridge.rules.follower = Some(idle);
-                    }
-                    let copy = config.clone();
-                    self.bridge.reload_config(
-                        config,
-                        Path::new("history.toml"),
-                        std::time::Instant::now(),
-                    );
-                    if let Some(f) = &self.bridge.rules.follower {
-                        self.configs.insert(f.generation, copy);
-                    }
+            Step::Reload(edits) => self.reload(edits),
+            Step::Acf(set, edits) => {
+                if let Some(i) = set {
+                    std::fs::write(&self.acf, acf::text(*i)).unwrap();
                 }
-                for (i, p) in self.mapping.pvs.iter().enumerate() {
-                    if p.is_none() {
-                        self.watched.remove(&i);
-                        // A client of a PV removed is gone; one that comes back later to the
-                        // same name opens a new channel.
-                        self.last_posted.remove(&self.name(i));
-                    }
-                }
+                self.acf_written = *set;
+                self.reload(edits);
             }
             Step::Watch(i, on) => {
                 let name = self.name(*i);
@@ -258,7 +280,7 @@ impl World {
                         .on_pv_event(PvEvent::Disconnected { pv: name.into() });
                 }
             }
-            Step::Put(i) => self.put(*i),
+            Step::Put(i, who) => self.put(*i, who)?,
             Step::Answer(k, how) => self.answer(*k, *how)?,
             Step::Events(n) => {
                 for _ in 0..*n {
@@ -294,6 +316,58 @@ impl World {
         self.turn()?;
         self.check_step(step, &before, &before_ids)?;
         self.check_access()
+    }
+
+    /// SIGHUP, the config file changed by `edits`, the ACF as written.
+    fn reload(&mut self, edits: &[gen::Edit]) {
+        let mapping = gen::edited(&self.mapping, edits);
+        let acf = self.acf_written.map(|_| self.acf.as_path());
+        let text = gen::render(&self.prefix, &mapping, acf);
+        // A file that does not validate (it maps nothing) is refused as a whole; so is
+        // one that names a group the ACF does not have, and the ACF with it.
+        if let Ok(config) = Config::from_str_at(&text, Path::new("history.toml")) {
+            let taken = acf::accepts(self.acf_written, &mapping);
+            if taken {
+                self.mapping = mapping;
+                self.acf_in_force = self.acf_written;
+                if !config.discover.is_empty() && self.bridge.rules.follower.is_none() {
+                    // follow_rules counts it on to the first generation.
+                    let mut idle = Follower::idle();
+                    idle.generation = 0;
+                    self.bridge.rules.follower = Some(idle);
+                }
+            }
+            let copy = config.clone();
+            self.bridge
+                .reload_config(config, Path::new("history.toml"), std::time::Instant::now());
+            if let (true, Some(f)) = (taken, &self.bridge.rules.follower) {
+                self.configs.insert(f.generation, copy);
+            }
+        }
+        for (i, p) in self.mapping.pvs.iter().enumerate() {
+            if p.is_none() {
+                self.watched.remove(&i);
+                // A client of a PV removed is gone; one that comes back later to the
+                // same name opens a new channel.
+                self.last_posted.remove(&self.name(i));
+            }
+        }
+    }
+
+    /// The access group and level of PV `i` (of the names, then the rule's) in the
+    /// mapping in force.
+    pub(super) fn access_keys(&self, i: usize) -> Option<(&'static str, u8)> {
+        match self.mapping.pvs.get(i) {
+            Some(spec) => spec.as_ref().map(|p| {
+                let group = p.group.and_then(|g| gen::GROUPS.get(g).copied());
+                (group.unwrap_or(DEFAULT_ACCESS_GROUP), p.level)
+            }),
+            None => self
+                .mapping
+                .rule
+                .as_ref()
+                .map(|r| (gen::GROUPS[r.group], r.level)),
+        }
     }
 
     /// A discovery ends, made with the rules of the generation in force (or the one
@@ -397,20 +471,31 @@ impl World {
         }
     }
 
-    fn put(&mut self, i: usize) {
-        let name = self.name(i);
+    /// A put by `who` to PV `i` (of the names, then the rule's), if it is open; then
+    /// invariant 5 on its answer.
+    fn put(&mut self, i: usize, who: &acf::Who) -> Result<(), TestCaseError> {
+        let name = match i.checked_sub(gen::NAMES) {
+            None => self.name(i),
+            Some(r) => format!("{}{}", self.prefix, gen::RULE_NAMES[r]),
+        };
         let Some(pv) = self
             .bridge
             .pvs
             .id_of_name(&name)
             .and_then(|id| self.bridge.pvs.get(id))
         else {
-            return;
+            return Ok(());
         };
         // pvxs holds a client's operations until the PV is open.
         if !pv.pv.is_open() {
-            return;
+            return Ok(());
         }
+        let Some((group, level)) = self.access_keys(i) else {
+            return Err(fail(
+                self.step,
+                format!("{name} is served, but the mapping in force has no such PV"),
+            ));
+        };
         let n = self.puts.len();
         let spec = self.mapping.pvs.get(i).cloned().flatten();
         let value = match spec.as_ref().map(|p| p.int) {
@@ -426,7 +511,10 @@ impl World {
                 .unwrap()
                 .push((r.outcome, r.message.map(str::to_string)));
         }));
-        let writable = spec.as_ref().is_some_and(|p| p.writable);
+        let writable = match &spec {
+            Some(p) => p.writable,
+            None => pv.cfg.write.is_some(),
+        };
         self.puts.push(Put {
             pv: name.clone(),
             tag: Some(pv.cfg.tag.as_str().to_string()),
@@ -439,10 +527,22 @@ impl World {
             pv: name.as_str().into(),
             value: Some(value),
             marked: vec!["value".into()],
-            credentials: Credentials::default(),
+            credentials: Credentials {
+                peer: format!("{}:40{n:03}", who.host()),
+                iface: "127.0.0.1:5075".into(),
+                method: if who.account().is_empty() {
+                    "anonymous"
+                } else {
+                    "ca"
+                }
+                .into(),
+                account: who.account().into(),
+                roles: who.roles(),
+            },
             completion,
             refused: (!writable).then(|| format!("{name} is read-only: put refused")),
         }));
+        self.check_decision(n, &name, (group, level), who)
     }
 
     fn answer(&mut self, k: usize, how: Answering) -> Result<(), TestCaseError> {
@@ -532,8 +632,9 @@ impl World {
         self.check_settled().await
     }
 
-    /// The PVs leave the shared server.
+    /// The PVs leave the shared server; the ACF goes.
     fn close(self) {
+        let _ = std::fs::remove_file(&self.acf);
         for id in self.bridge.pvs.ids() {
             if let Some(pv) = self.bridge.pvs.get(id) {
                 let _ = self.bridge.server.remove_pv(pv.cfg.name.as_str());
@@ -558,6 +659,8 @@ struct Counts {
     steps: usize,
     kinds: [usize; gen::KINDS.len()],
     puts: usize,
+    ruled: usize,
+    denied: usize,
     writes: usize,
     /// The history that failed first (counting from 1), before shrinking.
     first_failure: Option<usize>,
@@ -565,6 +668,7 @@ struct Counts {
 
 fn run_history(
     mapping: Mapping,
+    acf_set: Option<usize>,
     steps: Vec<Step>,
     counts: &Mutex<Counts>,
 ) -> Result<(), TestCaseError> {
@@ -573,9 +677,11 @@ fn run_history(
         .start_paused(true)
         .build()
         .unwrap();
+    // No other test's ACF may come into asLib while the history runs.
+    let _acf = crate::access::test_lock();
     rt.block_on(async {
         take_posted();
-        let mut w = World::new(mapping);
+        let mut w = World::new(mapping, acf_set);
         let result = w.run(&steps).await;
         {
             let mut c = counts.lock().unwrap();
@@ -587,6 +693,8 @@ fn run_history(
                 }
             }
             c.puts += w.puts.len();
+            c.denied += w.denied;
+            c.ruled += w.ruled;
             c.writes += w.gw.applied;
             if result.is_err() && c.first_failure.is_none() {
                 c.first_failure = Some(c.histories);
@@ -615,13 +723,16 @@ fn generated_histories_keep_every_invariant() {
             "proptest-regressions",
         ))),
         max_shrink_iters: 2_000,
+        // ChaCha, unoptimised in a test build, took a quarter of the run's CPU.
+        rng_algorithm: RngAlgorithm::XorShift,
         ..RunnerConfig::default()
     });
     let counts = Mutex::new(Counts::default());
     let started = std::time::Instant::now();
-    let result = runner.run(&gen::any_history(50..80), |(mapping, steps)| {
-        run_history(mapping, steps, &counts)
+    let result = runner.run(&gen::any_history(50..80), |(mapping, acf, steps)| {
+        run_history(mapping, acf, steps, &counts)
     });
+    let _ = std::fs::remove_dir_all(acf_dir());
     let c = counts.lock().unwrap();
     let kinds: Vec<String> = gen::KINDS
         .iter()
@@ -629,11 +740,13 @@ fn generated_histories_keep_every_invariant() {
         .map(|(k, n)| format!("{k} {:.1}%", 100.0 * n as f64 / c.steps.max(1) as f64))
         .collect();
     println!(
-        "interleavings: {} histories, {} steps ({}), {} puts, {} writes applied, in {:.1} s",
+        "interleavings: {} histories, {} steps ({}), {} puts ({} under an ACF, {} of them denied), {} writes applied, in {:.1} s",
         c.histories,
         c.steps,
         kinds.join(", "),
         c.puts,
+        c.ruled,
+        c.denied,
         c.writes,
         started.elapsed().as_secs_f64()
     );
