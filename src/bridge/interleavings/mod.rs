@@ -113,9 +113,11 @@ struct World {
     acf: PathBuf,
     acf_written: Option<usize>,
     acf_in_force: Option<usize>,
-    /// Puts made under an ACF, and those it denied.
+    /// Puts made under an ACF, and those it denied; reloads refused for a group the
+    /// ACF lacks.
     ruled: usize,
     denied: usize,
+    refused: usize,
     prefix: String,
     bridge: Bridge,
     _events: pva::EventReceiver,
@@ -193,6 +195,7 @@ impl World {
             acf_in_force: acf_set,
             ruled: 0,
             denied: 0,
+            refused: 0,
             prefix,
             bridge,
             _events: rx,
@@ -327,6 +330,7 @@ impl World {
         // one that names a group the ACF does not have, and the ACF with it.
         if let Ok(config) = Config::from_str_at(&text, Path::new("history.toml")) {
             let taken = acf::accepts(self.acf_written, &mapping);
+            self.refused += usize::from(!taken);
             if taken {
                 self.mapping = mapping;
                 self.acf_in_force = self.acf_written;
@@ -661,6 +665,7 @@ struct Counts {
     puts: usize,
     ruled: usize,
     denied: usize,
+    refused: usize,
     writes: usize,
     /// The history that failed first (counting from 1), before shrinking.
     first_failure: Option<usize>,
@@ -695,6 +700,7 @@ fn run_history(
             c.puts += w.puts.len();
             c.denied += w.denied;
             c.ruled += w.ruled;
+            c.refused += w.refused;
             c.writes += w.gw.applied;
             if result.is_err() && c.first_failure.is_none() {
                 c.first_failure = Some(c.histories);
@@ -740,13 +746,14 @@ fn generated_histories_keep_every_invariant() {
         .map(|(k, n)| format!("{k} {:.1}%", 100.0 * n as f64 / c.steps.max(1) as f64))
         .collect();
     println!(
-        "interleavings: {} histories, {} steps ({}), {} puts ({} under an ACF, {} of them denied), {} writes applied, in {:.1} s",
+        "interleavings: {} histories, {} steps ({}), {} puts ({} under an ACF, {} of them denied), {} reloads refused for a group the ACF lacks, {} writes applied, in {:.1} s",
         c.histories,
         c.steps,
         kinds.join(", "),
         c.puts,
         c.ruled,
         c.denied,
+        c.refused,
         c.writes,
         started.elapsed().as_secs_f64()
     );
