@@ -193,11 +193,7 @@ impl World {
     ) -> Result<(), TestCaseError> {
         let (group, level) = keys;
         let denied = !acf::grants_write(self.acf_in_force, group, level, who);
-        let account = match who.account() {
-            "" => "anonymous",
-            a => a,
-        };
-        let expected = denied_message(name, group, account, who.host());
+        let expected = denied_message(name, group, &who.rules_account(), who.host());
         let Some(put) = self.puts.get(n) else {
             return Err(fail(self.step, format!("no put {n}")));
         };

@@ -534,12 +534,7 @@ impl World {
             credentials: Credentials {
                 peer: format!("{}:40{n:03}", who.host()),
                 iface: "127.0.0.1:5075".into(),
-                method: if who.account().is_empty() {
-                    "anonymous"
-                } else {
-                    "ca"
-                }
-                .into(),
+                method: who.method().into(),
                 account: who.account().into(),
                 roles: who.roles(),
             },
