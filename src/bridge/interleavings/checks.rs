@@ -6,6 +6,7 @@ use proptest::test_runner::TestCaseError;
 
 use super::acf;
 use super::gen::{self, Answering, Mapping, Step, NAMES};
+use super::who;
 use super::{fail, take_posted, World};
 use crate::access::denied_message;
 use crate::bridge::pv_id::PvId;
@@ -189,7 +190,7 @@ impl World {
         n: usize,
         name: &str,
         keys: (&str, u8),
-        who: &acf::Who,
+        who: &who::Who,
     ) -> Result<(), TestCaseError> {
         let (group, level) = keys;
         let denied = !acf::grants_write(self.acf_in_force, group, level, who);

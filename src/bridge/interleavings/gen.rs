@@ -4,7 +4,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-use super::acf::{any_who, Who};
+use super::who::{any_who, Who};
 
 /// PV names of a history (`<prefix>P0` ...), and the tags they may map to.
 pub const NAMES: usize = 5;

@@ -25,6 +25,7 @@ mod acf;
 mod checks;
 mod gateway;
 mod gen;
+mod who;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -477,7 +478,7 @@ impl World {
 
     /// A put by `who` to PV `i` (of the names, then the rule's), if it is open; then
     /// invariant 5 on its answer.
-    fn put(&mut self, i: usize, who: &acf::Who) -> Result<(), TestCaseError> {
+    fn put(&mut self, i: usize, who: &who::Who) -> Result<(), TestCaseError> {
         let name = match i.checked_sub(gen::NAMES) {
             None => self.name(i),
             Some(r) => format!("{}{}", self.prefix, gen::RULE_NAMES[r]),
