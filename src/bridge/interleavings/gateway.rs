@@ -147,6 +147,9 @@ impl Gateway {
                 AdviseCall::Subscribe { call, tags } => {
                     self.pending.push(Pending::Subscribe { call, tags })
                 }
+                AdviseCall::SubscribeBuffered { call, tags, .. } => {
+                    self.pending.push(Pending::Subscribe { call, tags })
+                }
                 // Applied at once (a failure would only leave an item advised until the
                 // session ends: not generated).
                 AdviseCall::Unsubscribe { items } => {
