@@ -20,6 +20,8 @@ pub struct PvSpec {
     pub writable: bool,
     pub on_demand: bool,
     pub units: bool,
+    /// `buffered = true`: advised as a buffered item.
+    pub buffered: bool,
 }
 
 /// A `[[discover]]` rule: it makes `<prefix>Tank001:Level` and `<prefix>Tank001:Temp`
@@ -43,6 +45,10 @@ pub struct Mapping {
 }
 
 pub fn any_pv() -> impl Strategy<Value = PvSpec> {
+    (any_pv_plain(), prop::bool::weighted(0.3)).prop_map(|(p, buffered)| PvSpec { buffered, ..p })
+}
+
+fn any_pv_plain() -> impl Strategy<Value = PvSpec> {
     (
         0..TAGS.len(),
         prop::bool::weighted(0.3),
@@ -56,6 +62,7 @@ pub fn any_pv() -> impl Strategy<Value = PvSpec> {
             writable,
             on_demand,
             units,
+            buffered: false,
         })
 }
 
@@ -89,6 +96,8 @@ pub enum Edit {
     Writable(usize),
     Mode(usize),
     Units(usize),
+    /// `buffered` switched (in place).
+    Buffered(usize),
     Remove(usize),
     Add(usize, PvSpec),
     /// The rule's `access_group`, `access_level` or `writable` changes; the rule comes or goes.
@@ -106,6 +115,7 @@ fn any_edit() -> impl Strategy<Value = Edit> {
         2 => n.clone().prop_map(Edit::Writable),
         2 => n.clone().prop_map(Edit::Mode),
         1 => n.clone().prop_map(Edit::Units),
+        2 => n.clone().prop_map(Edit::Buffered),
         1 => n.clone().prop_map(Edit::Remove),
         2 => (n, any_pv()).prop_map(|(i, p)| Edit::Add(i, p)),
         2 => Just(Edit::RuleGroup),
@@ -143,6 +153,11 @@ pub fn edited(base: &Mapping, edits: &[Edit]) -> Mapping {
             Edit::Units(i) => {
                 if let Some(Some(p)) = m.pvs.get_mut(*i) {
                     p.units = !p.units;
+                }
+            }
+            Edit::Buffered(i) => {
+                if let Some(Some(p)) = m.pvs.get_mut(*i) {
+                    p.buffered = !p.buffered;
                 }
             }
             Edit::Remove(i) => {
@@ -205,6 +220,9 @@ prefix = ""
         if p.units {
             text.push_str("units = \"rpm\"\n");
         }
+        if p.buffered {
+            text.push_str("buffered = true\n");
+        }
     }
     if let Some(r) = &mapping.rule {
         text.push_str(&format!(
@@ -244,6 +262,9 @@ pub enum Step {
     /// The alarm feed: an alarm of an attribute moves to `state` (0 to 3: UnackAlm,
     /// AckAlm, UnackRtn, AckRtn), at its source clock `jump_ms` from its last time.
     Alarm { tag: usize, state: u8, jump_ms: i64 },
+    /// The buffered update interval passes: each buffered item holding samples gets its
+    /// OnBufferedDataChange (queued in the event stream).
+    Flush,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -271,6 +292,7 @@ pub fn any_step() -> impl Strategy<Value = Step> {
             .prop_map(|(attrs, stale, fail)| Step::Deploy { attrs, stale, fail }),
         5 => (0..TAGS.len(), 0..4u8, prop_oneof![8 => 1..500i64, 1 => -30_000..0i64, 1 => 10_000..40_000i64])
             .prop_map(|(tag, state, jump_ms)| Step::Alarm { tag, state, jump_ms }),
+        5 => Just(Step::Flush),
     ]
 }
 
@@ -288,10 +310,11 @@ pub fn kind(step: &Step) -> usize {
         Step::Wait(_) => 8,
         Step::Deploy { .. } => 9,
         Step::Alarm { .. } => 10,
+        Step::Flush => 11,
     }
 }
 
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 12] = [
     "reload",
     "watch",
     "put",
@@ -303,6 +326,7 @@ pub const KINDS: [&str; 11] = [
     "wait",
     "deploy",
     "alarm",
+    "flush",
 ];
 
 /// A history: the mapping at start, then the steps.

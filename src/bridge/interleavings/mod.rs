@@ -13,10 +13,14 @@
 //! 4. an item a PV holds is advised at the gateway for that PV's tag; once settled, the
 //!    items advised are exactly those the PVs hold, and after a new session exactly the
 //!    PVs that should be advised hold one;
-//! 6. a reload that leaves a PV as it was posts nothing on it.
+//! 6. a reload that leaves a PV as it was posts nothing on it;
+//! 7. (buffered PVs) a PV's data item is of the kind its `buffered` says, a buffered
+//!    PV's puts go through a plain item of its tag, never the buffered one; each sample
+//!    of an OnBufferedDataChange is posted, in order (3 holds for them too).
 //!
 //! Not yet generated: alarm feed events, ACF reloads and deploys (invariant 5).
 
+mod buffered;
 mod checks;
 mod gateway;
 mod gen;
@@ -129,6 +133,7 @@ impl World {
                     writable: true,
                     on_demand: false,
                     units: false,
+                    buffered: false,
                 });
             }
         }
@@ -187,6 +192,12 @@ impl World {
                 return Err(fail(self.step, format!("a write of {:?}", entry.value)));
             };
             let item_tag = self.gw.items.get(&entry.item_handle.0).cloned();
+            if self.gw.buffered.contains_key(&entry.item_handle.0) {
+                return Err(fail(
+                    self.step,
+                    format!("a write through buffered item {}", entry.item_handle.0),
+                ));
+            }
             let current = self
                 .bridge
                 .pvs
@@ -285,6 +296,7 @@ impl World {
                 self.bridge.on_timers();
             }
             Step::Deploy { attrs, stale, fail } => self.deploy(*attrs, *stale, *fail),
+            Step::Flush => self.gw.flush(),
             Step::Alarm {
                 tag,
                 state,
@@ -293,7 +305,8 @@ impl World {
         }
         self.turn()?;
         self.check_step(step, &before, &before_ids)?;
-        self.check_access()
+        self.check_access()?;
+        self.check_buffered()
     }
 
     /// A discovery ends, made with the rules of the generation in force (or the one
@@ -451,6 +464,7 @@ impl World {
         }
         let call = self.gw.pending.remove(k % self.gw.pending.len());
         match call {
+            Pending::SubscribeBuffered { call, tags } => self.answer_buffered(call, &tags, how),
             Pending::Subscribe { call, tags } => {
                 let results = match how {
                     Answering::Failed => Err("SubscribeBulk failed: transport error".to_string()),
