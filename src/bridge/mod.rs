@@ -75,6 +75,11 @@
 //! `[alarms]` and `[[alarm_pv]]` changes apply too (`alarms/reload.rs`: alarm PVs, the
 //! table, `:ACK` names, the feed restarted on a new filter).
 //!
+//! Buffered PVs (`buffered = true`, issue 24) are advised as buffered items
+//! (`link/subscriptions.rs`, `Role`), each sample of their OnBufferedDataChange posted as
+//! its own update (`core/buffered.rs`); their puts go through a plain item of the same
+//! attribute.
+//!
 //! `[[discover]]` rules are a source of diffs too (`mapping/deploys.rs`, issue 12): a task
 //! follows WatchDeployEvents, re-discovers on each deploy, and the rule-made PVs join the
 //! config's (`Config::merge_rule_pvs`) in the diff applied here.
