@@ -4,7 +4,8 @@
 //!
 //! - A burst of 100 samples 1 ms apart (100 SetValue calls) on a buffered PV reaches the
 //!   queued monitor complete, in order, with strictly increasing timeStamps equal to the
-//!   source times (recorded by a buffered item of the test's own gateway session).
+//!   source times (recorded by a buffered item of the test's own gateway session); a
+//!   plain PV of the same attribute gets the latest value of each scan.
 //! - A reload switches a PV between buffered and plain without a disconnect.
 //! - A burst across a gateway reconnect: no sample posted twice, nothing out of order
 //!   (the first value after the reconnect follows the timeStamp rule).
@@ -333,13 +334,24 @@ async fn a_burst_of_100_samples_reaches_a_queued_monitor_complete_in_order_at_so
             u.value
         );
     }
-    // The plain PV of the same attribute ends at the latest value too.
+    // The plain PV of the same attribute gets the latest value of each scan (20 ms):
+    // fewer updates than samples, in order, ending at the latest.
     if !m.of("P:Flow").iter().any(|u| u.value == 1099.0) {
         m.until("P:Flow", "the latest value", Duration::from_secs(20), |u| {
             u.value == 1099.0
         })
         .await;
     }
+    let plain: Vec<f64> = m.seen[start..]
+        .iter()
+        .filter(|u| u.pv == "P:Flow")
+        .map(|u| u.value)
+        .collect();
+    assert!(
+        !plain.is_empty() && plain.len() < 100,
+        "the plain PV got the latest value of each scan, not every sample: {plain:?}"
+    );
+    assert!(plain.windows(2).all(|w| w[1] > w[0]), "{plain:?}");
     // Status: the samples were counted as data changes (Updates:Rate reads them).
     let log = std::fs::read_to_string(&plant.log).unwrap_or_default();
     assert!(!log.contains("max_buffered_samples"), "{log}");
