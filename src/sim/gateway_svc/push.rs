@@ -165,7 +165,7 @@ fn deliver(
 
 /// [`deliver`]; with `plain` false, to the buffered items only (the plain ones wait for
 /// the end of the scan).
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // deliver's own, and whether plain items take it now
 fn deliver_to(
     core: &Core,
     g: &Galaxy,
