@@ -32,7 +32,7 @@ fn unknown_key() {
          one of `name`, `tag`, `type`, `units`, `precision`, `description`, `display`, \
          `control`, `value_alarm`, `writable`, `write_mode`, `user`, `verifier`, `timestamp`, \
          `choices`, `alarms`, `acknowledge`, `alarm_severity`, `subscribe`, `linger`, \
-         `access_group`, `access_level`\n"
+         `access_group`, `access_level`, `buffered`\n"
     );
 }
 

@@ -10,7 +10,9 @@
 //!
 //! - A write's OnDataChange comes at once and before its OnWriteComplete; a write of
 //!   the value the attribute has gives the OnWriteComplete alone.
-//! - SimControl SetValue / SetQuality (and releasing a held quality) push at once.
+//! - SimControl SetValue / SetQuality (and releasing a held quality) reach a buffered
+//!   item at once, each its own sample; a plain item gets the latest value at the end of
+//!   the scan (issue 24), so none of them within the first minute.
 //! - A value set across an alarm limit raises (and back, clears) its alarm at once.
 //! - A p4p put through `mxpva run` in front of such a simulator completes, and a get
 //!   right after it reads the value back.
@@ -225,65 +227,98 @@ async fn a_write_s_data_change_comes_at_once_and_before_its_write_complete() {
     eprintln!("write to OnWriteComplete, with its data change first: {took:?}");
 }
 
+/// The samples of `item`'s OnBufferedDataChange events in `events`, as (value, quality).
+fn samples_of(events: &[SessionEvent], item: ItemHandle) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::BufferedDataChange(b) if b.item_handle == item => Some(
+                b.samples
+                    .iter()
+                    .map(|(v, q, _)| format!("{v:?} {}", q.description()))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Control calls change an attribute within the current scan (issue 24): a buffered item
+/// gets each change as a sample at once (at its next flush, no tick needed), and a plain
+/// item waits for the end of the scan (a minute here), so it sees none of them.
 #[tokio::test]
-async fn a_simcontrol_set_value_or_quality_pushes_at_once() {
+async fn a_simcontrol_set_value_or_quality_reaches_a_buffered_item_at_once_and_a_plain_one_at_the_scan_end(
+) {
     let sim = sim().await;
     let control = RemoteSim::connect(&sim.addr.to_string(), None)
         .await
         .unwrap();
-    let (s, server, items, mut events) = sim.session(&["Tank001.SP", "Tank001.Level"]).await;
-    let (sp, level) = (items[0], items[1]);
-    // Each control call is followed by a write to SP: its events mark "after the call".
-    let mut mark = 0.0;
-    let mut after = async |events: &mut EventStream| {
-        mark += 1.0;
-        write(&s, server, events, sp, mark).await
-    };
+    let (s, server, items, mut events) = sim.session(&["Tank001.Level"]).await;
+    let level = items[0];
+    s.set_buffered_update_interval(server, Duration::from_millis(10))
+        .await
+        .unwrap();
+    let buffered = s.add_buffered_item(server, "Tank001.Level").await.unwrap();
+    s.advise(server, buffered).await.unwrap();
+    let is_batch = |e: &SessionEvent| matches!(e, SessionEvent::BufferedDataChange(b) if b.item_handle == buffered);
+    let first = until(&mut events, "the buffered item's first value", is_batch).await;
+    assert_eq!(samples_of(&first, buffered).len(), 1, "{first:?}");
+    let mut plain_seen = of_item(&first, level);
 
     control
         .set_value("Tank001.Level", "75", None)
         .await
         .unwrap();
-    assert_eq!(
-        of_item(&after(&mut events).await, level),
-        ["change Double(75.0) Good"]
-    );
+    let seen = until(&mut events, "the sample of SetValue", is_batch).await;
+    assert_eq!(samples_of(&seen, buffered), ["Double(75.0) Good"]);
+    plain_seen.extend(of_item(&seen, level));
 
     let bad = Quality::BAD_COMM_FAILURE;
     control
         .set_quality("Tank001.Level", Some(bad))
         .await
         .unwrap();
+    let seen = until(&mut events, "the sample of SetQuality", is_batch).await;
     assert_eq!(
-        of_item(&after(&mut events).await, level),
-        ["change Double(75.0) Bad: communication failure"]
+        samples_of(&seen, buffered),
+        ["Double(75.0) Bad: communication failure"]
     );
+    plain_seen.extend(of_item(&seen, level));
 
     // Released: back to Good at once (the tick no longer visits this attribute).
     control.set_quality("Tank001.Level", None).await.unwrap();
-    assert_eq!(
-        of_item(&after(&mut events).await, level),
-        ["change Double(75.0) Good"]
-    );
+    let seen = until(&mut events, "the sample of the release", is_batch).await;
+    assert_eq!(samples_of(&seen, buffered), ["Double(75.0) Good"]);
+    plain_seen.extend(of_item(&seen, level));
 
-    // Value and quality in one call: one data change.
+    // Value and quality in one call: one sample; then two more calls in the same scan,
+    // each its own sample (the in-process handle pushes the same way), and the same
+    // value again is no change.
     control
         .set_value("Tank001.Level", "80", Some(Quality::UNCERTAIN_EU_EXCEEDED))
         .await
         .unwrap();
+    sim.handle
+        .set_value("Tank001.Level", MxValue::Double(81.0))
+        .unwrap();
+    sim.handle
+        .set_value("Tank001.Level", MxValue::Double(81.0))
+        .unwrap();
+    let mut seen = Vec::new();
+    while samples_of(&seen, buffered).len() < 2 {
+        seen.extend(until(&mut events, "the samples of three calls", is_batch).await);
+    }
     assert_eq!(
-        of_item(&after(&mut events).await, level),
-        ["change Double(80.0) Uncertain: engineering units exceeded"]
+        samples_of(&seen, buffered),
+        [
+            "Double(80.0) Uncertain: engineering units exceeded",
+            "Double(81.0) Uncertain: engineering units exceeded"
+        ]
     );
-
-    // The in-process handle pushes the same way; the same value again is no change.
-    sim.handle
-        .set_value("Tank001.Level", MxValue::Double(80.0))
-        .unwrap();
-    sim.handle
-        .set_quality("Tank001.Level", Some(Quality::UNCERTAIN_EU_EXCEEDED))
-        .unwrap();
-    assert!(of_item(&after(&mut events).await, level).is_empty());
+    plain_seen.extend(of_item(&seen, level));
+    // The plain item waits for the end of the scan: none of these reached it yet.
+    assert!(plain_seen.is_empty(), "{plain_seen:?}");
     sim.before_any_tick();
 }
 

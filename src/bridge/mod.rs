@@ -36,9 +36,9 @@
 //! - `core/`: the bridge's state, one part per concern, and its decisions (no I/O but
 //!   the pvxs posts): `mod.rs` (the state, a turn, the session's events demultiplexed),
 //!   `session.rs` (a session up and lost, the advise calls and their results),
-//!   `on_demand.rs`, `puts.rs` (access security, then the write path), `mapping.rs` (a
-//!   diff applied while serving, discovered mappings), `reload.rs` (SIGHUP: every
-//!   part's settings, then the mapping).
+//!   `buffered.rs` (the samples of buffered PVs), `on_demand.rs`, `puts.rs` (access
+//!   security, then the write path), `mapping.rs` (a diff applied while serving,
+//!   discovered mappings), `reload.rs` (SIGHUP: every part's settings, then the mapping).
 //! - `serve.rs`: the tokio adapter (the loop, the gateway calls made as tasks).
 //! - `values/`: how an MXAccess value, quality and source time become a PV's `value`,
 //!   `alarm` and `timeStamp`: `convert.rs` (MXAccess values <-> PV values, exact or
@@ -74,6 +74,11 @@
 //!
 //! `[alarms]` and `[[alarm_pv]]` changes apply too (`alarms/reload.rs`: alarm PVs, the
 //! table, `:ACK` names, the feed restarted on a new filter).
+//!
+//! Buffered PVs (`buffered = true`, issue 24) are advised as buffered items
+//! (`link/subscriptions.rs`, `Role`), each sample of their OnBufferedDataChange posted as
+//! its own update (`core/buffered.rs`); their puts go through a plain item of the same
+//! attribute.
 //!
 //! `[[discover]]` rules are a source of diffs too (`mapping/deploys.rs`, issue 12): a task
 //! follows WatchDeployEvents, re-discovers on each deploy, and the rule-made PVs join the

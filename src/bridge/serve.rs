@@ -87,6 +87,16 @@ impl Gateway {
                     Answer::Subscribed { call, results }
                 }));
             }
+            AdviseCall::SubscribeBuffered {
+                call,
+                tags,
+                interval,
+            } => {
+                self.calls.push(Box::pin(async move {
+                    let results = subscribe_buffered(&session, server, &tags, interval).await;
+                    Answer::Subscribed { call, results }
+                }));
+            }
             AdviseCall::Unsubscribe { items } => {
                 self.calls.push(Box::pin(async move {
                     match session.unsubscribe_bulk(server, &items).await {
@@ -286,6 +296,40 @@ pub(super) async fn serve(
 fn spawn_prepare(path: std::path::PathBuf) -> tokio::task::JoinHandle<Prepared> {
     let started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || prepare(&path, started))
+}
+
+/// AddBufferedItem and Advise of each tag, in order (the contract has no bulk form),
+/// after the session's SetBufferedUpdateInterval when `interval` is given. An item added
+/// whose Advise failed is removed again.
+async fn subscribe_buffered(
+    session: &Session,
+    server: ServerHandle,
+    tags: &[String],
+    interval: Option<Duration>,
+) -> Result<Vec<Advised>, String> {
+    if let Some(interval) = interval {
+        if let Err(e) = session.set_buffered_update_interval(server, interval).await {
+            warn!(error = %e, ?interval, "SetBufferedUpdateInterval failed: buffered items deliver at the gateway's own interval");
+        }
+    }
+    let mut results = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let item = match session.add_buffered_item(server, tag).await {
+            Ok(item) => item,
+            Err(e) => {
+                results.push(Err(format!("AddBufferedItem failed: {e}")));
+                continue;
+            }
+        };
+        match session.advise(server, item).await {
+            Ok(()) => results.push(Ok(item)),
+            Err(e) => {
+                let _ = session.remove_item(server, item).await;
+                results.push(Err(format!("Advise of the buffered item failed: {e}")));
+            }
+        }
+    }
+    Ok(results)
 }
 
 /// Connects in a task of its own, so puts keep being answered meanwhile.

@@ -6,7 +6,7 @@
 //! makes: `types` (served type overrides such as `{ int64 = "float64" }`) and the per-PV
 //! keys listed in `rule_pv_keys!` in `raw.rs` (`writable`, `write_mode`, `user`, `verifier`,
 //! `timestamp`, `acknowledge`, `alarm_severity`, `subscribe`, `linger`, `access_group`,
-//! `access_level`).
+//! `access_level`, `buffered`).
 //!
 //! The Galaxy is read by `crate::discover`; it hands each attribute a rule picked to
 //! [`Config::rule_pvs`] as a [`Candidate`] (name, tag, type, units, description, what

@@ -8,7 +8,7 @@
 //!   boolean`) is in force, wherever it now stands, the PV is made again from its candidate
 //!   with that rule's keys, `[defaults]` and `[users]`, as a discovery of the same Galaxy
 //!   would make it: `access_group`, `access_level`, `writable`, `write_mode`, `user`,
-//!   `verifier`, `timestamp`, `acknowledge`, `alarm_severity`, `subscribe`, `linger` and the
+//!   `verifier`, `timestamp`, `acknowledge`, `alarm_severity`, `subscribe`, `linger`, `buffered` and the
 //!   prefix all follow. One the rules refuse now is not served, as a discovery would refuse it;
 //! - when none is (the rule was removed, or its filters, name or types changed), the PV is
 //!   not served: which attributes the rule picks now, and as what, only the Galaxy can

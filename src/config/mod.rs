@@ -30,7 +30,8 @@
 //!   itself (`api_key = ...`) is refused. `tls` (default: from the scheme; it must agree with
 //!   it), `ca_file`, `server_name` (TLS name override), `client_name`, `connect_timeout`,
 //!   `request_timeout`, `write_timeout` (how long a put waits for OnWriteComplete),
-//!   `subscribe_chunk` (entries per SubscribeBulk), `reconnect_initial`, `reconnect_max`
+//!   `subscribe_chunk` (entries per SubscribeBulk), `buffered_interval` (the session's
+//!   SetBufferedUpdateInterval, `"1s"`), `reconnect_initial`, `reconnect_max`
 //!   (capped exponential backoff), `keepalive_interval` and `keepalive_timeout` (HTTP/2
 //!   pings that find a gateway gone silent).
 //! - Durations are strings with a unit: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`. A bare
@@ -46,14 +47,15 @@
 //! - `[defaults]`: `prefix` (joined in front of every `[[pv]] name`), `writable` (false),
 //!   `write_mode` (`write`), `user`, `verifier`, `timestamp` (`source`), `boolean`
 //!   (`enum`: NTEnum, or `bool`: NTScalar bool), `boolean_choices` (`["False", "True"]`,
-//!   the words System Platform itself shows for a Boolean), `subscribe` (`always`) and
-//!   `linger` (`"30s"`), see [`Subscribe`].
+//!   the words System Platform itself shows for a Boolean), `subscribe` (`always`),
+//!   `linger` (`"30s"`), see [`Subscribe`], and `buffered` (false).
 //! - `[users.KEY]`: an identity for secured and verified writes, referred to by `KEY` from
 //!   `user = "KEY"` and `verifier = "KEY"`. Either `name` (an ArchestrA user, authenticated
 //!   with `password_env` or `password_file`) or `id` (an MXAccess user id already known).
 //! - `[limits]`: caps on what a peer sizes (see [`Limits`]): `max_array_length`,
 //!   `max_string_length`, `max_puts_queued`, `max_puts_per_pv`, `max_puts_in_flight`,
-//!   `max_alarms`, `max_table_rows`; each 1 to 100,000,000.
+//!   `max_alarms`, `max_table_rows`, `max_buffered_samples` (samples taken from one
+//!   OnBufferedDataChange, 1,000); each 1 to 100,000,000.
 //! - `[[pv]]`: `name`, `tag` (`Object.Attribute`, `Object.Attribute[]` for a whole array,
 //!   `Object.Attribute[N]` for element N from 1), `type` (see [`PvType`]; absent means "as
 //!   the gateway reports it"), `units`, `precision`, `description`, `display = { low, high }`,
@@ -65,7 +67,8 @@
 //!   (System Platform alarm references the PV carries besides those found by name),
 //!   `acknowledge` (serve the `:ACK` companion PV; default true), `alarm_severity`
 //!   (`priority` or `kind`: overrides `[alarms] severity` for the PV's alarms),
-//!   `subscribe` (`always` or `on_demand`) and `linger` (on demand only), see [`Subscribe`].
+//!   `subscribe` (`always` or `on_demand`) and `linger` (on demand only), see [`Subscribe`],
+//!   `buffered` (advised as a buffered item: every sample, each its own update).
 //! - `[alarms]`: `enabled` (true), `filter_prefix` (""), `acknowledge` (true), `ack_suffix`
 //!   (`:ACK`), `table` (`ALARMS:ACTIVE` after the prefix; `""` for none),
 //!   `returned_unacked` (`none` or `minor`), `priorities` (`[{ from, to, severity }]`,
@@ -115,6 +118,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// `[gateway] write_timeout` when absent.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[gateway] buffered_interval` when absent.
+pub const DEFAULT_BUFFERED_INTERVAL: Duration = Duration::from_secs(1);
+
 /// `[gateway] subscribe_chunk` when absent.
 pub const DEFAULT_SUBSCRIBE_CHUNK: usize = 500;
 /// `[gateway] reconnect_initial` when absent.
@@ -225,6 +231,8 @@ pub struct Limits {
     pub max_alarms: usize,
     /// Rows in the active-alarm table.
     pub max_table_rows: usize,
+    /// Samples taken from one OnBufferedDataChange; past it the oldest are dropped.
+    pub max_buffered_samples: usize,
 }
 
 impl Limits {
@@ -237,6 +245,7 @@ impl Limits {
         max_puts_in_flight: 1_024,
         max_alarms: 100_000,
         max_table_rows: 10_000,
+        max_buffered_samples: 1_000,
     };
     /// The largest value any cap accepts.
     pub const CEILING: usize = 100_000_000;
@@ -370,6 +379,10 @@ pub struct Gateway {
     pub write_timeout: Duration,
     /// Entries per SubscribeBulk call.
     pub subscribe_chunk: NonZeroUsize,
+    /// SetBufferedUpdateInterval of the session: how often System Platform hands over
+    /// the samples of buffered items (`buffered = true` PVs). MXAccess sets it per
+    /// server handle, so it is one for the whole session.
+    pub buffered_interval: Duration,
     /// First reconnect delay; doubled after each failure up to `reconnect_max`.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
@@ -487,6 +500,8 @@ pub struct Defaults {
     pub linger: Duration,
     pub access_group: String,
     pub access_level: u8,
+    /// `buffered` for the PVs that do not set it.
+    pub buffered: bool,
 }
 
 /// When a PV's tag is advised at the gateway (`subscribe`, `linger`).
@@ -612,6 +627,9 @@ pub struct Pv {
     pub access_group: String,
     /// Its access security level, 0 or 1 (as a record field's ASL).
     pub access_level: u8,
+    /// Advised as a buffered item (AddBufferedItem): every sample System Platform takes,
+    /// each posted as its own update, instead of the latest value at each data change.
+    pub buffered: bool,
     /// Where the `[[pv]]` table is: `file:line:column`.
     pub location: String,
 }

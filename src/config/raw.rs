@@ -74,6 +74,8 @@ pub(crate) struct RawLimits {
     pub max_alarms: Spanned<i64>,
     #[serde(default = "default_max_table_rows")]
     pub max_table_rows: Spanned<i64>,
+    #[serde(default = "default_max_buffered_samples")]
+    pub max_buffered_samples: Spanned<i64>,
 }
 
 impl Default for RawLimits {
@@ -86,6 +88,7 @@ impl Default for RawLimits {
             max_puts_in_flight: default_max_puts_in_flight(),
             max_alarms: default_max_alarms(),
             max_table_rows: default_max_table_rows(),
+            max_buffered_samples: default_max_buffered_samples(),
         }
     }
 }
@@ -110,6 +113,9 @@ fn default_max_alarms() -> Spanned<i64> {
 }
 fn default_max_table_rows() -> Spanned<i64> {
     unspanned(super::Limits::DEFAULT.max_table_rows as i64)
+}
+fn default_max_buffered_samples() -> Spanned<i64> {
+    unspanned(super::Limits::DEFAULT.max_buffered_samples as i64)
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +146,8 @@ pub(crate) struct RawGateway {
     pub write_timeout: Spanned<DurationValue>,
     #[serde(default = "default_subscribe_chunk")]
     pub subscribe_chunk: Spanned<i64>,
+    #[serde(default = "default_buffered_interval")]
+    pub buffered_interval: Spanned<DurationValue>,
     #[serde(default = "default_reconnect_initial")]
     pub reconnect_initial: Spanned<DurationValue>,
     #[serde(default = "default_reconnect_max")]
@@ -165,6 +173,7 @@ impl Default for RawGateway {
             request_timeout: default_request_timeout(),
             write_timeout: default_write_timeout(),
             subscribe_chunk: default_subscribe_chunk(),
+            buffered_interval: default_buffered_interval(),
             reconnect_initial: default_reconnect_initial(),
             reconnect_max: default_reconnect_max(),
             keepalive_interval: default_keepalive_interval(),
@@ -192,6 +201,9 @@ fn default_request_timeout() -> Spanned<DurationValue> {
 }
 fn default_write_timeout() -> Spanned<DurationValue> {
     unspanned(DurationValue(super::DEFAULT_WRITE_TIMEOUT))
+}
+fn default_buffered_interval() -> Spanned<DurationValue> {
+    unspanned(DurationValue(super::DEFAULT_BUFFERED_INTERVAL))
 }
 fn default_subscribe_chunk() -> Spanned<i64> {
     unspanned(super::DEFAULT_SUBSCRIBE_CHUNK as i64)
@@ -260,6 +272,8 @@ pub(crate) struct RawDefaults {
     pub access_group: Option<Spanned<String>>,
     #[serde(default)]
     pub access_level: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub buffered: bool,
 }
 
 /// `subscribe = "always" | "on_demand"`.
@@ -285,6 +299,7 @@ impl Default for RawDefaults {
             linger: None,
             access_group: None,
             access_level: None,
+            buffered: false,
         }
     }
 }
@@ -381,6 +396,9 @@ pub(crate) struct RawPv {
     pub access_group: Option<Spanned<String>>,
     #[serde(default)]
     pub access_level: Option<Spanned<i64>>,
+    /// Advised as a buffered item (default from `[defaults]`).
+    #[serde(default)]
+    pub buffered: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -584,4 +602,5 @@ rule_pv_keys! {
     linger: Spanned<DurationValue>,
     access_group: Spanned<String>,
     access_level: Spanned<i64>,
+    buffered: Spanned<bool>,
 }

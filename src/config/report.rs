@@ -123,14 +123,14 @@ fn mapping_table(c: &Config) -> String {
     );
     let _ = writeln!(
         out,
-        "timeouts:  connect {:?}, request {:?}, write {:?}; subscribe chunk {}; reconnect {:?}..{:?}; keepalive {:?}/{:?}",
-        g.connect_timeout, g.request_timeout, g.write_timeout, g.subscribe_chunk, g.reconnect_initial, g.reconnect_max, g.keepalive_interval, g.keepalive_timeout
+        "timeouts:  connect {:?}, request {:?}, write {:?}; subscribe chunk {}; buffered interval {:?}; reconnect {:?}..{:?}; keepalive {:?}/{:?}",
+        g.connect_timeout, g.request_timeout, g.write_timeout, g.subscribe_chunk, g.buffered_interval, g.reconnect_initial, g.reconnect_max, g.keepalive_interval, g.keepalive_timeout
     );
     let l = &c.limits;
     let _ = writeln!(
         out,
-        "limits:    array {} elements, string {} bytes; puts queued {}, per PV {}, in flight {}; alarms {}, table rows {}",
-        l.max_array_length, l.max_string_length, l.max_puts_queued, l.max_puts_per_pv, l.max_puts_in_flight, l.max_alarms, l.max_table_rows
+        "limits:    array {} elements, string {} bytes; puts queued {}, per PV {}, in flight {}; alarms {}, table rows {}; buffered samples per event {}",
+        l.max_array_length, l.max_string_length, l.max_puts_queued, l.max_puts_per_pv, l.max_puts_in_flight, l.max_alarms, l.max_table_rows, l.max_buffered_samples
     );
     let s = &c.server;
     let join = |l: &Vec<String>| l.join(" ");
@@ -159,9 +159,16 @@ fn mapping_table(c: &Config) -> String {
         ),
     );
     let on_demand = c.pvs.iter().filter(|p| p.subscribe.is_on_demand()).count();
-    let _ = match on_demand {
-        0 => writeln!(out, "pvs:       {}", c.pvs.len()),
-        n => writeln!(out, "pvs:       {} ({n} subscribed on demand)", c.pvs.len()),
+    let buffered = c.pvs.iter().filter(|p| p.buffered).count();
+    let _ = match (on_demand, buffered) {
+        (0, 0) => writeln!(out, "pvs:       {}", c.pvs.len()),
+        (n, 0) => writeln!(out, "pvs:       {} ({n} subscribed on demand)", c.pvs.len()),
+        (0, b) => writeln!(out, "pvs:       {} ({b} buffered)", c.pvs.len()),
+        (n, b) => writeln!(
+            out,
+            "pvs:       {} ({n} subscribed on demand, {b} buffered)",
+            c.pvs.len()
+        ),
     };
     let _ = writeln!(out, "alarms:    {}", alarms_text(c));
     let _ = writeln!(
@@ -240,6 +247,13 @@ fn mapping_table(c: &Config) -> String {
         if let Some(s) = scheme {
             let _ = writeln!(out, "{name} alarm severity by {}", s.word());
         }
+    }
+    for pv in c.pvs.iter().filter(|p| p.buffered) {
+        let _ = writeln!(
+            out,
+            "{} buffered: every sample, at the session's buffered interval",
+            pv.name
+        );
     }
     super::discover::report(c, &mut out);
     for pv in &c.alarm_pvs {

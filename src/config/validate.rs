@@ -8,6 +8,8 @@ use toml::Spanned;
 
 mod access;
 mod alarms;
+#[cfg(test)]
+mod buffered_tests;
 mod discover;
 pub(super) mod pv;
 mod settings;
@@ -156,6 +158,7 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
             super::DEFAULT_ACCESS_GROUP,
         ),
         access_level: access::level(v, "defaults.access_level", d.access_level.as_ref(), 0),
+        buffered: d.buffered,
     };
     let ctx = PvContext {
         prefix: d.prefix.0,

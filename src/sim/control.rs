@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::config::AttrDef;
-use super::gateway_svc::{authorize, data_change, publish, push_outcome};
+use super::gateway_svc::{authorize, data_change, publish_in_scan, push_outcome};
 use super::session::{SimSession, State};
 use super::values::{coerce, parse_text};
 use super::{AlarmNews, Galaxy, SimHandle};
@@ -116,7 +116,7 @@ impl SimHandle {
             changed |= w.set_quality(&g, a, Some(q));
         }
         let changes = w.changed(&g, a, changed);
-        publish(&self.core, &g, &w, changes);
+        publish_in_scan(&self.core, &g, &w, changes);
         Ok(())
     }
 
@@ -150,7 +150,7 @@ impl SimHandle {
         let g = self.core.galaxy();
         let changed = w.set_quality(&g, a, quality);
         let changes = w.changed(&g, a, changed);
-        publish(&self.core, &g, &w, changes);
+        publish_in_scan(&self.core, &g, &w, changes);
         Ok(())
     }
 
@@ -161,7 +161,7 @@ impl SimHandle {
             .alarm_index(reference)
             .ok_or_else(|| format!("{reference} is not an alarm of the simulated Galaxy"))?;
         let changes = w.force_alarm(&g, i, forced);
-        publish(&self.core, &g, &w, changes);
+        publish_in_scan(&self.core, &g, &w, changes);
         Ok(())
     }
 

@@ -429,7 +429,9 @@ async fn run_dynamics(core: Arc<Core>) {
             }
             let mut world = core.world.lock();
             let g = core.galaxy();
-            let changes = world.tick(&g);
+            let mut changes = world.tick(&g);
+            // The end of the scan: plain items get what control calls changed in it.
+            gateway_svc::scan_end(&core, &mut changes);
             gateway_svc::publish(&core, &g, &world, changes);
         }
         gateway_svc::deliver_due(&core, now.into_std());

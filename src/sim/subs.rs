@@ -61,6 +61,9 @@ pub(crate) struct Subscribers {
     first: VecDeque<Due>,
     /// Buffered items holding samples, flushed at their interval.
     flush: Vec<Due>,
+    /// What changed by a control call during the current scan: its plain items get the
+    /// latest value at the end of the scan (the tick), as System Platform reports them.
+    scanned: Vec<Key>,
 }
 
 impl Subscribers {
@@ -127,6 +130,18 @@ impl Subscribers {
 
     pub fn flush_due(&mut self, d: Due) {
         self.flush.push(d);
+    }
+
+    /// `key` changed during the current scan: its plain items get it at the scan's end.
+    pub fn scanned(&mut self, key: Key) {
+        if !self.scanned.contains(&key) {
+            self.scanned.push(key);
+        }
+    }
+
+    /// What changed during the scan now ending.
+    pub fn take_scanned(&mut self) -> Vec<Key> {
+        std::mem::take(&mut self.scanned)
     }
 
     /// The earliest moment some work is due.

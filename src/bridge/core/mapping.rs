@@ -9,7 +9,9 @@
 //!   and name (clients reconnect to it), its old item unsubscribed, its tag subscribed
 //!   again so that the first value comes in its new type. Its timeStamps continue from
 //!   the old PV's, never going back (`values/stamp.rs`).
-//! - Any other change is taken in place; metadata and limits are posted in place.
+//! - Any other change is taken in place; metadata and limits are posted in place. A
+//!   switch of `buffered` keeps the PV, its clients and its value: its items are
+//!   un-advised and its tag advised again the new way.
 //! - An added PV is served at once and subscribed (SubscribeBulk) in the live session.
 //!
 //! The gateway calls go out from `link/subscriptions.rs` (paced, one SubscribeBulk at a
@@ -59,7 +61,7 @@ impl Bridge {
             let Some(mut pv) = self.pvs.remove(id) else {
                 continue;
             };
-            unsubscribe.extend(pv.item);
+            unsubscribe.extend(pv.items());
             pv.retire("PV removed by a config reload");
             if let Err(e) = self.server.remove_pv(pv.cfg.name.as_str()) {
                 warn!(pv = %pv.cfg.name.as_str(), error = %e, "cannot stop serving the PV");
@@ -101,7 +103,7 @@ impl Bridge {
                 self.demand
                     .fail_held_puts(c.id, "PV re-opened by a config reload");
                 if let Some(mut old) = self.pvs.replace(c.id, new) {
-                    unsubscribe.extend(old.item);
+                    unsubscribe.extend(old.items());
                     old.retire("PV re-opened by a config reload");
                 }
                 info!(pv = %name, changes = ?c.changes, "PV re-opened");
@@ -118,6 +120,14 @@ impl Bridge {
                     touched.insert(c.id);
                 }
                 pv.reconfigure(c.cfg, post);
+                if c.changes.contains(&Change::Buffered) {
+                    // Advised again the new way; a late item of the old way is refused
+                    // by `Registry::bind`.
+                    unsubscribe.extend(pv.items());
+                    self.pvs.unbind(c.id);
+                    self.link.subs.forget(c.id);
+                    subscribe.push(c.id);
+                }
                 if c.changes.contains(&Change::Subscribe)
                     && self
                         .demand

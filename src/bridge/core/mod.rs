@@ -14,6 +14,7 @@
 //! PVs), `puts.rs` (puts, write calls, timers), `mapping.rs` (a diff applied while
 //! serving, discovered mappings), `reload.rs` (SIGHUP).
 
+mod buffered;
 mod mapping;
 mod on_demand;
 mod puts;
@@ -26,6 +27,7 @@ use tracing::warn;
 
 use super::alarms;
 use super::error::BridgeError;
+use super::link::subscriptions::Role;
 use super::link::{self, client_options, demand, subscriptions};
 use super::mapping::registry::Registry;
 use super::mapping::{deploys, diff};
@@ -113,6 +115,13 @@ impl Bridge {
                 {
                     return;
                 }
+                if item.is_none() {
+                    // The plain item a buffered PV writes through: its data is not posted.
+                    if let Some(i) = self.pvs.id_of_write_item(dc.item_handle) {
+                        self.link.subs.first_value(i);
+                        return;
+                    }
+                }
                 if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
                     // Counted where it reaches its PV: a held one is counted when replayed.
                     self.ops.status.data_change();
@@ -150,8 +159,12 @@ impl Bridge {
                     None => self.link.strays.undecodable(&u, None),
                 }
             }
+            SessionEvent::BufferedDataChange(b) => self.on_buffered(b),
             SessionEvent::WriteComplete(wc) => {
-                let item = self.pvs.id_of_item(wc.item_handle);
+                let item = self
+                    .pvs
+                    .id_of_item(wc.item_handle)
+                    .or_else(|| self.pvs.id_of_write_item(wc.item_handle));
                 let now = tokio::time::Instant::now();
                 let waiting = item
                     .and_then(|i| self.pvs.get_mut(i))
@@ -238,11 +251,21 @@ impl Bridge {
         let now = tokio::time::Instant::now();
         loop {
             let (pvs, demand) = (&self.pvs, &self.demand);
+            // Its data item first (buffered or plain), then, for a writable buffered PV,
+            // the plain item its puts go through.
             let tag_of = |id: PvId| {
                 let tag = pvs
                     .get(id)
-                    .filter(|pv| pv.item.is_none() && demand.wants_item(pvs, id))
-                    .map(|pv| pv.cfg.tag.as_str().to_string());
+                    .filter(|_| demand.wants_item(pvs, id))
+                    .and_then(|pv| {
+                        let role = match (pv.item, pv.cfg.buffered) {
+                            (None, false) => Role::Plain,
+                            (None, true) => Role::Buffered,
+                            (Some(_), _) if pv.needs_write_item() => Role::Write,
+                            (Some(_), _) => return None,
+                        };
+                        Some((pv.cfg.tag.as_str().to_string(), role))
+                    });
                 if tag.is_none() {
                     dropped.push(id);
                 }

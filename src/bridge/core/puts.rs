@@ -157,7 +157,7 @@ impl Bridge {
             let Some(pv) = pvs.get_mut(q.pv) else {
                 return false;
             };
-            if pv.item != Some(q.entry.item_handle) {
+            if pv.write_handle() != Some(q.entry.item_handle) {
                 // Never reached while items only change with a re-open or a new session,
                 // which answer their puts; if it is, the put fails rather than wait.
                 pv.writes.fail(

@@ -136,6 +136,9 @@ impl Bridge {
                         new.gateway.subscribe_chunk.get(),
                         new.gateway.request_timeout,
                     );
+                    self.link
+                        .subs
+                        .set_buffered_interval(new.gateway.buffered_interval);
                     self.config.gateway = new.gateway.clone();
                     self.config.users = new.users.clone();
                     relink = true;
@@ -155,6 +158,8 @@ impl Bridge {
         // Caps on puts apply to the next put.
         self.config.limits.max_puts_per_pv = new_l.max_puts_per_pv;
         self.config.limits.max_puts_in_flight = new_l.max_puts_in_flight;
+        // The cap on samples applies to the next OnBufferedDataChange.
+        self.config.limits.max_buffered_samples = new_l.max_buffered_samples;
         self.config.defaults = new.defaults.clone();
         // The explicit PVs and the rule-made ones in service, made again under the new
         // rules at once (`Config::merge_rule_pvs`): their access groups are the new rules'

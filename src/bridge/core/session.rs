@@ -5,7 +5,7 @@
 use tracing::{debug, info, warn};
 
 use super::Bridge;
-use crate::bridge::link::subscriptions::Advised;
+use crate::bridge::link::subscriptions::{Advised, Role};
 use crate::bridge::link::{Link, SessionStart};
 use crate::bridge::mapping::registry::Bound;
 use crate::bridge::pv_id::PvId;
@@ -116,13 +116,19 @@ impl Bridge {
         // PVs whose advise of the tag they map to is over (bound or failed); a PV
         // re-tagged meanwhile is advised again with its new tag, and waits for that.
         let mut over: Vec<PvId> = Vec::new();
+        // Writable buffered PVs whose data item is bound: their write item is next.
+        let mut again: Vec<PvId> = Vec::new();
         let done = self
             .link
             .subs
-            .on_subscribed(call, results, |id, tag, r| match r {
-                Ok(item) => match pvs.bind(id, tag, item) {
+            .on_subscribed(call, results, |id, tag, role, r| match r {
+                Ok(item) => match pvs.bind(id, tag, role, item) {
                     Ok(Bound::New) => {
-                        over.push(id);
+                        if pvs.get(id).is_some_and(|pv| pv.needs_write_item()) {
+                            again.push(id);
+                        } else {
+                            over.push(id);
+                        }
                         true
                     }
                     Ok(Bound::Already) => {
@@ -143,6 +149,14 @@ impl Bridge {
                         false
                     }
                 },
+                Err(reason) if role == Role::Write => {
+                    // Its data is advised: only its puts fail, saying why.
+                    if let Some(pv) = pvs.get(id).filter(|pv| pv.cfg.tag.as_str() == tag) {
+                        warn!(pv = %pv.cfg.name.as_str(), %tag, %reason, "cannot add the plain item a buffered PV writes through: its puts fail");
+                        over.push(id);
+                    }
+                    false
+                }
                 Err(reason) => {
                     // A failure of a tag the PV no longer maps to says nothing of the PV.
                     if let Some(pv) = pvs.get_mut(id).filter(|pv| pv.cfg.tag.as_str() == tag) {
@@ -161,6 +175,9 @@ impl Bridge {
             start.failed += failed;
         }
         self.link.subs.unadvise(unwanted);
+        for id in again {
+            self.link.subs.advise(id);
+        }
         self.advised(&over);
         // Data changes held for items known now are taken; the others are strays.
         for ev in self.link.subs.take_early() {

@@ -228,6 +228,8 @@ impl World {
                 self.apply(&Step::Answer(0, Answering::Asked)).await?;
             } else if !self.gw.events.is_empty() {
                 self.apply(&Step::Events(64)).await?;
+            } else if self.gw.holds_samples() {
+                self.apply(&Step::Flush).await?;
             } else if let Some(at) = self.bridge.next_deadline() {
                 let now = tokio::time::Instant::now();
                 let ms = at.saturating_duration_since(now).as_millis() as u64 + 1;
@@ -286,7 +288,8 @@ impl World {
             .pvs
             .ids()
             .into_iter()
-            .filter_map(|id| self.bridge.pvs.get(id)?.item)
+            .filter_map(|id| self.bridge.pvs.get(id))
+            .flat_map(|pv| pv.items())
             .map(|h| h.0)
             .collect();
         let advised: HashSet<i32> = self.gw.items.keys().copied().collect();
@@ -318,6 +321,6 @@ impl World {
                 ));
             }
         }
-        Ok(())
+        self.check_buffered_settled()
     }
 }

@@ -9,8 +9,8 @@ use super::gen::TAGS;
 use crate::bridge::link::subscriptions::{AdviseCall, Advised};
 use crate::bridge::writes::calls::WriteCall;
 use crate::gateway::{
-    DataChange, ItemHandle, MxStatus, MxStatusCategory, MxValue, Quality, ServerHandle,
-    SessionEvent, WriteComplete,
+    BufferedDataChange, DataChange, ItemHandle, MxStatus, MxStatusCategory, MxValue, Quality,
+    ServerHandle, SessionEvent, WriteComplete,
 };
 
 /// The attribute whose writes System Platform refuses.
@@ -18,7 +18,15 @@ pub const REFUSED_TAG: &str = "Pump001.MaxSpeed";
 
 /// A call the bridge made, not answered yet.
 pub enum Pending {
-    Subscribe { call: u64, tags: Vec<String> },
+    Subscribe {
+        call: u64,
+        tags: Vec<String>,
+    },
+    /// AddBufferedItem + Advise of each tag.
+    SubscribeBuffered {
+        call: u64,
+        tags: Vec<String>,
+    },
     Write(WriteCall),
 }
 
@@ -27,6 +35,9 @@ pub struct Gateway {
     pub session: u64,
     /// Items advised in the live session, by handle: their tag.
     pub items: HashMap<i32, String>,
+    /// The buffered ones among them, with the samples taken since their last
+    /// OnBufferedDataChange (value, source time).
+    pub buffered: HashMap<i32, Vec<(f64, SystemTime)>>,
     /// Handles start at 1 in each session, so a handle of a lost session names another
     /// tag in the next one (as a real gateway may).
     next_handle: i32,
@@ -50,6 +61,7 @@ impl Gateway {
             up: false,
             session: 0,
             items: HashMap::new(),
+            buffered: HashMap::new(),
             next_handle: 1,
             events: VecDeque::new(),
             pending: Vec::new(),
@@ -71,6 +83,7 @@ impl Gateway {
     pub fn lose(&mut self) {
         self.up = false;
         self.items.clear();
+        self.buffered.clear();
         self.events.clear();
         self.pending.clear();
     }
@@ -85,6 +98,11 @@ impl Gateway {
             (Some(v), Some(t)) => (*v, *t),
             _ => return,
         };
+        // A buffered item keeps the sample for its next OnBufferedDataChange.
+        if let Some(samples) = self.buffered.get_mut(&item) {
+            samples.push((value, time));
+            return;
+        }
         self.events.push_back(SessionEvent::DataChange(DataChange {
             worker_sequence: self.sequence,
             server_handle: ServerHandle(1),
@@ -147,11 +165,15 @@ impl Gateway {
                 AdviseCall::Subscribe { call, tags } => {
                     self.pending.push(Pending::Subscribe { call, tags })
                 }
+                AdviseCall::SubscribeBuffered { call, tags, .. } => {
+                    self.pending.push(Pending::SubscribeBuffered { call, tags })
+                }
                 // Applied at once (a failure would only leave an item advised until the
                 // session ends: not generated).
                 AdviseCall::Unsubscribe { items } => {
                     for h in items {
                         self.items.remove(&h.0);
+                        self.buffered.remove(&h.0);
                     }
                 }
             }
@@ -215,5 +237,55 @@ impl Gateway {
                 Ok(())
             })
             .collect()
+    }
+
+    /// AddBufferedItem + Advise of each tag: a new buffered item per tag, its first
+    /// value its first sample.
+    pub fn subscribe_buffered(&mut self, tags: &[String]) -> Vec<Advised> {
+        tags.iter()
+            .map(|tag| {
+                let Some(t) = Self::tag_index(tag) else {
+                    return Err(format!("{tag}: no such attribute"));
+                };
+                let h = self.next_handle;
+                self.next_handle += 1;
+                self.items.insert(h, tag.clone());
+                self.buffered.insert(h, Vec::new());
+                self.data_change(h, t);
+                Ok(ItemHandle(h))
+            })
+            .collect()
+    }
+
+    /// The buffered update interval passed: each buffered item holding samples gets
+    /// one OnBufferedDataChange of them, in the order they were taken.
+    pub fn flush(&mut self) {
+        let mut handles: Vec<i32> = self.buffered.keys().copied().collect();
+        handles.sort_unstable();
+        for h in handles {
+            let Some(samples) = self.buffered.get_mut(&h).map(std::mem::take) else {
+                continue;
+            };
+            if samples.is_empty() {
+                continue;
+            }
+            self.sequence += 1;
+            self.events
+                .push_back(SessionEvent::BufferedDataChange(BufferedDataChange {
+                    worker_sequence: self.sequence,
+                    server_handle: ServerHandle(1),
+                    item_handle: ItemHandle(h),
+                    samples: samples
+                        .into_iter()
+                        .map(|(v, t)| (MxValue::Double(v), Quality::GOOD, Some(t)))
+                        .collect(),
+                    statuses: Vec::new(),
+                }));
+        }
+    }
+
+    /// A buffered item holds samples not delivered yet.
+    pub fn holds_samples(&self) -> bool {
+        self.buffered.values().any(|s| !s.is_empty())
     }
 }

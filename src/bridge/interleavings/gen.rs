@@ -28,6 +28,8 @@ pub struct PvSpec {
     pub group: Option<usize>,
     /// Its `access_level`.
     pub level: u8,
+    /// `buffered = true`: advised as a buffered item.
+    pub buffered: bool,
 }
 
 /// A `[[discover]]` rule: it makes `<prefix>Tank001:Level` and `<prefix>Tank001:Temp`
@@ -53,6 +55,10 @@ pub struct Mapping {
 }
 
 pub fn any_pv() -> impl Strategy<Value = PvSpec> {
+    (any_pv_plain(), prop::bool::weighted(0.3)).prop_map(|(p, buffered)| PvSpec { buffered, ..p })
+}
+
+fn any_pv_plain() -> impl Strategy<Value = PvSpec> {
     (
         0..TAGS.len(),
         prop::bool::weighted(0.3),
@@ -71,6 +77,7 @@ pub fn any_pv() -> impl Strategy<Value = PvSpec> {
                 units,
                 group,
                 level: u8::from(level),
+                buffered: false,
             },
         )
 }
@@ -105,6 +112,8 @@ pub enum Edit {
     Writable(usize),
     Mode(usize),
     Units(usize),
+    /// `buffered` switched (in place).
+    Buffered(usize),
     Remove(usize),
     Add(usize, PvSpec),
     /// The PV's `access_group` goes to the next of none, `OPS`, `ENG`; its
@@ -126,6 +135,7 @@ fn any_edit() -> impl Strategy<Value = Edit> {
         2 => n.clone().prop_map(Edit::Writable),
         2 => n.clone().prop_map(Edit::Mode),
         1 => n.clone().prop_map(Edit::Units),
+        2 => n.clone().prop_map(Edit::Buffered),
         1 => n.clone().prop_map(Edit::Remove),
         2 => (n.clone(), any_pv()).prop_map(|(i, p)| Edit::Add(i, p)),
         2 => n.clone().prop_map(Edit::Group),
@@ -179,6 +189,11 @@ pub fn edited(base: &Mapping, edits: &[Edit]) -> Mapping {
             Edit::Level(i) => {
                 if let Some(Some(p)) = m.pvs.get_mut(*i) {
                     p.level = 1 - p.level.min(1);
+                }
+            }
+            Edit::Buffered(i) => {
+                if let Some(Some(p)) = m.pvs.get_mut(*i) {
+                    p.buffered = !p.buffered;
                 }
             }
             Edit::Remove(i) => {
@@ -251,6 +266,9 @@ prefix = ""
         if p.level != 0 {
             text.push_str(&format!("access_level = {}\n", p.level));
         }
+        if p.buffered {
+            text.push_str("buffered = true\n");
+        }
     }
     if let Some(r) = &mapping.rule {
         text.push_str(&format!(
@@ -295,6 +313,9 @@ pub enum Step {
     /// config) and the config reloaded (SIGHUP), with these changes to the access
     /// groups of the mapping besides.
     Acf(Option<usize>, Vec<Edit>),
+    /// The buffered update interval passes: each buffered item holding samples gets its
+    /// OnBufferedDataChange (queued in the event stream).
+    Flush,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -325,6 +346,7 @@ pub fn any_step() -> impl Strategy<Value = Step> {
             .prop_map(|(tag, state, jump_ms)| Step::Alarm { tag, state, jump_ms }),
         5 => (any_acf(), prop::collection::vec(any_group_edit(), 0..2))
             .prop_map(|(set, edits)| Step::Acf(set, edits)),
+        5 => Just(Step::Flush),
     ]
 }
 
@@ -343,10 +365,11 @@ pub fn kind(step: &Step) -> usize {
         Step::Deploy { .. } => 9,
         Step::Alarm { .. } => 10,
         Step::Acf(..) => 11,
+        Step::Flush => 12,
     }
 }
 
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 13] = [
     "reload",
     "watch",
     "put",
@@ -359,6 +382,7 @@ pub const KINDS: [&str; 12] = [
     "deploy",
     "alarm",
     "acf",
+    "flush",
 ];
 
 /// A change of an access group or level, made with an ACF reload.

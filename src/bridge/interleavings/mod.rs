@@ -16,12 +16,16 @@
 //! 5. a put is denied by access security exactly when a model of the ACF in force
 //!    (`acf.rs`, without asLib) says so, for the group and level its PV has in the
 //!    mapping in force, explicit or rule-made; and every PV carries those keys;
-//! 6. a reload that leaves a PV as it was posts nothing on it.
+//! 6. a reload that leaves a PV as it was posts nothing on it;
+//! 7. (buffered PVs) a PV's data item is of the kind its `buffered` says, a buffered
+//!    PV's puts go through a plain item of its tag, never the buffered one; each sample
+//!    of an OnBufferedDataChange is posted, in order (3 holds for them too).
 //!
 //! asLib holds one rule set for the process: a history holds
 //! [`crate::access::test_lock`] while it runs.
 
 mod acf;
+mod buffered;
 mod checks;
 mod gateway;
 mod gen;
@@ -158,6 +162,7 @@ impl World {
                     units: false,
                     group: None,
                     level: 0,
+                    buffered: false,
                 });
             }
         }
@@ -236,6 +241,12 @@ impl World {
                 return Err(fail(self.step, format!("a write of {:?}", entry.value)));
             };
             let item_tag = self.gw.items.get(&entry.item_handle.0).cloned();
+            if self.gw.buffered.contains_key(&entry.item_handle.0) {
+                return Err(fail(
+                    self.step,
+                    format!("a write through buffered item {}", entry.item_handle.0),
+                ));
+            }
             let current = self
                 .bridge
                 .pvs
@@ -311,6 +322,7 @@ impl World {
                 self.bridge.on_timers();
             }
             Step::Deploy { attrs, stale, fail } => self.deploy(*attrs, *stale, *fail),
+            Step::Flush => self.gw.flush(),
             Step::Alarm {
                 tag,
                 state,
@@ -319,7 +331,8 @@ impl World {
         }
         self.turn()?;
         self.check_step(step, &before, &before_ids)?;
-        self.check_access()
+        self.check_access()?;
+        self.check_buffered()
     }
 
     /// SIGHUP, the config file changed by `edits`, the ACF as written.
@@ -551,6 +564,7 @@ impl World {
         }
         let call = self.gw.pending.remove(k % self.gw.pending.len());
         match call {
+            Pending::SubscribeBuffered { call, tags } => self.answer_buffered(call, &tags, how),
             Pending::Subscribe { call, tags } => {
                 let results = match how {
                     Answering::Failed => Err("SubscribeBulk failed: transport error".to_string()),

@@ -293,7 +293,7 @@ impl Demand {
             }
             pv.close_unwatched();
             debug!(pv = %pv.cfg.name.as_str(), "on-demand PV un-advised after its linger");
-            out.items.extend(pv.item);
+            out.items.extend(pv.items());
             pvs.unbind(id);
             out.pvs.push(id);
         }

@@ -3,6 +3,7 @@
 //! (its tags advised, `subscriptions.rs`); a lost link (every PV INVALID, pending writes
 //! failed) and the sessions of lost links, closed by the next connect.
 
+pub(super) mod buffered;
 pub(super) mod demand;
 pub(super) mod strays;
 pub(super) mod subscriptions;
@@ -128,18 +129,24 @@ pub(super) struct LinkState {
     pub lost_reason: Option<String>,
     /// Events ignored, so each kind is logged once per session.
     pub strays: strays::Strays,
+    /// Buffered samples dropped past `[limits] max_buffered_samples` (`buffered.rs`).
+    pub dropped: buffered::Dropped,
 }
 
 impl LinkState {
     /// No session yet, with the window of `[gateway]`.
     pub fn new(gw: &config::Gateway) -> Self {
+        let mut subs =
+            subscriptions::Subscriptions::new(gw.subscribe_chunk.get(), gw.request_timeout);
+        subs.set_buffered_interval(gw.buffered_interval);
         LinkState {
             session: None,
-            subs: subscriptions::Subscriptions::new(gw.subscribe_chunk.get(), gw.request_timeout),
+            subs,
             starting: None,
             reload_subscribing: false,
             lost_reason: None,
             strays: strays::Strays::default(),
+            dropped: buffered::Dropped::default(),
         }
     }
 }

@@ -25,10 +25,18 @@
 //! flight are held (at most [`MAX_EARLY`]) and handed back with a call's results, so no
 //! first value is lost.
 //!
-//! **Tags.** A call carries each PV with the tag it was advised for. The results are
-//! bound by the bridge (`Registry::bind`), which checks that the PV still maps to that
-//! tag: a PV re-tagged or removed while its call was in flight is never bound to the old
-//! tag's item, and that item is un-advised.
+//! **Tags.** A call carries each PV with the tag it was advised for and how ([`Role`]:
+//! a plain item, a buffered item, or the plain item a buffered PV writes through). The
+//! results are bound by the bridge (`Registry::bind`), which checks that the PV still
+//! maps to that tag and is still advised that way: a PV re-tagged, removed, or switched
+//! between buffered and plain while its call was in flight is never bound to the old
+//! item, and that item is un-advised.
+//!
+//! **Buffered items.** The contract has no bulk AddBufferedItem: a chunk of buffered
+//! items is a call of its own kind ([`AdviseCall::SubscribeBuffered`]; the adapter makes
+//! AddBufferedItem and Advise per item), paced by the same window (a buffered item holds
+//! its room until its first OnBufferedDataChange). A chunk is of one kind: a PV of the
+//! other kind waits for the next chunk.
 //!
 //! Call ids are unique within the process, so a result from a lost session, or one that
 //! came twice, matches no call in flight and is dropped.
@@ -53,12 +61,40 @@ pub(in crate::bridge) const MAX_CALLS: usize = 4;
 /// is in flight; past it they are dropped as strays.
 pub(in crate::bridge) const MAX_EARLY: usize = 65_536;
 
+/// How a PV's tag is advised: the item it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(in crate::bridge) enum Role {
+    /// A plain item (AddItem, Advise: SubscribeBulk): the PV's data, and its puts.
+    Plain,
+    /// A buffered item (AddBufferedItem, Advise): the data of a `buffered` PV.
+    Buffered,
+    /// The plain item a writable `buffered` PV writes through (the gateway's documents
+    /// say nothing of writes on a buffered handle); its data changes are not posted.
+    Write,
+}
+
+impl Role {
+    /// Advised as a buffered item.
+    pub fn buffered(self) -> bool {
+        self == Role::Buffered
+    }
+}
+
 /// A gateway call about advised items, to be made in the live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(in crate::bridge) enum AdviseCall {
     /// SubscribeBulk of `tags`; its results come back to [`Subscriptions::on_subscribed`]
     /// with `call`.
     Subscribe { call: u64, tags: Vec<String> },
+    /// AddBufferedItem and Advise of each of `tags` (no bulk form exists); the results
+    /// come back, one per tag in order, as for [`AdviseCall::Subscribe`]. The first of a
+    /// session carries the session's SetBufferedUpdateInterval (`[gateway]
+    /// buffered_interval`: MXAccess sets it per server handle), made before the items.
+    SubscribeBuffered {
+        call: u64,
+        tags: Vec<String>,
+        interval: Option<Duration>,
+    },
     /// UnsubscribeBulk of `items` (nothing comes back: a failure is only logged).
     Unsubscribe { items: Vec<ItemHandle> },
 }
@@ -70,8 +106,8 @@ pub(in crate::bridge) type Advised = Result<ItemHandle, String>;
 #[derive(Debug)]
 struct InFlight {
     call: u64,
-    /// Each PV with the tag it was advised for, in the call's order.
-    entries: Vec<(PvId, String)>,
+    /// Each PV with the tag it was advised for and how, in the call's order.
+    entries: Vec<(PvId, String, Role)>,
     /// Its items hold room in the window.
     paced: bool,
 }
@@ -108,6 +144,9 @@ pub(in crate::bridge) struct Subscriptions {
     /// Data changes of items not known yet, held while a SubscribeBulk is in flight.
     early: Vec<SessionEvent>,
     next_call: u64,
+    /// `[gateway] buffered_interval`, and whether the live session was given it.
+    buffered_interval: Duration,
+    interval_set: bool,
 }
 
 impl Subscriptions {
@@ -123,7 +162,14 @@ impl Subscriptions {
             unadvise: Vec::new(),
             early: Vec::new(),
             next_call: 0,
+            buffered_interval: crate::config::DEFAULT_BUFFERED_INTERVAL,
+            interval_set: false,
         }
+    }
+
+    /// `[gateway] buffered_interval`, for the next session.
+    pub fn set_buffered_interval(&mut self, interval: Duration) {
+        self.buffered_interval = interval;
     }
 
     fn window_size(&self) -> usize {
@@ -159,6 +205,7 @@ impl Subscriptions {
         self.holding.clear();
         self.unadvise.clear();
         self.early.clear();
+        self.interval_set = false;
     }
 
     /// The PV's tag is to be advised in the live session (nothing without one). A PV
@@ -176,7 +223,7 @@ impl Subscriptions {
             || self
                 .in_flight
                 .iter()
-                .any(|c| c.entries.iter().any(|(i, _)| *i == id))
+                .any(|c| c.entries.iter().any(|(i, _, _)| *i == id))
     }
 
     /// The PV is removed, re-opened, or no longer wanted: it leaves the queue, and the
@@ -225,12 +272,14 @@ impl Subscriptions {
 
     /// The next gateway call to make now, if any: un-advises first, then the next
     /// SubscribeBulk chunk when none is in flight and the window has room for it (or it
-    /// waited for room long enough). `tag_of` gives the tag a PV maps to now, or `None`
-    /// when it is no longer to be advised (then it leaves the queue).
+    /// waited for room long enough). `tag_of` gives the tag a PV maps to now and the item
+    /// it is to get, or `None` when it is no longer to be advised (then it leaves the
+    /// queue). A chunk holds items of one kind (buffered or not): a PV of the other kind
+    /// stays first in the queue for the next chunk.
     pub fn next_call(
         &mut self,
         now: Instant,
-        mut tag_of: impl FnMut(PvId) -> Option<String>,
+        mut tag_of: impl FnMut(PvId) -> Option<(String, Role)>,
     ) -> Option<AdviseCall> {
         let window = self.window.as_mut()?;
         if !self.unadvise.is_empty() {
@@ -243,14 +292,23 @@ impl Subscriptions {
         // The next chunk, each PV with the tag it maps to now; PVs no longer to be
         // advised leave the queue for good.
         let chunk = self.chunk.clamp(1, window.size);
-        let mut entries: Vec<(PvId, String)> = Vec::new();
+        let mut entries: Vec<(PvId, String, Role)> = Vec::new();
         while entries.len() < chunk {
             let Some(id) = self.queue.pop_front() else {
                 break;
             };
             self.queued.remove(&id);
-            if let Some(tag) = tag_of(id) {
-                entries.push((id, tag));
+            if let Some((tag, role)) = tag_of(id) {
+                if entries
+                    .first()
+                    .is_some_and(|(_, _, r)| r.buffered() != role.buffered())
+                {
+                    // The other kind: first in the queue for the next chunk.
+                    self.queued.insert(id);
+                    self.queue.push_front(id);
+                    break;
+                }
+                entries.push((id, tag, role));
             }
         }
         if entries.is_empty() {
@@ -270,7 +328,7 @@ impl Subscriptions {
             };
             if !due {
                 // Back in front, in order, until there is room (or the wait is over).
-                for (id, _) in entries.into_iter().rev() {
+                for (id, _, _) in entries.into_iter().rev() {
                     self.queued.insert(id);
                     self.queue.push_front(id);
                 }
@@ -289,17 +347,28 @@ impl Subscriptions {
         window.blocked_since = None;
         self.next_call = self.next_call.wrapping_add(1);
         let call = self.next_call;
-        let tags = entries.iter().map(|(_, t)| t.clone()).collect();
+        let tags = entries.iter().map(|(_, t, _)| t.clone()).collect();
+        let buffered = entries.first().is_some_and(|(_, _, r)| r.buffered());
         self.in_flight.push(InFlight {
             call,
             entries,
             paced,
         });
-        Some(AdviseCall::Subscribe { call, tags })
+        Some(if buffered {
+            let interval = (!std::mem::replace(&mut self.interval_set, true))
+                .then_some(self.buffered_interval);
+            AdviseCall::SubscribeBuffered {
+                call,
+                tags,
+                interval,
+            }
+        } else {
+            AdviseCall::Subscribe { call, tags }
+        })
     }
 
     /// The results of SubscribeBulk `call` (`Err`: the whole call failed). Each entry goes
-    /// to `bind` with the PV and the tag it was advised for; `bind` returns true when the
+    /// to `bind` with the PV, the tag and the role it was advised for; `bind` returns true when the
     /// item is bound to the PV and its first data change is still to come. Returns the
     /// PVs of the call, or `None` when `call` is not the call in flight (a lost
     /// session's, or a duplicate): then nothing is bound.
@@ -307,7 +376,7 @@ impl Subscriptions {
         &mut self,
         call: u64,
         results: Result<Vec<Advised>, String>,
-        mut bind: impl FnMut(PvId, &str, Advised) -> bool,
+        mut bind: impl FnMut(PvId, &str, Role, Advised) -> bool,
     ) -> Option<Vec<PvId>> {
         let at = self.in_flight.iter().position(|c| c.call == call)?;
         let c = self.in_flight.remove(at);
@@ -316,7 +385,7 @@ impl Subscriptions {
             Ok(r) if r.len() == n => r,
             Ok(r) => {
                 let e = format!(
-                    "the gateway answered SubscribeBulk with {} results for {n} tags",
+                    "the gateway answered the advise call with {} results for {n} tags",
                     r.len()
                 );
                 vec![Err(e); n]
@@ -325,9 +394,9 @@ impl Subscriptions {
         };
         let mut free = 0usize;
         let mut ids = Vec::with_capacity(n);
-        for ((id, tag), r) in c.entries.into_iter().zip(results.drain(..)) {
+        for ((id, tag, role), r) in c.entries.into_iter().zip(results.drain(..)) {
             ids.push(id);
-            let waits = bind(id, &tag, r);
+            let waits = bind(id, &tag, role, r);
             if c.paced {
                 if waits && self.holding.insert(id) {
                     continue;

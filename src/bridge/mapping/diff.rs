@@ -41,6 +41,9 @@ pub(in crate::bridge) enum Change {
     Subscribe,
     /// `access_group`, `access_level`: taken in place by the next put.
     Access,
+    /// `buffered`: taken in place, without a disconnect: the item is un-advised and the
+    /// tag advised again the new way (its first value is posted by the timeStamp rule).
+    Buffered,
 }
 
 /// How a PV's config changed: each kind once, in [`Change`] order; empty when it did not.
@@ -85,6 +88,7 @@ pub(in crate::bridge) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Chan
         old.access_group != new.access_group || old.access_level != new.access_level,
         Change::Access,
     );
+    note(old.buffered != new.buffered, Change::Buffered);
     out
 }
 

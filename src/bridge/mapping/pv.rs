@@ -21,8 +21,13 @@ use crate::pva::{
 pub(in crate::bridge) struct MappedPv {
     pub cfg: config::Pv,
     pub pv: SharedPv,
-    /// The item handle in the current session.
+    /// The item handle in the current session: its data (a buffered item when
+    /// `cfg.buffered`, bound so by `Registry::bind`).
     pub item: Option<ItemHandle>,
+    /// A writable buffered PV's plain item of the same attribute, which its puts are
+    /// written through (the gateway's documents say nothing of writes on a buffered
+    /// handle); its data changes are not posted.
+    pub write_item: Option<ItemHandle>,
     /// The attribute's type and arrayness, from its last data change.
     attr_type: Option<(MxDataType, bool)>,
     /// The puts to this PV waiting for System Platform (`writes/pending.rs`).
@@ -125,6 +130,7 @@ impl MappedPv {
             cfg,
             pv,
             item: None,
+            write_item: None,
             attr_type: None,
             writes: PvWrites::default(),
             shown: None,
@@ -158,6 +164,25 @@ impl MappedPv {
 
     fn name(&self) -> &str {
         self.cfg.name.as_str()
+    }
+
+    /// Every item it holds in the current session (to un-advise).
+    pub fn items(&self) -> std::iter::Flatten<std::array::IntoIter<Option<ItemHandle>, 2>> {
+        [self.item, self.write_item].into_iter().flatten()
+    }
+
+    /// A writable buffered PV without the plain item its puts go through.
+    pub fn needs_write_item(&self) -> bool {
+        self.cfg.buffered && self.cfg.writable() && self.write_item.is_none()
+    }
+
+    /// The item its puts are written through: its own, or a buffered PV's write item.
+    pub fn write_handle(&self) -> Option<ItemHandle> {
+        if self.cfg.buffered {
+            self.write_item
+        } else {
+            self.item
+        }
     }
 
     /// Its last posted time, for a PV that takes its place under the same name.
@@ -519,9 +544,14 @@ impl MappedPv {
         let Some(value) = &put.value else {
             return Err(format!("{name}: the put carries no value"));
         };
-        let Some(item) = self.item else {
+        let Some(item) = self.write_handle() else {
+            let how = if self.cfg.buffered {
+                " (a buffered PV writes through a plain item of the attribute)"
+            } else {
+                ""
+            };
             return Err(format!(
-                "{name}: {} is not subscribed: write not sent",
+                "{name}: {} is not subscribed{how}: write not sent",
                 self.cfg.tag.as_str()
             ));
         };

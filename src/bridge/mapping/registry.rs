@@ -5,7 +5,11 @@
 //! timeout, a settle) finds nothing instead of the new one. Item handles map to ids for
 //! the current session only (cleared when the link goes). A handle is bound to a PV by
 //! [`Registry::bind`] alone, which checks that the PV still maps the tag the handle was
-//! advised for: a re-tag keeps the id, so a late handle of the old tag must not bind.
+//! advised for, and is still advised that way (buffered or plain, `buffered`): a re-tag
+//! or a switch of `buffered` keeps the id, so a late handle of the old kind must not bind.
+//! A writable buffered PV holds two items: its buffered item (its data) and the plain
+//! item its puts are written through ([`MappedPv::write_item`]), found by
+//! [`Registry::id_of_write_item`].
 //!
 //! A new id under an old name still continues that name's posted times: the last posted
 //! time of a removed PV is kept by name while it is ahead of the bridge's clock (a
@@ -35,6 +39,9 @@ pub(in crate::bridge) enum Unbound {
     HeldByOther(PvId),
     /// The PV holds another item already (advised twice).
     HoldsOther(ItemHandle),
+    /// The PV is advised another way now (`buffered` switched meanwhile, or a write item
+    /// for a PV that needs none).
+    OtherMode { buffered: bool },
 }
 
 impl Unbound {
@@ -54,6 +61,8 @@ impl std::fmt::Display for Unbound {
                 f.write_str("the gateway gave the item handle to another tag too")
             }
             Unbound::HoldsOther(item) => write!(f, "the PV holds item handle {} already", item.0),
+            Unbound::OtherMode { buffered: true } => f.write_str("the PV is buffered now"),
+            Unbound::OtherMode { buffered: false } => f.write_str("the PV is not buffered now"),
         }
     }
 }
@@ -67,6 +76,7 @@ pub(in crate::bridge) enum Bound {
     Already,
 }
 
+pub(in crate::bridge) use crate::bridge::link::subscriptions::Role;
 pub(in crate::bridge) use crate::bridge::pv_id::PvId;
 
 #[derive(Default)]
@@ -74,8 +84,10 @@ pub(in crate::bridge) struct Registry {
     /// Boxed: a MappedPv is large, and a table of them moved every PV on each growth.
     pvs: HashMap<PvId, Box<MappedPv>>,
     by_name: HashMap<Arc<str>, PvId>,
-    /// Item handle -> id, for the current session.
+    /// Item handle -> id, for the current session: each PV's data item.
     by_item: HashMap<i32, PvId>,
+    /// The plain items writable buffered PVs write through, for the current session.
+    by_write_item: HashMap<i32, PvId>,
     /// The next id to give; ids are given in increasing order, so sorting ids gives the
     /// order PVs were added in (the config's order at start).
     next: u64,
@@ -160,6 +172,11 @@ impl Registry {
                 self.by_item.remove(&item.0);
             }
         }
+        if let Some(item) = pv.write_item {
+            if self.by_write_item.get(&item.0) == Some(&id) {
+                self.by_write_item.remove(&item.0);
+            }
+        }
         Some(pv)
     }
 
@@ -175,20 +192,40 @@ impl Registry {
         self.by_name.get(name).copied()
     }
 
-    /// The PV of an item handle of the current session.
+    /// The PV of an item handle of the current session (its data item).
     pub fn id_of_item(&self, item: ItemHandle) -> Option<PvId> {
         self.by_item.get(&item.0).copied()
     }
 
-    /// Binds `item`, advised for `tag`, to the PV of `id`: the one way a PV gets an item
-    /// handle. Refused when another PV holds the handle, when the PV is gone, when it
-    /// maps another tag now (re-tagged while the advise was under way: a write would
-    /// reach the old attribute), or when it holds another item.
-    pub fn bind(&mut self, id: PvId, tag: &str, item: ItemHandle) -> Result<Bound, Unbound> {
+    /// The buffered PV whose puts are written through the plain item `item`.
+    pub fn id_of_write_item(&self, item: ItemHandle) -> Option<PvId> {
+        self.by_write_item.get(&item.0).copied()
+    }
+
+    /// Binds `item`, advised for `tag` as `role`, to the PV of `id`: the one way a PV
+    /// gets an item handle. Refused when another PV (or another role of this one) holds
+    /// the handle, when the PV is gone, when it maps another tag now (re-tagged while the
+    /// advise was under way: a write would reach the old attribute), when it is advised
+    /// another way now (`buffered` switched: its data would come as the other kind), or
+    /// when it holds another item in that role.
+    pub fn bind(
+        &mut self,
+        id: PvId,
+        tag: &str,
+        role: Role,
+        item: ItemHandle,
+    ) -> Result<Bound, Unbound> {
         // First: a handle another PV holds is never to be unsubscribed for this one.
-        match self.by_item.get(&item.0) {
+        let (mine, other_map) = match role {
+            Role::Write => (&self.by_write_item, &self.by_item),
+            _ => (&self.by_item, &self.by_write_item),
+        };
+        match mine.get(&item.0) {
             Some(&other) if other != id => return Err(Unbound::HeldByOther(other)),
             _ => {}
+        }
+        if let Some(&other) = other_map.get(&item.0) {
+            return Err(Unbound::HeldByOther(other));
         }
         let Some(pv) = self.pvs.get(&id) else {
             return Err(Unbound::Gone);
@@ -198,9 +235,30 @@ impl Registry {
                 now: pv.cfg.tag.as_str().to_string(),
             });
         }
-        match pv.item {
+        let mode_ok = match role {
+            Role::Plain => !pv.cfg.buffered,
+            Role::Buffered => pv.cfg.buffered,
+            Role::Write => pv.cfg.buffered && pv.cfg.writable(),
+        };
+        if !mode_ok {
+            return Err(Unbound::OtherMode {
+                buffered: pv.cfg.buffered,
+            });
+        }
+        let held = match role {
+            Role::Write => pv.write_item,
+            _ => pv.item,
+        };
+        match held {
             Some(held) if held == item => Ok(Bound::Already),
             Some(held) => Err(Unbound::HoldsOther(held)),
+            None if role == Role::Write => {
+                if let Some(pv) = self.pvs.get_mut(&id) {
+                    pv.write_item = Some(item);
+                    self.by_write_item.insert(item.0, id);
+                }
+                Ok(Bound::New)
+            }
             None => {
                 self.set_item(id, Some(item));
                 Ok(Bound::New)
@@ -208,9 +266,16 @@ impl Registry {
         }
     }
 
-    /// The PV's item is gone (unsubscribed): it holds none.
+    /// The PV's items are gone (unsubscribed): it holds none.
     pub fn unbind(&mut self, id: PvId) {
         self.set_item(id, None);
+        if let Some(pv) = self.pvs.get_mut(&id) {
+            if let Some(old) = pv.write_item.take() {
+                if self.by_write_item.get(&old.0) == Some(&id) {
+                    self.by_write_item.remove(&old.0);
+                }
+            }
+        }
     }
 
     /// Records (or clears, with `None`) the PV's item handle in the current session;
@@ -233,8 +298,10 @@ impl Registry {
     /// The session is gone: no PV has an item handle.
     pub fn clear_items(&mut self) {
         self.by_item.clear();
+        self.by_write_item.clear();
         for pv in self.pvs.values_mut() {
             pv.item = None;
+            pv.write_item = None;
         }
     }
 
@@ -351,22 +418,25 @@ tag = "Pump001.Speed"
         let y = reg.insert(pv(&config, "Y", &events));
 
         // Bound: the PV maps the tag advised, holds no item, nobody else holds it.
-        assert_eq!(reg.bind(y, "Pump001.Speed", ItemHandle(1)), Ok(Bound::New));
+        assert_eq!(
+            reg.bind(y, "Pump001.Speed", Role::Plain, ItemHandle(1)),
+            Ok(Bound::New)
+        );
         assert_eq!(reg.id_of_item(ItemHandle(1)), Some(y));
         // The same handle again: nothing changes.
         assert_eq!(
-            reg.bind(y, "Pump001.Speed", ItemHandle(1)),
+            reg.bind(y, "Pump001.Speed", Role::Plain, ItemHandle(1)),
             Ok(Bound::Already)
         );
         // A second item for a PV that holds one.
-        let second = reg.bind(y, "Pump001.Speed", ItemHandle(2));
+        let second = reg.bind(y, "Pump001.Speed", Role::Plain, ItemHandle(2));
         assert_eq!(second, Err(Unbound::HoldsOther(ItemHandle(1))));
         assert!(second.unwrap_err().unsubscribe());
         assert_eq!(reg.get(y).unwrap().item, Some(ItemHandle(1)));
         assert_eq!(reg.id_of_item(ItemHandle(2)), None);
 
         // Another PV's handle: refused, and never to be unsubscribed for this one.
-        let shared = reg.bind(x, "Pump001.MaxSpeed", ItemHandle(1));
+        let shared = reg.bind(x, "Pump001.MaxSpeed", Role::Plain, ItemHandle(1));
         assert_eq!(shared, Err(Unbound::HeldByOther(y)));
         assert!(!shared.unwrap_err().unsubscribe());
         assert_eq!(reg.id_of_item(ItemHandle(1)), Some(y));
@@ -375,7 +445,7 @@ tag = "Pump001.Speed"
         // Re-tagged while its advise was under way (a re-open under the same id): the
         // handle of the old tag is refused; one of the new tag binds.
         reg.replace(x, pv(&config, "X2", &events)).unwrap();
-        let old = reg.bind(x, "Pump001.MaxSpeed", ItemHandle(3));
+        let old = reg.bind(x, "Pump001.MaxSpeed", Role::Plain, ItemHandle(3));
         assert_eq!(
             old,
             Err(Unbound::Retagged {
@@ -387,14 +457,14 @@ tag = "Pump001.Speed"
         assert!(reg.get(x).unwrap().item.is_none());
         assert_eq!(reg.id_of_item(ItemHandle(3)), None);
         assert_eq!(
-            reg.bind(x, "Pump001.SpeedSP", ItemHandle(4)),
+            reg.bind(x, "Pump001.SpeedSP", Role::Plain, ItemHandle(4)),
             Ok(Bound::New)
         );
         assert_eq!(reg.id_of_item(ItemHandle(4)), Some(x));
 
         // Removed meanwhile.
         reg.remove(x).unwrap();
-        let gone = reg.bind(x, "Pump001.SpeedSP", ItemHandle(5));
+        let gone = reg.bind(x, "Pump001.SpeedSP", Role::Plain, ItemHandle(5));
         assert_eq!(gone, Err(Unbound::Gone));
         assert!(gone.unwrap_err().unsubscribe());
         assert_eq!(reg.id_of_item(ItemHandle(5)), None);
@@ -402,7 +472,96 @@ tag = "Pump001.Speed"
         // Unbound: the PV holds no item, and may be bound again.
         reg.unbind(y);
         assert_eq!(reg.id_of_item(ItemHandle(1)), None);
-        assert_eq!(reg.bind(y, "Pump001.Speed", ItemHandle(6)), Ok(Bound::New));
+        assert_eq!(
+            reg.bind(y, "Pump001.Speed", Role::Plain, ItemHandle(6)),
+            Ok(Bound::New)
+        );
         assert_eq!(reg.subscribed(), 1);
+    }
+
+    #[test]
+    fn bind_checks_the_advise_mode_and_a_buffered_pv_holds_a_write_item() {
+        let text = r#"
+[gateway]
+endpoint = "http://127.0.0.1:1"
+[[pv]]
+name = "B"
+tag = "Tank001.Level"
+buffered = true
+writable = true
+[[pv]]
+name = "P"
+tag = "Tank001.Level"
+writable = true
+[[pv]]
+name = "R"
+tag = "Tank001.Temp"
+buffered = true
+"#;
+        let config = Config::from_str_at(text, std::path::Path::new("mode.toml")).unwrap();
+        let (events, _rx) = crate::pva::event_channel();
+        let mut reg = Registry::default();
+        let b = reg.insert(pv(&config, "B", &events));
+        let r = reg.insert(pv(&config, "R", &events));
+        // A plain item for a buffered PV (advised before a switch) is refused...
+        let plain = reg.bind(b, "Tank001.Level", Role::Plain, ItemHandle(1));
+        assert_eq!(plain, Err(Unbound::OtherMode { buffered: true }));
+        assert!(plain.as_ref().unwrap_err().unsubscribe());
+        assert!(plain.unwrap_err().to_string().contains("buffered now"));
+        assert_eq!(reg.id_of_item(ItemHandle(1)), None);
+        // ... a buffered one binds, and so does its write item.
+        assert_eq!(
+            reg.bind(b, "Tank001.Level", Role::Buffered, ItemHandle(2)),
+            Ok(Bound::New)
+        );
+        assert_eq!(
+            reg.bind(b, "Tank001.Level", Role::Write, ItemHandle(3)),
+            Ok(Bound::New)
+        );
+        assert_eq!(reg.id_of_item(ItemHandle(2)), Some(b));
+        assert_eq!(reg.id_of_item(ItemHandle(3)), None);
+        assert_eq!(reg.id_of_write_item(ItemHandle(3)), Some(b));
+        assert_eq!(reg.get(b).unwrap().write_item, Some(ItemHandle(3)));
+        // The data item is not a write item, nor the other way round.
+        assert_eq!(
+            reg.bind(b, "Tank001.Level", Role::Write, ItemHandle(2)),
+            Err(Unbound::HeldByOther(b))
+        );
+        // A read-only buffered PV takes no write item.
+        assert_eq!(
+            reg.bind(r, "Tank001.Temp", Role::Write, ItemHandle(4)),
+            Err(Unbound::OtherMode { buffered: true })
+        );
+        // Switched to plain (a reload, in place): a late buffered item is refused.
+        let p = reg.get(b).unwrap().cfg.clone();
+        let mut plain_cfg = config
+            .pvs
+            .iter()
+            .find(|x| x.name.as_str() == "P")
+            .unwrap()
+            .clone();
+        plain_cfg.name = p.name.clone();
+        reg.unbind(b);
+        assert_eq!(reg.id_of_write_item(ItemHandle(3)), None);
+        assert_eq!(reg.id_of_item(ItemHandle(2)), None);
+        reg.get_mut(b).unwrap().reconfigure(plain_cfg, false);
+        assert_eq!(
+            reg.bind(b, "Tank001.Level", Role::Buffered, ItemHandle(5)),
+            Err(Unbound::OtherMode { buffered: false })
+        );
+        assert_eq!(
+            reg.bind(b, "Tank001.Level", Role::Write, ItemHandle(6)),
+            Err(Unbound::OtherMode { buffered: false })
+        );
+        assert_eq!(
+            reg.bind(b, "Tank001.Level", Role::Plain, ItemHandle(7)),
+            Ok(Bound::New)
+        );
+        // Removing a PV forgets its write item too.
+        reg.bind(r, "Tank001.Temp", Role::Buffered, ItemHandle(8))
+            .unwrap();
+        reg.clear_items();
+        assert_eq!(reg.subscribed(), 0);
+        assert!(reg.get(b).unwrap().write_item.is_none());
     }
 }

@@ -359,6 +359,10 @@ pub(crate) fn pv(
             subscribe,
             access_group,
             access_level,
+            buffered: raw
+                .buffered
+                .as_ref()
+                .map_or(ctx.defaults.buffered, |b| *b.get_ref()),
             location,
         },
         name_spanned.span(),

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -136,6 +137,7 @@ pub(super) fn gateway(v: &mut Validator<'_>, g: super::super::raw::RawGateway) -
         ("gateway.connect_timeout", &g.connect_timeout),
         ("gateway.request_timeout", &g.request_timeout),
         ("gateway.write_timeout", &g.write_timeout),
+        ("gateway.buffered_interval", &g.buffered_interval),
         ("gateway.reconnect_initial", &g.reconnect_initial),
         ("gateway.reconnect_max", &g.reconnect_max),
         ("gateway.keepalive_interval", &g.keepalive_interval),
@@ -154,6 +156,15 @@ pub(super) fn gateway(v: &mut Validator<'_>, g: super::super::raw::RawGateway) -
                 ),
             );
         }
+    }
+    // SetBufferedUpdateInterval takes whole milliseconds, more than zero.
+    let buffered = g.buffered_interval.get_ref().0;
+    if !buffered.is_zero() && buffered < Duration::from_millis(1) {
+        v.err(
+            g.buffered_interval.span(),
+            "gateway.buffered_interval",
+            "is shorter than 1ms, the shortest SetBufferedUpdateInterval takes",
+        );
     }
     if g.reconnect_max.get_ref().0 < g.reconnect_initial.get_ref().0 {
         v.err(
@@ -187,6 +198,7 @@ pub(super) fn gateway(v: &mut Validator<'_>, g: super::super::raw::RawGateway) -
         request_timeout: g.request_timeout.into_inner().0,
         write_timeout: g.write_timeout.into_inner().0,
         subscribe_chunk,
+        buffered_interval: g.buffered_interval.into_inner().0,
         reconnect_initial: g.reconnect_initial.into_inner().0,
         reconnect_max: g.reconnect_max.into_inner().0,
         keepalive_interval: g.keepalive_interval.into_inner().0,
@@ -226,6 +238,11 @@ pub(super) fn limits(v: &mut Validator<'_>, l: super::super::raw::RawLimits) -> 
         ),
         max_alarms: cap("max_alarms", &l.max_alarms, d.max_alarms),
         max_table_rows: cap("max_table_rows", &l.max_table_rows, d.max_table_rows),
+        max_buffered_samples: cap(
+            "max_buffered_samples",
+            &l.max_buffered_samples,
+            d.max_buffered_samples,
+        ),
     }
 }
 

@@ -9,6 +9,13 @@
 //! due-lists: the first OnDataChange after Advise (the first-update delay) and the flush
 //! of a buffered item's samples (its buffered update interval); [`deliver_due`] serves
 //! them when the simulator's timer fires.
+//!
+//! **Scans.** System Platform reports an attribute to a plain item once per scan (the
+//! Galaxy's `tick_ms`), with its latest value: an attribute changed several times within
+//! one scan by control calls (SetValue, SetQuality, alarms forced) reaches a plain item
+//! only at the end of that scan ([`publish_in_scan`], then the tick), while a buffered
+//! item gets every change as a sample with its own time, at once. A write System
+//! Platform applies keeps its prompt data change ([`publish`]), and Burst stays raw.
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,6 +49,45 @@ pub(crate) fn publish(core: &Core, g: &Galaxy, w: &World, changes: Changes) {
     let per_session = by_session(keys.flat_map(|k| subs.of(k)));
     for (sess, items) in per_session {
         deliver(core, g, w, &mut subs, &sess, &items, now);
+    }
+}
+
+/// Publish what a control call changed during the current scan: alarm transitions to
+/// the StreamAlarms subscribers and samples to the buffered items at once; the plain
+/// items get the latest value at the end of the scan ([`scan_end`]).
+pub(crate) fn publish_in_scan(core: &Core, g: &Galaxy, w: &World, changes: Changes) {
+    for t in changes.transitions {
+        let _ = core.alarm_tx.send(AlarmNews::Transition(Box::new(t)));
+    }
+    if changes.attrs.is_empty() && changes.alarms.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    let mut subs = core.subs.lock();
+    let keys: Vec<Key> = changes
+        .attrs
+        .iter()
+        .map(|&a| Key::Attr(a))
+        .chain(changes.alarms.iter().map(|&a| Key::Alarm(a)))
+        .collect();
+    for &k in &keys {
+        subs.scanned(k);
+    }
+    let per_session = by_session(keys.iter().flat_map(|&k| subs.of(k)));
+    for (sess, items) in per_session {
+        deliver_to(core, g, w, &mut subs, &sess, &items, now, false);
+    }
+}
+
+/// The end of a scan: what control calls changed during it joins the tick's changes, so
+/// that its plain items get the latest value now.
+pub(crate) fn scan_end(core: &Core, changes: &mut Changes) {
+    for k in core.subs.lock().take_scanned() {
+        match k {
+            Key::Attr(a) if !changes.attrs.contains(&a) => changes.attrs.push(a),
+            Key::Alarm(a) if !changes.alarms.contains(&a) => changes.alarms.push(a),
+            _ => {}
+        }
     }
 }
 
@@ -114,8 +160,24 @@ fn deliver(
     items: &[i32],
     now: Instant,
 ) {
+    deliver_to(core, g, w, subs, sess, items, now, true);
+}
+
+/// [`deliver`]; with `plain` false, to the buffered items only (the plain ones wait for
+/// the end of the scan).
+#[allow(clippy::too_many_arguments)] // deliver's own, and whether plain items take it now
+fn deliver_to(
+    core: &Core,
+    g: &Galaxy,
+    w: &World,
+    subs: &mut Subscribers,
+    sess: &Arc<SimSession>,
+    items: &[i32],
+    now: Instant,
+    plain: bool,
+) {
     each_item(sess, items, |events, server, interval, ih, item| {
-        if !item.advised {
+        if !item.advised || (!plain && !item.buffered) {
             return;
         }
         let Some((value, dt, q, time, statuses)) = next_sample(g, w, item, now) else {

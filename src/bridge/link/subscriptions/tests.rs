@@ -6,8 +6,8 @@ fn id(n: u64) -> PvId {
     PvId::for_test(n)
 }
 
-fn tags(map: &HashMap<PvId, String>) -> impl FnMut(PvId) -> Option<String> + '_ {
-    move |i| map.get(&i).cloned()
+fn tags(map: &HashMap<PvId, String>) -> impl FnMut(PvId) -> Option<(String, Role)> + '_ {
+    move |i| map.get(&i).map(|t| (t.clone(), Role::Plain))
 }
 
 fn subscribe(call: Option<AdviseCall>) -> (u64, Vec<String>) {
@@ -32,7 +32,7 @@ fn chunks_go_one_at_a_time_within_the_window_and_room_comes_back_with_first_valu
         let (call, t) = subscribe(s.next_call(t0, tags(&map)));
         assert_eq!(t, vec![format!("T{n}")]);
         let ids = s
-            .on_subscribed(call, Ok(vec![Ok(ItemHandle(n as i32))]), |_, _, _| {
+            .on_subscribed(call, Ok(vec![Ok(ItemHandle(n as i32))]), |_, _, _, _| {
                 bound += 1;
                 true
             })
@@ -66,7 +66,7 @@ fn a_chunk_without_room_goes_after_the_timeout_holding_none() {
             .enumerate()
             .map(|(k, _)| Ok(ItemHandle(k as i32)))
             .collect();
-        s.on_subscribed(call, Ok(r), |_, _, _| true).unwrap();
+        s.on_subscribed(call, Ok(r), |_, _, _, _| true).unwrap();
     }
     assert_eq!(s.holding(), 16);
     assert_eq!(s.next_call(t0, tags(&map)), None);
@@ -78,7 +78,7 @@ fn a_chunk_without_room_goes_after_the_timeout_holding_none() {
     s.on_subscribed(
         call,
         Ok(vec![Ok(ItemHandle(90)), Ok(ItemHandle(91))]),
-        |_, _, _| true,
+        |_, _, _, _| true,
     )
     .unwrap();
     // Unpaced: they hold no room.
@@ -95,7 +95,7 @@ fn a_result_of_another_call_or_a_lost_session_binds_nothing() {
     let (call, _) = subscribe(s.next_call(t0, tags(&map)));
     let mut binds = 0;
     assert!(s
-        .on_subscribed(call + 1, Ok(vec![Ok(ItemHandle(1))]), |_, _, _| {
+        .on_subscribed(call + 1, Ok(vec![Ok(ItemHandle(1))]), |_, _, _, _| {
             binds += 1;
             true
         })
@@ -103,7 +103,7 @@ fn a_result_of_another_call_or_a_lost_session_binds_nothing() {
     s.session_lost();
     s.session_up();
     assert!(s
-        .on_subscribed(call, Ok(vec![Ok(ItemHandle(1))]), |_, _, _| {
+        .on_subscribed(call, Ok(vec![Ok(ItemHandle(1))]), |_, _, _, _| {
             binds += 1;
             true
         })
@@ -130,7 +130,7 @@ fn each_entry_is_bound_with_the_tag_it_was_advised_for() {
     s.advise(id(1));
     assert!(s.is_advising(id(1)));
     let mut seen = Vec::new();
-    s.on_subscribed(call, Ok(vec![Ok(ItemHandle(7))]), |i, tag, _| {
+    s.on_subscribed(call, Ok(vec![Ok(ItemHandle(7))]), |i, tag, _, _| {
         seen.push((i, tag.to_string()));
         false
     })
@@ -151,7 +151,7 @@ fn a_reply_with_the_wrong_count_or_a_failed_call_fails_every_entry_and_frees_its
     }
     let (call, _) = subscribe(s.next_call(t0, tags(&map)));
     let mut errors = Vec::new();
-    s.on_subscribed(call, Ok(vec![Ok(ItemHandle(1))]), |_, _, r| {
+    s.on_subscribed(call, Ok(vec![Ok(ItemHandle(1))]), |_, _, _, r| {
         errors.push(r.unwrap_err());
         false
     })
@@ -162,7 +162,7 @@ fn a_reply_with_the_wrong_count_or_a_failed_call_fails_every_entry_and_frees_its
     s.on_subscribed(
         call,
         Err("SubscribeBulk failed: unavailable".into()),
-        |_, _, r| {
+        |_, _, _, r| {
             assert!(r.is_err());
             false
         },
@@ -216,7 +216,7 @@ fn at_most_max_calls_are_in_flight_and_their_results_bind_in_any_order() {
     // The last call's results first: each binds with its own tag.
     let mut seen = Vec::new();
     for (call, t) in calls.iter().rev() {
-        s.on_subscribed(*call, Ok(vec![Ok(ItemHandle(1))]), |i, tag, _| {
+        s.on_subscribed(*call, Ok(vec![Ok(ItemHandle(1))]), |i, tag, _, _| {
             seen.push((i, tag.to_string()));
             false
         })
@@ -225,4 +225,96 @@ fn at_most_max_calls_are_in_flight_and_their_results_bind_in_any_order() {
     }
     assert_eq!(seen.len(), MAX_CALLS);
     assert!(s.next_call(t0, tags(&map)).is_some());
+}
+
+#[test]
+fn a_chunk_is_of_one_kind_and_buffered_items_are_paced_too() {
+    let t0 = Instant::now();
+    // A chunk of 4: a window of 32.
+    let mut s = Subscriptions::new(4, Duration::from_secs(1));
+    s.session_up();
+    // A, B plain; C, D buffered; E the write item of a buffered PV (plain kind).
+    let roles: HashMap<PvId, (String, Role)> = [
+        (id(1), ("T.A".to_string(), Role::Plain)),
+        (id(2), ("T.B".to_string(), Role::Plain)),
+        (id(3), ("T.C".to_string(), Role::Buffered)),
+        (id(4), ("T.D".to_string(), Role::Buffered)),
+        (id(5), ("T.E".to_string(), Role::Write)),
+    ]
+    .into_iter()
+    .collect();
+    for n in 1..=5 {
+        s.advise(id(n));
+    }
+    let of = |i: PvId| roles.get(&i).cloned();
+    let first = s.next_call(t0, of);
+    let Some(AdviseCall::Subscribe { call: c1, tags }) = first else {
+        panic!("expected a plain chunk, got {first:?}");
+    };
+    assert_eq!(tags, vec!["T.A", "T.B"]);
+    let second = s.next_call(t0, of);
+    let Some(AdviseCall::SubscribeBuffered {
+        call: c2,
+        tags,
+        interval,
+    }) = second
+    else {
+        panic!("expected a buffered chunk, got {second:?}");
+    };
+    assert_eq!(tags, vec!["T.C", "T.D"]);
+    // The session's first buffered chunk sets its buffered update interval.
+    assert_eq!(interval, Some(crate::config::DEFAULT_BUFFERED_INTERVAL));
+    let third = s.next_call(t0, of);
+    let Some(AdviseCall::Subscribe { call: c3, tags }) = third else {
+        panic!("expected a plain chunk, got {third:?}");
+    };
+    assert_eq!(tags, vec!["T.E"]);
+    assert!(s.is_advising(id(3)));
+    // Each result is handed back with the role it was advised for.
+    let mut seen = Vec::new();
+    for (call, n) in [(c1, 2), (c2, 2), (c3, 1)] {
+        let r = (0..n).map(|k| Ok(ItemHandle(k))).collect();
+        s.on_subscribed(call, Ok(r), |i, tag, role, _| {
+            seen.push((i, tag.to_string(), role));
+            true
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (id(1), "T.A".to_string(), Role::Plain),
+            (id(2), "T.B".to_string(), Role::Plain),
+            (id(3), "T.C".to_string(), Role::Buffered),
+            (id(4), "T.D".to_string(), Role::Buffered),
+            (id(5), "T.E".to_string(), Role::Write),
+        ]
+    );
+    // All five hold room until their first data change (a buffered item's first
+    // OnBufferedDataChange).
+    assert_eq!(s.holding(), 5);
+    s.first_value(id(3));
+    assert_eq!(s.holding(), 4);
+    assert!(s.is_idle());
+    // Later buffered chunks of the session do not set it again; a new session does.
+    s.advise(id(3));
+    let again = s.next_call(t0, of);
+    assert!(
+        matches!(
+            again,
+            Some(AdviseCall::SubscribeBuffered { interval: None, .. })
+        ),
+        "{again:?}"
+    );
+    s.set_buffered_interval(Duration::from_millis(250));
+    s.session_up();
+    s.advise(id(4));
+    let new_session = s.next_call(t0, of);
+    assert!(
+        matches!(
+            new_session,
+            Some(AdviseCall::SubscribeBuffered { interval: Some(d), .. }) if d == Duration::from_millis(250)
+        ),
+        "{new_session:?}"
+    );
 }

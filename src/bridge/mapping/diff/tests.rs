@@ -169,6 +169,12 @@ fn every_kind_of_change() {
     // Access security: taken in place by the next put.
     assert_eq!(kinds("", "access_group = \"OPS\""), [Change::Access]);
     assert_eq!(kinds("", "access_level = 1"), [Change::Access]);
+    // Buffered <-> plain: in place.
+    assert_eq!(kinds("", "buffered = true"), [Change::Buffered]);
+    assert_eq!(
+        kinds("buffered = true", "buffered = false"),
+        [Change::Buffered]
+    );
     // Limits.
     assert_eq!(
         kinds(
