@@ -173,14 +173,19 @@ impl Access {
                 h.line
             );
         }
-        if resolved.hosts > 0 {
+        // Said when the resolver was slow (or failed some): that is when a reload waits.
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let slow = ms >= 100.0 || !resolved.unresolved.is_empty();
+        if resolved.hosts > 0 && slow {
             tracing::info!(
                 file = %file,
                 hosts = resolved.hosts,
                 unresolved = resolved.unresolved.len(),
-                ms = started.elapsed().as_secs_f64() * 1e3,
+                ms,
                 "access security: HAG hosts resolved"
             );
+        } else if resolved.hosts > 0 {
+            tracing::debug!(file = %file, hosts = resolved.hosts, ms, "access security: HAG hosts resolved");
         }
         Ok(Some(PreparedAcf {
             file: cfg.file.clone(),
