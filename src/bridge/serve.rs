@@ -31,6 +31,11 @@ use crate::pva;
 /// served during a flood.
 const MAX_TURN: usize = 4096;
 
+/// While the bridge is behind the gateway's events, a turn takes up to this many: each
+/// data change then costs little more than replacing the staged one of its PV
+/// (`coalesce`), and the gateway's queue is drained before it faults the session.
+const MAX_TURN_BEHIND: usize = 65_536;
+
 /// What a gateway call in flight hands back.
 enum Answer {
     Subscribed {
@@ -361,10 +366,25 @@ async fn take_ready(bridge: &mut Bridge, events: &mut Option<EventStream>) -> Op
     tokio::task::yield_now().await;
     let mut ended = None;
     if let Some(stream) = events.as_mut() {
-        for _ in 0..MAX_TURN {
+        let mut taken = 0usize;
+        while taken < MAX_TURN_BEHIND {
             match stream.next().now_or_never() {
-                None => break,
-                Some(Some(Ok(ev))) => bridge.on_session_event(ev),
+                None => {
+                    if bridge.coalesce && taken < MAX_TURN / 4 {
+                        info!("caught up with the gateway's events: every data change is posted again");
+                        bridge.coalesce = false;
+                    }
+                    break;
+                }
+                Some(Some(Ok(ev))) => {
+                    if taken == MAX_TURN && !bridge.coalesce {
+                        // More is ready than a turn takes: the bridge is behind.
+                        warn!("behind the gateway's events: data changes are coalesced (the latest value of each PV, every change of alarm severity or status kept) until the bridge catches up");
+                        bridge.coalesce = true;
+                    }
+                    taken += 1;
+                    bridge.on_session_event(ev);
+                }
                 Some(Some(Err(e))) => {
                     ended = Some(format!("event stream failed: {e}"));
                     break;

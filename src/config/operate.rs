@@ -25,6 +25,7 @@ pub const STATUS_PVS: &[&str] = &[
     "PVs:Invalid",
     "Updates:Rate",
     "Updates:Count",
+    "Updates:Coalesced",
     "Puts:Rate",
     "Puts:Count",
     "Puts:Failed",

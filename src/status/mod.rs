@@ -21,6 +21,7 @@
 //! | `PVs:Invalid` | int32 | of them, INVALID now | MINOR above 0 |
 //! | `Updates:Rate`, `Puts:Rate` | float64 | per second, over the last 1 s | |
 //! | `Updates:Count`, `Puts:Count` | int64 | since start | |
+//! | `Updates:Coalesced` | int64 | data changes replaced by a later one of their item before they were posted (the bridge behind the gateway's events; never one that changed the alarm severity or status) | |
 //! | `Puts:Failed` | int64 | puts answered with an error since start | |
 //! | `Puts:Queued` | int32 | puts received, not yet taken up by the bridge | MINOR at `[limits] max_puts_queued` |
 //! | `Puts:InFlight` | int32 | puts sent, waiting for System Platform (`:ACK` acknowledgements under way too) | |
@@ -85,6 +86,8 @@ pub(crate) struct State {
 struct Inner {
     /// Data changes taken from the gateway.
     updates: AtomicU64,
+    /// Data changes replaced by a later one before they were posted.
+    coalesced: AtomicU64,
     /// Gateway session losses.
     reconnects: AtomicU64,
     state: Mutex<State>,
@@ -105,6 +108,7 @@ impl Status {
         Status {
             inner: Arc::new(Inner {
                 updates: AtomicU64::new(0),
+                coalesced: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 state: Mutex::new(State {
                     gateway: (LinkState::Connecting, "connecting".to_string()),
@@ -124,6 +128,16 @@ impl Status {
     #[inline]
     pub fn data_change(&self) {
         self.inner.updates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One data change replaced by a later one before it was posted.
+    #[inline]
+    pub fn coalesced(&self) {
+        self.inner.coalesced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn coalesced_count(&self) -> u64 {
+        self.inner.coalesced.load(Ordering::Relaxed)
     }
 
     pub(crate) fn updates(&self) -> u64 {

@@ -148,7 +148,7 @@ fn shape_of(name: &str) -> (PvType, NtValue, Option<(&'static str, i32)>) {
     use ScalarType as S;
     match name {
         "Gateway" | "AlarmFeed" => (PvType::Enum, V::Enum(0), None),
-        "Reconnects" | "Updates:Count" | "Puts:Count" | "Puts:Failed" => {
+        "Reconnects" | "Updates:Count" | "Updates:Coalesced" | "Puts:Count" | "Puts:Failed" => {
             (PvType::Scalar(S::Int64), V::Int64(0), None)
         }
         "PVs" | "PVs:Invalid" | "Clients" | "Puts:Queued" | "Puts:InFlight" => {
@@ -171,6 +171,7 @@ fn description(name: &str) -> &'static str {
         "PVs:Invalid" => "mapped PVs INVALID now",
         "Updates:Rate" => "data changes per second (1 s window)",
         "Updates:Count" => "data changes since start",
+        "Updates:Coalesced" => "data changes replaced before posted",
         "Puts:Rate" => "puts per second (1 s window)",
         "Puts:Count" => "puts since start",
         "Puts:Failed" => "puts failed since start",
@@ -331,6 +332,12 @@ impl Publisher {
         self.set(
             "Updates:Count",
             NtValue::Int64(clamp(updates)),
+            Alarm::none(),
+        );
+        let coalesced = self.status.coalesced_count();
+        self.set(
+            "Updates:Coalesced",
+            NtValue::Int64(clamp(coalesced)),
             Alarm::none(),
         );
         self.set("Puts:Count", NtValue::Int64(clamp(puts)), Alarm::none());

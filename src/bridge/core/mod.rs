@@ -65,6 +65,10 @@ pub(super) struct Bridge {
     pub ops: operate::Ops,
     /// The `[[discover]]` rules: their PVs and the task that follows deploys.
     pub rules: deploys::Rules,
+    /// The adapter found the bridge behind the gateway's events: a data change staged
+    /// and not posted yet is replaced by a later one of its item, unless their alarms
+    /// differ ([`MappedPv::sample`](super::mapping::pv::MappedPv::sample)).
+    pub coalesce: bool,
 }
 
 impl Bridge {
@@ -101,6 +105,7 @@ impl Bridge {
             demand: demand::Demand::default(),
             ops,
             rules: deploys::Rules::default(),
+            coalesce: false,
         })
     }
 
@@ -125,8 +130,18 @@ impl Bridge {
                 if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
                     // Counted where it reaches its PV: a held one is counted when replayed.
                     self.ops.status.data_change();
-                    if pv.data_change(&dc.value, dc.quality, dc.source_time, &dc.statuses) {
+                    let taken = pv.sample(
+                        &dc.value,
+                        dc.quality,
+                        dc.source_time,
+                        &dc.statuses,
+                        self.coalesce,
+                    );
+                    if taken.marked {
                         self.dirty.push(i);
+                    }
+                    if taken.coalesced {
+                        self.ops.status.coalesced();
                     }
                     self.demand.value_seen(&self.pvs, i);
                 } else {

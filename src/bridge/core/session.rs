@@ -66,6 +66,7 @@ impl Bridge {
 
     pub(in crate::bridge) fn on_lost(&mut self, reason: &str) {
         self.link.session = None;
+        self.coalesce = false;
         self.writes.link_lost();
         self.pvs.clear_items();
         // Calls in flight, room held and data changes held name the lost session.

@@ -54,6 +54,15 @@ pub(in crate::bridge) struct MappedPv {
     staged: Staged,
 }
 
+/// What [`MappedPv::sample`] did with a data change.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// The PV is newly marked to be posted at the end of the turn.
+    pub marked: bool,
+    /// It replaced a staged sample not posted yet (same alarm severity and status).
+    pub coalesced: bool,
+}
+
 /// See [`MappedPv::staged`].
 #[derive(Default)]
 struct Staged {
@@ -261,6 +270,8 @@ impl MappedPv {
     fn post(&self, update: Update) {
         #[cfg(test)]
         crate::bridge::interleavings::posted(self.cfg.name.as_str(), update.time.as_ref());
+        #[cfg(test)]
+        tests::record(&update);
         if let Err(e) = self.pv.post_owned(update) {
             warn!(pv = %self.name(), error = %e, "post failed");
         }
@@ -302,6 +313,12 @@ impl MappedPv {
     /// (if one came), the alarm as it is now, and the latest time among them (kept from
     /// going back by [`Stamps`]). Then completes the writes that waited for the value.
     pub fn flush(&mut self) {
+        self.flush_as(None);
+    }
+
+    /// [`MappedPv::flush`], with `alarm` instead of the PV's alarm now (that of a staged
+    /// sample, posted after a later one was taken).
+    fn flush_as(&mut self, alarm: Option<Alarm>) {
         let staged = std::mem::take(&mut self.staged);
         if !staged.dirty {
             return;
@@ -312,9 +329,8 @@ impl MappedPv {
                 Some(t) => self.stamps.next(name, t),
                 None => self.stamps.now(name),
             };
-            let mut update = Update::default()
-                .with_alarm(self.combined())
-                .with_time(time);
+            let alarm = alarm.unwrap_or_else(|| self.combined());
+            let mut update = Update::default().with_alarm(alarm).with_time(time);
             update.value = staged.value;
             self.post(update);
         }
@@ -403,6 +419,7 @@ impl MappedPv {
     /// The update is staged for [`MappedPv::flush`] at the end of the bridge's turn, so that
     /// alarm transitions taken in the same turn join it; true when the PV is newly marked
     /// for that. A second data change in one turn posts the first: each is a sample.
+    #[cfg(test)]
     pub fn data_change(
         &mut self,
         value: &MxValue,
@@ -410,8 +427,29 @@ impl MappedPv {
         source: Option<SystemTime>,
         statuses: &[MxStatus],
     ) -> bool {
+        self.sample(value, quality, source, statuses, false).marked
+    }
+
+    /// [`MappedPv::data_change`]; with `coalesce` (the bridge is behind the gateway's
+    /// events), a data change staged and not posted yet is replaced by this one instead of
+    /// posted first, when both show the same alarm severity and status: the PV lags, but an
+    /// alarm is never hidden.
+    pub fn sample(
+        &mut self,
+        value: &MxValue,
+        quality: Quality,
+        source: Option<SystemTime>,
+        statuses: &[MxStatus],
+        coalesce: bool,
+    ) -> Taken {
+        // The staged sample's alarm, while it may still be replaced.
+        let mut staged_alarm = None;
         if self.staged.data {
-            self.flush();
+            if coalesce && self.pv.is_open() {
+                staged_alarm = Some(self.combined());
+            } else {
+                self.flush();
+            }
         }
         if !matches!(value, MxValue::Null) {
             self.attr_type = Some(match value {
@@ -486,10 +524,30 @@ impl MappedPv {
         }
         match (ty, self.pv.shape()) {
             (Some(ty), Some(shape)) if shape.pv_type == ty && self.pv.is_open() => {
+                let mut coalesced = false;
+                if let Some(before) = staged_alarm.take() {
+                    let now = self.combined();
+                    if (before.severity, before.status) == (now.severity, now.status) {
+                        coalesced = true;
+                    } else {
+                        self.flush_as(Some(before));
+                    }
+                }
                 self.staged.data = true;
                 self.staged.value = nt;
-                return self.staged.mark(time);
+                return Taken {
+                    marked: self.staged.mark(time),
+                    coalesced,
+                };
             }
+            _ => {
+                if let Some(before) = staged_alarm.take() {
+                    self.flush_as(Some(before));
+                }
+            }
+        }
+        match (ty, self.pv.shape()) {
+            (Some(_), Some(shape)) if Some(shape.pv_type) == ty && self.pv.is_open() => {}
             (Some(ty), old) => {
                 if let Some(old) = old.filter(|o| o.pv_type != ty) {
                     warn!(pv = %self.name(), tag = %self.cfg.tag.as_str(), from = %old.pv_type.pv_name(), to = %ty.pv_name(), "attribute changed type; PV re-opened");
@@ -501,7 +559,7 @@ impl MappedPv {
             (None, _) => self.post_alarm(self.base_alarm.0.clone()),
         }
         self.writes.shown();
-        false
+        Taken::default()
     }
 
     /// Takes a new config that keeps the PV open (metadata, limits, write mode, alarms,

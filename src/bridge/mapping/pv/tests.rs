@@ -1,4 +1,124 @@
+use std::cell::RefCell;
+
 use super::*;
+
+thread_local! {
+    /// The value and alarm of every update posted on this thread, in order.
+    static POSTS: RefCell<Vec<(Option<NtValue>, Severity, AlarmStatus)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// Called by `MappedPv::post` (tests only).
+pub(super) fn record(update: &Update) {
+    let (severity, status) = update
+        .alarm
+        .as_ref()
+        .map_or((Severity::NoAlarm, AlarmStatus::None), |a| {
+            (a.severity, a.status)
+        });
+    POSTS.with(|p| {
+        p.borrow_mut()
+            .push((update.value.clone(), severity, status))
+    });
+}
+
+fn take_posts() -> Vec<(Option<NtValue>, Severity, AlarmStatus)> {
+    POSTS.with(|p| std::mem::take(&mut *p.borrow_mut()))
+}
+
+/// An open float64 PV with HIGH 10 / HIHI 20 limits, its first value posted.
+fn limited_pv() -> MappedPv {
+    let text = r#"
+[gateway]
+endpoint = "http://127.0.0.1:1"
+[[pv]]
+name = "Coalesce"
+tag = "Tank001.Level"
+type = "float64"
+value_alarm = { high = 10.0, hihi = 20.0 }
+"#;
+    let config = config::Config::from_str_at(text, std::path::Path::new("pv_test.toml")).unwrap();
+    let (events, _rx) = crate::pva::event_channel();
+    let mut pv = MappedPv::new(config.pvs[0].clone(), &config.defaults, &events).unwrap();
+    pv.sample(&MxValue::Double(0.0), Quality::GOOD, None, &[], false);
+    pv.flush();
+    take_posts();
+    pv
+}
+
+fn values(posts: &[(Option<NtValue>, Severity, AlarmStatus)]) -> Vec<(f64, Severity)> {
+    posts
+        .iter()
+        .map(|(v, s, _)| match v {
+            Some(NtValue::Float64(x)) => (*x, *s),
+            other => panic!("not a float64 value: {other:?}"),
+        })
+        .collect()
+}
+
+/// Issue 23: behind the gateway, a PV posts the latest of a run of samples with the same
+/// alarm, and every sample whose alarm severity differs from the one before it.
+#[test]
+fn coalescing_keeps_the_latest_value_and_never_hides_an_alarm_change() {
+    let mut pv = limited_pv();
+    let mut coalesced = 0;
+    // 1, 2, 3 (no alarm), 25 (HIHI), 5, 6 (no alarm), 15 (HIGH), Bad quality, 7.
+    let samples: [(f64, Quality); 9] = [
+        (1.0, Quality::GOOD),
+        (2.0, Quality::GOOD),
+        (3.0, Quality::GOOD),
+        (25.0, Quality::GOOD),
+        (5.0, Quality::GOOD),
+        (6.0, Quality::GOOD),
+        (15.0, Quality::GOOD),
+        (16.0, Quality(0x00)),
+        (7.0, Quality::GOOD),
+    ];
+    for (x, q) in samples {
+        let taken = pv.sample(&MxValue::Double(x), q, None, &[], true);
+        coalesced += usize::from(taken.coalesced);
+    }
+    pv.flush();
+    let posted = values(&take_posts());
+    let sev: Vec<Severity> = posted.iter().map(|p| p.1).collect();
+    assert_eq!(
+        posted.iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![3.0, 25.0, 6.0, 15.0, 16.0, 7.0],
+        "{posted:?}"
+    );
+    assert_eq!(
+        sev,
+        vec![
+            Severity::NoAlarm,
+            Severity::Major,
+            Severity::NoAlarm,
+            Severity::Minor,
+            Severity::Invalid,
+            Severity::NoAlarm
+        ]
+    );
+    assert_eq!(coalesced, 3, "1, 2 and 5 were replaced");
+}
+
+/// Not behind: every sample is posted, in order.
+#[test]
+fn without_coalescing_every_sample_is_posted() {
+    let mut pv = limited_pv();
+    for x in [1.0, 2.0, 3.0] {
+        let taken = pv.sample(&MxValue::Double(x), Quality::GOOD, None, &[], false);
+        assert!(!taken.coalesced);
+    }
+    pv.flush();
+    let posted = values(&take_posts());
+    assert_eq!(
+        posted,
+        vec![
+            (1.0, Severity::NoAlarm),
+            (2.0, Severity::NoAlarm),
+            (3.0, Severity::NoAlarm)
+        ]
+    );
+}
 
 #[test]
 fn an_alarm_before_the_first_data_change_keeps_the_pv_invalid() {
