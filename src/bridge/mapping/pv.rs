@@ -418,8 +418,8 @@ impl MappedPv {
     ///
     /// The update is staged for [`MappedPv::flush`] at the end of the bridge's turn, so that
     /// alarm transitions taken in the same turn join it; true when the PV is newly marked
-    /// for that. A second data change in one turn posts the first: each is a sample.
-    #[cfg(test)]
+    /// for that. A second data change in one turn posts the first: each is a sample
+    /// (buffered samples come this way: they are never coalesced).
     pub fn data_change(
         &mut self,
         value: &MxValue,
