@@ -357,7 +357,7 @@ pub struct AlarmPv {
     pub acknowledge: bool,
     /// Overrides `[alarms] severity` for its alarms.
     pub alarm_severity: Option<SeverityScheme>,
-    /// The ACF group and level of the PV (it takes no puts; see README "Access security").
+    /// The ACF group and level of the PV (it takes no puts; see docs/access-security.md).
     pub access_group: String,
     pub access_level: u8,
     /// Where the `[[alarm_pv]]` table is: `file:line:column`.
