@@ -23,80 +23,16 @@
 
 mod clients;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports};
-use mxpva::sim::{Faults, RemoteSim};
+use clients::clients;
+use clients::plant::Plant;
+use mxpva::sim::Faults;
 use serde_json::Value;
-
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 10.0 }
-
-[[objects.attributes]]
-name = "Temp"
-type = "Double"
-dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 7.0 }
-
-[[objects.attributes]]
-name = "Flow"
-type = "Double"
-initial = 3.0
-
-[[objects.attributes.alarms]]
-name = "Flow.Hi"
-kind = "Hi"
-limit = 50.0
-
-[[objects.attributes]]
-name = "Pressure"
-type = "Double"
-initial = 2.5
-
-[[objects.attributes.alarms]]
-name = "Pressure.Hi"
-kind = "Hi"
-limit = 50.0
-
-[[objects.attributes]]
-name = "Mode"
-type = "Integer"
-initial = 2
-
-[[objects.attributes]]
-name = "SP"
-type = "Double"
-initial = 10.0
-
-[[objects.attributes]]
-name = "Volume"
-type = "Double"
-initial = 7.5
-
-[[objects.attributes]]
-name = "Mass"
-type = "Double"
-initial = 8.5
-"#;
 
 const HEAD: &str = r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{gateway}"
 client_name = "mxpva-reload"
 reconnect_initial = "100ms"
 reconnect_max = "400ms"
@@ -211,84 +147,24 @@ subs = [ctx.monitor(n, cb(n), notify_disconnect=True) for n in sys.argv[1:]]
 time.sleep(300)
 "#;
 
-struct Plant {
-    port: u16,
-    control: RemoteSim,
-    _sim: tokio::process::Child,
-    bridge: tokio::process::Child,
-    env: Vec<(String, String)>,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("reload-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The bridge's config: HEAD and `mapping` (mappings that name alarms turn the feed on).
+fn config(mapping: &str) -> String {
+    let alarms = mapping.contains("alarms = [");
+    format!("{}{mapping}", HEAD.replace("{alarms}", &alarms.to_string()))
 }
 
 impl Plant {
     async fn start(name: &str, mapping: &str) -> Plant {
-        let dir = test_dir(name);
-        let galaxy = dir.join("galaxy.toml");
-        std::fs::write(&galaxy, GALAXY).unwrap();
-        let (port, _) = free_ports();
-        let gateway = format!("127.0.0.1:{port}");
-        let (sim, control) =
-            clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
-        let config = dir.join("bridge.toml");
-        let log = dir.join("bridge.log");
-        write_config(&config, port, mapping);
-        let (bridge, env) = clients::start_bridge(&config, &log);
-        Plant {
-            port,
-            control,
-            _sim: sim,
-            bridge,
-            env,
-            config,
-            log,
-        }
-    }
-
-    fn write_config(&self, mapping: &str) {
-        write_config(&self.config, self.port, mapping);
-    }
-
-    fn hangup(&self) {
-        clients::hangup(&self.bridge);
-    }
-
-    /// Waits (at most 20 s) until the bridge's log holds `count` lines with `needle`.
-    async fn logged(&self, needle: &str, count: usize) -> String {
-        clients::logged(&self.log, needle, count).await
-    }
-
-    /// The bridge's session at the simulator.
-    async fn session(&self) -> mxpva::sim::SessionStats {
-        self.control
-            .sessions()
+        Plant::new(&format!("reload-{name}"))
+            .galaxy("reload")
+            .config(&config(mapping))
+            .start()
             .await
-            .unwrap()
-            .into_iter()
-            .find(|s| s.client_session_name == "mxpva-reload" && s.state == "Ready")
-            .expect("the bridge's session")
     }
 
     async fn p4p_get(&self, pv: &str) -> Value {
-        clients().p4p_get(&self.env, &[pv]).await
+        self.get(&[pv]).await
     }
-}
-
-fn write_config(path: &Path, port: u16, mapping: &str) {
-    // Mappings that name alarms turn the alarm feed on.
-    let alarms = mapping.contains("alarms = [");
-    let head = HEAD
-        .replace("{port}", &port.to_string())
-        .replace("{alarms}", &alarms.to_string());
-    let text = format!("{head}{mapping}");
-    std::fs::write(path, text).unwrap();
 }
 
 /// What the p4p watcher printed, one JSON value per line.
@@ -377,11 +253,11 @@ async fn a_reload_adds_removes_and_changes_pvs_and_the_rest_never_flicker() {
     let (_pvmon, _first, mut pvmon) = clients().pvmonitor(&plant.env, "R:Level").await;
     let got = plant.p4p_get("R:Pressure").await;
     assert_eq!(units(&got, "R:Pressure"), "bar", "{got}");
-    let before = plant.session().await;
+    let before = plant.session("mxpva-reload").await;
     assert_eq!(before.item_count, 6, "{before:?}");
 
     let reload_at = lines.1.len();
-    plant.write_config(AFTER);
+    plant.write_config(&config(AFTER));
     plant.hangup();
     let log = plant.logged("config reloaded", 1).await;
     assert!(
@@ -422,7 +298,7 @@ async fn a_reload_adds_removes_and_changes_pvs_and_the_rest_never_flicker() {
     assert!(!text.contains("R:Flow 2"), "R:Flow still served: {text}");
 
     // Same session: 6 - 1 removed + 2 added; Mode re-subscribed (one out, one in).
-    let after = plant.session().await;
+    let after = plant.session("mxpva-reload").await;
     assert_eq!(
         after.session_id, before.session_id,
         "a new session was opened"
@@ -441,7 +317,7 @@ async fn a_reload_of_an_invalid_file_keeps_the_mapping_and_logs_where() {
     assert!(text.contains("R:Flow"), "{text}");
     // Line 17 of the file: a type that does not exist.
     let bad = BEFORE.replacen("type = \"float64\"", "type = \"float65\"", 1);
-    plant.write_config(&bad);
+    plant.write_config(&config(&bad));
     let line = std::fs::read_to_string(&plant.config)
         .unwrap()
         .lines()
@@ -471,7 +347,7 @@ async fn a_reload_of_an_invalid_file_keeps_the_mapping_and_logs_where() {
         "R:Flow after the refused reload: {text}"
     );
     // And a good file afterwards is taken.
-    plant.write_config(AFTER);
+    plant.write_config(&config(AFTER));
     plant.hangup();
     plant.logged("config reloaded", 1).await;
     let got = plant.p4p_get("R:Mass").await;
@@ -484,7 +360,7 @@ async fn a_put_waiting_on_a_pv_a_reload_removes_fails_clearly() {
     let text = clients().pvget_until(&plant.env, &["R:SP"], "R:SP").await;
     assert!(text.contains("R:SP"), "{text}");
     plant
-        .control
+        .control()
         .set_faults(&Faults {
             write_delay: Duration::from_secs(60),
             write_fault_prefix: "Tank001.SP".into(),
@@ -501,7 +377,7 @@ async fn a_put_waiting_on_a_pv_a_reload_removes_fails_clearly() {
         "",
     );
     assert!(!without_sp.contains("Tank001.SP"));
-    plant.write_config(&without_sp);
+    plant.write_config(&config(&without_sp));
     plant.hangup();
     plant.logged("config reloaded", 1).await;
     let answer = tokio::time::timeout(Duration::from_secs(20), put)
@@ -538,7 +414,7 @@ async fn a_removed_pv_takes_its_ack_pv_with_it_and_the_others_keep_theirs() {
     }
     let after = named(AFTER, "Level", "Level.HiHi");
     assert!(!after.contains("Tank001.Flow"));
-    plant.write_config(&after);
+    plant.write_config(&config(&after));
     plant.hangup();
     plant.logged("acknowledgement PV removed", 1).await;
     let text = clients()
@@ -559,7 +435,7 @@ async fn changed_gateway_settings_reconnect_and_server_settings_are_named() {
         .pvget_until(&plant.env, &["R:Flow"], "R:Flow")
         .await;
     assert!(text.contains("R:Flow"), "{text}");
-    let old = plant.session().await;
+    let old = plant.session("mxpva-reload").await;
     let text = std::fs::read_to_string(&plant.config)
         .unwrap()
         .replace(
@@ -578,7 +454,7 @@ async fn changed_gateway_settings_reconnect_and_server_settings_are_named() {
     // A new session under the new name; the old one is closed.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let sessions = plant.control.sessions().await.unwrap();
+        let sessions = plant.control().sessions().await.unwrap();
         let new = sessions
             .iter()
             .any(|s| s.client_session_name == "mxpva-reloaded" && s.state == "Ready");
@@ -632,7 +508,11 @@ async fn a_reload_adds_and_removes_alarm_pvs_and_renames_the_table() {
         .await;
 
     let reload_at = lines.1.len();
-    plant.write_config(&with_alarm_pv("AlarmsB", "PressureAlarm", "Pressure.Hi"));
+    plant.write_config(&config(&with_alarm_pv(
+        "AlarmsB",
+        "PressureAlarm",
+        "Pressure.Hi",
+    )));
     plant.hangup();
     let log = plant.logged("config reloaded", 1).await;
     assert!(!log.contains("need a restart"), "{log}");
@@ -672,7 +552,7 @@ impl Plant {
             "Galaxy!Plant.Tank001.Flow.Hi",
             "Galaxy!Plant.Tank001.Pressure.Hi",
         ] {
-            plant.control.raise_alarm(reference).await.unwrap();
+            plant.control().raise_alarm(reference).await.unwrap();
         }
         let text = plant.table_until(table, "Pressure.Hi").await;
         assert!(text.contains("Flow.Hi"), "{table}: {text}");
@@ -714,7 +594,7 @@ async fn a_narrower_filter_prefix_takes_the_alarms_it_leaves_out_away() {
         "filter_prefix = \"Galaxy!Plant.Tank001.Flow\"\ntable = ",
         1,
     );
-    plant.write_config(&narrowed);
+    plant.write_config(&config(&narrowed));
     plant.hangup();
     plant.logged("alarm feed restarted", 1).await;
     let text = plant

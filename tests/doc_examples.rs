@@ -59,7 +59,12 @@ fn blocks(page: &Path, text: &str) -> Vec<Block> {
             }
             Some((start, info, mut body)) => {
                 if line.starts_with("```") {
-                    out.push(Block { page: name.clone(), line: start, info, text: body });
+                    out.push(Block {
+                        page: name.clone(),
+                        line: start,
+                        info,
+                        text: body,
+                    });
                 } else {
                     body.push_str(line);
                     body.push('\n');
@@ -80,7 +85,8 @@ fn check(dir: &Path, args: &[&str]) -> (bool, String) {
         .env_remove("MXPVA_GATEWAY_API_KEY")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -135,7 +141,8 @@ fn every_toml_example_is_a_config_mxpva_check_takes_or_a_fragment_that_parses() 
                     };
                     let real: Vec<&str> = real.lines().map(str::trim_end).collect();
                     for shown in b.text.lines().map(str::trim_end) {
-                        if shown == "..." || shown.starts_with("$ mxpva check") || shown.is_empty() {
+                        if shown == "..." || shown.starts_with("$ mxpva check") || shown.is_empty()
+                        {
                             continue;
                         }
                         if !real.contains(&shown) {
@@ -149,21 +156,29 @@ fn every_toml_example_is_a_config_mxpva_check_takes_or_a_fragment_that_parses() 
                 other if other.split_whitespace().any(|w| w.starts_with("file=")) => {
                     // A copy of a file in the repository: it must be that file, whole.
                     copies += 1;
-                    let file = other.split_whitespace().find_map(|w| w.strip_prefix("file=")).unwrap();
+                    let file = other
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("file="))
+                        .unwrap();
                     let real = std::fs::read_to_string(root().join(file)).unwrap_or_default();
                     if real != b.text {
                         failures.push(format!("{at}: the block is not {file} as it is"));
                     }
                 }
                 other if other.starts_with("toml") => {
-                    failures.push(format!("{at}: unknown info string {other:?} (toml, toml fragment)"));
+                    failures.push(format!(
+                        "{at}: unknown info string {other:?} (toml, toml fragment)"
+                    ));
                 }
                 _ => {}
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(whole >= 1 && outputs >= 1, "the README's first configuration and its check output");
+    assert!(
+        whole >= 1 && outputs >= 1,
+        "the README's first configuration and its check output"
+    );
     eprintln!("{whole} whole configs checked, {fragments} fragments parsed, {outputs} outputs compared, {copies} copies of files compared");
 }
 
@@ -196,11 +211,18 @@ fn every_demo_pv_an_example_reads_or_writes_is_served_by_the_demo() {
         for name in demo_names_used(&text) {
             used += 1;
             if !served.contains(name.as_str()) {
-                missing.push(format!("{}: {name}", page.strip_prefix(root()).unwrap().display()));
+                missing.push(format!(
+                    "{}: {name}",
+                    page.strip_prefix(root()).unwrap().display()
+                ));
             }
         }
     }
-    assert!(missing.is_empty(), "not served by mxpva demo:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "not served by mxpva demo:\n{}",
+        missing.join("\n")
+    );
     assert!(used >= 5, "the README's demo commands were found ({used})");
 }
 
@@ -250,7 +272,11 @@ fn every_relative_link_names_a_file_and_section_that_exist() {
                 Some((f, s)) => (f, Some(s)),
                 None => (target, None),
             };
-            let linked = if file.is_empty() { page.clone() } else { dir.join(file) };
+            let linked = if file.is_empty() {
+                page.clone()
+            } else {
+                dir.join(file)
+            };
             let name = page.strip_prefix(root()).unwrap().display().to_string();
             if !linked.exists() {
                 broken.push(format!("{name}: {target}: no such file"));

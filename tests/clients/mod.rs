@@ -6,6 +6,8 @@
 //! with pinned versions from PyPI; a file lock lets parallel test processes share it.
 #![allow(dead_code)]
 
+pub mod plant;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
