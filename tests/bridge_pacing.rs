@@ -13,11 +13,10 @@
 mod clients;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports};
-use mxpva::sim::RemoteSim;
+use clients::clients;
+use clients::plant::Plant;
 
 const OBJECTS: usize = 30;
 const ATTRIBUTES: usize = 100;
@@ -50,9 +49,9 @@ fn pv_name(n: usize) -> String {
 }
 
 /// The bridge's config mapping the first `count` attributes.
-fn config(port: u16, count: usize) -> String {
+fn config(count: usize) -> String {
     let mut c = format!(
-        "[gateway]\nendpoint = \"http://127.0.0.1:{port}\"\nclient_name = \"{CLIENT}\"\nsubscribe_chunk = 25\nreconnect_initial = \"100ms\"\nreconnect_max = \"400ms\"\n\n[defaults]\nprefix = \"P:\"\n"
+        "[gateway]\nendpoint = \"http://{{gateway}}\"\nclient_name = \"{CLIENT}\"\nsubscribe_chunk = 25\nreconnect_initial = \"100ms\"\nreconnect_max = \"400ms\"\n\n[defaults]\nprefix = \"P:\"\n"
     );
     for n in 0..count {
         let _ = write!(
@@ -67,44 +66,13 @@ fn config(port: u16, count: usize) -> String {
     c
 }
 
-struct Plant {
-    port: u16,
-    control: RemoteSim,
-    _sim: tokio::process::Child,
-    bridge: tokio::process::Child,
-    env: Vec<(String, String)>,
-    config: PathBuf,
-    log: PathBuf,
-}
-
 impl Plant {
     async fn start(name: &str, mapped: usize) -> Plant {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pacing-{name}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let galaxy_file = dir.join("galaxy.toml");
-        std::fs::write(&galaxy_file, galaxy()).unwrap();
-        let (port, _) = free_ports();
-        let (sim, control) = clients::start_sim(
-            &format!("127.0.0.1:{port}"),
-            &galaxy_file,
-            None,
-            &dir.join("sim.log"),
-        )
-        .await;
-        let config = dir.join("bridge.toml");
-        std::fs::write(&config, self::config(port, mapped)).unwrap();
-        let log = dir.join("bridge.log");
-        let (bridge, env) = clients::start_bridge(&config, &log);
-        Plant {
-            port,
-            control,
-            _sim: sim,
-            bridge,
-            env,
-            config,
-            log,
-        }
+        Plant::new(&format!("pacing-{name}"))
+            .galaxy_text(galaxy())
+            .config(&config(mapped))
+            .start()
+            .await
     }
 
     /// Waits (at most 60 s) until p4p reads each PV of `sample` with its value and no
@@ -131,15 +99,11 @@ impl Plant {
         }
     }
 
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// The bridge's one session at the simulator is Ready with `advised` items, and no
     /// link was ever lost.
     async fn never_faulted(&self, advised: usize) {
         let sessions: Vec<_> = self
-            .control
+            .control()
             .sessions()
             .await
             .unwrap()
@@ -182,7 +146,7 @@ fn sample() -> Vec<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_thousand_tags_at_connect_never_overflow_a_queue_of_300() {
     let plant = Plant::start("connect", N).await;
-    clients::logged(&plant.log, "gateway session up", 1).await;
+    plant.logged("gateway session up", 1).await;
     plant.values_served(&sample()).await;
     plant.pvget_last(N - 1).await;
     plant.never_faulted(N).await;
@@ -192,9 +156,9 @@ async fn three_thousand_tags_at_connect_never_overflow_a_queue_of_300() {
 async fn three_thousand_pvs_added_by_a_reload_never_overflow_a_queue_of_300() {
     let plant = Plant::start("reload", 1).await;
     plant.values_served(&[0]).await;
-    std::fs::write(&plant.config, config(plant.port, N)).unwrap();
-    clients::hangup(&plant.bridge);
-    clients::logged(&plant.log, "subscriptions of the reload done", 1).await;
+    plant.write_config(&config(N));
+    plant.hangup();
+    plant.logged("subscriptions of the reload done", 1).await;
     plant.values_served(&sample()).await;
     plant.pvget_last(N - 1).await;
     plant.never_faulted(N).await;
