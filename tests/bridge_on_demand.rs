@@ -23,55 +23,15 @@
 
 mod clients;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports};
-use mxpva::sim::RemoteSim;
-
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Temp"
-type = "Double"
-dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 7.0 }
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-initial = 1.0
-
-[[objects.attributes]]
-name = "Flow"
-type = "Double"
-dynamics = { kind = "ramp", min = 0.0, max = 1000.0, rate = 5.0 }
-
-[[objects.attributes]]
-name = "Mode"
-type = "Integer"
-initial = 2
-
-[[objects.attributes]]
-name = "SP"
-type = "Double"
-initial = 10.0
-"#;
+use clients::clients;
+use clients::plant::Plant;
 
 const HEAD: &str = r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
-client_name = "mxpva-ondemand"{gateway}
+endpoint = "http://{gateway}"
+client_name = "mxpva-ondemand"{extra}
 reconnect_initial = "100ms"
 reconnect_max = "400ms"
 
@@ -108,30 +68,9 @@ type = "float64"
 writable = true
 "#;
 
-struct Plant {
-    port: u16,
-    gateway: String,
-    control: Option<RemoteSim>,
-    _sim: Option<tokio::process::Child>,
-    bridge: tokio::process::Child,
-    env: Vec<(String, String)>,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ondemand-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The config: `gateway` holds extra `[gateway]` lines.
-fn write_config(path: &Path, port: u16, gateway: &str, mapping: &str) {
-    let head = HEAD
-        .replace("{port}", &port.to_string())
-        .replace("{gateway}", gateway);
-    std::fs::write(path, format!("{head}{mapping}")).unwrap();
+/// The config: `extra` holds extra `[gateway]` lines.
+fn config(extra: &str, mapping: &str) -> String {
+    format!("{}{mapping}", HEAD.replace("{extra}", extra))
 }
 
 impl Plant {
@@ -141,37 +80,15 @@ impl Plant {
     }
 
     /// [`Plant::start`] with extra `[gateway]` lines.
-    async fn start_with(name: &str, gateway: &str, mapping: &str, gateway_down: bool) -> Plant {
-        let dir = test_dir(name);
-        let (port, _) = free_ports();
-        let (sim, control) = if gateway_down {
-            (None, None)
+    async fn start_with(name: &str, extra: &str, mapping: &str, gateway_down: bool) -> Plant {
+        let plant = Plant::new(&format!("ondemand-{name}"))
+            .galaxy("on_demand")
+            .config(&config(extra, mapping));
+        if gateway_down {
+            plant.gateway_down().start().await
         } else {
-            let galaxy = dir.join("galaxy.toml");
-            std::fs::write(&galaxy, GALAXY).unwrap();
-            let gateway = format!("127.0.0.1:{port}");
-            let (sim, control) =
-                clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
-            (Some(sim), Some(control))
-        };
-        let config = dir.join("bridge.toml");
-        let log = dir.join("bridge.log");
-        write_config(&config, port, gateway, mapping);
-        let (bridge, env) = clients::start_bridge(&config, &log);
-        Plant {
-            port,
-            gateway: gateway.to_string(),
-            control,
-            _sim: sim,
-            bridge,
-            env,
-            config,
-            log,
+            plant.start().await
         }
-    }
-
-    fn control(&self) -> &RemoteSim {
-        self.control.as_ref().expect("the simulator runs")
     }
 
     /// The bridge's session at the simulator, if it has one: (items, advised items).
@@ -200,19 +117,6 @@ impl Plant {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    fn write_config(&self, mapping: &str) {
-        write_config(&self.config, self.port, &self.gateway, mapping);
-    }
-
-    fn hangup(&self) {
-        clients::hangup(&self.bridge);
-    }
-
-    /// Waits (at most 20 s) until the bridge's log holds `count` lines with `needle`.
-    async fn logged(&self, needle: &str, count: usize) -> String {
-        clients::logged(&self.log, needle, count).await
     }
 }
 
@@ -337,18 +241,18 @@ async fn a_reload_switches_a_pv_between_always_and_on_demand() {
     let plant = Plant::start("reload", ON_DEMAND, false).await;
     plant.advised(1, "at start").await;
     // Level becomes always: advised with no client.
-    plant.write_config(&ON_DEMAND.replacen(
+    plant.write_config(&config("", &ON_DEMAND.replacen(
         "type = \"float64\"\n",
         "type = \"float64\"\nsubscribe = \"always\"\n",
         1,
-    ));
+    )));
     plant.hangup();
     plant.logged("config reloaded", 1).await;
     plant.advised(2, "D:Level advised as always").await;
     let got = clients().p4p_get(&plant.env, &["D:Level"]).await;
     assert_eq!(got["D:Level"]["value"], 1.0, "{got}");
     // Back to on_demand, nobody watching: un-advised after its linger.
-    plant.write_config(ON_DEMAND);
+    plant.write_config(&config("", ON_DEMAND));
     plant.hangup();
     plant.logged("config reloaded", 2).await;
     plant.advised(1, "D:Level un-advised as on_demand").await;
