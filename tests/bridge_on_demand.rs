@@ -241,11 +241,14 @@ async fn a_reload_switches_a_pv_between_always_and_on_demand() {
     let plant = Plant::start("reload", ON_DEMAND, false).await;
     plant.advised(1, "at start").await;
     // Level becomes always: advised with no client.
-    plant.write_config(&config("", &ON_DEMAND.replacen(
-        "type = \"float64\"\n",
-        "type = \"float64\"\nsubscribe = \"always\"\n",
-        1,
-    )));
+    plant.write_config(&config(
+        "",
+        &ON_DEMAND.replacen(
+            "type = \"float64\"\n",
+            "type = \"float64\"\nsubscribe = \"always\"\n",
+            1,
+        ),
+    ));
     plant.hangup();
     plant.logged("config reloaded", 1).await;
     plant.advised(2, "D:Level advised as always").await;

@@ -16,70 +16,14 @@ mod clients;
 
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports};
+use clients::clients;
+use clients::plant::Plant;
 use mxpva::gateway::{AlarmFeedItem, AlarmTransitionKind, ClientOptions, GatewayClient};
-use mxpva::sim::RemoteSim;
 use serde_json::Value;
-
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-initial = 50.0
-
-[[objects.attributes.alarms]]
-name = "Level.HiHi"
-kind = "HiHi"
-limit = 90.0
-priority = 200
-
-[[objects.attributes.alarms]]
-name = "Level.Hi"
-kind = "Hi"
-limit = 80.0
-priority = 500
-
-[[objects.attributes]]
-name = "Temp"
-type = "Double"
-initial = 20.0
-
-[[objects.attributes.alarms]]
-name = "Temp.Hi"
-kind = "Hi"
-limit = 40.0
-priority = 500
-
-[[objects]]
-tag = "Pump001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Fault"
-type = "Boolean"
-initial = false
-
-[[objects.attributes.alarms]]
-name = "PumpFault"
-kind = "Discrete"
-priority = 300
-"#;
 
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{gateway}"
 client_name = "mxpva-time"
 reconnect_initial = "100ms"
 reconnect_max = "400ms"
@@ -140,42 +84,13 @@ time.sleep(300)
 "#;
 
 /// A simulator process and a bridge process.
-struct Plant {
-    gateway: String,
-    control: RemoteSim,
-    _sim: tokio::process::Child,
-    bridge: tokio::process::Child,
-    env: Vec<(String, String)>,
-}
-
-fn test_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("time-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 impl Plant {
     async fn start(name: &str, severity: &str) -> Plant {
-        let dir = test_dir(name);
-        let galaxy = dir.join("galaxy.toml");
-        std::fs::write(&galaxy, GALAXY).unwrap();
-        let (port, _) = free_ports();
-        let gateway = format!("127.0.0.1:{port}");
-        let (sim, control) =
-            clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
-        let config = dir.join("bridge.toml");
-        let text = CONFIG
-            .replace("{port}", &port.to_string())
-            .replace("{severity}", severity);
-        std::fs::write(&config, text).unwrap();
-        let (bridge, env) = clients::start_bridge(&config, &dir.join("bridge.log"));
-        let plant = Plant {
-            gateway,
-            control,
-            _sim: sim,
-            bridge,
-            env,
-        };
+        let plant = Plant::new(&format!("time-{name}"))
+            .galaxy("time")
+            .config(&CONFIG.replace("{severity}", severity))
+            .start()
+            .await;
         // Served, with the alarm feed attached (the table leaves "waiting").
         let text = clients()
             .pvget_until(&plant.env, &["-v", "T:ALARMS:ACTIVE"], "severity 0")
@@ -188,25 +103,16 @@ impl Plant {
     }
 
     async fn set(&self, value: &str) {
-        self.control
+        self.control()
             .set_value("Tank001.Level", value, None)
             .await
             .unwrap();
     }
 
-    async fn gateway(&self) -> GatewayClient {
+    async fn gateway_client(&self) -> GatewayClient {
         GatewayClient::connect(&ClientOptions::plaintext(&self.gateway))
             .await
             .unwrap()
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.bridge.id().expect("the bridge runs").to_string();
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {sig} {pid}");
     }
 }
 
@@ -275,7 +181,7 @@ async fn timestamps_never_go_back_through_alarm_raises_clears_and_acknowledgemen
     // Quickly: the level across Hi and HiHi and back, the pump fault raised and cleared,
     // and acknowledgements through System Platform; each level is set as soon as the
     // last one shows, so that its alarm transitions interleave with the next values.
-    let gw = plant.gateway().await;
+    let gw = plant.gateway_client().await;
     for round in 0..12 {
         for level in [85.0, 95.0, 60.0, 92.0, 70.0] {
             plant.set(&level.to_string()).await;
@@ -296,9 +202,9 @@ async fn timestamps_never_go_back_through_alarm_raises_clears_and_acknowledgemen
             }
         }
         if round % 2 == 0 {
-            plant.control.raise_alarm(FAULT).await.unwrap();
+            plant.control().raise_alarm(FAULT).await.unwrap();
         } else {
-            plant.control.clear_alarm(FAULT, false).await.unwrap();
+            plant.control().clear_alarm(FAULT, false).await.unwrap();
         }
     }
     // Acknowledgements through the :ACK PV as a client makes them.
@@ -390,7 +296,7 @@ async fn a_data_change_and_its_alarm_taken_together_reach_a_monitor_as_one_updat
     })
     .await;
     // An observer of the gateway's alarm feed, attached before the crossing.
-    let gw = plant.gateway().await;
+    let gw = plant.gateway_client().await;
     let mut feed = gw.stream_alarms("").await.unwrap();
     loop {
         match feed.next().await {
@@ -400,7 +306,7 @@ async fn a_data_change_and_its_alarm_taken_together_reach_a_monitor_as_one_updat
         }
     }
     let bridge_session = plant
-        .control
+        .control()
         .sessions()
         .await
         .unwrap()
@@ -433,7 +339,7 @@ async fn a_data_change_and_its_alarm_taken_together_reach_a_monitor_as_one_updat
     }
     // The data change has left the bridge session's queue for its stream.
     loop {
-        let s = plant.control.sessions().await.unwrap();
+        let s = plant.control().sessions().await.unwrap();
         let s = s
             .iter()
             .find(|s| s.session_id == bridge_session.session_id)
@@ -510,7 +416,7 @@ async fn under_severity_kind_hi_is_minor_and_hihi_major_as_pvget_and_p4p_read_th
 
     // `alarm_severity = "priority"` on T:Temp: its Hi (priority 500) stays MAJOR.
     plant
-        .control
+        .control()
         .set_value("Tank001.Temp", "45", None)
         .await
         .unwrap();
@@ -528,37 +434,22 @@ async fn under_severity_kind_hi_is_minor_and_hihi_major_as_pvget_and_p4p_read_th
 /// start of 100,000 discovered PVs it was one warning per PV).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_value_older_than_the_bridge_s_start_is_held_without_a_warning() {
-    let dir = test_dir("older-first");
-    let galaxy = dir.join("galaxy.toml");
-    std::fs::write(
-        &galaxy,
-        "[galaxy]\nname = \"Galaxy\"\ntick_ms = 60000\nfirst_update_delay_ms = 10\n\n\
-         [[areas]]\nname = \"Plant\"\n\n[[objects]]\ntag = \"Tank001\"\narea = \"Plant\"\n\
-         [[objects.attributes]]\nname = \"Setpoint\"\ntype = \"Double\"\ninitial = 12.5\n",
-    )
-    .unwrap();
-    let (port, _) = free_ports();
-    let gateway = format!("127.0.0.1:{port}");
-    let (_sim, _control) = clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
+    let mut plant = Plant::new("time-older-first")
+        .galaxy("time_setpoint")
+        .start()
+        .await;
     // Not a synchronisation: the condition under test is a source time more than the
     // logged hold (1 s) older than the bridge's start.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let config = dir.join("bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nendpoint = \"http://{gateway}\"\nclient_name = \"mxpva-time\"\n\n\
-             [[pv]]\nname = \"T:SP\"\ntag = \"Tank001.Setpoint\"\ntype = \"float64\"\n"
-        ),
-    )
-    .unwrap();
-    let log = dir.join("bridge.log");
-    // The log of an earlier run of this test must not count.
-    let _ = std::fs::remove_file(&log);
-    let (_bridge, env) = clients::start_bridge(&config, &log);
+    plant.write_config(
+        "[gateway]\nendpoint = \"http://{gateway}\"\nclient_name = \"mxpva-time\"\n\n\
+         [[pv]]\nname = \"T:SP\"\ntag = \"Tank001.Setpoint\"\ntype = \"float64\"\n",
+    );
+    plant.start_bridge();
+    let env = plant.env.clone();
     let text = clients().pvget_until(&env, &["T:SP"], "12.5").await;
     assert!(text.contains("12.5"), "T:SP never had its value: {text}");
-    let log_text = clients::logged(&log, "gateway session up", 1).await;
+    let log_text = plant.logged("gateway session up", 1).await;
     assert!(
         !log_text.contains("source time went back"),
         "a first value behind the bridge's own INVALID post was logged as a clock going back:\n{log_text}"
@@ -567,10 +458,10 @@ async fn a_first_value_older_than_the_bridge_s_start_is_held_without_a_warning()
 
 /// The config of [`a_re_opened_pv_s_timestamps_never_go_back_with_the_source_clock_ahead`],
 /// with `writable` set on both PVs or on neither.
-fn reopen_config(port: u16, writable: bool) -> String {
+fn reopen_config(writable: bool) -> String {
     let w = if writable { "writable = true\n" } else { "" };
     format!(
-        "[gateway]\nendpoint = \"http://127.0.0.1:{port}\"\nclient_name = \"mxpva-time\"\n\n\
+        "[gateway]\nendpoint = \"http://{{gateway}}\"\nclient_name = \"mxpva-time\"\n\n\
          [defaults]\nprefix = \"T:\"\n\n\
          [[pv]]\nname = \"A\"\ntag = \"Tank001.Level\"\ntype = \"float64\"\n{w}\n\
          [[pv]]\nname = \"B\"\ntag = \"Tank001.Temp\"\ntype = \"float64\"\n{w}"
@@ -587,28 +478,12 @@ fn reopen_config(port: u16, writable: bool) -> String {
 async fn a_re_opened_pv_s_timestamps_never_go_back_with_the_source_clock_ahead() {
     const WAITING: &str = "waiting for initial data";
     const REOPENS: usize = 4;
-    let dir = test_dir("reopen-ahead");
-    let galaxy = dir.join("galaxy.toml");
-    std::fs::write(
-        &galaxy,
-        "[galaxy]\nname = \"Galaxy\"\ntick_ms = 200\nfirst_update_delay_ms = 2000\n\
-         clock_offset_ms = 20000\n\n\
-         [[areas]]\nname = \"Plant\"\n\n[[objects]]\ntag = \"Tank001\"\narea = \"Plant\"\n\
-         [[objects.attributes]]\nname = \"Level\"\ntype = \"Double\"\ninitial = 10.0\n\
-         dynamics = { kind = \"ramp\", min = 0.0, max = 1000000.0, rate = 1.0 }\n\
-         [[objects.attributes]]\nname = \"Temp\"\ntype = \"Double\"\ninitial = 20.0\n\
-         dynamics = { kind = \"ramp\", min = 0.0, max = 1000000.0, rate = 1.0 }\n",
-    )
-    .unwrap();
-    let (port, _) = free_ports();
-    let gateway = format!("127.0.0.1:{port}");
-    let (_sim, _control) = clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
-    let config = dir.join("bridge.toml");
-    std::fs::write(&config, reopen_config(port, false)).unwrap();
-    let log = dir.join("bridge.log");
-    // The log of an earlier run of this test must not count.
-    let _ = std::fs::remove_file(&log);
-    let (bridge, env) = clients::start_bridge(&config, &log);
+    let plant = Plant::new("time-reopen-ahead")
+        .galaxy("time_clock_ahead")
+        .config(&reopen_config(false))
+        .start()
+        .await;
+    let env = plant.env.clone();
     let pvs = ["T:A", "T:B"];
     // Both PVs have a value (not the INVALID of their start) before the monitor starts.
     for pv in pvs {
@@ -640,9 +515,9 @@ async fn a_re_opened_pv_s_timestamps_never_go_back_with_the_source_clock_ahead()
     );
 
     for n in 1..=REOPENS {
-        std::fs::write(&config, reopen_config(port, n % 2 == 1)).unwrap();
-        clients::hangup(&bridge);
-        let text = clients::logged(&log, "config reloaded", n).await;
+        plant.write_config(&reopen_config(n % 2 == 1));
+        plant.hangup();
+        let text = plant.logged("config reloaded", n).await;
         assert_eq!(
             text.matches("PV re-opened").count(),
             2 * n,

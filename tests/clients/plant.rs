@@ -258,6 +258,11 @@ impl Plant {
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// A signal to the bridge (`-STOP`, `-CONT`, `-TERM`).
+    pub fn signal(&self, signal: &str) {
+        super::send_signal(self.bridge.as_ref().expect("the bridge runs"), signal);
+    }
+
     /// SIGHUP to the bridge.
     pub fn hangup(&self) {
         super::hangup(self.bridge.as_ref().expect("the bridge runs"));
