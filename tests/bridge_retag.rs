@@ -15,46 +15,17 @@
 
 mod clients;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports};
+use clients::clients;
+use clients::plant::{galaxy_fixture, Plant};
 use mxpva::sim::Faults;
-
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-security_enabled = false
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Pump001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "MaxSpeed"
-type = "Double"
-initial = 1500.0
-
-[[objects.attributes]]
-name = "SpeedSP"
-type = "Double"
-initial = 700.0
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-"#;
 
 /// The eight PVs that fill the subscription window.
 const FILLERS: usize = 8;
 
 fn galaxy() -> String {
-    let mut text = GALAXY.to_string();
+    let mut text = galaxy_fixture("retag");
     for i in 1..=FILLERS {
         text += &format!(
             "\n[[objects.attributes]]\nname = \"F{i}\"\ntype = \"Double\"\ninitial = {i}.0\n"
@@ -63,11 +34,11 @@ fn galaxy() -> String {
     text
 }
 
-fn mapping(port: u16, fillers: usize, x: Option<&str>) -> String {
+fn mapping(fillers: usize, x: Option<&str>) -> String {
     let mut text = format!(
         r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{{gateway}}"
 client_name = "mxpva-retag"
 subscribe_chunk = 1
 request_timeout = "30s"
@@ -89,49 +60,32 @@ prefix = "T:"
     text
 }
 
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("retag-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pv_retagged_while_its_old_tag_is_subscribing_writes_the_new_tag_only() {
-    let dir = test_dir("put");
-    let galaxy_path = dir.join("galaxy.toml");
-    std::fs::write(&galaxy_path, galaxy()).unwrap();
-    let (port, _) = free_ports();
-    let (_sim, control) = clients::start_sim(
-        &format!("127.0.0.1:{port}"),
-        &galaxy_path,
-        None,
-        &dir.join("sim.log"),
-    )
-    .await;
+    let mut plant = Plant::new("retag-put").galaxy_text(galaxy()).start().await;
+    let control = plant.control().clone();
     let stall = Faults {
         stall_events: true,
         ..Default::default()
     };
     control.set_faults(&stall).await.unwrap();
 
-    let config = dir.join("bridge.toml");
-    let log = dir.join("bridge.log");
-    std::fs::write(&config, mapping(port, FILLERS, None)).unwrap();
-    let (bridge, env) = clients::start_bridge(&config, &log);
+    plant.write_config(&mapping(FILLERS, None));
+    plant.start_bridge();
+    let env = plant.env.clone();
     // The eight fillers are advised and hold the whole window: no first value comes.
-    let text = clients::logged(&log, "gateway session up", 1).await;
+    let text = plant.logged("gateway session up", 1).await;
     assert!(text.contains(&format!("subscribed={FILLERS}")), "{text}");
 
     // X on the old tag: its subscription waits for room.
-    std::fs::write(&config, mapping(port, FILLERS, Some("Pump001.MaxSpeed"))).unwrap();
-    clients::hangup(&bridge);
-    let text = clients::logged(&log, "config reloaded", 1).await;
+    plant.write_config(&mapping(FILLERS, Some("Pump001.MaxSpeed")));
+    plant.hangup();
+    let text = plant.logged("config reloaded", 1).await;
     assert!(text.contains("added=1"), "{text}");
     // Re-tagged: re-opened under the same id, its new tag's subscription waits too.
-    std::fs::write(&config, mapping(port, FILLERS, Some("Pump001.SpeedSP"))).unwrap();
-    clients::hangup(&bridge);
-    let text = clients::logged(&log, "config reloaded", 2).await;
+    plant.write_config(&mapping(FILLERS, Some("Pump001.SpeedSP")));
+    plant.hangup();
+    let text = plant.logged("config reloaded", 2).await;
     assert!(text.contains("PV re-opened"), "{text}");
     assert!(
         !text.contains("subscriptions of the reload done"),
@@ -140,11 +94,11 @@ async fn a_pv_retagged_while_its_old_tag_is_subscribing_writes_the_new_tag_only(
 
     // One filler less: one place free, taken by the old tag's subscription (the window
     // gives room in the order it was asked for). Its result comes back alone.
-    std::fs::write(&config, mapping(port, FILLERS - 1, Some("Pump001.SpeedSP"))).unwrap();
-    clients::hangup(&bridge);
-    let text = clients::logged(&log, "config reloaded", 3).await;
+    plant.write_config(&mapping(FILLERS - 1, Some("Pump001.SpeedSP")));
+    plant.hangup();
+    let text = plant.logged("config reloaded", 3).await;
     assert!(text.contains("removed=1"), "{text}");
-    clients::logged(&log, "subscriptions of the reload done", 1).await;
+    plant.logged("subscriptions of the reload done", 1).await;
 
     // The events flow: the first values free the window, the rest goes.
     control.set_faults(&Faults::default()).await.unwrap();
