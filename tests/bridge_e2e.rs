@@ -7,16 +7,17 @@ mod clients;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use clients::{clients, free_ports, pva_env, spawn_mxpva_logged, Seen, Watch};
-use mxpva::gateway::{ApiKey, ClientOptions, GatewayClient, MxValue, Quality};
-use mxpva::sim::{Faults, RemoteSim, SessionStats};
+use clients::plant::{demo_galaxy, Plant};
+use clients::{clients, Seen, Watch};
+use mxpva::gateway::{ClientOptions, GatewayClient, MxValue, Quality};
+use mxpva::sim::{Faults, SessionStats};
 use serde_json::Value;
 
 /// The mapping under test: every MXAccess type the simulator has, metadata, both
 /// timestamp sources, writable and refused attributes, and a tag that does not exist.
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{gateway}"
 client_name = "mxpva-e2e"
 reconnect_initial = "100ms"
 reconnect_max = "400ms"
@@ -144,91 +145,26 @@ const DRIVER: i64 = 2;
 const CONF: i64 = 5;
 const UNDEFINED: i64 = 6;
 
-/// A simulator process, a bridge process, and the clients' settings.
-struct Plant {
-    name: &'static str,
-    gateway: String,
-    sim: tokio::process::Child,
-    control: RemoteSim,
-    _bridge: tokio::process::Child,
-    env: Vec<(String, String)>,
-}
-
-/// Where a test's config and logs go.
-fn test_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Starts `mxpva sim` on `endpoint` with the shipped demo Galaxy and connects to its
-/// control service.
-async fn start_sim(name: &str, endpoint: &str) -> (tokio::process::Child, RemoteSim) {
-    let galaxy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim-galaxy.toml");
-    start_sim_with(name, endpoint, galaxy.as_ref(), None).await
-}
-
-/// [`start_sim`] with a Galaxy file, and the admin key its control service needs when
-/// the Galaxy requires API keys.
-async fn start_sim_with(
-    name: &str,
-    endpoint: &str,
-    galaxy: &std::path::Path,
-    admin_key: Option<&ApiKey>,
-) -> (tokio::process::Child, RemoteSim) {
-    clients::start_sim(endpoint, galaxy, admin_key, &test_dir(name).join("sim.log")).await
-}
-
 impl Plant {
-    async fn start(name: &'static str) -> Plant {
-        let (gateway_port, _) = free_ports();
-        let gateway = format!("127.0.0.1:{gateway_port}");
-        let (sim, control) = start_sim(name, &gateway).await;
-        let dir = test_dir(name);
-        let config = dir.join("bridge.toml");
-        std::fs::write(&config, CONFIG.replace("{port}", &gateway_port.to_string())).unwrap();
-        let (bridge, env) = clients::start_bridge(&config, &dir.join("bridge.log"));
-        let plant = Plant {
-            name,
-            gateway,
-            sim,
-            control,
-            _bridge: bridge,
-            env,
-        };
+    /// The demo Galaxy and the bridge on [`CONFIG`], serving.
+    async fn start(name: &str) -> Plant {
+        let plant = Plant::new(&format!("e2e-{name}"))
+            .galaxy_text(demo_galaxy())
+            .config(CONFIG)
+            .start()
+            .await;
         // Clients started before the server is up back off their searches; wait for it.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let got = plant.get(&["E2E:Speed"]).await;
-            if got["E2E:Speed"].get("error").is_none() {
-                break plant;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the bridge serves nothing: {got}"
-            );
-        }
-    }
-
-    async fn get(&self, pvs: &[&str]) -> Value {
-        clients().p4p_get(&self.env, pvs).await
+        plant.served(&["E2E:Speed"]).await;
+        plant
     }
 
     fn watch(&self, pvs: &[&str]) -> Watch {
         clients().p4p_watch(&self.env, pvs)
     }
 
-    async fn pvput(&self, pv: &str, value: &str) -> String {
-        clients().run("pvput", &self.env, &[pv, value]).await.text()
-    }
-
-    async fn p4p_put(&self, pv: &str, python_value: &str) -> String {
-        clients().p4p_put(&self.env, pv, python_value).await
-    }
-
     /// The attribute as System Platform holds it, read by a session of the test's own.
     async fn attribute(&self, tag: &str) -> mxpva::gateway::ReadValue {
-        let client = GatewayClient::connect(&ClientOptions::plaintext(&self.gateway))
+        let client = GatewayClient::connect(&ClientOptions::plaintext(self.gateway.as_str()))
             .await
             .unwrap();
         let session = client.open_session("e2e-observer").await.unwrap();
@@ -243,7 +179,7 @@ impl Plant {
 
     /// The bridge's sessions (the observer's are closed and gone).
     async fn bridge_sessions(&self) -> Vec<SessionStats> {
-        self.control
+        self.control()
             .sessions()
             .await
             .unwrap()
@@ -273,7 +209,7 @@ fn stamp_of(t: SystemTime) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_is_served_with_its_metadata_and_source_time() {
     let plant = Plant::start("types").await;
-    let c = &plant.control;
+    let c = plant.control();
     // Hold values the dynamics would otherwise move.
     for (tag, text) in [
         ("Pump001.Speed", "1234.5"),
@@ -410,7 +346,7 @@ async fn every_type_is_served_with_its_metadata_and_source_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quality_changes_show_as_alarms_with_the_quality_in_words() {
     let plant = Plant::start("quality").await;
-    let c = &plant.control;
+    let c = plant.control();
     c.set_value("Pump001.Speed", "1500", None).await.unwrap();
     let mut watch = plant.watch(&["E2E:Speed"]);
     let (pvmonitor, _, mut lines) = clients().pvmonitor(&plant.env, "E2E:Speed").await;
@@ -565,7 +501,7 @@ async fn puts_complete_when_system_platform_confirms_or_fail_with_its_reason() {
 
     // No OnWriteComplete within write_timeout: the put fails and says so.
     plant
-        .control
+        .control()
         .set_faults(&Faults {
             write_delay: Duration::from_secs(4),
             write_fault_prefix: "Pump001.Mode".into(),
@@ -578,7 +514,11 @@ async fn puts_complete_when_system_platform_confirms_or_fail_with_its_reason() {
         out.contains("Error: E2E:Mode: no write confirmation from System Platform within 1s 500ms"),
         "{out}"
     );
-    plant.control.set_faults(&Faults::default()).await.unwrap();
+    plant
+        .control()
+        .set_faults(&Faults::default())
+        .await
+        .unwrap();
 }
 
 /// Waits until every PV is INVALID with `message` in its alarm, keeping its value.
@@ -621,7 +561,7 @@ async fn all_back(plant: &Plant, watch: &mut Watch) {
 async fn a_killed_gateway_turns_every_pv_invalid_and_its_return_restores_them() {
     let mut plant = Plant::start("killed").await;
     plant
-        .control
+        .control()
         .set_value("Pump001.Speed", "1234.5", None)
         .await
         .unwrap();
@@ -636,7 +576,7 @@ async fn a_killed_gateway_turns_every_pv_invalid_and_its_return_restores_them() 
         .await;
 
     let killed = SystemTime::now();
-    plant.sim.kill().await.unwrap();
+    plant.kill_sim().await;
     let lost = watch
         .until(
             "E2E:Speed",
@@ -666,9 +606,7 @@ async fn a_killed_gateway_turns_every_pv_invalid_and_its_return_restores_them() 
     );
 
     // The gateway returns on the same address; the bridge finds it, subscribes once.
-    let (sim, control) = start_sim(plant.name, &plant.gateway).await;
-    plant.sim = sim;
-    plant.control = control;
+    plant.start_sim().await;
     all_back(&plant, &mut watch).await;
     // The put made during the outage was never sent.
     let sp = plant.attribute("Pump001.SpeedSP").await.value;
@@ -684,14 +622,7 @@ async fn a_silent_gateway_is_detected_and_faults_and_restarts_recover() {
         .await;
 
     // A gateway that stops answering without closing its connections.
-    let pid = plant.sim.id().unwrap().to_string();
-    let stop = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
+    let stop = |sig: &str| plant.signal_sim(sig);
     let stopped = SystemTime::now();
     stop("-STOP");
     let lost = watch
@@ -714,18 +645,18 @@ async fn a_silent_gateway_is_detected_and_faults_and_restarts_recover() {
     let session = plant.bridge_sessions().await;
     let session = session.iter().find(|s| s.state == "Ready").unwrap();
     plant
-        .control
+        .control()
         .fault_session(&session.session_id, "worker process exited")
         .await
         .unwrap();
     lost_then_back(&plant, &mut watch, "the session faulted").await;
 
     // The event stream is dropped (the session survives).
-    plant.control.drop_event_streams(None).await.unwrap();
+    plant.control().drop_event_streams(None).await.unwrap();
     lost_then_back(&plant, &mut watch, "the event stream dropped").await;
 
     // The gateway restarts and forgets every session.
-    plant.control.restart().await.unwrap();
+    plant.control().restart().await.unwrap();
     lost_then_back(&plant, &mut watch, "the gateway restarted").await;
 }
 
@@ -750,14 +681,14 @@ async fn a_refused_session_keeps_pvs_invalid_until_the_gateway_accepts() {
         .until("E2E:Speed", "served", Duration::from_secs(15), is_good)
         .await;
     plant
-        .control
+        .control()
         .set_faults(&Faults {
             refuse_sessions: true,
             ..Faults::default()
         })
         .await
         .unwrap();
-    plant.control.restart().await.unwrap();
+    plant.control().restart().await.unwrap();
     let refused = watch
         .until("E2E:Speed", "refused", Duration::from_secs(10), |s| {
             s.message().contains("cannot open a session")
@@ -769,7 +700,11 @@ async fn a_refused_session_keeps_pvs_invalid_until_the_gateway_accepts() {
         out.contains("Error: E2E:SpeedSP: gateway unavailable: write not sent"),
         "{out}"
     );
-    plant.control.set_faults(&Faults::default()).await.unwrap();
+    plant
+        .control()
+        .set_faults(&Faults::default())
+        .await
+        .unwrap();
     all_back(&plant, &mut watch).await;
 }
 
@@ -779,20 +714,14 @@ const ADMIN_KEY: &str = "mxgw_admin_0a5f7c3e9b12";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_key_opens_the_gateway_and_never_reaches_logs_or_clients() {
-    let dir = test_dir("api-key");
     // The demo Galaxy, with API keys required.
-    let shipped = include_str!("../config/sim-galaxy.toml");
+    let shipped = demo_galaxy();
     assert!(shipped.contains("mode = \"open\""));
-    let galaxy = dir.join("galaxy.toml");
-    std::fs::write(
-        &galaxy,
-        shipped.replace("mode = \"open\"", "mode = \"api_key\""),
-    )
-    .unwrap();
-    let (gateway_port, _) = free_ports();
-    let gateway = format!("127.0.0.1:{gateway_port}");
-    let admin = ApiKey::new(ADMIN_KEY).unwrap();
-    let (_sim, _control) = start_sim_with("api-key", &gateway, &galaxy, Some(&admin)).await;
+    let plant = Plant::new("e2e-api-key")
+        .galaxy_text(shipped.replace("mode = \"open\"", "mode = \"api_key\""))
+        .admin_key(ADMIN_KEY)
+        .start()
+        .await;
 
     // Two bridges: one with the operator's key, one with a key the gateway does not know.
     let mut bridges = Vec::new();
@@ -801,29 +730,19 @@ async fn the_api_key_opens_the_gateway_and_never_reaches_logs_or_clients() {
         ("KEY:", OPERATOR_KEY),
         ("NOKEY:", "mxgw_operator_5d1e8b6c0f47"),
     ] {
-        let config = dir.join(format!("{prefix}toml").replace(':', "."));
-        std::fs::write(
+        let config = format!(
+            "[gateway]\nendpoint = \"http://{{gateway}}\"\napi_key_env = \"E2E_GATEWAY_KEY\"\n\
+             reconnect_initial = \"100ms\"\nreconnect_max = \"400ms\"\n\
+             [defaults]\nprefix = \"{prefix}\"\n\
+             [[pv]]\nname = \"SpeedSP\"\ntag = \"Pump001.SpeedSP\"\ntype = \"float64\"\nwritable = true\n"
+        );
+        let bridge = plant.extra_bridge(
+            prefix.trim_end_matches(':'),
             &config,
-            format!(
-                "[gateway]\nendpoint = \"http://{gateway}\"\napi_key_env = \"E2E_GATEWAY_KEY\"\n\
-                 reconnect_initial = \"100ms\"\nreconnect_max = \"400ms\"\n\
-                 [defaults]\nprefix = \"{prefix}\"\n\
-                 [[pv]]\nname = \"SpeedSP\"\ntag = \"Pump001.SpeedSP\"\ntype = \"float64\"\nwritable = true\n"
-            ),
-        )
-        .unwrap();
-        let (tcp, udp) = free_ports();
-        let (mut server_env, env) = pva_env(tcp, udp);
-        server_env.push(("E2E_GATEWAY_KEY".into(), key.into()));
-        server_env.push(("RUST_LOG".into(), "trace".into()));
-        let log = dir.join(format!("{prefix}log").replace(':', "."));
-        let _ = std::fs::remove_file(&log);
-        bridges.push(spawn_mxpva_logged(
-            &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-            &server_env,
-            Some(&log),
-        ));
-        envs.push((env, log, key));
+            &[("E2E_GATEWAY_KEY", key), ("RUST_LOG", "trace")],
+        );
+        envs.push((bridge.env.clone(), bridge.log.clone(), key));
+        bridges.push(bridge);
     }
 
     // With its key the bridge serves and writes.

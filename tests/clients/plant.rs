@@ -40,6 +40,11 @@ pub fn galaxy_fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The demo's Galaxy, `config/sim-galaxy.toml`.
+pub fn demo_galaxy() -> String {
+    include_str!("../../config/sim-galaxy.toml").to_string()
+}
+
 /// A fresh directory for the test `name`.
 pub fn test_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -258,6 +263,36 @@ impl Plant {
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// A signal to the simulator (`-STOP`, `-CONT`).
+    pub fn signal_sim(&self, signal: &str) {
+        super::send_signal(self.sim.as_ref().expect("the simulator runs"), signal);
+    }
+
+    /// Another `mxpva run` on the same simulator, on PVAccess ports of its own: its config
+    /// (`{gateway}` and `{dir}` as for the plant's), its log `<name>.log`, and
+    /// environment settings of its own.
+    pub fn extra_bridge(&self, name: &str, config: &str, env: &[(&str, &str)]) -> ExtraBridge {
+        let path = self.dir.join(format!("{name}.toml"));
+        let text = config
+            .replace("{gateway}", &self.gateway)
+            .replace("{dir}", &self.dir.display().to_string());
+        std::fs::write(&path, text).unwrap();
+        let log = self.dir.join(format!("{name}.log"));
+        let (tcp, udp) = free_ports();
+        let (mut server_env, client_env) = pva_env(tcp, udp);
+        server_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let process = spawn_mxpva_logged(
+            &["run".as_ref(), "--config".as_ref(), path.as_os_str()],
+            &server_env,
+            Some(&log),
+        );
+        ExtraBridge {
+            process,
+            env: client_env,
+            log,
+        }
+    }
+
     /// A signal to the bridge (`-STOP`, `-CONT`, `-TERM`).
     pub fn signal(&self, signal: &str) {
         super::send_signal(self.bridge.as_ref().expect("the bridge runs"), signal);
@@ -336,4 +371,12 @@ impl Plant {
     pub async fn p4p_put(&self, pv: &str, python_value: &str) -> String {
         clients().p4p_put(&self.env, pv, python_value).await
     }
+}
+
+/// A bridge of [`Plant::extra_bridge`]; killed when it drops.
+pub struct ExtraBridge {
+    pub process: tokio::process::Child,
+    /// The clients' settings to reach it.
+    pub env: Env,
+    pub log: PathBuf,
 }
