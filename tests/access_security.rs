@@ -8,56 +8,22 @@
 mod clients;
 mod os_accounts;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports, Env};
-use mxpva::sim::{Faults, RemoteSim, WriteSeen};
+use clients::clients;
+use clients::plant::{test_dir, Plant};
+use mxpva::sim::{Faults, WriteSeen};
 use os_accounts::OsAccounts;
 use serde_json::Value;
 
 /// A small Galaxy with no dynamics, so nothing changes unless the test says.
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-security_enabled = false
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Pump001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "SpeedSP"
-type = "Double"
-initial = 100.0
-
-[[objects.attributes]]
-name = "Limit"
-type = "Double"
-initial = 10.0
-
-[[objects.attributes]]
-name = "Fault"
-type = "Boolean"
-initial = false
-
-[[objects.attributes.alarms]]
-name = "PumpFault"
-kind = "Discrete"
-priority = 300
-"#;
-
 const FAULT: &str = "Galaxy!Plant.Pump001.PumpFault";
 
-/// The bridge's config; `ENDPOINT` and `ACF` are filled in.
+/// The bridge's config; its ACF is `mxpva.acf`.
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "ENDPOINT"
+endpoint = "http://{gateway}"
 client_name = "mxpva-access"
 reconnect_initial = "100ms"
 reconnect_max = "300ms"
@@ -68,7 +34,7 @@ prefix = "AS:"
 writable = true
 
 [access]
-file = "ACF"
+file = "mxpva.acf"
 
 [audit]
 file = "audit.jsonl"
@@ -103,49 +69,15 @@ writable = false
 access_group = "HIDDEN"
 "#;
 
-struct Plant {
-    dir: PathBuf,
-    control: RemoteSim,
-    _sim: tokio::process::Child,
-    bridge: tokio::process::Child,
-    env: Env,
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("access-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 impl Plant {
     /// The simulator and the bridge, with `acf` as the bridge's ACF file.
     async fn start(name: &str, acf: &str) -> Plant {
-        let dir = test_dir(name);
-        let (port, _) = free_ports();
-        let endpoint = format!("127.0.0.1:{port}");
-        std::fs::write(dir.join("galaxy.toml"), GALAXY).unwrap();
-        let (sim, control) = clients::start_sim(
-            &endpoint,
-            &dir.join("galaxy.toml"),
-            None,
-            &dir.join("sim.log"),
-        )
-        .await;
-        std::fs::write(dir.join("mxpva.acf"), acf).unwrap();
-        let config = CONFIG
-            .replace("ENDPOINT", &format!("http://{endpoint}"))
-            .replace("\"ACF\"", "\"mxpva.acf\"");
-        std::fs::write(dir.join("bridge.toml"), config).unwrap();
-        let (bridge, env) =
-            clients::start_bridge(&dir.join("bridge.toml"), &dir.join("bridge.log"));
-        let plant = Plant {
-            dir,
-            control,
-            _sim: sim,
-            bridge,
-            env,
-        };
+        let plant = Plant::new(&format!("access-{name}"))
+            .galaxy("access")
+            .file("mxpva.acf", acf)
+            .config(CONFIG)
+            .start()
+            .await;
         // Served and connected: the value of the gateway is shown.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -161,57 +93,19 @@ impl Plant {
     }
 
     async fn writes(&self) -> Vec<WriteSeen> {
-        self.control.writes().await.unwrap()
+        self.control().writes().await.unwrap()
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("bridge.log")).unwrap_or_default()
-    }
-
-    /// The audit file's records once it holds `n` (at most 10 s).
-    async fn audit(&self, n: usize) -> Vec<Value> {
-        let path = self.dir.join("audit.jsonl");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let records: Vec<Value> = text
-                .lines()
-                .map(|l| {
-                    serde_json::from_str(l)
-                        .unwrap_or_else(|e| panic!("audit line {l:?} is not JSON: {e}"))
-                })
-                .collect();
-            if records.len() >= n {
-                return records;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the audit file has {} records, not {n}:\n{text}",
-                records.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.log_text()
     }
 
     /// Rewrites the ACF and sends SIGHUP; returns once the bridge logged `needle` again.
-    async fn reload(&self, acf: &str, needle: &str) {
+    async fn reload_acf(&self, acf: &str, needle: &str) {
         let before = self.log().matches(needle).count();
         std::fs::write(self.dir.join("mxpva.acf"), acf).unwrap();
-        let pid = self.bridge.id().unwrap();
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.log().matches(needle).count() <= before {
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` after SIGHUP:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.hangup();
+        self.logged(needle, before + 1).await;
     }
 }
 
@@ -303,7 +197,7 @@ async fn two_accounts_one_allowed_by_role_and_ack_follows_its_own_group() {
     );
 
     // :ACK follows [alarms] access_group (ACKERS: the guest only).
-    plant.control.raise_alarm(FAULT).await.unwrap();
+    plant.control().raise_alarm(FAULT).await.unwrap();
     let mut watch = clients().p4p_watch(env, &["AS:Fault"]);
     watch
         .until("AS:Fault", "in alarm", Duration::from_secs(15), |s| {
@@ -413,7 +307,7 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
     assert!(out.contains("outside the control limits"), "{out}");
     // Refused by System Platform.
     plant
-        .control
+        .control()
         .set_faults(&Faults {
             fail_writes_detail: Some(2),
             ..Faults::default()
@@ -424,7 +318,7 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
     assert!(out.starts_with("RemoteError: AS:Speed: "), "{out}");
     // No confirmation within write_timeout.
     plant
-        .control
+        .control()
         .set_faults(&Faults {
             write_delay: Duration::from_secs(5),
             ..Faults::default()
@@ -436,7 +330,11 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
         out.contains("no write confirmation from System Platform"),
         "{out}"
     );
-    plant.control.set_faults(&Faults::default()).await.unwrap();
+    plant
+        .control()
+        .set_faults(&Faults::default())
+        .await
+        .unwrap();
 
     let records = plant.audit(5).await;
     let confirmed = record(&records, "AS:Speed", "confirmed");
@@ -458,7 +356,7 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
     );
 
     // Reload: HAG(elsewhere) now holds 127.0.0.1, so AS:Limit takes the put.
-    plant.reload(&acf("127.0.0.1"), "config reloaded").await;
+    plant.reload_acf(&acf("127.0.0.1"), "config reloaded").await;
     let out = c.p4p_put(env, "AS:Limit", "12.0").await;
     assert_eq!(out.trim(), "ok", "{out}");
     assert!(wrote(&plant.writes().await, "Pump001.Limit", 12.0));
@@ -467,7 +365,7 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
 
     // An invalid ACF on reload: refused, the rules before stay.
     plant
-        .reload("ASG(OPS) {\n  RULE(1, WRITE\n}\n", "config reload refused")
+        .reload_acf("ASG(OPS) {\n  RULE(1, WRITE\n}\n", "config reload refused")
         .await;
     assert!(
         plant.log().contains("syntax error at line 3"),
@@ -477,13 +375,13 @@ async fn hosts_decide_outcomes_are_audited_and_reload_changes_the_rules() {
     // Files that would end or crash the process inside asLib are refused before it: the
     // daemon keeps serving.
     plant
-        .reload(
+        .reload_acf(
             &format!("UAG({}) {{ x }}\n", "a".repeat(20_000)),
             "config reload refused",
         )
         .await;
     plant
-        .reload(
+        .reload_acf(
             &format!(
                 "ASG(OPS) {{ RULE(1, WRITE) {{ CALC(\"{}1\") }} }}\n",
                 "-".repeat(200)
@@ -511,13 +409,13 @@ fn mxpva(command: &str, config: &Path) -> std::process::Output {
 /// `mxpva check` and `mxpva run` on bad ACF files: the exact error, exit 78.
 #[test]
 fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
-    let dir = test_dir("bad");
+    let dir = test_dir("access-bad");
     let config = dir.join("bridge.toml");
     std::fs::write(
         &config,
         CONFIG
-            .replace("ENDPOINT", "http://127.0.0.1:1")
-            .replace("\"ACF\"", "\"bad.acf\""),
+            .replace("{gateway}", "127.0.0.1:1")
+            .replace("\"mxpva.acf\"", "\"bad.acf\""),
     )
     .unwrap();
     let acf = dir.join("bad.acf");
@@ -624,7 +522,7 @@ fn bad_acf_files_get_exact_errors_and_run_refuses_them() {
 /// Bad `access_group`, `access_level`, `[access]` and `[audit]` keys: config errors.
 #[test]
 fn bad_access_keys_are_config_errors() {
-    let dir = test_dir("keys");
+    let dir = test_dir("access-keys");
     let config = dir.join("bridge.toml");
     let shown = config.display().to_string();
     let cases = [

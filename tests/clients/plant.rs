@@ -305,7 +305,7 @@ impl Plant {
 
     /// Writes `config`, sends SIGHUP and waits until the log holds one more line with
     /// `needle` than before.
-    pub async fn reload(&self, config: &str, needle: &str) -> String {
+    pub async fn reload_config(&self, config: &str, needle: &str) -> String {
         let before = self.log_text().matches(needle).count();
         self.write_config(config);
         self.hangup();
@@ -319,6 +319,32 @@ impl Plant {
     /// Waits (at most 20 s) until the bridge's log holds `count` lines with `needle`.
     pub async fn logged(&self, needle: &str, count: usize) -> String {
         super::logged(&self.log, needle, count).await
+    }
+
+    /// The records of the audit trail `audit.jsonl` in the test's directory, once it holds
+    /// `n` (at most 10 s).
+    pub async fn audit(&self, n: usize) -> Vec<Value> {
+        let path = self.dir.join("audit.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let records: Vec<Value> = text
+                .lines()
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .unwrap_or_else(|e| panic!("audit line {l:?} is not JSON: {e}"))
+                })
+                .collect();
+            if records.len() >= n {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the audit trail has {} records, not {n}:\n{text}",
+                records.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The bridge's session at the simulator, once Ready (at most 20 s).
