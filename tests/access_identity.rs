@@ -10,56 +10,16 @@ mod clients;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports, pva_env, spawn_mxpva_logged, Env};
+use clients::plant::Plant;
+use clients::{clients, Env};
 use mxpva::gateway::{ClientOptions, GatewayClient};
-use mxpva::sim::RemoteSim;
 use serde_json::Value;
-
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-security_enabled = false
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Pump001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "SpeedSP"
-type = "Double"
-initial = 100.0
-
-[[objects.attributes]]
-name = "Limit"
-type = "Double"
-initial = 10.0
-
-[[objects.attributes]]
-name = "Note"
-type = "String"
-initial = "none"
-
-[[objects.attributes]]
-name = "Fault"
-type = "Boolean"
-initial = false
-
-[[objects.attributes.alarms]]
-name = "PumpFault"
-kind = "Discrete"
-priority = 300
-"#;
 
 const FAULT: &str = "Galaxy!Plant.Pump001.PumpFault";
 
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "ENDPOINT"
+endpoint = "http://{gateway}"
 client_name = "mxpva-identity"
 reconnect_initial = "100ms"
 reconnect_max = "300ms"
@@ -200,13 +160,6 @@ body, e = recv(10)
 print('GET:', status(body, 5))
 "#;
 
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("identity-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The shim, built in `dir`.
 fn build_shim(dir: &Path) -> PathBuf {
     let src = dir.join("claim.c");
@@ -227,56 +180,22 @@ fn build_shim(dir: &Path) -> PathBuf {
     lib
 }
 
-struct Plant {
-    dir: PathBuf,
-    sim_addr: String,
-    control: RemoteSim,
-    _sim: tokio::process::Child,
-    bridge: tokio::process::Child,
-    env: Env,
-    shim: PathBuf,
-}
-
 impl Plant {
     /// The simulator and the bridge (`extra` after `run --config <file>`), with `extra_env`
-    /// for the bridge; `ready` is a PV that must read before the test goes on.
+    /// for the bridge, and the account shim built.
     async fn start(name: &str, acf: &str, extra: &[&str], extra_env: &[(&str, &str)]) -> Plant {
-        let dir = test_dir(name);
-        let (port, _) = free_ports();
-        let sim_addr = format!("127.0.0.1:{port}");
-        std::fs::write(dir.join("galaxy.toml"), GALAXY).unwrap();
-        let (sim, control) = clients::start_sim(
-            &sim_addr,
-            &dir.join("galaxy.toml"),
-            None,
-            &dir.join("sim.log"),
-        )
-        .await;
-        std::fs::write(dir.join("mxpva.acf"), acf).unwrap();
-        let config = CONFIG.replace("ENDPOINT", &format!("http://{sim_addr}"));
-        std::fs::write(dir.join("bridge.toml"), config).unwrap();
-        let (tcp, udp) = free_ports();
-        let (mut server_env, env) = pva_env(tcp, udp);
-        server_env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        let config_path = dir.join("bridge.toml");
-        let mut args: Vec<&std::ffi::OsStr> =
-            vec!["run".as_ref(), "--config".as_ref(), config_path.as_os_str()];
-        args.extend(extra.iter().map(std::ffi::OsStr::new));
-        let bridge = spawn_mxpva_logged(&args, &server_env, Some(&dir.join("bridge.log")));
-        let shim = build_shim(&dir);
-        let plant = Plant {
-            dir,
-            sim_addr,
-            control,
-            _sim: sim,
-            bridge,
-            env,
-            shim,
-        };
+        let mut builder = Plant::new(&format!("identity-{name}"))
+            .galaxy("identity")
+            .file("mxpva.acf", acf)
+            .config(CONFIG);
+        for arg in extra {
+            builder = builder.bridge_arg(arg);
+        }
+        for (k, v) in extra_env {
+            builder = builder.bridge_env(k, v);
+        }
+        let plant = builder.start().await;
+        build_shim(&plant.dir);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let got = clients().p4p_get(&plant.env, &["ID:Speed"]).await;
@@ -293,35 +212,18 @@ impl Plant {
     /// The client settings, claiming `account`.
     fn as_account(&self, account: &str) -> Env {
         let mut env = self.env.clone();
-        env.push(("LD_PRELOAD".into(), self.shim.display().to_string()));
+        let shim = self.dir.join("claim.so");
+        env.push(("LD_PRELOAD".into(), shim.display().to_string()));
         env.push(("MXPVA_TEST_ACCOUNT".into(), account.into()));
         env
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("bridge.log")).unwrap_or_default()
-    }
-
-    /// The audit file's records once it holds `n` (at most 10 s).
-    async fn audit(&self, n: usize) -> Vec<Value> {
-        let path = self.dir.join("audit.jsonl");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let records: Vec<Value> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            if records.len() >= n {
-                return records;
-            }
-            assert!(Instant::now() < deadline, "audit: {text}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.log_text()
     }
 
     async fn raise_alarm(&self) {
-        self.control.raise_alarm(FAULT).await.unwrap();
+        self.control().raise_alarm(FAULT).await.unwrap();
         let mut watch = clients().p4p_watch(&self.env, &["ID:Fault"]);
         watch
             .until("ID:Fault", "in alarm", Duration::from_secs(15), |s| {
@@ -331,7 +233,7 @@ impl Plant {
     }
 
     async fn operator(&self) -> (String, String) {
-        let c = GatewayClient::connect(&ClientOptions::plaintext(self.sim_addr.clone()))
+        let c = GatewayClient::connect(&ClientOptions::plaintext(self.gateway.clone()))
             .await
             .unwrap();
         let alarms = c.query_active_alarms("").await.unwrap();
@@ -376,7 +278,7 @@ async fn a_claimed_account_never_reads_as_a_role_nor_gains_one_of_its_name() {
             "{claim}: {got}"
         );
     }
-    let writes = plant.control.writes().await.unwrap();
+    let writes = plant.control().writes().await.unwrap();
     assert!(
         writes.iter().all(|w| w.reference != "Pump001.SpeedSP"),
         "{writes:?}"
@@ -506,7 +408,7 @@ async fn json_log_stays_json_after_the_acf_is_loaded_and_reloaded() {
     )
     .await;
     let c = clients();
-    clients::hangup(&plant.bridge);
+    plant.hangup();
     clients::logged(&plant.dir.join("bridge.log"), "config reloaded", 1).await;
     // A client after the reload: pvxs logs its connection.
     let before = plant.log().matches("\"target\":\"pvxs\"").count();
@@ -545,7 +447,7 @@ async fn config_timestamp_moves_on_every_good_reload() {
     let first = c.p4p_get(&plant.env, &["ID:mxpva:Config"]).await;
     let mut loaded = stamp(&first);
     for n in 1..=2 {
-        clients::hangup(&plant.bridge);
+        plant.hangup();
         clients::logged(&plant.dir.join("bridge.log"), "config reloaded", n).await;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
