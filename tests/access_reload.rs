@@ -10,41 +10,14 @@
 
 mod clients;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports, pva_env, Env};
+use clients::clients;
+use clients::plant::{test_dir, Plant};
 
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-security_enabled = false
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-dynamics = { kind = "ramp", min = 0.0, max = 1000000.0, rate = 10.0 }
-
-[[objects.attributes]]
-name = "Flow"
-type = "Double"
-initial = 3.0
-"#;
-
-/// `ENDPOINT` and `ACF` are filled in.
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "ENDPOINT"
+endpoint = "http://{gateway}"
 client_name = "mxpva-acf-reload"
 reconnect_initial = "100ms"
 reconnect_max = "300ms"
@@ -53,7 +26,7 @@ reconnect_max = "300ms"
 prefix = "AR:"
 
 [access]
-file = "ACF"
+file = "{dir}/mxpva.acf"
 
 [[pv]]
 name = "Level"
@@ -68,87 +41,40 @@ type = "float64"
 access_group = "SECOND"
 "#;
 
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("acf-reload-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("bridge.log")).unwrap_or_default()
-}
-
 /// Starts the simulator and the bridge (`wrap`, if given, is the command line the bridge
-/// runs under) with `acf`; returns once AR:Flow is served.
-async fn start(
-    dir: &Path,
-    acf: &str,
-    wrap: Option<&[&str]>,
-) -> (tokio::process::Child, tokio::process::Child, Env) {
-    let (port, _) = free_ports();
-    let endpoint = format!("127.0.0.1:{port}");
-    std::fs::write(dir.join("galaxy.toml"), GALAXY).unwrap();
-    let (sim, _control) = clients::start_sim(
-        &endpoint,
-        &dir.join("galaxy.toml"),
-        None,
-        &dir.join("sim.log"),
-    )
-    .await;
-    std::fs::write(dir.join("mxpva.acf"), acf).unwrap();
-    let config = CONFIG
-        .replace("ENDPOINT", &format!("http://{endpoint}"))
-        .replace(
-            "\"ACF\"",
-            &format!("\"{}\"", dir.join("mxpva.acf").display()),
-        );
-    std::fs::write(dir.join("bridge.toml"), config).unwrap();
-    let (tcp, udp) = free_ports();
-    let (server_env, env) = pva_env(tcp, udp);
-    let bin = env!("CARGO_BIN_EXE_mxpva");
-    let mut cmd = match wrap {
-        Some(wrap) => {
-            let mut c = tokio::process::Command::new(wrap[0]);
-            c.args(&wrap[1..]).arg(bin);
-            c
-        }
-        None => tokio::process::Command::new(bin),
-    };
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("bridge.log"))
-        .unwrap();
-    let bridge = cmd
-        .args(["run", "--config"])
-        .arg(dir.join("bridge.toml"))
-        .envs(server_env.iter().map(|(k, v)| (k, v)))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+/// runs under, and `files` are written into the test's directory first) with `acf`;
+/// returns once AR:Flow is served.
+async fn start(name: &str, acf: &str, files: &[(&str, &str)], wrap: Option<&[&str]>) -> Plant {
+    let mut builder = Plant::new(&format!("acf-reload-{name}"))
+        .galaxy("acf_reload")
+        .file("mxpva.acf", acf)
+        .config(CONFIG);
+    for (name, text) in files {
+        builder = builder.file(name, text);
+    }
+    if let Some(wrap) = wrap {
+        builder = builder.bridge_wrapper(wrap);
+    }
+    let plant = builder.start().await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got = clients().p4p_get(&env, &["AR:Flow"]).await;
+        let got = plant.get(&["AR:Flow"]).await;
         if got["AR:Flow"]["value"].as_f64() == Some(3.0) {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "the bridge serves nothing: {got}\n{}",
-            log(dir)
+            plant.log_text()
         );
     }
-    (sim, bridge, env)
+    plant
 }
 
 /// Rewrites the ACF and sends SIGHUP.
-fn reload(dir: &Path, bridge: &tokio::process::Child, acf: &str) {
-    std::fs::write(dir.join("mxpva.acf"), acf).unwrap();
-    clients::hangup(bridge);
+fn reload(plant: &Plant, acf: &str) {
+    std::fs::write(plant.dir.join("mxpva.acf"), acf).unwrap();
+    plant.hangup();
 }
 
 /// The HAG names the test's DNS server is asked about (and never answers).
@@ -174,7 +100,6 @@ fn open_acf(extra_hag: &str) -> String {
 /// The largest gap is printed (the issue's figure: run with `--nocapture`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
-    let dir = test_dir("slow-resolver");
     // A DNS server on a loopback address of its own that reads every query and answers
     // none (bound, so that the resolver waits instead of being told the port is closed).
     let octet = 2 + std::process::id() % 250;
@@ -194,19 +119,16 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
             seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    let resolv = dir.join("resolv.conf");
-    std::fs::write(
-        &resolv,
-        format!("nameserver {dns_ip}\noptions timeout:2 attempts:1\n"),
-    )
-    .unwrap();
-    // The bridge in a mount namespace where /etc/resolv.conf is the one above.
-    let script = format!(
-        "mount --bind '{}' /etc/resolv.conf && exec \"$@\"",
-        resolv.display()
-    );
+    let resolv_conf = format!("nameserver {dns_ip}\noptions timeout:2 attempts:1\n");
+    // The bridge in a mount namespace where /etc/resolv.conf is the test's own.
+    let script = "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"";
+    let probe_dir = test_dir("acf-reload-slow-resolver-probe");
+    let probe_conf = probe_dir.join("resolv.conf");
+    std::fs::write(&probe_conf, &resolv_conf).unwrap();
     let probe = std::process::Command::new("unshare")
-        .args(["-m", "sh", "-c", &script, "sh", "true"])
+        .args(["-m", "sh", "-c", script])
+        .arg(&probe_conf)
+        .arg("true")
         .output();
     match probe {
         Ok(out) if out.status.success() => {}
@@ -222,8 +144,15 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
             return;
         }
     }
-    let wrap = ["unshare", "-m", "sh", "-c", script.as_str(), "sh"];
-    let (_sim, bridge, env) = start(&dir, &open_acf("127.0.0.1"), Some(&wrap)).await;
+    let wrap = ["unshare", "-m", "sh", "-c", script, "{dir}/resolv.conf"];
+    let plant = start(
+        "slow-resolver",
+        &open_acf("127.0.0.1"),
+        &[("resolv.conf", &resolv_conf)],
+        Some(&wrap),
+    )
+    .await;
+    let env = plant.env.clone();
     let c = clients();
 
     // A pvget of AR:Flow before the reload: how long a pvget takes here.
@@ -257,9 +186,9 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
     );
 
     let hags = SLOW_HOSTS.join(", ");
-    let before = log(&dir).matches("config reloaded").count();
+    let before = plant.log_text().matches("config reloaded").count();
     let hup = Instant::now();
-    reload(&dir, &bridge, &open_acf(&hags));
+    reload(&plant, &open_acf(&hags));
     // A pvget of another PV while the names are being resolved.
     let pvget = {
         let env = env.clone();
@@ -279,7 +208,7 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
         if line.starts_with("AR:Level") {
             arrivals.push(Instant::now());
         }
-        if reloaded_at.is_none() && log(&dir).matches("config reloaded").count() > before {
+        if reloaded_at.is_none() && plant.log_text().matches("config reloaded").count() > before {
             reloaded_at = Some(Instant::now());
         }
         // Half a second of updates after the reload took effect.
@@ -289,7 +218,7 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
         assert!(
             hup.elapsed() < Duration::from_secs(60),
             "no reload:\n{}",
-            log(&dir)
+            plant.log_text()
         );
     }
     let reload_took = reloaded_at.unwrap() - hup;
@@ -315,7 +244,7 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
         reload_took >= Duration::from_secs(2),
         "the reload took {reload_took:?}: the resolver was not slow"
     );
-    let text = log(&dir);
+    let text = plant.log_text();
     for host in SLOW_HOSTS {
         assert!(text.contains(host), "nothing logged about {host}:\n{text}");
     }
@@ -369,12 +298,12 @@ fn is_value(line: &str, pv: &str) -> bool {
 /// served).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_access_follows_a_reload() {
-    let dir = test_dir("read-follows");
-    let (_sim, bridge, env) = start(&dir, &read_acf("here", "here"), None).await;
+    let plant = start("read-follows", &read_acf("here", "here"), &[], None).await;
+    let env = plant.env.clone();
     let c = clients();
     // AR:Flow refused to this client, as it opens.
-    reload(&dir, &bridge, &read_acf("here", "far"));
-    clients::logged(&dir.join("bridge.log"), "config reloaded", 1).await;
+    reload(&plant, &read_acf("here", "far"));
+    plant.logged("config reloaded", 1).await;
     let got = c.p4p_get(&env, &["AR:Flow"]).await;
     assert!(
         got["AR:Flow"]["error"]
@@ -402,8 +331,8 @@ async fn read_access_follows_a_reload() {
         })
         .await;
 
-    reload(&dir, &bridge, &read_acf("far", "here"));
-    clients::logged(&dir.join("bridge.log"), "config reloaded", 2).await;
+    reload(&plant, &read_acf("far", "here"));
+    plant.logged("config reloaded", 2).await;
     // Gained: the client refused before gets AR:Flow's value, on the context it had.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let mut seen = Vec::new();

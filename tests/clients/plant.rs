@@ -62,6 +62,7 @@ pub struct PlantBuilder {
     bridge_env: Env,
     bridge_args: Vec<String>,
     gateway_down: bool,
+    bridge_wrapper: Vec<String>,
 }
 
 impl PlantBuilder {
@@ -107,6 +108,13 @@ impl PlantBuilder {
         self
     }
 
+    /// Run the bridge under a command (`unshare -m sh -c ... sh`): the wrapper's
+    /// arguments, then the mxpva binary and its own. `{dir}` in them is the test's directory.
+    pub fn bridge_wrapper(mut self, command: &[&str]) -> Self {
+        self.bridge_wrapper = command.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
     /// Start the bridge with no simulator: its gateway port is free, nothing answers.
     /// [`Plant::start_sim`] brings the simulator up later.
     pub fn gateway_down(mut self) -> Self {
@@ -139,6 +147,7 @@ impl PlantBuilder {
             bridge: None,
             server_env,
             bridge_args: self.bridge_args,
+            bridge_wrapper: self.bridge_wrapper,
             env,
         };
         if let Some(config) = &self.config {
@@ -172,6 +181,7 @@ pub struct Plant {
     bridge: Option<tokio::process::Child>,
     server_env: Env,
     bridge_args: Vec<String>,
+    bridge_wrapper: Vec<String>,
 }
 
 impl Plant {
@@ -185,6 +195,7 @@ impl Plant {
             bridge_env: Vec::new(),
             bridge_args: Vec::new(),
             gateway_down: false,
+            bridge_wrapper: Vec::new(),
         }
     }
 
@@ -234,14 +245,42 @@ impl Plant {
 
     /// Starts `mxpva run` on the config file.
     pub fn start_bridge(&mut self) {
-        let mut args: Vec<&std::ffi::OsStr> =
-            vec!["run".as_ref(), "--config".as_ref(), self.config.as_os_str()];
-        args.extend(
-            self.bridge_args
-                .iter()
-                .map(|a| std::ffi::OsStr::new(a.as_str())),
-        );
-        self.bridge = Some(spawn_mxpva_logged(&args, &self.server_env, Some(&self.log)));
+        if self.bridge_wrapper.is_empty() {
+            let mut args: Vec<&std::ffi::OsStr> =
+                vec!["run".as_ref(), "--config".as_ref(), self.config.as_os_str()];
+            args.extend(
+                self.bridge_args
+                    .iter()
+                    .map(|a| std::ffi::OsStr::new(a.as_str())),
+            );
+            self.bridge = Some(spawn_mxpva_logged(&args, &self.server_env, Some(&self.log)));
+            return;
+        }
+        let dir = self.dir.display().to_string();
+        let wrapper: Vec<String> = self
+            .bridge_wrapper
+            .iter()
+            .map(|a| a.replace("{dir}", &dir))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let bridge = tokio::process::Command::new(&wrapper[0])
+            .args(&wrapper[1..])
+            .arg(env!("CARGO_BIN_EXE_mxpva"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .args(&self.bridge_args)
+            .envs(self.server_env.iter().map(|(k, v)| (k, v)))
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn the bridge under {wrapper:?}: {e}"));
+        self.bridge = Some(bridge);
     }
 
     /// The bridge's process.
