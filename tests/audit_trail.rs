@@ -14,8 +14,9 @@ mod clients;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports, Env};
-use mxpva::sim::{Faults, RemoteSim};
+use clients::clients;
+use clients::plant::Plant;
+use mxpva::sim::Faults;
 use serde_json::Value;
 
 /// Elements of the array attribute.
@@ -72,7 +73,7 @@ const FAULT: &str = "Galaxy!Plant.Pump001.PumpFault";
 /// The bridge's config; `ENDPOINT`, `AUDIT` and `EXTRA` are filled in.
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "ENDPOINT"
+endpoint = "http://{gateway}"
 client_name = "mxpva-audit"
 reconnect_initial = "100ms"
 reconnect_max = "300ms"
@@ -119,25 +120,11 @@ type = "float64"
 access_group = "HIDDEN"
 "#;
 
-struct Plant {
-    dir: PathBuf,
-    control: RemoteSim,
-    _sim: tokio::process::Child,
-    bridge: tokio::process::Child,
-    env: Env,
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("audit-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 impl Plant {
     /// The simulator and the bridge; `extra` goes in the config (`[access]`, `[limits]`),
     /// `acf` (if any) is `mxpva.acf`, `audit` is `[audit] file`; `wrap` runs the bridge
-    /// under `sh -c wrap` (with the bridge's command line as `$0 $@`).
+    /// under `sh -c wrap` (with the bridge's command line as `$0 $@`); `before` runs on
+    /// the test's directory before the bridge starts.
     async fn start(name: &str, extra: &str, acf: Option<&str>, audit: &str) -> Plant {
         Plant::start_wrapped(name, extra, acf, audit, None, |_| {}).await
     }
@@ -150,60 +137,17 @@ impl Plant {
         wrap: Option<&str>,
         before: impl FnOnce(&Path),
     ) -> Plant {
-        let dir = test_dir(name);
-        before(&dir);
-        let (port, _) = free_ports();
-        let endpoint = format!("127.0.0.1:{port}");
-        std::fs::write(dir.join("galaxy.toml"), galaxy()).unwrap();
-        let (sim, control) = clients::start_sim(
-            &endpoint,
-            &dir.join("galaxy.toml"),
-            None,
-            &dir.join("sim.log"),
-        )
-        .await;
+        let mut builder = Plant::new(&format!("audit-{name}")).galaxy_text(galaxy());
         if let Some(acf) = acf {
-            std::fs::write(dir.join("mxpva.acf"), acf).unwrap();
+            builder = builder.file("mxpva.acf", acf);
         }
-        let config = CONFIG
-            .replace("ENDPOINT", &format!("http://{endpoint}"))
-            .replace("AUDIT", audit)
-            .replace("EXTRA", extra);
-        std::fs::write(dir.join("bridge.toml"), config).unwrap();
-        let (bridge, env) = match wrap {
-            None => clients::start_bridge(&dir.join("bridge.toml"), &dir.join("bridge.log")),
-            Some(wrap) => {
-                let (tcp, udp) = free_ports();
-                let (server_env, env) = clients::pva_env(tcp, udp);
-                // Through a pipe, copied by the test: the wrapper's limits do not reach
-                // the log.
-                let mut log = tokio::fs::File::create(dir.join("bridge.log"))
-                    .await
-                    .unwrap();
-                let mut bridge = tokio::process::Command::new("sh")
-                    .args(["-c", wrap, env!("CARGO_BIN_EXE_mxpva"), "run", "--config"])
-                    .arg(dir.join("bridge.toml"))
-                    .envs(server_env.iter().map(|(k, v)| (k, v)))
-                    .env("NO_COLOR", "1")
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .unwrap();
-                let mut stderr = bridge.stderr.take().unwrap();
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut stderr, &mut log).await;
-                });
-                (bridge, env)
-            }
-        };
-        let plant = Plant {
-            dir,
-            control,
-            _sim: sim,
-            bridge,
-            env,
-        };
+        if let Some(wrap) = wrap {
+            builder = builder.bridge_wrapper(&["sh", "-c", wrap]);
+        }
+        let mut plant = builder.start().await;
+        before(&plant.dir);
+        plant.write_config(&CONFIG.replace("AUDIT", audit).replace("EXTRA", extra));
+        plant.start_bridge();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let got = clients().p4p_get(&plant.env, &["T:Speed"]).await;
@@ -218,7 +162,7 @@ impl Plant {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("bridge.log")).unwrap_or_default()
+        self.log_text()
     }
 
     /// The audit file's records (each line must be JSON).
@@ -445,7 +389,7 @@ async fn ack_puts_are_capped_and_counted_like_puts() {
     )
     .await;
     let c = clients();
-    plant.control.raise_alarm(FAULT).await.unwrap();
+    plant.control().raise_alarm(FAULT).await.unwrap();
     let mut watch = c.p4p_watch(&plant.env, &["T:Fault"]);
     watch
         .until("T:Fault", "in alarm", Duration::from_secs(15), |s| {
@@ -454,7 +398,7 @@ async fn ack_puts_are_capped_and_counted_like_puts() {
         .await;
     drop(watch);
     plant
-        .control
+        .control()
         .set_faults(&Faults {
             ack_delay: Duration::from_secs(6),
             ..Faults::default()
@@ -665,10 +609,10 @@ async fn on_sigterm_every_queued_record_reaches_the_file() {
         .p4p(P4P_SEQUENCE, &["T:Speed", &PUTS.to_string()])
         .await;
     assert_eq!(out.trim(), PUTS.to_string(), "{out}");
-    clients::send_signal(&plant.bridge, "-TERM");
+    plant.signal("-TERM");
     // The file is read once mxpva has either exited or says it waits for the file.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while plant.bridge.try_wait().unwrap().is_none()
+    while plant.bridge().try_wait().unwrap().is_none()
         && !plant.log().contains("waiting for the audit file")
     {
         assert!(Instant::now() < deadline, "mxpva neither exits nor waits");
@@ -680,7 +624,7 @@ async fn on_sigterm_every_queued_record_reaches_the_file() {
         .await
         .expect("the FIFO reached its end")
         .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), plant.bridge.wait())
+    let status = tokio::time::timeout(Duration::from_secs(15), plant.bridge().wait())
         .await
         .expect("mxpva exited")
         .unwrap();

@@ -109,7 +109,8 @@ impl PlantBuilder {
     }
 
     /// Run the bridge under a command (`unshare -m sh -c ... sh`): the wrapper's
-    /// arguments, then the mxpva binary and its own. `{dir}` in them is the test's directory.
+    /// arguments, then the mxpva binary and its own. `{dir}` in them is the test's
+    /// directory. The bridge's log then goes through a pipe the test copies.
     pub fn bridge_wrapper(mut self, command: &[&str]) -> Self {
         self.bridge_wrapper = command.iter().map(|a| a.to_string()).collect();
         self
@@ -262,12 +263,7 @@ impl Plant {
             .iter()
             .map(|a| a.replace("{dir}", &dir))
             .collect();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let bridge = tokio::process::Command::new(&wrapper[0])
+        let mut bridge = tokio::process::Command::new(&wrapper[0])
             .args(&wrapper[1..])
             .arg(env!("CARGO_BIN_EXE_mxpva"))
             .args(["run", "--config"])
@@ -276,10 +272,23 @@ impl Plant {
             .envs(self.server_env.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::from(log))
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn the bridge under {wrapper:?}: {e}"));
+        // Through a pipe, copied by the test: limits the wrapper sets (a file size) do
+        // not reach the log.
+        let mut stderr = bridge.stderr.take().unwrap();
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            let mut file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .await
+                .unwrap();
+            let _ = tokio::io::copy(&mut stderr, &mut file).await;
+        });
         self.bridge = Some(bridge);
     }
 
