@@ -11,101 +11,19 @@
 mod clients;
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use clients::{clients, free_ports, pva_env, spawn_mxpva_logged, Env};
+use clients::plant::Plant;
+use clients::{clients, Env};
 use mxpva::gateway::{ClientOptions, GatewayClient, MxArray, MxValue};
-use mxpva::sim::{Faults, RemoteSim};
+use mxpva::sim::Faults;
 use serde_json::Value;
 
 /// A Galaxy of writable attributes of every simulated type, none of which moves alone.
-const GALAXY: &str = r#"
-[galaxy]
-name = "Hostile"
-tick_ms = 100
-first_update_delay_ms = 50
-security_enabled = false
-
-[auth]
-mode = "open"
-
-[[areas]]
-name = "Area001"
-
-[[objects]]
-tag = "Hostile"
-area = "Area001"
-template = "$Hostile"
-
-[[objects.attributes]]
-name = "Dbl"
-type = "Double"
-initial = 2.0
-
-[[objects.attributes]]
-name = "Flt"
-type = "Float"
-initial = 2.5
-
-[[objects.attributes]]
-name = "Int"
-type = "Integer"
-initial = 7
-
-[[objects.attributes]]
-name = "Long"
-type = "LongInteger"
-initial = 8
-
-[[objects.attributes]]
-name = "Flag"
-type = "Boolean"
-initial = false
-
-[[objects.attributes]]
-name = "Text"
-type = "String"
-initial = "start"
-
-[[objects.attributes]]
-name = "When"
-type = "Time"
-initial = 2026-01-15T08:00:00Z
-
-[[objects.attributes]]
-name = "Span"
-type = "ElapsedTime"
-initial = 90.5
-
-[[objects.attributes]]
-name = "Dbls"
-type = "Double"
-array_length = 4
-initial = [1.0, 2.0, 3.0, 4.0]
-
-[[objects.attributes]]
-name = "Ints"
-type = "Integer"
-array_length = 4
-initial = [1, 2, 3, 4]
-
-[[objects.attributes]]
-name = "Texts"
-type = "String"
-array_length = 3
-initial = ["a", "b", "c"]
-
-[[objects.attributes]]
-name = "Slow"
-type = "Double"
-initial = 0.0
-"#;
-
 /// Small caps, so that the test reaches each of them.
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{gateway}"
 client_name = "mxpva-hostile"
 write_timeout = "30s"
 
@@ -411,66 +329,13 @@ n = int(sys.argv[2])
 ctx.put([sys.argv[1]] * n, [float(100 + i) for i in range(n)], timeout=300, throw=False)
 "#;
 
-struct Plant {
-    gateway: String,
-    control: RemoteSim,
-    _sim: tokio::process::Child,
-    bridge: tokio::process::Child,
-    log: PathBuf,
-    env: Env,
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostile-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 impl Plant {
     async fn start(name: &str) -> Plant {
-        let dir = test_dir(name);
-        let (gateway_port, _) = free_ports();
-        let gateway = format!("127.0.0.1:{gateway_port}");
-        let galaxy = dir.join("galaxy.toml");
-        std::fs::write(&galaxy, GALAXY).unwrap();
-        let sim = spawn_mxpva_logged(
-            &[
-                "sim".as_ref(),
-                "--listen".as_ref(),
-                gateway.as_ref(),
-                "--galaxy".as_ref(),
-                galaxy.as_os_str(),
-            ],
-            &[],
-            Some(&dir.join("sim.log")),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let control = loop {
-            match RemoteSim::connect(&gateway, None).await {
-                Ok(control) => break control,
-                Err(e) if Instant::now() > deadline => panic!("mxpva sim did not come up: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        let config = dir.join("bridge.toml");
-        std::fs::write(&config, CONFIG.replace("{port}", &gateway_port.to_string())).unwrap();
-        let log = dir.join("bridge.log");
-        let _ = std::fs::remove_file(&log);
-        let (tcp, udp) = free_ports();
-        let (server_env, env) = pva_env(tcp, udp);
-        let bridge = spawn_mxpva_logged(
-            &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-            &server_env,
-            Some(&log),
-        );
-        let plant = Plant {
-            gateway,
-            control,
-            _sim: sim,
-            bridge,
-            log,
-            env,
-        };
+        let plant = Plant::new(&format!("hostile-{name}"))
+            .galaxy("hostile_clients")
+            .config(CONFIG)
+            .start()
+            .await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let got = plant.get(PVS).await;
@@ -490,10 +355,6 @@ impl Plant {
         }
     }
 
-    async fn get(&self, pvs: &[&str]) -> Value {
-        clients().p4p_get(&self.env, pvs).await
-    }
-
     /// Runs a p4p script that prints one JSON value.
     async fn p4p_json(&self, script: &str, args: &[&str]) -> Value {
         let run = clients().python(&self.env, script, args).await;
@@ -504,7 +365,7 @@ impl Plant {
     /// The bridge is still running and serves every PV.
     async fn assert_serving(&mut self, after: &str) {
         assert!(
-            matches!(self.bridge.try_wait(), Ok(None)),
+            matches!(self.bridge().try_wait(), Ok(None)),
             "mxpva exited after {after}; see {}",
             self.log.display()
         );
@@ -516,7 +377,7 @@ impl Plant {
 
     /// The bridge's VmRSS in KiB.
     fn rss_kib(&self) -> u64 {
-        let pid = self.bridge.id().expect("mxpva running");
+        let pid = self.bridge_pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
             .lines()
@@ -528,7 +389,7 @@ impl Plant {
     /// Events the simulator has produced for the bridge's session: every write that
     /// reaches it adds an OnWriteComplete.
     async fn bridge_events(&self) -> u64 {
-        let sessions = self.control.sessions().await.unwrap();
+        let sessions = self.control().sessions().await.unwrap();
         let mine: Vec<_> = sessions
             .iter()
             .filter(|s| s.client_session_name == "mxpva-hostile" && s.state == "Ready")
@@ -539,7 +400,7 @@ impl Plant {
 
     /// The attributes as System Platform holds them, read by a session of the test's own.
     async fn attributes(&self, tags: &[&str]) -> Vec<MxValue> {
-        let client = GatewayClient::connect(&ClientOptions::plaintext(&self.gateway))
+        let client = GatewayClient::connect(&ClientOptions::plaintext(self.gateway.as_str()))
             .await
             .unwrap();
         let session = client.open_session("hostile-observer").await.unwrap();
@@ -688,7 +549,7 @@ async fn hostile_clients_never_stop_mxpva() {
     let got = plant.get(&["H:When"]).await;
     assert_eq!(got["H:When"]["value"], "1601-01-01T00:00:00.000Z", "{got}");
     plant
-        .control
+        .control()
         .set_value("Hostile.When", "1500-06-01T12:00:00Z", None)
         .await
         .unwrap();
@@ -743,7 +604,7 @@ async fn hostile_clients_never_stop_mxpva() {
     // 5. Clients that vanish mid-put: 8 puts on a PV whose writes System Platform
     //    confirms only after 5 s; the client is killed while they wait.
     plant
-        .control
+        .control()
         .set_faults(&Faults {
             write_delay: Duration::from_secs(5),
             write_fault_prefix: "Hostile.Slow".into(),

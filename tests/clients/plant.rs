@@ -292,6 +292,14 @@ impl Plant {
         self.bridge = Some(bridge);
     }
 
+    /// The bridge's process id.
+    pub fn bridge_pid(&self) -> u32 {
+        self.bridge
+            .as_ref()
+            .and_then(|b| b.id())
+            .expect("the bridge runs")
+    }
+
     /// The bridge's process.
     pub fn bridge(&mut self) -> &mut tokio::process::Child {
         self.bridge.as_mut().expect("the bridge runs")
