@@ -16,18 +16,11 @@
 
 mod clients;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clients::{clients, free_ports};
+use clients::clients;
+use clients::plant::{demo_galaxy, galaxy_fixture, Plant};
 use serde_json::Value;
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("discover-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 use clients::mxpva_output as mxpva;
 
@@ -50,41 +43,14 @@ fn served(galaxy_type: &str, array: bool) -> String {
     }
 }
 
-async fn wait_log(log: &Path, needle: &str, count: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.matches(needle).count() >= count {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} holds {} of {count} lines with {needle:?}:\n{text}",
-            log.display(),
-            text.matches(needle).count()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn hangup(child: &tokio::process::Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discover_lists_every_attribute_of_the_demo_galaxy_and_its_output_serves() {
-    let dir = test_dir("demo");
-    let galaxy_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sim-galaxy.toml");
-    let (port, _) = free_ports();
-    let endpoint = format!("127.0.0.1:{port}");
-    let (_sim, _control) =
-        clients::start_sim(&endpoint, &galaxy_file, None, &dir.join("sim.log")).await;
-    let url = format!("http://{endpoint}");
+    let mut plant = Plant::new("discover-demo")
+        .galaxy_text(demo_galaxy())
+        .start()
+        .await;
+    let dir = plant.dir.clone();
+    let url = format!("http://{}", plant.gateway);
     let (code, out, err) = mxpva(&["discover", "--endpoint", &url]);
     assert_eq!(code, 0, "{err}");
     let mapping: toml::Table = out.parse().expect("discover prints TOML");
@@ -96,10 +62,7 @@ async fn discover_lists_every_attribute_of_the_demo_galaxy_and_its_output_serves
     };
 
     // Every attribute of the Galaxy file, as the file describes it.
-    let galaxy: toml::Table = std::fs::read_to_string(&galaxy_file)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let galaxy: toml::Table = demo_galaxy().parse().unwrap();
     let mut seen = 0;
     for o in galaxy["objects"].as_array().unwrap() {
         let object = o["tag"].as_str().unwrap();
@@ -183,7 +146,9 @@ async fn discover_lists_every_attribute_of_the_demo_galaxy_and_its_output_serves
         table.contains(&format!("pvs:       {}", pvs.len())),
         "{table}"
     );
-    let (_bridge, env) = clients::start_bridge(&file, &dir.join("bridge.log"));
+    plant.write_config(&out);
+    plant.start_bridge();
+    let env = plant.env.clone();
     let names: Vec<&str> = pvs.iter().map(|p| p["name"].as_str().unwrap()).collect();
     let text = clients()
         .pvget_until(&env, &["Pump001:SpeedSP"], "Pump001:SpeedSP")
@@ -200,47 +165,9 @@ async fn discover_lists_every_attribute_of_the_demo_galaxy_and_its_output_serves
     }
 }
 
-/// The Galaxy before the deploy.
-const BEFORE: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-eng_units = "m"
-description = "Tank level"
-dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 10.0 }
-
-[[objects.attributes]]
-name = "Temp"
-type = "Double"
-eng_units = "C"
-dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 7.0 }
-
-[[objects.attributes]]
-name = "Mode"
-type = "Integer"
-initial = 2
-
-[[objects.attributes]]
-name = "Old"
-type = "Double"
-initial = 1.5
-"#;
-
 /// The Galaxy after: Old removed, New added, Mode retyped to Double.
 fn after() -> String {
-    BEFORE
+    galaxy_fixture("discover")
         .replace(
             "name = \"Mode\"\ntype = \"Integer\"\ninitial = 2\n",
             "name = \"Mode\"\ntype = \"Double\"\ninitial = 2.5\n",
@@ -253,7 +180,7 @@ fn after() -> String {
 
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{gateway}"
 reconnect_initial = "100ms"
 reconnect_max = "400ms"
 
@@ -328,16 +255,12 @@ impl Lines {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_adds_removes_and_retypes_and_the_rest_never_flicker() {
-    let dir = test_dir("deploy");
-    let galaxy = dir.join("galaxy.toml");
-    std::fs::write(&galaxy, BEFORE).unwrap();
-    let (port, _) = free_ports();
-    let endpoint = format!("127.0.0.1:{port}");
-    let (sim, _control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
-    let config = dir.join("bridge.toml");
-    std::fs::write(&config, CONFIG.replace("{port}", &port.to_string())).unwrap();
-    let log = dir.join("bridge.log");
-    let (_bridge, env) = clients::start_bridge(&config, &log);
+    let plant = Plant::new("discover-deploy")
+        .galaxy("discover")
+        .config(CONFIG)
+        .start()
+        .await;
+    let env = plant.env.clone();
     let text = clients().pvget_until(&env, &["Tank001:Old"], "1.5").await;
     assert!(text.contains("1.5"), "the rule-made PV serves: {text}");
 
@@ -370,11 +293,10 @@ async fn a_deploy_adds_removes_and_retypes_and_the_rest_never_flicker() {
     let from = lines.1.len();
     let after = after();
     assert!(after.contains("New") && after.contains("2.5") && !after.contains("Old"));
-    std::fs::write(&galaxy, after).unwrap();
-    hangup(&sim);
+    plant.deploy(&after);
     // The bootstrap event was deploy 1; this deploy is the next.
     let needle = "discovered mapping applied why=deploy 2 ";
-    let text = wait_log(&log, needle, 1).await;
+    let text = plant.logged(needle, 1).await;
     let applied = text.lines().find(|l| l.contains(needle)).unwrap();
     assert!(
         applied.contains("added=1")
@@ -434,14 +356,13 @@ async fn a_deploy_adds_removes_and_retypes_and_the_rest_never_flicker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pvs_of_one_name_are_an_error_naming_both() {
-    let dir = test_dir("duplicate");
-    let galaxy = dir.join("galaxy.toml");
-    std::fs::write(&galaxy, BEFORE).unwrap();
-    let (port, _) = free_ports();
-    let endpoint = format!("127.0.0.1:{port}");
-    let (_sim, _control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
+    let plant = Plant::new("discover-duplicate")
+        .galaxy("discover")
+        .start()
+        .await;
+    let endpoint = &plant.gateway;
     // Tank001:Level is the rule's name for Tank001.Level, and this entry's for another tag.
-    let config = dir.join("dup.toml");
+    let config = plant.dir.join("dup.toml");
     std::fs::write(
         &config,
         format!(
@@ -466,37 +387,26 @@ async fn two_pvs_of_one_name_are_an_error_naming_both() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_runs_the_changed_rules_again() {
-    let dir = test_dir("sighup");
-    let galaxy = dir.join("galaxy.toml");
-    std::fs::write(&galaxy, BEFORE).unwrap();
-    let (port, _) = free_ports();
-    let endpoint = format!("127.0.0.1:{port}");
-    let (_sim, _control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
-    let config = dir.join("bridge.toml");
-    let head =
-        format!("[gateway]\nendpoint = \"http://{endpoint}\"\n\n[alarms]\nenabled = false\n\n");
-    std::fs::write(
-        &config,
-        format!("{head}[[discover]]\nattributes = [\"Level\"]\n"),
-    )
-    .unwrap();
-    let log = dir.join("bridge.log");
-    let (bridge, env) = clients::start_bridge(&config, &log);
+    let head = "[gateway]\nendpoint = \"http://{gateway}\"\n\n[alarms]\nenabled = false\n\n";
+    let plant = Plant::new("discover-sighup")
+        .galaxy("discover")
+        .config(&format!("{head}[[discover]]\nattributes = [\"Level\"]\n"))
+        .start()
+        .await;
+    let env = plant.env.clone();
     let text = clients()
         .pvget_until(&env, &["Tank001:Level"], "Tank001:Level ")
         .await;
     assert!(text.contains("Tank001:Level "), "{text}");
 
     // Another template and another attribute: the rule-made PVs follow at once.
-    std::fs::write(
-        &config,
-        format!(
-            "{head}[[discover]]\nattributes = [\"Level\", \"Old\"]\nname = \"N:{{attribute}}\"\n"
-        ),
-    )
-    .unwrap();
-    hangup(&bridge);
-    let text = wait_log(&log, "discovered mapping applied why=config reload", 1).await;
+    plant.write_config(&format!(
+        "{head}[[discover]]\nattributes = [\"Level\", \"Old\"]\nname = \"N:{{attribute}}\"\n"
+    ));
+    plant.hangup();
+    let text = plant
+        .logged("discovered mapping applied why=config reload", 1)
+        .await;
     // The rule's filters and template changed: its PV goes at the reload (no rule in force
     // makes it), and the discovery adds what the new rule makes.
     let reloaded = text
@@ -530,35 +440,28 @@ async fn sighup_runs_the_changed_rules_again() {
 /// PVs the rule made at once, while the re-discovery it starts cannot read the Galaxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_rule_access_group_holds_while_the_galaxy_is_unreachable() {
-    let dir = test_dir("rule-access");
-    let galaxy = dir.join("galaxy.toml");
-    std::fs::write(&galaxy, BEFORE).unwrap();
-    let (port, _) = free_ports();
-    let endpoint = format!("127.0.0.1:{port}");
-    let (_sim, control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
-    std::fs::write(
-        dir.join("mxpva.acf"),
-        "ASG(DEFAULT) { RULE(1, READ) }\n\
-         ASG(LOOSE) {\n  RULE(1, READ)\n  RULE(1, WRITE)\n}\n\
-         ASG(TIGHT) { RULE(1, READ) }\n",
-    )
-    .unwrap();
-    let config = dir.join("bridge.toml");
-    let write = |group: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "[gateway]\nendpoint = \"http://{endpoint}\"\nreconnect_initial = \"100ms\"\n\
-                 reconnect_max = \"400ms\"\n\n[alarms]\nenabled = false\n\n\
-                 [access]\nfile = \"mxpva.acf\"\n\n\
-                 [[discover]]\nobjects = \"Tank001\"\nattributes = [\"Old\"]\naccess_group = \"{group}\"\n"
-            ),
+    let mut plant = Plant::new("discover-rule-access")
+        .galaxy("discover")
+        .file(
+            "mxpva.acf",
+            "ASG(DEFAULT) { RULE(1, READ) }\n\
+             ASG(LOOSE) {\n  RULE(1, READ)\n  RULE(1, WRITE)\n}\n\
+             ASG(TIGHT) { RULE(1, READ) }\n",
         )
-        .unwrap();
+        .start()
+        .await;
+    let control = plant.control().clone();
+    let config = |group: &str| {
+        format!(
+            "[gateway]\nendpoint = \"http://{{gateway}}\"\nreconnect_initial = \"100ms\"\n\
+             reconnect_max = \"400ms\"\n\n[alarms]\nenabled = false\n\n\
+             [access]\nfile = \"mxpva.acf\"\n\n\
+             [[discover]]\nobjects = \"Tank001\"\nattributes = [\"Old\"]\naccess_group = \"{group}\"\n"
+        )
     };
-    write("LOOSE");
-    let log = dir.join("bridge.log");
-    let (bridge, env) = clients::start_bridge(&config, &log);
+    plant.write_config(&config("LOOSE"));
+    plant.start_bridge();
+    let env = plant.env.clone();
     let c = clients();
     let text = c.pvget_until(&env, &["Tank001:Old"], "1.5").await;
     assert!(text.contains("1.5"), "{text}");
@@ -581,10 +484,10 @@ async fn a_reloaded_rule_access_group_holds_while_the_galaxy_is_unreachable() {
         })
         .await
         .unwrap();
-    write("TIGHT");
-    hangup(&bridge);
-    wait_log(&log, "config reloaded", 1).await;
-    let text = wait_log(&log, "discovery failed", 1).await;
+    plant.write_config(&config("TIGHT"));
+    plant.hangup();
+    plant.logged("config reloaded", 1).await;
+    let text = plant.logged("discovery failed", 1).await;
     let failed = text
         .lines()
         .find(|l| l.contains("discovery failed"))
