@@ -6,35 +6,11 @@
 
 mod clients;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports};
+use clients::clients;
+use clients::plant::{test_dir, Plant};
 use mxpva::sim::RemoteSim;
-
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Pump001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "SpeedSP"
-type = "Double"
-initial = 1200.0
-
-[[objects.attributes]]
-name = "Running"
-type = "Double"
-initial = 1.0
-"#;
 
 const ACF: &str = r#"
 ASG(DEFAULT) {
@@ -47,13 +23,6 @@ ASG(LOCKED) {
 "#;
 
 const CLIENT: &str = "mxpva-rule-keys";
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("discover-keys-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 use clients::mxpva_output as mxpva;
 
@@ -118,15 +87,15 @@ async fn advised(control: &RemoteSim, advised: usize, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_puts_its_access_group_and_subscribe_mode_on_its_pvs() {
-    let dir = test_dir("serve");
-    let galaxy = dir.join("galaxy.toml");
-    std::fs::write(&galaxy, GALAXY).unwrap();
-    std::fs::write(dir.join("mxpva.acf"), ACF).unwrap();
-    let (port, _) = free_ports();
-    let endpoint = format!("127.0.0.1:{port}");
-    let (_sim, control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
-    let config_file = dir.join("bridge.toml");
-    std::fs::write(&config_file, config(&endpoint, "LOCKED")).unwrap();
+    let mut plant = Plant::new("discover-keys-serve")
+        .galaxy("discover_keys")
+        .file("mxpva.acf", ACF)
+        .start()
+        .await;
+    let control = plant.control().clone();
+    let dir = plant.dir.clone();
+    plant.write_config(&config(&plant.gateway, "LOCKED"));
+    let config_file = plant.config.clone();
 
     // `mxpva discover --config` prints the rule's keys on the PVs it makes; the file
     // passes check.
@@ -155,7 +124,8 @@ async fn a_rule_puts_its_access_group_and_subscribe_mode_on_its_pvs() {
     let (code, _, err) = mxpva(&["check", "--config", printed.to_str().unwrap()]);
     assert_eq!(code, 0, "the printed mapping fails check: {err}\n{out}");
 
-    let (_bridge, env) = clients::start_bridge(&config_file, &dir.join("bridge.log"));
+    plant.start_bridge();
+    let env = plant.env.clone();
     let text = clients()
         .pvget_until(&env, &["Pump001:Running"], "Pump001:Running ")
         .await;
@@ -198,7 +168,7 @@ async fn a_rule_puts_its_access_group_and_subscribe_mode_on_its_pvs() {
 
 #[tokio::test]
 async fn check_refuses_a_rule_group_the_acf_does_not_define_naming_the_rule() {
-    let dir = test_dir("check");
+    let dir = test_dir("discover-keys-check");
     std::fs::write(dir.join("mxpva.acf"), ACF).unwrap();
     let config_file = dir.join("bridge.toml");
     std::fs::write(&config_file, config("127.0.0.1:1", "NOPE")).unwrap();
