@@ -5,21 +5,15 @@
 
 mod clients;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use clients::plant::{demo_galaxy, test_dir, Plant};
 use clients::{clients, free_ports, pva_env, spawn_mxpva_logged};
 
 const UNIT: &str = include_str!("../packaging/mxpva.service");
 /// The `ExecStart` of the shipped unit.
 const EXEC_START: &str = "ExecStart=/usr/local/bin/mxpva run --config /etc/mxpva/mxpva.toml";
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("deploy-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn config(prefix: &str, gateway: &str, extra: &str) -> String {
     format!(
@@ -40,16 +34,6 @@ writable = true
 {extra}
 "#
     )
-}
-
-/// `mxpva sim` on a port of its own (its log in `dir`); it and its `host:port`.
-async fn start_sim(dir: &Path) -> (tokio::process::Child, String) {
-    let (gateway_port, _) = free_ports();
-    let gateway = format!("127.0.0.1:{gateway_port}");
-    let galaxy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim-galaxy.toml");
-    let (sim, _control) =
-        clients::start_sim(&gateway, galaxy.as_ref(), None, &dir.join("sim.log")).await;
-    (sim, gateway)
 }
 
 #[test]
@@ -102,7 +86,7 @@ fn the_shipped_unit_passes_systemd_analyze_verify() {
     ] {
         assert!(unit.lines().any(|l| l.starts_with(key)), "{key}");
     }
-    let dir = test_dir("unit");
+    let dir = test_dir("deploy-unit");
     let path = dir.join("mxpva.service");
     std::fs::write(&path, unit).unwrap();
     let out = std::process::Command::new("systemd-analyze")
@@ -145,23 +129,17 @@ async fn notified(sock: &tokio::net::UnixDatagram, line: &str, within: Duration)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_notifies_ready_once_serving_and_keeps_the_watchdog_fed() {
-    let dir = test_dir("notify");
-    let (_sim, gateway) = start_sim(&dir).await;
-    let config_path = dir.join("bridge.toml");
-    std::fs::write(&config_path, config("NT", &gateway, "")).unwrap();
-
-    let socket_path = dir.join("notify.sock");
-    let sock = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
-    let (tcp, udp) = free_ports();
-    let (mut server_env, env) = pva_env(tcp, udp);
-    server_env.push(("NOTIFY_SOCKET".into(), socket_path.display().to_string()));
-    // 400 ms: WATCHDOG=1 every 200 ms.
-    server_env.push(("WATCHDOG_USEC".into(), "400000".into()));
-    let bridge = spawn_mxpva_logged(
-        &["run".as_ref(), "--config".as_ref(), config_path.as_os_str()],
-        &server_env,
-        Some(&dir.join("bridge.log")),
-    );
+    let mut plant = Plant::new("deploy-notify")
+        .galaxy_text(demo_galaxy())
+        .bridge_env("NOTIFY_SOCKET", "{dir}/notify.sock")
+        // 400 ms: WATCHDOG=1 every 200 ms.
+        .bridge_env("WATCHDOG_USEC", "400000")
+        .start()
+        .await;
+    let sock = tokio::net::UnixDatagram::bind(plant.dir.join("notify.sock")).unwrap();
+    plant.write_config(&config("NT", "{gateway}", ""));
+    plant.start_bridge();
+    let env = plant.env.clone();
     let before = notified(&sock, "READY=1", Duration::from_secs(30)).await;
     // Right after READY the PVs answer, the gateway session is up.
     let out = clients()
@@ -188,7 +166,7 @@ async fn run_notifies_ready_once_serving_and_keeps_the_watchdog_fed() {
     }
     println!("5 WATCHDOG=1 in {:?}", started.elapsed());
     // A reload says RELOADING, then READY again.
-    clients::send_signal(&bridge, "-HUP");
+    plant.hangup();
     let reload = notified(&sock, "RELOADING=1", Duration::from_secs(10)).await;
     assert!(
         reload.last().unwrap().contains("MONOTONIC_USEC="),
@@ -196,10 +174,9 @@ async fn run_notifies_ready_once_serving_and_keeps_the_watchdog_fed() {
     );
     notified(&sock, "READY=1", Duration::from_secs(10)).await;
     // SIGTERM: STOPPING=1, then a clean exit.
-    clients::send_signal(&bridge, "-TERM");
+    plant.signal("-TERM");
     notified(&sock, "STOPPING=1", Duration::from_secs(10)).await;
-    let mut bridge = bridge;
-    let status = tokio::time::timeout(Duration::from_secs(10), bridge.wait())
+    let status = tokio::time::timeout(Duration::from_secs(10), plant.bridge().wait())
         .await
         .expect("mxpva stops")
         .unwrap();
@@ -236,28 +213,19 @@ fn parse_all(lines: &[String]) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_parse_and_carry_the_structured_fields() {
-    let dir = test_dir("json");
-    let (_sim, gateway) = start_sim(&dir).await;
-    let config_path = dir.join("bridge.toml");
     // The file says text; the command line wins.
     let extra = "[log]\nformat = \"text\"\n";
-    std::fs::write(&config_path, config("JS", &gateway, extra)).unwrap();
-    let (tcp, udp) = free_ports();
-    let (mut server_env, env) = pva_env(tcp, udp);
-    // pvxs's own lines (EPICS errlog) are objects too.
-    server_env.push(("PVXS_LOG".into(), "pvxs.udp.setup=INFO".into()));
-    let log = dir.join("bridge.log");
-    let _bridge = spawn_mxpva_logged(
-        &[
-            "run".as_ref(),
-            "--config".as_ref(),
-            config_path.as_os_str(),
-            "--log-format".as_ref(),
-            "json".as_ref(),
-        ],
-        &server_env,
-        Some(&log),
-    );
+    let plant = Plant::new("deploy-json")
+        .galaxy_text(demo_galaxy())
+        .config(&config("JS", "{gateway}", extra))
+        .bridge_arg("--log-format")
+        .bridge_arg("json")
+        // pvxs's own lines (EPICS errlog) are objects too.
+        .bridge_env("PVXS_LOG", "pvxs.udp.setup=INFO")
+        .start()
+        .await;
+    let env = plant.env.clone();
+    let log = plant.log.clone();
     let out = clients()
         .pvget_until(&env, &["JS:mxpva:Gateway"], "Up")
         .await;
@@ -289,7 +257,7 @@ async fn json_log_lines_parse_and_carry_the_structured_fields() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_format_json_in_the_file_and_status_prefix_off() {
-    let dir = test_dir("json-file");
+    let dir = test_dir("deploy-json-file");
     let config_path = dir.join("bridge.toml");
     let extra = "[log]\nformat = \"json\"\n[status]\nprefix = \"\"\n";
     // No gateway: the PVs are served INVALID and the log says why.
@@ -340,7 +308,7 @@ async fn log_format_json_in_the_file_and_status_prefix_off() {
 
 #[test]
 fn check_lists_the_status_pvs_and_the_log_format() {
-    let dir = test_dir("check");
+    let dir = test_dir("deploy-check");
     let path = dir.join("site.toml");
     let run = |text: &str| {
         std::fs::write(&path, text).unwrap();

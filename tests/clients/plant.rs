@@ -96,7 +96,8 @@ impl PlantBuilder {
         self
     }
 
-    /// An environment setting of the bridge (`RUST_LOG`, a key variable).
+    /// An environment setting of the bridge (`RUST_LOG`, a key variable); `{dir}` in
+    /// the value is the test's directory.
     pub fn bridge_env(mut self, name: &str, value: &str) -> Self {
         self.bridge_env.push((name.to_string(), value.to_string()));
         self
@@ -135,7 +136,12 @@ impl PlantBuilder {
         let (gateway_port, _) = free_ports();
         let (tcp, udp) = free_ports();
         let (mut server_env, env) = pva_env(tcp, udp);
-        server_env.extend(self.bridge_env);
+        let dir_text = dir.display().to_string();
+        server_env.extend(
+            self.bridge_env
+                .into_iter()
+                .map(|(k, v)| (k, v.replace("{dir}", &dir_text))),
+        );
         let mut plant = Plant {
             gateway: format!("127.0.0.1:{gateway_port}"),
             config: dir.join("bridge.toml"),
