@@ -6,16 +6,15 @@
 
 mod clients;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use clients::{clients, free_ports, Seen, Watch};
-use mxpva::sim::RemoteSim;
+use clients::plant::{demo_galaxy, Plant};
+use clients::{clients, Seen, Watch};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{gateway}"
 client_name = "mxpva-status"
 reconnect_initial = "100ms"
 reconnect_max = "400ms"
@@ -65,49 +64,14 @@ const MAJOR: i64 = 2;
 const UP: i64 = 1;
 const LOST: i64 = 2;
 
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("status-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Plant {
-    name: &'static str,
-    gateway: String,
-    sim: tokio::process::Child,
-    control: RemoteSim,
-    bridge: tokio::process::Child,
-    config: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-async fn start_sim(name: &str, endpoint: &str) -> (tokio::process::Child, RemoteSim) {
-    let galaxy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim-galaxy.toml");
-    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("status-{name}"))
-        .join("sim.log");
-    clients::start_sim(endpoint, galaxy.as_ref(), None, &log).await
-}
-
 impl Plant {
-    async fn start(name: &'static str) -> Plant {
-        let dir = test_dir(name);
-        let (gateway_port, _) = free_ports();
-        let gateway = format!("127.0.0.1:{gateway_port}");
-        let (sim, control) = start_sim(name, &gateway).await;
-        let config = dir.join("bridge.toml");
-        std::fs::write(&config, CONFIG.replace("{port}", &gateway_port.to_string())).unwrap();
-        let (bridge, env) = clients::start_bridge(&config, &dir.join("bridge.log"));
-        let plant = Plant {
-            name,
-            gateway,
-            sim,
-            control,
-            bridge,
-            config,
-            env,
-        };
+    /// The demo Galaxy and the bridge on [`CONFIG`], once its status PVs serve.
+    async fn start(name: &str) -> Plant {
+        let plant = Plant::new(&format!("status-{name}"))
+            .galaxy_text(demo_galaxy())
+            .config(CONFIG)
+            .start()
+            .await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let got = plant.get(&[VERSION]).await;
@@ -118,16 +82,8 @@ impl Plant {
         }
     }
 
-    async fn get(&self, pvs: &[&str]) -> Value {
-        clients().p4p_get(&self.env, pvs).await
-    }
-
     fn watch(&self, pvs: &[&str]) -> Watch {
         clients().p4p_watch(&self.env, pvs)
-    }
-
-    fn sighup(&self) {
-        clients::send_signal(&self.bridge, "-HUP");
     }
 }
 
@@ -215,7 +171,7 @@ async fn status_pvs_read_with_pvget_and_p4p_as_normal_nt_pvs() {
         "the loaded file"
     );
     let session = got[SESSION]["value"].as_str().unwrap_or_default();
-    let sessions = plant.control.sessions().await.unwrap();
+    let sessions = plant.control().sessions().await.unwrap();
     assert!(
         sessions
             .iter()
@@ -284,7 +240,7 @@ async fn gateway_goes_lost_and_major_within_2s_of_a_kill_and_up_on_its_return() 
         .clone();
 
     let killed = SystemTime::now();
-    plant.sim.kill().await.unwrap();
+    plant.kill_sim().await;
     let lost = watch
         .until(GATEWAY, "Lost, MAJOR", Duration::from_secs(10), |s| {
             index(s) == Some(LOST) && s.severity() == Some(MAJOR)
@@ -313,9 +269,7 @@ async fn gateway_goes_lost_and_major_within_2s_of_a_kill_and_up_on_its_return() 
         })
         .await;
 
-    let (sim, control) = start_sim(plant.name, &plant.gateway).await;
-    plant.sim = sim;
-    plant.control = control;
+    plant.start_sim().await;
     watch
         .until(GATEWAY, "Up again", Duration::from_secs(15), |s| {
             index(s) == Some(UP) && s.severity() == Some(NO_ALARM) && s.message().is_empty()
@@ -339,7 +293,7 @@ async fn gateway_goes_lost_and_major_within_2s_of_a_kill_and_up_on_its_return() 
             |s| s.v["value"] == 1,
         )
         .await;
-    let sessions = plant.control.sessions().await.unwrap();
+    let sessions = plant.control().sessions().await.unwrap();
     assert!(
         sessions
             .iter()
@@ -373,7 +327,7 @@ async fn update_and_put_counters_move_under_a_bounded_load() {
     // 3,000 data changes, paced by the gateway's queue room.
     const BURST: i64 = 3000;
     plant
-        .control
+        .control()
         .burst(&session, BURST as u64, true)
         .await
         .unwrap();
@@ -513,7 +467,7 @@ async fn config_goes_minor_after_a_refused_reload_and_back_after_a_good_one() {
     let good = std::fs::read_to_string(&plant.config).unwrap();
 
     std::fs::write(&plant.config, good.replace("client_name", "client_nam")).unwrap();
-    plant.sighup();
+    plant.hangup();
     let refused = watch
         .until(
             CONFIG_PV,
@@ -540,7 +494,7 @@ async fn config_goes_minor_after_a_refused_reload_and_back_after_a_good_one() {
     assert!(!out.contains("Error"), "{out}");
 
     std::fs::write(&plant.config, &good).unwrap();
-    plant.sighup();
+    plant.hangup();
     let back = watch
         .until(CONFIG_PV, "NO_ALARM again", Duration::from_secs(10), |s| {
             s.severity() == Some(NO_ALARM)
@@ -561,7 +515,7 @@ async fn audit_shows_a_file_it_cannot_write_and_its_recovery() {
     let good = std::fs::read_to_string(&plant.config).unwrap();
     let audited = format!("{good}\n[audit]\nfile = \"{}\"\n", file.display());
     std::fs::write(&plant.config, audited).unwrap();
-    plant.sighup();
+    plant.hangup();
     let mut watch = plant.watch(&[AUDIT]);
     watch
         .until(
@@ -600,7 +554,7 @@ async fn audit_shows_a_file_it_cannot_write_and_its_recovery() {
         .unwrap()
         .matches(reopened)
         .count();
-    plant.sighup();
+    plant.hangup();
     clients::logged(&log, reopened, before + 1).await;
     let out = clients()
         .run("pvput", &plant.env, &["ST:SpeedSP", "260"])
