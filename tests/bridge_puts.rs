@@ -7,8 +7,9 @@ mod clients;
 
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports, pva_env, spawn_mxpva_logged, Env};
-use mxpva::sim::{Faults, RemoteSim};
+use clients::clients;
+use clients::plant::Plant;
+use mxpva::sim::Faults;
 use serde_json::Value;
 
 /// Writable Double attributes per object; objects `Good` and `Bad`.
@@ -43,14 +44,14 @@ fn galaxy_text(keys: bool) -> String {
     t
 }
 
-fn config(port: u16, keys: bool) -> String {
+fn config(keys: bool) -> String {
     let key = if keys {
         "api_key_env = \"MXPVA_PUTS_KEY\"\n"
     } else {
         ""
     };
     let mut t = format!(
-        "[gateway]\nendpoint = \"http://127.0.0.1:{port}\"\nclient_name = \"mxpva-puts\"\n\
+        "[gateway]\nendpoint = \"http://{{gateway}}\"\nclient_name = \"mxpva-puts\"\n\
          write_timeout = \"1500ms\"\n{key}\n[defaults]\nprefix = \"P:\"\nwritable = true\n\n\
          [audit]\nfile = \"audit.jsonl\"\n"
     );
@@ -66,14 +67,6 @@ fn pvs(object: &str) -> Vec<String> {
     (0..PER_OBJECT).map(|i| format!("P:{object}{i}")).collect()
 }
 
-struct Plant {
-    _sim: tokio::process::Child,
-    control: RemoteSim,
-    _bridge: tokio::process::Child,
-    env: Env,
-    log: std::path::PathBuf,
-}
-
 impl Plant {
     async fn start(name: &str) -> Plant {
         Plant::start_with(name, false).await
@@ -85,46 +78,24 @@ impl Plant {
     }
 
     async fn start_with(name: &str, keys: bool) -> Plant {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("puts-{name}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let galaxy = dir.join("galaxy.toml");
-        std::fs::write(&galaxy, galaxy_text(keys)).unwrap();
-        let (gateway_port, _) = free_ports();
-        let endpoint = format!("127.0.0.1:{gateway_port}");
-        let admin = mxpva::gateway::ApiKey::new(ADMIN_KEY).unwrap();
-        let admin = keys.then_some(&admin);
-        let (sim, control) =
-            clients::start_sim(&endpoint, &galaxy, admin, &dir.join("sim.log")).await;
-        let config_path = dir.join("bridge.toml");
-        std::fs::write(&config_path, config(gateway_port, keys)).unwrap();
-        let (tcp, udp) = free_ports();
-        let (mut server_env, env) = pva_env(tcp, udp);
-        // The write calls are logged at debug level: the test counts them.
-        server_env.push((
-            "RUST_LOG".into(),
-            "info,mxpva::bridge::writes::calls=debug,mxpva::bridge::writes::pending=debug".into(),
-        ));
+        let mut builder = Plant::new(&format!("puts-{name}"))
+            .galaxy_text(galaxy_text(keys))
+            .config(&config(keys))
+            // The write calls are logged at debug level: the test counts them.
+            .bridge_env(
+                "RUST_LOG",
+                "info,mxpva::bridge::writes::calls=debug,mxpva::bridge::writes::pending=debug",
+            );
         if keys {
-            server_env.push(("MXPVA_PUTS_KEY".into(), WRITER_KEY.into()));
+            builder = builder
+                .admin_key(ADMIN_KEY)
+                .bridge_env("MXPVA_PUTS_KEY", WRITER_KEY);
         }
-        let log = dir.join("bridge.log");
-        let bridge = spawn_mxpva_logged(
-            &["run".as_ref(), "--config".as_ref(), config_path.as_os_str()],
-            &server_env,
-            Some(&log),
-        );
-        let plant = Plant {
-            _sim: sim,
-            control,
-            _bridge: bridge,
-            env,
-            log,
-        };
+        let plant = builder.start().await;
         let all: Vec<String> = pvs("Good").into_iter().chain(pvs("Bad")).collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let got = plant.get(&all).await;
+            let got = plant.get_names(&all).await;
             if all.iter().all(|pv| got[pv].get("error").is_none()) {
                 break plant;
             }
@@ -135,7 +106,7 @@ impl Plant {
         }
     }
 
-    async fn get(&self, pvs: &[String]) -> Value {
+    async fn get_names(&self, pvs: &[String]) -> Value {
         let names: Vec<&str> = pvs.iter().map(String::as_str).collect();
         clients().p4p_get(&self.env, &names).await
     }
@@ -188,7 +159,7 @@ impl Plant {
                 }
             }
         }
-        let got = self.get(&all).await;
+        let got = self.get_names(&all).await;
         for (i, pv) in all.iter().enumerate() {
             let want = if i >= PER_OBJECT {
                 0.0
@@ -202,32 +173,6 @@ impl Plant {
             calls.iter().any(|(call, n)| call == "WriteBulk" && *n > 1),
             "{calls:?}"
         );
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The audit trail's records once it holds `n` (at most 10 s).
-    async fn audit(&self, n: usize) -> Vec<Value> {
-        let path = self.log.with_file_name("audit.jsonl");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let records: Vec<Value> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            if records.len() >= n {
-                return records;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the audit trail has {} records, not {n}:\n{text}",
-                records.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }
 
@@ -255,7 +200,7 @@ async fn concurrent_puts_are_sent_in_bulk_and_each_is_confirmed_and_read_back() 
         assert!(round.iter().all(|r| r == "ok"), "{round:?}");
     }
     // Each PV reads back its last value, and System Platform received every write.
-    let got = plant.get(&all).await;
+    let got = plant.get_names(&all).await;
     let last = 100.0 + 1000.0 * (ROUNDS - 1) as f64;
     for (i, pv) in all.iter().enumerate() {
         assert_eq!(
@@ -265,7 +210,7 @@ async fn concurrent_puts_are_sent_in_bulk_and_each_is_confirmed_and_read_back() 
             got[pv]
         );
     }
-    let writes = plant.control.writes().await.unwrap();
+    let writes = plant.control().writes().await.unwrap();
     for r in 0..ROUNDS {
         for (i, object) in ["Good", "Bad"].iter().enumerate() {
             for a in 0..PER_OBJECT {
@@ -306,7 +251,7 @@ async fn a_refused_write_in_a_bulk_fails_only_its_own_put() {
     let plant = Plant::start("refused").await;
     let all: Vec<String> = pvs("Good").into_iter().chain(pvs("Bad")).collect();
     plant
-        .control
+        .control()
         .set_faults(&Faults {
             fail_writes_detail: Some(1012),
             write_fault_prefix: "Bad.".into(),
@@ -323,7 +268,7 @@ async fn a_refused_write_in_a_bulk_fails_only_its_own_put() {
     // No OnWriteComplete within write_timeout for some: those time out, with the
     // same text as a lone put's, and the others are confirmed.
     plant
-        .control
+        .control()
         .set_faults(&Faults {
             write_delay: Duration::from_secs(4),
             write_fault_prefix: "Bad.".into(),
