@@ -1,6 +1,7 @@
-//! System Platform alarms end to end: the simulator (in process, driven through its
-//! SimHandle) raises, clears and acknowledges alarms; the bridge (in process, on
-//! test-chosen loopback ports) serves them; pvget, pvput, pvmonitor, p4p and pvapy read
+//! System Platform alarms end to end: the simulator (in the test's process, driven
+//! through its control service and, for a flood, its handle) raises, clears and
+//! acknowledges alarms; `mxpva run`, reaching it through a relay the
+//! test can cut, serves them; pvget, pvput, pvmonitor, p4p and pvapy read
 //! them: alarm fields, `:ACK` puts, the active-alarm NTTable, an `[[alarm_pv]]`, a
 //! gateway outage during active alarms, and local limits with hysteresis.
 
@@ -9,12 +10,11 @@ mod clients;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use clients::plant::Plant;
 use clients::{clients, free_ports, pva_env};
-use mxpva::config::Config;
-use mxpva::gateway::{AlarmState, ClientOptions, GatewayClient, MxValue};
+use mxpva::gateway::{AlarmState, ClientOptions, GatewayClient};
 use mxpva::pva::{self, Access, NtValue, PvEvent, PvType, ScalarType, ServerConfig, SharedPv};
-use mxpva::sim::{Galaxy, SimHandle, SimOptions};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 const HIHI: &str = "Galaxy!Plant.Tank001.Level.HiHi";
 const HI: &str = "Galaxy!Plant.Tank001.Level.Hi";
@@ -127,47 +127,26 @@ impl Relay {
     }
 }
 
+/// The simulator and the bridge, the bridge reaching the simulator through [`Relay`].
 struct Harness {
-    sim: SimHandle,
-    sim_addr: SocketAddr,
+    plant: Plant,
     relay: Relay,
     env: Vec<(String, String)>,
-    _stop_sim: oneshot::Sender<()>,
-    _stop_bridge: oneshot::Sender<()>,
 }
 
 async fn start(users: &str) -> Harness {
-    let galaxy = Galaxy::from_toml(&GALAXY.replace("USERS", users), "alarm test").unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_addr = listener.local_addr().unwrap();
-    let sim = SimHandle::new(galaxy, SimOptions::default());
-    let (stop_sim, stopped) = oneshot::channel::<()>();
-    tokio::spawn(sim.clone().serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    let relay = Relay::start(sim_addr).await;
-    let text = BRIDGE.replace("ENDPOINT", &format!("http://{}", relay.addr));
-    let config = Config::from_str_at(&text, std::path::Path::new("bridge_alarms.toml")).unwrap();
-    let (tcp, udp) = free_ports();
-    let (_, env) = pva_env(tcp, udp);
-    let pva_config = ServerConfig::defaults()
-        .interfaces(["127.0.0.1"])
-        .beacon_destinations(["127.0.0.1"])
-        .auto_beacon(false)
-        .tcp_port(tcp)
-        .udp_port(udp);
-    let (stop_bridge, stopped) = oneshot::channel::<()>();
-    tokio::spawn(mxpva::bridge::run(config, pva_config, async move {
-        let _ = stopped.await;
-    }));
-    let h = Harness {
-        sim,
-        sim_addr,
-        relay,
-        env,
-        _stop_sim: stop_sim,
-        _stop_bridge: stop_bridge,
-    };
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut plant = Plant::new(&format!("alarms-{n}"))
+        .galaxy_text(GALAXY.replace("USERS", users))
+        .sim_in_process()
+        .start()
+        .await;
+    let relay = Relay::start(plant.gateway.parse().unwrap()).await;
+    plant.write_config(&BRIDGE.replace("ENDPOINT", &format!("http://{}", relay.addr)));
+    plant.start_bridge();
+    let env = plant.env.clone();
+    let h = Harness { plant, relay, env };
     // Served and connected: the value arrived, and the table says the feed is attached.
     h.pvget_until("T:Level", "string message Good").await;
     h.table_until(|t| t.contains("severity 0")).await;
@@ -208,7 +187,7 @@ impl Harness {
     }
 
     async fn gateway_alarms(&self) -> Vec<mxpva::gateway::ActiveAlarm> {
-        let c = GatewayClient::connect(&ClientOptions::plaintext(self.sim_addr.to_string()))
+        let c = GatewayClient::connect(&ClientOptions::plaintext(self.plant.gateway.clone()))
             .await
             .unwrap();
         c.query_active_alarms("").await.unwrap()
@@ -263,7 +242,7 @@ async fn alarms_show_on_pvs_acknowledge_through_ack_and_fill_the_table() {
 
     // RAISE: MAJOR (priority 100), with the message, within 100 ms of the transition.
     let t0 = SystemTime::now();
-    h.sim.raise_alarm(HIHI).unwrap();
+    h.plant.control().raise_alarm(HIHI).await.unwrap();
     let line = next_update(&mut lines, "HiHi alarm, unacknowledged (priority 100)").await;
     let f: Vec<&str> = line.split(' ').collect();
     let (received, stamped, severity) = (
@@ -329,7 +308,7 @@ async fn alarms_show_on_pvs_acknowledge_through_ack_and_fill_the_table() {
     );
 
     // A second alarm (priority 600: MINOR): the worse one leads, both are told.
-    h.sim.raise_alarm(HI).unwrap();
+    h.plant.control().raise_alarm(HI).await.unwrap();
     let line = next_update(&mut lines, "Hi alarm, unacknowledged (priority 600)").await;
     assert!(
         line.contains(
@@ -339,9 +318,9 @@ async fn alarms_show_on_pvs_acknowledge_through_ack_and_fill_the_table() {
     );
 
     // CLEAR of an acknowledged alarm: it leaves; CLEAR of the other: returned, unacked.
-    h.sim.clear_alarm(HIHI).unwrap();
+    h.plant.control().clear_alarm(HIHI, false).await.unwrap();
     next_update(&mut lines, " 1 Hi alarm, unacknowledged (priority 600)").await;
-    h.sim.clear_alarm(HI).unwrap();
+    h.plant.control().clear_alarm(HI, false).await.unwrap();
     let line = next_update(
         &mut lines,
         "Hi alarm returned, unacknowledged (priority 600)",
@@ -354,10 +333,10 @@ async fn alarms_show_on_pvs_acknowledge_through_ack_and_fill_the_table() {
     assert_eq!(rows(&table)[0][0], HI, "{table}");
 
     // RETRIGGER: back in alarm before anyone acknowledged.
-    h.sim.raise_alarm(HI).unwrap();
+    h.plant.control().raise_alarm(HI).await.unwrap();
     next_update(&mut lines, " 1 Hi alarm, unacknowledged (priority 600)").await;
     // Acknowledge while returned: the alarm leaves, the PV is NO_ALARM again.
-    h.sim.clear_alarm(HI).unwrap();
+    h.plant.control().clear_alarm(HI, false).await.unwrap();
     next_update(&mut lines, "Hi alarm returned, unacknowledged").await;
     let out = h.pvput("T:Level:ACK", "ok").await;
     assert!(!out.contains("Error"), "{out}");
@@ -371,7 +350,7 @@ async fn alarms_show_on_pvs_acknowledge_through_ack_and_fill_the_table() {
     );
 
     // An alarm with a PV of its own (NTEnum), read with pvapy.
-    h.sim.raise_alarm(FAULT).unwrap();
+    h.plant.control().raise_alarm(FAULT).await.unwrap();
     let text = h
         .pvget_until("T:Pump:Fault", "PumpFault alarm, unacknowledged")
         .await;
@@ -409,11 +388,11 @@ async fn alarms_show_on_pvs_acknowledge_through_ack_and_fill_the_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_gateway_outage_the_alarm_set_is_exactly_the_gateways() {
     let h = start("").await;
-    h.sim.raise_alarm(HIHI).unwrap();
-    h.sim.raise_alarm(HI).unwrap();
+    h.plant.control().raise_alarm(HIHI).await.unwrap();
+    h.plant.control().raise_alarm(HI).await.unwrap();
     h.table_until(|t| rows(t).len() == 2).await;
     // Acknowledge Hi, so that clearing it during the outage makes it leave (ACK_RTN).
-    let c = GatewayClient::connect(&ClientOptions::plaintext(h.sim_addr.to_string()))
+    let c = GatewayClient::connect(&ClientOptions::plaintext(h.plant.gateway.clone()))
         .await
         .unwrap();
     c.acknowledge_alarm(HI, "", "tester").await.unwrap();
@@ -430,9 +409,9 @@ async fn after_a_gateway_outage_the_alarm_set_is_exactly_the_gateways() {
         2,
         "the last known set stays listed: {table}"
     );
-    h.sim.clear_alarm(HI).unwrap(); // ACK_ALM -> ACK_RTN: gone
-    h.sim.clear_alarm(HIHI).unwrap(); // UNACK_ALM -> UNACK_RTN: stays
-    h.sim.raise_alarm(FAULT).unwrap(); // new
+    h.plant.control().clear_alarm(HI, false).await.unwrap(); // ACK_ALM -> ACK_RTN: gone
+    h.plant.control().clear_alarm(HIHI, false).await.unwrap(); // UNACK_ALM -> UNACK_RTN: stays
+    h.plant.control().raise_alarm(FAULT).await.unwrap(); // new
     h.relay.set_up(true);
 
     let table = h
@@ -496,7 +475,7 @@ async fn refused_acknowledgement_and_local_limits_with_hysteresis() {
         "[[users]]\nname = \"{account}\"\npassword = \"x\"\nid = 5\npermissions = [\"Operate\"]\n"
     );
     let h = start(&users).await;
-    h.sim.raise_alarm(HIHI).unwrap();
+    h.plant.control().raise_alarm(HIHI).await.unwrap();
     h.pvget_until("T:Level", "HiHi alarm, unacknowledged").await;
     let out = h.pvput("T:Level:ACK", "not mine to ack").await;
     assert!(
@@ -520,7 +499,11 @@ async fn refused_acknowledgement_and_local_limits_with_hysteresis() {
         (4.0, "int severity 1", "LOW limit alarm (<= 5)"),
     ];
     for (x, severity, message) in steps {
-        h.sim.set_value("Tank001.Temp", MxValue::Double(x)).unwrap();
+        h.plant
+            .control()
+            .set_value("Tank001.Temp", &x.to_string(), None)
+            .await
+            .unwrap();
         let text = h.pvget_until("T:Temp", &format!("double value {x}")).await;
         assert!(text.contains(severity), "{x}: {text}");
         assert!(text.contains(message), "{x}: {text}");
@@ -610,7 +593,7 @@ async fn an_alarm_pv_without_active_alarms_is_no_alarm_after_start_and_after_a_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_alarm_feed_shows_on_pvs_that_carry_alarms() {
     let h = start("").await;
-    h.sim.raise_alarm(HIHI).unwrap();
+    h.plant.control().raise_alarm(HIHI).await.unwrap();
     h.pvget_until("T:Level", "HiHi alarm, unacknowledged").await;
     let (mut monitor, mut lines) =
         clients().spawn_lines("python", &h.env, &["-u", "-c", P4P_MONITOR]);
@@ -628,9 +611,10 @@ async fn losing_the_alarm_feed_shows_on_pvs_that_carry_alarms() {
 
     // Only the feed ends: more transitions than the simulator's alarm channel holds make
     // it drop the feed subscriber ("fell behind; resubscribe"); the data session stays.
+    // (Through the simulator's own handle: its control service is slower than the feed.)
     for _ in 0..20_000 {
-        h.sim.clear_alarm(HI).unwrap();
-        h.sim.raise_alarm(HI).unwrap();
+        h.plant.sim_handle().clear_alarm(HI).unwrap();
+        h.plant.sim_handle().raise_alarm(HI).unwrap();
     }
     let line = next_update(&mut lines, &|l| l.contains("alarm feed lost")).await;
     assert!(!line.contains("connection lost"), "{line}");

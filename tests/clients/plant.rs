@@ -63,6 +63,7 @@ pub struct PlantBuilder {
     bridge_args: Vec<String>,
     gateway_down: bool,
     bridge_wrapper: Vec<String>,
+    sim_in_process: bool,
 }
 
 impl PlantBuilder {
@@ -117,6 +118,13 @@ impl PlantBuilder {
         self
     }
 
+    /// Serve the simulator in the test's process instead of as `mxpva sim`: for a test
+    /// that drives it faster than its control service can ([`Plant::sim_handle`]).
+    pub fn sim_in_process(mut self) -> Self {
+        self.sim_in_process = true;
+        self
+    }
+
     /// Start the bridge with no simulator: its gateway port is free, nothing answers.
     /// [`Plant::start_sim`] brings the simulator up later.
     pub fn gateway_down(mut self) -> Self {
@@ -155,6 +163,7 @@ impl PlantBuilder {
             server_env,
             bridge_args: self.bridge_args,
             bridge_wrapper: self.bridge_wrapper,
+            sim_in_process: self.sim_in_process.then(InProcessSim::default),
             env,
         };
         if let Some(config) = &self.config {
@@ -189,6 +198,14 @@ pub struct Plant {
     server_env: Env,
     bridge_args: Vec<String>,
     bridge_wrapper: Vec<String>,
+    sim_in_process: Option<InProcessSim>,
+}
+
+/// A simulator served in the test's process: its handle, and what stops it.
+#[derive(Default)]
+struct InProcessSim {
+    handle: Option<mxpva::sim::SimHandle>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Plant {
@@ -203,6 +220,7 @@ impl Plant {
             bridge_args: Vec::new(),
             gateway_down: false,
             bridge_wrapper: Vec::new(),
+            sim_in_process: false,
         }
     }
 
@@ -216,8 +234,35 @@ impl Plant {
         self.gateway.rsplit(':').next().unwrap().parse().unwrap()
     }
 
+    /// The simulator served in the test's process ([`PlantBuilder::sim_in_process`]).
+    pub fn sim_handle(&self) -> &mxpva::sim::SimHandle {
+        self.sim_in_process
+            .as_ref()
+            .and_then(|s| s.handle.as_ref())
+            .expect("a simulator in process")
+    }
+
     /// Starts the simulator on the plant's gateway port, on `galaxy.toml` of its directory.
     pub async fn start_sim(&mut self) {
+        if let Some(in_process) = &mut self.sim_in_process {
+            let text = std::fs::read_to_string(self.dir.join("galaxy.toml")).unwrap();
+            let galaxy = mxpva::sim::Galaxy::from_toml(&text, "galaxy.toml").unwrap();
+            let listener = tokio::net::TcpListener::bind(&self.gateway).await.unwrap();
+            let handle = mxpva::sim::SimHandle::new(galaxy, mxpva::sim::SimOptions::default());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(handle.clone().serve(listener, async move {
+                let _ = stopped.await;
+            }));
+            in_process.handle = Some(handle);
+            in_process.stop = Some(stop);
+            let key = self.admin_key.as_deref().map(|k| ApiKey::new(k).unwrap());
+            self.control = Some(
+                RemoteSim::connect(&self.gateway, key.as_ref())
+                    .await
+                    .unwrap(),
+            );
+            return;
+        }
         let key = self.admin_key.as_deref().map(|k| ApiKey::new(k).unwrap());
         let (sim, control) = super::start_sim(
             &self.gateway,
@@ -233,6 +278,12 @@ impl Plant {
     /// Kills the simulator (the gateway goes away at once) and waits for its end.
     pub async fn kill_sim(&mut self) {
         self.control = None;
+        if let Some(in_process) = &mut self.sim_in_process {
+            in_process.handle = None;
+            if let Some(stop) = in_process.stop.take() {
+                let _ = stop.send(());
+            }
+        }
         if let Some(mut sim) = self.sim.take() {
             sim.kill().await.unwrap();
         }
