@@ -36,8 +36,8 @@ const UP: i64 = 1;
 /// sub-area under its parent and counted in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discover_areas_counts_each_area_and_its_sub_areas() {
-    let dir = test_dir("areas");
-    let (_sim, _control, endpoint) = start_sim(&dir).await;
+    let plant = start_plant("areas").await;
+    let endpoint = endpoint(&plant);
     let (code, out, err) = clients::mxpva_output(&["discover", "--endpoint", &endpoint, "--areas"]);
     assert_eq!(code, 0, "{out}{err}");
     println!("{out}");
@@ -78,12 +78,13 @@ async fn discover_areas_counts_each_area_and_its_sub_areas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_behind_pvagw_serve_all_and_a_killed_shard_takes_only_its_own_pvs() {
-    let dir = test_dir("shards");
-    let (_sim, control, endpoint) = start_sim(&dir).await;
+    let plant = start_plant("shards").await;
+    let dir = plant.dir.clone();
+    let control = plant.control().clone();
     let (_, beacons) = free_ports();
     let (north_ports, south_ports) = (shard_ports(), shard_ports());
-    let north = Shard::start(&dir, &endpoint, "north", "North", north_ports, beacons);
-    let mut south = Shard::start(&dir, &endpoint, "south", "South", south_ports, beacons);
+    let north = Shard::start(&plant, "north", "North", north_ports, beacons);
+    let mut south = Shard::start(&plant, "south", "South", south_ports, beacons);
 
     // No PV name is served by both shards; each serves its area (a sub-area included).
     let (n, s) = (served_names(&north), served_names(&south));
@@ -272,12 +273,13 @@ async fn two_shards_behind_pvagw_serve_all_and_a_killed_shard_takes_only_its_own
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_standby_behind_pvagw_takes_over_within_5_s_and_confirms_each_put_once() {
-    let dir = test_dir("standby");
-    let (_sim, control, endpoint) = start_sim(&dir).await;
+    let plant = start_plant("standby").await;
+    let dir = plant.dir.clone();
+    let control = plant.control().clone();
     let (_, beacons) = free_ports();
     let (a_ports, b_ports) = (shard_ports(), shard_ports());
     // The serving process starts first, so the gateway's channels are on it.
-    let mut a = Shard::start(&dir, &endpoint, "a", "North", a_ports, beacons);
+    let mut a = Shard::start(&plant, "a", "North", a_ports, beacons);
     let gw = Gateway::start(&dir, &[a_ports.1, b_ports.1], beacons).await;
     let env = gw.env.clone();
     const SPEED: &str = "PLANT:NPump:Speed";
@@ -291,7 +293,7 @@ async fn hot_standby_behind_pvagw_takes_over_within_5_s_and_confirms_each_put_on
     assert_eq!(clients().p4p_put(&env, SETPOINT, "1001").await.trim(), "ok");
 
     // The standby: the same mapping, its own status prefix and audit file.
-    let b = Shard::start(&dir, &endpoint, "b", "North", b_ports, beacons);
+    let b = Shard::start(&plant, "b", "North", b_ports, beacons);
     let status = get_all(&env, &["PLANT:mxpva:b:Gateway"]).await;
     assert_eq!(
         status["PLANT:mxpva:b:Gateway"]["value"]["index"], UP,
@@ -447,8 +449,8 @@ async fn behind_pvagw_the_gateway_judges_the_person_and_the_shard_sees_the_gatew
     .trim()
     .to_string();
 
-    let dir = test_dir("access");
-    let (_sim, _control, endpoint) = start_sim(&dir).await;
+    let plant = start_plant("access").await;
+    let dir = plant.dir.clone();
     let (_, beacons) = free_ports();
     let ports = shard_ports();
     // mxpva: puts only from the gateway's account on the gateway's host.
@@ -461,8 +463,7 @@ async fn behind_pvagw_the_gateway_judges_the_person_and_the_shard_sees_the_gatew
     )
     .unwrap();
     let shard = Shard::start_with(
-        &dir,
-        &endpoint,
+        &plant,
         "north",
         "North",
         ports,

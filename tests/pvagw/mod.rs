@@ -6,132 +6,28 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::clients::plant::{ExtraBridge, Plant};
 use crate::clients::{self, clients, free_ports, pva_env, Env, Seen};
 use mxpva::sim::RemoteSim;
 use serde_json::Value;
 
-/// Two areas (South with a sub-area), two objects each, an alarm in each area.
-pub const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 50
-first_update_delay_ms = 20
-security_enabled = true
-
-[auth]
-mode = "open"
-
-[[areas]]
-name = "North"
-
-[[areas]]
-name = "South"
-
-[[areas]]
-name = "SouthYard"
-parent = "South"
-
-[[objects]]
-tag = "NPump"
-area = "North"
-
-[[objects.attributes]]
-name = "Speed"
-type = "Double"
-writable = false
-security = "ViewOnly"
-initial = 1000.0
-dynamics = { kind = "random_walk", min = 900.0, max = 1100.0, step = 1.0 }
-
-[[objects.attributes]]
-name = "SpeedSP"
-type = "Double"
-security = "Operate"
-initial = 1200.0
-
-[[objects.attributes]]
-name = "Limit"
-type = "Double"
-security = "ViewOnly"
-initial = 2800.0
-
-[[objects]]
-tag = "NTank"
-area = "North"
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-writable = false
-security = "ViewOnly"
-initial = 50.0
-
-[[objects.attributes.alarms]]
-name = "Level.HiHi"
-kind = "HiHi"
-limit = 90.0
-deadband = 1.0
-priority = 200
-description = "North tank level high high"
-
-[[objects]]
-tag = "SPump"
-area = "South"
-
-[[objects.attributes]]
-name = "Speed"
-type = "Double"
-writable = false
-security = "ViewOnly"
-initial = 1000.0
-dynamics = { kind = "random_walk", min = 900.0, max = 1100.0, step = 1.0 }
-
-[[objects.attributes]]
-name = "SpeedSP"
-type = "Double"
-security = "Operate"
-initial = 1200.0
-
-[[objects]]
-tag = "STank"
-area = "SouthYard"
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-writable = false
-security = "ViewOnly"
-initial = 40.0
-
-[[objects.attributes.alarms]]
-name = "Level.HiHi"
-kind = "HiHi"
-limit = 90.0
-deadband = 1.0
-priority = 200
-description = "South tank level high high"
-"#;
-
-pub fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scale-out-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// `mxpva sim` on the test Galaxy (`tests/fixtures/galaxy/scale_out.toml`), no bridge:
+/// the shards are the plant's bridges ([`Shard::start`]).
+pub async fn start_plant(name: &str) -> Plant {
+    Plant::new(&format!("scale-out-{name}"))
+        .galaxy("scale_out")
+        .start()
+        .await
 }
 
-/// `mxpva sim` on the test Galaxy; returns it, its control client and its endpoint URL.
-pub async fn start_sim(dir: &Path) -> (tokio::process::Child, RemoteSim, String) {
-    let galaxy = dir.join("galaxy.toml");
-    std::fs::write(&galaxy, GALAXY).unwrap();
-    let (port, _) = free_ports();
-    let endpoint = format!("127.0.0.1:{port}");
-    let (sim, control) = clients::start_sim(&endpoint, &galaxy, None, &dir.join("sim.log")).await;
-    (sim, control, format!("http://{endpoint}"))
+/// The simulator's endpoint URL.
+pub fn endpoint(plant: &Plant) -> String {
+    format!("http://{}", plant.gateway)
 }
 
 /// One mxpva process behind the gateway.
 pub struct Shard {
-    pub process: tokio::process::Child,
+    pub bridge: ExtraBridge,
     pub config: PathBuf,
     pub audit: PathBuf,
 }
@@ -197,49 +93,34 @@ root = "{area}"
 }
 
 impl Shard {
-    pub fn start(
-        dir: &Path,
-        endpoint: &str,
-        name: &str,
-        area: &str,
-        ports: (u16, u16),
-        beacons: u16,
-    ) -> Shard {
-        Shard::start_with(dir, endpoint, name, area, ports, beacons, "")
+    pub fn start(plant: &Plant, name: &str, area: &str, ports: (u16, u16), beacons: u16) -> Shard {
+        Shard::start_with(plant, name, area, ports, beacons, "")
     }
 
     /// [`Shard::start`] with `extra` appended to its config (top-level tables first).
     pub fn start_with(
-        dir: &Path,
-        endpoint: &str,
+        plant: &Plant,
         name: &str,
         area: &str,
         ports: (u16, u16),
         beacons: u16,
         extra: &str,
     ) -> Shard {
-        let config = dir.join(format!("mxpva-{name}.toml"));
         let text = format!(
             "{extra}\n{}",
-            shard_config(endpoint, name, area, ports, beacons)
+            shard_config(&endpoint(plant), name, area, ports, beacons)
         );
-        std::fs::write(&config, text).unwrap();
-        let log = dir.join(format!("mxpva-{name}.log"));
-        let process = clients::spawn_mxpva_logged(
-            &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-            &[],
-            Some(&log),
-        );
+        let bridge = plant.extra_bridge(&format!("mxpva-{name}"), &text, &[]);
         Shard {
-            process,
-            config,
-            audit: dir.join(format!("audit-{name}.jsonl")),
+            bridge,
+            config: plant.dir.join(format!("mxpva-{name}.toml")),
+            audit: plant.dir.join(format!("audit-{name}.jsonl")),
         }
     }
 
     /// Kills it at once (SIGKILL, as a crash or a lost host).
     pub fn kill(&mut self) {
-        self.process.start_kill().unwrap();
+        self.bridge.process.start_kill().unwrap();
     }
 
     /// Its audit records.
