@@ -10,7 +10,7 @@ mod clients;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clients::plant::Plant;
+use clients::plant::{galaxy_fixture, Plant};
 use clients::{clients, free_ports, pva_env};
 use mxpva::gateway::{AlarmState, ClientOptions, GatewayClient};
 use mxpva::pva::{self, Access, NtValue, PvEvent, PvType, ScalarType, ServerConfig, SharedPv};
@@ -19,50 +19,6 @@ use tokio::sync::watch;
 const HIHI: &str = "Galaxy!Plant.Tank001.Level.HiHi";
 const HI: &str = "Galaxy!Plant.Tank001.Level.Hi";
 const FAULT: &str = "Galaxy!Plant.Pump001.PumpFault";
-
-/// The Galaxy of these tests; `USERS` is replaced by `[[users]]` tables.
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-security_enabled = true
-USERS
-[[areas]]
-name = "Plant"
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-initial = 50.0
-[[objects.attributes.alarms]]
-name = "Level.HiHi"
-kind = "HiHi"
-limit = 90.0
-priority = 100
-[[objects.attributes.alarms]]
-name = "Level.Hi"
-kind = "Hi"
-limit = 80.0
-priority = 600
-[[objects.attributes]]
-name = "Temp"
-type = "Double"
-initial = 20.0
-[[objects]]
-tag = "Pump001"
-area = "Plant"
-[[objects.attributes]]
-name = "Fault"
-type = "Boolean"
-initial = false
-[[objects.attributes.alarms]]
-name = "PumpFault"
-kind = "Discrete"
-priority = 300
-"#;
 
 const BRIDGE: &str = r#"
 [gateway]
@@ -138,7 +94,10 @@ async fn start(users: &str) -> Harness {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut plant = Plant::new(&format!("alarms-{n}"))
-        .galaxy_text(GALAXY.replace("USERS", users))
+        .galaxy_text(
+            galaxy_fixture("alarms")
+                .replace("# USERS: the test's [[users]] tables go here.", users),
+        )
         .sim_in_process()
         .start()
         .await;

@@ -9,29 +9,7 @@ use mxpva::sim::Galaxy;
 use sim_harness::*;
 
 /// One area, one object, one HiHi alarm on Boiler001.Pressure.
-const ALARM_GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-[[users]]
-name = "viewer"
-password = "v"
-id = 9
-[[areas]]
-name = "Plant"
-[[objects]]
-tag = "Boiler001"
-area = "Plant"
-[[objects.attributes]]
-name = "Pressure"
-type = "Double"
-initial = 10.0
-[[objects.attributes.alarms]]
-name = "Pressure.HiHi"
-kind = "HiHi"
-limit = 50.0
-priority = 100
-description = "Boiler pressure high high"
-"#;
+const ALARM_GALAXY: &str = include_str!("fixtures/galaxy/sim_alarms.toml");
 
 fn alarm_galaxy() -> Galaxy {
     Galaxy::from_toml(ALARM_GALAXY, "alarm test").unwrap()

@@ -12,34 +12,7 @@ use mxpva::gateway::{
 };
 use mxpva::sim::{Galaxy, SimHandle, SimOptions};
 
-const BEFORE: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-dynamics = { kind = "ramp", min = 0.0, max = 100.0, rate = 10.0 }
-
-[[objects.attributes]]
-name = "Mode"
-type = "Integer"
-initial = 2
-
-[[objects.attributes]]
-name = "Old"
-type = "Double"
-initial = 1.5
-"#;
+const BEFORE: &str = include_str!("fixtures/galaxy/sim_deploy.toml");
 
 fn after() -> String {
     BEFORE

@@ -24,41 +24,7 @@ use clients::{clients, free_ports};
 use mxpva::gateway::*;
 use mxpva::sim::{Galaxy, RemoteSim, SimHandle, SimOptions};
 
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 60000
-first_update_delay_ms = 1000
-security_enabled = false
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "SP"
-type = "Double"
-initial = 10.0
-
-[[objects.attributes]]
-name = "Level"
-type = "Double"
-initial = 50.0
-
-[[objects.attributes.alarms]]
-name = "Level.HiHi"
-kind = "HiHi"
-limit = 90.0
-priority = 200
-
-[[objects.attributes]]
-name = "Flow"
-type = "Double"
-dynamics = { kind = "ramp", min = 0.0, max = 1000000.0, rate = 1.0 }
-"#;
+const GALAXY: &str = include_str!("fixtures/galaxy/sim_push.toml");
 
 /// The tick of [`GALAXY`]: nothing the tests see may wait for it.
 const TICK: Duration = Duration::from_secs(60);
