@@ -26,6 +26,7 @@ mod clients;
 use std::time::{Duration, Instant};
 
 use clients::clients;
+use clients::lines::{Lines, P4P_LINES};
 use clients::plant::Plant;
 use mxpva::sim::Faults;
 use serde_json::Value;
@@ -124,29 +125,6 @@ tag = "Tank001.Mass"
 type = "float64"
 "#;
 
-/// Prints one JSON line per update of every PV named (value, severity, message) or per
-/// disconnect and error.
-const P4P_LINES: &str = r#"
-import json, sys, threading, time
-from p4p.client.thread import Context
-ctx = Context('pva', nt=False)
-lock = threading.Lock()
-def cb(name):
-    def f(v):
-        if isinstance(v, Exception):
-            line = {'pv': name, 'error': type(v).__name__ + ': ' + str(v)}
-        else:
-            val = v['value']
-            line = {'pv': name, 'sev': v['alarm.severity'], 'msg': v['alarm.message'],
-                    'value': val if isinstance(val, (int, float, str)) else None}
-        with lock:
-            sys.stdout.write(json.dumps(line) + '\n')
-            sys.stdout.flush()
-    return f
-subs = [ctx.monitor(n, cb(n), notify_disconnect=True) for n in sys.argv[1:]]
-time.sleep(300)
-"#;
-
 /// The bridge's config: HEAD and `mapping` (mappings that name alarms turn the feed on).
 fn config(mapping: &str) -> String {
     let alarms = mapping.contains("alarms = [");
@@ -167,36 +145,7 @@ impl Plant {
     }
 }
 
-/// What the p4p watcher printed, one JSON value per line.
-struct Lines(tokio::sync::mpsc::UnboundedReceiver<String>, Vec<Value>);
-
 impl Lines {
-    /// Waits (at most 20 s) for a line satisfying `pred`, those already seen included;
-    /// every line is kept.
-    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) {
-        if self.1.iter().any(&pred) {
-            return;
-        }
-        self.next(what, pred).await;
-    }
-
-    /// Waits (at most 20 s) for a new line satisfying `pred`; every line is kept.
-    async fn next(&mut self, what: &str, pred: impl Fn(&Value) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let line = match tokio::time::timeout_at(deadline, self.0.recv()).await {
-                Ok(Some(line)) => line,
-                other => panic!("no p4p update where {what} ({other:?}); seen {:#?}", self.1),
-            };
-            let v: Value = serde_json::from_str(&line).unwrap();
-            let hit = pred(&v);
-            self.1.push(v);
-            if hit {
-                return;
-            }
-        }
-    }
-
     /// Waits for `gone` to disconnect and for 5 updates each of R:Level and R:Temp since
     /// line `from`; none of theirs since then is a disconnect or an alarm.
     async fn gone_and_steady(&mut self, gone: &str, from: usize) {
@@ -214,11 +163,6 @@ impl Lines {
                 assert_eq!(v["sev"], 0, "{pv} flickered: {v}");
             }
         }
-    }
-
-    /// Updates of `pv` seen since line `from`.
-    fn of(&self, pv: &str, from: usize) -> Vec<&Value> {
-        self.1.iter().skip(from).filter(|v| v["pv"] == pv).collect()
     }
 }
 

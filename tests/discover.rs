@@ -16,11 +16,9 @@
 
 mod clients;
 
-use std::time::Duration;
-
 use clients::clients;
+use clients::lines::{Lines, P4P_LINES};
 use clients::plant::{demo_galaxy, galaxy_fixture, Plant};
-use serde_json::Value;
 
 use clients::mxpva_output as mxpva;
 
@@ -197,61 +195,6 @@ units = "K"
 [[discover]]
 objects = "Tank*"
 "#;
-
-/// Prints one JSON line per update of every PV named (severity, value) or disconnect.
-const P4P_LINES: &str = r#"
-import json, sys, threading, time
-from p4p.client.thread import Context
-ctx = Context('pva', nt=False)
-lock = threading.Lock()
-def cb(name):
-    def f(v):
-        if isinstance(v, Exception):
-            line = {'pv': name, 'error': type(v).__name__ + ': ' + str(v)}
-        else:
-            val = v['value']
-            line = {'pv': name, 'sev': v['alarm.severity'],
-                    'value': val if isinstance(val, (int, float, str)) else None}
-        with lock:
-            sys.stdout.write(json.dumps(line) + '\n')
-            sys.stdout.flush()
-    return f
-subs = [ctx.monitor(n, cb(n), notify_disconnect=True) for n in sys.argv[1:]]
-time.sleep(300)
-"#;
-
-struct Lines(tokio::sync::mpsc::UnboundedReceiver<String>, Vec<Value>);
-
-impl Lines {
-    /// Waits for a line (this one already seen included) where `pred` holds.
-    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) {
-        if self.1.iter().any(&pred) {
-            return;
-        }
-        self.next(what, pred).await;
-    }
-
-    /// Waits for a new line where `pred` holds (at most 30 s).
-    async fn next(&mut self, what: &str, pred: impl Fn(&Value) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let line = match tokio::time::timeout_at(deadline, self.0.recv()).await {
-                Ok(Some(line)) => line,
-                other => panic!("no p4p update where {what} ({other:?}); seen {:#?}", self.1),
-            };
-            let v: Value = serde_json::from_str(&line).unwrap();
-            let hit = pred(&v);
-            self.1.push(v);
-            if hit {
-                return;
-            }
-        }
-    }
-
-    fn of(&self, pv: &str, from: usize) -> Vec<&Value> {
-        self.1.iter().skip(from).filter(|v| v["pv"] == pv).collect()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_adds_removes_and_retypes_and_the_rest_never_flicker() {

@@ -6,6 +6,7 @@
 //! with pinned versions from PyPI; a file lock lets parallel test processes share it.
 #![allow(dead_code)]
 
+pub mod lines;
 pub mod plant;
 
 use std::fs;
