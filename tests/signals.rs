@@ -6,9 +6,10 @@
 
 mod clients;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use clients::plant::test_dir;
 use clients::{
     clients, free_ports, logged, pva_env, send_signal, spawn_mxpva_logged, start_bridge,
 };
@@ -31,13 +32,6 @@ units = "rpm"
 
 /// What `mxpva sim` and `mxpva demo` log on SIGHUP.
 const NOTHING_TO_RELOAD: &str = "SIGHUP received: this command has no config file to reload";
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mxpva-signals-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Three SIGHUPs leave the process running and logged as `said`; then SIGTERM ends it
 /// with 0.
@@ -62,7 +56,7 @@ async fn survives_hangups_then_stops(child: &mut tokio::process::Child, log: &Pa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_never_stops_the_bridge() {
-    let dir = test_dir("run");
+    let dir = test_dir("signals-run");
     let config = dir.join("bridge.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let log = dir.join("bridge.log");
@@ -107,7 +101,7 @@ async fn feed_fifo(path: &Path, text: &'static str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sighup_while_starting_is_a_reload_once_serving() {
-    let dir = test_dir("early");
+    let dir = test_dir("signals-early");
     // The config is a FIFO: mxpva blocks reading it until the test writes, so the SIGHUP
     // lands while it is starting, before it serves.
     let config = dir.join("bridge.toml");
@@ -162,7 +156,7 @@ async fn a_sighup_while_starting_is_a_reload_once_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_never_stops_the_simulator() {
-    let dir = test_dir("sim");
+    let dir = test_dir("signals-sim");
     let log = dir.join("sim.log");
     let (port, _) = free_ports();
     let endpoint = format!("127.0.0.1:{port}");
@@ -177,7 +171,7 @@ async fn sighup_never_stops_the_simulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_never_stops_the_demo_and_its_monitors_stay_connected() {
-    let dir = test_dir("demo");
+    let dir = test_dir("signals-demo");
     let log = dir.join("demo.log");
     let (tcp, udp) = free_ports();
     let (server_env, env) = pva_env(tcp, udp);
@@ -220,7 +214,7 @@ async fn sighup_never_stops_the_demo_and_its_monitors_stay_connected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_pipe_closed_under_the_bridge_stops_nothing() {
     use tokio::io::AsyncBufReadExt;
-    let dir = test_dir("closed-log");
+    let dir = test_dir("signals-closed-log");
     let config = dir.join("bridge.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let (tcp, udp) = free_ports();
