@@ -24,6 +24,10 @@
 //!    one of the largest N PVs; RSS per PV = (VmRSS at largest N - VmRSS at N = 1) / N.
 //! 4. put round trip: pvxs puts, 1 and 100 writers (one put in flight each), until
 //!    OnWriteComplete completes them (the limit: a mailbox PV answers at once).
+//! 5. buffered samples per second delivered to a queued monitor (`buffered.rs`; the limit
+//!    and mxpva, at N = 1,000): 100 buffered PVs, 1,000 samples each per round (one
+//!    OnBufferedDataChange per item), a pvxs monitor with `queueSize=1000` counting
+//!    every sample it receives.
 //!
 //! Prints a table; writes target/bench/e2e.json and the latency samples under
 //! target/bench/. The plots (benches/plot.py, matplotlib) go into docs/performance/ only
@@ -36,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mxpva::sim::RemoteSim;
 use serde_json::{json, Value};
 
+mod buffered;
 mod procfs;
 mod report;
 #[path = "../support/mod.rs"]
@@ -625,6 +630,9 @@ impl Bench {
                     }
                 }
                 self.stop(s);
+                if n == LAT_N && sys != System::Peer {
+                    r["buffered"] = self.buffered(sys, sim);
+                }
                 let big = self.opts.sizes.last() == Some(&n);
                 if sys != System::Peer && (n == 1 || big) {
                     r["rss_alone_kb"] = json!(self.rss_alone(sys, n, sim));
