@@ -9,6 +9,9 @@
 //! - A reload switches a PV between buffered and plain without a disconnect.
 //! - A burst across a gateway reconnect: no sample posted twice, nothing out of order
 //!   (the first value after the reconnect follows the timeStamp rule).
+//! - Past `[limits] max_buffered_samples`, the newest samples of an event reach the
+//!   monitor in order, `Updates:BufferedDropped` counts the others, and the log names the
+//!   cap once.
 //!
 //! The 1 ms between the SetValue calls is the burst itself (the input), not a wait for
 //! the bridge: every wait here is for a monitor update or a log line.
@@ -96,6 +99,8 @@ time.sleep(300)
 
 /// The status PV of the data changes per second (`[status]` prefix by default `mxpva:`).
 const RATE: &str = "mxpva:Updates:Rate";
+/// The status PV of the buffered samples dropped past `[limits] max_buffered_samples`.
+const DROPPED: &str = "mxpva:Updates:BufferedDropped";
 
 /// A simulator process and a bridge process.
 struct Plant {
@@ -124,6 +129,11 @@ fn config_text(port: u16, plain_buffered: bool) -> String {
 
 impl Plant {
     async fn start(name: &str) -> Plant {
+        Plant::start_with(name, "").await
+    }
+
+    /// [`Plant::start`], with `extra` (TOML tables) after the config.
+    async fn start_with(name: &str, extra: &str) -> Plant {
         let dir = test_dir(name);
         let galaxy = dir.join("galaxy.toml");
         std::fs::write(&galaxy, GALAXY).unwrap();
@@ -132,7 +142,7 @@ impl Plant {
         let (sim, control) =
             clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
         let config = dir.join("bridge.toml");
-        std::fs::write(&config, config_text(port, false)).unwrap();
+        std::fs::write(&config, config_text(port, false) + extra).unwrap();
         let log = dir.join("bridge.log");
         let (bridge, env) = clients::start_bridge(&config, &log);
         Plant {
@@ -234,6 +244,19 @@ impl Monitor {
             if stop {
                 return self.seen.len() - 1;
             }
+        }
+    }
+
+    /// [`Monitor::until`], unless an update of `pv` seen already satisfies `done`.
+    async fn seen_or_until(
+        &mut self,
+        pv: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Update) -> bool,
+    ) {
+        if !self.of(pv).iter().any(&done) {
+            self.until(pv, what, within, done).await;
         }
     }
 
@@ -489,4 +512,78 @@ async fn a_burst_across_a_reconnect_posts_no_sample_twice_and_nothing_out_of_ord
         after_loss = false;
         last = Some(u);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_past_max_buffered_samples_are_dropped_oldest_first_counted_and_logged_once() {
+    let plant = Plant::start_with("dropped", "\n[limits]\nmax_buffered_samples = 20\n").await;
+    let mut m = plant.monitor(&["B:Flow", DROPPED]);
+    m.until("B:Flow", "served", Duration::from_secs(20), |u| {
+        u.severity == 0 && u.value == 5.0
+    })
+    .await;
+    m.seen_or_until(DROPPED, "none dropped yet", Duration::from_secs(20), |u| {
+        u.value == 0.0
+    })
+    .await;
+    // The bridge's session: the simulator's buffered burst goes to its buffered items.
+    let session = loop {
+        let sessions = plant.control.sessions().await.unwrap();
+        if let Some(s) = sessions
+            .iter()
+            .find(|s| s.client_session_name == "mxpva-buffered" && s.state == "Ready")
+        {
+            break s.session_id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Two events of 50 samples each (one BufferedBurst is one OnBufferedDataChange of
+    // every sample): the newest 20 of each are posted, 30 of each dropped.
+    for (round, from) in [1000.0, 2000.0].into_iter().enumerate() {
+        let start = m.seen.len();
+        plant
+            .control
+            .buffered_burst(&session, 50, from)
+            .await
+            .unwrap();
+        m.until(
+            "B:Flow",
+            "the newest sample",
+            Duration::from_secs(20),
+            |u| u.value == from + 49.0,
+        )
+        .await;
+        let got: Vec<f64> = m.seen[start..]
+            .iter()
+            .filter(|u| u.pv == "B:Flow")
+            .map(|u| u.value)
+            .collect();
+        let newest: Vec<f64> = (30..50).map(|k| from + f64::from(k)).collect();
+        assert_eq!(got, newest, "the newest 20 samples, in order, once");
+        let dropped = 30.0 * (round + 1) as f64;
+        m.seen_or_until(
+            DROPPED,
+            &format!("{dropped} dropped"),
+            Duration::from_secs(20),
+            |u| u.value == dropped,
+        )
+        .await;
+    }
+    assert!(
+        m.of(DROPPED).iter().all(|u| u.value <= 60.0),
+        "{:?}",
+        m.of(DROPPED)
+    );
+    // The log names the cap once (further drops are logged at debug).
+    let log = std::fs::read_to_string(&plant.log).unwrap();
+    let named: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("max_buffered_samples"))
+        .collect();
+    assert_eq!(named.len(), 1, "{log}");
+    assert!(
+        named[0].contains("B:Flow") && named[0].contains("dropped=30"),
+        "{}",
+        named[0]
+    );
 }

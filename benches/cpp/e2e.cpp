@@ -8,6 +8,10 @@
 //                                         possible, each stamped with the time of its
 //                                         post; print "done"
 //                            rate M R     the same at R posts per second; print "done"
+//                            samples K F  post K values F, F+1, ... to each PV in turn
+//                                         (PV 0 all K, then PV 1, ...), as fast as
+//                                         possible, each stamped with the time of its
+//                                         post; print "done"
 //                          A put is posted and answered at once (the mailbox).
 //   e2e monitor PREFIX N   Monitor PREFIX0..PREFIX<N-1>; print "READY <unix ns> <valid>" once
 //                          every PV has shown a value that is not INVALID (or after 60 s
@@ -20,6 +24,18 @@
 //                            lat          record now - timeStamp of every update from here
 //                            stop FILE    stop recording, write the latencies (us, one a
 //                                         line) to FILE, print "done <count>"
+//   e2e queued PREFIX N Q  Monitor PREFIX0..PREFIX<N-1> with a queue of Q updates
+//                          (record[queueSize=Q]); print "READY <unix ns> <valid>" as
+//                          `monitor` does, then obey stdin:
+//                            samples M F SECS
+//                                         print "armed", wait (at most SECS) until M
+//                                         updates of value F or more came (each PV's
+//                                         values F, F+1, ...); print "done <updates>
+//                                         <unix ns of the last> <gaps> <backwards>
+//                                         <stale>", where a gap is an update above the
+//                                         next value its PV should show (samples lost),
+//                                         backwards one below it (out of order), and
+//                                         stale one below F (not counted)
 //   e2e first PREFIX FROM N
 //                          Monitor PREFIX<FROM>..PREFIX<FROM+N-1> (all at once) and print, per
 //                          PV, "first <i> <ns from creating its monitor to its first value>
@@ -89,6 +105,19 @@ struct Limit {
         v["timeStamp.nanoseconds"] = int32_t(now % 1000000000);
         pvs[k % pvs.size()].post(v);
     }
+
+    // One sample of a buffered PV: `value` to PV `i`.
+    void post_to(size_t i, double value) {
+        auto v = prototype.cloneEmpty();
+        const int64_t now = unix_ns();
+        v["value"] = value;
+        v["alarm.severity"] = 0;
+        v["alarm.status"] = 0;
+        v["alarm.message"] = "";
+        v["timeStamp.secondsPastEpoch"] = now / 1000000000;
+        v["timeStamp.nanoseconds"] = int32_t(now % 1000000000);
+        pvs[i].post(v);
+    }
 };
 
 int limit(const std::string& prefix, size_t n) {
@@ -116,6 +145,10 @@ int limit(const std::string& prefix, size_t n) {
         words >> cmd >> m >> rate;
         if (cmd == "burst") {
             for (uint64_t k = 0; k < m; k++) lim.post(k);
+        } else if (cmd == "samples") {
+            // `m` is K, `rate` the first value.
+            for (size_t i = 0; i < lim.pvs.size(); i++)
+                for (uint64_t k = 0; k < m; k++) lim.post_to(i, rate + double(k));
         } else if (cmd == "rate") {
             const auto start = steady::now();
             for (uint64_t k = 0; k < m; k++) {
@@ -276,6 +309,109 @@ int monitor(const std::string& prefix, size_t n) {
     std::_Exit(0);
 }
 
+// ---------------------------------------------------------------- queued monitor
+
+struct Queued {
+    std::mutex lock;
+    std::condition_variable changed;
+    size_t connected = 0;
+    size_t valid = 0;
+    uint64_t updates = 0;  // since the last `samples`
+    uint64_t wanted = 0;   // what `samples` waits for
+    int64_t last_ns = 0;
+    uint64_t gaps = 0;
+    uint64_t backwards = 0;
+    uint64_t stale = 0;
+    double first = 0;          // the first value of this `samples`
+    std::vector<double> next;  // per PV, the value it should show next
+};
+
+int queued(const std::string& prefix, size_t n, int32_t queue) {
+    auto ctxt = pvxs::client::Config::fromEnv().build();
+    Queued w;
+    w.next.assign(n, 0.0);
+    std::vector<std::shared_ptr<pvxs::client::Subscription>> subs;
+    subs.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+        auto seen = std::make_shared<bool>(false);
+        subs.push_back(
+            ctxt.monitor(prefix + std::to_string(i))
+                .record("queueSize", queue)
+                .maskConnected(false)
+                .maskDisconnected(true)
+                .event([&w, seen, i](pvxs::client::Subscription& sub) {
+                    for (;;) {
+                        try {
+                            auto v = sub.pop();
+                            if (!v) break;
+                            const int64_t now = unix_ns();
+                            const double x = v["value"].as<double>();
+                            std::lock_guard<std::mutex> g(w.lock);
+                            if (!*seen) {
+                                if (v["alarm.severity"].as<int32_t>() >= 3) continue;
+                                *seen = true;
+                                w.valid++;
+                                w.changed.notify_all();
+                                continue;
+                            }
+                            if (x < w.first) {
+                                w.stale++;
+                                continue;
+                            }
+                            if (x > w.next[i]) w.gaps++;
+                            if (x < w.next[i]) w.backwards++;
+                            if (x >= w.next[i]) w.next[i] = x + 1;
+                            w.updates++;
+                            w.last_ns = now;
+                            if (w.updates == w.wanted) w.changed.notify_all();
+                        } catch (pvxs::client::Connected&) {
+                            std::lock_guard<std::mutex> g(w.lock);
+                            w.connected++;
+                            w.changed.notify_all();
+                        } catch (std::exception& e) {
+                            std::fprintf(stderr, "queued monitor error: %s\n", e.what());
+                            break;
+                        }
+                    }
+                })
+                .exec());
+    }
+    {
+        std::unique_lock<std::mutex> g(w.lock);
+        w.changed.wait_for(g, std::chrono::seconds(kReadyLimitS), [&] { return w.valid >= n; });
+    }
+    say("READY " + std::to_string(unix_ns()) + " " + std::to_string(w.valid));
+    std::string line;
+    while (std::getline(std::cin, line)) {
+        std::istringstream words(line);
+        std::string cmd;
+        words >> cmd;
+        if (cmd != "samples") continue;
+        uint64_t m = 0;
+        double first = 0, secs = 0;
+        words >> m >> first >> secs;
+        std::unique_lock<std::mutex> g(w.lock);
+        w.updates = 0;
+        w.gaps = 0;
+        w.backwards = 0;
+        w.stale = 0;
+        w.first = first;
+        std::fill(w.next.begin(), w.next.end(), first);
+        w.wanted = m;
+        say("armed");
+        w.changed.wait_for(g, std::chrono::duration<double>(secs), [&] { return w.updates >= m; });
+        // Anything past M (there should be none) would land now.
+        g.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        g.lock();
+        say("done " + std::to_string(w.updates) + " " + std::to_string(w.last_ns) + " " +
+            std::to_string(w.gaps) + " " + std::to_string(w.backwards) + " " +
+            std::to_string(w.stale));
+        w.wanted = 0;
+    }
+    std::_Exit(0);
+}
+
 // ---------------------------------------------------------------- first values
 
 int first(const std::string& prefix, size_t from, size_t n) {
@@ -400,6 +536,8 @@ int main(int argc, char* argv[]) {
         const std::string mode = argc > 1 ? argv[1] : "";
         if (mode == "limit" && argc == 4) return limit(argv[2], std::stoul(argv[3]));
         if (mode == "monitor" && argc == 4) return monitor(argv[2], std::stoul(argv[3]));
+        if (mode == "queued" && argc == 5)
+            return queued(argv[2], std::stoul(argv[3]), int32_t(std::stol(argv[4])));
         if (mode == "first" && argc == 5)
             return first(argv[2], std::stoul(argv[3]), std::stoul(argv[4]));
         if (mode == "put" && argc == 6)
@@ -409,6 +547,7 @@ int main(int argc, char* argv[]) {
         return 1;
     }
     std::fprintf(stderr,
-                 "usage: e2e limit PREFIX N | monitor PREFIX N | first PREFIX FROM N | put PREFIX WRITERS SECS FILE\n");
+                 "usage: e2e limit PREFIX N | monitor PREFIX N | queued PREFIX N QUEUE | first PREFIX FROM N | "
+                 "put PREFIX WRITERS SECS FILE\n");
     return 2;
 }

@@ -4,6 +4,7 @@
 //!     cargo bench --bench e2e                      # full: N up to 100,000 (about 10 min)
 //!     cargo bench --bench e2e -- --quick           # N up to 10,000, shorter phases
 //!     cargo bench --bench e2e -- --max-n 1000 --runs 2 --no-peer
+//!     cargo bench --bench e2e -- --write-plots      # also redraw docs/performance/*.svg
 //!
 //! Systems, each serving N float64 PVs B:0..B:<N-1>:
 //! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs
@@ -23,9 +24,14 @@
 //!    one of the largest N PVs; RSS per PV = (VmRSS at largest N - VmRSS at N = 1) / N.
 //! 4. put round trip: pvxs puts, 1 and 100 writers (one put in flight each), until
 //!    OnWriteComplete completes them (the limit: a mailbox PV answers at once).
+//! 5. buffered samples per second delivered to a queued monitor (`buffered.rs`; the limit
+//!    and mxpva, at N = 1,000): 100 buffered PVs, 1,000 samples each per round (one
+//!    OnBufferedDataChange per item), a pvxs monitor with `queueSize=1000` counting
+//!    every sample it receives.
 //!
-//! Prints a table; writes target/bench/e2e.json, the latency samples under
-//! target/bench/, and the plots into docs/performance/ (benches/plot.py, matplotlib).
+//! Prints a table; writes target/bench/e2e.json and the latency samples under
+//! target/bench/. The plots (benches/plot.py, matplotlib) go into docs/performance/ only
+//! with `--write-plots`: a plain run leaves the work tree alone.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mxpva::sim::RemoteSim;
 use serde_json::{json, Value};
 
+mod buffered;
 mod procfs;
 mod report;
 #[path = "../support/mod.rs"]
@@ -102,7 +109,7 @@ impl Opts {
             lat_seconds: 5.0,
             put_seconds: 3.0,
             peer: true,
-            plots: true,
+            plots: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -125,6 +132,8 @@ impl Opts {
                 "--rounds" => o.rounds = value(&mut i).parse().unwrap(),
                 "--runs" => o.runs = value(&mut i).parse().unwrap(),
                 "--no-peer" => o.peer = false,
+                "--write-plots" => o.plots = true,
+                // The default since `--write-plots` came: accepted, changes nothing.
                 "--no-plots" => o.plots = false,
                 _ => {} // cargo bench passes --bench
             }
@@ -621,6 +630,9 @@ impl Bench {
                     }
                 }
                 self.stop(s);
+                if n == LAT_N && sys != System::Peer {
+                    r["buffered"] = self.buffered(sys, sim);
+                }
                 let big = self.opts.sizes.last() == Some(&n);
                 if sys != System::Peer && (n == 1 || big) {
                     r["rss_alone_kb"] = json!(self.rss_alone(sys, n, sim));

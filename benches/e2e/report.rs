@@ -81,6 +81,24 @@ pub(crate) fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
                 1.0,
             ));
         }
+        v.push((
+            "buffered samples/s to a queued monitor".into(),
+            "/buffered/samples_per_s".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
+            "buffered CPU per sample (us)".into(),
+            "/buffered/cpu_us_per_sample".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
+            "buffered samples lost (%)".into(),
+            "/buffered/lost_percent".into(),
+            LAT_N,
+            1.0,
+        ));
     }
     let big = *opts.sizes.last().unwrap();
     v.push((

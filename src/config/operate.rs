@@ -26,6 +26,7 @@ pub const STATUS_PVS: &[&str] = &[
     "Updates:Rate",
     "Updates:Count",
     "Updates:Coalesced",
+    "Updates:BufferedDropped",
     "Puts:Rate",
     "Puts:Count",
     "Puts:Failed",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::config::AttrDef;
-use super::gateway_svc::{authorize, data_change, publish_in_scan, push_outcome};
+use super::gateway_svc::{authorize, buffered_burst, data_change, publish_in_scan, push_outcome};
 use super::session::{SimSession, State};
 use super::values::{coerce, parse_text};
 use super::{AlarmNews, Galaxy, SimHandle};
@@ -319,6 +319,32 @@ impl SimHandle {
         self.emit(session_id, count, Pace::Rate(rate_per_s)).await
     }
 
+    /// Every advised buffered item of the session takes `count` synthetic Double samples
+    /// (`first`, `first + 1`, ..., 1 us apart, ending now), raw as [`SimHandle::burst`]
+    /// is; they leave as OnBufferedDataChange by the rules of every buffered sample (see
+    /// `gateway_svc/push.rs`). Returns how many items took them.
+    pub fn buffered_burst(
+        &self,
+        session_id: &str,
+        count: u32,
+        first: f64,
+    ) -> Result<usize, String> {
+        let sess = self
+            .sessions_matching(Some(session_id))
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no session {session_id}"))?;
+        if sess.state() != State::Ready {
+            return Err("the session is not ready".into());
+        }
+        match buffered_burst(&self.core, &sess, count as usize, first) {
+            0 => Err(format!(
+                "session {session_id} has no advised buffered items"
+            )),
+            n => Ok(n),
+        }
+    }
+
     async fn emit(&self, session_id: &str, count: u64, pace: Pace) -> Result<u64, String> {
         let sess = self
             .sessions_matching(Some(session_id))
@@ -625,6 +651,28 @@ impl cpb::sim_control_server::SimControl for ControlSvc {
         .map_err(Status::failed_precondition)?;
         ok(format!(
             "{} events queued; last worker_sequence {last}",
+            r.count
+        ))
+    }
+
+    async fn buffered_burst(
+        &self,
+        request: Request<cpb::BufferedBurstRequest>,
+    ) -> Result<Response<cpb::ControlReply>, Status> {
+        self.auth(&request)?;
+        let r = request.into_inner();
+        if !r.first_value.is_finite() {
+            return Err(Status::invalid_argument(format!(
+                "first_value {} is not a finite number",
+                r.first_value
+            )));
+        }
+        let items = self
+            .handle
+            .buffered_burst(&r.session_id, r.count, r.first_value)
+            .map_err(Status::failed_precondition)?;
+        ok(format!(
+            "{} samples taken by {items} buffered items",
             r.count
         ))
     }

@@ -260,6 +260,27 @@ impl RemoteSim {
         Ok(())
     }
 
+    /// Every advised buffered item of a session takes `count` synthetic samples,
+    /// `first_value`, `first_value + 1`, ... (see [`super::SimHandle::buffered_burst`]).
+    pub async fn buffered_burst(
+        &self,
+        session_id: &str,
+        count: u32,
+        first_value: f64,
+    ) -> Result<(), RemoteSimError> {
+        let m = cpb::BufferedBurstRequest {
+            session_id: session_id.into(),
+            count,
+            first_value,
+        };
+        self.inner
+            .clone()
+            .buffered_burst(self.req(m))
+            .await
+            .map_err(err("BufferedBurst"))?;
+        Ok(())
+    }
+
     /// The write calls the simulator received, oldest first.
     pub async fn writes(&self) -> Result<Vec<super::WriteSeen>, RemoteSimError> {
         let r = self

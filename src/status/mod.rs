@@ -22,6 +22,7 @@
 //! | `Updates:Rate`, `Puts:Rate` | float64 | per second, over the last 1 s | |
 //! | `Updates:Count`, `Puts:Count` | int64 | since start | |
 //! | `Updates:Coalesced` | int64 | data changes replaced by a later one of their item before they were posted (the bridge behind the gateway's events; never one that changed the alarm severity or status) | |
+//! | `Updates:BufferedDropped` | int64 | samples of buffered PVs dropped since start: the oldest of an OnBufferedDataChange that held more than `[limits] max_buffered_samples` | |
 //! | `Puts:Failed` | int64 | puts answered with an error since start | |
 //! | `Puts:Queued` | int32 | puts received, not yet taken up by the bridge | MINOR at `[limits] max_puts_queued` |
 //! | `Puts:InFlight` | int32 | puts sent, waiting for System Platform (`:ACK` acknowledgements under way too) | |
@@ -88,6 +89,8 @@ struct Inner {
     updates: AtomicU64,
     /// Data changes replaced by a later one before they were posted.
     coalesced: AtomicU64,
+    /// Buffered samples dropped past `[limits] max_buffered_samples`.
+    buffered_dropped: AtomicU64,
     /// Gateway session losses.
     reconnects: AtomicU64,
     state: Mutex<State>,
@@ -109,6 +112,7 @@ impl Status {
             inner: Arc::new(Inner {
                 updates: AtomicU64::new(0),
                 coalesced: AtomicU64::new(0),
+                buffered_dropped: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 state: Mutex::new(State {
                     gateway: (LinkState::Connecting, "connecting".to_string()),
@@ -138,6 +142,15 @@ impl Status {
 
     pub(crate) fn coalesced_count(&self) -> u64 {
         self.inner.coalesced.load(Ordering::Relaxed)
+    }
+
+    /// `n` samples of one OnBufferedDataChange dropped past `[limits] max_buffered_samples`.
+    pub fn buffered_dropped(&self, n: u64) {
+        self.inner.buffered_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn buffered_dropped_count(&self) -> u64 {
+        self.inner.buffered_dropped.load(Ordering::Relaxed)
     }
 
     pub(crate) fn updates(&self) -> u64 {

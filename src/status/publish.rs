@@ -148,9 +148,12 @@ fn shape_of(name: &str) -> (PvType, NtValue, Option<(&'static str, i32)>) {
     use ScalarType as S;
     match name {
         "Gateway" | "AlarmFeed" => (PvType::Enum, V::Enum(0), None),
-        "Reconnects" | "Updates:Count" | "Updates:Coalesced" | "Puts:Count" | "Puts:Failed" => {
-            (PvType::Scalar(S::Int64), V::Int64(0), None)
-        }
+        "Reconnects"
+        | "Updates:Count"
+        | "Updates:Coalesced"
+        | "Updates:BufferedDropped"
+        | "Puts:Count"
+        | "Puts:Failed" => (PvType::Scalar(S::Int64), V::Int64(0), None),
         "PVs" | "PVs:Invalid" | "Clients" | "Puts:Queued" | "Puts:InFlight" => {
             (PvType::Scalar(S::Int32), V::Int32(0), None)
         }
@@ -172,6 +175,7 @@ fn description(name: &str) -> &'static str {
         "Updates:Rate" => "data changes per second (1 s window)",
         "Updates:Count" => "data changes since start",
         "Updates:Coalesced" => "data changes replaced before posted",
+        "Updates:BufferedDropped" => "buffered samples dropped past the cap",
         "Puts:Rate" => "puts per second (1 s window)",
         "Puts:Count" => "puts since start",
         "Puts:Failed" => "puts failed since start",
@@ -338,6 +342,12 @@ impl Publisher {
         self.set(
             "Updates:Coalesced",
             NtValue::Int64(clamp(coalesced)),
+            Alarm::none(),
+        );
+        let dropped = self.status.buffered_dropped_count();
+        self.set(
+            "Updates:BufferedDropped",
+            NtValue::Int64(clamp(dropped)),
             Alarm::none(),
         );
         self.set("Puts:Count", NtValue::Int64(clamp(puts)), Alarm::none());

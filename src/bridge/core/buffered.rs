@@ -2,7 +2,8 @@
 //! order System Platform gives, each with its own value, alarm and timeStamp (the
 //! timeStamp rule of `values/stamp.rs`: a sample not later than the last posted goes
 //! 1 ns after it). At most `[limits] max_buffered_samples` of one event are taken, the
-//! newest (`link/buffered.rs`). Each sample counts as a data change (`Updates:Rate`).
+//! newest (`link/buffered.rs`); `Updates:BufferedDropped` counts the others. Each sample
+//! counts as a data change (`Updates:Rate`).
 
 use super::Bridge;
 use crate::gateway::{BufferedDataChange, SessionEvent};
@@ -27,6 +28,9 @@ impl Bridge {
         let cap = self.config.limits.max_buffered_samples;
         let name = self.pvs.get(i).map_or("", |pv| pv.cfg.name.as_str());
         let skip = self.link.dropped.take(name, b.samples.len(), cap);
+        if skip > 0 {
+            self.ops.status.buffered_dropped(skip as u64);
+        }
         for (value, quality, time) in b.samples.iter().skip(skip) {
             if self.demand.is_first_placeholder(&self.pvs, i, *quality) {
                 continue;

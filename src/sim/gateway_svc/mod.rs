@@ -31,7 +31,7 @@ use crate::gateway::{detail, MxStatus, MxStatusCategory};
 pub(crate) use auth::authorize;
 use auth::scope_for;
 use commands::payload_kind;
-pub(crate) use push::{deliver_due, publish, publish_in_scan, scan_end};
+pub(crate) use push::{buffered_burst, deliver_due, publish, publish_in_scan, scan_end};
 pub(crate) use reads::{data_change, resolve};
 
 pub(crate) const E_INVALIDARG: i32 = 0x8007_0057_u32 as i32;

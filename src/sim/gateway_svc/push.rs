@@ -15,7 +15,9 @@
 //! one scan by control calls (SetValue, SetQuality, alarms forced) reaches a plain item
 //! only at the end of that scan ([`publish_in_scan`], then the tick), while a buffered
 //! item gets every change as a sample with its own time, at once. A write System
-//! Platform applies keeps its prompt data change ([`publish`]), and Burst stays raw.
+//! Platform applies keeps its prompt data change ([`publish`]), and Burst stays raw, as
+//! does its buffered counterpart ([`buffered_burst`]): samples taken by the buffered
+//! items, which then leave by the rules of every sample.
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -207,6 +209,58 @@ fn deliver_to(
             queue_flush(core, subs, sess, ih, item, interval);
         }
     });
+}
+
+/// The control call BufferedBurst, raw as Burst is (the Galaxy's values do not change):
+/// every advised buffered item of `sess` takes `count` synthetic Double samples, `first`,
+/// `first + 1`, ..., GOOD, 1 us apart and ending now, as if its attribute had changed
+/// that many times since the last scan. They leave as any sample does: at most
+/// [`MAX_BUFFERED_SAMPLES`] kept per item (the oldest dropped), in one
+/// OnBufferedDataChange per buffered update interval (at once when the interval since
+/// the item's last one has passed). Returns how many items took them.
+pub(crate) fn buffered_burst(
+    core: &Core,
+    sess: &Arc<SimSession>,
+    count: usize,
+    first: f64,
+) -> usize {
+    let now = Instant::now();
+    let end = core.now();
+    let g = core.galaxy();
+    let items: Vec<i32> = {
+        let h = sess.handles.lock();
+        let mut v: Vec<i32> = h
+            .items
+            .iter()
+            .filter(|(_, i)| i.advised && i.buffered)
+            .map(|(k, _)| *k)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let mut subs = core.subs.lock();
+    let mut took = 0;
+    each_item(sess, &items, |events, server, interval, ih, item| {
+        if !item.advised || !item.buffered {
+            return;
+        }
+        took += 1;
+        let keep = count.min(MAX_BUFFERED_SAMPLES);
+        let over = (item.samples.len() + keep).saturating_sub(MAX_BUFFERED_SAMPLES);
+        item.samples.drain(..over.min(item.samples.len()));
+        for k in count - keep..count {
+            let before = Duration::from_micros((count - 1 - k) as u64);
+            let time = end.checked_sub(before).unwrap_or(end);
+            item.samples
+                .push((MxValue::Double(first + k as f64), Quality::GOOD, time));
+        }
+        if now.duration_since(item.last_flush) >= interval {
+            events.push(flush(&g, &sess.id, server, ih, item, now));
+        } else if !item.flush_queued {
+            queue_flush(core, &mut subs, sess, ih, item, interval);
+        }
+    });
+    took
 }
 
 /// Flush the buffered `items` of `sess` whose interval has passed; the others wait on.
