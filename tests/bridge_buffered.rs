@@ -21,33 +21,14 @@ mod clients;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clients::{clients, free_ports};
+use clients::clients;
+use clients::plant::Plant;
 use mxpva::gateway::{ClientOptions, GatewayClient, MxValue, SessionEvent};
-use mxpva::sim::RemoteSim;
 use serde_json::Value;
-
-const GALAXY: &str = r#"
-[galaxy]
-name = "Galaxy"
-tick_ms = 20
-first_update_delay_ms = 10
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Tank001"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Flow"
-type = "Double"
-initial = 5.0
-"#;
 
 const CONFIG: &str = r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{gateway}"
 client_name = "mxpva-buffered"
 reconnect_initial = "100ms"
 reconnect_max = "400ms"
@@ -103,28 +84,8 @@ const RATE: &str = "mxpva:Updates:Rate";
 const DROPPED: &str = "mxpva:Updates:BufferedDropped";
 
 /// A simulator process and a bridge process.
-struct Plant {
-    gateway: String,
-    control: RemoteSim,
-    _sim: tokio::process::Child,
-    bridge: tokio::process::Child,
-    env: Vec<(String, String)>,
-    config: std::path::PathBuf,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-fn test_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("buffered-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn config_text(port: u16, plain_buffered: bool) -> String {
-    CONFIG
-        .replace("{port}", &port.to_string())
-        .replace("{plain_buffered}", &plain_buffered.to_string())
+fn config_text(plain_buffered: bool) -> String {
+    CONFIG.replace("{plain_buffered}", &plain_buffered.to_string())
 }
 
 impl Plant {
@@ -134,31 +95,15 @@ impl Plant {
 
     /// [`Plant::start`], with `extra` (TOML tables) after the config.
     async fn start_with(name: &str, extra: &str) -> Plant {
-        let dir = test_dir(name);
-        let galaxy = dir.join("galaxy.toml");
-        std::fs::write(&galaxy, GALAXY).unwrap();
-        let (port, _) = free_ports();
-        let gateway = format!("127.0.0.1:{port}");
-        let (sim, control) =
-            clients::start_sim(&gateway, &galaxy, None, &dir.join("sim.log")).await;
-        let config = dir.join("bridge.toml");
-        std::fs::write(&config, config_text(port, false) + extra).unwrap();
-        let log = dir.join("bridge.log");
-        let (bridge, env) = clients::start_bridge(&config, &log);
-        Plant {
-            gateway,
-            control,
-            _sim: sim,
-            bridge,
-            env,
-            config,
-            port,
-            log,
-        }
+        Plant::new(&format!("buffered-{name}"))
+            .galaxy("buffered")
+            .config(&(config_text(false) + extra))
+            .start()
+            .await
     }
 
     async fn set(&self, value: f64) {
-        self.control
+        self.control()
             .set_value("Tank001.Flow", &value.to_string(), None)
             .await
             .unwrap();
@@ -299,7 +244,7 @@ async fn source_times(
 async fn a_burst_of_100_samples_reaches_a_queued_monitor_complete_in_order_at_source_times() {
     let plant = Plant::start("burst").await;
     // The source times, as a buffered item of a session of the test's own records them.
-    let client = GatewayClient::connect(&ClientOptions::plaintext(&plant.gateway))
+    let client = GatewayClient::connect(&ClientOptions::plaintext(plant.gateway.as_str()))
         .await
         .unwrap();
     let session = client.open_session("recorder").await.unwrap();
@@ -400,9 +345,9 @@ async fn a_reload_switches_a_pv_between_buffered_and_plain_without_a_disconnect(
     })
     .await;
     // Plain -> buffered, in place.
-    std::fs::write(&plant.config, config_text(plant.port, true)).unwrap();
-    clients::hangup(&plant.bridge);
-    let log = clients::logged(&plant.log, "PV changed in place", 1).await;
+    plant.write_config(&config_text(true));
+    plant.hangup();
+    let log = plant.logged("PV changed in place", 1).await;
     assert!(
         log.lines()
             .any(|l| l.contains("P:Flow") && l.contains("Buffered")),
@@ -417,9 +362,9 @@ async fn a_reload_switches_a_pv_between_buffered_and_plain_without_a_disconnect(
     )
     .await;
     // Buffered -> plain, in place.
-    std::fs::write(&plant.config, config_text(plant.port, false)).unwrap();
-    clients::hangup(&plant.bridge);
-    clients::logged(&plant.log, "PV changed in place", 2).await;
+    plant.write_config(&config_text(false));
+    plant.hangup();
+    plant.logged("PV changed in place", 2).await;
     plant.set(2001.0).await;
     m.until(
         "P:Flow",
@@ -436,9 +381,9 @@ async fn a_reload_switches_a_pv_between_buffered_and_plain_without_a_disconnect(
     }
     // A put to a writable buffered PV (B:Flow) goes through a plain item of the
     // attribute; P:Flow, buffered again, shows it.
-    std::fs::write(&plant.config, config_text(plant.port, true)).unwrap();
-    clients::hangup(&plant.bridge);
-    clients::logged(&plant.log, "PV changed in place", 3).await;
+    plant.write_config(&config_text(true));
+    plant.hangup();
+    plant.logged("PV changed in place", 3).await;
     let put = clients().p4p_put(&plant.env, "B:Flow", "3000.0").await;
     assert_eq!(put.trim(), "ok", "{put}");
     m.until(
@@ -459,7 +404,7 @@ async fn a_burst_across_a_reconnect_posts_no_sample_twice_and_nothing_out_of_ord
     })
     .await;
     let start = m.seen.len();
-    let control = plant.control.clone();
+    let control = plant.control().clone();
     let mut dropped = None;
     for k in 0..100 {
         plant.set(1000.0 + k as f64).await;
@@ -528,7 +473,7 @@ async fn samples_past_max_buffered_samples_are_dropped_oldest_first_counted_and_
     .await;
     // The bridge's session: the simulator's buffered burst goes to its buffered items.
     let session = loop {
-        let sessions = plant.control.sessions().await.unwrap();
+        let sessions = plant.control().sessions().await.unwrap();
         if let Some(s) = sessions
             .iter()
             .find(|s| s.client_session_name == "mxpva-buffered" && s.state == "Ready")
@@ -542,7 +487,7 @@ async fn samples_past_max_buffered_samples_are_dropped_oldest_first_counted_and_
     for (round, from) in [1000.0, 2000.0].into_iter().enumerate() {
         let start = m.seen.len();
         plant
-            .control
+            .control()
             .buffered_burst(&session, 50, from)
             .await
             .unwrap();

@@ -10,22 +10,7 @@ use mxpva::gateway::*;
 use mxpva::sim::{Galaxy, SimOptions};
 use sim_harness::{data_change, wait_for, write_complete};
 
-const GALAXY: &str = r#"
-[galaxy]
-name = "Scan"
-
-[[areas]]
-name = "Plant"
-
-[[objects]]
-tag = "Line1"
-area = "Plant"
-
-[[objects.attributes]]
-name = "Flow"
-type = "Double"
-initial = 0.0
-"#;
+const GALAXY: &str = include_str!("fixtures/galaxy/sim_scan.toml");
 
 fn double(v: &MxValue) -> f64 {
     match v {
