@@ -19,6 +19,11 @@
 //! - a chunk that found no room for `[gateway] request_timeout` (a first data change lost
 //!   on the way) goes without it, its items holding none; that is logged once per
 //!   session. So the window never deadlocks.
+//! - while the bridge is behind the gateway's events ([`Subscriptions::set_behind`]: a
+//!   turn found more ready than it takes), no SubscribeBulk chunk goes: its first values
+//!   would join a queue the bridge is not draining fast enough, beside the data changes
+//!   of the items advised already (after a fault, every item is advised again at once).
+//!   It goes once the bridge caught up, or after `[gateway] request_timeout` as above.
 //!
 //! At most [`MAX_CALLS`] SubscribeBulk calls are in flight at once, taken in the order PVs
 //! were asked for. Data changes of items not known yet that come while calls are in
@@ -144,6 +149,10 @@ pub(in crate::bridge) struct Subscriptions {
     /// Data changes of items not known yet, held while a SubscribeBulk is in flight.
     early: Vec<SessionEvent>,
     next_call: u64,
+    /// The bridge is behind the gateway's events: chunks wait (see the module's note).
+    behind: bool,
+    /// A chunk waited for that in this session already (logged once).
+    held_logged: bool,
     /// `[gateway] buffered_interval`, and whether the live session was given it.
     buffered_interval: Duration,
     interval_set: bool,
@@ -162,9 +171,17 @@ impl Subscriptions {
             unadvise: Vec::new(),
             early: Vec::new(),
             next_call: 0,
+            behind: false,
+            held_logged: false,
             buffered_interval: crate::config::DEFAULT_BUFFERED_INTERVAL,
             interval_set: false,
         }
+    }
+
+    /// Whether the bridge is behind the gateway's events now (the adapter says so after
+    /// each turn that took events): while it is, SubscribeBulk chunks wait.
+    pub fn set_behind(&mut self, behind: bool) {
+        self.behind = behind;
     }
 
     /// `[gateway] buffered_interval`, for the next session.
@@ -206,6 +223,8 @@ impl Subscriptions {
         self.unadvise.clear();
         self.early.clear();
         self.interval_set = false;
+        self.behind = false;
+        self.held_logged = false;
     }
 
     /// The PV's tag is to be advised in the live session (nothing without one). A PV
@@ -315,10 +334,8 @@ impl Subscriptions {
             return None;
         }
         let n = entries.len();
-        let paced = if window.free >= n {
-            window.free -= n;
-            true
-        } else {
+        let room = window.free >= n;
+        if !room || self.behind {
             let due = match window.blocked_since {
                 Some(since) => now >= since + self.timeout,
                 None => {
@@ -327,14 +344,21 @@ impl Subscriptions {
                 }
             };
             if !due {
-                // Back in front, in order, until there is room (or the wait is over).
+                if room && !std::mem::replace(&mut self.held_logged, true) {
+                    info!(
+                        queued = self.queue.len() + n,
+                        "behind the gateway's events: the next subscriptions wait until the bridge catches up (logged once per session)"
+                    );
+                }
+                // Back in front, in order, until there is room and the bridge is not
+                // behind (or the wait is over).
                 for (id, _, _) in entries.into_iter().rev() {
                     self.queued.insert(id);
                     self.queue.push_front(id);
                 }
                 return None;
             }
-            if !std::mem::replace(&mut window.stalled, true) {
+            if !room && !std::mem::replace(&mut window.stalled, true) {
                 warn!(
                     window = window.size,
                     free = window.free,
@@ -342,8 +366,11 @@ impl Subscriptions {
                     "no first data change freed room in the subscription window within [gateway] request_timeout: subscribing on without it (logged once per session)"
                 );
             }
-            false
-        };
+        }
+        let paced = room;
+        if room {
+            window.free -= n;
+        }
         window.blocked_since = None;
         self.next_call = self.next_call.wrapping_add(1);
         let call = self.next_call;

@@ -318,3 +318,62 @@ fn a_chunk_is_of_one_kind_and_buffered_items_are_paced_too() {
         "{new_session:?}"
     );
 }
+
+/// Issue 23: while the bridge is behind the gateway's events, no chunk goes (its first
+/// values would join a queue the bridge is not draining); it goes once the bridge caught
+/// up, or after the timeout. Un-advises go meanwhile.
+#[test]
+fn chunks_wait_while_the_bridge_is_behind_the_gateways_events() {
+    let t0 = Instant::now();
+    let mut s = Subscriptions::new(2, Duration::from_secs(3));
+    s.session_up();
+    let map: HashMap<PvId, String> = (0..6).map(|n| (id(n), format!("T{n}"))).collect();
+    for n in 0..6 {
+        s.advise(id(n));
+    }
+    s.set_behind(true);
+    assert_eq!(s.next_call(t0, tags(&map)), None);
+    assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(3)));
+    s.unadvise([ItemHandle(99)]);
+    assert_eq!(
+        s.next_call(t0, tags(&map)),
+        Some(AdviseCall::Unsubscribe {
+            items: vec![ItemHandle(99)]
+        })
+    );
+    assert_eq!(s.next_call(t0 + Duration::from_secs(1), tags(&map)), None);
+    // Caught up: the first chunk goes, in order, holding room.
+    s.set_behind(false);
+    let (call, t) = subscribe(s.next_call(t0 + Duration::from_secs(1), tags(&map)));
+    assert_eq!(t, vec!["T0".to_string(), "T1".to_string()]);
+    s.on_subscribed(
+        call,
+        Ok(vec![Ok(ItemHandle(0)), Ok(ItemHandle(1))]),
+        |_, _, _, _| true,
+    )
+    .unwrap();
+    assert_eq!(s.holding(), 2);
+    // Behind again: the next waits for the timeout, then goes, still paced.
+    s.set_behind(true);
+    let t1 = t0 + Duration::from_secs(2);
+    assert_eq!(s.next_call(t1, tags(&map)), None);
+    assert_eq!(
+        s.next_call(t1 + Duration::from_millis(2999), tags(&map)),
+        None
+    );
+    let (call, t) = subscribe(s.next_call(t1 + Duration::from_secs(3), tags(&map)));
+    assert_eq!(t, vec!["T2".to_string(), "T3".to_string()]);
+    s.on_subscribed(
+        call,
+        Ok(vec![Ok(ItemHandle(2)), Ok(ItemHandle(3))]),
+        |_, _, _, _| true,
+    )
+    .unwrap();
+    assert_eq!(s.holding(), 4);
+    // A new session starts not behind.
+    s.session_up();
+    for n in 0..2 {
+        s.advise(id(n));
+    }
+    subscribe(s.next_call(t1, tags(&map)));
+}
