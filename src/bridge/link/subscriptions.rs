@@ -20,10 +20,9 @@
 //!   on the way) goes without it, its items holding none; that is logged once per
 //!   session. So the window never deadlocks.
 //! - while the bridge is behind the gateway's events ([`Subscriptions::set_behind`]: a
-//!   turn found more ready than it takes), no SubscribeBulk chunk goes: its first values
-//!   would join a queue the bridge is not draining fast enough, beside the data changes
-//!   of the items advised already (after a fault, every item is advised again at once).
-//!   It goes once the bridge caught up, or after `[gateway] request_timeout` as above.
+//!   turn found more ready than it takes), the window is half its size: fewer first
+//!   values wait in a queue the bridge is not draining fast enough, beside the data
+//!   changes of the items advised already (after a fault, every item is advised again).
 //!
 //! At most [`MAX_CALLS`] SubscribeBulk calls are in flight at once, taken in the order PVs
 //! were asked for. Data changes of items not known yet that come while calls are in
@@ -334,8 +333,14 @@ impl Subscriptions {
             return None;
         }
         let n = entries.len();
-        let room = window.free >= n;
-        if !room || self.behind {
+        // Behind, half the window.
+        let reserve = if self.behind {
+            (window.size / 2).min(window.size.saturating_sub(n))
+        } else {
+            0
+        };
+        let room = window.free >= n.saturating_add(reserve);
+        if !room {
             let due = match window.blocked_since {
                 Some(since) => now >= since + self.timeout,
                 None => {
@@ -344,21 +349,21 @@ impl Subscriptions {
                 }
             };
             if !due {
-                if room && !std::mem::replace(&mut self.held_logged, true) {
+                if self.behind && !std::mem::replace(&mut self.held_logged, true) {
                     info!(
+                        window = window.size / 2,
                         queued = self.queue.len() + n,
-                        "behind the gateway's events: the next subscriptions wait until the bridge catches up (logged once per session)"
+                        "behind the gateway's events: subscriptions wait for room in half the window (logged once per session)"
                     );
                 }
-                // Back in front, in order, until there is room and the bridge is not
-                // behind (or the wait is over).
+                // Back in front, in order, until there is room (or the wait is over).
                 for (id, _, _) in entries.into_iter().rev() {
                     self.queued.insert(id);
                     self.queue.push_front(id);
                 }
                 return None;
             }
-            if !room && !std::mem::replace(&mut window.stalled, true) {
+            if !std::mem::replace(&mut window.stalled, true) {
                 warn!(
                     window = window.size,
                     free = window.free,
@@ -367,8 +372,8 @@ impl Subscriptions {
                 );
             }
         }
-        let paced = room;
-        if room {
+        let paced = window.free >= n;
+        if paced {
             window.free -= n;
         }
         window.blocked_since = None;
