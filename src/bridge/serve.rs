@@ -36,6 +36,21 @@ const MAX_TURN: usize = 4096;
 /// (`coalesce`), and the gateway's queue is drained before it faults the session.
 const MAX_TURN_BEHIND: usize = 65_536;
 
+/// A turn takes gateway events for at most about this long, and posts for at most about
+/// this long again ([`end_turn`]): everything of the bridge (the gateway connection's
+/// keep-alives included, whose answer is due within `[gateway] keepalive_timeout`) runs
+/// on one thread, between turns. Events still ready then mean the bridge is behind.
+const TAKE_BUDGET: Duration = Duration::from_millis(20);
+const POST_BUDGET: Duration = Duration::from_millis(20);
+/// The post budget while the gateway's events outran the last turn: draining them comes
+/// first, the PVs lag (and their data changes are coalesced meanwhile).
+const POST_BUDGET_BEHIND: Duration = Duration::from_millis(5);
+/// Coalescing ends once the bridge has kept up for this long (so a burst does not turn
+/// it on and off, and log it, at every turn).
+const CAUGHT_UP_AFTER: Duration = Duration::from_secs(1);
+/// The clock is read every this many events or posts.
+const BUDGET_STEP: usize = 32;
+
 /// What a gateway call in flight hands back.
 enum Answer {
     Subscribed {
@@ -153,6 +168,9 @@ pub(super) async fn serve(
     // One sleep, until the bridge's next deadline.
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
     let mut armed: Option<Instant> = None;
+    // Whether the gateway's events outran the last turn that took them.
+    let mut stream_behind = false;
+    let mut behind_since: Option<Instant> = None;
     loop {
         let deadline = bridge.next_deadline();
         if deadline != armed {
@@ -165,8 +183,13 @@ pub(super) async fn serve(
             _ = &mut shutdown => break,
             Some(ev) = pv_events.recv() => {
                 bridge.on_pv_event(ev);
-                // First clients that came together are advised together.
-                for _ in 0..MAX_TURN {
+                // First clients that came together are advised together (within a
+                // turn's budget: thousands of channels may come at once).
+                let started = std::time::Instant::now();
+                for n in 0..MAX_TURN {
+                    if n % BUDGET_STEP == BUDGET_STEP - 1 && started.elapsed() >= TAKE_BUDGET {
+                        break;
+                    }
                     match pv_events.try_recv() {
                         Ok(ev) => bridge.on_pv_event(ev),
                         Err(_) => break,
@@ -190,6 +213,8 @@ pub(super) async fn serve(
             }
             done = async { match preparing.as_mut() { Some(task) => task.await, None => std::future::pending().await } }, if preparing.is_some() => {
                 preparing = None;
+                // The news of PVs the reload may re-open or remove is posted first.
+                end_turn(bridge, None);
                 let relink = match (done, reload_path.as_deref()) {
                     (Ok(prepared), Some(path)) => bridge.apply_reload(prepared, path),
                     (Err(e), _) => {
@@ -228,8 +253,8 @@ pub(super) async fn serve(
             _ = bridge.ops.tick.tick() => bridge.on_tick(),
             Some(found) = bridge.rules.discovered.1.recv() => bridge.on_discovered(found),
             Some(msg) = bridge.alarms.feed.recv() => {
-                bridge.alarms.on_feed(msg, &mut bridge.pvs, &mut bridge.dirty);
-                ended = take_ready(bridge, &mut events).await;
+                bridge.alarms.on_feed(msg, &mut bridge.pvs, &mut bridge.urgent);
+                ended = take_ready(bridge, &mut events, &mut stream_behind).await;
             }
             done = async { match connecting.as_mut() { Some(task) => task.await, None => std::future::pending().await } }, if connecting.is_some() => {
                 connecting = None;
@@ -259,23 +284,39 @@ pub(super) async fn serve(
                 retry_at = None;
                 connecting = Some(spawn_connect(bridge, &gw));
             }
+            // PVs with news left by the last turn's post budget.
+            () = tokio::task::yield_now(), if !bridge.dirty.is_empty() => { }
             ev = async { match events.as_mut() { Some(stream) => stream.next().await, None => std::future::pending().await } }, if events.is_some() => {
                 ended = match ev {
                     Some(Ok(ev)) => {
                         bridge.on_session_event(ev);
-                        take_ready(bridge, &mut events).await
+                        take_ready(bridge, &mut events, &mut stream_behind).await
                     }
                     Some(Err(e)) => Some(format!("event stream failed: {e}")),
                     None => Some("the gateway ended the event stream".to_string()),
                 };
             }
         }
-        bridge.end_turn();
         if let Some(reason) = ended.take() {
+            // Every value taken is posted before the PVs say the link is lost.
+            end_turn(bridge, None);
             events = None;
             gw.lost();
             bridge.close_link(&reason);
+            stream_behind = false;
+            behind_since = None;
             retry_at = Some(Instant::now() + backoff.current());
+        } else {
+            // Behind the gateway's events, the posts wait more: they lag, the session
+            // does not.
+            let budget = if stream_behind {
+                POST_BUDGET_BEHIND
+            } else {
+                POST_BUDGET
+            };
+            let backlog = end_turn(bridge, Some(budget));
+            behind(bridge, stream_behind || backlog, &mut behind_since);
+            bridge.link.subs.set_behind(stream_behind);
         }
         let (advise, writes) = bridge.turn_done();
         for call in advise {
@@ -356,34 +397,50 @@ fn spawn_connect(
     ))
 }
 
-/// The rest of a turn that began with a gateway event or an alarm message: everything
-/// of the event stream and the alarm feed that is ready now (up to [`MAX_TURN`]
-/// events). Data changes and alarm transitions of one PV taken together are then
-/// posted as one update. Returns why the event stream ended, if it did.
-async fn take_ready(bridge: &mut Bridge, events: &mut Option<EventStream>) -> Option<String> {
+/// The rest of a turn that began with a gateway event or an alarm message: what of the
+/// event stream is ready now, for at most [`TAKE_BUDGET`] (and up to [`MAX_TURN`] events,
+/// [`MAX_TURN_BEHIND`] while coalescing), and the alarm feed's messages ready. Data
+/// changes and alarm transitions of one PV taken together are then posted as one update.
+/// `behind` says whether events were still ready at the end (the bridge is behind the
+/// gateway's events), or the stream ran dry early (it caught up). Returns why the event
+/// stream ended, if it did.
+async fn take_ready(
+    bridge: &mut Bridge,
+    events: &mut Option<EventStream>,
+    behind: &mut bool,
+) -> Option<String> {
     // First let the tasks that read the gateway's connections run: what arrived
     // together (a data change and the alarm it raised) is then taken together.
     tokio::task::yield_now().await;
+    let started = std::time::Instant::now();
     let mut ended = None;
     if let Some(stream) = events.as_mut() {
         let mut taken = 0usize;
-        while taken < MAX_TURN_BEHIND {
+        loop {
+            let cap = if bridge.coalesce {
+                MAX_TURN_BEHIND
+            } else {
+                MAX_TURN
+            };
+            let over = taken >= cap
+                || (taken.is_multiple_of(BUDGET_STEP)
+                    && taken > 0
+                    && started.elapsed() >= TAKE_BUDGET);
             match stream.next().now_or_never() {
                 None => {
-                    if bridge.coalesce && taken < MAX_TURN / 4 {
-                        info!("caught up with the gateway's events: every data change is posted again");
-                        bridge.coalesce = false;
+                    if taken < MAX_TURN / 4 {
+                        *behind = false;
                     }
                     break;
                 }
                 Some(Some(Ok(ev))) => {
-                    if taken == MAX_TURN && !bridge.coalesce {
-                        // More is ready than a turn takes: the bridge is behind.
-                        warn!("behind the gateway's events: data changes are coalesced (the latest value of each PV, every change of alarm severity or status kept) until the bridge catches up");
-                        bridge.coalesce = true;
+                    bridge.on_session_event(ev);
+                    if over {
+                        // More is ready than a turn takes.
+                        *behind = true;
+                        break;
                     }
                     taken += 1;
-                    bridge.on_session_event(ev);
                 }
                 Some(Some(Err(e))) => {
                     ended = Some(format!("event stream failed: {e}"));
@@ -396,6 +453,53 @@ async fn take_ready(bridge: &mut Bridge, events: &mut Option<EventStream>) -> Op
             }
         }
     }
-    bridge.alarms.on_ready(&mut bridge.pvs, &mut bridge.dirty);
+    bridge.alarms.on_ready(&mut bridge.pvs, &mut bridge.urgent);
     ended
+}
+
+/// The end of a turn ([`Bridge::end_turn`], all posted without `budget`): the PVs in
+/// `bridge.urgent` are posted, then those in `bridge.dirty`, oldest first, for at most
+/// `budget`; the others stay staged for the next turns (a data change of one of them
+/// meanwhile posts it first, or, while coalescing, replaces its staged one). True when
+/// some are left.
+fn end_turn(bridge: &mut Bridge, budget: Option<Duration>) -> bool {
+    let Some(budget) = budget else {
+        bridge.end_turn();
+        return false;
+    };
+    bridge.advise_watched();
+    for i in std::mem::take(&mut bridge.urgent) {
+        if let Some(pv) = bridge.pvs.get_mut(i) {
+            pv.flush();
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut posted = 0usize;
+    while let Some(&i) = bridge.dirty.get(posted) {
+        if let Some(pv) = bridge.pvs.get_mut(i) {
+            pv.flush();
+        }
+        posted += 1;
+        if posted.is_multiple_of(BUDGET_STEP) && started.elapsed() >= budget {
+            break;
+        }
+    }
+    bridge.dirty.drain(..posted);
+    !bridge.dirty.is_empty()
+}
+
+/// Coalescing goes on when the bridge is behind (the gateway's events outran a turn, or
+/// PVs with news wait for a later turn's posts), and off once it has not been for
+/// [`CAUGHT_UP_AFTER`]; each is logged. `since`: when it was last behind.
+fn behind(bridge: &mut Bridge, now: bool, since: &mut Option<Instant>) {
+    if now {
+        *since = Some(Instant::now());
+        if !bridge.coalesce {
+            warn!("behind the gateway's events: data changes are coalesced (the latest value of each PV, every change of alarm severity or status kept) until the bridge catches up");
+            bridge.coalesce = true;
+        }
+    } else if bridge.coalesce && since.is_none_or(|t| t.elapsed() >= CAUGHT_UP_AFTER) {
+        info!("caught up with the gateway's events: every data change is posted again");
+        bridge.coalesce = false;
+    }
 }

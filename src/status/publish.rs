@@ -17,6 +17,8 @@ use crate::pva::{
 
 /// How often the rates, counters and the client list are posted.
 const TICK: Duration = Duration::from_secs(1);
+/// The next server report is read this many times as long after one as it took.
+const REPORT_SPACING: u32 = 4;
 /// Reasons and errors shown in `alarm.message` are cut to this many bytes.
 const MAX_MESSAGE: usize = 1024;
 
@@ -273,16 +275,44 @@ impl Publisher {
     }
 
     /// Keeps the PVs current until the task is aborted.
+    ///
+    /// pvxs's server report (`Clients`, `Clients:Table`) is read on tokio's blocking pool:
+    /// pvxs makes it on its TCP thread, and the caller waits for it, for a second or more
+    /// with thousands of channels on a busy server; the bridge task, which shares this
+    /// thread, would stop meanwhile (and miss the gateway connection's keep-alives). One
+    /// report at a time, the next one [`REPORT_SPACING`] times as long after it as it took
+    /// (and at the earliest at the next tick).
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut report: Option<tokio::task::JoinHandle<Result<Vec<ClientInfo>, PvaError>>> = None;
+        let mut started = Instant::now();
+        let mut next_report = Instant::now();
         loop {
-            let rates = tokio::select! {
-                _ = tick.tick() => true,
-                _ = self.status.woken() => false,
-            };
-            self.publish(rates);
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.publish(true);
+                    if report.is_none() && Instant::now() >= next_report {
+                        let server = self.server.clone();
+                        started = Instant::now();
+                        report = Some(tokio::task::spawn_blocking(move || server.clients()));
+                    }
+                }
+                _ = self.status.woken() => self.publish(false),
+                done = async { match report.as_mut() { Some(r) => r.await, None => std::future::pending().await } }, if report.is_some() => {
+                    report = None;
+                    let took = started.elapsed();
+                    next_report = Instant::now() + took.saturating_mul(REPORT_SPACING);
+                    let clients = done
+                        .map_err(|e| PvaError::Native {
+                            op: "read the server report".into(),
+                            message: e.to_string(),
+                        })
+                        .and_then(|r| r);
+                    self.clients(clients);
+                }
+            }
         }
     }
 
@@ -413,13 +443,12 @@ impl Publisher {
             self.set("Puts:Rate", NtValue::Float64(rate(puts, p0)), Alarm::none());
             let uptime = now.duration_since(self.started).as_secs_f64().round();
             self.set("Uptime", NtValue::Float64(uptime), Alarm::none());
-            self.clients();
         }
     }
 
     /// `Clients` and `Clients:Table`, from pvxs's server report.
-    fn clients(&mut self) {
-        let (clients, ok) = match self.server.clients() {
+    fn clients(&mut self, report: Result<Vec<ClientInfo>, PvaError>) {
+        let (clients, ok) = match report {
             Ok(c) => (c, true),
             Err(e) => {
                 warn!(error = %e, "cannot read the PVAccess server report");

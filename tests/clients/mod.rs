@@ -93,7 +93,12 @@ pub fn clients() -> &'static Clients {
 impl Clients {
     /// A client command with only the given EPICS settings in its environment.
     pub fn command(&self, tool: &str, env: &[(String, String)]) -> Command {
-        let mut cmd = Command::new(self.bin.join(tool));
+        self.command_of(self.bin.join(tool).as_os_str(), env)
+    }
+
+    /// [`Clients::command`] for any program.
+    fn command_of(&self, program: &std::ffi::OsStr, env: &[(String, String)]) -> Command {
+        let mut cmd = Command::new(program);
         for (key, _) in std::env::vars() {
             if key.starts_with("EPICS_") || key.starts_with("PVXS_") {
                 cmd.env_remove(key);
@@ -137,6 +142,19 @@ impl Clients {
         };
         let mut cmd = self.command(tool, env);
         cmd.args(args).stdout(file()).stderr(file());
+        ClientChild(cmd.spawn().expect("spawn client"))
+    }
+
+    /// Starts a long-running tool whose output is discarded, at a lower priority
+    /// (`nice -n 10`): a load of many `pvmonitor`s standing for clients on other hosts,
+    /// which take the CPU the server and the gateway leave.
+    pub fn spawn_quiet(&self, tool: &str, env: &[(String, String)], args: &[&str]) -> ClientChild {
+        let mut cmd = self.command_of("nice".as_ref(), env);
+        cmd.args(["-n", "10"])
+            .arg(self.bin.join(tool))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         ClientChild(cmd.spawn().expect("spawn client"))
     }
 

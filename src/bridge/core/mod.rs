@@ -59,8 +59,13 @@ pub(super) struct Bridge {
     pub guard: Guard,
     /// System Platform alarms (their own feed, `:ACK` PVs, the table).
     pub alarms: alarms::Alarms,
-    /// PVs with news taken in this turn, each posted once at its end.
+    /// PVs with news taken in this turn, each posted once at its end (the adapter may
+    /// leave some for later turns while it is behind, oldest first: `serve.rs`).
     pub dirty: Vec<PvId>,
+    /// PVs whose news change whether they are INVALID (a first value after a lost link),
+    /// and those whose System Platform alarms changed: posted at the end of the turn,
+    /// never left for later.
+    pub urgent: Vec<PvId>,
     /// The status PVs and systemd notifications (`operate.rs`).
     pub ops: operate::Ops,
     /// The `[[discover]]` rules: their PVs and the task that follows deploys.
@@ -102,6 +107,7 @@ impl Bridge {
             guard: Guard { access, audit },
             alarms,
             dirty: Vec::new(),
+            urgent: Vec::new(),
             demand: demand::Demand::default(),
             ops,
             rules: deploys::Rules::default(),
@@ -130,6 +136,7 @@ impl Bridge {
                 if let Some((i, pv)) = item.and_then(|i| Some((i, self.pvs.get_mut(i)?))) {
                     // Counted where it reaches its PV: a held one is counted when replayed.
                     self.ops.status.data_change();
+                    let was_invalid = pv.is_invalid();
                     let taken = pv.sample(
                         &dc.value,
                         dc.quality,
@@ -138,7 +145,11 @@ impl Bridge {
                         self.coalesce,
                     );
                     if taken.marked {
-                        self.dirty.push(i);
+                        if was_invalid == pv.is_invalid() {
+                            self.dirty.push(i);
+                        } else {
+                            self.urgent.push(i);
+                        }
                     }
                     if taken.coalesced {
                         self.ops.status.coalesced();
@@ -217,7 +228,7 @@ impl Bridge {
     /// each PV with news posts once.
     pub(in crate::bridge) fn end_turn(&mut self) {
         self.advise_watched();
-        for i in self.dirty.drain(..) {
+        for i in self.urgent.drain(..).chain(self.dirty.drain(..)) {
             if let Some(pv) = self.pvs.get_mut(i) {
                 pv.flush();
             }

@@ -19,6 +19,10 @@
 //! - a chunk that found no room for `[gateway] request_timeout` (a first data change lost
 //!   on the way) goes without it, its items holding none; that is logged once per
 //!   session. So the window never deadlocks.
+//! - while the bridge is behind the gateway's events ([`Subscriptions::set_behind`]: a
+//!   turn found more ready than it takes), the window is half its size: fewer first
+//!   values wait in a queue the bridge is not draining fast enough, beside the data
+//!   changes of the items advised already (after a fault, every item is advised again).
 //!
 //! At most [`MAX_CALLS`] SubscribeBulk calls are in flight at once, taken in the order PVs
 //! were asked for. Data changes of items not known yet that come while calls are in
@@ -144,6 +148,10 @@ pub(in crate::bridge) struct Subscriptions {
     /// Data changes of items not known yet, held while a SubscribeBulk is in flight.
     early: Vec<SessionEvent>,
     next_call: u64,
+    /// The bridge is behind the gateway's events: chunks wait (see the module's note).
+    behind: bool,
+    /// A chunk waited for that in this session already (logged once).
+    held_logged: bool,
     /// `[gateway] buffered_interval`, and whether the live session was given it.
     buffered_interval: Duration,
     interval_set: bool,
@@ -162,9 +170,17 @@ impl Subscriptions {
             unadvise: Vec::new(),
             early: Vec::new(),
             next_call: 0,
+            behind: false,
+            held_logged: false,
             buffered_interval: crate::config::DEFAULT_BUFFERED_INTERVAL,
             interval_set: false,
         }
+    }
+
+    /// Whether the bridge is behind the gateway's events now (the adapter says so after
+    /// each turn that took events): while it is, SubscribeBulk chunks wait.
+    pub fn set_behind(&mut self, behind: bool) {
+        self.behind = behind;
     }
 
     /// `[gateway] buffered_interval`, for the next session.
@@ -206,6 +222,8 @@ impl Subscriptions {
         self.unadvise.clear();
         self.early.clear();
         self.interval_set = false;
+        self.behind = false;
+        self.held_logged = false;
     }
 
     /// The PV's tag is to be advised in the live session (nothing without one). A PV
@@ -315,10 +333,14 @@ impl Subscriptions {
             return None;
         }
         let n = entries.len();
-        let paced = if window.free >= n {
-            window.free -= n;
-            true
+        // Behind, half the window.
+        let reserve = if self.behind {
+            (window.size / 2).min(window.size.saturating_sub(n))
         } else {
+            0
+        };
+        let room = window.free >= n.saturating_add(reserve);
+        if !room {
             let due = match window.blocked_since {
                 Some(since) => now >= since + self.timeout,
                 None => {
@@ -327,6 +349,13 @@ impl Subscriptions {
                 }
             };
             if !due {
+                if self.behind && !std::mem::replace(&mut self.held_logged, true) {
+                    info!(
+                        window = window.size / 2,
+                        queued = self.queue.len() + n,
+                        "behind the gateway's events: subscriptions wait for room in half the window (logged once per session)"
+                    );
+                }
                 // Back in front, in order, until there is room (or the wait is over).
                 for (id, _, _) in entries.into_iter().rev() {
                     self.queued.insert(id);
@@ -342,8 +371,11 @@ impl Subscriptions {
                     "no first data change freed room in the subscription window within [gateway] request_timeout: subscribing on without it (logged once per session)"
                 );
             }
-            false
-        };
+        }
+        let paced = window.free >= n;
+        if paced {
+            window.free -= n;
+        }
         window.blocked_since = None;
         self.next_call = self.next_call.wrapping_add(1);
         let call = self.next_call;

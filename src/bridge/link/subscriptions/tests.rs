@@ -318,3 +318,61 @@ fn a_chunk_is_of_one_kind_and_buffered_items_are_paced_too() {
         "{new_session:?}"
     );
 }
+
+/// Issue 23: while the bridge is behind the gateway's events, the window is half its
+/// size; a chunk without room there goes after the timeout. Un-advises go meanwhile.
+#[test]
+fn the_window_is_halved_while_the_bridge_is_behind_the_gateways_events() {
+    let t0 = Instant::now();
+    // Chunks of 2, a window of 16: 8 while behind.
+    let mut s = Subscriptions::new(2, Duration::from_secs(3));
+    s.session_up();
+    let map: HashMap<PvId, String> = (0..20).map(|n| (id(n), format!("T{n}"))).collect();
+    for n in 0..20 {
+        s.advise(id(n));
+    }
+    s.set_behind(true);
+    let mut n = 0;
+    while let Some(call) = s.next_call(t0, tags(&map)) {
+        let (call, _) = subscribe(Some(call));
+        let items = vec![Ok(ItemHandle(n)), Ok(ItemHandle(n + 1))];
+        s.on_subscribed(call, Ok(items), |_, _, _, _| true).unwrap();
+        n += 2;
+    }
+    assert_eq!(s.holding(), 8, "half the window");
+    s.unadvise([ItemHandle(99)]);
+    assert_eq!(
+        s.next_call(t0, tags(&map)),
+        Some(AdviseCall::Unsubscribe {
+            items: vec![ItemHandle(99)]
+        })
+    );
+    // A first value frees room, but not enough for a chunk of two in half the window.
+    s.first_value(id(0));
+    assert_eq!(s.next_call(t0, tags(&map)), None);
+    s.first_value(id(1));
+    let (call, t) = subscribe(s.next_call(t0, tags(&map)));
+    assert_eq!(t, vec!["T8".to_string(), "T9".to_string()]);
+    s.on_subscribed(
+        call,
+        Ok(vec![Ok(ItemHandle(8)), Ok(ItemHandle(9))]),
+        |_, _, _, _| true,
+    )
+    .unwrap();
+    // Full: the next goes after the timeout, paced (room in the whole window).
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(s.next_call(t1, tags(&map)), None);
+    assert_eq!(s.next_deadline(), Some(t1 + Duration::from_secs(3)));
+    subscribe(s.next_call(t1 + Duration::from_secs(3), tags(&map)));
+    // Caught up: the whole window.
+    s.set_behind(false);
+    let (call, t) = subscribe(s.next_call(t1, tags(&map)));
+    assert_eq!(t, vec!["T12".to_string(), "T13".to_string()]);
+    s.on_subscribed(
+        call,
+        Ok(vec![Ok(ItemHandle(12)), Ok(ItemHandle(13))]),
+        |_, _, _, _| true,
+    )
+    .unwrap();
+    assert!(s.holding() >= 10);
+}
