@@ -18,11 +18,11 @@
 mod clients;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use clients::{clients, free_ports, pva_env, ClientChild, Seen, Watch};
+use clients::plant::Plant;
+use clients::{clients, ClientChild, Seen, Watch};
 
 const OBJECTS: usize = 100;
 const ATTRIBUTES: usize = 100;
@@ -71,9 +71,9 @@ fn pv_name(n: usize) -> String {
 /// `PVs:Invalid`, once a second). The gateway connection's keep-alive answer may take
 /// 5 s: the simulator shares this machine's two cores with the clients (a gateway
 /// has its own host).
-fn config(port: u16) -> String {
+fn config() -> String {
     let mut c = format!(
-        "[gateway]\nendpoint = \"http://127.0.0.1:{port}\"\nclient_name = \"{CLIENT}\"\nreconnect_initial = \"1s\"\nreconnect_max = \"2s\"\nkeepalive_timeout = \"5s\"\n\n[defaults]\nprefix = \"OV:\"\n"
+        "[gateway]\nendpoint = \"http://{{gateway}}\"\nclient_name = \"{CLIENT}\"\nreconnect_initial = \"1s\"\nreconnect_max = \"2s\"\nkeepalive_timeout = \"5s\"\n\n[defaults]\nprefix = \"OV:\"\n"
     );
     for n in 0..N {
         let (o, a) = (n / ATTRIBUTES, n % ATTRIBUTES);
@@ -98,44 +98,23 @@ fn may_use_realtime() -> bool {
         .is_some_and(|caps| caps & (1 << CAP_SYS_NICE) != 0)
 }
 
-/// Starts `taskset -c 0 mxpva run --config config`, its log appended to `log`; returns
-/// it and the clients' settings to reach it. As the packaged service, without realtime
-/// scheduling: run as root, pvxs's TCP thread would be SCHED_FIFO and take the one
-/// core from the bridge's thread whenever it has data to send.
-fn start_pinned_bridge(config: &Path, log: &Path) -> (tokio::process::Child, clients::Env) {
-    let (tcp, udp) = free_ports();
-    let (server_env, env) = pva_env(tcp, udp);
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    // setpriv and taskset exec what follows them: the child is mxpva itself.
-    let mut command = if may_use_realtime() {
-        let mut c = tokio::process::Command::new("setpriv");
-        c.args([
+/// The command `mxpva run` starts under: `taskset -c 0`, and, as the packaged service,
+/// without realtime scheduling: run as root, pvxs's TCP thread would be SCHED_FIFO and
+/// take the one core from the bridge's thread whenever it has data to send. (setpriv and
+/// taskset exec what follows them: the bridge is mxpva itself.)
+fn pinned() -> Vec<&'static str> {
+    let mut wrapper = Vec::new();
+    if may_use_realtime() {
+        wrapper.extend([
+            "setpriv",
             "--bounding-set",
             "-sys_nice",
             "--inh-caps",
             "-sys_nice",
-            "taskset",
         ]);
-        c
-    } else {
-        tokio::process::Command::new("taskset")
-    };
-    let bridge = command
-        .args(["-c", "0"])
-        .arg(env!("CARGO_BIN_EXE_mxpva"))
-        .args(["run".as_ref(), "--config".as_ref(), config.as_os_str()])
-        .envs(server_env.iter().map(|(k, v)| (k, v)))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log_file))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn taskset mxpva");
-    (bridge, env)
+    }
+    wrapper.extend(["taskset", "-c", "0"]);
+    wrapper
 }
 
 fn value(s: &Seen) -> i64 {
@@ -158,23 +137,15 @@ fn lines_with(log: &Path, needle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overloaded_bridge_never_faults_its_session_and_is_valid_within_10s_of_a_gateway_restart() {
-    let dir: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("overload");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let galaxy_file = dir.join("galaxy.toml");
-    std::fs::write(&galaxy_file, galaxy()).unwrap();
-    let (port, _) = free_ports();
-    let (_sim, control) = clients::start_sim(
-        &format!("127.0.0.1:{port}"),
-        &galaxy_file,
-        None,
-        &dir.join("sim.log"),
-    )
-    .await;
-    let config = dir.join("bridge.toml");
-    std::fs::write(&config, self::config(port)).unwrap();
-    let log = dir.join("bridge.log");
-    let (_bridge, env) = start_pinned_bridge(&config, &log);
+    let plant = Plant::new("overload")
+        .galaxy_text(galaxy())
+        .config(&config())
+        .bridge_wrapper(&pinned())
+        .start()
+        .await;
+    let control = plant.control().clone();
+    let env = plant.env.clone();
+    let log = plant.log.clone();
     clients::logged(&log, "gateway session up", 1).await;
 
     let mut watch: Watch = clients().p4p_watch(&env, &[COALESCED, UPDATES, INVALID, RECONNECTS]);
