@@ -138,6 +138,10 @@ struct World {
     puts: Vec<Put>,
     /// The most write calls in flight at once, and the most puts of them.
     most_calls: (usize, usize),
+    /// PVs that got the OnWriteComplete of a put answered already (timed out more than
+    /// the write timeout before): OnWriteComplete names only the item, so the bridge
+    /// takes it for the PV's next write (the contract cannot tell them apart).
+    late_completed: HashSet<String>,
     /// The last timeStamp posted by PV name.
     last_posted: HashMap<String, (i64, i32)>,
     step: usize,
@@ -218,6 +222,7 @@ impl World {
             watched: HashSet::new(),
             puts: Vec::new(),
             most_calls: (0, 0),
+            late_completed: HashSet::new(),
             last_posted: HashMap::new(),
             step: 0,
         }
@@ -351,6 +356,9 @@ impl World {
                         let n = self.gw.completes.remove(&wc.worker_sequence);
                         if let Some(p) = n.and_then(|n| self.puts.get_mut(n)) {
                             p.completed = true;
+                            if !p.answers.lock().unwrap().is_empty() {
+                                self.late_completed.insert(p.pv.clone());
+                            }
                         }
                     }
                     self.bridge.on_session_event(ev);
