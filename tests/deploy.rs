@@ -246,6 +246,7 @@ async fn json_log_lines_parse_and_carry_the_structured_fields() {
     let (mut server_env, env) = pva_env(tcp, udp);
     // pvxs's own lines (EPICS errlog) are objects too.
     server_env.push(("PVXS_LOG".into(), "pvxs.udp.setup=INFO".into()));
+    server_env.push(("RUST_LOG".into(), clients::WRITE_LINES.into()));
     let log = dir.join("bridge.log");
     let _bridge = spawn_mxpva_logged(
         &[

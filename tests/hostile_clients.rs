@@ -457,7 +457,8 @@ impl Plant {
         let log = dir.join("bridge.log");
         let _ = std::fs::remove_file(&log);
         let (tcp, udp) = free_ports();
-        let (server_env, env) = pva_env(tcp, udp);
+        let (mut server_env, env) = pva_env(tcp, udp);
+        server_env.push(("RUST_LOG".into(), clients::WRITE_LINES.into()));
         let bridge = spawn_mxpva_logged(
             &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
             &server_env,
