@@ -446,13 +446,14 @@ async fn a_sequence_that_goes_back_is_a_link_fault_the_bridge_recovers_from() {
 }
 
 /// A write call that fails in transport (gRPC UNAVAILABLE, as when the connection drops
-/// while it is in flight) or in protocol (a WriteBulk reply one result short) is no
-/// refusal by System Platform: whether System Platform applied the write is unknown. The
-/// client's message says so, the audit trail records `gateway_error`, and the write is
-/// never retried.
+/// while it is in flight) is no refusal by System Platform: whether System Platform
+/// applied the write is unknown. The client's message says so, the audit trail records
+/// `gateway_error`, and the write is never retried. Two write calls are in flight at once
+/// (two PVs), and a PV's second put waits for the call of its first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_call_failing_in_transport_is_a_gateway_error_and_never_retried() {
-    let mut rig = Rig::start_logged("transport", "info").await;
+    // The `write` line of an audited put is debug.
+    let mut rig = Rig::start_logged("transport", "info,mxpva::bridge::core::puts=debug").await;
     let mut watch = rig.watch(&["HOSTILE:SP1", "HOSTILE:SP2"]);
     rig.send(data_change(handle("Plant.SP1"), double(0.5)));
     rig.send(data_change(handle("Plant.SP2"), double(0.25)));
@@ -463,7 +464,7 @@ async fn a_write_call_failing_in_transport_is_a_gateway_error_and_never_retried(
             .await;
     }
     rig.fail_writes(true);
-    let release = rig.hold_next_write();
+    rig.hold_writes();
     let env = rig.env.clone();
     // A lone put goes as a plain Write, held in flight by the gateway.
     let first = {
@@ -479,41 +480,42 @@ async fn a_write_call_failing_in_transport_is_a_gateway_error_and_never_retried(
         next_write(&mut rig).await,
         (handle("Plant.SP1"), double(1.0).kind)
     );
-    // Two puts while it is in flight: they wait, then go together as one WriteBulk.
+    // A put to another PV goes at once: a second write call in flight.
     let put = |pv: &'static str, value: &'static str| {
         let env = env.clone();
         tokio::spawn(async move { clients().p4p_put(&env, pv, value).await })
     };
-    let second = put("HOSTILE:SP1", "2.0");
-    let third = put("HOSTILE:SP2", "3.0");
+    let second = put("HOSTILE:SP2", "1.5");
+    assert_eq!(
+        next_write(&mut rig).await,
+        (handle("Plant.SP2"), double(1.5).kind)
+    );
+    // A second put to SP1 waits for the call of its first: the calls in flight never hold
+    // two writes of one PV.
+    let third = put("HOSTILE:SP1", "2.0");
     clients::logged(&rig.log, "write pv=HOSTILE:SP", 3).await;
-    release.send(()).unwrap();
+    assert!(
+        rig.writes.try_recv().is_err(),
+        "a second write of SP1 went while its first was in flight"
+    );
+    rig.release_writes();
     let unknown = "whether System Platform applied it is unknown";
+    let reset = "Write: gRPC Unavailable: hostile: connection reset while the write was in flight";
     let out = first.await.unwrap();
     assert!(
         out.contains(&format!(
-            "Error: HOSTILE:SP1: the write call failed (Write: gRPC Unavailable: hostile: \
-             connection reset while the write was in flight): {unknown}"
+            "Error: HOSTILE:SP1: the write call failed ({reset}): {unknown}"
         )),
         "{out}"
     );
-    let short = |pv: &str| {
-        format!(
-            "RemoteError: {pv}: the write call failed (WriteBulk: unexpected reply from the \
-             gateway: 1 results for 2 entries): {unknown}"
-        )
-    };
-    assert_eq!(second.await.unwrap().trim(), short("HOSTILE:SP1"));
-    assert_eq!(third.await.unwrap().trim(), short("HOSTILE:SP2"));
-    let mut bulk = vec![next_write(&mut rig).await, next_write(&mut rig).await];
-    bulk.sort_by_key(|(item, _)| *item);
+    let failed =
+        |pv: &str| format!("RemoteError: {pv}: the write call failed ({reset}): {unknown}");
+    assert_eq!(second.await.unwrap().trim(), failed("HOSTILE:SP2"));
     assert_eq!(
-        bulk,
-        [
-            (handle("Plant.SP1"), double(2.0).kind),
-            (handle("Plant.SP2"), double(3.0).kind)
-        ]
+        next_write(&mut rig).await,
+        (handle("Plant.SP1"), double(2.0).kind)
     );
+    assert_eq!(third.await.unwrap().trim(), failed("HOSTILE:SP1"));
 
     // Never retried: the next write the gateway receives is the next put's.
     rig.fail_writes(false);
@@ -536,8 +538,8 @@ async fn a_write_call_failing_in_transport_is_a_gateway_error_and_never_retried(
     };
     for (v, pv, call) in [
         (1.0, "HOSTILE:SP1", "Write: gRPC Unavailable"),
-        (2.0, "HOSTILE:SP1", "WriteBulk: unexpected reply"),
-        (3.0, "HOSTILE:SP2", "WriteBulk: unexpected reply"),
+        (1.5, "HOSTILE:SP2", "Write: gRPC Unavailable"),
+        (2.0, "HOSTILE:SP1", "Write: gRPC Unavailable"),
     ] {
         let r = by_value(v);
         assert_eq!(r["outcome"], "gateway_error", "{r}");

@@ -608,7 +608,8 @@ pub async fn start_sim(
 /// `log`; returns it and the clients' settings to reach it.
 pub fn start_bridge(config: &Path, log: &Path) -> (tokio::process::Child, Env) {
     let (tcp, udp) = free_ports();
-    let (server_env, env) = pva_env(tcp, udp);
+    let (mut server_env, env) = pva_env(tcp, udp);
+    server_env.push(("RUST_LOG".into(), WRITE_LINES.into()));
     let bridge = spawn_mxpva_logged(
         &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
         &server_env,
@@ -616,6 +617,11 @@ pub fn start_bridge(config: &Path, log: &Path) -> (tokio::process::Child, Env) {
     );
     (bridge, env)
 }
+
+/// `RUST_LOG` for a bridge whose tests read its `write` lines: mxpva's default level,
+/// with the `write` line of every put (debug for a put that is audited, whose audit
+/// record carries it).
+pub const WRITE_LINES: &str = "info,mxpva::bridge::core::puts=debug";
 
 /// Sends SIGHUP to `process` (a config reload of `mxpva run`).
 pub fn hangup(process: &tokio::process::Child) {

@@ -144,6 +144,8 @@ impl PlantBuilder {
         let (gateway_port, _) = free_ports();
         let (tcp, udp) = free_ports();
         let (mut server_env, env) = pva_env(tcp, udp);
+        // Every put's `write` line, which tests read (a test's own RUST_LOG comes after).
+        server_env.push(("RUST_LOG".into(), super::WRITE_LINES.into()));
         let dir_text = dir.display().to_string();
         server_env.extend(
             self.bridge_env

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::clients::{clients, free_ports, pva_env, spawn_mxpva_logged, Watch};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
 #[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
@@ -39,8 +39,9 @@ pub struct Shared {
     pending_stream: Mutex<Option<mpsc::UnboundedSender<Result<pb::MxEvent, Status>>>>,
     /// Write calls fail in transport or protocol ([`Rig::fail_writes`]).
     fail_writes: AtomicBool,
-    /// The next write call is answered only once this fires ([`Rig::hold_next_write`]).
-    hold: Mutex<Option<oneshot::Receiver<()>>>,
+    /// While it holds `true`, plain write calls are received and not answered
+    /// ([`Rig::hold_writes`]).
+    hold: watch::Sender<bool>,
 }
 
 #[derive(Clone)]
@@ -117,10 +118,8 @@ impl MxAccessGateway for Hostile {
             }
             Some(Payload::Write(w)) => {
                 let _ = self.0.writes.send((w.item_handle, w.value));
-                let hold = self.0.hold.lock().unwrap().take();
-                if let Some(hold) = hold {
-                    let _ = hold.await;
-                }
+                let mut held = self.0.hold.subscribe();
+                let _ = held.wait_for(|h| !*h).await;
                 if self.0.fail_writes.load(Ordering::SeqCst) {
                     // What the client sees when the connection drops mid-call.
                     return Err(Status::unavailable(
@@ -364,7 +363,7 @@ impl Rig {
             writes: writes_tx,
             pending_stream: Mutex::new(None),
             fail_writes: AtomicBool::new(false),
-            hold: Mutex::new(None),
+            hold: watch::channel(false).0,
         });
         let svc = MxAccessGatewayServer::new(Hostile(shared.clone()));
         tokio::spawn(
@@ -417,12 +416,14 @@ impl Rig {
         self.shared.fail_writes.store(fail, Ordering::SeqCst);
     }
 
-    /// The next plain write call is held (received, not answered) until the sender
-    /// fires or is dropped.
-    pub fn hold_next_write(&self) -> oneshot::Sender<()> {
-        let (tx, rx) = oneshot::channel();
-        *self.shared.hold.lock().unwrap() = Some(rx);
-        tx
+    /// Plain write calls are held (received, not answered) until [`Rig::release_writes`].
+    pub fn hold_writes(&self) {
+        self.shared.hold.send_replace(true);
+    }
+
+    /// The plain write calls held are answered, and those to come at once.
+    pub fn release_writes(&self) {
+        self.shared.hold.send_replace(false);
     }
 
     /// The audit trail's records once it holds `n` (at most 10 s).

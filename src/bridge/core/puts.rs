@@ -6,8 +6,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use tracing::info;
-
 use super::Bridge;
 use crate::bridge::pv_id::PvId;
 use crate::bridge::values::convert;
@@ -21,7 +19,7 @@ use crate::pva::{PutOutcome, PutRequest};
 
 impl Bridge {
     pub(in crate::bridge) fn on_put(&mut self, put: PutRequest) {
-        let Some(mut put) = self.guard_put(put) else {
+        let Some((mut put, audited)) = self.guard_put(put) else {
             return;
         };
         // Refused in pvxs's callback (read-only, unreadable, past a cap): answered now
@@ -88,25 +86,21 @@ impl Bridge {
             return;
         }
         let (kind, user, verifier) = match pv.cfg.write.as_ref() {
-            Some(config::WriteMode::Write { user }) => (WriteKind::Write, user.clone(), None),
-            Some(config::WriteMode::Write2 { user }) => (WriteKind::Write2, user.clone(), None),
-            Some(config::WriteMode::Secured { user }) => (
-                WriteKind::WriteSecured,
-                Some(user.clone()),
-                Some(user.clone()),
-            ),
-            Some(config::WriteMode::Verified { user, verifier }) => (
-                WriteKind::WriteSecured,
-                Some(user.clone()),
-                Some(verifier.clone()),
-            ),
+            Some(config::WriteMode::Write { user }) => (WriteKind::Write, user.as_ref(), None),
+            Some(config::WriteMode::Write2 { user }) => (WriteKind::Write2, user.as_ref(), None),
+            Some(config::WriteMode::Secured { user }) => {
+                (WriteKind::WriteSecured, Some(user), Some(user))
+            }
+            Some(config::WriteMode::Verified { user, verifier }) => {
+                (WriteKind::WriteSecured, Some(user), Some(verifier))
+            }
             None => {
                 put.completion
                     .complete(Err(format!("{} is read-only: put refused", put.pv)));
                 return;
             }
         };
-        let id_of = |u: Option<config::User>| u.and_then(|u| link.users.get(&u.key).copied());
+        let id_of = |u: Option<&config::User>| u.and_then(|u| link.users.get(&u.key).copied());
         let mut entry = WriteEntry {
             user: id_of(user).unwrap_or(UserId(0)),
             verifier: id_of(verifier).unwrap_or(UserId(0)),
@@ -116,7 +110,18 @@ impl Bridge {
             entry.timestamp = Some(std::time::SystemTime::now());
         }
         let id = self.writes.next_id();
-        info!(pv = %put.pv, tag = %pv.cfg.tag.as_str(), value = %convert::brief(&entry.value, 80), account = %put.credentials.account, peer = %put.credentials.peer, "write");
+        // The audit record of an audited put carries the PV, tag, value, account and
+        // host (and its outcome): the line is then debug, off the path of every put.
+        macro_rules! write_line {
+            ($level:ident) => {
+                tracing::$level!(pv = %put.pv, tag = %pv.cfg.tag.as_str(), value = %convert::brief(&entry.value, 80), account = %put.credentials.account, peer = %put.credentials.peer, "write")
+            };
+        }
+        if audited {
+            write_line!(debug);
+        } else {
+            write_line!(info);
+        }
         let written = match &entry.value {
             MxValue::Array(_) | MxValue::Bytes(_) | MxValue::Null => None,
             v => Some(v.clone()),
@@ -140,43 +145,49 @@ impl Bridge {
         });
     }
 
-    /// The end of a turn: the puts queued go out now unless a write call is in flight
-    /// (they then go out together when it is answered).
+    /// The end of a turn: the puts queued go out now, in as many calls as may be in flight
+    /// ([`MAX_CALLS`](crate::bridge::writes::calls::MAX_CALLS)); those left go out when a
+    /// call is answered (together).
     pub(in crate::bridge) fn send_writes(&mut self) {
-        if self.writes.calling() || self.writes.queue.is_empty() {
+        if self.writes.full() || self.writes.queue.is_empty() {
             return;
         }
         if self.link.session.is_none() {
             self.writes.link_lost();
             return;
         }
-        let pvs = &mut self.pvs;
-        let batch = self.writes.take_batch(|q| {
-            // Still waiting (not withdrawn by a reload, not failed), and the PV still holds
-            // the item the put was accepted for: it is sent now.
-            let Some(pv) = pvs.get_mut(q.pv) else {
-                return false;
-            };
-            if pv.write_handle() != Some(q.entry.item_handle) {
-                // Never reached while items only change with a re-open or a new session,
-                // which answer their puts; if it is, the put fails rather than wait.
-                pv.writes.fail(
-                    pv.cfg.name.as_str(),
-                    q.id,
-                    PutOutcome::Refused,
-                    "the PV's item changed before the write was sent: write not sent",
-                );
-                return false;
-            }
-            match pv.writes.pending.iter_mut().find(|w| w.id == q.id) {
-                Some(w) if !w.sent => {
-                    w.sent = true;
-                    true
+        while !self.writes.full() && !self.writes.queue.is_empty() {
+            let pvs = &mut self.pvs;
+            let batch = self.writes.take_batch(|q| {
+                // Still waiting (not withdrawn by a reload, not failed), and the PV still
+                // holds the item the put was accepted for: it is sent now.
+                let Some(pv) = pvs.get_mut(q.pv) else {
+                    return false;
+                };
+                if pv.write_handle() != Some(q.entry.item_handle) {
+                    // Never reached while items only change with a re-open or a new
+                    // session, which answer their puts; if it is, the put fails rather
+                    // than wait.
+                    pv.writes.fail(
+                        pv.cfg.name.as_str(),
+                        q.id,
+                        PutOutcome::Refused,
+                        "the PV's item changed before the write was sent: write not sent",
+                    );
+                    return false;
                 }
-                _ => false,
+                match pv.writes.pending.iter_mut().find(|w| w.id == q.id) {
+                    Some(w) if !w.sent => {
+                        w.sent = true;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            if batch.is_empty() {
+                // What is left waits for a PV's call in flight.
+                break;
             }
-        });
-        if !batch.is_empty() {
             self.writes.start(batch);
         }
     }
@@ -184,7 +195,7 @@ impl Bridge {
     /// A write call answered: accepted puts wait for OnWriteComplete (within the write
     /// timeout), the others fail with the outcome of the layer that failed them.
     pub(in crate::bridge) fn on_call_done(&mut self, done: CallDone) {
-        if !self.writes.answered(done.call) {
+        if !self.writes.answered(done.call, &done.puts) {
             // A lost session's call: its puts were answered when the link went.
             return;
         }
@@ -275,21 +286,19 @@ impl Bridge {
 
 impl Bridge {
     /// The ACF's word on `put` (`writes/guard.rs`), with the rules and groups in force
-    /// now: `None` when it was denied (and answered).
-    pub(in crate::bridge) fn guard_put(&mut self, put: PutRequest) -> Option<PutRequest> {
-        let ack_group = self.alarms.ack_group(&put.pv).map(str::to_string);
+    /// now: `None` when it was denied (and answered); with whether it is audited.
+    pub(in crate::bridge) fn guard_put(&mut self, put: PutRequest) -> Option<(PutRequest, bool)> {
+        let ack_group = self.alarms.ack_group(&put.pv);
         let mapped = self.pvs.id_of_name(&put.pv).and_then(|i| self.pvs.get(i));
+        let defaults = &self.config.defaults;
         let target = match (ack_group, mapped) {
             (Some(group), _) => Target::ack(group),
             (None, Some(pv)) => Target::pv(
-                pv.cfg.access_group.clone(),
+                pv.cfg.access_group.as_str(),
                 pv.cfg.access_level,
                 pv.cfg.tag.as_str(),
             ),
-            (None, None) => Target::unmapped(
-                self.config.defaults.access_group.clone(),
-                self.config.defaults.access_level,
-            ),
+            (None, None) => Target::unmapped(defaults.access_group.as_str(), defaults.access_level),
         };
         // The value before, read from the PV only for a put that is audited.
         let previous = || mapped.and_then(|pv| pv.pv.current().ok()?.value);

@@ -21,13 +21,31 @@ impl World {
         before_ids: &HashMap<String, PvId>,
     ) -> Result<(), TestCaseError> {
         let at = self.step;
-        // 2: at most one answer.
+        // 2: at most one answer; 1: confirmed (or refused by System Platform) only on
+        // its own OnWriteComplete, unless the PV got one of an answered put (see
+        // `World::late_completed`).
         for (n, p) in self.puts.iter().enumerate() {
             let a = p.answers.lock().unwrap();
             if a.len() > 1 {
                 return Err(fail(
                     at,
                     format!("put {n} to {} answered {} times: {a:?}", p.pv, a.len()),
+                ));
+            }
+            let completed = matches!(
+                a.first(),
+                Some((
+                    PutOutcome::Confirmed | PutOutcome::RefusedBySystemPlatform,
+                    _
+                ))
+            );
+            if completed && !p.completed && !self.late_completed.contains(&p.pv) {
+                return Err(fail(
+                    at,
+                    format!(
+                        "put {n} to {} answered {a:?} before its OnWriteComplete reached the bridge",
+                        p.pv
+                    ),
                 ));
             }
         }

@@ -46,6 +46,9 @@ pub struct Gateway {
     pub pending: Vec<Pending>,
     /// How many writes it applied.
     pub applied: usize,
+    /// The put (its number, the value it writes) each OnWriteComplete queued is for, by
+    /// worker sequence.
+    pub completes: HashMap<u64, usize>,
     /// Each attribute's value and source time.
     values: [f64; TAGS.len()],
     clocks: [SystemTime; TAGS.len()],
@@ -66,6 +69,7 @@ impl Gateway {
             events: VecDeque::new(),
             pending: Vec::new(),
             applied: 0,
+            completes: HashMap::new(),
             values: [0.0; TAGS.len()],
             clocks: [now; TAGS.len()],
             sequence: 0,
@@ -136,8 +140,11 @@ impl Gateway {
             .collect()
     }
 
-    fn write_complete(&mut self, item: i32, status: MxStatus) {
+    fn write_complete(&mut self, item: i32, status: MxStatus, put: Option<usize>) {
         self.sequence += 1;
+        if let Some(n) = put {
+            self.completes.insert(self.sequence, n);
+        }
         self.events
             .push_back(SessionEvent::WriteComplete(WriteComplete {
                 worker_sequence: self.sequence,
@@ -215,7 +222,7 @@ impl Gateway {
                         0,
                         "write access denied",
                     );
-                    self.write_complete(h, denied);
+                    self.write_complete(h, denied, super::value_of(&e.value));
                     return Ok(());
                 }
                 let value = match &e.value {
@@ -233,7 +240,7 @@ impl Gateway {
                         }
                     }
                 }
-                self.write_complete(h, MxStatus::ok());
+                self.write_complete(h, MxStatus::ok(), super::value_of(&e.value));
                 Ok(())
             })
             .collect()

@@ -7,6 +7,10 @@
 //! that is never started; time is tokio's paused clock. What is checked:
 //! 1. a write reaches the gateway only for the tag its PV maps to when the write call
 //!    goes, and only if that is the tag it mapped to when the put was accepted; never twice;
+//!    the write calls in flight (several at once, answered in any order) hold at most one
+//!    write per PV and per item, and are as many as the bridge counts, at most
+//!    [`MAX_CALLS`](super::writes::calls::MAX_CALLS); a put is confirmed, or refused by
+//!    System Platform, only once its own OnWriteComplete reached the bridge;
 //! 2. every put gets exactly one answer (at most one at every step; one once settled),
 //!    and never "abandoned";
 //! 3. the timeStamps posted under a PV name never decrease, through re-opens too;
@@ -107,6 +111,8 @@ struct Put {
     transport_failed: bool,
     /// System Platform refused its write (OnWriteComplete with a failed status).
     sp_refused: bool,
+    /// The OnWriteComplete of its write reached the bridge.
+    completed: bool,
 }
 
 struct World {
@@ -130,6 +136,12 @@ struct World {
     mapping: Mapping,
     watched: HashSet<usize>,
     puts: Vec<Put>,
+    /// The most write calls in flight at once, and the most puts of them.
+    most_calls: (usize, usize),
+    /// PVs that got the OnWriteComplete of a put answered already (timed out more than
+    /// the write timeout before): OnWriteComplete names only the item, so the bridge
+    /// takes it for the PV's next write (the contract cannot tell them apart).
+    late_completed: HashSet<String>,
     /// The last timeStamp posted by PV name.
     last_posted: HashMap<String, (i64, i32)>,
     step: usize,
@@ -209,6 +221,8 @@ impl World {
             mapping,
             watched: HashSet::new(),
             puts: Vec::new(),
+            most_calls: (0, 0),
+            late_completed: HashSet::new(),
             last_posted: HashMap::new(),
             step: 0,
         }
@@ -227,6 +241,42 @@ impl World {
         }
         if self.gw.up {
             self.gw.take(advise, writes);
+            self.check_calls_in_flight()?;
+        }
+        Ok(())
+    }
+
+    /// Invariant 1 on the write calls in flight: at most one write per PV and per item
+    /// across them, as many calls as the bridge counts, and no more than its bound.
+    fn check_calls_in_flight(&mut self) -> Result<(), TestCaseError> {
+        let mut pvs = HashSet::new();
+        let mut items = HashSet::new();
+        let mut calls = 0;
+        for p in &self.gw.pending {
+            let Pending::Write(w) = p else { continue };
+            calls += 1;
+            for ((pv, id), e) in w.puts.iter().zip(&w.entries) {
+                if !pvs.insert(*pv) || !items.insert(e.item_handle.0) {
+                    return Err(fail(
+                        self.step,
+                        format!(
+                            "write {id} to item {} goes while another write of its PV ({pv:?}) or item is in a call in flight",
+                            e.item_handle.0
+                        ),
+                    ));
+                }
+            }
+        }
+        self.most_calls = self.most_calls.max((calls, pvs.len()));
+        let counted = self.bridge.writes.calls_in_flight();
+        if calls != counted || calls > super::writes::calls::MAX_CALLS {
+            return Err(fail(
+                self.step,
+                format!(
+                    "{calls} write calls in flight at the gateway, {counted} counted by the bridge (at most {})",
+                    super::writes::calls::MAX_CALLS
+                ),
+            ));
         }
         Ok(())
     }
@@ -302,6 +352,15 @@ impl World {
                     let Some(ev) = self.gw.events.pop_front() else {
                         break;
                     };
+                    if let crate::gateway::SessionEvent::WriteComplete(wc) = &ev {
+                        let n = self.gw.completes.remove(&wc.worker_sequence);
+                        if let Some(p) = n.and_then(|n| self.puts.get_mut(n)) {
+                            p.completed = true;
+                            if !p.answers.lock().unwrap().is_empty() {
+                                self.late_completed.insert(p.pv.clone());
+                            }
+                        }
+                    }
                     self.bridge.on_session_event(ev);
                 }
             }
@@ -540,6 +599,7 @@ impl World {
             sent: false,
             transport_failed: false,
             sp_refused: false,
+            completed: false,
         });
         self.bridge.on_pv_event(PvEvent::Put(PutRequest {
             pv: name.as_str().into(),
@@ -677,6 +737,8 @@ struct Counts {
     denied: usize,
     refused: usize,
     writes: usize,
+    /// Histories that had 2, 3, 4 write calls in flight at once (at most).
+    calls_in_flight: [usize; 3],
     /// The history that failed first (counting from 1), before shrinking.
     first_failure: Option<usize>,
 }
@@ -712,6 +774,14 @@ fn run_history(
             c.ruled += w.ruled;
             c.refused += w.refused;
             c.writes += w.gw.applied;
+            if let Some(h) = w
+                .most_calls
+                .0
+                .checked_sub(2)
+                .and_then(|k| c.calls_in_flight.get_mut(k))
+            {
+                *h += 1;
+            }
             if result.is_err() && c.first_failure.is_none() {
                 c.first_failure = Some(c.histories);
             }
@@ -756,7 +826,7 @@ fn generated_histories_keep_every_invariant() {
         .map(|(k, n)| format!("{k} {:.1}%", 100.0 * n as f64 / c.steps.max(1) as f64))
         .collect();
     println!(
-        "interleavings: {} histories, {} steps ({}), {} puts ({} under an ACF, {} of them denied), {} reloads refused for a group the ACF lacks, {} writes applied, in {:.1} s",
+        "interleavings: {} histories, {} steps ({}), {} puts ({} under an ACF, {} of them denied), {} reloads refused for a group the ACF lacks, {} writes applied; {:?} histories had at most 2, 3, 4 write calls in flight at once; in {:.1} s",
         c.histories,
         c.steps,
         kinds.join(", "),
@@ -765,6 +835,7 @@ fn generated_histories_keep_every_invariant() {
         c.denied,
         c.refused,
         c.writes,
+        c.calls_in_flight,
         started.elapsed().as_secs_f64()
     );
     if let Err(e) = result {

@@ -1,9 +1,13 @@
 //! The write calls and the write timers of the bridge task (issue 15).
 //!
-//! Puts ready in one turn of the bridge loop, and puts that arrive while a write call is
-//! in flight, go out together: one WriteBulk (Write2Bulk, WriteSecuredBulk) per write
-//! kind, each entry answered in place. A put that finds nothing in flight goes out at the
-//! end of its turn, alone as a plain Write: one writer never waits for a batch.
+//! Puts ready in one turn of the bridge loop go out together at its end: one WriteBulk
+//! (Write2Bulk, WriteSecuredBulk) per write kind, each entry answered in place; a lone
+//! put goes as a plain Write, so one writer never waits for a batch. Up to [`MAX_CALLS`]
+//! calls are in flight at once; puts that arrive while that many are, go out together
+//! when one is answered. A PV has at most one put in the calls in flight: the calls may
+//! be run in any order, and OnWriteComplete names only the item, so a PV's second put
+//! waits (queued) until the call of its first is answered, as the PV's writes must reach
+//! System Platform in the order they were accepted.
 //!
 //! The calls are data ([`WriteCall`]) that the adapter makes ([`make`], futures polled by
 //! its loop, no task per put) and answers ([`CallDone`]); the write timeouts and settle
@@ -25,6 +29,14 @@ pub(in crate::bridge) const MAX_BULK: usize = 256;
 /// A bulk write call carries at most about this many value bytes (one larger value
 /// goes alone).
 const MAX_CALL_BYTES: usize = 4 << 20;
+
+/// At most this many write calls are in flight. One call's round trip (encode, the
+/// gateway's worker, the reply) then overlaps the next calls' instead of holding every
+/// put that arrives meanwhile; past this bound, puts gather into the next batch (up to
+/// [`MAX_BULK`]), so a flood of puts still costs one call per batch, not one per put,
+/// and a gateway whose worker runs one call at a time is not handed a queue of them
+/// (four at most, about 1,000 puts).
+pub(in crate::bridge) const MAX_CALLS: usize = 4;
 
 /// A put waiting for its write call.
 pub(in crate::bridge) struct Queued {
@@ -53,9 +65,6 @@ pub(in crate::bridge) struct WriteCall {
     pub entries: Vec<WriteEntry>,
 }
 
-/// The puts of one write kind in a batch, and their entries.
-type KindCall = (WriteKind, Vec<(PvId, u64)>, Vec<WriteEntry>);
-
 /// What a timer does when it fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in crate::bridge) enum Timer {
@@ -77,13 +86,17 @@ pub(in crate::bridge) struct WriteCalls {
     pub queue: VecDeque<Queued>,
     /// Write calls in flight, by call id.
     calls: HashSet<u64>,
+    /// The PVs with a put in a call in flight (at most one each across the calls).
+    busy: HashSet<PvId>,
     /// Write calls to make (taken by the adapter).
     pub outbox: Vec<WriteCall>,
     next_call: u64,
     /// Timers by (deadline, write id).
     timers: BTreeMap<(Instant, u64), Timer>,
-    /// PVs already in the call being built (reused).
+    /// PVs already met in the batch being built (reused).
     in_call: HashSet<PvId>,
+    /// The puts a batch leaves queued (reused).
+    rest: VecDeque<Queued>,
 }
 
 impl WriteCalls {
@@ -106,14 +119,27 @@ impl WriteCalls {
         self.timers.first_key_value().map(|(&(at, _), _)| at)
     }
 
-    /// Whether a write call is in flight.
-    pub fn calling(&self) -> bool {
-        !self.calls.is_empty()
+    /// Whether [`MAX_CALLS`] write calls are in flight: no other call goes now.
+    pub fn full(&self) -> bool {
+        self.calls.len() >= MAX_CALLS
     }
 
-    /// The answer of `call`: true when it was in flight (not a lost session's).
-    pub fn answered(&mut self, call: u64) -> bool {
-        self.calls.remove(&call)
+    /// Write calls in flight.
+    #[cfg(test)]
+    pub fn calls_in_flight(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The answer of `call`, of `puts`: true when it was in flight (not a lost
+    /// session's); its PVs may then have their next put sent.
+    pub fn answered(&mut self, call: u64, puts: &[(PvId, u64)]) -> bool {
+        if !self.calls.remove(&call) {
+            return false;
+        }
+        for (pv, _) in puts {
+            self.busy.remove(pv);
+        }
+        true
     }
 
     /// The timers due by `now`, removed.
@@ -134,18 +160,21 @@ impl WriteCalls {
     pub fn link_lost(&mut self) {
         self.queue.clear();
         self.calls.clear();
+        self.busy.clear();
         self.outbox.clear();
     }
 
-    /// Takes the next call's puts from the queue: in order, at most one per PV (so that
-    /// each PV's OnWriteCompletes answer its writes in the order they were accepted),
-    /// at most [`MAX_BULK`] and about [`MAX_CALL_BYTES`]. `keep` says whether a queued
-    /// put is still to be sent (and marks it sent).
+    /// Takes the next call's puts from the queue: in order, all of one write kind (the
+    /// first's), at most one per PV and none of a PV with a put in a call in flight (so
+    /// that each PV's OnWriteCompletes answer its writes in the order they were
+    /// accepted), at most [`MAX_BULK`] and about [`MAX_CALL_BYTES`]. `keep` says whether a
+    /// queued put is still to be sent (and marks it sent). Empty when nothing can go now.
     pub fn take_batch(&mut self, mut keep: impl FnMut(&Queued) -> bool) -> Vec<Queued> {
         self.in_call.clear();
         let mut batch = Vec::new();
+        let mut kind = None;
         let mut bytes = 0usize;
-        let mut rest = VecDeque::new();
+        let mut rest = std::mem::take(&mut self.rest);
         while let Some(q) = self.queue.pop_front() {
             let size = q.entry.value.approx_bytes();
             let full = batch.len() >= MAX_BULK
@@ -155,44 +184,51 @@ impl WriteCalls {
                 rest.append(&mut self.queue);
                 break;
             }
-            if self.in_call.contains(&q.pv) {
+            // A PV met already (its put waits, so do its later ones), or of another kind.
+            if self.busy.contains(&q.pv)
+                || !self.in_call.insert(q.pv)
+                || kind.is_some_and(|k| k != q.kind)
+            {
                 rest.push_back(q);
                 continue;
             }
             if !keep(&q) {
+                // Withdrawn: a later put of its PV may go.
+                self.in_call.remove(&q.pv);
                 continue;
             }
-            self.in_call.insert(q.pv);
+            kind = Some(q.kind);
             bytes = bytes.saturating_add(size);
             batch.push(q);
         }
-        self.queue = rest;
+        // The queue is empty here: it takes the rest, and the rest its buffer.
+        std::mem::swap(&mut self.queue, &mut rest);
+        self.rest = rest;
         batch
     }
 
-    /// Starts the calls of `batch`: one per write kind, a plain write for a lone put.
+    /// Starts the call of `batch` (one write kind, at most one put per PV): a plain
+    /// write for a lone put, else a bulk call.
     pub fn start(&mut self, batch: Vec<Queued>) {
-        let mut by_kind: Vec<KindCall> = Vec::new();
+        let Some(kind) = batch.first().map(|q| q.kind) else {
+            return;
+        };
+        let mut puts = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
         for q in batch {
-            match by_kind.iter_mut().find(|(k, ..)| *k == q.kind) {
-                Some((_, puts, entries)) => {
-                    puts.push((q.pv, q.id));
-                    entries.push(q.entry);
-                }
-                None => by_kind.push((q.kind, vec![(q.pv, q.id)], vec![q.entry])),
-            }
+            self.busy.insert(q.pv);
+            puts.push((q.pv, q.id));
+            entries.push(q.entry);
         }
-        for (kind, puts, entries) in by_kind {
-            self.next_call = self.next_call.wrapping_add(1);
-            let call = self.next_call;
-            self.calls.insert(call);
-            self.outbox.push(WriteCall {
-                call,
-                kind,
-                puts,
-                entries,
-            });
-        }
+        self.next_call = self.next_call.wrapping_add(1);
+        let call = self.next_call;
+        self.calls.insert(call);
+        self.outbox.push(WriteCall {
+            call,
+            kind,
+            puts,
+            entries,
+        });
     }
 }
 

@@ -68,27 +68,27 @@ pub(in crate::bridge) struct Guard {
 }
 
 /// What a put is for, as the rules see it: its access group and level, its tag, and
-/// whether it is an `:ACK`.
-pub(in crate::bridge) struct Target {
-    group: String,
+/// whether it is an `:ACK` (borrowed: a put not audited copies none of it).
+pub(in crate::bridge) struct Target<'a> {
+    group: &'a str,
     level: u8,
-    tag: Option<String>,
+    tag: Option<&'a str>,
     is_ack: bool,
 }
 
-impl Target {
+impl<'a> Target<'a> {
     /// A mapped PV's.
-    pub fn pv(group: String, level: u8, tag: &str) -> Self {
+    pub fn pv(group: &'a str, level: u8, tag: &'a str) -> Self {
         Target {
             group,
             level,
-            tag: Some(tag.to_string()),
+            tag: Some(tag),
             is_ack: false,
         }
     }
 
     /// An `:ACK` PV's, of the alarm group `group`.
-    pub fn ack(group: String) -> Self {
+    pub fn ack(group: &'a str) -> Self {
         Target {
             group,
             level: 0,
@@ -98,7 +98,7 @@ impl Target {
     }
 
     /// A name mxpva does not map (answered "unknown PV" past the rules): `[defaults]`.
-    pub fn unmapped(group: String, level: u8) -> Self {
+    pub fn unmapped(group: &'a str, level: u8) -> Self {
         Target {
             group,
             level,
@@ -110,13 +110,14 @@ impl Target {
 
 impl Guard {
     /// The ACF's word on `put` to `target`: `None` when it was denied (answered, logged
-    /// and audited). `previous` reads the value before, for a put that is audited.
+    /// and audited); else the put, and whether it is audited (its outcome will be
+    /// recorded). `previous` reads the value before, for a put that is audited.
     pub fn check(
         &mut self,
         mut put: PutRequest,
-        target: Target,
+        target: Target<'_>,
         previous: impl FnOnce() -> Option<NtValue>,
-    ) -> Option<PutRequest> {
+    ) -> Option<(PutRequest, bool)> {
         let Target {
             group,
             level,
@@ -129,7 +130,7 @@ impl Guard {
             host,
             account,
             claimed_account,
-        } = self.access.decide(&group, level, &put.credentials);
+        } = self.access.decide(group, level, &put.credentials);
         let who = &put.credentials;
         let previous = (audited && !is_ack).then(previous).flatten();
         let draft = audited.then(|| Draft {
@@ -137,8 +138,8 @@ impl Guard {
             record: AuditRecord {
                 time: String::new(),
                 pv: put.pv.to_string(),
-                tag,
-                group: group.clone(),
+                tag: tag.map(str::to_string),
+                group: group.to_string(),
                 account: account.clone(),
                 claimed_account: claimed_account.clone(),
                 host: host.clone(),
@@ -159,8 +160,8 @@ impl Guard {
             },
         });
         if !allowed {
-            let message = denied_message(&put.pv, &group, &account, &host);
-            warn!(pv = %put.pv, %group, %account, claimed_account = claimed_account.as_deref(), %host, method = %who.method, "put denied by access security");
+            let message = denied_message(&put.pv, group, &account, &host);
+            warn!(pv = %put.pv, group, %account, claimed_account = claimed_account.as_deref(), %host, method = %who.method, "put denied by access security");
             if let Some(draft) = draft {
                 self.audit
                     .record(draft.finish("denied", Some(&message), None));
@@ -175,7 +176,7 @@ impl Guard {
                     audit.record(draft.finish_reply(reply));
                 }));
         }
-        Some(put)
+        Some((put, audited))
     }
 }
 
