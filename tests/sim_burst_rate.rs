@@ -88,6 +88,52 @@ async fn burst_at_rate_spreads_events_and_stamps_each_with_its_time() {
     );
 }
 
+/// At 10,000/s the events are 100 us apart: they are queued apart, each with its own
+/// time, not gathered by the millisecond (tokio's timer wakes at 1 ms at the finest, which
+/// queued ten events at once under one source time).
+#[tokio::test]
+async fn burst_at_rate_queues_events_apart_not_by_the_millisecond() {
+    let (_sim, addr, _stop) = start().await;
+    let client = GatewayClient::connect(&ClientOptions::plaintext(addr.clone()))
+        .await
+        .unwrap();
+    let session = client.open_session("rate").await.unwrap();
+    let server = session.register("rate").await.unwrap();
+    let tags = ["Pump001.SpeedSP".to_string()];
+    session.subscribe_bulk(server, &tags).await.unwrap();
+    let mut events = session.events(None).await.unwrap();
+    events.next().await.unwrap().unwrap();
+    let start_seq = events.last_sequence();
+
+    let remote = RemoteSim::connect(&addr, None).await.unwrap();
+    remote
+        .burst_at_rate(session.id(), 200, 10_000.0)
+        .await
+        .unwrap();
+    let mut times = Vec::new();
+    while times.len() < 200 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("events within 5 s")
+            .unwrap()
+            .unwrap();
+        if let SessionEvent::DataChange(dc) = ev {
+            if dc.worker_sequence > start_seq {
+                times.push(dc.source_time.unwrap());
+            }
+        }
+    }
+    let mut distinct = times.clone();
+    distinct.dedup();
+    // 20 ms of events: by the millisecond they carry about 21 distinct times; queued
+    // apart, up to 200 (fewer when the sleeping thread woke late on a busy machine).
+    assert!(
+        distinct.len() >= 50,
+        "200 events at 10,000/s carry {} distinct source times: queued by the millisecond",
+        distinct.len()
+    );
+}
+
 #[tokio::test]
 async fn burst_refuses_a_negative_rate() {
     let (_sim, addr, _stop) = start().await;

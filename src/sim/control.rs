@@ -10,8 +10,9 @@ use super::config::AttrDef;
 use super::gateway_svc::{authorize, buffered_burst, data_change, publish_in_scan, push_outcome};
 use super::session::{SimSession, State};
 use super::values::{coerce, parse_text};
-use super::{AlarmNews, Galaxy, SimHandle};
+use super::{AlarmNews, Core, Galaxy, SimHandle};
 use crate::gateway::pb::control as cpb;
+use crate::gateway::pb::gw as pb;
 use crate::gateway::{MxDataType, MxStatus, MxValue, Quality};
 
 /// Faults injected into the simulator. The default injects nothing.
@@ -384,52 +385,30 @@ impl SimHandle {
             .collect();
         let cap = sess.limits.queue_capacity;
         let chunk = 512usize.min(cap.max(1));
-        let start = tokio::time::Instant::now();
+        if let Pace::Rate(rate) = pace {
+            // On a thread of its own: tokio's timer wakes at 1 ms at the finest, which
+            // queued the events of a whole millisecond at once (10 at 10,000/s) under one
+            // source time, where the rate asks for one every 100 us.
+            let core = self.core.clone();
+            return tokio::task::spawn_blocking(move || {
+                emit_at_rate(&core, &sess, &template, count, rate, chunk)
+            })
+            .await
+            .map_err(|e| format!("the paced burst stopped: {e}"))?;
+        }
         let mut sent = 0u64;
         while sent < count {
-            let mut n = chunk.min((count - sent) as usize);
-            match pace {
-                Pace::QueueRoom => {
-                    while sess.queued() + n > cap {
-                        if sess.state() != State::Ready {
-                            return Err("the session is not ready".into());
-                        }
-                        let _ =
-                            tokio::time::timeout(Duration::from_millis(20), sess.room.notified())
-                                .await;
+            let n = chunk.min((count - sent) as usize);
+            if pace == Pace::QueueRoom {
+                while sess.queued() + n > cap {
+                    if sess.state() != State::Ready {
+                        return Err("the session is not ready".into());
                     }
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(20), sess.room.notified()).await;
                 }
-                Pace::Rate(rate) => {
-                    // The events due by now; when none is, sleep until the next one is
-                    // (`due` passes `sent` at (sent + 1) / rate seconds).
-                    let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(count);
-                    if due <= sent {
-                        let next = Duration::try_from_secs_f64((sent + 1) as f64 / rate)
-                            .unwrap_or(Duration::MAX);
-                        tokio::time::sleep(next.saturating_sub(start.elapsed())).await;
-                        continue;
-                    }
-                    n = n.min((due - sent) as usize);
-                }
-                Pace::None => {}
             }
-            let now = crate::gateway::convert::time_to_pb(self.core.now());
-            let base = sent;
-            let mut k = 0u64;
-            let outcome = sess.push_with(n, |_| {
-                // Never past the end: the index is taken modulo the (non-empty) length.
-                let idx = ((base + k) % template.len() as u64) as usize;
-                let mut e = template.get(idx).cloned().unwrap_or_default();
-                if let Some(v) = e.value.as_mut() {
-                    v.kind = Some(crate::gateway::pb::gw::mx_value::Kind::DoubleValue(
-                        (base + k) as f64,
-                    ));
-                }
-                e.source_timestamp = Some(now);
-                k += 1;
-                e
-            });
-            push_outcome(outcome)?;
+            push_synthetic(&self.core, &sess, &template, sent, n)?;
             sent += n as u64;
             if pace == Pace::None {
                 tokio::task::yield_now().await;
@@ -438,6 +417,66 @@ impl SimHandle {
         let last = sess.log.lock().next_seq - 1;
         Ok(last)
     }
+}
+
+/// [`SimHandle::burst_at_rate`]'s loop, on a blocking thread: event k is queued
+/// (k + 1) / `rate` seconds after the start, as precisely as the thread's sleep goes
+/// (tens of microseconds), stamped with the moment it is queued; events that fell due
+/// together (the thread woke late) are queued together.
+fn emit_at_rate(
+    core: &Core,
+    sess: &SimSession,
+    template: &[pb::MxEvent],
+    count: u64,
+    rate: f64,
+    chunk: usize,
+) -> Result<u64, String> {
+    let start = std::time::Instant::now();
+    let mut sent = 0u64;
+    while sent < count {
+        // The events due by now; when none is, sleep until the next one is (`due` passes
+        // `sent` at (sent + 1) / rate seconds).
+        let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(count);
+        if due <= sent {
+            let next =
+                Duration::try_from_secs_f64((sent + 1) as f64 / rate).unwrap_or(Duration::MAX);
+            std::thread::sleep(next.saturating_sub(start.elapsed()));
+            continue;
+        }
+        let n = chunk.min((due - sent) as usize);
+        push_synthetic(core, sess, template, sent, n)?;
+        sent += n as u64;
+    }
+    let last = sess.log.lock().next_seq - 1;
+    Ok(last)
+}
+
+/// Queues synthetic data changes `base .. base + n` of a burst: round robin over
+/// `template` (one per advised item), each with its index as its Double value and the
+/// time now as its source time.
+fn push_synthetic(
+    core: &Core,
+    sess: &SimSession,
+    template: &[pb::MxEvent],
+    base: u64,
+    n: usize,
+) -> Result<(), String> {
+    let now = crate::gateway::convert::time_to_pb(core.now());
+    let mut k = 0u64;
+    let outcome = sess.push_with(n, |_| {
+        // Never past the end: the index is taken modulo the (non-empty) length.
+        let idx = ((base + k) % template.len() as u64) as usize;
+        let mut e = template.get(idx).cloned().unwrap_or_default();
+        if let Some(v) = e.value.as_mut() {
+            v.kind = Some(crate::gateway::pb::gw::mx_value::Kind::DoubleValue(
+                (base + k) as f64,
+            ));
+        }
+        e.source_timestamp = Some(now);
+        k += 1;
+        e
+    });
+    push_outcome(outcome)
 }
 
 /// How [`SimHandle::emit`] spaces its events.
