@@ -45,21 +45,21 @@ fn write_text(pv: &Pv) -> String {
 
 fn limits_text(pv: &Pv) -> String {
     let mut parts = Vec::new();
-    if let Some(d) = pv.display {
+    if let Some(d) = &pv.display {
         parts.push(format!(
             "display {}..{}",
             fmt_limit(d.low),
             fmt_limit(d.high)
         ));
     }
-    if let Some(c) = pv.control {
+    if let Some(c) = &pv.control {
         parts.push(format!(
             "control {}..{}",
             fmt_limit(c.low),
             fmt_limit(c.high)
         ));
     }
-    if let Some(a) = pv.value_alarm {
+    if let Some(a) = &pv.value_alarm {
         parts.push(format!(
             "alarm {}/{}/{}/{}",
             fmt_limit(a.lolo),
