@@ -8,9 +8,6 @@
 #include <vector>
 
 #include <errlog.h>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 #include <pvxs/client.h>
 #include <pvxs/log.h>
@@ -137,12 +134,6 @@ void route_native_log() {
 }
 
 bool native_log_routed() { return routed.load(); }
-
-void release_free_memory() noexcept {
-#if defined(__GLIBC__)
-    malloc_trim(0);
-#endif
-}
 
 NativeLogMuted::NativeLogMuted() { native_log_muted.fetch_add(1); }
 

@@ -18,9 +18,6 @@ void configure_logging_from_env();
 void route_native_log();
 // Whether route_native_log() was called: errlog's console copy stays off then.
 bool native_log_routed();
-// Hands the heap's free pages back to the system (glibc's malloc_trim; nothing
-// elsewhere). Cannot throw.
-void release_free_memory() noexcept;
 
 // While one lives, errlog messages are not routed to tracing (mxpva reports them itself,
 // as acf_load does asLib's). The holder flushes errlog before it ends.

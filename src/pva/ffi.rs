@@ -345,8 +345,6 @@ pub(crate) mod bridge {
         /// Sends errlog's messages (pvxs's log lines) to `on_native_log` instead of the
         /// console.
         fn route_native_log() -> Result<()>;
-        /// Hands the heap's free pages back to the system (glibc's `malloc_trim`).
-        fn release_free_memory();
     }
 }
 

@@ -58,14 +58,6 @@ pub fn configure_logging_from_env() -> Result<(), PvaError> {
     ffi::bridge::configure_logging_from_env().map_err(|e| PvaError::native("configure logging", e))
 }
 
-/// Hands the pages the heap holds free back to the system (glibc's `malloc_trim(0)`;
-/// nothing on other C libraries). For after a start or a reload: what they built and
-/// dropped (the parsed config file, the diff, the subscription calls) otherwise stays
-/// in the process's resident memory, about 10% of it at 10,000 PVs (issue 23).
-pub fn release_free_memory() {
-    ffi::bridge::release_free_memory();
-}
-
 /// Sends pvxs's own log lines (EPICS errlog) through tracing, target `pvxs`, instead of
 /// writing them to stderr: with JSON logs every line is then an object.
 pub fn route_native_log() -> Result<(), PvaError> {

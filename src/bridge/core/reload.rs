@@ -193,8 +193,6 @@ impl Bridge {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "config reloaded"
         );
-        // The file read and parsed, the old copies of the PVs' configs: back to the system.
-        crate::pva::release_free_memory();
         relink
     }
 }

@@ -41,9 +41,6 @@ impl Bridge {
                 "gateway session up"
             );
             self.ops.status.gateway_up(&link.session);
-            // What the start built and dropped (the parsed config, the subscription
-            // calls) goes back to the system.
-            crate::pva::release_free_memory();
             crate::systemd::status(&format!(
                 "serving {} PVs, gateway session {}",
                 self.pvs.len(),
