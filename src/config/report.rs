@@ -22,7 +22,8 @@ fn api_key_text(k: &ApiKeySource) -> String {
 fn type_text(pv: &Pv) -> String {
     match pv.pv_type {
         Some(PvType::Enum) => {
-            format!("enum[{}|{}]", pv.choices[0], pv.choices[1])
+            let [no, yes] = &*pv.choices;
+            format!("enum[{no}|{yes}]")
         }
         Some(t) => t.to_string(),
         None => "auto".into(),
