@@ -35,7 +35,7 @@ fn defaults_when_tables_are_absent() {
     assert_eq!(pv.tag.as_str(), "Obj.A");
     assert_eq!(pv.pv_type, None);
     assert_eq!(pv.boolean, BooleanRepr::Enum);
-    assert_eq!(pv.choices, ["False".to_string(), "True".to_string()]);
+    assert_eq!(*pv.choices, ["False".to_string(), "True".to_string()]);
     assert_eq!(pv.write, None);
     assert_eq!(pv.timestamp, TimestampSource::Source);
     assert_eq!(pv.location, "/etc/mxpva/site.toml:1:1");
@@ -50,18 +50,18 @@ fn demo_config_has_the_demo_pvs() {
     assert_eq!(speed.pv_type, Some(PvType::Scalar(ScalarType::Float64)));
     assert_eq!(speed.units.as_deref(), Some("rpm"));
     assert!(!speed.writable());
-    let d = speed.display.unwrap();
+    let d = **speed.display.as_ref().unwrap();
     assert_eq!((d.low, d.high), (Some(0.0), Some(3000.0)));
 
     let sp = c.pv("DEMO:Pump001:SpeedSP").unwrap();
     assert_eq!(sp.write, Some(WriteMode::Write { user: None }));
-    let ctl = sp.control.unwrap();
+    let ctl = **sp.control.as_ref().unwrap();
     assert_eq!((ctl.low, ctl.high), (Some(0.0), Some(3000.0)));
 
     let running = c.pv("DEMO:Pump001:Running").unwrap();
     assert_eq!(running.boolean, BooleanRepr::Enum);
     assert_eq!(
-        running.choices,
+        *running.choices,
         ["Stopped".to_string(), "Running".to_string()]
     );
     assert!(running.writable());
@@ -118,7 +118,7 @@ fn example_config_users_and_write_modes() {
         other => panic!("unexpected {other:?}"),
     }
     let speed = c.pv("PLANT:LINE1:Pump101:Speed").unwrap();
-    let alarm = speed.value_alarm.unwrap();
+    let alarm = **speed.value_alarm.as_ref().unwrap();
     assert_eq!(alarm.hihi, Some(3500.0));
     assert_eq!(alarm.hihi_severity, Severity::Major);
     assert_eq!(alarm.low_severity, Severity::Minor);
@@ -157,7 +157,7 @@ type = "enum"
     assert_eq!(a.write, Some(WriteMode::Write2 { user: None }));
     assert_eq!(a.timestamp, TimestampSource::Receive);
     assert_eq!(a.boolean, BooleanRepr::Bool);
-    assert_eq!(a.choices, ["Off".to_string(), "On".to_string()]);
+    assert_eq!(*a.choices, ["Off".to_string(), "On".to_string()]);
     let b = c.pv("P:B").unwrap();
     assert_eq!(b.write, None);
     assert_eq!(b.timestamp, TimestampSource::Source);

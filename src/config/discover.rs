@@ -17,6 +17,8 @@
 
 use super::raw::RulePvKeys;
 use super::types::{PvName, PvType};
+use std::sync::Arc;
+
 use super::{Config, Pv};
 
 /// The name template when a rule has none.
@@ -92,7 +94,7 @@ pub struct Candidate {
 /// A PV a rule made.
 #[derive(Debug, Clone)]
 pub struct RulePv {
-    pub pv: Pv,
+    pub pv: Arc<Pv>,
     /// Index of its rule in [`Config::discover`].
     pub rule: usize,
     /// [`Candidate::note`].
@@ -106,7 +108,7 @@ pub struct RulePv {
 #[derive(Debug, Default)]
 pub struct Merged {
     /// The `[[pv]]` tables first (`explicit` of them), then the rule-made PVs.
-    pub pvs: Vec<Pv>,
+    pub pvs: Vec<Arc<Pv>>,
     pub explicit: usize,
     /// The notes of the rule-made PVs, in their order.
     pub notes: Vec<String>,
@@ -233,7 +235,11 @@ impl Config {
             mut pv, rule, note, ..
         } in in_force.pvs
         {
-            pv.alarms.retain(|r| !claimed.contains(&short(r)));
+            if pv.alarms.iter().any(|r| claimed.contains(&short(r))) {
+                Arc::make_mut(&mut pv)
+                    .alarms
+                    .retain(|r| !claimed.contains(&short(r)));
+            }
             if tags.contains(&pv.tag.as_str().to_ascii_lowercase()) {
                 continue;
             }

@@ -171,8 +171,9 @@ pub struct Config {
     pub defaults: Defaults,
     /// `[users.KEY]` tables, by key.
     pub users: BTreeMap<String, User>,
-    /// `[[pv]]` tables, in file order, with `[defaults]` applied.
-    pub pvs: Vec<Pv>,
+    /// `[[pv]]` tables, in file order, with `[defaults]` applied. Shared (`Arc`) with the
+    /// bridge, which serves each PV from this one copy of its config.
+    pub pvs: Vec<std::sync::Arc<Pv>>,
     /// `[alarms]`.
     pub alarms: Alarms,
     /// `[[alarm_pv]]` tables, in file order.
@@ -492,7 +493,8 @@ pub struct Defaults {
     pub writable: bool,
     pub timestamp: TimestampSource,
     pub boolean: BooleanRepr,
-    pub boolean_choices: [String; 2],
+    /// Shared by every PV that takes them.
+    pub boolean_choices: std::sync::Arc<[String; 2]>,
     /// `subscribe` for the PVs that do not set it.
     pub subscribe: Subscribe,
     /// `linger` for the on-demand PVs that do not set it (also when `subscribe` is
@@ -557,12 +559,41 @@ pub enum Severity {
     Invalid,
 }
 
-/// `[users.KEY]`: an identity that secured and verified writes act as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
+/// `[users.KEY]`: an identity that secured and verified writes act as. Its fields are
+/// [`UserData`]'s; one copy is shared by every PV that writes as it (a PV's
+/// [`WriteMode`] is one pointer per user: issue 23, memory per PV).
+#[derive(Clone, PartialEq, Eq)]
+pub struct User(std::sync::Arc<UserData>);
+
+/// What a [`User`] is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UserData {
     /// The `KEY` of `[users.KEY]`.
     pub key: String,
     pub identity: Identity,
+}
+
+impl User {
+    pub fn new(key: String, identity: Identity) -> Self {
+        User(std::sync::Arc::new(UserData { key, identity }))
+    }
+}
+
+impl std::ops::Deref for User {
+    type Target = UserData;
+
+    fn deref(&self) -> &UserData {
+        &self.0
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("key", &self.key)
+            .field("identity", &self.identity)
+            .finish()
+    }
 }
 
 /// How the bridge obtains an MXAccess user id.
@@ -605,13 +636,14 @@ pub struct Pv {
     /// How a Boolean is served when `pv_type` is `None` (from `[defaults] boolean`).
     pub boolean: BooleanRepr,
     /// NTEnum choices for a Boolean: false first.
-    pub choices: [String; 2],
+    pub choices: std::sync::Arc<[String; 2]>,
     pub units: Option<String>,
     pub precision: Option<u8>,
     pub description: Option<String>,
-    pub display: Option<Range>,
-    pub control: Option<Control>,
-    pub value_alarm: Option<ValueAlarm>,
+    // Boxed: most PVs have none, and a PV's config is held for as long as it is served.
+    pub display: Option<Box<Range>>,
+    pub control: Option<Box<Control>>,
+    pub value_alarm: Option<Box<ValueAlarm>>,
     /// `None` for a read-only PV.
     pub write: Option<WriteMode>,
     pub timestamp: TimestampSource,
@@ -745,6 +777,9 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// The PV with this full name.
     pub fn pv(&self, name: &str) -> Option<&Pv> {
-        self.pvs.iter().find(|p| p.name.as_str() == name)
+        self.pvs
+            .iter()
+            .find(|p| p.name.as_str() == name)
+            .map(|p| &**p)
     }
 }

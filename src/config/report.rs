@@ -22,7 +22,8 @@ fn api_key_text(k: &ApiKeySource) -> String {
 fn type_text(pv: &Pv) -> String {
     match pv.pv_type {
         Some(PvType::Enum) => {
-            format!("enum[{}|{}]", pv.choices[0], pv.choices[1])
+            let [no, yes] = &*pv.choices;
+            format!("enum[{no}|{yes}]")
         }
         Some(t) => t.to_string(),
         None => "auto".into(),
@@ -45,21 +46,21 @@ fn write_text(pv: &Pv) -> String {
 
 fn limits_text(pv: &Pv) -> String {
     let mut parts = Vec::new();
-    if let Some(d) = pv.display {
+    if let Some(d) = &pv.display {
         parts.push(format!(
             "display {}..{}",
             fmt_limit(d.low),
             fmt_limit(d.high)
         ));
     }
-    if let Some(c) = pv.control {
+    if let Some(c) = &pv.control {
         parts.push(format!(
             "control {}..{}",
             fmt_limit(c.low),
             fmt_limit(c.high)
         ));
     }
-    if let Some(a) = pv.value_alarm {
+    if let Some(a) = &pv.value_alarm {
         parts.push(format!(
             "alarm {}/{}/{}/{}",
             fmt_limit(a.lolo),

@@ -148,7 +148,7 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         writable: d.writable,
         timestamp: d.timestamp,
         boolean: d.boolean,
-        boolean_choices: choices,
+        boolean_choices: std::sync::Arc::new(choices),
         subscribe,
         linger,
         access_group: access::group(
@@ -205,7 +205,9 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
                 seen.insert(pv.name.clone(), (name_span.clone(), n));
             }
             pv_alarms.push((format!("pv[{n}]"), name_span, refs));
-            pvs.push(pv);
+            // Each PV's one copy, shared with the bridge (a `Vec<Pv>` mapped to `Arc`s
+            // afterwards would keep its whole allocation: collected in place).
+            pvs.push(std::sync::Arc::new(pv));
         }
     }
     let alarm_config = alarms::alarms(v, &ctx.prefix, raw.alarms);
@@ -247,7 +249,12 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
     let rule_ctx = std::sync::Arc::new(discover::RuleContext {
         id: super::discover_reload::next_load_id(),
         file: v.file.to_path_buf(),
-        text: v.map.text().into(),
+        // Only rule-made PVs need it: without rules the file's text is not kept.
+        text: if rules.is_empty() {
+            "".into()
+        } else {
+            v.map.text().into()
+        },
         prefix: ctx.prefix.clone(),
         defaults: defaults.clone(),
         write_mode: ctx.write_mode,
@@ -281,7 +288,7 @@ fn status(
     v: &mut Validator<'_>,
     raw: super::operate::RawStatus,
     prefix: &PvName,
-    pvs: &[super::Pv],
+    pvs: &[std::sync::Arc<super::Pv>],
     alarm_pvs: &[super::AlarmPv],
 ) -> super::Status {
     let span = raw.prefix.as_ref().map_or(0..0, |p| p.span());

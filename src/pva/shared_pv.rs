@@ -57,9 +57,22 @@ impl Default for PutLimits {
     }
 }
 
-/// Where PVs send their events; one sender (cloned) may serve many PVs.
+/// Where PVs send their events; one sender (cloned) may serve many PVs. Every PV holds
+/// one, so a clone is one pointer (issue 23: memory per PV).
 #[derive(Debug, Clone)]
-pub struct EventSender {
+pub struct EventSender(Arc<Sender>);
+
+impl std::ops::Deref for EventSender {
+    type Target = Sender;
+
+    fn deref(&self) -> &Sender {
+        &self.0
+    }
+}
+
+/// What an [`EventSender`] holds, shared by its clones.
+#[derive(Debug)]
+pub struct Sender {
     tx: mpsc::UnboundedSender<PvEvent>,
     /// Puts sent and not yet received.
     queued: Arc<AtomicUsize>,
@@ -181,14 +194,14 @@ pub fn event_channel_with(limits: PutLimits) -> (EventSender, EventReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     (
-        EventSender {
+        EventSender(Arc::new(Sender {
             tx,
             queued: queued.clone(),
             limits,
             counts: Arc::default(),
             forward_refused: Arc::default(),
             queue_full: Arc::default(),
-        },
+        })),
         EventReceiver { rx, queued },
     )
 }
@@ -374,6 +387,11 @@ impl SharedPv {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its name, shared (for maps keyed by name, without another copy of it).
+    pub fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     pub(crate) fn handle(&self) -> &PvHandle {

@@ -385,8 +385,8 @@ impl Alarms {
             let owner = Owner::Value(i);
             let carries = self.ack_done.contains_key(&owner) || with_alarms.contains(&owner);
             let part = lost_part.clone().filter(|_| carries);
-            if pv.feed_lost != part {
-                pv.feed_lost = part;
+            if pv.feed_lost() != part.as_ref() {
+                pv.set_feed_lost(part);
                 owners.push((owner, None));
             }
         }
@@ -410,7 +410,7 @@ impl Alarms {
             match owner {
                 Owner::Value(i) => {
                     if let Some(pv) = pvs.get_mut(i) {
-                        pv.sp_alarm = part;
+                        pv.set_sp_alarm(part);
                         if pv.alarms_changed(at) {
                             dirty.push(i);
                         }

@@ -138,6 +138,12 @@ impl Bridge {
                 applied.changed_in_place += 1;
             }
         }
+        for (id, cfg) in diff.same {
+            // The same config, from the config now in force: the old copy goes.
+            if let Some(pv) = self.pvs.get_mut(id) {
+                pv.cfg = cfg;
+            }
+        }
         for cfg in diff.added {
             let name = cfg.name.as_str().to_string();
             match self
@@ -282,6 +288,26 @@ mod tests {
         let id = b.pvs.id_of_name(name).unwrap();
         let t = b.pvs.get(id).unwrap().pv.current().unwrap().time.unwrap();
         (t.seconds, t.nanos)
+    }
+
+    /// Issue 23: each PV's config is held once, shared by the config in force and the
+    /// registry, at the start and after a reload that leaves it as it was (the reloaded
+    /// file is another copy of it) or changes it in place.
+    #[tokio::test]
+    async fn each_pv_s_config_is_held_once() {
+        let mut b = bridge(config(""));
+        let id = b.pvs.id_of_name("Level").unwrap();
+        let shared = |b: &Bridge| Arc::ptr_eq(&b.pvs.get(id).unwrap().cfg, &b.config.pvs[0]);
+        assert!(shared(&b), "at the start");
+        for extra in ["", "units = \"m\"\n"] {
+            let new = config(extra);
+            assert!(!Arc::ptr_eq(&new.pvs[0], &b.config.pvs[0]));
+            let d = diff::diff(b.pvs.configs(), &diff::desired(&new));
+            b.config = new;
+            b.apply(d);
+            assert_eq!(b.pvs.id_of_name("Level"), Some(id), "the same PV");
+            assert!(shared(&b), "after a reload adding {extra:?}");
+        }
     }
 
     /// Issue 21, defect 3: with System Platform's clock ahead of the bridge's, a PV

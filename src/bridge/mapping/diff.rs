@@ -8,13 +8,14 @@
 //! Start is the first diff, against an empty registry: everything is added.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::config::{self, Config};
 
 use crate::bridge::pv_id::PvId;
 
 /// The PVs the config asks for, in its order.
-pub(in crate::bridge) fn desired(config: &Config) -> Vec<config::Pv> {
+pub(in crate::bridge) fn desired(config: &Config) -> Vec<Arc<config::Pv>> {
     config.pvs.clone()
 }
 
@@ -96,7 +97,7 @@ pub(in crate::bridge) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Chan
 #[derive(Debug, Clone)]
 pub(in crate::bridge) struct Changed {
     pub id: PvId,
-    pub cfg: config::Pv,
+    pub cfg: Arc<config::Pv>,
     pub changes: Vec<Change>,
 }
 
@@ -104,11 +105,15 @@ pub(in crate::bridge) struct Changed {
 #[derive(Debug, Default)]
 pub(in crate::bridge) struct Diff {
     /// New PVs, in the config's order.
-    pub added: Vec<config::Pv>,
+    pub added: Vec<Arc<config::Pv>>,
     /// PVs no longer wanted.
     pub removed: Vec<PvId>,
     /// PVs that stay under their name with another config.
     pub changed: Vec<Changed>,
+    /// PVs whose config did not change, with the desired config (equal to theirs but
+    /// another copy: a reload reads the file anew), which they take so that each PV's
+    /// config is held once (issue 23). Not a change: [`Diff::is_empty`] ignores them.
+    pub same: Vec<(PvId, Arc<config::Pv>)>,
 }
 
 impl Diff {
@@ -122,7 +127,7 @@ impl Diff {
 /// config validation refuses) counts once, the first.
 pub(in crate::bridge) fn diff<'a>(
     current: impl IntoIterator<Item = (PvId, &'a config::Pv)>,
-    desired: &[config::Pv],
+    desired: &[Arc<config::Pv>],
 ) -> Diff {
     let current: Vec<(PvId, &config::Pv)> = current.into_iter().collect();
     let by_name: HashMap<&str, (PvId, &config::Pv)> = current
@@ -145,6 +150,8 @@ pub(in crate::bridge) fn diff<'a>(
                         cfg: new.clone(),
                         changes,
                     });
+                } else if !std::ptr::eq(old, &**new) {
+                    out.same.push((id, new.clone()));
                 }
             }
         }

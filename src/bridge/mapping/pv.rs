@@ -1,6 +1,7 @@
 //! One mapped PV: its SharedPv, its structure and metadata, and the puts waiting on it
 //! (`writes/pending.rs`).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tracing::warn;
@@ -19,7 +20,8 @@ use crate::pva::{
 };
 
 pub(in crate::bridge) struct MappedPv {
-    pub cfg: config::Pv,
+    /// Its config: the one copy, shared with the loaded config (`Config::pvs`).
+    pub cfg: Arc<config::Pv>,
     pub pv: SharedPv,
     /// The item handle in the current session: its data (a buffered item when
     /// `cfg.buffered`, bound so by `Registry::bind`).
@@ -38,20 +40,41 @@ pub(in crate::bridge) struct MappedPv {
     /// The alarm of the value itself (quality, conversion, link), before System Platform
     /// alarms and local limits join it; and whether it is plain Good (nothing to say).
     base_alarm: (Alarm, bool),
-    /// This PV's System Platform alarms as one part, set by `alarms/`.
-    pub sp_alarm: Option<Alarm>,
-    /// MINOR "alarm feed lost" while the alarm feed is down and this PV carries (or is
-    /// configured to carry) alarms, set by `alarms/`.
-    pub feed_lost: Option<Alarm>,
-    /// Local `value_alarm` limits and the part they give for the last value.
-    limits: Limits,
-    limit_alarm: Option<Alarm>,
+    /// The alarm parts besides the value's own, boxed while one is set: most PVs have none
+    /// (a PV is small when its rarely used parts are not inline; issue 23).
+    parts: Option<Box<AlarmParts>>,
+    /// Local `value_alarm` limits, when configured and active.
+    limits: Option<Box<Limits>>,
     /// The last posted time: posted times never go back (see `values/stamp.rs`).
     stamps: Stamps,
     /// What the bridge took for this PV in the current turn and posts once at its end
     /// ([`MappedPv::flush`]): a data change's value, and the latest own time of the facts
     /// taken (data change, alarm transitions).
     staged: Staged,
+}
+
+/// The parts of a PV's alarm that join its value's own ([`MappedPv::combined`]).
+#[derive(Default)]
+struct AlarmParts {
+    /// Its System Platform alarms as one part, set by `alarms/`.
+    sp_alarm: Option<Alarm>,
+    /// MINOR "alarm feed lost" while the alarm feed is down and this PV carries (or is
+    /// configured to carry) alarms, set by `alarms/`.
+    feed_lost: Option<Alarm>,
+    /// The part its local `value_alarm` limits give for the last value.
+    limit_alarm: Option<Alarm>,
+}
+
+impl AlarmParts {
+    fn is_empty(&self) -> bool {
+        self.sp_alarm.is_none() && self.feed_lost.is_none() && self.limit_alarm.is_none()
+    }
+}
+
+/// `value_alarm` limits that apply (configured and active), boxed: most PVs have none.
+fn limits_of(cfg: &config::Pv) -> Option<Box<Limits>> {
+    let limits = Limits::new(cfg.value_alarm.as_deref().copied());
+    limits.applies().then(|| Box::new(limits))
 }
 
 /// What [`MappedPv::sample`] did with a data change.
@@ -111,7 +134,7 @@ impl MappedPv {
     /// A PV starting afresh (tests; the bridge makes PVs with [`MappedPv::continuing`]).
     #[cfg(test)]
     pub fn new(
-        cfg: config::Pv,
+        cfg: Arc<config::Pv>,
         defaults: &config::Defaults,
         events: &EventSender,
     ) -> Result<Self, crate::pva::PvaError> {
@@ -121,7 +144,7 @@ impl MappedPv {
     /// A PV that continues from `stamps`, the last posted time of the PV it replaces
     /// under the same name (a re-open): its posts never go back from that PV's.
     pub fn continuing(
-        cfg: config::Pv,
+        cfg: Arc<config::Pv>,
         _defaults: &config::Defaults,
         events: &EventSender,
         stamps: Stamps,
@@ -134,7 +157,7 @@ impl MappedPv {
         let pv = SharedPv::new(cfg.name.as_str(), access, events)?;
         let bool_as_enum = cfg.boolean == config::BooleanRepr::Enum;
         // Limits apply to scalars only; validation refuses them on arrays.
-        let limits = Limits::new(cfg.value_alarm);
+        let limits = limits_of(&cfg);
         let mut mapped = MappedPv {
             cfg,
             pv,
@@ -145,10 +168,8 @@ impl MappedPv {
             shown: None,
             bool_as_enum,
             base_alarm: (Alarm::none(), true),
-            sp_alarm: None,
-            feed_lost: None,
+            parts: None,
             limits,
-            limit_alarm: None,
             stamps,
             staged: Staged::default(),
         };
@@ -280,19 +301,54 @@ impl MappedPv {
     /// `base` with this PV's System Platform alarms and limit alarm joined to it.
     fn combined(&self) -> Alarm {
         let (base, plain) = &self.base_alarm;
-        if self.sp_alarm.is_none() && self.limit_alarm.is_none() && self.feed_lost.is_none() {
+        let Some(parts) = &self.parts else {
             // The common case, without combine()'s list.
             return base.clone();
-        }
+        };
         combine(
             [
-                self.sp_alarm.as_ref(),
-                self.limit_alarm.as_ref(),
-                self.feed_lost.as_ref(),
+                parts.sp_alarm.as_ref(),
+                parts.limit_alarm.as_ref(),
+                parts.feed_lost.as_ref(),
             ],
             base,
             *plain,
         )
+    }
+
+    /// Sets its System Platform alarms part (`alarms/`); post it with
+    /// [`MappedPv::alarms_changed`].
+    pub fn set_sp_alarm(&mut self, part: Option<Alarm>) {
+        self.set_part(|p| &mut p.sp_alarm, part);
+    }
+
+    /// MINOR "alarm feed lost" while the alarm feed is down and this PV carries (or is
+    /// configured to carry) alarms (`alarms/`).
+    pub fn feed_lost(&self) -> Option<&Alarm> {
+        self.parts.as_ref().and_then(|p| p.feed_lost.as_ref())
+    }
+
+    /// Sets or clears its "alarm feed lost" part (`alarms/`).
+    pub fn set_feed_lost(&mut self, part: Option<Alarm>) {
+        self.set_part(|p| &mut p.feed_lost, part);
+    }
+
+    /// Sets one alarm part; the parts are boxed while one is set.
+    fn set_part(&mut self, field: fn(&mut AlarmParts) -> &mut Option<Alarm>, part: Option<Alarm>) {
+        match (&mut self.parts, part) {
+            (None, None) => {}
+            (Some(parts), part) => {
+                *field(parts) = part;
+                if parts.is_empty() {
+                    self.parts = None;
+                }
+            }
+            (None, part) => {
+                let mut parts = Box::<AlarmParts>::default();
+                *field(&mut parts) = part;
+                self.parts = Some(parts);
+            }
+        }
     }
 
     /// The System Platform alarms changed (`sp_alarm`) at `at` (System Platform's time of
@@ -508,11 +564,12 @@ impl MappedPv {
                 None
             }
         };
-        if nt.is_some() {
-            self.limit_alarm = nt
-                .as_ref()
-                .and_then(numeric)
-                .and_then(|x| self.limits.evaluate(x));
+        if let Some(nt) = &nt {
+            let part = match (numeric(nt), self.limits.as_deref_mut()) {
+                (Some(x), Some(limits)) => limits.evaluate(x),
+                _ => None,
+            };
+            self.set_part(|p| &mut p.limit_alarm, part);
         }
         if alarm.severity == Severity::Invalid {
             plain = false;
@@ -565,8 +622,8 @@ impl MappedPv {
     /// Takes a new config that keeps the PV open (metadata, limits, write mode, alarms,
     /// timestamp). With `post_metadata` the new metadata is posted in place: the value,
     /// alarm and monitors stay.
-    pub fn reconfigure(&mut self, cfg: config::Pv, post_metadata: bool) {
-        self.limits = Limits::new(cfg.value_alarm);
+    pub fn reconfigure(&mut self, cfg: Arc<config::Pv>, post_metadata: bool) {
+        self.limits = limits_of(&cfg);
         self.cfg = cfg;
         if !post_metadata || !self.pv.is_open() {
             return;

@@ -106,7 +106,7 @@ impl Registry {
     pub fn insert(&mut self, pv: MappedPv) -> PvId {
         let id = PvId::numbered(self.next);
         self.next = self.next.saturating_add(1);
-        self.by_name.insert(Arc::from(pv.cfg.name.as_str()), id);
+        self.by_name.insert(pv.pv.shared_name(), id);
         if let Some(item) = pv.item {
             self.by_item.insert(item.0, id);
         }
@@ -117,7 +117,7 @@ impl Registry {
     /// Makes the PV of `cfg` and serves it on `server` under a new id.
     pub fn add(
         &mut self,
-        cfg: config::Pv,
+        cfg: Arc<config::Pv>,
         defaults: &config::Defaults,
         server: &Server,
         events: &EventSender,
@@ -132,7 +132,7 @@ impl Registry {
     /// one; its item handle no longer finds either.
     pub fn replace(&mut self, id: PvId, pv: MappedPv) -> Option<MappedPv> {
         let old = self.take(id)?;
-        self.by_name.insert(Arc::from(pv.cfg.name.as_str()), id);
+        self.by_name.insert(pv.pv.shared_name(), id);
         if let Some(item) = pv.item {
             self.by_item.insert(item.0, id);
         }
@@ -142,7 +142,7 @@ impl Registry {
 
     /// Each PV's id and config.
     pub fn configs(&self) -> impl Iterator<Item = (PvId, &config::Pv)> {
-        self.pvs.iter().map(|(id, pv)| (*id, &pv.cfg))
+        self.pvs.iter().map(|(id, pv)| (*id, &*pv.cfg))
     }
 
     /// Takes a PV out (its name and item handle no longer find it). Its last posted time
@@ -540,7 +540,7 @@ buffered = true
             .find(|x| x.name.as_str() == "P")
             .unwrap()
             .clone();
-        plain_cfg.name = p.name.clone();
+        Arc::make_mut(&mut plain_cfg).name = p.name.clone();
         reg.unbind(b);
         assert_eq!(reg.id_of_write_item(ItemHandle(3)), None);
         assert_eq!(reg.id_of_item(ItemHandle(2)), None);

@@ -58,6 +58,11 @@ impl Limits {
         }
     }
 
+    /// Whether any limit applies (configured and active).
+    pub fn applies(&self) -> bool {
+        self.cfg.is_some()
+    }
+
     /// Evaluates a new value; `None` when no limit is in alarm (or none applies).
     pub fn evaluate(&mut self, x: f64) -> Option<Alarm> {
         let cfg = self.cfg?;

@@ -356,9 +356,16 @@ pub(super) fn cross_check(v: &mut Validator<'_>, alarms: &Alarms, entries: &[Cla
 }
 
 /// Applies the global switch to each PV's own `acknowledge`.
-pub(super) fn apply_acknowledge(alarms: &Alarms, pvs: &mut [Pv], alarm_pvs: &mut [AlarmPv]) {
+pub(super) fn apply_acknowledge(
+    alarms: &Alarms,
+    pvs: &mut [std::sync::Arc<Pv>],
+    alarm_pvs: &mut [AlarmPv],
+) {
     for p in pvs {
-        p.acknowledge &= alarms.acknowledge;
+        if p.acknowledge && !alarms.acknowledge {
+            // Not shared yet: changed in place.
+            std::sync::Arc::make_mut(p).acknowledge = false;
+        }
     }
     for p in alarm_pvs {
         p.acknowledge &= alarms.acknowledge;

@@ -272,7 +272,7 @@ impl Config {
                         out.read_only_no_user.push(cand.tag.clone());
                     }
                     out.pvs.push(RulePv {
-                        pv,
+                        pv: std::sync::Arc::new(pv),
                         rule: cand.rule,
                         note: cand.note.clone(),
                         origin: crate::config::discover_reload::Origin::new(cand, origin, c.id),

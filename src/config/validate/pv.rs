@@ -284,6 +284,7 @@ pub(crate) fn pv(
                 ctx.defaults.boolean_choices.clone()
             } else {
                 choices(v, c, &format!("{p}.choices"))
+                    .map(std::sync::Arc::new)
                     .unwrap_or_else(|| ctx.defaults.boolean_choices.clone())
             }
         }
@@ -348,9 +349,9 @@ pub(crate) fn pv(
             units: raw.units,
             precision,
             description: raw.description,
-            display,
-            control,
-            value_alarm,
+            display: display.map(Box::new),
+            control: control.map(Box::new),
+            value_alarm: value_alarm.map(Box::new),
             write,
             timestamp: raw.timestamp.unwrap_or(ctx.defaults.timestamp),
             alarms: alarm_refs.iter().map(|(r, _)| r.clone()).collect(),

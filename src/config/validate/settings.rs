@@ -367,5 +367,5 @@ pub(super) fn user(v: &mut Validator<'_>, key: String, u: Spanned<RawUser>) -> O
             return None;
         }
     };
-    Some(User { key, identity })
+    Some(User::new(key, identity))
 }

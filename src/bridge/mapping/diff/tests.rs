@@ -13,7 +13,7 @@ id = 6
 "#;
 
 /// The config of `[[pv]]` tables given as text.
-fn pvs(tables: &str) -> Vec<config::Pv> {
+fn pvs(tables: &str) -> Vec<Arc<config::Pv>> {
     let text = format!("{BASE}{tables}");
     Config::from_str_at(&text, Path::new("diff.toml"))
         .unwrap()
@@ -25,10 +25,10 @@ fn level(extra: &str) -> String {
 }
 
 /// Registry-like ids for a list: id n for the n-th PV.
-fn ids(list: &[config::Pv]) -> Vec<(PvId, &config::Pv)> {
+fn ids(list: &[Arc<config::Pv>]) -> Vec<(PvId, &config::Pv)> {
     list.iter()
         .enumerate()
-        .map(|(i, p)| (PvId::for_test(i as u64), p))
+        .map(|(i, p)| (PvId::for_test(i as u64), &**p))
         .collect()
 }
 
