@@ -1,13 +1,13 @@
 //! The real gateway client against the real simulator, over loopback gRPC: items,
 //! writes, the bulk family, reads. Alarms and the Galaxy Repository are in
 //! `gateway_sim_alarms.rs`; streams, sessions, keys and TLS in `gateway_sim_sessions.rs`.
-mod sim_harness;
+mod clients;
 
 use std::time::{Duration, Instant, SystemTime};
 
 use mxpva::gateway::*;
 use mxpva::sim::{Faults, Galaxy, SimOptions, DEMO_GALAXY};
-use sim_harness::*;
+use clients::sim::*;
 
 #[tokio::test]
 async fn single_item_lifecycle() {

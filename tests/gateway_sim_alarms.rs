@@ -1,12 +1,12 @@
 //! The real gateway client against the real simulator, over loopback gRPC: the alarm
 //! feed and acknowledgements, and the Galaxy Repository with deploys.
-mod sim_harness;
+mod clients;
 
 use std::time::Duration;
 
 use mxpva::gateway::*;
 use mxpva::sim::Galaxy;
-use sim_harness::*;
+use clients::sim::*;
 
 /// One area, one object, one HiHi alarm on Boiler001.Pressure.
 const ALARM_GALAXY: &str = include_str!("fixtures/galaxy/sim_alarms.toml");

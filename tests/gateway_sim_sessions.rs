@@ -1,13 +1,13 @@
 //! The real gateway client against the real simulator, over loopback gRPC: event
 //! streams and their replay, session faults and leases, API keys, connection errors,
 //! TLS, and buffered items.
-mod sim_harness;
+mod clients;
 
 use std::time::{Duration, Instant};
 
 use mxpva::gateway::*;
 use mxpva::sim::{Faults, Galaxy, SimOptions};
-use sim_harness::*;
+use clients::sim::*;
 
 /// Open a session with one constant advised item, and a stream that has seen
 /// the first data change. Returns the item.

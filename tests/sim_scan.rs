@@ -2,13 +2,13 @@
 //! scan (the Galaxy's `tick_ms`) by control calls reports to a plain item only its latest
 //! value, at the end of the scan; a buffered item gets every sample, each with its own
 //! time, at its buffered update interval. A write keeps its prompt data change.
-mod sim_harness;
+mod clients;
 
 use std::time::Duration;
 
 use mxpva::gateway::*;
 use mxpva::sim::{Galaxy, SimOptions};
-use sim_harness::{data_change, wait_for, write_complete};
+use clients::sim::{data_change, wait_for, write_complete};
 
 const GALAXY: &str = include_str!("fixtures/galaxy/sim_scan.toml");
 
@@ -28,8 +28,8 @@ async fn a_plain_item_gets_the_latest_value_of_a_scan_and_a_buffered_item_every_
         first_update_delay: Some(Duration::from_millis(10)),
         ..SimOptions::default()
     };
-    let h = sim_harness::start(galaxy, opts).await;
-    let (_c, s, server) = sim_harness::session(&h).await;
+    let h = clients::sim::start(galaxy, opts).await;
+    let (_c, s, server) = clients::sim::session(&h).await;
     s.set_buffered_update_interval(server, Duration::from_millis(50))
         .await
         .unwrap();
@@ -126,8 +126,8 @@ async fn next_buffered(
 #[tokio::test]
 async fn a_buffered_burst_leaves_by_the_rules_of_every_sample() {
     let galaxy = Galaxy::from_toml(GALAXY, "scan").unwrap();
-    let h = sim_harness::start(galaxy, sim_harness::fast()).await;
-    let (_c, s, server) = sim_harness::session(&h).await;
+    let h = clients::sim::start(galaxy, clients::sim::fast()).await;
+    let (_c, s, server) = clients::sim::session(&h).await;
     // Long enough that the two bursts below surely come within one interval.
     let interval = Duration::from_secs(1);
     s.set_buffered_update_interval(server, interval)

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod lines;
+pub mod sim;
 pub mod plant;
 
 use std::fs;

@@ -1,5 +1,6 @@
-//! The harness of the gateway-simulator tests (`gateway_sim*.rs`): the simulator served
-//! on loopback in-process, and the gateway client's calls the tests share.
+//! The simulator alone, for the tests of the simulator itself (`gateway_sim*.rs`,
+//! `sim_scan.rs`): served on loopback in the test's process, and the gateway client's
+//! calls those tests share. Tests that run the bridge too use [`super::plant`].
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
