@@ -5,9 +5,9 @@ mod clients;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use clients::sim::*;
 use mxpva::gateway::*;
 use mxpva::sim::{Faults, Galaxy, SimOptions, DEMO_GALAXY};
-use clients::sim::*;
 
 #[tokio::test]
 async fn single_item_lifecycle() {

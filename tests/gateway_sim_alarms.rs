@@ -4,9 +4,9 @@ mod clients;
 
 use std::time::Duration;
 
+use clients::sim::*;
 use mxpva::gateway::*;
 use mxpva::sim::Galaxy;
-use clients::sim::*;
 
 /// One area, one object, one HiHi alarm on Boiler001.Pressure.
 const ALARM_GALAXY: &str = include_str!("fixtures/galaxy/sim_alarms.toml");

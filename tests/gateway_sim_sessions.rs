@@ -5,9 +5,9 @@ mod clients;
 
 use std::time::{Duration, Instant};
 
+use clients::sim::*;
 use mxpva::gateway::*;
 use mxpva::sim::{Faults, Galaxy, SimOptions};
-use clients::sim::*;
 
 /// Open a session with one constant advised item, and a stream that has seen
 /// the first data change. Returns the item.

@@ -20,7 +20,8 @@ mod clients;
 
 use std::time::{Duration, Instant};
 
-use clients::{clients, free_ports};
+use clients::clients;
+use clients::plant::Plant;
 use mxpva::gateway::*;
 use mxpva::sim::{Galaxy, RemoteSim, SimHandle, SimOptions};
 
@@ -290,7 +291,7 @@ async fn a_simcontrol_set_value_or_quality_reaches_a_buffered_item_at_once_and_a
 
 const BRIDGE: &str = r#"
 [gateway]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{gateway}"
 client_name = "mxpva-push"
 
 [[pv]]
@@ -319,33 +320,34 @@ print(json.dumps(out))
 
 #[tokio::test]
 async fn a_p4p_put_through_mxpva_run_completes_and_reads_back_at_once() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sim-push");
-    std::fs::create_dir_all(&dir).unwrap();
-    let galaxy = dir.join("galaxy.toml");
     // The first value after Advise takes 3 s here: a simulator that polled for changes
     // would poll every 3 s.
-    std::fs::write(
-        &galaxy,
-        GALAXY.replace(
+    let started = Instant::now();
+    let plant = Plant::new("sim-push")
+        .galaxy_text(GALAXY.replace(
             "first_update_delay_ms = 1000",
             "first_update_delay_ms = 3000",
-        ),
-    )
-    .unwrap();
-    let (port, _) = free_ports();
-    let started = Instant::now();
-    let (_sim, control) = clients::start_sim(
-        &format!("127.0.0.1:{port}"),
-        &galaxy,
-        None,
-        &dir.join("sim.log"),
-    )
-    .await;
-    let config = dir.join("bridge.toml");
-    std::fs::write(&config, BRIDGE.replace("{port}", &port.to_string())).unwrap();
-    let (_bridge, env) = clients::start_bridge(&config, &dir.join("bridge.log"));
-    let text = clients().pvget_until(&env, &["PUSH:SP"], "10").await;
-    assert!(text.contains("PUSH:SP") && text.contains("10"), "{text}");
+        ))
+        .config(BRIDGE)
+        .start()
+        .await;
+    let control = plant.control().clone();
+    let env = plant.env.clone();
+    // Served with its first value (10, NO_ALARM), not the INVALID of its start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = plant.get(&["PUSH:SP"]).await;
+        if got["PUSH:SP"]["value"].as_f64() == Some(10.0)
+            && got["PUSH:SP"]["alarm"]["severity"].as_i64() == Some(0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PUSH:SP never had its first value: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     for value in ["42.5", "42.5", "-7.25"] {
         let run = clients().python(&env, PUT_GET, &["PUSH:SP", value]).await;

@@ -6,9 +6,9 @@ mod clients;
 
 use std::time::Duration;
 
+use clients::sim::{data_change, wait_for, write_complete};
 use mxpva::gateway::*;
 use mxpva::sim::{Galaxy, SimOptions};
-use clients::sim::{data_change, wait_for, write_complete};
 
 const GALAXY: &str = include_str!("fixtures/galaxy/sim_scan.toml");
 

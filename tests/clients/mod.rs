@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 pub mod lines;
-pub mod sim;
 pub mod plant;
+pub mod sim;
 
 use std::fs;
 use std::path::{Path, PathBuf};
