@@ -447,7 +447,7 @@ async fn a_first_value_older_than_the_bridge_s_start_is_held_without_a_warning()
     );
     plant.start_bridge();
     let env = plant.env.clone();
-    let text = clients().pvget_until(&env, &["T:SP"], "12.5").await;
+    let text = clients().pvget_value_until(&env, "T:SP", "12.5").await;
     assert!(text.contains("12.5"), "T:SP never had its value: {text}");
     let log_text = plant.logged("gateway session up", 1).await;
     assert!(

@@ -24,7 +24,7 @@ async fn the_demo_serves_live_values_and_confirmed_writes() {
         .await;
     assert!(!run.text().contains("Error"), "{}", run.text());
     let value = clients()
-        .pvget_until(&env, &["DEMO:Pump001:SpeedSP"], "1234.5")
+        .pvget_value_until(&env, "DEMO:Pump001:SpeedSP", "1234.5")
         .await;
     assert!(value.contains("1234.5"), "{value}");
 

@@ -204,7 +204,9 @@ async fn a_deploy_adds_removes_and_retypes_and_the_rest_never_flicker() {
         .start()
         .await;
     let env = plant.env.clone();
-    let text = clients().pvget_until(&env, &["Tank001:Old"], "1.5").await;
+    let text = clients()
+        .pvget_value_until(&env, "Tank001:Old", "1.5")
+        .await;
     assert!(text.contains("1.5"), "the rule-made PV serves: {text}");
 
     // The explicit entry wins over the rule for Tank001.Temp.
@@ -281,7 +283,9 @@ async fn a_deploy_adds_removes_and_retypes_and_the_rest_never_flicker() {
     );
 
     // The new PV serves; the retyped one is a double now.
-    let text = clients().pvget_until(&env, &["Tank001:New"], "4.25").await;
+    let text = clients()
+        .pvget_value_until(&env, "Tank001:New", "4.25")
+        .await;
     assert!(text.contains("4.25"), "{text}");
     let text = clients()
         .pvget_until(&env, &["-v", "Tank001:Mode"], "double value 2.5")
@@ -365,7 +369,7 @@ async fn sighup_runs_the_changed_rules_again() {
         applied.contains("added=2") && applied.contains("removed=0"),
         "{applied}"
     );
-    let text = clients().pvget_until(&env, &["N:Old"], "1.5").await;
+    let text = clients().pvget_value_until(&env, "N:Old", "1.5").await;
     assert!(text.contains("1.5"), "{text}");
     let text = clients().pvget_until(&env, &["N:Level"], "N:Level ").await;
     assert!(text.contains("N:Level "), "{text}");
@@ -406,7 +410,7 @@ async fn a_reloaded_rule_access_group_holds_while_the_galaxy_is_unreachable() {
     plant.start_bridge();
     let env = plant.env.clone();
     let c = clients();
-    let text = c.pvget_until(&env, &["Tank001:Old"], "1.5").await;
+    let text = c.pvget_value_until(&env, "Tank001:Old", "1.5").await;
     assert!(text.contains("1.5"), "{text}");
     // The loose group lets anyone write.
     let out = c.p4p_put(&env, "Tank001:Old", "2.5").await;
@@ -457,6 +461,6 @@ async fn a_reloaded_rule_access_group_holds_while_the_galaxy_is_unreachable() {
     let writes = control.writes().await.unwrap();
     assert!(!wrote(&writes, 3.5) && !wrote(&writes, 4.5), "{writes:?}");
     // Only the access changed: the PV is served as before.
-    let text = c.pvget_until(&env, &["Tank001:Old"], "2.5").await;
+    let text = c.pvget_value_until(&env, "Tank001:Old", "2.5").await;
     assert!(text.contains("2.5"), "{text}");
 }

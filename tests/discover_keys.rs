@@ -160,7 +160,7 @@ async fn a_rule_puts_its_access_group_and_subscribe_mode_on_its_pvs() {
     // READ is allowed: a GET is the first client of the on-demand PV, which is advised
     // for it and un-advised after its linger.
     let text = clients()
-        .pvget_until(&env, &["Pump001:SpeedSP"], "1200")
+        .pvget_value_until(&env, "Pump001:SpeedSP", "1200")
         .await;
     assert!(text.contains("1200"), "{text}");
     advised(&control, 1, "SpeedSP un-advised after its 1 s linger").await;

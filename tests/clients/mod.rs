@@ -393,6 +393,30 @@ impl Clients {
         }
         text
     }
+
+    /// Runs `pvget pv` until its line of `pv` shows the value `value` (its last word: a
+    /// needle found anywhere could match the timestamp) for at most 10 s; returns the
+    /// last output, whether or not it got there.
+    pub async fn pvget_value_until(
+        &self,
+        env: &[(String, String)],
+        pv: &str,
+        value: &str,
+    ) -> String {
+        let mut text = String::new();
+        for _ in 0..50 {
+            text = self.run("pvget", env, &[pv]).await.text();
+            let shows = text.lines().any(|l| {
+                l.split_whitespace().next() == Some(pv)
+                    && l.split_whitespace().last() == Some(value)
+            });
+            if shows {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        text
+    }
 }
 
 /// Python: `plain(o)` makes a p4p structure JSON-safe: arrays become lists, and the
