@@ -162,7 +162,7 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
     assert!(out.contains("3"), "{out}");
 
     let (_monitor, _first, mut lines) = c.pvmonitor(&env, "AR:Level").await;
-    // Steady: a second of updates, each within 200 ms of the one before.
+    // Steady: a second of updates, each within 500 ms of the one before (a stall of the reload, at least 2 s, shows).
     let mut arrivals: Vec<Instant> = Vec::new();
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
@@ -180,7 +180,7 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
         .max()
         .unwrap_or_default();
     assert!(
-        arrivals.len() >= 20 && steady < Duration::from_millis(200),
+        arrivals.len() >= 10 && steady < Duration::from_millis(500),
         "before the reload: {} updates in a second, largest gap {steady:?}",
         arrivals.len()
     );
@@ -190,12 +190,17 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
     let hup = Instant::now();
     reload(&plant, &open_acf(&hags));
     // A pvget of another PV while the names are being resolved.
+    // When it ends, the log tells whether the reload had ended before it: a bridge that
+    // stalled serving while the names resolve answers it only after the reload.
     let pvget = {
         let env = env.clone();
+        let log = plant.log.clone();
         tokio::spawn(async move {
             let t = Instant::now();
             let out = clients().run("pvget", &env, &["AR:Flow"]).await.text();
-            (t.elapsed(), out)
+            let took = t.elapsed();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            (took, out, text.matches("config reloaded").count())
         })
     };
     let mut arrivals = vec![hup];
@@ -227,7 +232,7 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
         .map(|w| w[1] - w[0])
         .max()
         .unwrap_or_default();
-    let (pvget_took, out) = pvget.await.unwrap();
+    let (pvget_took, out, reloads_then) = pvget.await.unwrap();
     eprintln!(
         "SIGHUP under a slow resolver: reload took {reload_took:?}; largest monitor update gap \
          {gap:?} ({} updates); pvget of another PV {pvget_took:?} (before the reload \
@@ -248,14 +253,18 @@ async fn a_reload_under_a_slow_resolver_never_stalls_serving() {
     for host in SLOW_HOSTS {
         assert!(text.contains(host), "nothing logged about {host}:\n{text}");
     }
+    // Serving stalled by the resolver would leave a gap as long as the reload (at least
+    // the resolver's 2 s timeout); half of it leaves room for a loaded machine.
     assert!(
-        gap < Duration::from_millis(200),
-        "largest gap between updates of a monitor across the reload: {gap:?}"
+        gap < reload_took / 2,
+        "largest gap between updates of a monitor across the reload: {gap:?}, \
+         the reload took {reload_took:?}"
     );
     assert!(out.contains("3"), "{out}");
-    assert!(
-        pvget_took < pvget_before + Duration::from_millis(200),
-        "a pvget during the reload took {pvget_took:?}, {pvget_before:?} before it"
+    assert_eq!(
+        reloads_then, before,
+        "a pvget during the reload ended only after it ({pvget_took:?}; \
+         {pvget_before:?} before the reload): serving waited for the resolver"
     );
 }
 
