@@ -14,7 +14,14 @@
 //!
 //! samples/s = updates the client received / (time of the last one - start of the
 //! round); the median over the rounds. Rounds are at least BUF_INTERVAL_MS apart, so
-//! that every round is one event per item, sent at once.
+//! that every round is one event per item, sent at once (the simulator's interval since
+//! each item's last OnBufferedDataChange has passed: no round waits for it).
+//!
+//! Beside it, the delivery rate: (updates - 1) / (time of the last - time of the first
+//! update the client received), and how long the first took from the round's start
+//! (`first_ms`). The round's start is mxpva's handicap the limit does not have: the
+//! BufferedBurst control call, the simulator building the OnBufferedDataChange events,
+//! and the first event's way through gRPC to mxpva, before any sample is posted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,8 +139,10 @@ impl Bench {
                 .skip(1)
                 .map(|x| x.parse().unwrap())
                 .collect();
-            let (updates, last_ns, gaps, backwards, stale) = (w[0], w[1] as i64, w[2], w[3], w[4]);
+            let (updates, last_ns, gaps, backwards, stale, first_ns) =
+                (w[0], w[1] as i64, w[2], w[3], w[4], w[5] as i64);
             let secs = (last_ns - t0) as f64 / 1e9;
+            let delivery = (last_ns - first_ns) as f64 / 1e9;
             rounds.push(json!({
                 "samples": m,
                 "received": updates,
@@ -143,6 +152,9 @@ impl Bench {
                 "complete": updates == m as f64 && gaps == 0.0 && backwards == 0.0,
                 "seconds": secs,
                 "samples_per_s": updates / secs,
+                "first_ms": (first_ns - t0) as f64 / 1e6,
+                "delivery_s": delivery,
+                "delivery_per_s": (updates - 1.0) / delivery,
                 "cpu_us_per_sample": server_cpu * 1e6 / updates,
             }));
         }
@@ -172,6 +184,8 @@ impl Bench {
             "complete": rounds.iter().all(|x| x["complete"] == true),
             "lost_percent": 100.0 * lost / (m as f64 * rounds.len().max(1) as f64),
             "samples_per_s": med("samples_per_s"),
+            "first_ms": med("first_ms"),
+            "delivery_per_s": med("delivery_per_s"),
             "cpu_us_per_sample": med("cpu_us_per_sample"),
         });
         println!("e2e: {} buffered {r}", sys.name());

@@ -88,6 +88,18 @@ pub(crate) fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
             1.0,
         ));
         v.push((
+            "buffered samples/s, first to last sample".into(),
+            "/buffered/delivery_per_s".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
+            "buffered first sample after (ms)".into(),
+            "/buffered/first_ms".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
             "buffered CPU per sample (us)".into(),
             "/buffered/cpu_us_per_sample".into(),
             LAT_N,
