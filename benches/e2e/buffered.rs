@@ -72,7 +72,11 @@ impl Bench {
                 p
             }
             (System::Mxpva, Some(sim)) => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_mxpva"));
+                // MXPVA_BIN: another build of mxpva (the simulator stays this one's),
+                // for before/after runs of this scenario.
+                let bin = std::env::var_os("MXPVA_BIN")
+                    .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mxpva")), PathBuf::from);
+                let mut c = Command::new(bin);
                 c.args(["run", "--config"])
                     .arg(write_config(&self.dir, &sim.addr));
                 Proc::spawn_with(c, &pva.server, Some(&log))
@@ -103,6 +107,8 @@ impl Bench {
         }
         let cpu = |pid: u32| procfs::cpu_s(pid);
         let pid = server.child.id();
+        let sim_pid = sim.map(|s| s.proc.child.id());
+        let client_pid = client.child.id();
         let m = (BUF_N * BUF_K) as u64;
         let mut last_start: Option<Instant> = None;
         for r in 0..self.opts.rounds * usize::from(valid == BUF_N) {
@@ -116,6 +122,8 @@ impl Bench {
             client.say(&format!("samples {m} {first} 60"));
             client.expect("armed");
             let cpu0 = cpu(pid);
+            let sim_cpu0 = sim_pid.map(cpu);
+            let client_cpu0 = cpu(client_pid);
             last_start = Some(Instant::now());
             let t0 = now_ns();
             match (&session, sim) {
@@ -134,6 +142,8 @@ impl Bench {
             }
             let done = client.expect("done").pop().unwrap();
             let server_cpu = cpu(pid) - cpu0;
+            let sim_cpu = sim_pid.map(cpu).zip(sim_cpu0).map(|(a, b)| a - b);
+            let client_cpu = cpu(client_pid) - client_cpu0;
             let w: Vec<f64> = done
                 .split_whitespace()
                 .skip(1)
@@ -156,6 +166,8 @@ impl Bench {
                 "delivery_s": delivery,
                 "delivery_per_s": (updates - 1.0) / delivery,
                 "cpu_us_per_sample": server_cpu * 1e6 / updates,
+                "sim_cpu_us_per_sample": sim_cpu.map(|c| c * 1e6 / updates),
+                "client_cpu_us_per_sample": client_cpu * 1e6 / updates,
             }));
         }
         client.finish();
@@ -187,6 +199,8 @@ impl Bench {
             "first_ms": med("first_ms"),
             "delivery_per_s": med("delivery_per_s"),
             "cpu_us_per_sample": med("cpu_us_per_sample"),
+            "sim_cpu_us_per_sample": med("sim_cpu_us_per_sample"),
+            "client_cpu_us_per_sample": med("client_cpu_us_per_sample"),
         });
         println!("e2e: {} buffered {r}", sys.name());
         r

@@ -5,7 +5,8 @@
 //!     cargo bench --bench e2e -- --quick           # N up to 10,000, shorter phases
 //!     cargo bench --bench e2e -- --max-n 1000 --runs 2 --no-peer
 //!     cargo bench --bench e2e -- --write-plots      # also redraw docs/performance/*.svg
-//!     cargo bench --bench e2e -- --buffered-only    # scenario 5 alone (limit, mxpva)
+//!     cargo bench --bench e2e -- --buffered-only    # scenario 5 alone (limit, mxpva;
+//!                                                   # MXPVA_BIN=path: another mxpva build)
 //!
 //! Systems, each serving N float64 PVs B:0..B:<N-1>:
 //! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs

@@ -106,6 +106,18 @@ pub(crate) fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
             1.0,
         ));
         v.push((
+            "buffered simulator CPU per sample (us)".into(),
+            "/buffered/sim_cpu_us_per_sample".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
+            "buffered client CPU per sample (us)".into(),
+            "/buffered/client_cpu_us_per_sample".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
             "buffered samples lost (%)".into(),
             "/buffered/lost_percent".into(),
             LAT_N,
