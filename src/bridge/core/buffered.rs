@@ -105,3 +105,78 @@ impl Bridge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use crate::bridge::core::Bridge;
+    use crate::bridge::interleavings::take_posted;
+    use crate::bridge::link::subscriptions::Role;
+    use crate::config::Config;
+    use crate::gateway::{BufferedDataChange, ItemHandle, MxValue, Quality, ServerHandle};
+    use crate::pva::{self, Server, ServerConfig, TimeStamp};
+
+    /// The buffered events taken together: their samples are posted round robin over
+    /// their PVs, and each PV's every sample, in order, at its source time (a PV's
+    /// second event in the group after its first).
+    #[tokio::test]
+    async fn the_samples_of_events_taken_together_go_round_robin_each_pv_s_in_order() {
+        let text = "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n[alarms]\nenabled = false\n\
+                    [defaults]\nbuffered = true\n\
+                    [[pv]]\nname = \"BufA\"\ntag = \"Tank001.Level\"\ntype = \"float64\"\n\
+                    [[pv]]\nname = \"BufB\"\ntag = \"Tank002.Level\"\ntype = \"float64\"\n";
+        let config = Config::from_str_at(text, Path::new("buffered_test.toml")).unwrap();
+        let server = Arc::new(Server::new(&ServerConfig::isolated()).unwrap());
+        let (events, _rx) = pva::event_channel();
+        let mut b = Bridge::new(config, server, events).unwrap();
+        for (name, tag, item) in [("BufA", "Tank001.Level", 1), ("BufB", "Tank002.Level", 2)] {
+            let id = b.pvs.id_of_name(name).unwrap();
+            b.pvs
+                .bind(id, tag, Role::Buffered, ItemHandle(item))
+                .unwrap();
+        }
+        let t0 = SystemTime::now();
+        let at = |k: u64| t0 + Duration::from_millis(k);
+        let event = |item, samples: &[u64]| BufferedDataChange {
+            worker_sequence: 0,
+            server_handle: ServerHandle(1),
+            item_handle: ItemHandle(item),
+            samples: samples
+                .iter()
+                .map(|&k| (MxValue::Double(k as f64), Quality::GOOD, Some(at(k))))
+                .collect(),
+            statuses: vec![],
+        };
+        // The first values open the PVs.
+        b.on_buffered(vec![event(1, &[0]), event(2, &[0])]);
+        b.end_turn();
+        take_posted();
+        b.on_buffered(vec![
+            event(1, &[1, 2, 3]),
+            event(2, &[1, 2, 3]),
+            event(1, &[4, 5]),
+        ]);
+        b.end_turn();
+        let posted = take_posted();
+        let names: Vec<&str> = posted.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names[..4], ["BufA", "BufB", "BufA", "BufB"], "{names:?}");
+        for (name, n) in [("BufA", 5), ("BufB", 3)] {
+            let times: Vec<_> = posted
+                .iter()
+                .filter(|(p, _)| p == name)
+                .map(|(_, t)| *t)
+                .collect();
+            let want: Vec<_> = (1..=n)
+                .map(|k| TimeStamp::from(at(k)))
+                .map(|t| (t.seconds, t.nanos))
+                .collect();
+            assert_eq!(
+                times, want,
+                "{name}: every sample, in order, at its source time"
+            );
+        }
+    }
+}
