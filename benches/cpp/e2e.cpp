@@ -32,7 +32,7 @@
 //                                         updates of value F or more came (each PV's
 //                                         values F, F+1, ...); print "done <updates>
 //                                         <unix ns of the last> <gaps> <backwards>
-//                                         <stale>", where a gap is an update above the
+//                                         <stale> <unix ns of the first>", where a gap is an update above the
 //                                         next value its PV should show (samples lost),
 //                                         backwards one below it (out of order), and
 //                                         stale one below F (not counted)
@@ -318,6 +318,7 @@ struct Queued {
     size_t valid = 0;
     uint64_t updates = 0;  // since the last `samples`
     uint64_t wanted = 0;   // what `samples` waits for
+    int64_t first_ns = 0;  // the first counted update of this `samples`
     int64_t last_ns = 0;
     uint64_t gaps = 0;
     uint64_t backwards = 0;
@@ -361,7 +362,7 @@ int queued(const std::string& prefix, size_t n, int32_t queue) {
                             if (x > w.next[i]) w.gaps++;
                             if (x < w.next[i]) w.backwards++;
                             if (x >= w.next[i]) w.next[i] = x + 1;
-                            w.updates++;
+                            if (w.updates++ == 0) w.first_ns = now;
                             w.last_ns = now;
                             if (w.updates == w.wanted) w.changed.notify_all();
                         } catch (pvxs::client::Connected&) {
@@ -392,6 +393,7 @@ int queued(const std::string& prefix, size_t n, int32_t queue) {
         words >> m >> first >> secs;
         std::unique_lock<std::mutex> g(w.lock);
         w.updates = 0;
+        w.first_ns = 0;
         w.gaps = 0;
         w.backwards = 0;
         w.stale = 0;
@@ -406,7 +408,7 @@ int queued(const std::string& prefix, size_t n, int32_t queue) {
         g.lock();
         say("done " + std::to_string(w.updates) + " " + std::to_string(w.last_ns) + " " +
             std::to_string(w.gaps) + " " + std::to_string(w.backwards) + " " +
-            std::to_string(w.stale));
+            std::to_string(w.stale) + " " + std::to_string(w.first_ns));
         w.wanted = 0;
     }
     std::_Exit(0);

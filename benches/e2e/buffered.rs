@@ -14,7 +14,14 @@
 //!
 //! samples/s = updates the client received / (time of the last one - start of the
 //! round); the median over the rounds. Rounds are at least BUF_INTERVAL_MS apart, so
-//! that every round is one event per item, sent at once.
+//! that every round is one event per item, sent at once (the simulator's interval since
+//! each item's last OnBufferedDataChange has passed: no round waits for it).
+//!
+//! Beside it, the delivery rate: (updates - 1) / (time of the last - time of the first
+//! update the client received), and how long the first took from the round's start
+//! (`first_ms`). The round's start is mxpva's handicap the limit does not have: the
+//! BufferedBurst control call, the simulator building the OnBufferedDataChange events,
+//! and the first event's way through gRPC to mxpva, before any sample is posted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,7 +72,11 @@ impl Bench {
                 p
             }
             (System::Mxpva, Some(sim)) => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_mxpva"));
+                // MXPVA_BIN: another build of mxpva (the simulator stays this one's),
+                // for before/after runs of this scenario.
+                let bin = std::env::var_os("MXPVA_BIN")
+                    .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mxpva")), PathBuf::from);
+                let mut c = Command::new(bin);
                 c.args(["run", "--config"])
                     .arg(write_config(&self.dir, &sim.addr));
                 Proc::spawn_with(c, &pva.server, Some(&log))
@@ -96,6 +107,8 @@ impl Bench {
         }
         let cpu = |pid: u32| procfs::cpu_s(pid);
         let pid = server.child.id();
+        let sim_pid = sim.map(|s| s.proc.child.id());
+        let client_pid = client.child.id();
         let m = (BUF_N * BUF_K) as u64;
         let mut last_start: Option<Instant> = None;
         for r in 0..self.opts.rounds * usize::from(valid == BUF_N) {
@@ -109,6 +122,8 @@ impl Bench {
             client.say(&format!("samples {m} {first} 60"));
             client.expect("armed");
             let cpu0 = cpu(pid);
+            let sim_cpu0 = sim_pid.map(cpu);
+            let client_cpu0 = cpu(client_pid);
             last_start = Some(Instant::now());
             let t0 = now_ns();
             match (&session, sim) {
@@ -127,13 +142,17 @@ impl Bench {
             }
             let done = client.expect("done").pop().unwrap();
             let server_cpu = cpu(pid) - cpu0;
+            let sim_cpu = sim_pid.map(cpu).zip(sim_cpu0).map(|(a, b)| a - b);
+            let client_cpu = cpu(client_pid) - client_cpu0;
             let w: Vec<f64> = done
                 .split_whitespace()
                 .skip(1)
                 .map(|x| x.parse().unwrap())
                 .collect();
-            let (updates, last_ns, gaps, backwards, stale) = (w[0], w[1] as i64, w[2], w[3], w[4]);
+            let (updates, last_ns, gaps, backwards, stale, first_ns) =
+                (w[0], w[1] as i64, w[2], w[3], w[4], w[5] as i64);
             let secs = (last_ns - t0) as f64 / 1e9;
+            let delivery = (last_ns - first_ns) as f64 / 1e9;
             rounds.push(json!({
                 "samples": m,
                 "received": updates,
@@ -143,7 +162,12 @@ impl Bench {
                 "complete": updates == m as f64 && gaps == 0.0 && backwards == 0.0,
                 "seconds": secs,
                 "samples_per_s": updates / secs,
+                "first_ms": (first_ns - t0) as f64 / 1e6,
+                "delivery_s": delivery,
+                "delivery_per_s": (updates - 1.0) / delivery,
                 "cpu_us_per_sample": server_cpu * 1e6 / updates,
+                "sim_cpu_us_per_sample": sim_cpu.map(|c| c * 1e6 / updates),
+                "client_cpu_us_per_sample": client_cpu * 1e6 / updates,
             }));
         }
         client.finish();
@@ -172,7 +196,11 @@ impl Bench {
             "complete": rounds.iter().all(|x| x["complete"] == true),
             "lost_percent": 100.0 * lost / (m as f64 * rounds.len().max(1) as f64),
             "samples_per_s": med("samples_per_s"),
+            "first_ms": med("first_ms"),
+            "delivery_per_s": med("delivery_per_s"),
             "cpu_us_per_sample": med("cpu_us_per_sample"),
+            "sim_cpu_us_per_sample": med("sim_cpu_us_per_sample"),
+            "client_cpu_us_per_sample": med("client_cpu_us_per_sample"),
         });
         println!("e2e: {} buffered {r}", sys.name());
         r

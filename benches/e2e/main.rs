@@ -5,6 +5,8 @@
 //!     cargo bench --bench e2e -- --quick           # N up to 10,000, shorter phases
 //!     cargo bench --bench e2e -- --max-n 1000 --runs 2 --no-peer
 //!     cargo bench --bench e2e -- --write-plots      # also redraw docs/performance/*.svg
+//!     cargo bench --bench e2e -- --buffered-only    # scenario 5 alone (limit, mxpva;
+//!                                                   # MXPVA_BIN=path: another mxpva build)
 //!
 //! Systems, each serving N float64 PVs B:0..B:<N-1>:
 //! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs
@@ -98,6 +100,8 @@ struct Opts {
     put_seconds: f64,
     peer: bool,
     plots: bool,
+    /// Only the buffered scenario (5), at N = LAT_N, on the limit and mxpva.
+    buffered_only: bool,
 }
 
 impl Opts {
@@ -110,6 +114,7 @@ impl Opts {
             put_seconds: 3.0,
             peer: true,
             plots: false,
+            buffered_only: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -132,6 +137,11 @@ impl Opts {
                 "--rounds" => o.rounds = value(&mut i).parse().unwrap(),
                 "--runs" => o.runs = value(&mut i).parse().unwrap(),
                 "--no-peer" => o.peer = false,
+                "--buffered-only" => {
+                    o.buffered_only = true;
+                    o.sizes = vec![LAT_N];
+                    o.peer = false;
+                }
                 "--write-plots" => o.plots = true,
                 // The default since `--write-plots` came: accepted, changes nothing.
                 "--no-plots" => o.plots = false,
@@ -584,6 +594,15 @@ impl Bench {
             let sim = self.start_sim(n);
             for sys in self.opts.systems() {
                 let sim = (sys != System::Limit).then_some(&sim);
+                if self.opts.buffered_only {
+                    let r = json!({
+                        "system": sys.name(),
+                        "n": n,
+                        "buffered": self.buffered(sys, sim),
+                    });
+                    results.push(r);
+                    continue;
+                }
                 let mut s = self.start(sys, n, sim);
                 let mut rounds = Vec::new();
                 for _ in 0..self.opts.rounds * usize::from(!s.served_s.is_nan()) {

@@ -88,8 +88,32 @@ pub(crate) fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
             1.0,
         ));
         v.push((
+            "buffered samples/s, first to last sample".into(),
+            "/buffered/delivery_per_s".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
+            "buffered first sample after (ms)".into(),
+            "/buffered/first_ms".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
             "buffered CPU per sample (us)".into(),
             "/buffered/cpu_us_per_sample".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
+            "buffered simulator CPU per sample (us)".into(),
+            "/buffered/sim_cpu_us_per_sample".into(),
+            LAT_N,
+            1.0,
+        ));
+        v.push((
+            "buffered client CPU per sample (us)".into(),
+            "/buffered/client_cpu_us_per_sample".into(),
             LAT_N,
             1.0,
         ));

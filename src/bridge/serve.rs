@@ -23,7 +23,10 @@ use super::link::subscriptions::{AdviseCall, Advised};
 use super::link::{close_stale_sessions, connect, Connected, Link};
 use super::writes::calls::{self, CallDone};
 use super::Reload;
-use crate::gateway::{refuse_shared_handles, Backoff, EventStream, ServerHandle, Session};
+use crate::gateway::{
+    refuse_shared_handles, Backoff, BufferedDataChange, EventStream, ServerHandle, Session,
+    SessionEvent,
+};
 use crate::lock::Mutex;
 use crate::pva;
 
@@ -48,8 +51,13 @@ const POST_BUDGET_BEHIND: Duration = Duration::from_millis(5);
 /// Coalescing ends once the bridge has kept up for this long (so a burst does not turn
 /// it on and off, and log it, at every turn).
 const CAUGHT_UP_AFTER: Duration = Duration::from_secs(1);
-/// The clock is read every this many events or posts.
+/// The clock is read every this many events or posts (a buffered data change counts
+/// as many as it has samples: each is posted).
 const BUDGET_STEP: usize = 32;
+/// Buffered data changes ready one after the other are handed to the bridge together,
+/// up to about this many samples ([`Bridge::on_buffered`]: their samples are posted
+/// round robin over their PVs).
+const BUFFERED_GROUP: usize = 4096;
 
 /// What a gateway call in flight hands back.
 enum Answer {
@@ -416,16 +424,24 @@ async fn take_ready(
     let mut ended = None;
     if let Some(stream) = events.as_mut() {
         let mut taken = 0usize;
+        // The work taken (events; a buffered one counts its samples), and when the
+        // clock is read next.
+        let mut work = 0usize;
+        let mut next_check = BUDGET_STEP;
+        let mut late = false;
+        let mut group: Vec<BufferedDataChange> = Vec::new();
+        let mut group_samples = 0usize;
         loop {
             let cap = if bridge.coalesce {
                 MAX_TURN_BEHIND
             } else {
                 MAX_TURN
             };
-            let over = taken >= cap
-                || (taken.is_multiple_of(BUDGET_STEP)
-                    && taken > 0
-                    && started.elapsed() >= TAKE_BUDGET);
+            if work >= next_check {
+                next_check = work + BUDGET_STEP;
+                late = started.elapsed() >= TAKE_BUDGET;
+            }
+            let over = taken >= cap || late;
             match stream.next().now_or_never() {
                 None => {
                     if taken < MAX_TURN / 4 {
@@ -434,7 +450,25 @@ async fn take_ready(
                     break;
                 }
                 Some(Some(Ok(ev))) => {
-                    bridge.on_session_event(ev);
+                    match ev {
+                        SessionEvent::BufferedDataChange(b) => {
+                            work += b.samples.len().max(1);
+                            group_samples += b.samples.len();
+                            group.push(b);
+                            if group_samples >= BUFFERED_GROUP {
+                                group_samples = 0;
+                                bridge.on_buffered(std::mem::take(&mut group));
+                            }
+                        }
+                        ev => {
+                            work += 1;
+                            if !group.is_empty() {
+                                group_samples = 0;
+                                bridge.on_buffered(std::mem::take(&mut group));
+                            }
+                            bridge.on_session_event(ev);
+                        }
+                    }
                     if over {
                         // More is ready than a turn takes.
                         *behind = true;
@@ -451,6 +485,9 @@ async fn take_ready(
                     break;
                 }
             }
+        }
+        if !group.is_empty() {
+            bridge.on_buffered(group);
         }
     }
     bridge.alarms.on_ready(&mut bridge.pvs, &mut bridge.urgent);

@@ -319,7 +319,13 @@ mod tests {
         let ahead = SystemTime::now() + Duration::from_secs(20);
         let id = b.pvs.id_of_name("Level").unwrap();
         let pv = b.pvs.get_mut(id).unwrap();
-        pv.data_change(&MxValue::Double(1.0), Quality::GOOD, Some(ahead), &[]);
+        pv.sample(
+            &MxValue::Double(1.0),
+            Quality::GOOD,
+            Some(ahead),
+            &[],
+            false,
+        );
         pv.flush();
         let last = served_time(&b, "Level");
         let t = TimeStamp::from(ahead);
@@ -350,7 +356,13 @@ mod tests {
         let ahead = SystemTime::now() + Duration::from_secs(20);
         let id = b.pvs.id_of_name("Level").unwrap();
         let pv = b.pvs.get_mut(id).unwrap();
-        pv.data_change(&MxValue::Double(1.0), Quality::GOOD, Some(ahead), &[]);
+        pv.sample(
+            &MxValue::Double(1.0),
+            Quality::GOOD,
+            Some(ahead),
+            &[],
+            false,
+        );
         pv.flush();
         let last = served_time(&b, "Level");
         let without = Config::from_str_at(

@@ -185,7 +185,7 @@ impl Bridge {
                     None => self.link.strays.undecodable(&u, None),
                 }
             }
-            SessionEvent::BufferedDataChange(b) => self.on_buffered(b),
+            SessionEvent::BufferedDataChange(b) => self.on_buffered(vec![b]),
             SessionEvent::WriteComplete(wc) => {
                 let item = self
                     .pvs

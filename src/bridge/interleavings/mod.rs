@@ -81,7 +81,7 @@ pub(super) fn posted(name: &str, time: Option<&TimeStamp>) {
     }
 }
 
-fn take_posted() -> Vec<(String, (i64, i32))> {
+pub(in crate::bridge) fn take_posted() -> Vec<(String, (i64, i32))> {
     POSTED.with(|p| std::mem::take(&mut *p.borrow_mut()))
 }
 

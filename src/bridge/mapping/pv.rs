@@ -379,20 +379,71 @@ impl MappedPv {
         if !staged.dirty {
             return;
         }
-        if self.pv.is_open() {
-            let name = self.cfg.name.as_str();
-            let time = match staged.time {
-                Some(t) => self.stamps.next(name, t),
-                None => self.stamps.now(name),
-            };
-            let alarm = alarm.unwrap_or_else(|| self.combined());
-            let mut update = Update::default().with_alarm(alarm).with_time(time);
-            update.value = staged.value;
+        if let Some(update) = self.update_of(staged.value, staged.time, alarm) {
             self.post(update);
         }
         if staged.data {
             self.writes.shown();
         }
+    }
+
+    /// The update of staged news (`value`, at `time`; `alarm`, else the PV's alarm now),
+    /// if the PV is open.
+    fn update_of(
+        &mut self,
+        value: Option<NtValue>,
+        time: Option<TimeStamp>,
+        alarm: Option<Alarm>,
+    ) -> Option<Update> {
+        if !self.pv.is_open() {
+            return None;
+        }
+        let name = self.cfg.name.as_str();
+        let time = match time {
+            Some(t) => self.stamps.next(name, t),
+            None => self.stamps.now(name),
+        };
+        let alarm = alarm.unwrap_or_else(|| self.combined());
+        let mut update = Update::default().with_alarm(alarm).with_time(time);
+        update.value = value;
+        Some(update)
+    }
+
+    /// [`MappedPv::sample`] of one sample of an OnBufferedDataChange, whose samples
+    /// are posted together: the sample staged before this one is added to `batch`
+    /// instead of being posted (a change that posts otherwise, such as a re-open, posts
+    /// `batch` first). The caller posts `batch` ([`MappedPv::post_one`], then
+    /// [`MappedPv::batch_posted`]) before anything else of this PV is posted.
+    pub fn buffered_sample(
+        &mut self,
+        value: &MxValue,
+        quality: Quality,
+        source: Option<SystemTime>,
+        statuses: &[MxStatus],
+        batch: &mut Vec<Update>,
+    ) -> bool {
+        self.sample_in(value, quality, source, statuses, false, Some(batch))
+            .marked
+    }
+
+    /// Posts one update of a batch ([`MappedPv::buffered_sample`]).
+    pub fn post_one(&self, update: Update) {
+        self.post(update);
+    }
+
+    /// A batch of samples was posted: the writes waiting for their value complete.
+    pub fn batch_posted(&mut self) {
+        self.writes.shown();
+    }
+
+    fn post_batch(&mut self, batch: &mut Vec<Update>) {
+        if batch.is_empty() {
+            return;
+        }
+        for update in batch.drain(..) {
+            self.post(update);
+        }
+        self.batch_posted();
     }
 
     /// An alarm on an open PV (value kept). A closed PV opens with it, without a value:
@@ -475,21 +526,11 @@ impl MappedPv {
     /// The update is staged for [`MappedPv::flush`] at the end of the bridge's turn, so that
     /// alarm transitions taken in the same turn join it; true when the PV is newly marked
     /// for that. A second data change in one turn posts the first: each is a sample
-    /// (buffered samples come this way: they are never coalesced).
-    pub fn data_change(
-        &mut self,
-        value: &MxValue,
-        quality: Quality,
-        source: Option<SystemTime>,
-        statuses: &[MxStatus],
-    ) -> bool {
-        self.sample(value, quality, source, statuses, false).marked
-    }
-
-    /// [`MappedPv::data_change`]; with `coalesce` (the bridge is behind the gateway's
-    /// events), a data change staged and not posted yet is replaced by this one instead of
-    /// posted first, when both show the same alarm severity and status: the PV lags, but an
-    /// alarm is never hidden.
+    /// (buffered samples are never coalesced: [`MappedPv::buffered_sample`]).
+    ///
+    /// With `coalesce` (the bridge is behind the gateway's events), a data change staged
+    /// and not posted yet is replaced by this one instead of posted first, when both show
+    /// the same alarm severity and status: the PV lags, but an alarm is never hidden.
     pub fn sample(
         &mut self,
         value: &MxValue,
@@ -498,11 +539,28 @@ impl MappedPv {
         statuses: &[MxStatus],
         coalesce: bool,
     ) -> Taken {
+        self.sample_in(value, quality, source, statuses, coalesce, None)
+    }
+
+    /// [`MappedPv::sample`]; with `batch`, a staged sample goes there instead of being
+    /// posted ([`MappedPv::buffered_sample`]).
+    fn sample_in(
+        &mut self,
+        value: &MxValue,
+        quality: Quality,
+        source: Option<SystemTime>,
+        statuses: &[MxStatus],
+        coalesce: bool,
+        mut batch: Option<&mut Vec<Update>>,
+    ) -> Taken {
         // The staged sample's alarm, while it may still be replaced.
         let mut staged_alarm = None;
         if self.staged.data {
             if coalesce && self.pv.is_open() {
                 staged_alarm = Some(self.combined());
+            } else if let (Some(batch), true) = (batch.as_deref_mut(), self.pv.is_open()) {
+                let staged = std::mem::take(&mut self.staged);
+                batch.extend(self.update_of(staged.value, staged.time, None));
             } else {
                 self.flush();
             }
@@ -598,6 +656,10 @@ impl MappedPv {
                 };
             }
             _ => {
+                // What this sample posts comes after the samples batched before it.
+                if let Some(batch) = batch {
+                    self.post_batch(batch);
+                }
                 if let Some(before) = staged_alarm.take() {
                     self.flush_as(Some(before));
                 }

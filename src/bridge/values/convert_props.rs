@@ -276,7 +276,7 @@ writable = true
         crate::bridge::mapping::pv::MappedPv::new(config.pvs[0].clone(), &config.defaults, &events)
             .unwrap();
     pv.item = Some(crate::gateway::ItemHandle(1));
-    pv.data_change(sample, crate::gateway::Quality::GOOD, None, &[]);
+    pv.sample(sample, crate::gateway::Quality::GOOD, None, &[], false);
     pv
 }
 
