@@ -5,6 +5,7 @@
 //!     cargo bench --bench e2e -- --quick           # N up to 10,000, shorter phases
 //!     cargo bench --bench e2e -- --max-n 1000 --runs 2 --no-peer
 //!     cargo bench --bench e2e -- --write-plots      # also redraw docs/performance/*.svg
+//!     cargo bench --bench e2e -- --rss-only --no-peer  # only RSS per PV (N = 1 and the largest)
 //!
 //! Systems, each serving N float64 PVs B:0..B:<N-1>:
 //! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs
@@ -98,6 +99,9 @@ struct Opts {
     put_seconds: f64,
     peer: bool,
     plots: bool,
+    /// Only the scale phase at N = 1 and the largest N: RSS per PV, monitored and with
+    /// no client; no throughput rounds, latency, puts or buffered samples.
+    rss_only: bool,
 }
 
 impl Opts {
@@ -110,6 +114,7 @@ impl Opts {
             put_seconds: 3.0,
             peer: true,
             plots: false,
+            rss_only: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -132,12 +137,18 @@ impl Opts {
                 "--rounds" => o.rounds = value(&mut i).parse().unwrap(),
                 "--runs" => o.runs = value(&mut i).parse().unwrap(),
                 "--no-peer" => o.peer = false,
+                "--rss-only" => o.rss_only = true,
                 "--write-plots" => o.plots = true,
                 // The default since `--write-plots` came: accepted, changes nothing.
                 "--no-plots" => o.plots = false,
                 _ => {} // cargo bench passes --bench
             }
             i += 1;
+        }
+        if o.rss_only {
+            let big = o.sizes.last().copied().unwrap_or(1);
+            o.sizes = if big > 1 { vec![1, big] } else { vec![1] };
+            o.rounds = 0;
         }
         o
     }
@@ -613,7 +624,7 @@ impl Bench {
                 r["squashed"] = json!(med("squashed"));
                 r["cpu_us_per_update"] = json!(med("cpu_us_per_update"));
                 r["sim_cpu_us_per_update"] = json!(med("sim_cpu_us_per_update"));
-                if n == LAT_N && !s.served_s.is_nan() {
+                if n == LAT_N && !s.served_s.is_nan() && !self.opts.rss_only {
                     for rate in [1000.0, 10000.0] {
                         let samples = self.latency(&mut s, sim, rate);
                         r[format!("latency_{}", rate as u64)] = summary(&samples);
@@ -630,7 +641,7 @@ impl Bench {
                     }
                 }
                 self.stop(s);
-                if n == LAT_N && sys != System::Peer {
+                if n == LAT_N && sys != System::Peer && !self.opts.rss_only {
                     r["buffered"] = self.buffered(sys, sim);
                 }
                 let big = self.opts.sizes.last() == Some(&n);
