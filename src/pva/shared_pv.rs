@@ -413,7 +413,10 @@ impl SharedPv {
         }
         let shape = Shape::of(pv_type, initial);
         self.check(shape, initial)?;
-        self.handle
+        let handle = self.handle.as_mut().ok_or_else(|| PvaError::NotOpen {
+            pv: self.name.to_string(),
+        })?;
+        handle
             .open(&shape.to_wire(), &initial.to_wire())
             .map_err(|e| PvaError::native(format!("open {}", self.name), e))?;
         self.shape = Some(shape);
