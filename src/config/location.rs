@@ -38,14 +38,20 @@ impl fmt::Debug for Location {
 }
 
 impl PartialEq<str> for Location {
+    /// Whether `other` is this location as shown (`file:line:column`).
     fn eq(&self, other: &str) -> bool {
-        self.to_string() == other
+        let number = |s: &str, n: u32| !s.starts_with(['0', '+']) && s.parse() == Ok(n);
+        other
+            .strip_prefix(&*self.file)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(l, c)| number(l, self.line) && number(c, self.column))
     }
 }
 
 impl PartialEq<&str> for Location {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        *self == **other
     }
 }
 
