@@ -370,6 +370,52 @@ private:
     std::shared_ptr<Chan> chan_;
 };
 
+// The ChannelControl the PV's own source gets for a channel granted READ as it opened
+// (no ACF in force, or the client's roles known already): its handlers go straight to
+// pvxs's channel, so that the gate keeps nothing per channel but this and a weak entry
+// in its list (issue 23: memory per monitored PV).
+class DirectProxy final : public ChannelControl {
+public:
+    explicit DirectProxy(const std::shared_ptr<ChannelControl>& ctrl)
+        : ChannelControl(ctrl->name(), ctrl->credentials(), None), ctrl_(ctrl) {}
+    ~DirectProxy() override = default;
+
+    void onOp(std::function<void(std::unique_ptr<ConnectOp>&&)>&& fn) override {
+        ctrl_->onOp(std::move(fn));
+    }
+    void onRPC(std::function<void(std::unique_ptr<ExecOp>&&, pvxs::Value&&)>&& fn) override {
+        ctrl_->onRPC(std::move(fn));
+    }
+    void onSubscribe(std::function<void(std::unique_ptr<MonitorSetupOp>&&)>&& fn) override {
+        ctrl_->onSubscribe(std::move(fn));
+    }
+    void onClose(std::function<void(const std::string&)>&& fn) override {
+        ctrl_->onClose(std::move(fn));
+    }
+    void close() override { ctrl_->close(); }
+
+private:
+    void _updateInfo(const std::shared_ptr<const pvxs::server::ReportInfo>& info) override {
+        ctrl_->updateInfo(info);
+    }
+    std::shared_ptr<ChannelControl> ctrl_;
+};
+
+// Hands `ctrl` to the first of `sources` that claims it, through a DirectProxy; false
+// when none does (the PV went away).
+bool hand_over(const std::vector<std::shared_ptr<Source>>& sources,
+               const std::shared_ptr<ChannelControl>& ctrl) {
+    for (const auto& source : sources) {
+        std::unique_ptr<ChannelControl> proxy(new DirectProxy(ctrl));
+        try {
+            source->onCreate(std::move(proxy));
+        } catch (std::exception&) {
+        }
+        if (!proxy) return true;
+    }
+    return false;
+}
+
 // Grants READ: hands the channel to the PV's own source (once), then lets the
 // operations held meanwhile through, in the order they came.
 void allow(const std::shared_ptr<Chan>& chan) {
@@ -510,6 +556,35 @@ public:
             other(std::move(op), *rules);
             return;
         }
+        const auto cred = op->credentials();
+        std::vector<std::string> roles;
+        const bool known = !rules->active || !cred || cached_roles(cred, roles);
+        Verdict verdict;  // READ unless the rules in force say otherwise
+        if (known && rules->active) verdict = judge(*rules, name, cred, roles);
+        if (known && verdict.read) {
+            // Granted as it opens: the PV's own source gets the channel straight away.
+            std::shared_ptr<ChannelControl> ctrl(std::move(op));
+            if (!hand_over(sources_, ctrl)) {
+                // The PV went away meanwhile: the client searches again.
+                ctrl->close();
+                return;
+            }
+            {
+                std::lock_guard<std::mutex> guard(lock_);
+                if (direct_.size() >= direct_prune_at_) {
+                    for (auto it = direct_.begin(); it != direct_.end();)
+                        it = it->expired() ? direct_.erase(it) : std::next(it);
+                    direct_prune_at_ = 2 * direct_.size() + 64;
+                }
+                direct_.push_back(ctrl);
+            }
+            // Rules that came meanwhile may have been re-checked before the channel was
+            // listed: it meets them as it connects again.
+            if (current_rules() != rules) ctrl->close();
+            return;
+        }
+        // Refused, or waiting for the client's roles: the gate holds the channel's
+        // operations itself (Chan).
         auto chan = std::make_shared<Chan>();
         chan->ctrl = std::shared_ptr<ChannelControl>(std::move(op));
         chan->name = name;
@@ -536,9 +611,8 @@ public:
             }
             chans_.push_back(chan);
         }
-        std::vector<std::string> roles;
-        if (!rules->active || !chan->cred || cached_roles(chan->cred, roles))
-            decide(chan, roles);
+        if (known)
+            deny(chan, verdict);
         else
             lookups().request(chan);
     }
@@ -551,6 +625,22 @@ public:
             served_.erase(name);
     }
 
+    // The open channels granted READ as they opened (handed to the PV's source directly).
+    std::vector<std::shared_ptr<ChannelControl>> direct_channels() {
+        std::vector<std::shared_ptr<ChannelControl>> out;
+        std::lock_guard<std::mutex> guard(lock_);
+        for (auto it = direct_.begin(); it != direct_.end();) {
+            if (auto ctrl = it->lock()) {
+                out.push_back(std::move(ctrl));
+                ++it;
+            } else {
+                it = direct_.erase(it);
+            }
+        }
+        return out;
+    }
+
+    // The open channels the gate holds itself (refused, or decided after a role lookup).
     std::vector<std::shared_ptr<Chan>> open_channels() {
         std::vector<std::shared_ptr<Chan>> out;
         std::lock_guard<std::mutex> guard(lock_);
@@ -594,6 +684,10 @@ private:
     std::set<std::string> served_;
     std::vector<std::weak_ptr<Chan>> chans_;
     size_t prune_at_ = 64;
+    // pvxs's channel of each channel granted READ as it opened; expires as it closes
+    // (its DirectProxy, which the PV's source keeps while the channel is open, holds it).
+    std::vector<std::weak_ptr<ChannelControl>> direct_;
+    size_t direct_prune_at_ = 64;
 };
 
 namespace {
@@ -652,7 +746,7 @@ uint32_t acf_recheck_channels() {
             if (auto gate = weak.lock()) live.push_back(std::move(gate));
     }
     auto rules = current_rules();
-    std::vector<std::shared_ptr<Chan>> changed;
+    std::vector<std::shared_ptr<ChannelControl>> changed;
     for (const auto& gate : live) {
         for (const auto& chan : gate->open_channels()) {
             auto state = chan->state_now();
@@ -666,11 +760,22 @@ uint32_t acf_recheck_channels() {
                 }
             }
             bool read = judge(*rules, chan->name, chan->cred, roles).read;
-            if (read != (state == Chan::State::Allowed)) changed.push_back(chan);
+            if (read != (state == Chan::State::Allowed)) changed.push_back(chan->ctrl);
+        }
+        for (const auto& ctrl : gate->direct_channels()) {
+            const auto& cred = ctrl->credentials();
+            std::vector<std::string> roles;
+            if (rules->active && cred) {
+                try {
+                    roles = roles_of(cred);
+                } catch (...) {
+                }
+            }
+            if (!judge(*rules, ctrl->name(), cred, roles).read) changed.push_back(ctrl);
         }
     }
     // The client is told the channel is gone; it connects again and meets the rules.
-    for (const auto& chan : changed) chan->ctrl->close();
+    for (const auto& ctrl : changed) ctrl->close();
     return static_cast<uint32_t>(changed.size());
 }
 

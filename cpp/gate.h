@@ -5,8 +5,10 @@
 // (acf_set_read_rules, cpp/access.h): a channel the rules give READ is handed to the
 // PV's own source (through a ChannelControl of the gate's, so that the gate can close it
 // later); any other has its GETs, PUTs and monitors answered "<op> denied by access
-// security: ...". Names the server does not hold are checked as they open and otherwise
-// left alone.
+// security: ...". A channel granted READ as it opens costs the gate only that
+// ChannelControl, which hands the source's handlers straight to pvxs's channel, and a
+// weak entry in a list (memory per monitored PV, issue 23). Names the server does not
+// hold are checked as they open and otherwise left alone.
 //
 // The client's roles (its OS groups) are looked up once per connection, on a thread of
 // the gate's own: a channel that waits for them holds its operations meanwhile, so pvxs's

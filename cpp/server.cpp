@@ -98,8 +98,11 @@ rust::Vec<WireClient> PvServer::clients() const {
 }
 
 void PvServer::add_pv(rust::Str name, const PvHandle& pv) const {
-    server_.addPV(to_std(name), pv.shared_pv());
-    read_gate_serve(*gate_, to_std(name), true);
+    // One copy of the name, which pvxs's map and the gate's set share (the wheels' old
+    // string ABI counts references).
+    const std::string pv_name = to_std(name);
+    server_.addPV(pv_name, pv.shared_pv());
+    read_gate_serve(*gate_, pv_name, true);
 }
 
 void PvServer::remove_pv(rust::Str name) const {

@@ -55,6 +55,14 @@ std::unique_ptr<PvHandle> pv_new(rust::Box<PvContext> box) {
     return std::unique_ptr<PvHandle>(new PvHandle(std::move(pv)));
 }
 
+// An NTTable's prototype and the layout of its columns.
+struct TableForm {
+    pvxs::Value prototype;
+    std::vector<TableColumn> columns;
+};
+
+PvHandle::PvHandle(pvxs::server::SharedPV pv) : pv_(std::move(pv)) {}
+
 PvHandle::~PvHandle() {
     try {
         // Clients still attached (the server may keep the PV until remove_pv) get a
@@ -68,50 +76,32 @@ PvHandle::~PvHandle() {
     }
 }
 
-void PvHandle::open(const WireShape& shape, const WireUpdate& initial) const {
+void PvHandle::open(const WireShape& shape, const WireUpdate& initial) {
     auto prototype = prototype_for(shape);
-    {
-        std::lock_guard<std::mutex> guard(lock_);
-        prototype_ = prototype;
-        table_prototype_ = pvxs::Value();
-        table_.reset();
-    }
     prototype->build(initial, [this](const pvxs::Value& value) { pv_.open(value); });
+    prototype_ = std::move(prototype);
+    table_.reset();
 }
 
-void PvHandle::open_table(rust::Slice<const WireColumn> columns,
-                          const WireUpdate& initial) const {
-    auto layout = std::make_shared<std::vector<TableColumn>>();
-    auto prototype = build_table_prototype(columns, *layout);
+void PvHandle::open_table(rust::Slice<const WireColumn> columns, const WireUpdate& initial) {
+    std::unique_ptr<TableForm> form(new TableForm);
+    form->prototype = build_table_prototype(columns, form->columns);
     // A clone keeps the labels that create() filled in; cloneEmpty() would drop them.
-    auto value = prototype.clone();
-    apply_table_update(*layout, initial, value);
-    {
-        std::lock_guard<std::mutex> guard(lock_);
-        prototype_.reset();
-        table_prototype_ = prototype;
-        table_ = std::move(layout);
-    }
+    auto value = form->prototype.clone();
+    apply_table_update(form->columns, initial, value);
     pv_.open(value);
+    prototype_.reset();
+    table_ = std::move(form);
 }
 
 void PvHandle::post(const WireUpdate& update) const {
-    std::shared_ptr<Prototype> prototype;
-    pvxs::Value table_prototype;
-    std::shared_ptr<const std::vector<TableColumn>> table;
-    {
-        std::lock_guard<std::mutex> guard(lock_);
-        prototype = prototype_;
-        table_prototype = table_prototype_;
-        table = table_;
-    }
-    if (prototype) {
+    if (prototype_) {
         // The prototype's lock is held across this post: pvxs queues the copy it sends
         // and calls nothing of ours from within post().
-        prototype->build(update, [this](const pvxs::Value& value) { pv_.post(value); });
-    } else if (table) {
-        auto value = table_prototype.cloneEmpty();
-        apply_table_update(*table, update, value);
+        prototype_->build(update, [this](const pvxs::Value& value) { pv_.post(value); });
+    } else if (table_) {
+        auto value = table_->prototype.cloneEmpty();
+        apply_table_update(table_->columns, update, value);
         pv_.post(value);
     } else {
         throw std::logic_error("PV was never opened");
@@ -123,17 +113,10 @@ void PvHandle::close() const { pv_.close(); }
 bool PvHandle::is_open() const { return pv_.isOpen(); }
 
 WireUpdate PvHandle::current() const {
-    std::shared_ptr<Prototype> prototype;
-    std::shared_ptr<const std::vector<TableColumn>> table;
-    {
-        std::lock_guard<std::mutex> guard(lock_);
-        prototype = prototype_;
-        table = table_;
-    }
-    if (!(prototype || table) || !pv_.isOpen()) throw std::logic_error("PV is not open");
+    if (!(prototype_ || table_) || !pv_.isOpen()) throw std::logic_error("PV is not open");
     WireUpdate out{};
-    if (table)
-        read_table_update(*table, pv_.fetch(), out);
+    if (table_)
+        read_table_update(table_->columns, pv_.fetch(), out);
     else
         read_update(pv_.fetch(), out);
     return out;

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include <pvxs/data.h>
@@ -18,14 +17,19 @@ struct WireUpdate;
 struct WireColumn;
 struct TableColumn;
 class Prototype;
+struct TableForm;
 
+// One PV. open() and open_table() change what the PV is, and are called only while
+// nothing else uses it (the Rust side holds it `Pin<&mut>`, src/pva/ffi.rs); the const
+// methods only read it, from any thread. So it needs no lock of its own: it is small,
+// one of these per served PV (issue 23: memory per PV).
 class PvHandle {
 public:
-    explicit PvHandle(pvxs::server::SharedPV pv) : pv_(std::move(pv)) {}
+    explicit PvHandle(pvxs::server::SharedPV pv);
     ~PvHandle();
 
-    void open(const WireShape& shape, const WireUpdate& initial) const;
-    void open_table(rust::Slice<const WireColumn> columns, const WireUpdate& initial) const;
+    void open(const WireShape& shape, const WireUpdate& initial);
+    void open_table(rust::Slice<const WireColumn> columns, const WireUpdate& initial);
     void post(const WireUpdate& update) const;
     void close() const;
     bool is_open() const;
@@ -35,14 +39,10 @@ public:
 
 private:
     mutable pvxs::server::SharedPV pv_;
-    // Guards prototype_, table_prototype_ and table_, and is never held across a call
-    // into pvxs.
-    mutable std::mutex lock_;
     // Set for an NTScalar / NTScalarArray / NTEnum (shared by the PVs of its shape);
-    // table_prototype_ and table_ for an NTTable. One at most.
-    mutable std::shared_ptr<Prototype> prototype_;
-    mutable pvxs::Value table_prototype_;
-    mutable std::shared_ptr<const std::vector<TableColumn>> table_;
+    // table_ for an NTTable. One at most.
+    std::shared_ptr<Prototype> prototype_;
+    std::unique_ptr<const TableForm> table_;
 };
 
 std::unique_ptr<PvHandle> pv_new(rust::Box<PvContext> ctx);

@@ -319,7 +319,10 @@ void Prototype::fill(const WireUpdate& u) {
     if (has(u, FieldBit::Alarm)) {
         f.severity.from(u.alarm.severity);
         f.status.from(u.alarm.status);
-        f.message.from(to_std(u.alarm.message));
+        const auto& m = u.alarm.message;
+        if (m.size() != message_.size() || message_.compare(0, m.size(), m.data(), m.size()) != 0)
+            message_.assign(m.data(), m.size());
+        f.message.from(message_);
     }
     if (has(u, FieldBit::TimeStamp)) {
         f.seconds.from(u.time.seconds);

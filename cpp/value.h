@@ -54,6 +54,10 @@ private:
     const bool nt_enum_;
     std::mutex lock_;
     pvxs::Value scratch_;
+    // The alarm message last written: most PVs of a shape show the same one ("Good"),
+    // and then hold one string between them (the wheels' old string ABI counts
+    // references) instead of a copy each (issue 23: memory per PV).
+    std::string message_;
     // Handles into scratch_; a field the structure lacks is an invalid Value.
     struct Fields {
         pvxs::Value value, choices;

@@ -123,13 +123,16 @@ struct Limit {
 int limit(const std::string& prefix, size_t n) {
     Limit lim;
     auto server = pvxs::server::Config::fromEnv().build();
+    // One choices array shared by every PV (pvxs arrays are immutable and shared by
+    // reference), as mxpva's shim shares it.
+    pvxs::shared_array<std::string> form({"Default", "String", "Binary", "Decimal", "Hex",
+                                          "Exponential", "Engineering"});
+    const auto choices = form.freeze();
     for (size_t i = 0; i < n; i++) {
         auto pv = pvxs::server::SharedPV::buildMailbox();
         auto initial = lim.prototype.cloneEmpty();
         initial["value"] = 0.0;
-        pvxs::shared_array<std::string> choices({"Default", "String", "Binary", "Decimal",
-                                                 "Hex", "Exponential", "Engineering"});
-        initial["display.form.choices"] = choices.freeze();
+        initial["display.form.choices"] = choices;
         pv.open(initial);
         server.addPV(prefix + std::to_string(i), pv);
         lim.pvs.push_back(pv);

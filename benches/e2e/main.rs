@@ -7,6 +7,7 @@
 //!     cargo bench --bench e2e -- --write-plots      # also redraw docs/performance/*.svg
 //!     cargo bench --bench e2e -- --buffered-only    # scenario 5 alone (limit, mxpva;
 //!                                                   # MXPVA_BIN=path: another mxpva build)
+//!     cargo bench --bench e2e -- --rss-only --no-peer  # only RSS per PV (N = 1 and the largest)
 //!
 //! Systems, each serving N float64 PVs B:0..B:<N-1>:
 //! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs
@@ -102,6 +103,9 @@ struct Opts {
     plots: bool,
     /// Only the buffered scenario (5), at N = LAT_N, on the limit and mxpva.
     buffered_only: bool,
+    /// Only the scale phase at N = 1 and the largest N: RSS per PV, monitored and with
+    /// no client; no throughput rounds, latency, puts or buffered samples.
+    rss_only: bool,
 }
 
 impl Opts {
@@ -115,6 +119,7 @@ impl Opts {
             peer: true,
             plots: false,
             buffered_only: false,
+            rss_only: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -142,12 +147,18 @@ impl Opts {
                     o.sizes = vec![LAT_N];
                     o.peer = false;
                 }
+                "--rss-only" => o.rss_only = true,
                 "--write-plots" => o.plots = true,
                 // The default since `--write-plots` came: accepted, changes nothing.
                 "--no-plots" => o.plots = false,
                 _ => {} // cargo bench passes --bench
             }
             i += 1;
+        }
+        if o.rss_only {
+            let big = o.sizes.last().copied().unwrap_or(1);
+            o.sizes = if big > 1 { vec![1, big] } else { vec![1] };
+            o.rounds = 0;
         }
         o
     }
@@ -632,7 +643,7 @@ impl Bench {
                 r["squashed"] = json!(med("squashed"));
                 r["cpu_us_per_update"] = json!(med("cpu_us_per_update"));
                 r["sim_cpu_us_per_update"] = json!(med("sim_cpu_us_per_update"));
-                if n == LAT_N && !s.served_s.is_nan() {
+                if n == LAT_N && !s.served_s.is_nan() && !self.opts.rss_only {
                     for rate in [1000.0, 10000.0] {
                         let samples = self.latency(&mut s, sim, rate);
                         r[format!("latency_{}", rate as u64)] = summary(&samples);
@@ -649,7 +660,7 @@ impl Bench {
                     }
                 }
                 self.stop(s);
-                if n == LAT_N && sys != System::Peer {
+                if n == LAT_N && sys != System::Peer && !self.opts.rss_only {
                     r["buffered"] = self.buffered(sys, sim);
                 }
                 let big = self.opts.sizes.last() == Some(&n);

@@ -455,17 +455,18 @@ pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
 /// Every group the config names is one of the file's.
 fn check_groups(config: &Config, file: &str, groups: &BTreeSet<String>) -> Result<(), AccessError> {
     let listed = groups.iter().cloned().collect::<Vec<_>>().join(", ");
-    let unknown =
-        |location: &str, key: String, what: String, group: &str| AccessError::UnknownGroup {
+    let unknown = |location: &dyn std::fmt::Display, key: String, what: String, group: &str| {
+        AccessError::UnknownGroup {
             location: location.to_string(),
             key,
             what,
             group: group.to_string(),
             file: format!("{file} (its groups: {listed})"),
-        };
+        }
+    };
     if !groups.contains(&config.defaults.access_group) {
         return Err(unknown(
-            &config.path.display().to_string(),
+            &config.path.display(),
             "defaults.access_group".into(),
             "[defaults]".into(),
             &config.defaults.access_group,

@@ -32,7 +32,7 @@ pub struct DiscoverRule {
     /// `discover[N]`, counting from 1.
     pub key: String,
     /// Where the table is: `file:line:column`.
-    pub location: String,
+    pub location: super::Location,
     /// An area or object (tag name): only it and what it contains. `None`: everything.
     pub root: Option<String>,
     /// Tag-name glob (anchored, case-insensitive, `*` and `?`). `None`: every object.

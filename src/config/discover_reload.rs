@@ -47,7 +47,7 @@ struct Selection {
 pub(crate) struct RuleOrigin {
     /// `discover[N]` and where it was, for messages.
     key: String,
-    location: String,
+    location: super::Location,
     selection: Selection,
 }
 

@@ -1,5 +1,60 @@
 //! From byte offsets to `line:column` and to the dotted key at that place.
 
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a table is in a config file, shown `file:line:column`. The file's name is one
+/// string shared by every table of the file: each PV's config holds a `Location`, so a
+/// copy of the path each would be most of a PV's config (issue 23: memory per PV).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Location {
+    file: Arc<str>,
+    line: u32,
+    column: u32,
+}
+
+impl Location {
+    /// `line` and `column` 1-based (a column counts characters).
+    pub fn new(file: Arc<str>, line: usize, column: usize) -> Self {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Location {
+            file,
+            line: clamp(line),
+            column: clamp(column),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
+impl PartialEq<str> for Location {
+    /// Whether `other` is this location as shown (`file:line:column`).
+    fn eq(&self, other: &str) -> bool {
+        let number = |s: &str, n: u32| !s.starts_with(['0', '+']) && s.parse() == Ok(n);
+        other
+            .strip_prefix(&*self.file)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(l, c)| number(l, self.line) && number(c, self.column))
+    }
+}
+
+impl PartialEq<&str> for Location {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
 /// A config file's text, indexed by line.
 pub(crate) struct SourceMap<'a> {
     src: &'a str,

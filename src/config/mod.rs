@@ -102,6 +102,7 @@ pub use discover::{
     RulePv, RulePvs, DEFAULT_NAME_TEMPLATE,
 };
 pub use gateway::{client_options, default_pv_type, ApiKeyError};
+pub use location::Location;
 pub use operate::{Log, LogFormat, Status, DEFAULT_STATUS_SUFFIX, STATUS_PVS};
 pub use types::{PvName, PvType, ScalarType, SecretString, Tag, TagIndex};
 
@@ -663,7 +664,7 @@ pub struct Pv {
     /// each posted as its own update, instead of the latest value at each data change.
     pub buffered: bool,
     /// Where the `[[pv]]` table is: `file:line:column`.
-    pub location: String,
+    pub location: Location,
 }
 
 impl Pv {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 /// No spaces, quotes, commas or non-ASCII characters. At most 255 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
-pub struct PvName(String);
+pub struct PvName(std::sync::Arc<str>);
 
 impl PvName {
     /// The characters, other than ASCII letters and digits, that a PV name may hold.
@@ -68,22 +68,28 @@ impl PvName {
     /// [`PvName::is_valid`] next to its definition (see `config::DEFAULT_ACK_SUFFIX`).
     pub(crate) fn from_const(s: &'static str) -> PvName {
         debug_assert!(Self::is_valid(s), "{s}");
-        PvName(s.to_string())
+        PvName(s.into())
     }
 
     /// Joins a prefix (which may be empty) and a name.
     pub fn with_prefix(prefix: &PvName, name: &PvName) -> PvName {
-        PvName(format!("{}{}", prefix.0, name.0))
+        PvName(format!("{}{}", prefix.0, name.0).into())
     }
 
     /// The empty prefix.
     pub fn empty() -> PvName {
-        PvName(String::new())
+        PvName("".into())
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name as text, shared: the PV served under it keeps this one copy (issue 23:
+    /// memory per PV).
+    pub fn shared(&self) -> std::sync::Arc<str> {
+        self.0.clone()
     }
 }
 
@@ -91,7 +97,7 @@ impl TryFrom<String> for PvName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         PvName::check(&s, false)?;
-        Ok(PvName(s))
+        Ok(PvName(s.into()))
     }
 }
 
@@ -110,7 +116,7 @@ impl TryFrom<String> for PvPrefix {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         PvName::check(&s, true).map_err(|e| e.replacen("PV name", "prefix", 1))?;
-        Ok(PvPrefix(PvName(s)))
+        Ok(PvPrefix(PvName(s.into())))
     }
 }
 
@@ -124,7 +130,7 @@ impl TryFrom<String> for PvNamePart {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         PvName::check(&s, true)?;
-        Ok(PvNamePart(PvName(s)))
+        Ok(PvNamePart(PvName(s.into())))
     }
 }
 
@@ -167,7 +173,8 @@ pub enum TagIndex {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Tag {
-    text: String,
+    /// Boxed: a tag is held for every PV, and never grows (issue 23: memory per PV).
+    text: Box<str>,
     /// Byte length of the `Object.Attribute` part, before any `[...]`.
     base_len: usize,
     index: TagIndexRepr,
@@ -261,7 +268,7 @@ impl TryFrom<String> for Tag {
         }
         let base_len = base.len();
         Ok(Tag {
-            text: s,
+            text: s.into_boxed_str(),
             base_len,
             index,
         })

@@ -15,7 +15,7 @@ pub(super) mod pv;
 mod settings;
 mod subscribe;
 
-use super::location::SourceMap;
+use super::location::{Location, SourceMap};
 use super::raw::RawConfig;
 use super::types::PvName;
 use super::{Config, ConfigError, Defaults, Diagnostic};
@@ -26,13 +26,29 @@ use settings::{gateway, limits, server, user};
 pub(super) struct Validator<'a> {
     pub(super) map: SourceMap<'a>,
     pub(super) file: &'a Path,
+    /// `file` as locations show it, shared by them all.
+    shown: std::sync::Arc<str>,
     pub(super) diags: Vec<Diagnostic>,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    pub(super) fn new(map: SourceMap<'a>, file: &'a Path) -> Self {
+        Validator {
+            map,
+            file,
+            shown: file.display().to_string().into(),
+            diags: Vec::new(),
+        }
+    }
+
     pub(super) fn at(&self, span: &Span<usize>) -> String {
+        self.location(span).to_string()
+    }
+
+    /// Where `span` starts, sharing the file's name with every other location.
+    pub(super) fn location(&self, span: &Span<usize>) -> Location {
         let (l, c) = self.map.line_col(span.start);
-        format!("{}:{l}:{c}", self.file.display())
+        Location::new(self.shown.clone(), l, c)
     }
 
     pub(super) fn err(
@@ -113,11 +129,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             });
         }
     };
-    let mut v = Validator {
-        map,
-        file,
-        diags: Vec::new(),
-    };
+    let mut v = Validator::new(map, file);
     let config = build(&mut v, raw);
     if v.diags.is_empty() {
         Ok(config)

@@ -308,9 +308,15 @@ pub(crate) mod bridge {
         fn remove_pv(self: &PvServer, name: &str) -> Result<()>;
 
         fn pv_new(ctx: Box<PvContext>) -> Result<UniquePtr<PvHandle>>;
-        fn open(self: &PvHandle, shape: &WireShape, initial: &WireUpdate) -> Result<()>;
+        /// `Pin<&mut>`: what the PV is changes, with nothing else using it (the shim's
+        /// handle has no lock of its own).
+        fn open(self: Pin<&mut PvHandle>, shape: &WireShape, initial: &WireUpdate) -> Result<()>;
         /// Opens the PV as an NTTable of `columns`; posts then carry `FieldBit::Table`.
-        fn open_table(self: &PvHandle, columns: &[WireColumn], initial: &WireUpdate) -> Result<()>;
+        fn open_table(
+            self: Pin<&mut PvHandle>,
+            columns: &[WireColumn],
+            initial: &WireUpdate,
+        ) -> Result<()>;
         fn post(self: &PvHandle, update: &WireUpdate) -> Result<()>;
         fn close(self: &PvHandle) -> Result<()>;
         fn is_open(self: &PvHandle) -> bool;

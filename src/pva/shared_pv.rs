@@ -368,13 +368,22 @@ impl std::fmt::Debug for SharedPv {
 
 impl SharedPv {
     pub fn new(name: &str, access: Access, events: &EventSender) -> Result<Self, PvaError> {
+        Self::with_shared_name(Arc::from(name), access, events)
+    }
+
+    /// [`SharedPv::new`] keeping `name` itself, not a copy of it (the config's own, for
+    /// the bridge's PVs: issue 23, memory per PV).
+    pub fn with_shared_name(
+        name: Arc<str>,
+        access: Access,
+        events: &EventSender,
+    ) -> Result<Self, PvaError> {
         if name.is_empty() {
             return Err(PvaError::Invalid {
                 pv: name.to_string(),
                 reason: "empty name".to_string(),
             });
         }
-        let name: Arc<str> = Arc::from(name);
         let ctx = Box::new(PvContext::new(name.clone(), access, events));
         let handle =
             bridge::pv_new(ctx).map_err(|e| PvaError::native(format!("create PV {name}"), e))?;
@@ -413,7 +422,10 @@ impl SharedPv {
         }
         let shape = Shape::of(pv_type, initial);
         self.check(shape, initial)?;
-        self.handle
+        let handle = self.handle.as_mut().ok_or_else(|| PvaError::NotOpen {
+            pv: self.name.to_string(),
+        })?;
+        handle
             .open(&shape.to_wire(), &initial.to_wire())
             .map_err(|e| PvaError::native(format!("open {}", self.name), e))?;
         self.shape = Some(shape);

@@ -183,7 +183,10 @@ impl TablePv {
                 kind: c.ty.kind(),
             })
             .collect();
-        self.handle
+        let handle = self.handle.as_mut().ok_or_else(|| PvaError::NotOpen {
+            pv: self.name.to_string(),
+        })?;
+        handle
             .open_table(&wire, &initial.to_wire())
             .map_err(|e| PvaError::native(format!("open {}", self.name), e))
     }

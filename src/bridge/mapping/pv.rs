@@ -154,7 +154,7 @@ impl MappedPv {
         } else {
             Access::ReadOnly
         };
-        let pv = SharedPv::new(cfg.name.as_str(), access, events)?;
+        let pv = SharedPv::with_shared_name(cfg.name.shared(), access, events)?;
         let bool_as_enum = cfg.boolean == config::BooleanRepr::Enum;
         // Limits apply to scalars only; validation refuses them on arrays.
         let limits = limits_of(&cfg);

@@ -57,11 +57,19 @@ impl Drop for InFlight {
 pub(in crate::bridge) const WRITE_SETTLE: std::time::Duration =
     std::time::Duration::from_millis(250);
 
-/// The puts to one PV waiting for System Platform.
+/// The puts to one PV waiting for System Platform. Every PV has one and most never take
+/// a put: it is two pointers until the first put (issue 23: memory per PV).
 #[derive(Default)]
 pub(in crate::bridge) struct PvWrites {
     /// Writes in the order they were accepted; OnWriteComplete answers the oldest sent.
-    pub pending: VecDeque<PendingWrite>,
+    pub pending: Pending,
+    /// Confirmed writes and timed-out ones, from the first that the PV has.
+    after: Option<Box<After>>,
+}
+
+/// The writes of a PV past their OnWriteComplete, or past their timeout.
+#[derive(Default)]
+struct After {
     /// Confirmed writes waiting for the data change that shows them (see [`WRITE_SETTLE`]).
     settling: Vec<PendingWrite>,
     /// Writes that timed out, oldest first, until when their OnWriteComplete may still
@@ -70,25 +78,82 @@ pub(in crate::bridge) struct PvWrites {
     late: VecDeque<tokio::time::Instant>,
 }
 
+/// A PV's writes in the order they were accepted: a queue made on the PV's first put, and
+/// kept (its room is reused by the next puts).
+#[derive(Default)]
+// Boxed: one pointer in every PV's record, where the queue itself would be four.
+#[allow(clippy::box_collection)]
+pub(in crate::bridge) struct Pending(Option<Box<VecDeque<PendingWrite>>>);
+
+impl Pending {
+    pub fn push_back(&mut self, w: PendingWrite) {
+        self.0.get_or_insert_with(Box::default).push_back(w);
+    }
+
+    pub fn front(&self) -> Option<&PendingWrite> {
+        self.0.as_ref()?.front()
+    }
+
+    pub fn pop_front(&mut self) -> Option<PendingWrite> {
+        self.0.as_mut()?.pop_front()
+    }
+
+    pub fn remove(&mut self, pos: usize) -> Option<PendingWrite> {
+        self.0.as_mut()?.remove(pos)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &PendingWrite> {
+        self.0.iter().flat_map(|q| q.iter())
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut PendingWrite> {
+        self.0.iter_mut().flat_map(|q| q.iter_mut())
+    }
+
+    /// Takes every write out, oldest first.
+    fn drain(&mut self) -> impl Iterator<Item = PendingWrite> + '_ {
+        self.0.iter_mut().flat_map(|q| q.drain(..))
+    }
+}
+
 impl PvWrites {
     /// Writes sent and not yet answered, and confirmed ones waiting for their data change.
     pub fn waiting(&self) -> usize {
-        self.pending.len() + self.settling.len()
+        self.pending.len() + self.after.as_ref().map_or(0, |a| a.settling.len())
+    }
+
+    /// The settled and timed-out writes, made on first use.
+    fn after(&mut self) -> &mut After {
+        self.after.get_or_insert_with(Box::default)
     }
 
     /// Whether an OnWriteComplete of this PV is expected: a write sent, or one that timed
     /// out not long ago.
     pub fn awaits_completion(&mut self, now: tokio::time::Instant) -> bool {
-        while self.late.front().is_some_and(|&until| until <= now) {
-            self.late.pop_front();
+        if let Some(after) = self.after.as_mut() {
+            while after.late.front().is_some_and(|&until| until <= now) {
+                after.late.pop_front();
+            }
+            if !after.late.is_empty() {
+                return true;
+            }
         }
-        !self.late.is_empty() || self.oldest_sent().is_some()
+        self.oldest_sent().is_some()
     }
 
     /// An OnWriteComplete that belongs to a write that timed out (the oldest one): it is
     /// taken, and true; otherwise false.
     pub fn late_completion(&mut self, pv: &str) -> bool {
-        if self.late.pop_front().is_some() {
+        if self
+            .after
+            .as_mut()
+            .and_then(|a| a.late.pop_front())
+            .is_some()
+        {
             tracing::debug!(%pv, "OnWriteComplete of a write that timed out: ignored");
             return true;
         }
@@ -101,7 +166,7 @@ impl PvWrites {
         let sent = self.pending.iter().any(|w| w.id == id && w.sent);
         self.fail(pv, id, PutOutcome::TimedOut, message);
         if sent {
-            self.late.push_back(until);
+            self.after().late.push_back(until);
         }
     }
 
@@ -130,11 +195,11 @@ impl PvWrites {
         match outcome {
             Ok(()) if !is_shown => {
                 let id = w.id;
-                self.settling.push(w);
+                self.after().settling.push(w);
                 Some(id)
             }
             Ok(()) if posting_data => {
-                self.settling.push(w);
+                self.after().settling.push(w);
                 None
             }
             Ok(()) => {
@@ -158,27 +223,28 @@ impl PvWrites {
 
     /// A data change was posted: confirmed writes waiting for it complete.
     pub fn shown(&mut self) {
-        for w in self.settling.drain(..) {
-            w.completion.complete(Ok(()));
+        if let Some(after) = self.after.as_mut() {
+            for w in after.settling.drain(..) {
+                w.completion.complete(Ok(()));
+            }
         }
     }
 
     /// A confirmed write whose data change did not come: it completes as it is.
     pub fn settle(&mut self, pv: &str, id: u64) {
-        if let Some(pos) = self.settling.iter().position(|w| w.id == id) {
+        let Some(after) = self.after.as_mut() else {
+            return;
+        };
+        if let Some(pos) = after.settling.iter().position(|w| w.id == id) {
             tracing::debug!(%pv, "write settled: no data change showed it");
-            self.settling.swap_remove(pos).completion.complete(Ok(()));
+            after.settling.swap_remove(pos).completion.complete(Ok(()));
         }
     }
 
     /// Write `id` fails as `outcome`, if it is still pending.
     pub fn fail(&mut self, pv: &str, id: u64, outcome: PutOutcome, message: &str) {
-        if let Some(w) = self
-            .pending
-            .iter()
-            .position(|w| w.id == id)
-            .and_then(|pos| self.pending.remove(pos))
-        {
+        let pos = self.pending.iter().position(|w| w.id == id);
+        if let Some(w) = pos.and_then(|pos| self.pending.remove(pos)) {
             warn!(%pv, %message, "write failed");
             w.completion.fail(outcome, format!("{pv}: {message}"));
         }
@@ -189,9 +255,11 @@ impl PvWrites {
     /// not sent yet fail as never sent.
     pub fn link_lost(&mut self, pv: &str, message: &str) {
         // Items of the lost session: no OnWriteComplete of theirs can come.
-        self.late.clear();
+        if let Some(after) = self.after.as_mut() {
+            after.late.clear();
+        }
         self.shown();
-        for w in self.pending.drain(..) {
+        for w in self.pending.drain() {
             if w.sent {
                 w.completion.fail(
                     PutOutcome::Lost,
@@ -209,7 +277,7 @@ impl PvWrites {
     /// withdrawn and never sent, one sent is lost (it may or may not have been applied).
     pub fn retire(&mut self, pv: &str, why: &str) {
         self.shown();
-        for w in self.pending.drain(..) {
+        for w in self.pending.drain() {
             if !w.sent {
                 w.completion
                     .complete(Err(format!("{pv}: {why}: put not sent")));

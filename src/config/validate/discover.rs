@@ -55,7 +55,7 @@ pub(in crate::config) fn rules(
     for (i, entry) in raw.into_iter().enumerate() {
         let key = format!("discover[{}]", i + 1);
         let span = entry.span();
-        let location = v.at(&span);
+        let location = v.location(&span);
         let r = entry.into_inner();
         let mut ok = true;
         let mut glob = |v: &mut Validator<'_>, what: String, g: &Spanned<String>| {
@@ -245,11 +245,7 @@ impl Config {
     pub fn rule_pvs(&self, candidates: &[Candidate]) -> RulePvs {
         let c = &self.rule_ctx;
         let map = SourceMap::new(&c.text);
-        let mut v = Validator {
-            map,
-            file: &c.file,
-            diags: Vec::new(),
-        };
+        let mut v = Validator::new(map, &c.file);
         let ctx = PvContext {
             prefix: c.prefix.clone(),
             defaults: &c.defaults,

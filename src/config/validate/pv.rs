@@ -146,7 +146,7 @@ pub(crate) fn pv(
     entry: Spanned<RawPv>,
 ) -> Option<(Pv, Span<usize>, alarms::AlarmRefs)> {
     let table_span = entry.span();
-    let location = v.at(&table_span);
+    let location = v.location(&table_span);
     let p = format!("pv[{n}]");
     let mut raw = entry.into_inner();
     let name = match &raw.name {

@@ -150,10 +150,10 @@ type = "float64"
 }
 
 /// Issue 23: a PV costs little beyond what pvxs needs. The config is shared (`Arc`) and
-/// the parts most PVs never use (alarm parts, limits) are boxed while unused; 1,080 bytes
-/// before.
+/// the parts most PVs never use (alarm parts, limits, the queues of its puts) are boxed
+/// while unused; 1,080 bytes before, then 336 with the puts' queues inline.
 #[test]
 fn a_mapped_pv_stays_small() {
     let size = std::mem::size_of::<MappedPv>();
-    assert!(size <= 360, "MappedPv is {size} bytes");
+    assert!(size <= 272, "MappedPv is {size} bytes");
 }
