@@ -5,6 +5,7 @@
 //!     cargo bench --bench e2e -- --quick           # N up to 10,000, shorter phases
 //!     cargo bench --bench e2e -- --max-n 1000 --runs 2 --no-peer
 //!     cargo bench --bench e2e -- --write-plots      # also redraw docs/performance/*.svg
+//!     cargo bench --bench e2e -- --quick --no-peer --streams-only --sizes 10000
 //!
 //! Systems, each serving N float64 PVs B:0..B:<N-1>:
 //! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs
@@ -14,10 +15,13 @@
 //!
 //! Clients: benches/cpp/e2e.cpp `monitor` (one pvxs client monitoring every PV) and
 //! `put` (pvxs puts). Scenarios, per system:
-//! 1. throughput: N in 1, 1,000, 10,000, 100,000; M events round robin over the N tags
-//!    as fast as the system takes them (the simulator's paced burst; the limit posts in
-//!    a loop). stream/s = M / (time until the client sees the last value); delivered/s =
-//!    updates the client received / that time; squashed = 1 - delivered/M.
+//! 1. streams (`stream.rs`), N in 1, 1,000, 10,000, 100,000: *flood*, M events round
+//!    robin over the N tags as fast as the system takes them (the simulator's burst that
+//!    waits for queue room; the limit posts in a loop): updates delivered/s, the share
+//!    mxpva coalesced (`Updates:Coalesced`) and pvxs squashed; *sustained* (N > 1), the
+//!    highest paced rate at which the client receives every event on time, by a ladder
+//!    of paced rounds; *CPU per update* at 20,000 events/s. The paced rounds run with the
+//!    simulator on a CPU of its own (`--no-pin`: not).
 //! 2. latency: 1,000 and 10,000 events/s over 1,000 tags; client receipt - timeStamp,
 //!    where timeStamp is the simulator's source time (the limit: the time of its post).
 //! 3. scale: from spawning the server until the client has a valid value of every

@@ -15,13 +15,19 @@
 //!   waits for room, as a gateway does; the limit's `rate` loop, which posts event k at
 //!   k / rate); a round *keeps up* when the client received all M updates (nothing
 //!   coalesced, nothing squashed) and the last one by M / rate x (1 + LATE_SHARE) +
-//!   LATE_S from the start. A ladder of rounds finds it: from the system's flood figure,
-//!   up or down by LADDER_STEP until one round keeps up and one does not, then halving
-//!   that bracket (geometrically) until it is within BRACKET.
+//!   LATE_S from the start. A ladder of rounds finds it: from PACED_RATE (the paced CPU
+//!   rounds below are its first rung), up or down by LADDER_STEP until one round keeps
+//!   up and one does not, then halving that bracket (geometrically) until it is within
+//!   BRACKET.
 //! - **Paced CPU**: CPU per update at PACED_RATE events/s, a rate both the limit and
 //!   mxpva sustain, so that it is not inflated by draining coalesced events: the
 //!   server's CPU (and the simulator's, on its own row) over the round / updates the
 //!   client received.
+//!
+//! The paced rounds run with the simulator on the last CPU and the server and its client
+//! on the others (`taskset`; `--no-pin` leaves them all free), as if the gateway were
+//! another host: the limit has no simulator, so only then do both servers, each with its
+//! client, have the same CPUs.
 
 use std::time::Duration;
 
