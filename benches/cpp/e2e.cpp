@@ -21,6 +21,9 @@
 //                                         <1 if M-1 was seen, else 0> <fewest updates
 //                                         of one PV> <longest ns between two updates
 //                                         of one PV>"
+//                            quiet MS SECS
+//                                         wait (at most SECS) until no update came for
+//                                         MS ms; print "done <updates meanwhile>"
 //                            lat          record now - timeStamp of every update from here
 //                            stop FILE    stop recording, write the latencies (us, one a
 //                                         line) to FILE, print "done <count>"
@@ -42,6 +45,8 @@
 //                          <severity of that value>", then "READY <unix ns>" once every PV
 //                          has shown one (or after 60 s with fewer); then keep watching until
 //                          stdin closes.
+//   e2e get NAME           Read NAME once (5 s at most) and print "value <its value field>"
+//                          (mxpva's status counters).
 //   e2e put PREFIX W SECS FILE
 //                          W writers, writer w putting to PREFIX<w> in a loop (one put in
 //                          flight each) for SECS; write each round trip (us, one a line)
@@ -290,6 +295,19 @@ int monitor(const std::string& prefix, size_t n) {
                 (w.marker_seen ? "1" : "0") + " " + std::to_string(fewest) + " " +
                 std::to_string(w.max_gap_ns));
             w.marker = -1;
+        } else if (cmd == "quiet") {
+            double ms = 0, secs = 0;
+            words >> ms >> secs;
+            const auto give_up = steady::now() + std::chrono::duration_cast<steady::duration>(
+                                                     std::chrono::duration<double>(secs));
+            std::unique_lock<std::mutex> g(w.lock);
+            const uint64_t before = w.updates;
+            while (steady::now() < give_up && unix_ns() - w.last_ns < int64_t(ms * 1e6)) {
+                g.unlock();
+                std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms / 4));
+                g.lock();
+            }
+            say("done " + std::to_string(w.updates - before));
         } else if (cmd == "lat") {
             std::lock_guard<std::mutex> g(w.lock);
             w.latencies_us.clear();
@@ -468,6 +486,15 @@ int first(const std::string& prefix, size_t from, size_t n) {
     std::_Exit(0);
 }
 
+// ---------------------------------------------------------------- one read
+
+int get(const std::string& name) {
+    auto ctxt = pvxs::client::Config::fromEnv().build();
+    auto v = ctxt.get(name).exec()->wait(5.0);
+    say("value " + std::to_string(v["value"].as<double>()));
+    std::_Exit(0);
+}
+
 // ---------------------------------------------------------------- put client
 
 struct Writers {
@@ -545,6 +572,7 @@ int main(int argc, char* argv[]) {
             return queued(argv[2], std::stoul(argv[3]), int32_t(std::stol(argv[4])));
         if (mode == "first" && argc == 5)
             return first(argv[2], std::stoul(argv[3]), std::stoul(argv[4]));
+        if (mode == "get" && argc == 3) return get(argv[2]);
         if (mode == "put" && argc == 6)
             return put(argv[2], std::stoul(argv[3]), std::stod(argv[4]), argv[5]);
     } catch (std::exception& e) {
@@ -553,6 +581,6 @@ int main(int argc, char* argv[]) {
     }
     std::fprintf(stderr,
                  "usage: e2e limit PREFIX N | monitor PREFIX N | queued PREFIX N QUEUE | first PREFIX FROM N | "
-                 "put PREFIX WRITERS SECS FILE\n");
+                 "get NAME | put PREFIX WRITERS SECS FILE\n");
     return 2;
 }

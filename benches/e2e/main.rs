@@ -8,6 +8,7 @@
 //!     cargo bench --bench e2e -- --buffered-only    # scenario 5 alone (limit, mxpva;
 //!                                                   # MXPVA_BIN=path: another mxpva build)
 //!     cargo bench --bench e2e -- --rss-only --no-peer  # only RSS per PV (N = 1 and the largest)
+//!     cargo bench --bench e2e -- --quick --no-peer --streams-only --sizes 10000
 //!
 //! Systems, each serving N float64 PVs B:0..B:<N-1>:
 //! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs
@@ -17,10 +18,13 @@
 //!
 //! Clients: benches/cpp/e2e.cpp `monitor` (one pvxs client monitoring every PV) and
 //! `put` (pvxs puts). Scenarios, per system:
-//! 1. throughput: N in 1, 1,000, 10,000, 100,000; M events round robin over the N tags
-//!    as fast as the system takes them (the simulator's paced burst; the limit posts in
-//!    a loop). stream/s = M / (time until the client sees the last value); delivered/s =
-//!    updates the client received / that time; squashed = 1 - delivered/M.
+//! 1. streams (`stream.rs`), N in 1, 1,000, 10,000, 100,000: *flood*, M events round
+//!    robin over the N tags as fast as the system takes them (the simulator's burst that
+//!    waits for queue room; the limit posts in a loop): updates delivered/s, the share
+//!    mxpva coalesced (`Updates:Coalesced`) and pvxs squashed; *sustained* (N > 1), the
+//!    highest paced rate at which the client receives every event on time, by a ladder
+//!    of paced rounds; *CPU per update* at 20,000 events/s. The paced rounds run with the
+//!    simulator on a CPU of its own (`--no-pin`: not).
 //! 2. latency: 1,000 and 10,000 events/s over 1,000 tags; client receipt - timeStamp,
 //!    where timeStamp is the simulator's source time (the limit: the time of its post).
 //! 3. scale: from spawning the server until the client has a valid value of every
@@ -46,6 +50,7 @@ use serde_json::{json, Value};
 mod buffered;
 mod procfs;
 mod report;
+mod stream;
 #[path = "../support/mod.rs"]
 mod support;
 use support::{
@@ -106,6 +111,10 @@ struct Opts {
     /// Only the scale phase at N = 1 and the largest N: RSS per PV, monitored and with
     /// no client; no throughput rounds, latency, puts or buffered samples.
     rss_only: bool,
+    /// The stream scenarios only (no latency, puts, buffered samples, RSS alone).
+    streams_only: bool,
+    /// The paced stream rounds with the simulator on a CPU of its own (`--no-pin`: not).
+    pin: bool,
 }
 
 impl Opts {
@@ -120,6 +129,8 @@ impl Opts {
             plots: false,
             buffered_only: false,
             rss_only: false,
+            streams_only: false,
+            pin: true,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -139,6 +150,12 @@ impl Opts {
                     let max: usize = value(&mut i).parse().unwrap();
                     o.sizes.retain(|&n| n <= max);
                 }
+                "--sizes" => {
+                    o.sizes = value(&mut i)
+                        .split(',')
+                        .map(|n| n.parse().unwrap())
+                        .collect()
+                }
                 "--rounds" => o.rounds = value(&mut i).parse().unwrap(),
                 "--runs" => o.runs = value(&mut i).parse().unwrap(),
                 "--no-peer" => o.peer = false,
@@ -149,6 +166,8 @@ impl Opts {
                 }
                 "--rss-only" => o.rss_only = true,
                 "--write-plots" => o.plots = true,
+                "--streams-only" => o.streams_only = true,
+                "--no-pin" => o.pin = false,
                 // The default since `--write-plots` came: accepted, changes nothing.
                 "--no-plots" => o.plots = false,
                 _ => {} // cargo bench passes --bench
@@ -482,65 +501,6 @@ impl Bench {
         }
     }
 
-    /// One throughput round of `m` events.
-    fn throughput(&self, s: &mut Served, sim: Option<&Sim>, m: u64) -> Value {
-        s.monitor.say(&format!("count {m} 120"));
-        std::thread::sleep(Duration::from_millis(50));
-        let cpu = |pid: Option<u32>| pid.map_or(f64::NAN, procfs::cpu_s);
-        let (server_pid, sim_pid) = (Some(s.proc.child.id()), sim.map(|x| x.proc.child.id()));
-        let (server_cpu0, sim_cpu0) = (cpu(server_pid), cpu(sim_pid));
-        let t0 = now_ns();
-        let burst = match s.sys {
-            System::Limit => {
-                s.proc.say(&format!("burst {m}"));
-                None
-            }
-            _ => {
-                let remote = sim.unwrap().remote.clone();
-                let id = s.session.clone().unwrap();
-                Some(
-                    self.rt
-                        .spawn(async move { remote.burst(&id, m, true).await }),
-                )
-            }
-        };
-        let done = s.monitor.expect("done").pop().unwrap();
-        let w: Vec<&str> = done.split_whitespace().collect();
-        let updates: f64 = w[1].parse().unwrap();
-        let last_ns: i64 = w[2].parse().unwrap();
-        let complete = w[3] == "1";
-        match burst {
-            None => {
-                s.proc.expect("done");
-            }
-            Some(b) => {
-                if let Err(e) = self.rt.block_on(b).unwrap() {
-                    eprintln!("e2e: {} burst of {m} failed: {e}", s.sys.name());
-                    self.renew_session(s, sim);
-                }
-            }
-        }
-        let (server_cpu, sim_cpu) = (cpu(server_pid) - server_cpu0, cpu(sim_pid) - sim_cpu0);
-        let secs = (last_ns - t0) as f64 / 1e9;
-        json!({
-            "cpu_us_per_update": server_cpu * 1e6 / updates,
-            "sim_cpu_us_per_update": sim_cpu * 1e6 / updates,
-            "events": m,
-            "complete": complete,
-            "seconds": secs,
-            "stream_per_s": if complete { m as f64 / secs } else { f64::NAN },
-            "delivered_per_s": updates / secs,
-            "squashed": 1.0 - updates / m as f64,
-        })
-    }
-
-    /// After a burst failed (the session faulted), the session the system opened again.
-    fn renew_session(&self, s: &mut Served, sim: Option<&Sim>) {
-        if let (Some(sim), Some(n)) = (sim, s.n) {
-            s.session = Some(self.wait_session(s.sys, n, sim));
-        }
-    }
-
     /// Latency at `rate` events/s; returns the sorted samples (us).
     fn latency(&self, s: &mut Served, sim: Option<&Sim>, rate: f64) -> Vec<f64> {
         let count = (rate * self.opts.lat_seconds) as u64;
@@ -602,9 +562,9 @@ impl Bench {
     fn run_once(&self) -> Vec<Value> {
         let mut results = Vec::new();
         for &n in &self.opts.sizes {
-            let sim = self.start_sim(n);
+            let sim_n = self.start_sim(n);
             for sys in self.opts.systems() {
-                let sim = (sys != System::Limit).then_some(&sim);
+                let sim = (sys != System::Limit).then_some(&sim_n);
                 if self.opts.buffered_only {
                     let r = json!({
                         "system": sys.name(),
@@ -615,18 +575,11 @@ impl Bench {
                     continue;
                 }
                 let mut s = self.start(sys, n, sim);
+                let served = !s.served_s.is_nan();
                 let mut rounds = Vec::new();
-                for _ in 0..self.opts.rounds * usize::from(!s.served_s.is_nan()) {
-                    rounds.push(self.throughput(&mut s, sim, events_for(sys, n)));
+                for _ in 0..self.opts.rounds * usize::from(served) {
+                    rounds.push(self.flood(&mut s, sim, events_for(sys, n)));
                 }
-                let mut r = json!({
-                    "system": sys.name(),
-                    "n": n,
-                    "served_s": s.served_s,
-                    "subscribed_s": s.subscribed_s,
-                    "rss_kb": s.rss_kb,
-                    "rounds": rounds,
-                });
                 let med = |key: &str| {
                     let v: Vec<f64> = rounds
                         .iter()
@@ -638,12 +591,38 @@ impl Bench {
                         median(v)
                     }
                 };
-                r["stream_per_s"] = json!(med("stream_per_s"));
-                r["delivered_per_s"] = json!(med("delivered_per_s"));
-                r["squashed"] = json!(med("squashed"));
-                r["cpu_us_per_update"] = json!(med("cpu_us_per_update"));
-                r["sim_cpu_us_per_update"] = json!(med("sim_cpu_us_per_update"));
-                if n == LAT_N && !s.served_s.is_nan() && !self.opts.rss_only {
+                let mut flood = json!({ "rounds": rounds });
+                for key in [
+                    "delivered_per_s",
+                    "events_per_s",
+                    "coalesced",
+                    "squashed",
+                    "cpu_us_per_event",
+                    "cpu_us_per_update",
+                    "sim_cpu_us_per_event",
+                ] {
+                    flood[key] = json!(med(key));
+                }
+                let mut r = json!({
+                    "system": sys.name(),
+                    "n": n,
+                    "served_s": s.served_s,
+                    "subscribed_s": s.subscribed_s,
+                    "rss_kb": s.rss_kb,
+                    "flood": flood,
+                });
+                // The paced streams: not at N = 1 (pvxs merges the updates of one PV
+                // that a client has not taken yet, for the limit as for mxpva), nor for
+                // the peer, whose session faults once it falls behind.
+                if served && n > 1 && sys != System::Peer && self.opts.rounds > 0 {
+                    let (sustained, paced) = self.pinned(&mut s, &sim_n, |s| {
+                        let paced = self.paced_cpu(s, sim, n);
+                        (self.sustained(s, sim, n, &paced), paced)
+                    });
+                    r["sustained"] = sustained;
+                    r["paced"] = paced;
+                }
+                if n == LAT_N && served && !self.opts.streams_only && !self.opts.rss_only {
                     for rate in [1000.0, 10000.0] {
                         let samples = self.latency(&mut s, sim, rate);
                         r[format!("latency_{}", rate as u64)] = summary(&samples);
@@ -660,17 +639,21 @@ impl Bench {
                     }
                 }
                 self.stop(s);
-                if n == LAT_N && sys != System::Peer && !self.opts.rss_only {
+                if n == LAT_N
+                    && sys != System::Peer
+                    && !self.opts.streams_only
+                    && !self.opts.rss_only
+                {
                     r["buffered"] = self.buffered(sys, sim);
                 }
                 let big = self.opts.sizes.last() == Some(&n);
-                if sys != System::Peer && (n == 1 || big) {
+                if sys != System::Peer && (n == 1 || big) && !self.opts.streams_only {
                     r["rss_alone_kb"] = json!(self.rss_alone(sys, n, sim));
                 }
                 println!("e2e: {r}");
                 results.push(r);
             }
-            sim.proc.terminate(Duration::from_secs(5));
+            sim_n.proc.terminate(Duration::from_secs(5));
         }
         results
     }

@@ -43,3 +43,29 @@ pub(crate) fn cpu_s(pid: u32) -> f64 {
         _ => f64::NAN,
     }
 }
+
+/// Context switches (voluntary + involuntary) of every thread of `pid` so far, by thread
+/// name (`comm`); threads of one name are summed.
+pub(crate) fn context_switches(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let mut name = String::new();
+        let mut switches = 0.0;
+        for line in status.lines() {
+            if let Some(v) = line.strip_prefix("Name:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                switches += v.trim().parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        *out.entry(name).or_insert(0.0) += switches;
+    }
+    out
+}

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::stream::PACED_RATE;
 use crate::{Opts, LAT_N};
 
 /// The value of `key` (a JSON pointer) for a system at N.
@@ -15,32 +16,53 @@ fn pick(run: &[Value], sys: &str, n: usize, key: &str) -> Option<f64> {
 /// The table's rows: (label, JSON pointer, N, unit scale).
 pub(crate) fn rows(opts: &Opts) -> Vec<(String, String, usize, f64)> {
     let mut v = Vec::new();
+    let rate = PACED_RATE as u64;
     for &n in &opts.sizes {
-        v.push((
-            format!("stream N={n} (events/s)"),
-            "/stream_per_s".into(),
-            n,
+        let mut row = |label: String, key: &str, scale: f64| v.push((label, key.into(), n, scale));
+        // The goals' rows (issue 23): the paced streams, at N > 1.
+        if n > 1 {
+            row(
+                format!("stream N={n}, sustained (events/s)"),
+                "/sustained/per_s",
+                1.0,
+            );
+            row(
+                format!("CPU per update N={n} at {rate}/s (us)"),
+                "/paced/cpu_us_per_update",
+                1.0,
+            );
+            row(
+                format!("simulator CPU per update N={n} at {rate}/s (us)"),
+                "/paced/sim_cpu_us_per_update",
+                1.0,
+            );
+        }
+        // The flood: what a client receives while the source outruns the server.
+        row(
+            format!("flood N={n}, delivered (updates/s)"),
+            "/flood/delivered_per_s",
             1.0,
-        ));
-        v.push((
-            format!("delivered N={n} (updates/s)"),
-            "/delivered_per_s".into(),
-            n,
+        );
+        row(
+            format!("flood N={n}, coalesced by mxpva (%)"),
+            "/flood/coalesced",
+            100.0,
+        );
+        row(
+            format!("flood N={n}, squashed by pvxs (%)"),
+            "/flood/squashed",
+            100.0,
+        );
+        row(
+            format!("flood N={n}, events / time to last value (events/s)"),
+            "/flood/events_per_s",
             1.0,
-        ));
-        v.push((format!("squashed N={n} (%)"), "/squashed".into(), n, 100.0));
-        v.push((
-            format!("CPU per update N={n} (us)"),
-            "/cpu_us_per_update".into(),
-            n,
+        );
+        row(
+            format!("flood N={n}, CPU per event (us)"),
+            "/flood/cpu_us_per_event",
             1.0,
-        ));
-        v.push((
-            format!("simulator CPU per update N={n} (us)"),
-            "/sim_cpu_us_per_update".into(),
-            n,
-            1.0,
-        ));
+        );
     }
     if opts.sizes.contains(&LAT_N) {
         for rate in ["1000", "10000"] {

@@ -48,6 +48,12 @@ const POST_BUDGET: Duration = Duration::from_millis(20);
 /// The post budget while the gateway's events outran the last turn: draining them comes
 /// first, the PVs lag (and their data changes are coalesced meanwhile).
 const POST_BUDGET_BEHIND: Duration = Duration::from_millis(5);
+/// Turns that end with work left (events still ready when the take budget ran out, PVs
+/// with news left by the post budget) make the bridge behind only once they have gone on
+/// for this long: one turn stretched by the thread waiting for a CPU (a busy host) is
+/// not a backlog, and coalescing for it would drop values a client could have had.
+/// More events ready than a turn takes ([`MAX_TURN`]) is one at once.
+const PRESSED_FOR: Duration = Duration::from_millis(100);
 /// Coalescing ends once the bridge has kept up for this long (so a burst does not turn
 /// it on and off, and log it, at every turn).
 const CAUGHT_UP_AFTER: Duration = Duration::from_secs(1);
@@ -176,8 +182,8 @@ pub(super) async fn serve(
     // One sleep, until the bridge's next deadline.
     let mut sleep = Box::pin(tokio::time::sleep_until(Instant::now()));
     let mut armed: Option<Instant> = None;
-    // Whether the gateway's events outran the last turn that took them.
-    let mut stream_behind = false;
+    // Whether the gateway's events outran the turns, and since when turns left work.
+    let mut pressure = Pressure::default();
     let mut behind_since: Option<Instant> = None;
     loop {
         let deadline = bridge.next_deadline();
@@ -262,7 +268,7 @@ pub(super) async fn serve(
             Some(found) = bridge.rules.discovered.1.recv() => bridge.on_discovered(found),
             Some(msg) = bridge.alarms.feed.recv() => {
                 bridge.alarms.on_feed(msg, &mut bridge.pvs, &mut bridge.urgent);
-                ended = take_ready(bridge, &mut events, &mut stream_behind).await;
+                ended = take_ready(bridge, &mut events, &mut pressure).await;
             }
             done = async { match connecting.as_mut() { Some(task) => task.await, None => std::future::pending().await } }, if connecting.is_some() => {
                 connecting = None;
@@ -298,7 +304,7 @@ pub(super) async fn serve(
                 ended = match ev {
                     Some(Ok(ev)) => {
                         bridge.on_session_event(ev);
-                        take_ready(bridge, &mut events, &mut stream_behind).await
+                        take_ready(bridge, &mut events, &mut pressure).await
                     }
                     Some(Err(e)) => Some(format!("event stream failed: {e}")),
                     None => Some("the gateway ended the event stream".to_string()),
@@ -311,20 +317,21 @@ pub(super) async fn serve(
             events = None;
             gw.lost();
             bridge.close_link(&reason);
-            stream_behind = false;
+            pressure = Pressure::default();
             behind_since = None;
             retry_at = Some(Instant::now() + backoff.current());
         } else {
             // Behind the gateway's events, the posts wait more: they lag, the session
             // does not.
-            let budget = if stream_behind {
+            let budget = if pressure.stream_behind {
                 POST_BUDGET_BEHIND
             } else {
                 POST_BUDGET
             };
             let backlog = end_turn(bridge, Some(budget));
-            behind(bridge, stream_behind || backlog, &mut behind_since);
-            bridge.link.subs.set_behind(stream_behind);
+            let now = pressure.turn_done(backlog, Instant::now());
+            behind(bridge, now, &mut behind_since);
+            bridge.link.subs.set_behind(pressure.stream_behind);
         }
         let (advise, writes) = bridge.turn_done();
         for call in advise {
@@ -409,13 +416,13 @@ fn spawn_connect(
 /// event stream is ready now, for at most [`TAKE_BUDGET`] (and up to [`MAX_TURN`] events,
 /// [`MAX_TURN_BEHIND`] while coalescing), and the alarm feed's messages ready. Data
 /// changes and alarm transitions of one PV taken together are then posted as one update.
-/// `behind` says whether events were still ready at the end (the bridge is behind the
-/// gateway's events), or the stream ran dry early (it caught up). Returns why the event
-/// stream ended, if it did.
+/// `pressure` learns whether events were still ready at the end (more than a turn takes,
+/// or the budget ran out), or the stream ran dry. Returns why the event stream ended, if
+/// it did.
 async fn take_ready(
     bridge: &mut Bridge,
     events: &mut Option<EventStream>,
-    behind: &mut bool,
+    pressure: &mut Pressure,
 ) -> Option<String> {
     // First let the tasks that read the gateway's connections run: what arrived
     // together (a data change and the alarm it raised) is then taken together.
@@ -441,12 +448,18 @@ async fn take_ready(
                 next_check = work + BUDGET_STEP;
                 late = started.elapsed() >= TAKE_BUDGET;
             }
-            let over = taken >= cap || late;
+            let over = if taken >= cap {
+                Some(Took::Full)
+            } else if late {
+                Some(Took::OutOfTime)
+            } else {
+                None
+            };
             match stream.next().now_or_never() {
                 None => {
-                    if taken < MAX_TURN / 4 {
-                        *behind = false;
-                    }
+                    pressure.took = Some(Took::Dry {
+                        few: taken < MAX_TURN / 4,
+                    });
                     break;
                 }
                 Some(Some(Ok(ev))) => {
@@ -469,9 +482,9 @@ async fn take_ready(
                             bridge.on_session_event(ev);
                         }
                     }
-                    if over {
-                        // More is ready than a turn takes.
-                        *behind = true;
+                    if let Some(over) = over {
+                        // More is ready than this turn takes.
+                        pressure.took = Some(over);
                         break;
                     }
                     taken += 1;
@@ -492,6 +505,55 @@ async fn take_ready(
     }
     bridge.alarms.on_ready(&mut bridge.pvs, &mut bridge.urgent);
     ended
+}
+
+/// How a turn's take of the gateway's events ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Took {
+    /// The stream ran dry; `few`: after fewer than a quarter of [`MAX_TURN`] events.
+    Dry { few: bool },
+    /// Events still ready after as many as a turn takes.
+    Full,
+    /// Events still ready when [`TAKE_BUDGET`] ran out.
+    OutOfTime,
+}
+
+/// Whether the bridge is behind the gateway's events, from how its turns ended.
+#[derive(Default)]
+struct Pressure {
+    /// How this turn's take ended, if it took events.
+    took: Option<Took>,
+    /// The gateway's events outran the turns: more were ready than a turn takes, or the
+    /// take budget ran out with events still ready for [`PRESSED_FOR`]. Cleared when a
+    /// turn finds the stream dry after few events. Posts then get the shorter budget.
+    stream_behind: bool,
+    /// Since when every turn left work (events ready, or PVs with news unposted).
+    pressed_since: Option<Instant>,
+}
+
+impl Pressure {
+    /// The end of a turn whose posts left PVs with news when `backlog`: whether the bridge
+    /// is behind now (it coalesces data changes while it is).
+    fn turn_done(&mut self, backlog: bool, now: Instant) -> bool {
+        let took = self.took.take();
+        let left = backlog || matches!(took, Some(Took::Full | Took::OutOfTime));
+        if left {
+            self.pressed_since.get_or_insert(now);
+        } else if took.is_some() {
+            // The stream ran dry and every PV with news was posted.
+            self.pressed_since = None;
+        }
+        let pressed = self
+            .pressed_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= PRESSED_FOR);
+        match took {
+            Some(Took::Full) => self.stream_behind = true,
+            Some(Took::OutOfTime) if pressed => self.stream_behind = true,
+            Some(Took::Dry { few: true }) => self.stream_behind = false,
+            _ => {}
+        }
+        self.stream_behind || pressed
+    }
 }
 
 /// The end of a turn ([`Bridge::end_turn`], all posted without `budget`): the PVs in
@@ -538,5 +600,55 @@ fn behind(bridge: &mut Bridge, now: bool, since: &mut Option<Instant>) {
     } else if bridge.coalesce && since.is_none_or(|t| t.elapsed() >= CAUGHT_UP_AFTER) {
         info!("caught up with the gateway's events: every data change is posted again");
         bridge.coalesce = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A turn stretched past its take budget (the thread waited for a CPU) is not a
+    /// backlog; turns that leave work for PRESSED_FOR are, and a stream with more ready
+    /// than a turn takes is at once.
+    #[test]
+    fn one_slow_turn_is_not_behind_a_lasting_backlog_is() {
+        let t0 = Instant::now();
+        let mut p = Pressure::default();
+        p.took = Some(Took::OutOfTime);
+        assert!(!p.turn_done(false, t0));
+        p.took = Some(Took::Dry { few: true });
+        assert!(!p.turn_done(false, t0 + Duration::from_millis(5)));
+        // Posts left behind turn after turn, and the take budget running out.
+        p.took = Some(Took::Dry { few: true });
+        assert!(!p.turn_done(true, t0 + Duration::from_millis(10)));
+        p.took = Some(Took::OutOfTime);
+        assert!(!p.turn_done(false, t0 + Duration::from_millis(60)));
+        assert!(!p.stream_behind);
+        p.took = Some(Took::OutOfTime);
+        assert!(p.turn_done(false, t0 + Duration::from_millis(110)));
+        assert!(
+            p.stream_behind,
+            "a take budget out for 100 ms: the stream is behind"
+        );
+        // The stream ran dry after a few events: caught up.
+        p.took = Some(Took::Dry { few: true });
+        assert!(!p.turn_done(false, t0 + Duration::from_millis(120)));
+        // More ready than a turn takes: behind at once.
+        p.took = Some(Took::Full);
+        assert!(p.turn_done(false, t0 + Duration::from_millis(130)));
+        assert!(p.stream_behind);
+    }
+
+    /// A turn without a take (a timer, a client) tells nothing of the stream: work left
+    /// before it still counts from when it was first left.
+    #[test]
+    fn a_turn_without_events_keeps_the_pressure() {
+        let t0 = Instant::now();
+        let mut p = Pressure::default();
+        p.took = Some(Took::OutOfTime);
+        assert!(!p.turn_done(false, t0));
+        assert!(!p.turn_done(false, t0 + Duration::from_millis(50)));
+        p.took = Some(Took::OutOfTime);
+        assert!(p.turn_done(false, t0 + Duration::from_millis(100)));
     }
 }
