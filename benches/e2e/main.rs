@@ -5,6 +5,7 @@
 //!     cargo bench --bench e2e -- --quick           # N up to 10,000, shorter phases
 //!     cargo bench --bench e2e -- --max-n 1000 --runs 2 --no-peer
 //!     cargo bench --bench e2e -- --write-plots      # also redraw docs/performance/*.svg
+//!     cargo bench --bench e2e -- --only puts --no-peer --put-seconds 5   # the puts alone
 //!
 //! Systems, each serving N float64 PVs B:0..B:<N-1>:
 //! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs
@@ -98,6 +99,9 @@ struct Opts {
     put_seconds: f64,
     peer: bool,
     plots: bool,
+    /// `--only puts`: the put scenario alone (N = 1,000, no throughput, latency,
+    /// buffered or RSS phases).
+    only_puts: bool,
 }
 
 impl Opts {
@@ -110,6 +114,7 @@ impl Opts {
             put_seconds: 3.0,
             peer: true,
             plots: false,
+            only_puts: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -132,12 +137,21 @@ impl Opts {
                 "--rounds" => o.rounds = value(&mut i).parse().unwrap(),
                 "--runs" => o.runs = value(&mut i).parse().unwrap(),
                 "--no-peer" => o.peer = false,
+                "--put-seconds" => o.put_seconds = value(&mut i).parse().unwrap(),
+                "--only" => match value(&mut i).as_str() {
+                    "puts" => o.only_puts = true,
+                    other => panic!("--only {other}: the one scenario to run alone is `puts`"),
+                },
                 "--write-plots" => o.plots = true,
                 // The default since `--write-plots` came: accepted, changes nothing.
                 "--no-plots" => o.plots = false,
                 _ => {} // cargo bench passes --bench
             }
             i += 1;
+        }
+        if o.only_puts {
+            o.sizes = vec![LAT_N];
+            o.rounds = 0;
         }
         o
     }
@@ -614,7 +628,12 @@ impl Bench {
                 r["cpu_us_per_update"] = json!(med("cpu_us_per_update"));
                 r["sim_cpu_us_per_update"] = json!(med("sim_cpu_us_per_update"));
                 if n == LAT_N && !s.served_s.is_nan() {
-                    for rate in [1000.0, 10000.0] {
+                    let rates: &[f64] = if self.opts.only_puts {
+                        &[]
+                    } else {
+                        &[1000.0, 10000.0]
+                    };
+                    for &rate in rates {
                         let samples = self.latency(&mut s, sim, rate);
                         r[format!("latency_{}", rate as u64)] = summary(&samples);
                     }
@@ -630,11 +649,11 @@ impl Bench {
                     }
                 }
                 self.stop(s);
-                if n == LAT_N && sys != System::Peer {
+                if n == LAT_N && sys != System::Peer && !self.opts.only_puts {
                     r["buffered"] = self.buffered(sys, sim);
                 }
                 let big = self.opts.sizes.last() == Some(&n);
-                if sys != System::Peer && (n == 1 || big) {
+                if sys != System::Peer && (n == 1 || big) && !self.opts.only_puts {
                     r["rss_alone_kb"] = json!(self.rss_alone(sys, n, sim));
                 }
                 println!("e2e: {r}");

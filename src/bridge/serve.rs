@@ -172,6 +172,9 @@ pub(super) async fn serve(
     let mut stream_behind = false;
     let mut behind_since: Option<Instant> = None;
     loop {
+        // The audit records of the turn wait for its end: its replies and posts then reach
+        // pvxs back to back, and the records' log lines go out in one write.
+        let turn = bridge.guard.audit.defer();
         let deadline = bridge.next_deadline();
         if deadline != armed {
             if let Some(at) = deadline {
@@ -325,6 +328,7 @@ pub(super) async fn serve(
         for call in writes {
             gw.write(call);
         }
+        crate::logging::held(|| drop(turn));
     }
     crate::systemd::stopping();
     if let Some((session, _)) = gw.session.take() {
