@@ -172,9 +172,6 @@ pub(super) async fn serve(
     let mut stream_behind = false;
     let mut behind_since: Option<Instant> = None;
     loop {
-        // The audit records of the turn wait for its end: its replies and posts then reach
-        // pvxs back to back, and the records' log lines go out in one write.
-        let turn = bridge.guard.audit.defer();
         let deadline = bridge.next_deadline();
         if deadline != armed {
             if let Some(at) = deadline {
@@ -300,6 +297,11 @@ pub(super) async fn serve(
                 };
             }
         }
+        // The audit records of the turn's posts wait for its end: its replies and posts then
+        // reach pvxs back to back, and the records' log lines go out in one write. (Not
+        // while waiting above: a record made meanwhile, by a task or another thread, is
+        // not held.)
+        let turn = bridge.guard.audit.defer();
         if let Some(reason) = ended.take() {
             // Every value taken is posted before the PVs say the link is lost.
             end_turn(bridge, None);
