@@ -10,6 +10,7 @@
 //! in either format.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::io::Write;
 
 use crate::config::LogFormat;
@@ -28,12 +29,88 @@ impl Write for EscapingStderr {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        std::io::stderr().write_all(&escape_controls(buf, self.ansi))
+        let line = escape_controls(buf, self.ansi);
+        let held = HELD.with(|held| -> std::io::Result<bool> {
+            match held.try_borrow_mut() {
+                Ok(mut held) if held.on => {
+                    held.buf.extend_from_slice(&line);
+                    if held.buf.len() >= HELD_MAX {
+                        held.write()?;
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })?;
+        if held {
+            return Ok(());
+        }
+        std::io::stderr().write_all(&line)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
     }
+}
+
+thread_local! {
+    /// The lines this thread logs while [`held`] runs, not written yet.
+    static HELD: RefCell<Held> = const {
+        RefCell::new(Held {
+            on: false,
+            buf: Vec::new(),
+        })
+    };
+}
+
+/// See [`held`].
+struct Held {
+    on: bool,
+    buf: Vec<u8>,
+}
+
+impl Held {
+    /// Writes the lines held, in one write.
+    fn write(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = std::io::stderr().write_all(&self.buf);
+        self.buf.clear();
+        written
+    }
+}
+
+/// Lines held past this many bytes are written at once, without waiting for the end of
+/// [`held`].
+const HELD_MAX: usize = 64 << 10;
+
+/// Runs `f` with the log lines this thread writes meanwhile held, and writes them when it
+/// returns (or unwinds), each whole and in order, with one write instead of one per line:
+/// the bridge logs a turn's audit records this way. Lines of other threads are not held;
+/// a nested call holds with the outer one.
+pub fn held<R>(f: impl FnOnce() -> R) -> R {
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            HELD.with(|held| {
+                if let Ok(mut held) = held.try_borrow_mut() {
+                    held.on = false;
+                    // A line that cannot be written is lost, as any other (see `init`).
+                    let _ = held.write();
+                }
+            });
+        }
+    }
+    let outer = HELD.with(|held| match held.try_borrow_mut() {
+        Ok(mut held) if !held.on => {
+            held.on = true;
+            true
+        }
+        _ => false,
+    });
+    let _release = outer.then_some(Release);
+    f()
 }
 
 /// `line` with each control character (C0, DEL, C1, U+2028, U+2029) but a final `\n`

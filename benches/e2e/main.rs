@@ -9,6 +9,7 @@
 //!                                                   # MXPVA_BIN=path: another mxpva build)
 //!     cargo bench --bench e2e -- --rss-only --no-peer  # only RSS per PV (N = 1 and the largest)
 //!     cargo bench --bench e2e -- --quick --no-peer --streams-only --sizes 10000
+//!     cargo bench --bench e2e -- --only puts --no-peer --put-seconds 5   # the puts alone
 //!
 //! Systems, each serving N float64 PVs B:0..B:<N-1>:
 //! - limit: benches/cpp/e2e.cpp `limit`, posting the same stream straight into pvxs
@@ -115,6 +116,9 @@ struct Opts {
     streams_only: bool,
     /// The paced stream rounds with the simulator on a CPU of its own (`--no-pin`: not).
     pin: bool,
+    /// `--only puts`: the put scenario alone (N = 1,000, no throughput, latency,
+    /// buffered or RSS phases).
+    only_puts: bool,
 }
 
 impl Opts {
@@ -131,6 +135,7 @@ impl Opts {
             rss_only: false,
             streams_only: false,
             pin: true,
+            only_puts: false,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -165,6 +170,11 @@ impl Opts {
                     o.peer = false;
                 }
                 "--rss-only" => o.rss_only = true,
+                "--put-seconds" => o.put_seconds = value(&mut i).parse().unwrap(),
+                "--only" => match value(&mut i).as_str() {
+                    "puts" => o.only_puts = true,
+                    other => panic!("--only {other}: the one scenario to run alone is `puts`"),
+                },
                 "--write-plots" => o.plots = true,
                 "--streams-only" => o.streams_only = true,
                 "--no-pin" => o.pin = false,
@@ -177,6 +187,10 @@ impl Opts {
         if o.rss_only {
             let big = o.sizes.last().copied().unwrap_or(1);
             o.sizes = if big > 1 { vec![1, big] } else { vec![1] };
+            o.rounds = 0;
+        }
+        if o.only_puts {
+            o.sizes = vec![LAT_N];
             o.rounds = 0;
         }
         o
@@ -623,7 +637,12 @@ impl Bench {
                     r["paced"] = paced;
                 }
                 if n == LAT_N && served && !self.opts.streams_only && !self.opts.rss_only {
-                    for rate in [1000.0, 10000.0] {
+                    let rates: &[f64] = if self.opts.only_puts {
+                        &[]
+                    } else {
+                        &[1000.0, 10000.0]
+                    };
+                    for &rate in rates {
                         let samples = self.latency(&mut s, sim, rate);
                         r[format!("latency_{}", rate as u64)] = summary(&samples);
                     }
@@ -643,11 +662,16 @@ impl Bench {
                     && sys != System::Peer
                     && !self.opts.streams_only
                     && !self.opts.rss_only
+                    && !self.opts.only_puts
                 {
                     r["buffered"] = self.buffered(sys, sim);
                 }
                 let big = self.opts.sizes.last() == Some(&n);
-                if sys != System::Peer && (n == 1 || big) && !self.opts.streams_only {
+                if sys != System::Peer
+                    && (n == 1 || big)
+                    && !self.opts.streams_only
+                    && !self.opts.only_puts
+                {
                     r["rss_alone_kb"] = json!(self.rss_alone(sys, n, sim));
                 }
                 println!("e2e: {r}");

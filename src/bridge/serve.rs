@@ -311,6 +311,11 @@ pub(super) async fn serve(
                 };
             }
         }
+        // The audit records of the turn's posts wait for its end: its replies and posts then
+        // reach pvxs back to back, and the records' log lines go out in one write. (Not
+        // while waiting above: a record made meanwhile, by a task or another thread, is
+        // not held.)
+        let turn = bridge.guard.audit.defer();
         if let Some(reason) = ended.take() {
             // Every value taken is posted before the PVs say the link is lost.
             end_turn(bridge, None);
@@ -340,6 +345,7 @@ pub(super) async fn serve(
         for call in writes {
             gw.write(call);
         }
+        crate::logging::held(|| drop(turn));
     }
     crate::systemd::stopping();
     if let Some((session, _)) = gw.session.take() {

@@ -191,6 +191,29 @@ pub struct AuditTrail {
     /// The writer thread, until [`AuditTrail::close`] joins it.
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
     closed: Arc<AtomicBool>,
+    /// Records made while a [`Deferral`] lives, in order (`None`: none lives).
+    deferred: Arc<Mutex<Option<Vec<AuditRecord>>>>,
+}
+
+/// While it lives, the trail's records ([`AuditTrail::record`]) wait, and are recorded in
+/// order when it is dropped. The bridge defers each turn's records to the turn's end, so
+/// that the turn's replies and posts reach pvxs back to back and the records' log lines
+/// are written together. A record keeps its time and outcome; a clean shutdown ends the
+/// turn before the trail is closed.
+pub struct Deferral {
+    trail: Option<AuditTrail>,
+}
+
+impl Drop for Deferral {
+    fn drop(&mut self) {
+        let Some(trail) = self.trail.take() else {
+            return;
+        };
+        let records = trail.deferred.lock().take();
+        for record in records.into_iter().flatten() {
+            trail.record(record);
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -230,7 +253,19 @@ impl AuditTrail {
             limiter: Arc::default(),
             writer: Arc::default(),
             closed: Arc::default(),
+            deferred: Arc::default(),
         }
+    }
+
+    /// Defers the trail's records until the [`Deferral`] returned is dropped (one that
+    /// comes while another lives defers nothing of its own: the first one records them).
+    pub fn defer(&self) -> Deferral {
+        let mut deferred = self.deferred.lock();
+        let trail = deferred.is_none().then(|| {
+            *deferred = Some(Vec::new());
+            self.clone()
+        });
+        Deferral { trail }
     }
 
     /// The audit file's health, for the status PVs.
@@ -238,9 +273,14 @@ impl AuditTrail {
         self.health.clone()
     }
 
-    /// Logs the record on `mxpva::audit` and queues it for the file; never blocks. A
-    /// refusal ([`is_refusal`]) of a client past its limit is only counted.
+    /// Logs the record on `mxpva::audit` and queues it for the file (when a [`Deferral`]
+    /// lives, at its end); never blocks. A refusal ([`is_refusal`]) of a client past its
+    /// limit is only counted.
     pub fn record(&self, mut record: AuditRecord) {
+        if let Some(records) = self.deferred.lock().as_mut() {
+            records.push(record);
+            return;
+        }
         let refusal = is_refusal(&record.outcome);
         let Some(suppressed) = self.admit(&record.host, refusal) else {
             return;

@@ -212,3 +212,34 @@ fn the_audit_pv_counts_every_drop() {
         (None, Some("OK; 3 audit records dropped since start".into()))
     );
 }
+
+/// Issue 23: the bridge defers a turn's records to its end; they then reach the file, in
+/// order, and a deferral made while one lives defers with it.
+#[test]
+fn deferred_records_reach_the_file_in_order_when_the_deferral_ends() {
+    let dir = std::env::temp_dir().join(format!("mxpva-audit-defer-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let trail = AuditTrail::start(Some(&path)).unwrap();
+    let turn = trail.defer();
+    trail.record(record("P:1"));
+    let inner = trail.defer();
+    trail.clone().record(record("P:2"));
+    drop(inner);
+    trail.record(record("P:3"));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(trail.health().written(), 0, "nothing before the turn ends");
+    drop(turn);
+    wait_for(|| trail.health().written() == 3);
+    trail.record(record("P:4"));
+    wait_for(|| trail.health().written() == 4);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let pvs: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["pv"].to_string())
+        .collect();
+    assert_eq!(pvs, ["\"P:1\"", "\"P:2\"", "\"P:3\"", "\"P:4\""]);
+    assert!(trail.close(Duration::from_secs(5)));
+    let _ = std::fs::remove_dir_all(&dir);
+}

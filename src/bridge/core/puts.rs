@@ -300,8 +300,10 @@ impl Bridge {
             ),
             (None, None) => Target::unmapped(defaults.access_group.as_str(), defaults.access_level),
         };
-        // The value before, read from the PV only for a put that is audited.
-        let previous = || mapped.and_then(|pv| pv.pv.current().ok()?.value);
+        // The value before, for a put that is audited only: as the bridge last posted it,
+        // else read back from the PV.
+        let previous =
+            || mapped.and_then(|pv| pv.value_shown().or_else(|| pv.pv.current().ok()?.value));
         self.guard.check(put, target, previous)
     }
 }

@@ -264,6 +264,10 @@ impl MappedPv {
 
     /// (Re)opens the PV as `ty`.
     fn open(&mut self, ty: PvType, value: Option<NtValue>, alarm: Alarm, time: TimeStamp) {
+        if value.is_none() {
+            // It shows no value of System Platform's now.
+            self.shown = None;
+        }
         let name = self.cfg.name.as_str();
         // Without a value it is the bridge's own post (INVALID until the first value).
         let time = if value.is_some() {
@@ -686,6 +690,10 @@ impl MappedPv {
     /// alarm and monitors stay.
     pub fn reconfigure(&mut self, cfg: Arc<config::Pv>, post_metadata: bool) {
         self.limits = limits_of(&cfg);
+        if cfg.write.is_none() {
+            // No longer kept by the data changes to come.
+            self.shown = None;
+        }
         self.cfg = cfg;
         if !post_metadata || !self.pv.is_open() {
             return;
@@ -711,6 +719,22 @@ impl MappedPv {
     }
 
     /// Writes sent and not yet answered, and confirmed ones waiting for their data change.
+    /// The value clients see now, when the bridge knows it without reading the PV back
+    /// from pvxs (which copies its whole structure): a writable scalar PV's last data
+    /// change, posted (none staged) and served as the type the PV is open as. `None`:
+    /// not known here ([`SharedPv::current`] knows).
+    pub fn value_shown(&self) -> Option<NtValue> {
+        if self.staged.data || self.cfg.write.is_none() {
+            return None;
+        }
+        let shown = self.shown.as_ref()?;
+        let ty = configured_type(&self.cfg).or_else(|| pv_type_of(shown, self.bool_as_enum))?;
+        if self.pv.shape()?.pv_type != ty || !self.pv.is_open() {
+            return None;
+        }
+        to_nt(shown, ty).ok()
+    }
+
     pub fn writes_waiting(&self) -> usize {
         self.writes.waiting()
     }

@@ -157,3 +157,76 @@ fn a_mapped_pv_stays_small() {
     let size = std::mem::size_of::<MappedPv>();
     assert!(size <= 272, "MappedPv is {size} bytes");
 }
+
+/// An audited put's previous value comes from the bridge's last post instead of a copy of
+/// the PV read back from pvxs: it is what pvxs shows, and nothing while a data change is
+/// staged, the PV shows no value of System Platform's, or it is not writable.
+#[test]
+fn the_value_shown_is_what_pvxs_shows_or_nothing() {
+    let text = r#"
+[gateway]
+endpoint = "http://127.0.0.1:1"
+[defaults]
+writable = true
+[[pv]]
+name = "Level"
+tag = "Tank001.Level"
+type = "float64"
+[[pv]]
+name = "Mode"
+tag = "Tank001.Mode"
+"#;
+    let config = config::Config::from_str_at(text, std::path::Path::new("pv_test.toml")).unwrap();
+    let (events, _rx) = crate::pva::event_channel();
+    let read_back = |pv: &MappedPv| pv.pv.current().ok().and_then(|u| u.value);
+    let mut pv = MappedPv::new(config.pvs[0].clone(), &config.defaults, &events).unwrap();
+    // Open, INVALID, no value of System Platform's yet.
+    assert_eq!(pv.value_shown(), None);
+    pv.sample(&MxValue::Double(4.5), Quality::GOOD, None, &[], false);
+    assert_eq!(pv.value_shown(), None, "staged, not posted yet");
+    pv.flush();
+    assert_eq!(pv.value_shown(), Some(NtValue::Float64(4.5)));
+    assert_eq!(pv.value_shown(), read_back(&pv));
+    // An Int32 attribute behind a float64 PV: the value as served.
+    pv.sample(&MxValue::Int32(7), Quality::GOOD, None, &[], false);
+    pv.flush();
+    assert_eq!(pv.value_shown(), Some(NtValue::Float64(7.0)));
+    assert_eq!(pv.value_shown(), read_back(&pv));
+    // A value that cannot be served: the PV keeps its last one, and the bridge knows none.
+    pv.sample(
+        &MxValue::String("x".into()),
+        Quality::GOOD,
+        None,
+        &[],
+        false,
+    );
+    pv.flush();
+    assert_eq!(pv.value_shown(), None);
+    // No longer writable: no longer kept.
+    pv.sample(&MxValue::Double(1.0), Quality::GOOD, None, &[], false);
+    pv.flush();
+    assert_eq!(pv.value_shown(), Some(NtValue::Float64(1.0)));
+    let mut read_only = (*config.pvs[0]).clone();
+    read_only.write = None;
+    pv.reconfigure(Arc::new(read_only), false);
+    assert_eq!(pv.value_shown(), None);
+    // Of no configured type: served as the attribute's, re-opened when that changes.
+    let mut pv = MappedPv::new(config.pvs[1].clone(), &config.defaults, &events).unwrap();
+    pv.sample(&MxValue::Int32(3), Quality::GOOD, None, &[], false);
+    pv.flush();
+    assert_eq!(pv.value_shown(), Some(NtValue::Int32(3)));
+    assert_eq!(pv.value_shown(), read_back(&pv));
+    pv.sample(
+        &MxValue::String("auto".into()),
+        Quality::GOOD,
+        None,
+        &[],
+        false,
+    );
+    pv.flush();
+    assert_eq!(pv.value_shown(), Some(NtValue::String("auto".into())));
+    assert_eq!(pv.value_shown(), read_back(&pv));
+    // Closed (an on-demand PV nobody watches): read back, not known here.
+    pv.close_unwatched();
+    assert_eq!(pv.value_shown(), None);
+}
