@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -681,7 +682,9 @@ private:
 
     const std::vector<std::shared_ptr<Source>> sources_;
     std::mutex lock_;
-    std::set<std::string> served_;
+    // Hashed, not a tree: a node of three words per PV instead of five (the name's
+    // characters are shared with pvxs's map of the PV's source).
+    std::unordered_set<std::string> served_;
     std::vector<std::weak_ptr<Chan>> chans_;
     size_t prune_at_ = 64;
     // pvxs's channel of each channel granted READ as it opened; expires as it closes

@@ -364,7 +364,7 @@ type = "int32"
     assert_eq!(a.severity_of(500), Severity::Major);
     assert_eq!(a.severity_of(501), Severity::Minor);
     assert_eq!(a.severity_of(999), Severity::Minor);
-    assert_eq!(c.pvs[0].alarms, ["Tank001.Level.HiHi"]);
+    assert_eq!(*c.pvs[0].alarms, ["Tank001.Level.HiHi"]);
     assert!(c.pvs[0].acknowledge && !c.pvs[1].acknowledge);
     assert_eq!(c.alarm_pvs[0].name.as_str(), "P:Fault");
     assert_eq!(c.alarm_pvs[0].pv_type, AlarmPvType::Int32);

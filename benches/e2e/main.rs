@@ -5,8 +5,9 @@
 //!     cargo bench --bench e2e -- --quick           # N up to 10,000, shorter phases
 //!     cargo bench --bench e2e -- --max-n 1000 --runs 2 --no-peer
 //!     cargo bench --bench e2e -- --write-plots      # also redraw docs/performance/*.svg
-//!     cargo bench --bench e2e -- --buffered-only    # scenario 5 alone (limit, mxpva;
-//!                                                   # MXPVA_BIN=path: another mxpva build)
+//!     cargo bench --bench e2e -- --buffered-only    # scenario 5 alone (limit, mxpva)
+//!     MXPVA_BIN=path cargo bench --bench e2e ...    # mxpva: another build (the simulator
+//!                                                   # stays this one's)
 //!     cargo bench --bench e2e -- --rss-only --no-peer  # only RSS per PV (N = 1 and the largest)
 //!     cargo bench --bench e2e -- --quick --no-peer --streams-only --sizes 10000
 //!     cargo bench --bench e2e -- --only puts --no-peer --put-seconds 5   # the puts alone
@@ -379,7 +380,11 @@ impl Bench {
             }
             System::Mxpva => {
                 let config = write_mxpva_config(&self.dir, n, &sim.unwrap().addr);
-                let mut c = Command::new(env!("CARGO_BIN_EXE_mxpva"));
+                // MXPVA_BIN: another build of mxpva (the simulator stays this one's), for
+                // before/after runs.
+                let bin = std::env::var_os("MXPVA_BIN")
+                    .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mxpva")), PathBuf::from);
+                let mut c = Command::new(bin);
                 c.args(["run", "--config"]).arg(config);
                 Proc::spawn_with(c, &pva.server, Some(log))
             }

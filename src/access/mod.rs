@@ -260,17 +260,17 @@ impl Access {
         *self.groups.lock() = PvGroups {
             by_pv: rules
                 .iter()
-                .filter(|r| r.group != *other)
+                .filter(|r| *r.group != **other)
                 .map(|r| (r.pv.clone(), r.group.clone()))
                 .collect(),
-            other: other.clone(),
+            other: other.to_string(),
         };
         if self.rules.is_none() {
             return;
         }
         let other = ReadRule {
             pv: String::new(),
-            group: config.defaults.access_group.clone(),
+            group: config.defaults.access_group.to_string(),
             level: config.defaults.access_level,
         };
         acf_set_read_rules(Some((&rules, &other)));
@@ -342,13 +342,13 @@ fn read_rules(config: &Config, pvs: &[std::sync::Arc<crate::config::Pv>]) -> Vec
     for (name, group, level, acknowledge) in pvs.chain(alarm_pvs) {
         out.push(ReadRule {
             pv: name.to_string(),
-            group: group.clone(),
+            group: group.to_string(),
             level,
         });
         if acks && acknowledge {
             out.push(ReadRule {
                 pv: format!("{name}{}", a.ack_suffix),
-                group: a.access_group.clone(),
+                group: a.access_group.to_string(),
                 level: 0,
             });
         }
@@ -464,7 +464,7 @@ fn check_groups(config: &Config, file: &str, groups: &BTreeSet<String>) -> Resul
             file: format!("{file} (its groups: {listed})"),
         }
     };
-    if !groups.contains(&config.defaults.access_group) {
+    if !groups.contains(&*config.defaults.access_group) {
         return Err(unknown(
             &config.path.display(),
             "defaults.access_group".into(),
@@ -473,7 +473,7 @@ fn check_groups(config: &Config, file: &str, groups: &BTreeSet<String>) -> Resul
         ));
     }
     for pv in &config.pvs {
-        if !groups.contains(&pv.access_group) {
+        if !groups.contains(&*pv.access_group) {
             return Err(unknown(
                 &pv.location,
                 "access_group".into(),
@@ -493,7 +493,7 @@ fn check_groups(config: &Config, file: &str, groups: &BTreeSet<String>) -> Resul
         }
     }
     for pv in &config.alarm_pvs {
-        if !groups.contains(&pv.access_group) {
+        if !groups.contains(&*pv.access_group) {
             return Err(unknown(
                 &pv.location,
                 "access_group".into(),
@@ -502,7 +502,7 @@ fn check_groups(config: &Config, file: &str, groups: &BTreeSet<String>) -> Resul
             ));
         }
     }
-    if !groups.contains(&config.alarms.access_group) {
+    if !groups.contains(&*config.alarms.access_group) {
         return Err(unknown(
             &config.path.display().to_string(),
             "alarms.access_group".into(),

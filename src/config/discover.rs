@@ -236,9 +236,9 @@ impl Config {
         } in in_force.pvs
         {
             if pv.alarms.iter().any(|r| claimed.contains(&short(r))) {
-                Arc::make_mut(&mut pv)
-                    .alarms
-                    .retain(|r| !claimed.contains(&short(r)));
+                let kept = pv.alarms.iter().filter(|r| !claimed.contains(&short(r)));
+                let kept = kept.cloned().collect();
+                Arc::make_mut(&mut pv).alarms = kept;
             }
             if tags.contains(&pv.tag.as_str().to_ascii_lowercase()) {
                 continue;
@@ -447,7 +447,7 @@ mod tests {
             "the explicit O.A"
         );
         assert_eq!(merged.pvs[2].tag.as_str(), "O.C");
-        assert_eq!(merged.pvs[2].alarms, ["O.C.Lo"], "O.C.Hi is pv[2]'s");
+        assert_eq!(*merged.pvs[2].alarms, ["O.C.Lo"], "O.C.Hi is pv[2]'s");
         assert_eq!(merged.errors.len(), 2, "{:?}", merged.errors);
         assert!(
             merged.errors[0].contains("duplicate PV name `O:B`: made by discover[1] at site.toml:11:1 (O.B) and by pv[2] at site.toml:6:1 (O.X)"),

@@ -234,6 +234,6 @@ mod tests {
         let fresh = after.rule_pvs(&[cand(1, "Pump001:Speed", "Pump001.Speed")]);
         let again = after.rule_pvs_in_force(fresh.pvs);
         assert!(again.refused.is_empty());
-        assert_eq!(again.pvs[0].pv.access_group, "TIGHT");
+        assert_eq!(&*again.pvs[0].pv.access_group, "TIGHT");
     }
 }

@@ -280,7 +280,7 @@ pub struct Alarms {
     /// How an active alarm's severity is chosen, unless a PV's `alarm_severity` says.
     pub severity: SeverityScheme,
     /// The ACF group that rules puts to every `:ACK` PV.
-    pub access_group: String,
+    pub access_group: std::sync::Arc<str>,
 }
 
 /// How the severity of an active System Platform alarm is chosen (`[alarms] severity`,
@@ -360,7 +360,7 @@ pub struct AlarmPv {
     /// Overrides `[alarms] severity` for its alarms.
     pub alarm_severity: Option<SeverityScheme>,
     /// The ACF group and level of the PV (it takes no puts; see docs/access-security.md).
-    pub access_group: String,
+    pub access_group: std::sync::Arc<str>,
     pub access_level: u8,
     /// Where the `[[alarm_pv]]` table is: `file:line:column`.
     pub location: String,
@@ -501,7 +501,7 @@ pub struct Defaults {
     /// `linger` for the on-demand PVs that do not set it (also when `subscribe` is
     /// `always` here: a PV that asks for `on_demand` takes it).
     pub linger: Duration,
-    pub access_group: String,
+    pub access_group: std::sync::Arc<str>,
     pub access_level: u8,
     /// `buffered` for the PVs that do not set it.
     pub buffered: bool,
@@ -638,10 +638,11 @@ pub struct Pv {
     pub boolean: BooleanRepr,
     /// NTEnum choices for a Boolean: false first.
     pub choices: std::sync::Arc<[String; 2]>,
-    pub units: Option<String>,
+    // Boxed strings and slice (16 bytes each, not 24): most PVs have none, and a PV's
+    // config is held for as long as it is served.
+    pub units: Option<Box<str>>,
     pub precision: Option<u8>,
-    pub description: Option<String>,
-    // Boxed: most PVs have none, and a PV's config is held for as long as it is served.
+    pub description: Option<Box<str>>,
     pub display: Option<Box<Range>>,
     pub control: Option<Box<Control>>,
     pub value_alarm: Option<Box<ValueAlarm>>,
@@ -649,7 +650,7 @@ pub struct Pv {
     pub write: Option<WriteMode>,
     pub timestamp: TimestampSource,
     /// Alarm references named in the config (besides those found by the tag's name).
-    pub alarms: Vec<String>,
+    pub alarms: Box<[String]>,
     /// Serve the `:ACK` companion PV when the PV carries alarms.
     pub acknowledge: bool,
     /// Overrides `[alarms] severity` for its System Platform alarms.
@@ -657,7 +658,7 @@ pub struct Pv {
     /// When its tag is advised: always, or while clients watch it.
     pub subscribe: Subscribe,
     /// The ACF group (ASG) that rules its puts (`DEFAULT` unless set).
-    pub access_group: String,
+    pub access_group: std::sync::Arc<str>,
     /// Its access security level, 0 or 1 (as a record field's ASL).
     pub access_level: u8,
     /// Advised as a buffered item (AddBufferedItem): every sample System Platform takes,

@@ -204,7 +204,7 @@ fn mapping_table(c: &Config) -> String {
                     TimestampSource::Receive => "receive",
                 }
                 .into(),
-                pv.units.clone().unwrap_or_default(),
+                pv.units.as_deref().unwrap_or_default().to_string(),
                 limits_text(pv),
             ]
         })

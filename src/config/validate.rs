@@ -167,7 +167,7 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
             v,
             "defaults.access_group",
             d.access_group.as_ref(),
-            super::DEFAULT_ACCESS_GROUP,
+            &std::sync::Arc::from(super::DEFAULT_ACCESS_GROUP),
         ),
         access_level: access::level(v, "defaults.access_level", d.access_level.as_ref(), 0),
         buffered: d.buffered,

@@ -67,7 +67,7 @@ impl Alarms {
     pub fn ack_group(&self, pv: &str) -> Option<&str> {
         self.acks
             .contains_key(pv)
-            .then_some(self.cfg.access_group.as_str())
+            .then_some(&*self.cfg.access_group)
     }
 
     /// A put to an `:ACK` PV is taken here; any other put is handed back. An

@@ -121,17 +121,13 @@ impl Alarms {
         }
         let (attr, _) = lower.rsplit_once('.')?;
         if attr.contains('.') {
-            return self.by_tag.get(attr).map(|&i| Owner::Value(i));
+            return self.by_tag.get(attr).map(Owner::Value);
         }
         // Feature-named: `tank001.pvhialarm` -> the longest `tank001.pv` with a PV.
         if !lower.ends_with("alarm") {
             return None;
         }
-        self.by_tag
-            .iter()
-            .filter(|(tag, _)| lower.starts_with(tag.as_str()) && lower.len() > tag.len())
-            .max_by_key(|(tag, _)| tag.len())
-            .map(|(_, &i)| Owner::Value(i))
+        self.by_tag.longest_prefix_of(&lower).map(Owner::Value)
     }
 
     /// The owner's PV name, `acknowledge` and `alarm_severity`; `None` for an index in

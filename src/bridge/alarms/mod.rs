@@ -20,6 +20,7 @@
 
 mod ack;
 mod active;
+mod by_tag;
 mod feed;
 mod reload;
 mod remap;

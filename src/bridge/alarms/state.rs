@@ -17,6 +17,7 @@ use crate::gateway::{
 };
 use crate::pva::{Alarm, AlarmStatus, EventSender, Server, Severity, SharedPv, TablePv};
 
+use super::by_tag::ByTag;
 use super::feed::FeedMsg;
 use super::severity::kind_severity;
 use crate::bridge::values::stamp::SharedStamps;
@@ -26,7 +27,7 @@ use crate::bridge::values::stamp::SharedStamps;
 pub(super) fn owner_maps(
     pvs: &Registry,
     alarm_pvs: &[config::AlarmPv],
-) -> (HashMap<String, Owner>, HashMap<String, PvId>) {
+) -> (HashMap<String, Owner>, ByTag) {
     let mut named = HashMap::new();
     let mut add_named = |refs: &[String], owner: Owner| {
         for r in refs {
@@ -49,12 +50,10 @@ pub(super) fn owner_maps(
     for (i, p) in alarm_pvs.iter().enumerate() {
         add_named(&p.alarms, Owner::Own(i));
     }
-    let mut by_tag = HashMap::new();
+    let mut by_tag = ByTag::default();
     for id in ids {
         if let Some(p) = pvs.get(id) {
-            by_tag
-                .entry(p.cfg.tag.base().to_ascii_lowercase())
-                .or_insert(id);
+            by_tag.insert_first(Arc::clone(&p.cfg), id);
         }
     }
     (named, by_tag)
@@ -278,8 +277,8 @@ pub(in crate::bridge) struct Alarms {
     pub(super) client: Option<GatewayClient>,
     /// Alarm references named in the config (lower-case, full and short) -> owner.
     pub(super) named: HashMap<String, Owner>,
-    /// Lower-case `Object.Attr` of each mapped PV -> its id (the first PV wins).
-    pub(super) by_tag: HashMap<String, PvId>,
+    /// `Object.Attr` of each mapped PV (any case) -> its id (the first PV wins).
+    pub(super) by_tag: ByTag,
     /// The active set, by full reference.
     pub(super) active: BTreeMap<String, Entry>,
     /// A snapshot being received (after `Attached`, before `SnapshotComplete`).

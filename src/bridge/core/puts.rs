@@ -294,11 +294,11 @@ impl Bridge {
         let target = match (ack_group, mapped) {
             (Some(group), _) => Target::ack(group),
             (None, Some(pv)) => Target::pv(
-                pv.cfg.access_group.as_str(),
+                &pv.cfg.access_group,
                 pv.cfg.access_level,
                 pv.cfg.tag.as_str(),
             ),
-            (None, None) => Target::unmapped(defaults.access_group.as_str(), defaults.access_level),
+            (None, None) => Target::unmapped(&defaults.access_group, defaults.access_level),
         };
         // The value before, for a put that is audited only: as the bridge last posted it,
         // else read back from the PV.

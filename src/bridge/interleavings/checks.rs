@@ -168,7 +168,7 @@ impl World {
             };
             let name = pv.cfg.name.as_str();
             if let Some(&i) = explicit.get(name) {
-                let has = (pv.cfg.access_group.as_str(), pv.cfg.access_level);
+                let has = (&*pv.cfg.access_group, pv.cfg.access_level);
                 let want = self.access_keys(i);
                 if want != Some(has) {
                     return Err(fail(
@@ -186,7 +186,7 @@ impl World {
             };
             let want = (gen::GROUPS[rule.group], rule.level, rule.writable);
             let has = (
-                pv.cfg.access_group.as_str(),
+                &*pv.cfg.access_group,
                 pv.cfg.access_level,
                 pv.cfg.write.is_some(),
             );

@@ -224,8 +224,8 @@ impl MappedPv {
     fn metadata(&self, ty: PvType, update: &mut Update) {
         let numeric = matches!(ty, PvType::Scalar(t) | PvType::Array(t) if t.is_numeric());
         let mut display = Display {
-            description: self.cfg.description.clone().unwrap_or_default(),
-            units: self.cfg.units.clone().unwrap_or_default(),
+            description: self.cfg.description.as_deref().unwrap_or_default().into(),
+            units: self.cfg.units.as_deref().unwrap_or_default().into(),
             ..Default::default()
         };
         if numeric {

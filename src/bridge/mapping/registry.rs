@@ -83,7 +83,8 @@ pub(in crate::bridge) use crate::bridge::pv_id::PvId;
 pub(in crate::bridge) struct Registry {
     /// Boxed: a MappedPv is large, and a table of them moved every PV on each growth.
     pvs: HashMap<PvId, Box<MappedPv>>,
-    by_name: HashMap<Arc<str>, PvId>,
+    /// Ids by their PV's name: hashed by the name, which the PV holds (no key per PV).
+    by_name: ByName,
     /// Item handle -> id, for the current session: each PV's data item.
     by_item: HashMap<i32, PvId>,
     /// The plain items writable buffered PVs write through, for the current session.
@@ -97,6 +98,60 @@ pub(in crate::bridge) struct Registry {
     gone_sweep_at: usize,
 }
 
+/// Ids by their PV's served name ([`crate::pva::SharedPv::name`], which never changes):
+/// a table of ids hashed by the name, compared through the PVs map.
+#[derive(Default)]
+struct ByName {
+    table: hashbrown::HashTable<PvId>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl ByName {
+    fn hash(&self, name: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(name)
+    }
+
+    /// `id` finds its PV's name from now on (in place of another PV of that name).
+    fn insert(&mut self, pvs: &HashMap<PvId, Box<MappedPv>>, id: PvId) {
+        let Some(name) = pvs.get(&id).map(|pv| pv.pv.name()) else {
+            return;
+        };
+        let hash = self.hash(name);
+        let hasher = &self.hasher;
+        let entry = self.table.entry(
+            hash,
+            |i| pvs.get(i).is_some_and(|pv| pv.pv.name() == name),
+            |i| {
+                use std::hash::BuildHasher;
+                pvs.get(i).map_or(0, |pv| hasher.hash_one(pv.pv.name()))
+            },
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = id,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(id);
+            }
+        }
+    }
+
+    /// `id` (of the PV named `name`) no longer finds its name; another PV's id under the
+    /// name stays.
+    fn remove(&mut self, name: &str, id: PvId) {
+        if let Ok(e) = self.table.find_entry(self.hash(name), |&i| i == id) {
+            e.remove();
+        }
+    }
+
+    fn get(&self, pvs: &HashMap<PvId, Box<MappedPv>>, name: &str) -> Option<PvId> {
+        self.table
+            .find(self.hash(name), |i| {
+                pvs.get(i).is_some_and(|pv| pv.pv.name() == name)
+            })
+            .copied()
+    }
+}
+
 /// `gone` is swept of times the clock has passed at this size at least.
 const GONE_SWEEP_MIN: usize = 64;
 
@@ -106,11 +161,11 @@ impl Registry {
     pub fn insert(&mut self, pv: MappedPv) -> PvId {
         let id = PvId::numbered(self.next);
         self.next = self.next.saturating_add(1);
-        self.by_name.insert(pv.pv.shared_name(), id);
         if let Some(item) = pv.item {
             self.by_item.insert(item.0, id);
         }
         self.pvs.insert(id, Box::new(pv));
+        self.by_name.insert(&self.pvs, id);
         id
     }
 
@@ -132,11 +187,11 @@ impl Registry {
     /// one; its item handle no longer finds either.
     pub fn replace(&mut self, id: PvId, pv: MappedPv) -> Option<MappedPv> {
         let old = self.take(id)?;
-        self.by_name.insert(pv.pv.shared_name(), id);
         if let Some(item) = pv.item {
             self.by_item.insert(item.0, id);
         }
         self.pvs.insert(id, Box::new(pv));
+        self.by_name.insert(&self.pvs, id);
         Some(old)
     }
 
@@ -164,9 +219,7 @@ impl Registry {
     /// [`Registry::remove`] without keeping its last posted time.
     fn take(&mut self, id: PvId) -> Option<MappedPv> {
         let pv = *self.pvs.remove(&id)?;
-        if self.by_name.get(pv.cfg.name.as_str()) == Some(&id) {
-            self.by_name.remove(pv.cfg.name.as_str());
-        }
+        self.by_name.remove(pv.pv.name(), id);
         if let Some(item) = pv.item {
             if self.by_item.get(&item.0) == Some(&id) {
                 self.by_item.remove(&item.0);
@@ -189,7 +242,7 @@ impl Registry {
     }
 
     pub fn id_of_name(&self, name: &str) -> Option<PvId> {
-        self.by_name.get(name).copied()
+        self.by_name.get(&self.pvs, name)
     }
 
     /// The PV of an item handle of the current session (its data item).

@@ -3,6 +3,8 @@
 //! Whether a group exists is a question for the ACF itself, which asLib reads
 //! (`crate::access`); here only the shape of each key is checked.
 
+use std::sync::Arc;
+
 use toml::Spanned;
 
 use super::Validator;
@@ -14,15 +16,16 @@ fn acf_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_-+:.[]<>;".contains(c)
 }
 
-/// An `access_group` (or `fallback` when absent).
+/// An `access_group` (or `fallback` when absent). Shared: every PV of a group holds the
+/// same string (most hold the default's), not a copy each.
 pub(super) fn group(
     v: &mut Validator<'_>,
     key: &str,
     raw: Option<&Spanned<String>>,
-    fallback: &str,
-) -> String {
+    fallback: &Arc<str>,
+) -> Arc<str> {
     let Some(raw) = raw else {
-        return fallback.to_string();
+        return Arc::clone(fallback);
     };
     let name = raw.get_ref();
     if name.is_empty() || !name.chars().all(acf_name_char) {
@@ -33,9 +36,12 @@ pub(super) fn group(
                 "`{name}` is not an access security group name (letters, digits and _-+:.[]<>; only)"
             ),
         );
-        return fallback.to_string();
+        return Arc::clone(fallback);
     }
-    name.clone()
+    if **fallback == **name {
+        return Arc::clone(fallback);
+    }
+    Arc::from(name.as_str())
 }
 
 /// An `access_level` (or `fallback` when absent): 0 or 1.

@@ -176,7 +176,7 @@ pub(super) fn alarms(v: &mut Validator<'_>, prefix: &PvName, raw: RawAlarms) -> 
         v,
         "alarms.access_group",
         raw.access_group.as_ref(),
-        crate::config::DEFAULT_ACCESS_GROUP,
+        &std::sync::Arc::from(crate::config::DEFAULT_ACCESS_GROUP),
     );
     Alarms {
         enabled: raw.enabled,
