@@ -191,7 +191,8 @@ impl Clients {
     /// half here): its monitor callback throws `bad_weak_ptr`, a shared_from_this on an
     /// object not yet owned, so the first event came before it was ready. It prints
     /// "Unhandled exception ... bad_weak_ptr" and shows nothing more; it is then started
-    /// again, up to eight times.
+    /// again, up to twenty times, each a little later than the one before (a loaded
+    /// machine makes the race likelier for a while: CI once saw eight fail in 1.5 s).
     pub async fn pvmonitor(
         &self,
         env: &[(String, String)],
@@ -202,7 +203,12 @@ impl Clients {
         tokio::sync::mpsc::UnboundedReceiver<String>,
     ) {
         let mut printed = Vec::new();
-        for _ in 0..8 {
+        for attempt in 0..20u64 {
+            if attempt > 0 {
+                // A back-off between starts of a client that failed, not a wait for the
+                // server: the first update it shows is what is waited for.
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
             let (child, mut lines) = self.spawn_lines("pvmonitor", env, &[pv]);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             while let Ok(Some(line)) = tokio::time::timeout_at(deadline, lines.recv()).await {
