@@ -28,7 +28,7 @@ const OBJECTS: usize = 100;
 const ATTRIBUTES: usize = 100;
 const N: usize = OBJECTS * ATTRIBUTES;
 /// `pvmonitor` processes, each watching every PV.
-const MONITORS: usize = 20;
+const MONITORS: usize = 30;
 /// Data changes taken after every PV is valid again, before the session is checked.
 const RUN_ON: i64 = 10_000;
 const CLIENT: &str = "mxpva-overload";
