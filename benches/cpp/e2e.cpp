@@ -70,6 +70,8 @@
 #include <pvxs/server.h>
 #include <pvxs/sharedpv.h>
 
+#include "bench.h"
+
 namespace {
 
 using steady = std::chrono::steady_clock;
@@ -85,6 +87,22 @@ void say(const std::string& line) {
     std::fflush(stdout);
 }
 
+// The commands on stdin, a line each: `cmd` is the line's first word, `words` the rest.
+struct Commands {
+    std::string cmd;
+    std::istringstream words;
+
+    // Reads the next line; false once stdin is closed.
+    bool next() {
+        std::string line;
+        if (!std::getline(std::cin, line)) return false;
+        words = std::istringstream(line);
+        cmd.clear();
+        words >> cmd;
+        return true;
+    }
+};
+
 void write_lines(const std::string& file, const std::vector<double>& values) {
     std::ofstream out(file);
     for (double v : values) out << v << '\n';
@@ -93,25 +111,14 @@ void write_lines(const std::string& file, const std::vector<double>& values) {
 // ---------------------------------------------------------------- limit server
 
 struct Limit {
-    // The structure mxpva serves for a Double attribute: NTScalar with display and
-    // display.form (pvinfo shows it), so that memory and post cost compare like for like.
-    pvxs::Value prototype =
-        pvxs::nt::NTScalar{pvxs::TypeCode::Float64, true, false, false, true}.create();
+    pvxs::Value prototype = bench::double_prototype();
     std::vector<pvxs::server::SharedPV> pvs;
 
-    void post(size_t k) {
-        auto v = prototype.cloneEmpty();
-        const int64_t now = unix_ns();
-        v["value"] = double(k);
-        v["alarm.severity"] = 0;
-        v["alarm.status"] = 0;
-        v["alarm.message"] = "";
-        v["timeStamp.secondsPastEpoch"] = now / 1000000000;
-        v["timeStamp.nanoseconds"] = int32_t(now % 1000000000);
-        pvs[k % pvs.size()].post(v);
-    }
+    // Event `k` of a stream: value k to the PVs round robin.
+    void post(size_t k) { post_to(k % pvs.size(), double(k)); }
 
-    // One sample of a buffered PV: `value` to PV `i`.
+    // `value` to PV `i`, stamped with the time of its post (also one sample of a
+    // buffered PV).
     void post_to(size_t i, double value) {
         auto v = prototype.cloneEmpty();
         const int64_t now = unix_ns();
@@ -128,11 +135,8 @@ struct Limit {
 int limit(const std::string& prefix, size_t n) {
     Limit lim;
     auto server = pvxs::server::Config::fromEnv().build();
-    // One choices array shared by every PV (pvxs arrays are immutable and shared by
-    // reference), as mxpva's shim shares it.
-    pvxs::shared_array<std::string> form({"Default", "String", "Binary", "Decimal", "Hex",
-                                          "Exponential", "Engineering"});
-    const auto choices = form.freeze();
+    // One choices array shared by every PV, as mxpva's shim shares it.
+    const auto choices = bench::form_choices();
     for (size_t i = 0; i < n; i++) {
         auto pv = pvxs::server::SharedPV::buildMailbox();
         auto initial = lim.prototype.cloneEmpty();
@@ -144,13 +148,12 @@ int limit(const std::string& prefix, size_t n) {
     }
     server.start();
     say("READY " + std::to_string(unix_ns()));
-    std::string line;
-    while (std::getline(std::cin, line)) {
-        std::istringstream words(line);
-        std::string cmd;
+    Commands c;
+    while (c.next()) {
+        const std::string& cmd = c.cmd;
         uint64_t m = 0;
         double rate = 0;
-        words >> cmd >> m >> rate;
+        c.words >> m >> rate;
         if (cmd == "burst") {
             for (uint64_t k = 0; k < m; k++) lim.post(k);
         } else if (cmd == "samples") {
@@ -173,7 +176,41 @@ int limit(const std::string& prefix, size_t n) {
     return 0;
 }
 
-// ---------------------------------------------------------------- monitor client
+// ---------------------------------------------------------------- monitor clients
+
+// The event handler of one PV's monitor for `w` (a Watch or a Queued): it counts
+// connects; the PV's first value that is not INVALID counts it valid; each value after
+// that goes to `update(value, unix ns of its arrival)`, with `w.lock` held. `what`
+// names the monitor in its errors.
+template <class State, class Update>
+auto on_updates(State& w, const char* what, Update update) {
+    auto seen = std::make_shared<bool>(false);
+    return [&w, seen, what, update](pvxs::client::Subscription& sub) {
+        for (;;) {
+            try {
+                auto v = sub.pop();
+                if (!v) break;
+                const int64_t now = unix_ns();
+                std::lock_guard<std::mutex> g(w.lock);
+                if (!*seen) {
+                    if (v["alarm.severity"].as<int32_t>() >= 3) continue;
+                    *seen = true;
+                    w.valid++;
+                    w.changed.notify_all();
+                    continue;
+                }
+                update(v, now);
+            } catch (pvxs::client::Connected&) {
+                std::lock_guard<std::mutex> g(w.lock);
+                w.connected++;
+                w.changed.notify_all();
+            } catch (std::exception& e) {
+                std::fprintf(stderr, "%s: %s\n", what, e.what());
+                break;
+            }
+        }
+    };
+}
 
 struct Watch {
     std::mutex lock;
@@ -206,52 +243,28 @@ int monitor(const std::string& prefix, size_t n) {
     std::vector<std::shared_ptr<pvxs::client::Subscription>> subs;
     subs.reserve(n);
     for (size_t i = 0; i < n; i++) {
-        auto seen = std::make_shared<bool>(false);
-        subs.push_back(
-            ctxt.monitor(prefix + std::to_string(i))
-                .maskConnected(false)
-                .maskDisconnected(true)
-                .event([&w, seen, i](pvxs::client::Subscription& sub) {
-                    for (;;) {
-                        try {
-                            auto v = sub.pop();
-                            if (!v) break;
-                            const int64_t now = unix_ns();
-                            std::lock_guard<std::mutex> g(w.lock);
-                            if (!*seen) {
-                                if (v["alarm.severity"].as<int32_t>() >= 3) continue;
-                                *seen = true;
-                                w.valid++;
-                                w.changed.notify_all();
-                                continue;
-                            }
-                            w.updates++;
-                            w.last_ns = now;
-                            w.per_pv[i]++;
-                            if (w.last_pv_ns[i] != 0 && now - w.last_pv_ns[i] > w.max_gap_ns)
-                                w.max_gap_ns = now - w.last_pv_ns[i];
-                            w.last_pv_ns[i] = now;
-                            if (w.recording) {
-                                const int64_t stamp =
-                                    v["timeStamp.secondsPastEpoch"].as<int64_t>() * 1000000000 +
-                                    v["timeStamp.nanoseconds"].as<int64_t>();
-                                w.latencies_us.push_back(double(now - stamp) / 1000.0);
-                            }
-                            if (v["value"].as<double>() == w.marker) {
-                                w.marker_seen = true;
-                                w.changed.notify_all();
-                            }
-                        } catch (pvxs::client::Connected&) {
-                            std::lock_guard<std::mutex> g(w.lock);
-                            w.connected++;
-                            w.changed.notify_all();
-                        } catch (std::exception& e) {
-                            std::fprintf(stderr, "monitor error: %s\n", e.what());
-                            break;
-                        }
-                    }
-                })
-                .exec());
+        auto update = [&w, i](pvxs::Value& v, int64_t now) {
+            w.updates++;
+            w.last_ns = now;
+            w.per_pv[i]++;
+            if (w.last_pv_ns[i] != 0 && now - w.last_pv_ns[i] > w.max_gap_ns)
+                w.max_gap_ns = now - w.last_pv_ns[i];
+            w.last_pv_ns[i] = now;
+            if (w.recording) {
+                const int64_t stamp = v["timeStamp.secondsPastEpoch"].as<int64_t>() * 1000000000 +
+                                      v["timeStamp.nanoseconds"].as<int64_t>();
+                w.latencies_us.push_back(double(now - stamp) / 1000.0);
+            }
+            if (v["value"].as<double>() == w.marker) {
+                w.marker_seen = true;
+                w.changed.notify_all();
+            }
+        };
+        subs.push_back(ctxt.monitor(prefix + std::to_string(i))
+                           .maskConnected(false)
+                           .maskDisconnected(true)
+                           .event(on_updates(w, "monitor error", update))
+                           .exec());
         // pvxs searches all new channels at once; with tens of thousands, replies are
         // lost and retried with backoff. Connect in batches instead.
         if ((i + 1) % kBatch == 0) {
@@ -268,11 +281,10 @@ int monitor(const std::string& prefix, size_t n) {
         }
     }
     say("READY " + std::to_string(unix_ns()) + " " + std::to_string(w.valid));
-    std::string line;
-    while (std::getline(std::cin, line)) {
-        std::istringstream words(line);
-        std::string cmd;
-        words >> cmd;
+    Commands c;
+    while (c.next()) {
+        const std::string& cmd = c.cmd;
+        auto& words = c.words;
         if (cmd == "count") {
             uint64_t m = 0;
             double secs = 0;
@@ -355,59 +367,35 @@ int queued(const std::string& prefix, size_t n, int32_t queue) {
     std::vector<std::shared_ptr<pvxs::client::Subscription>> subs;
     subs.reserve(n);
     for (size_t i = 0; i < n; i++) {
-        auto seen = std::make_shared<bool>(false);
-        subs.push_back(
-            ctxt.monitor(prefix + std::to_string(i))
-                .record("queueSize", queue)
-                .maskConnected(false)
-                .maskDisconnected(true)
-                .event([&w, seen, i](pvxs::client::Subscription& sub) {
-                    for (;;) {
-                        try {
-                            auto v = sub.pop();
-                            if (!v) break;
-                            const int64_t now = unix_ns();
-                            const double x = v["value"].as<double>();
-                            std::lock_guard<std::mutex> g(w.lock);
-                            if (!*seen) {
-                                if (v["alarm.severity"].as<int32_t>() >= 3) continue;
-                                *seen = true;
-                                w.valid++;
-                                w.changed.notify_all();
-                                continue;
-                            }
-                            if (x < w.first) {
-                                w.stale++;
-                                continue;
-                            }
-                            if (x > w.next[i]) w.gaps++;
-                            if (x < w.next[i]) w.backwards++;
-                            if (x >= w.next[i]) w.next[i] = x + 1;
-                            if (w.updates++ == 0) w.first_ns = now;
-                            w.last_ns = now;
-                            if (w.updates == w.wanted) w.changed.notify_all();
-                        } catch (pvxs::client::Connected&) {
-                            std::lock_guard<std::mutex> g(w.lock);
-                            w.connected++;
-                            w.changed.notify_all();
-                        } catch (std::exception& e) {
-                            std::fprintf(stderr, "queued monitor error: %s\n", e.what());
-                            break;
-                        }
-                    }
-                })
-                .exec());
+        auto update = [&w, i](pvxs::Value& v, int64_t now) {
+            const double x = v["value"].as<double>();
+            if (x < w.first) {
+                w.stale++;
+                return;
+            }
+            if (x > w.next[i]) w.gaps++;
+            if (x < w.next[i]) w.backwards++;
+            if (x >= w.next[i]) w.next[i] = x + 1;
+            if (w.updates++ == 0) w.first_ns = now;
+            w.last_ns = now;
+            if (w.updates == w.wanted) w.changed.notify_all();
+        };
+        subs.push_back(ctxt.monitor(prefix + std::to_string(i))
+                           .record("queueSize", queue)
+                           .maskConnected(false)
+                           .maskDisconnected(true)
+                           .event(on_updates(w, "queued monitor error", update))
+                           .exec());
     }
     {
         std::unique_lock<std::mutex> g(w.lock);
         w.changed.wait_for(g, std::chrono::seconds(kReadyLimitS), [&] { return w.valid >= n; });
     }
     say("READY " + std::to_string(unix_ns()) + " " + std::to_string(w.valid));
-    std::string line;
-    while (std::getline(std::cin, line)) {
-        std::istringstream words(line);
-        std::string cmd;
-        words >> cmd;
+    Commands c;
+    while (c.next()) {
+        const std::string& cmd = c.cmd;
+        auto& words = c.words;
         if (cmd != "samples") continue;
         uint64_t m = 0;
         double first = 0, secs = 0;

@@ -48,6 +48,8 @@
 #include <pvxs/source.h>
 #include <pvxs/util.h>
 
+#include "bench.h"
+
 namespace {
 
 using steady = std::chrono::steady_clock;
@@ -152,8 +154,7 @@ void spin_us(double us) {
 }
 
 struct Server {
-    pvxs::Value prototype =
-        pvxs::nt::NTScalar{pvxs::TypeCode::Float64, true, false, false, true}.create();
+    pvxs::Value prototype = bench::double_prototype();
     std::vector<pvxs::server::SharedPV> pvs;
     pvxs::server::Server server;
 
@@ -241,9 +242,7 @@ int run(size_t n, double seconds, double work_us, double rate, int rounds) {
         auto pv = pvxs::server::SharedPV::buildReadonly();
         auto initial = s.prototype.cloneEmpty();
         initial["value"] = 0.0;
-        pvxs::shared_array<std::string> choices({"Default", "String", "Binary", "Decimal",
-                                                 "Hex", "Exponential", "Engineering"});
-        initial["display.form.choices"] = choices.freeze();
+        initial["display.form.choices"] = bench::form_choices();
         pv.open(initial);
         builtin.add(name_of(i), pv);
         s.pvs.push_back(pv);
@@ -316,36 +315,13 @@ int run(size_t n, double seconds, double work_us, double rate, int rounds) {
 
 int monitor(size_t n) {
     auto ctxt = pvxs::client::Config::fromEnv().build();
-    std::atomic<uint64_t> updates{0};
-    std::atomic<size_t> first{0};
-    std::vector<std::shared_ptr<pvxs::client::Subscription>> subs;
-    for (size_t i = 0; i < n; i++) {
-        auto seen = std::make_shared<bool>(false);
-        subs.push_back(ctxt.monitor(name_of(i))
-                           .maskConnected(true)
-                           .maskDisconnected(true)
-                           .event([&, seen](pvxs::client::Subscription& sub) {
-                               try {
-                                   while (auto v = sub.pop()) {
-                                       if (!*seen) {
-                                           *seen = true;
-                                           first++;
-                                       } else {
-                                           updates++;
-                                       }
-                                   }
-                               } catch (std::exception& e) {
-                                   std::fprintf(stderr, "monitor error: %s\n", e.what());
-                               }
-                           })
-                           .exec());
-    }
-    while (first < n) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    bench::Counter c;
+    c.watch(ctxt, n, name_of);
     std::printf("READY\n");
     std::fflush(stdout);
     std::string line;
     while (std::getline(std::cin, line)) {
-        std::printf("count %llu\n", (unsigned long long)updates.exchange(0));
+        std::printf("count %llu\n", (unsigned long long)c.updates.exchange(0));
         std::fflush(stdout);
     }
     std::_Exit(0);

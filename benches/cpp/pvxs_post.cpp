@@ -20,6 +20,8 @@
 #include <pvxs/server.h>
 #include <pvxs/sharedpv.h>
 
+#include "bench.h"
+
 namespace {
 
 std::string name_of(size_t i) { return "BENCH:" + std::to_string(i); }
@@ -67,39 +69,16 @@ int serve(size_t n, double seconds) {
 
 int monitor(size_t n) {
     auto ctxt = pvxs::client::Config::fromEnv().build();
-    std::atomic<uint64_t> updates{0};
-    std::atomic<size_t> first{0};
-    std::atomic<bool> counting{false};
-    std::vector<std::shared_ptr<pvxs::client::Subscription>> subs;
-    for (size_t i = 0; i < n; i++) {
-        auto seen = std::make_shared<bool>(false);
-        subs.push_back(ctxt.monitor(name_of(i))
-                           .maskConnected(true)
-                           .maskDisconnected(true)
-                           .event([&, seen](pvxs::client::Subscription& sub) {
-                               try {
-                                   while (auto v = sub.pop()) {
-                                       if (!*seen) {
-                                           *seen = true;
-                                           first++;
-                                       } else if (counting) {
-                                           updates++;
-                                       }
-                                   }
-                               } catch (std::exception& e) {
-                                   std::fprintf(stderr, "monitor error: %s\n", e.what());
-                               }
-                           })
-                           .exec());
-    }
-    while (first < n) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    counting = true;
+    bench::Counter c;
+    c.counting = false;
+    c.watch(ctxt, n, name_of);
+    c.counting = true;
     std::printf("READY\n");
     std::fflush(stdout);
     std::string line;
     while (std::getline(std::cin, line)) {
     }
-    std::printf("updates %llu\n", (unsigned long long)updates.load());
+    std::printf("updates %llu\n", (unsigned long long)c.updates.load());
     std::fflush(stdout);
     return 0;
 }

@@ -35,16 +35,17 @@ impl ByTag {
         hash_nocase(&self.hasher, s)
     }
 
+    /// The entry whose tag's base is `base` (any case); `hash` is `base`'s.
+    fn find(&self, hash: u64, base: &str) -> Option<&(Arc<config::Pv>, PvId)> {
+        self.table
+            .find(hash, |(c, _)| c.tag.base().eq_ignore_ascii_case(base))
+    }
+
     /// Adds the PV of `cfg` under its tag's base, unless a PV holds that base already
     /// (the first PV added wins).
     pub fn insert_first(&mut self, cfg: Arc<config::Pv>, id: PvId) {
         let hash = self.hash(cfg.tag.base());
-        let base = cfg.tag.base();
-        if self
-            .table
-            .find(hash, |(c, _)| c.tag.base().eq_ignore_ascii_case(base))
-            .is_some()
-        {
+        if self.find(hash, cfg.tag.base()).is_some() {
             return;
         }
         let hasher = &self.hasher;
@@ -54,11 +55,7 @@ impl ByTag {
 
     /// The PV whose tag's base is `attr` (any case).
     pub fn get(&self, attr: &str) -> Option<PvId> {
-        self.table
-            .find(self.hash(attr), |(c, _)| {
-                c.tag.base().eq_ignore_ascii_case(attr)
-            })
-            .map(|(_, id)| *id)
+        self.find(self.hash(attr), attr).map(|(_, id)| *id)
     }
 
     /// The PV of the longest tag base that `name` starts with and is longer than (any
@@ -75,25 +72,25 @@ impl ByTag {
 mod tests {
     use super::*;
 
-    fn pvs(tags: &[&str]) -> Vec<Arc<config::Pv>> {
+    /// A table of PVs `P0`, `P1`, ... of `tags`, added in that order; PV `Pi` has id `i`.
+    fn by_tag(tags: &[&str]) -> ByTag {
         let mut text = String::from("[gateway]\nendpoint = \"http://127.0.0.1:1\"\n");
         for (i, t) in tags.iter().enumerate() {
             text.push_str(&format!("\n[[pv]]\nname = \"P{i}\"\ntag = \"{t}\"\n"));
         }
-        config::Config::from_str_at(&text, std::path::Path::new("t.toml"))
+        let pvs = config::Config::from_str_at(&text, std::path::Path::new("t.toml"))
             .unwrap()
-            .pvs
+            .pvs;
+        let mut t = ByTag::default();
+        for (i, p) in pvs.into_iter().enumerate() {
+            t.insert_first(p, PvId::for_test(i as u64));
+        }
+        t
     }
 
     #[test]
     fn finds_a_tag_in_any_case_and_the_first_pv_wins() {
-        let mut t = ByTag::default();
-        for (i, p) in pvs(&["Tank001.Level", "TANK001.level", "Tank002.PV"])
-            .into_iter()
-            .enumerate()
-        {
-            t.insert_first(p, PvId::for_test(i as u64));
-        }
+        let t = by_tag(&["Tank001.Level", "TANK001.level", "Tank002.PV"]);
         assert_eq!(t.get("tank001.level"), Some(PvId::for_test(0)));
         assert_eq!(t.get("Tank001.LEVEL"), Some(PvId::for_test(0)));
         assert_eq!(t.get("tank002.pv"), Some(PvId::for_test(2)));
@@ -103,13 +100,7 @@ mod tests {
 
     #[test]
     fn the_longest_shorter_tag_a_name_starts_with() {
-        let mut t = ByTag::default();
-        for (i, p) in pvs(&["Tank001.PV", "Tank001.PVHi", "Tank001.PVHiAlarm"])
-            .into_iter()
-            .enumerate()
-        {
-            t.insert_first(p, PvId::for_test(i as u64));
-        }
+        let t = by_tag(&["Tank001.PV", "Tank001.PVHi", "Tank001.PVHiAlarm"]);
         assert_eq!(
             t.longest_prefix_of("tank001.pvhialarm"),
             Some(PvId::for_test(1)),

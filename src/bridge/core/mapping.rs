@@ -260,8 +260,10 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
+    use super::Applied;
     use crate::bridge::core::Bridge;
     use crate::bridge::mapping::diff;
+    use crate::bridge::pv_id::PvId;
     use crate::config::Config;
     use crate::gateway::{MxValue, Quality};
     use crate::pva::TimeStamp;
@@ -290,6 +292,30 @@ mod tests {
         (t.seconds, t.nanos)
     }
 
+    /// A reload to `new`: the diff from the PVs served, applied.
+    fn reload(b: &mut Bridge, new: Config) -> Applied {
+        let d = diff::diff(b.pvs.configs(), &diff::desired(&new));
+        b.config = new;
+        b.apply(d)
+    }
+
+    /// `Level` posts a value stamped 20 s ahead of the bridge's clock (System Platform's
+    /// clock ahead of it): its id, the source time, and the time served.
+    fn level_posted_ahead(b: &mut Bridge) -> (PvId, SystemTime, (i64, i32)) {
+        let ahead = SystemTime::now() + Duration::from_secs(20);
+        let id = b.pvs.id_of_name("Level").unwrap();
+        let pv = b.pvs.get_mut(id).unwrap();
+        pv.sample(
+            &MxValue::Double(1.0),
+            Quality::GOOD,
+            Some(ahead),
+            &[],
+            false,
+        );
+        pv.flush();
+        (id, ahead, served_time(b, "Level"))
+    }
+
     /// Issue 23: each PV's config is held once, shared by the config in force and the
     /// registry, at the start and after a reload that leaves it as it was (the reloaded
     /// file is another copy of it) or changes it in place.
@@ -302,9 +328,7 @@ mod tests {
         for extra in ["", "units = \"m\"\n"] {
             let new = config(extra);
             assert!(!Arc::ptr_eq(&new.pvs[0], &b.config.pvs[0]));
-            let d = diff::diff(b.pvs.configs(), &diff::desired(&new));
-            b.config = new;
-            b.apply(d);
+            reload(&mut b, new);
             assert_eq!(b.pvs.id_of_name("Level"), Some(id), "the same PV");
             assert!(shared(&b), "after a reload adding {extra:?}");
         }
@@ -316,28 +340,14 @@ mod tests {
     #[tokio::test]
     async fn a_pv_re_opened_by_a_reload_continues_from_the_old_pv_s_last_time() {
         let mut b = bridge(config(""));
-        let ahead = SystemTime::now() + Duration::from_secs(20);
-        let id = b.pvs.id_of_name("Level").unwrap();
-        let pv = b.pvs.get_mut(id).unwrap();
-        pv.sample(
-            &MxValue::Double(1.0),
-            Quality::GOOD,
-            Some(ahead),
-            &[],
-            false,
-        );
-        pv.flush();
-        let last = served_time(&b, "Level");
+        let (_, ahead, last) = level_posted_ahead(&mut b);
         let t = TimeStamp::from(ahead);
         assert_eq!(last, (t.seconds, t.nanos), "the source time is posted");
         for (n, extra) in ["writable = true\n", "", "writable = true\n"]
             .into_iter()
             .enumerate()
         {
-            let new = config(extra);
-            let d = diff::diff(b.pvs.configs(), &diff::desired(&new));
-            b.config = new;
-            let applied = b.apply(d);
+            let applied = reload(&mut b, config(extra));
             assert_eq!(applied.reopened, 1, "re-open {n}");
             let now = served_time(&b, "Level");
             assert!(
@@ -353,18 +363,7 @@ mod tests {
     #[tokio::test]
     async fn a_pv_removed_and_added_again_continues_from_its_last_time() {
         let mut b = bridge(config(""));
-        let ahead = SystemTime::now() + Duration::from_secs(20);
-        let id = b.pvs.id_of_name("Level").unwrap();
-        let pv = b.pvs.get_mut(id).unwrap();
-        pv.sample(
-            &MxValue::Double(1.0),
-            Quality::GOOD,
-            Some(ahead),
-            &[],
-            false,
-        );
-        pv.flush();
-        let last = served_time(&b, "Level");
+        let (id, _, last) = level_posted_ahead(&mut b);
         let without = Config::from_str_at(
             "[gateway]\nendpoint = \"http://127.0.0.1:1\"\n[alarms]\nenabled = false\n\
              [[pv]]\nname = \"Other\"\ntag = \"Tank001.Temp\"\n",
@@ -372,9 +371,7 @@ mod tests {
         )
         .unwrap();
         for new in [without, config("")] {
-            let d = diff::diff(b.pvs.configs(), &diff::desired(&new));
-            b.config = new;
-            b.apply(d);
+            reload(&mut b, new);
         }
         let again = b.pvs.id_of_name("Level").unwrap();
         assert_ne!(again, id, "a new PV");

@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use proptest::test_runner::TestCaseError;
 
 use super::acf;
+use super::gateway::{self, Pending};
 use super::gen::{self, Answering, Mapping, Step, NAMES};
 use super::who;
-use super::{fail, take_posted, World};
+use super::{fail, take_posted, value_of, World};
 use crate::access::denied_message;
 use crate::bridge::pv_id::PvId;
 use crate::pva::PutOutcome;
@@ -93,6 +94,82 @@ impl World {
                         pv.cfg.name.as_str(),
                         pv.cfg.tag.as_str(),
                         item.0
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 1 on the write calls in flight: at most one write per PV and per item
+    /// across them, as many calls as the bridge counts, and no more than its bound.
+    pub(super) fn check_calls_in_flight(&mut self) -> Result<(), TestCaseError> {
+        let mut pvs = HashSet::new();
+        let mut items = HashSet::new();
+        let mut calls = 0;
+        for p in &self.gw.pending {
+            let Pending::Write(w) = p else { continue };
+            calls += 1;
+            for ((pv, id), e) in w.puts.iter().zip(&w.entries) {
+                if !pvs.insert(*pv) || !items.insert(e.item_handle.0) {
+                    return Err(fail(
+                        self.step,
+                        format!(
+                            "write {id} to item {} goes while another write of its PV ({pv:?}) or item is in a call in flight",
+                            e.item_handle.0
+                        ),
+                    ));
+                }
+            }
+        }
+        self.most_calls = self.most_calls.max((calls, pvs.len()));
+        let counted = self.bridge.writes.calls_in_flight();
+        if calls != counted || calls > crate::bridge::writes::calls::MAX_CALLS {
+            return Err(fail(
+                self.step,
+                format!(
+                    "{calls} write calls in flight at the gateway, {counted} counted by the bridge (at most {})",
+                    crate::bridge::writes::calls::MAX_CALLS
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Invariant 1, as a write call leaves the bridge.
+    pub(super) fn check_write_call(
+        &mut self,
+        call: &crate::bridge::writes::calls::WriteCall,
+    ) -> Result<(), TestCaseError> {
+        for (entry, (id, _)) in call.entries.iter().zip(&call.puts) {
+            let Some(n) = value_of(&entry.value) else {
+                return Err(fail(self.step, format!("a write of {:?}", entry.value)));
+            };
+            let item_tag = self.gw.items.get(&entry.item_handle.0).cloned();
+            if self.gw.buffered.contains_key(&entry.item_handle.0) {
+                return Err(fail(
+                    self.step,
+                    format!("a write through buffered item {}", entry.item_handle.0),
+                ));
+            }
+            let current = self
+                .bridge
+                .pvs
+                .get(*id)
+                .map(|pv| pv.cfg.tag.as_str().to_string());
+            let Some(put) = self.puts.get_mut(n) else {
+                return Err(fail(self.step, format!("a write of value {n} no put made")));
+            };
+            put.sp_refused = item_tag.as_deref() == Some(gateway::REFUSED_TAG);
+            if std::mem::replace(&mut put.sent, true) {
+                return Err(fail(self.step, format!("put {n} to {} sent twice", put.pv)));
+            }
+            if item_tag.is_none() || item_tag != put.tag || item_tag != current {
+                return Err(fail(
+                    self.step,
+                    format!(
+                        "put {n} to {} accepted for {:?} goes to item {} of {item_tag:?}; the PV maps {current:?} now",
+                        put.pv, put.tag, entry.item_handle.0
                     ),
                 ));
             }
