@@ -8,7 +8,8 @@
 //!     cargo bench --bench e2e -- --buffered-only    # scenario 5 alone (limit, mxpva)
 //!     MXPVA_BIN=path cargo bench --bench e2e ...    # mxpva: another build (the simulator
 //!                                                   # stays this one's)
-//!     cargo bench --bench e2e -- --rss-only --no-peer  # only RSS per PV (N = 1 and the largest)
+//!     cargo bench --bench e2e -- --rss-only --no-peer  # only RSS per PV (N = 1 and the largest;
+//!                                                     # 5 starts of each, --rss-rounds K)
 //!     cargo bench --bench e2e -- --quick --no-peer --streams-only --sizes 10000
 //!     cargo bench --bench e2e -- --only puts --no-peer --put-seconds 5   # the puts alone
 //!
@@ -113,6 +114,13 @@ struct Opts {
     /// Only the scale phase at N = 1 and the largest N: RSS per PV, monitored and with
     /// no client; no throughput rounds, latency, puts or buffered samples.
     rss_only: bool,
+    /// Starts per system and N for the RSS rows with `--rss-only` (`--rss-rounds K`,
+    /// default 5), alternating which system goes first; the rows give the median.
+    rss_rounds: usize,
+    /// The monitor of the RSS rows subscribes this many PVs at a time, each batch once the
+    /// one before has every value (`--rss-pace K`, default 500; 0: all at once, in
+    /// batches of 5,000 that wait only for the channels to connect).
+    rss_pace: usize,
     /// The stream scenarios only (no latency, puts, buffered samples, RSS alone).
     streams_only: bool,
     /// The paced stream rounds with the simulator on a CPU of its own (`--no-pin`: not).
@@ -134,6 +142,8 @@ impl Opts {
             plots: false,
             buffered_only: false,
             rss_only: false,
+            rss_rounds: 5,
+            rss_pace: 500,
             streams_only: false,
             pin: true,
             only_puts: false,
@@ -171,6 +181,8 @@ impl Opts {
                     o.peer = false;
                 }
                 "--rss-only" => o.rss_only = true,
+                "--rss-pace" => o.rss_pace = value(&mut i).parse().unwrap(),
+                "--rss-rounds" => o.rss_rounds = value(&mut i).parse::<usize>().unwrap().max(1),
                 "--put-seconds" => o.put_seconds = value(&mut i).parse().unwrap(),
                 "--only" => match value(&mut i).as_str() {
                     "puts" => o.only_puts = true,
@@ -423,7 +435,49 @@ impl Bench {
     fn rss_alone(&self, sys: System, n: usize, sim: Option<&Sim>) -> f64 {
         let pva = pva_env();
         let log = self.dir.join(format!("logs/{}-{n}-alone.log", sys.name()));
-        let mut proc = self.spawn_server(sys, n, sim, &pva, &log);
+        let proc = self.spawn_up(sys, n, sim, &pva, &log);
+        let rss = procfs::steady_rss_kb(proc.child.id());
+        self.stop_server(sys, proc);
+        rss
+    }
+
+    /// VmRSS (KiB) of the server of `sys` serving `n` PVs, with one client monitoring
+    /// every PV: the server is up first (as for [`Bench::rss_alone`]), then the monitor
+    /// starts (`rss_pace` PVs at a time), and RSS is read once the monitor has a valid
+    /// value of every PV and RSS holds still. NaN when the monitor did not get every PV.
+    fn rss_monitored(&self, sys: System, n: usize, sim: Option<&Sim>) -> f64 {
+        let pva = pva_env();
+        let log = self
+            .dir
+            .join(format!("logs/{}-{n}-monitored.log", sys.name()));
+        let proc = self.spawn_up(sys, n, sim, &pva, &log);
+        wait_port(pva.tcp);
+        let mut args = vec!["monitor".to_string(), PREFIX.into(), n.to_string()];
+        if self.opts.rss_pace > 0 {
+            args.push(self.opts.rss_pace.to_string());
+        }
+        let mut monitor = Proc::spawn(&self.e2e, &args, &pva.client);
+        let ready = monitor.expect("READY");
+        let valid: usize = ready[ready.len() - 1]
+            .split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let rss = if valid < n {
+            eprintln!("e2e: {} served {valid} of {n} PVs; see its log", sys.name());
+            f64::NAN
+        } else {
+            procfs::steady_rss_kb(proc.child.id())
+        };
+        monitor.finish();
+        self.stop_server(sys, proc);
+        rss
+    }
+
+    /// Spawns the server of `sys` and returns once it is up: the limit has opened every
+    /// PV; a bridge has every tag subscribed and has logged its session up.
+    fn spawn_up(&self, sys: System, n: usize, sim: Option<&Sim>, pva: &Pva, log: &Path) -> Proc {
+        let mut proc = self.spawn_server(sys, n, sim, pva, log);
         match (sys, sim) {
             (System::Limit, _) => {
                 proc.expect("READY");
@@ -436,19 +490,60 @@ impl Bench {
             }
             (_, None) => unreachable!("a bridge needs a simulator"),
         }
-        let pid = proc.child.id();
-        let mut last = procfs::rss_kb(pid);
-        for _ in 0..20 {
-            std::thread::sleep(Duration::from_millis(500));
-            let now = procfs::rss_kb(pid);
-            let steady = (now - last).abs() <= last * 0.005;
-            last = now;
-            if steady {
-                break;
+        proc
+    }
+
+    /// The RSS rows alone (`--rss-only`): at each N, `rss_rounds` starts of each system,
+    /// the limit first in even rounds and mxpva first in odd ones: a start with the
+    /// monitor on every PV, then a start with no client, each read by the same rules
+    /// for both systems (`rss_monitored`, `rss_alone`). One JSON
+    /// object per system and N: the medians as `rss_kb` and `rss_alone_kb` (what the
+    /// table reads), every round's figure under `rss_rounds`.
+    fn rss_only(&self) -> Vec<Value> {
+        let systems: Vec<System> = self
+            .opts
+            .systems()
+            .into_iter()
+            .filter(|&s| s != System::Peer)
+            .collect();
+        let mut results = Vec::new();
+        for &n in &self.opts.sizes {
+            let sim_n = self.start_sim(n);
+            let mut monitored = vec![Vec::new(); systems.len()];
+            let mut alone = vec![Vec::new(); systems.len()];
+            for round in 0..self.opts.rss_rounds {
+                let mut order: Vec<usize> = (0..systems.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for k in order {
+                    let sys = systems[k];
+                    let sim = (sys != System::Limit).then_some(&sim_n);
+                    monitored[k].push(self.rss_monitored(sys, n, sim));
+                    alone[k].push(self.rss_alone(sys, n, sim));
+                    eprintln!(
+                        "e2e: RSS {} N={n} round {}: monitored {:.0} KiB, no client {:.0} KiB",
+                        sys.name(),
+                        round + 1,
+                        monitored[k].last().copied().unwrap_or(f64::NAN),
+                        alone[k].last().copied().unwrap_or(f64::NAN),
+                    );
+                }
             }
+            for (k, &sys) in systems.iter().enumerate() {
+                let r = json!({
+                    "system": sys.name(),
+                    "n": n,
+                    "rss_kb": median(monitored[k].clone()),
+                    "rss_alone_kb": median(alone[k].clone()),
+                    "rss_rounds": { "monitored": monitored[k], "alone": alone[k] },
+                });
+                println!("e2e: {r}");
+                results.push(r);
+            }
+            sim_n.proc.terminate(Duration::from_secs(5));
         }
-        self.stop_server(sys, proc);
-        last
+        results
     }
 
     fn start(&self, sys: System, n: usize, sim: Option<&Sim>) -> Served {
@@ -481,7 +576,13 @@ impl Bench {
         } else {
             (ready_ns - spawned) as f64 / 1e9
         };
-        let rss_kb = procfs::rss_kb(proc.child.id());
+        // Read as with no client: once RSS holds still (pvxs may still be sending values
+        // the client has taken, and freeing their buffers), the same rule for each system.
+        let rss_kb = if valid < n {
+            procfs::rss_kb(proc.child.id())
+        } else {
+            procfs::steady_rss_kb(proc.child.id())
+        };
         match sys {
             // A peer that gave up has ended: it has no READY to read.
             System::Peer if valid == n => server_ready = Some(ready_time(&proc.expect("READY"))),
@@ -720,9 +821,16 @@ fn main() {
     let mut runs = Vec::new();
     for k in 1..=bench.opts.runs {
         let t0 = Instant::now();
-        let run = bench.run_once();
+        let run = if bench.opts.rss_only {
+            bench.rss_only()
+        } else {
+            bench.run_once()
+        };
         println!("\ne2e: run {k} took {:.0} s\n", t0.elapsed().as_secs_f64());
         println!("{}", report::table(&bench.opts, &run));
+        if bench.opts.rss_only {
+            println!("{}", report::rss_rounds(&bench.opts, &run));
+        }
         runs.push(run);
     }
     if runs.len() > 1 {
