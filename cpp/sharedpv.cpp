@@ -10,10 +10,20 @@
 namespace mxpva {
 
 std::unique_ptr<PvHandle> pv_new(rust::Box<PvContext> box) {
-    // std::function needs a copyable callable; the context is shared by the three
-    // callbacks and lives as long as pvxs keeps any of them.
-    auto ctx = std::make_shared<rust::Box<PvContext>>(std::move(box));
+    // The context lives as long as the SharedPV's state in pvxs (its Impl), which pvxs
+    // keeps alive across every callback it runs (each of its closures holds it): the
+    // one closure that owns the context is the RPC callback, which mxpva does not
+    // otherwise use and never replaces. The three callbacks that use it hold a plain
+    // pointer, which libstdc++'s std::function stores in place; a shared_ptr capture
+    // would be a heap chunk in each (issue 23: memory per PV, two 32-byte chunks less).
+    auto owner = std::make_shared<rust::Box<PvContext>>(std::move(box));
+    const PvContext* ctx = &**owner;
     auto pv = pvxs::server::SharedPV::buildReadonly();
+    pv.onRPC([owner](pvxs::server::SharedPV&, std::unique_ptr<pvxs::server::ExecOp>&& op,
+                     pvxs::Value&&) {
+        // What pvxs answers for a PV without an RPC callback.
+        op->error("RPC not implemented by this PV");
+    });
 
     pv.onPut([ctx](pvxs::server::SharedPV&, std::unique_ptr<pvxs::server::ExecOp>&& op,
                    pvxs::Value&& value) {
@@ -47,10 +57,10 @@ std::unique_ptr<PvHandle> pv_new(rust::Box<PvContext> box) {
             if (op) op->error(std::string("cannot accept the put: ") + e.what());
             return;
         }
-        on_put(**ctx, std::move(put), std::move(handle));
+        on_put(*ctx, std::move(put), std::move(handle));
     });
-    pv.onFirstConnect([ctx](pvxs::server::SharedPV&) { on_connection(**ctx, true); });
-    pv.onLastDisconnect([ctx](pvxs::server::SharedPV&) { on_connection(**ctx, false); });
+    pv.onFirstConnect([ctx](pvxs::server::SharedPV&) { on_connection(*ctx, true); });
+    pv.onLastDisconnect([ctx](pvxs::server::SharedPV&) { on_connection(*ctx, false); });
 
     return std::unique_ptr<PvHandle>(new PvHandle(std::move(pv)));
 }
@@ -66,7 +76,8 @@ PvHandle::PvHandle(pvxs::server::SharedPV pv) : pv_(std::move(pv)) {}
 PvHandle::~PvHandle() {
     try {
         // Clients still attached (the server may keep the PV until remove_pv) get a
-        // refusal instead of a callback into a Rust side that is gone.
+        // refusal instead of a callback into a Rust side that is gone. The RPC callback
+        // stays: it owns the context that a callback pvxs is running now still uses.
         pv_.onPut([](pvxs::server::SharedPV&, std::unique_ptr<pvxs::server::ExecOp>&& op,
                      pvxs::Value&&) { op->error("PV is no longer served"); });
         pv_.onFirstConnect(nullptr);

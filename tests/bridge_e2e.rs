@@ -522,6 +522,22 @@ async fn puts_complete_when_system_platform_confirms_or_fail_with_its_reason() {
 }
 
 /// Waits until every PV is INVALID with `message` in its alarm, keeping its value.
+/// An RPC to a served PV is refused as pvxs refuses it for a PV without an RPC handler
+/// (the shim's PV keeps its context in that handler's place: issue 23, memory per PV),
+/// and the PV still takes puts afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rpc_to_a_pv_is_refused_and_puts_still_work() {
+    let plant = Plant::start("rpc").await;
+    let out = plant.run("pvcall", &["E2E:SpeedSP"]).await.text();
+    assert!(out.contains("RPC not implemented by this PV"), "{out}");
+    let out = plant.pvput("E2E:SpeedSP", "1200").await;
+    assert!(!out.contains("Error"), "{out}");
+    assert_eq!(
+        plant.attribute("Pump001.SpeedSP").await.value,
+        MxValue::Double(1200.0)
+    );
+}
+
 async fn all_lost(plant: &Plant, message: &str) {
     let all = plant.get(PVS).await;
     for pv in PVS {

@@ -15,7 +15,9 @@
 //                          A put is posted and answered at once (the mailbox).
 //   e2e monitor PREFIX N   Monitor PREFIX0..PREFIX<N-1>; print "READY <unix ns> <valid>" once
 //                          every PV has shown a value that is not INVALID (or after 60 s
-//                          with fewer valid), then obey stdin:
+//                          with fewer valid), then obey stdin (`monitor PREFIX N PACE`:
+//                          subscribe PACE PVs at a time, each batch once the one before
+//                          has every value):
 //                            count M SECS wait (at most SECS) for the value M-1; print
 //                                         "done <updates> <unix ns of the last update>
 //                                         <1 if M-1 was seen, else 0> <fewest updates
@@ -235,7 +237,10 @@ constexpr size_t kBatch = 5000;
 // How long the monitor waits for every PV before it reports READY with fewer.
 constexpr int kReadyLimitS = 60;
 
-int monitor(const std::string& prefix, size_t n) {
+// `pace` > 0: create the channels `pace` at a time, each batch once the one before has a
+// value of every PV (the RSS rows: the server's transient buffers then hold one batch's
+// values, not thousands, so RSS is read nearer what the monitored PVs hold; issue 23).
+int monitor(const std::string& prefix, size_t n, size_t pace = 0) {
     auto ctxt = pvxs::client::Config::fromEnv().build();
     Watch w;
     w.per_pv.assign(n, 0);
@@ -267,7 +272,10 @@ int monitor(const std::string& prefix, size_t n) {
                            .exec());
         // pvxs searches all new channels at once; with tens of thousands, replies are
         // lost and retried with backoff. Connect in batches instead.
-        if ((i + 1) % kBatch == 0) {
+        if (pace > 0 && ((i + 1) % pace == 0 || i + 1 == n)) {
+            std::unique_lock<std::mutex> g(w.lock);
+            w.changed.wait_for(g, std::chrono::seconds(10), [&] { return w.valid > i; });
+        } else if ((i + 1) % kBatch == 0) {
             std::unique_lock<std::mutex> g(w.lock);
             w.changed.wait_for(g, std::chrono::seconds(10), [&] { return w.connected > i; });
         }
@@ -556,6 +564,8 @@ int main(int argc, char* argv[]) {
         const std::string mode = argc > 1 ? argv[1] : "";
         if (mode == "limit" && argc == 4) return limit(argv[2], std::stoul(argv[3]));
         if (mode == "monitor" && argc == 4) return monitor(argv[2], std::stoul(argv[3]));
+        if (mode == "monitor" && argc == 5)
+            return monitor(argv[2], std::stoul(argv[3]), std::stoul(argv[4]));
         if (mode == "queued" && argc == 5)
             return queued(argv[2], std::stoul(argv[3]), int32_t(std::stol(argv[4])));
         if (mode == "first" && argc == 5)
@@ -568,7 +578,7 @@ int main(int argc, char* argv[]) {
         return 1;
     }
     std::fprintf(stderr,
-                 "usage: e2e limit PREFIX N | monitor PREFIX N | queued PREFIX N QUEUE | first PREFIX FROM N | "
+                 "usage: e2e limit PREFIX N | monitor PREFIX N [PACE] | queued PREFIX N QUEUE | first PREFIX FROM N | "
                  "get NAME | put PREFIX WRITERS SECS FILE\n");
     return 2;
 }

@@ -8,7 +8,8 @@
 //!     cargo bench --bench e2e -- --buffered-only    # scenario 5 alone (limit, mxpva)
 //!     MXPVA_BIN=path cargo bench --bench e2e ...    # mxpva: another build (the simulator
 //!                                                   # stays this one's)
-//!     cargo bench --bench e2e -- --rss-only --no-peer  # only RSS per PV (N = 1 and the largest)
+//!     cargo bench --bench e2e -- --rss-only --no-peer  # only RSS per PV (N = 1 and the largest;
+//!                                                     # 5 starts of each, --rss-rounds K)
 //!     cargo bench --bench e2e -- --quick --no-peer --streams-only --sizes 10000
 //!     cargo bench --bench e2e -- --only puts --no-peer --put-seconds 5   # the puts alone
 //!
@@ -52,6 +53,7 @@ use serde_json::{json, Value};
 mod buffered;
 mod procfs;
 mod report;
+mod rss;
 mod stream;
 #[path = "../support/mod.rs"]
 mod support;
@@ -113,6 +115,13 @@ struct Opts {
     /// Only the scale phase at N = 1 and the largest N: RSS per PV, monitored and with
     /// no client; no throughput rounds, latency, puts or buffered samples.
     rss_only: bool,
+    /// Starts per system and N for the RSS rows with `--rss-only` (`--rss-rounds K`,
+    /// default 5), alternating which system goes first; the rows give the median.
+    rss_rounds: usize,
+    /// The monitor of the RSS rows subscribes this many PVs at a time, each batch once the
+    /// one before has every value (`--rss-pace K`, default 500; 0: all at once, in
+    /// batches of 5,000 that wait only for the channels to connect).
+    rss_pace: usize,
     /// The stream scenarios only (no latency, puts, buffered samples, RSS alone).
     streams_only: bool,
     /// The paced stream rounds with the simulator on a CPU of its own (`--no-pin`: not).
@@ -134,6 +143,8 @@ impl Opts {
             plots: false,
             buffered_only: false,
             rss_only: false,
+            rss_rounds: 5,
+            rss_pace: 500,
             streams_only: false,
             pin: true,
             only_puts: false,
@@ -171,6 +182,8 @@ impl Opts {
                     o.peer = false;
                 }
                 "--rss-only" => o.rss_only = true,
+                "--rss-pace" => o.rss_pace = value(&mut i).parse().unwrap(),
+                "--rss-rounds" => o.rss_rounds = value(&mut i).parse::<usize>().unwrap().max(1),
                 "--put-seconds" => o.put_seconds = value(&mut i).parse().unwrap(),
                 "--only" => match value(&mut i).as_str() {
                     "puts" => o.only_puts = true,
@@ -418,39 +431,6 @@ impl Bench {
         }
     }
 
-    /// VmRSS (KiB) of the server of `sys` serving `n` PVs with no client connected: once
-    /// every tag is subscribed (the limit: every PV open) and RSS holds still for 0.5 s.
-    fn rss_alone(&self, sys: System, n: usize, sim: Option<&Sim>) -> f64 {
-        let pva = pva_env();
-        let log = self.dir.join(format!("logs/{}-{n}-alone.log", sys.name()));
-        let mut proc = self.spawn_server(sys, n, sim, &pva, &log);
-        match (sys, sim) {
-            (System::Limit, _) => {
-                proc.expect("READY");
-            }
-            (_, Some(sim)) => {
-                self.wait_session(sys, n, sim);
-                while logged_at(&log, "gateway session up").is_none() {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-            (_, None) => unreachable!("a bridge needs a simulator"),
-        }
-        let pid = proc.child.id();
-        let mut last = procfs::rss_kb(pid);
-        for _ in 0..20 {
-            std::thread::sleep(Duration::from_millis(500));
-            let now = procfs::rss_kb(pid);
-            let steady = (now - last).abs() <= last * 0.005;
-            last = now;
-            if steady {
-                break;
-            }
-        }
-        self.stop_server(sys, proc);
-        last
-    }
-
     fn start(&self, sys: System, n: usize, sim: Option<&Sim>) -> Served {
         let pva = pva_env();
         let log = self.dir.join(format!("logs/{}-{n}.log", sys.name()));
@@ -481,7 +461,13 @@ impl Bench {
         } else {
             (ready_ns - spawned) as f64 / 1e9
         };
-        let rss_kb = procfs::rss_kb(proc.child.id());
+        // Read as with no client: once RSS holds still (pvxs may still be sending values
+        // the client has taken, and freeing their buffers), the same rule for each system.
+        let rss_kb = if valid < n {
+            procfs::rss_kb(proc.child.id())
+        } else {
+            procfs::steady_rss_kb(proc.child.id())
+        };
         match sys {
             // A peer that gave up has ended: it has no READY to read.
             System::Peer if valid == n => server_ready = Some(ready_time(&proc.expect("READY"))),
@@ -720,9 +706,16 @@ fn main() {
     let mut runs = Vec::new();
     for k in 1..=bench.opts.runs {
         let t0 = Instant::now();
-        let run = bench.run_once();
+        let run = if bench.opts.rss_only {
+            bench.rss_only()
+        } else {
+            bench.run_once()
+        };
         println!("\ne2e: run {k} took {:.0} s\n", t0.elapsed().as_secs_f64());
         println!("{}", report::table(&bench.opts, &run));
+        if bench.opts.rss_only {
+            println!("{}", report::rss_rounds(&bench.opts, &run));
+        }
         runs.push(run);
     }
     if runs.len() > 1 {

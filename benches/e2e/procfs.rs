@@ -14,6 +14,22 @@ pub(crate) fn rss_kb(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// VmRSS of `pid` in KiB once it holds still: read every 0.5 s until two reads in a
+/// row differ by at most 0.5% (at most 10 s; then the last read).
+pub(crate) fn steady_rss_kb(pid: u32) -> f64 {
+    let mut last = rss_kb(pid);
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = rss_kb(pid);
+        let steady = (now - last).abs() <= last * 0.005;
+        last = now;
+        if steady {
+            break;
+        }
+    }
+    last
+}
+
 /// Clock ticks per second of the utime and stime fields (`getconf CLK_TCK`).
 fn clock_ticks() -> f64 {
     static TICKS: OnceLock<f64> = OnceLock::new();

@@ -224,6 +224,54 @@ pub(crate) fn table(opts: &Opts, run: &[Value]) -> String {
     t
 }
 
+/// With `--rss-only`: the RSS per PV of each round (round k at the largest N less round
+/// k at N = 1), per system, with min..max and the median (the table above gives the
+/// ratio of the median RSS).
+pub(crate) fn rss_rounds(opts: &Opts, run: &[Value]) -> String {
+    let Some(&big) = opts.sizes.last() else {
+        return String::new();
+    };
+    if big <= 1 || !opts.sizes.contains(&1) {
+        return String::new();
+    }
+    let rounds = |sys: &str, n: usize, which: &str| -> Vec<f64> {
+        run.iter()
+            .find(|r| r["system"] == sys && r["n"] == n)
+            .and_then(|r| r.pointer(&format!("/rss_rounds/{which}")))
+            .and_then(Value::as_array)
+            .map(|v| v.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect())
+            .unwrap_or_default()
+    };
+    let mut t = format!(
+        "RSS per PV (bytes) of each round, N = {big}: round k at N = {big} less round k at N = 1\n\n\
+         | RSS per PV | system | rounds | min..max | median |\n|---|---|---|---:|---:|\n"
+    );
+    for which in ["monitored", "alone"] {
+        for sys in ["limit", "mxpva"] {
+            let (hi, lo) = (rounds(sys, big, which), rounds(sys, 1, which));
+            let per: Vec<f64> = hi
+                .iter()
+                .zip(&lo)
+                .map(|(h, l)| (h - l) * 1024.0 / (big - 1) as f64)
+                .filter(|x| x.is_finite())
+                .collect();
+            if per.is_empty() {
+                continue;
+            }
+            let lo_ = per.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi_ = per.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let list: Vec<String> = per.iter().map(|x| format!("{x:.0}")).collect();
+            t += &format!(
+                "| {} | {sys} | {} | {lo_:.0}..{hi_:.0} | {:.0} |\n",
+                if which == "alone" { "no client" } else { which },
+                list.join(", "),
+                crate::median(per.clone()),
+            );
+        }
+    }
+    t
+}
+
 /// min..max of mxpva and of mxpva/limit over the runs, per row.
 pub(crate) fn spread(opts: &Opts, runs: &[Vec<Value>]) -> String {
     let mut t = String::from(
