@@ -521,7 +521,6 @@ async fn puts_complete_when_system_platform_confirms_or_fail_with_its_reason() {
         .unwrap();
 }
 
-/// Waits until every PV is INVALID with `message` in its alarm, keeping its value.
 /// An RPC to a served PV is refused as pvxs refuses it for a PV without an RPC handler
 /// (the shim's PV keeps its context in that handler's place: issue 23, memory per PV),
 /// and the PV still takes puts afterwards.
@@ -538,6 +537,7 @@ async fn an_rpc_to_a_pv_is_refused_and_puts_still_work() {
     );
 }
 
+/// Waits until every PV is INVALID with `message` in its alarm, keeping its value.
 async fn all_lost(plant: &Plant, message: &str) {
     let all = plant.get(PVS).await;
     for pv in PVS {
