@@ -64,6 +64,9 @@ const BUDGET_STEP: usize = 32;
 /// up to about this many samples ([`Bridge::on_buffered`]: their samples are posted
 /// round robin over their PVs).
 const BUFFERED_GROUP: usize = 4096;
+/// A turn's posts and put replies left to pvxs's loop (`pva::handoff`, while puts keep
+/// arriving) are run by the bridge itself if the loop has not taken them within this.
+const HANDOFF_WAIT: Duration = Duration::from_micros(500);
 
 /// What a gateway call in flight hands back.
 enum Answer {
@@ -185,6 +188,9 @@ pub(super) async fn serve(
     // Whether the gateway's events outran the turns, and since when turns left work.
     let mut pressure = Pressure::default();
     let mut behind_since: Option<Instant> = None;
+    // The deadline of posts and replies left to pvxs's loop.
+    let mut handoff = Box::pin(tokio::time::sleep_until(Instant::now()));
+    let mut handoff_armed = false;
     loop {
         let deadline = bridge.next_deadline();
         if deadline != armed {
@@ -196,6 +202,7 @@ pub(super) async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(ev) = pv_events.recv() => {
+                pva::handoff::begin();
                 bridge.on_pv_event(ev);
                 // First clients that came together are advised together (within a
                 // turn's budget: thousands of channels may come at once).
@@ -210,7 +217,13 @@ pub(super) async fn serve(
                     }
                 }
             }
+            () = &mut handoff, if handoff_armed && pva::handoff::pending() => {
+                handoff_armed = false;
+                pva::handoff::flush();
+                continue;
+            }
             () = &mut sleep, if armed.is_some() => {
+                pva::handoff::begin();
                 armed = None;
                 bridge.on_timers();
             }
@@ -259,14 +272,18 @@ pub(super) async fn serve(
                     backoff = Backoff::new(s.reconnect_initial, s.reconnect_max);
                 }
             }
-            Some(answer) = gw.calls.next(), if !gw.calls.is_empty() => match answer {
-                Answer::Subscribed { call, results } => bridge.on_subscribed(call, results),
-                Answer::Written(done) => bridge.on_call_done(done),
-                Answer::Unsubscribed => {}
-            },
+            Some(answer) = gw.calls.next(), if !gw.calls.is_empty() => {
+                pva::handoff::begin();
+                match answer {
+                    Answer::Subscribed { call, results } => bridge.on_subscribed(call, results),
+                    Answer::Written(done) => bridge.on_call_done(done),
+                    Answer::Unsubscribed => {}
+                }
+            }
             _ = bridge.ops.tick.tick() => bridge.on_tick(),
             Some(found) = bridge.rules.discovered.1.recv() => bridge.on_discovered(found),
             Some(msg) = bridge.alarms.feed.recv() => {
+                pva::handoff::begin();
                 bridge.alarms.on_feed(msg, &mut bridge.pvs, &mut bridge.urgent);
                 ended = take_ready(bridge, &mut events, &mut pressure).await;
             }
@@ -301,6 +318,7 @@ pub(super) async fn serve(
             // PVs with news left by the last turn's post budget.
             () = tokio::task::yield_now(), if !bridge.dirty.is_empty() => { }
             ev = async { match events.as_mut() { Some(stream) => stream.next().await, None => std::future::pending().await } }, if events.is_some() => {
+                pva::handoff::begin();
                 ended = match ev {
                     Some(Ok(ev)) => {
                         bridge.on_session_event(ev);
@@ -345,8 +363,23 @@ pub(super) async fn serve(
         for call in writes {
             gw.write(call);
         }
+        // The turn's posts and replies go to pvxs's loop in one go, while puts keep
+        // arriving there; otherwise, or if the loop does not take them soon, they are
+        // made from here.
+        if !pva::handoff::publish() {
+            pva::handoff::flush();
+        } else if pva::handoff::pending() && !handoff_armed {
+            handoff.as_mut().reset(Instant::now() + HANDOFF_WAIT);
+            handoff_armed = true;
+        }
         crate::logging::held(|| drop(turn));
     }
+    pva::handoff::flush();
+    let (on_loop, by_bridge) = pva::handoff::counts();
+    info!(
+        on_loop,
+        by_bridge, "posts and put replies made on pvxs's loop, and by the bridge"
+    );
     crate::systemd::stopping();
     if let Some((session, _)) = gw.session.take() {
         let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
