@@ -1,17 +1,14 @@
-// A turn's posts and put replies, made on pvxs's server loop in one go (issue 23).
+// A turn's posts and put replies, made back to back at the turn's end (issue 23).
 //
 // pvxs runs every post and put reply on its one TCP loop: made from another thread,
-// each is dispatched there and races the loop, which then takes them one or two at a
-// time. While the bridge thread collects (between handoff_begin() and
-// handoff_publish()), PvHandle::post and PutOp's replies are kept in order instead;
-// publish() hands them to a queue that the loop takes in one go when it next calls the
-// shim (a put arriving: handoff::take()), or that the bridge runs itself
-// (handoff_flush()) when the loop does not take it soon. One FIFO, run under one lock:
-// nothing is lost or reordered, and a post or reply made directly runs what is queued
-// first (handoff::settle()).
+// each is dispatched there and wakes or races the loop. While the bridge thread collects
+// (between handoff_begin() and handoff_end()), PvHandle::post and PutOp's replies are
+// kept in the order they were made instead, and handoff_end() makes them all at once:
+// the loop then takes them in far fewer wakeups, and the bridge's own work of the turn
+// (audit, gRPC) no longer comes between them. Anything that needs the PV as posted
+// (open, close, fetch) makes what was collected first (handoff::settle()).
 #pragma once
 
-#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -29,26 +26,15 @@ bool collecting();
 void post(const pvxs::server::SharedPV& pv, pvxs::Value&& value);
 // An empty `error` replies success.
 void reply(std::unique_ptr<pvxs::server::ExecOp>&& op, std::string&& error);
-// Runs whatever is queued, on this thread (and what this thread collected), before a
-// post, reply, open, close or fetch made directly. Cheap when nothing is queued.
+// Makes what this thread collected so far, in order (before an open, close or fetch).
 void settle();
-// On pvxs's loop: runs the queue if another thread is not running it already.
-void take();
 
 }  // namespace handoff
 
+// This thread collects its posts and put replies until handoff_end().
 void handoff_begin();
-// True when the loop is expected to take the queue soon (puts keep arriving); the caller
-// runs it itself otherwise, or when it was not taken soon.
-bool handoff_publish();
-// Runs what is queued on this thread; true if anything was queued.
-bool handoff_flush();
-bool handoff_pending();
-// Posts and replies queued so far that pvxs's loop ran, and that another thread ran.
-uint64_t handoff_run_on_loop();
-uint64_t handoff_run_elsewhere();
-// Failures of queued work since the last call (a post to a PV closed meanwhile), for the
-// caller to log.
-rust::Vec<rust::String> handoff_failures();
+// Stops collecting and makes what was collected, in order. Returns why any failed
+// (a post to a PV closed meanwhile), for the caller to log.
+rust::Vec<rust::String> handoff_end();
 
 }  // namespace mxpva

@@ -13,7 +13,6 @@
 #include <pvxs/log.h>
 
 #include "cpp/gate.h"
-#include "cpp/handoff.h"
 #include "cpp/sharedpv.h"
 #include "mxpva/src/pva/ffi.rs.h"
 
@@ -60,11 +59,7 @@ std::unique_ptr<PvServer> server_new(const WireServerSettings& s) {
 
 void PvServer::start() const { server_.start(); }
 
-void PvServer::stop() const {
-    // Posts and replies still queued for the loop go out before it stops.
-    handoff_flush();
-    server_.stop();
-}
+void PvServer::stop() const { server_.stop(); }
 
 WireServerInfo PvServer::info() const {
     const auto& c = server_.config();

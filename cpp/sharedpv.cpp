@@ -18,9 +18,7 @@ std::unique_ptr<PvHandle> pv_new(rust::Box<PvContext> box) {
 
     pv.onPut([ctx](pvxs::server::SharedPV&, std::unique_ptr<pvxs::server::ExecOp>&& op,
                    pvxs::Value&& value) {
-        // On pvxs's loop: run the posts and replies queued for it (cpp/handoff.h), then
-        // read what the client sent, hand it to Rust, return.
-        handoff::take();
+        // On a pvxs worker: read what the client sent, hand it to Rust, return.
         WirePut put{};
         try {
             try {
@@ -102,7 +100,6 @@ void PvHandle::open_table(rust::Slice<const WireColumn> columns, const WireUpdat
 
 void PvHandle::post(const WireUpdate& update) const {
     const bool collect = handoff::collecting();
-    if (!collect) handoff::settle();
     if (prototype_) {
         // The prototype's lock is held across this post: pvxs queues the copy it sends
         // and calls nothing of ours from within post(). Collected, the post keeps a copy.

@@ -64,9 +64,6 @@ const BUDGET_STEP: usize = 32;
 /// up to about this many samples ([`Bridge::on_buffered`]: their samples are posted
 /// round robin over their PVs).
 const BUFFERED_GROUP: usize = 4096;
-/// A turn's posts and put replies left to pvxs's loop (`pva::handoff`, while puts keep
-/// arriving) are run by the bridge itself if the loop has not taken them within this.
-const HANDOFF_WAIT: Duration = Duration::from_micros(500);
 
 /// What a gateway call in flight hands back.
 enum Answer {
@@ -188,9 +185,6 @@ pub(super) async fn serve(
     // Whether the gateway's events outran the turns, and since when turns left work.
     let mut pressure = Pressure::default();
     let mut behind_since: Option<Instant> = None;
-    // The deadline of posts and replies left to pvxs's loop.
-    let mut handoff = Box::pin(tokio::time::sleep_until(Instant::now()));
-    let mut handoff_armed = false;
     loop {
         let deadline = bridge.next_deadline();
         if deadline != armed {
@@ -216,11 +210,6 @@ pub(super) async fn serve(
                         Err(_) => break,
                     }
                 }
-            }
-            () = &mut handoff, if handoff_armed && pva::handoff::pending() => {
-                handoff_armed = false;
-                pva::handoff::flush();
-                continue;
             }
             () = &mut sleep, if armed.is_some() => {
                 pva::handoff::begin();
@@ -363,23 +352,11 @@ pub(super) async fn serve(
         for call in writes {
             gw.write(call);
         }
-        // The turn's posts and replies go to pvxs's loop in one go, while puts keep
-        // arriving there; otherwise, or if the loop does not take them soon, they are
-        // made from here.
-        if !pva::handoff::publish() {
-            pva::handoff::flush();
-        } else if pva::handoff::pending() && !handoff_armed {
-            handoff.as_mut().reset(Instant::now() + HANDOFF_WAIT);
-            handoff_armed = true;
-        }
+        // The turn's posts and replies, collected in order since its start, are made
+        // back to back (`pva::handoff`): pvxs's loop takes them in a few wakeups.
+        pva::handoff::end();
         crate::logging::held(|| drop(turn));
     }
-    pva::handoff::flush();
-    let (on_loop, by_bridge) = pva::handoff::counts();
-    info!(
-        on_loop,
-        by_bridge, "posts and put replies made on pvxs's loop, and by the bridge"
-    );
     crate::systemd::stopping();
     if let Some((session, _)) = gw.session.take() {
         let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;

@@ -347,21 +347,10 @@ pub(crate) mod bridge {
         fn acf_set_read_rules(active: bool, pvs: &[WireAcfPv], other_group: &str, other_level: i32);
 
         /// This thread collects its posts and put replies (cpp/handoff.h) until
-        /// `handoff_publish`.
+        /// `handoff_end`.
         fn handoff_begin();
-        /// Queues what this thread collected for pvxs's server loop, which takes it when a
-        /// put next arrives. True when puts keep arriving (the loop will take it soon);
-        /// otherwise the caller runs it with `handoff_flush`.
-        fn handoff_publish() -> Result<bool>;
-        /// Runs what the loop has not taken, on this thread, in order. True if any.
-        fn handoff_flush() -> Result<bool>;
-        fn handoff_pending() -> bool;
-        /// Posts and replies queued so far that pvxs's loop ran, and that another thread
-        /// ran (`handoff_flush`, or before a post made directly).
-        fn handoff_run_on_loop() -> u64;
-        fn handoff_run_elsewhere() -> u64;
-        /// Why queued posts or replies failed since the last call.
-        fn handoff_failures() -> Result<Vec<String>>;
+        /// Stops collecting and makes what was collected, in order; why any failed.
+        fn handoff_end() -> Result<Vec<String>>;
 
         /// Apply `PVXS_LOG` (pvxs logger levels) from the environment.
         fn configure_logging_from_env() -> Result<()>;
