@@ -28,6 +28,7 @@ const SHIM_SOURCES: &[&str] = &[
     "cpp/sharedpv.cpp",
     "cpp/value.cpp",
     "cpp/putop.cpp",
+    "cpp/handoff.cpp",
     "cpp/access.cpp",
     "cpp/gate.cpp",
 ];

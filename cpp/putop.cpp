@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "cpp/handoff.h"
 #include "mxpva/src/pva/ffi.rs.h"
 
 namespace mxpva {
@@ -16,7 +17,10 @@ PutOp::PutOp(std::unique_ptr<pvxs::server::ExecOp>&& op)
 PutOp::~PutOp() {
     if (!op_) return;
     try {
-        op_->error("put abandoned by the server without a reply");
+        if (handoff::collecting())
+            handoff::reply(std::move(op_), "put abandoned by the server without a reply");
+        else
+            op_->error("put abandoned by the server without a reply");
     } catch (...) {
         // A destructor must not throw; the client then times out on its own.
     }
@@ -25,7 +29,10 @@ PutOp::~PutOp() {
 void PutOp::reply_ok() {
     if (!op_) throw std::logic_error("put already answered");
     auto op = std::move(op_);
-    op->reply();
+    if (handoff::collecting())
+        handoff::reply(std::move(op), std::string());
+    else
+        op->reply();
 }
 
 void PutOp::reply_error(rust::Str message) {
@@ -33,7 +40,10 @@ void PutOp::reply_error(rust::Str message) {
     auto op = std::move(op_);
     std::string text(message.data(), message.size());
     if (text.empty()) text = "put failed";
-    op->error(text);
+    if (handoff::collecting())
+        handoff::reply(std::move(op), std::move(text));
+    else
+        op->error(text);
 }
 
 bool PutOp::is_cancelled() const { return cancelled_->load(); }

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "cpp/gate.h"
+#include "cpp/handoff.h"
 #include "cpp/putop.h"
 #include "cpp/value.h"
 #include "mxpva/src/pva/ffi.rs.h"
@@ -75,6 +76,7 @@ PvHandle::PvHandle(pvxs::server::SharedPV pv) : pv_(std::move(pv)) {}
 
 PvHandle::~PvHandle() {
     try {
+        handoff::settle();
         // Clients still attached (the server may keep the PV until remove_pv) get a
         // refusal instead of a callback into a Rust side that is gone. The RPC callback
         // stays: it owns the context that a callback pvxs is running now still uses.
@@ -88,6 +90,7 @@ PvHandle::~PvHandle() {
 }
 
 void PvHandle::open(const WireShape& shape, const WireUpdate& initial) {
+    handoff::settle();
     auto prototype = prototype_for(shape);
     prototype->build(initial, [this](const pvxs::Value& value) { pv_.open(value); });
     prototype_ = std::move(prototype);
@@ -95,6 +98,7 @@ void PvHandle::open(const WireShape& shape, const WireUpdate& initial) {
 }
 
 void PvHandle::open_table(rust::Slice<const WireColumn> columns, const WireUpdate& initial) {
+    handoff::settle();
     std::unique_ptr<TableForm> form(new TableForm);
     form->prototype = build_table_prototype(columns, form->columns);
     // A clone keeps the labels that create() filled in; cloneEmpty() would drop them.
@@ -106,24 +110,37 @@ void PvHandle::open_table(rust::Slice<const WireColumn> columns, const WireUpdat
 }
 
 void PvHandle::post(const WireUpdate& update) const {
+    const bool collect = handoff::collecting();
     if (prototype_) {
         // The prototype's lock is held across this post: pvxs queues the copy it sends
-        // and calls nothing of ours from within post().
-        prototype_->build(update, [this](const pvxs::Value& value) { pv_.post(value); });
+        // and calls nothing of ours from within post(). Collected, the post keeps a copy.
+        prototype_->build(update, [this, collect](const pvxs::Value& value) {
+            if (collect)
+                handoff::post(pv_, value.clone());
+            else
+                pv_.post(value);
+        });
     } else if (table_) {
         auto value = table_->prototype.cloneEmpty();
         apply_table_update(table_->columns, update, value);
-        pv_.post(value);
+        if (collect)
+            handoff::post(pv_, std::move(value));
+        else
+            pv_.post(value);
     } else {
         throw std::logic_error("PV was never opened");
     }
 }
 
-void PvHandle::close() const { pv_.close(); }
+void PvHandle::close() const {
+    handoff::settle();
+    pv_.close();
+}
 
 bool PvHandle::is_open() const { return pv_.isOpen(); }
 
 WireUpdate PvHandle::current() const {
+    handoff::settle();
     if (!(prototype_ || table_) || !pv_.isOpen()) throw std::logic_error("PV is not open");
     WireUpdate out{};
     if (table_)

@@ -10,6 +10,7 @@
 #include "cpp/server.h"
 #include "cpp/sharedpv.h"
 #include "cpp/putop.h"
+#include "cpp/handoff.h"
 #include "cpp/access.h"
 #include "cpp/gate.h"
 

@@ -196,6 +196,7 @@ pub(super) async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(ev) = pv_events.recv() => {
+                pva::handoff::begin();
                 bridge.on_pv_event(ev);
                 // First clients that came together are advised together (within a
                 // turn's budget: thousands of channels may come at once).
@@ -211,6 +212,7 @@ pub(super) async fn serve(
                 }
             }
             () = &mut sleep, if armed.is_some() => {
+                pva::handoff::begin();
                 armed = None;
                 bridge.on_timers();
             }
@@ -259,14 +261,18 @@ pub(super) async fn serve(
                     backoff = Backoff::new(s.reconnect_initial, s.reconnect_max);
                 }
             }
-            Some(answer) = gw.calls.next(), if !gw.calls.is_empty() => match answer {
-                Answer::Subscribed { call, results } => bridge.on_subscribed(call, results),
-                Answer::Written(done) => bridge.on_call_done(done),
-                Answer::Unsubscribed => {}
-            },
+            Some(answer) = gw.calls.next(), if !gw.calls.is_empty() => {
+                pva::handoff::begin();
+                match answer {
+                    Answer::Subscribed { call, results } => bridge.on_subscribed(call, results),
+                    Answer::Written(done) => bridge.on_call_done(done),
+                    Answer::Unsubscribed => {}
+                }
+            }
             _ = bridge.ops.tick.tick() => bridge.on_tick(),
             Some(found) = bridge.rules.discovered.1.recv() => bridge.on_discovered(found),
             Some(msg) = bridge.alarms.feed.recv() => {
+                pva::handoff::begin();
                 bridge.alarms.on_feed(msg, &mut bridge.pvs, &mut bridge.urgent);
                 ended = take_ready(bridge, &mut events, &mut pressure).await;
             }
@@ -301,6 +307,7 @@ pub(super) async fn serve(
             // PVs with news left by the last turn's post budget.
             () = tokio::task::yield_now(), if !bridge.dirty.is_empty() => { }
             ev = async { match events.as_mut() { Some(stream) => stream.next().await, None => std::future::pending().await } }, if events.is_some() => {
+                pva::handoff::begin();
                 ended = match ev {
                     Some(Ok(ev)) => {
                         bridge.on_session_event(ev);
@@ -345,6 +352,9 @@ pub(super) async fn serve(
         for call in writes {
             gw.write(call);
         }
+        // The turn's posts and replies, collected in order since its start, are made
+        // back to back (`pva::handoff`): pvxs's loop takes them in a few wakeups.
+        pva::handoff::end();
         crate::logging::held(|| drop(turn));
     }
     crate::systemd::stopping();

@@ -346,6 +346,12 @@ pub(crate) mod bridge {
         fn acf_recheck_channels() -> u32;
         fn acf_set_read_rules(active: bool, pvs: &[WireAcfPv], other_group: &str, other_level: i32);
 
+        /// This thread collects its posts and put replies (cpp/handoff.h) until
+        /// `handoff_end`.
+        fn handoff_begin();
+        /// Stops collecting and makes what was collected, in order; why any failed.
+        fn handoff_end() -> Result<Vec<String>>;
+
         /// Apply `PVXS_LOG` (pvxs logger levels) from the environment.
         fn configure_logging_from_env() -> Result<()>;
         /// Sends errlog's messages (pvxs's log lines) to `on_native_log` instead of the

@@ -32,6 +32,7 @@
 pub mod access;
 mod error;
 mod ffi;
+pub mod handoff;
 mod native_log;
 mod put;
 mod server;
