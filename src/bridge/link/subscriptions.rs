@@ -64,6 +64,9 @@ pub(in crate::bridge) const MAX_CALLS: usize = 4;
 /// At most this many data changes of items not known yet are held while a SubscribeBulk
 /// is in flight; past it they are dropped as strays.
 pub(in crate::bridge) const MAX_EARLY: usize = 65_536;
+/// The capacity the subscription queue and sets keep when empty (see
+/// `Subscriptions::release_idle`).
+const KEEP_CAPACITY: usize = 1024;
 
 /// How a PV's tag is advised: the item it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -221,6 +224,7 @@ impl Subscriptions {
         self.holding.clear();
         self.unadvise.clear();
         self.early.clear();
+        self.release_idle();
         self.interval_set = false;
         self.behind = false;
         self.held_logged = false;
@@ -267,6 +271,25 @@ impl Subscriptions {
     pub fn first_value(&mut self, id: PvId) {
         if !self.holding.is_empty() && self.holding.remove(&id) {
             self.give_back(1);
+            if self.holding.is_empty() {
+                self.release_idle();
+            }
+        }
+    }
+
+    /// The queue and sets give their room back once empty: at a session's start they
+    /// hold every PV (the queue) or a window's worth (`holding`), and kept, that room
+    /// stayed allocated for the session's life, about 28 bytes per PV (issue 23). Below
+    /// [`KEEP_CAPACITY`] they are kept, so that small reloads do not allocate anew.
+    fn release_idle(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > KEEP_CAPACITY {
+            self.queue = VecDeque::new();
+        }
+        if self.queued.is_empty() && self.queued.capacity() > KEEP_CAPACITY {
+            self.queued = HashSet::new();
+        }
+        if self.holding.is_empty() && self.holding.capacity() > KEEP_CAPACITY {
+            self.holding = HashSet::new();
         }
     }
 
@@ -299,6 +322,7 @@ impl Subscriptions {
         now: Instant,
         mut tag_of: impl FnMut(PvId) -> Option<(String, Role)>,
     ) -> Option<AdviseCall> {
+        self.release_idle();
         let window = self.window.as_mut()?;
         if !self.unadvise.is_empty() {
             let items = std::mem::take(&mut self.unadvise);

@@ -1,6 +1,7 @@
 //! One mapped PV: its SharedPv, its structure and metadata, and the puts waiting on it
 //! (`writes/pending.rs`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -39,7 +40,7 @@ pub(in crate::bridge) struct MappedPv {
     bool_as_enum: bool,
     /// The alarm of the value itself (quality, conversion, link), before System Platform
     /// alarms and local limits join it; and whether it is plain Good (nothing to say).
-    base_alarm: (Alarm, bool),
+    base_alarm: BaseAlarm,
     /// The alarm parts besides the value's own, boxed while one is set: most PVs have none
     /// (a PV is small when its rarely used parts are not inline; issue 23).
     parts: Option<Box<AlarmParts>>,
@@ -167,7 +168,7 @@ impl MappedPv {
             writes: PvWrites::default(),
             shown: None,
             bool_as_enum,
-            base_alarm: (Alarm::none(), true),
+            base_alarm: BaseAlarm::None,
             parts: None,
             limits,
             stamps,
@@ -186,7 +187,7 @@ impl MappedPv {
                 AlarmStatus::Undefined,
                 "waiting for initial data from System Platform",
             );
-            mapped.base_alarm = (alarm.clone(), false);
+            mapped.base_alarm.set(Cow::Owned(alarm.clone()), false);
             mapped.open(ty, None, alarm, TimeStamp::now());
         }
         Ok(mapped)
@@ -304,7 +305,7 @@ impl MappedPv {
 
     /// `base` with this PV's System Platform alarms and limit alarm joined to it.
     fn combined(&self) -> Alarm {
-        let (base, plain) = &self.base_alarm;
+        let (base, plain) = self.base_alarm.get();
         let Some(parts) = &self.parts else {
             // The common case, without combine()'s list.
             return base.clone();
@@ -316,7 +317,7 @@ impl MappedPv {
                 parts.feed_lost.as_ref(),
             ],
             base,
-            *plain,
+            plain,
         )
     }
 
@@ -454,7 +455,7 @@ impl MappedPv {
     /// as its configured type, else as the type it was last served as, else as a string.
     fn post_alarm(&mut self, alarm: Alarm) {
         self.flush();
-        self.base_alarm = (alarm, false);
+        self.base_alarm.set(Cow::Owned(alarm), false);
         let alarm = self.combined();
         if self.pv.is_open() {
             let time = self.stamps.now(self.cfg.name.as_str());
@@ -496,7 +497,7 @@ impl MappedPv {
     /// An on-demand PV that nobody watches is not served, so it is not counted.
     pub fn is_invalid(&self) -> bool {
         let unwatched = self.cfg.subscribe.is_on_demand() && !self.pv.is_open();
-        !unwatched && self.base_alarm.0.severity == Severity::Invalid
+        !unwatched && self.base_alarm.alarm().severity == Severity::Invalid
     }
 
     pub fn subscribe_failed(&mut self, reason: &str) {
@@ -659,6 +660,8 @@ fn numeric(v: &NtValue) -> Option<f64> {
     })
 }
 
+mod base_alarm;
+use base_alarm::BaseAlarm;
 mod sample;
 #[cfg(test)]
 mod tests;

@@ -62,18 +62,18 @@ impl MappedPv {
         let failed = statuses.iter().find(|s| !s.is_ok());
         // The alarm of the last data change again (the common case) is kept as it is,
         // without building its message anew.
-        let last = std::mem::take(&mut self.base_alarm.0);
+        let last = self.base_alarm.take();
         let mut alarm = if failed.is_none() && is_quality_alarm(&last, quality) {
             last
         } else {
-            quality_alarm(quality)
+            Cow::Owned(quality_alarm(quality))
         };
         if let Some(status) = failed {
             let reason = status.detail_name().map_or_else(
                 || format!("MXAccess status {}", status.detail),
                 str::to_string,
             );
-            alarm.message = match status.diagnostic_text.as_str() {
+            alarm.to_mut().message = match status.diagnostic_text.as_str() {
                 "" => format!("{}: {reason}", alarm.message),
                 text => format!("{}: {reason}: {text}", alarm.message),
             };
@@ -85,7 +85,7 @@ impl MappedPv {
             (Some(ty), v) => match to_nt(v, ty) {
                 Ok(nt) => Some(nt),
                 Err(e) => {
-                    alarm = Alarm::new(
+                    alarm = Cow::Owned(Alarm::new(
                         Severity::Invalid,
                         AlarmStatus::Conf,
                         format!(
@@ -93,16 +93,16 @@ impl MappedPv {
                             brief(value, 80),
                             ty.pv_name()
                         ),
-                    );
+                    ));
                     None
                 }
             },
             (None, v) => {
-                alarm = Alarm::new(
+                alarm = Cow::Owned(Alarm::new(
                     Severity::Invalid,
                     AlarmStatus::Conf,
                     format!("values of type {} cannot be served", v.data_type()),
-                );
+                ));
                 None
             }
         };
@@ -116,7 +116,7 @@ impl MappedPv {
         if alarm.severity == Severity::Invalid {
             plain = false;
         }
-        self.base_alarm = (alarm, plain);
+        self.base_alarm.set(alarm, plain);
         self.writes.data_changed(value);
         if self.cfg.write.is_some() {
             remember_shown(&mut self.shown, value, nt.is_some());
@@ -159,7 +159,7 @@ impl MappedPv {
                 let alarm = self.combined();
                 self.open(ty, nt, alarm, time);
             }
-            (None, _) => self.post_alarm(self.base_alarm.0.clone()),
+            (None, _) => self.post_alarm(self.base_alarm.alarm().clone()),
         }
         self.writes.shown();
         Taken::default()
