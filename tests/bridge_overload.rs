@@ -147,28 +147,22 @@ fn log_text(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
 
-/// The lines of the log that name `needle`, for a failure message.
-fn lines_with(log: &Path, needle: &str) -> String {
+/// The lines of the log that name any of `needles` (at most 40), for a failure message.
+fn lines_with(log: &Path, needles: &[&str]) -> String {
     log_text(log)
         .lines()
-        .filter(|l| l.contains(needle))
-        .take(20)
+        .filter(|l| needles.iter().any(|n| l.contains(n)))
+        .take(40)
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 /// The log's lines on the link and on the bridge's pressure, for a failure message.
 fn timeline(log: &Path) -> String {
-    log_text(log)
-        .lines()
-        .filter(|l| {
-            ["connection lost", "session up", "behind the", "caught up"]
-                .iter()
-                .any(|n| l.contains(n))
-        })
-        .take(40)
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines_with(
+        log,
+        &["connection lost", "session up", "behind the", "caught up"],
+    )
 }
 
 /// The log line the bridge writes when it falls behind, and when it has caught up.
@@ -322,13 +316,13 @@ async fn overloaded_bridge_never_faults_its_session_and_is_valid_within_10s_of_a
     assert!(
         !text.contains("EventQueueOverflow"),
         "the session faulted:\n{}",
-        lines_with(&log, "EventQueueOverflow")
+        lines_with(&log, &["EventQueueOverflow"])
     );
     assert_eq!(
         text.matches("gateway connection lost").count(),
         1,
         "the link was lost only by the restart:\n{}",
-        lines_with(&log, "gateway connection lost")
+        lines_with(&log, &["gateway connection lost"])
     );
     assert_eq!(
         watch.latest_now(RECONNECTS).map(|s| value(&s)),
