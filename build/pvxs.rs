@@ -29,6 +29,7 @@ const SHIM_SOURCES: &[&str] = &[
     "cpp/value.cpp",
     "cpp/putop.cpp",
     "cpp/handoff.cpp",
+    "cpp/loop.cpp",
     "cpp/access.cpp",
     "cpp/gate.cpp",
 ];

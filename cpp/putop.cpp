@@ -17,7 +17,7 @@ PutOp::PutOp(std::unique_ptr<pvxs::server::ExecOp>&& op)
 PutOp::~PutOp() {
     if (!op_) return;
     try {
-        if (handoff::collecting())
+        if (handoff::takes())
             handoff::reply(std::move(op_), "put abandoned by the server without a reply");
         else
             op_->error("put abandoned by the server without a reply");
@@ -29,7 +29,7 @@ PutOp::~PutOp() {
 void PutOp::reply_ok() {
     if (!op_) throw std::logic_error("put already answered");
     auto op = std::move(op_);
-    if (handoff::collecting())
+    if (handoff::takes())
         handoff::reply(std::move(op), std::string());
     else
         op->reply();
@@ -40,7 +40,7 @@ void PutOp::reply_error(rust::Str message) {
     auto op = std::move(op_);
     std::string text(message.data(), message.size());
     if (text.empty()) text = "put failed";
-    if (handoff::collecting())
+    if (handoff::takes())
         handoff::reply(std::move(op), std::move(text));
     else
         op->error(text);

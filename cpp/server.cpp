@@ -13,6 +13,8 @@
 #include <pvxs/log.h>
 
 #include "cpp/gate.h"
+#include "cpp/handoff.h"
+#include "cpp/loop.h"
 #include "cpp/sharedpv.h"
 #include "mxpva/src/pva/ffi.rs.h"
 
@@ -59,7 +61,24 @@ std::unique_ptr<PvServer> server_new(const WireServerSettings& s) {
 
 void PvServer::start() const { server_.start(); }
 
-void PvServer::stop() const { server_.stop(); }
+uint8_t PvServer::reach_loop(double timeout) const {
+    if (holds_loop_.load()) return static_cast<uint8_t>(LoopReach::Reached);
+    const auto reach = mxpva::reach_loop(server_, timeout);
+    holds_loop_.store(reach == LoopReach::Reached);
+    return static_cast<uint8_t>(reach);
+}
+
+void PvServer::stop() const {
+    if (holds_loop_.exchange(false)) handoff::detach_loop();
+    server_.stop();
+}
+
+PvServer::~PvServer() {
+    try {
+        if (holds_loop_.exchange(false)) handoff::detach_loop();
+    } catch (...) {
+    }
+}
 
 WireServerInfo PvServer::info() const {
     const auto& c = server_.config();

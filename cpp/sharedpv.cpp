@@ -110,10 +110,11 @@ void PvHandle::open_table(rust::Slice<const WireColumn> columns, const WireUpdat
 }
 
 void PvHandle::post(const WireUpdate& update) const {
-    const bool collect = handoff::collecting();
+    // Collected (or queued behind work handed over to pvxs's loop), the post keeps a copy.
+    const bool collect = handoff::takes();
     if (prototype_) {
         // The prototype's lock is held across this post: pvxs queues the copy it sends
-        // and calls nothing of ours from within post(). Collected, the post keeps a copy.
+        // and calls nothing of ours from within post().
         prototype_->build(update, [this, collect](const pvxs::Value& value) {
             if (collect)
                 handoff::post(pv_, value.clone());

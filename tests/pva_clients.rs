@@ -8,7 +8,7 @@ mod clients;
 
 use std::time::Duration;
 
-use clients::clients;
+use clients::{clients, monitor_values};
 use mxpva::pva::*;
 use serde_json::Value as Json;
 
@@ -431,15 +431,6 @@ async fn every_type_reads_back_exactly_in_p4p_pvapy_pvget_and_pvinfo() {
     }
 }
 
-/// Values pvmonitor printed for one PV, in order (the last column of each update line).
-fn monitor_values(lines: &[String], name: &str) -> Vec<f64> {
-    lines
-        .iter()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.split_whitespace().last()?.parse().ok())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitors_see_every_post_in_order() {
     let mut fx = Fixture::new();
@@ -452,13 +443,9 @@ async fn monitors_see_every_post_in_order() {
     );
 
     let (pvmonitor, first, mut lines) = clients().pvmonitor(&fx.env, "T:MON").await;
-    let p4p = tokio::spawn({
-        let env = fx.env.clone();
-        async move {
-            clients()
-                .python(
-                    &env,
-                    r#"
+    let p4p = clients().spawn_python(
+        &fx.env,
+        r#"
 import sys, queue
 from p4p.client.thread import Context
 q = queue.Queue()
@@ -470,11 +457,7 @@ while not seen or seen[-1] != 20.0:
 sub.close()
 print(' '.join(str(x) for x in seen))
 "#,
-                    &[],
-                )
-                .await
-        }
-    });
+    );
     // Both clients attach; the first one raises Connected.
     assert!(matches!(
         fx.next_connection().await,
@@ -499,13 +482,7 @@ print(' '.join(str(x) for x in seen))
     let want: Vec<f64> = (0..=20).map(f64::from).collect();
     assert_eq!(monitor_values(&seen, "T:MON"), want, "pvmonitor: {seen:?}");
 
-    let run = p4p.await.unwrap();
-    assert!(run.ok, "p4p monitor: {}", run.text());
-    let got: Vec<f64> = run
-        .stdout
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let got = p4p.await.unwrap().numbers("p4p monitor");
     assert_eq!(got, want, "p4p monitor");
 }
 

@@ -300,6 +300,12 @@ pub(crate) mod bridge {
 
         fn server_new(settings: &WireServerSettings) -> Result<UniquePtr<PvServer>>;
         fn start(self: &PvServer) -> Result<()>;
+        /// Asks the started server for a way onto its loop (cpp/loop.h), waiting up to
+        /// `timeout` seconds: 1 when the turns' posts and put replies now run there, 2
+        /// when another server of this process holds it, 0 when not reached.
+        fn reach_loop(self: &PvServer, timeout: f64) -> Result<u8>;
+        /// Whether this server's loop runs the turns' posts and put replies.
+        fn holds_loop(self: &PvServer) -> bool;
         fn stop(self: &PvServer) -> Result<()>;
         fn info(self: &PvServer) -> Result<WireServerInfo>;
         /// The connected clients, from pvxs's server report (counters not zeroed).

@@ -146,6 +146,9 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// How long [`Server::start`] waits for the server to answer its own request.
+const LOOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Server {
     /// Builds (binds) a server; it serves nothing until [`Server::start`].
     pub fn new(config: &ServerConfig) -> Result<Self, PvaError> {
@@ -154,10 +157,39 @@ impl Server {
         Ok(Server { inner })
     }
 
+    /// Starts serving. Then, unless `MXPVA_PVXS_LOOP=0` is set, asks the server for a
+    /// way onto its own loop (cpp/loop.h), where the bridge's turns then make their
+    /// posts and put replies (issue 23); without it they are handed over from the
+    /// bridge's thread, which costs pvxs's thread more per post.
     pub fn start(&self) -> Result<(), PvaError> {
         self.inner
             .start()
-            .map_err(|e| PvaError::native("start server", e))
+            .map_err(|e| PvaError::native("start server", e))?;
+        if std::env::var_os("MXPVA_PVXS_LOOP").is_some_and(|v| v == "0") {
+            tracing::info!("MXPVA_PVXS_LOOP=0: posts and put replies are handed to pvxs's loop from the bridge's thread");
+            return Ok(());
+        }
+        match self.inner.reach_loop(LOOP_TIMEOUT.as_secs_f64()) {
+            Ok(1) => tracing::info!("posts and put replies run on pvxs's server loop"),
+            Ok(2) => tracing::debug!(
+                "another server of this process runs posts and put replies on its loop"
+            ),
+            Ok(_) => tracing::warn!(
+                timeout_s = LOOP_TIMEOUT.as_secs_f64(),
+                "the server did not answer its own request for its loop: posts and put replies are handed over from the bridge's thread (slower, still correct)"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e.what(),
+                "could not ask the server for its loop: posts and put replies are handed over from the bridge's thread (slower, still correct)"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Whether this server's own loop makes the posts and put replies of the bridge's
+    /// turns (see [`Server::start`]; one server of a process at a time).
+    pub fn runs_posts_on_its_loop(&self) -> bool {
+        self.inner.holds_loop()
     }
 
     pub fn stop(&self) -> Result<(), PvaError> {

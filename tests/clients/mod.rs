@@ -126,6 +126,18 @@ impl Clients {
         Run::of(cmd, Duration::from_secs(30)).await
     }
 
+    /// [`python`](Self::python) as a task of its own, for a script that runs while the
+    /// test goes on (a monitor).
+    pub fn spawn_python(
+        &'static self,
+        env: &[(String, String)],
+        script: &str,
+    ) -> tokio::task::JoinHandle<Run> {
+        let env = env.to_vec();
+        let script = script.to_string();
+        tokio::spawn(async move { self.python(&env, &script, &[]).await })
+    }
+
     /// Starts a long-running tool (pvagw) with its stdout and stderr appended to `log`.
     pub fn spawn_logged(
         &self,
@@ -265,6 +277,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// The numbers a script printed on stdout, separated by white space; panics, naming
+    /// `what`, when it failed.
+    pub fn numbers(&self, what: &str) -> Vec<f64> {
+        assert!(self.ok, "{what}: {}", self.text());
+        self.stdout
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or_else(|_| panic!("{what} printed {x:?}")))
+            .collect()
+    }
+
     async fn of(mut cmd: Command, timeout: Duration) -> Run {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let start = std::time::Instant::now();
@@ -302,6 +324,15 @@ pub type Env = Vec<(String, String)>;
 /// They are taken below the kernel's ephemeral range (32768 and up on Linux): a port
 /// from that range, once released, can be handed to any client's socket. Each test
 /// process walks its own stretch of the range, so parallel tests do not pick the same.
+/// Values pvmonitor printed for one PV, in order (the last column of each update line).
+pub fn monitor_values(lines: &[String], name: &str) -> Vec<f64> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.split_whitespace().last()?.parse().ok())
+        .collect()
+}
+
 pub fn free_ports() -> (u16, u16) {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 20_000;
