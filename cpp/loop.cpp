@@ -84,6 +84,32 @@ std::string secret_name() {
     return buf;
 }
 
+// Where this server's own client finds it: over TCP, at each interface it listens on
+// (a wildcard as loopback), so no UDP search goes anywhere (the beacon destinations
+// may name other hosts or ports).
+pvxs::client::Config own_client(const pvxs::server::Server& server) {
+    const auto& eff = server.config();
+    pvxs::client::Config conf;
+    // (pvxs shares the UDP port between a server and clients; searches go over TCP.)
+    conf.udp_port = eff.udp_port;
+    conf.tcp_port = eff.tcp_port;
+    conf.autoAddrList = false;
+    conf.interfaces = {"127.0.0.1"};
+    const std::string port = ":" + std::to_string(eff.tcp_port);
+    bool loopback = eff.interfaces.empty();
+    for (const auto& iface : eff.interfaces) {
+        // "0.0.0.0", "127.0.0.1", "10.1.2.3", perhaps with "%scope"; IPv6 not used here.
+        const std::string host = iface.substr(0, iface.find_first_of("%:"));
+        if (host.empty() || iface.find('[') != std::string::npos) continue;
+        if (host == "0.0.0.0" || host.rfind("127.", 0) == 0)
+            loopback = true;
+        else
+            conf.nameServers.push_back(host + port);
+    }
+    if (loopback) conf.nameServers.insert(conf.nameServers.begin(), "127.0.0.1" + port);
+    return conf;
+}
+
 }  // namespace
 
 LoopReach reach_loop(pvxs::server::Server& server, double timeout) {
@@ -95,7 +121,7 @@ LoopReach reach_loop(pvxs::server::Server& server, double timeout) {
     server.addSource(source_name, std::make_shared<LoopSource>(ask), -3);
     bool taken = false;
     try {
-        auto client = server.clientConfig().build();
+        auto client = own_client(server).build();
         auto op = client.rpc(ask->name).exec();
         {
             std::unique_lock<std::mutex> g(ask->lock);

@@ -169,8 +169,12 @@ impl Server {
             tracing::info!("MXPVA_PVXS_LOOP=0: posts and put replies are handed to pvxs's loop from the bridge's thread");
             return Ok(());
         }
+        let asked = std::time::Instant::now();
         match self.inner.reach_loop(LOOP_TIMEOUT.as_secs_f64()) {
-            Ok(1) => tracing::info!("posts and put replies run on pvxs's server loop"),
+            Ok(1) => tracing::info!(
+                took_ms = asked.elapsed().as_millis() as u64,
+                "posts and put replies run on pvxs's server loop"
+            ),
             Ok(2) => tracing::debug!(
                 "another server of this process runs posts and put replies on its loop"
             ),
