@@ -214,6 +214,12 @@ async fn overloaded_bridge_never_faults_its_session_and_is_valid_within_10s_of_a
         t.matches(BEHIND).count() == t.matches(CAUGHT_UP).count()
     })
     .await;
+    // The posts this load is about run on pvxs's loop (cpp/loop.h), not as before.
+    assert!(
+        text.contains("posts and put replies run on pvxs's server loop"),
+        "the bridge did not reach pvxs's loop:\n{}",
+        lines_with(&log, &["pvxs's", "loop"])
+    );
     let behind_before = text.matches(BEHIND).count();
     let coalesced_before = watch.latest_now(COALESCED).map_or(0, |s| value(&s));
 
