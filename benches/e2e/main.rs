@@ -704,14 +704,25 @@ fn main() {
         rt,
     };
     let mut runs = Vec::new();
+    let mut machine = Vec::new();
     for k in 1..=bench.opts.runs {
         let t0 = Instant::now();
+        let (load0, (steal0, all0)) = (procfs::load_average(), procfs::machine_ticks());
         let run = if bench.opts.rss_only {
             bench.rss_only()
         } else {
             bench.run_once()
         };
-        println!("\ne2e: run {k} took {:.0} s\n", t0.elapsed().as_secs_f64());
+        let (load1, (steal1, all1)) = (procfs::load_average(), procfs::machine_ticks());
+        // Time the hypervisor gave other guests: a figure that moves between runs for no
+        // reason of mxpva's or pvxs's may show here.
+        let steal =
+            100.0 * steal1.saturating_sub(steal0) as f64 / all1.saturating_sub(all0).max(1) as f64;
+        println!(
+            "\ne2e: run {k} took {:.0} s; machine: load {load0:.1} at the start, {load1:.1} at the end, steal {steal:.1}% of CPU time\n",
+            t0.elapsed().as_secs_f64()
+        );
+        machine.push(json!({"load_start": load0, "load_end": load1, "steal_percent": steal}));
         println!("{}", report::table(&bench.opts, &run));
         if bench.opts.rss_only {
             println!("{}", report::rss_rounds(&bench.opts, &run));
@@ -731,6 +742,7 @@ fn main() {
         "lat_n": LAT_N,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "runs": runs,
+        "machine": machine,
         "table": report::table(&bench.opts, runs.last().unwrap()),
         "spread": report::spread(&bench.opts, &runs),
     });

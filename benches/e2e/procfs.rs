@@ -85,3 +85,29 @@ pub(crate) fn context_switches(pid: u32) -> std::collections::BTreeMap<String, f
     }
     out
 }
+
+/// The machine's CPU time so far from /proc/stat, in clock ticks: (steal, all).
+pub(crate) fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    // user nice system idle iowait irq softirq steal (guest time is within user).
+    let all = ticks.iter().take(8).sum();
+    (ticks.get(7).copied().unwrap_or(0), all)
+}
+
+/// The 1-minute load average.
+pub(crate) fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
