@@ -74,7 +74,7 @@ impl AlarmParts {
 
 /// `value_alarm` limits that apply (configured and active), boxed: most PVs have none.
 fn limits_of(cfg: &config::Pv) -> Option<Box<Limits>> {
-    let limits = Limits::new(cfg.value_alarm.as_deref().copied());
+    let limits = Limits::new(cfg.meta.value_alarm.as_deref().copied());
     limits.applies().then(|| Box::new(limits))
 }
 
@@ -225,24 +225,24 @@ impl MappedPv {
     fn metadata(&self, ty: PvType, update: &mut Update) {
         let numeric = matches!(ty, PvType::Scalar(t) | PvType::Array(t) if t.is_numeric());
         let mut display = Display {
-            description: self.cfg.description.as_deref().unwrap_or_default().into(),
-            units: self.cfg.units.as_deref().unwrap_or_default().into(),
+            description: self.cfg.meta.description.as_deref().unwrap_or_default().into(),
+            units: self.cfg.meta.units.as_deref().unwrap_or_default().into(),
             ..Default::default()
         };
         if numeric {
-            if let Some(r) = &self.cfg.display {
+            if let Some(r) = &self.cfg.meta.display {
                 display.limit_low = r.low.unwrap_or(0.0);
                 display.limit_high = r.high.unwrap_or(0.0);
             }
-            display.precision = self.cfg.precision.map(i32::from).unwrap_or(0);
-            if let Some(c) = &self.cfg.control {
+            display.precision = self.cfg.meta.precision.map(i32::from).unwrap_or(0);
+            if let Some(c) = &self.cfg.meta.control {
                 update.control = Some(Control {
                     limit_low: c.low.unwrap_or(0.0),
                     limit_high: c.high.unwrap_or(0.0),
                     min_step: c.min_step.unwrap_or(0.0),
                 });
             }
-            if let (Some(a), PvType::Scalar(_)) = (&self.cfg.value_alarm, ty) {
+            if let (Some(a), PvType::Scalar(_)) = (&self.cfg.meta.value_alarm, ty) {
                 update.value_alarm = Some(ValueAlarm {
                     active: a.active,
                     low_alarm_limit: a.lolo.unwrap_or(f64::NAN),
@@ -596,7 +596,7 @@ impl MappedPv {
                 self.cfg.tag.as_str()
             ));
         };
-        if let Some(c) = &self.cfg.control {
+        if let Some(c) = &self.cfg.meta.control {
             if let Some(x) = numeric(value) {
                 if x.is_finite() {
                     let low = c.low.unwrap_or(f64::NEG_INFINITY);
