@@ -225,7 +225,7 @@ impl Registry {
                 self.by_item.remove(&item.0);
             }
         }
-        if let Some(item) = pv.write_item {
+        if let Some(item) = pv.write_item() {
             if self.by_write_item.get(&item.0) == Some(&id) {
                 self.by_write_item.remove(&item.0);
             }
@@ -299,7 +299,7 @@ impl Registry {
             });
         }
         let held = match role {
-            Role::Write => pv.write_item,
+            Role::Write => pv.write_item(),
             _ => pv.item,
         };
         match held {
@@ -307,7 +307,7 @@ impl Registry {
             Some(held) => Err(Unbound::HoldsOther(held)),
             None if role == Role::Write => {
                 if let Some(pv) = self.pvs.get_mut(&id) {
-                    pv.write_item = Some(item);
+                    pv.set_write_item(Some(item));
                     self.by_write_item.insert(item.0, id);
                 }
                 Ok(Bound::New)
@@ -323,7 +323,7 @@ impl Registry {
     pub fn unbind(&mut self, id: PvId) {
         self.set_item(id, None);
         if let Some(pv) = self.pvs.get_mut(&id) {
-            if let Some(old) = pv.write_item.take() {
+            if let Some(old) = pv.set_write_item(None) {
                 if self.by_write_item.get(&old.0) == Some(&id) {
                     self.by_write_item.remove(&old.0);
                 }
@@ -354,7 +354,7 @@ impl Registry {
         self.by_write_item.clear();
         for pv in self.pvs.values_mut() {
             pv.item = None;
-            pv.write_item = None;
+            pv.set_write_item(None);
         }
     }
 
@@ -574,7 +574,7 @@ buffered = true
         assert_eq!(reg.id_of_item(ItemHandle(2)), Some(b));
         assert_eq!(reg.id_of_item(ItemHandle(3)), None);
         assert_eq!(reg.id_of_write_item(ItemHandle(3)), Some(b));
-        assert_eq!(reg.get(b).unwrap().write_item, Some(ItemHandle(3)));
+        assert_eq!(reg.get(b).unwrap().write_item(), Some(ItemHandle(3)));
         // The data item is not a write item, nor the other way round.
         assert_eq!(
             reg.bind(b, "Tank001.Level", Role::Write, ItemHandle(2)),
@@ -615,6 +615,6 @@ buffered = true
             .unwrap();
         reg.clear_items();
         assert_eq!(reg.subscribed(), 0);
-        assert!(reg.get(b).unwrap().write_item.is_none());
+        assert!(reg.get(b).unwrap().write_item().is_none());
     }
 }
