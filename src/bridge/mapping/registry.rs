@@ -1,6 +1,7 @@
 //! The registry of mapped PVs, keyed by a stable [`PvId`].
 //!
-//! An id is given once and never again within the process: a PV removed and a PV added
+//! An id is given once and not again before the registry's 32-bit counter comes round
+//! (2^32 PVs added; it then skips the ids still in use): a PV removed and a PV added
 //! under the same name later are two ids, so a late message about the old one (a write
 //! timeout, a settle) finds nothing instead of the new one. Item handles map to ids for
 //! the current session only (cleared when the link goes). A handle is bound to a PV by
@@ -90,8 +91,9 @@ pub(in crate::bridge) struct Registry {
     /// The plain items writable buffered PVs write through, for the current session.
     by_write_item: HashMap<i32, PvId>,
     /// The next id to give; ids are given in increasing order, so sorting ids gives the
-    /// order PVs were added in (the config's order at start).
-    next: u64,
+    /// order PVs were added in (the config's order at start; until the counter comes
+    /// round, after 2^32 PVs added, and skips the ids still in use).
+    next: u32,
     /// Removed PVs' last posted times still ahead of the bridge's clock, by name.
     gone: HashMap<Arc<str>, Stamps>,
     /// `gone` drops the times the clock has passed when it reaches this many.
@@ -159,8 +161,12 @@ impl Registry {
     /// Adds a PV under a new id. A PV of the same name must have been removed first; if
     /// one is still there, the name then finds the new one.
     pub fn insert(&mut self, pv: MappedPv) -> PvId {
-        let id = PvId::numbered(self.next);
-        self.next = self.next.saturating_add(1);
+        let mut id = PvId::numbered(self.next);
+        self.next = self.next.wrapping_add(1);
+        while self.pvs.contains_key(&id) {
+            id = PvId::numbered(self.next);
+            self.next = self.next.wrapping_add(1);
+        }
         if let Some(item) = pv.item {
             self.by_item.insert(item.0, id);
         }
@@ -392,6 +398,29 @@ mod tests {
     fn pv(config: &Config, name: &str, events: &crate::pva::EventSender) -> MappedPv {
         let cfg = config.pvs.iter().find(|p| p.name.as_str() == name).cloned();
         MappedPv::new(cfg.unwrap(), &config.defaults, events).unwrap()
+    }
+
+    #[test]
+    fn ids_come_round_after_the_counters_end_and_skip_those_in_use() {
+        let mut text = String::from("[gateway]\nendpoint = \"http://127.0.0.1:1\"\n");
+        for n in ["A", "B", "C", "D"] {
+            text.push_str(&format!("[[pv]]\nname = \"{n}\"\ntag = \"Tank001.{n}\"\n"));
+        }
+        let config = Config::from_str_at(&text, std::path::Path::new("registry.toml")).unwrap();
+        let (events, _rx) = crate::pva::event_channel();
+        let mut reg = Registry::default();
+        let a = reg.insert(pv(&config, "A", &events));
+        let b = reg.insert(pv(&config, "B", &events));
+        reg.next = u32::MAX;
+        let c = reg.insert(pv(&config, "C", &events));
+        let d = reg.insert(pv(&config, "D", &events));
+        assert_eq!(
+            [a, b, c, d],
+            [0, 1, u32::MAX, 2].map(PvId::numbered),
+            "0 and 1 are in use"
+        );
+        assert_eq!(reg.id_of_name("A"), Some(a));
+        assert_eq!(reg.id_of_name("D"), Some(d));
     }
 
     #[test]
