@@ -689,7 +689,9 @@ private:
     size_t prune_at_ = 64;
     // pvxs's channel of each channel granted READ as it opened; expires as it closes
     // (its DirectProxy, which the PV's source keeps while the channel is open, holds it).
-    std::vector<std::weak_ptr<ChannelControl>> direct_;
+    // A deque, not a vector: no room doubled past the channels it lists (a vector of
+    // 10,000 entries keeps room for 16,384).
+    std::deque<std::weak_ptr<ChannelControl>> direct_;
     size_t direct_prune_at_ = 64;
 };
 
