@@ -21,6 +21,8 @@ use crate::pva::{
 };
 
 pub(in crate::bridge) struct MappedPv {
+    /// Its id, set by the registry as it takes the record in (`records.rs`).
+    pub(super) id: crate::bridge::pv_id::PvId,
     /// Its config: the one copy, shared with the loaded config (`Config::pvs`).
     pub cfg: Arc<config::Pv>,
     pub pv: SharedPv,
@@ -180,6 +182,7 @@ impl MappedPv {
             })
         });
         let mut mapped = MappedPv {
+            id: crate::bridge::pv_id::PvId::numbered(0),
             cfg,
             pv,
             item: None,

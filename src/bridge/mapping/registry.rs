@@ -26,6 +26,7 @@ use crate::gateway::ItemHandle;
 use crate::pva::{EventSender, PvaError, Server};
 
 use super::pv::MappedPv;
+use super::records::Records;
 use crate::bridge::values::stamp::Stamps;
 use crate::pva::TimeStamp;
 
@@ -83,7 +84,7 @@ pub(in crate::bridge) use crate::bridge::pv_id::PvId;
 #[derive(Default)]
 pub(in crate::bridge) struct Registry {
     /// Boxed: a MappedPv is large, and a table of them moved every PV on each growth.
-    pvs: HashMap<PvId, Box<MappedPv>>,
+    pvs: Records,
     /// Ids by their PV's name: hashed by the name, which the PV holds (no key per PV).
     by_name: ByName,
     /// Item handle -> id, for the current session: each PV's data item.
@@ -115,7 +116,7 @@ impl ByName {
     }
 
     /// `id` finds its PV's name from now on (in place of another PV of that name).
-    fn insert(&mut self, pvs: &HashMap<PvId, Box<MappedPv>>, id: PvId) {
+    fn insert(&mut self, pvs: &Records, id: PvId) {
         let Some(name) = pvs.get(&id).map(|pv| pv.pv.name()) else {
             return;
         };
@@ -145,7 +146,7 @@ impl ByName {
         }
     }
 
-    fn get(&self, pvs: &HashMap<PvId, Box<MappedPv>>, name: &str) -> Option<PvId> {
+    fn get(&self, pvs: &Records, name: &str) -> Option<PvId> {
         self.table
             .find(self.hash(name), |i| {
                 pvs.get(i).is_some_and(|pv| pv.pv.name() == name)
@@ -203,7 +204,7 @@ impl Registry {
 
     /// Each PV's id and config.
     pub fn configs(&self) -> impl Iterator<Item = (PvId, &config::Pv)> {
-        self.pvs.iter().map(|(id, pv)| (*id, &*pv.cfg))
+        self.pvs.iter().map(|(id, pv)| (id, &*pv.cfg))
     }
 
     /// Takes a PV out (its name and item handle no longer find it). Its last posted time
@@ -240,11 +241,11 @@ impl Registry {
     }
 
     pub fn get(&self, id: PvId) -> Option<&MappedPv> {
-        self.pvs.get(&id).map(|pv| &**pv)
+        self.pvs.get(&id)
     }
 
     pub fn get_mut(&mut self, id: PvId) -> Option<&mut MappedPv> {
-        self.pvs.get_mut(&id).map(|pv| &mut **pv)
+        self.pvs.get_mut(&id)
     }
 
     pub fn id_of_name(&self, name: &str) -> Option<PvId> {
@@ -358,7 +359,7 @@ impl Registry {
     pub fn clear_items(&mut self) {
         self.by_item.clear();
         self.by_write_item.clear();
-        for pv in self.pvs.values_mut() {
+        for (_, pv) in self.pvs.iter_mut() {
             pv.item = None;
             pv.set_write_item(None);
         }
@@ -375,16 +376,16 @@ impl Registry {
 
     /// How many PVs are INVALID now (see [`MappedPv::is_invalid`]).
     pub fn invalid(&self) -> usize {
-        self.pvs.values().filter(|pv| pv.is_invalid()).count()
+        self.pvs.iter().filter(|(_, pv)| pv.is_invalid()).count()
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (PvId, &mut MappedPv)> {
-        self.pvs.iter_mut().map(|(id, pv)| (*id, &mut **pv))
+        self.pvs.iter_mut()
     }
 
     /// Every id, in the order the PVs were added.
     pub fn ids(&self) -> Vec<PvId> {
-        let mut ids: Vec<PvId> = self.pvs.keys().copied().collect();
+        let mut ids: Vec<PvId> = self.pvs.iter().map(|(id, _)| id).collect();
         ids.sort_unstable();
         ids
     }
