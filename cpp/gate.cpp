@@ -16,11 +16,11 @@
 #include <set>
 #include <string>
 #include <thread>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "cpp/access.h"
+#include "cpp/name_set.h"
 #include "mxpva/src/pva/ffi.rs.h"
 
 namespace mxpva {
@@ -550,7 +550,7 @@ public:
         bool served;
         {
             std::lock_guard<std::mutex> guard(lock_);
-            served = served_.count(name) > 0 || name == "server";
+            served = served_.contains(name) || name == "server";
         }
         auto rules = current_rules();
         if (!served) {
@@ -682,14 +682,16 @@ private:
 
     const std::vector<std::shared_ptr<Source>> sources_;
     std::mutex lock_;
-    // Hashed, not a tree: a node of three words per PV instead of five (the name's
-    // characters are shared with pvxs's map of the PV's source).
-    std::unordered_set<std::string> served_;
+    // One array of names (cpp/name_set.h), no node per PV (the names' characters are
+    // shared with pvxs's map of the PV's source).
+    NameSet served_;
     std::vector<std::weak_ptr<Chan>> chans_;
     size_t prune_at_ = 64;
     // pvxs's channel of each channel granted READ as it opened; expires as it closes
     // (its DirectProxy, which the PV's source keeps while the channel is open, holds it).
-    std::vector<std::weak_ptr<ChannelControl>> direct_;
+    // A deque, not a vector: no room doubled past the channels it lists (a vector of
+    // 10,000 entries keeps room for 16,384).
+    std::deque<std::weak_ptr<ChannelControl>> direct_;
     size_t direct_prune_at_ = 64;
 };
 

@@ -48,14 +48,14 @@ fn demo_config_has_the_demo_pvs() {
     let speed = c.pv("DEMO:Pump001:Speed").unwrap();
     assert_eq!(speed.tag.as_str(), "Pump001.Speed");
     assert_eq!(speed.pv_type, Some(PvType::Scalar(ScalarType::Float64)));
-    assert_eq!(speed.units.as_deref(), Some("rpm"));
+    assert_eq!(speed.meta.units.as_deref(), Some("rpm"));
     assert!(!speed.writable());
-    let d = **speed.display.as_ref().unwrap();
+    let d = **speed.meta.display.as_ref().unwrap();
     assert_eq!((d.low, d.high), (Some(0.0), Some(3000.0)));
 
     let sp = c.pv("DEMO:Pump001:SpeedSP").unwrap();
     assert_eq!(sp.write, Some(WriteMode::Write { user: None }));
-    let ctl = **sp.control.as_ref().unwrap();
+    let ctl = **sp.meta.control.as_ref().unwrap();
     assert_eq!((ctl.low, ctl.high), (Some(0.0), Some(3000.0)));
 
     let running = c.pv("DEMO:Pump001:Running").unwrap();
@@ -118,7 +118,7 @@ fn example_config_users_and_write_modes() {
         other => panic!("unexpected {other:?}"),
     }
     let speed = c.pv("PLANT:LINE1:Pump101:Speed").unwrap();
-    let alarm = **speed.value_alarm.as_ref().unwrap();
+    let alarm = **speed.meta.value_alarm.as_ref().unwrap();
     assert_eq!(alarm.hihi, Some(3500.0));
     assert_eq!(alarm.hihi_severity, Severity::Major);
     assert_eq!(alarm.low_severity, Severity::Minor);
@@ -364,12 +364,12 @@ type = "int32"
     assert_eq!(a.severity_of(500), Severity::Major);
     assert_eq!(a.severity_of(501), Severity::Minor);
     assert_eq!(a.severity_of(999), Severity::Minor);
-    assert_eq!(*c.pvs[0].alarms, ["Tank001.Level.HiHi"]);
+    assert_eq!(*c.pvs[0].meta.alarms, ["Tank001.Level.HiHi"]);
     assert!(c.pvs[0].acknowledge && !c.pvs[1].acknowledge);
     assert_eq!(c.alarm_pvs[0].name.as_str(), "P:Fault");
     assert_eq!(c.alarm_pvs[0].pv_type, AlarmPvType::Int32);
     assert_eq!(a.severity, SeverityScheme::Priority);
-    assert_eq!(c.pvs[0].alarm_severity, None);
+    assert_eq!(c.pvs[0].meta.alarm_severity, None);
     assert_eq!(c.alarm_pvs[0].alarm_severity, None);
 
     let text = r#"
@@ -394,5 +394,5 @@ alarm_severity = "priority"
     assert_eq!(c.alarms.returned_unacked, Severity::Minor);
     assert_eq!(c.alarms.severity_of(300), Severity::Minor);
     assert_eq!(c.alarms.severity, SeverityScheme::Kind);
-    assert_eq!(c.pvs[0].alarm_severity, Some(SeverityScheme::Priority));
+    assert_eq!(c.pvs[0].meta.alarm_severity, Some(SeverityScheme::Priority));
 }

@@ -225,7 +225,7 @@ impl Config {
         let claimed: std::collections::HashSet<String> = self
             .pvs
             .iter()
-            .flat_map(|p| &p.alarms)
+            .flat_map(|p| &p.meta.alarms)
             .chain(self.alarm_pvs.iter().flat_map(|p| &p.alarms))
             .map(|r| short(r))
             .collect();
@@ -235,10 +235,14 @@ impl Config {
             mut pv, rule, note, ..
         } in in_force.pvs
         {
-            if pv.alarms.iter().any(|r| claimed.contains(&short(r))) {
-                let kept = pv.alarms.iter().filter(|r| !claimed.contains(&short(r)));
+            if pv.meta.alarms.iter().any(|r| claimed.contains(&short(r))) {
+                let kept = pv
+                    .meta
+                    .alarms
+                    .iter()
+                    .filter(|r| !claimed.contains(&short(r)));
                 let kept = kept.cloned().collect();
-                Arc::make_mut(&mut pv).alarms = kept;
+                Arc::make_mut(&mut pv).meta.update(|m| m.alarms = kept);
             }
             if tags.contains(&pv.tag.as_str().to_ascii_lowercase()) {
                 continue;
@@ -442,12 +446,12 @@ mod tests {
         let names: Vec<&str> = merged.pvs.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["O:A", "O:B", "O:C"]);
         assert_eq!(
-            merged.pvs[0].units.as_deref(),
+            merged.pvs[0].meta.units.as_deref(),
             Some("K"),
             "the explicit O.A"
         );
         assert_eq!(merged.pvs[2].tag.as_str(), "O.C");
-        assert_eq!(*merged.pvs[2].alarms, ["O.C.Lo"], "O.C.Hi is pv[2]'s");
+        assert_eq!(*merged.pvs[2].meta.alarms, ["O.C.Lo"], "O.C.Hi is pv[2]'s");
         assert_eq!(merged.errors.len(), 2, "{:?}", merged.errors);
         assert!(
             merged.errors[0].contains("duplicate PV name `O:B`: made by discover[1] at site.toml:11:1 (O.B) and by pv[2] at site.toml:6:1 (O.X)"),

@@ -84,6 +84,7 @@ mod discover_reload;
 mod gateway;
 mod location;
 mod operate;
+mod pv_meta;
 mod raw;
 mod report;
 mod types;
@@ -104,6 +105,7 @@ pub use discover::{
 pub use gateway::{client_options, default_pv_type, ApiKeyError};
 pub use location::Location;
 pub use operate::{Log, LogFormat, Status, DEFAULT_STATUS_SUFFIX, STATUS_PVS};
+pub use pv_meta::{PvMeta, PvMetaFields};
 pub use types::{PvName, PvType, ScalarType, SecretString, Tag, TagIndex};
 
 /// The exit code of `mxpva` for any configuration error (`EX_CONFIG`).
@@ -627,6 +629,10 @@ impl PasswordSource {
 }
 
 /// One `[[pv]]`, with `[defaults]` applied.
+///
+/// What the bridge reads on every value and put is inline; what most PVs leave unset
+/// (metadata, limits, alarm references) is in [`Pv::meta`], boxed and absent when none
+/// is set: every PV's config is held for as long as it is served (issue 23: memory per PV).
 #[derive(Debug, Clone)]
 pub struct Pv {
     /// The full PV name: prefix and name.
@@ -638,23 +644,13 @@ pub struct Pv {
     pub boolean: BooleanRepr,
     /// NTEnum choices for a Boolean: false first.
     pub choices: std::sync::Arc<[String; 2]>,
-    // Boxed strings and slice (16 bytes each, not 24): most PVs have none, and a PV's
-    // config is held for as long as it is served.
-    pub units: Option<Box<str>>,
-    pub precision: Option<u8>,
-    pub description: Option<Box<str>>,
-    pub display: Option<Box<Range>>,
-    pub control: Option<Box<Control>>,
-    pub value_alarm: Option<Box<ValueAlarm>>,
+    /// Its rarely set parts: units, description, limits, alarm references.
+    pub meta: PvMeta,
     /// `None` for a read-only PV.
     pub write: Option<WriteMode>,
     pub timestamp: TimestampSource,
-    /// Alarm references named in the config (besides those found by the tag's name).
-    pub alarms: Box<[String]>,
     /// Serve the `:ACK` companion PV when the PV carries alarms.
     pub acknowledge: bool,
-    /// Overrides `[alarms] severity` for its System Platform alarms.
-    pub alarm_severity: Option<SeverityScheme>,
     /// When its tag is advised: always, or while clients watch it.
     pub subscribe: Subscribe,
     /// The ACF group (ASG) that rules its puts (`DEFAULT` unless set).

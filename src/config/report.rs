@@ -46,21 +46,21 @@ fn write_text(pv: &Pv) -> String {
 
 fn limits_text(pv: &Pv) -> String {
     let mut parts = Vec::new();
-    if let Some(d) = &pv.display {
+    if let Some(d) = &pv.meta.display {
         parts.push(format!(
             "display {}..{}",
             fmt_limit(d.low),
             fmt_limit(d.high)
         ));
     }
-    if let Some(c) = &pv.control {
+    if let Some(c) = &pv.meta.control {
         parts.push(format!(
             "control {}..{}",
             fmt_limit(c.low),
             fmt_limit(c.high)
         ));
     }
-    if let Some(a) = &pv.value_alarm {
+    if let Some(a) = &pv.meta.value_alarm {
         parts.push(format!(
             "alarm {}/{}/{}/{}",
             fmt_limit(a.lolo),
@@ -93,7 +93,7 @@ impl Config {
             names.push(pv.name.to_string());
             names.extend(ack(
                 pv.name.as_str(),
-                pv.acknowledge && !pv.alarms.is_empty(),
+                pv.acknowledge && !pv.meta.alarms.is_empty(),
             ));
         }
         for pv in &self.alarm_pvs {
@@ -204,7 +204,7 @@ fn mapping_table(c: &Config) -> String {
                     TimestampSource::Receive => "receive",
                 }
                 .into(),
-                pv.units.as_deref().unwrap_or_default().to_string(),
+                pv.meta.units.as_deref().unwrap_or_default().to_string(),
                 limits_text(pv),
             ]
         })
@@ -236,13 +236,18 @@ fn mapping_table(c: &Config) -> String {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         line(&cells);
     }
-    for pv in c.pvs.iter().filter(|p| !p.alarms.is_empty()) {
-        let _ = writeln!(out, "{} also carries {}", pv.name, pv.alarms.join(", "));
+    for pv in c.pvs.iter().filter(|p| !p.meta.alarms.is_empty()) {
+        let _ = writeln!(
+            out,
+            "{} also carries {}",
+            pv.name,
+            pv.meta.alarms.join(", ")
+        );
     }
     let overrides = c
         .pvs
         .iter()
-        .map(|p| (&p.name, p.alarm_severity))
+        .map(|p| (&p.name, p.meta.alarm_severity))
         .chain(c.alarm_pvs.iter().map(|p| (&p.name, p.alarm_severity)));
     for (name, scheme) in overrides {
         if let Some(s) = scheme {

@@ -27,7 +27,7 @@ pub(super) struct Validator<'a> {
     pub(super) map: SourceMap<'a>,
     pub(super) file: &'a Path,
     /// `file` as locations show it, shared by them all.
-    shown: std::sync::Arc<str>,
+    shown: std::sync::Arc<String>,
     pub(super) diags: Vec<Diagnostic>,
 }
 
@@ -36,7 +36,7 @@ impl<'a> Validator<'a> {
         Validator {
             map,
             file,
-            shown: file.display().to_string().into(),
+            shown: std::sync::Arc::new(file.display().to_string()),
             diags: Vec::new(),
         }
     }
@@ -274,6 +274,8 @@ fn build(v: &mut Validator<'_>, raw: RawConfig) -> Config {
         verifier: ctx.verifier.clone(),
         users: users.clone(),
     });
+    // Held for as long as the config is: no room to spare (issue 23: memory per PV).
+    pvs.shrink_to_fit();
     Config {
         path: v.file.to_path_buf(),
         gateway,

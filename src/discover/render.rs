@@ -30,10 +30,10 @@ fn pv_table(out: &mut String, config: &Config, pv: &Pv, note: &str) {
             let _ = writeln!(out, "choices = {choices}");
         }
     }
-    if let Some(u) = &pv.units {
+    if let Some(u) = &pv.meta.units {
         let _ = writeln!(out, "units = {}", string(u));
     }
-    if let Some(d) = &pv.description {
+    if let Some(d) = &pv.meta.description {
         let _ = writeln!(out, "description = {}", string(d));
     }
     let _ = writeln!(out, "writable = {}", pv.writable());
@@ -72,14 +72,14 @@ fn pv_table(out: &mut String, config: &Config, pv: &Pv, note: &str) {
         };
         let _ = writeln!(out, "timestamp = {}", string(word));
     }
-    if !pv.alarms.is_empty() {
-        let list = Value::Array(pv.alarms.iter().cloned().map(Value::String).collect());
+    if !pv.meta.alarms.is_empty() {
+        let list = Value::Array(pv.meta.alarms.iter().cloned().map(Value::String).collect());
         let _ = writeln!(out, "alarms = {list}");
     }
     if !pv.acknowledge && config.alarms.acknowledge {
         out.push_str("acknowledge = false\n");
     }
-    if let Some(s) = pv.alarm_severity {
+    if let Some(s) = pv.meta.alarm_severity {
         let _ = writeln!(out, "alarm_severity = {}", string(s.word()));
     }
     if pv.subscribe != config.defaults.subscribe {

@@ -140,7 +140,7 @@ impl Alarms {
         match owner {
             Owner::Value(i) => pvs.get(i).map(|p| {
                 let c = &p.cfg;
-                (c.name.as_str(), c.acknowledge, c.alarm_severity)
+                (c.name.as_str(), c.acknowledge, c.meta.alarm_severity)
             }),
             Owner::Own(i) => self.own.get(i).map(|p| {
                 let c = &p.cfg;

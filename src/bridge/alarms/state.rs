@@ -44,7 +44,7 @@ pub(super) fn owner_maps(
     let ids = pvs.ids();
     for &id in &ids {
         if let Some(p) = pvs.get(id) {
-            add_named(&p.cfg.alarms, Owner::Value(id));
+            add_named(&p.cfg.meta.alarms, Owner::Value(id));
         }
     }
     for (i, p) in alarm_pvs.iter().enumerate() {

@@ -41,7 +41,7 @@ impl World {
                     ));
                 }
             }
-            if let Some(w) = pv.write_item {
+            if let Some(w) = pv.write_item() {
                 let tag = self.gw.items.get(&w.0).map(String::as_str);
                 if !pv.cfg.buffered
                     || !pv.cfg.writable()

@@ -61,10 +61,10 @@ pub(in crate::bridge) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Chan
         Change::Type,
     );
     note(
-        old.units != new.units
-            || old.precision != new.precision
-            || old.description != new.description
-            || old.display != new.display
+        old.meta.units != new.meta.units
+            || old.meta.precision != new.meta.precision
+            || old.meta.description != new.meta.description
+            || old.meta.display != new.meta.display
             || old.choices != new.choices,
         Change::Metadata,
     );
@@ -74,13 +74,13 @@ pub(in crate::bridge) fn changes(old: &config::Pv, new: &config::Pv) -> Vec<Chan
         Change::WriteMode,
     );
     note(
-        old.alarms != new.alarms
+        old.meta.alarms != new.meta.alarms
             || old.acknowledge != new.acknowledge
-            || old.alarm_severity != new.alarm_severity,
+            || old.meta.alarm_severity != new.meta.alarm_severity,
         Change::Alarms,
     );
     note(
-        old.value_alarm != new.value_alarm || old.control != new.control,
+        old.meta.value_alarm != new.meta.value_alarm || old.meta.control != new.meta.control,
         Change::Limits,
     );
     note(old.timestamp != new.timestamp, Change::Timestamp);

@@ -21,16 +21,14 @@ use crate::pva::{
 };
 
 pub(in crate::bridge) struct MappedPv {
+    /// Its id, set by the registry as it takes the record in (`records.rs`).
+    pub(super) id: crate::bridge::pv_id::PvId,
     /// Its config: the one copy, shared with the loaded config (`Config::pvs`).
     pub cfg: Arc<config::Pv>,
     pub pv: SharedPv,
     /// The item handle in the current session: its data (a buffered item when
     /// `cfg.buffered`, bound so by `Registry::bind`).
     pub item: Option<ItemHandle>,
-    /// A writable buffered PV's plain item of the same attribute, which its puts are
-    /// written through (the gateway's documents say nothing of writes on a buffered
-    /// handle); its data changes are not posted.
-    pub write_item: Option<ItemHandle>,
     /// The attribute's type and arrayness, from its last data change.
     attr_type: Option<(MxDataType, bool)>,
     /// The puts to this PV waiting for System Platform (`writes/pending.rs`).
@@ -41,17 +39,35 @@ pub(in crate::bridge) struct MappedPv {
     /// The alarm of the value itself (quality, conversion, link), before System Platform
     /// alarms and local limits join it; and whether it is plain Good (nothing to say).
     base_alarm: BaseAlarm,
-    /// The alarm parts besides the value's own, boxed while one is set: most PVs have none
-    /// (a PV is small when its rarely used parts are not inline; issue 23).
-    parts: Option<Box<AlarmParts>>,
-    /// Local `value_alarm` limits, when configured and active.
-    limits: Option<Box<Limits>>,
+    /// Its rarely used parts (alarm parts, limits, write item), boxed while one is set:
+    /// most PVs have none (a PV is small when its rarely used parts are not inline; issue 23).
+    rare: Option<Box<Rare>>,
     /// The last posted time: posted times never go back (see `values/stamp.rs`).
     stamps: Stamps,
     /// What the bridge took for this PV in the current turn and posts once at its end
     /// ([`MappedPv::flush`]): a data change's value, and the latest own time of the facts
-    /// taken (data change, alarm transitions).
-    staged: Staged,
+    /// taken (data change, alarm transitions). Boxed while something is staged: between
+    /// turns most PVs have nothing (issue 23: 8 bytes a PV, not 64).
+    staged: Option<Box<Staged>>,
+}
+
+/// What few PVs have ([`MappedPv::rare`]).
+#[derive(Default)]
+struct Rare {
+    /// The alarm parts besides the value's own.
+    parts: AlarmParts,
+    /// Local `value_alarm` limits, when configured and active.
+    limits: Option<Limits>,
+    /// A writable buffered PV's plain item of the same attribute, which its puts are
+    /// written through (the gateway's documents say nothing of writes on a buffered
+    /// handle); its data changes are not posted.
+    write_item: Option<ItemHandle>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.parts.is_empty() && self.limits.is_none() && self.write_item.is_none()
+    }
 }
 
 /// The parts of a PV's alarm that join its value's own ([`MappedPv::combined`]).
@@ -72,10 +88,10 @@ impl AlarmParts {
     }
 }
 
-/// `value_alarm` limits that apply (configured and active), boxed: most PVs have none.
-fn limits_of(cfg: &config::Pv) -> Option<Box<Limits>> {
-    let limits = Limits::new(cfg.value_alarm.as_deref().copied());
-    limits.applies().then(|| Box::new(limits))
+/// `value_alarm` limits that apply (configured and active): most PVs have none.
+fn limits_of(cfg: &config::Pv) -> Option<Limits> {
+    let limits = Limits::new(cfg.meta.value_alarm.as_deref().copied());
+    limits.applies().then_some(limits)
 }
 
 /// What [`MappedPv::sample`] did with a data change.
@@ -159,20 +175,25 @@ impl MappedPv {
         let bool_as_enum = cfg.boolean == config::BooleanRepr::Enum;
         // Limits apply to scalars only; validation refuses them on arrays.
         let limits = limits_of(&cfg);
+        let rare = limits.map(|limits| {
+            Box::new(Rare {
+                limits: Some(limits),
+                ..Rare::default()
+            })
+        });
         let mut mapped = MappedPv {
+            id: crate::bridge::pv_id::PvId::numbered(0),
             cfg,
             pv,
             item: None,
-            write_item: None,
             attr_type: None,
             writes: PvWrites::default(),
             shown: None,
             bool_as_enum,
             base_alarm: BaseAlarm::None,
-            parts: None,
-            limits,
+            rare,
             stamps,
-            staged: Staged::default(),
+            staged: None,
         };
         // With a configured type the PV is served at once, INVALID until data arrives;
         // otherwise clients wait until the attribute reports its type.
@@ -199,21 +220,44 @@ impl MappedPv {
 
     /// Every item it holds in the current session (to un-advise).
     pub fn items(&self) -> std::iter::Flatten<std::array::IntoIter<Option<ItemHandle>, 2>> {
-        [self.item, self.write_item].into_iter().flatten()
+        [self.item, self.write_item()].into_iter().flatten()
     }
 
     /// A writable buffered PV without the plain item its puts go through.
     pub fn needs_write_item(&self) -> bool {
-        self.cfg.buffered && self.cfg.writable() && self.write_item.is_none()
+        self.cfg.buffered && self.cfg.writable() && self.write_item().is_none()
     }
 
     /// The item its puts are written through: its own, or a buffered PV's write item.
     pub fn write_handle(&self) -> Option<ItemHandle> {
         if self.cfg.buffered {
-            self.write_item
+            self.write_item()
         } else {
             self.item
         }
+    }
+
+    /// A writable buffered PV's plain item, which its puts are written through.
+    pub fn write_item(&self) -> Option<ItemHandle> {
+        self.rare.as_ref().and_then(|r| r.write_item)
+    }
+
+    /// Sets (or clears) its write item; hands back the one it held.
+    pub fn set_write_item(&mut self, item: Option<ItemHandle>) -> Option<ItemHandle> {
+        if item.is_none() && self.rare.is_none() {
+            return None;
+        }
+        self.set_rare(|r| std::mem::replace(&mut r.write_item, item))
+    }
+
+    /// Changes its rarely used parts with `f`: boxed while one is set.
+    fn set_rare<T>(&mut self, f: impl FnOnce(&mut Rare) -> T) -> T {
+        let rare = self.rare.get_or_insert_with(Box::default);
+        let out = f(rare);
+        if rare.is_empty() {
+            self.rare = None;
+        }
+        out
     }
 
     /// Its last posted time, for a PV that takes its place under the same name.
@@ -225,24 +269,30 @@ impl MappedPv {
     fn metadata(&self, ty: PvType, update: &mut Update) {
         let numeric = matches!(ty, PvType::Scalar(t) | PvType::Array(t) if t.is_numeric());
         let mut display = Display {
-            description: self.cfg.description.as_deref().unwrap_or_default().into(),
-            units: self.cfg.units.as_deref().unwrap_or_default().into(),
+            description: self
+                .cfg
+                .meta
+                .description
+                .as_deref()
+                .unwrap_or_default()
+                .into(),
+            units: self.cfg.meta.units.as_deref().unwrap_or_default().into(),
             ..Default::default()
         };
         if numeric {
-            if let Some(r) = &self.cfg.display {
+            if let Some(r) = &self.cfg.meta.display {
                 display.limit_low = r.low.unwrap_or(0.0);
                 display.limit_high = r.high.unwrap_or(0.0);
             }
-            display.precision = self.cfg.precision.map(i32::from).unwrap_or(0);
-            if let Some(c) = &self.cfg.control {
+            display.precision = self.cfg.meta.precision.map(i32::from).unwrap_or(0);
+            if let Some(c) = &self.cfg.meta.control {
                 update.control = Some(Control {
                     limit_low: c.low.unwrap_or(0.0),
                     limit_high: c.high.unwrap_or(0.0),
                     min_step: c.min_step.unwrap_or(0.0),
                 });
             }
-            if let (Some(a), PvType::Scalar(_)) = (&self.cfg.value_alarm, ty) {
+            if let (Some(a), PvType::Scalar(_)) = (&self.cfg.meta.value_alarm, ty) {
                 update.value_alarm = Some(ValueAlarm {
                     active: a.active,
                     low_alarm_limit: a.lolo.unwrap_or(f64::NAN),
@@ -306,7 +356,12 @@ impl MappedPv {
     /// `base` with this PV's System Platform alarms and limit alarm joined to it.
     fn combined(&self) -> Alarm {
         let (base, plain) = self.base_alarm.get();
-        let Some(parts) = &self.parts else {
+        let Some(parts) = self
+            .rare
+            .as_ref()
+            .map(|r| &r.parts)
+            .filter(|p| !p.is_empty())
+        else {
             // The common case, without combine()'s list.
             return base.clone();
         };
@@ -330,7 +385,7 @@ impl MappedPv {
     /// MINOR "alarm feed lost" while the alarm feed is down and this PV carries (or is
     /// configured to carry) alarms (`alarms/`).
     pub fn feed_lost(&self) -> Option<&Alarm> {
-        self.parts.as_ref().and_then(|p| p.feed_lost.as_ref())
+        self.rare.as_ref().and_then(|r| r.parts.feed_lost.as_ref())
     }
 
     /// Sets or clears its "alarm feed lost" part (`alarms/`).
@@ -338,22 +393,12 @@ impl MappedPv {
         self.set_part(|p| &mut p.feed_lost, part);
     }
 
-    /// Sets one alarm part; the parts are boxed while one is set.
+    /// Sets one alarm part; the parts are boxed while one is set (`rare`).
     fn set_part(&mut self, field: fn(&mut AlarmParts) -> &mut Option<Alarm>, part: Option<Alarm>) {
-        match (&mut self.parts, part) {
-            (None, None) => {}
-            (Some(parts), part) => {
-                *field(parts) = part;
-                if parts.is_empty() {
-                    self.parts = None;
-                }
-            }
-            (None, part) => {
-                let mut parts = Box::<AlarmParts>::default();
-                *field(&mut parts) = part;
-                self.parts = Some(parts);
-            }
+        if part.is_none() && self.rare.is_none() {
+            return;
         }
+        self.set_rare(|r| *field(&mut r.parts) = part);
     }
 
     /// The System Platform alarms changed (`sp_alarm`) at `at` (System Platform's time of
@@ -367,7 +412,17 @@ impl MappedPv {
             (config::TimestampSource::Source, Some(t)) => TimeStamp::from(t),
             _ => TimeStamp::now(),
         };
-        self.staged.mark(time)
+        self.staged_mut().mark(time)
+    }
+
+    /// What is staged, made on first use.
+    fn staged_mut(&mut self) -> &mut Staged {
+        self.staged.get_or_insert_with(Box::default)
+    }
+
+    /// A data change is staged, not posted yet.
+    fn data_staged(&self) -> bool {
+        self.staged.as_ref().is_some_and(|s| s.data)
     }
 
     /// Posts what the turn took for this PV as one update: the value of its data change
@@ -380,10 +435,13 @@ impl MappedPv {
     /// [`MappedPv::flush`], with `alarm` instead of the PV's alarm now (that of a staged
     /// sample, posted after a later one was taken).
     fn flush_as(&mut self, alarm: Option<Alarm>) {
-        let staged = std::mem::take(&mut self.staged);
+        let Some(staged) = self.staged.take() else {
+            return;
+        };
         if !staged.dirty {
             return;
         }
+        let staged = *staged;
         if let Some(update) = self.update_of(staged.value, staged.time, alarm) {
             self.post(update);
         }
@@ -529,7 +587,10 @@ impl MappedPv {
     /// timestamp). With `post_metadata` the new metadata is posted in place: the value,
     /// alarm and monitors stay.
     pub fn reconfigure(&mut self, cfg: Arc<config::Pv>, post_metadata: bool) {
-        self.limits = limits_of(&cfg);
+        let limits = limits_of(&cfg);
+        if limits.is_some() || self.rare.is_some() {
+            self.set_rare(|r| r.limits = limits);
+        }
         if cfg.write.is_none() {
             // No longer kept by the data changes to come.
             self.shown = None;
@@ -564,7 +625,7 @@ impl MappedPv {
     /// change, posted (none staged) and served as the type the PV is open as. `None`:
     /// not known here ([`SharedPv::current`] knows).
     pub fn value_shown(&self) -> Option<NtValue> {
-        if self.staged.data || self.cfg.write.is_none() {
+        if self.data_staged() || self.cfg.write.is_none() {
             return None;
         }
         let shown = self.shown.as_ref()?;
@@ -596,7 +657,7 @@ impl MappedPv {
                 self.cfg.tag.as_str()
             ));
         };
-        if let Some(c) = &self.cfg.control {
+        if let Some(c) = &self.cfg.meta.control {
             if let Some(x) = numeric(value) {
                 if x.is_finite() {
                     let low = c.low.unwrap_or(f64::NEG_INFINITY);
@@ -622,9 +683,10 @@ impl MappedPv {
     /// OnWriteComplete for the oldest sent write (see [`PvWrites::complete`]), with what
     /// this PV shows and whether this turn posts a data change.
     pub fn write_complete(&mut self, outcome: Result<(), String>) -> Option<u64> {
+        let data_staged = self.data_staged();
         let name = self.cfg.name.as_str();
         self.writes
-            .complete(name, outcome, self.shown.as_ref(), self.staged.data)
+            .complete(name, outcome, self.shown.as_ref(), data_staged)
     }
 }
 

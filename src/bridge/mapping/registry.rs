@@ -1,6 +1,7 @@
 //! The registry of mapped PVs, keyed by a stable [`PvId`].
 //!
-//! An id is given once and never again within the process: a PV removed and a PV added
+//! An id is given once and not again before the registry's 32-bit counter comes round
+//! (2^32 PVs added; it then skips the ids still in use): a PV removed and a PV added
 //! under the same name later are two ids, so a late message about the old one (a write
 //! timeout, a settle) finds nothing instead of the new one. Item handles map to ids for
 //! the current session only (cleared when the link goes). A handle is bound to a PV by
@@ -25,6 +26,7 @@ use crate::gateway::ItemHandle;
 use crate::pva::{EventSender, PvaError, Server};
 
 use super::pv::MappedPv;
+use super::records::Records;
 use crate::bridge::values::stamp::Stamps;
 use crate::pva::TimeStamp;
 
@@ -82,7 +84,7 @@ pub(in crate::bridge) use crate::bridge::pv_id::PvId;
 #[derive(Default)]
 pub(in crate::bridge) struct Registry {
     /// Boxed: a MappedPv is large, and a table of them moved every PV on each growth.
-    pvs: HashMap<PvId, Box<MappedPv>>,
+    pvs: Records,
     /// Ids by their PV's name: hashed by the name, which the PV holds (no key per PV).
     by_name: ByName,
     /// Item handle -> id, for the current session: each PV's data item.
@@ -90,8 +92,9 @@ pub(in crate::bridge) struct Registry {
     /// The plain items writable buffered PVs write through, for the current session.
     by_write_item: HashMap<i32, PvId>,
     /// The next id to give; ids are given in increasing order, so sorting ids gives the
-    /// order PVs were added in (the config's order at start).
-    next: u64,
+    /// order PVs were added in (the config's order at start; until the counter comes
+    /// round, after 2^32 PVs added, and skips the ids still in use).
+    next: u32,
     /// Removed PVs' last posted times still ahead of the bridge's clock, by name.
     gone: HashMap<Arc<str>, Stamps>,
     /// `gone` drops the times the clock has passed when it reaches this many.
@@ -113,7 +116,7 @@ impl ByName {
     }
 
     /// `id` finds its PV's name from now on (in place of another PV of that name).
-    fn insert(&mut self, pvs: &HashMap<PvId, Box<MappedPv>>, id: PvId) {
+    fn insert(&mut self, pvs: &Records, id: PvId) {
         let Some(name) = pvs.get(&id).map(|pv| pv.pv.name()) else {
             return;
         };
@@ -143,7 +146,7 @@ impl ByName {
         }
     }
 
-    fn get(&self, pvs: &HashMap<PvId, Box<MappedPv>>, name: &str) -> Option<PvId> {
+    fn get(&self, pvs: &Records, name: &str) -> Option<PvId> {
         self.table
             .find(self.hash(name), |i| {
                 pvs.get(i).is_some_and(|pv| pv.pv.name() == name)
@@ -159,8 +162,12 @@ impl Registry {
     /// Adds a PV under a new id. A PV of the same name must have been removed first; if
     /// one is still there, the name then finds the new one.
     pub fn insert(&mut self, pv: MappedPv) -> PvId {
-        let id = PvId::numbered(self.next);
-        self.next = self.next.saturating_add(1);
+        let mut id = PvId::numbered(self.next);
+        self.next = self.next.wrapping_add(1);
+        while self.pvs.contains_key(&id) {
+            id = PvId::numbered(self.next);
+            self.next = self.next.wrapping_add(1);
+        }
         if let Some(item) = pv.item {
             self.by_item.insert(item.0, id);
         }
@@ -197,7 +204,7 @@ impl Registry {
 
     /// Each PV's id and config.
     pub fn configs(&self) -> impl Iterator<Item = (PvId, &config::Pv)> {
-        self.pvs.iter().map(|(id, pv)| (*id, &*pv.cfg))
+        self.pvs.iter().map(|(id, pv)| (id, &*pv.cfg))
     }
 
     /// Takes a PV out (its name and item handle no longer find it). Its last posted time
@@ -225,7 +232,7 @@ impl Registry {
                 self.by_item.remove(&item.0);
             }
         }
-        if let Some(item) = pv.write_item {
+        if let Some(item) = pv.write_item() {
             if self.by_write_item.get(&item.0) == Some(&id) {
                 self.by_write_item.remove(&item.0);
             }
@@ -234,11 +241,11 @@ impl Registry {
     }
 
     pub fn get(&self, id: PvId) -> Option<&MappedPv> {
-        self.pvs.get(&id).map(|pv| &**pv)
+        self.pvs.get(&id)
     }
 
     pub fn get_mut(&mut self, id: PvId) -> Option<&mut MappedPv> {
-        self.pvs.get_mut(&id).map(|pv| &mut **pv)
+        self.pvs.get_mut(&id)
     }
 
     pub fn id_of_name(&self, name: &str) -> Option<PvId> {
@@ -299,7 +306,7 @@ impl Registry {
             });
         }
         let held = match role {
-            Role::Write => pv.write_item,
+            Role::Write => pv.write_item(),
             _ => pv.item,
         };
         match held {
@@ -307,7 +314,7 @@ impl Registry {
             Some(held) => Err(Unbound::HoldsOther(held)),
             None if role == Role::Write => {
                 if let Some(pv) = self.pvs.get_mut(&id) {
-                    pv.write_item = Some(item);
+                    pv.set_write_item(Some(item));
                     self.by_write_item.insert(item.0, id);
                 }
                 Ok(Bound::New)
@@ -323,7 +330,7 @@ impl Registry {
     pub fn unbind(&mut self, id: PvId) {
         self.set_item(id, None);
         if let Some(pv) = self.pvs.get_mut(&id) {
-            if let Some(old) = pv.write_item.take() {
+            if let Some(old) = pv.set_write_item(None) {
                 if self.by_write_item.get(&old.0) == Some(&id) {
                     self.by_write_item.remove(&old.0);
                 }
@@ -352,9 +359,9 @@ impl Registry {
     pub fn clear_items(&mut self) {
         self.by_item.clear();
         self.by_write_item.clear();
-        for pv in self.pvs.values_mut() {
+        for (_, pv) in self.pvs.iter_mut() {
             pv.item = None;
-            pv.write_item = None;
+            pv.set_write_item(None);
         }
     }
 
@@ -369,16 +376,16 @@ impl Registry {
 
     /// How many PVs are INVALID now (see [`MappedPv::is_invalid`]).
     pub fn invalid(&self) -> usize {
-        self.pvs.values().filter(|pv| pv.is_invalid()).count()
+        self.pvs.iter().filter(|(_, pv)| pv.is_invalid()).count()
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (PvId, &mut MappedPv)> {
-        self.pvs.iter_mut().map(|(id, pv)| (*id, &mut **pv))
+        self.pvs.iter_mut()
     }
 
     /// Every id, in the order the PVs were added.
     pub fn ids(&self) -> Vec<PvId> {
-        let mut ids: Vec<PvId> = self.pvs.keys().copied().collect();
+        let mut ids: Vec<PvId> = self.pvs.iter().map(|(id, _)| id).collect();
         ids.sort_unstable();
         ids
     }
@@ -392,6 +399,29 @@ mod tests {
     fn pv(config: &Config, name: &str, events: &crate::pva::EventSender) -> MappedPv {
         let cfg = config.pvs.iter().find(|p| p.name.as_str() == name).cloned();
         MappedPv::new(cfg.unwrap(), &config.defaults, events).unwrap()
+    }
+
+    #[test]
+    fn ids_come_round_after_the_counters_end_and_skip_those_in_use() {
+        let mut text = String::from("[gateway]\nendpoint = \"http://127.0.0.1:1\"\n");
+        for n in ["A", "B", "C", "D"] {
+            text.push_str(&format!("[[pv]]\nname = \"{n}\"\ntag = \"Tank001.{n}\"\n"));
+        }
+        let config = Config::from_str_at(&text, std::path::Path::new("registry.toml")).unwrap();
+        let (events, _rx) = crate::pva::event_channel();
+        let mut reg = Registry::default();
+        let a = reg.insert(pv(&config, "A", &events));
+        let b = reg.insert(pv(&config, "B", &events));
+        reg.next = u32::MAX;
+        let c = reg.insert(pv(&config, "C", &events));
+        let d = reg.insert(pv(&config, "D", &events));
+        assert_eq!(
+            [a, b, c, d],
+            [0, 1, u32::MAX, 2].map(PvId::numbered),
+            "0 and 1 are in use"
+        );
+        assert_eq!(reg.id_of_name("A"), Some(a));
+        assert_eq!(reg.id_of_name("D"), Some(d));
     }
 
     #[test]
@@ -574,7 +604,7 @@ buffered = true
         assert_eq!(reg.id_of_item(ItemHandle(2)), Some(b));
         assert_eq!(reg.id_of_item(ItemHandle(3)), None);
         assert_eq!(reg.id_of_write_item(ItemHandle(3)), Some(b));
-        assert_eq!(reg.get(b).unwrap().write_item, Some(ItemHandle(3)));
+        assert_eq!(reg.get(b).unwrap().write_item(), Some(ItemHandle(3)));
         // The data item is not a write item, nor the other way round.
         assert_eq!(
             reg.bind(b, "Tank001.Level", Role::Write, ItemHandle(2)),
@@ -615,6 +645,6 @@ buffered = true
             .unwrap();
         reg.clear_items();
         assert_eq!(reg.subscribed(), 0);
-        assert!(reg.get(b).unwrap().write_item.is_none());
+        assert!(reg.get(b).unwrap().write_item().is_none());
     }
 }

@@ -37,14 +37,31 @@ pub(in crate::bridge) const LOGGED_HOLD: Duration = Duration::from_secs(1);
 const NANOS: i64 = 1_000_000_000;
 
 /// The last time one PV posted.
-#[derive(Debug, Default, Clone)]
+/// Every PV holds one: 16 bytes, the nanoseconds in a `u32` (issue 23: memory per PV).
+#[derive(Debug, Clone)]
 pub(in crate::bridge) struct Stamps {
-    /// `(seconds, nanoseconds)` of the last posted time.
-    last: Option<(i64, i64)>,
+    /// The seconds of the last posted time.
+    last_seconds: i64,
+    /// Its nanoseconds (`0..1e9`), or [`NO_TIME`] before the first post.
+    last_nanos: u32,
     /// A hold longer than [`LOGGED_HOLD`] was logged and has not ended yet.
     holding: bool,
     /// The last posted time was the bridge's own clock ([`Stamps::now`], [`Stamps::own`]).
     last_own: bool,
+}
+
+/// [`Stamps::last_nanos`] before the first post.
+const NO_TIME: u32 = u32::MAX;
+
+impl Default for Stamps {
+    fn default() -> Self {
+        Stamps {
+            last_seconds: 0,
+            last_nanos: NO_TIME,
+            holding: false,
+            last_own: false,
+        }
+    }
 }
 
 /// `t` as `(seconds, nanoseconds)` with the nanoseconds in `0..1e9`, whatever a peer sent.
@@ -72,10 +89,15 @@ fn behind(a: (i64, i64), b: (i64, i64)) -> Duration {
 }
 
 impl Stamps {
+    /// `(seconds, nanoseconds)` of the last posted time.
+    fn last(&self) -> Option<(i64, i64)> {
+        (self.last_nanos != NO_TIME).then_some((self.last_seconds, i64::from(self.last_nanos)))
+    }
+
     /// The time to post for an update of `pv` whose own time is `own`; remembers it.
     pub fn next(&mut self, pv: &str, own: TimeStamp) -> TimeStamp {
         let k = key(&own);
-        let posted = match self.last {
+        let posted = match self.last() {
             Some(last) if k <= last => {
                 let held = behind(k, last);
                 if held > LOGGED_HOLD && !self.holding && !self.last_own {
@@ -96,7 +118,9 @@ impl Stamps {
                 k
             }
         };
-        self.last = Some(posted);
+        self.last_seconds = posted.0;
+        // In 0..1e9 by construction (`key`, `later_by_1ns`).
+        self.last_nanos = u32::try_from(posted.1).unwrap_or(NO_TIME - 1);
         self.last_own = false;
         TimeStamp {
             seconds: posted.0,
@@ -121,7 +145,7 @@ impl Stamps {
     /// The last posted time is later than `now`: a PV starting afresh at `now` would go
     /// back from it.
     pub fn ahead_of(&self, now: &TimeStamp) -> bool {
-        self.last.is_some_and(|last| last > key(now))
+        self.last().is_some_and(|last| last > key(now))
     }
 }
 

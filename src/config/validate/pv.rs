@@ -7,7 +7,9 @@ use toml::Spanned;
 
 use super::super::raw::{RawControl, RawPv, RawRange, RawValueAlarm, RawWriteMode};
 use super::super::types::{PvName, PvType, ScalarType};
-use super::super::{BooleanRepr, Control, Defaults, Pv, Range, User, ValueAlarm, WriteMode};
+use super::super::{
+    BooleanRepr, Control, Defaults, Pv, PvMeta, PvMetaFields, Range, User, ValueAlarm, WriteMode,
+};
 use super::{alarms, choices, unknown_user, Validator};
 
 /// The largest `precision` accepted.
@@ -346,17 +348,19 @@ pub(crate) fn pv(
             pv_type,
             boolean,
             choices: choices_out,
-            units: raw.units.map(String::into_boxed_str),
-            precision,
-            description: raw.description.map(String::into_boxed_str),
-            display: display.map(Box::new),
-            control: control.map(Box::new),
-            value_alarm: value_alarm.map(Box::new),
+            meta: PvMeta::new(PvMetaFields {
+                units: raw.units.map(String::into_boxed_str),
+                precision,
+                description: raw.description.map(String::into_boxed_str),
+                display: display.map(Box::new),
+                control: control.map(Box::new),
+                value_alarm: value_alarm.map(Box::new),
+                alarms: alarm_refs.iter().map(|(r, _)| r.clone()).collect(),
+                alarm_severity,
+            }),
             write,
             timestamp: raw.timestamp.unwrap_or(ctx.defaults.timestamp),
-            alarms: alarm_refs.iter().map(|(r, _)| r.clone()).collect(),
             acknowledge: raw.acknowledge.as_ref().is_none_or(|a| *a.get_ref()),
-            alarm_severity,
             subscribe,
             access_group,
             access_level,

@@ -39,11 +39,11 @@ impl MappedPv {
     ) -> Taken {
         // The staged sample's alarm, while it may still be replaced.
         let mut staged_alarm = None;
-        if self.staged.data {
+        if self.data_staged() {
             if coalesce && self.pv.is_open() {
                 staged_alarm = Some(self.combined());
             } else if let (Some(batch), true) = (batch.as_deref_mut(), self.pv.is_open()) {
-                let staged = std::mem::take(&mut self.staged);
+                let staged = self.staged.take().map(|s| *s).unwrap_or_default();
                 batch.extend(self.update_of(staged.value, staged.time, None));
             } else {
                 self.flush();
@@ -107,7 +107,8 @@ impl MappedPv {
             }
         };
         if let Some(nt) = &nt {
-            let part = match (numeric(nt), self.limits.as_deref_mut()) {
+            let limits = self.rare.as_mut().and_then(|r| r.limits.as_mut());
+            let part = match (numeric(nt), limits) {
                 (Some(x), Some(limits)) => limits.evaluate(x),
                 _ => None,
             };
@@ -132,10 +133,11 @@ impl MappedPv {
                         self.flush_as(Some(before));
                     }
                 }
-                self.staged.data = true;
-                self.staged.value = nt;
+                let staged = self.staged_mut();
+                staged.data = true;
+                staged.value = nt;
                 return Taken {
-                    marked: self.staged.mark(time),
+                    marked: staged.mark(time),
                     coalesced,
                 };
             }

@@ -230,3 +230,14 @@ tag = "Tank001.Mode"
     pv.close_unwatched();
     assert_eq!(pv.value_shown(), None);
 }
+
+/// Every served PV holds one record, boxed: 152 bytes asked is a 160-byte malloc chunk
+/// (issue 23: memory per PV; it was 240, a 256-byte chunk).
+#[test]
+fn a_record_stays_small() {
+    assert_eq!(
+        std::mem::size_of::<crate::bridge::values::stamp::Stamps>(),
+        16
+    );
+    assert!(std::mem::size_of::<MappedPv>() <= 152);
+}
