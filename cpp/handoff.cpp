@@ -58,11 +58,11 @@ void run(std::vector<Work>& batch, std::vector<std::string>& failures) {
 constexpr std::chrono::seconds kWaitForLoop{5};
 
 // At most about this many posts and replies wait for the loop: a thread that hands over
-// more waits until the loop has made half of them. Past its capacity, pvxs's loop then
-// slows the bridge's turns as posting from the bridge's thread did (the bridge falls
-// behind the gateway's events and coalesces them, issue 23) instead of queueing without
-// bound. (About 40 ms of the loop's work at its fastest.)
-constexpr size_t kMaxPending = 8192;
+// more waits until the loop has made half of them, so nothing queues without bound. The
+// bridge posts less long before (it stops a turn's posts while handoff_waiting() is
+// past its own bound, and coalesces what is left, issue 23): this is the net for what
+// it posts without a budget (a session's first values).
+constexpr size_t kMaxPending = 65536;
 
 // The work handed over to pvxs's loop, in order, and the one timer at a time that runs
 // it there. Never destroyed: a timer may fire while the process exits.
@@ -74,6 +74,7 @@ public:
     }
 
     bool busy() const { return pending_.load(std::memory_order_acquire) != 0; }
+    size_t pending() const { return pending_.load(std::memory_order_acquire); }
 
     bool attached() {
         std::lock_guard<std::mutex> g(lock_);
@@ -269,6 +270,8 @@ thread_local std::vector<std::string> t_failures;
 
 bool takes() { return t_collecting || Runner::get().busy(); }
 
+size_t waiting() { return Runner::get().pending() + t_collected.size(); }
+
 void post(const pvxs::server::SharedPV& pv, pvxs::Value&& value) {
     t_collected.push_back(Work{pv, std::move(value), nullptr, std::string()});
     if (!t_collecting) Runner::get().submit(t_collected, t_failures);
@@ -299,6 +302,8 @@ void detach_loop() {
 }  // namespace handoff
 
 void handoff_begin() { handoff::t_collecting = true; }
+
+size_t handoff_waiting() { return handoff::waiting(); }
 
 rust::Vec<rust::String> handoff_end() {
     handoff::t_collecting = false;

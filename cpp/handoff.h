@@ -30,6 +30,8 @@ bool takes();
 void post(const pvxs::server::SharedPV& pv, pvxs::Value&& value);
 // An empty `error` replies success.
 void reply(std::unique_ptr<pvxs::server::ExecOp>&& op, std::string&& error);
+// Posts and replies that this thread collected or that wait for the loop.
+size_t waiting();
 // Makes what this thread collected so far and waits until everything handed over has
 // run (before an open, close or fetch).
 void settle();
@@ -42,6 +44,8 @@ void detach_loop();
 
 }  // namespace handoff
 
+// handoff::waiting(), for Rust.
+size_t handoff_waiting();
 // This thread collects its posts and put replies until handoff_end().
 void handoff_begin();
 // Stops collecting and hands over what was collected, in order. Returns why any failed

@@ -105,11 +105,15 @@ fn generated_turns_leave_each_pv_at_its_last_post() {
             let mut last = [0.0f64; PVS];
             let mut next = 1.0f64;
             let mut in_turn = false;
+            // Posts collected by the turn under way: `handoff::waiting` counts at least
+            // these (the bridge stops posting past a bound of it).
+            let mut collected = 0usize;
             for (k, s) in steps.iter().enumerate() {
                 match *s {
                     Step::Begin if !in_turn => {
                         handoff::begin();
                         in_turn = true;
+                        collected = 0;
                     }
                     Step::End if in_turn => {
                         handoff::end();
@@ -127,12 +131,27 @@ fn generated_turns_leave_each_pv_at_its_last_post() {
                             next += 1.0;
                         }
                         add(usize::from(!in_turn), n);
+                        if in_turn {
+                            collected += n;
+                            prop_assert!(
+                                handoff::waiting() >= collected,
+                                "step {}: waiting {} < collected {}",
+                                k,
+                                handoff::waiting(),
+                                collected
+                            );
+                        }
                     }
                     Step::Read(i) => {
                         add(2, 1);
                         prop_assert_eq!(value_of(&pvs[i]), last[i], "step {}: {:?}", k, s);
+                        // A read-back made what the turn collected and waited for the loop.
+                        prop_assert_eq!(handoff::waiting(), 0, "step {}: {:?}", k, s);
+                        collected = 0;
                     }
                     Step::Reopen(i) => {
+                        // Closing makes what the turn collected, as a read-back does.
+                        collected = 0;
                         pvs[i].close().unwrap();
                         pvs[i]
                             .open(PvType::Scalar(ScalarType::Float64), &float(next))

@@ -60,6 +60,11 @@ const CAUGHT_UP_AFTER: Duration = Duration::from_secs(1);
 /// The clock is read every this many events or posts (a buffered data change counts
 /// as many as it has samples: each is posted).
 const BUDGET_STEP: usize = 32;
+/// A turn stops posting when this many posts and put replies wait for pvxs's loop
+/// (about 20 ms of its work, `pva::handoff`): handing the posts over costs the bridge
+/// little, so the time budget alone would queue without bound for a loop that sends
+/// more slowly than the gateway's events come. Its PVs with news wait, and coalesce.
+const LOOP_BACKLOG: usize = 4096;
 /// Buffered data changes ready one after the other are handed to the bridge together,
 /// up to about this many samples ([`Bridge::on_buffered`]: their samples are posted
 /// round robin over their PVs).
@@ -595,7 +600,9 @@ fn end_turn(bridge: &mut Bridge, budget: Option<Duration>) -> bool {
             pv.flush();
         }
         posted += 1;
-        if posted.is_multiple_of(BUDGET_STEP) && started.elapsed() >= budget {
+        if posted.is_multiple_of(BUDGET_STEP)
+            && (started.elapsed() >= budget || pva::handoff::waiting() >= LOOP_BACKLOG)
+        {
             break;
         }
     }

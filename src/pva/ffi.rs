@@ -355,6 +355,8 @@ pub(crate) mod bridge {
         /// This thread collects its posts and put replies (cpp/handoff.h) until
         /// `handoff_end`.
         fn handoff_begin();
+        /// Posts and put replies this thread collected or that wait for pvxs's loop.
+        fn handoff_waiting() -> usize;
         /// Stops collecting and makes what was collected, in order; why any failed.
         fn handoff_end() -> Result<Vec<String>>;
 

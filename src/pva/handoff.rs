@@ -14,6 +14,12 @@ pub fn begin() {
     ffi::handoff_begin();
 }
 
+/// Posts and put replies this thread collected or that still wait for pvxs's loop: a
+/// poster that is ahead of the loop by many stops posting and coalesces instead.
+pub fn waiting() -> usize {
+    ffi::handoff_waiting()
+}
+
 /// Stops collecting and makes what was collected, in order.
 pub fn end() {
     match ffi::handoff_end() {
