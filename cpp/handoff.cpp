@@ -137,6 +137,8 @@ public:
             wait_idle_locked(g, failures);
             anchor = std::move(anchor_);
             timers.swap(timers_);
+            // What a stuck loop did not take in time runs here; nothing waits for it.
+            if (!queue_.empty()) run_rest_here(g, failures);
         }
         // Each cancel waits for the loop once: at most a few.
         timers.clear();
@@ -162,17 +164,26 @@ private:
         } catch (std::exception& e) {
             // The loop is gone: nothing more goes there, and what waits runs here.
             note(failures, e.what());
-            std::vector<Work> left;
-            {
-                std::unique_lock<std::mutex> g(lock_);
-                if (anchor_.get() == &anchor) anchor_.reset();
-                running_cv_.wait_for(g, kWaitForLoop, [this] { return !running_; });
-                left.swap(queue_);
-                armed_ = false;
-            }
-            run(left, failures);
-            done(left.size(), failures);
+            std::unique_lock<std::mutex> g(lock_);
+            if (anchor_.get() == &anchor) anchor_.reset();
+            run_rest_here(g, failures);
         }
+    }
+
+    // Runs the queue on this thread, once the loop runs none of it (or after the wait
+    // for that), and nothing is armed any more. Returns with `g` locked.
+    void run_rest_here(std::unique_lock<std::mutex>& g, std::vector<std::string>& failures) {
+        running_cv_.wait_for(g, kWaitForLoop, [this] { return !running_; });
+        std::vector<Work> left;
+        left.swap(queue_);
+        armed_ = false;
+        g.unlock();
+        std::vector<std::string> failed;
+        run(left, failed);
+        for (auto& f : failed) note(failures, f.c_str());
+        failed.clear();
+        done(left.size(), failed);
+        g.lock();
     }
 
     // On the loop: runs what was queued, then re-arms if more came meanwhile (the
