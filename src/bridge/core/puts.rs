@@ -135,6 +135,8 @@ impl Bridge {
             sent: false,
             written,
             timeout_at: None,
+            accepted: false,
+            early: None,
         });
         // Sent at the end of the turn (`send_writes`), with the turn's other puts.
         self.writes.queue.push_back(Queued {
@@ -218,13 +220,17 @@ impl Bridge {
                 continue;
             };
             match result {
-                Ok(()) => {
-                    // Answered already (OnWriteComplete came first) or gone: no timer.
-                    if let Some(w) = mapped.writes.pending.iter_mut().find(|w| w.id == id) {
-                        w.timeout_at = Some(at);
-                        self.writes.add_timer(at, id, Timer::TimedOut(pv));
+                Ok(()) => match mapped.writes.call_accepted(id) {
+                    // Its OnWriteComplete came before this reply: taken now.
+                    Some(outcome) => self.confirm_write(pv, outcome),
+                    None => {
+                        // Waits for OnWriteComplete within the timeout, unless gone.
+                        if let Some(w) = mapped.writes.pending.iter_mut().find(|w| w.id == id) {
+                            w.timeout_at = Some(at);
+                            self.writes.add_timer(at, id, Timer::TimedOut(pv));
+                        }
                     }
-                }
+                },
                 // Never retried: a gateway error may have been applied.
                 Err(failed) => {
                     let name = mapped.cfg.name.as_str();
@@ -261,8 +267,8 @@ impl Bridge {
         }
     }
 
-    /// OnWriteComplete of PV `i`: its oldest sent write is answered; its timeout goes, and
-    /// a success not shown yet waits [`pending::WRITE_SETTLE`] at most.
+    /// OnWriteComplete of PV `i`: one of a write that timed out lately is its own;
+    /// otherwise it answers the oldest sent write ([`Bridge::confirm_write`]).
     pub(in crate::bridge) fn write_completed(&mut self, i: PvId, outcome: Result<(), String>) {
         let Some(pv) = self.pvs.get_mut(i) else {
             return;
@@ -270,6 +276,15 @@ impl Bridge {
         if pv.writes.late_completion(pv.cfg.name.as_str()) {
             return;
         }
+        self.confirm_write(i, outcome);
+    }
+
+    /// The outcome of PV `i`'s oldest sent write (its OnWriteComplete): its timeout goes,
+    /// and a success not shown yet waits [`pending::WRITE_SETTLE`] at most.
+    fn confirm_write(&mut self, i: PvId, outcome: Result<(), String>) {
+        let Some(pv) = self.pvs.get_mut(i) else {
+            return;
+        };
         if let Some((at, id)) = pv
             .writes
             .oldest_sent()

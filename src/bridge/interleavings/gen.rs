@@ -323,6 +323,8 @@ pub enum Answering {
     Asked,
     Failed,
     Twice,
+    /// Answered as asked, after the stream brought the events the call caused.
+    EventsFirst,
 }
 
 pub fn any_step() -> impl Strategy<Value = Step> {
@@ -332,7 +334,7 @@ pub fn any_step() -> impl Strategy<Value = Step> {
         6 => (n.clone(), any::<bool>()).prop_map(|(i, w)| Step::Watch(i, w)),
         12 => (prop_oneof![3 => 0..NAMES, 1 => NAMES..NAMES + RULE_NAMES.len()], any_who())
             .prop_map(|(i, who)| Step::Put(i, who)),
-        15 => (0..8usize, prop_oneof![8 => Just(Answering::Asked), 1 => Just(Answering::Failed), 1 => Just(Answering::Twice)])
+        15 => (0..8usize, prop_oneof![6 => Just(Answering::Asked), 1 => Just(Answering::Failed), 1 => Just(Answering::Twice), 2 => Just(Answering::EventsFirst)])
             .prop_map(|(k, a)| Step::Answer(k, a)),
         12 => (1..6usize).prop_map(Step::Events),
         8 => (0..TAGS.len(), prop_oneof![8 => 1..500i64, 1 => -30_000..0i64, 1 => 10_000..40_000i64])

@@ -33,6 +33,7 @@
 mod acf;
 mod buffered;
 mod checks;
+mod fixed;
 mod gateway;
 mod gen;
 mod steps;

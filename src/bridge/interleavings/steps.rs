@@ -50,23 +50,7 @@ impl World {
             }
             Step::Put(i, who) => self.put(*i, who)?,
             Step::Answer(k, how) => self.answer(*k, *how)?,
-            Step::Events(n) => {
-                for _ in 0..*n {
-                    let Some(ev) = self.gw.events.pop_front() else {
-                        break;
-                    };
-                    if let crate::gateway::SessionEvent::WriteComplete(wc) = &ev {
-                        let n = self.gw.completes.remove(&wc.worker_sequence);
-                        if let Some(p) = n.and_then(|n| self.puts.get_mut(n)) {
-                            p.completed = true;
-                            if !p.answers.lock().unwrap().is_empty() {
-                                self.late_completed.insert(p.pv.clone());
-                            }
-                        }
-                    }
-                    self.bridge.on_session_event(ev);
-                }
-            }
+            Step::Events(n) => self.events(*n),
             Step::Change(t, jump) => {
                 if self.gw.up {
                     self.gw.change(*t, *jump);
@@ -305,6 +289,25 @@ impl World {
         self.check_decision(n, &name, (group, level), who)
     }
 
+    /// The next `n` events of the gateway's stream reach the bridge.
+    fn events(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some(ev) = self.gw.events.pop_front() else {
+                break;
+            };
+            if let crate::gateway::SessionEvent::WriteComplete(wc) = &ev {
+                let n = self.gw.completes.remove(&wc.worker_sequence);
+                if let Some(p) = n.and_then(|n| self.puts.get_mut(n)) {
+                    p.completed = true;
+                    if !p.answers.lock().unwrap().is_empty() {
+                        self.late_completed.insert(p.pv.clone());
+                    }
+                }
+            }
+            self.bridge.on_session_event(ev);
+        }
+    }
+
     fn answer(&mut self, k: usize, how: Answering) -> Result<(), TestCaseError> {
         if self.gw.pending.is_empty() {
             return Ok(());
@@ -350,6 +353,11 @@ impl World {
                 };
                 if let (Answering::Twice, Ok(r)) = (how, &result) {
                     self.bridge.on_call_done(done(Ok(r.clone())));
+                }
+                if matches!(how, Answering::EventsFirst) {
+                    // The stream brings the writes' OnWriteCompletes (and all before
+                    // them) ahead of the call's reply.
+                    self.events(self.gw.events.len());
                 }
                 let failed = matches!(how, Answering::Failed);
                 // The puts of the call not answered yet (a reload may have answered some).

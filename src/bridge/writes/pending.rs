@@ -31,6 +31,12 @@ pub(in crate::bridge) struct PendingWrite {
     pub written: Option<MxValue>,
     /// When its write timeout fires (set once the gateway accepted the call).
     pub timeout_at: Option<tokio::time::Instant>,
+    /// The gateway answered its write call and accepted it. Until then an OnWriteComplete
+    /// of the PV is held in `early`: the stream may bring it before the call's reply, or
+    /// it may be an earlier write's that came past its late window. The reply decides.
+    pub accepted: bool,
+    /// An OnWriteComplete taken before the call's reply (see `accepted`).
+    pub early: Option<Result<(), String>>,
 }
 
 /// One count in a shared number of puts in flight, given back when dropped: however a
@@ -92,6 +98,10 @@ impl Pending {
 
     pub fn front(&self) -> Option<&PendingWrite> {
         self.0.as_ref()?.front()
+    }
+
+    fn front_mut(&mut self) -> Option<&mut PendingWrite> {
+        self.0.as_mut()?.front_mut()
     }
 
     pub fn pop_front(&mut self) -> Option<PendingWrite> {
@@ -170,9 +180,19 @@ impl PvWrites {
         }
     }
 
-    /// The write an OnWriteComplete of this PV answers: the oldest sent one.
+    /// The write an OnWriteComplete of this PV answers: the oldest sent one, unless it
+    /// holds one already (taken before its call's reply).
     pub fn oldest_sent(&self) -> Option<&PendingWrite> {
-        self.pending.front().filter(|w| w.sent)
+        self.pending.front().filter(|w| w.sent && w.early.is_none())
+    }
+
+    /// The gateway accepted write `id`'s call: the OnWriteComplete it held, if one came
+    /// before the reply, to be taken now ([`PvWrites::complete`]). `None` when none came,
+    /// or the write is no longer pending.
+    pub fn call_accepted(&mut self, id: u64) -> Option<Result<(), String>> {
+        let w = self.pending.iter_mut().find(|w| w.id == id)?;
+        w.accepted = true;
+        w.early.take()
     }
 
     /// OnWriteComplete for the oldest sent write. A success that the PV shows already
@@ -187,7 +207,17 @@ impl PvWrites {
         shown: Option<&MxValue>,
         posting_data: bool,
     ) -> Option<u64> {
-        self.oldest_sent()?;
+        let front = self
+            .pending
+            .front_mut()
+            .filter(|w| w.sent && w.early.is_none())?;
+        if !front.accepted {
+            // The call's reply decides (`call_accepted`, or `fail` when the call failed:
+            // then this OnWriteComplete was an earlier write's, come too late to tell).
+            tracing::debug!(%pv, "OnWriteComplete before its write call's reply: held until the reply");
+            front.early = Some(outcome);
+            return None;
+        }
         let w = self.pending.pop_front()?;
         // Debug: the audit record (logged at info) carries every put's outcome already.
         tracing::debug!(%pv, ms = w.started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "write complete");
@@ -245,6 +275,9 @@ impl PvWrites {
     pub fn fail(&mut self, pv: &str, id: u64, outcome: PutOutcome, message: &str) {
         let pos = self.pending.iter().position(|w| w.id == id);
         if let Some(w) = pos.and_then(|pos| self.pending.remove(pos)) {
+            if w.early.is_some() {
+                warn!(%pv, "an OnWriteComplete came before this failed write's reply: it was an earlier write's, too late to tell");
+            }
             warn!(%pv, %message, "write failed");
             w.completion.fail(outcome, format!("{pv}: {message}"));
         }

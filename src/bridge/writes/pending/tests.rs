@@ -16,6 +16,8 @@ fn sent_write(w: &mut PvWrites, id: u64, answers: &Arc<std::sync::Mutex<Vec<(u64
         sent: true,
         written: None,
         timeout_at: None,
+        accepted: true,
+        early: None,
     });
 }
 
@@ -58,4 +60,35 @@ fn a_write_counts_in_flight_until_it_is_gone_however_it_ends() {
     let moved = vec![b];
     drop(moved);
     assert_eq!(count.load(Ordering::Acquire), 0);
+}
+
+#[test]
+fn an_onwritecomplete_before_the_calls_reply_waits_for_the_reply() {
+    let mut w = PvWrites::default();
+    let answers = Arc::default();
+    sent_write(&mut w, 1, &answers);
+    w.pending.iter_mut().for_each(|p| p.accepted = false);
+    // The stream brings an OnWriteComplete first: held, nothing answered, and no
+    // further one is expected for this write.
+    assert_eq!(w.complete("SP", Ok(()), None, false), None);
+    assert!(answers.lock().unwrap().is_empty());
+    assert!(w.oldest_sent().is_none());
+    // The call fails in transport: that OnWriteComplete was an earlier write's.
+    w.fail("SP", 1, PutOutcome::GatewayError, "the write call failed");
+    assert_eq!(*answers.lock().unwrap(), [(1, PutOutcome::GatewayError)]);
+
+    // Accepted: the held outcome is handed back, and then answers the write.
+    sent_write(&mut w, 2, &answers);
+    w.pending.iter_mut().for_each(|p| p.accepted = false);
+    let refused = Err("System Platform refused the write".to_string());
+    assert_eq!(w.complete("SP", refused.clone(), None, false), None);
+    let held = w.call_accepted(2);
+    assert_eq!(held, Some(refused));
+    assert_eq!(w.oldest_sent().map(|p| p.id), Some(2));
+    assert_eq!(w.complete("SP", held.unwrap(), None, false), None);
+    assert_eq!(
+        answers.lock().unwrap().last(),
+        Some(&(2, PutOutcome::RefusedBySystemPlatform))
+    );
+    assert_eq!(w.call_accepted(2), None);
 }
