@@ -8,19 +8,6 @@ use super::gen::{Answering, Mapping, PvSpec, Step};
 use super::run_history;
 use super::who::Who;
 
-fn writable(tag: usize) -> PvSpec {
-    PvSpec {
-        tag,
-        int: false,
-        writable: true,
-        on_demand: false,
-        units: false,
-        group: None,
-        level: 0,
-        buffered: false,
-    }
-}
-
 fn anyone() -> Who {
     Who {
         account: 0,
@@ -39,7 +26,7 @@ fn anyone() -> Who {
 #[test]
 fn a_late_onwritecomplete_never_confirms_a_write_whose_call_then_fails() {
     let mapping = Mapping {
-        pvs: vec![Some(writable(0)), None, None, None, None],
+        pvs: vec![Some(PvSpec::writable(0)), None, None, None, None],
         rule: None,
     };
     let steps = vec![

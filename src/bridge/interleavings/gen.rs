@@ -54,6 +54,22 @@ pub struct Mapping {
     pub rule: Option<RuleSpec>,
 }
 
+impl PvSpec {
+    /// A plain writable PV of tag `tag`, in the default access group.
+    pub fn writable(tag: usize) -> Self {
+        PvSpec {
+            tag,
+            int: false,
+            writable: true,
+            on_demand: false,
+            units: false,
+            group: None,
+            level: 0,
+            buffered: false,
+        }
+    }
+}
+
 pub fn any_pv() -> impl Strategy<Value = PvSpec> {
     (any_pv_plain(), prop::bool::weighted(0.3)).prop_map(|(p, buffered)| PvSpec { buffered, ..p })
 }

@@ -160,16 +160,7 @@ impl World {
         // A config that maps nothing is refused: a history starts with one PV at least.
         if mapping.pvs.iter().all(Option::is_none) {
             if let Some(first) = mapping.pvs.first_mut() {
-                *first = Some(gen::PvSpec {
-                    tag: 0,
-                    int: false,
-                    writable: true,
-                    on_demand: false,
-                    units: false,
-                    group: None,
-                    level: 0,
-                    buffered: false,
-                });
+                *first = Some(gen::PvSpec::writable(0));
             }
         }
         let prefix = next_prefix();
