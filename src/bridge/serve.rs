@@ -23,6 +23,7 @@ use super::link::subscriptions::{AdviseCall, Advised};
 use super::link::{close_stale_sessions, connect, Connected, Link};
 use super::writes::calls::{self, CallDone};
 use super::Reload;
+use crate::access::audit::Deferral;
 use crate::gateway::{
     refuse_shared_handles, Backoff, BufferedDataChange, EventStream, ServerHandle, Session,
     SessionEvent,
@@ -198,10 +199,15 @@ pub(super) async fn serve(
             }
             armed = deadline;
         }
+        // The audit records of a turn wait for its end (from the start of the arm that
+        // takes work: never while the select waits, when a record made by a task or another
+        // thread would be held): its replies and posts then reach pvxs back to back, and
+        // the records' log lines go out in one write.
+        let mut turn: Option<Deferral> = None;
         tokio::select! {
             _ = &mut shutdown => break,
             Some(ev) = pv_events.recv() => {
-                pva::handoff::begin();
+                turn = Some(begin_turn(bridge));
                 bridge.on_pv_event(ev);
                 // First clients that came together are advised together (within a
                 // turn's budget: thousands of channels may come at once).
@@ -217,7 +223,7 @@ pub(super) async fn serve(
                 }
             }
             () = &mut sleep, if armed.is_some() => {
-                pva::handoff::begin();
+                turn = Some(begin_turn(bridge));
                 armed = None;
                 bridge.on_timers();
             }
@@ -267,7 +273,7 @@ pub(super) async fn serve(
                 }
             }
             Some(answer) = gw.calls.next(), if !gw.calls.is_empty() => {
-                pva::handoff::begin();
+                turn = Some(begin_turn(bridge));
                 match answer {
                     Answer::Subscribed { call, results } => bridge.on_subscribed(call, results),
                     Answer::Written(done) => bridge.on_call_done(done),
@@ -277,7 +283,7 @@ pub(super) async fn serve(
             _ = bridge.ops.tick.tick() => bridge.on_tick(),
             Some(found) = bridge.rules.discovered.1.recv() => bridge.on_discovered(found),
             Some(msg) = bridge.alarms.feed.recv() => {
-                pva::handoff::begin();
+                turn = Some(begin_turn(bridge));
                 bridge.alarms.on_feed(msg, &mut bridge.pvs, &mut bridge.urgent);
                 ended = take_ready(bridge, &mut events, &mut pressure).await;
             }
@@ -312,7 +318,7 @@ pub(super) async fn serve(
             // PVs with news left by the last turn's post budget.
             () = tokio::task::yield_now(), if !bridge.dirty.is_empty() => { }
             ev = async { match events.as_mut() { Some(stream) => stream.next().await, None => std::future::pending().await } }, if events.is_some() => {
-                pva::handoff::begin();
+                turn = Some(begin_turn(bridge));
                 ended = match ev {
                     Some(Ok(ev)) => {
                         bridge.on_session_event(ev);
@@ -323,11 +329,7 @@ pub(super) async fn serve(
                 };
             }
         }
-        // The audit records of the turn's posts wait for its end: its replies and posts then
-        // reach pvxs back to back, and the records' log lines go out in one write. (Not
-        // while waiting above: a record made meanwhile, by a task or another thread, is
-        // not held.)
-        let turn = bridge.guard.audit.defer();
+        let turn = turn.unwrap_or_else(|| bridge.guard.audit.defer());
         if let Some(reason) = ended.take() {
             // Every value taken is posted before the PVs say the link is lost.
             end_turn(bridge, None);
@@ -582,6 +584,13 @@ impl Pressure {
 /// `budget`; the others stay staged for the next turns (a data change of one of them
 /// meanwhile posts it first, or, while coalescing, replaces its staged one). True when
 /// some are left.
+/// A turn that takes work starts: this thread collects its posts and replies
+/// ([`pva::handoff::begin`]) and the audit trail holds its records, until the turn ends.
+fn begin_turn(bridge: &Bridge) -> Deferral {
+    pva::handoff::begin();
+    bridge.guard.audit.defer()
+}
+
 fn end_turn(bridge: &mut Bridge, budget: Option<Duration>) -> bool {
     let Some(budget) = budget else {
         bridge.end_turn();
