@@ -12,6 +12,7 @@
 
 #include <pvxs/util.h>
 
+#include "cpp/value.h"
 #include "mxpva/src/pva/ffi.rs.h"
 
 namespace mxpva {
@@ -20,12 +21,15 @@ namespace {
 
 using pvxs::server::ExecOp;
 
-// One post (pv set) or one put reply (op set).
+// One post (pv set: of `value`, or of what `proto` builds from `update`) or one put
+// reply (op set).
 struct Work {
     pvxs::server::SharedPV pv;
     pvxs::Value value;
     std::unique_ptr<ExecOp> op;
     std::string error;
+    std::shared_ptr<Prototype> proto;
+    std::unique_ptr<WireUpdate> update;
 };
 
 void note(std::vector<std::string>& failures, const char* what) {
@@ -45,6 +49,9 @@ void run(std::vector<Work>& batch, std::vector<std::string>& failures) {
                     op->reply();
                 else
                     op->error(w.error);
+            } else if (w.proto && w.update) {
+                auto& pv = w.pv;
+                w.proto->build(*w.update, [&pv](const pvxs::Value& value) { pv.post(value); });
             } else {
                 w.pv.post(w.value);
             }
@@ -284,13 +291,20 @@ bool takes() { return t_collecting || Runner::get().busy(); }
 size_t waiting() { return Runner::get().pending() + t_collected.size(); }
 
 void post(const pvxs::server::SharedPV& pv, pvxs::Value&& value) {
-    t_collected.push_back(Work{pv, std::move(value), nullptr, std::string()});
+    t_collected.push_back(Work{pv, std::move(value), nullptr, std::string(), nullptr, nullptr});
+    if (!t_collecting) Runner::get().submit(t_collected, t_failures);
+}
+
+void post_update(const pvxs::server::SharedPV& pv, std::shared_ptr<Prototype> proto,
+                 std::unique_ptr<WireUpdate>&& update) {
+    Work w{pv, pvxs::Value(), nullptr, std::string(), std::move(proto), std::move(update)};
+    t_collected.push_back(std::move(w));
     if (!t_collecting) Runner::get().submit(t_collected, t_failures);
 }
 
 void reply(std::unique_ptr<ExecOp>&& op, std::string&& error) {
     t_collected.push_back(
-        Work{pvxs::server::SharedPV(), pvxs::Value(), std::move(op), std::move(error)});
+        Work{pvxs::server::SharedPV(), pvxs::Value(), std::move(op), std::move(error), nullptr, nullptr});
     if (!t_collecting) Runner::get().submit(t_collected, t_failures);
 }
 

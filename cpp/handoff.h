@@ -22,12 +22,19 @@
 #include "rust/cxx.h"
 
 namespace mxpva {
+
+struct WireUpdate;
+class Prototype;
+
 namespace handoff {
 
 // A post or reply made now goes through post() / reply() (this thread collects, or
 // work handed over earlier has not run yet); otherwise the caller makes it itself.
 bool takes();
 void post(const pvxs::server::SharedPV& pv, pvxs::Value&& value);
+// A post whose value `proto` builds from `update` when it is made.
+void post_update(const pvxs::server::SharedPV& pv, std::shared_ptr<Prototype> proto,
+                 std::unique_ptr<WireUpdate>&& update);
 // An empty `error` replies success.
 void reply(std::unique_ptr<pvxs::server::ExecOp>&& op, std::string&& error);
 // Posts and replies that this thread collected or that wait for the loop.

@@ -133,6 +133,17 @@ void PvHandle::post(const WireUpdate& update) const {
     }
 }
 
+void PvHandle::post_moved(WireUpdate& update) const {
+    if (prototype_ && handoff::takes()) {
+        // The update moves into the work item, and the prototype builds the value where
+        // the post is made: pvxs's post copies what it keeps, so nothing else is copied.
+        std::unique_ptr<WireUpdate> owned(new WireUpdate(std::move(update)));
+        handoff::post_update(pv_, prototype_, std::move(owned));
+        return;
+    }
+    post(update);
+}
+
 void PvHandle::close() const {
     handoff::settle();
     pv_.close();

@@ -31,6 +31,8 @@ public:
     void open(const WireShape& shape, const WireUpdate& initial);
     void open_table(rust::Slice<const WireColumn> columns, const WireUpdate& initial);
     void post(const WireUpdate& update) const;
+    // post() of an update the caller no longer needs: see ffi.rs.
+    void post_moved(WireUpdate& update) const;
     void close() const;
     bool is_open() const;
     WireUpdate current() const;

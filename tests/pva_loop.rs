@@ -126,7 +126,7 @@ fn generated_turns_leave_each_pv_at_its_last_post() {
                             _ => 1,
                         };
                         for _ in 0..n {
-                            pvs[i].post(&float(next)).unwrap();
+                            post_either(&pvs[i], next);
                             last[i] = next;
                             next += 1.0;
                         }
@@ -188,6 +188,16 @@ fn generated_turns_leave_each_pv_at_its_last_post() {
     assert!(server.runs_posts_on_its_loop());
 }
 
+/// Posts `x`: odd values as a copy (`post`), even ones moved (`post_owned`: built where
+/// the post is made), so that both kinds interleave.
+fn post_either(pv: &SharedPv, x: f64) {
+    if x % 2.0 == 0.0 {
+        pv.post_owned(float(x)).unwrap();
+    } else {
+        pv.post(&float(x)).unwrap();
+    }
+}
+
 /// Posts 1..=`to` (after `from`) in turns of 1 to 37 posts with single posts between
 /// them, as the bridge does.
 fn post_in_turns(pv: &SharedPv, from: u32, to: u32) {
@@ -197,12 +207,12 @@ fn post_in_turns(pv: &SharedPv, from: u32, to: u32) {
         handoff::begin();
         for _ in 0..turn.min(to - v) {
             v += 1;
-            pv.post(&float(f64::from(v))).unwrap();
+            post_either(pv, f64::from(v));
         }
         handoff::end();
         if v < to {
             v += 1;
-            pv.post(&float(f64::from(v))).unwrap();
+            post_either(pv, f64::from(v));
         }
         turn = turn % 37 + 1;
     }

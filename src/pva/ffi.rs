@@ -324,6 +324,10 @@ pub(crate) mod bridge {
             initial: &WireUpdate,
         ) -> Result<()>;
         fn post(self: &PvHandle, update: &WireUpdate) -> Result<()>;
+        /// [`post`] of an update not needed afterwards: while posts are handed to pvxs's
+        /// loop, its parts move to the shim (`update` is left empty) and the value is
+        /// built there, where the post is made, instead of copied in between.
+        fn post_moved(self: &PvHandle, update: &mut WireUpdate) -> Result<()>;
         fn close(self: &PvHandle) -> Result<()>;
         fn is_open(self: &PvHandle) -> bool;
         /// The current value as the shim holds it (for tests and diagnostics).

@@ -442,7 +442,11 @@ impl SharedPv {
     /// too) and alarm message move to the shim instead of being copied.
     pub fn post_owned(&self, update: Update) -> Result<(), PvaError> {
         self.check_open(&update)?;
-        self.post_wire(&update.into_wire())
+        let mut wire = update.into_wire();
+        // pvxs refuses a post to a closed PV, so no separate (locking) is-open call here.
+        self.handle
+            .post_moved(&mut wire)
+            .map_err(|e| self.post_failed(e))
     }
 
     fn not_open(&self) -> PvaError {
@@ -458,13 +462,15 @@ impl SharedPv {
 
     fn post_wire(&self, wire: &WireUpdate) -> Result<(), PvaError> {
         // pvxs refuses a post to a closed PV, so no separate (locking) is-open call here.
-        self.handle.post(wire).map_err(|e| {
-            if self.is_open() {
-                PvaError::native(format!("post to {}", self.name), e)
-            } else {
-                self.not_open()
-            }
-        })
+        self.handle.post(wire).map_err(|e| self.post_failed(e))
+    }
+
+    fn post_failed(&self, e: cxx::Exception) -> PvaError {
+        if self.is_open() {
+            PvaError::native(format!("post to {}", self.name), e)
+        } else {
+            self.not_open()
+        }
     }
 
     /// Closes the PV: clients are disconnected and new ones wait for the next open.
