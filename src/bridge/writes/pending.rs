@@ -31,9 +31,10 @@ pub(in crate::bridge) struct PendingWrite {
     pub written: Option<MxValue>,
     /// When its write timeout fires (set once the gateway accepted the call).
     pub timeout_at: Option<tokio::time::Instant>,
-    /// The gateway answered its write call and accepted it. Until then an OnWriteComplete
-    /// of the PV is held in `early`: the stream may bring it before the call's reply, or
-    /// it may be an earlier write's that came past its late window. The reply decides.
+    /// The gateway answered its write call and accepted it. Until then, while an earlier
+    /// write's OnWriteComplete may still come (see `After::lost`), an OnWriteComplete of
+    /// the PV is held in `early`: it may be this write's (the stream ahead of the call's
+    /// reply) or that earlier one's. The reply decides.
     pub accepted: bool,
     /// An OnWriteComplete taken before the call's reply (see `accepted`).
     pub early: Option<Result<(), String>>,
@@ -82,6 +83,11 @@ struct After {
     /// come: OnWriteComplete names only the item, so one that comes late is theirs, not
     /// the next write's (which would otherwise be answered by it).
     late: VecDeque<tokio::time::Instant>,
+    /// Writes that timed out and whose OnWriteComplete did not come within their late
+    /// window: one may still come, and be taken for a later write's. While this is not
+    /// 0, an OnWriteComplete that comes before its write call's reply waits for the reply
+    /// (`PendingWrite::accepted`). A held one whose call then fails was one of these.
+    lost: u32,
 }
 
 /// A PV's writes in the order they were accepted: a queue made on the PV's first put, and
@@ -147,8 +153,9 @@ impl PvWrites {
         if let Some(after) = self.after.as_mut() {
             while after.late.front().is_some_and(|&until| until <= now) {
                 after.late.pop_front();
+                after.lost = after.lost.saturating_add(1);
             }
-            if !after.late.is_empty() {
+            if !after.late.is_empty() || after.lost > 0 {
                 return true;
             }
         }
@@ -158,13 +165,18 @@ impl PvWrites {
     /// An OnWriteComplete that belongs to a write that timed out (the oldest one): it is
     /// taken, and true; otherwise false.
     pub fn late_completion(&mut self, pv: &str) -> bool {
-        if self
-            .after
-            .as_mut()
-            .and_then(|a| a.late.pop_front())
-            .is_some()
-        {
+        let sent = self.oldest_sent().is_some();
+        let Some(after) = self.after.as_mut() else {
+            return false;
+        };
+        if after.late.pop_front().is_some() {
             tracing::debug!(%pv, "OnWriteComplete of a write that timed out: ignored");
+            return true;
+        }
+        if !sent && after.lost > 0 {
+            // No write waits for one: it is that of a write that timed out long ago.
+            after.lost -= 1;
+            tracing::debug!(%pv, "OnWriteComplete of a write that timed out long ago: ignored");
             return true;
         }
         false
@@ -207,13 +219,15 @@ impl PvWrites {
         shown: Option<&MxValue>,
         posting_data: bool,
     ) -> Option<u64> {
+        let lost = self.after.as_ref().map_or(0, |a| a.lost);
         let front = self
             .pending
             .front_mut()
             .filter(|w| w.sent && w.early.is_none())?;
-        if !front.accepted {
-            // The call's reply decides (`call_accepted`, or `fail` when the call failed:
-            // then this OnWriteComplete was an earlier write's, come too late to tell).
+        if !front.accepted && lost > 0 {
+            // It may be a lost one's: the call's reply decides (`call_accepted`, or `fail`
+            // when the call failed: then it was the earlier write's, come too late).
+            // Otherwise it is this write's own, whether or not its reply came yet.
             tracing::debug!(%pv, "OnWriteComplete before its write call's reply: held until the reply");
             front.early = Some(outcome);
             return None;
@@ -277,6 +291,9 @@ impl PvWrites {
         if let Some(w) = pos.and_then(|pos| self.pending.remove(pos)) {
             if w.early.is_some() {
                 warn!(%pv, "an OnWriteComplete came before this failed write's reply: it was an earlier write's, too late to tell");
+                if let Some(after) = self.after.as_mut() {
+                    after.lost = after.lost.saturating_sub(1);
+                }
             }
             warn!(%pv, %message, "write failed");
             w.completion.fail(outcome, format!("{pv}: {message}"));
@@ -290,6 +307,7 @@ impl PvWrites {
         // Items of the lost session: no OnWriteComplete of theirs can come.
         if let Some(after) = self.after.as_mut() {
             after.late.clear();
+            after.lost = 0;
         }
         self.shown();
         for w in self.pending.drain() {
