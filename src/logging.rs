@@ -122,6 +122,10 @@ pub fn escape_controls(line: &[u8], ansi: bool) -> Cow<'_, [u8]> {
         Some(body) => (body, true),
         None => (line, false),
     };
+    // Most lines are printable ASCII: nothing to escape, and valid UTF-8.
+    if body.iter().all(|b| (b' '..=b'~').contains(b)) {
+        return Cow::Borrowed(line);
+    }
     let text = String::from_utf8_lossy(body);
     let escaped = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
     if matches!(text, Cow::Borrowed(_)) && !text.chars().any(escaped) {
