@@ -119,6 +119,9 @@ impl Bridge {
         let mut over: Vec<PvId> = Vec::new();
         // Writable buffered PVs whose data item is bound: their write item is next.
         let mut again: Vec<PvId> = Vec::new();
+        // PVs whose result no longer fits them (re-tagged, made buffered or plain, or
+        // removed meanwhile): their advise is over too, unless another is queued.
+        let mut changed: Vec<PvId> = Vec::new();
         let done = self
             .link
             .subs
@@ -140,6 +143,7 @@ impl Bridge {
                         debug!(item = item.0, %tag, %why, "item not bound");
                         if why.unsubscribe() {
                             unwanted.push(item);
+                            changed.push(id);
                         } else if let Some(pv) = pvs.get_mut(id) {
                             // The gateway gave this tag's handle to another tag too.
                             let reason = format!("{tag}: {why}");
@@ -155,6 +159,8 @@ impl Bridge {
                     if let Some(pv) = pvs.get(id).filter(|pv| pv.cfg.tag.as_str() == tag) {
                         warn!(pv = %pv.cfg.name.as_str(), %tag, %reason, "cannot add the plain item a buffered PV writes through: its puts fail");
                         over.push(id);
+                    } else {
+                        changed.push(id);
                     }
                     false
                 }
@@ -165,6 +171,8 @@ impl Bridge {
                         pv.subscribe_failed(&reason);
                         failed += 1;
                         over.push(id);
+                    } else {
+                        changed.push(id);
                     }
                     false
                 }
@@ -179,6 +187,13 @@ impl Bridge {
         for id in again {
             self.link.subs.advise(id);
         }
+        // An on-demand PV stays "being advised" (its puts held) only while an advise of
+        // it is queued or in flight.
+        over.extend(
+            changed
+                .into_iter()
+                .filter(|&id| !self.link.subs.is_advising(id)),
+        );
         self.advised(&over);
         // Data changes held for items known now are taken; the others are strays.
         for ev in self.link.subs.take_early() {

@@ -238,8 +238,7 @@ impl Subscriptions {
         }
     }
 
-    /// Whether the PV waits for its tag to be advised (queued, or in the call in flight).
-    #[cfg(test)]
+    /// Whether the PV waits for its tag to be advised (queued, or in a call in flight).
     pub fn is_advising(&self, id: PvId) -> bool {
         self.queued.contains(&id)
             || self
