@@ -290,22 +290,26 @@ bool takes() { return t_collecting || Runner::get().busy(); }
 
 size_t waiting() { return Runner::get().pending() + t_collected.size(); }
 
-void post(const pvxs::server::SharedPV& pv, pvxs::Value&& value) {
-    t_collected.push_back(Work{pv, std::move(value), nullptr, std::string(), nullptr, nullptr});
+namespace {
+// Collected for the turn's end, or, outside a turn, handed over now (behind what waits).
+void collect(Work&& w) {
+    t_collected.push_back(std::move(w));
     if (!t_collecting) Runner::get().submit(t_collected, t_failures);
+}
+}  // namespace
+
+void post(const pvxs::server::SharedPV& pv, pvxs::Value&& value) {
+    collect(Work{pv, std::move(value), nullptr, std::string(), nullptr, nullptr});
 }
 
 void post_update(const pvxs::server::SharedPV& pv, std::shared_ptr<Prototype> proto,
                  std::unique_ptr<WireUpdate>&& update) {
-    Work w{pv, pvxs::Value(), nullptr, std::string(), std::move(proto), std::move(update)};
-    t_collected.push_back(std::move(w));
-    if (!t_collecting) Runner::get().submit(t_collected, t_failures);
+    collect(Work{pv, pvxs::Value(), nullptr, std::string(), std::move(proto), std::move(update)});
 }
 
 void reply(std::unique_ptr<ExecOp>&& op, std::string&& error) {
-    t_collected.push_back(
-        Work{pvxs::server::SharedPV(), pvxs::Value(), std::move(op), std::move(error), nullptr, nullptr});
-    if (!t_collecting) Runner::get().submit(t_collected, t_failures);
+    collect(Work{pvxs::server::SharedPV(), pvxs::Value(), std::move(op), std::move(error),
+                 nullptr, nullptr});
 }
 
 void settle() {

@@ -40,6 +40,13 @@ pub(in crate::bridge) struct PendingWrite {
     pub early: Option<Result<(), String>>,
 }
 
+impl PendingWrite {
+    /// Sent, and holding no OnWriteComplete yet: the next one of its PV may be its own.
+    fn awaits_its_own(&self) -> bool {
+        self.sent && self.early.is_none()
+    }
+}
+
 /// One count in a shared number of puts in flight, given back when dropped: however a
 /// pending write ends (answered, timed out, link lost), the count follows it.
 pub(in crate::bridge) struct InFlight(Arc<AtomicUsize>);
@@ -195,7 +202,7 @@ impl PvWrites {
     /// The write an OnWriteComplete of this PV answers: the oldest sent one, unless it
     /// holds one already (taken before its call's reply).
     pub fn oldest_sent(&self) -> Option<&PendingWrite> {
-        self.pending.front().filter(|w| w.sent && w.early.is_none())
+        self.pending.front().filter(|w| w.awaits_its_own())
     }
 
     /// The gateway accepted write `id`'s call: the OnWriteComplete it held, if one came
@@ -220,10 +227,7 @@ impl PvWrites {
         posting_data: bool,
     ) -> Option<u64> {
         let lost = self.after.as_ref().map_or(0, |a| a.lost);
-        let front = self
-            .pending
-            .front_mut()
-            .filter(|w| w.sent && w.early.is_none())?;
+        let front = self.pending.front_mut().filter(|w| w.awaits_its_own())?;
         if !front.accepted && lost > 0 {
             // It may be a lost one's: the call's reply decides (`call_accepted`, or `fail`
             // when the call failed: then it was the earlier write's, come too late).
