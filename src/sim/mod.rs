@@ -181,7 +181,10 @@ pub fn run_standalone(
         Some(p) => Galaxy::load(p)?,
         None => Galaxy::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml (built in)")?,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread, as the gateway runs each session's MXAccess calls on one STA thread:
+    // the simulator then costs the machine less, which matters where it shares two
+    // cores with mxpva and its clients (the e2e benchmark, issue 23).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(SimError::Runtime)?;

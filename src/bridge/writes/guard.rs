@@ -33,29 +33,28 @@ impl Draft {
     }
 
     fn finish_reply(self, reply: &PutReply<'_>) -> AuditRecord {
-        let pv = self.record.pv.clone();
         // The refusing layer's words (System Platform's or the gateway's).
         let status = match reply.outcome {
             PutOutcome::RefusedBySystemPlatform | PutOutcome::RefusedByGateway => {
                 reply.message.map(|m| {
-                    m.strip_prefix(pv.as_str())
+                    m.strip_prefix(self.record.pv.as_str())
                         .and_then(|m| m.strip_prefix(": "))
                         .unwrap_or(m)
                 })
             }
             _ => None,
         };
-        let alarms: Vec<String> = reply
-            .notes
-            .iter()
-            .filter(|(k, _)| *k == "alarm")
-            .map(|(_, v)| v.clone())
-            .collect();
-        let is_ack = self.record.comment.is_some();
+        // An acknowledgement names the alarms it acknowledged.
+        let alarms = self.record.comment.is_some().then(|| {
+            reply
+                .notes
+                .iter()
+                .filter(|(k, _)| *k == "alarm")
+                .map(|(_, v)| v.clone())
+                .collect()
+        });
         let mut record = self.finish(reply.outcome.as_str(), reply.message, status);
-        if is_ack {
-            record.alarms = Some(alarms);
-        }
+        record.alarms = alarms;
         record
     }
 }

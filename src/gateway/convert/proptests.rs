@@ -300,7 +300,7 @@ fn any_body() -> BoxedStrategy<Option<pb::mx_event::Body>> {
             2 => Just(Body::OnWriteComplete(pb::OnWriteCompleteEvent {})),
             1 => Just(Body::OperationComplete(pb::OperationCompleteEvent {})),
             1 => buffered,
-            1 => any_transition().prop_map(Body::OnAlarmTransition),
+            1 => any_transition().prop_map(|t| Body::OnAlarmTransition(Box::new(t))),
         ],
     )
     .boxed()

@@ -14,8 +14,10 @@ mod reads;
 mod writes;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -132,12 +134,16 @@ fn failure(cat: MxStatusCategory, d: i32, text: impl Into<String>) -> MxStatus {
 // ---------------------------------------------------------------------------
 
 /// The state of one attached event stream; detaches on drop.
+/// One StreamEvents call's events: what it has taken from its session's queue, and what
+/// it waits for when that is empty. A Stream of its own (not `unfold`), so that an event
+/// is not moved through a future's state on its way out.
 struct EventFeed {
     sess: Arc<SimSession>,
     core: Arc<Core>,
     id: u64,
     buf: VecDeque<pb::MxEvent>,
     done: bool,
+    waiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Drop for EventFeed {
@@ -147,27 +153,38 @@ impl Drop for EventFeed {
     }
 }
 
-impl EventFeed {
-    async fn next(&mut self) -> Option<Result<pb::MxEvent, Status>> {
+impl Stream for EventFeed {
+    type Item = Result<pb::MxEvent, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
         loop {
-            if let Some(e) = self.buf.pop_front() {
-                return Some(Ok(e));
-            }
-            if self.done {
-                return None;
-            }
-            let stalled = self.core.is_stalled();
-            let max = if stalled { 0 } else { 4096 };
-            if let Err(s) = self.sess.take(self.id, max, &mut self.buf) {
-                self.done = true;
-                return Some(Err(s));
-            }
-            if self.buf.is_empty() {
-                if stalled {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                } else {
-                    self.sess.wake.notified().await;
+            if let Some(waiting) = this.waiting.as_mut() {
+                if waiting.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
+                this.waiting = None;
+            }
+            if let Some(e) = this.buf.pop_front() {
+                return Poll::Ready(Some(Ok(e)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let stalled = this.core.is_stalled();
+            let max = if stalled { 0 } else { 4096 };
+            if let Err(s) = this.sess.take(this.id, max, &mut this.buf) {
+                this.done = true;
+                return Poll::Ready(Some(Err(s)));
+            }
+            if this.buf.is_empty() {
+                this.waiting = Some(if stalled {
+                    Box::pin(tokio::time::sleep(Duration::from_millis(10)))
+                } else {
+                    // A push meanwhile left a permit (notify_one): no wakeup is lost.
+                    let sess = this.sess.clone();
+                    Box::pin(async move { sess.wake.notified().await })
+                });
             }
         }
     }
@@ -336,11 +353,9 @@ impl pb::mx_access_gateway_server::MxAccessGateway for GatewaySvc {
             id,
             buf: first,
             done: false,
+            waiting: None,
         };
-        let stream = futures_util::stream::unfold(feed, |mut f| async move {
-            f.next().await.map(|item| (item, f))
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(feed)))
     }
 
     async fn acknowledge_alarm(
