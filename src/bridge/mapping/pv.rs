@@ -2,6 +2,7 @@
 //! (`writes/pending.rs`).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -36,6 +37,10 @@ pub(in crate::bridge) struct MappedPv {
     /// The value of the last data change of a writable scalar attribute, as shown.
     shown: Option<MxValue>,
     bool_as_enum: bool,
+    /// The alarm last posted is plain Good: a post whose alarm is plain Good too leaves
+    /// the alarm fields out (unmarked), and each client's copy keeps them (issue 23: a
+    /// put's post costs pvxs's loop and every monitor less).
+    good_posted: Cell<bool>,
     /// The alarm of the value itself (quality, conversion, link), before System Platform
     /// alarms and local limits join it; and whether it is plain Good (nothing to say).
     base_alarm: BaseAlarm,
@@ -190,6 +195,7 @@ impl MappedPv {
             writes: PvWrites::default(),
             shown: None,
             bool_as_enum,
+            good_posted: Cell::new(false),
             base_alarm: BaseAlarm::None,
             rare,
             stamps,
@@ -329,6 +335,7 @@ impl MappedPv {
         if self.pv.is_open() {
             let _ = self.pv.close();
         }
+        self.good_posted.set(false);
         let mut initial = Update {
             value,
             alarm: Some(alarm),
@@ -348,8 +355,17 @@ impl MappedPv {
         crate::bridge::interleavings::posted(self.cfg.name.as_str(), update.time.as_ref());
         #[cfg(test)]
         tests::record(&update);
-        if let Err(e) = self.pv.post_owned(update) {
-            warn!(pv = %self.name(), error = %e, "post failed");
+        let good = update.alarm.as_ref().map(base_alarm::is_good);
+        match self.pv.post_owned(update) {
+            Ok(()) => {
+                if let Some(good) = good {
+                    self.good_posted.set(good);
+                }
+            }
+            Err(e) => {
+                self.good_posted.set(false);
+                warn!(pv = %self.name(), error = %e, "post failed");
+            }
         }
     }
 
@@ -467,7 +483,10 @@ impl MappedPv {
             None => self.stamps.now(name),
         };
         let alarm = alarm.unwrap_or_else(|| self.combined());
-        let mut update = Update::default().with_alarm(alarm).with_time(time);
+        let mut update = Update::default().with_time(time);
+        if !(self.good_posted.get() && base_alarm::is_good(&alarm)) {
+            update = update.with_alarm(alarm);
+        }
         update.value = value;
         Some(update)
     }

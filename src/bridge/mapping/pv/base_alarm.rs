@@ -15,6 +15,11 @@ static NONE: LazyLock<Alarm> = LazyLock::new(Alarm::none);
 /// A Good data change's alarm (quality 0xC0), plain.
 static GOOD: LazyLock<Alarm> = LazyLock::new(|| quality_alarm(Quality(0xC0)));
 
+/// Whether `alarm` is a Good data change's, as posted.
+pub(super) fn is_good(alarm: &Alarm) -> bool {
+    *alarm == *GOOD
+}
+
 /// `(alarm, plain)`, as the record held it inline before.
 #[derive(Default)]
 pub(super) enum BaseAlarm {

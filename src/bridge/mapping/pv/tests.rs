@@ -8,8 +8,18 @@ thread_local! {
         const { RefCell::new(Vec::new()) };
 }
 
+thread_local! {
+    /// Whether each update posted on this thread carried the alarm fields, in order.
+    static MARKED: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_marked() -> Vec<bool> {
+    MARKED.with(|m| std::mem::take(&mut *m.borrow_mut()))
+}
+
 /// Called by `MappedPv::post` (tests only).
 pub(super) fn record(update: &Update) {
+    MARKED.with(|m| m.borrow_mut().push(update.alarm.is_some()));
     let (severity, status) = update
         .alarm
         .as_ref()
@@ -240,4 +250,46 @@ fn a_record_stays_small() {
         16
     );
     assert!(std::mem::size_of::<MappedPv>() <= 152);
+}
+
+/// Issue 23: a post leaves the alarm fields out while both the alarm last posted and its
+/// own are plain Good (a monitor's copy keeps them); any other alarm is posted, and so is
+/// the first Good after it.
+#[test]
+fn a_good_alarm_is_posted_once_until_the_alarm_changes() {
+    let mut pv = limited_pv();
+    take_marked();
+    let bad = Quality(0x00);
+    let good = Quality::GOOD;
+    let samples = [
+        (1.0, good),
+        (2.0, good),
+        (25.0, good),
+        (26.0, good),
+        (3.0, good),
+        (4.0, good),
+        (5.0, bad),
+        (6.0, good),
+        (7.0, good),
+    ];
+    for (x, q) in samples {
+        pv.sample(&MxValue::Double(x), q, None, &[], false);
+        pv.flush();
+    }
+    let sev: Vec<Severity> = values(&take_posts()).iter().map(|p| p.1).collect();
+    assert_eq!(
+        take_marked(),
+        vec![false, false, true, true, true, false, true, true, false],
+        "severities posted: {sev:?}"
+    );
+    // A re-open posts the alarm whole again, and the next Good is left out.
+    let ty = pv.pv.shape().map(|s| s.pv_type).unwrap();
+    let alarm = pv.combined();
+    pv.open(ty, Some(NtValue::Float64(7.0)), alarm, TimeStamp::now());
+    take_marked();
+    for x in [8.0, 9.0] {
+        pv.sample(&MxValue::Double(x), good, None, &[], false);
+        pv.flush();
+    }
+    assert_eq!(take_marked(), vec![true, false]);
 }
