@@ -6,9 +6,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
-#ifdef __linux__
-#include <pthread.h>
-#endif
 #include <thread>
 #include <utility>
 #include <vector>
@@ -128,15 +125,6 @@ public:
             armed_ = true;
             k = ++seq_;
             anchor = anchor_;
-            // Starting a timer from another thread waits for the loop to take it, which
-            // took 390 us on average under 100 writers (the loop was busy reading puts):
-            // the armer thread waits for it instead, and this thread goes on.
-            if (std::this_thread::get_id() != loop_thread_ && start_armer_locked()) {
-                arm_anchor_ = std::move(anchor);
-                arm_seq_ = k;
-                arm_cv_.notify_one();
-                return;
-            }
         }
         arm(*anchor, k, failures);
     }
@@ -186,39 +174,6 @@ private:
             std::unique_lock<std::mutex> g(lock_);
             if (anchor_.get() == &anchor) anchor_.reset();
             run_rest_here(g, failures);
-        }
-    }
-
-    // Whether the armer thread runs (started now if need be). Called with lock_ held.
-    bool start_armer_locked() {
-        if (armer_started_) return true;
-        try {
-            std::thread([this] { armer(); }).detach();
-            armer_started_ = true;
-        } catch (std::exception&) {
-            // No thread: each arm waits where it is asked for, as before.
-        }
-        return armer_started_;
-    }
-
-    // The armer thread: starts each timer asked for (one at a time: armed_ holds the
-    // next until this one has fired). Failures go where the loop's go.
-    void armer() {
-#ifdef __linux__
-        // Named, so that it is told apart from the bridge's thread in a profile.
-        pthread_setname_np(pthread_self(), "mxpva-arm");
-#endif
-        std::unique_lock<std::mutex> g(lock_);
-        for (;;) {
-            arm_cv_.wait(g, [this] { return static_cast<bool>(arm_anchor_); });
-            auto anchor = std::move(arm_anchor_);
-            const uint64_t k = arm_seq_;
-            g.unlock();
-            std::vector<std::string> failures;
-            arm(*anchor, k, failures);
-            anchor.reset();
-            g.lock();
-            for (auto& f : failures) failures_.push_back(std::move(f));
         }
     }
 
@@ -312,11 +267,6 @@ private:
     std::condition_variable idle_cv_;
     std::condition_variable running_cv_;
     std::shared_ptr<ExecOp> anchor_;
-    // The timer the armer thread is to start next (its anchor and sequence number).
-    std::condition_variable arm_cv_;
-    std::shared_ptr<ExecOp> arm_anchor_;
-    uint64_t arm_seq_ = 0;
-    bool armer_started_ = false;
     std::vector<Work> queue_;
     // A timer is started and has not yet taken the queue for the last time.
     bool armed_ = false;
