@@ -181,10 +181,10 @@ pub fn run_standalone(
         Some(p) => Galaxy::load(p)?,
         None => Galaxy::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml (built in)")?,
     };
-    // One thread, as the gateway runs each session's MXAccess calls on one STA thread:
-    // the simulator then costs the machine less, which matters where it shares two
-    // cores with mxpva and its clients (the e2e benchmark, issue 23).
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Multi-threaded: on one thread (as the gateway's worker runs a session's MXAccess
+    // calls on one STA thread) the simulator cost less per put, but sent a paced stream
+    // so that mxpva spent 7 us more per update (docs/performance.md, issue 23).
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(SimError::Runtime)?;
