@@ -181,10 +181,11 @@ pub fn run_standalone(
         Some(p) => Galaxy::load(p)?,
         None => Galaxy::from_toml(DEMO_GALAXY, "config/sim-galaxy.toml (built in)")?,
     };
-    // Multi-threaded: on one thread (as the gateway's worker runs a session's MXAccess
-    // calls on one STA thread) the simulator cost less per put, but sent a paced stream
-    // so that mxpva spent 7 us more per update (docs/performance.md, issue 23).
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread, as the gateway's worker runs a session's MXAccess calls on one STA
+    // thread. Each event then goes out as it is fired: a second worker thread batched a
+    // paced stream's events, which flattered mxpva's CPU per update, and took CPU from
+    // mxpva under 100 writers (docs/performance.md, "The put cycle, trimmed").
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(SimError::Runtime)?;
