@@ -389,6 +389,24 @@ async fn quality_changes_show_as_alarms_with_the_quality_in_words() {
         // The value is kept whatever the quality.
         assert_eq!(seen.v["value"], 1500.0, "{message}");
     }
+    // Good values after a Good one leave the alarm fields out of the update (issue 23):
+    // the client's copy keeps them.
+    for value in [1501.0, 1502.0] {
+        c.set_value("Pump001.Speed", &value.to_string(), None)
+            .await
+            .unwrap();
+        let seen = watch
+            .until(
+                "E2E:Speed",
+                &format!("{value} seen"),
+                Duration::from_secs(10),
+                |s| s.v["value"] == value,
+            )
+            .await;
+        assert_eq!(seen.severity(), Some(NO_ALARM), "{:?}", seen.v);
+        assert_eq!(seen.status(), Some(NONE), "{:?}", seen.v);
+        assert_eq!(seen.message(), "Good", "{:?}", seen.v);
+    }
     // pvmonitor saw the bad period too.
     let mut printed = Vec::new();
     let saw_invalid = tokio::time::timeout(Duration::from_secs(10), async {
