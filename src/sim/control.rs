@@ -66,15 +66,13 @@ pub const WRITES_KEPT: usize = 10_000;
 
 impl super::Core {
     /// Notes a write call that reached the gateway.
-    pub(crate) fn note_write(&self, reference: &str, value: &MxValue) {
+    pub(crate) fn note_write(&self, reference: &Arc<str>, value: &MxValue) {
         let mut writes = self.writes.lock();
         if writes.len() >= WRITES_KEPT {
             writes.pop_front();
         }
-        writes.push_back(WriteSeen {
-            reference: reference.to_string(),
-            value: format!("{value:?}"),
-        });
+        // Kept as it came; made text only when asked for (`writes`), not on each write.
+        writes.push_back((reference.clone(), value.clone()));
     }
 }
 
@@ -251,7 +249,15 @@ impl SimHandle {
 
     /// The write calls received so far (the most recent [`WRITES_KEPT`]), oldest first.
     pub fn writes(&self) -> Vec<WriteSeen> {
-        self.core.writes.lock().iter().cloned().collect()
+        self.core
+            .writes
+            .lock()
+            .iter()
+            .map(|(reference, value)| WriteSeen {
+                reference: reference.to_string(),
+                value: format!("{value:?}"),
+            })
+            .collect()
     }
 
     /// The sessions the simulator holds.

@@ -274,7 +274,7 @@ pub(crate) struct Core {
     pub next_session: AtomicU64,
     pub started: Instant,
     /// The write calls received, oldest first (at most [`control::WRITES_KEPT`]).
-    pub writes: Mutex<std::collections::VecDeque<WriteSeen>>,
+    pub writes: Mutex<std::collections::VecDeque<(Arc<str>, crate::gateway::MxValue)>>,
 }
 
 /// In-process control of a simulator; cheap to clone.

@@ -1,6 +1,7 @@
 //! Simulated gateway sessions: MXAccess handles, the bounded event queue and
 //! the replay buffer.
 use crate::lock::Mutex;
+use std::sync::Arc;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,7 +38,8 @@ impl Target {
 #[derive(Debug, Clone)]
 pub(crate) struct Item {
     pub server: i32,
-    pub reference: String,
+    /// Shared with what notes the item's writes (no copy per write).
+    pub reference: Arc<str>,
     pub target: Target,
     pub advised: bool,
     pub supervisory: bool,

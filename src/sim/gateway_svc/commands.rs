@@ -78,7 +78,7 @@ impl GatewaySvc {
             handle,
             Item {
                 server,
-                reference: reference.to_string(),
+                reference: reference.into(),
                 target,
                 advised: false,
                 supervisory: false,

@@ -61,16 +61,14 @@ pub(crate) fn start_write(
         .attribute()
         .and_then(|a| core.galaxy().attributes.get(a).map(|d| d.security));
     who.check_write(&reference, sec).map_err(Refusal::Denied)?;
-    let faults = core.faults();
-    let hit = reference
-        .to_ascii_lowercase()
-        .starts_with(&faults.write_fault_prefix.to_ascii_lowercase());
-    let delay = if hit {
-        faults.write_delay
-    } else {
-        Duration::ZERO
+    let (delay, forced) = {
+        let faults = core.faults.lock();
+        if super::matches_prefix(&reference, &faults.write_fault_prefix) {
+            (faults.write_delay, faults.fail_writes_detail)
+        } else {
+            (Duration::ZERO, None)
+        }
     };
-    let forced = if hit { faults.fail_writes_detail } else { None };
     let (core, sess) = (core.clone(), sess.clone());
     let finish = move || {
         let result = match forced {
