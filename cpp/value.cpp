@@ -159,18 +159,20 @@ void read_array_field(ScalarKind kind, const Value& fld, WireData& d) {
     }
 }
 
-// Reads `value` of an NTScalar, NTScalarArray or NTEnum, and says which it was.
-void read_value(const Value& top, WireData& d, ScalarKind& kind, bool& array, bool& nt_enum) {
-    auto index = top["value.index"];
-    if (index.valid()) {
-        nt_enum = true;
-        array = false;
-        kind = ScalarKind::Int32;
-        d.index = index.as<int32_t>();
-        return;
-    }
-    auto fld = top["value"];
+// Reads `fld`, the `value` of an NTScalar, NTScalarArray or NTEnum, and says which it was.
+void read_value_field(const Value& fld, WireData& d, ScalarKind& kind, bool& array,
+                      bool& nt_enum) {
     if (!fld.valid()) throw std::invalid_argument("no value field");
+    if (fld.type() == pvxs::TypeCode::Struct) {
+        auto index = fld["index"];
+        if (index.valid()) {
+            nt_enum = true;
+            array = false;
+            kind = ScalarKind::Int32;
+            d.index = index.as<int32_t>();
+            return;
+        }
+    }
     nt_enum = false;
     array = fld.type().isarray();
     kind = kind_of(fld.type());
@@ -194,6 +196,10 @@ void read_value(const Value& top, WireData& d, ScalarKind& kind, bool& array, bo
     read_array_field(kind, fld, d);
 }
 
+void read_value(const Value& top, WireData& d, ScalarKind& kind, bool& array, bool& nt_enum) {
+    read_value_field(top["value"], d, kind, array, nt_enum);
+}
+
 // The alarm and timeStamp members of an update, which every normative type has.
 void apply_alarm_time(const WireUpdate& u, Value& v) {
     if (has(u, FieldBit::Alarm)) {
@@ -205,6 +211,8 @@ void apply_alarm_time(const WireUpdate& u, Value& v) {
         v["timeStamp.secondsPastEpoch"] = u.time.seconds;
         v["timeStamp.nanoseconds"] = u.time.nanos;
         v["timeStamp.userTag"] = u.time.user_tag;
+    } else if (has(u, FieldBit::TimeNanos)) {
+        v["timeStamp.nanoseconds"] = u.time.nanos;
     }
 }
 
@@ -328,6 +336,8 @@ void Prototype::fill(const WireUpdate& u) {
         f.seconds.from(u.time.seconds);
         f.nanos.from(u.time.nanos);
         f.user_tag.from(u.time.user_tag);
+    } else if (has(u, FieldBit::TimeNanos)) {
+        f.nanos.from(u.time.nanos);
     }
     if (has(u, FieldBit::Display)) {
         const auto& d = u.display;
@@ -430,11 +440,16 @@ void read_update(const Value& v, WireUpdate& out) {
 }
 
 void read_put(const Value& value, WirePut& out) {
-    read_value(value, out.data, out.kind, out.array, out.nt_enum);
-    out.has_value = value["value"].isMarked(true, true);
-    for (auto fld : value.imarked()) {
-        const auto& name = value.nameOf(fld);
-        out.marked.push_back(to_rust(name));
+    // One lookup of `value` (pvxs finds a field by name in a map of every field name).
+    const auto fld = value["value"];
+    read_value_field(fld, out.data, out.kind, out.array, out.nt_enum);
+    out.has_value = fld.isMarked(true, true);
+    for (auto marked : value.imarked()) {
+        // nameOf scans every field name; `value`, the usual one, is known.
+        if (marked.equalInst(fld))
+            out.marked.push_back(rust::String("value"));
+        else
+            out.marked.push_back(to_rust(value.nameOf(marked)));
     }
 }
 

@@ -244,6 +244,17 @@ async fn timestamps_never_go_back_through_alarm_raises_clears_and_acknowledgemen
         }
     }
 
+    // A monitor's copy holds the whole time the server holds: an update within the
+    // second carries its nanoseconds alone (issue 23), and p4p keeps the seconds.
+    let got = clients().p4p_get(&plant.env, &["T:Level"]).await;
+    let stamp = &got["T:Level"]["timeStamp"];
+    let last = seen.iter().rev().find(|u| u.pv == "T:Level").unwrap();
+    assert_eq!(
+        (stamp["secondsPastEpoch"].as_i64(), stamp["nanoseconds"].as_i64()),
+        (Some(last.time.0), Some(last.time.1)),
+        "p4p's get {got} and its monitor's last update {last:?}"
+    );
+
     // Every PV's timeStamps, as p4p saw them, never go back.
     for pv in pvs {
         let mine: Vec<&Update> = seen.iter().filter(|u| u.pv == pv).collect();

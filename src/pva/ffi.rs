@@ -24,6 +24,9 @@ pub(crate) mod bridge {
         Choices = 64,
         /// `WireUpdate::columns`: the whole `value` of an NTTable.
         Table = 128,
+        /// Of `WireUpdate::time`, the nanoseconds alone (its seconds and user tag are
+        /// those the PV holds): `timeStamp.nanoseconds` is marked, the rest is not.
+        TimeNanos = 256,
     }
 
     /// The element type of a PV's `value` field.

@@ -471,6 +471,10 @@ pub struct Update {
     pub choices: Option<Vec<String>>,
     pub alarm: Option<Alarm>,
     pub time: Option<TimeStamp>,
+    /// `time`'s seconds and user tag are those the PV holds already: only its
+    /// nanoseconds are posted (marked); each client's copy keeps the rest. Set only
+    /// when that is known, as a data change of a PV within the second of its last post.
+    pub time_nanos_only: bool,
     pub display: Option<Display>,
     pub control: Option<Control>,
     pub value_alarm: Option<ValueAlarm>,
@@ -556,7 +560,11 @@ impl Update {
             set(FieldBit::Alarm);
         }
         if self.time.is_some() {
-            set(FieldBit::TimeStamp);
+            set(if self.time_nanos_only {
+                FieldBit::TimeNanos
+            } else {
+                FieldBit::TimeStamp
+            });
         }
         if self.display.is_some() {
             set(FieldBit::Display);
@@ -622,6 +630,7 @@ impl Update {
             choices: has(FieldBit::Choices).then(|| w.choices.clone()),
             alarm: has(FieldBit::Alarm).then(|| Alarm::from_wire(&w.alarm)),
             time: has(FieldBit::TimeStamp).then(|| TimeStamp::from_wire(&w.time)),
+            time_nanos_only: false,
             display: has(FieldBit::Display).then(|| Display {
                 limit_low: w.display.limit_low,
                 limit_high: w.display.limit_high,

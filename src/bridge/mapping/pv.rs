@@ -37,10 +37,10 @@ pub(in crate::bridge) struct MappedPv {
     /// The value of the last data change of a writable scalar attribute, as shown.
     shown: Option<MxValue>,
     bool_as_enum: bool,
-    /// The alarm last posted is plain Good: a post whose alarm is plain Good too leaves
-    /// the alarm fields out (unmarked), and each client's copy keeps them (issue 23: a
-    /// put's post costs pvxs's loop and every monitor less).
-    good_posted: Cell<bool>,
+    /// What the PV holds of its posts, so that a post leaves out what is unchanged
+    /// (unmarked: each client's copy keeps it; issue 23: a post costs pvxs's loop and
+    /// every monitor less).
+    held: Cell<Held>,
     /// The alarm of the value itself (quality, conversion, link), before System Platform
     /// alarms and local limits join it; and whether it is plain Good (nothing to say).
     base_alarm: BaseAlarm,
@@ -54,6 +54,28 @@ pub(in crate::bridge) struct MappedPv {
     /// taken (data change, alarm transitions). Boxed while something is staged: between
     /// turns most PVs have nothing (issue 23: 8 bytes a PV, not 64).
     staged: Option<Box<Staged>>,
+}
+
+/// What a PV holds of its last posts ([`MappedPv::held`]), one byte.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Held(u8);
+
+impl Held {
+    const NOTHING: Held = Held(0);
+    /// The alarm last posted is plain Good: a post whose alarm is plain Good too leaves
+    /// the alarm fields out.
+    const GOOD_ALARM: u8 = 1;
+    /// The PV holds the seconds of `stamps`' last time, and user tag 0: a data change
+    /// within that second posts its nanoseconds alone ([`Update::time_nanos_only`]).
+    const SECONDS: u8 = 2;
+
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    fn with(self, bit: u8, on: bool) -> Held {
+        Held(if on { self.0 | bit } else { self.0 & !bit })
+    }
 }
 
 /// What few PVs have ([`MappedPv::rare`]).
@@ -195,7 +217,7 @@ impl MappedPv {
             writes: PvWrites::default(),
             shown: None,
             bool_as_enum,
-            good_posted: Cell::new(false),
+            held: Cell::new(Held::NOTHING),
             base_alarm: BaseAlarm::None,
             rare,
             stamps,
@@ -335,7 +357,7 @@ impl MappedPv {
         if self.pv.is_open() {
             let _ = self.pv.close();
         }
-        self.good_posted.set(false);
+        self.held.set(Held::NOTHING);
         let mut initial = Update {
             value,
             alarm: Some(alarm),
@@ -356,14 +378,24 @@ impl MappedPv {
         #[cfg(test)]
         tests::record(&update);
         let good = update.alarm.as_ref().map(base_alarm::is_good);
+        // The seconds the PV holds after this post: the stamps' last, unless the post
+        // carries an older time (a batch posted after the stamps moved on).
+        let seconds = update.time.map(|t| {
+            t.user_tag == 0 && Some(t.seconds) == self.stamps.last_seconds()
+        });
         match self.pv.post_owned(update) {
             Ok(()) => {
+                let mut held = self.held.get();
                 if let Some(good) = good {
-                    self.good_posted.set(good);
+                    held = held.with(Held::GOOD_ALARM, good);
                 }
+                if let Some(seconds) = seconds {
+                    held = held.with(Held::SECONDS, seconds);
+                }
+                self.held.set(held);
             }
             Err(e) => {
-                self.good_posted.set(false);
+                self.held.set(Held::NOTHING);
                 warn!(pv = %self.name(), error = %e, "post failed");
             }
         }
@@ -478,13 +510,22 @@ impl MappedPv {
             return None;
         }
         let name = self.cfg.name.as_str();
+        let held = self.stamps.last_seconds();
         let time = match time {
             Some(t) => self.stamps.next(name, t),
             None => self.stamps.now(name),
         };
+        // Within the second the PV holds: the nanoseconds alone. Until this update is
+        // posted the PV holds the older time, so a second update made meanwhile (the
+        // next sample of a batch) carries its whole time.
+        let posted = self.held.get();
+        self.held.set(posted.with(Held::SECONDS, false));
+        let nanos_only =
+            posted.has(Held::SECONDS) && held == Some(time.seconds) && time.user_tag == 0;
         let alarm = alarm.unwrap_or_else(|| self.combined());
         let mut update = Update::default().with_time(time);
-        if !(self.good_posted.get() && base_alarm::is_good(&alarm)) {
+        update.time_nanos_only = nanos_only;
+        if !(posted.has(Held::GOOD_ALARM) && base_alarm::is_good(&alarm)) {
             update = update.with_alarm(alarm);
         }
         update.value = value;

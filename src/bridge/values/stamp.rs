@@ -89,6 +89,21 @@ fn behind(a: (i64, i64), b: (i64, i64)) -> Duration {
 }
 
 impl Stamps {
+    /// The seconds of the last posted time (none before the first post).
+    pub fn last_seconds(&self) -> Option<i64> {
+        self.last().map(|(s, _)| s)
+    }
+
+    /// The last posted time, user tag 0 (the tests compare it with what pvxs holds).
+    #[cfg(test)]
+    pub fn last_time(&self) -> Option<TimeStamp> {
+        self.last().map(|(seconds, nanos)| TimeStamp {
+            seconds,
+            nanos: nanos as i32,
+            user_tag: 0,
+        })
+    }
+
     /// `(seconds, nanoseconds)` of the last posted time.
     fn last(&self) -> Option<(i64, i64)> {
         (self.last_nanos != NO_TIME).then_some((self.last_seconds, i64::from(self.last_nanos)))

@@ -1,11 +1,18 @@
 use std::cell::RefCell;
 
+use proptest::prelude::*;
+
 use super::*;
 
 thread_local! {
     /// The value and alarm of every update posted on this thread, in order.
     static POSTS: RefCell<Vec<(Option<NtValue>, Severity, AlarmStatus)>> =
         const { RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// Whether each update posted on this thread carried its time's nanoseconds alone.
+    static NANOS_ONLY: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
 }
 
 thread_local! {
@@ -20,6 +27,7 @@ fn take_marked() -> Vec<bool> {
 /// Called by `MappedPv::post` (tests only).
 pub(super) fn record(update: &Update) {
     MARKED.with(|m| m.borrow_mut().push(update.alarm.is_some()));
+    NANOS_ONLY.with(|m| m.borrow_mut().push(update.time_nanos_only));
     let (severity, status) = update
         .alarm
         .as_ref()
@@ -292,4 +300,125 @@ fn a_good_alarm_is_posted_once_until_the_alarm_changes() {
         pv.flush();
     }
     assert_eq!(take_marked(), vec![true, false]);
+}
+
+fn take_nanos_only() -> Vec<bool> {
+    NANOS_ONLY.with(|m| std::mem::take(&mut *m.borrow_mut()))
+}
+
+/// Issue 23: a data change within the second the PV holds posts its nanoseconds alone;
+/// the first post after a re-open, a new second, or the bridge's own clock crossing one,
+/// carries the whole time.
+#[test]
+fn a_time_within_the_held_second_posts_its_nanoseconds_alone() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let mut pv = limited_pv();
+    let at = |s: u64, ns: u32| Some(UNIX_EPOCH + Duration::new(s, ns));
+    take_nanos_only();
+    let times = [
+        at(4_000_000_000, 1),
+        at(4_000_000_000, 500),
+        at(4_000_000_000, 999_999_999),
+        at(4_000_000_001, 0),
+        at(4_000_000_001, 7),
+    ];
+    for t in times {
+        pv.sample(&MxValue::Double(1.0), Quality::GOOD, t, &[], false);
+        pv.flush();
+    }
+    assert_eq!(take_nanos_only(), vec![false, true, true, false, true]);
+    let held = pv.pv.current().unwrap().time.unwrap();
+    assert_eq!((held.seconds, held.nanos), (4_000_000_001, 7));
+    let ty = pv.pv.shape().map(|s| s.pv_type).unwrap();
+    let alarm = pv.combined();
+    pv.open(ty, Some(NtValue::Float64(7.0)), alarm, TimeStamp::now());
+    take_nanos_only();
+    // The re-open posted the bridge's clock (before 4e9 s): the source's next time in
+    // that second is still whole, the one after it is not.
+    for t in [at(4_000_000_001, 9), at(4_000_000_001, 10)] {
+        pv.sample(&MxValue::Double(2.0), Quality::GOOD, t, &[], false);
+        pv.flush();
+    }
+    assert_eq!(take_nanos_only(), vec![false, true]);
+}
+
+/// One step of a PV's history for the time check below.
+#[derive(Debug, Clone)]
+enum TimeStep {
+    /// A data change whose source time moves by `dt` ns (none: no source time).
+    Change { dt: Option<i64>, good: bool },
+    /// A buffered data change of `n` samples, 1 ms apart from the source time on.
+    Batch { n: usize, dt: i64 },
+    /// An alarm of the bridge (its own clock) on the open PV.
+    Alarm,
+    /// A re-open (a retype): the bridge's clock.
+    Reopen,
+}
+
+fn time_step() -> impl Strategy<Value = TimeStep> {
+    prop_oneof![
+        6 => (proptest::option::weighted(0.85, -2_000_000_000i64..3_000_000_000), any::<bool>())
+            .prop_map(|(dt, good)| TimeStep::Change { dt, good }),
+        2 => (1usize..5, -1_500_000_000i64..2_000_000_000).prop_map(|(n, dt)| TimeStep::Batch { n, dt }),
+        1 => Just(TimeStep::Alarm),
+        1 => Just(TimeStep::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Issue 23: whatever order of source times, own times, batches and re-opens, the
+    /// time pvxs holds for the PV after each step is the last time the PV posted (a
+    /// post of the nanoseconds alone never leaves it with another second).
+    #[test]
+    fn the_time_a_pv_holds_is_the_last_it_posted(steps in proptest::collection::vec(time_step(), 1..40)) {
+        use std::time::{Duration, SystemTime};
+        let mut pv = limited_pv();
+        // Source times start near the bridge's clock, so that both orders occur.
+        let mut source: i128 = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128)
+            - 1_000_000_000;
+        let at = |ns: i128| std::time::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+        let mut x = 0.0;
+        for step in &steps {
+            x += 1.0;
+            match *step {
+                TimeStep::Change { dt, good } => {
+                    let t = dt.map(|dt| {
+                        source += i128::from(dt);
+                        at(source)
+                    });
+                    let q = if good { Quality::GOOD } else { Quality(0x00) };
+                    pv.sample(&MxValue::Double(x), q, t, &[], false);
+                    pv.flush();
+                }
+                TimeStep::Batch { n, dt } => {
+                    source += i128::from(dt);
+                    let mut batch = Vec::new();
+                    for k in 0..n {
+                        let t = at(source + 1_000_000 * k as i128);
+                        pv.buffered_sample(&MxValue::Double(x + k as f64), Quality::GOOD, Some(t), &[], &mut batch);
+                    }
+                    for update in batch.drain(..) {
+                        pv.post_one(update);
+                    }
+                    pv.batch_posted();
+                    pv.flush();
+                }
+                TimeStep::Alarm => pv.serve_without_value(Alarm::new(Severity::Minor, AlarmStatus::Device, "test alarm")),
+                TimeStep::Reopen => {
+                    let ty = pv.pv.shape().map(|s| s.pv_type).unwrap();
+                    let alarm = pv.combined();
+                    pv.open(ty, Some(NtValue::Float64(x)), alarm, TimeStamp::now());
+                }
+            }
+            let held = pv.pv.current().unwrap().time;
+            prop_assert_eq!(held, pv.stamps().last_time(), "after {:?}", step);
+        }
+        take_posts();
+        take_marked();
+        take_nanos_only();
+    }
 }
