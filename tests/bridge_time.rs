@@ -250,7 +250,10 @@ async fn timestamps_never_go_back_through_alarm_raises_clears_and_acknowledgemen
     let stamp = &got["T:Level"]["timeStamp"];
     let last = seen.iter().rev().find(|u| u.pv == "T:Level").unwrap();
     assert_eq!(
-        (stamp["secondsPastEpoch"].as_i64(), stamp["nanoseconds"].as_i64()),
+        (
+            stamp["secondsPastEpoch"].as_i64(),
+            stamp["nanoseconds"].as_i64()
+        ),
         (Some(last.time.0), Some(last.time.1)),
         "p4p's get {got} and its monitor's last update {last:?}"
     );

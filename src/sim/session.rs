@@ -1,8 +1,8 @@
 //! Simulated gateway sessions: MXAccess handles, the bounded event queue and
 //! the replay buffer.
 use crate::lock::Mutex;
-use std::sync::Arc;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;

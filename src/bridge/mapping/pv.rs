@@ -380,9 +380,9 @@ impl MappedPv {
         let good = update.alarm.as_ref().map(base_alarm::is_good);
         // The seconds the PV holds after this post: the stamps' last, unless the post
         // carries an older time (a batch posted after the stamps moved on).
-        let seconds = update.time.map(|t| {
-            t.user_tag == 0 && Some(t.seconds) == self.stamps.last_seconds()
-        });
+        let seconds = update
+            .time
+            .map(|t| t.user_tag == 0 && Some(t.seconds) == self.stamps.last_seconds());
         match self.pv.post_owned(update) {
             Ok(()) => {
                 let mut held = self.held.get();
