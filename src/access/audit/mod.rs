@@ -1,8 +1,10 @@
 //! The audit trail: one JSON line per put outcome, to `[audit] file` and to the tracing
 //! target `mxpva::audit`.
 //!
-//! A write never waits for the file. Records go through a bounded queue to a thread of
-//! their own, which appends them; when the queue is full or the file fails, the record is
+//! A write never waits for the file, nor for the log. Records are encoded where they are
+//! made and go, as JSON lines, through a bounded queue to a thread of their own, which
+//! logs them and appends them to the file (a batch of lines, such as one turn of the
+//! bridge's, in one write each); when the queue is full or the file fails, the record is
 //! counted (dropped or failed), the failure is logged once per fault, and serving goes
 //! on. [`AuditHealth`] shows the fault: the status PVs read it (a hook: `fault()`,
 //! `message()`, `written()`, `dropped()`, `failed()`). SIGHUP reopens the file (for
@@ -34,7 +36,8 @@ use crate::pva::NtValue;
 
 pub use limit::{is_refusal, REFUSALS_BURST, REFUSALS_PER_SECOND};
 
-/// Records that may wait for the file; past this they are dropped (and counted).
+/// Records that may wait for the log and the file; past this they are dropped (and
+/// counted).
 pub const AUDIT_QUEUE: usize = 8192;
 
 /// Bytes of records that may wait for the file; past this a record's arrays are cut to
@@ -171,10 +174,25 @@ fn is_zero(n: &u64) -> bool {
 }
 
 enum Msg {
-    Record(String),
+    /// Records, each one JSON line, in order: logged, and appended to the file when
+    /// `to_file` (a file was set when they were made).
+    Lines {
+        lines: Vec<String>,
+        to_file: bool,
+    },
     Reopen(Option<PathBuf>),
     /// Everything before is in the file: say so and end.
     Close(SyncSender<()>),
+}
+
+/// Records encoded for one message to the writer.
+#[derive(Default)]
+struct Lines {
+    lines: Vec<String>,
+    /// Their bytes.
+    bytes: usize,
+    /// A file was set when the first was made.
+    to_file: bool,
 }
 
 /// Where records go. Cheap to clone; any thread may record.
@@ -182,11 +200,12 @@ enum Msg {
 pub struct AuditTrail {
     tx: SyncSender<Msg>,
     health: Arc<AuditHealth>,
-    /// A file is set: without one a record is only logged, and the writer thread is
-    /// not woken for each put.
+    /// A file is set: without one a record is only logged.
     to_file: Arc<AtomicBool>,
     /// Bytes of the records in the queue.
     queued_bytes: Arc<AtomicUsize>,
+    /// Records in the queue (a message may hold several).
+    queued: Arc<AtomicUsize>,
     limiter: Arc<Mutex<limit::Limiter>>,
     /// The writer thread, until [`AuditTrail::close`] joins it.
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
@@ -210,9 +229,7 @@ impl Drop for Deferral {
             return;
         };
         let records = trail.deferred.lock().take();
-        for record in records.into_iter().flatten() {
-            trail.record(record);
-        }
+        trail.record_all(records.into_iter().flatten());
     }
 }
 
@@ -227,19 +244,18 @@ impl AuditTrail {
     pub fn start(file: Option<&Path>) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(AUDIT_QUEUE);
         let health = Arc::new(AuditHealth::default());
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let mut trail = AuditTrail::with_queue(tx, health.clone(), file.is_some());
         let writer = Writer {
             path: file.map(Path::to_path_buf),
             file: None,
             retry_at: None,
-            health: health.clone(),
-            queued_bytes: queued_bytes.clone(),
+            health,
+            queued_bytes: trail.queued_bytes.clone(),
+            queued: trail.queued.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("mxpva-audit".into())
             .spawn(move || writer.run(rx))?;
-        let mut trail = AuditTrail::with_queue(tx, health, file.is_some());
-        trail.queued_bytes = queued_bytes;
         trail.writer = Arc::new(Mutex::new(Some(handle)));
         Ok(trail)
     }
@@ -250,6 +266,7 @@ impl AuditTrail {
             health,
             to_file: Arc::new(AtomicBool::new(to_file)),
             queued_bytes: Arc::default(),
+            queued: Arc::default(),
             limiter: Arc::default(),
             writer: Arc::default(),
             closed: Arc::default(),
@@ -273,20 +290,30 @@ impl AuditTrail {
         self.health.clone()
     }
 
-    /// Logs the record on `mxpva::audit` and queues it for the file (when a [`Deferral`]
+    /// Queues the record for the log (`mxpva::audit`) and the file (when a [`Deferral`]
     /// lives, at its end); never blocks. A refusal ([`is_refusal`]) of a client past its
     /// limit is only counted.
-    pub fn record(&self, mut record: AuditRecord) {
+    pub fn record(&self, record: AuditRecord) {
         if let Some(records) = self.deferred.lock().as_mut() {
             records.push(record);
             return;
         }
-        let refusal = is_refusal(&record.outcome);
-        let Some(suppressed) = self.admit(&record.host, refusal) else {
-            return;
-        };
-        record.refusals_suppressed = suppressed;
-        self.queue(record);
+        self.record_all(std::iter::once(record));
+    }
+
+    /// [`AuditTrail::record`] of each of `records`, queued together (one message, one
+    /// wakeup of the writer).
+    fn record_all(&self, records: impl IntoIterator<Item = AuditRecord>) {
+        let mut lines = Lines::default();
+        for mut record in records {
+            let refusal = is_refusal(&record.outcome);
+            let Some(suppressed) = self.admit(&record.host, refusal) else {
+                continue;
+            };
+            record.refusals_suppressed = suppressed;
+            self.encode(&mut lines, record);
+        }
+        self.send(lines);
     }
 
     /// A refused put of client `host`: `make` builds its record, unless the client is past
@@ -297,7 +324,9 @@ impl AuditTrail {
         };
         let mut record = make();
         record.refusals_suppressed = suppressed;
-        self.queue(record);
+        let mut lines = Lines::default();
+        self.encode(&mut lines, record);
+        self.send(lines);
     }
 
     fn admit(&self, host: &str, refusal: bool) -> Option<u64> {
@@ -308,7 +337,10 @@ impl AuditTrail {
         admitted
     }
 
-    fn queue(&self, mut record: AuditRecord) {
+    /// Encodes `record` into `lines`, counted in the queue's bytes and records; when a
+    /// file is set and the line is past the queue's byte bound, with its arrays cut to
+    /// fit. Past [`AUDIT_QUEUE`] records the record is dropped (counted).
+    fn encode(&self, lines: &mut Lines, mut record: AuditRecord) {
         let encode = |r: &AuditRecord| match serde_json::to_string(r) {
             Ok(line) => Some(line),
             Err(e) => {
@@ -316,12 +348,19 @@ impl AuditTrail {
                 None
             }
         };
+        if lines.lines.is_empty() {
+            lines.to_file = self.to_file.load(Ordering::Acquire);
+        }
+        if self.queued.load(Ordering::Acquire) + lines.lines.len() >= AUDIT_QUEUE {
+            self.dropped(1);
+            return;
+        }
         let Some(mut line) = encode(&record) else {
             return;
         };
-        let to_file = self.to_file.load(Ordering::Acquire);
-        if to_file {
-            let room = AUDIT_QUEUE_BYTES.saturating_sub(self.queued_bytes.load(Ordering::Acquire));
+        if lines.to_file {
+            let queued = self.queued_bytes.load(Ordering::Acquire) + lines.bytes;
+            let room = AUDIT_QUEUE_BYTES.saturating_sub(queued);
             if line.len() > room {
                 shrink::shrink(&mut record, room);
                 let Some(shrunk) = encode(&record) else {
@@ -330,31 +369,72 @@ impl AuditTrail {
                 line = shrunk;
             }
         }
-        tracing::info!(target: "mxpva::audit", "{line}");
-        if !to_file {
+        lines.bytes += line.len();
+        lines.lines.push(line);
+    }
+
+    /// Queues `lines` for the writer thread (one message).
+    fn send(&self, lines: Lines) {
+        let Lines {
+            lines,
+            bytes,
+            to_file,
+        } = lines;
+        let count = lines.len();
+        if count == 0 {
             return;
         }
+        // After `close` (or with the writer gone) the lines are logged here, and records
+        // for the file counted as failed.
+        let unqueued = |lines: &[String]| {
+            crate::logging::held(|| {
+                for line in lines {
+                    tracing::info!(target: "mxpva::audit", "{line}");
+                }
+            });
+            if to_file {
+                self.health
+                    .failed
+                    .fetch_add(count as u64, Ordering::Relaxed);
+            }
+        };
         if self.closed.load(Ordering::Acquire) {
-            self.health.failed.fetch_add(1, Ordering::Relaxed);
+            unqueued(&lines);
             return;
         }
-        let bytes = line.len();
         self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-        match self.tx.try_send(Msg::Record(line)) {
+        self.queued.fetch_add(count, Ordering::AcqRel);
+        let undo = || {
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.queued.fetch_sub(count, Ordering::AcqRel);
+        };
+        match self.tx.try_send(Msg::Lines { lines, to_file }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-                let dropped = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if self.health.set_fault(format!(
-                    "the audit file falls behind: {dropped} audit records dropped since start"
-                )) {
-                    tracing::error!("the audit file falls behind: audit records are dropped (counted); writes go on");
-                }
+                undo();
+                self.dropped(count);
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-                self.health.failed.fetch_add(1, Ordering::Relaxed);
+            Err(TrySendError::Disconnected(Msg::Lines { lines, .. })) => {
+                undo();
+                unqueued(&lines);
             }
+            Err(TrySendError::Disconnected(_)) => undo(),
+        }
+    }
+
+    /// `count` records dropped: the queue is full.
+    fn dropped(&self, count: usize) {
+        let dropped = self
+            .health
+            .dropped
+            .fetch_add(count as u64, Ordering::Relaxed)
+            + count as u64;
+        if self.health.set_fault(format!(
+            "the audit file falls behind: {dropped} audit records dropped since start"
+        )) {
+            tracing::error!(
+                "the audit file falls behind: audit records are dropped (counted); writes go on"
+            );
         }
     }
 
@@ -418,6 +498,7 @@ struct Writer {
     retry_at: Option<Instant>,
     health: Arc<AuditHealth>,
     queued_bytes: Arc<AtomicUsize>,
+    queued: Arc<AtomicUsize>,
 }
 
 const RETRY: Duration = Duration::from_secs(1);
@@ -426,9 +507,19 @@ impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
         while let Ok(msg) = rx.recv() {
             match msg {
-                Msg::Record(line) => {
-                    self.write(&line);
-                    self.queued_bytes.fetch_sub(line.len(), Ordering::AcqRel);
+                Msg::Lines { lines, to_file } => {
+                    // Logged as one write (each line whole and in order).
+                    crate::logging::held(|| {
+                        for line in &lines {
+                            tracing::info!(target: "mxpva::audit", "{line}");
+                        }
+                    });
+                    if to_file {
+                        self.write(&lines);
+                    }
+                    let bytes = lines.iter().map(String::len).sum();
+                    self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                    self.queued.fetch_sub(lines.len(), Ordering::AcqRel);
                 }
                 Msg::Reopen(path) => {
                     self.file = None;
@@ -449,47 +540,52 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, line: &str) {
+    /// Appends `lines`, in one write: all of them or none.
+    fn write(&mut self, lines: &[String]) {
+        let count = lines.len() as u64;
         let Some(path) = self.path.clone() else {
             return;
         };
         if self.file.is_none() {
             if self.retry_at.is_some_and(|t| Instant::now() < t) {
-                self.health.failed.fetch_add(1, Ordering::Relaxed);
+                self.health.failed.fetch_add(count, Ordering::Relaxed);
                 return;
             }
             match open_whole(&path) {
                 Ok(f) => self.file = Some(f),
                 Err(e) => {
                     self.retry_at = Some(Instant::now() + RETRY);
-                    self.fail(&path, format!("cannot open the audit file: {e}"));
+                    self.fail(&path, count, format!("cannot open the audit file: {e}"));
                     return;
                 }
             }
         }
-        let mut buf = Vec::with_capacity(line.len() + 1);
-        buf.extend_from_slice(line.as_bytes());
-        buf.push(b'\n');
+        let size = lines.iter().map(|l| l.len() + 1).sum();
+        let mut buf = Vec::with_capacity(size);
+        for line in lines {
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+        }
         let result = match self.file.as_mut() {
             Some(f) => write_whole(f, &buf),
             None => return,
         };
         match result {
             Ok(()) => {
-                self.health.written.fetch_add(1, Ordering::Relaxed);
+                self.health.written.fetch_add(count, Ordering::Relaxed);
                 if self.health.clear_fault() {
                     tracing::info!(file = %path.display(), "the audit file takes records again");
                 }
             }
             Err(e) => {
                 self.file = None;
-                self.fail(&path, format!("cannot write the audit file: {e}"));
+                self.fail(&path, count, format!("cannot write the audit file: {e}"));
             }
         }
     }
 
-    fn fail(&self, path: &Path, message: String) {
-        self.health.failed.fetch_add(1, Ordering::Relaxed);
+    fn fail(&self, path: &Path, count: u64, message: String) {
+        self.health.failed.fetch_add(count, Ordering::Relaxed);
         let shown = format!("{}: {message}", path.display());
         if self.health.set_fault(shown.clone()) {
             tracing::error!("{shown}; audit records are counted as failed, writes go on");

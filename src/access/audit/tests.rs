@@ -21,6 +21,16 @@ pub(super) fn record(pv: &str) -> AuditRecord {
     }
 }
 
+/// The lines queued in `rx`'s messages, and whether each message was for the file.
+fn queued(rx: &Receiver<Msg>) -> Vec<(String, bool)> {
+    rx.try_iter()
+        .flat_map(|m| match m {
+            Msg::Lines { lines, to_file } => lines.into_iter().map(move |l| (l, to_file)),
+            _ => panic!("not records"),
+        })
+        .collect()
+}
+
 fn wait_for(what: impl Fn() -> bool) {
     let until = Instant::now() + Duration::from_secs(10);
     while !what() {
@@ -73,19 +83,46 @@ fn an_unwritable_file_is_a_fault_not_a_stop() {
 }
 
 #[test]
-fn without_a_file_a_record_is_only_logged_and_never_queued() {
-    let (tx, rx) = sync_channel(1);
+fn without_a_file_a_record_is_only_logged() {
+    let (tx, rx) = sync_channel(8);
     let trail = AuditTrail::with_queue(tx, Arc::default(), false);
     for _ in 0..3 {
         trail.record(record("P:1"));
     }
-    assert!(rx.try_recv().is_err());
+    let lines = queued(&rx);
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|(_, to_file)| !to_file), "{lines:?}");
     assert_eq!(trail.health.dropped.load(Ordering::Relaxed), 0);
-    // A reopen onto a file queues the records from then on.
+    // A reopen onto a file: the records from then on are for the file too.
     trail.reopen(Some(Path::new("/nonexistent/audit.jsonl")));
     assert!(matches!(rx.try_recv(), Ok(Msg::Reopen(Some(_)))));
     trail.record(record("P:1"));
-    assert!(matches!(rx.try_recv(), Ok(Msg::Record(_))));
+    assert_eq!(queued(&rx).iter().filter(|(_, f)| *f).count(), 1);
+}
+
+/// Issue 23: the writer thread logs the records (off the bridge's thread), and a turn's
+/// records go to it in one message.
+#[test]
+fn a_turns_records_go_to_the_writer_in_one_message() {
+    let (tx, rx) = sync_channel(8);
+    let trail = AuditTrail::with_queue(tx, Arc::default(), true);
+    let turn = trail.defer();
+    for i in 0..5 {
+        trail.record(record(&format!("P:{i}")));
+    }
+    assert!(rx.try_recv().is_err(), "nothing before the turn ends");
+    drop(turn);
+    let Ok(Msg::Lines { lines, to_file }) = rx.try_recv() else {
+        panic!("the turn's records were not queued");
+    };
+    assert!(to_file);
+    let pvs: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["pv"].clone())
+        .collect();
+    assert_eq!(pvs, ["P:0", "P:1", "P:2", "P:3", "P:4"]);
+    assert!(rx.try_recv().is_err());
+    assert_eq!(trail.queued.load(Ordering::Acquire), 5);
 }
 
 #[test]
@@ -112,7 +149,7 @@ fn past_the_byte_bound_a_record_is_kept_with_its_arrays_cut() {
     let mut r = record("P:1");
     r.requested = Some(vec![123_456_789; 10_000].into());
     trail.record(r);
-    let Ok(Msg::Record(line)) = rx.try_recv() else {
+    let Some((line, true)) = queued(&rx).pop() else {
         panic!("the record was not queued");
     };
     assert!(line.len() <= 3000, "{} bytes", line.len());
@@ -178,12 +215,9 @@ fn refusals_past_a_clients_limit_are_counted_and_the_count_goes_on_its_next_reco
     let mut r = record("P:1");
     r.host = "10.0.0.9".into();
     trail.record(r);
-    let lines: Vec<Value> = rx
-        .try_iter()
-        .map(|m| match m {
-            Msg::Record(l) => serde_json::from_str(&l).unwrap(),
-            _ => panic!("not a record"),
-        })
+    let lines: Vec<Value> = queued(&rx)
+        .iter()
+        .map(|(l, _)| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 21);
     assert_eq!(lines[19].get("refusals_suppressed"), None);
