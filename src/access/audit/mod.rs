@@ -44,6 +44,10 @@ pub const AUDIT_QUEUE: usize = 8192;
 /// what fits (at least the record without its arrays is kept).
 pub const AUDIT_QUEUE_BYTES: usize = 16 << 20;
 
+/// A deferral's list of records keeps its room for the next one up to this many records
+/// (a turn's puts; a larger list is freed).
+const KEPT_DEFERRED: usize = 1024;
+
 /// How a shutdown waits for the queue to reach the file at most.
 pub const AUDIT_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -212,6 +216,9 @@ pub struct AuditTrail {
     closed: Arc<AtomicBool>,
     /// Records made while a [`Deferral`] lives, in order (`None`: none lives).
     deferred: Arc<Mutex<Option<Vec<AuditRecord>>>>,
+    /// The list of the last deferral, emptied, for the next one (up to
+    /// [`KEPT_DEFERRED`] records of room).
+    spare: Arc<Mutex<Vec<AuditRecord>>>,
 }
 
 /// While it lives, the trail's records ([`AuditTrail::record`]) wait, and are recorded in
@@ -228,8 +235,13 @@ impl Drop for Deferral {
         let Some(trail) = self.trail.take() else {
             return;
         };
-        let records = trail.deferred.lock().take();
-        trail.record_all(records.into_iter().flatten());
+        let Some(mut records) = trail.deferred.lock().take() else {
+            return;
+        };
+        trail.record_all(&mut records);
+        if records.capacity() <= KEPT_DEFERRED {
+            *trail.spare.lock() = records;
+        }
     }
 }
 
@@ -271,6 +283,7 @@ impl AuditTrail {
             writer: Arc::default(),
             closed: Arc::default(),
             deferred: Arc::default(),
+            spare: Arc::default(),
         }
     }
 
@@ -279,7 +292,7 @@ impl AuditTrail {
     pub fn defer(&self) -> Deferral {
         let mut deferred = self.deferred.lock();
         let trail = deferred.is_none().then(|| {
-            *deferred = Some(Vec::new());
+            *deferred = Some(std::mem::take(&mut *self.spare.lock()));
             self.clone()
         });
         Deferral { trail }
@@ -298,14 +311,17 @@ impl AuditTrail {
             records.push(record);
             return;
         }
-        self.record_all(std::iter::once(record));
+        self.record_all(&mut vec![record]);
     }
 
-    /// [`AuditTrail::record`] of each of `records`, queued together (one message, one
-    /// wakeup of the writer).
-    fn record_all(&self, records: impl IntoIterator<Item = AuditRecord>) {
-        let mut lines = Lines::default();
-        for mut record in records {
+    /// [`AuditTrail::record`] of each of `records` (taken, the list left empty), queued
+    /// together (one message, one wakeup of the writer).
+    fn record_all(&self, records: &mut Vec<AuditRecord>) {
+        let mut lines = Lines {
+            lines: Vec::with_capacity(records.len()),
+            ..Lines::default()
+        };
+        for mut record in records.drain(..) {
             let refusal = is_refusal(&record.outcome);
             let Some(suppressed) = self.admit(&record.host, refusal) else {
                 continue;

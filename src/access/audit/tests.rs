@@ -123,6 +123,11 @@ fn a_turns_records_go_to_the_writer_in_one_message() {
     assert_eq!(pvs, ["P:0", "P:1", "P:2", "P:3", "P:4"]);
     assert!(rx.try_recv().is_err());
     assert_eq!(trail.queued.load(Ordering::Acquire), 5);
+    // The turn's list keeps its room for the next turn.
+    assert!(trail.spare.lock().capacity() >= 5);
+    let next = trail.defer();
+    assert!(trail.spare.lock().capacity() == 0);
+    drop(next);
 }
 
 #[test]
