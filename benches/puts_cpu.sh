@@ -11,9 +11,18 @@
 # server's by thread, and the context switches per put. Uses the e2e client, Galaxy and
 # config that a `cargo bench --bench e2e -- --only puts --no-peer` run leaves in
 # target/bench/.
+#
+# PIN=1 in the environment: the simulator on the last CPU, the server and both clients on
+# the others (as the e2e bench's paced stream rounds, "as if the gateway were another
+# host"); the limit and its clients then have the same CPUs as mxpva and its clients.
+# MXLOG: mxpva's RUST_LOG (default info; warn leaves out the audit's log lines).
 SYS=$1; ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MX=${2:-$ROOT/target/release/mxpva}; OUT=${3:-$ROOT/target/bench/puts-cpu-$SYS}
 SECS=${4:-6}; W=${5:-100}
+SIMCPU=; SRVCPU=
+if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  SIMCPU="taskset -c $(($(nproc) - 1))"; SRVCPU="taskset -c 0-$(($(nproc) - 2))"
+fi
 E2E=$ROOT/target/bench/e2e
 B=$ROOT/target/bench
 rm -rf $OUT; mkdir -p $OUT
@@ -22,14 +31,14 @@ export EPICS_PVAS_INTF_ADDR_LIST=127.0.0.1 EPICS_PVAS_SERVER_PORT=$TCP EPICS_PVA
 mkfifo $OUT/srvin
 if [ $SYS = mxpva ]; then
   sed "s#endpoint = .*#endpoint = \"http://127.0.0.1:$SIMPORT\"#" $B/mxpva-1000.toml > $OUT/mxpva.toml
-  RUST_LOG=warn $MX sim --listen 127.0.0.1:$SIMPORT --galaxy $B/galaxy-1000.toml > $OUT/sim.log 2>&1 &
+  RUST_LOG=warn $SIMCPU $MX sim --listen 127.0.0.1:$SIMPORT --galaxy $B/galaxy-1000.toml > $OUT/sim.log 2>&1 &
   SIM=$!
   sleep 0.5
-  RUST_LOG=${MXLOG:-info} $MX run --config $OUT/mxpva.toml > $OUT/server.log 2>&1 &
+  RUST_LOG=${MXLOG:-info} $SRVCPU $MX run --config $OUT/mxpva.toml > $OUT/server.log 2>&1 &
   SRV=$!
   for i in $(seq 1 200); do grep -q "gateway session up" $OUT/server.log && break; sleep 0.1; done
 else
-  exec 8<> $OUT/srvin; $E2E limit B: 1000 < $OUT/srvin > $OUT/server.log 2>&1 &
+  exec 8<> $OUT/srvin; $SRVCPU $E2E limit B: 1000 < $OUT/srvin > $OUT/server.log 2>&1 &
   SRV=$!; SIM=
 
   for i in $(seq 1 100); do grep -q READY $OUT/server.log && break; sleep 0.1; done
@@ -37,12 +46,12 @@ fi
 unset EPICS_PVAS_INTF_ADDR_LIST EPICS_PVAS_SERVER_PORT EPICS_PVAS_BROADCAST_PORT EPICS_PVAS_BEACON_ADDR_LIST EPICS_PVAS_AUTO_BEACON_ADDR_LIST
 export EPICS_PVA_ADDR_LIST=127.0.0.1 EPICS_PVA_AUTO_ADDR_LIST=NO EPICS_PVA_BROADCAST_PORT=$UDP EPICS_PVA_SERVER_PORT=$TCP
 mkfifo $OUT/monin
-exec 9<> $OUT/monin; $E2E monitor B: 1000 < $OUT/monin > $OUT/monitor.out 2>&1 &
+exec 9<> $OUT/monin; $SRVCPU $E2E monitor B: 1000 < $OUT/monin > $OUT/monitor.out 2>&1 &
 MON=$!
 
 for i in $(seq 1 200); do grep -q READY $OUT/monitor.out && break; sleep 0.1; done
 
-$E2E put B: $W $SECS $OUT/put.txt > $OUT/put.out 2>&1 &
+$SRVCPU $E2E put B: $W $SECS $OUT/put.txt > $OUT/put.out 2>&1 &
 PUTP=$!
 snap() { # per-thread ticks of server, and process ticks of others
   for t in /proc/$SRV/task/*; do echo "srv:$(cat $t/comm) $(awk '{print $14+$15}' $t/stat)"; echo "cs:$(cat $t/comm) $(awk '/ctxt_switches/{s+=$2} END {print s}' $t/status)"; done
