@@ -368,7 +368,7 @@ impl AuditTrail {
             lines.to_file = self.to_file.load(Ordering::Acquire);
         }
         if self.queued.load(Ordering::Acquire) + lines.lines.len() >= AUDIT_QUEUE {
-            self.dropped(1);
+            self.dropped(1, lines.to_file);
             return;
         }
         let Some(mut line) = encode(&record) else {
@@ -428,7 +428,7 @@ impl AuditTrail {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 undo();
-                self.dropped(count);
+                self.dropped(count, to_file);
             }
             Err(TrySendError::Disconnected(Msg::Lines { lines, .. })) => {
                 undo();
@@ -439,17 +439,18 @@ impl AuditTrail {
     }
 
     /// `count` records dropped: the queue is full.
-    fn dropped(&self, count: usize) {
+    fn dropped(&self, count: usize, to_file: bool) {
         let dropped = self
             .health
             .dropped
             .fetch_add(count as u64, Ordering::Relaxed)
             + count as u64;
+        let what = if to_file { "file" } else { "log" };
         if self.health.set_fault(format!(
-            "the audit file falls behind: {dropped} audit records dropped since start"
+            "the audit {what} falls behind: {dropped} audit records dropped since start"
         )) {
             tracing::error!(
-                "the audit file falls behind: audit records are dropped (counted); writes go on"
+                "the audit {what} falls behind: audit records are dropped (counted); writes go on"
             );
         }
     }
@@ -532,6 +533,9 @@ impl Writer {
                     });
                     if to_file {
                         self.write(&lines);
+                    } else if self.health.clear_fault() {
+                        // Without a file, a fault is the log falling behind: caught up.
+                        tracing::info!("the audit log takes records again");
                     }
                     let bytes = lines.iter().map(String::len).sum();
                     self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);

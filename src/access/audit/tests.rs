@@ -282,3 +282,20 @@ fn deferred_records_reach_the_file_in_order_when_the_deferral_ends() {
     assert!(trail.close(Duration::from_secs(5)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without a file the queue feeds the log alone: a log that falls behind drops records,
+/// counted and named as the log's fault.
+#[test]
+fn without_a_file_a_log_that_falls_behind_drops_and_counts() {
+    // No writer: the queue of 1 fills and stays full.
+    let (tx, _rx) = sync_channel(1);
+    let trail = AuditTrail::with_queue(tx, Arc::default(), false);
+    for _ in 0..3 {
+        trail.record(record("P:1"));
+    }
+    assert_eq!(trail.health().dropped(), 2);
+    assert_eq!(
+        trail.health().shown().0.as_deref(),
+        Some("the audit log falls behind: 2 audit records dropped since start")
+    );
+}
