@@ -367,6 +367,11 @@ impl AuditTrail {
         if lines.lines.is_empty() {
             lines.to_file = self.to_file.load(Ordering::Acquire);
         }
+        // Neither a file nor a log that shows it (`RUST_LOG` leaves `mxpva::audit` out):
+        // the record goes nowhere, as its log line would.
+        if !lines.to_file && !tracing::enabled!(target: "mxpva::audit", tracing::Level::INFO) {
+            return;
+        }
         if self.queued.load(Ordering::Acquire) + lines.lines.len() >= AUDIT_QUEUE {
             self.dropped(1, lines.to_file);
             return;
