@@ -353,9 +353,10 @@ impl AuditTrail {
         admitted
     }
 
-    /// Encodes `record` into `lines`, counted in the queue's bytes and records; when a
-    /// file is set and the line is past the queue's byte bound, with its arrays cut to
-    /// fit. Past [`AUDIT_QUEUE`] records the record is dropped (counted).
+    /// Encodes `record` into `lines`, counted in the queue's bytes and records; when the
+    /// line is past the queue's byte bound, with its arrays cut to fit (for the file and
+    /// the log alike: the queue holds it in memory either way). Past [`AUDIT_QUEUE`]
+    /// records the record is dropped (counted).
     fn encode(&self, lines: &mut Lines, mut record: AuditRecord) {
         let encode = |r: &AuditRecord| match serde_json::to_string(r) {
             Ok(line) => Some(line),
@@ -379,16 +380,14 @@ impl AuditTrail {
         let Some(mut line) = encode(&record) else {
             return;
         };
-        if lines.to_file {
-            let queued = self.queued_bytes.load(Ordering::Acquire) + lines.bytes;
-            let room = AUDIT_QUEUE_BYTES.saturating_sub(queued);
-            if line.len() > room {
-                shrink::shrink(&mut record, room);
-                let Some(shrunk) = encode(&record) else {
-                    return;
-                };
-                line = shrunk;
-            }
+        let queued = self.queued_bytes.load(Ordering::Acquire) + lines.bytes;
+        let room = AUDIT_QUEUE_BYTES.saturating_sub(queued);
+        if line.len() > room {
+            shrink::shrink(&mut record, room);
+            let Some(shrunk) = encode(&record) else {
+                return;
+            };
+            line = shrunk;
         }
         lines.bytes += line.len();
         lines.lines.push(line);
@@ -408,11 +407,7 @@ impl AuditTrail {
         // After `close` (or with the writer gone) the lines are logged here, and records
         // for the file counted as failed.
         let unqueued = |lines: &[String]| {
-            crate::logging::held(|| {
-                for line in lines {
-                    tracing::info!(target: "mxpva::audit", "{line}");
-                }
-            });
+            log_lines(lines);
             if to_file {
                 self.health
                     .failed
@@ -513,6 +508,15 @@ impl AuditTrail {
     }
 }
 
+/// Logs `lines` on `mxpva::audit`, each whole and in order, in one write.
+fn log_lines(lines: &[String]) {
+    crate::logging::held(|| {
+        for line in lines {
+            tracing::info!(target: "mxpva::audit", "{line}");
+        }
+    });
+}
+
 struct Writer {
     path: Option<PathBuf>,
     file: Option<File>,
@@ -530,12 +534,7 @@ impl Writer {
         while let Ok(msg) = rx.recv() {
             match msg {
                 Msg::Lines { lines, to_file } => {
-                    // Logged as one write (each line whole and in order).
-                    crate::logging::held(|| {
-                        for line in &lines {
-                            tracing::info!(target: "mxpva::audit", "{line}");
-                        }
-                    });
+                    log_lines(&lines);
                     if to_file {
                         self.write(&lines);
                     } else if self.health.clear_fault() {

@@ -171,27 +171,31 @@ fn a_full_queue_drops_and_counts() {
 
 #[test]
 fn past_the_byte_bound_a_record_is_kept_with_its_arrays_cut() {
-    // No writer: the queue holds what it is given.
-    let (tx, rx) = sync_channel(16);
-    let trail = AuditTrail::with_queue(tx, Arc::default(), true);
-    trail
-        .queued_bytes
-        .store(AUDIT_QUEUE_BYTES - 3000, Ordering::Release);
-    let mut r = record("P:1");
-    r.requested = Some(vec![123_456_789; 10_000].into());
-    trail.record(r);
-    let Some((line, true)) = queued(&rx).pop() else {
-        panic!("the record was not queued");
-    };
-    assert!(line.len() <= 3000, "{} bytes", line.len());
-    let v: Value = serde_json::from_str(&line).unwrap();
-    let kept = v["requested"].as_array().unwrap().len();
-    assert!(kept > 0);
-    assert_eq!(
-        kept as u64 + v["requested_omitted"].as_u64().unwrap(),
-        10_000
-    );
-    assert_eq!(trail.health().dropped(), 0);
+    // With a file and without one (the queue holds the log's lines in memory too).
+    for to_file in [true, false] {
+        // No writer: the queue holds what it is given.
+        let (tx, rx) = sync_channel(16);
+        let trail = AuditTrail::with_queue(tx, Arc::default(), to_file);
+        trail
+            .queued_bytes
+            .store(AUDIT_QUEUE_BYTES - 3000, Ordering::Release);
+        let mut r = record("P:1");
+        r.requested = Some(vec![123_456_789; 10_000].into());
+        logged(|| trail.record(r));
+        let Some((line, for_file)) = queued(&rx).pop() else {
+            panic!("the record was not queued");
+        };
+        assert_eq!(for_file, to_file);
+        assert!(line.len() <= 3000, "{} bytes", line.len());
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let kept = v["requested"].as_array().unwrap().len();
+        assert!(kept > 0);
+        assert_eq!(
+            kept as u64 + v["requested_omitted"].as_u64().unwrap(),
+            10_000
+        );
+        assert_eq!(trail.health().dropped(), 0);
+    }
 }
 
 #[test]
