@@ -94,7 +94,7 @@ impl Bridge {
             pvs.add(cfg, &config.defaults, &server, &events)?;
         }
         let alarms = alarms::Alarms::new(&config, &opts, server.clone(), &events, &pvs)?;
-        let writes = writes::calls::WriteCalls::default();
+        let writes = writes::calls::WriteCalls::new();
         let ops = operate::Ops::new(&config, &server, &events, &writes.in_flight)?;
         Ok(Bridge {
             opts,

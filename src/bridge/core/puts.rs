@@ -147,18 +147,18 @@ impl Bridge {
         });
     }
 
-    /// The end of a turn: the puts queued go out now, in as many calls as may be in flight
-    /// ([`MAX_CALLS`](crate::bridge::writes::calls::MAX_CALLS)); those left go out when a
-    /// call is answered (together).
+    /// The end of a turn: the puts queued go out now, in as many calls as may go
+    /// ([`WriteCalls::may_send`](crate::bridge::writes::calls::WriteCalls::may_send));
+    /// those left go out when a call is answered (together).
     pub(in crate::bridge) fn send_writes(&mut self) {
-        if self.writes.full() || self.writes.queue.is_empty() {
+        if !self.writes.may_send() || self.writes.queue.is_empty() {
             return;
         }
         if self.link.session.is_none() {
             self.writes.link_lost();
             return;
         }
-        while !self.writes.full() && !self.writes.queue.is_empty() {
+        while self.writes.may_send() && !self.writes.queue.is_empty() {
             let pvs = &mut self.pvs;
             let batch = self.writes.take_batch(|q| {
                 // Still waiting (not withdrawn by a reload, not failed), and the PV still

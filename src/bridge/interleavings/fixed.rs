@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use super::gen::{Answering, Edit, Mapping, PvSpec, Step};
 use super::run_history;
 use super::who::Who;
+use crate::bridge::writes::calls::FOLLOW_BATCH;
 
 fn anyone() -> Who {
     Who {
@@ -42,7 +43,7 @@ fn a_late_onwritecomplete_never_confirms_a_write_whose_call_then_fails() {
         Step::Answer(0, Answering::Failed),
     ];
     let counts = Mutex::default();
-    if let Err(e) = run_history(mapping, None, steps, &counts) {
+    if let Err(e) = run_history(mapping, None, FOLLOW_BATCH, steps, &counts) {
         panic!("{e}");
     }
 }
@@ -83,7 +84,7 @@ fn a_put_held_for_an_advise_that_a_reload_voids_is_answered() {
         Step::Put(1, anyone()),
     ];
     let counts = Mutex::default();
-    if let Err(e) = run_history(mapping, None, steps, &counts) {
+    if let Err(e) = run_history(mapping, None, FOLLOW_BATCH, steps, &counts) {
         panic!("{e}");
     }
 }

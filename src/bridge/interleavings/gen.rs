@@ -430,10 +430,13 @@ fn any_set() -> impl Strategy<Value = usize> {
 /// A history: the mapping and the ACF at start, then the steps.
 pub fn any_history(
     steps: std::ops::Range<usize>,
-) -> impl Strategy<Value = (Mapping, Option<usize>, Vec<Step>)> {
+) -> impl Strategy<Value = (Mapping, Option<usize>, usize, Vec<Step>)> {
     (
         any_mapping(),
         prop::option::weighted(0.25, any_set()),
+        // The bridge's `follow_batch`: a history has a few puts queued at most, so a
+        // small one (0: any, up to MAX_CALLS) lets several write calls be in flight.
+        0usize..=2,
         prop::collection::vec(any_step(), steps),
     )
 }

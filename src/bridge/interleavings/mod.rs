@@ -156,7 +156,8 @@ fn acf_dir() -> &'static Path {
 }
 
 impl World {
-    fn new(mut mapping: Mapping, acf_set: Option<usize>) -> Self {
+    /// `follow_batch`: the bridge's [`WriteCalls::follow_batch`](crate::bridge::writes::calls::WriteCalls::follow_batch).
+    fn new(mut mapping: Mapping, acf_set: Option<usize>, follow_batch: usize) -> Self {
         // A config that maps nothing is refused: a history starts with one PV at least.
         if mapping.pvs.iter().all(Option::is_none) {
             if let Some(first) = mapping.pvs.first_mut() {
@@ -185,6 +186,7 @@ impl World {
         let mut configs = HashMap::new();
         configs.insert(1, config.clone());
         let mut bridge = Bridge::new(config, server(), events).unwrap();
+        bridge.writes.follow_batch = follow_batch;
         // The alarm feed is the history's steps (`Step::Alarm`), not a task's.
         bridge.alarms.fed_by_test(&mut bridge.pvs);
         // Discoveries are the history's steps (`Step::Deploy`), not a task's.
@@ -301,6 +303,7 @@ struct Counts {
 fn run_history(
     mapping: Mapping,
     acf_set: Option<usize>,
+    follow_batch: usize,
     steps: Vec<Step>,
     counts: &Mutex<Counts>,
 ) -> Result<(), TestCaseError> {
@@ -313,7 +316,7 @@ fn run_history(
     let _acf = crate::access::test_lock();
     rt.block_on(async {
         take_posted();
-        let mut w = World::new(mapping, acf_set);
+        let mut w = World::new(mapping, acf_set, follow_batch);
         let result = w.run(&steps).await;
         {
             let mut c = counts.lock().unwrap();
@@ -370,9 +373,10 @@ fn generated_histories_keep_every_invariant() {
     });
     let counts = Mutex::new(Counts::default());
     let started = std::time::Instant::now();
-    let result = runner.run(&gen::any_history(50..80), |(mapping, acf, steps)| {
-        run_history(mapping, acf, steps, &counts)
-    });
+    let result = runner.run(
+        &gen::any_history(50..80),
+        |(mapping, acf, follow, steps)| run_history(mapping, acf, follow, steps, &counts),
+    );
     let _ = std::fs::remove_dir_all(acf_dir());
     let c = counts.lock().unwrap();
     let kinds: Vec<String> = gen::KINDS

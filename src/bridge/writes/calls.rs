@@ -2,9 +2,13 @@
 //!
 //! Puts ready in one turn of the bridge loop go out together at its end: one WriteBulk
 //! (Write2Bulk, WriteSecuredBulk) per write kind, each entry answered in place; a lone
-//! put goes as a plain Write, so one writer never waits for a batch. Up to [`MAX_CALLS`]
-//! calls are in flight at once; puts that arrive while that many are, go out together
-//! when one is answered. A PV has at most one put in the calls in flight: the calls may
+//! put goes as a plain Write, so one writer never waits for a batch. While a call is in
+//! flight, the puts that arrive wait for its answer and then go out together, unless
+//! they fill a batch of [`FOLLOW_BATCH`] (as Nagle's rule for TCP: a small segment waits
+//! for the one in flight, a full one goes): under a flood the calls stay large, so their
+//! cost (a gRPC call's, in mxpva and in the gateway) is shared by many puts (issue 23).
+//! Up to [`MAX_CALLS`] calls are in flight at once; puts that arrive while that many
+//! are, go out together when one is answered. A PV has at most one put in the calls in flight: the calls may
 //! be run in any order, and OnWriteComplete names only the item, so a PV's second put
 //! waits (queued) until the call of its first is answered, as the PV's writes must reach
 //! System Platform in the order they were accepted.
@@ -37,6 +41,15 @@ const MAX_CALL_BYTES: usize = 4 << 20;
 /// and a gateway whose worker runs one call at a time is not handed a queue of them
 /// (four at most, about 1,000 puts).
 pub(in crate::bridge) const MAX_CALLS: usize = 4;
+
+/// While a write call is in flight, another goes only with at least this many puts
+/// queued (a full batch); fewer wait for an answer, then go together. A lone writer
+/// never waits: with no call in flight its put goes at once. With 100 writers
+/// (`benches/puts_cpu.sh`) calls went out with about 37 puts each while any of
+/// [`MAX_CALLS`] could go, 50 with this rule; in alternating runs
+/// (`benches/puts_ab.sh`) one call at a time made 6% to 18% more puts/s (four sets),
+/// this rule 2% more in the one set run (issue 23, docs/performance.md).
+pub(in crate::bridge) const FOLLOW_BATCH: usize = MAX_BULK;
 
 /// A put waiting for its write call.
 pub(in crate::bridge) struct Queued {
@@ -76,6 +89,9 @@ pub(in crate::bridge) enum Timer {
 
 #[derive(Default)]
 pub(in crate::bridge) struct WriteCalls {
+    /// While a call is in flight, another goes only with this many puts queued
+    /// ([`FOLLOW_BATCH`] in service; see [`WriteCalls::new`]).
+    pub follow_batch: usize,
     /// Puts sent to the gateway and not yet answered, over all PVs (each
     /// [`PendingWrite`](super::pending::PendingWrite) holds one count, see
     /// [`InFlight`](super::pending::InFlight)); read by the status PVs.
@@ -100,6 +116,13 @@ pub(in crate::bridge) struct WriteCalls {
 }
 
 impl WriteCalls {
+    pub fn new() -> Self {
+        WriteCalls {
+            follow_batch: FOLLOW_BATCH,
+            ..WriteCalls::default()
+        }
+    }
+
     pub fn add_timer(&mut self, at: Instant, id: u64, timer: Timer) {
         self.timers.insert((at, id), timer);
     }
@@ -119,9 +142,11 @@ impl WriteCalls {
         self.timers.first_key_value().map(|(&(at, _), _)| at)
     }
 
-    /// Whether [`MAX_CALLS`] write calls are in flight: no other call goes now.
-    pub fn full(&self) -> bool {
-        self.calls.len() >= MAX_CALLS
+    /// Whether a write call may go now: none is in flight, or fewer than
+    /// [`MAX_CALLS`] are and `follow_batch` puts are queued.
+    pub fn may_send(&self) -> bool {
+        self.calls.is_empty()
+            || (self.calls.len() < MAX_CALLS && self.queue.len() >= self.follow_batch)
     }
 
     /// Write calls in flight.
@@ -328,6 +353,44 @@ mod tests {
         let ids: Vec<u64> = w.take_batch(|_| true).iter().map(|q| q.id).collect();
         assert_eq!(ids, [6]);
         assert!(w.queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn while_a_call_is_in_flight_only_a_full_batch_goes() {
+        let mut w = WriteCalls::new();
+        // No call in flight: a lone put goes at once.
+        w.queue.push_back(queued(0, 0, MxValue::Int32(1)));
+        assert!(w.may_send());
+        let batch = w.take_batch(|_| true);
+        w.start(batch);
+        // One in flight: puts short of a full batch wait for its answer.
+        for i in 1..FOLLOW_BATCH as u64 {
+            w.queue.push_back(queued(i, i, MxValue::Int32(1)));
+        }
+        assert!(!w.may_send());
+        // A full batch goes beside it, up to MAX_CALLS calls.
+        w.queue
+            .push_back(queued(FOLLOW_BATCH as u64, 0, MxValue::Int32(1)));
+        assert!(w.may_send());
+        for k in 1..MAX_CALLS as u64 {
+            assert!(w.may_send());
+            let batch = w.take_batch(|_| true);
+            assert!(!batch.is_empty());
+            w.start(batch);
+            for i in 0..FOLLOW_BATCH as u64 {
+                w.queue
+                    .push_back(queued(1000 * k + i, i, MxValue::Int32(1)));
+            }
+        }
+        assert_eq!(w.calls_in_flight(), MAX_CALLS);
+        assert!(w.queue.len() >= FOLLOW_BATCH);
+        assert!(!w.may_send(), "no more than MAX_CALLS in flight");
+        // Once the calls are answered, what waits goes.
+        let calls: Vec<WriteCall> = std::mem::take(&mut w.outbox);
+        for c in &calls {
+            assert!(w.answered(c.call, &c.puts));
+        }
+        assert!(w.may_send());
     }
 
     #[tokio::test]
