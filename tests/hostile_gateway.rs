@@ -480,7 +480,8 @@ async fn a_write_call_failing_in_transport_is_a_gateway_error_and_never_retried(
         next_write(&mut rig).await,
         (handle("Plant.SP1"), double(1.0).kind)
     );
-    // A put to another PV goes at once: a second write call in flight.
+    // A put to another PV goes once it has waited the bridge's hold for the call in
+    // flight (2 ms): a second write call in flight.
     let put = |pv: &'static str, value: &'static str| {
         let env = env.clone();
         tokio::spawn(async move { clients().p4p_put(&env, pv, value).await })

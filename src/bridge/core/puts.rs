@@ -139,26 +139,31 @@ impl Bridge {
             early: None,
         });
         // Sent at the end of the turn (`send_writes`), with the turn's other puts.
-        self.writes.queue.push_back(Queued {
-            pv: i,
-            id,
-            kind,
-            entry,
-        });
+        self.writes.enqueue(
+            Queued {
+                pv: i,
+                id,
+                kind,
+                entry,
+            },
+            tokio::time::Instant::now(),
+        );
     }
 
     /// The end of a turn: the puts queued go out now, in as many calls as may go
     /// ([`WriteCalls::may_send`](crate::bridge::writes::calls::WriteCalls::may_send));
     /// those left go out when a call is answered (together).
     pub(in crate::bridge) fn send_writes(&mut self) {
-        if !self.writes.may_send() || self.writes.queue.is_empty() {
+        let now = tokio::time::Instant::now();
+        if !self.writes.may_send(now) || self.writes.queue.is_empty() {
             return;
         }
         if self.link.session.is_none() {
             self.writes.link_lost();
             return;
         }
-        while self.writes.may_send() && !self.writes.queue.is_empty() {
+        let mut stuck = false;
+        while self.writes.may_send(now) && !self.writes.queue.is_empty() {
             let pvs = &mut self.pvs;
             let batch = self.writes.take_batch(|q| {
                 // Still waiting (not withdrawn by a reload, not failed), and the PV still
@@ -188,10 +193,12 @@ impl Bridge {
             });
             if batch.is_empty() {
                 // What is left waits for a PV's call in flight.
+                stuck = true;
                 break;
             }
             self.writes.start(batch);
         }
+        self.writes.sent(stuck);
     }
 
     /// A write call answered: accepted puts wait for OnWriteComplete (within the write

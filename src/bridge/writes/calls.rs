@@ -5,8 +5,10 @@
 //! put goes as a plain Write, so one writer never waits for a batch. While a call is in
 //! flight, the puts that arrive wait for its answer and then go out together, unless
 //! they fill a batch of [`FOLLOW_BATCH`] (as Nagle's rule for TCP: a small segment waits
-//! for the one in flight, a full one goes): under a flood the calls stay large, so their
-//! cost (a gRPC call's, in mxpva and in the gateway) is shared by many puts (issue 23).
+//! for the one in flight, a full one goes) or have waited [`HOLD`]: under a flood the
+//! calls stay large, so their cost (a gRPC call's, in mxpva and in the gateway) is shared
+//! by many puts (issue 23), and a call the gateway is slow to answer holds the other PVs'
+//! puts no longer than that.
 //! Up to [`MAX_CALLS`] calls are in flight at once; puts that arrive while that many
 //! are, go out together when one is answered. A PV has at most one put in the calls in flight: the calls may
 //! be run in any order, and OnWriteComplete names only the item, so a PV's second put
@@ -51,6 +53,12 @@ pub(in crate::bridge) const MAX_CALLS: usize = 4;
 /// this rule 2% more in the one set run (issue 23, docs/performance.md).
 pub(in crate::bridge) const FOLLOW_BATCH: usize = MAX_BULK;
 
+/// Puts queued behind a call in flight wait at most this long for its answer; then they
+/// go in a call of their own (up to [`MAX_CALLS`]), so that one call the gateway holds
+/// does not hold the puts to every other PV. A call's answer takes well under this when
+/// the gateway keeps up (a put's whole round trip for one writer is about 0.5 ms here).
+pub(in crate::bridge) const HOLD: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// A put waiting for its write call.
 pub(in crate::bridge) struct Queued {
     pub pv: PvId,
@@ -92,6 +100,9 @@ pub(in crate::bridge) struct WriteCalls {
     /// While a call is in flight, another goes only with this many puts queued
     /// ([`FOLLOW_BATCH`] in service; see [`WriteCalls::new`]).
     pub follow_batch: usize,
+    /// Since when the queued puts wait behind the calls in flight (the first's arrival),
+    /// until they go or can only wait for a call's answer (each a PV with a put in one).
+    held_since: Option<Instant>,
     /// Puts sent to the gateway and not yet answered, over all PVs (each
     /// [`PendingWrite`](super::pending::PendingWrite) holds one count, see
     /// [`InFlight`](super::pending::InFlight)); read by the status PVs.
@@ -137,16 +148,39 @@ impl WriteCalls {
         self.next_write
     }
 
-    /// The first timer's deadline.
+    /// The first timer's deadline, or the end of the queued puts' [`HOLD`].
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.first_key_value().map(|(&(at, _), _)| at)
+        let timer = self.timers.first_key_value().map(|(&(at, _), _)| at);
+        let hold = self.hold_ends().filter(|_| self.calls.len() < MAX_CALLS);
+        timer.into_iter().chain(hold).min()
     }
 
-    /// Whether a write call may go now: none is in flight, or fewer than
-    /// [`MAX_CALLS`] are and `follow_batch` puts are queued.
-    pub fn may_send(&self) -> bool {
+    fn hold_ends(&self) -> Option<Instant> {
+        self.held_since.map(|t| t + HOLD)
+    }
+
+    /// Queues `q` (arrived `now`) for the next call.
+    pub fn enqueue(&mut self, q: Queued, now: Instant) {
+        self.queue.push_back(q);
+        self.held_since.get_or_insert(now);
+    }
+
+    /// Whether a write call may go at `now`: none is in flight, or fewer than
+    /// [`MAX_CALLS`] are and `follow_batch` puts are queued or they have waited [`HOLD`].
+    pub fn may_send(&self, now: Instant) -> bool {
         self.calls.is_empty()
-            || (self.calls.len() < MAX_CALLS && self.queue.len() >= self.follow_batch)
+            || (self.calls.len() < MAX_CALLS
+                && (self.queue.len() >= self.follow_batch
+                    || self.hold_ends().is_some_and(|end| now >= end)))
+    }
+
+    /// After a turn's calls: the puts left queued wait on (`stuck`: none of them could go
+    /// now, each of a PV with a put in a call in flight; they wait for its answer, not for
+    /// a deadline).
+    pub fn sent(&mut self, stuck: bool) {
+        if self.queue.is_empty() || stuck {
+            self.held_since = None;
+        }
     }
 
     /// Write calls in flight.
@@ -183,6 +217,7 @@ impl WriteCalls {
     /// The link is gone: puts not sent and calls in flight are dropped (their puts are
     /// answered by the PVs' `connection_lost`).
     pub fn link_lost(&mut self) {
+        self.held_since = None;
         self.queue.clear();
         self.calls.clear();
         self.busy.clear();
@@ -356,41 +391,64 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn while_a_call_is_in_flight_only_a_full_batch_goes() {
+    async fn while_a_call_is_in_flight_only_a_full_batch_or_a_held_one_goes() {
+        let t0 = Instant::now();
         let mut w = WriteCalls::new();
         // No call in flight: a lone put goes at once.
-        w.queue.push_back(queued(0, 0, MxValue::Int32(1)));
-        assert!(w.may_send());
+        w.enqueue(queued(0, 0, MxValue::Int32(1)), t0);
+        assert!(w.may_send(t0));
         let batch = w.take_batch(|_| true);
         w.start(batch);
-        // One in flight: puts short of a full batch wait for its answer.
+        w.sent(false);
+        assert_eq!(w.next_deadline(), None);
+        // One in flight: puts short of a full batch wait for its answer, HOLD at most.
         for i in 1..FOLLOW_BATCH as u64 {
-            w.queue.push_back(queued(i, i, MxValue::Int32(1)));
+            w.enqueue(queued(i, i, MxValue::Int32(1)), t0);
         }
-        assert!(!w.may_send());
-        // A full batch goes beside it, up to MAX_CALLS calls.
-        w.queue
-            .push_back(queued(FOLLOW_BATCH as u64, 0, MxValue::Int32(1)));
-        assert!(w.may_send());
+        assert!(!w.may_send(t0));
+        assert_eq!(w.next_deadline(), Some(t0 + HOLD));
+        assert!(w.may_send(t0 + HOLD));
+        // A full batch goes at once beside it, up to MAX_CALLS calls.
+        w.enqueue(queued(FOLLOW_BATCH as u64, 0, MxValue::Int32(1)), t0);
+        assert!(w.may_send(t0));
         for k in 1..MAX_CALLS as u64 {
-            assert!(w.may_send());
+            assert!(w.may_send(t0));
             let batch = w.take_batch(|_| true);
             assert!(!batch.is_empty());
             w.start(batch);
             for i in 0..FOLLOW_BATCH as u64 {
-                w.queue
-                    .push_back(queued(1000 * k + i, i, MxValue::Int32(1)));
+                w.enqueue(queued(1000 * k + i, i, MxValue::Int32(1)), t0);
             }
         }
         assert_eq!(w.calls_in_flight(), MAX_CALLS);
         assert!(w.queue.len() >= FOLLOW_BATCH);
-        assert!(!w.may_send(), "no more than MAX_CALLS in flight");
+        assert!(!w.may_send(t0 + HOLD), "no more than MAX_CALLS in flight");
+        assert_eq!(w.next_deadline(), None, "no hold to wake for at MAX_CALLS");
         // Once the calls are answered, what waits goes.
         let calls: Vec<WriteCall> = std::mem::take(&mut w.outbox);
         for c in &calls {
             assert!(w.answered(c.call, &c.puts));
         }
-        assert!(w.may_send());
+        assert!(w.may_send(t0));
+    }
+
+    #[tokio::test]
+    async fn puts_that_wait_only_for_their_pvs_call_have_no_deadline() {
+        let t0 = Instant::now();
+        let mut w = WriteCalls::new();
+        w.enqueue(queued(1, 1, MxValue::Int32(1)), t0);
+        let batch = w.take_batch(|_| true);
+        w.start(batch);
+        w.sent(false);
+        // PV 1's second put waits for the call of its first, whatever the hold.
+        w.enqueue(queued(1, 2, MxValue::Int32(2)), t0);
+        assert!(w.may_send(t0 + HOLD));
+        assert!(w.take_batch(|_| true).is_empty());
+        w.sent(true);
+        assert_eq!(w.next_deadline(), None, "no timer spins for it");
+        // Another PV's put arms the hold again.
+        w.enqueue(queued(2, 3, MxValue::Int32(3)), t0 + HOLD);
+        assert_eq!(w.next_deadline(), Some(t0 + HOLD + HOLD));
     }
 
     #[tokio::test]
