@@ -267,7 +267,16 @@ async fn a_deploy_adds_removes_and_retypes_and_the_rest_never_flicker() {
             assert_eq!(v["sev"], 0, "{pv} flickered: {v}");
         }
     }
-    let mut shown = Vec::new();
+    // pvmonitor's own lines since: up to one of Tank001:Level (its output reaches the test
+    // when pvmonitor writes it, not with the p4p lines above), then what else came.
+    let mut shown: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !shown.iter().any(|l| l.starts_with("Tank001:Level")) {
+        match tokio::time::timeout_at(deadline, pvmon.recv()).await {
+            Ok(Some(line)) => shown.push(line),
+            _ => break,
+        }
+    }
     while let Ok(line) = pvmon.try_recv() {
         shown.push(line);
     }
