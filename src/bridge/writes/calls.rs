@@ -8,12 +8,12 @@
 //! for the one in flight, a full one goes) or have waited [`HOLD`]: under a flood the
 //! calls stay large, so their cost (a gRPC call's, in mxpva and in the gateway) is shared
 //! by many puts (issue 23), and a call the gateway is slow to answer holds the other PVs'
-//! puts no longer than that.
-//! Up to [`MAX_CALLS`] calls are in flight at once; puts that arrive while that many
-//! are, go out together when one is answered. A PV has at most one put in the calls in flight: the calls may
-//! be run in any order, and OnWriteComplete names only the item, so a PV's second put
-//! waits (queued) until the call of its first is answered, as the PV's writes must reach
-//! System Platform in the order they were accepted.
+//! puts no longer than that. Up to [`MAX_CALLS`] calls are in flight at once; puts that
+//! arrive while that many are, go out together when one is answered. A PV has at most
+//! one put in the calls in flight: the calls may be run in any order, and
+//! OnWriteComplete names only the item, so a PV's second put waits (queued) until the
+//! call of its first is answered, as the PV's writes must reach System Platform in the
+//! order they were accepted.
 //!
 //! The calls are data ([`WriteCall`]) that the adapter makes ([`make`], futures polled by
 //! its loop, no task per put) and answers ([`CallDone`]); the write timeouts and settle
@@ -197,6 +197,11 @@ impl WriteCalls {
         }
         for (pv, _) in puts {
             self.busy.remove(pv);
+        }
+        // Puts that waited only for this call may go now, beside the other calls in
+        // flight, after the hold at most.
+        if !self.queue.is_empty() {
+            self.held_since.get_or_insert_with(Instant::now);
         }
         true
     }
@@ -449,6 +454,18 @@ mod tests {
         // Another PV's put arms the hold again.
         w.enqueue(queued(2, 3, MxValue::Int32(3)), t0 + HOLD);
         assert_eq!(w.next_deadline(), Some(t0 + HOLD + HOLD));
+        let batch = w.take_batch(|_| true);
+        assert_eq!(batch.len(), 1, "PV 2's put goes; PV 1's still waits");
+        w.start(batch);
+        w.sent(true);
+        assert_eq!(w.next_deadline(), None);
+        // PV 1's first call is answered while PV 2's is in flight: its second put may go
+        // after the hold, not only once PV 2's call is answered too.
+        let first = w.outbox.remove(0);
+        assert!(w.answered(first.call, &first.puts));
+        let armed = w.next_deadline().expect("the hold is armed again");
+        assert!(w.may_send(armed));
+        assert_eq!(w.take_batch(|_| true).len(), 1);
     }
 
     #[tokio::test]
