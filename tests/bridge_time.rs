@@ -237,7 +237,9 @@ async fn timestamps_never_go_back_through_alarm_raises_clears_and_acknowledgemen
     );
     let mut monitor_lines = vec![first];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !monitor_lines.last().is_some_and(|l| l.contains("12.5")) {
+    // The value's field, not the line: a time of day such as 20:13:12.557 holds "12.5".
+    let shows_last = |l: &String| l.split_whitespace().nth(3) == Some("12.5");
+    while !monitor_lines.last().is_some_and(shows_last) {
         match tokio::time::timeout_at(deadline, pvmonitor.recv()).await {
             Ok(Some(line)) => monitor_lines.push(line),
             _ => panic!("pvmonitor never showed 12.5: {monitor_lines:#?}"),
